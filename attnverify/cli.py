@@ -1,0 +1,247 @@
+"""The `attnverify` command line: parse, call one library function, print or write.
+
+Bad input (an `InputError`, a bad flag) prints one line ``attnverify: error: ...`` and
+exits with code 2; no output file is left half-written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from attnverify.errors import InputError
+from attnverify.spec import CHOICES, HELP, PAPER, SMALL, ModelSpec
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad flag on one line (exit code 2), without the usage block."""
+
+    def error(self, message: str):  # noqa: D102
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+# -- spec flags, generated from the dataclass so they never drift ---------------------------
+def add_spec_arguments(parser: argparse.ArgumentParser, *, sizes: bool = True) -> None:
+    group = parser.add_argument_group("model spec (defaults: see `attnverify spec`)")
+    if sizes:
+        group.add_argument("--sizes", choices=("small", "paper"), default=None,
+                           help="size preset: small (T=16, d_e=32, K=8) or paper (T=256, d_e=128, K=6)")
+    for field in dataclasses.fields(ModelSpec):
+        flag = "--" + field.name.replace("_", "-")
+        if field.type == "bool":
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=HELP[field.name])
+        elif field.name in CHOICES:
+            group.add_argument(flag, choices=CHOICES[field.name], default=None, help=HELP[field.name])
+        elif sizes:
+            group.add_argument(flag, type=int, default=None, metavar="N", help=HELP[field.name])
+
+
+def spec_from_args(args: argparse.Namespace, default: ModelSpec) -> ModelSpec:
+    preset = getattr(args, "sizes", None)
+    base = {"small": SMALL, "paper": PAPER}.get(preset, default)
+    changes = {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(ModelSpec)
+        if getattr(args, f.name, None) is not None
+    }
+    return base.replace(**changes)
+
+
+def _enable_x64() -> None:
+    # Identity checks run in float64; this must happen before any array exists.
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+
+
+def _write_json(path: str, payload: Any) -> None:
+    from attnverify.numerics.modelfile import atomic_write
+
+    def write(tmp: str) -> None:
+        Path(tmp).write_text(json.dumps(payload, indent=2) + "\n")
+
+    atomic_write(path, write)
+
+
+# -- derive ---------------------------------------------------------------------------------
+def cmd_derive(args: argparse.Namespace) -> int:
+    from attnverify.theory.display import derivation_json, derivation_text
+
+    spec = spec_from_args(args, PAPER)
+    if args.what == "gradient":
+        from attnverify.theory.derivations import derive_gradient
+
+        derivation = derive_gradient(spec, explicit_check=args.explicit_check)
+        if args.json:
+            print(json.dumps(derivation_json(derivation), indent=2))
+        else:
+            print(derivation_text(derivation, latex=args.latex))
+        return 0
+    raise InputError(f"unknown derivation {args.what!r}")
+
+
+# -- verify ---------------------------------------------------------------------------------
+def cmd_verify(args: argparse.Namespace) -> int:
+    _enable_x64()
+    from attnverify.verification import claims as _claims  # noqa: F401  (fills the registry)
+    from attnverify.verification.registry import select
+    from attnverify.verification.sweep import run_claim
+    from attnverify.verification.table import claims_table
+
+    spec = spec_from_args(args, SMALL)
+    chosen = select(args.claims)
+    print(f"spec: {spec.to_json()}", file=sys.stderr)
+    results = [
+        run_claim(c, spec, trials=args.trials, seed=args.seed, dtype=args.dtype, scale=args.scale,
+                  chunk_size=args.chunk_size, progress=not args.quiet)
+        for c in chosen
+    ]
+    print(claims_table(results))
+    if args.json:
+        _write_json(args.json, [r.to_json() for r in results])
+    return 1 if any(r.unexpected for r in results) else 0
+
+
+def cmd_claims(args: argparse.Namespace) -> int:
+    from attnverify.verification import claims as _claims  # noqa: F401
+    from attnverify.verification.registry import REGISTRY
+
+    for claim in REGISTRY.values():
+        holds = "" if claim.holds else "  [expected to FAIL]"
+        print(f"{claim.id:28s} {claim.group:12s} {claim.statement}{holds}")
+    return 0
+
+
+# -- models ---------------------------------------------------------------------------------
+def builtin_vocab(size: int) -> list[str]:
+    from attnverify.numerics.tokenize import CLS_TOKEN, UNK_TOKEN
+
+    words = resources.files("attnverify").joinpath("data/words.txt").read_text().split()
+    vocab = [CLS_TOKEN, UNK_TOKEN] + words
+    if size > len(vocab):
+        vocab += [f"word{j}" for j in range(size - len(vocab))]
+    return vocab[:size]
+
+
+def cmd_init_model(args: argparse.Namespace) -> int:
+    _enable_x64()
+    import jax
+
+    from attnverify.numerics import modelfile
+    from attnverify.numerics.draws import draw_params
+
+    vocab = None
+    if args.vocab:
+        path = Path(args.vocab)
+        if not path.is_file():
+            raise InputError(f"{path}: no such vocabulary file")
+        from attnverify.numerics.tokenize import CLS_TOKEN, UNK_TOKEN
+
+        vocab = [CLS_TOKEN, UNK_TOKEN] + [w for w in path.read_text().split() if w not in (CLS_TOKEN, UNK_TOKEN)]
+    default = PAPER.replace(vocab_size=len(vocab) if vocab else len(builtin_vocab(10**6)))
+    spec = spec_from_args(args, default)
+    vocab = (vocab or builtin_vocab(spec.vocab_size))[: spec.vocab_size]
+    if len(vocab) != spec.vocab_size:
+        raise InputError(f"--vocab-size {spec.vocab_size} exceeds the {len(vocab)} words of {args.vocab}")
+    params = draw_params(jax.random.PRNGKey(args.seed), spec, scale=args.scale)
+    modelfile.save(args.out, spec, params, vocab)
+    print(f"wrote {args.out}: {spec.to_json()}")
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    _enable_x64()
+    from attnverify.numerics import modelfile
+    from attnverify.numerics.explanations import NAMES, explain
+    from attnverify.numerics.tokenize import encode
+
+    loaded = modelfile.load(args.model)
+    tokens, kept = encode(args.text, loaded.vocab, loaded.spec.max_len)
+    result = {"tokens": kept, **explain(loaded.params, tokens, loaded.spec, len(kept))}
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"explained output ({loaded.spec.output_link}, class {loaded.spec.explained_class}): "
+          f"{result['logit']:+.6g}")
+    header = f"{'token':>16s}" + "".join(f"{n:>14s}" for n in NAMES)
+    print(header)
+    for j, word in enumerate(kept):
+        print(f"{word[:16]:>16s}" + "".join(f"{result[n][j]:>14.5g}" for n in NAMES))
+    return 0
+
+
+def cmd_spec(args: argparse.Namespace) -> int:
+    spec = spec_from_args(args, PAPER)
+    print(json.dumps(dataclasses.asdict(spec), indent=2))
+    return 0
+
+
+# -- parser ---------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="attnverify", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("derive", help="derive with SymPy and compare with the paper's statement")
+    p.add_argument("what", choices=("gradient",), help="which derivation")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--latex", action="store_true", help="print LaTeX")
+    fmt.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--explicit-check", action="store_true",
+                   help="also prove each comparison at explicit small sizes (slower)")
+    add_spec_arguments(p, sizes=False)
+    p.set_defaults(run=cmd_derive)
+
+    p = sub.add_parser("verify", help="sweep claims over random parameter draws")
+    p.add_argument("claims", nargs="*", default=["all"], help="claim ids or groups (default: all)")
+    p.add_argument("--trials", type=int, default=1000, help="parameter draws per claim")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    p.add_argument("--scale", type=float, default=1.0, help="multiplies the U(-0.1, 0.1) init bound")
+    p.add_argument("--chunk-size", type=int, default=256, help="draws per jit(vmap) call")
+    p.add_argument("--json", metavar="PATH", help="write the results as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_spec_arguments(p)
+    p.set_defaults(run=cmd_verify)
+
+    p = sub.add_parser("claims", help="list the registered claims")
+    p.set_defaults(run=cmd_claims)
+
+    p = sub.add_parser("spec", help="print the model spec the flags describe")
+    add_spec_arguments(p)
+    p.set_defaults(run=cmd_spec)
+
+    p = sub.add_parser("init-model", help="write a randomly initialised model file")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="output .npz path")
+    p.add_argument("--scale", type=float, default=1.0, help="multiplies the U(-0.1, 0.1) init bound")
+    p.add_argument("--vocab", help="file of words (whitespace-separated); default: a built-in list")
+    add_spec_arguments(p)
+    p.set_defaults(run=cmd_init_model)
+
+    p = sub.add_parser("explain", help="attention and gradient explanations of one text")
+    p.add_argument("--model", required=True, help="model .npz file")
+    p.add_argument("--text", required=True, help="the document")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(run=cmd_explain)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except InputError as err:
+        print(f"attnverify: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("attnverify: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

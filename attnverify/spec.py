@@ -1,0 +1,156 @@
+"""The model spec: the single source of truth for sizes and modelling assumptions.
+
+Every layer reads the model from here: `theory` builds the SymPy expression, `numerics`
+builds the JAX model, `verification` decides which claims' hypotheses hold. The defaults
+are the paper's (Lopardo, Precioso & Garreau 2024; THEORY.md §1.2).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from attnverify.errors import InputError
+
+#: Allowed values of each categorical switch (first entry = the paper's choice).
+CHOICES: dict[str, tuple[str, ...]] = {
+    "head_aggregation": ("mean", "sum"),
+    "query": ("cls", "mean"),
+    "value_nonlinearity": ("none", "tanh"),
+    "output_link": ("logit", "sigmoid", "softmax"),
+}
+
+#: One-line help per field, used by the CLI so flags and spec never drift apart.
+HELP: dict[str, str] = {
+    "max_len": "T, number of positions ([CLS] + words + UNK padding)",
+    "d_embed": "d_e, embedding width",
+    "d_att": "d_att, query/key width",
+    "d_out": "d_out, value width",
+    "heads": "K, number of heads",
+    "classes": "C, number of classes",
+    "vocab_size": "V, vocabulary size including [CLS] and UNK",
+    "explained_class": "class whose output is explained (the paper: 1)",
+    "scale_scores": "divide scores by sqrt(d_att)",
+    "positional": "add the sinusoidal positional encoding",
+    "head_aggregation": "combine heads by mean (paper) or sum",
+    "query": "query from the [CLS] embedding (paper) or from the mean token embedding",
+    "value_nonlinearity": "none (paper) or tanh applied to the values",
+    "output_link": "explained output: raw class logit (paper), sigmoid of it, or softmax probability",
+    "biases": "add biases to the query, key, value and classifier maps",
+}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Sizes and assumption switches of the one-layer multi-head attention classifier.
+
+    The explained output is
+    ``f = link(agg_i W_l^(i) sum_t alpha_t^(i) v_t^(i))`` with
+    ``alpha^(i) = softmax(<q^(i), W_k^(i) e_t> / sqrt(d_att))`` (THEORY.md §1.2).
+    """
+
+    max_len: int = 256
+    d_embed: int = 128
+    d_att: int = 64
+    d_out: int = 64
+    heads: int = 6
+    classes: int = 2
+    vocab_size: int = 1000
+    explained_class: int = 1
+    scale_scores: bool = True
+    positional: bool = True
+    head_aggregation: str = "mean"
+    query: str = "cls"
+    value_nonlinearity: str = "none"
+    output_link: str = "logit"
+    biases: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("d_embed", "d_att", "d_out", "heads", "vocab_size"):
+            if getattr(self, name) < 1:
+                raise InputError(f"spec: {name} must be >= 1, got {getattr(self, name)}")
+        if self.max_len < 2:
+            raise InputError(f"spec: max_len (T) must be >= 2 ([CLS] plus one word), got {self.max_len}")
+        if self.classes < 2:
+            raise InputError(f"spec: classes must be >= 2, got {self.classes}")
+        if self.vocab_size < 2:
+            raise InputError("spec: vocab_size must be >= 2 ([CLS] and UNK)")
+        if not 0 <= self.explained_class < self.classes:
+            raise InputError(
+                f"spec: explained_class must be in 0..{self.classes - 1}, got {self.explained_class}"
+            )
+        for name, allowed in CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise InputError(
+                    f"spec: {name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}"
+                )
+
+    # -- hypotheses -------------------------------------------------------------------
+    def deviations(self) -> dict[str, Any]:
+        """Switches that differ from the paper's model, as ``{name: value}``."""
+        paper = ModelSpec()
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name in SWITCHES and getattr(self, f.name) != getattr(paper, f.name)
+        }
+
+    def satisfies(self, requires: dict[str, Any]) -> bool:
+        """True when every ``{field: value}`` hypothesis holds for this spec."""
+        return all(getattr(self, k) == v for k, v in requires.items())
+
+    # -- serialisation ------------------------------------------------------------------
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelSpec:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise InputError(f"spec: not valid JSON ({err.msg})") from None
+        if not isinstance(data, dict):
+            raise InputError("spec: expected a JSON object")
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelSpec:
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise InputError(f"spec: unknown field(s) {', '.join(unknown)}")
+        for name, value in data.items():
+            want = known[name].type
+            ok = (
+                isinstance(value, bool)
+                if want == "bool"
+                else isinstance(value, int) and not isinstance(value, bool)
+                if want == "int"
+                else isinstance(value, str)
+            )
+            if not ok:
+                raise InputError(f"spec: field {name} must be {want}, got {value!r}")
+        return cls(**data)
+
+    def replace(self, **changes: Any) -> ModelSpec:
+        return dataclasses.replace(self, **changes)
+
+
+#: The assumption switches (as opposed to sizes).
+SWITCHES = (
+    "scale_scores",
+    "positional",
+    "head_aggregation",
+    "query",
+    "value_nonlinearity",
+    "output_link",
+    "biases",
+)
+
+#: The paper's model at its sizes.
+PAPER = ModelSpec()
+
+#: Small sizes for sweeps and tests (THEORY.md §8.7: T = 6..32, d_e = 8..32).
+SMALL = ModelSpec(max_len=16, d_embed=32, d_att=16, d_out=16, heads=8, vocab_size=64)

@@ -1,0 +1,48 @@
+"""Random parameter draws with the paper's initialisation (THEORY.md §1.2).
+
+Embedding table N(0, 1) (PyTorch's default, never re-initialised by the authors); every
+linear map, and bias, U(-0.1 * scale, 0.1 * scale) (`scale = 1` is the paper's init).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Int, PRNGKeyArray
+
+from attnverify.numerics.model import CLS, Params
+from attnverify.spec import ModelSpec
+
+INIT_BOUND = 0.1
+
+
+def draw_params(key: PRNGKeyArray, spec: ModelSpec, *, scale: float = 1.0, dtype=jnp.float64) -> Params:
+    """One random model. `scale` multiplies the bound of the uniform linear init."""
+    K, A, O, D, C = spec.heads, spec.d_att, spec.d_out, spec.d_embed, spec.classes
+    k_emb, k_q, k_k, k_v, k_l, k_b = jax.random.split(key, 6)
+    bound = INIT_BOUND * scale
+
+    def uniform(k, shape):
+        return jax.random.uniform(k, shape, dtype, -bound, bound)
+
+    biases = {}
+    if spec.biases:
+        kq, kk, kv, kl = jax.random.split(k_b, 4)
+        biases = dict(
+            b_q=uniform(kq, (K, A)), b_k=uniform(kk, (K, A)),
+            b_v=uniform(kv, (K, O)), b_l=uniform(kl, (K, C)),
+        )
+    return Params(
+        embedding=jax.random.normal(k_emb, (spec.vocab_size, D), dtype),
+        W_q=uniform(k_q, (K, A, D)),
+        W_k=uniform(k_k, (K, A, D)),
+        W_v=uniform(k_v, (K, O, D)),
+        W_l=uniform(k_l, (K, C, O)),
+        **biases,
+    )
+
+
+def draw_document(key: PRNGKeyArray, spec: ModelSpec) -> Int[Array, " T"]:
+    """[CLS] followed by T - 1 ids drawn uniformly from the rest of the vocabulary (UNK included)."""
+    body = jax.random.randint(key, (spec.max_len - 1,), 1, spec.vocab_size)
+    return jnp.concatenate([jnp.array([CLS]), body])

@@ -1,0 +1,122 @@
+"""The true model in JAX, built from the same `ModelSpec` as the SymPy expression.
+
+Array layout (also the model file's, see `numerics.modelfile`):
+``embedding (V, d_e)``, ``W_q, W_k (K, d_att, d_e)``, ``W_v (K, d_out, d_e)``,
+``W_l (K, C, d_out)``, optional biases ``b_q, b_k (K, d_att)``, ``b_v (K, d_out)``,
+``b_l (K, C)``. A document is an int array of T token ids, position 0 being [CLS].
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, Int
+
+from attnverify.spec import ModelSpec
+
+CLS, UNK = 0, 1  # reserved vocabulary indices
+
+
+class Params(NamedTuple):
+    embedding: Float[Array, "V d_e"]
+    W_q: Float[Array, "K d_att d_e"]
+    W_k: Float[Array, "K d_att d_e"]
+    W_v: Float[Array, "K d_out d_e"]
+    W_l: Float[Array, "K C d_out"]
+    b_q: Float[Array, "K d_att"] | None = None
+    b_k: Float[Array, "K d_att"] | None = None
+    b_v: Float[Array, "K d_out"] | None = None
+    b_l: Float[Array, "K C"] | None = None
+
+
+def positional_encoding(T: int, d_e: int, dtype=jnp.float32) -> Float[Array, "T d_e"]:
+    """Sinusoidal PE: p_{t,2k} = sin(t / 10000^(2k/d_e)), p_{t,2k+1} = cos(same)."""
+    position = jnp.arange(T, dtype=dtype)[:, None]
+    pair = jnp.arange(0, d_e, 2, dtype=dtype)
+    angle = position / jnp.power(10000.0, pair / d_e)
+    pe = jnp.zeros((T, d_e), dtype)
+    pe = pe.at[:, 0::2].set(jnp.sin(angle))
+    return pe.at[:, 1::2].set(jnp.cos(angle[:, : d_e // 2]))
+
+
+def embed(params: Params, tokens: Int[Array, " T"], spec: ModelSpec) -> Float[Array, "T d_e"]:
+    """e_t = omega_{xi_t} + p_t (the PE only when `spec.positional`)."""
+    e = params.embedding[tokens]
+    if spec.positional:
+        e = e + positional_encoding(tokens.shape[0], e.shape[1], e.dtype)
+    return e
+
+
+def queries(params: Params, e: Float[Array, "T d_e"], spec: ModelSpec) -> Float[Array, "K d_att"]:
+    source = e[0] if spec.query == "cls" else e.mean(axis=0)
+    q = jnp.einsum("iak,k->ia", params.W_q, source)
+    return q + params.b_q if spec.biases else q
+
+
+def keys(params: Params, e: Float[Array, "T d_e"], spec: ModelSpec) -> Float[Array, "K T d_att"]:
+    key = jnp.einsum("iak,tk->ita", params.W_k, e)
+    return key + params.b_k[:, None, :] if spec.biases else key
+
+
+def scores(params: Params, e: Float[Array, "T d_e"], spec: ModelSpec) -> Float[Array, "K T"]:
+    """gamma_t^(i) = <q^(i), k_t^(i)> / sqrt(d_att)."""
+    gamma = jnp.einsum("ia,ita->it", queries(params, e, spec), keys(params, e, spec))
+    return gamma / jnp.sqrt(params.W_k.shape[1]) if spec.scale_scores else gamma
+
+
+def attention(params: Params, e: Float[Array, "T d_e"], spec: ModelSpec) -> Float[Array, "K T"]:
+    """alpha^(i) = softmax over all T positions (stable: jax.nn.softmax subtracts the max)."""
+    return jax.nn.softmax(scores(params, e, spec), axis=-1)
+
+
+def self_attention(
+    params: Params, e: Float[Array, "T d_e"], spec: ModelSpec
+) -> Float[Array, "K T T"]:
+    """Full self-attention (rows: queries W_q e_u). Only the [CLS] row reaches the output."""
+    q = jnp.einsum("iak,uk->iua", params.W_q, e)
+    if spec.biases:
+        q = q + params.b_q[:, None, :]
+    logits = jnp.einsum("iua,ita->iut", q, keys(params, e, spec))
+    if spec.scale_scores:
+        logits = logits / jnp.sqrt(params.W_k.shape[1])
+    return jax.nn.softmax(logits, axis=-1)
+
+
+def values(params: Params, e: Float[Array, "T d_e"], spec: ModelSpec) -> Float[Array, "K T d_out"]:
+    v = jnp.einsum("iok,tk->ito", params.W_v, e)
+    if spec.biases:
+        v = v + params.b_v[:, None, :]
+    return jnp.tanh(v) if spec.value_nonlinearity == "tanh" else v
+
+
+def readouts(params: Params, e: Float[Array, "T d_e"], spec: ModelSpec) -> Float[Array, "K T C"]:
+    """s_t^(i) = W_l^(i) v_t^(i), one value per class."""
+    return jnp.einsum("ico,ito->itc", params.W_l, values(params, e, spec))
+
+
+def head_outputs(params: Params, e: Float[Array, "T d_e"], spec: ModelSpec) -> Float[Array, "K C"]:
+    """f_i = sum_t alpha_t^(i) s_t^(i) (+ b_l)."""
+    out = jnp.einsum("it,itc->ic", attention(params, e, spec), readouts(params, e, spec))
+    return out + params.b_l if spec.biases else out
+
+
+def logits(params: Params, e: Float[Array, "T d_e"], spec: ModelSpec) -> Float[Array, " C"]:
+    heads = head_outputs(params, e, spec)
+    return heads.mean(axis=0) if spec.head_aggregation == "mean" else heads.sum(axis=0)
+
+
+def explained_output(params: Params, e: Float[Array, "T d_e"], spec: ModelSpec) -> Float[Array, ""]:
+    """The explained scalar: class logit (paper), its sigmoid, or the softmax probability."""
+    z = logits(params, e, spec)
+    if spec.output_link == "logit":
+        return z[spec.explained_class]
+    if spec.output_link == "sigmoid":
+        return jax.nn.sigmoid(z[spec.explained_class])
+    return jax.nn.softmax(z)[spec.explained_class]
+
+
+def output_gradient(params: Params, e: Float[Array, "T d_e"], spec: ModelSpec) -> Float[Array, "T d_e"]:
+    """nabla_{e_t} f for every position t, by `jax.grad` of the true model."""
+    return jax.grad(explained_output, argnums=1)(params, e, spec)

@@ -1,0 +1,82 @@
+"""The three independent computations of Theorem 1's quantities, as jnp functions.
+
+* ``derived_*``: the SymPy derivation (`theory.derivations`), compiled (`numerics.compile`);
+* ``paper_*``: the paper's statement (`theory.statements`), compiled the same way;
+* ``autodiff_*``: `jax.grad` of the true JAX model (`numerics.model`).
+
+Each function takes ``(params, tokens)`` and is pure, so sweeps can `jit(vmap(...))` it.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+
+from attnverify.numerics import model as nm
+from attnverify.numerics.compile import compile_expression
+from attnverify.spec import ModelSpec
+from attnverify.theory import statements
+from attnverify.theory import symbols as S
+from attnverify.theory.derivations import derive_gradient
+from attnverify.theory.model import SymbolicModel
+
+Quantity = Callable[[nm.Params, jnp.ndarray], jnp.ndarray]
+
+
+def symbol_arrays(params: nm.Params, e: jnp.ndarray, spec: ModelSpec) -> dict[str, jnp.ndarray]:
+    """Bind the SymPy tensor names to arrays. The softmax shift gamma^* is max_t gamma_t
+    (any constant is exact; this one keeps exp from overflowing)."""
+    arrays = {
+        "e": e,
+        "W_q": params.W_q,
+        "W_k": params.W_k,
+        "W_v": params.W_v,
+        "W_l": params.W_l,
+        "gamma^*": jax.lax.stop_gradient(jnp.max(nm.scores(params, e, spec), axis=1)),
+    }
+    if spec.biases:
+        arrays.update(b_q=params.b_q, b_k=params.b_k, b_v=params.b_v, b_l=params.b_l)
+    return arrays
+
+
+def _compiled(expr, free, spec: ModelSpec) -> Quantity:
+    evaluate = compile_expression(expr, free)
+
+    def quantity(params: nm.Params, tokens: jnp.ndarray) -> jnp.ndarray:
+        e = nm.embed(params, tokens, spec)
+        return evaluate(symbol_arrays(params, e, spec))
+
+    return quantity
+
+
+@functools.lru_cache(maxsize=32)
+def theorem1_quantities(spec: ModelSpec) -> dict[str, Quantity]:
+    """Named jnp functions ``(params, tokens) -> array`` for the Theorem 1 claims."""
+    d = derive_gradient(spec)
+    derived = _compiled(d.gradient, (S.tau, S.m), spec)
+    paper = _compiled(d.paper, (S.tau, S.m), spec)
+    cls_term = _compiled(d.cls_term, (S.m,), spec)
+    gxi_paper = _compiled(d.gxi_paper, (S.tau,), spec)
+    # A deliberately wrong formula (the softmax-Jacobian term dropped): the registry's
+    # negative control, which every sweep must report as FAIL.
+    detached = _compiled(statements.detached_gradient(SymbolicModel(spec)), (S.tau, S.m), spec)
+
+    def autodiff(params, tokens):
+        return nm.output_gradient(params, nm.embed(params, tokens, spec), spec)
+
+    def autodiff_gxi(params, tokens):
+        e = nm.embed(params, tokens, spec)
+        return jnp.sum(e * nm.output_gradient(params, e, spec), axis=1)
+
+    return {
+        "derived": derived,
+        "paper": paper,
+        "paper_plus_cls_term": lambda p, x: paper(p, x).at[0].add(cls_term(p, x)),
+        "paper_without_jacobian": detached,
+        "gxi_paper": gxi_paper,
+        "autodiff": autodiff,
+        "autodiff_gxi": autodiff_gxi,
+    }
