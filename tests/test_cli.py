@@ -1,0 +1,107 @@
+"""The CLI through its real entry point (the installed `attnverify` console script)."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+# The console script installed next to this interpreter (the venv's bin/), else on PATH.
+_BESIDE = Path(sys.executable).with_name("attnverify")
+EXE = str(_BESIDE) if _BESIDE.exists() else shutil.which("attnverify")
+SMALL_MODEL = ["--max-len", "12", "--d-embed", "8", "--d-att", "4", "--d-out", "4", "--heads", "2"]
+SENTENCE = "attention based explanations are popular but questionable"
+
+
+def run(*args, check=True):
+    proc = subprocess.run([EXE, *args], capture_output=True, text=True, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}: {proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("m") / "model.npz"
+    run("init-model", "--seed", "1", "--out", str(path), *SMALL_MODEL)
+    return path
+
+
+def assert_one_line_error(proc, text):
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and text in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_derive_gradient_text_and_json():
+    text = run("derive", "gradient").stdout
+    assert "derived by sympy.diff" in text and "proved for all sizes" in text
+    data = json.loads(run("derive", "gradient", "--json").stdout)
+    assert data["proofs"]["theorem1 (t >= 1)"]["general"] is True
+    assert data["proofs"]["theorem1 at [CLS] (t = 0)"]["general"] is False
+    variant = json.loads(run("derive", "gradient", "--json", "--output-link", "sigmoid").stdout)
+    assert variant["derived_word"] != data["derived_word"]
+    assert variant["proofs"]["theorem1 (t >= 1)"]["general"] is False
+    assert "\\sum" in run("derive", "gradient", "--latex").stdout
+
+
+def test_verify_theorem1_json(tmp_path):
+    out = tmp_path / "r.json"
+    proc = run("verify", "theorem1", "--trials", "16", "--quiet", "--json", str(out), *SMALL_MODEL)
+    assert "thm1.gradient_cls_row" in proc.stdout and "Findings" in proc.stdout
+    records = {r["id"]: r for r in json.loads(out.read_text())}
+    keys = {"id", "statement", "dtype", "tolerance", "trials", "max_error", "median_error", "passed", "finding"}
+    assert all(keys <= set(r) for r in records.values())
+    assert records["thm1.gradient"]["passed"] and not records["thm1.gradient_cls_row"]["passed"]
+    assert records["thm1.gradient_cls_row"]["finding"]
+
+
+def test_explain_json(model_file):
+    data = json.loads(run("explain", "--model", str(model_file), "--text", SENTENCE, "--json").stdout)
+    assert data["tokens"] == SENTENCE.split()
+    for name in ("alpha_avg", "alpha_max", "grad_avg", "grad_l1", "grad_l2", "grad_x_input"):
+        assert len(data[name]) == len(data["tokens"])
+    assert sum(data["alpha_avg"]) < 1  # [CLS] and padding take the rest (THEORY.md §2)
+    assert all(m >= a for m, a in zip(data["alpha_max"], data["alpha_avg"]))
+    table = run("explain", "--model", str(model_file), "--text", SENTENCE).stdout
+    assert "questionable" in table and "grad_x_input" in table
+
+
+@pytest.mark.parametrize(
+    "args, text",
+    [
+        (["verify", "thm9.nothing", "--trials", "2"], "unknown claim"),
+        (["verify", "--trials", "0", "theorem1"], "--trials"),
+        (["verify", "--max-len", "1", "theorem1"], "max_len"),
+        (["explain", "--model", "missing.npz", "--text", "x"], "no such model file"),
+        (["verify", "--dtype", "float16"], "invalid choice"),
+    ],
+)
+def test_bad_input_is_one_line(args, text):
+    assert_one_line_error(run(*args, check=False), text)
+
+
+def test_bad_model_files(tmp_path, model_file):
+    garbage = tmp_path / "garbage.npz"
+    garbage.write_bytes(b"not a zip")
+    assert_one_line_error(run("explain", "--model", str(garbage), "--text", "x", check=False), "not a readable")
+    with np.load(model_file) as data:
+        content = dict(data)
+    nan = dict(content, W_k=np.full_like(content["W_k"], np.nan))
+    np.savez(tmp_path / "nan.npz", **nan)
+    assert_one_line_error(run("explain", "--model", str(tmp_path / "nan.npz"), "--text", "x", check=False), "NaN")
+    shape = dict(content, W_v=content["W_v"][:, :-1])
+    np.savez(tmp_path / "shape.npz", **shape)
+    assert_one_line_error(run("explain", "--model", str(tmp_path / "shape.npz"), "--text", "x", check=False),
+                          "W_v has shape")
+    assert_one_line_error(run("explain", "--model", str(model_file), "--text", " ,;! ", check=False), "no words")
+
+
+def test_failed_write_leaves_no_file(tmp_path):
+    out = tmp_path / "missing-dir" / "model.npz"
+    assert_one_line_error(run("init-model", "--out", str(out), *SMALL_MODEL, check=False), "does not exist")
+    assert not out.exists()

@@ -1,0 +1,39 @@
+import pytest
+
+from attnverify.errors import InputError
+from attnverify.spec import PAPER, SMALL, ModelSpec
+
+
+def test_paper_defaults_match_theory_md():
+    assert (PAPER.max_len, PAPER.d_embed, PAPER.d_att, PAPER.d_out, PAPER.heads, PAPER.classes) == (
+        256, 128, 64, 64, 6, 2)
+    assert PAPER.deviations() == {}
+
+
+def test_json_round_trip():
+    spec = SMALL.replace(output_link="sigmoid", biases=True)
+    assert ModelSpec.from_json(spec.to_json()) == spec
+    assert spec.deviations() == {"output_link": "sigmoid", "biases": True}
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"max_len": 1}, "max_len"),
+        ({"heads": 0}, "heads"),
+        ({"query": "last"}, "query"),
+        ({"explained_class": 2}, "explained_class"),
+    ],
+)
+def test_invalid_specs_raise_input_error(changes, message):
+    with pytest.raises(InputError, match=message):
+        PAPER.replace(**changes)
+
+
+def test_from_json_rejects_unknown_and_mistyped_fields():
+    with pytest.raises(InputError, match="unknown"):
+        ModelSpec.from_dict({"colour": "red"})
+    with pytest.raises(InputError, match="must be int"):
+        ModelSpec.from_dict({"heads": "6"})
+    with pytest.raises(InputError, match="JSON"):
+        ModelSpec.from_json("{not json")

@@ -1,0 +1,78 @@
+"""The claims registry and sweeps: outcomes, negative controls, variants, reproducibility."""
+
+import numpy as np
+import pytest
+
+from attnverify.errors import InputError
+from attnverify.numerics.quantities import theorem1_quantities
+from attnverify.verification import claims  # noqa: F401
+from attnverify.verification.registry import REGISTRY, Claim, select
+from attnverify.verification.sweep import draw_errors, run_claim
+
+TRIALS = 24
+
+
+def _results(spec, ids, **kw):
+    return {c.id: run_claim(c, spec, trials=TRIALS, progress=False, **kw) for c in select(ids)}
+
+
+def test_theorem1_group_on_the_paper_model(tiny_spec):
+    r = _results(tiny_spec, ["theorem1"])
+    assert r["thm1.derived"].passed and r["thm1.gradient"].passed and r["thm1.cls_term"].passed
+    assert r["thm1.gxi"].passed
+    # The finding: the closed form is wrong at [CLS]; reported, with its error, as expected.
+    cls = r["thm1.gradient_cls_row"]
+    assert not cls.passed and cls.expected is False and not cls.unexpected
+    assert "[CLS]" in cls.finding and cls.max_error > 1e-3
+    assert not any(x.unexpected for x in r.values())
+
+
+def test_a_deliberately_wrong_formula_is_reported_fail(tiny_spec):
+    def build(spec):
+        q = theorem1_quantities(spec)
+        return lambda p, x: (q["paper_without_jacobian"](p, x)[1:], q["autodiff"](p, x)[1:])
+
+    wrong = Claim(id="test.wrong", group="test", statement="dropped Jacobian", source="test",
+                  lhs="wrong", rhs="jax.grad", build=build,
+                  tolerance={"float64": 1e-10, "float32": 1e-4}, tolerance_reason="test")
+    result = run_claim(wrong, tiny_spec, trials=TRIALS, progress=False)
+    assert not result.passed and result.unexpected
+    assert "FAILS where it is claimed to hold" in result.finding
+
+
+@pytest.mark.parametrize("changes", [{"output_link": "sigmoid"}, {"query": "mean"},
+                                     {"value_nonlinearity": "tanh"}])
+def test_changed_assumption_derived_passes_paper_fails(tiny_spec, changes):
+    r = _results(tiny_spec.replace(**changes), ["thm1.derived", "thm1.gradient"])
+    assert r["thm1.derived"].passed
+    paper = r["thm1.gradient"]
+    assert not paper.passed and paper.expected is None and not paper.unexpected
+    assert "outside its hypotheses" in paper.finding
+
+
+def test_float32_claims_pass_with_their_own_tolerance(tiny_spec):
+    r = _results(tiny_spec, ["thm1.derived", "thm1.gradient"], dtype="float32")
+    assert all(x.passed and x.tolerance == 1e-4 for x in r.values())
+
+
+def test_results_do_not_depend_on_chunk_size(tiny_spec):
+    claim = REGISTRY["thm1.gradient_cls_row"]
+    a = draw_errors(claim, tiny_spec, trials=10, chunk_size=3, progress=False)
+    b = draw_errors(claim, tiny_spec, trials=10, chunk_size=10, progress=False)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_every_claim_states_float32_and_float64_tolerances():
+    for claim in REGISTRY.values():
+        assert claim.tolerance["float64"] <= claim.tolerance["float32"]
+        assert claim.tolerance_reason
+
+
+def test_bad_sweep_input(tiny_spec):
+    claim = REGISTRY["thm1.derived"]
+    with pytest.raises(InputError, match="trials"):
+        draw_errors(claim, tiny_spec, trials=0)
+    with pytest.raises(InputError, match="chunk"):
+        draw_errors(claim, tiny_spec, trials=2, chunk_size=0)
+    with pytest.raises(InputError, match="unknown claim"):
+        select(["thm9.nothing"])

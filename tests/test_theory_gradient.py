@@ -1,0 +1,71 @@
+"""Symbolic checks of Theorem 1: the derivation (sympy.diff) against the paper's statement."""
+
+import pytest
+import sympy as sp
+
+from attnverify.spec import PAPER
+from attnverify.theory import statements
+from attnverify.theory import symbols as S
+from attnverify.theory.calculus import at_word_position, gradient, normal_form, prove_equal
+from attnverify.theory.derivations import derive_gradient
+from attnverify.theory.model import SymbolicModel
+
+
+def test_theorem1_proved_for_all_sizes():
+    proofs = derive_gradient(PAPER).proofs
+    assert proofs["theorem1 (t >= 1)"].general
+    assert proofs["theorem1 + query-path term at [CLS]"].general
+
+
+def test_theorem1_is_not_the_gradient_at_cls():
+    assert not derive_gradient(PAPER).proofs["theorem1 at [CLS] (t = 0)"].general
+
+
+def test_dropped_jacobian_term_is_caught():
+    model = SymbolicModel(PAPER)
+    word = at_word_position(gradient(model.output()))
+    assert not prove_equal(word, statements.detached_gradient(model))
+
+
+def test_a_wrong_constant_is_caught():
+    model = SymbolicModel(PAPER)
+    word = at_word_position(gradient(model.output()))
+    assert not prove_equal(word, 2 * statements.theorem1_gradient(model))
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"output_link": "sigmoid"}, {"query": "mean"}, {"value_nonlinearity": "tanh"},
+     {"scale_scores": False}, {"head_aggregation": "sum"}],
+)
+def test_changed_assumption_changes_the_derivation(changes):
+    variant = PAPER.replace(**changes)
+    d_paper, d_variant = derive_gradient(PAPER), derive_gradient(variant)
+    assert not prove_equal(d_variant.word, d_paper.word)
+    assert not d_variant.proofs["theorem1 (t >= 1)"].general
+
+
+def test_biases_keep_theorem1_true():
+    # A key bias cancels in softmax; value and query biases are inside v_t and q.
+    assert derive_gradient(PAPER.replace(biases=True)).proofs["theorem1 (t >= 1)"].general
+
+
+def test_explicit_sizes_agree_with_the_general_proof():
+    # The second, unrolled check: no reliance on normal_form's rewriting rules.
+    d = derive_gradient(PAPER, explicit_check=True)
+    assert d.proofs["theorem1 (t >= 1)"].explicit is True
+    assert d.proofs["theorem1 at [CLS] (t = 0)"].explicit is False
+    assert d.proofs["theorem1 + query-path term at [CLS]"].explicit is True
+    assert d.proofs["gradient x input (t >= 1)"].explicit is True
+
+
+def test_normal_form_eliminates_deltas_and_renames_bound_indices():
+    x = sp.IndexedBase("x")
+    expr = sp.Sum(sp.KroneckerDelta(S.t, S.tau) * x[S.t], (S.t, 0, S.T - 1))
+    assert normal_form(expr) == x[S.tau]
+    a = sp.Sum(x[S.t] * x[S.t], (S.t, 0, S.T - 1))
+    b = sp.Sum(x[S.s] * x[S.s], (S.s, 0, S.T - 1))
+    assert normal_form(a) == normal_form(b)
+    linear = sp.Sum(2 * x[S.t] + 1, (S.t, 0, S.T - 1))
+    assert prove_equal(linear, 2 * sp.Sum(x[S.s], (S.s, 0, S.T - 1)) + S.T)
+    assert not prove_equal(linear, 2 * sp.Sum(x[S.s], (S.s, 0, S.T - 1)) + S.T - 1)

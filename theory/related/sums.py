@@ -1,0 +1,116 @@
+"""A stronger equality test for index-level expressions: finite sums may be interchanged.
+
+`theory.calculus.normal_form` never changes the order of nested sums, so
+``sum_k e_k sum_i A_i(k)`` and ``sum_i sum_k A_i(k) e_k`` keep different normal forms even
+though finite sums commute. `prenex` pulls every sum that sits in a polynomial position
+(a factor of a product, a term of a sum) to the front, so each term becomes
+``c * Sum_{x1..xn}(product of atoms)``; `canonical` then renames the bound indices by the
+lexicographically smallest choice over all their orders. Two expressions whose canonical
+prenex forms differ by an expression that expands to zero are equal for every size.
+
+Renaming uses `subs`, which leaves bound indices of inner sums alone. Sums inside non-polynomial nodes (``exp``, a denominator) stay atoms, in
+`calculus.normal_form`: both sides must build such atoms the same way (they do when
+both come from `theory.model.SymbolicModel`).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import sympy as sp
+
+from attnverify.theory.calculus import normal_form, prove_equal
+
+Limit = tuple[sp.Symbol, sp.Expr, sp.Expr]
+Term = tuple[tuple[Limit, ...], sp.Expr]  # (bound indices with their ranges, summand)
+
+
+def _fresh(term: Term, taken: set[sp.Symbol]) -> Term:
+    """Rename the bound indices of `term` so that none is in `taken`."""
+    limits, body = term
+    new_limits = []
+    for x, lower, upper in limits:
+        if x in taken:
+            y = sp.Dummy(x.name, integer=True, nonnegative=True)
+            body = body.subs(x, y, simultaneous=True)
+            x = y
+        taken.add(x)
+        new_limits.append((x, lower, upper))
+    return tuple(new_limits), body
+
+
+def prenex(expr: sp.Expr) -> list[Term]:
+    """`expr` as a list of terms ``(limits, summand)`` with no sum left in a polynomial position."""
+    if isinstance(expr, sp.Add):
+        return [term for arg in expr.args for term in prenex(arg)]
+    if isinstance(expr, sp.Sum):
+        return [(limits + tuple(expr.limits), body) for limits, body in prenex(expr.function)]
+    if isinstance(expr, sp.Mul):
+        products: list[Term] = [((), sp.Integer(1))]
+        for factor in expr.args:
+            expanded = []
+            for (limits_a, body_a), term in itertools.product(products, prenex(factor)):
+                taken = {x for x, _, _ in limits_a} | body_a.free_symbols
+                limits_b, body_b = _fresh(term, taken)
+                expanded.append((limits_a + limits_b, body_a * body_b))
+            products = expanded
+        return products
+    if isinstance(expr, sp.Pow) and expr.exp.is_Integer and expr.exp > 0:
+        return prenex(sp.Mul(*([expr.base] * int(expr.exp)), evaluate=False))
+    return [((), normal_form(expr))]
+
+
+def canonical(term: Term) -> sp.Expr:
+    """One term as ``coefficient * Sum(summand, limits)`` with canonically named indices."""
+    limits, body = term
+    if not limits:
+        return body
+    bound = [x for x, _, _ in limits]
+    coefficient, summand = body.as_independent(*bound, as_Add=False)
+    best = None
+    for order in itertools.permutations(limits):
+        names = {x: sp.Symbol(f"_x{n}", integer=True, nonnegative=True) for n, (x, _, _) in enumerate(order)}
+        renamed = summand.subs(names, simultaneous=True)
+        new_limits = tuple((names[x], lower, upper) for x, lower, upper in order)
+        key = sp.srepr((renamed, new_limits))
+        if best is None or key < best[0]:
+            best = (key, renamed, new_limits)
+    _, renamed, new_limits = best
+    return coefficient * sp.Sum(renamed, *new_limits)
+
+
+def canonical_form(expr: sp.Expr) -> sp.Expr:
+    """The canonical prenex form of an index-level expression."""
+    return sp.Add(*[canonical(term) for term in prenex(sp.expand(normal_form(expr)))])
+
+
+def prove_equal_rational(lhs: sp.Expr, rhs: sp.Expr) -> bool:
+    """True when lhs = rhs for every size, for summands that are rational functions.
+
+    Terms of the canonical prenex form that sum over the same indices are merged into
+    one summand, which must cancel to zero (`sp.together`, `sp.cancel`). This proves, e.g.,
+    an identity between per-head ratios summed over the heads.
+    """
+    groups: dict[tuple, list[sp.Expr]] = {}
+    for term in prenex(sp.expand(normal_form(lhs - rhs))):
+        form = canonical(term)
+        if isinstance(form, sp.Sum):
+            key, summand = tuple(form.limits), form.function
+        else:
+            coefficient, rest = form.as_independent(sp.Sum, as_Add=False)
+            if isinstance(rest, sp.Sum):
+                key, summand = tuple(rest.limits), coefficient * rest.function
+            else:
+                key, summand = (), form
+        groups.setdefault(key, []).append(summand)
+    return all(sp.cancel(sp.together(sp.Add(*summands))) == 0 for summands in groups.values())
+
+
+def prove_equal_interchanged(lhs: sp.Expr, rhs: sp.Expr) -> bool:
+    """True when lhs = rhs for every size, allowing finite sums to be interchanged.
+
+    Tries `calculus.prove_equal` first; then compares canonical prenex forms.
+    """
+    if prove_equal(lhs, rhs):
+        return True
+    return sp.expand(canonical_form(lhs) - canonical_form(rhs)) == 0
