@@ -93,11 +93,24 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from attnverify.verification.sweep import run_claim
     from attnverify.verification.table import claims_table
 
+    from attnverify.verification.store import ChunkStore
+    from attnverify.verification.sweep import check_sweep_arguments, effective_chunk_size
+
     spec = spec_from_args(args, SMALL)
     chosen = select(args.claims)
+    check_sweep_arguments(trials=args.trials, chunk_size=args.chunk_size, scale=args.scale, dtype=args.dtype)
+    store = None
+    if args.out:
+        manifest = {"spec": json.loads(spec.to_json()), "seed": args.seed, "dtype": args.dtype,
+                    "scale": args.scale, "trials": args.trials,
+                    "chunk_size": effective_chunk_size(min(args.chunk_size, args.trials)),
+                    "claims": [c.id for c in chosen]}
+        store = ChunkStore.open(args.out, manifest, resume=args.resume)
+    elif args.resume:
+        raise InputError("--resume needs --out DIR (the folder of the interrupted sweep)")
     results = [
         run_claim(c, spec, trials=args.trials, seed=args.seed, dtype=args.dtype, scale=args.scale,
-                  chunk_size=args.chunk_size, progress=not args.quiet)
+                  chunk_size=args.chunk_size, progress=not args.quiet, store=store)
         for c in chosen
     ]
     print(f"spec: {spec.to_json()}\n{args.trials} draws per claim, seed {args.seed}, "
@@ -190,6 +203,39 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_figures(args: argparse.Namespace) -> int:
+    _enable_x64()
+    from attnverify.figures.catalog import FIGURES, figures_from_files
+
+    if args.list:
+        for name, (_, description) in FIGURES.items():
+            print(f"{name:10s} {description}")
+        return 0
+    if not args.all and not args.names:
+        raise InputError("name the figures to draw (see --list) or pass --all")
+    names = ["all"] if args.all else args.names
+    written = figures_from_files(names, args.out, model=args.model, text=args.text, seed=args.seed,
+                                 quick=args.quick)
+    for name, paths in written.items():
+        print(f"{name}: {', '.join(str(p) for p in paths)}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    _enable_x64()
+    from attnverify.figures.catalog import draw_for_report
+    from attnverify.verification.report import ReportOptions, run_report
+
+    options = ReportOptions(
+        out_dir=Path(args.out), model=Path(args.model) if args.model else None, data=args.data,
+        claims=tuple(args.claims), figures=tuple(args.figures), preset="full" if args.full else "quick",
+        trials=args.trials, seed=args.seed, claims_spec=spec_from_args(args, SMALL), text=args.text,
+    )
+    written, status = run_report(options, draw_figures=draw_for_report)
+    print(f"report: {written['report.html']} and {written['report.md']}")
+    return status
+
+
 def cmd_spec(args: argparse.Namespace) -> int:
     spec = spec_from_args(args, PAPER)
     print(json.dumps(dataclasses.asdict(spec), indent=2))
@@ -219,6 +265,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", type=float, default=1.0, help="multiplies the U(-0.1, 0.1) init bound")
     p.add_argument("--chunk-size", type=int, default=256, help="draws per jit(vmap) call")
     p.add_argument("--json", metavar="PATH", help="write the results as JSON")
+    p.add_argument("--out", metavar="DIR",
+                   help="results folder: manifest.json + append-only results.jsonl, one record per chunk")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the interrupted sweep in --out DIR without recomputing finished chunks")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_spec_arguments(p)
     p.set_defaults(run=cmd_verify)
@@ -256,6 +306,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_spec_arguments(p)
     p.set_defaults(run=cmd_train)
+
+    p = sub.add_parser("figures", help="draw the paper's figures and new ones (PNG, PDF, data)")
+    p.add_argument("names", nargs="*", metavar="NAME", help="figure names (see --list)")
+    p.add_argument("--all", action="store_true", help="every figure")
+    p.add_argument("--list", action="store_true", help="list the figures and exit")
+    p.add_argument("--model", help="model .npz file (needed by fig1, fig3, fig4, fig5)")
+    p.add_argument("--out", required=True, help="output folder (created if missing)")
+    p.add_argument("--text", help="the sentence to explain (default: the paper's running sentence)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quick", action="store_true", help="fewer draws and LIME runs")
+    p.set_defaults(run=cmd_figures)
+
+    p = sub.add_parser("report", help="the main job: model, all claims, figures -> report.html/.md")
+    p.add_argument("--out", default="report", help="output folder (default: report)")
+    p.add_argument("--model", help="model .npz (default: OUT/model.npz, trained on --data if missing)")
+    p.add_argument("--data", default="tweets", help="corpus to train on when there is no model")
+    p.add_argument("--claims", nargs="+", default=["all"], metavar="ID", help="claim ids or groups")
+    p.add_argument("--figures", nargs="+", default=["all"], metavar="NAME", help="figure names")
+    preset = p.add_mutually_exclusive_group()
+    preset.add_argument("--quick", action="store_true", help="few draws per claim (the default)")
+    preset.add_argument("--full", action="store_true", help="1000 draws per claim, more LIME runs")
+    p.add_argument("--trials", type=int, help="draws per claim and dtype (overrides the preset)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--text", help="the sentence the figures explain")
+    add_spec_arguments(p)
+    p.set_defaults(run=cmd_report)
     return parser
 
 

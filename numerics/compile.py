@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 import jax.numpy as jnp
 import sympy as sp
-
 from attnverify.theory import symbols as S
 
 _ELEMENTWISE: dict[type, Callable] = {

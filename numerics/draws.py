@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from attnverify.numerics.model import CLS, Params
 from jaxtyping import Array, Int, PRNGKeyArray
 
-from attnverify.numerics.model import CLS, Params
 from attnverify.spec import ModelSpec
 
 INIT_BOUND = 0.1

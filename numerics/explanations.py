@@ -11,8 +11,8 @@ import functools
 
 import jax
 import jax.numpy as jnp
-
 from attnverify.numerics import model as nm
+
 from attnverify.spec import ModelSpec
 
 NAMES = ("alpha_avg", "alpha_max", "grad_avg", "grad_l1", "grad_l2", "grad_x_input")

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-from attnverify.errors import InputError
 from attnverify.numerics.model import Params
 from attnverify.numerics.tokenize import CLS_TOKEN, UNK_TOKEN
+
+from attnverify.errors import InputError
 from attnverify.spec import ModelSpec
 
 ARRAYS = ("embedding", "W_q", "W_k", "W_v", "W_l")

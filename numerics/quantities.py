@@ -14,14 +14,14 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
-
 from attnverify.numerics import model as nm
 from attnverify.numerics.compile import compile_expression
-from attnverify.spec import ModelSpec
 from attnverify.theory import statements
 from attnverify.theory import symbols as S
 from attnverify.theory.derivations import derive_gradient
 from attnverify.theory.model import SymbolicModel
+
+from attnverify.spec import ModelSpec
 
 Quantity = Callable[[nm.Params, jnp.ndarray], jnp.ndarray]
 

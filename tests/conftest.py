@@ -14,7 +14,7 @@ def tree_allclose(a, b, *, rtol: float, atol: float) -> bool:
     """All leaves of two pytrees equal within explicit tolerances."""
     la, lb = jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)
     return len(la) == len(lb) and all(
-        np.allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol) for x, y in zip(la, lb)
+        np.allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol) for x, y in zip(la, lb, strict=True)
     )
 
 

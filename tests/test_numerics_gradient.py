@@ -5,15 +5,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import sympy as sp
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from attnverify.numerics import model as nm
 from attnverify.numerics.compile import compile_expression
 from attnverify.numerics.draws import draw_document, draw_params
 from attnverify.numerics.quantities import theorem1_quantities
-from attnverify.spec import ModelSpec
 from attnverify.theory import symbols as S
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from attnverify.spec import ModelSpec
 
 VARIANTS = [
     {},

@@ -2,12 +2,12 @@
 
 import numpy as np
 import pytest
-
-from attnverify.errors import InputError
 from attnverify.numerics.quantities import theorem1_quantities
 from attnverify.verification import claims  # noqa: F401
 from attnverify.verification.registry import REGISTRY, Claim, select
 from attnverify.verification.sweep import draw_errors, run_claim
+
+from attnverify.errors import InputError
 
 TRIALS = 24
 

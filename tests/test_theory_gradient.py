@@ -2,13 +2,13 @@
 
 import pytest
 import sympy as sp
-
-from attnverify.spec import PAPER
 from attnverify.theory import statements
 from attnverify.theory import symbols as S
 from attnverify.theory.calculus import at_word_position, gradient, normal_form, prove_equal
 from attnverify.theory.derivations import derive_gradient
 from attnverify.theory.model import SymbolicModel
+
+from attnverify.spec import PAPER
 
 
 def test_theorem1_proved_for_all_sizes():

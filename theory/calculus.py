@@ -17,7 +17,6 @@ equal for every size: that is what `prove_equal` checks.
 from __future__ import annotations
 
 import sympy as sp
-
 from attnverify.theory import symbols as S
 
 _INDEX_NAMES = {S.T: "t", S.d_e: "k", S.d_att: "a", S.d_out: "o", S.K: "i", S.C: "c"}

@@ -12,8 +12,6 @@ import functools
 from dataclasses import dataclass, field
 
 import sympy as sp
-
-from attnverify.spec import ModelSpec
 from attnverify.theory import statements
 from attnverify.theory import symbols as S
 from attnverify.theory.calculus import (
@@ -25,6 +23,8 @@ from attnverify.theory.calculus import (
     prove_equal,
 )
 from attnverify.theory.model import SymbolicModel
+
+from attnverify.spec import ModelSpec
 
 #: Explicit sizes of the second, unrolled check (small: expansion grows like T^2 d^2).
 EXPLICIT_SIZES = {S.T: 3, S.d_e: 2, S.d_att: 1, S.d_out: 1, S.K: 2, S.C: 2}

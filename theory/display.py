@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 
 import sympy as sp
-
 from attnverify.theory.derivations import GradientDerivation
 
 

@@ -9,9 +9,9 @@ change the expression; nothing downstream is typed in by hand.
 from __future__ import annotations
 
 import sympy as sp
+from attnverify.theory import symbols as S
 
 from attnverify.spec import ModelSpec
-from attnverify.theory import symbols as S
 
 
 class SymbolicModel:

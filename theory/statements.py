@@ -9,7 +9,6 @@ they should. `theory.derivations` derives the truth with `sympy.diff` and compar
 from __future__ import annotations
 
 import sympy as sp
-
 from attnverify.theory import symbols as S
 from attnverify.theory.model import SymbolicModel
 

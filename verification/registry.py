@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import jax.numpy as jnp
+import numpy as np
+from attnverify.numerics.model import Params
 
 from attnverify.errors import InputError
-from attnverify.numerics.model import Params
 from attnverify.spec import ModelSpec
 
 #: ``(params, tokens) -> (lhs, rhs)``: both sides on one draw, any matching shapes.
@@ -46,6 +47,11 @@ class Claim:
     holds: bool = True  # False: known not to hold; its FAIL is a finding, not a bug
     finding: str | None = None  # reported when it fails; may use {max_error:.3g}
     proof: Callable[[ModelSpec], str] | None = None  # status of the symbolic proof under a spec
+    # Empirical claims (optional): `measure` turns one draw's (lhs, rhs) into the number kept
+    # per draw (default: the relative error); `summary` turns the numbers of all draws into
+    # named statistics whose "error" entry is judged against the tolerance (PASS iff <=).
+    measure: Callable[[jnp.ndarray, jnp.ndarray], jnp.ndarray] | None = None
+    summary: Callable[[np.ndarray], dict[str, float]] | None = None
 
     def expected(self, spec: ModelSpec) -> bool | None:
         """Expected PASS/FAIL under `spec`; None when its hypotheses do not hold."""

@@ -12,14 +12,18 @@ from dataclasses import asdict, dataclass, field
 import jax
 import jax.numpy as jnp
 import numpy as np
+from attnverify.numerics.draws import draw_document, draw_params
+from attnverify.verification.registry import Claim
+from attnverify.verification.store import ChunkStore
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
 from attnverify.errors import InputError
-from attnverify.numerics.draws import draw_document, draw_params
 from attnverify.spec import ModelSpec
-from attnverify.verification.registry import Claim
 
 DTYPES = {"float64": jnp.float64, "float32": jnp.float32}
+BLOCK = 8  # draws per vectorised block (see `draw_errors`)
 
 
 @dataclass
@@ -41,6 +45,7 @@ class ClaimResult:
     seed: int = 0
     scale: float = 1.0
     quantiles: dict[str, float] = field(default_factory=dict)
+    statistics: dict[str, float] = field(default_factory=dict)  # empirical claims' summary
     errors: list[float] = field(default_factory=list, repr=False)
 
     def to_json(self, *, with_errors: bool = False) -> dict:
@@ -59,6 +64,16 @@ def relative_error(lhs: jnp.ndarray, rhs: jnp.ndarray) -> jnp.ndarray:
     return jnp.max(jnp.abs(lhs - rhs)) / jnp.maximum(jnp.max(jnp.abs(rhs)), tiny)
 
 
+def draw_mesh() -> Mesh:
+    """A 1-d mesh over every device (every host's, after `jax.distributed.initialize()`)."""
+    return Mesh(np.asarray(jax.devices()), ("draws",))
+
+
+def effective_chunk_size(chunk_size: int) -> int:
+    """`chunk_size` rounded up to a multiple of BLOCK (whole blocks)."""
+    return -(-chunk_size // BLOCK) * BLOCK
+
+
 def draw_errors(
     claim: Claim,
     spec: ModelSpec,
@@ -69,47 +84,94 @@ def draw_errors(
     scale: float = 1.0,
     chunk_size: int = 256,
     progress: bool = True,
+    store: ChunkStore | None = None,
 ) -> np.ndarray:
-    """The relative error of `claim` on draws 0..trials-1, as a float64 numpy array."""
-    if trials < 1:
-        raise InputError(f"--trials must be >= 1, got {trials}")
-    if chunk_size < 1:
-        raise InputError(f"--chunk-size must be >= 1, got {chunk_size}")
-    if not scale > 0:
-        raise InputError(f"--scale must be > 0, got {scale}")
-    if dtype not in DTYPES:
-        raise InputError(f"--dtype must be float64 or float32, got {dtype!r}")
+    """The relative error of `claim` on draws 0..trials-1, as a float64 numpy array.
+
+    Draws go in chunks of `chunk_size` (rounded up to BLOCK). A chunk's blocks of BLOCK
+    draws are spread round-robin over the mesh's devices, each block one call of the same
+    compiled ``jit(vmap)`` executable, dispatched asynchronously so devices run in parallel.
+    (An SPMD-partitioned program changes float64 rounding in the last bit for a few draws;
+    one executable per block keeps results bit-identical for any chunk size or device
+    count.) With several processes, each computes the blocks of its own devices and the
+    chunk is all-gathered. With a `store`, finished chunks are read back, not recomputed,
+    and new ones are appended as they finish.
+    """
+    check_sweep_arguments(trials=trials, chunk_size=chunk_size, scale=scale, dtype=dtype)
     if dtype == "float64" and not jax.config.jax_enable_x64:
         raise RuntimeError("float64 sweeps need jax_enable_x64 set before any array is made")
     compare = claim.build(spec)
     root = jax.random.PRNGKey(seed)
 
     def one(index):
+        # Keys from the draw index alone: results do not depend on chunks or devices.
         key_params, key_doc = jax.random.split(jax.random.fold_in(root, index))
         params = draw_params(key_params, spec, scale=scale, dtype=DTYPES[dtype])
         lhs, rhs = compare(params, draw_document(key_doc, spec))
-        return relative_error(lhs, rhs)
+        return (claim.measure or relative_error)(lhs, rhs)
 
-    batched = jax.jit(jax.vmap(one))
+    block = jax.jit(jax.vmap(one))
+    devices = list(draw_mesh().devices.flat)
+    chunk = effective_chunk_size(chunk_size)
     errors = []
-    starts = range(0, trials, chunk_size)
-    bar = tqdm(starts, desc=claim.id, unit="chunk", disable=not progress, file=sys.stderr, leave=False)
-    for start in bar:
-        # Always run full chunks (one compilation), then drop the draws past `trials`.
-        index = jnp.arange(start, start + chunk_size)
-        errors.append(np.asarray(batched(index), dtype=np.float64)[: trials - start])
+    bar = tqdm(total=trials, desc=claim.id, unit="draw", disable=not progress, file=sys.stderr, leave=False)
+    for number, start in enumerate(range(0, trials, chunk)):
+        stop = min(start + chunk, trials)
+        cached = store.get(claim.id, number) if store is not None else None
+        if cached is None:
+            cached = _run_chunk(block, devices, start, chunk)[: stop - start].tolist()
+            if store is not None:
+                store.append(claim.id, number, start, stop, cached)
+        errors.append(np.asarray(cached, dtype=np.float64))
+        bar.update(stop - start)
+    bar.close()
     return np.concatenate(errors)
 
 
+def _run_chunk(block, devices: list, start: int, chunk: int) -> np.ndarray:
+    """Errors of draws start..start+chunk-1: block b runs on device b mod len(devices)."""
+    n_blocks = chunk // BLOCK
+    mine = {b: devices[b % len(devices)] for b in range(n_blocks)}
+    mine = {b: d for b, d in mine.items() if d.process_index == jax.process_index()}
+    pending = {
+        b: block(jax.device_put(jnp.arange(start + b * BLOCK, start + (b + 1) * BLOCK), device))
+        for b, device in mine.items()
+    }
+    out = np.zeros((n_blocks, BLOCK), dtype=np.float64)
+    for b, value in pending.items():
+        out[b] = np.asarray(value, dtype=np.float64)
+    if jax.process_count() > 1:
+        # Other processes' blocks are zeros here: the sum over processes is exact.
+        out = np.asarray(multihost_utils.process_allgather(out)).sum(axis=0)
+    return out.reshape(-1)
+
+
+def check_sweep_arguments(*, trials: int, chunk_size: int, scale: float, dtype: str) -> None:
+    if trials < 1:
+        raise InputError(f"--trials must be >= 1, got {trials}")
+    if chunk_size < 1:
+        raise InputError(f"--chunk-size must be >= 1, got {chunk_size}")
+    if not (scale > 0 and np.isfinite(scale)):
+        raise InputError(f"--scale must be a positive number, got {scale}")
+    if dtype not in DTYPES:
+        raise InputError(f"--dtype must be float64 or float32, got {dtype!r}")
+
+
 def run_claim(claim: Claim, spec: ModelSpec, *, trials: int, seed: int = 0, dtype: str = "float64",
-              scale: float = 1.0, chunk_size: int = 256, progress: bool = True) -> ClaimResult:
+              scale: float = 1.0, chunk_size: int = 256, progress: bool = True,
+              store: ChunkStore | None = None) -> ClaimResult:
     """Sweep `claim` and judge it against its tolerance and its expected outcome."""
     errors = draw_errors(claim, spec, trials=trials, seed=seed, dtype=dtype, scale=scale,
-                         chunk_size=min(chunk_size, trials), progress=progress)
+                         chunk_size=min(chunk_size, trials), progress=progress, store=store)
     tolerance = claim.tolerance[dtype]
     finite = bool(np.all(np.isfinite(errors)))
     max_error = float(np.max(errors)) if finite else float("inf")
     passed = finite and max_error <= tolerance
+    statistics: dict[str, float] = {}
+    if claim.summary is not None:  # an empirical claim: judged on a statistic of all draws
+        statistics = {name: float(value) for name, value in claim.summary(errors).items()}
+        max_error = statistics["error"]
+        passed = bool(np.isfinite(max_error)) and max_error <= tolerance
     expected = claim.expected(spec)
     finding = None
     if not passed:
@@ -121,7 +183,7 @@ def run_claim(claim: Claim, spec: ModelSpec, *, trials: int, seed: int = 0, dtyp
                 f"max error {max_error:.3g}."
             )
         elif claim.finding:
-            finding = claim.finding.format(max_error=max_error)
+            finding = claim.finding.format(**{**statistics, "max_error": max_error})
         else:
             finding = f"FAILS where it is claimed to hold: max error {max_error:.3g} > {tolerance:g}."
     proof = claim.proof(spec) if claim.proof is not None else None
@@ -131,5 +193,5 @@ def run_claim(claim: Claim, spec: ModelSpec, *, trials: int, seed: int = 0, dtyp
         max_error=max_error, median_error=float(np.median(errors)), passed=passed,
         finding=finding, expected=expected,
         unexpected=expected is not None and passed != expected,
-        proof=proof, seed=seed, scale=scale, quantiles=qs, errors=errors.tolist(),
+        proof=proof, seed=seed, scale=scale, quantiles=qs, errors=errors.tolist(), statistics=statistics,
     )

@@ -25,6 +25,10 @@ def claims_table(results: list[ClaimResult]) -> str:
     widths = [max(len(row[j]) for row in rows) for j in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    measured = [f"- {r.id}: " + ", ".join(f"{k} {v:.4g}" for k, v in r.statistics.items())
+                for r in results if r.statistics]
+    if measured:
+        lines += ["", "Statistics of empirical claims:", *measured]
     findings = [f"- {r.id}: {r.finding}" for r in results if r.finding]
     if findings:
         lines += ["", "Findings:", *findings]
