@@ -78,6 +78,8 @@ class _Evaluator:
         if expr.is_Number or expr.is_NumberSymbol:
             return _Tensor(jnp.asarray(float(expr)), ())
         if isinstance(expr, sp.Symbol):
+            if str(expr) in self.arrays:  # a scalar tensor, e.g. the logit shift z^*
+                return _Tensor(self.arrays[str(expr)], ())
             if expr in self.ranges:
                 return _Tensor(jnp.arange(self.ranges[expr]), (expr,))
             if expr in self.sizes:

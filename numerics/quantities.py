@@ -27,8 +27,8 @@ Quantity = Callable[[nm.Params, jnp.ndarray], jnp.ndarray]
 
 
 def symbol_arrays(params: nm.Params, e: jnp.ndarray, spec: ModelSpec) -> dict[str, jnp.ndarray]:
-    """Bind the SymPy tensor names to arrays. The softmax shift gamma^* is max_t gamma_t
-    (any constant is exact; this one keeps exp from overflowing)."""
+    """Bind the SymPy tensor names to arrays. The shifts gamma^* = max_t gamma_t and
+    z^* (max(0, z) or max_c z_c) can be any constant (exact); these keep exp finite."""
     arrays = {
         "e": e,
         "W_q": params.W_q,
@@ -39,6 +39,10 @@ def symbol_arrays(params: nm.Params, e: jnp.ndarray, spec: ModelSpec) -> dict[st
     }
     if spec.biases:
         arrays.update(b_q=params.b_q, b_k=params.b_k, b_v=params.b_v, b_l=params.b_l)
+    if spec.output_link != "logit":
+        z = nm.logits(params, e, spec)
+        shift = jnp.maximum(0.0, z[spec.explained_class]) if spec.output_link == "sigmoid" else jnp.max(z)
+        arrays["z^*"] = jax.lax.stop_gradient(shift)
     return arrays
 
 

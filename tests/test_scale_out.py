@@ -88,3 +88,13 @@ def test_large_parameter_scales_stay_finite(tiny_spec, scale):
         assert np.all(np.isfinite(result.errors)), (claim_id, scale)
         if claim_id in ("thm1.derived", "thm1.gradient"):
             assert result.passed, (claim_id, scale, result.max_error)
+
+
+@pytest.mark.parametrize("link", ["sigmoid", "softmax"])
+def test_saturating_output_links_stay_finite(tiny_spec, link):
+    # Without the z^* shift, exp(-z) overflows at this scale and the derived gradient is inf/NaN.
+    spec = tiny_spec.replace(output_link=link)
+    result = run_claim(REGISTRY["thm1.derived"], spec, trials=16, scale=100.0, progress=False)
+    assert np.all(np.isfinite(result.errors))
+    moderate = run_claim(REGISTRY["thm1.derived"], spec, trials=16, scale=3.0, progress=False)
+    assert moderate.passed, moderate.max_error

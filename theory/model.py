@@ -80,6 +80,8 @@ class SymbolicModel:
         z = self.logit()
         if self.spec.output_link == "logit":
             return z
+        shift = S.logit_shift  # cancels exactly; keeps exp from overflowing
         if self.spec.output_link == "sigmoid":
-            return 1 / (1 + sp.exp(-z))
-        return sp.exp(z) / sp.Sum(sp.exp(self.logit(S.c)), (S.c, 0, S.C - 1))
+            # sigma(z) = 1 / (1 + exp(-z)) = exp(z - z*) / (exp(-z*) + exp(z - z*))
+            return sp.exp(z - shift) / (sp.exp(-shift) + sp.exp(z - shift))
+        return sp.exp(z - shift) / sp.Sum(sp.exp(self.logit(S.c) - shift), (S.c, 0, S.C - 1))

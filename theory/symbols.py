@@ -31,6 +31,9 @@ b_l = sp.IndexedBase("b_l")  # [i, c]
 # it, so differentiating with it held fixed is exact; numerics binds it to max_t gamma_t
 # so that exp never overflows.
 gamma_shift = sp.IndexedBase("gamma^*")  # [i]
+# The same device for the output link: the sigmoid or class softmax of the logits is
+# written with exp(z - z^*), z^* any constant (numerics binds max(0, z) or max_c z_c).
+logit_shift = sp.Symbol("z^*", real=True)
 
 # Bound indices: heads, positions (three roles), embedding, attention, value, class.
 i = sp.Symbol("i", **_index)
@@ -57,6 +60,7 @@ AXES: dict[str, tuple[sp.Symbol, ...]] = {
     "b_v": (K, d_out),
     "b_l": (K, C),
     "gamma^*": (K,),
+    "z^*": (),
 }
 
 #: Range of the free indices of a gradient expression.
