@@ -82,6 +82,16 @@ def cmd_derive(args: argparse.Namespace) -> int:
         else:
             print(derivation_text(derivation, latex=args.latex))
         return 0
+    if args.what in ("lime", "eq19"):
+        from attnverify.theory import lime_display
+
+        if args.what == "lime":
+            derivation = lime_display.lime_derivation(args.d, 0.25 if args.nu is None else args.nu)
+            text, payload = lime_display.lime_text, lime_display.lime_json
+        else:
+            derivation, text, payload = spec, lime_display.eq19_text, lime_display.eq19_json
+        print(json.dumps(payload(derivation), indent=2, default=str) if args.json else text(derivation))
+        return 0
     raise InputError(f"unknown derivation {args.what!r}")
 
 
@@ -94,7 +104,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from attnverify.verification.table import claims_table
 
     from attnverify.verification.store import ChunkStore
-    from attnverify.verification.sweep import check_sweep_arguments, effective_chunk_size
+    from attnverify.verification.sweep import BLOCK, check_sweep_arguments, effective_chunk_size
 
     spec = spec_from_args(args, SMALL)
     chosen = select(args.claims)
@@ -103,7 +113,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if args.out:
         manifest = {"spec": json.loads(spec.to_json()), "seed": args.seed, "dtype": args.dtype,
                     "scale": args.scale, "trials": args.trials,
-                    "chunk_size": effective_chunk_size(min(args.chunk_size, args.trials)),
+                    "chunk_size": effective_chunk_size(min(args.chunk_size, args.trials)), "block": BLOCK,
                     "claims": [c.id for c in chosen]}
         store = ChunkStore.open(args.out, manifest, resume=args.resume)
     elif args.resume:
@@ -177,6 +187,12 @@ def cmd_explain(args: argparse.Namespace) -> int:
     loaded = modelfile.load(args.model)
     tokens, kept = encode(args.text, loaded.vocab, loaded.spec.max_len)
     result = {"tokens": kept, **explain(loaded.params, tokens, loaded.spec, len(kept))}
+    if args.lime_samples is not None:
+        from attnverify.numerics.lime_report import lime_summary
+
+        result.update(lime_summary(loaded.params, tokens, kept, loaded.spec, n_samples=args.lime_samples,
+                                   runs=args.lime_runs, nu=args.nu, removal=args.removal, seed=args.seed,
+                                   limit_samples=args.lime_limit_samples))
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -186,6 +202,15 @@ def cmd_explain(args: argparse.Namespace) -> int:
     print(header)
     for j, word in enumerate(kept):
         print(f"{word[:16]:>16s}" + "".join(f"{result[n][j]:>14.5g}" for n in NAMES))
+    if args.lime_samples is not None:
+        print(f"\nLIME ({args.removal}, nu={args.nu:g}, n={args.lime_samples}, mean of {args.lime_runs} run(s)); "
+              f"limit: {result['lime_limit_method']}")
+        print(f"{'word':>16s}{'lime':>12s}{'limit':>12s}{'eq19':>12s}{'improved':>12s}")
+        coef = [sum(run[j] for run in result["lime_coef"]) / args.lime_runs for j in range(len(result["lime_words"]))]
+        for j, word in enumerate(result["lime_words"]):
+            cells = [coef[j]] + [result[k][j] if result[k] is not None else float("nan")
+                                 for k in ("lime_limit", "eq19", "eq19_improved")]
+            print(f"{word[:16]:>16s}" + "".join(f"{c:>12.5g}" for c in cells))
     return 0
 
 
@@ -213,6 +238,8 @@ def cmd_figures(args: argparse.Namespace) -> int:
         return 0
     if not args.all and not args.names:
         raise InputError("name the figures to draw (see --list) or pass --all")
+    if not args.out:
+        raise InputError("--out DIR is required (the folder the figures go to)")
     names = ["all"] if args.all else args.names
     written = figures_from_files(names, args.out, model=args.model, text=args.text, seed=args.seed,
                                  quick=args.quick)
@@ -223,9 +250,10 @@ def cmd_figures(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     _enable_x64()
-    from attnverify.figures.catalog import draw_for_report
+    from attnverify.figures.catalog import check_names, draw_for_report
     from attnverify.verification.report import ReportOptions, run_report
 
+    check_names(args.figures)  # a misspelt figure fails before the claims run
     options = ReportOptions(
         out_dir=Path(args.out), model=Path(args.model) if args.model else None, data=args.data,
         claims=tuple(args.claims), figures=tuple(args.figures), preset="full" if args.full else "quick",
@@ -234,6 +262,30 @@ def cmd_report(args: argparse.Namespace) -> int:
     written, status = run_report(options, draw_figures=draw_for_report)
     print(f"report: {written['report.html']} and {written['report.md']}")
     return status
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    _enable_x64()
+    from attnverify.verification.bench_report import run_benchmarks
+
+    results, text = run_benchmarks(args.which, quick=args.quick)
+    print(text)
+    if args.json:
+        _write_json(args.json, results)
+    return 0
+
+
+def cmd_sweep_eq19(args: argparse.Namespace) -> int:
+    _enable_x64()
+    from attnverify.verification.lime_sweep import grid, run_sweep, sweep_table, write_results
+
+    spec = spec_from_args(args, SMALL)
+    points = grid(args.nu, args.d, args.T or [spec.max_len], args.K or [spec.heads], args.scale, args.removal)
+    result = run_sweep(points, spec, draws=args.draws, seed=args.seed, progress=not args.quiet,
+                       words_per_feature=args.words_per_feature, n_mc=args.mc_samples, n_lime=args.lime_samples)
+    print(sweep_table(result["rows"]))
+    write_results(result, json_path=args.json, csv_path=args.csv)
+    return 0
 
 
 def cmd_spec(args: argparse.Namespace) -> int:
@@ -248,12 +300,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("derive", help="derive with SymPy and compare with the paper's statement")
-    p.add_argument("what", choices=("gradient",), help="which derivation")
+    p.add_argument("what", choices=("gradient", "lime", "eq19"),
+                   help="gradient (Theorem 1), lime (Mardaoui-Garreau constants), eq19 (Theorem 2)")
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--latex", action="store_true", help="print LaTeX")
     fmt.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--explicit-check", action="store_true",
                    help="also prove each comparison at explicit small sizes (slower)")
+    p.add_argument("--d", type=int, default=None, help="lime: number of features for numeric values")
+    p.add_argument("--nu", type=float, default=None, help="lime: kernel width / 100 (default 0.25; inf allowed)")
     add_spec_arguments(p, sizes=False)
     p.set_defaults(run=cmd_derive)
 
@@ -272,6 +327,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_spec_arguments(p)
     p.set_defaults(run=cmd_verify)
+
+    p = sub.add_parser("bench", help="benchmarks: throughput, compile time, scaling (ratios in one run)")
+    p.add_argument("which", nargs="*", default=["all"],
+                   help="theorem1, scaling, devices, lime, or all (default)")
+    p.add_argument("--quick", action="store_true", help="fewer points and draws")
+    p.add_argument("--json", metavar="PATH", help="write the numbers as JSON")
+    p.set_defaults(run=cmd_bench)
 
     p = sub.add_parser("claims", help="list the registered claims")
     p.set_defaults(run=cmd_claims)
@@ -292,7 +354,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="model .npz file")
     p.add_argument("--text", required=True, help="the document")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--lime-samples", type=int, default=None, metavar="N",
+                   help="also run LIME with N samples (lime's default 5000); adds lime_* and eq19 keys")
+    p.add_argument("--lime-runs", type=int, default=1, metavar="R", help="independent LIME runs (seeds)")
+    p.add_argument("--nu", type=float, default=0.25, help="LIME kernel width / 100 (lime's 25 -> 0.25)")
+    p.add_argument("--removal", choices=("delete", "replace"), default="delete",
+                   help="delete words (lime's bow=True) or replace them in place by UNK")
+    p.add_argument("--lime-limit-samples", type=int, default=2**18, metavar="N",
+                   help="Monte-Carlo masks for the LIME limit when 2^d is too many to enumerate")
+    p.add_argument("--seed", type=int, default=0, help="LIME seed")
     p.set_defaults(run=cmd_explain)
+
+    p = sub.add_parser("sweep-eq19", help="Eq. (19) and the improved form vs LIME's exact limit, over a grid")
+    p.add_argument("--nu", type=float, nargs="+", default=[0.05, 0.1, 0.25, 1.0, 10.0, float("inf")],
+                   help="kernel widths / 100 (inf allowed)")
+    p.add_argument("--d", type=int, nargs="+", default=[5, 10, 20], help="numbers of distinct words")
+    p.add_argument("--T", type=int, nargs="+", default=None, help="sequence lengths (default: the spec's)")
+    p.add_argument("--K", type=int, nargs="+", default=None, help="numbers of heads (default: the spec's)")
+    p.add_argument("--scale", type=float, nargs="+", default=[1.0], help="init scales (x U(-0.1, 0.1))")
+    p.add_argument("--removal", choices=("replace", "delete"), nargs="+", default=["replace", "delete"])
+    p.add_argument("--draws", type=int, default=8, help="random models/documents per grid point")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--words-per-feature", type=float, default=1.5,
+                   help="document length = min(T - 1, round(this x d)) words")
+    p.add_argument("--mc-samples", type=int, default=2**18,
+                   help="Monte-Carlo masks for the exact limit when d is too large to enumerate")
+    p.add_argument("--lime-samples", type=int, default=5000, help="samples of the empirical LIME run (ridge 1)")
+    p.add_argument("--json", metavar="PATH", help="write manifest + rows as JSON")
+    p.add_argument("--csv", metavar="PATH", help="write the rows as CSV")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_spec_arguments(p)
+    p.set_defaults(run=cmd_sweep_eq19)
 
     p = sub.add_parser("train", help="train the model on a labelled corpus (AdamW, best validation)")
     p.add_argument("--data", default="tweets",
@@ -312,7 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="every figure")
     p.add_argument("--list", action="store_true", help="list the figures and exit")
     p.add_argument("--model", help="model .npz file (needed by fig1, fig3, fig4, fig5)")
-    p.add_argument("--out", required=True, help="output folder (created if missing)")
+    p.add_argument("--out", help="output folder (created if missing; required unless --list)")
     p.add_argument("--text", help="the sentence to explain (default: the paper's running sentence)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="fewer draws and LIME runs")

@@ -38,15 +38,18 @@ def _flat(out: Path) -> list[float]:
 
 
 def test_four_devices_give_bit_identical_results(tmp_path):
+    # 600 draws = 5 blocks of 128: chunks of 512 spread 4 blocks over 4 devices, chunks of
+    # 128 put every block on the single device.
     one, four = tmp_path / "one", tmp_path / "four"
-    p1, p4 = _sweep(one, devices=1), _sweep(four, devices=4)
+    p1 = _sweep(one, devices=1, trials=600, chunk=128)
+    p4 = _sweep(four, devices=4, trials=600, chunk=512)
     assert p1.wait(600) == 0 and p4.wait(600) == 0, p4.stderr.read()
     manifest = json.loads((four / "manifest.json").read_text())
     assert manifest["environment"]["device_count"] == 4
     assert _flat(one) == _flat(four)  # exact float equality, draw by draw
 
 
-TRIALS_KILL = 4000  # 500 chunks: long enough to be killed mid-sweep
+TRIALS_KILL = 128 * 16  # 16 chunks of one block: long enough to be killed mid-sweep
 
 
 def test_killed_sweep_resumes_without_recomputing(tmp_path):

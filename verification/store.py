@@ -22,7 +22,7 @@ from attnverify.numerics.modelfile import atomic_write
 from attnverify.errors import InputError
 
 #: Manifest entries that must match for `--resume` to continue a sweep.
-RESUME_KEYS = ("spec", "seed", "dtype", "scale", "trials", "chunk_size")
+RESUME_KEYS = ("spec", "seed", "dtype", "scale", "trials", "chunk_size", "block")
 
 
 def environment() -> dict:

@@ -23,7 +23,7 @@ from attnverify.errors import InputError
 from attnverify.spec import ModelSpec
 
 DTYPES = {"float64": jnp.float64, "float32": jnp.float32}
-BLOCK = 8  # draws per vectorised block (see `draw_errors`)
+BLOCK = 128  # draws per vectorised block (see `draw_errors`); part of the results manifest
 
 
 @dataclass
@@ -126,6 +126,23 @@ def draw_errors(
         bar.update(stop - start)
     bar.close()
     return np.concatenate(errors)
+
+
+def claim_block(claim: Claim, spec: ModelSpec, *, seed: int, dtype: str, scale: float):
+    """The jitted ``index[BLOCK] -> error[BLOCK]`` function that every sweep block runs."""
+    if dtype == "float64" and not jax.config.jax_enable_x64:
+        raise RuntimeError("float64 sweeps need jax_enable_x64 set before any array is made")
+    compare = claim.build(spec)
+    root = jax.random.PRNGKey(seed)
+
+    def one(index):
+        # Keys from the draw index alone: results do not depend on chunks or devices.
+        key_params, key_doc = jax.random.split(jax.random.fold_in(root, index))
+        params = draw_params(key_params, spec, scale=scale, dtype=DTYPES[dtype])
+        lhs, rhs = compare(params, draw_document(key_doc, spec))
+        return relative_error(lhs, rhs)
+
+    return jax.jit(jax.vmap(one))
 
 
 def _run_chunk(block, devices: list, start: int, chunk: int) -> np.ndarray:

@@ -1,0 +1,61 @@
+"""`attnverify bench`: run the selected benchmarks and format one table per benchmark."""
+
+from __future__ import annotations
+
+import platform
+
+import jax
+
+from attnverify.errors import InputError
+from attnverify.verification import bench
+
+KNOWN = ("theorem1", "scaling", "devices", "lime")
+
+
+def _lime(quick: bool) -> dict:
+    try:
+        from attnverify.verification.lime_bench import lime_benchmarks
+    except ImportError:
+        raise InputError("the LIME benchmarks are not available in this build") from None
+    return lime_benchmarks(quick=quick)
+
+
+def run_benchmarks(which: list[str], *, quick: bool = False) -> tuple[dict, str]:
+    """Run benchmarks by name; returns (numbers, printable text)."""
+    names = list(KNOWN) if not which or "all" in which else which
+    unknown = [n for n in names if n not in KNOWN]
+    if unknown:
+        raise InputError(f"unknown benchmark(s) {', '.join(unknown)} (known: {', '.join(KNOWN)}, all)")
+    machine = f"{platform.machine()}, {jax.default_backend()} x{jax.device_count()}, {jax.devices()[0].device_kind}"
+    results: dict = {"machine": machine}
+    lines = [f"machine: {machine}"]
+    if "theorem1" in names:
+        dc = bench.derive_and_compile()
+        tp = bench.sweep_throughput(trials=2048 if quick else 8192)
+        results["theorem1"] = {"derive_compile_paper_sizes": dc, "sweep": tp}
+        lines += [
+            "",
+            "Theorem 1 (float64)",
+            f"  derive (SymPy) + compile (jit) at paper sizes: {dc['derive_s']:.2f} s + {dc['compile_s']:.2f} s"
+            f" = {dc['total_s']:.2f} s   (target < 10 s)",
+            f"  sweep thm1.gradient, {tp['spec']}: {tp['claim_models_per_s']:,.0f} models/s"
+            f"   (target >= 10,000)",
+            f"  jax.grad alone, same draws:  {tp['grad_only_models_per_s']:,.0f} models/s"
+            f"   -> claim/grad time ratio {tp['claim_time_over_grad_time']:.2f}",
+        ]
+    if "scaling" in names:
+        rows = bench.scaling(quick=quick, trials=1024 if quick else 2048)
+        results["scaling"] = rows
+        lines += ["", "Sweep scaling (thm1.gradient, one size varied from T=16 K=8 d_e=32, chunk 1024)",
+                  f"  {'vary':>6} {'value':>6} {'models/s':>10} {'block MiB':>10} {'chunk MiB':>10}"]
+        lines += [f"  {r['vary']:>6} {r['value']:>6} {r['models_per_s']:>10,.0f} {r['block_bytes'] / 2**20:>10.2f}"
+                  f" {r['chunk_bytes_est'] / 2**20:>10.1f}" for r in rows]
+    if "devices" in names:
+        rows = bench.device_scaling(trials=2048 if quick else 4096)
+        results["devices"] = rows
+        lines += ["", "Device scaling (forced host devices share the same 2 cores)",
+                  *[f"  {r['devices']} device(s): {r['models_per_s']:,.0f} models/s" for r in rows]]
+    if "lime" in names:
+        results["lime"] = _lime(quick)
+        lines += ["", "LIME", *[f"  {k}: {v}" for k, v in results["lime"].items()]]
+    return results, "\n".join(lines)
