@@ -142,13 +142,15 @@ def cmd_claims(args: argparse.Namespace) -> int:
 
 
 # -- models ---------------------------------------------------------------------------------
-def builtin_vocab(size: int) -> list[str]:
+def builtin_vocab(size: int | None = None) -> list[str]:
+    """[CLS], UNK, then the built-in word list (placeholders ``word<j>`` past its end)."""
     from attnverify.numerics.tokenize import CLS_TOKEN, UNK_TOKEN
 
     words = resources.files("attnverify").joinpath("data/words.txt").read_text().split()
     vocab = [CLS_TOKEN, UNK_TOKEN] + words
-    if size > len(vocab):
-        vocab += [f"word{j}" for j in range(size - len(vocab))]
+    if size is None:
+        return vocab
+    vocab += [f"word{j}" for j in range(size - len(vocab))]
     return vocab[:size]
 
 
@@ -167,7 +169,7 @@ def cmd_init_model(args: argparse.Namespace) -> int:
         from attnverify.numerics.tokenize import CLS_TOKEN, UNK_TOKEN
 
         vocab = [CLS_TOKEN, UNK_TOKEN] + [w for w in path.read_text().split() if w not in (CLS_TOKEN, UNK_TOKEN)]
-    default = PAPER.replace(vocab_size=len(vocab) if vocab else len(builtin_vocab(10**6)))
+    default = PAPER.replace(vocab_size=len(vocab) if vocab else len(builtin_vocab()))
     spec = spec_from_args(args, default)
     vocab = (vocab or builtin_vocab(spec.vocab_size))[: spec.vocab_size]
     if len(vocab) != spec.vocab_size:
