@@ -100,11 +100,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
     _enable_x64()
     from attnverify.verification import claims as _claims  # noqa: F401  (fills the registry)
     from attnverify.verification.registry import select
-    from attnverify.verification.sweep import run_claim
-    from attnverify.verification.table import claims_table
-
     from attnverify.verification.store import ChunkStore
-    from attnverify.verification.sweep import BLOCK, check_sweep_arguments, effective_chunk_size
+    from attnverify.verification.sweep import BLOCK, check_sweep_arguments, effective_chunk_size, run_claim
+    from attnverify.verification.table import claims_table
 
     spec = spec_from_args(args, SMALL)
     chosen = select(args.claims)

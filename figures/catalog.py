@@ -1,0 +1,107 @@
+"""The figures by name, and drawing any of them into a folder (PNG, PDF and the data)."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+from attnverify.figures.common import FigureContext, save_figure, write_json
+
+from attnverify.errors import InputError
+
+#: name -> (module, one-line description). Modules are imported on demand.
+FIGURES: dict[str, tuple[str, str]] = {
+    "fig1": ("fig1", "seven explanation strips of one sentence (alpha, LIME, gradients)"),
+    "fig3": ("fig3", "self-attention matrix of each head"),
+    "fig4": ("fig4", "LIME over runs (box plots) against the Eq. 19 approximation"),
+    "fig5": ("fig5", "gradient: Theorem 1 closed form vs autodiff, and their difference"),
+    "eq19_nu": ("eq19_sweeps", "Eq. 19 error against the kernel width nu"),
+    "eq19_d": ("eq19_sweeps", "Eq. 19 error against the number of words d"),
+    "eq19_n": ("eq19_sweeps", "LIME convergence to beta^infinity and Eq. 19 error against n (log-log slope)"),
+    "thm1_hist": ("thm1_hist", "Theorem 1 error histogram, float64 and float32"),
+}
+
+
+def check_names(names: list[str]) -> list[str]:
+    """`names` with duplicates removed; ``all`` (or none) means every figure."""
+    if not names or "all" in names:
+        return list(FIGURES)
+    unknown = [n for n in names if n not in FIGURES]
+    if unknown:
+        raise InputError(f"unknown figure {unknown[0]!r} (known: {', '.join(FIGURES)}, all)")
+    return list(dict.fromkeys(names))
+
+
+def _module(name: str):
+    return importlib.import_module(f"attnverify.figures.{FIGURES[name][0]}")
+
+
+def make(name: str, ctx: FigureContext, out_dir: str | Path) -> list[Path]:
+    """Compute and draw figure `name`; write ``NAME.png``, ``NAME.pdf`` and ``NAME.json``."""
+    out_dir = Path(out_dir)
+    module = _module(name)
+    compute: Callable[..., dict] = getattr(module, f"compute_{name}", None) or module.compute
+    draw: Callable[[dict], object] = getattr(module, f"draw_{name}", None) or module.draw
+    data = compute(ctx)
+    paths = [write_json(out_dir / f"{name}.json", data)]
+    writer = getattr(module, "write_table", None)
+    if writer is not None:
+        paths.append(writer(out_dir / f"{name}.csv", data))
+    return save_figure(draw(data), out_dir, name) + paths
+
+
+def make_all(names: list[str], ctx: FigureContext, out_dir: str | Path,
+             *, log: Callable[[str], None] | None = None) -> dict[str, list[Path]]:
+    """Every figure in `names` (validated first, so a typo fails before any work)."""
+    names = check_names(names)
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"{out_dir}: exists and is not a folder")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for name in names:
+        if log:
+            log(f"figure {name}: {FIGURES[name][1]}")
+        written[name] = make(name, ctx, out_dir)
+    return written
+
+
+def caption(name: str) -> str:
+    """The first paragraph of the figure module's docstring, on one line."""
+    doc = (_module(name).__doc__ or FIGURES[name][1]).strip().split("\n\n")[0]
+    return " ".join(doc.split())
+
+
+def draw_for_report(names: list[str], context: dict, out_dir: str | Path,
+                    log: Callable[[str], None]) -> tuple[dict[str, list[Path]], list[str], dict[str, str]]:
+    """The report's figure step: like `make_all`, but a figure that raises is reported, not fatal.
+    Returns the files per figure, one line per failed figure, and a caption per drawn figure."""
+    names = check_names(names)
+    ctx = FigureContext(**context)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    drawn, failed = {}, []
+    for name in names:
+        log(f"figure {name}: {FIGURES[name][1]}")
+        try:
+            drawn[name] = make(name, ctx, out_dir)
+        except Exception as err:  # e.g. LIME not available: the rest of the report still matters
+            failed.append(f"figure {name}: {type(err).__name__}: {err}")
+            log(f"figure {name} could not be drawn: {type(err).__name__}: {err}")
+            traceback.print_exc(file=sys.stderr)
+    return drawn, failed, {name: caption(name) for name in drawn}
+
+
+def figures_from_files(names: list[str], out_dir: str | Path, *, model: str | None = None,
+                       text: str | None = None, seed: int = 0, quick: bool = False) -> dict[str, list[Path]]:
+    """`attnverify figures`: load the model file (if given) and draw `names` into `out_dir`."""
+    from attnverify.numerics import modelfile
+
+    names = check_names(names)
+    ctx = FigureContext(model=modelfile.load(model) if model else None, seed=seed, quick=quick)
+    if text is not None:
+        ctx.text = ctx.document = text
+    return make_all(names, ctx, out_dir)

@@ -1,0 +1,180 @@
+"""New figures: how good Eq. 19 is, and how fast LIME reaches its limit β^∞.
+
+* ``eq19_nu`` / ``eq19_d``: relative L2 error ‖approx − β^∞‖ / ‖β^∞‖ of Eq. 19 and of the
+  improved closed form (`numerics.lime_eq19`) against LIME's exact large-sample limit β^∞
+  (`numerics.lime_limit.beta_limit`: enumeration of all 2^d masks, in-place UNK
+  replacement, ridge 0), over documents of d distinct words, against the kernel width ν and
+  against d. Models: random draws at the paper's init (the claims' spec) and the trained model.
+* ``eq19_n``: root-mean-square error of LIME (`numerics.lime.lime_explain`, ridge 0, in-place
+  replacement) against β^∞ as the number of samples n grows, on log-log axes with the fitted
+  slope (Monte-Carlo theory: −1/2).
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+from attnverify.figures.common import NEGATIVE, POSITIVE, FigureContext, plt, style
+from attnverify.numerics.draws import draw_params
+from attnverify.numerics.lime import lime_explain
+from attnverify.numerics.lime_eq19 import eq19_approximation, improved_approximation
+from attnverify.numerics.lime_limit import beta_limit
+from attnverify.numerics.model import CLS, UNK
+from attnverify.numerics.tokenize import encode
+
+NUS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
+# Each d and each n is one compilation (static shapes): the quick preset uses fewer.
+DS = {"quick": (4, 8, 12), "full": (2, 4, 6, 8, 10, 12)}
+NS = {"quick": (250, 1000, 4000, 16000), "full": (250, 500, 1000, 2000, 4000, 8000, 16000)}
+D_FOR_NU, NU_FOR_D = 8, 0.25
+APPROXIMATIONS = ("eq19", "improved")
+STYLES = {("random", "eq19"): (NEGATIVE, "-", "x"), ("random", "improved"): (NEGATIVE, "--", "D"),
+          ("trained", "eq19"): (POSITIVE, "-", "x"), ("trained", "improved"): (POSITIVE, "--", "D")}
+
+
+def _documents(ctx: FigureContext, d: int, count: int) -> list[tuple[str, object, object, list[str]]]:
+    """(model kind, params, tokens, words) for `count` documents of d distinct words per model:
+    random models at the claims' spec (random distinct word ids), and the trained model
+    (distinct words among its 500 most frequent)."""
+    out = []
+    root = jax.random.PRNGKey(ctx.seed)
+    spec = ctx.claims_spec
+    for c in range(count):
+        k_params, k_words = jax.random.split(jax.random.fold_in(root, c))
+        params = draw_params(k_params, spec)
+        ids = np.asarray(jax.random.choice(k_words, np.arange(2, spec.vocab_size), (d,), replace=False))
+        tokens = np.full(spec.max_len, UNK, np.int32)
+        tokens[0], tokens[1:1 + d] = CLS, ids
+        out.append(("random", params, tokens, [str(i) for i in ids]))
+    if ctx.model is not None:
+        m = ctx.model
+        pool = np.arange(2, min(m.spec.vocab_size, 502))
+        for c in range(count):
+            ids = np.asarray(jax.random.choice(jax.random.fold_in(root, 10**6 + c), pool, (d,), replace=False))
+            text = " ".join(m.vocab[i] for i in ids)
+            tokens, kept = encode(text, m.vocab, m.spec.max_len)
+            out.append(("trained", m.params, tokens, kept))
+    return out
+
+
+def _spec_of(ctx: FigureContext, kind: str):
+    return ctx.claims_spec if kind == "random" else ctx.model.spec
+
+
+def _errors(ctx: FigureContext, d: int, nus: tuple[float, ...], count: int) -> dict:
+    """errors[kind][approx][nu index] = list over documents of the relative L2 error."""
+    errors: dict[str, dict[str, list[list[float]]]] = {}
+    for kind, params, tokens, words in _documents(ctx, d, count):
+        spec = _spec_of(ctx, kind)
+        eq19 = eq19_approximation(params, tokens, spec, words=words)
+        slot = errors.setdefault(kind, {a: [[] for _ in nus] for a in APPROXIMATIONS})
+        for i, nu in enumerate(nus):
+            beta = beta_limit(params, tokens, spec, words=words, nu=nu, removal="replace", method="exact").beta
+            improved = improved_approximation(params, tokens, spec, nu=nu, words=words)
+            norm = float(np.linalg.norm(beta)) or 1.0
+            slot["eq19"][i].append(float(np.linalg.norm(eq19 - beta)) / norm)
+            slot["improved"][i].append(float(np.linalg.norm(improved - beta)) / norm)
+    return errors
+
+
+def compute_eq19_nu(ctx: FigureContext) -> dict:
+    count = 4 if ctx.quick else 16
+    return {"x": list(NUS), "x_label": "kernel width ν (lime: kernel_width / 100)", "d": D_FOR_NU,
+            "errors": _errors(ctx, D_FOR_NU, NUS, count), "documents_per_model": count,
+            "title": f"Eq. 19 vs exact $\\beta^\\infty$ against ν (d = {D_FOR_NU}, in-place UNK replacement)"}
+
+
+def compute_eq19_d(ctx: FigureContext) -> dict:
+    count = 4 if ctx.quick else 16
+    ds = DS["quick" if ctx.quick else "full"]
+    per_d = {d: _errors(ctx, d, (NU_FOR_D,), count) for d in ds}
+    errors = {kind: {a: [per_d[d][kind][a][0] for d in ds] for a in APPROXIMATIONS}
+              for kind in per_d[ds[0]]}
+    return {"x": list(ds), "x_label": "number of distinct words d", "nu": NU_FOR_D, "errors": errors,
+            "documents_per_model": count,
+            "title": f"Eq. 19 vs exact $\\beta^\\infty$ against d (ν = {NU_FOR_D}, in-place UNK replacement)"}
+
+
+def _draw_errors(data: dict, *, log_x: bool) -> plt.Figure:
+    with style():
+        fig, ax = plt.subplots(figsize=(9, 5.6), constrained_layout=True)
+        x = np.asarray(data["x"], float)
+        for kind, per_approx in data["errors"].items():
+            for approx, values in per_approx.items():
+                colour, line, marker = STYLES[(kind, approx)]
+                median = np.array([np.median(v) for v in values])
+                low = np.array([np.quantile(v, 0.25) for v in values])
+                high = np.array([np.quantile(v, 0.75) for v in values])
+                name = "Eq. 19" if approx == "eq19" else "improved closed form"
+                ax.plot(x, median, line, marker=marker, color=colour, label=f"{name}, {kind} model")
+                ax.fill_between(x, low, high, color=colour, alpha=0.12)
+        if log_x:
+            ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(data["x_label"])
+        ax.set_ylabel("relative L2 error  ‖approx − $\\beta^\\infty$‖ / ‖$\\beta^\\infty$‖")
+        ax.set_title(f"{data['title']}\nmedian and quartiles over {data['documents_per_model']} "
+                     "documents per model", fontsize=11)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
+    return fig
+
+
+def draw_eq19_nu(data: dict) -> plt.Figure:
+    return _draw_errors(data, log_x=True)
+
+
+def draw_eq19_d(data: dict) -> plt.Figure:
+    return _draw_errors(data, log_x=False)
+
+
+def compute_eq19_n(ctx: FigureContext) -> dict:
+    """On one document: RMSE of R LIME runs per n against beta^inf with the log-log slope, and
+    Eq. 19's relative L2 error against each LIME run (median over runs) and against beta^inf."""
+    runs = 8 if ctx.quick else 32
+    kind, params, tokens, words = _documents(ctx, D_FOR_NU, 1)[-1]  # trained model if there is one
+    spec = _spec_of(ctx, kind)
+    nu = 0.25
+    beta = beta_limit(params, tokens, spec, words=words, nu=nu, removal="replace", method="exact").beta
+    eq19 = eq19_approximation(params, tokens, spec, words=words)
+    rmse, eq19_vs_lime = [], []
+    ns = NS["quick" if ctx.quick else "full"]
+    for i, n in enumerate(ns):
+        lime = lime_explain(params, tokens, spec, key=jax.random.PRNGKey(ctx.seed + i), words=words,
+                            n_samples=n, runs=runs, nu=nu, removal="replace", ridge=0.0)
+        rmse.append(float(np.sqrt(np.mean((lime.coef - beta[None, :]) ** 2))))
+        eq19_vs_lime.append(float(np.median(np.linalg.norm(lime.coef - eq19, axis=1)
+                                            / np.linalg.norm(lime.coef, axis=1))))
+    slope, intercept = np.polyfit(np.log(ns), np.log(rmse), 1)
+    return {"n": list(ns), "rmse": rmse, "slope": float(slope), "intercept": float(intercept),
+            "eq19_vs_lime": eq19_vs_lime,
+            "eq19_vs_limit": float(np.linalg.norm(eq19 - beta) / (np.linalg.norm(beta) or 1.0)),
+            "runs": runs, "nu": nu, "d": len(words), "model": kind, "words": words, "beta_limit": beta,
+            "eq19": eq19}
+
+
+def draw_eq19_n(data: dict) -> plt.Figure:
+    n, rmse = np.asarray(data["n"], float), np.asarray(data["rmse"])
+    with style():
+        fig, (left, right) = plt.subplots(1, 2, figsize=(14, 5.6), constrained_layout=True)
+        left.loglog(n, rmse, "o", color=POSITIVE, label=f"LIME ({data['runs']} runs per n)")
+        left.loglog(n, np.exp(data["intercept"]) * n ** data["slope"], "-", color="black",
+                    label=f"fitted slope {data['slope']:.3f}")
+        left.loglog(n, rmse[0] * (n / n[0]) ** -0.5, ":", color="grey", label="slope −1/2 (Monte-Carlo rate)")
+        left.set_xlabel("LIME samples n")
+        left.set_ylabel("RMSE of LIME coefficients vs $\\beta^\\infty$")
+        left.set_title("LIME converges to its limit")
+        right.semilogx(n, data["eq19_vs_lime"], "x-", color=NEGATIVE, markersize=9,
+                       label="Eq. 19 vs LIME at n (median over runs)")
+        right.axhline(data["eq19_vs_limit"], color="black", linestyle="--",
+                      label=f"Eq. 19 vs $\\beta^\\infty$: {data['eq19_vs_limit']:.3f}")
+        right.set_xlabel("LIME samples n")
+        right.set_ylabel("relative L2 error of Eq. 19")
+        right.set_title("Eq. 19's error: Monte-Carlo noise fades, the approximation error stays")
+        right.set_ylim(0, 1.15 * max(*data["eq19_vs_lime"], data["eq19_vs_limit"]))
+        for ax in (left, right):
+            ax.grid(True, which="both", alpha=0.3)
+            ax.legend()
+        fig.suptitle(f"{data['model'].capitalize()} model, one document with d = {data['d']} words, "
+                     f"ν = {data['nu']}, in-place UNK replacement, ridge 0")
+    return fig

@@ -1,0 +1,97 @@
+"""Figure 1: seven explanations of one sentence, one highlighted strip each.
+
+α-avg and α-max (attention of the [CLS] row), LIME (`numerics.lime.lime_explain`, lime's
+defaults: deletion, ν = 0.25, n = 5000, ridge 1, mean of several runs), and the gradient
+explanations G-avg, G-l1, G-l2 and G×I (`numerics.explanations`, `jax.grad` of the true
+model). Green: positive, red: negative; opacity ∝ |value| / max |value| within each strip.
+Attention and the gradient norms carry no sign, so they are all green (THEORY.md §2, §7).
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+from attnverify.figures.common import NEGATIVE, POSITIVE, FigureContext, plt, style, write_csv
+from attnverify.numerics.explanations import explain
+from attnverify.numerics.lime import lime_explain
+from attnverify.numerics.tokenize import encode
+
+NAME = "fig1"
+#: Strip order and labels of the paper; values are keyed by `numerics.explanations.NAMES`.
+METHODS = (("alpha_avg", "α-avg"), ("alpha_max", "α-max"), ("lime", "LIME"), ("grad_avg", "G-avg"),
+           ("grad_l1", "G-l1"), ("grad_l2", "G-l2"), ("grad_x_input", "G×I"))
+
+
+def compute(ctx: FigureContext) -> dict:
+    """Per word position: every explanation (LIME: the mean over runs of the coefficient of that
+    position's word), the explained logit, and the LIME settings."""
+    loaded = ctx.need_model(NAME)
+    tokens, kept = encode(ctx.text, loaded.vocab, loaded.spec.max_len)
+    values = explain(loaded.params, tokens, loaded.spec, len(kept))
+    runs, n_samples = (3, 2000) if ctx.quick else (5, 5000)
+    lime = lime_explain(loaded.params, tokens, loaded.spec, key=jax.random.PRNGKey(ctx.seed), words=kept,
+                        runs=runs, n_samples=n_samples)
+    mean = dict(zip(lime.words, lime.coef.mean(axis=0), strict=True))
+    values["lime"] = [float(mean[w]) for w in kept]
+    return {
+        "text": ctx.text,
+        "words": kept,
+        "in_vocabulary": [loaded.vocab[int(t)] == w for t, w in zip(tokens[1:], kept, strict=False)],
+        "values": {key: values[key] for key, _ in METHODS},
+        "logit": values["logit"],
+        "lime": {"runs": runs, "n_samples": n_samples, "nu": lime.nu, "removal": lime.removal,
+                 "ridge": lime.ridge, "seed": ctx.seed, "coef_per_run": lime.coef, "features": lime.words},
+    }
+
+
+def write_table(path, data: dict):
+    header = ["word"] + [key for key, _ in METHODS]
+    rows = [[w] + [data["values"][key][j] for key, _ in METHODS] for j, w in enumerate(data["words"])]
+    return write_csv(path, header, rows)
+
+
+def _strip(ax, fig, y: float, words: list[str], values: np.ndarray, x0: float, fontsize: float) -> float:
+    """One row of highlighted words at height y, starting at x0 (both in inches); returns the end x."""
+    renderer = fig.canvas.get_renderer()
+    inches = fig.dpi_scale_trans
+    scale = float(np.abs(values).max()) or 1.0
+    x = x0
+    for word, value in zip(words, values, strict=True):
+        colour = POSITIVE if value >= 0 else NEGATIVE
+        text = ax.text(x, y, word, fontsize=fontsize, va="center", ha="left", transform=inches,
+                       bbox={"boxstyle": "round,pad=0.25", "facecolor": colour, "edgecolor": "none",
+                             "alpha": abs(value) / scale})
+        box = text.get_window_extent(renderer).transformed(inches.inverted())
+        ax.text((box.x0 + box.x1) / 2, box.y0 - 0.1, f"{value:+.3g}", fontsize=fontsize * 0.55,
+                ha="center", va="top", color="#444444", transform=inches)
+        x = box.x1 + 0.16
+    return x
+
+
+def draw(data: dict) -> plt.Figure:
+    words = [w if ok else f"{w}*" for w, ok in zip(data["words"], data["in_vocabulary"], strict=True)]
+    fontsize, row_height, label_width = 18, 0.95, 1.2
+    rows = len(METHODS)
+    height = row_height * rows + 0.8
+    with style():
+        fig = plt.figure(figsize=(12, height))
+        ax = fig.add_axes((0, 0, 1, 1))
+        ax.axis("off")
+        fig.canvas.draw()
+        end = 0.0
+        for r, (key, label) in enumerate(METHODS):
+            y = height - 0.9 - r * row_height
+            ax.text(0.15, y, label, fontsize=fontsize * 0.8, va="center", ha="left", weight="bold",
+                    transform=fig.dpi_scale_trans)
+            end = max(end, _strip(ax, fig, y, words, np.asarray(data["values"][key], float),
+                                  label_width, fontsize))
+        unknown = "   * out of vocabulary: read as UNK." if not all(data["in_vocabulary"]) else ""
+        lime = data["lime"]
+        header = (f"“{data['text']}”: class-1 logit {data['logit']:+.3f}.  Green: positive, red: negative; "
+                  f"opacity ∝ |value| / max per strip.\nLIME: mean of {lime['runs']} runs, "
+                  f"n = {lime['n_samples']}, ν = {lime['nu']}, {lime['removal']} removal.{unknown}")
+        title = ax.text(0.15, height - 0.1, header, fontsize=10, va="top", transform=fig.dpi_scale_trans)
+        end = max(end, title.get_window_extent(fig.canvas.get_renderer())
+                  .transformed(fig.dpi_scale_trans.inverted()).x1)
+        fig.set_size_inches(end + 0.2, height)
+    return fig

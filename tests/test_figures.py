@@ -1,0 +1,121 @@
+"""Every figure on a tiny model writes non-empty PNG, PDF and data files; bad names are errors."""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import numpy as np
+import pytest
+from attnverify.figures import catalog, eq19_sweeps, fig1, fig4
+from attnverify.figures.common import RUNNING_SENTENCE, FigureContext
+from attnverify.numerics import modelfile
+from attnverify.numerics.draws import draw_params
+from attnverify.numerics.tokenize import CLS_TOKEN, UNK_TOKEN, words
+
+from attnverify.cli import main
+from attnverify.errors import InputError
+from attnverify.spec import ModelSpec
+
+TINY = ModelSpec(max_len=10, d_embed=8, d_att=4, d_out=4, heads=2, vocab_size=40)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    known = list(dict.fromkeys(words(RUNNING_SENTENCE) + words(fig4.DOCUMENT)))
+    vocab = ([CLS_TOKEN, UNK_TOKEN] + known + [f"w{j}" for j in range(TINY.vocab_size)])[: TINY.vocab_size]
+    path = tmp_path_factory.mktemp("model") / "tiny.npz"
+    # scale 5: attention far from uniform, so the figures have something to show
+    modelfile.save(path, TINY, draw_params(jax.random.PRNGKey(0), TINY, scale=5.0), vocab)
+    return modelfile.load(path)
+
+
+@pytest.fixture(scope="module")
+def drawn(tiny_model, tmp_path_factory):
+    """Every figure once, at test sizes: fewer d and n values (each is one compilation)."""
+    patch = pytest.MonkeyPatch()
+    patch.setitem(eq19_sweeps.DS, "quick", (3,))
+    patch.setitem(eq19_sweeps.NS, "quick", (100, 400))
+    patch.setattr(eq19_sweeps, "NUS", (0.25, 2.0))
+    # The histogram reads sweep results when it is given them, as in the report (its own
+    # sweep is `verification.sweep.draw_errors`, one compilation per claim and dtype).
+    rng = np.random.default_rng(0)
+    sweeps = {(cid, dtype): list(10 ** rng.uniform(*{"float64": (-16, -14), "float32": (-7, -6)}[dtype], 20))
+              for cid in ("thm1.gradient", "thm1.cls_term") for dtype in ("float64", "float32")}
+    sweeps |= {("thm1.gradient_cls_row", dtype): list(rng.uniform(0.1, 1, 20)) for dtype in ("float64", "float32")}
+    ctx = FigureContext(model=tiny_model, quick=True, claims_spec=TINY, sweeps=sweeps)
+    out = tmp_path_factory.mktemp("figures")
+    try:
+        written = catalog.make_all(["all"], ctx, out)
+    finally:
+        patch.undo()
+    return written, out
+
+
+@pytest.mark.parametrize("name", list(catalog.FIGURES))
+def test_each_figure_writes_png_pdf_and_data(drawn, name):
+    written, out = drawn
+    suffixes = {p.suffix for p in written[name]}
+    assert {".png", ".pdf", ".json"} <= suffixes
+    for path in written[name]:
+        assert path.parent == out and path.stat().st_size > 0
+    assert (out / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / f"{name}.pdf").read_bytes()[:5] == b"%PDF-"
+    json.loads((out / f"{name}.json").read_text())
+
+
+def test_fig5_data_shows_the_cls_row_discrepancy(drawn):
+    data = json.loads((drawn[1] / "fig5.json").read_text())
+    # float64: rows t >= 1 agree to rounding; row 0 misses the query-path term (THEORY.md §3.3)
+    assert data["max_abs_diff_other_rows"] <= 1e-12 * max(data["max_abs_gradient"], 1.0)
+    assert data["max_abs_diff_cls_row"] > 1e-6 * data["max_abs_gradient"]
+
+
+def test_fig1_and_fig3_data_are_what_the_model_says(drawn, tiny_model):
+    strips = json.loads((drawn[1] / "fig1.json").read_text())
+    assert strips["words"] == words(RUNNING_SENTENCE)
+    assert set(strips["values"]) == {key for key, _ in fig1.METHODS}
+    assert np.all(np.asarray(strips["values"]["alpha_avg"]) >= 0)
+    assert len(strips["values"]["lime"]) == len(strips["words"])
+    fig3 = json.loads((drawn[1] / "fig3.json").read_text())
+    attention = np.asarray(fig3["attention"])
+    assert attention.shape[0] == TINY.heads
+    assert np.all(attention.sum(axis=2) <= 1 + 1e-12)  # a window of a softmax over T positions
+
+
+def test_fig4_marks_eq19_for_the_top_words(drawn):
+    data = json.loads((drawn[1] / "fig4.json").read_text())
+    coef = np.asarray(data["coef_per_run"])
+    assert coef.shape[0] == 5 and len(data["top"]) == min(fig4.TOP, coef.shape[1])
+    assert len(data["eq19"]) == coef.shape[1]
+    first = np.abs(coef[0])
+    assert first[data["top"][0]] == first.max()
+
+
+def test_eq19_n_slope_is_fitted_to_the_points(drawn):
+    data = json.loads((drawn[1] / "eq19_n.json").read_text())
+    slope = np.polyfit(np.log(data["n"]), np.log(data["rmse"]), 1)[0]
+    assert slope == pytest.approx(data["slope"], rel=1e-9)
+
+
+def test_unknown_figure_name_is_an_input_error(tmp_path):
+    with pytest.raises(InputError, match="unknown figure 'fig2'"):
+        catalog.make_all(["fig2"], FigureContext(), tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_figure_without_model_is_an_input_error(tmp_path):
+    with pytest.raises(InputError, match="needs a model"):
+        catalog.make_all(["fig3"], FigureContext(), tmp_path)
+
+
+@pytest.mark.parametrize("argv", [
+    ["figures", "fig9", "--out", "X"],
+    ["figures", "--out", "X"],
+    ["figures", "fig3", "--out", "X", "--model", "missing.npz"],
+])
+def test_cli_figure_errors_are_one_line(tmp_path, capsys, argv):
+    argv = [str(tmp_path / a) if a in ("X", "missing.npz") else a for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("attnverify: error:") and "\n" not in err

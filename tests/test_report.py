@@ -1,0 +1,145 @@
+"""The report: every registered claim appears, figures are embedded, failures are recorded."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+
+import jax
+import pytest
+from attnverify.figures.catalog import draw_for_report
+from attnverify.numerics import modelfile
+from attnverify.numerics import train as tr
+from attnverify.numerics.draws import draw_params
+from attnverify.verification import report
+from attnverify.verification.registry import REGISTRY
+from attnverify.verification.sweep import ClaimResult
+
+from attnverify.cli import main
+from attnverify.errors import InputError
+from attnverify.spec import ModelSpec
+
+TINY = ModelSpec(max_len=10, d_embed=8, d_att=4, d_out=4, heads=2, vocab_size=30)
+
+
+@pytest.fixture(scope="module")
+def tiny_model_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "tiny.npz"
+    vocab = ["[CLS]", "UNK", "attention", "based", "explanations", "are", "popular", "but", "questionable"]
+    vocab += [f"w{j}" for j in range(TINY.vocab_size - len(vocab))]
+    modelfile.save(path, TINY, draw_params(jax.random.PRNGKey(1), TINY), vocab)
+    return path
+
+
+def _fake_run_claim(claim, spec, *, trials, seed=0, dtype="float64", **_):
+    """A stand-in sweep (no compilation): the claim's expected verdict, made-up errors."""
+    passed = claim.holds
+    error = 1e-16 if passed else 0.5
+    return ClaimResult(id=claim.id, statement=claim.statement, dtype=dtype, tolerance=claim.tolerance[dtype],
+                       trials=trials, max_error=error, median_error=error, passed=passed,
+                       finding=None if passed else f"{claim.id} fails as expected",
+                       expected=claim.expected(spec), unexpected=False, seed=seed, errors=[error] * trials)
+
+
+def test_report_trains_when_no_model_and_lists_every_registered_claim(tmp_path, monkeypatch):
+    monkeypatch.setattr(report, "run_claim", _fake_run_claim)
+    monkeypatch.setattr(report, "DEFAULT_SPEC", TINY)
+    monkeypatch.setattr(report, "DEFAULT_TRAINING", tr.TrainConfig(epochs=1, lr=1e-2))
+    options = report.ReportOptions(out_dir=tmp_path / "out", data="synthetic:120", claims_spec=TINY)
+    written, status = report.run_report(options, draw_figures=None)
+    assert status == 0
+    assert (tmp_path / "out" / "model.npz").is_file()  # cached for the next run
+    md, page = written["report.md"].read_text(), written["report.html"].read_text()
+    assert REGISTRY, "the registry is empty"
+    for cid in REGISTRY:  # generic over the registry: other groups appear without changes here
+        assert cid in md and cid in page
+    metrics = json.loads(tr.metrics_path(tmp_path / "out" / "model.npz").read_text())
+    assert f"test accuracy {metrics['accuracy']['test']:.4f}" in md
+    results = json.loads(written["results.json"].read_text())
+    assert {r["id"] for r in results["results"]} == set(REGISTRY)
+    for key in ("jax", "sympy", "device", "seed", "dtypes"):
+        assert key in results["environment"] and key in md
+
+    # the second run loads the cached model instead of training
+    written, _ = report.run_report(options, draw_figures=None)
+    assert "cached from an earlier run" in written["report.md"].read_text()
+
+
+def test_report_end_to_end_with_a_real_claim_and_an_embedded_figure(tmp_path, tiny_model_path):
+    options = report.ReportOptions(out_dir=tmp_path, model=tiny_model_path, claims=("thm1.gradient",),
+                                   figures=("fig3",), trials=4, claims_spec=TINY)
+    written, status = report.run_report(options, draw_figures=draw_for_report)
+    assert status == 0
+    page = written["report.html"].read_text()
+    assert "thm1.gradient" in page and ">PASS<" in page
+    images = re.findall(r"src='data:image/png;base64,([A-Za-z0-9+/=]+)'", page)
+    assert len(images) == 1 and base64.b64decode(images[0])[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not re.search(r"(src|href)=['\"]https?:", page)  # self-contained
+    assert "figures/fig3.png" in written["report.md"].read_text()
+    assert (tmp_path / "figures" / "fig3.pdf").stat().st_size > 0
+
+
+def test_a_failing_claim_or_figure_is_recorded_not_fatal(tmp_path, tiny_model_path, monkeypatch):
+    def broken(claim, spec, **kwargs):
+        if claim.id == "thm1.gxi":
+            raise RuntimeError("simulated failure")
+        return _fake_run_claim(claim, spec, **kwargs)
+
+    monkeypatch.setattr(report, "run_claim", broken)
+
+    def figures(names, context, out_dir, log):
+        return {}, ["figure fig1: ValueError: simulated"], {}
+
+    options = report.ReportOptions(out_dir=tmp_path, model=tiny_model_path, claims=("theorem1",),
+                                   claims_spec=TINY)
+    written, status = report.run_report(options, draw_figures=figures)
+    md = written["report.md"].read_text()
+    assert status == 1
+    assert "claim thm1.gxi (float64): RuntimeError: simulated failure" in md
+    assert "figure fig1: ValueError: simulated" in md
+    assert "thm1.gradient" in md
+
+
+def test_an_unexpected_result_gives_exit_status_1(tmp_path, tiny_model_path, monkeypatch):
+    def wrong(claim, spec, **kwargs):
+        result = _fake_run_claim(claim, spec, **kwargs)
+        result.unexpected = claim.id == "thm1.gradient"
+        return result
+
+    monkeypatch.setattr(report, "run_claim", wrong)
+    options = report.ReportOptions(out_dir=tmp_path, model=tiny_model_path, claims=("theorem1",),
+                                   claims_spec=TINY)
+    written, status = report.run_report(options)
+    assert status == 1 and "UNEXPECTED" in written["report.html"].read_text()
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"claims": ("no.such.claim",)}, "unknown claim"),
+    ({"trials": 0}, "trials"),
+    ({"preset": "huge"}, "unknown preset"),
+])
+def test_bad_options_fail_before_any_work(tmp_path, change, message):
+    options = report.ReportOptions(out_dir=tmp_path / "out", **change)
+    with pytest.raises(InputError, match=message):
+        report.run_report(options)
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_report_errors_are_one_line(tmp_path, capsys):
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    assert main(["report", "--out", str(a_file)]) == 2
+    assert main(["report", "--out", str(tmp_path / "r"), "--model", str(tmp_path / "missing.npz")]) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("[")]  # no log
+    assert len(lines) == 2 and all(line.startswith("attnverify: error:") for line in lines)
+    with pytest.raises(SystemExit) as exit_:
+        main(["report", "--out", str(tmp_path / "r"), "--quick", "--full"])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.strip().startswith("attnverify report: error: argument --full")
+
+
+def test_quick_preset_is_float64_only_and_full_adds_float32():
+    assert report.DTYPES["quick"] == ("float64",)
+    assert set(report.DTYPES["full"]) == {"float64", "float32"}
+    assert report.PRESETS["quick"] < report.PRESETS["full"]

@@ -1,0 +1,127 @@
+"""Training: accuracy on the synthetic task, determinism, the checkpoint, AdamW's decay, files."""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from attnverify.numerics import modelfile
+from attnverify.numerics import train as tr
+from attnverify.numerics.data import synthetic_corpus
+
+from attnverify.cli import main
+from attnverify.errors import InputError
+from attnverify.spec import ModelSpec
+
+# Small enough to train in a few seconds on 2 cores, big enough to learn the planted words.
+SPEC = ModelSpec(max_len=16, d_embed=16, d_att=8, d_out=8, heads=2, vocab_size=64)
+FAST = tr.TrainConfig(epochs=3, lr=1e-2, batch=16, seed=0)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    return tr.train(synthetic_corpus(800, seed=0), SPEC, FAST, progress=False)
+
+
+def test_synthetic_task_is_learned_in_seconds(trained):
+    acc = trained.metrics["accuracy"]
+    # Planted words decide the label, so a model that learned them is near perfect; the
+    # majority class is about 0.5 (the generator draws labels uniformly).
+    assert acc["test"] >= 0.9 and acc["validation"] >= 0.9
+    assert trained.metrics["majority_class_accuracy"]["test"] < 0.7
+    assert trained.metrics["seconds"] < 60
+
+
+def test_best_validation_checkpoint_is_kept(trained):
+    history = trained.metrics["history"]
+    best = max(history, key=lambda h: (h["validation_accuracy"], -h["validation_loss"]))
+    assert trained.metrics["best_epoch"] == best["epoch"]
+    assert trained.metrics["accuracy"]["validation"] == pytest.approx(best["validation_accuracy"])
+
+
+def test_training_is_deterministic_for_a_seed(trained):
+    again = tr.train(synthetic_corpus(800, seed=0), SPEC, FAST, progress=False)
+    for a, b in zip(trained.params, again.params, strict=True):
+        assert (a is None and b is None) or np.array_equal(np.asarray(a), np.asarray(b))
+    other = tr.train(synthetic_corpus(800, seed=0), SPEC, tr.TrainConfig(epochs=1, lr=1e-2, seed=1),
+                     progress=False)
+    assert not np.array_equal(np.asarray(other.params.W_q), np.asarray(trained.params.W_q))
+
+
+def test_training_does_not_depend_on_the_callers_x64_setting():
+    corpus = synthetic_corpus(100, seed=2)
+    config = tr.TrainConfig(epochs=1, lr=1e-2)
+    with jax.enable_x64(True):
+        a = tr.train(corpus, SPEC, config, progress=False)
+    with jax.enable_x64(False):
+        b = tr.train(corpus, SPEC, config, progress=False)
+    for x, y in zip(a.params, b.params, strict=True):
+        assert (x is None and y is None) or np.array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_adamw_weight_decay_is_pytorchs_default():
+    # PyTorch's AdamW, with a zero gradient, moves each weight by -lr * weight_decay * weight.
+    config = tr.TrainConfig(lr=0.1)
+    assert config.weight_decay == 1e-2
+    opt = tr.optimiser(config)
+    params = {"w": jnp.array([1.0, -2.0, 4.0])}
+    updates, _ = opt.update({"w": jnp.zeros(3)}, opt.init(params), params)
+    assert np.allclose(updates["w"], -0.1 * 1e-2 * params["w"], rtol=1e-12, atol=0)
+    # and the check can fail: optax's own default decay (1e-4) is a different update
+    import optax
+
+    other, _ = optax.adamw(0.1).update({"w": jnp.zeros(3)}, optax.adamw(0.1).init(params), params)
+    assert not np.allclose(other["w"], updates["w"])
+
+
+def test_cross_entropy_matches_a_direct_computation(trained):
+    corpus = synthetic_corpus(40, seed=5)
+    from attnverify.numerics.data import encode_texts
+
+    tokens = encode_texts(corpus.train.texts, trained.vocab, SPEC.max_len)
+    labels = corpus.train.labels
+    loss, correct = tr.cross_entropy(trained.params, jnp.asarray(tokens), jnp.asarray(labels), trained.spec)
+    z = np.asarray(tr._predict(trained.params, jnp.asarray(tokens), trained.spec), dtype=np.float64)
+    log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    assert float(loss) == pytest.approx(-log_p[np.arange(len(labels)), labels].mean(), rel=1e-5)  # float32
+    assert int(correct) == int((z.argmax(axis=1) == labels).sum())
+
+
+def test_cli_train_writes_model_and_metrics(tmp_path, capsys):
+    out = tmp_path / "m.npz"
+    code = main(["train", "--data", "synthetic:200", "--out", str(out), "--epochs", "1", "--lr", "1e-2",
+                 "--max-len", "12", "--d-embed", "8", "--d-att", "4", "--d-out", "4", "--heads", "2",
+                 "--vocab-size", "40", "--quiet"])
+    assert code == 0
+    loaded = modelfile.load(out)
+    assert loaded.spec.max_len == 12 and loaded.vocab[:2] == ["[CLS]", "UNK"]
+    metrics = json.loads(tr.metrics_path(out).read_text())
+    assert metrics["sizes"] == {"train": 160, "validation": 20, "test": 20}
+    assert {"train", "validation", "test"} <= set(metrics["accuracy"])
+    assert metrics["config"]["seed"] == 0 and metrics["seconds"] > 0
+    assert "test accuracy" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--epochs", "0"], "epochs"),
+    (["--lr", "-1"], "lr"),
+    (["--batch", "1000"], "fewer than one batch"),
+])
+def test_bad_training_arguments_are_one_line_errors(tmp_path, capsys, flags, message):
+    code = main(["train", "--data", "synthetic:100", "--out", str(tmp_path / "m.npz"), "--quiet", *flags])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and message in err and "\n" not in err
+    assert not (tmp_path / "m.npz").exists()
+
+
+def test_missing_output_folder_is_an_input_error(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        tr.train_and_save("synthetic:100", tmp_path / "no" / "m.npz", SPEC, FAST, progress=False)
+
+
+def test_x64_does_not_change_the_training_dtype(trained):
+    assert jax.config.jax_enable_x64  # conftest
+    assert trained.params.W_q.dtype == jnp.float32
