@@ -288,6 +288,17 @@ def cmd_sweep_eq19(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_related(args: argparse.Namespace) -> int:
+    _enable_x64()
+    from attnverify.numerics import modelfile
+    from attnverify.verification.related import analyse
+
+    result = analyse(args.what, modelfile.load(args.model), args.text, epsilons=tuple(args.epsilon),
+                     temperatures=tuple(args.temperature), head=args.head, seed=args.seed)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
 def cmd_spec(args: argparse.Namespace) -> int:
     spec = spec_from_args(args, PAPER)
     print(json.dumps(dataclasses.asdict(spec), indent=2))
@@ -337,6 +348,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("claims", help="list the registered claims")
     p.set_defaults(run=cmd_claims)
+
+    p = sub.add_parser("related", help="Jain & Wallace, Brunner / Naim & Asher, Wen et al. on one text (JSON)")
+    p.add_argument("what", choices=("adversarial", "fiber", "gumbel", "protocol"), help="which analysis")
+    p.add_argument("--model", required=True, help="model .npz file")
+    p.add_argument("--text", required=True, help="the document")
+    p.add_argument("--epsilon", type=float, nargs="+", default=[0.01, 0.05], help="adversarial: output budgets")
+    p.add_argument("--temperature", type=float, nargs="+", default=[0.1, 0.5, 1.0, 2.0],
+                   help="gumbel: temperatures tau > 0")
+    p.add_argument("--head", type=int, default=0, help="the head whose attention moves (adversarial, fiber)")
+    p.add_argument("--seed", type=int, default=0, help="optimiser start and Gumbel noise")
+    p.set_defaults(run=cmd_related)
 
     p = sub.add_parser("spec", help="print the model spec the flags describe")
     add_spec_arguments(p)

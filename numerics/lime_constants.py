@@ -1,0 +1,73 @@
+"""Mardaoui & Garreau's constants, compiled from their SymPy derivation (`theory.lime`) to JAX.
+
+`mg_constants(d, nu)` evaluates ``alpha_p = sum_{s=1}^{d} summand_p(s, d, nu)`` with the
+summand lambdified from the derived expression, then the derived sigma_0..sigma_3. ``nu =
+inf`` is allowed (the kernel is then identically 1, the limit of the expression).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import jax.numpy as jnp
+import sympy as sp
+from attnverify.theory import lime as theory
+from jaxtyping import Array, Float
+
+from attnverify.errors import InputError
+
+#: alpha_p is compiled for p = 0..MAX_P (alpha_3 is used by the second-order forms).
+MAX_P = 3
+
+
+class MGConstants(NamedTuple):
+    alpha: Float[Array, " 4"]  # alpha_0 .. alpha_3
+    sigma: Float[Array, " 4"]  # sigma_0 .. sigma_3 (sigma_2 diagonal, sigma_3 off-diagonal)
+
+
+@functools.lru_cache(maxsize=1)
+def _compiled():
+    summands = [
+        sp.lambdify((theory.s, theory.d, theory.nu), theory.alpha_summand(p), modules="jax")
+        for p in range(MAX_P + 1)
+    ]
+    sigma = theory.derive_inverse().sigma
+    exprs = [sigma[f"sigma_{k}"] for k in range(4)]
+    sigmas = sp.lambdify((*theory.alpha_sym[:3], theory.d), exprs, modules="jax", cse=True)
+    return summands, sigmas
+
+
+def check_features(d: int, *, what: str = "LIME") -> None:
+    """One-line errors for feature counts the LIME limit is not defined for."""
+    if d < 1:
+        raise InputError(f"{what}: the document has no words (d = 0): nothing to explain")
+    if d == 1:
+        raise InputError(
+            f"{what}: d = 1: every LIME sample removes the only word, so Sigma is singular and "
+            "the large-sample limit is undefined"
+        )
+
+
+def check_width(nu: float) -> None:
+    if not nu > 0:
+        raise InputError(f"kernel width nu must be > 0 (or inf), got {nu}")
+
+
+def mg_constants(d: int, nu: float, *, dtype=jnp.float64) -> MGConstants:
+    """alpha_0..alpha_3 and sigma_0..sigma_3 for d features (static) and width nu (traceable).
+
+    Returns arrays of shape (4,). `d` must be >= 2 (see `check_features`).
+    """
+    check_features(d)
+    summands, sigmas = _compiled()
+    s = jnp.arange(1, d + 1, dtype=dtype)
+    nu = jnp.asarray(nu, dtype)
+    alpha = jnp.stack([jnp.sum(f(s, float(d), nu)) for f in summands])
+    sigma = jnp.stack(sigmas(alpha[0], alpha[1], alpha[2], float(d)))
+    return MGConstants(alpha=alpha, sigma=sigma)
+
+
+def mean_mask(constants: MGConstants) -> Float[Array, ""]:
+    """E_pi[z_j] / E_pi[1] = alpha_1 / alpha_0: the kernel-weighted mean of one mask entry."""
+    return constants.alpha[1] / constants.alpha[0]

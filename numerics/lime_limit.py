@@ -1,0 +1,201 @@
+"""LIME's large-sample limit beta^inf = Sigma^{-1} Gamma^f (Mardaoui & Garreau; THEORY.md §5).
+
+* ``"exact"`` — Gamma^f = E[pi (1, z) f(x(z))] by enumerating all 2^d - 1 masks, each
+  weighted by its sampling probability times its kernel weight; then beta = Sigma^{-1}
+  Gamma with the sigma derived by SymPy (`theory.lime`, compiled in `lime_constants`).
+  No Monte-Carlo noise: this *is* LIME as n -> oo with ridge 0.
+* ``"monte_carlo"`` — n masks from lime's sampler (row 0 excluded), the weighted
+  least-squares normal equations accumulated chunk by chunk (memory O(chunk d + d^2)),
+  then solved; a batch-means standard error per coefficient comes with it.
+
+``method="auto"`` enumerates when 2^d fits the path's budget (`EXACT_BUDGET`) and uses
+Monte Carlo beyond.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from attnverify.numerics import lime_eval
+from attnverify.numerics.lime_constants import check_features, check_width, mg_constants
+from attnverify.numerics.lime_document import LimeDocument, check_removal, lime_document
+from attnverify.numerics.lime_sampling import kernel_weights, sample_masks, subset_probability
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from attnverify.errors import InputError
+from attnverify.spec import ModelSpec
+
+#: Largest number of enumerated masks per path for ``method="auto"`` (2^20 masks of the
+#: ratio form take about a second on 2 CPU cores; the other paths cost O(K T) or a full
+#: model call per mask).
+EXACT_BUDGET = {"ratio": 2**20, "structured": 2**16, "generic": 2**12}
+#: Batches of the Monte-Carlo standard error (batch means).
+MC_BATCHES = 16
+
+
+@dataclass(frozen=True)
+class LimitResult:
+    """beta^inf for one document: `beta` (d,) aligned with `words`, the intercept, how it was
+    computed ("exact" or "monte_carlo"), its Monte-Carlo standard error (None when exact)
+    and the number of model evaluations."""
+
+    words: list[str]
+    beta: np.ndarray
+    intercept: float
+    method: str
+    stderr: np.ndarray | None
+    evaluations: int
+    path: str
+
+
+def masks_from_index(index: jnp.ndarray, d: int, dtype) -> Float[Array, "m d"]:
+    """Mask number `index` (bit j = z_j): enumerates {0,1}^d."""
+    return ((index[:, None] >> jnp.arange(d)) & 1).astype(dtype)
+
+
+def sigma_solve(gamma: Float[Array, " d1"], sigma: Float[Array, " 4"]) -> Float[Array, " d1"]:
+    """Sigma^{-1} Gamma with the block inverse [[s0, s1 1^T], [s1 1, (s2 - s3) I + s3 J]]."""
+    g0, g = gamma[0], gamma[1:]
+    s0, s1, s2, s3 = sigma
+    intercept = s0 * g0 + s1 * g.sum()
+    coef = s1 * g0 + (s2 - s3) * g + s3 * g.sum()
+    return jnp.concatenate([intercept[None], coef])
+
+
+def enumerated_gamma(
+    f_of_masks: Callable[[jnp.ndarray], jnp.ndarray], d: int, nu: float, *, chunk_size: int = 2**14,
+    dtype=None,
+) -> tuple[Float[Array, " d1"], jnp.ndarray]:
+    """Gamma^f = sum over all masks z of P(z) pi(z) (1, z) f(z), for any ``f_of_masks: (m, d)
+    -> (m,)`` (traceable); and whether every output was finite. The all-kept mask has
+    probability 0 in the limit and is skipped."""
+    total = 2**d
+    chunk = min(chunk_size, total)
+    dtype = dtype or jnp.result_type(float)
+
+    def one_chunk(start):
+        z = masks_from_index(start + jnp.arange(chunk), d, dtype)
+        weight = subset_probability(d - z.sum(axis=1), d) * kernel_weights(z, nu)
+        f = f_of_masks(z)
+        wf = weight * jnp.where(weight > 0, f, 0.0)
+        return jnp.concatenate([wf.sum()[None], wf @ z]), jnp.all(jnp.isfinite(f) | (weight == 0))
+
+    gammas, finite = jax.lax.map(one_chunk, jnp.arange(0, total, chunk))
+    return gammas.sum(axis=0), jnp.all(finite)
+
+
+def limit_from_gamma(gamma: Float[Array, " d1"], d: int, nu: float) -> Float[Array, " d1"]:
+    """(intercept, beta) = Sigma^{-1} Gamma with the SymPy-derived sigma for d, nu."""
+    return sigma_solve(gamma, mg_constants(d, nu, dtype=gamma.dtype).sigma)
+
+
+@functools.partial(jax.jit, static_argnames=("spec", "d", "removal", "path", "model_fn", "chunk_size"))
+def exact_gamma(
+    data: Any, doc: LimeDocument, nu: float, *, spec: ModelSpec, d: int, removal: str, path: str,
+    model_fn=None, chunk_size: int = 2**14,
+) -> tuple[Float[Array, " d1"], jnp.ndarray]:
+    """`enumerated_gamma` of the model on the document's perturbations."""
+
+    def f_of_masks(z):
+        return lime_eval.outputs(data, doc, z, spec=spec, removal=removal, path=path,
+                                 model_fn=model_fn, chunk_size=z.shape[0])
+
+    return enumerated_gamma(f_of_masks, d, nu, chunk_size=chunk_size)
+
+
+@functools.partial(
+    jax.jit, static_argnames=("spec", "d", "removal", "path", "model_fn", "n", "chunk_size")
+)
+def monte_carlo_normal_equations(
+    data: Any, doc: LimeDocument, nu: float, key: PRNGKeyArray, *, spec: ModelSpec, d: int,
+    removal: str, path: str, n: int, model_fn=None, chunk_size: int = 2**14,
+) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
+    """Per batch: G = sum pi x x^T and g = sum pi x f, x = (1, z); and all-outputs-finite."""
+    dtype = jnp.result_type(float)
+    per_batch = n // (MC_BATCHES * chunk_size)
+
+    def one_chunk(index):
+        z = sample_masks(jax.random.fold_in(key, index), chunk_size, d, include_original=False, dtype=dtype)
+        f = lime_eval.outputs(data, doc, z, spec=spec, removal=removal, path=path,
+                              model_fn=model_fn, chunk_size=chunk_size)
+        x = jnp.concatenate([jnp.ones((chunk_size, 1), dtype), z], axis=1)
+        w = kernel_weights(z, nu)
+        return (x.T * w) @ x, (x.T * w) @ f, jnp.all(jnp.isfinite(f))
+
+    def one_batch(b):
+        G, g, ok = jax.lax.map(one_chunk, b * per_batch + jnp.arange(per_batch))
+        return G.sum(axis=0), g.sum(axis=0), jnp.all(ok)
+
+    return jax.lax.map(one_batch, jnp.arange(MC_BATCHES))
+
+
+def beta_limit(
+    model: Any,
+    tokens,
+    spec: ModelSpec,
+    *,
+    words: list[str] | None = None,
+    n_words: int | None = None,
+    features: str = "words",
+    nu: float = 0.25,
+    removal: str = "replace",
+    method: str = "auto",
+    n_mc: int = 10**6,
+    key: PRNGKeyArray | None = None,
+    path: str = "auto",
+    chunk_size: int = 2**14,
+) -> LimitResult:
+    """beta^inf of LIME (n -> oo, ridge 0) for one document.
+
+    model, tokens, words, n_words, features, nu, removal, path: as `numerics.lime.lime_explain`.
+    method: "exact" (enumeration of 2^d masks), "monte_carlo" (n_mc masks, needs `key`) or
+    "auto". Returns a `LimitResult`.
+    """
+    doc, names = lime_document(tokens, words=words, n_words=n_words, features=features)
+    d = len(names)
+    check_features(d, what="LIME limit")
+    check_width(nu)
+    check_removal(removal)
+    chosen = lime_eval.choose_path(model, spec, removal, path)
+    data, model_fn = lime_eval.prepare(model, doc, spec, d, chosen)
+    if method == "auto":
+        method = "exact" if 2**d <= EXACT_BUDGET[chosen] else "monte_carlo"
+    if method == "exact":
+        if d > 30:
+            raise InputError(f"exact enumeration of 2^{d} masks is out of reach; use monte_carlo")
+        gamma, finite = exact_gamma(data, doc, nu, spec=spec, d=d, removal=removal, path=chosen,
+                                    model_fn=model_fn, chunk_size=chunk_size)
+        if not bool(finite):
+            raise InputError("LIME limit: the model returned NaN or inf on some perturbed documents")
+        solution = limit_from_gamma(gamma, d, nu)
+        stderr, evaluations = None, 2**d - 1
+    elif method == "monte_carlo":
+        if key is None:
+            raise InputError("monte_carlo needs a PRNG key")
+        chunk = max(1, min(chunk_size, n_mc // MC_BATCHES))
+        if n_mc < MC_BATCHES * chunk or chunk < d + 1:
+            raise InputError(f"monte_carlo needs n_mc >= {MC_BATCHES * (d + 1)}, got {n_mc}")
+        G, g, finite = monte_carlo_normal_equations(data, doc, nu, key, spec=spec, d=d, removal=removal,
+                                                    path=chosen, n=n_mc, model_fn=model_fn,
+                                                    chunk_size=chunk)
+        if not bool(jnp.all(finite)):
+            raise InputError("LIME limit: the model returned NaN or inf on some perturbed documents")
+        solution = jnp.linalg.solve(G.sum(axis=0), g.sum(axis=0))
+        per_batch = jnp.linalg.solve(G, g[..., None])[..., 0]
+        stderr = np.asarray(jnp.std(per_batch[:, 1:], axis=0, ddof=1) / np.sqrt(MC_BATCHES))
+        evaluations = MC_BATCHES * (n_mc // (MC_BATCHES * chunk)) * chunk
+    else:
+        raise InputError(f"method must be auto, exact or monte_carlo, got {method!r}")
+    solution = np.asarray(solution)
+    if not np.all(np.isfinite(solution)):
+        raise InputError(
+            f"LIME limit: Sigma is numerically singular for d = {d}, nu = {nu} (the kernel weight sits "
+            "on masks that remove a single word); use a wider kernel"
+        )
+    return LimitResult(names, solution[1:], float(solution[0]), method, stderr, evaluations, chosen)

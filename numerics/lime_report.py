@@ -1,0 +1,58 @@
+"""LIME, its limit and Eq. (19) for one text, as plain JSON-ready data (`attnverify explain`).
+
+Every list is aligned with ``lime_words`` (the d distinct words, first occurrence first).
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+from attnverify.numerics import lime_eq19, lime_ratio
+from attnverify.numerics import model as nm
+from attnverify.numerics.lime import lime_explain
+from attnverify.numerics.lime_limit import beta_limit
+from attnverify.theory import eq19 as eq19_theory
+
+from attnverify.errors import InputError
+from attnverify.spec import ModelSpec
+
+
+def lime_summary(
+    params: nm.Params, tokens, words: list[str], spec: ModelSpec, *, n_samples: int = 5000, runs: int = 1,
+    nu: float = 0.25, removal: str = "delete", seed: int = 0, limit_samples: int = 2**18,
+) -> dict:
+    """LIME runs, beta^inf, Eq. (19) and the improved form for the words of one document.
+
+    Returns ``lime_words``, ``lime_coef`` (runs lists of d), ``lime_intercept``,
+    ``lime_limit`` (None when undefined), ``lime_limit_method`` (how it was computed, or why
+    not), ``lime_limit_stderr``, ``eq19`` (the paper's formula), ``eq19_improved`` (None when
+    not derived for the spec) and the settings.
+    """
+    key_lime, key_limit = jax.random.split(jax.random.PRNGKey(seed))
+    explanation = lime_explain(params, tokens, spec, key=key_lime, words=words, n_samples=n_samples, runs=runs,
+                               nu=nu, removal=removal)
+    d = len(explanation.words)
+    out = {
+        "lime_words": explanation.words,
+        "lime_coef": explanation.coef.tolist(),
+        "lime_intercept": explanation.intercept.tolist(),
+        "lime_settings": {"n_samples": n_samples, "runs": runs, "nu": nu, "removal": removal, "ridge": 1.0,
+                          "seed": seed, "path": explanation.path},
+    }
+    try:
+        limit = beta_limit(params, tokens, spec, words=words, nu=nu, removal=removal, n_mc=limit_samples,
+                           key=key_limit)
+    except InputError as err:
+        out.update(lime_limit=None, lime_limit_method=f"undefined: {err}", lime_limit_stderr=None)
+    else:
+        method = (f"exact (enumeration of 2^{d} - 1 masks)" if limit.method == "exact"
+                  else f"monte_carlo ({limit.evaluations} masks, batch-means standard error in lime_limit_stderr)")
+        out.update(lime_limit=limit.beta.tolist(), lime_limit_method=method,
+                   lime_limit_stderr=None if limit.stderr is None else limit.stderr.tolist())
+    out["eq19"] = lime_eq19.eq19_approximation(params, tokens, spec, words=words).tolist()
+    improvable = eq19_theory.derive_improved(spec).derived is not None and not lime_ratio.unsupported(spec)
+    out["eq19_improved"] = (lime_eq19.improved_approximation(params, tokens, spec, nu=nu, words=words).tolist()
+                            if improvable and d >= 2 else None)
+    if not np.all(np.isfinite(out["eq19"])):
+        raise InputError("Eq. (19) is not finite for this model and text")
+    return out

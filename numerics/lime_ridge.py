@@ -1,0 +1,46 @@
+"""LIME's surrogate: weighted ridge regression with an unpenalised intercept (THEORY.md §4).
+
+The same estimator as ``sklearn.linear_model.Ridge(alpha=ridge, fit_intercept=True)`` fitted
+with ``sample_weight``: centre z and y by their weighted means (so the intercept is not
+penalised), then solve ``(Zc^T W Zc + ridge I) beta = Zc^T W yc``. `lime` uses ridge = 1,
+unscaled by n; ridge = 0 is the weighted least squares of the theory.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax.numpy as jnp
+from jaxtyping import Array, Float
+
+
+class RidgeFit(NamedTuple):
+    intercept: Float[Array, "*m"]
+    coef: Float[Array, " d *m"]
+    score: Float[Array, "*m"]  # weighted R^2 on the fitted data (lime's `score`)
+    local_pred: Float[Array, "*m"]  # surrogate at row 0 (lime's `local_pred`)
+
+
+def weighted_ridge(
+    z: Float[Array, "n d"], y: Float[Array, " n *m"], weights: Float[Array, " n"], ridge: float
+) -> RidgeFit:
+    """Fit y ~ intercept + z @ coef with sample weights and an L2 penalty on coef only.
+
+    `y` may carry trailing output axes (several explained quantities sharing one
+    neighbourhood); every returned field then has them too.
+    """
+    w = weights / jnp.sum(weights)  # the solution does not depend on the weights' scale...
+    scale = jnp.sum(weights)  # ...once the penalty is rescaled by the same factor
+    z_mean = w @ z
+    y_mean = jnp.tensordot(w, y, axes=1)
+    zc = z - z_mean
+    yc = y - y_mean
+    gram = zc.T @ (w[:, None] * zc) + (ridge / scale) * jnp.eye(z.shape[1], dtype=z.dtype)
+    rhs = jnp.tensordot(zc.T * w, yc, axes=1)
+    coef = jnp.linalg.solve(gram, rhs)
+    intercept = y_mean - jnp.tensordot(z_mean, coef, axes=1)
+    fitted = intercept + jnp.tensordot(z, coef, axes=1)
+    residual = jnp.tensordot(w, (y - fitted) ** 2, axes=1)
+    total = jnp.tensordot(w, yc**2, axes=1)
+    score = 1.0 - residual / total
+    return RidgeFit(intercept, coef, score, fitted[0])

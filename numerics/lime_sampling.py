@@ -1,0 +1,72 @@
+"""LIME's neighbourhood for text: the masks z and their kernel weights (THEORY.md §4).
+
+Row 0 is the original document (z = 1). Every other row draws s ~ Uniform{1..d}, then a
+uniform s-subset of features to remove, by selection sampling: O(d) per row and no sort at
+all (lime itself draws a permutation per row). The weight is lime's ``sqrt(exp(-D^2 / w^2))``
+with ``D = 100 * cosine distance`` to the all-ones vector and ``w = 100 nu``.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, PRNGKeyArray
+
+
+@functools.partial(jax.jit, static_argnames=("n", "d", "include_original", "dtype"))
+def sample_masks(
+    key: PRNGKeyArray, n: int, d: int, *, include_original: bool = True, dtype=jnp.float64
+) -> Float[Array, "n d"]:
+    """n binary masks over d features (1 = kept). With `include_original`, row 0 is all ones
+    (as in `lime`); without it, every row is a random draw (for Monte-Carlo limits).
+
+    Each row draws s ~ Uniform{1..d}, then removes a uniform s-subset by selection sampling
+    (Knuth's Algorithm S): feature j is removed with probability (still to remove) / (d - j),
+    which yields every s-subset with probability 1 / binomial(d, s). One scan over the d
+    features, vectorised over rows: O(n d), no sort.
+    """
+    draws = n - 1 if include_original else n
+    key_size, key_subset = jax.random.split(key)
+    removed = jax.random.randint(key_size, (draws,), 1, d + 1)
+    uniform = jax.random.uniform(key_subset, (d, draws), dtype=jnp.result_type(float))
+
+    def step(remaining, feature):
+        j, u = feature
+        take = u * (d - j) < remaining  # P = remaining / (d - j)
+        return remaining - take, take
+
+    _, taken = jax.lax.scan(step, removed, (jnp.arange(d), uniform))
+    masks = jnp.logical_not(taken).T.astype(dtype)
+    if include_original:
+        masks = jnp.concatenate([jnp.ones((1, d), dtype), masks])
+    return masks
+
+
+def cosine_distance(z: Float[Array, "n d"]) -> Float[Array, " n"]:
+    """Cosine distance of each row to the all-ones vector; 1 for the all-zero row (sklearn's
+    convention: a zero vector stays unnormalised)."""
+    d = z.shape[-1]
+    kept = jnp.sum(z, axis=-1)
+    norm = jnp.sqrt(jnp.sum(z * z, axis=-1)) * jnp.sqrt(jnp.asarray(d, z.dtype))
+    similarity = jnp.where(kept > 0, kept / jnp.where(kept > 0, norm, 1.0), 0.0)
+    return 1.0 - similarity
+
+
+def kernel_weights(z: Float[Array, "n d"], nu: float) -> Float[Array, " n"]:
+    """pi = exp(-D^2 / (2 w^2)), D = 100 * cosine distance, w = 100 nu (nu = inf: all ones)."""
+    distance = 100.0 * cosine_distance(z)
+    width = 100.0 * jnp.asarray(nu, z.dtype)
+    return jnp.exp(-(distance**2) / (2.0 * width**2))
+
+
+def subset_probability(removed: Float[Array, " m"], d: int) -> Float[Array, " m"]:
+    """P(z) of one mask with `removed` features removed: 1 / (d * binomial(d, s)) for s >= 1,
+    0 for s = 0 (the original row has probability 0 in the large-sample limit)."""
+    s = jnp.asarray(removed, jnp.result_type(float))
+    log_binomial = (
+        jax.scipy.special.gammaln(d + 1.0) - jax.scipy.special.gammaln(s + 1.0)
+        - jax.scipy.special.gammaln(d - s + 1.0)
+    )
+    return jnp.where(s > 0, jnp.exp(-log_binomial) / d, 0.0)

@@ -1,0 +1,211 @@
+"""The paper model on perturbed documents in O(K T) per document (THEORY.md §1.3-1.4).
+
+With a constant query (``query="cls"``) and linear values, a token w at position t enters
+head i through two scalars that each split into a word part and a position part:
+``gamma = a(w) + b(t)`` and ``s = c(w) + d(t)`` (one s per class). `tables` precomputes
+a, c for the whole vocabulary and b, d for the T positions; `output` then evaluates any
+token array by gathers and a stable softmax, with no d_e-dimensional work. Tests and the
+``lime.structured_equals_model`` claim prove it equal to `numerics.model` to rounding.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from attnverify.numerics import model as nm
+from jaxtyping import Array, Float, Int
+
+from attnverify.spec import ModelSpec
+
+
+class Tables(NamedTuple):
+    word_score: Float[Array, "V K"]  # a^(i)(w) = <kappa^(i), omega_w>
+    word_readout: Float[Array, "V K C"]  # c^(i)(w) = <u^(i), omega_w>, for the classes the link needs
+    position_score: Float[Array, "T K"]  # b^(i)(t) = <kappa^(i), p_t> (+ key-bias term)
+    position_readout: Float[Array, "T K C"]  # d^(i)(t) = <u^(i), p_t> (+ value-bias term)
+    head_bias: Float[Array, "K C"]  # b_l, or 0
+    word_weight: Float[Array, "V K"]  # exp(a - max a): exp(gamma) = word_weight * position_weight
+    position_weight: Float[Array, "T K"]  # exp(b - max b)
+    word_weighted_readout: Float[Array, "V K C"]  # word_weight * word_readout
+
+
+def unsupported(spec: ModelSpec) -> str | None:
+    """Why the word + position split does not hold for `spec` (None when it does)."""
+    if spec.query != "cls":
+        return "query='mean' depends on every token, so the query is not constant"
+    if spec.value_nonlinearity != "none":
+        return "tanh values do not split into a word part plus a position part"
+    return None
+
+
+def classes(spec: ModelSpec) -> list[int]:
+    """The classes whose read-outs the output link needs: all for softmax, else the explained one."""
+    return list(range(spec.classes)) if spec.output_link == "softmax" else [spec.explained_class]
+
+
+@functools.partial(jax.jit, static_argnames=("spec", "T"))
+def tables(params: nm.Params, spec: ModelSpec, T: int) -> Tables:
+    """The word and position tables of §1.4, from the model's own query and maps."""
+    dtype = params.embedding.dtype
+    cls_embedding = nm.embed(params, jnp.zeros((T,), jnp.int32), spec)  # only row 0 is used
+    q = nm.queries(params, cls_embedding, spec)  # (K, d_att), constant for query="cls"
+    kappa = jnp.einsum("iak,ia->ik", params.W_k, q)  # W_k^T q
+    W_l = params.W_l[:, classes(spec), :]
+    u = jnp.einsum("iok,ico->ick", params.W_v, W_l)  # W_v^T W_l^T, per class
+    pe = (
+        nm.positional_encoding(T, params.embedding.shape[1], dtype)
+        if spec.positional
+        else jnp.zeros((T, params.embedding.shape[1]), dtype)
+    )
+    score_bias = jnp.zeros((kappa.shape[0],), dtype)
+    readout_bias = jnp.zeros(u.shape[:2], dtype)
+    head_bias = jnp.zeros(u.shape[:2], dtype)
+    if spec.biases:
+        score_bias = jnp.einsum("ia,ia->i", q, params.b_k)
+        readout_bias = jnp.einsum("ico,io->ic", W_l, params.b_v)
+        head_bias = params.b_l[:, classes(spec)]
+    scale = 1.0 / jnp.sqrt(params.W_k.shape[1]) if spec.scale_scores else 1.0
+    word_score = scale * params.embedding @ kappa.T
+    position_score = scale * (pe @ kappa.T + score_bias)
+    word_readout = jnp.einsum("vk,ick->vic", params.embedding, u)
+    word_weight = jnp.exp(word_score - word_score.max(axis=0))
+    return Tables(
+        word_score=word_score,
+        word_readout=word_readout,
+        position_score=position_score,
+        position_readout=jnp.einsum("tk,ick->tic", pe, u) + readout_bias,
+        head_bias=head_bias,
+        word_weight=word_weight,
+        position_weight=jnp.exp(position_score - position_score.max(axis=0)),
+        word_weighted_readout=word_weight[..., None] * word_readout,
+    )
+
+
+def link(logits: Float[Array, "*b C"], spec: ModelSpec) -> Float[Array, "*b"]:
+    """The explained output from the class logits (as `numerics.model.explained_output`)."""
+    if spec.output_link == "logit":
+        return logits[..., spec.explained_class]
+    if spec.output_link == "sigmoid":
+        return jax.nn.sigmoid(logits[..., spec.explained_class])
+    return jax.nn.softmax(logits, axis=-1)[..., spec.explained_class]
+
+
+def aggregate(heads: Float[Array, "*b K C"], spec: ModelSpec) -> Float[Array, "*b C"]:
+    return heads.mean(axis=-2) if spec.head_aggregation == "mean" else heads.sum(axis=-2)
+
+
+def reduced_link(logits: Float[Array, "*b C"], spec: ModelSpec) -> Float[Array, "*b"]:
+    """`link` on logits that hold only the classes of `classes(spec)`."""
+    if spec.output_link == "softmax":
+        return link(logits, spec)
+    value = logits[..., 0]
+    return value if spec.output_link == "logit" else jax.nn.sigmoid(value)
+
+
+def head_outputs(tab: Tables, tokens: Int[Array, " T"]) -> Float[Array, "K C"]:
+    """f_i for one token array: gathers, then softmax over positions (stable)."""
+    gamma = tab.word_score[tokens] + tab.position_score  # (T, K)
+    s = tab.word_readout[tokens] + tab.position_readout  # (T, K, C)
+    alpha = jax.nn.softmax(gamma, axis=0)
+    return jnp.einsum("ti,tic->ic", alpha, s) + tab.head_bias
+
+
+def output(tab: Tables, tokens: Int[Array, " T"], spec: ModelSpec) -> Float[Array, ""]:
+    """The explained output f of one token array (stable softmax)."""
+    return reduced_link(aggregate(head_outputs(tab, tokens), spec), spec)
+
+
+def normaliser_bound(tab: Tables, tokens: Int[Array, " T"], feature: Int[Array, " T"]) -> jnp.ndarray:
+    """A lower bound, valid for every perturbation of the document (both removal modes), of
+    the softmax normalisers computed with `word_weight * position_weight`: the [CLS] term
+    plus, at every other position, the smallest word weight the position can hold.
+
+    When it is far from underflow (see `numerics.lime_eval.outputs`) the exp-free paths
+    are exact to rounding for every mask; otherwise the caller uses the stable softmax.
+    """
+    candidates = jnp.where((feature >= 0)[:, None], tab.word_weight[tokens], jnp.inf)
+    smallest = jnp.minimum(candidates.min(axis=0), tab.word_weight[nm.UNK])  # (K,)
+    pw = tab.position_weight
+    bound = tab.word_weight[tokens[0]] * pw[0] + smallest * pw[1:].sum(axis=0)
+    return bound.min()
+
+
+def outputs_fast(tab: Tables, tokens: Int[Array, "n T"], spec: ModelSpec) -> jnp.ndarray:
+    """f for a batch of token arrays without any exp: exp(a + b) = word_weight * position_weight
+    (weights <= 1; valid when `normaliser_bound` is far from underflow)."""
+    V, K, C = tab.word_weighted_readout.shape
+    # Two flat row gathers (measured fastest on CPU); tokens are valid ids, so "clip" is exact.
+    w = jnp.take(tab.word_weight, tokens, axis=0, mode="clip")  # (n, T, K)
+    wc = jnp.take(tab.word_weighted_readout.reshape(V, K * C), tokens, axis=0, mode="clip").reshape(w.shape + (C,))
+    pw = tab.position_weight  # (T, K)
+    normaliser = jnp.sum(w * pw, axis=1)  # (n, K)
+    numerator = jnp.sum(pw[..., None] * (wc + w[..., None] * tab.position_readout), axis=1)  # (n, K, C)
+    heads = numerator / normaliser[..., None] + tab.head_bias
+    return reduced_link(aggregate(heads, spec), spec)
+
+
+class DeleteForm(NamedTuple):
+    """Deletion without building token arrays: the word at original position t keeps its word
+    part and moves to p_t = (kept words up to t); UNK fills positions L' + 1 .. T - 1."""
+
+    membership: Float[Array, "d T"]  # P[j, t] = 1 if word position t holds feature j
+    word_weight: Float[Array, "T K"]  # exp(a(w_t)) at original word positions (0 elsewhere)
+    word_weighted_readout: Float[Array, "T K C"]  # exp(a(w_t)) c(w_t)
+    position_weight: Float[Array, "T K"]  # exp(b(p))
+    position_weighted_readout: Float[Array, "T K C"]  # exp(b(p)) d(p)
+    tail_weight: Float[Array, "T1 K"]  # sum_{p >= q} exp(a(UNK) + b(p)), q = 0..T
+    tail_numerator: Float[Array, "T1 K C"]  # the same times s = c(UNK) + d(p)
+    cls_weight: Float[Array, " K"]
+    cls_numerator: Float[Array, "K C"]
+
+
+def delete_form(tab: Tables, tokens: Int[Array, " T"], feature: Int[Array, " T"], d: int) -> DeleteForm:
+    """Per-document precomputation for `delete_outputs`: O(T K + d T)."""
+    is_word = (feature >= 0)[:, None]
+    ww = jnp.where(is_word, tab.word_weight[tokens], 0.0)
+    wc = jnp.where(is_word[..., None], tab.word_weighted_readout[tokens], 0.0)
+    pw = tab.position_weight
+    pwd = pw[..., None] * tab.position_readout
+    unk_w, unk_wc = tab.word_weight[nm.UNK], tab.word_weighted_readout[nm.UNK]
+    tail_terms_w = pw * unk_w
+    tail_terms_n = pw[..., None] * unk_wc + pwd * unk_w[:, None]
+
+    def suffix(x):
+        return jnp.concatenate([jnp.cumsum(x[::-1], axis=0)[::-1], jnp.zeros_like(x[:1])])
+
+    cls_w, cls_wc = tab.word_weight[tokens[0]], tab.word_weighted_readout[tokens[0]]
+    return DeleteForm(
+        membership=(feature[None, :] == jnp.arange(d)[:, None]).astype(pw.dtype),
+        word_weight=ww, word_weighted_readout=wc, position_weight=pw, position_weighted_readout=pwd,
+        tail_weight=suffix(tail_terms_w), tail_numerator=suffix(tail_terms_n),
+        cls_weight=cls_w * pw[0], cls_numerator=cls_wc * pw[0][:, None] + pwd[0] * cls_w[:, None],
+    )
+
+
+def delete_outputs(form: DeleteForm, tab: Tables, z: Float[Array, "n d"], spec: ModelSpec) -> jnp.ndarray:
+    """f for masks z under deletion (valid when `normaliser_bound` is far from underflow).
+
+    Per sample: kept positions (z @ P), new positions p_t by a cumulative sum, two gathers
+    of position weights at p_t, and the UNK tail from suffix sums: O(K T), no scatter.
+    """
+    keep = (z @ form.membership) > 0.5  # (n, T)
+    position = jnp.cumsum(keep, axis=1)  # p_t for kept t
+    kept = position[:, -1]
+    T, K, C = form.position_weighted_readout.shape
+    k = keep[..., None].astype(z.dtype)
+    # Heads and classes flattened to one axis (K C): 3-d arrays are much faster on CPU than
+    # 4-d ones with a size-1 class axis.
+    g = jnp.take(form.position_weight, position, axis=0, mode="clip")  # (n, T, K)
+    gd = jnp.take(form.position_weighted_readout.reshape(T, K * C), position, axis=0, mode="clip")
+    g_kc = jnp.repeat(g, C, axis=2) if C > 1 else g
+    ww_kc = jnp.repeat(form.word_weight, C, axis=1) if C > 1 else form.word_weight
+    wc = form.word_weighted_readout.reshape(T, K * C)
+    normaliser = (jnp.sum(k * form.word_weight * g, axis=1)
+                  + jnp.take(form.tail_weight, kept + 1, axis=0) + form.cls_weight)
+    numerator = jnp.sum(k * (wc * g_kc + ww_kc * gd), axis=1).reshape(-1, K, C)
+    numerator = numerator + jnp.take(form.tail_numerator, kept + 1, axis=0) + form.cls_numerator
+    heads = numerator / normaliser[..., None] + tab.head_bias
+    return reduced_link(aggregate(heads, spec), spec)

@@ -1,0 +1,94 @@
+"""CLI: `derive lime`, `derive eq19`, `explain --lime-*`, `sweep-eq19`, and their bad input."""
+
+import csv
+import json
+
+import pytest
+
+from attnverify.cli import main
+
+# The sizes of the other LIME test files (compiled functions are shared within one pytest run).
+SMALL_MODEL = ["--max-len", "12", "--d-embed", "8", "--d-att", "4", "--d-out", "5", "--heads", "3",
+               "--vocab-size", "40"]
+SENTENCE = "attention based explanations are popular but questionable"
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def one_line_error(capsys, *argv, text):
+    try:
+        code = main(list(argv))
+    except SystemExit as exit_:  # argparse errors
+        code = exit_.code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and text in err[0], err
+    assert "Traceback" not in err[0]
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("lime") / "model.npz"
+    assert main(["init-model", "--seed", "1", "--out", str(path), *SMALL_MODEL]) == 0
+    return path
+
+
+def test_derive_lime_values(capsys):
+    code, out, _ = run(capsys, "derive", "lime", "--d", "50", "--nu", "0.25", "--json")
+    data = json.loads(out)
+    assert code == 0
+    # THEORY.md §5: (alpha_0, alpha_1, alpha_2) ~ (0.492, 0.344, 0.258) at d = 50, nu = 0.25.
+    assert [round(data[f"alpha_{p}"], 3) for p in range(3)] == [0.492, 0.344, 0.258]
+    assert {f"sigma_{k}" for k in range(4)} <= set(data) and all(data["proofs"].values())
+    _, text, _ = run(capsys, "derive", "lime")
+    assert "sigma_2 -> 6*(d**2 - 2*d + 3)/((d - 1)*(d + 1))" in text
+
+
+def test_derive_eq19_shows_where_three_halves_comes_from(capsys):
+    _, text, _ = run(capsys, "derive", "eq19")
+    assert "5. independence" in text and "coefficient of c_j: 3/2" in text
+    assert "equal to the statement for every size: yes" in text
+    data = json.loads(run(capsys, "derive", "eq19", "--json", "--head-aggregation", "sum")[1])
+    assert data["proved"] is False and "head_aggregation" in data["unmet"]
+
+
+def test_explain_with_lime(capsys, model_file):
+    args = ["explain", "--model", str(model_file), "--text", SENTENCE + " but", "--json",
+            "--lime-samples", "400", "--lime-runs", "2", "--removal", "replace", "--seed", "3"]
+    code, out, _ = run(capsys, *args)
+    data = json.loads(out)
+    assert code == 0 and data["lime_words"] == SENTENCE.split()  # "but" twice: one feature
+    d = len(data["lime_words"])
+    assert len(data["lime_coef"]) == 2 and all(len(c) == d for c in data["lime_coef"])
+    assert len(data["lime_limit"]) == d and data["lime_limit_method"].startswith("exact")
+    assert len(data["eq19"]) == d and len(data["eq19_improved"]) == d
+    _, text, _ = run(capsys, *[a for a in args if a != "--json"])
+    assert "limit: exact" in text and "questionable" in text
+
+
+def test_explain_lime_bad_input(capsys, model_file):
+    base = ["explain", "--model", str(model_file), "--text", SENTENCE]
+    one_line_error(capsys, *base, "--lime-samples", "1", text="n_samples must be >= 2")
+    one_line_error(capsys, *base, "--lime-samples", "100", "--nu", "0", text="nu must be > 0")
+    one_line_error(capsys, *base, "--lime-samples", "100", "--removal", "mask", text="invalid choice")
+    # d = 1: LIME runs, its limit is reported as undefined (a stated fallback, not a NaN).
+    code, out, _ = run(capsys, "explain", "--model", str(model_file), "--text", "popular popular", "--json",
+                       "--lime-samples", "50")
+    data = json.loads(out)
+    assert code == 0 and data["lime_limit"] is None and "d = 1" in data["lime_limit_method"]
+
+
+def test_sweep_eq19_writes_json_and_csv(capsys, tmp_path):
+    out_json, out_csv = tmp_path / "s.json", tmp_path / "s.csv"
+    code, text, _ = run(capsys, "sweep-eq19", "--nu", "0.25", "inf", "--d", "4", "--removal", "replace",
+                        "--draws", "2", "--lime-samples", "200", "--quiet", "--json", str(out_json),
+                        "--csv", str(out_csv), *SMALL_MODEL)
+    assert code == 0 and "improved err" in text
+    data = json.loads(out_json.read_text())
+    assert data["manifest"]["draws"] == 2 and len(data["rows"]) == 2 * 6
+    rows = list(csv.DictReader(out_csv.open()))
+    assert {r["approximation"] for r in rows} == {"eq19", "eq19_mg", "improved"}
+    one_line_error(capsys, "sweep-eq19", "--d", "1", "--quiet", *SMALL_MODEL, text="d must be >= 2")

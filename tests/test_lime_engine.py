@@ -1,0 +1,184 @@
+"""The LIME engine: sampler law, kernel, ridge, removal modes and the three evaluation paths."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from attnverify.numerics import lime_eval, lime_structured
+from attnverify.numerics.draws import draw_params
+from attnverify.numerics.lime import lime_explain
+from attnverify.numerics.lime_document import lime_document, perturb, random_document
+from attnverify.numerics.lime_ridge import weighted_ridge
+from attnverify.numerics.lime_sampling import cosine_distance, kernel_weights, sample_masks
+from sklearn.linear_model import Ridge
+
+from attnverify.errors import InputError
+from attnverify.spec import ModelSpec
+
+SPEC = ModelSpec(max_len=12, d_embed=8, d_att=4, d_out=5, heads=3, vocab_size=40)
+
+
+def _doc(seed=0, d=6, length=9, spec=SPEC):
+    return random_document(jax.random.PRNGKey(seed), d, length, spec.max_len, spec.vocab_size)
+
+
+# -- sampler ------------------------------------------------------------------------------------
+def test_sampler_law_matches_lime_scheme():
+    # s ~ Uniform{1..d}, then a uniform subset: P(z_j = 1) = (d-1)/(2d), P(z_j = z_k = 1) =
+    # (d-2)/(3d) (THEORY.md §5, nu -> oo alphas). Tolerance: 5 binomial standard errors.
+    d, n = 6, 40_000
+    z = np.asarray(sample_masks(jax.random.PRNGKey(0), n, d))
+    assert np.all(z[0] == 1)
+    z = z[1:]
+    removed = d - z.sum(axis=1)
+    counts = np.bincount(removed.astype(int), minlength=d + 1)
+    assert counts[0] == 0
+    expected = (n - 1) / d
+    assert np.all(np.abs(counts[1:] - expected) < 5 * np.sqrt(expected))
+    p1, p2 = (d - 1) / (2 * d), (d - 2) / (3 * d)
+    assert np.all(np.abs(z.mean(axis=0) - p1) < 5 * np.sqrt(p1 * (1 - p1) / n))
+    pair = (z[:, :, None] * z[:, None, :]).mean(axis=0)[~np.eye(d, dtype=bool)]
+    assert np.all(np.abs(pair - p2) < 5 * np.sqrt(p2 * (1 - p2) / n))
+    # A Bernoulli(1/2) sampler (Captum's Lime) would be caught by the first moment:
+    assert abs(0.5 - p1) > 5 * np.sqrt(p1 * (1 - p1) / n)
+
+
+def test_subsets_are_uniform_given_their_size():
+    # Given s = 1 removed feature, each of the d features is the removed one equally often.
+    d, n = 5, 20_000
+    z = np.asarray(sample_masks(jax.random.PRNGKey(3), n, d, include_original=False))
+    one = z[z.sum(axis=1) == d - 1]
+    counts = (1 - one).sum(axis=0)
+    expected = len(one) / d
+    assert np.all(np.abs(counts - expected) < 5 * np.sqrt(expected))
+
+
+def test_kernel_is_lime_cosine_kernel():
+    # D = 100 (1 - sqrt(1 - s/d)), D = 100 for the empty row, weight sqrt(exp(-D^2/w^2)).
+    d = 7
+    z = jnp.array([[1.0] * 7, [1, 1, 0, 1, 0, 1, 1], [0.0] * 7])
+    removed = np.array([0, 2, 7])
+    distance = 100 * np.asarray(cosine_distance(z))
+    np.testing.assert_allclose(distance, 100 * (1 - np.sqrt(1 - removed / d)), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(kernel_weights(z, 0.25)),
+                               np.sqrt(np.exp(-(distance**2) / 25.0**2)), rtol=1e-14, atol=0)
+    assert np.all(np.asarray(kernel_weights(z, float("inf"))) == 1.0)
+
+
+# -- ridge ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("alpha", [1.0, 0.0, 37.5])
+def test_weighted_ridge_equals_sklearn(alpha):
+    rng = np.random.default_rng(1)
+    z = (rng.random((200, 6)) < 0.6).astype(float)
+    y = rng.normal(size=200) + z @ rng.normal(size=6)
+    w = rng.random(200)
+    fit = weighted_ridge(jnp.asarray(z), jnp.asarray(y), jnp.asarray(w), alpha)
+    ref = Ridge(alpha=alpha, fit_intercept=True).fit(z, y, sample_weight=w)
+    np.testing.assert_allclose(np.asarray(fit.coef), ref.coef_, rtol=0, atol=1e-10)
+    assert abs(float(fit.intercept) - ref.intercept_) < 1e-10
+    assert abs(float(fit.score) - ref.score(z, y, sample_weight=w)) < 1e-10
+    # A penalty scaled by n (a tempting "fix") is a different estimator, and is caught:
+    other = weighted_ridge(jnp.asarray(z), jnp.asarray(y), jnp.asarray(w), alpha * 200)
+    assert alpha == 0 or np.max(np.abs(np.asarray(other.coef) - ref.coef_)) > 1e-3
+
+
+# -- documents and removal ----------------------------------------------------------------------
+def test_features_are_distinct_words_in_first_occurrence_order():
+    tokens = np.array([0, 7, 9, 7, 1, 11, 1, 1])
+    doc, names = lime_document(tokens, words=["b", "c", "b", "oov", "d"])
+    assert names == ["b", "c", "oov", "d"]
+    assert doc.feature.tolist() == [-1, 0, 1, 0, 2, 3, -1, -1]
+    _, positions = lime_document(tokens, words=["b", "c", "b", "oov", "d"], features="positions")
+    assert positions == ["b@1", "c@2", "b@3", "oov@4", "d@5"]
+
+
+def test_delete_shifts_left_and_replace_keeps_positions():
+    tokens = np.array([0, 7, 9, 7, 12, 11, 1, 1])
+    doc, _ = lime_document(tokens, words=["b", "c", "b", "e", "d"])
+    z = jnp.array([0.0, 1, 1, 1])  # remove "b" (both occurrences)
+    assert perturb(doc, z, "delete").tolist() == [0, 9, 12, 11, 1, 1, 1, 1]
+    assert perturb(doc, z, "replace").tolist() == [0, 1, 9, 1, 12, 11, 1, 1]
+
+
+# -- the three evaluation paths -------------------------------------------------------------------
+@pytest.mark.parametrize("changes", [{}, {"biases": True, "output_link": "sigmoid", "positional": False,
+                                      "head_aggregation": "sum"}])
+def test_paths_agree_with_the_true_model(changes):
+    # Each path is exact: rounding-level agreement (1e-12 relative; measured ~1e-16).
+    spec = SPEC.replace(**changes)
+    params = draw_params(jax.random.PRNGKey(2), spec, scale=4.0)
+    doc = _doc(1, spec=spec)
+    z = sample_masks(jax.random.PRNGKey(5), 64, 6)
+    for removal in ("delete", "replace"):
+        ref = lime_eval.outputs(params, doc, z, spec=spec, removal=removal, path="generic")
+        for path in ("structured", "ratio"):
+            if path == "ratio" and removal == "delete":
+                continue
+            data, fn = lime_eval.prepare(params, doc, spec, 6, path)
+            got = lime_eval.outputs(data, doc, z, spec=spec, removal=removal, path=path, chunk_size=16)
+            assert float(jnp.max(jnp.abs(got - ref))) <= 1e-12 * float(jnp.max(jnp.abs(ref)))
+        # Negative control: the other removal mode is a different function (they coincide
+        # without positional encoding: the softmax sees the same multiset of tokens).
+        if not spec.positional:
+            continue
+        other = lime_eval.outputs(params, doc, z, spec=spec, removal="replace" if removal == "delete"
+                                  else "delete", path="generic")
+        assert float(jnp.max(jnp.abs(other - ref))) > 1e-6
+
+
+def test_structured_path_falls_back_when_weights_underflow():
+    # Init scale 300: scores spread by thousands, exp(a - max a) underflows; the structured
+    # path must notice (normaliser bound) and use the stable softmax, staying exact.
+    params = draw_params(jax.random.PRNGKey(7), SPEC, scale=300.0)
+    doc = _doc(3)
+    data, _ = lime_eval.prepare(params, doc, SPEC, 6, "structured")
+    assert float(lime_structured.normaliser_bound(data, doc.tokens, doc.feature)) < 1e-154
+    z = sample_masks(jax.random.PRNGKey(5), 64, 6)
+    got = lime_eval.outputs(data, doc, z, spec=SPEC, removal="delete", path="structured", chunk_size=16)
+    ref = lime_eval.outputs(params, doc, z, spec=SPEC, removal="delete", path="generic")
+    assert np.all(np.isfinite(np.asarray(got)))
+    assert float(jnp.max(jnp.abs(got - ref))) <= 1e-12 * float(jnp.max(jnp.abs(ref)))
+
+
+def test_path_choice_follows_the_spec():
+    params = draw_params(jax.random.PRNGKey(0), SPEC)
+    assert lime_eval.choose_path(params, SPEC, "replace") == "ratio"
+    assert lime_eval.choose_path(params, SPEC, "delete") == "structured"
+    assert lime_eval.choose_path(params, SPEC.replace(query="mean"), "delete") == "generic"
+    assert lime_eval.choose_path(lambda t: 0.0, SPEC, "delete") == "generic"
+    with pytest.raises(InputError, match="not available"):
+        lime_eval.choose_path(params, SPEC, "delete", "ratio")
+
+
+def test_lime_explain_runs_are_independent_and_callable_models_work():
+    params = draw_params(jax.random.PRNGKey(0), SPEC, scale=3.0)
+    doc = _doc(2)
+    tokens = np.asarray(doc.tokens)
+    ex = lime_explain(params, tokens, SPEC, key=jax.random.PRNGKey(1), n_samples=300, runs=3)
+    assert ex.coef.shape == (3, 6) and ex.path == "structured"
+    assert np.std(ex.coef[:, 0]) > 0
+    fn = lime_eval.model_function(params, SPEC)
+    same = lime_explain(fn, tokens, SPEC, key=jax.random.PRNGKey(1), n_samples=300, runs=3)
+    np.testing.assert_allclose(same.coef, ex.coef, rtol=0, atol=1e-12)
+
+
+# -- bad input ----------------------------------------------------------------------------------------
+def test_bad_lime_input_is_one_line_error():
+    params = draw_params(jax.random.PRNGKey(0), SPEC)
+    tokens = np.asarray(_doc().tokens)
+    empty = np.array([0] + [1] * 11)
+    key = jax.random.PRNGKey(0)
+    with pytest.raises(InputError, match="no words"):
+        lime_explain(params, empty, SPEC, key=key, n_words=0)
+    with pytest.raises(InputError, match="nu must be > 0"):
+        lime_explain(params, tokens, SPEC, key=key, nu=0.0)
+    with pytest.raises(InputError, match="singular"):
+        lime_explain(params, tokens, SPEC, key=key, n_samples=5, ridge=0.0)
+    with pytest.raises(InputError, match="removal"):
+        lime_explain(params, tokens, SPEC, key=key, removal="mask")
+
+    def broken(t):
+        return jnp.log(-1.0 + 0 * t[0])
+
+    with pytest.raises(InputError, match="NaN or inf"):
+        lime_explain(broken, tokens, SPEC, key=key, n_samples=50)

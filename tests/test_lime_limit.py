@@ -1,0 +1,117 @@
+"""beta^inf: exact enumeration, Monte Carlo, and the Mardaoui-Garreau consequences."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from attnverify.numerics import lime_eval, lime_structured
+from attnverify.numerics.draws import draw_params
+from attnverify.numerics.lime import lime_explain
+from attnverify.numerics.lime_document import lime_document, perturb, random_document
+from attnverify.numerics.lime_limit import beta_limit, enumerated_gamma, limit_from_gamma, masks_from_index
+from attnverify.numerics.lime_ridge import weighted_ridge
+from attnverify.numerics.lime_sampling import kernel_weights, sample_masks, subset_probability
+
+from attnverify.errors import InputError
+from attnverify.spec import ModelSpec
+
+SPEC = ModelSpec(max_len=12, d_embed=8, d_att=4, d_out=5, heads=3, vocab_size=40)
+D = 6
+
+
+@functools.lru_cache(maxsize=4)
+def _case(seed=0, scale=3.0):
+    params = draw_params(jax.random.PRNGKey(seed), SPEC, scale=scale)
+    doc = random_document(jax.random.PRNGKey(seed + 100), D, 9, SPEC.max_len, SPEC.vocab_size)
+    return params, np.asarray(doc.tokens)
+
+
+def test_exact_limit_is_the_same_on_every_path_and_equals_brute_force_solve():
+    params, tokens = _case()
+    results = {p: beta_limit(params, tokens, SPEC, n_words=9, removal="replace", path=p, method="exact")
+               for p in ("ratio", "structured", "generic")}
+    for r in results.values():
+        np.testing.assert_allclose(r.beta, results["generic"].beta, rtol=0, atol=1e-13)
+    # Independent of the SymPy sigma: Sigma and Gamma both by enumeration, solved by numpy.
+    z = np.asarray(masks_from_index(jnp.arange(2**D), D, jnp.float64))
+    weight = np.asarray(subset_probability(D - z.sum(axis=1), D) * kernel_weights(jnp.asarray(z), 0.25))
+    doc, _ = lime_document(tokens, n_words=9)
+    f = np.asarray(lime_eval.outputs(params, doc, jnp.asarray(z), spec=SPEC, removal="replace", path="generic"))
+    x = np.hstack([np.ones((2**D, 1)), z])
+    solution = np.linalg.solve((x.T * weight) @ x, (x.T * weight) @ f)
+    np.testing.assert_allclose(results["ratio"].beta, solution[1:], rtol=0, atol=1e-11)
+    assert abs(results["ratio"].intercept - solution[0]) < 1e-11
+
+
+@pytest.mark.parametrize("removal", ["replace", "delete"])
+def test_monte_carlo_agrees_with_exact_within_its_standard_error(removal):
+    params, tokens = _case()
+    exact = beta_limit(params, tokens, SPEC, n_words=9, removal=removal, method="exact")
+    mc = beta_limit(params, tokens, SPEC, n_words=9, removal=removal, method="monte_carlo", n_mc=2**17,
+                    key=jax.random.PRNGKey(4), chunk_size=2**12)
+    assert mc.method == "monte_carlo" and exact.method == "exact"
+    # 5 batch-means standard errors per coordinate (16 batches: the SE itself is ~20% uncertain).
+    assert np.all(np.abs(mc.beta - exact.beta) < 5 * mc.stderr)
+    assert np.all(mc.stderr < 0.05 * np.max(np.abs(exact.beta)))
+
+
+@pytest.mark.parametrize("nu", [0.1, 0.25, 10.0, float("inf")])
+def test_additive_functions_are_recovered_exactly(nu):
+    c0, c = 0.7, jnp.array([1.5, -2.0, 0.25, 0.0, 3.0, -0.5])
+    gamma, finite = enumerated_gamma(lambda z: c0 + z @ c, D, nu)
+    solution = limit_from_gamma(gamma, D, nu)
+    assert bool(finite)
+    # Rounding of sums of 2^6 terms times sigma (<= 30): 1e-11 absolute.
+    np.testing.assert_allclose(np.asarray(solution[1:]), np.asarray(c), rtol=0, atol=1e-11)
+    assert abs(float(solution[0]) - c0) < 1e-11
+    # Control: an interaction term is not "recovered" as a coefficient.
+    gamma, _ = enumerated_gamma(lambda z: c0 + z @ c + 2.0 * z[:, 0] * z[:, 1], D, nu)
+    assert np.max(np.abs(np.asarray(limit_from_gamma(gamma, D, nu)[1:] - c))) > 0.1
+
+
+def test_lime_is_linear_in_f_on_a_shared_neighbourhood():
+    params, tokens = _case(1, 5.0)
+    doc, names = lime_document(tokens, n_words=9)
+
+    @jax.jit
+    def fits(params, z):
+        tab = lime_structured.tables(params, SPEC, SPEC.max_len)
+        heads = jax.vmap(lambda zz: lime_structured.head_outputs(tab, perturb(doc, zz, "delete"))[:, 0])(z)
+        w = kernel_weights(z, 0.25)
+        # (LIME of each head, LIME of the head average) on one shared neighbourhood
+        return weighted_ridge(z, heads, w, 1.0).coef, weighted_ridge(z, heads.mean(axis=1), w, 1.0).coef
+
+    per_head, of_mean = fits(params, sample_masks(jax.random.PRNGKey(2), 500, len(names)))
+    np.testing.assert_allclose(np.asarray(per_head.mean(axis=1)), np.asarray(of_mean), rtol=0, atol=1e-13)
+    # Not vacuous: the heads' LIMEs differ from one another.
+    assert float(jnp.max(jnp.abs(per_head[:, 0] - per_head[:, 1]))) > 1e-3
+
+
+def test_empirical_lime_converges_at_rate_one_over_root_n():
+    params, tokens = _case(2, 5.0)
+    exact = beta_limit(params, tokens, SPEC, n_words=9, removal="replace", method="exact").beta
+    rmse = []
+    sizes = (250, 4000)
+    for n in sizes:
+        coef = lime_explain(params, tokens, SPEC, key=jax.random.PRNGKey(n), n_words=9, n_samples=n, runs=24,
+                            removal="replace", ridge=0.0).coef
+        rmse.append(np.sqrt(np.mean((coef - exact) ** 2)))
+    slope = np.diff(np.log(rmse))[0] / np.diff(np.log(sizes))[0]
+    # 24 runs x 6 coefficients per size: log RMSE has SE ~ 0.06, the slope ~ 0.03.
+    assert -0.65 < slope < -0.35, slope
+    # Against a wrong target (the limit with nu = 1) the error stops shrinking.
+    wrong = beta_limit(params, tokens, SPEC, n_words=9, removal="replace", method="exact", nu=1.0).beta
+    assert np.sqrt(np.mean((coef - wrong) ** 2)) > 3 * rmse[-1]
+
+
+def test_limit_bad_input():
+    params, tokens = _case()
+    one_word = np.array([0, 5] + [1] * 10)
+    with pytest.raises(InputError, match="d = 1"):
+        beta_limit(params, one_word, SPEC, n_words=1)
+    with pytest.raises(InputError, match="PRNG key"):
+        beta_limit(params, tokens, SPEC, n_words=9, method="monte_carlo")
+    with pytest.raises(InputError, match="nu"):
+        beta_limit(params, tokens, SPEC, n_words=9, nu=-1.0)

@@ -1,0 +1,104 @@
+"""Mardaoui-Garreau constants: derived by SymPy from LIME's sampling scheme, then checked."""
+
+import jax
+import numpy as np
+import pytest
+import sympy as sp
+from attnverify.numerics.lime_constants import mg_constants
+from attnverify.theory import lime as mg
+
+from attnverify.errors import InputError
+
+d, nu, s = mg.d, mg.nu, mg.s
+
+
+def test_kernel_is_derived_from_the_cosine_distance():
+    # THEORY.md §4: pi = exp(-(1 - sqrt(1 - s/d))^2 / (2 nu^2)).
+    stated = sp.exp(-((1 - sp.sqrt(1 - s / d)) ** 2) / (2 * nu**2))
+    point = {d: 9, s: 4, nu: sp.Rational(1, 4)}
+    assert abs(sp.N((mg.kernel() - stated).subs(point), 30)) < 1e-25
+    wrong = sp.exp(-((1 - sp.sqrt(1 - s / d)) ** 2) / nu**2)  # the sqrt of lime's kernel forgotten
+    assert abs(sp.N((mg.kernel() - wrong).subs(point), 30)) > 1e-3
+
+
+@pytest.mark.parametrize("size", [3, 4, 5])
+def test_alpha_counting_matches_enumeration_of_all_subsets(size):
+    for p in range(3):
+        by_enumeration, by_formula = mg.explicit_alpha(size, p)
+        assert sp.expand(by_enumeration - by_formula) == 0
+
+
+def test_sigma_derived_equals_mardaoui_garreau_statement():
+    derived, stated = mg.derive_inverse(), mg.mg_statement()
+    assert derived.proved_right and derived.proved_left
+    for name in stated:
+        assert sp.simplify(derived.sigma[name] - stated[name]) == 0
+    # A statement with the diagonal and off-diagonal entries swapped is caught.
+    assert sp.simplify(derived.sigma["sigma_2"] - stated["sigma_3"]) != 0
+
+
+@pytest.mark.parametrize("size", [3, 4, 6])
+def test_block_inverse_at_explicit_sizes(size):
+    assert mg.explicit_inverse_check(size)
+    # Direct symbolic inversion of the explicit matrix agrees (independent of the block algebra).
+    if size <= 4:
+        sigma = mg.second_moment_matrix().explicit(size)
+        assert sp.simplify(sigma.inv() - mg.derive_inverse().inverse.explicit(size)) == sp.zeros(size + 1, size + 1)
+
+
+def test_block_algebra_rules_match_explicit_matrices():
+    a = mg.Exchangeable(*sp.symbols("x1 r1 c1 p1 q1"))
+    b = mg.Exchangeable(*sp.symbols("x2 r2 c2 p2 q2"))
+    for size in (2, 3):
+        assert sp.expand((a @ b).explicit(size) - a.explicit(size) * b.explicit(size)) == sp.zeros(size + 1, size + 1)
+
+
+def test_wide_kernel_limits_match_theory():
+    derived, stated = mg.wide_kernel_limits(), mg.mg_limit_statement()
+    for name in stated:
+        assert sp.simplify(derived[name] - stated[name]) == 0, name
+    assert sp.simplify(derived["sigma_2"] - 6) != 0  # the large-d value is not the finite-d one
+    large = mg.large_d_limits()
+    assert (large["sigma_2"], large["d*sigma_1"], large["d*sigma_3"]) == (6, -6, -6)
+    assert (large["alpha_1"], large["alpha_2"]) == (sp.Rational(1, 2), sp.Rational(1, 3))
+
+
+@pytest.mark.parametrize("size,expected", [(10, (0.452, 0.304, 0.212)), (50, (0.492, 0.344, 0.258)),
+                                           (100, (0.497, 0.349, 0.264))])
+def test_compiled_alphas_match_theory_numbers(size, expected):
+    # THEORY.md §5 values, given to 3 decimals (tolerance: half a unit in the last place).
+    alpha = np.asarray(mg_constants(size, 0.25).alpha[:3])
+    np.testing.assert_allclose(alpha, expected, rtol=0, atol=5e-4 + 1e-12)
+
+
+def test_compiled_sigmas_match_theory_numbers_and_limits():
+    # THEORY.md §5 values for d = 100, to the digits given there.
+    got = np.asarray(mg_constants(100, 0.25).sigma)
+    assert np.all(np.abs(got - (26.27, -0.346, 11.72, -0.113)) <= np.array((5e-3, 5e-4, 5e-3, 5e-4)))
+    wide = np.asarray(mg_constants(100, float("inf")).sigma)
+    size = 100
+    limits = (2 * (2 * size - 1) / (size + 1), -6 / (size + 1),
+              6 * (size**2 - 2 * size + 3) / ((size - 1) * (size + 1)), -6 * (size - 3) / ((size - 1) * (size + 1)))
+    np.testing.assert_allclose(wide, limits, rtol=1e-12)
+
+
+def test_compiled_sigma_inverts_the_explicit_matrix():
+    c = mg_constants(7, 0.3)
+    a0, a1, a2 = (float(x) for x in c.alpha[:3])
+    sigma = np.block([[np.array([[a0]]), a1 * np.ones((1, 7))],
+                      [a1 * np.ones((7, 1)), (a1 - a2) * np.eye(7) + a2 * np.ones((7, 7))]])
+    s0, s1, s2, s3 = (float(x) for x in c.sigma)
+    inverse = np.block([[np.array([[s0]]), s1 * np.ones((1, 7))],
+                        [s1 * np.ones((7, 1)), (s2 - s3) * np.eye(7) + s3 * np.ones((7, 7))]])
+    np.testing.assert_allclose(sigma @ inverse, np.eye(8), atol=1e-12)
+
+
+def test_constants_reject_degenerate_sizes():
+    with pytest.raises(InputError, match="d = 1"):
+        mg_constants(1, 0.25)
+    with pytest.raises(InputError, match="no words"):
+        mg_constants(0, 0.25)
+    assert jax.numpy.isfinite(mg_constants(2, 0.25).sigma).all()
+    # d = 2, nu = 0.05: almost all kernel weight is on masks removing one word, so
+    # z_1 + z_2 = 1 is (numerically) collinear with the intercept and Sigma is singular.
+    assert not jax.numpy.isfinite(mg_constants(2, 0.05).sigma).all()

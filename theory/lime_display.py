@@ -1,0 +1,141 @@
+"""Readable output of the LIME derivations (`derive lime`, `derive eq19`): text and JSON.
+
+Numbers are evaluated by SymPy itself (exact sums at the given d, then `evalf`), so they
+are an independent check of the JAX-compiled constants in `numerics.lime_constants`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import sympy as sp
+from attnverify.theory import eq19 as eq19_theory
+from attnverify.theory import lime as mg
+from attnverify.theory.display import readable
+
+from attnverify.errors import InputError
+from attnverify.spec import ModelSpec
+
+
+def lime_values(size: int, width: float) -> dict[str, float]:
+    """alpha_0..alpha_2 and sigma_0..sigma_3 at d = size, nu = width (inf allowed), by SymPy."""
+    if size < 2:
+        raise InputError(f"--d must be >= 2 (d = {size}: LIME's Sigma is singular)")
+    if not width > 0:
+        raise InputError(f"--nu must be > 0 (or inf), got {width}")
+    nu_value = sp.oo if math.isinf(width) else sp.Float(width, 30)
+    values = {}
+    for p in range(3):
+        summand = mg.alpha_summand(p).subs({mg.d: size})
+        if nu_value is sp.oo:
+            summand = sp.limit(mg.alpha_summand(p), mg.nu, sp.oo).subs({mg.d: size})
+        else:
+            summand = summand.subs({mg.nu: nu_value})
+        total = sum(summand.subs(mg.s, k) for k in range(1, size + 1))
+        values[f"alpha_{p}"] = sp.N(total, 30)
+    subs = {mg.alpha_sym[p]: values[f"alpha_{p}"] for p in range(3)}
+    subs[mg.d] = size
+    for name, expr in mg.derive_inverse().sigma.items():
+        values[name] = sp.N(expr.subs(subs), 30)
+    if not all(v.is_finite for v in values.values()):
+        raise InputError(f"Sigma is singular at d = {size}, nu = {width}")
+    return {k: float(v) for k, v in values.items()}
+
+
+def lime_derivation(size: int | None = None, width: float = 0.25) -> dict:
+    """Everything `derive lime` prints: symbolic forms, proofs, limits, optional values."""
+    inverse = mg.derive_inverse()
+    stated = mg.mg_statement()
+    wide, wide_stated = mg.wide_kernel_limits(), mg.mg_limit_statement()
+    out = {
+        "kernel": mg.kernel(),
+        "kept_probability": {f"p={p}": mg.kept_probability(p) for p in range(3)},
+        "alpha": {f"alpha_{p}": mg.alpha(p) for p in range(3)},
+        "sigma": inverse.sigma,
+        "proofs": {
+            "Sigma X = I and X Sigma = I in the block algebra (every d)": inverse.proved_right and inverse.proved_left,
+            **{f"{k} equals Mardaoui & Garreau's statement": sp.simplify(inverse.sigma[k] - stated[k]) == 0
+               for k in stated},
+            **{f"{k} limit (nu -> oo) equals THEORY.md": sp.simplify(wide[k] - wide_stated[k]) == 0
+               for k in wide_stated},
+        },
+        "wide_kernel_limits": wide,
+        "large_d_limits": mg.large_d_limits(),
+    }
+    if size is not None:
+        out["values"] = {"d": size, "nu": width, **lime_values(size, width)}
+    return out
+
+
+def lime_text(derivation: dict) -> str:
+    lines = ["LIME for text: Mardaoui & Garreau's constants, derived by SymPy from the sampling scheme.",
+             "(s ~ Uniform{1..d} features removed, then a uniform s-subset; kernel on the cosine distance.)",
+             "", "== kernel pi(s) ==", f"pi = {derivation['kernel']}", "", "== law of z =="]
+    lines += [f"P(p given features kept | s removed), {k}: {v}" for k, v in derivation["kept_probability"].items()]
+    lines += ["", "== alpha_p = E[pi z_j1 ... z_jp] =="]
+    lines += [f"{k} = {v}" for k, v in derivation["alpha"].items()]
+    lines += ["", "== Sigma^{-1} = [[sigma_0, sigma_1 1^T], [sigma_1 1, (sigma_2 - sigma_3) I + sigma_3 J]] =="]
+    lines += [f"{k} = {v}" for k, v in derivation["sigma"].items()]
+    lines += ["", "== nu -> oo =="] + [f"{k} -> {v}" for k, v in derivation["wide_kernel_limits"].items()]
+    lines += ["", "== then d -> oo =="] + [f"{k} -> {v}" for k, v in derivation["large_d_limits"].items()]
+    lines += ["", "== proofs =="] + [f"{'yes' if ok else 'NO '}  {name}" for name, ok in derivation["proofs"].items()]
+    if "values" in derivation:
+        v = derivation["values"]
+        lines += ["", f"== values at d = {v['d']}, nu = {v['nu']:g} (SymPy, 30 digits) =="]
+        lines += [f"{k} = {v[k]:.6g}" for k in ("alpha_0", "alpha_1", "alpha_2", "sigma_0", "sigma_1",
+                                              "sigma_2", "sigma_3")]
+    return "\n".join(lines)
+
+
+def lime_json(derivation: dict) -> dict:
+    out = {
+        "kernel": str(derivation["kernel"]),
+        "alpha_symbolic": {k: str(v) for k, v in derivation["alpha"].items()},
+        "sigma_symbolic": {k: str(v) for k, v in derivation["sigma"].items()},
+        "wide_kernel_limits": {k: str(v) for k, v in derivation["wide_kernel_limits"].items()},
+        "large_d_limits": {k: str(v) for k, v in derivation["large_d_limits"].items()},
+        "proofs": derivation["proofs"],
+    }
+    if "values" in derivation:
+        out.update(derivation["values"])
+    return out
+
+
+def eq19_text(spec: ModelSpec) -> str:
+    d = eq19_theory.derive_eq19(spec)
+    lines = ["Eq. (19) of Lopardo et al. derived from LIME's exact limit, one assumption per step.",
+             f"statement: beta_j = {d.statement}", ""]
+    for number, step in enumerate(d.steps, start=1):
+        coefficient = "" if step.coefficient is None else f"   coefficient of c_j: {step.coefficient}"
+        lines.append(f"{number}. {step.name}: {step.assumption}{coefficient}")
+    lines += ["", f"end of the chain: beta_j = {d.derived}",
+              f"equal to the statement for every size: {'yes' if d.proved else 'NO'}"]
+    if d.unmet:
+        lines += ["spec assumptions the chain needs but this spec breaks:"]
+        lines += [f"  {k}: {v}" for k, v in d.unmet.items()]
+    lines += ["", "The 3/2 appears at step 5 (independence); steps 1-4 keep the coefficient 1."]
+    case = eq19_theory.equal_score_case(spec)
+    lines += ["", "== equal scores (W_k = 0): exact limit vs Eq. (19) ==",
+              f"exact limit: {case['exact_limit']}", f"Eq. (19) / exact = {case['ratio']}  "
+              f"(proved for every nu, d: {'yes' if case['proved'] else 'no'})"]
+    improved = eq19_theory.derive_improved(spec)
+    lines += ["", "== improved closed form: d f / d z_j of the ratio form at zbar = alpha_1/alpha_0 ==",
+              "per head (logit link): (u_j - f_i(zbar) v_j) / N_i(zbar), u_j = sum_{t in P_j} (w_t s_t - w~_t s~_t),",
+              "v_j = sum_{t in P_j} (w_t - w~_t), N_i(zbar) = sum_t w~_t + zbar sum_j v_j; as derived by sympy.diff:",
+              readable(improved.derived) if improved.derived is not None else improved.note]
+    return "\n".join(lines)
+
+
+def eq19_json(spec: ModelSpec) -> dict:
+    d = eq19_theory.derive_eq19(spec)
+    case = eq19_theory.equal_score_case(spec)
+    improved = eq19_theory.derive_improved(spec)
+    return {
+        "statement": str(d.statement),
+        "steps": [{"name": s.name, "assumption": s.assumption, "expression": str(s.expression),
+                   "coefficient": None if s.coefficient is None else str(s.coefficient)} for s in d.steps],
+        "derived": str(d.derived), "proved": d.proved, "unmet": d.unmet,
+        "equal_scores": {"exact_limit": str(case["exact_limit"]), "ratio": str(case["ratio"]),
+                         "proved": case["proved"]},
+        "improved": None if improved.derived is None else str(improved.derived),
+    }

@@ -1,0 +1,176 @@
+"""Theorem 2 (Lopardo et al. 2024): LIME's limit approximated by Eq. (19). Group ``theorem2``.
+
+Eq. (19) is an approximation: the identity claims below are the derivation (chain ==
+statement), the exact special case (equal scores: 2/3) and the improved form's
+derivation; the approximation claims report how far Eq. (19) and the improved form are
+from the exact limit (`attnverify sweep-eq19` gives the full grid with correlations).
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+from attnverify.numerics import lime_eq19
+from attnverify.theory import eq19 as theory
+from attnverify.verification.claims.lime import EXACT, EXACT_REASON, NU, document_of, exact_limit, sizes
+from attnverify.verification.registry import Claim, register
+
+from attnverify.spec import ModelSpec
+
+SOURCE = "Lopardo, Precioso & Garreau (ICML 2024), Theorem 2 / 'Eq. (19)'; THEORY.md §6"
+#: The hypotheses of the formula's constants (1/K, logit output) and of the ratio form.
+HYPOTHESES = {"query": "cls", "head_aggregation": "mean", "output_link": "logit"}
+
+
+def _arrays(params, tokens, spec: ModelSpec):
+    d, _ = sizes(spec)
+    doc = document_of(tokens, spec)
+    return doc, lime_eq19.quantities(params, doc, spec, d), d
+
+
+def _chain(spec: ModelSpec):
+    def compare(params, tokens):
+        _, arrays, d = _arrays(params, tokens, spec)
+        return lime_eq19.derived(arrays, spec, d), lime_eq19.statement(arrays, d)
+
+    return compare
+
+
+def _equal_scores(scale: float):
+    def build(spec: ModelSpec):
+        def compare(params, tokens):
+            params = params._replace(W_k=jnp.zeros_like(params.W_k))  # every score equal (0)
+            doc, arrays, d = _arrays(params, tokens, spec)
+            exact = jnp.concatenate([exact_limit(params, doc, spec, nu) for nu in (NU, float("inf"))])
+            eq19 = lime_eq19.statement(arrays, d)
+            return exact, scale * jnp.concatenate([eq19, eq19])
+
+        return compare
+
+    return build
+
+
+def _improved(arrays, spec: ModelSpec, d: int):
+    """The improved form, or NaN where it is not derived (softmax link, mean query): such a
+    spec is outside the claim's hypotheses and reports FAIL (hyp. unmet) instead of crashing."""
+    if theory.derive_improved(spec).derived is None:
+        return jnp.full((d,), jnp.nan)
+    return lime_eq19.improved(arrays, spec, d, NU)
+
+
+def _approximation(which: str):
+    def build(spec: ModelSpec):
+        def compare(params, tokens):
+            doc, arrays, d = _arrays(params, tokens, spec)
+            approx = lime_eq19.statement(arrays, d) if which == "eq19" else _improved(arrays, spec, d)
+            return approx, exact_limit(params, doc, spec)
+
+        return compare
+
+    return build
+
+
+def _improved_autodiff(spec: ModelSpec):
+    def compare(params, tokens):
+        doc, arrays, d = _arrays(params, tokens, spec)
+        return _improved(arrays, spec, d), lime_eq19.improved_autodiff(params, doc, spec, d, NU)
+
+    return compare
+
+
+def _proof_of_chain(spec: ModelSpec) -> str:
+    derivation = theory.derive_eq19(spec)
+    return "proved for all sizes" if derivation.proved else "not proved: " + ", ".join(derivation.unmet)
+
+
+def _proof_of_equal_scores(spec: ModelSpec) -> str:
+    return "proved for all nu, d" if theory.equal_score_case(spec)["proved"] else "not proved"
+
+
+register(Claim(
+    id="thm2.chain_equals_statement",
+    group="theorem2",
+    statement="The SymPy chain (ratio form, fixed normaliser, MG, independence, nu, d -> oo) gives Eq. (19)",
+    source=SOURCE,
+    lhs="end of the derivation chain of theory.eq19, compiled",
+    rhs="Eq. (19) as stated, compiled",
+    build=_chain,
+    tolerance={"float64": 1e-12, "float32": 1e-5},
+    tolerance_reason="the same sums evaluated in two orders; measured ~1e-16",
+    requires=HYPOTHESES,
+    proof=_proof_of_chain,
+))
+
+register(Claim(
+    id="thm2.equal_scores_two_thirds",
+    group="theorem2",
+    statement="When every score is equal (W_k = 0) the exact limit is 2/3 of Eq. (19), at nu = 0.25 and oo",
+    source="THEORY.md §6.3 (derived)",
+    lhs="exact beta^inf (enumeration, in-place replacement)",
+    rhs="2/3 x Eq. (19)",
+    build=_equal_scores(2 / 3),
+    tolerance=EXACT,
+    tolerance_reason=EXACT_REASON,
+    requires=HYPOTHESES,
+    proof=_proof_of_equal_scores,
+))
+
+register(Claim(
+    id="thm2.equal_scores_eq19",
+    group="theorem2",
+    statement="Eq. (19) equals the exact limit when every score is equal",
+    source=SOURCE,
+    lhs="exact beta^inf (enumeration, in-place replacement)",
+    rhs="Eq. (19)",
+    build=_equal_scores(1.0),
+    tolerance=EXACT,
+    tolerance_reason=EXACT_REASON,
+    requires=HYPOTHESES,
+    holds=False,
+    finding="Eq. (19)'s 3/2 overshoots: with equal scores the exact limit is 2/3 of Eq. (19) "
+    "(relative error {max_error:.3g}, i.e. 1/3 of Eq. (19)).",
+))
+
+register(Claim(
+    id="thm2.eq19_vs_exact",
+    group="theorem2",
+    statement="Eq. (19) equals LIME's exact limit (replace mode, nu = 0.25) on random models",
+    source=SOURCE,
+    lhs="Eq. (19), compiled",
+    rhs="exact beta^inf (enumeration)",
+    build=_approximation("eq19"),
+    tolerance=EXACT,
+    tolerance_reason="as an identity (it is an approximation; see the finding and sweep-eq19)",
+    requires=HYPOTHESES,
+    holds=False,
+    finding="Eq. (19) is an approximation, not an identity: max relative error {max_error:.3g} "
+    "(max-norm) against the exact limit; see `attnverify sweep-eq19` for L2 error and correlation.",
+))
+
+register(Claim(
+    id="thm2.improved_vs_exact",
+    group="theorem2",
+    statement="The improved closed form (first order at the mean mask) equals the exact limit",
+    source="this project (theory.eq19.derive_improved)",
+    lhs="d f/d z_j of the ratio form at z = alpha_1/alpha_0, compiled",
+    rhs="exact beta^inf (enumeration)",
+    build=_approximation("improved"),
+    tolerance=EXACT,
+    tolerance_reason="as an identity (it is an approximation: compare its median error with thm2.eq19_vs_exact)",
+    requires={"query": "cls", "output_link": "logit"},
+    holds=False,
+    finding="The improved form is an approximation too (max relative error {max_error:.3g}, max-norm); "
+    "its median error, in the table, is the number to compare with Eq. (19)'s (thm2.eq19_vs_exact).",
+))
+
+register(Claim(
+    id="thm2.improved_derived",
+    group="theorem2",
+    statement="The SymPy-derived improved form equals jax.grad of the ratio-form extension at the mean mask",
+    source="this project (theory.eq19.derive_improved)",
+    lhs="sympy.diff of the ratio form, compiled",
+    rhs="jax.grad of the ratio form (numerics.lime_ratio)",
+    build=_improved_autodiff,
+    tolerance={"float64": 1e-10, "float32": 1e-4},
+    tolerance_reason="rounding of T-term sums; measured ~1e-16",
+    requires={"query": "cls", "output_link": "logit"},
+))

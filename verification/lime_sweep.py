@@ -1,0 +1,201 @@
+"""The Eq. (19) sweep: how good is the paper's approximation of LIME, and where does it break?
+
+For every grid point (nu, d, T, K, init scale, removal mode) and `draws` random models and
+documents, compare three closed forms with LIME's exact limit beta^inf (enumeration for
+small d, Monte Carlo beyond) and with empirical LIME (n samples, ridge 1, one run):
+
+* ``eq19`` — the paper's formula as stated (`theory.eq19.eq19_statement`);
+* ``eq19_mg`` — the chain stopped at its exact step 4 (2/3 of Eq. (19) under the paper spec);
+* ``improved`` — the first-order ratio-form expansion at the mean mask (`derive_improved`).
+
+Metrics per draw: relative L2 error ||a - b|| / ||b||, Pearson correlation, least-squares
+slope of b on a; the rows report their median and 10/90% quantiles over draws. One
+compilation per (d, T, K, removal); nu and the scale are traced, so they are cheap to vary.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import io
+import itertools
+import json
+import platform
+import sys
+from dataclasses import asdict, dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from attnverify.numerics import lime_eq19, lime_eval
+from attnverify.numerics.draws import draw_params
+from attnverify.numerics.lime_document import random_document
+from attnverify.numerics.lime_limit import exact_gamma, limit_from_gamma, monte_carlo_normal_equations
+from attnverify.numerics.lime_ridge import weighted_ridge
+from attnverify.numerics.lime_sampling import kernel_weights, sample_masks
+from attnverify.numerics.modelfile import atomic_write
+from attnverify.theory import eq19 as theory
+from tqdm.auto import tqdm
+
+from attnverify.errors import InputError
+from attnverify.spec import ModelSpec
+
+APPROXIMATIONS = ("eq19", "eq19_mg", "improved")
+TARGETS = ("exact", "lime")
+#: Largest d enumerated exactly, per evaluation path (beyond: Monte Carlo).
+MAX_EXACT_D = {"ratio": 16, "structured": 12, "generic": 10}
+
+
+@dataclass(frozen=True)
+class Point:
+    nu: float
+    d: int
+    T: int
+    K: int
+    scale: float
+    removal: str
+
+
+def grid(nus, ds, Ts, Ks, scales, removals) -> list[Point]:
+    return [Point(float(nu), int(d), int(T), int(K), float(sc), rm)
+            for T, K, d, rm, sc, nu in itertools.product(Ts, Ks, ds, removals, scales, nus)]
+
+
+def document_length(d: int, T: int, words_per_feature: float) -> int:
+    return int(min(T - 1, max(d, round(words_per_feature * d))))
+
+
+def check_point(point: Point, spec: ModelSpec, words_per_feature: float) -> None:
+    if point.d < 2:
+        raise InputError(f"sweep: d must be >= 2 (LIME's limit is undefined for d = {point.d})")
+    if point.d > min(point.T - 1, spec.vocab_size - 2):
+        raise InputError(f"sweep: d = {point.d} needs T >= d + 1 and vocab_size >= d + 2")
+    if not point.nu > 0 or not point.scale > 0:
+        raise InputError(f"sweep: nu and scale must be > 0, got nu={point.nu}, scale={point.scale}")
+    if point.removal not in ("delete", "replace"):
+        raise InputError(f"sweep: removal must be delete or replace, got {point.removal!r}")
+    if words_per_feature < 1:
+        raise InputError("sweep: words per feature must be >= 1")
+
+
+@functools.partial(jax.jit, static_argnames=("spec", "d", "length", "removal", "exact", "n_mc", "n_lime",
+                                             "improved"))
+def _draws(keys, nu, scale, lime_ridge, *, spec, d, length, removal, exact, n_mc, n_lime, improved):
+    """Every quantity of one grid point, for each key (lax.map: memory of one draw at a time)."""
+
+    def one(key):
+        key_params, key_doc, key_lime, key_mc = jax.random.split(key, 4)
+        params = draw_params(key_params, spec, scale=scale)
+        doc = random_document(key_doc, d, length, spec.max_len, spec.vocab_size)
+        path = lime_eval.choose_path(params, spec, removal)
+        data, _ = lime_eval.prepare(params, doc, spec, d, path)
+        if exact:
+            gamma, _ = exact_gamma(data, doc, nu, spec=spec, d=d, removal=removal, path=path)
+            beta = limit_from_gamma(gamma, d, nu)[1:]
+        else:
+            G, g, _ = monte_carlo_normal_equations(data, doc, nu, key_mc, spec=spec, d=d, removal=removal,
+                                                   path=path, n=n_mc, chunk_size=min(2**13, n_mc // 16))
+            beta = jnp.linalg.solve(G.sum(axis=0), g.sum(axis=0))[1:]
+        z = sample_masks(key_lime, n_lime, d, dtype=params.embedding.dtype)
+        y = lime_eval.outputs(data, doc, z, spec=spec, removal=removal, path=path)
+        lime = weighted_ridge(z, y, kernel_weights(z, nu), lime_ridge).coef
+        arrays = lime_eq19.quantities(params, doc, spec, d)
+        approx = {
+            "eq19": lime_eq19.statement(arrays, d),
+            "eq19_mg": lime_eq19.additive_part(arrays, spec, d),
+            "improved": lime_eq19.improved(arrays, spec, d, nu) if improved else jnp.full((d,), jnp.nan),
+        }
+        return {"exact": beta, "lime": lime, **approx}
+
+    return jax.lax.map(one, keys)
+
+
+def metrics(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
+    """Relative L2 error of a against b, their correlation, and the LS slope of b on a."""
+    if not np.all(np.isfinite(a)):
+        return {"rel_l2": float("nan"), "corr": float("nan"), "slope": float("nan")}
+    rel = np.linalg.norm(a - b) / max(np.linalg.norm(b), np.finfo(float).tiny)
+    corr = np.corrcoef(a, b)[0, 1] if np.std(a) > 0 and np.std(b) > 0 else float("nan")
+    slope = float(a @ b / (a @ a)) if a @ a > 0 else float("nan")
+    return {"rel_l2": float(rel), "corr": float(corr), "slope": slope}
+
+
+def run_point(point: Point, spec: ModelSpec, *, draws: int, seed: int, words_per_feature: float = 1.5,
+              n_mc: int = 2**18, n_lime: int = 5000, lime_ridge: float = 1.0) -> list[dict]:
+    """The rows of one grid point: one per (approximation, target), medians over draws."""
+    check_point(point, spec, words_per_feature)
+    spec = spec.replace(max_len=point.T, heads=point.K)
+    length = document_length(point.d, point.T, words_per_feature)
+    reasons = lime_eval.unavailable(True, spec, point.removal)
+    path = next(p for p in ("ratio", "structured", "generic") if reasons[p] is None)
+    exact = point.d <= MAX_EXACT_D[path]
+    improved = theory.derive_improved(spec).derived is not None and path != "generic"
+    keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.PRNGKey(seed), i))(jnp.arange(draws))
+    out = _draws(keys, point.nu, point.scale, lime_ridge, spec=spec, d=point.d, length=length,
+                 removal=point.removal, exact=exact, n_mc=n_mc, n_lime=n_lime, improved=improved)
+    out = {k: np.asarray(v) for k, v in out.items()}
+    rows = []
+    for approx, target in itertools.product(APPROXIMATIONS, TARGETS):
+        per_draw = [metrics(out[approx][r], out[target][r]) for r in range(draws)]
+        row = {**asdict(point), "length": length, "approximation": approx, "target": target,
+               "limit_method": "exact" if exact else f"monte_carlo({n_mc})", "draws": draws,
+               "deviations": json.dumps(spec.deviations(), sort_keys=True)}
+        for name in ("rel_l2", "corr", "slope"):
+            values = np.array([m[name] for m in per_draw])
+            finite = values[np.isfinite(values)]
+            for q, label in ((50, "median"), (10, "p10"), (90, "p90")):
+                row[f"{name}_{label}"] = float(np.percentile(finite, q)) if finite.size else float("nan")
+        rows.append(row)
+    return rows
+
+
+def run_sweep(points: list[Point], spec: ModelSpec, *, draws: int = 8, seed: int = 0, progress: bool = True,
+              **options) -> dict:
+    """All grid points; returns ``{"manifest": ..., "rows": [...]}``."""
+    if draws < 1:
+        raise InputError(f"sweep: draws must be >= 1, got {draws}")
+    rows = []
+    for point in tqdm(points, desc="sweep-eq19", disable=not progress, file=sys.stderr, leave=False):
+        rows.extend(run_point(point, spec, draws=draws, seed=seed, **options))
+    manifest = {
+        "what": "Eq. (19) and closed forms vs LIME's exact limit and empirical LIME",
+        "spec": json.loads(spec.to_json()), "seed": seed, "draws": draws, "options": options,
+        "grid": [asdict(p) for p in points],
+        "versions": {"python": platform.python_version(), "jax": jax.__version__, "numpy": np.__version__},
+    }
+    return {"manifest": manifest, "rows": rows}
+
+
+def write_results(result: dict, *, json_path: str | None = None, csv_path: str | None = None) -> None:
+    """JSON (manifest + rows) and/or CSV (rows), each written atomically."""
+    if json_path:
+        atomic_write(json_path, lambda tmp: open(tmp, "w").write(json.dumps(result, indent=1) + "\n"))
+    if csv_path:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(result["rows"][0]))
+        writer.writeheader()
+        writer.writerows(result["rows"])
+        atomic_write(csv_path, lambda tmp: open(tmp, "w").write(buffer.getvalue()))
+
+
+def sweep_table(rows: list[dict]) -> str:
+    """One line per grid point: medians of relative L2 error (and correlation) per closed form."""
+    header = ("nu", "d", "T", "K", "scale", "removal", "limit", "eq19 err/corr (exact)", "eq19_mg err",
+              "improved err", "gain", "eq19 err/corr (lime)")
+    lines = [header]
+    keyed = {(r["nu"], r["d"], r["T"], r["K"], r["scale"], r["removal"], r["approximation"], r["target"]): r
+             for r in rows}
+    points = sorted({k[:6] for k in keyed}, key=lambda p: (p[2], p[3], p[1], p[5], p[4], p[0]))
+    for p in points:
+        e19, mg, imp, lime = (keyed[(*p, a, t)] for a, t in (("eq19", "exact"), ("eq19_mg", "exact"),
+                                                           ("improved", "exact"), ("eq19", "lime")))
+        gain = e19["rel_l2_median"] / imp["rel_l2_median"] if imp["rel_l2_median"] > 0 else float("nan")
+        lines.append((f"{p[0]:g}", str(p[1]), str(p[2]), str(p[3]), f"{p[4]:g}", p[5],
+                      e19["limit_method"].split("(")[0],
+                      f"{e19['rel_l2_median']:.3f} / {e19['corr_median']:.3f}", f"{mg['rel_l2_median']:.3f}",
+                      f"{imp['rel_l2_median']:.4f}", f"{gain:.1f}x",
+                      f"{lime['rel_l2_median']:.3f} / {lime['corr_median']:.3f}"))
+    widths = [max(len(line[j]) for line in lines) for j in range(len(header))]
+    text = ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines]
+    text.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(text) + "\n(medians over draws; err = relative L2 error; gain = eq19 err / improved err)"
