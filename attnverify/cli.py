@@ -10,7 +10,6 @@ import argparse
 import dataclasses
 import json
 import sys
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -140,24 +139,13 @@ def cmd_claims(args: argparse.Namespace) -> int:
 
 
 # -- models ---------------------------------------------------------------------------------
-def builtin_vocab(size: int | None = None) -> list[str]:
-    """[CLS], UNK, then the built-in word list (placeholders ``word<j>`` past its end)."""
-    from attnverify.numerics.tokenize import CLS_TOKEN, UNK_TOKEN
-
-    words = resources.files("attnverify").joinpath("data/words.txt").read_text().split()
-    vocab = [CLS_TOKEN, UNK_TOKEN] + words
-    if size is None:
-        return vocab
-    vocab += [f"word{j}" for j in range(size - len(vocab))]
-    return vocab[:size]
-
-
 def cmd_init_model(args: argparse.Namespace) -> int:
     _enable_x64()
     import jax
 
     from attnverify.numerics import modelfile
     from attnverify.numerics.draws import draw_params
+    from attnverify.numerics.tokenize import builtin_vocab
 
     vocab = None
     if args.vocab:

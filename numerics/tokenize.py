@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import re
+from importlib import resources
 
 import numpy as np
 
@@ -29,3 +30,13 @@ def encode(text: str, vocab: list[str], max_len: int) -> tuple[np.ndarray, list[
     ids = [0] + [index.get(w, 1) for w in kept]
     ids += [1] * (max_len - len(ids))
     return np.asarray(ids, dtype=np.int32), kept
+
+
+def builtin_vocab(size: int | None = None) -> list[str]:
+    """[CLS], UNK, then the built-in word list (placeholders ``word<j>`` past its end)."""
+    words = resources.files("attnverify").joinpath("data/words.txt").read_text().split()
+    vocab = [CLS_TOKEN, UNK_TOKEN] + words
+    if size is None:
+        return vocab
+    vocab += [f"word{j}" for j in range(size - len(vocab))]
+    return vocab[:size]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import platform
 
 import jax
+from attnverify.verification import bench
 
 from attnverify.errors import InputError
-from attnverify.verification import bench
 
 KNOWN = ("theorem1", "scaling", "devices", "lime")
 

@@ -1,0 +1,156 @@
+"""LIME benchmarks: this project's engine vs the `lime` package, evaluation paths, beta^inf.
+
+Run: ``attnverify bench lime [--quick]`` or ``python bench/bench_lime.py [--quick] [--json PATH]``.
+
+1. One LIME explanation at paper sizes (T = 256, K = 6, d_e = 128, d ~ 100 distinct words,
+   n = 5000, lime's defaults: bow=True deletion, kernel width 25, ridge 1): `lime`'s
+   ``LimeTextExplainer`` calling the same model (jitted, batched JAX), vs `lime_explain`
+   (structured path), in one run; steady state (compilation excluded, reported apart).
+2. Throughput (masked documents per second) of the structured, ratio and generic paths.
+3. beta^inf by exact enumeration: time vs d (ratio path, replace mode; structured, delete).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+
+import jax
+import numpy as np
+from attnverify.numerics import lime_eval
+from attnverify.numerics.draws import draw_params
+from attnverify.numerics.lime import lime_explain
+from attnverify.numerics.lime_document import lime_document, random_document
+from attnverify.numerics.lime_limit import beta_limit
+from attnverify.numerics.lime_sampling import sample_masks
+from attnverify.numerics.tokenize import builtin_vocab
+from attnverify.numerics.tokenize import words as split_words
+
+from attnverify.spec import PAPER
+
+
+def timed(fn, repeat: int = 3) -> tuple[float, float]:
+    """(first call, best of `repeat` later calls) in seconds; results are blocked on."""
+    start = time.perf_counter()
+    jax.block_until_ready(fn())
+    first = time.perf_counter() - start
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        jax.block_until_ready(fn())
+        best = min(best, time.perf_counter() - start)
+    return first, best
+
+
+def paper_text(vocab: list[str], d: int, length: int, seed: int = 0) -> str:
+    rng = np.random.default_rng(seed)
+    distinct = rng.choice(vocab[2:], d, replace=False)
+    words = list(distinct) + list(rng.choice(distinct, length - d))
+    rng.shuffle(words)
+    return " ".join(words)
+
+
+def bench_versus_lime(quick: bool) -> dict:
+    from lime.lime_text import LimeTextExplainer
+
+    spec = PAPER
+    vocab = builtin_vocab(spec.vocab_size)
+    params = draw_params(jax.random.PRNGKey(0), spec)
+    index = {w: i for i, w in enumerate(vocab)}
+    text = paper_text(vocab, 100, 255)
+    model = jax.jit(jax.vmap(lime_eval.model_function(params, spec)))
+
+    def encode(ws):
+        ids = [0] + [index.get(w, 1) for w in ws[: spec.max_len - 1]]
+        return ids + [1] * (spec.max_len - len(ids))
+
+    def classifier(texts):  # batched in blocks of 500 documents (memory: 500 x 256 x 128 floats)
+        tokens = np.array([encode(split_words(t)) for t in texts])
+        out = np.concatenate([np.asarray(model(tokens[i : i + 500])) for i in range(0, len(tokens), 500)])
+        return np.stack([-out, out], axis=1)
+
+    n = 5000
+    explainer = LimeTextExplainer(random_state=0)  # bow=True, kernel_width=25
+    classifier([text] * 500)  # compile the model once, outside the timing
+    ws = split_words(text)
+    d = len(set(ws))
+    start = time.perf_counter()
+    for _ in range(1 if quick else 3):
+        explainer.explain_instance(text, classifier, num_features=d, num_samples=n)
+    lime_seconds = (time.perf_counter() - start) / (1 if quick else 3)
+    tokens = np.array(encode(ws))
+    key = jax.random.PRNGKey(1)
+
+    def ours():
+        return lime_explain(params, tokens, spec, key=key, words=ws, n_samples=n).coef
+
+    first, best = timed(ours, repeat=3 if quick else 10)
+
+    def ours_replace():  # the theory's in-place replacement: ratio path (not what lime's default computes)
+        return lime_explain(params, tokens, spec, key=key, words=ws, n_samples=n, removal="replace").coef
+
+    first_replace, best_replace = timed(ours_replace, repeat=3 if quick else 10)
+    return {"d": d, "T": spec.max_len, "K": spec.heads, "n": n, "lime_seconds": lime_seconds,
+            "ours_seconds": best, "ours_first_call_seconds": first, "speedup": lime_seconds / best,
+            "ours_replace_seconds": best_replace, "ours_replace_first_call_seconds": first_replace,
+            "lime_default_over_ours_replace": lime_seconds / best_replace}
+
+
+def bench_paths(quick: bool) -> dict:
+    spec = PAPER
+    params = draw_params(jax.random.PRNGKey(0), spec)
+    d, n = 100, 2**13 if quick else 2**15
+    doc = random_document(jax.random.PRNGKey(2), d, 255, spec.max_len, spec.vocab_size)
+    z = sample_masks(jax.random.PRNGKey(3), n, d)
+    out = {}
+    for path, removal in (("structured", "delete"), ("structured", "replace"), ("ratio", "replace"),
+                          ("generic", "delete")):
+        data, _ = lime_eval.prepare(params, doc, spec, d, path)
+        size = n if path != "generic" else n // 8
+
+        def run(data=data, path=path, removal=removal, size=size):
+            return lime_eval.outputs(data, doc, z[:size], spec=spec, removal=removal, path=path)
+
+        _, best = timed(run)
+        out[f"{path}/{removal}"] = size / best
+    sampling = timed(lambda: sample_masks(jax.random.PRNGKey(4), n, d))[1]
+    out["sampler (masks/s, d=100)"] = n / sampling
+    return out
+
+
+def bench_enumeration(quick: bool) -> dict:
+    spec = PAPER
+    params = draw_params(jax.random.PRNGKey(0), spec)
+    out = {}
+    sizes = {"ratio/replace": (10, 14, 18, 20) if not quick else (10, 14),
+             "structured/delete": (10, 12, 14, 16) if not quick else (10, 12)}
+    for label, ds in sizes.items():
+        path, removal = label.split("/")
+        for d in ds:
+            doc = random_document(jax.random.PRNGKey(d), d, min(255, 2 * d), spec.max_len, spec.vocab_size)
+            tokens = np.asarray(doc.tokens)
+            doc_, names = lime_document(tokens, n_words=min(255, 2 * d))
+
+            def run(tokens=tokens, d=d, path=path, removal=removal):
+                return beta_limit(params, tokens, spec, n_words=min(255, 2 * d), removal=removal, path=path,
+                                  method="exact").beta
+
+            first, best = timed(run, repeat=1)
+            out[f"{label} d={len(names)}"] = {"seconds": best, "first_call_seconds": first}
+    return out
+
+
+def lime_benchmarks(quick: bool = False) -> dict:
+    """All three LIME benchmarks (float64; the `lime` comparison needs the test extra)."""
+    try:
+        versus = bench_versus_lime(quick)
+    except ImportError:
+        versus = {"skipped": "the lime package is not installed (pip install -e '.[test]')"}
+    return {
+        "device": str(jax.devices()[0]), "cpu_count": os.cpu_count(),
+        "versions": {"python": platform.python_version(), "jax": jax.__version__},
+        "versus_lime": versus,
+        "paths_documents_per_second": bench_paths(quick),
+        "beta_limit_enumeration": bench_enumeration(quick),
+    }
