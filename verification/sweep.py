@@ -98,19 +98,7 @@ def draw_errors(
     and new ones are appended as they finish.
     """
     check_sweep_arguments(trials=trials, chunk_size=chunk_size, scale=scale, dtype=dtype)
-    if dtype == "float64" and not jax.config.jax_enable_x64:
-        raise RuntimeError("float64 sweeps need jax_enable_x64 set before any array is made")
-    compare = claim.build(spec)
-    root = jax.random.PRNGKey(seed)
-
-    def one(index):
-        # Keys from the draw index alone: results do not depend on chunks or devices.
-        key_params, key_doc = jax.random.split(jax.random.fold_in(root, index))
-        params = draw_params(key_params, spec, scale=scale, dtype=DTYPES[dtype])
-        lhs, rhs = compare(params, draw_document(key_doc, spec))
-        return (claim.measure or relative_error)(lhs, rhs)
-
-    block = jax.jit(jax.vmap(one))
+    block = claim_block(claim, spec, seed=seed, dtype=dtype, scale=scale)
     devices = list(draw_mesh().devices.flat)
     chunk = effective_chunk_size(chunk_size)
     errors = []
@@ -128,8 +116,21 @@ def draw_errors(
     return np.concatenate(errors)
 
 
+_BLOCKS: dict[tuple, tuple] = {}
+
+
 def claim_block(claim: Claim, spec: ModelSpec, *, seed: int, dtype: str, scale: float):
-    """The jitted ``index[BLOCK] -> error[BLOCK]`` function that every sweep block runs."""
+    """The jitted ``index[BLOCK] -> error[BLOCK]`` function that every sweep block runs.
+
+    Cached per (claim, spec, seed, dtype, scale), so repeated sweeps compile once.
+    """
+    key = (id(claim), spec, seed, dtype, scale)
+    if key not in _BLOCKS:
+        _BLOCKS[key] = (claim, _claim_block(claim, spec, seed=seed, dtype=dtype, scale=scale))
+    return _BLOCKS[key][1]
+
+
+def _claim_block(claim: Claim, spec: ModelSpec, *, seed: int, dtype: str, scale: float):
     if dtype == "float64" and not jax.config.jax_enable_x64:
         raise RuntimeError("float64 sweeps need jax_enable_x64 set before any array is made")
     compare = claim.build(spec)
@@ -140,7 +141,7 @@ def claim_block(claim: Claim, spec: ModelSpec, *, seed: int, dtype: str, scale: 
         key_params, key_doc = jax.random.split(jax.random.fold_in(root, index))
         params = draw_params(key_params, spec, scale=scale, dtype=DTYPES[dtype])
         lhs, rhs = compare(params, draw_document(key_doc, spec))
-        return relative_error(lhs, rhs)
+        return (claim.measure or relative_error)(lhs, rhs)
 
     return jax.jit(jax.vmap(one))
 
