@@ -8,9 +8,11 @@ though finite sums commute. `prenex` pulls every sum that sits in a polynomial p
 lexicographically smallest choice over all their orders. Two expressions whose canonical
 prenex forms differ by an expression that expands to zero are equal for every size.
 
-Renaming uses `subs`, which leaves bound indices of inner sums alone. Sums inside non-polynomial nodes (``exp``, a denominator) stay atoms, in
-`calculus.normal_form`: both sides must build such atoms the same way (they do when
-both come from `theory.model.SymbolicModel`).
+Renaming uses `subs`, which leaves bound indices of inner sums alone. Sums inside
+non-polynomial nodes (``exp``, a denominator) stay atoms, in `calculus.normal_form`: both
+sides must build such atoms the same way (they do when both come from
+`theory.model.SymbolicModel`). `prove_equal_rational` instead merges the outermost sums of
+ratios and cancels their summands.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from __future__ import annotations
 import itertools
 
 import sympy as sp
-
 from attnverify.theory.calculus import normal_form, prove_equal
 
 Limit = tuple[sp.Symbol, sp.Expr, sp.Expr]
@@ -60,11 +61,11 @@ def prenex(expr: sp.Expr) -> list[Term]:
     return [((), normal_form(expr))]
 
 
-def canonical(term: Term) -> sp.Expr:
-    """One term as ``coefficient * Sum(summand, limits)`` with canonically named indices."""
+def canonical_parts(term: Term) -> tuple[sp.Expr, tuple[Limit, ...], sp.Expr]:
+    """``(coefficient, limits, summand)`` of one term, bound indices canonically named."""
     limits, body = term
     if not limits:
-        return body
+        return body, (), sp.Integer(1)
     bound = [x for x, _, _ in limits]
     coefficient, summand = body.as_independent(*bound, as_Add=False)
     best = None
@@ -76,7 +77,13 @@ def canonical(term: Term) -> sp.Expr:
         if best is None or key < best[0]:
             best = (key, renamed, new_limits)
     _, renamed, new_limits = best
-    return coefficient * sp.Sum(renamed, *new_limits)
+    return coefficient, new_limits, renamed
+
+
+def canonical(term: Term) -> sp.Expr:
+    """One term as ``coefficient * Sum(summand, limits)`` with canonically named indices."""
+    coefficient, limits, summand = canonical_parts(term)
+    return coefficient * sp.Sum(summand, *limits) if limits else coefficient
 
 
 def canonical_form(expr: sp.Expr) -> sp.Expr:
@@ -87,22 +94,22 @@ def canonical_form(expr: sp.Expr) -> sp.Expr:
 def prove_equal_rational(lhs: sp.Expr, rhs: sp.Expr) -> bool:
     """True when lhs = rhs for every size, for summands that are rational functions.
 
-    Terms of the canonical prenex form that sum over the same indices are merged into
-    one summand, which must cancel to zero (`sp.together`, `sp.cancel`). This proves, e.g.,
-    an identity between per-head ratios summed over the heads.
+    Only the outermost sums are merged: terms ``c * Sum_x(body)`` over the same range are
+    collected into one summand, which must cancel to zero (`sp.together`, `sp.cancel`),
+    inner sums acting as atoms. This proves, e.g., an identity between per-head ratios
+    summed over the heads.
     """
     groups: dict[tuple, list[sp.Expr]] = {}
-    for term in prenex(sp.expand(normal_form(lhs - rhs))):
-        form = canonical(term)
-        if isinstance(form, sp.Sum):
-            key, summand = tuple(form.limits), form.function
-        else:
-            coefficient, rest = form.as_independent(sp.Sum, as_Add=False)
-            if isinstance(rest, sp.Sum):
-                key, summand = tuple(rest.limits), coefficient * rest.function
-            else:
-                key, summand = (), form
-        groups.setdefault(key, []).append(summand)
+    for term in sp.Add.make_args(sp.expand(normal_form(lhs - rhs))):
+        sums = [f for f in sp.Mul.make_args(term) if isinstance(f, sp.Sum)]
+        if len(sums) != 1:
+            groups.setdefault((), []).append(term)
+            continue
+        (outer,) = sums
+        x, lower, upper = outer.limits[-1]  # the outermost of a multi-index Sum
+        body = sp.Sum(outer.function, *outer.limits[:-1]) if len(outer.limits) > 1 else outer.function
+        name = sp.Symbol("_x0", integer=True, nonnegative=True)
+        groups.setdefault((lower, upper), []).append(term / outer * body.subs(x, name))
     return all(sp.cancel(sp.together(sp.Add(*summands))) == 0 for summands in groups.values())
 
 

@@ -1,0 +1,93 @@
+"""Jain & Wallace's permutation test: the median output change over 100 random permutations of
+the attention, against the document's largest attention weight (their violin plot).
+
+Each panel is one kind of model: random draws at the paper's init, §1 models trained on the
+synthetic needle and bag-of-words tasks, the given model on its test documents (when a model
+file is passed), and J&W's control encoder (read-outs from the mean embedding), where no
+permutation can change anything. Output: the class-1 probability; change: |p' - p| (TVD).
+Closed form behind it (THEORY.md §8.1): the variance over permutations vanishes iff alpha is
+uniform or the read-outs are constant.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from attnverify.figures.common import FigureContext, plt, style
+from attnverify.numerics import jw as njw
+from attnverify.numerics import model as nm
+from attnverify.numerics.draws import draw_document, draw_params
+from attnverify.numerics.synthetic_tasks import trained_model
+
+NAME = "jw_permutation"
+PERMUTATIONS = 100  # J&W's count
+BINS = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)  # max-attention bins of the violins
+
+
+def _study(params_of, tokens_of, spec, n: int, perms, mixing: bool = False) -> dict:
+    @jax.jit
+    def one(params, tokens):
+        return njw.permutation_tvd(params, nm.embed(params, tokens, spec), spec, perms, mixing=mixing)
+
+    rows = [one(params_of(d), tokens_of(d)) for d in range(n)]
+    return {"max_attention": [float(r[0]) for r in rows], "median_tvd": [float(r[1]) for r in rows]}
+
+
+def compute(ctx: FigureContext) -> dict:
+    """Per panel: ``max_attention`` and ``median_tvd`` per document."""
+    spec = ctx.claims_spec
+    n = 48 if ctx.quick else 256
+    root = jax.random.PRNGKey(ctx.seed)
+    perms = njw.random_permutations(jax.random.fold_in(root, 1), PERMUTATIONS, spec.max_len - 1)
+    key = lambda d, i: jax.random.fold_in(jax.random.fold_in(root, d), i)  # noqa: E731
+    random_params = lambda d: draw_params(key(d, 0), spec)  # noqa: E731
+    random_doc = lambda d: draw_document(key(d, 1), spec)  # noqa: E731
+    panels = {"random init (paper's U(-0.1, 0.1))": _study(random_params, random_doc, spec, n, perms)}
+    for task in ("needle", "bag_of_words"):
+        params, accuracy = trained_model(spec, task, seed=ctx.seed)
+        panels[f"trained: {task} (accuracy {accuracy:.2f})"] = _study(lambda d, p=params: p, random_doc, spec, n, perms)
+    if ctx.model is not None:
+        from attnverify.numerics.data import encode_texts, load_corpus
+
+        loaded = ctx.model
+        texts = load_corpus("tweets").test.texts[:n]
+        docs = encode_texts(texts, loaded.vocab, loaded.spec.max_len)
+        model_perms = njw.random_permutations(jax.random.fold_in(root, 2), PERMUTATIONS, loaded.spec.max_len - 1)
+        panels["given model, tweet test split"] = _study(lambda d: loaded.params, lambda d: jnp.asarray(docs[d]),
+                                                          loaded.spec, len(texts), model_perms)
+    panels["control: read-outs from the mean embedding"] = _study(random_params, random_doc, spec, n, perms,
+                                                                  mixing=True)
+    return {"panels": panels, "permutations": PERMUTATIONS, "bins": list(BINS), "T": spec.max_len}
+
+
+def draw(data: dict) -> plt.Figure:
+    panels = data["panels"]
+    bins = data["bins"]
+    with style():
+        fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.8), sharey=True,
+                                 constrained_layout=True, squeeze=False)
+        for ax, (title, panel) in zip(axes[0], panels.items(), strict=True):
+            peak, change = np.asarray(panel["max_attention"]), np.asarray(panel["median_tvd"])
+            groups, positions = [], []
+            for j in range(len(bins) - 1):
+                inside = change[(peak >= bins[j]) & (peak < bins[j + 1] + (j == len(bins) - 2))]
+                if inside.size > 1:
+                    groups.append(inside)
+                    positions.append(j)
+            if groups:
+                ax.violinplot(groups, positions=positions, showmedians=True, widths=0.8)
+            else:  # every document in one bin with one point, or none: show the points
+                ax.plot(np.zeros_like(change), change, "o", alpha=0.5)
+            ax.set_xlim(-0.6, len(bins) - 1.4)
+            for j, group in zip(positions, groups, strict=True):
+                ax.annotate(f"n={group.size}", (j, 0), xytext=(0, -2), textcoords="offset points",
+                            ha="center", va="top", fontsize=8)
+            ax.set_xticks(range(len(bins) - 1), [f"{bins[j]:.2g}-{bins[j + 1]:.2g}" for j in range(len(bins) - 1)],
+                          rotation=30)
+            ax.set_title(title, fontsize=10)
+            ax.set_xlabel("max attention (head mean)")
+        axes[0][0].set_ylabel(f"median |Δp| over {data['permutations']} permutations")
+        axes[0][0].set_yscale("symlog", linthresh=1e-4)  # random-init changes are ~1e-4
+        fig.suptitle("Permuting attention (Jain & Wallace): output change vs peakedness")
+    return fig

@@ -1,0 +1,175 @@
+"""Identifiability of attention on the true model (Brunner et al.; Naim & Asher; THEORY.md §8.3-8.4).
+
+A head's logits depend on its attention alpha only through alpha^T S (S: T x C read-outs),
+so every alpha in the fiber {alpha in simplex : [S 1]^T alpha = [S 1]^T alpha_hat} gives
+exactly the same logits. Here, in JAX (jittable, vmappable):
+
+* the fiber's directions (SVD of [S 1]) and moves along them;
+* its vertices (basic solutions with C + 1 nonzero entries) and the largest JSD among them
+  (JSD(., alpha_hat) is convex: its maximum over the fiber is at a vertex);
+* Brunner's effective attention, the projection onto col(S) or col(V), which need not be
+  a distribution;
+* three *candidate* readings of Naim & Asher's "efficient attention" (their construction
+  is unconfirmed): (a) the projection onto col[S 1], (b) the minimum-norm point of the
+  fiber with alpha >= 0, (c) its maximum-entropy point.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from attnverify.numerics.jw import jsd
+from attnverify.theory.related.identifiability import check_positions
+from jaxtyping import Array, Float
+
+NEWTON_STEPS = 60  # the dual problems below are C+1-dimensional: Newton converges in far fewer
+BACKTRACK = 2.0 ** -jnp.arange(30)  # step sizes tried by the line search
+
+
+def augmented(S: Float[Array, "T C"]) -> Float[Array, "T r"]:
+    """[S 1]: the read-outs and a column of ones (the sum-to-one condition)."""
+    return jnp.concatenate([S, jnp.ones((S.shape[0], 1), S.dtype)], axis=1)
+
+
+def numerical_rank(M: Float[Array, "m n"], rtol: float | None = None) -> jnp.ndarray:
+    """Number of singular values above rtol * largest (default: max(m, n) * machine epsilon)."""
+    sigma = jnp.linalg.svd(M, compute_uv=False)
+    if rtol is None:
+        rtol = max(M.shape) * jnp.finfo(M.dtype).eps
+    return jnp.sum(sigma > rtol * sigma[0])
+
+
+def fiber_directions(S: Float[Array, "T C"]) -> Float[Array, "T T-C-1"]:
+    """An orthonormal basis of {delta : S^T delta = 0, 1^T delta = 0}, for a generic S
+    (rank[S 1] = C + 1): the last T - C - 1 left singular vectors of [S 1]."""
+    check_positions(S.shape[0])
+    U, _, _ = jnp.linalg.svd(augmented(S), full_matrices=True)
+    return U[:, S.shape[1] + 1:]
+
+
+def fiber_moves(alpha_hat: Float[Array, " T"], S: Float[Array, "T C"], fraction: float = 0.5
+                ) -> Float[Array, "T-C-1 T"]:
+    """alpha_hat + step * delta for each fiber direction delta, the step keeping every entry
+    >= (1 - fraction) * min alpha_hat > 0: distinct distributions with the same logits."""
+    directions = fiber_directions(S).T
+    step = fraction * jnp.min(alpha_hat) / jnp.max(jnp.abs(directions), axis=1)
+    return alpha_hat[None] + step[:, None] * directions
+
+
+def joint_system(S_heads: Float[Array, "K T C"], weight: float) -> Float[Array, "K+C K*T"]:
+    """Heads moved jointly, the averaged logits preserved: 1^T delta^(i) = 0 per head and
+    weight * sum_i S^(i)T delta^(i) = 0."""
+    K, T, _ = S_heads.shape
+    ones = jnp.kron(jnp.eye(K, dtype=S_heads.dtype), jnp.ones((1, T), S_heads.dtype))
+    outputs = weight * jnp.concatenate(list(jnp.swapaxes(S_heads, 1, 2)), axis=1)
+    return jnp.concatenate([ones, outputs], axis=0)
+
+
+# -- vertices and the largest JSD in the fiber ---------------------------------------------------
+def fiber_vertices(alpha_hat: Float[Array, " T"], S: Float[Array, "T C"], tol: float = 1e-12
+                   ) -> tuple[Float[Array, "n T"], jnp.ndarray]:
+    """Every basic solution of {alpha >= 0, [S 1]^T alpha = [S 1]^T alpha_hat} with support
+    of size C + 1, and whether it is a vertex (nonsingular, nonnegative up to `tol`)."""
+    T, r = S.shape[0], S.shape[1] + 1
+    B = augmented(S)
+    target = B.T @ alpha_hat
+    supports = jnp.asarray(np.array(list(itertools.combinations(range(T), r)), dtype=np.int32))
+
+    def solve(support):
+        block = B[support].T  # r x r
+        singular = jnp.abs(jnp.linalg.det(block)) < tol * jnp.prod(jnp.linalg.norm(block, axis=0))
+        x = jnp.linalg.solve(jnp.where(singular, jnp.eye(r, dtype=B.dtype), block), target)
+        point = jnp.zeros(T, B.dtype).at[support].set(x)
+        return point, ~singular & jnp.all(x >= -tol)
+
+    points, valid = jax.vmap(solve)(supports)
+    return jnp.clip(points, 0.0, None), valid
+
+
+def fiber_max_jsd(alpha_hat: Float[Array, " T"], S: Float[Array, "T C"]) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """max JSD(alpha, alpha_hat) over the fiber (the eps = 0 form of J&W's search), and a
+    vertex attaining it."""
+    points, valid = fiber_vertices(alpha_hat, S)
+    values = jnp.where(valid, jsd(points, alpha_hat[None]), -jnp.inf)
+    best = jnp.argmax(values)
+    return values[best], points[best]
+
+
+# -- Brunner's effective attention ---------------------------------------------------------------
+def projection(M: Float[Array, "T n"], alpha: Float[Array, " T"]) -> Float[Array, " T"]:
+    """The orthogonal projection of alpha onto col(M) (least squares, rank-revealing)."""
+    coefficients, *_ = jnp.linalg.lstsq(M, alpha)
+    return M @ coefficients
+
+
+def effective_attention(alpha_hat: Float[Array, " T"], M: Float[Array, "T n"]) -> Float[Array, " T"]:
+    """Brunner et al.: alpha_hat with its component in the left null space of M removed."""
+    return projection(M, alpha_hat)
+
+
+# -- candidates for Naim & Asher's efficient attention ---------------------------------------------
+def candidate_projection(alpha_hat: Float[Array, " T"], S: Float[Array, "T C"]) -> Float[Array, " T"]:
+    """(a) The projection onto col[S 1]: the minimum-norm point of the affine fiber (may be < 0)."""
+    return projection(augmented(S), alpha_hat)
+
+
+def _newton(dual, mu):
+    """Minimise a convex C^1 dual function by (generalised) Newton steps with backtracking."""
+    backtrack = BACKTRACK.astype(mu.dtype)
+    ridge = 1e-14 if mu.dtype == jnp.float64 else 1e-6  # keeps a singular generalised Hessian solvable
+
+    def step(mu, _):
+        gradient = jax.grad(dual)(mu)
+        hessian = jax.hessian(dual)(mu)
+        hessian = hessian + ridge * jnp.trace(hessian) * jnp.eye(mu.shape[0], dtype=mu.dtype)
+        direction = -jnp.linalg.solve(hessian, gradient)
+        values = jax.vmap(lambda t: dual(mu + t * direction))(backtrack)
+        ok = values <= dual(mu) + 1e-4 * backtrack * (gradient @ direction)
+        # No step passes Armijo only when the decrease is below rounding, i.e. at the optimum up
+        # to rounding: the full Newton step is then tiny and still sharpens the solution.
+        t = jnp.where(jnp.any(ok), backtrack[jnp.argmax(ok)], jnp.ones((), mu.dtype))
+        return mu + t * direction, None
+
+    mu, _ = jax.lax.scan(step, mu, None, length=NEWTON_STEPS)
+    return mu
+
+
+def candidate_min_norm(alpha_hat: Float[Array, " T"], S: Float[Array, "T C"]) -> Float[Array, " T"]:
+    """(b) argmin |alpha|^2 over the fiber with alpha >= 0. KKT: alpha = max(0, [S 1] mu),
+    mu minimising the dual |max(0, [S 1] mu)|^2 / 2 - mu^T [S 1]^T alpha_hat."""
+    B = augmented(S)
+    target = B.T @ alpha_hat
+    start, *_ = jnp.linalg.lstsq(B.T @ B, target)
+
+    def dual(mu):
+        return 0.5 * jnp.sum(jax.nn.relu(B @ mu) ** 2) - mu @ target
+
+    return jax.nn.relu(B @ _newton(dual, start))
+
+
+def candidate_max_entropy(alpha_hat: Float[Array, " T"], S: Float[Array, "T C"]) -> Float[Array, " T"]:
+    """(c) argmax H(alpha) over the fiber: alpha = exp([S 1] mu), mu minimising the dual
+    sum exp([S 1] mu) - mu^T [S 1]^T alpha_hat. It is a softmax of scores linear in S."""
+    B = augmented(S)
+    target = B.T @ alpha_hat
+    start = jnp.zeros(B.shape[1], B.dtype).at[-1].set(-jnp.log(B.shape[0]))
+
+    def dual(mu):
+        return jnp.sum(jnp.exp(B @ mu)) - mu @ target
+
+    return jnp.exp(B @ _newton(dual, start))
+
+
+CANDIDATES = {
+    "projection": candidate_projection,
+    "min_norm": candidate_min_norm,
+    "max_entropy": candidate_max_entropy,
+}
+
+
+def distribution_defects(alpha: Float[Array, " T"]) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """(|sum alpha - 1|, max(0, -min alpha)): both 0 for a probability distribution."""
+    return jnp.abs(jnp.sum(alpha) - 1.0), jax.nn.relu(-jnp.min(alpha))

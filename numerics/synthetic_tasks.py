@@ -1,0 +1,121 @@
+"""Small synthetic tasks and a trainer for the §1 model (THEORY.md §8.7: "add small models
+trained on synthetic tasks: a needle token, XOR, or a sparse bag-of-words").
+
+* ``needle``: label 1 iff the needle word appears (one token decides: attention should find it);
+* ``bag_of_words``: label 1 iff the document has more "positive" than "negative" words
+  (many tokens count a little: no small support decides);
+* ``planted``: label 1 iff the word at one planted position is in the upper half of the
+  vocabulary (a position decides: the mutual information sits there).
+
+Documents are [CLS] + T - 1 words drawn uniformly from ids 2..V-1 (no UNK), so they are
+exchangeable except for the task's own structure. Training minimises the cross-entropy of
+the averaged logits (as the authors do) with Adam, for a fixed number of steps.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import optax
+from attnverify.numerics import model as nm
+from attnverify.numerics.draws import draw_document, draw_params
+from jaxtyping import Array, Int, PRNGKeyArray
+
+from attnverify.errors import InputError
+from attnverify.spec import ModelSpec
+
+TASKS = ("needle", "bag_of_words", "planted")
+NEEDLE = 2  # the needle word's id
+PLANTED_POSITION = 2
+SENTIMENT_WORDS = 4  # ids 3..6 count +1, ids 7..10 count -1
+
+
+def check_task(task: str, spec: ModelSpec) -> None:
+    if task not in TASKS:
+        raise InputError(f"unknown synthetic task {task!r} (known: {', '.join(TASKS)})")
+    if spec.vocab_size < 3 + 2 * SENTIMENT_WORDS or spec.max_len <= PLANTED_POSITION:
+        raise InputError(f"synthetic tasks need vocab_size >= {3 + 2 * SENTIMENT_WORDS} and "
+                         f"max_len > {PLANTED_POSITION}")
+
+
+def labels(tokens: Int[Array, "n T"], task: str, spec: ModelSpec) -> Int[Array, " n"]:
+    """The task's label of each document."""
+    words = tokens[:, 1:]
+    if task == "needle":
+        return jnp.any(words == NEEDLE, axis=1).astype(jnp.int32)
+    if task == "bag_of_words":
+        positive = (words >= 3) & (words < 3 + SENTIMENT_WORDS)
+        negative = (words >= 3 + SENTIMENT_WORDS) & (words < 3 + 2 * SENTIMENT_WORDS)
+        return (positive.sum(axis=1) > negative.sum(axis=1)).astype(jnp.int32)
+    return (tokens[:, PLANTED_POSITION] >= (spec.vocab_size + 2) // 2).astype(jnp.int32)
+
+
+def documents(key: PRNGKeyArray, n: int, task: str, spec: ModelSpec) -> Int[Array, "n T"]:
+    """n documents; for ``needle`` half of them get one needle at a uniform position."""
+    k_words, k_flag, k_where = jax.random.split(key, 3)
+    T = spec.max_len
+    low = NEEDLE + 1 if task == "needle" else 2
+    words = jax.random.randint(k_words, (n, T - 1), low, spec.vocab_size)
+    if task == "needle":
+        put = jax.random.bernoulli(k_flag, 0.5, (n,))
+        where = jax.random.randint(k_where, (n,), 0, T - 1)
+        hit = put[:, None] & (jnp.arange(T - 1)[None] == where[:, None])
+        words = jnp.where(hit, NEEDLE, words)
+    return jnp.concatenate([jnp.zeros((n, 1), words.dtype), words], axis=1)
+
+
+def seeded_documents(tokens: Int[Array, " T"], task: str | None, spec: ModelSpec, n: int) -> Int[Array, "n T"]:
+    """n documents of `task`'s distribution (``None``: uniform words, UNK included, as
+    `draws.draw_document`), seeded by another document (a sweep's draw): each draw then
+    evaluates its model on documents of its own."""
+    key = jax.random.fold_in(jax.random.PRNGKey(5), jnp.sum(tokens * jnp.arange(tokens.shape[0])))
+    if task is None:
+        return jax.vmap(lambda k: draw_document(k, spec))(jax.random.split(key, n))
+    return documents(key, n, task, spec)
+
+
+def seeded_document(tokens: Int[Array, " T"], task: str, spec: ModelSpec) -> Int[Array, " T"]:
+    """One document of `seeded_documents`."""
+    return seeded_documents(tokens, task, spec, 1)[0]
+
+
+def _loss(params: nm.Params, tokens, y, spec: ModelSpec):
+    z = jax.vmap(lambda x: nm.logits(params, nm.embed(params, x, spec), spec))(tokens)
+    return optax.softmax_cross_entropy_with_integer_labels(z, y).mean()
+
+
+def accuracy(params: nm.Params, tokens: Int[Array, "n T"], y: Int[Array, " n"], spec: ModelSpec) -> float:
+    z = jax.vmap(lambda x: nm.logits(params, nm.embed(params, x, spec), spec))(tokens)
+    return float(jnp.mean(jnp.argmax(z, axis=1) == y))
+
+
+@functools.lru_cache(maxsize=16)
+def trained_model(spec: ModelSpec, task: str, *, seed: int = 0, steps: int = 300, batch: int = 64,
+                  learning_rate: float = 0.01) -> tuple[nm.Params, float]:
+    """A model of `spec` trained on `task` (float64), and its accuracy on 1024 fresh documents.
+
+    Cached: claims that share a (spec, task) train once per process.
+    """
+    check_task(task, spec)
+    k_init, k_data, k_test = jax.random.split(jax.random.PRNGKey(seed), 3)
+    params = draw_params(k_init, spec)
+    optimiser = optax.adam(learning_rate)
+
+    def step(carry, key):
+        params, state = carry
+        tokens = documents(key, batch, task, spec)
+        grads = jax.grad(_loss)(params, tokens, labels(tokens, task, spec), spec)
+        updates, state = optimiser.update(grads, state, params)
+        return (optax.apply_updates(params, updates), state), None
+
+    run = jax.jit(lambda p, keys: jax.lax.scan(step, (p, optimiser.init(p)), keys)[0][0])
+    params = run(params, jax.random.split(k_data, steps))
+    test = documents(k_test, 1024, task, spec)
+    return params, accuracy(params, test, labels(test, task, spec), spec)
+
+
+def cast(params: nm.Params, dtype) -> nm.Params:
+    """The same parameters in another float dtype (sweeps run in float64 or float32)."""
+    return jax.tree_util.tree_map(lambda x: x.astype(dtype), params)

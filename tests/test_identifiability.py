@@ -1,0 +1,124 @@
+"""Identifiability (Brunner et al., Naim & Asher; THEORY.md §8.3-8.4): the fiber, its vertices,
+effective attention and the efficient-attention candidates, against SymPy and scipy oracles."""
+
+import io
+from contextlib import redirect_stderr
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.optimize
+import sympy as sp
+from attnverify.numerics import identifiability as nid
+from attnverify.numerics import jw as njw
+from attnverify.numerics import model as nm
+from attnverify.numerics.draws import draw_document, draw_params
+from attnverify.theory.related import identifiability as tid
+from attnverify.verification import claims as _claims  # noqa: F401
+from attnverify.verification.registry import REGISTRY
+from attnverify.verification.sweep import run_claim
+
+from attnverify.cli import main
+from attnverify.errors import InputError
+from attnverify.spec import ModelSpec
+
+SPEC = ModelSpec(max_len=7, d_embed=6, d_att=4, d_out=4, heads=2, vocab_size=20)
+
+
+@pytest.fixture(scope="module")
+def head():
+    k1, k2 = jax.random.split(jax.random.PRNGKey(0))
+    params, tokens = draw_params(k1, SPEC, scale=4.0), draw_document(k2, SPEC)
+    e = nm.embed(params, tokens, SPEC)
+    alpha, s = nm.attention(params, e, SPEC), nm.readouts(params, e, SPEC)
+    return params, alpha, s
+
+
+def logits(params, alpha, s, head_alpha):
+    return njw.logits_from(params, SPEC, alpha.at[0].set(head_alpha), s)
+
+
+# -- symbolic ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("T, C, dim", [(3, 1, 1), (5, 1, 3), (6, 2, 3)])
+def test_generic_fiber_dimension(T, C, dim):
+    for symbolic in (True, False):
+        fiber = tid.generic_fiber(T, C, symbolic=symbolic)
+        assert fiber["derived"] == fiber["stated"] == dim
+
+
+def test_minimum_norm_point_is_the_projection():
+    assert tid.prove_minimum_norm(3)
+    S, a = sp.Matrix([[1], [2], [4]]), sp.Matrix([sp.Rational(1, 2), sp.Rational(1, 3), sp.Rational(1, 6)])
+    wrong = tid.minimum_norm_statement(S, a) + sp.Matrix([1, -1, 0]) / 10  # still feasible, not minimal
+    assert tid.minimum_norm_derived(S, a) != wrong
+
+
+def test_too_few_positions_is_an_input_error():
+    with pytest.raises(InputError, match="T >= 3"):
+        tid.generic_fiber(2, 1)
+    err = io.StringIO()
+    with redirect_stderr(err):
+        code = main(["verify", "identifiability.fiber_dimension", "--max-len", "2", "--trials", "2", "--quiet"])
+    assert code == 2 and err.getvalue().count("\n") == 1 and "T >= 3" in err.getvalue()
+
+
+# -- the fiber on the true model ---------------------------------------------------------------------
+def test_exact_nullspace_moves_keep_the_logits(head):
+    params, alpha, s = head
+    exact = tid.fiber_directions(tid.rational_matrix(np.asarray(s[0])))
+    assert len(exact) == SPEC.max_len - nid.numerical_rank(nid.augmented(s[0])) == SPEC.max_len - 3
+    z = logits(params, alpha, s, alpha[0])
+    for direction in exact:
+        delta = jnp.asarray(np.array(direction, dtype=float).ravel())
+        moved = alpha[0] + 0.5 * float(alpha[0].min()) * delta / float(jnp.max(jnp.abs(delta)))
+        assert float(jnp.max(jnp.abs(logits(params, alpha, s, moved) - z))) < 1e-12
+    wrong = alpha[0] + 0.01 * (jnp.arange(SPEC.max_len) - (SPEC.max_len - 1) / 2)  # sums to 1, not in the fiber
+    assert float(jnp.max(jnp.abs(logits(params, alpha, s, wrong) - z))) > 1e-6
+
+
+def test_vertex_enumeration_bounds_random_fiber_points(head):
+    params, alpha, s = head
+    best, vertex = nid.fiber_max_jsd(alpha[0], s[0])
+    assert int(jnp.sum(vertex > 0)) <= SPEC.classes + 1
+    directions = nid.fiber_directions(s[0])
+    weights = jax.random.normal(jax.random.PRNGKey(1), (4000, directions.shape[1]))
+    points = alpha[0][None] + jax.random.uniform(jax.random.PRNGKey(2), (4000, 1)) * (weights @ directions.T)
+    inside = jnp.all(points >= 0, axis=1)
+    assert int(inside.sum()) > 100
+    assert float(jnp.max(jnp.where(inside, njw.jsd(jnp.clip(points, 0), alpha[0][None]), 0))) <= float(best)
+
+
+# -- effective attention and candidates ---------------------------------------------------------------
+def test_effective_attention_sums_to_one_only_with_ones_in_the_span(head):
+    _, alpha, s = head
+    off, _ = nid.distribution_defects(nid.effective_attention(alpha[0], s[0]))
+    on, _ = nid.distribution_defects(nid.effective_attention(alpha[0], nid.augmented(s[0])))
+    assert float(off) > 1e-6 and float(on) < 1e-12
+
+
+def test_candidates_against_scipy(head):
+    _, alpha, s = head
+    B, a = np.asarray(nid.augmented(s[0])), np.asarray(alpha[0])
+    constraint = {"type": "eq", "fun": lambda x: B.T @ x - B.T @ a, "jac": lambda x: B.T}
+    bounds = [(0, None)] * len(a)
+    ref = scipy.optimize.minimize(lambda x: 0.5 * x @ x, a, jac=lambda x: x, constraints=[constraint],
+                                  bounds=bounds, method="SLSQP", options={"ftol": 1e-15, "maxiter": 500})
+    assert np.allclose(np.asarray(nid.candidate_min_norm(alpha[0], s[0])), ref.x, atol=1e-7)
+    entropy = lambda x: -np.sum(x * np.log(np.maximum(x, 1e-300)))  # noqa: E731
+    ref = scipy.optimize.minimize(lambda x: -entropy(x), a, constraints=[constraint], bounds=[(1e-12, None)] * len(a),
+                                  method="SLSQP", options={"ftol": 1e-14, "maxiter": 500})
+    ours = np.asarray(nid.candidate_max_entropy(alpha[0], s[0]))
+    assert entropy(ours) >= entropy(ref.x) - 1e-9
+    for name, construct in nid.CANDIDATES.items():
+        c = construct(alpha[0], s[0])
+        assert float(jnp.max(jnp.abs(B.T @ c - B.T @ a))) < 1e-12, name
+
+
+@pytest.mark.parametrize("claim_id", ["identifiability.fiber_moves", "identifiability.candidate_min_norm"])
+def test_claim_passes_and_a_perturbed_candidate_fails(claim_id):
+    assert run_claim(REGISTRY[claim_id], SPEC, trials=8, progress=False).passed
+    compare = REGISTRY["identifiability.candidate_projection"].build(SPEC)
+    k1, k2 = jax.random.split(jax.random.PRNGKey(3))
+    lhs, rhs = compare(draw_params(k1, SPEC), draw_document(k2, SPEC))
+    assert float(jnp.max(jnp.abs(1.01 * lhs - rhs)) / jnp.max(jnp.abs(rhs))) > 1e-4

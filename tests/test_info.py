@@ -1,0 +1,97 @@
+"""Wen et al. (THEORY.md §8.5): the Gumbel-max law (SymPy), plug-in mutual information with
+Miller-Madow, the near-tie count, Gumbel-softmax entropy, and the synthetic tasks."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import sympy as sp
+from attnverify.numerics import info as ninfo
+from attnverify.numerics import synthetic_tasks as tasks
+from attnverify.theory.related import info as tinfo
+from attnverify.verification import claims as _claims  # noqa: F401
+from attnverify.verification.registry import REGISTRY
+from attnverify.verification.sweep import run_claim
+
+from attnverify.errors import InputError
+from attnverify.spec import ModelSpec
+
+
+# -- Gumbel-max, derived -------------------------------------------------------------------------------
+def test_gumbel_max_is_softmax_and_a_wrong_law_is_caught():
+    assert tinfo.prove_gumbel_max(3)
+    assert tinfo.prove_zero_temperature_limit()
+    gamma = tinfo.scores(3)
+    wrong = sp.exp(2 * gamma[0]) / sum(sp.exp(2 * g) for g in gamma)
+    assert sp.simplify(tinfo.gumbel_max_derived(gamma, 0) - wrong) != 0
+
+
+def test_gumbel_frequencies_and_entropy():
+    gamma = jnp.array([0.5, -1.0, 2.0, 0.0])
+    noise = ninfo.gumbel_noise(jax.random.PRNGKey(0), 100_000, 4)
+    alpha = jax.nn.softmax(gamma)
+    z = (ninfo.hard_attention_frequencies(gamma, noise) - alpha) / jnp.sqrt(alpha * (1 - alpha) / 100_000)
+    assert float(jnp.max(jnp.abs(z))) < 5  # binomial standard errors
+    entropies = [float(ninfo.mean_entropy(ninfo.gumbel_softmax(gamma, noise, t))) for t in ninfo.TEMPERATURES]
+    assert entropies == sorted(entropies)
+    with pytest.raises(InputError, match="tau must be > 0"):
+        ninfo.gumbel_softmax(gamma, noise, 0.0)
+
+
+# -- mutual information ---------------------------------------------------------------------------------
+def test_exact_mi_of_known_laws():
+    assert float(ninfo.exact_mi(jnp.full((3, 2), 1 / 6))) == pytest.approx(0.0, abs=1e-15)
+    assert float(ninfo.exact_mi(jnp.eye(2) / 2)) == pytest.approx(np.log(2), abs=1e-15)
+
+
+def test_miller_madow_removes_the_plugin_bias():
+    # Independent X (4 values) and Y (2 values): the true MI is 0 and the plug-in bias is
+    # about (4 - 1)(2 - 1) / (2N); the correction removes it (mean over 400 samples of N = 200).
+    keys = jax.random.split(jax.random.PRNGKey(0), 400)
+
+    def one(key):
+        kx, ky = jax.random.split(key)
+        table = ninfo.counts(jax.random.randint(kx, (200,), 0, 4), jax.random.randint(ky, (200,), 0, 2), 4, 2)
+        return ninfo.plugin_mi(table, miller_madow=False), ninfo.plugin_mi(table)
+
+    raw, corrected = jax.vmap(one)(keys)
+    standard_error = float(jnp.std(raw)) / 20
+    assert abs(float(raw.mean()) - 3 / 400) < 4 * standard_error
+    assert abs(float(corrected.mean())) < 4 * standard_error
+
+
+def test_enumeration_and_position_mi():
+    docs = ninfo.enumerate_documents([2, 3], 4)
+    assert docs.shape == (8, 4) and (docs[:, 0] == 0).all()
+    y = jnp.asarray(docs[:, 2] == 3, dtype=jnp.int32)  # the label is the word at position 2
+    mi = ninfo.position_mi(jnp.asarray(docs), y, 4, 2, exact=True)
+    assert np.allclose(np.asarray(mi), [0.0, np.log(2), 0.0], atol=1e-15)
+    with pytest.raises(InputError):
+        ninfo.enumerate_documents([2], 1)
+
+
+def test_pair_agreement_counts():
+    alpha = jnp.array([0.50, 0.49, 0.10, 0.01])
+    importance = jnp.array([1.0, 2.0, 0.5, 0.1])  # the near tie (0, 1) is ordered the other way
+    agree_near, near, agree_far, far = (int(x) for x in ninfo.pair_agreement(alpha, importance, 0.05))
+    assert (agree_near, near, agree_far, far) == (0, 1, 5, 5)
+
+
+# -- synthetic tasks -------------------------------------------------------------------------------------
+def test_task_labels_and_bad_tasks():
+    spec = ModelSpec(max_len=5, d_embed=4, d_att=2, d_out=2, heads=1, vocab_size=20)
+    docs = jnp.array([[0, 12, 2, 13, 14], [0, 3, 3, 7, 15], [0, 12, 11, 13, 14]])
+    assert tasks.labels(docs, "needle", spec).tolist() == [1, 0, 0]
+    assert tasks.labels(docs, "bag_of_words", spec).tolist() == [0, 1, 0]
+    assert tasks.labels(docs, "planted", spec).tolist() == [0, 0, 1]
+    drawn = tasks.documents(jax.random.PRNGKey(0), 200, "needle", spec)
+    assert 0.3 < float(tasks.labels(drawn, "needle", spec).mean()) < 0.7
+    with pytest.raises(InputError, match="unknown synthetic task"):
+        tasks.check_task("xor", spec)
+
+
+@pytest.mark.parametrize("claim_id", ["info.gumbel_entropy_temperature", "info.gumbel_skewed"])
+def test_gumbel_claims(claim_id):
+    spec = ModelSpec(max_len=6, d_embed=4, d_att=3, d_out=3, heads=2, vocab_size=16)
+    result = run_claim(REGISTRY[claim_id], spec, trials=8, progress=False)
+    assert result.passed and not result.unexpected

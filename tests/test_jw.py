@@ -1,0 +1,216 @@
+"""Jain & Wallace (THEORY.md §8.1): derivations, their negative controls, the JAX quantities,
+Kendall tau-b against scipy, and the adversarial search against the exact optimum."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.stats
+import sympy as sp
+from attnverify.numerics import adversarial as nadv
+from attnverify.numerics import jw as njw
+from attnverify.numerics import model as nm
+from attnverify.numerics.draws import draw_document, draw_params
+from attnverify.numerics.kendall import inversion_cdf, kendall_tau_b, kendall_top_k
+from attnverify.theory import symbols as S
+from attnverify.theory.calculus import prove_equal
+from attnverify.theory.model import SymbolicModel
+from attnverify.theory.related import divergence, permutation
+from attnverify.theory.related import jw as tjw
+from attnverify.theory.related.sums import prove_equal_interchanged, prove_equal_rational
+from attnverify.verification import claims as _claims  # noqa: F401
+from attnverify.verification.registry import REGISTRY
+from attnverify.verification.sweep import run_claim
+
+from attnverify.errors import InputError
+from attnverify.spec import PAPER, ModelSpec
+
+
+def _draw(spec, seed, scale=1.0):
+    k1, k2 = jax.random.split(jax.random.PRNGKey(seed))
+    return draw_params(k1, spec, scale=scale), draw_document(k2, spec)
+
+
+# -- symbolic ------------------------------------------------------------------------------------
+def test_every_closed_form_is_proved_for_the_paper_model():
+    assert all(tjw.derive_jw(PAPER).proofs.values())
+
+
+def test_wrong_closed_forms_are_caught():
+    d, model = tjw.derive_jw(PAPER), SymbolicModel(PAPER)
+    assert not prove_equal_interchanged(d.detached_gxi, 2 * tjw.detached_gxi_statement(model))
+    assert not prove_equal(d.jacobian_term, 0 * tjw.jacobian_term_statement(model))
+    i, a = S.i, model.alpha(S.i, S.tau)
+    no_denominator = sp.Sum(a * (model.readout(i, S.tau) - tjw._f_i(model, i)), (i, 0, S.K - 1)) / S.K
+    assert not prove_equal_rational(d.loo_deletion, no_denominator)
+    assert not prove_equal_rational(d.unk_replacement, tjw.binary(-tjw.unk_replacement_statement(model)))
+
+
+def test_assumptions_matter():
+    biased = tjw.derive_jw(PAPER.replace(biases=True)).proofs
+    assert not biased["detached G x I = alpha_t s_t / K"]  # s_t carries W_l b_v, not <e_t, u>
+    assert biased["LOO by deletion (no re-indexing)"]  # deletion only reweights: biases cancel
+    unscaled = tjw.derive_jw(PAPER.replace(scale_scores=False)).proofs
+    assert not unscaled["full - detached gradient = Jacobian term"]
+
+
+def test_sum_interchange_is_sound_and_can_fail():
+    x, y = sp.IndexedBase("x"), sp.IndexedBase("y")
+    lhs = sp.Sum(x[S.k] * sp.Sum(y[S.i, S.k], (S.i, 0, S.K - 1)), (S.k, 0, S.d_e - 1))
+    rhs = sp.Sum(sp.Sum(y[S.i, S.k] * x[S.k], (S.k, 0, S.d_e - 1)), (S.i, 0, S.K - 1))
+    assert prove_equal_interchanged(lhs, rhs)
+    assert not prove_equal_interchanged(lhs, rhs.subs(S.K, S.K - 1))
+
+
+@pytest.mark.parametrize("m", [2, 3])
+def test_permutation_moments_are_proved(m):
+    assert all(permutation.prove_permutation_moments(m).values())
+
+
+def test_a_wrong_permutation_variance_is_caught():
+    m = 3
+    c = sp.Matrix(m, m, lambda r, t: permutation.C_PERM[r, t])
+    _, var = permutation.enumerated_moments(c)
+    _, stated = permutation.hoeffding_statement()
+    wrong = stated * (permutation.M - 1) / permutation.M  # 1/m instead of 1/(m-1)
+    assert sp.expand(var - permutation.explicit(stated, m)) == 0
+    assert sp.expand(var - permutation.explicit(wrong, m)) != 0
+
+
+def test_vertex_jsd_proofs_and_a_wrong_formula():
+    assert all(divergence.prove_vertex_jsd(3).values())
+    a = divergence.A
+    wrong = sp.expand(sp.expand_log(divergence.vertex_jsd_statement() - (1 - a) * sp.log(2) / 2, force=True))
+    assert sp.simplify(divergence.derive_vertex_jsd(3, 1) - wrong) != 0
+
+
+# -- numerics ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("changes", [{}, {"output_link": "softmax", "classes": 3},
+                                     {"head_aggregation": "sum", "biases": True}])
+def test_output_as_a_function_of_attention_is_the_model(tiny_spec, changes):
+    spec = tiny_spec.replace(**changes)
+    params, tokens = _draw(spec, 0, scale=3.0)
+
+    @jax.jit
+    def gap(params, tokens):
+        e = nm.embed(params, tokens, spec)
+        return njw.output_with_attention(params, e, spec, nm.attention(params, e, spec)) - nm.explained_output(
+            params, e, spec)
+
+    assert abs(float(gap(params, tokens))) < 1e-14
+
+
+def test_detached_gradient_differs_from_the_full_one(tiny_spec):
+    params, tokens = _draw(tiny_spec, 1, scale=5.0)
+    e = nm.embed(params, tokens, tiny_spec)
+    detached, full = njw.detached_gradient(params, e, tiny_spec), njw.full_gradient(params, e, tiny_spec)
+    assert float(jnp.max(jnp.abs(detached - full))) > 1e-3 * float(jnp.max(jnp.abs(full)))
+
+
+def test_deleting_and_replacing_tokens(tiny_spec):
+    tokens = jnp.array([0, 5, 6, 5, 7, 1, 1, 1])
+    assert njw.delete_token(tokens, 2).tolist() == [0, 5, 5, 7, 1, 1, 1, 1]
+    assert njw.replace_word(tokens, 5).tolist() == [0, 1, 6, 1, 7, 1, 1, 1]
+    perm = jnp.array([2, 0, 1])
+    alpha = jnp.arange(16.0).reshape(2, 8)
+    assert njw.permute_attention(alpha, perm)[1, :5].tolist() == [8, 11, 9, 10, 12]
+
+
+def test_mixing_control_makes_permutations_harmless(tiny_spec):
+    params, tokens = _draw(tiny_spec, 2, scale=5.0)
+    e = nm.embed(params, tokens, tiny_spec)
+    perms = njw.random_permutations(jax.random.PRNGKey(0), 20, tiny_spec.max_len - 1)
+    _, change = njw.permutation_tvd(params, e, tiny_spec, perms)
+    _, mixed = njw.permutation_tvd(params, e, tiny_spec, perms, mixing=True)
+    assert float(change) > 1e-6 and float(mixed) < 1e-15
+
+
+# -- Kendall tau-b: scipy is the oracle -----------------------------------------------------------
+@pytest.mark.parametrize("n", [3, 8, 15, 40])
+def test_kendall_matches_scipy_with_and_without_ties(n):
+    rng = np.random.default_rng(n)
+    tau_b = jax.jit(kendall_tau_b)
+    for trial in range(8):
+        x = rng.normal(size=n) if trial % 2 else rng.integers(0, 3, n).astype(float)
+        y = x + rng.normal(size=n) if trial % 3 else rng.normal(size=n)
+        ours = tau_b(jnp.asarray(x), jnp.asarray(y))
+        theirs = scipy.stats.kendalltau(x, y)
+        assert np.allclose([float(v) for v in ours], [theirs.statistic, theirs.pvalue], rtol=1e-12, atol=1e-14)
+
+
+def test_kendall_degenerate_and_exact_law():
+    tau, p = kendall_tau_b(jnp.ones(5), jnp.arange(5.0))
+    assert np.isnan(float(tau)) and np.isnan(float(p))
+    assert np.allclose(inversion_cdf(4)[-1], 1.0) and np.isclose(inversion_cdf(4)[0], 1 / 24)
+
+
+def test_top_k_distance_extremes():
+    x = jnp.arange(6.0)
+    assert float(kendall_top_k(x, x, 3)) == 0.0
+    assert float(kendall_top_k(x, -x, 3)) == 1.0  # disjoint top-3 lists
+    assert 0 < float(kendall_top_k(x, x.at[5].set(-1.0), 3)) < 1
+
+
+# -- adversarial attention ------------------------------------------------------------------------
+def test_exact_optimum_bounds_every_feasible_point_and_is_feasible(tiny_spec):
+    params, tokens = _draw(tiny_spec, 3, scale=8.0)
+    samples = jax.random.dirichlet(jax.random.PRNGKey(0), 0.2 * jnp.ones(tiny_spec.max_len), (2000,))
+
+    @jax.jit
+    def check(params, tokens):
+        e = nm.embed(params, tokens, tiny_spec)
+        slab = nadv.head_slab(params, e, tiny_spec, 1)
+        alpha = nm.attention(params, e, tiny_spec)
+        out = []
+        for eps in (0.01, 0.05):
+            best = nadv.exact_max_jsd(slab, eps)
+            p = njw.output_with_attention(params, e, tiny_spec, alpha.at[1].set(best.vertex), output=njw.probability)
+            feasible = jnp.abs(slab.probability(samples) - slab.p_hat) <= eps
+            sampled = jnp.max(jnp.where(feasible, njw.jsd(samples, slab.alpha_hat[None]), 0.0))
+            out.append((jnp.abs(p - slab.p_hat) - eps, sampled - best.jsd))
+        search = nadv.jw_optimiser(jax.random.PRNGKey(1), params, e, tiny_spec, 1, steps=10)
+        return out, nadv.selected_max_jsd(search, 0.05) - nadv.exact_max_jsd(slab, 0.05).jsd
+
+    per_eps, optimiser_gap = check(params, tokens)
+    for excess, sampled_gap in per_eps:
+        assert float(excess) <= 1e-12 and float(sampled_gap) <= 0.0
+    assert float(optimiser_gap) <= 1e-12
+
+
+def test_bad_adversarial_inputs(tiny_spec):
+    params, tokens = _draw(tiny_spec, 0)
+    slab = nadv.head_slab(params, nm.embed(params, tokens, tiny_spec), tiny_spec)
+    for eps in (0.0, -0.1):
+        with pytest.raises(InputError, match="epsilon must be > 0"):
+            nadv.exact_max_jsd(slab, eps)
+    with pytest.raises(InputError, match="binary"):
+        nadv.head_slab(params, nm.embed(params, tokens, tiny_spec), tiny_spec.replace(classes=3))
+
+
+# -- the claims, on small sizes (few draws: compile time dominates) ---------------------------------
+SPEC = ModelSpec(max_len=5, d_embed=4, d_att=3, d_out=3, heads=2, vocab_size=16)
+
+
+@pytest.mark.parametrize("claim_id", ["jw.detached_gxi", "jw.control_full_gxi", "jw.loo_reindexed",
+                                      "jw.unk_replacement"])
+def test_claim_meets_its_expectation(claim_id):
+    result = run_claim(REGISTRY[claim_id], SPEC, trials=8, progress=False)
+    assert result.expected is not None and not result.unexpected, result
+
+
+@pytest.mark.parametrize("claim_id", ["jw.loo_deletion", "jw.jacobian_term", "jw.permutation_mean",
+                                      "jw.permutation_variance", "jw.permutation_variance_one_head",
+                                      "jw.jsd_vertex"])
+def test_identity_holds_on_one_draw(claim_id):
+    lhs, rhs = jax.jit(REGISTRY[claim_id].build(SPEC))(*_draw(SPEC, 4, scale=4.0))
+    assert float(jnp.max(jnp.abs(lhs - rhs)) / jnp.max(jnp.abs(rhs))) < 1e-10
+
+
+def test_permutation_figure_draws_from_its_data():
+    from attnverify.figures import jw_permutation
+
+    rng = np.random.default_rng(0)
+    panel = {"max_attention": rng.uniform(0, 1, 40).tolist(), "median_tvd": rng.uniform(0, 0.5, 40).tolist()}
+    data = {"panels": {"a": panel, "b": panel}, "permutations": 100, "bins": list(jw_permutation.BINS), "T": 8}
+    fig = jw_permutation.draw(data)
+    assert len(fig.axes) == 2

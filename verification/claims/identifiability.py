@@ -1,0 +1,279 @@
+"""Identifiability of attention: Brunner et al. (2020) and Naim & Asher (2024) (THEORY.md §8.3-8.4,
+checks 26-29), group ``identifiability``. Head 0's attention moves; the other heads stay fixed.
+
+Naim & Asher's construction of "efficient attention" is unconfirmed (THEORY.md §8.4): the
+three constructions checked here are *candidates*, not their definition.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from attnverify.numerics import identifiability as nid
+from attnverify.numerics import jw as njw
+from attnverify.numerics import model as nm
+from attnverify.numerics.synthetic_tasks import cast, seeded_documents, trained_model
+from attnverify.theory.related import identifiability as tid
+from attnverify.verification.empirical import difference, fraction_above, left, mean_exceeds_zero
+from attnverify.verification.registry import Claim, register
+
+from attnverify.spec import ModelSpec
+
+SOURCE = "Brunner et al. (ICLR 2020); THEORY.md §8.3 (derived)"
+CANDIDATE_SOURCE = "Naim & Asher (ECAI 2024), 'efficient attention': candidate constructions, THEORY.md §8.4"
+TOLERANCE = {"float64": 1e-10, "float32": 1e-4}
+TOLERANCE_REASON = "relative rounding of T-term sums and small (C+1)-dimensional solves, >= 100x margin"
+COUNT = {"float64": 0.0, "float32": 0.0}
+DEFECT = 1e-9  # a vector farther than this from the simplex is not a distribution (float64 rounding ~1e-15)
+
+
+def _head(spec: ModelSpec):
+    """(params, tokens) -> (alpha, s, logits): every head's attention and read-outs, the logits."""
+    tid.check_positions(spec.max_len)
+
+    def parts(params, tokens):
+        e = nm.embed(params, tokens, spec)
+        alpha, s = nm.attention(params, e, spec), nm.readouts(params, e, spec)
+        return alpha, s, njw.logits_from(params, spec, alpha, s)
+
+    return parts
+
+
+def _logits_with(params, spec, alpha, s, head_alpha):
+    return njw.logits_from(params, spec, alpha.at[0].set(head_alpha), s)
+
+
+# -- 26: the fiber ---------------------------------------------------------------------------------
+def _dimension(spec: ModelSpec):
+    parts = _head(spec)
+    derived = tid.generic_fiber(spec.max_len, spec.classes)["derived"]
+
+    def compare(params, tokens):
+        _, s, _ = parts(params, tokens)
+        measured = spec.max_len - nid.numerical_rank(nid.augmented(s[0]))
+        return measured.astype(s.dtype), jnp.asarray(derived, s.dtype)
+
+    return compare
+
+
+@functools.lru_cache(maxsize=8)
+def _joint_dimension_sympy(K: int, T: int, C: int) -> int:
+    """SymPy nullspace dimension of the joint system on a random rational (generic) instance."""
+    heads = [tid.random_rational_matrix(T, C, seed=i) for i in range(K)]
+    return len(tid.joint_constraint_matrix(heads).nullspace())
+
+
+def _joint(spec: ModelSpec):
+    parts = _head(spec)
+    derived = _joint_dimension_sympy(spec.heads, spec.max_len, spec.classes)
+    weight = 1.0 / spec.heads if spec.head_aggregation == "mean" else 1.0
+
+    def compare(params, tokens):
+        _, s, _ = parts(params, tokens)
+        measured = spec.heads * spec.max_len - nid.numerical_rank(nid.joint_system(s, weight))
+        return measured.astype(s.dtype), jnp.asarray(derived, s.dtype)
+
+    return compare
+
+
+def _moves(spec: ModelSpec):
+    parts = _head(spec)
+
+    def compare(params, tokens):
+        alpha, s, z = parts(params, tokens)
+        moved = nid.fiber_moves(alpha[0], s[0])
+        logits = jax.vmap(lambda a: _logits_with(params, spec, alpha, s, a))(moved)
+        return (jnp.concatenate([logits.ravel(), moved.sum(axis=1), jnp.min(moved, axis=1) > 0]),
+                jnp.concatenate([jnp.tile(z, moved.shape[0]), jnp.ones(2 * moved.shape[0], z.dtype)]))
+
+    return compare
+
+
+def _vertex(spec: ModelSpec):
+    parts = _head(spec)
+
+    def compare(params, tokens):
+        alpha, s, z = parts(params, tokens)
+        _, vertex = nid.fiber_max_jsd(alpha[0], s[0])
+        return (jnp.concatenate([_logits_with(params, spec, alpha, s, vertex), vertex.sum()[None]]),
+                jnp.concatenate([z, jnp.ones(1, z.dtype)]))
+
+    return compare
+
+
+def _max_jsd(spec: ModelSpec):
+    parts = _head(spec)
+
+    def compare(params, tokens):
+        alpha, s, _ = parts(params, tokens)
+        value, _ = nid.fiber_max_jsd(alpha[0], s[0])
+        return value, jnp.log(2.0) / 2
+
+    return compare
+
+
+register(Claim(
+    id="identifiability.fiber_dimension", group="identifiability",
+    statement="dim{alpha in simplex : [S 1]^T alpha = [S 1]^T alpha_hat} = T - rank[S 1] (head 0, all C logits)",
+    source=SOURCE, lhs="T - numerical rank of [S 1] (SVD, JAX)",
+    rhs="length of SymPy's nullspace() of [S 1]^T for a generic (random rational) S", build=_dimension,
+    tolerance=COUNT, tolerance_reason="integer counts: equal or not",
+))
+register(Claim(
+    id="identifiability.joint_fiber_dimension", group="identifiability",
+    statement="Heads moved jointly, only the averaged logits kept: dim = KT - rank of the (K + C) x KT system",
+    source=SOURCE, lhs="KT - numerical rank (SVD, JAX)",
+    rhs="SymPy nullspace() of the system on a random rational instance", build=_joint,
+    tolerance=COUNT, tolerance_reason="integer counts: equal or not",
+))
+register(Claim(
+    id="identifiability.fiber_moves", group="identifiability",
+    statement="Moving head 0's attention along each fiber direction keeps every logit and keeps a distribution",
+    source=SOURCE, lhs="logits, sums and positivity after each move (true model)",
+    rhs="the original logits, 1, True", build=_moves, tolerance=TOLERANCE, tolerance_reason=TOLERANCE_REASON,
+))
+register(Claim(
+    id="identifiability.fiber_vertex", group="identifiability",
+    statement="The fiber's max-JSD vertex (support C + 1) is a distribution with exactly the model's logits",
+    source=SOURCE + "; the eps = 0 form of Jain & Wallace's search", lhs="logits and sum at the vertex",
+    rhs="the model's logits, 1", build=_vertex, tolerance=TOLERANCE, tolerance_reason=TOLERANCE_REASON,
+))
+register(Claim(
+    id="identifiability.fiber_max_jsd", group="identifiability",
+    statement="On every random draw some attention at JSD > ln(2)/2 from the model's gives exactly its logits",
+    source=SOURCE + "; vertex enumeration (JSD is convex)", lhs="max JSD over the fiber's vertices",
+    rhs="ln(2)/2", build=_max_jsd, tolerance=COUNT,
+    tolerance_reason="a minimum over draws against a fixed threshold (no estimation error)",
+    measure=left, summary=fraction_above(float(np.log(2) / 2), least=1.0),
+))
+
+
+# -- 27: Brunner's effective attention ---------------------------------------------------------------
+def _effective(which: int):
+    def build(spec: ModelSpec):
+        parts = _head(spec)
+
+        def compare(params, tokens):
+            alpha, s, _ = parts(params, tokens)
+            defects = nid.distribution_defects(nid.effective_attention(alpha[0], s[0]))
+            return defects[which], jnp.asarray(0.0, s.dtype)
+
+        return compare
+
+    return build
+
+
+register(Claim(
+    id="identifiability.effective_sum", group="identifiability",
+    statement="Effective attention (projection onto col S) does not sum to 1 on almost every draw (>= 99 %)",
+    source=SOURCE, lhs="|sum - 1| of the projection of alpha_hat onto col(S)", rhs="0",
+    build=_effective(0), tolerance=COUNT, tolerance_reason="a share of draws against a fixed bound",
+    measure=left, summary=fraction_above(DEFECT, least=0.99),
+))
+register(Claim(
+    id="identifiability.effective_negative", group="identifiability",
+    statement="Effective attention has negative entries on most draws (>= 50 %)",
+    source=SOURCE, lhs="-min entry of the projection onto col(S)", rhs="0",
+    build=_effective(1), tolerance=COUNT, tolerance_reason="a share of draws against a fixed bound",
+    measure=left, summary=fraction_above(DEFECT, least=0.5),
+))
+
+
+# -- 28: candidates for efficient attention ----------------------------------------------------------
+def _candidate(name: str):
+    def build(spec: ModelSpec):
+        parts = _head(spec)
+        construct = nid.CANDIDATES[name]
+
+        def compare(params, tokens):
+            alpha, s, _ = parts(params, tokens)
+            candidate = construct(alpha[0], s[0])
+            B = nid.augmented(s[0])  # its last column gives the sum
+            if name == "projection":  # not asserted to be >= 0: it can be negative (bench)
+                return B.T @ candidate, B.T @ alpha[0]
+            negative = nid.distribution_defects(candidate)[1]
+            return (jnp.concatenate([B.T @ candidate, negative[None]]),
+                    jnp.concatenate([B.T @ alpha[0], jnp.zeros(1, s.dtype)]))
+
+        return compare
+
+    return build
+
+
+for _name, _text in (("projection", "(a) the projection onto col[S 1]: same S^T alpha, sums to 1 "
+                      "(entries may be negative)"),
+                     ("min_norm", "(b) the minimum-norm point of the fiber with alpha >= 0: same S^T alpha, "
+                      "sums to 1, no negative entry"),
+                     ("max_entropy", "(c) the maximum-entropy point of the fiber: same S^T alpha, sums to 1, "
+                      "no negative entry")):
+    register(Claim(
+        id=f"identifiability.candidate_{_name}", group="identifiability", statement=f"Candidate {_text}",
+        source=CANDIDATE_SOURCE, lhs="[S 1]^T candidate (and its most negative entry)",
+        rhs="[S 1]^T alpha_hat (and 0)", build=_candidate(_name), tolerance=TOLERANCE,
+        tolerance_reason=TOLERANCE_REASON + " (Newton on a (C+1)-d dual converges to rounding)",
+    ))
+
+
+# -- 29: necessity and sufficiency of the min-norm candidate's support (trained models) --------------
+SUPPORT_DOCUMENTS = 32  # documents per draw (each draw's value is their mean): power at 32 draws
+
+
+def _support(task: str, necessity: bool):
+    def build(spec: ModelSpec):
+        parts = _head(spec)
+        trained = trained_model(spec, task)[0]
+
+        def one(params, document):
+            alpha, s, z = parts(params, document)
+            support = jax.vmap(nid.candidate_min_norm)(alpha, s) > DEFECT  # every head's candidate
+            kept = jnp.where(support if not necessity else ~support, alpha, 0.0)
+            total = kept.sum(axis=1, keepdims=True)
+            defined = jnp.all(total > 0)
+            changed = jnp.argmax(njw.logits_from(params, spec, kept / jnp.where(total > 0, total, 1.0), s)) \
+                != jnp.argmax(z)
+            value = changed if necessity else ~changed
+            return jnp.where(defined, value.astype(s.dtype), jnp.nan)
+
+        def compare(params, tokens):
+            params = cast(trained, params.embedding.dtype)
+            docs = seeded_documents(tokens, task, spec, SUPPORT_DOCUMENTS)
+            values = jax.vmap(lambda x: one(params, x))(docs)
+            return jnp.nanmean(values), jnp.asarray(0.5, values.dtype)  # NaN when no document is defined
+
+        return compare
+
+    return build
+
+
+def _necessity_contrast(spec: ModelSpec):
+    needle, bow = _support("needle", True)(spec), _support("bag_of_words", True)(spec)
+
+    def compare(params, tokens):
+        return needle(params, tokens)[0], bow(params, tokens)[0]
+
+    return compare
+
+
+register(Claim(
+    id="identifiability.support_sufficient.needle", group="identifiability",
+    statement="Keeping only the min-norm candidate's support (renormalised) keeps the prediction "
+    f"[trained needle model, needle-task documents, {SUPPORT_DOCUMENTS} per draw]",
+    source=CANDIDATE_SOURCE + "; check 29", lhs="share of the draw's documents whose prediction is unchanged",
+    rhs="share >= 0.9 of draws above 0.5",
+    build=_support("needle", False), tolerance=COUNT, tolerance_reason="a share of draws against a fixed bound",
+    requires={"classes": 2}, measure=left, summary=fraction_above(0.5, least=0.9),
+))
+register(Claim(
+    id="identifiability.support_necessary_needle_vs_bow", group="identifiability",
+    statement="Removing the candidate's support flips the prediction more often on the needle task "
+    f"than on bag-of-words (each model on {SUPPORT_DOCUMENTS} documents of its own task per draw)",
+    source=CANDIDATE_SOURCE + "; check 29", lhs="flip on the trained needle model",
+    rhs="flip on the trained bag-of-words model", build=_necessity_contrast, tolerance=COUNT,
+    tolerance_reason="mean over draws > 3 standard errors", requires={"classes": 2},
+    measure=difference, summary=mean_exceeds_zero,
+    finding="Not confirmed: flip rate on the needle task minus bag-of-words = {mean:.3g} "
+    "(standard error {se:.2g}, {draws:.0f} draws where removal leaves some attention).",
+))

@@ -1,0 +1,211 @@
+"""Wen, Subbalakshmi & Yang (2022), the information-theoretic view (THEORY.md §8.5, checks 30-33),
+group ``info``. Monte-Carlo samples use fixed keys (the draw's model and document vary).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from attnverify.numerics import jw as njw
+from attnverify.numerics import model as nm
+from attnverify.numerics.info import (
+    TEMPERATURES,
+    counts,
+    enumerate_documents,
+    gumbel_noise,
+    gumbel_softmax,
+    hard_attention_frequencies,
+    mean_entropy,
+    pair_agreement,
+    plugin_mi,
+    position_mi,
+)
+from attnverify.numerics.kendall import kendall_tau_b
+from attnverify.numerics.synthetic_tasks import cast, documents, seeded_document, trained_model
+from attnverify.theory.related.info import prove_gumbel_max, prove_zero_temperature_limit
+from attnverify.verification.empirical import largest_violation, left, mean_exceeds_zero
+from attnverify.verification.registry import Claim, register
+
+from attnverify.spec import ModelSpec
+
+SOURCE = "Wen, Subbalakshmi & Yang (arXiv 2211.07714); THEORY.md §8.5"
+GUMBEL_SAMPLES, GUMBEL_Z = 20_000, 5.5
+MI_DOCUMENTS = 20_000
+NEAR_TIE = 0.1  # delta = NEAR_TIE / T: pairs closer than a tenth of the uniform weight
+MEAN = {"float64": 0.0, "float32": 0.0}
+MEAN_REASON = "mean over draws > 3 standard errors (one-sided Monte-Carlo false alarm 0.13 %)"
+
+
+def _scores_and_alpha(params, tokens, spec):
+    e = nm.embed(params, tokens, spec)
+    return nm.scores(params, e, spec)[0], nm.attention(params, e, spec)[0]
+
+
+# -- 33: Gumbel ----------------------------------------------------------------------------------------
+def _gumbel_max(spec: ModelSpec):
+    def compare(params, tokens):
+        gamma, alpha = _scores_and_alpha(params, tokens, spec)
+        noise = gumbel_noise(jax.random.PRNGKey(0), GUMBEL_SAMPLES, spec.max_len, gamma.dtype)
+        frequency = hard_attention_frequencies(gamma, noise)
+        sd = jnp.sqrt(jnp.maximum(alpha * (1 - alpha), jnp.finfo(gamma.dtype).tiny) / GUMBEL_SAMPLES)
+        return jnp.max(jnp.abs(frequency - alpha) / sd), jnp.asarray(GUMBEL_Z, gamma.dtype)
+
+    return compare
+
+
+def _z_summary(values: np.ndarray) -> dict[str, float]:
+    return {"error": float(np.max(values) - GUMBEL_Z), "max_abs_z": float(np.max(values)),
+            "mean_max_abs_z": float(np.mean(values))}
+
+
+register(Claim(
+    id="info.gumbel_max", group="info",
+    statement="Gumbel-max: P(argmax_t gamma_t + g_t = t) = softmax(gamma)_t (expected hard attention = alpha)",
+    source=SOURCE + " (standard)", lhs=f"max_t |z| of the argmax frequencies over {GUMBEL_SAMPLES} samples",
+    rhs=f"{GUMBEL_Z} standard errors", build=_gumbel_max, tolerance=MEAN,
+    tolerance_reason=f"binomial standard error; P(max over T of |z| > {GUMBEL_Z}) ~ T * 4e-8 per draw",
+    measure=left, summary=_z_summary,
+    proof=lambda spec: "proved at T = 3, 4 (integral); tau -> 0 limit proved"
+    if prove_gumbel_max(3) and prove_gumbel_max(4) and prove_zero_temperature_limit() else "not proved",
+))
+
+
+def _entropies(spec: ModelSpec, skew: bool):
+    def compare(params, tokens):
+        gamma, alpha = _scores_and_alpha(params, tokens, spec)
+        noise = gumbel_noise(jax.random.PRNGKey(1), 2000, spec.max_len, gamma.dtype)
+        H = jnp.stack([mean_entropy(gumbel_softmax(gamma, noise, tau)) for tau in TEMPERATURES])
+        if skew:  # tau < 1 against softmax attention itself
+            H_alpha = mean_entropy(alpha[None])
+            below_one = jnp.array([tau < 1 for tau in TEMPERATURES])
+            return jnp.max(jnp.where(below_one, H - H_alpha, -jnp.inf)), jnp.asarray(0.0, H.dtype)
+        return jnp.max(H[:-1] - H[1:]), jnp.asarray(0.0, H.dtype)
+
+    return compare
+
+
+register(Claim(
+    id="info.gumbel_entropy_temperature", group="info",
+    statement=f"Mean per-sample entropy of Gumbel-softmax rises with tau over {TEMPERATURES}",
+    source=SOURCE + ", claim 4", lhs="max_j H(tau_j) - H(tau_j+1), same noise (2000 samples)", rhs="0",
+    build=lambda spec: _entropies(spec, False), tolerance={"float64": 1e-12, "float32": 1e-5},
+    tolerance_reason="per sample the entropy of softmax(x / tau) is increasing in tau: only rounding",
+    measure=left, summary=largest_violation,
+))
+register(Claim(
+    id="info.gumbel_skewed", group="info",
+    statement="Gumbel-softmax with tau < 1 (0.1, 0.5) is more skewed than softmax attention: lower entropy",
+    source=SOURCE + ", claim 4", lhs="max over tau < 1 of mean H(sample) - H(alpha)", rhs="0",
+    build=lambda spec: _entropies(spec, True), tolerance={"float64": 0.0, "float32": 0.0},
+    tolerance_reason="a strict inequality per draw (its margin is reported)",
+    measure=left, summary=largest_violation,
+))
+
+
+# -- 30: mutual information ----------------------------------------------------------------------------
+def _predictions(params, tokens, spec):
+    return jax.vmap(lambda x: jnp.argmax(nm.logits(params, nm.embed(params, x, spec), spec)))(tokens)
+
+
+def _mi_planted(spec: ModelSpec):
+    trained = trained_model(spec, "planted")[0]
+    corpus = documents(jax.random.PRNGKey(7), MI_DOCUMENTS, "planted", spec)
+    mi = position_mi(corpus, _predictions(trained, corpus, spec), spec.vocab_size, spec.classes)
+
+    def compare(params, tokens):
+        model = cast(trained, params.embedding.dtype)
+        document = seeded_document(tokens, "planted", spec)
+        alpha = nm.attention(model, nm.embed(model, document, spec), spec).mean(axis=0)[1:]
+        return kendall_tau_b(alpha, mi.astype(alpha.dtype))[0], jnp.asarray(0.0, alpha.dtype)
+
+    return compare
+
+
+register(Claim(
+    id="info.mi_attention_planted", group="info",
+    statement="Per-document attention ranks positions like the plug-in MI I(xi_t; y_hat) [trained planted "
+    "model, its task's documents]",
+    source=SOURCE + ", claims 2-3; check 30", lhs="tau-b(alpha-avg, MI) per document",
+    rhs="0 (MI: Miller-Madow plug-in on 20000 task documents)", build=_mi_planted, tolerance=MEAN,
+    tolerance_reason=MEAN_REASON, requires={"classes": 2}, measure=left, summary=mean_exceeds_zero,
+))
+
+SHORT, MI_SAMPLE, MI_SAMPLES_PER_DRAW = 5, 500, 8  # 3 words, T = 5 -> 81 documents; 8 samples per draw
+
+
+def _miller_madow(spec: ModelSpec):
+    trained = trained_model(spec, "planted")[0]
+    V = spec.vocab_size
+    docs = jnp.asarray(enumerate_documents([2, V // 2 + 1, V - 1], SHORT))  # both halves of the vocabulary
+    y = _predictions(trained, docs, spec)
+    exact = position_mi(docs, y, V, spec.classes, exact=True)
+
+    def compare(params, tokens):
+        # The draw's document seeds the sample: each draw estimates from different documents.
+        key = jax.random.fold_in(jax.random.PRNGKey(3), jnp.sum(tokens * jnp.arange(tokens.shape[0])))
+
+        def errors(key):  # one sample of MI_SAMPLE documents: (plug-in error, Miller-Madow error)
+            pick = jax.random.randint(key, (MI_SAMPLE,), 0, docs.shape[0])
+
+            def estimates(column):
+                table = counts(column, y[pick], V, spec.classes)
+                return plugin_mi(table, miller_madow=False), plugin_mi(table)
+
+            raw, corrected = jax.vmap(estimates, in_axes=1)(docs[pick, 1:])
+            return jnp.sum(jnp.abs(raw - exact)), jnp.sum(jnp.abs(corrected - exact))
+
+        raw, corrected = jax.vmap(errors)(jax.random.split(key, MI_SAMPLES_PER_DRAW))
+        dtype = params.embedding.dtype
+        return raw.mean().astype(dtype), corrected.mean().astype(dtype)
+
+    return compare
+
+
+def _difference(lhs, rhs):
+    return lhs - rhs
+
+
+register(Claim(
+    id="info.miller_madow", group="info",
+    statement="Miller-Madow brings the plug-in MI closer to the exact MI (81 enumerated documents, "
+    f"{MI_SAMPLE} samples, {MI_SAMPLES_PER_DRAW} per draw) [trained planted model]",
+    source="Miller (1955); THEORY.md §8.5", lhs="sum_t |plug-in - exact|", rhs="sum_t |Miller-Madow - exact|",
+    build=_miller_madow, tolerance=MEAN, tolerance_reason=MEAN_REASON,
+    requires={"classes": 2}, measure=_difference, summary=mean_exceeds_zero,
+))
+
+
+# -- 31: near ties -------------------------------------------------------------------------------------
+def _near_ties(spec: ModelSpec):
+    trained = trained_model(spec, "bag_of_words")[0]
+
+    def compare(params, tokens):
+        model = cast(trained, params.embedding.dtype)
+        e = nm.embed(model, seeded_document(tokens, "bag_of_words", spec), spec)
+        alpha = nm.attention(model, e, spec).mean(axis=0)[1:]
+        loo = jnp.abs(njw.loo_no_reindex(model, e, spec))
+        agree_near, near, _, _ = pair_agreement(alpha, loo, NEAR_TIE / spec.max_len)
+        return jnp.where(near > 0, agree_near / jnp.maximum(near, 1), jnp.nan), jnp.asarray(0.5, e.dtype)
+
+    return compare
+
+
+def _chance(values: np.ndarray) -> dict[str, float]:
+    stats = mean_exceeds_zero(values - 0.5)
+    return {"error": abs(stats.get("mean", np.inf)) - 0.1, "agreement": stats.get("mean", np.nan) + 0.5,
+            "se": stats.get("se", np.nan), "draws": stats["draws"]}
+
+
+register(Claim(
+    id="info.near_ties_at_chance", group="info",
+    statement="For near ties (|alpha_a - alpha_b| < 0.1/T) the attention order agrees with |LOO| at chance "
+    "(0.5 +- 0.1) [trained bag-of-words model, its task's documents]",
+    source=SOURCE + ", claim 3; check 31", lhs="share of near-tie pairs ordered alike", rhs="0.5",
+    build=_near_ties, tolerance={"float64": 0.0, "float32": 0.0},
+    tolerance_reason="|mean - 0.5| <= 0.1; the mean's standard error is reported",
+    requires={"classes": 2}, measure=left, summary=_chance, holds=False,
+    finding="Not on this model: near ties agree with the |LOO| order in {agreement:.3g} of pairs "
+    "(standard error {se:.2g}); |LOO_t| ~ alpha_t |s_t - f| / K, so small absolute gaps in alpha still "
+    "order LOO.",
+))
