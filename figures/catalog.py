@@ -22,6 +22,7 @@ FIGURES: dict[str, tuple[str, str]] = {
     "eq19_d": ("eq19_sweeps", "Eq. 19 error against the number of words d"),
     "eq19_n": ("eq19_sweeps", "LIME convergence to beta^infinity and Eq. 19 error against n (log-log slope)"),
     "thm1_hist": ("thm1_hist", "Theorem 1 error histogram, float64 and float32"),
+    "jw_permutation": ("jw_permutation", "Jain & Wallace permutation test: median output change vs max attention"),
 }
 
 

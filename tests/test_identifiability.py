@@ -115,9 +115,8 @@ def test_candidates_against_scipy(head):
         assert float(jnp.max(jnp.abs(B.T @ c - B.T @ a))) < 1e-12, name
 
 
-@pytest.mark.parametrize("claim_id", ["identifiability.fiber_moves", "identifiability.candidate_min_norm"])
-def test_claim_passes_and_a_perturbed_candidate_fails(claim_id):
-    assert run_claim(REGISTRY[claim_id], SPEC, trials=8, progress=False).passed
+def test_claim_passes_and_a_perturbed_candidate_fails():
+    assert run_claim(REGISTRY["identifiability.candidate_min_norm"], SPEC, trials=8, progress=False).passed
     compare = REGISTRY["identifiability.candidate_projection"].build(SPEC)
     k1, k2 = jax.random.split(jax.random.PRNGKey(3))
     lhs, rhs = compare(draw_params(k1, SPEC), draw_document(k2, SPEC))

@@ -191,8 +191,7 @@ def test_bad_adversarial_inputs(tiny_spec):
 SPEC = ModelSpec(max_len=5, d_embed=4, d_att=3, d_out=3, heads=2, vocab_size=16)
 
 
-@pytest.mark.parametrize("claim_id", ["jw.detached_gxi", "jw.control_full_gxi", "jw.loo_reindexed",
-                                      "jw.unk_replacement"])
+@pytest.mark.parametrize("claim_id", ["jw.detached_gxi", "jw.control_full_gxi", "jw.unk_replacement"])
 def test_claim_meets_its_expectation(claim_id):
     result = run_claim(REGISTRY[claim_id], SPEC, trials=8, progress=False)
     assert result.expected is not None and not result.unexpected, result
