@@ -15,9 +15,9 @@ from attnverify.numerics.lime import lime_explain
 from attnverify.numerics.lime_document import lime_document
 from attnverify.numerics.lime_ridge import weighted_ridge
 from attnverify.numerics.lime_sampling import kernel_weights
+from attnverify.numerics.tokenize import builtin_vocab
 from attnverify.numerics.tokenize import words as split_words
 
-from attnverify.numerics.tokenize import builtin_vocab
 from attnverify.spec import ModelSpec
 
 lime_text = pytest.importorskip("lime.lime_text")

@@ -2,11 +2,11 @@
 
 import jax
 import jax.numpy as jnp
+from attnverify.numerics.draws import draw_document, draw_params
+from attnverify.numerics.quantities import theorem1_quantities
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from attnverify.numerics.draws import draw_document, draw_params
-from attnverify.numerics.quantities import theorem1_quantities
 from attnverify.spec import CHOICES, ModelSpec
 
 specs = st.builds(

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from attnverify.verification import claims  # noqa: F401
 from attnverify.verification.registry import REGISTRY
 from attnverify.verification.sweep import run_claim

@@ -17,13 +17,13 @@ import time
 
 import jax
 import jax.numpy as jnp
-
 from attnverify.numerics.draws import draw_document, draw_params
 from attnverify.numerics.model import embed, output_gradient
-from attnverify.spec import PAPER, ModelSpec
 from attnverify.verification import claims  # noqa: F401
 from attnverify.verification.registry import REGISTRY
 from attnverify.verification.sweep import BLOCK, claim_block, draw_errors
+
+from attnverify.spec import PAPER, ModelSpec
 
 #: The sweep point of the issue's throughput target (>= 1e4 models/s on 2 cores).
 TARGET_SPEC = ModelSpec(max_len=16, d_embed=32, d_att=16, d_out=16, heads=8, vocab_size=64)
@@ -101,7 +101,9 @@ def scaling(*, trials: int = 2048, quick: bool = False) -> list[dict]:
         chunk = value if name == "chunk" else 1024
         claim = REGISTRY["thm1.gradient"]
         draw_errors(claim, spec, trials=chunk, chunk_size=chunk, progress=False)  # compile
-        seconds, _ = _timed(lambda s=spec, c=chunk: draw_errors(claim, s, trials=trials, chunk_size=c, progress=False))
+        seconds, _ = _timed(
+            lambda s=spec, c=chunk, cl=claim: draw_errors(cl, s, trials=trials, chunk_size=c, progress=False)
+        )
         rows.append({"vary": name, "value": value, "models_per_s": trials / seconds,
                      "block_bytes": _block_memory(spec), "chunk_bytes_est": _block_memory(spec) * chunk // BLOCK})
     return rows
