@@ -256,10 +256,19 @@ def cmd_bench(args: argparse.Namespace) -> int:
     _enable_x64()
     from attnverify.verification.bench_report import run_benchmarks
 
+    for path in filter(None, (args.json, args.figure)):  # fail before minutes of benchmarks, not after
+        if not Path(path).parent.is_dir():
+            raise InputError(f"{path}: folder {Path(path).parent} does not exist")
+    if args.figure and not args.figure.endswith((".png", ".pdf")):
+        raise InputError(f"--figure {args.figure} must end in .png or .pdf")
     results, text = run_benchmarks(args.which, quick=args.quick)
     print(text)
     if args.json:
         _write_json(args.json, results)
+    if args.figure:
+        from attnverify.figures.bench_scaling import save
+
+        print(f"wrote {save(results, args.figure)}")
     return 0
 
 
@@ -332,6 +341,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="theorem1, scaling, devices, lime, or all (default)")
     p.add_argument("--quick", action="store_true", help="fewer points and draws")
     p.add_argument("--json", metavar="PATH", help="write the numbers as JSON")
+    p.add_argument("--figure", metavar="PATH", help="log-log scaling figure (.png or .pdf) of the scaling, "
+                   "devices and lime benchmarks run")
     p.set_defaults(run=cmd_bench)
 
     p = sub.add_parser("claims", help="list the registered claims")

@@ -57,5 +57,17 @@ def run_benchmarks(which: list[str], *, quick: bool = False) -> tuple[dict, str]
                   *[f"  {r['devices']} device(s): {r['models_per_s']:,.0f} models/s" for r in rows]]
     if "lime" in names:
         results["lime"] = _lime(quick)
-        lines += ["", "LIME", *[f"  {k}: {v}" for k, v in results["lime"].items()]]
+        lines += ["", "LIME", *_lime_lines(results["lime"])]
     return results, "\n".join(lines)
+
+
+def _lime_lines(lime: dict) -> list[str]:
+    lines = [f"  {k}: {v}" for k, v in lime.items() if k != "scaling"]
+    rows = lime.get("scaling") or []
+    if rows:
+        lines += ["  scaling (one explanation, structured path, deletion; one size varied from n=5000 d=100 "
+                  "T=256 K=6)",
+                  f"  {'vary':>6} {'value':>6} {'seconds':>9} {'samples/s':>11} {'chunk MiB':>10}"]
+        lines += [f"  {r['vary']:>6} {r['value']:>6} {r['seconds']:>9.4f} {r['samples_per_s']:>11,.0f}"
+                  f" {r['chunk_bytes'] / 2**20:>10.1f}" for r in rows]
+    return lines

@@ -8,6 +8,8 @@ Run: ``attnverify bench lime [--quick]`` or ``python bench/bench_lime.py [--quic
    (structured path), in one run; steady state (compilation excluded, reported apart).
 2. Throughput (masked documents per second) of the structured, ratio and generic paths.
 3. beta^inf by exact enumeration: time vs d (ratio path, replace mode; structured, delete).
+4. Scaling: samples/s of one LIME explanation (structured path, deletion) as n, d, T or K
+   varies from the paper's point, with the compiled chunk's memory.
 """
 
 from __future__ import annotations
@@ -141,6 +143,46 @@ def bench_enumeration(quick: bool) -> dict:
     return out
 
 
+def _chunk_memory(data, doc, z, spec, removal: str, path: str) -> int:
+    """Bytes (arguments + temporaries + outputs) of one compiled evaluation chunk, from XLA."""
+    compiled = lime_eval.outputs.lower(data, doc, z, spec=spec, removal=removal, path=path,
+                                       chunk_size=z.shape[0]).compile()
+    stats = compiled.memory_analysis()
+    if stats is None:
+        return -1
+    return int(stats.temp_size_in_bytes + stats.argument_size_in_bytes + stats.output_size_in_bytes)
+
+
+def lime_scaling(quick: bool = False, *, removal: str = "delete", chunk: int = 1000) -> list[dict]:
+    """Samples/s of `lime_explain` (structured path) with one of n, d, T, K varied from the
+    paper's point (n = 5000, d = 100, T = 256, K = 6), and the memory of one chunk."""
+    base = {"n": 5000, "d": 100, "T": PAPER.max_len, "K": PAPER.heads}
+    grid = {"n": (1000, 5000, 20000), "d": (10, 30, 100, 200), "T": (64, 256, 512), "K": (1, 6, 16)}
+    if quick:
+        grid = {"n": (1000, 5000), "d": (10, 100), "T": (64, 256), "K": (1, 6)}
+    rows = []
+    for vary, values in grid.items():
+        for value in values:
+            point = {**base, vary: value}
+            spec = PAPER.replace(max_len=point["T"], heads=point["K"])
+            d, n = min(point["d"], point["T"] - 1), point["n"]
+            params = draw_params(jax.random.PRNGKey(0), spec)
+            doc = random_document(jax.random.PRNGKey(2), d, spec.max_len - 1, spec.max_len, spec.vocab_size)
+            tokens = np.asarray(doc.tokens)
+
+            def run(params=params, tokens=tokens, spec=spec, n=n):
+                return lime_explain(params, tokens, spec, key=jax.random.PRNGKey(1), n_words=spec.max_len - 1,
+                                    n_samples=n, removal=removal, chunk_size=chunk).coef
+
+            _, best = timed(run, repeat=2 if quick else 5)
+            data, _ = lime_eval.prepare(params, doc, spec, d, "structured")
+            z = sample_masks(jax.random.PRNGKey(3), min(chunk, n), d)
+            rows.append({"vary": vary, "value": value, "n": n, "d": d, "T": spec.max_len, "K": spec.heads,
+                         "seconds": best, "samples_per_s": n / best,
+                         "chunk_bytes": _chunk_memory(data, doc, z, spec, removal, "structured")})
+    return rows
+
+
 def lime_benchmarks(quick: bool = False) -> dict:
     """All three LIME benchmarks (float64; the `lime` comparison needs the test extra)."""
     try:
@@ -153,4 +195,5 @@ def lime_benchmarks(quick: bool = False) -> dict:
         "versus_lime": versus,
         "paths_documents_per_second": bench_paths(quick),
         "beta_limit_enumeration": bench_enumeration(quick),
+        "scaling": lime_scaling(quick),
     }
