@@ -20,6 +20,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "query": ("cls", "mean"),
     "value_nonlinearity": ("none", "tanh"),
     "output_link": ("logit", "sigmoid", "softmax"),
+    "scorer": ("dot", "additive", "deep"),
 }
 
 #: One-line help per field, used by the CLI so flags and spec never drift apart.
@@ -32,13 +33,15 @@ HELP: dict[str, str] = {
     "classes": "C, number of classes",
     "vocab_size": "V, vocabulary size including [CLS] and UNK",
     "explained_class": "class whose output is explained (the paper: 1)",
-    "scale_scores": "divide scores by sqrt(d_att)",
+    "scale_scores": "divide scores by sqrt(d_att) (dot scorer only; additive and deep ignore it)",
     "positional": "add the sinusoidal positional encoding",
     "head_aggregation": "combine heads by mean (paper) or sum",
     "query": "query from the [CLS] embedding (paper) or from the mean token embedding",
     "value_nonlinearity": "none (paper) or tanh applied to the values",
     "output_link": "explained output: raw class logit (paper), sigmoid of it, or softmax probability",
     "biases": "add biases to the query, key, value and classifier maps",
+    "scorer": "score gamma_t: dot = <q, k_t> (paper), additive = v.tanh(q + k_t) (Bahdanau), "
+    "deep = v.tanh(U tanh(q + k_t)) (Wen et al.'s MLP scorer)",
 }
 
 
@@ -48,7 +51,11 @@ class ModelSpec:
 
     The explained output is
     ``f = link(agg_i W_l^(i) sum_t alpha_t^(i) v_t^(i))`` with
-    ``alpha^(i) = softmax(<q^(i), W_k^(i) e_t> / sqrt(d_att))`` (THEORY.md §1.2).
+    ``alpha^(i) = softmax(gamma^(i))`` with the paper's scaled dot-product score
+    ``gamma_t^(i) = <q^(i), k_t^(i)> / sqrt(d_att)`` (THEORY.md §1.2), or, with `scorer`,
+    Bahdanau's additive score ``sum_a v_a^(i) tanh(q_a^(i) + k_{t,a}^(i))`` or the deep (MLP)
+    score ``sum_b v_b^(i) tanh(sum_a U_{b,a}^(i) tanh(q_a^(i) + k_{t,a}^(i)))`` (THEORY.md §8.5).
+    `scale_scores` applies to the dot scorer only.
     """
 
     max_len: int = 256
@@ -66,6 +73,7 @@ class ModelSpec:
     value_nonlinearity: str = "none"
     output_link: str = "logit"
     biases: bool = False
+    scorer: str = "dot"
 
     def __post_init__(self) -> None:
         for name in ("d_embed", "d_att", "d_out", "heads", "vocab_size"):
@@ -147,6 +155,7 @@ SWITCHES = (
     "value_nonlinearity",
     "output_link",
     "biases",
+    "scorer",
 )
 
 #: The paper's model at its sizes.

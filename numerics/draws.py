@@ -2,6 +2,9 @@
 
 Embedding table N(0, 1) (PyTorch's default, never re-initialised by the authors); every
 linear map, and bias, U(-0.1 * scale, 0.1 * scale) (`scale = 1` is the paper's init).
+The additive and deep scorers' ``v_score`` and ``U_score`` are linear maps too, drawn the
+same way from keys folded out of the draw's key, so the paper-model arrays of a draw do not
+depend on the scorer: one seed gives the same embedding, W_q, W_k, W_v, W_l for every scorer.
 """
 
 from __future__ import annotations
@@ -14,10 +17,12 @@ from jaxtyping import Array, Int, PRNGKeyArray
 from attnverify.spec import ModelSpec
 
 INIT_BOUND = 0.1
+SCORER_STREAM = 1_000_003  # folded into a draw's key for the additive / deep scorer's v, U
 
 
 def draw_params(key: PRNGKeyArray, spec: ModelSpec, *, scale: float = 1.0, dtype=jnp.float64) -> Params:
-    """One random model. `scale` multiplies the bound of the uniform linear init."""
+    """One random model of `spec` (a `Params`, arrays of `dtype`). `scale` multiplies the
+    bound of the uniform linear init; `key` is the draw's PRNG key."""
     K, A, O, D, C = spec.heads, spec.d_att, spec.d_out, spec.d_embed, spec.classes
     k_emb, k_q, k_k, k_v, k_l, k_b = jax.random.split(key, 6)
     bound = INIT_BOUND * scale
@@ -32,6 +37,14 @@ def draw_params(key: PRNGKeyArray, spec: ModelSpec, *, scale: float = 1.0, dtype
             b_q=uniform(kq, (K, A)), b_k=uniform(kk, (K, A)),
             b_v=uniform(kv, (K, O)), b_l=uniform(kl, (K, C)),
         )
+    scorer = {}
+    if spec.scorer != "dot":
+        # fold_in(key, d) equals split(key, n)[d] for d < n (threefry), so a small d would
+        # reuse the key of W_q or W_k: fold in a constant no split of this key reaches.
+        k_v_score, k_U_score = jax.random.split(jax.random.fold_in(key, SCORER_STREAM))
+        scorer["v_score"] = uniform(k_v_score, (K, A))
+        if spec.scorer == "deep":
+            scorer["U_score"] = uniform(k_U_score, (K, A, A))
     return Params(
         embedding=jax.random.normal(k_emb, (spec.vocab_size, D), dtype),
         W_q=uniform(k_q, (K, A, D)),
@@ -39,6 +52,7 @@ def draw_params(key: PRNGKeyArray, spec: ModelSpec, *, scale: float = 1.0, dtype
         W_v=uniform(k_v, (K, O, D)),
         W_l=uniform(k_l, (K, C, O)),
         **biases,
+        **scorer,
     )
 
 

@@ -1,7 +1,7 @@
 """The paper model on perturbed documents in O(K T) per document (THEORY.md §1.3-1.4).
 
-With a constant query (``query="cls"``) and linear values, a token w at position t enters
-head i through two scalars that each split into a word part and a position part:
+With a constant query (``query="cls"``), linear values and the dot scorer, a token w at
+position t enters head i through two scalars that each split into a word and a position part:
 ``gamma = a(w) + b(t)`` and ``s = c(w) + d(t)`` (one s per class). `tables` precomputes
 a, c for the whole vocabulary and b, d for the T positions; `output` then evaluates any
 token array by gathers and a stable softmax, with no d_e-dimensional work. Tests and the
@@ -38,6 +38,8 @@ def unsupported(spec: ModelSpec) -> str | None:
         return "query='mean' depends on every token, so the query is not constant"
     if spec.value_nonlinearity != "none":
         return "tanh values do not split into a word part plus a position part"
+    if spec.scorer != "dot":
+        return f"the {spec.scorer} scorer's tanh(q + k_t) does not split into a word part plus a position part"
     return None
 
 

@@ -3,7 +3,9 @@
 Array layout (also the model file's, see `numerics.modelfile`):
 ``embedding (V, d_e)``, ``W_q, W_k (K, d_att, d_e)``, ``W_v (K, d_out, d_e)``,
 ``W_l (K, C, d_out)``, optional biases ``b_q, b_k (K, d_att)``, ``b_v (K, d_out)``,
-``b_l (K, C)``. A document is an int array of T token ids, position 0 being [CLS].
+``b_l (K, C)``, and the scorer's parameters ``v_score (K, d_att)`` (additive and deep
+scorers) and ``U_score (K, d_att, d_att)`` (deep scorer only). A document is an int array
+of T token ids, position 0 being [CLS].
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ class Params(NamedTuple):
     b_k: Float[Array, "K d_att"] | None = None
     b_v: Float[Array, "K d_out"] | None = None
     b_l: Float[Array, "K C"] | None = None
+    v_score: Float[Array, "K d_att"] | None = None  # additive and deep scorers
+    U_score: Float[Array, "K d_att d_att"] | None = None  # deep scorer: [i, b, a]
 
 
 def positional_encoding(T: int, d_e: int, dtype=jnp.float32) -> Float[Array, "T d_e"]:
@@ -60,10 +64,28 @@ def keys(params: Params, e: Float[Array, "T d_e"], spec: ModelSpec) -> Float[Arr
     return key + params.b_k[:, None, :] if spec.biases else key
 
 
+def score_function(params: Params, q: Float[Array, "K d_att"], k: Float[Array, "K T d_att"],
+                   spec: ModelSpec) -> Float[Array, "K T"]:
+    """gamma_t^(i) from one query q^(i) and the keys k_t^(i), by `spec.scorer`:
+
+    * dot (paper): <q^(i), k_t^(i)>, divided by sqrt(d_att) when `spec.scale_scores`;
+    * additive (Bahdanau): sum_a v_a^(i) tanh(q_a^(i) + k_{t,a}^(i));
+    * deep (MLP): sum_b v_b^(i) tanh(sum_a U_{b,a}^(i) tanh(q_a^(i) + k_{t,a}^(i))).
+
+    `scale_scores` applies to the dot scorer only.
+    """
+    if spec.scorer == "dot":
+        gamma = jnp.einsum("ia,ita->it", q, k)
+        return gamma / jnp.sqrt(params.W_k.shape[1]) if spec.scale_scores else gamma
+    hidden = jnp.tanh(q[:, None, :] + k)  # (K, T, d_att)
+    if spec.scorer == "deep":
+        hidden = jnp.tanh(jnp.einsum("iba,ita->itb", params.U_score, hidden))
+    return jnp.einsum("ia,ita->it", params.v_score, hidden)
+
+
 def scores(params: Params, e: Float[Array, "T d_e"], spec: ModelSpec) -> Float[Array, "K T"]:
-    """gamma_t^(i) = <q^(i), k_t^(i)> / sqrt(d_att)."""
-    gamma = jnp.einsum("ia,ita->it", queries(params, e, spec), keys(params, e, spec))
-    return gamma / jnp.sqrt(params.W_k.shape[1]) if spec.scale_scores else gamma
+    """gamma_t^(i) of the [CLS] (or mean) query against every key (`score_function`)."""
+    return score_function(params, queries(params, e, spec), keys(params, e, spec), spec)
 
 
 def attention(params: Params, e: Float[Array, "T d_e"], spec: ModelSpec) -> Float[Array, "K T"]:
@@ -78,9 +100,8 @@ def self_attention(
     q = jnp.einsum("iak,uk->iua", params.W_q, e)
     if spec.biases:
         q = q + params.b_q[:, None, :]
-    logits = jnp.einsum("iua,ita->iut", q, keys(params, e, spec))
-    if spec.scale_scores:
-        logits = logits / jnp.sqrt(params.W_k.shape[1])
+    k = keys(params, e, spec)
+    logits = jax.vmap(lambda q_u: score_function(params, q_u, k, spec), in_axes=1, out_axes=1)(q)
     return jax.nn.softmax(logits, axis=-1)
 
 

@@ -3,7 +3,9 @@
 Keys: ``embedding (V, d_e)``, ``W_q (K, d_att, d_e)``, ``W_k (K, d_att, d_e)``,
 ``W_v (K, d_out, d_e)``, ``W_l (K, C, d_out)``, ``vocab`` (V strings; 0 is ``[CLS]``, 1 is
 ``UNK``), ``spec`` (the `ModelSpec` as JSON) and, when ``spec.biases``, ``b_q``, ``b_k``,
-``b_v``, ``b_l``. Loading validates every shape against the spec and rejects NaN/inf.
+``b_v``, ``b_l``; when ``spec.scorer`` is ``additive`` or ``deep``, ``v_score (K, d_att)``,
+and for ``deep`` also ``U_score (K, d_att, d_att)``. Loading validates every shape against
+the spec, rejects NaN/inf and rejects parameter arrays the spec does not use.
 """
 
 from __future__ import annotations
@@ -23,15 +25,21 @@ from attnverify.spec import ModelSpec
 
 ARRAYS = ("embedding", "W_q", "W_k", "W_v", "W_l")
 BIASES = ("b_q", "b_k", "b_v", "b_l")
+SCORER = ("v_score", "U_score")
 
 
 def expected_shapes(spec: ModelSpec) -> dict[str, tuple[int, ...]]:
+    """The arrays a model file of `spec` holds, and their shapes (optional ones only when needed)."""
     K, A, O, D, C, V = spec.heads, spec.d_att, spec.d_out, spec.d_embed, spec.classes, spec.vocab_size
     shapes = {
         "embedding": (V, D), "W_q": (K, A, D), "W_k": (K, A, D), "W_v": (K, O, D), "W_l": (K, C, O),
     }
     if spec.biases:
         shapes.update(b_q=(K, A), b_k=(K, A), b_v=(K, O), b_l=(K, C))
+    if spec.scorer != "dot":
+        shapes["v_score"] = (K, A)
+    if spec.scorer == "deep":
+        shapes["U_score"] = (K, A, A)
     return shapes
 
 
@@ -63,6 +71,9 @@ def atomic_write(path: str | os.PathLike, write) -> None:
 def save(path: str | os.PathLike, spec: ModelSpec, params: Params, vocab: list[str]) -> None:
     if len(vocab) != spec.vocab_size or vocab[:2] != [CLS_TOKEN, UNK_TOKEN]:
         raise InputError(f"vocab must have {spec.vocab_size} entries starting with {CLS_TOKEN}, {UNK_TOKEN}")
+    missing = [name for name in expected_shapes(spec) if getattr(params, name) is None]
+    if missing:
+        raise InputError(f"the parameters lack {', '.join(missing)}, which the spec needs")
     arrays = {name: np.asarray(getattr(params, name)) for name in expected_shapes(spec)}
 
     def write(tmp: str) -> None:
@@ -86,6 +97,10 @@ def load(path: str | os.PathLike, *, dtype=np.float64) -> ModelFile:
         if key not in content:
             raise InputError(f"{path}: missing array {key!r}")
     spec = ModelSpec.from_json(str(content["spec"]))
+    unused = [name for name in (*BIASES, *SCORER) if name in content and name not in expected_shapes(spec)]
+    if unused:  # e.g. an additive model's v_score under a spec that says scorer="dot"
+        raise InputError(f"{path}: array {unused[0]!r} is not used by the stored spec "
+                         f"(biases={spec.biases}, scorer={spec.scorer!r})")
     for name, shape in expected_shapes(spec).items():
         if name not in content:
             raise InputError(f"{path}: missing array {name!r}")

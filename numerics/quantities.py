@@ -39,6 +39,9 @@ def symbol_arrays(params: nm.Params, e: jnp.ndarray, spec: ModelSpec) -> dict[st
     }
     if spec.biases:
         arrays.update(b_q=params.b_q, b_k=params.b_k, b_v=params.b_v, b_l=params.b_l)
+    for name in ("v_score", "U_score"):  # the additive / deep scorer's parameters, when present
+        if getattr(params, name) is not None:
+            arrays[name] = getattr(params, name)
     if spec.output_link != "logit":
         z = nm.logits(params, e, spec)
         shift = jnp.maximum(0.0, z[spec.explained_class]) if spec.output_link == "sigmoid" else jnp.max(z)

@@ -18,6 +18,7 @@ specs = st.builds(
     query=st.sampled_from(CHOICES["query"]),
     value_nonlinearity=st.sampled_from(CHOICES["value_nonlinearity"]),
     output_link=st.sampled_from(CHOICES["output_link"]),
+    scorer=st.sampled_from(CHOICES["scorer"]),
 )
 
 

@@ -1,9 +1,9 @@
 """The model's forward expression in SymPy, built from a `ModelSpec`.
 
 Each method returns the index-level expression of one named quantity of THEORY.md §1:
-the query q^(i), score gamma_t^(i), value v_t^(i), read-out s_t^(i), attention
-alpha_t^(i), head output f_i, class logits and the explained output f. Switches of the spec
-change the expression; nothing downstream is typed in by hand.
+the query q^(i), score gamma_t^(i) (dot, additive or deep scorer), value v_t^(i), read-out
+s_t^(i), attention alpha_t^(i), head output f_i, class logits and the explained output f.
+Switches of the spec change the expression; nothing downstream is typed in by hand.
 """
 
 from __future__ import annotations
@@ -36,9 +36,21 @@ class SymbolicModel:
         return key + S.b_k[i, a] if self.spec.biases else key
 
     def score(self, i: sp.Expr, t: sp.Expr) -> sp.Expr:
-        """gamma_t^(i) = <q^(i), k_t^(i)> (/ sqrt(d_att) when scaling is on)."""
-        dot = sp.Sum(self.query(i, S.a) * self.key(i, S.a, t), (S.a, 0, S.d_att - 1))
-        return dot / sp.sqrt(S.d_att) if self.spec.scale_scores else dot
+        """gamma_t^(i), by the spec's scorer (THEORY.md §1.2, §8.5):
+
+        * dot (paper): <q^(i), k_t^(i)>, divided by sqrt(d_att) when scaling is on;
+        * additive: sum_a v_a^(i) tanh(q_a^(i) + k_{t,a}^(i));
+        * deep: sum_h v_h^(i) tanh(sum_a U_{h,a}^(i) tanh(q_a^(i) + k_{t,a}^(i))).
+        """
+        if self.spec.scorer == "dot":
+            dot = sp.Sum(self.query(i, S.a) * self.key(i, S.a, t), (S.a, 0, S.d_att - 1))
+            return dot / sp.sqrt(S.d_att) if self.spec.scale_scores else dot
+        if self.spec.scorer == "additive":
+            hidden = sp.tanh(self.query(i, S.a) + self.key(i, S.a, t))
+            return sp.Sum(S.v_score[i, S.a] * hidden, (S.a, 0, S.d_att - 1))
+        inner = sp.Sum(S.U_score[i, S.h, S.a] * sp.tanh(self.query(i, S.a) + self.key(i, S.a, t)),
+                       (S.a, 0, S.d_att - 1))
+        return sp.Sum(S.v_score[i, S.h] * sp.tanh(inner), (S.h, 0, S.d_att - 1))
 
     def value(self, i: sp.Expr, o: sp.Expr, t: sp.Expr) -> sp.Expr:
         v = sp.Sum(S.W_v[i, o, S.k] * S.e[t, S.k], (S.k, 0, S.d_e - 1))

@@ -27,6 +27,9 @@ b_q = sp.IndexedBase("b_q")  # [i, a]
 b_k = sp.IndexedBase("b_k")  # [i, a]
 b_v = sp.IndexedBase("b_v")  # [i, o]
 b_l = sp.IndexedBase("b_l")  # [i, c]
+# The additive and deep scorers' parameters (THEORY.md §8.5; absent for the paper's dot scorer).
+v_score = sp.IndexedBase("v_score")  # [i, a] (additive), [i, h] (deep)
+U_score = sp.IndexedBase("U_score")  # [i, h, a] (deep)
 # A per-head constant subtracted from every score before exp. Softmax does not depend on
 # it, so differentiating with it held fixed is exact; numerics binds it to max_t gamma_t
 # so that exp never overflows.
@@ -35,7 +38,8 @@ gamma_shift = sp.IndexedBase("gamma^*")  # [i]
 # written with exp(z - z^*), z^* any constant (numerics binds max(0, z) or max_c z_c).
 logit_shift = sp.Symbol("z^*", real=True)
 
-# Bound indices: heads, positions (three roles), embedding, attention, value, class.
+# Bound indices: heads, positions (three roles), embedding, attention, value, class, and
+# the deep scorer's hidden unit.
 i = sp.Symbol("i", **_index)
 t = sp.Symbol("t", **_index)
 s = sp.Symbol("s", **_index)
@@ -43,6 +47,7 @@ r = sp.Symbol("r", **_index)
 k = sp.Symbol("k", **_index)
 a = sp.Symbol("a", **_index)
 o = sp.Symbol("o", **_index)
+h = sp.Symbol("h", **_index)  # hidden unit of the deep scorer (range d_att)
 c = sp.Symbol("c", **_index)
 # Free indices of a gradient: position tau, embedding coordinate m.
 tau = sp.Symbol("tau", **_index)
@@ -59,6 +64,8 @@ AXES: dict[str, tuple[sp.Symbol, ...]] = {
     "b_k": (K, d_att),
     "b_v": (K, d_out),
     "b_l": (K, C),
+    "v_score": (K, d_att),
+    "U_score": (K, d_att, d_att),
     "gamma^*": (K,),
     "z^*": (),
 }

@@ -29,6 +29,7 @@ PAPER_HYPOTHESES: dict[str, Any] = {
     "query": "cls",
     "value_nonlinearity": "none",
     "output_link": "logit",
+    "scorer": "dot",  # the closed forms differentiate <q, k_t>: kappa = W_k^T q / sqrt(d_att)
 }
 
 
@@ -52,6 +53,9 @@ class Claim:
     # named statistics whose "error" entry is judged against the tolerance (PASS iff <=).
     measure: Callable[[jnp.ndarray, jnp.ndarray], jnp.ndarray] | None = None
     summary: Callable[[np.ndarray], dict[str, float]] | None = None
+    # Optional numbers measured once per spec and reported with the result (e.g. trained
+    # models' accuracies), merged into its statistics; they do not enter the verdict.
+    context: Callable[[ModelSpec], dict[str, float]] | None = None
 
     def expected(self, spec: ModelSpec) -> bool | None:
         """Expected PASS/FAIL under `spec`; None when its hypotheses do not hold."""

@@ -190,6 +190,8 @@ def run_claim(claim: Claim, spec: ModelSpec, *, trials: int, seed: int = 0, dtyp
         statistics = {name: float(value) for name, value in claim.summary(errors).items()}
         max_error = statistics["error"]
         passed = bool(np.isfinite(max_error)) and max_error <= tolerance
+    if claim.context is not None:  # reported numbers, not judged (never the "error" entry)
+        statistics.update({k: float(v) for k, v in claim.context(spec).items() if k != "error"})
     expected = claim.expected(spec)
     finding = None
     if not passed:

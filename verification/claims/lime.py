@@ -163,7 +163,7 @@ def _wide_sigma_control(spec: ModelSpec):
     return compare
 
 
-STRUCTURE = {"query": "cls", "value_nonlinearity": "none"}
+STRUCTURE = {"query": "cls", "value_nonlinearity": "none", "scorer": "dot"}  # lime_structured.unsupported
 
 register(Claim(
     id="lime.structured_equals_model",
