@@ -12,6 +12,7 @@ import functools
 import jax
 import jax.numpy as jnp
 from attnverify.numerics import model as nm
+from attnverify.numerics.saliency import integrated_gradients
 
 from attnverify.spec import ModelSpec
 
@@ -35,10 +36,18 @@ def explain_positions(params: nm.Params, tokens: jnp.ndarray, spec: ModelSpec) -
     }
 
 
+#: Integrated Gradients of the true model (THEORY.md §8.6), from the all-UNK document.
+IG_BASELINE = "unk"
+
+
 def explain(params: nm.Params, tokens: jnp.ndarray, spec: ModelSpec, n_words: int) -> dict:
-    """Plain-Python explanations of words 1..n_words: ``{name: [float]}`` and ``logit``."""
+    """Plain-Python explanations of words 1..n_words: ``{name: [float]}``, ``logit``, and ``ig``
+    (Integrated Gradients with the UNK baseline, named in ``ig_baseline``)."""
     values = explain_positions(params, jnp.asarray(tokens), spec)
     out = {"logit": float(values["logit"])}
     for name in NAMES:
         out[name] = [float(x) for x in values[name][1 : n_words + 1]]
+    ig = integrated_gradients(params, jnp.asarray(tokens), spec, kind=IG_BASELINE)  # jitted
+    out["ig"] = [float(x) for x in ig[1 : n_words + 1]]
+    out["ig_baseline"] = IG_BASELINE
     return out

@@ -1,0 +1,162 @@
+"""Bastings & Filippova (THEORY.md §8.6, checks 34-35): Integrated Gradients three ways, quadrature,
+completeness, the wrong-formula control, the tau-based claims, and bad input."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from attnverify.numerics import model as nm
+from attnverify.numerics import saliency as ns
+from attnverify.numerics.draws import draw_document, draw_params
+from attnverify.numerics.explanations import explain
+from attnverify.verification import claims as _claims  # noqa: F401
+from attnverify.verification.registry import REGISTRY
+from attnverify.verification.sweep import run_claim
+
+from attnverify.errors import InputError
+from attnverify.spec import ModelSpec
+
+SPEC = ModelSpec(max_len=8, d_embed=6, d_att=4, d_out=5, heads=3, vocab_size=30)
+
+
+def _draw(seed: int, scale: float = 1.0, spec: ModelSpec = SPEC):
+    k1, k2 = jax.random.split(jax.random.PRNGKey(seed))
+    return draw_params(k1, spec, scale=scale), draw_document(k2, spec)
+
+
+def _relative(a, b) -> float:
+    return float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(b)))
+
+
+# -- the three IGs agree; the wrong statement does not --------------------------------------------------
+@pytest.mark.parametrize("kind", ns.BASELINES)
+@pytest.mark.parametrize("scale", [1.0, 5.0])
+def test_statement_and_derived_ig_equal_jax_ig(kind, scale):
+    params, tokens = _draw(1, scale)
+    truth = ns.integrated_gradients(params, tokens, SPEC, kind=kind)[1:]
+    stated = ns.statement_integrated_gradients(params, tokens, SPEC, kind=kind)[1:]
+    derived = ns.derived_integrated_gradients(params, tokens, SPEC, kind=kind)[1:]
+    # same nodes on both sides: only float64 rounding separates them
+    assert _relative(stated, truth) < 1e-12
+    assert _relative(derived, truth) < 1e-12
+
+
+@pytest.mark.parametrize("kind", ns.BASELINES)
+def test_wrong_ig_formula_is_caught(kind):
+    params, tokens = _draw(2)
+    truth = ns.integrated_gradients(params, tokens, SPEC, kind=kind)[1:]
+    wrong = ns.statement_integrated_gradients(params, tokens, SPEC, kind=kind, wrong=True)[1:]
+    assert _relative(wrong, truth) > 1e-3  # O(0.1) in practice; the tolerance is 1e-10
+
+
+def test_wrong_baseline_is_caught():
+    params, tokens = _draw(3)
+    zero = ns.integrated_gradients(params, tokens, SPEC, kind="zero")
+    unk = ns.integrated_gradients(params, tokens, SPEC, kind="unk")
+    assert _relative(unk[1:], zero[1:]) > 1e-3
+
+
+# -- quadrature and completeness --------------------------------------------------------------------------
+def test_gauss_legendre_is_exact_to_degree_2n_minus_1_only():
+    nodes, weights = ns.gauss_legendre(4)
+    exact = [float(jnp.sum(weights * nodes**p)) - 1 / (p + 1) for p in range(8)]
+    assert max(abs(x) for x in exact) < 1e-14  # degree <= 7 = 2 * 4 - 1
+    assert abs(float(jnp.sum(weights * nodes**8)) - 1 / 9) > 1e-6  # degree 8 is not
+
+
+def test_quadrature_converges():
+    params, tokens = _draw(4, scale=5.0)  # a sharper integrand than at the paper's init
+    reference = ns.integrated_gradients(params, tokens, SPEC, kind="unk", order=2 * ns.ORDER)
+    errors = [_relative(ns.integrated_gradients(params, tokens, SPEC, kind="unk", order=n), reference)
+              for n in (1, 2, 4, ns.ORDER)]
+    assert errors[0] > errors[1] > errors[2] and errors[0] > 1e-5  # too few nodes are visibly off
+    assert errors[-1] < 1e-12  # the default order is converged to rounding
+
+
+@pytest.mark.parametrize("kind", ns.BASELINES)
+def test_completeness_holds_and_catches_the_wrong_formula(kind):
+    params, tokens = _draw(4, scale=5.0)
+    total, difference = ns.completeness_gap(params, tokens, SPEC, kind=kind)
+    assert abs(float(total - difference)) <= 1e-12 * max(1.0, abs(float(difference)))
+    # completeness fails for a wrong formula: the truncated integrand's sum misses f(xi) - f(b)
+    wrong = ns.statement_integrated_gradients(params, tokens, SPEC, kind=kind, wrong=True)
+    assert abs(float(jnp.sum(wrong[1:]) - difference)) > 1e-6
+
+
+def test_cls_and_unk_positions_get_no_ig_from_the_unk_baseline():
+    params, tokens = _draw(5)
+    tokens = tokens.at[2].set(nm.UNK)
+    ig = ns.integrated_gradients(params, tokens, SPEC, kind="unk")
+    assert float(ig[0]) == 0.0 and float(ig[2]) == 0.0  # e_t = b_t: no path, no attribution
+
+
+# -- importances and the exact identities behind check 34 ----------------------------------------------
+def test_one_head_alpha_abs_s_is_detached_gxi_magnitude():
+    spec = SPEC.replace(heads=1)
+    params, tokens = _draw(6, spec=spec)
+    imp = ns.importances(params, tokens, spec)
+    np.testing.assert_allclose(imp["alpha_abs_s"], jnp.abs(imp["gxi_detached"]), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(imp["alpha_avg_abs_s"], imp["alpha_abs_s"], rtol=1e-12, atol=1e-15)
+    assert ns.agreement(imp)["alpha_abs_s"] > ns.agreement(imp)["alpha"] - 1e-12
+
+
+def test_occlusion_is_the_in_place_unk_difference():
+    params, tokens = _draw(7)
+    occ = ns.occlusion(params, tokens, SPEC)
+    t = 3
+    e = nm.embed(params, tokens, SPEC)
+    other = nm.embed(params, tokens.at[t].set(nm.UNK), SPEC)
+    expected = nm.explained_output(params, e, SPEC) - nm.explained_output(params, other, SPEC)
+    assert abs(float(occ[t - 1] - expected)) < 1e-15
+
+
+def test_planting_scales_the_chosen_rows_only():
+    params, tokens = _draw(8)
+    planted = ns.plant(params, tokens, 2, 4.0)
+    rows = set(np.asarray(tokens[1:3]).tolist())
+    for w in range(SPEC.vocab_size):
+        factor = 4.0 if w in rows else 1.0
+        np.testing.assert_allclose(planted.embedding[w], factor * params.embedding[w], rtol=1e-15)
+
+
+# -- claims at small trials --------------------------------------------------------------------------------
+@pytest.mark.parametrize("claim_id, passes", [
+    ("saliency.control_ig_no_score_term", False),
+    ("saliency.tau_gap", True),
+    ("saliency.sensitivity_diverges", False),
+])
+def test_claims_pass_and_fail_as_expected(claim_id, passes):
+    result = run_claim(REGISTRY[claim_id], SPEC, trials=32, progress=False)
+    assert result.passed is passes
+    assert not result.unexpected
+
+
+def test_the_statement_fails_outside_its_hypothesis():
+    # The §8.6 formula assumes the [CLS] query: with the mean query the query moves along the path.
+    spec = SPEC.replace(query="mean")
+    assert REGISTRY["saliency.ig_statement.zero"].expected(spec) is None
+    params, tokens = _draw(11, spec=spec)
+    truth = ns.integrated_gradients(params, tokens, spec, kind="zero")[1:]
+    stated = ns.statement_integrated_gradients(params, tokens, spec, kind="zero")[1:]
+    assert _relative(stated, truth) > 1e-6
+
+
+# -- bad input and the explain JSON ------------------------------------------------------------------------
+@pytest.mark.parametrize("order", [0, -3, 2.5, True])
+def test_non_positive_or_non_integer_order_is_refused(order):
+    with pytest.raises(InputError, match="quadrature order"):
+        ns.gauss_legendre(order)
+
+
+def test_unknown_baseline_is_refused():
+    params, tokens = _draw(9)
+    with pytest.raises(InputError, match="unknown IG baseline 'mean'"):
+        ns.integrated_gradients(params, tokens, SPEC, kind="mean")
+
+
+def test_explain_reports_ig_aligned_with_the_words():
+    params, tokens = _draw(10)
+    out = explain(params, tokens, SPEC, 5)
+    assert out["ig_baseline"] == "unk" and len(out["ig"]) == len(out["grad_x_input"]) == 5
+    ig = ns.integrated_gradients(params, tokens, SPEC, kind="unk")
+    np.testing.assert_allclose(out["ig"], np.asarray(ig[1:6]), rtol=1e-12)
