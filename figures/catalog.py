@@ -23,6 +23,7 @@ FIGURES: dict[str, tuple[str, str]] = {
     "eq19_n": ("eq19_sweeps", "LIME convergence to beta^infinity and Eq. 19 error against n (log-log slope)"),
     "thm1_hist": ("thm1_hist", "Theorem 1 error histogram, float64 and float32"),
     "jw_permutation": ("jw_permutation", "Jain & Wallace permutation test: median output change vs max attention"),
+    "wp_tradeoff": ("wp_tradeoff", "Wiegreffe & Pinter: adversary trade-off vs J&W and seeds; baseline and diagnostic"),
 }
 
 
