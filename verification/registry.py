@@ -8,6 +8,7 @@ Adding a claim is one `register(Claim(...))` call in a module of `verification.c
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -94,7 +95,9 @@ def select(names: list[str]) -> list[Claim]:
     for name in names:
         ids = known_groups.get(name, [name] if name in REGISTRY else None)
         if ids is None:
-            choices = ", ".join(sorted(known_groups) + sorted(REGISTRY))
-            raise InputError(f"unknown claim or group {name!r} (known: {choices})")
+            close = difflib.get_close_matches(name, list(known_groups) + list(REGISTRY), n=3)
+            hint = f"did you mean {', '.join(close)}? " if close else ""
+            raise InputError(f"unknown claim or group {name!r} ({hint}groups: {', '.join(sorted(known_groups))}; "
+                             "`attnverify claims` lists every id)")
         chosen.extend(REGISTRY[i] for i in ids if REGISTRY[i] not in chosen)
     return chosen

@@ -1,0 +1,62 @@
+"""What every `attnverify` command shares: the one-line-error parser, the spec flags
+(generated from `ModelSpec`, so flags and spec never drift), float64, and atomic JSON output."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from attnverify.spec import CHOICES, HELP, PAPER, SMALL, ModelSpec
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports a bad flag on one line (exit code 2), without the usage block."""
+
+    def error(self, message: str):  # noqa: D102
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+# -- spec flags, generated from the dataclass so they never drift ---------------------------
+def add_spec_arguments(parser: argparse.ArgumentParser, *, sizes: bool = True) -> None:
+    group = parser.add_argument_group("model spec (defaults: see `attnverify spec`)")
+    if sizes:
+        group.add_argument("--sizes", choices=("small", "paper"), default=None,
+                           help="size preset: small (T=16, d_e=32, K=8) or paper (T=256, d_e=128, K=6)")
+    for field in dataclasses.fields(ModelSpec):
+        flag = "--" + field.name.replace("_", "-")
+        if field.type == "bool":
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=HELP[field.name])
+        elif field.name in CHOICES:
+            group.add_argument(flag, choices=CHOICES[field.name], default=None, help=HELP[field.name])
+        elif sizes:
+            group.add_argument(flag, type=int, default=None, metavar="N", help=HELP[field.name])
+
+
+def spec_from_args(args: argparse.Namespace, default: ModelSpec) -> ModelSpec:
+    preset = getattr(args, "sizes", None)
+    base = {"small": SMALL, "paper": PAPER}.get(preset, default)
+    changes = {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(ModelSpec)
+        if getattr(args, f.name, None) is not None
+    }
+    return base.replace(**changes)
+
+
+def enable_x64() -> None:
+    # Identity checks run in float64; this must happen before any array exists.
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+
+
+def write_json(path: str, payload: Any) -> None:
+    from attnverify.numerics.modelfile import atomic_write
+
+    def write(tmp: str) -> None:
+        Path(tmp).write_text(json.dumps(payload, indent=2) + "\n")
+
+    atomic_write(path, write)

@@ -1,0 +1,251 @@
+"""The `attnverify` commands: each parses nothing, calls one library function and prints or
+writes its result (`attnverify.cli` builds the parser and maps subcommands here)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+from attnverify.cli_support import enable_x64, spec_from_args, write_json
+from attnverify.errors import InputError
+from attnverify.spec import PAPER, SMALL
+
+
+# -- derive ---------------------------------------------------------------------------------
+def cmd_derive(args: argparse.Namespace) -> int:
+    from attnverify.theory.display import derivation_json, derivation_text
+
+    spec = spec_from_args(args, PAPER)
+    if args.what == "gradient":
+        from attnverify.theory.derivations import derive_gradient
+
+        derivation = derive_gradient(spec, explicit_check=args.explicit_check)
+        if args.json:
+            print(json.dumps(derivation_json(derivation), indent=2))
+        else:
+            print(derivation_text(derivation, latex=args.latex))
+        return 0
+    if args.what in ("lime", "eq19"):
+        from attnverify.theory import lime_display
+
+        if args.what == "lime":
+            derivation = lime_display.lime_derivation(args.d, 0.25 if args.nu is None else args.nu)
+            text, payload = lime_display.lime_text, lime_display.lime_json
+        else:
+            derivation, text, payload = spec, lime_display.eq19_text, lime_display.eq19_json
+        print(json.dumps(payload(derivation), indent=2, default=str) if args.json else text(derivation))
+        return 0
+    raise InputError(f"unknown derivation {args.what!r}")
+
+
+# -- verify ---------------------------------------------------------------------------------
+def cmd_verify(args: argparse.Namespace) -> int:
+    enable_x64()
+    from attnverify.verification import claims as _claims  # noqa: F401  (fills the registry)
+    from attnverify.verification.registry import select
+    from attnverify.verification.store import ChunkStore
+    from attnverify.verification.sweep import BLOCK, check_sweep_arguments, effective_chunk_size, run_claim
+    from attnverify.verification.table import claims_table
+
+    spec = spec_from_args(args, SMALL)
+    chosen = select(args.claims)
+    check_sweep_arguments(trials=args.trials, chunk_size=args.chunk_size, scale=args.scale, dtype=args.dtype)
+    store = None
+    if args.out:
+        manifest = {"spec": json.loads(spec.to_json()), "seed": args.seed, "dtype": args.dtype,
+                    "scale": args.scale, "trials": args.trials,
+                    "chunk_size": effective_chunk_size(min(args.chunk_size, args.trials)), "block": BLOCK,
+                    "claims": [c.id for c in chosen]}
+        store = ChunkStore.open(args.out, manifest, resume=args.resume)
+    elif args.resume:
+        raise InputError("--resume needs --out DIR (the folder of the interrupted sweep)")
+    results = [
+        run_claim(c, spec, trials=args.trials, seed=args.seed, dtype=args.dtype, scale=args.scale,
+                  chunk_size=args.chunk_size, progress=not args.quiet, store=store)
+        for c in chosen
+    ]
+    print(f"spec: {spec.to_json()}\n{args.trials} draws per claim, seed {args.seed}, "
+          f"init scale {args.scale:g}\n")
+    print(claims_table(results))
+    if args.json:
+        write_json(args.json, [r.to_json() for r in results])
+    return 1 if any(r.unexpected for r in results) else 0
+
+
+def cmd_claims(args: argparse.Namespace) -> int:
+    from attnverify.verification import claims as _claims  # noqa: F401
+    from attnverify.verification.registry import REGISTRY
+
+    for claim in REGISTRY.values():
+        holds = "" if claim.holds else "  [expected to FAIL]"
+        print(f"{claim.id:28s} {claim.group:12s} {claim.statement}{holds}")
+    return 0
+
+
+# -- models ---------------------------------------------------------------------------------
+def cmd_init_model(args: argparse.Namespace) -> int:
+    enable_x64()
+    import jax
+
+    from attnverify.numerics import modelfile
+    from attnverify.numerics.draws import draw_params
+    from attnverify.numerics.tokenize import builtin_vocab
+
+    vocab = None
+    if args.vocab:
+        path = Path(args.vocab)
+        if not path.is_file():
+            raise InputError(f"{path}: no such vocabulary file")
+        from attnverify.numerics.tokenize import CLS_TOKEN, UNK_TOKEN
+
+        vocab = [CLS_TOKEN, UNK_TOKEN] + [w for w in path.read_text().split() if w not in (CLS_TOKEN, UNK_TOKEN)]
+    default = PAPER.replace(vocab_size=len(vocab) if vocab else len(builtin_vocab()))
+    spec = spec_from_args(args, default)
+    vocab = (vocab or builtin_vocab(spec.vocab_size))[: spec.vocab_size]
+    if len(vocab) != spec.vocab_size:
+        raise InputError(f"--vocab-size {spec.vocab_size} exceeds the {len(vocab)} words of {args.vocab}")
+    params = draw_params(jax.random.PRNGKey(args.seed), spec, scale=args.scale)
+    modelfile.save(args.out, spec, params, vocab)
+    print(f"wrote {args.out}: {spec.to_json()}")
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    enable_x64()
+    from attnverify.numerics import modelfile
+    from attnverify.numerics.explanations import NAMES, explain
+    from attnverify.numerics.tokenize import encode
+
+    loaded = modelfile.load(args.model)
+    tokens, kept = encode(args.text, loaded.vocab, loaded.spec.max_len)
+    result = {"tokens": kept, **explain(loaded.params, tokens, loaded.spec, len(kept))}
+    if args.lime_samples is not None:
+        from attnverify.numerics.lime_report import lime_summary
+
+        result.update(lime_summary(loaded.params, tokens, kept, loaded.spec, n_samples=args.lime_samples,
+                                   runs=args.lime_runs, nu=args.nu, removal=args.removal, seed=args.seed,
+                                   limit_samples=args.lime_limit_samples))
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"explained output ({loaded.spec.output_link}, class {loaded.spec.explained_class}): "
+          f"{result['logit']:+.6g}")
+    header = f"{'token':>16s}" + "".join(f"{n:>14s}" for n in NAMES)
+    print(header)
+    for j, word in enumerate(kept):
+        print(f"{word[:16]:>16s}" + "".join(f"{result[n][j]:>14.5g}" for n in NAMES))
+    if args.lime_samples is not None:
+        print(f"\nLIME ({args.removal}, nu={args.nu:g}, n={args.lime_samples}, mean of {args.lime_runs} run(s)); "
+              f"limit: {result['lime_limit_method']}")
+        print(f"{'word':>16s}{'lime':>12s}{'limit':>12s}{'eq19':>12s}{'improved':>12s}")
+        coef = [sum(run[j] for run in result["lime_coef"]) / args.lime_runs for j in range(len(result["lime_words"]))]
+        for j, word in enumerate(result["lime_words"]):
+            cells = [coef[j]] + [result[k][j] if result[k] is not None else float("nan")
+                                 for k in ("lime_limit", "eq19", "eq19_improved")]
+            print(f"{word[:16]:>16s}" + "".join(f"{c:>12.5g}" for c in cells))
+    return 0
+
+
+# -- train, figures, report ----------------------------------------------------------------
+def cmd_train(args: argparse.Namespace) -> int:
+    from attnverify.numerics.train import DEFAULT_SPEC, TrainConfig, metrics_path, train_and_save
+
+    config = TrainConfig(epochs=args.epochs, lr=args.lr, batch=args.batch, seed=args.seed)
+    result = train_and_save(args.data, args.out, spec_from_args(args, DEFAULT_SPEC), config,
+                            progress=not args.quiet)
+    acc = result.metrics["accuracy"]
+    print(f"wrote {args.out} and {metrics_path(args.out)}: test accuracy {acc['test']:.4f} "
+          f"(validation {acc['validation']:.4f}, best epoch {result.metrics['best_epoch']}, "
+          f"{result.metrics['seconds']:.0f} s)")
+    return 0
+
+
+def cmd_figures(args: argparse.Namespace) -> int:
+    enable_x64()
+    from attnverify.figures.catalog import FIGURES, figures_from_files
+
+    if args.list:
+        for name, (_, description) in FIGURES.items():
+            print(f"{name:10s} {description}")
+        return 0
+    if not args.all and not args.names:
+        raise InputError("name the figures to draw (see --list) or pass --all")
+    if not args.out:
+        raise InputError("--out DIR is required (the folder the figures go to)")
+    names = ["all"] if args.all else args.names
+    written = figures_from_files(names, args.out, model=args.model, text=args.text, seed=args.seed,
+                                 quick=args.quick)
+    for name, paths in written.items():
+        print(f"{name}: {', '.join(str(p) for p in paths)}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    enable_x64()
+    from attnverify.figures.catalog import check_names, draw_for_report
+    from attnverify.verification.report import ReportOptions, run_report
+
+    check_names(args.figures)  # a misspelt figure fails before the claims run
+    options = ReportOptions(
+        out_dir=Path(args.out), model=Path(args.model) if args.model else None, data=args.data,
+        claims=tuple(args.claims), figures=tuple(args.figures), preset="full" if args.full else "quick",
+        trials=args.trials, seed=args.seed, claims_spec=spec_from_args(args, SMALL), text=args.text,
+    )
+    written, status = run_report(options, draw_figures=draw_for_report)
+    print(f"report: {written['report.html']} and {written['report.md']}")
+    return status
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    enable_x64()
+    from attnverify.verification.bench_report import run_benchmarks
+
+    for path in filter(None, (args.json, args.figure)):  # fail before minutes of benchmarks, not after
+        if not Path(path).parent.is_dir():
+            raise InputError(f"{path}: folder {Path(path).parent} does not exist")
+    if args.figure and not args.figure.endswith((".png", ".pdf")):
+        raise InputError(f"--figure {args.figure} must end in .png or .pdf")
+    results, text = run_benchmarks(args.which, quick=args.quick)
+    print(text)
+    if args.json:
+        write_json(args.json, results)
+    if args.figure:
+        from attnverify.figures.bench_scaling import save
+
+        print(f"wrote {save(results, args.figure)}")
+    return 0
+
+
+def cmd_sweep_eq19(args: argparse.Namespace) -> int:
+    enable_x64()
+    from attnverify.verification.lime_sweep import grid, run_sweep, sweep_table, write_results
+
+    spec = spec_from_args(args, SMALL)
+    points = grid(args.nu, args.d, args.T or [spec.max_len], args.K or [spec.heads], args.scale, args.removal)
+    result = run_sweep(points, spec, draws=args.draws, seed=args.seed, progress=not args.quiet,
+                       words_per_feature=args.words_per_feature, n_mc=args.mc_samples, n_lime=args.lime_samples)
+    print(sweep_table(result["rows"]))
+    write_results(result, json_path=args.json, csv_path=args.csv)
+    return 0
+
+
+def cmd_related(args: argparse.Namespace) -> int:
+    enable_x64()
+    from attnverify.numerics import modelfile
+    from attnverify.verification.related import analyse
+
+    result = analyse(args.what, modelfile.load(args.model), args.text, epsilons=tuple(args.epsilon),
+                     temperatures=tuple(args.temperature), head=args.head, seed=args.seed)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def cmd_spec(args: argparse.Namespace) -> int:
+    spec = spec_from_args(args, PAPER)
+    print(json.dumps(dataclasses.asdict(spec), indent=2))
+    return 0
+
+
+# -- parser ---------------------------------------------------------------------------------
