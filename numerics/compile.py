@@ -58,7 +58,15 @@ def _einsum(tensors: list[_Tensor], keep: tuple[sp.Symbol, ...]) -> _Tensor:
     return _Tensor(value, keep)
 
 
-class _Evaluator:
+class Evaluator:
+    """Evaluates an index-level SymPy expression on named arrays, sums as `jnp.einsum`.
+
+    arrays: ``{IndexedBase name: array}``; sizes: ``{size symbol: int}`` for the summation
+    limits (T, K, ...). Free indices of the expression get their range from ``ranges``
+    (``{index symbol: length}``, set by the caller). Calling it returns a tensor whose
+    ``aligned(indices)`` gives the value with its axes in the order asked for.
+    """
+
     def __init__(self, arrays: Mapping[str, jnp.ndarray], sizes: Mapping[sp.Symbol, int]):
         self.arrays = arrays
         self.sizes = dict(sizes)
@@ -170,7 +178,7 @@ def compile_expression(
             for size, n in zip(S.AXES[name], array.shape, strict=True):
                 if sizes.setdefault(size, n) != n:
                     raise ValueError(f"inconsistent size {size}: {sizes[size]} vs {n}")
-        evaluator = _Evaluator(arrays, sizes)
+        evaluator = Evaluator(arrays, sizes)
         for x in free:
             evaluator.ranges[x] = evaluator.scalar(S.FREE_SIZES[x])
         result = evaluator(expr)

@@ -20,7 +20,7 @@ import numpy as np
 import sympy as sp
 from attnverify.numerics import lime_ratio
 from attnverify.numerics import model as nm
-from attnverify.numerics.compile import _Evaluator  # the einsum evaluator, sizes given explicitly
+from attnverify.numerics.compile import Evaluator
 from attnverify.numerics.lime_constants import mean_mask, mg_constants
 from attnverify.numerics.lime_document import LimeDocument, all_removed, lime_document
 from attnverify.numerics.lime_structured import aggregate, link
@@ -61,7 +61,7 @@ def evaluate(expr: sp.Expr, arrays: Arrays, d: int) -> Float[Array, " d"]:
     """
     expr = expr.replace(lambda e: isinstance(e, sp.Indexed) and e.base == theory.z, lambda e: sp.Integer(1))
     K, T = arrays["alpha"].shape
-    evaluator = _Evaluator(arrays, {S.K: K, S.T: T, theory.D: d})
+    evaluator = Evaluator(arrays, {S.K: K, S.T: T, theory.D: d})
     evaluator.ranges[theory.j] = d
     return jnp.broadcast_to(evaluator(expr).aligned((theory.j,)), (d,))
 
