@@ -76,3 +76,19 @@ def test_bad_sweep_input(tiny_spec):
         draw_errors(claim, tiny_spec, trials=2, chunk_size=0)
     with pytest.raises(InputError, match="unknown claim"):
         select(["thm9.nothing"])
+
+
+def test_compiled_blocks_cache_is_bounded(tiny_spec):
+    # Every compiled executable holds memory mappings; a long process (the report sweeps every
+    # claim in two dtypes) must not keep them all (see `sweep.MAX_CACHED_BLOCKS`).
+    from attnverify.verification import sweep
+
+    def build(spec):
+        return lambda p, x: (p.W_q, p.W_q)
+
+    for n in range(sweep.MAX_CACHED_BLOCKS + 3):
+        claim = Claim(id=f"test.cache{n}", group="test", statement="W_q = W_q", source="test", lhs="W_q",
+                      rhs="W_q", build=build, tolerance={"float64": 0.0, "float32": 0.0}, tolerance_reason="exact")
+        assert run_claim(claim, tiny_spec, trials=1, progress=False).passed
+        assert len(sweep._BLOCKS) <= sweep.MAX_CACHED_BLOCKS
+    assert len(sweep._BLOCKS) == sweep.MAX_CACHED_BLOCKS

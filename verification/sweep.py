@@ -7,6 +7,7 @@ the chunk size. Chunks bound memory; a progress bar shows them on stderr.
 from __future__ import annotations
 
 import sys
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 
 import jax
@@ -116,17 +117,26 @@ def draw_errors(
     return np.concatenate(errors)
 
 
-_BLOCKS: dict[tuple, tuple] = {}
+#: The most recently used compiled blocks. Bounded: every compiled XLA CPU executable holds
+#: hundreds of memory mappings, and a process that kept all of them (a report sweeps ~90 claims
+#: in two dtypes) would run into the kernel's mapping limit (vm.max_map_count, 65530).
+_BLOCKS: OrderedDict[tuple, tuple] = OrderedDict()
+MAX_CACHED_BLOCKS = 8
 
 
 def claim_block(claim: Claim, spec: ModelSpec, *, seed: int, dtype: str, scale: float):
     """The jitted ``index[BLOCK] -> error[BLOCK]`` function that every sweep block runs.
 
-    Cached per (claim, spec, seed, dtype, scale), so repeated sweeps compile once.
+    Cached per (claim, spec, seed, dtype, scale), so repeated sweeps compile once; only the
+    `MAX_CACHED_BLOCKS` most recent are kept.
     """
     key = (id(claim), spec, seed, dtype, scale)
-    if key not in _BLOCKS:
+    if key in _BLOCKS:
+        _BLOCKS.move_to_end(key)
+    else:
         _BLOCKS[key] = (claim, _claim_block(claim, spec, seed=seed, dtype=dtype, scale=scale))
+        while len(_BLOCKS) > MAX_CACHED_BLOCKS:
+            _BLOCKS.popitem(last=False)
     return _BLOCKS[key][1]
 
 

@@ -1,0 +1,67 @@
+"""Every registered claim, swept in float32, gives its expected verdict under its float32 tolerance.
+
+The registry is read at import time, so claims that other modules register later are covered
+without changes here. Each claim runs on the spec that ``attnverify verify`` and the report
+sweep it on (`SMALL`), with the claim's hypotheses applied where `SMALL` does not meet them
+(otherwise no verdict is expected and the test would say nothing).
+
+Cost: a claim's float32 sweep is one XLA compilation (plus, for some, a SymPy derivation or
+a short training run in float64) and one block of `sweep.BLOCK` = 128 vectorised draws. The
+compilation dominates: measured on the 2-core machine, the whole registry costs the same CPU
+time with 16 or 128 draws per block. So every claim runs one full block (128 draws, the most
+statistical power at no extra cost) and none is skipped; the registry-wide test is marked
+``slow`` (part of the default suite; ``-m "not slow"`` leaves it out).
+"""
+
+import dataclasses
+
+import pytest
+from attnverify.verification import claims as _claims  # noqa: F401  (fills the registry)
+from attnverify.verification.registry import REGISTRY, Claim
+from attnverify.verification.sweep import BLOCK, run_claim
+
+from attnverify.spec import SMALL, ModelSpec
+
+#: One vectorised block: fewer draws would cost the same (see the module docstring).
+TRIALS = BLOCK
+
+
+def claim_spec(claim: Claim) -> ModelSpec:
+    """The spec a claim is swept on: SMALL, with the claim's hypotheses applied if SMALL lacks them."""
+    return SMALL if SMALL.satisfies(dict(claim.requires)) else SMALL.replace(**claim.requires)
+
+
+def test_every_claim_states_a_float32_tolerance_no_finer_than_float64():
+    # float32 rounding (eps 1.2e-7) is never finer than float64's (eps 2.2e-16), and each claim
+    # says why its tolerances are what they are.
+    assert REGISTRY, "the registry is empty"
+    for claim in REGISTRY.values():
+        assert claim.tolerance["float32"] >= claim.tolerance["float64"], claim.id
+        assert claim.tolerance_reason.strip(), claim.id
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("claim_id", list(REGISTRY))
+def test_claim_in_float32_gives_its_expected_verdict(claim_id):
+    claim = REGISTRY[claim_id]
+    spec = claim_spec(claim)
+    result = run_claim(claim, spec, trials=TRIALS, dtype="float32", progress=False)
+    assert result.dtype == "float32" and result.tolerance == claim.tolerance["float32"]
+    assert result.expected is not None, f"{claim_id}: no verdict expected under {spec.deviations()}"
+    verdict = "PASS" if result.passed else "FAIL"
+    assert not result.unexpected, (
+        f"{claim_id} in float32: {verdict}, expected {'PASS' if result.expected else 'FAIL'} "
+        f"(error {result.max_error:.3g}, float32 tolerance {result.tolerance:g}; {result.finding})"
+    )
+
+
+def test_float32_sweeps_really_round_in_float32_and_the_float64_tolerance_would_fail_them():
+    # Can fail: the Theorem 1 gradient identity swept in float32 has rounding errors far above
+    # its float64 tolerance (so the sweep is not silently promoted to float64 under x64), and
+    # the same claim judged in float32 with its float64 tolerance is reported as an unexpected FAIL.
+    claim = REGISTRY["thm1.gradient"]
+    result = run_claim(claim, SMALL, trials=TRIALS, dtype="float32", progress=False)
+    assert result.passed and result.max_error > 100 * claim.tolerance["float64"]
+    too_tight = dataclasses.replace(claim, tolerance={**claim.tolerance, "float32": claim.tolerance["float64"]})
+    wrong = run_claim(too_tight, SMALL, trials=TRIALS, dtype="float32", progress=False)
+    assert not wrong.passed and wrong.unexpected
