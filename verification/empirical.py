@@ -43,6 +43,17 @@ def largest_violation(values: np.ndarray) -> dict[str, float]:
             "mean": float(np.mean(values))}
 
 
+def z_within(limit: float, *, mean_name: str = "mean_abs_z") -> Callable[[np.ndarray], dict[str, float]]:
+    """Summary of per-draw |z|-scores: error = max |z| - limit (PASS iff every draw is within
+    `limit` standard errors), with the max and the mean (reported as `mean_name`)."""
+    def summary(values: np.ndarray) -> dict[str, float]:
+        values = np.asarray(values, dtype=np.float64)
+        return {"error": float(np.max(values) - limit), "max_abs_z": float(np.max(values)),
+                mean_name: float(np.mean(values))}
+
+    return summary
+
+
 def fraction_above(threshold: float, *, least: float) -> Callable[[np.ndarray], dict[str, float]]:
     """Summary: share of draws with value > threshold; error = least - share (PASS iff share >= least)."""
     def summary(values: np.ndarray) -> dict[str, float]:

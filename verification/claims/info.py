@@ -24,7 +24,7 @@ from attnverify.numerics.info import (
 from attnverify.numerics.kendall import kendall_tau_b
 from attnverify.numerics.synthetic_tasks import cast, documents, seeded_document, trained_model
 from attnverify.theory.related.info import prove_gumbel_max, prove_zero_temperature_limit
-from attnverify.verification.empirical import largest_violation, left, mean_exceeds_zero
+from attnverify.verification.empirical import largest_violation, left, mean_exceeds_zero, z_within
 from attnverify.verification.registry import Claim, register
 
 from attnverify.spec import ModelSpec
@@ -54,18 +54,13 @@ def _gumbel_max(spec: ModelSpec):
     return compare
 
 
-def _z_summary(values: np.ndarray) -> dict[str, float]:
-    return {"error": float(np.max(values) - GUMBEL_Z), "max_abs_z": float(np.max(values)),
-            "mean_max_abs_z": float(np.mean(values))}
-
-
 register(Claim(
     id="info.gumbel_max", group="info",
     statement="Gumbel-max: P(argmax_t gamma_t + g_t = t) = softmax(gamma)_t (expected hard attention = alpha)",
     source=SOURCE + " (standard)", lhs=f"max_t |z| of the argmax frequencies over {GUMBEL_SAMPLES} samples",
     rhs=f"{GUMBEL_Z} standard errors", build=_gumbel_max, tolerance=MEAN,
     tolerance_reason=f"binomial standard error; P(max over T of |z| > {GUMBEL_Z}) ~ T * 4e-8 per draw",
-    measure=left, summary=_z_summary,
+    measure=left, summary=z_within(GUMBEL_Z, mean_name="mean_max_abs_z"),
     proof=lambda spec: "proved at T = 3, 4 (integral); tau -> 0 limit proved"
     if prove_gumbel_max(3) and prove_gumbel_max(4) and prove_zero_temperature_limit() else "not proved",
 ))

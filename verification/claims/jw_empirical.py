@@ -18,7 +18,7 @@ from attnverify.numerics import model as nm
 from attnverify.numerics.adversarial import exact_max_jsd, head_slab, jw_optimiser, selected_max_jsd
 from attnverify.numerics.synthetic_tasks import cast, seeded_documents, trained_model
 from attnverify.verification.claims.jw import SOURCE, moment_arrays, moment_statement
-from attnverify.verification.empirical import difference, largest_violation, left, mean_exceeds_zero
+from attnverify.verification.empirical import difference, largest_violation, left, mean_exceeds_zero, z_within
 from attnverify.verification.registry import Claim, register
 
 from attnverify.spec import ModelSpec
@@ -51,11 +51,6 @@ def _monte_carlo(spec: ModelSpec):
     return compare
 
 
-def _z_summary(values: np.ndarray) -> dict[str, float]:
-    return {"error": float(np.max(values) - MC_Z), "max_abs_z": float(np.max(values)),
-            "mean_abs_z": float(np.mean(values))}
-
-
 register(Claim(
     id="jw.permutation_monte_carlo", group="jw",
     statement=f"{MC_PERMUTATIONS} random permutations of alpha over all T-1 word positions match the "
@@ -64,7 +59,7 @@ register(Claim(
     rhs=f"{MC_Z} (standard errors)", build=_monte_carlo, tolerance={"float64": 0.0, "float32": 0.0},
     tolerance_reason=f"|z| <= {MC_Z}: P(|z| > 5) = 6e-7 per statistic, ~1e-3 over 1000 draws x 2",
     requires={"output_link": "logit", "head_aggregation": "mean"},
-    measure=left, summary=_z_summary,
+    measure=left, summary=z_within(MC_Z),
 ))
 
 
