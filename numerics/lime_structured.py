@@ -153,11 +153,13 @@ class DeleteForm(NamedTuple):
     """Deletion without building token arrays: the word at original position t keeps its word
     part and moves to p_t = (kept words up to t); UNK fills positions L' + 1 .. T - 1."""
 
-    membership: Float[Array, "d T"]  # P[j, t] = 1 if word position t holds feature j
+    occurrences: Float[Array, "d T"]  # O[j, t] = occurrences of feature j at positions <= t (float32)
+    feature: Int[Array, " T"]  # feature of word position t (0 elsewhere, where `is_word` is False)
+    is_word: Array  # (T,) bool
     word_weight: Float[Array, "T K"]  # exp(a(w_t)) at original word positions (0 elsewhere)
     word_weighted_readout: Float[Array, "T K C"]  # exp(a(w_t)) c(w_t)
-    position_weight: Float[Array, "T K"]  # exp(b(p))
-    position_weighted_readout: Float[Array, "T K C"]  # exp(b(p)) d(p)
+    position_weight: Float[Array, "T1 K"]  # exp(b(p)), p = 0..T-1, then a zero row (removed words)
+    position_weighted_readout: Float[Array, "T1 K C"]  # exp(b(p)) d(p), then a zero row
     tail_weight: Float[Array, "T1 K"]  # sum_{p >= q} exp(a(UNK) + b(p)), q = 0..T
     tail_numerator: Float[Array, "T1 K C"]  # the same times s = c(UNK) + d(p)
     cls_weight: Float[Array, " K"]
@@ -166,9 +168,9 @@ class DeleteForm(NamedTuple):
 
 def delete_form(tab: Tables, tokens: Int[Array, " T"], feature: Int[Array, " T"], d: int) -> DeleteForm:
     """Per-document precomputation for `delete_outputs`: O(T K + d T)."""
-    is_word = (feature >= 0)[:, None]
-    ww = jnp.where(is_word, tab.word_weight[tokens], 0.0)
-    wc = jnp.where(is_word[..., None], tab.word_weighted_readout[tokens], 0.0)
+    is_word = feature >= 0
+    ww = jnp.where(is_word[:, None], tab.word_weight[tokens], 0.0)
+    wc = jnp.where(is_word[:, None, None], tab.word_weighted_readout[tokens], 0.0)
     pw = tab.position_weight
     pwd = pw[..., None] * tab.position_readout
     unk_w, unk_wc = tab.word_weight[nm.UNK], tab.word_weighted_readout[nm.UNK]
@@ -178,36 +180,45 @@ def delete_form(tab: Tables, tokens: Int[Array, " T"], feature: Int[Array, " T"]
     def suffix(x):
         return jnp.concatenate([jnp.cumsum(x[::-1], axis=0)[::-1], jnp.zeros_like(x[:1])])
 
+    def zero_row(x):
+        return jnp.concatenate([x, jnp.zeros_like(x[:1])])
+
+    membership = feature[None, :] == jnp.arange(d)[:, None]
     cls_w, cls_wc = tab.word_weight[tokens[0]], tab.word_weighted_readout[tokens[0]]
     return DeleteForm(
-        membership=(feature[None, :] == jnp.arange(d)[:, None]).astype(pw.dtype),
-        word_weight=ww, word_weighted_readout=wc, position_weight=pw, position_weighted_readout=pwd,
+        occurrences=jnp.cumsum(membership, axis=1).astype(jnp.float32),
+        feature=jnp.where(is_word, feature, 0), is_word=is_word,
+        word_weight=ww, word_weighted_readout=wc,
+        position_weight=zero_row(pw), position_weighted_readout=zero_row(pwd),
         tail_weight=suffix(tail_terms_w), tail_numerator=suffix(tail_terms_n),
         cls_weight=cls_w * pw[0], cls_numerator=cls_wc * pw[0][:, None] + pwd[0] * cls_w[:, None],
     )
 
 
 def delete_outputs(form: DeleteForm, tab: Tables, z: Float[Array, "n d"], spec: ModelSpec) -> jnp.ndarray:
-    """f for masks z under deletion (valid when `normaliser_bound` is far from underflow).
+    """f for binary masks z under deletion (valid when `normaliser_bound` is far from underflow).
 
-    Per sample: kept positions (z @ P), new positions p_t by a cumulative sum, two gathers
-    of position weights at p_t, and the UNK tail from suffix sums: O(K T), no scatter.
+    Per sample: the new position of every word, p_t = z @ O (kept words up to t: one float32
+    matmul, exact for integer counts below 2^24, and much faster than a cumulative sum on
+    CPU); removed words point at the tables' zero row; two gathers of position weights and
+    the UNK tail from suffix sums: O(K T) per sample, no scatter.
     """
-    keep = (z @ form.membership) > 0.5  # (n, T)
-    position = jnp.cumsum(keep, axis=1)  # p_t for kept t
-    kept = position[:, -1]
-    T, K, C = form.position_weighted_readout.shape
-    k = keep[..., None].astype(z.dtype)
+    T, K, C = form.word_weighted_readout.shape
+    position = jnp.matmul(z.astype(jnp.float32), form.occurrences, precision=jax.lax.Precision.HIGHEST)
+    position = (position + 0.5).astype(jnp.int32)  # (n, T): p_t if word t is kept
+    kept = position[:, -1]  # L', the number of kept words
+    keep = (jnp.take(z, form.feature, axis=1) > 0.5) & form.is_word
+    index = jnp.where(keep, position, T)  # removed words and [CLS]/padding read the zero row
     # Heads and classes flattened to one axis (K C): 3-d arrays are much faster on CPU than
     # 4-d ones with a size-1 class axis.
-    g = jnp.take(form.position_weight, position, axis=0, mode="clip")  # (n, T, K)
-    gd = jnp.take(form.position_weighted_readout.reshape(T, K * C), position, axis=0, mode="clip")
+    g = jnp.take(form.position_weight, index, axis=0, mode="clip")  # (n, T, K)
+    gd = jnp.take(form.position_weighted_readout.reshape(T + 1, K * C), index, axis=0, mode="clip")
     g_kc = jnp.repeat(g, C, axis=2) if C > 1 else g
     ww_kc = jnp.repeat(form.word_weight, C, axis=1) if C > 1 else form.word_weight
     wc = form.word_weighted_readout.reshape(T, K * C)
-    normaliser = (jnp.sum(k * form.word_weight * g, axis=1)
+    normaliser = (jnp.sum(form.word_weight * g, axis=1)
                   + jnp.take(form.tail_weight, kept + 1, axis=0) + form.cls_weight)
-    numerator = jnp.sum(k * (wc * g_kc + ww_kc * gd), axis=1).reshape(-1, K, C)
+    numerator = jnp.sum(wc * g_kc + ww_kc * gd, axis=1).reshape(-1, K, C)
     numerator = numerator + jnp.take(form.tail_numerator, kept + 1, axis=0) + form.cls_numerator
     heads = numerator / normaliser[..., None] + tab.head_bias
     return reduced_link(aggregate(heads, spec), spec)
