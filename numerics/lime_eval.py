@@ -81,11 +81,6 @@ def prepare(model: Any, doc: LimeDocument, spec: ModelSpec, d: int, path: str) -
     return (model, None) if isinstance(model, nm.Params) else (None, model)
 
 
-#: Rows per chunk of the structured deletion path: its (rows, T, K) temporaries stay in cache.
-#: Measured on the 2-core CPU at paper sizes (n = 5000): 256 rows 23 ms, 1000 rows 32 ms.
-DELETE_CHUNK = 256
-
-
 @functools.partial(jax.jit, static_argnames=("spec", "removal", "path", "model_fn", "chunk_size"))
 def outputs(
     data: Any,
@@ -107,8 +102,6 @@ def outputs(
     """
     n, d = z.shape
     chunk = min(chunk_size, n)
-    if path == "structured" and removal == "delete":
-        chunk = min(chunk, DELETE_CHUNK)
     padded = -(-n // chunk) * chunk
     zc = jnp.concatenate([z, jnp.ones((padded - n, d), z.dtype)]).reshape(padded // chunk, chunk, d)
     perturb_all = jax.vmap(perturb, in_axes=(None, 0, None))

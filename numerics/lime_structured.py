@@ -209,16 +209,19 @@ def delete_outputs(form: DeleteForm, tab: Tables, z: Float[Array, "n d"], spec: 
     kept = position[:, -1]  # L', the number of kept words
     keep = (jnp.take(z, form.feature, axis=1) > 0.5) & form.is_word
     index = jnp.where(keep, position, T)  # removed words and [CLS]/padding read the zero row
-    # Heads and classes flattened to one axis (K C): 3-d arrays are much faster on CPU than
-    # 4-d ones with a size-1 class axis.
+    # All C + 1 sums over t (normaliser, numerator of each class) in one variadic reduce of
+    # (n, T, K) terms: XLA's CPU backend then fuses the gathers and products into the
+    # reduction loop instead of materialising (n, T, K) temporaries (paper sizes: 9.9 -> 8.6 ms).
     g = jnp.take(form.position_weight, index, axis=0, mode="clip")  # (n, T, K)
-    gd = jnp.take(form.position_weighted_readout.reshape(T + 1, K * C), index, axis=0, mode="clip")
-    g_kc = jnp.repeat(g, C, axis=2) if C > 1 else g
-    ww_kc = jnp.repeat(form.word_weight, C, axis=1) if C > 1 else form.word_weight
-    wc = form.word_weighted_readout.reshape(T, K * C)
-    normaliser = (jnp.sum(form.word_weight * g, axis=1)
-                  + jnp.take(form.tail_weight, kept + 1, axis=0) + form.cls_weight)
-    numerator = jnp.sum(wc * g_kc + ww_kc * gd, axis=1).reshape(-1, K, C)
+    terms = [form.word_weight * g]
+    for c in range(C):
+        gd = jnp.take(form.position_weighted_readout[:, :, c], index, axis=0, mode="clip")
+        terms.append(form.word_weighted_readout[:, :, c] * g + form.word_weight * gd)
+    zero = jnp.zeros((), g.dtype)
+    sums = jax.lax.reduce(tuple(terms), (zero,) * len(terms),
+                          lambda x, y: tuple(a + b for a, b in zip(x, y, strict=True)), (1,))
+    normaliser = sums[0] + jnp.take(form.tail_weight, kept + 1, axis=0) + form.cls_weight
+    numerator = jnp.stack(sums[1:], axis=-1)  # (n, K, C)
     numerator = numerator + jnp.take(form.tail_numerator, kept + 1, axis=0) + form.cls_numerator
     heads = numerator / normaliser[..., None] + tab.head_bias
     return reduced_link(aggregate(heads, spec), spec)
