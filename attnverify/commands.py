@@ -139,11 +139,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
     if args.lime_samples is not None:
         print(f"\nLIME ({args.removal}, nu={args.nu:g}, n={args.lime_samples}, mean of {args.lime_runs} run(s)); "
               f"limit: {result['lime_limit_method']}")
-        print(f"{'word':>16s}{'lime':>12s}{'limit':>12s}{'eq19':>12s}{'improved':>12s}")
+        print(f"{'word':>16s}{'lime':>12s}{'limit':>12s}{'eq19':>12s}{'improved':>12s}{'shell':>12s}")
         coef = [sum(run[j] for run in result["lime_coef"]) / args.lime_runs for j in range(len(result["lime_words"]))]
         for j, word in enumerate(result["lime_words"]):
             cells = [coef[j]] + [result[k][j] if result[k] is not None else float("nan")
-                                 for k in ("lime_limit", "eq19", "eq19_improved")]
+                                 for k in ("lime_limit", "eq19", "eq19_improved", "eq19_shell")]
             print(f"{word[:16]:>16s}" + "".join(f"{c:>12.5g}" for c in cells))
     return 0
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import jax
 import numpy as np
-from attnverify.numerics import lime_eq19, lime_ratio
+from attnverify.numerics import lime_eq19, lime_ratio, lime_shell
 from attnverify.numerics import model as nm
 from attnverify.numerics.lime import lime_explain
 from attnverify.numerics.lime_limit import beta_limit
@@ -26,7 +26,8 @@ def lime_summary(
     Returns ``lime_words``, ``lime_coef`` (runs lists of d), ``lime_intercept``,
     ``lime_limit`` (None when undefined), ``lime_limit_method`` (how it was computed, or why
     not), ``lime_limit_stderr``, ``eq19`` (the paper's formula), ``eq19_improved`` (None when
-    not derived for the spec) and the settings.
+    not derived for the spec), ``eq19_shell`` (the shell form for the same removal mode; None
+    when not defined for the spec) and the settings.
     """
     key_lime, key_limit = jax.random.split(jax.random.PRNGKey(seed))
     explanation = lime_explain(params, tokens, spec, key=key_lime, words=words, n_samples=n_samples, runs=runs,
@@ -53,6 +54,9 @@ def lime_summary(
     improvable = eq19_theory.derive_improved(spec).derived is not None and not lime_ratio.unsupported(spec)
     out["eq19_improved"] = (lime_eq19.improved_approximation(params, tokens, spec, nu=nu, words=words).tolist()
                             if improvable and d >= 2 else None)
+    shell_defined = lime_shell.unsupported(spec, removal) is None and d >= 2
+    out["eq19_shell"] = (lime_shell.shell_approximation(params, tokens, spec, nu=nu, removal=removal,
+                                                        words=words).tolist() if shell_defined else None)
     if not np.all(np.isfinite(out["eq19"])):
         raise InputError("Eq. (19) is not finite for this model and text")
     return out

@@ -3,6 +3,7 @@
 import csv
 import json
 
+import numpy as np
 import pytest
 
 from attnverify.cli import main
@@ -64,7 +65,10 @@ def test_explain_with_lime(capsys, model_file):
     d = len(data["lime_words"])
     assert len(data["lime_coef"]) == 2 and all(len(c) == d for c in data["lime_coef"])
     assert len(data["lime_limit"]) == d and data["lime_limit_method"].startswith("exact")
-    assert len(data["eq19"]) == d and len(data["eq19_improved"]) == d
+    assert len(data["eq19"]) == d and len(data["eq19_improved"]) == d and len(data["eq19_shell"]) == d
+    # the shell form is the closest closed form to the exact limit here (in-place replacement)
+    limit, shell, eq19 = (np.asarray(data[k]) for k in ("lime_limit", "eq19_shell", "eq19"))
+    assert np.linalg.norm(shell - limit) < np.linalg.norm(eq19 - limit) / 5
     _, text, _ = run(capsys, *[a for a in args if a != "--json"])
     assert "limit: exact" in text and "questionable" in text
 
@@ -86,9 +90,9 @@ def test_sweep_eq19_writes_json_and_csv(capsys, tmp_path):
     code, text, _ = run(capsys, "sweep-eq19", "--nu", "0.25", "inf", "--d", "4", "--removal", "replace",
                         "--draws", "2", "--lime-samples", "200", "--quiet", "--json", str(out_json),
                         "--csv", str(out_csv), *SMALL_MODEL)
-    assert code == 0 and "improved err" in text
+    assert code == 0 and "shell err" in text and "mean-mask err" in text
     data = json.loads(out_json.read_text())
-    assert data["manifest"]["draws"] == 2 and len(data["rows"]) == 2 * 6
+    assert data["manifest"]["draws"] == 2 and len(data["rows"]) == 2 * 8  # 2 nu x 4 forms x 2 targets
     rows = list(csv.DictReader(out_csv.open()))
-    assert {r["approximation"] for r in rows} == {"eq19", "eq19_mg", "improved"}
+    assert {r["approximation"] for r in rows} == {"eq19", "eq19_mg", "improved", "shell"}
     one_line_error(capsys, "sweep-eq19", "--d", "1", "--quiet", *SMALL_MODEL, text="d must be >= 2")

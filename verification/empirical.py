@@ -6,7 +6,8 @@ the draw (a Kendall tau, a gap, a violation) and `summary` judges the whole swee
 * `mean_exceeds_zero`: the mean is positive by more than Z standard errors (Monte-Carlo
   error of the mean over independent draws; Z = 3: a one-sided false alarm of 0.13 %);
 * `largest_violation`: the largest per-draw violation of an inequality (rounding only);
-* `fraction_above`: the share of draws where a property holds.
+* `fraction_above`: the share of draws where a property holds;
+* `median_ratio`: the median of a per-draw ratio (e.g. one approximation's error over another's).
 """
 
 from __future__ import annotations
@@ -65,9 +66,22 @@ def fraction_above(threshold: float, *, least: float) -> Callable[[np.ndarray], 
     return summary
 
 
+def median_ratio(values: np.ndarray) -> dict[str, float]:
+    """error = the median of per-draw ratios (PASS iff median <= tolerance); NaN draws count as
+    +inf (a ratio that could not be computed does not help the claim)."""
+    values = np.where(np.isfinite(values), np.asarray(values, dtype=np.float64), np.inf)
+    return {"error": float(np.median(values)), "median_ratio": float(np.median(values)),
+            "p90_ratio": float(np.percentile(values, 90)), "max_ratio": float(np.max(values))}
+
+
 def difference(lhs: jnp.ndarray, rhs: jnp.ndarray) -> jnp.ndarray:
     """Per-draw measure: lhs - rhs (scalars)."""
     return jnp.asarray(lhs - rhs).reshape(())
+
+
+def ratio(lhs: jnp.ndarray, rhs: jnp.ndarray) -> jnp.ndarray:
+    """Per-draw measure: lhs / rhs (scalars)."""
+    return jnp.asarray(lhs / rhs).reshape(())
 
 
 def left(lhs: jnp.ndarray, rhs: jnp.ndarray) -> jnp.ndarray:

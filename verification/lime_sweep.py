@@ -6,7 +6,8 @@ small d, Monte Carlo beyond) and with empirical LIME (n samples, ridge 1, one ru
 
 * ``eq19`` — the paper's formula as stated (`theory.eq19.eq19_statement`);
 * ``eq19_mg`` — the chain stopped at its exact step 4 (2/3 of Eq. (19) under the paper spec);
-* ``improved`` — the first-order ratio-form expansion at the mean mask (`derive_improved`).
+* ``improved`` — the first-order ratio-form expansion at the mean mask (`derive_improved`);
+* ``shell`` — first order within each removal-count shell (`theory.lime_shell`), both modes.
 
 Metrics per draw: relative L2 error ||a - b|| / ||b||, Pearson correlation, least-squares
 slope of b on a; the rows report their median and 10/90% quantiles over draws. One
@@ -27,7 +28,7 @@ from dataclasses import asdict, dataclass
 import jax
 import jax.numpy as jnp
 import numpy as np
-from attnverify.numerics import lime_eq19, lime_eval
+from attnverify.numerics import lime_eq19, lime_eval, lime_shell
 from attnverify.numerics.draws import draw_params
 from attnverify.numerics.lime_document import random_document
 from attnverify.numerics.lime_limit import exact_gamma, limit_from_gamma, monte_carlo_normal_equations
@@ -40,7 +41,7 @@ from tqdm.auto import tqdm
 from attnverify.errors import InputError
 from attnverify.spec import ModelSpec
 
-APPROXIMATIONS = ("eq19", "eq19_mg", "improved")
+APPROXIMATIONS = ("eq19", "eq19_mg", "improved", "shell")
 TARGETS = ("exact", "lime")
 #: Largest d enumerated exactly, per evaluation path (beyond: Monte Carlo).
 MAX_EXACT_D = {"ratio": 16, "structured": 12, "generic": 10}
@@ -79,8 +80,8 @@ def check_point(point: Point, spec: ModelSpec, words_per_feature: float) -> None
 
 
 @functools.partial(jax.jit, static_argnames=("spec", "d", "length", "removal", "exact", "n_mc", "n_lime",
-                                             "improved"))
-def _draws(keys, nu, scale, lime_ridge, *, spec, d, length, removal, exact, n_mc, n_lime, improved):
+                                             "improved", "shell"))
+def _draws(keys, nu, scale, lime_ridge, *, spec, d, length, removal, exact, n_mc, n_lime, improved, shell):
     """Every quantity of one grid point, for each key (lax.map: memory of one draw at a time)."""
 
     def one(key):
@@ -104,6 +105,8 @@ def _draws(keys, nu, scale, lime_ridge, *, spec, d, length, removal, exact, n_mc
             "eq19": lime_eq19.statement(arrays, d),
             "eq19_mg": lime_eq19.additive_part(arrays, spec, d),
             "improved": lime_eq19.improved(arrays, spec, d, nu) if improved else jnp.full((d,), jnp.nan),
+            "shell": (lime_shell.shell_form(params, doc, nu, spec=spec, d=d, removal=removal) if shell
+                      else jnp.full((d,), jnp.nan)),
         }
         return {"exact": beta, "lime": lime, **approx}
 
@@ -132,7 +135,8 @@ def run_point(point: Point, spec: ModelSpec, *, draws: int, seed: int, words_per
     improved = theory.derive_improved(spec).derived is not None and path != "generic"
     keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.PRNGKey(seed), i))(jnp.arange(draws))
     out = _draws(keys, point.nu, point.scale, lime_ridge, spec=spec, d=point.d, length=length,
-                 removal=point.removal, exact=exact, n_mc=n_mc, n_lime=n_lime, improved=improved)
+                 removal=point.removal, exact=exact, n_mc=n_mc, n_lime=n_lime, improved=improved,
+                 shell=lime_shell.unsupported(spec, point.removal) is None)
     out = {k: np.asarray(v) for k, v in out.items()}
     rows = []
     for approx, target in itertools.product(APPROXIMATIONS, TARGETS):
@@ -181,21 +185,22 @@ def write_results(result: dict, *, json_path: str | None = None, csv_path: str |
 def sweep_table(rows: list[dict]) -> str:
     """One line per grid point: medians of relative L2 error (and correlation) per closed form."""
     header = ("nu", "d", "T", "K", "scale", "removal", "limit", "eq19 err/corr (exact)", "eq19_mg err",
-              "improved err", "gain", "eq19 err/corr (lime)")
+              "mean-mask err", "shell err", "gain", "eq19 err/corr (lime)")
     lines = [header]
     keyed = {(r["nu"], r["d"], r["T"], r["K"], r["scale"], r["removal"], r["approximation"], r["target"]): r
              for r in rows}
     points = sorted({k[:6] for k in keyed}, key=lambda p: (p[2], p[3], p[1], p[5], p[4], p[0]))
     for p in points:
-        e19, mg, imp, lime = (keyed[(*p, a, t)] for a, t in (("eq19", "exact"), ("eq19_mg", "exact"),
-                                                           ("improved", "exact"), ("eq19", "lime")))
-        gain = e19["rel_l2_median"] / imp["rel_l2_median"] if imp["rel_l2_median"] > 0 else float("nan")
+        e19, mg, imp, shell, lime = (keyed[(*p, a, t)] for a, t in (
+            ("eq19", "exact"), ("eq19_mg", "exact"), ("improved", "exact"), ("shell", "exact"), ("eq19", "lime")))
+        gain = e19["rel_l2_median"] / shell["rel_l2_median"] if shell["rel_l2_median"] > 0 else float("nan")
         lines.append((f"{p[0]:g}", str(p[1]), str(p[2]), str(p[3]), f"{p[4]:g}", p[5],
                       e19["limit_method"].split("(")[0],
                       f"{e19['rel_l2_median']:.3f} / {e19['corr_median']:.3f}", f"{mg['rel_l2_median']:.3f}",
-                      f"{imp['rel_l2_median']:.4f}", f"{gain:.1f}x",
+                      f"{imp['rel_l2_median']:.4f}", f"{shell['rel_l2_median']:.4f}", f"{gain:.1f}x",
                       f"{lime['rel_l2_median']:.3f} / {lime['corr_median']:.3f}"))
     widths = [max(len(line[j]) for line in lines) for j in range(len(header))]
     text = ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines]
     text.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(text) + "\n(medians over draws; err = relative L2 error; gain = eq19 err / improved err)"
+    return "\n".join(text) + ("\n(medians over draws; err = relative L2 error; mean-mask = the improved form "
+                              "expanded at the overall mean mask; gain = eq19 err / shell err)")

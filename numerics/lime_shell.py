@@ -1,0 +1,155 @@
+"""The shell form of LIME's limit (`theory.lime_shell`), compiled, for both removal modes.
+
+For each shell s (s features removed, k = d - s kept) the model is expanded to first order
+at the shell's mean mask q 1 (q = k/d): f_s = f(q 1) and g_s = grad f(q 1) by `jax.value_and_grad`
+of a continuous extension of the model that equals it on binary masks:
+
+* ``replace`` — the ratio form (`numerics.lime_ratio`), exact on binary masks;
+* ``delete`` — the structured deletion model (`numerics.lime_structured.DeleteForm`) with
+  real-valued positions: kept word t sits at P_t(z) = sum_{t' <= t} z_{j(t')}, and every
+  position table is read through a Gaussian of width sqrt(sigma_t^2 + FLOOR^2), sigma_t^2 the
+  within-shell variance of P_t (SymPy-derived, `derive_shell().variance`); the UNK tail
+  starts after P_T. With widths -> 0 it is the deletion model itself (tests: 1e-12).
+
+The SymPy-derived shell terms then give Gamma, and MG's Sigma^{-1} gives beta: d + 1
+model evaluations with their gradients per document, no sampling.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import sympy as sp
+from attnverify.numerics import lime_ratio, lime_structured
+from attnverify.numerics import model as nm
+from attnverify.numerics.lime_constants import check_features, check_width
+from attnverify.numerics.lime_document import LimeDocument, check_removal, lime_document
+from attnverify.numerics.lime_limit import limit_from_gamma
+from attnverify.theory import lime as lime_theory
+from attnverify.theory import lime_shell as theory
+from jaxtyping import Array, Float
+
+from attnverify.errors import InputError
+from attnverify.spec import ModelSpec
+
+#: Smallest smoothing width of a position (in positions): even where the within-shell variance
+#: is 0, a real-valued position reads its neighbouring integer positions. Measured at T = 256,
+#: d = 12, three draws: median relative error 0.045 / 0.052 / 0.046 for 0.3 / 0.5 / 1.0.
+FLOOR = 0.5
+
+#: (f, grad f) of a continuous extension of the model at the mean mask of shell s.
+ValueAndGrad = Callable[[Float[Array, ""], Float[Array, ""]], tuple[Float[Array, ""], Float[Array, " d"]]]
+
+
+@functools.lru_cache(maxsize=1)
+def _compiled():
+    r = theory.derive_shell()
+    d, s, nu = lime_theory.d, lime_theory.s, lime_theory.nu
+    return {
+        "weight": sp.lambdify((s, d, nu), r.weight, modules="jax"),
+        "gamma_0": sp.lambdify((theory.f_s, theory.G, s, d), r.gamma_0, modules="jax"),
+        "gamma_j": sp.lambdify((theory.f_s, theory.g_j, theory.G, s, d), r.gamma_j, modules="jax"),
+        "variance": sp.lambdify((theory.sum_c, theory.sum_c2, s, d), r.variance, modules="jax"),
+    }
+
+
+def unsupported(spec: ModelSpec, removal: str) -> str | None:
+    """Why the shell form is not defined for `spec` under `removal` (None when it is)."""
+    if removal == "replace":
+        return lime_ratio.unsupported(spec)
+    reason = lime_structured.unsupported(spec)
+    return None if reason is None else f"the deletion extension needs the word + position split: {reason}"
+
+
+def shell_limit(value_and_grad: ValueAndGrad, d: int, nu: float, dtype) -> Float[Array, " d"]:
+    """beta (d,) from the first-order expansion of f in every shell s = 1..d (vmapped)."""
+    c = _compiled()
+    s = jnp.arange(1, d + 1, dtype=dtype)
+    f, g = jax.vmap(value_and_grad)((d - s) / d, s)  # (d,), (d shells, d features)
+    G = g.sum(axis=1)
+    weight = c["weight"](s, float(d), jnp.asarray(nu, dtype))
+    gamma_0 = jnp.sum(weight * c["gamma_0"](f, G, s, float(d)))
+    gamma_j = jnp.einsum("s,sj->j", weight, c["gamma_j"](f[:, None], g, G[:, None], s[:, None], float(d)))
+    return limit_from_gamma(jnp.concatenate([gamma_0[None], gamma_j]), d, nu)[1:]
+
+
+def smoothed(table: Float[Array, " T *rest"], x: Float[Array, ""], width: Float[Array, ""]) -> jnp.ndarray:
+    """A table over integer positions 0..T-1 read at a real position x through a normalised
+    Gaussian of the given width (width -> 0 at integer x: the table entry itself)."""
+    p = jnp.arange(table.shape[0], dtype=table.dtype)
+    logits = -0.5 * ((p - x) / width) ** 2
+    return jnp.tensordot(jax.nn.softmax(logits), table, axes=1)
+
+
+def deletion_extension(form: lime_structured.DeleteForm, tab: lime_structured.Tables, spec: ModelSpec,
+                       width: Float[Array, " T"]) -> Callable[[Float[Array, " d"]], Float[Array, ""]]:
+    """f(z) for real z under deletion, positions read through Gaussians of `width` (T,): the
+    last entry is the width of the UNK tail's start. Equals `delete_outputs` on binary z as
+    width -> 0."""
+    T = form.word_weight.shape[0]
+    occurrences = form.occurrences.astype(width.dtype)
+    pw, pwd = form.position_weight[:T], form.position_weighted_readout[:T]
+    tail_w = form.tail_weight[:-1] - form.tail_weight[1:]  # exp(a(UNK) + b(p)) at each p
+    tail_n = form.tail_numerator[:-1] - form.tail_numerator[1:]
+    read = jax.vmap(smoothed, in_axes=(None, 0, 0))
+
+    def f(z):
+        position = z @ occurrences  # (T,): kept words up to t
+        keep = jnp.where(form.is_word, z[form.feature], 0.0)
+        g, gd = read(pw, position, width), read(pwd, position, width)  # (T, K), (T, K, C)
+        normaliser = jnp.einsum("t,tk->k", keep, form.word_weight * g)
+        numerator = jnp.einsum("t,tkc->kc", keep, form.word_weighted_readout * g[..., None]
+                               + form.word_weight[..., None] * gd)
+        after = jax.scipy.stats.norm.cdf((jnp.arange(T, dtype=z.dtype) - position[-1] - 0.5) / width[-1])
+        normaliser = normaliser + after @ tail_w + form.cls_weight
+        numerator = numerator + jnp.tensordot(after, tail_n, axes=1) + form.cls_numerator
+        heads = numerator / normaliser[:, None] + tab.head_bias
+        return lime_structured.reduced_link(lime_structured.aggregate(heads, spec), spec)
+
+    return f
+
+
+def position_widths(form: lime_structured.DeleteForm, s: Float[Array, ""], d: int) -> Float[Array, " T"]:
+    """sqrt(Var(P_t | s) + FLOOR^2) for every position t (SymPy-derived variance)."""
+    counts = form.occurrences.astype(s.dtype)  # c_l(t): occurrences of feature l up to t
+    variance = _compiled()["variance"](counts.sum(axis=0), (counts**2).sum(axis=0), s, float(d))
+    return jnp.sqrt(jnp.maximum(variance, 0.0) + FLOOR**2)
+
+
+@functools.partial(jax.jit, static_argnames=("spec", "d", "removal"))
+def shell_form(params: nm.Params, doc: LimeDocument, nu: float, *, spec: ModelSpec, d: int,
+               removal: str) -> Float[Array, " d"]:
+    """The shell form of beta^inf for one document (traceable; see `unsupported`)."""
+    dtype = params.embedding.dtype
+    if removal == "replace":
+        ratio = lime_ratio.ratio_form(params, doc, spec, d)
+
+        def value_and_grad(q, s):
+            return jax.value_and_grad(lambda z: lime_ratio.output(ratio, z, spec))(jnp.full((d,), q, dtype))
+    else:
+        tab = lime_structured.tables(params, spec, doc.tokens.shape[0])
+        form = lime_structured.delete_form(tab, doc.tokens, doc.feature, d)
+
+        def value_and_grad(q, s):
+            f = deletion_extension(form, tab, spec, position_widths(form, s, d))
+            return jax.value_and_grad(f)(jnp.full((d,), q, dtype))
+
+    return shell_limit(value_and_grad, d, nu, dtype)
+
+
+def shell_approximation(
+    params: nm.Params, tokens, spec: ModelSpec, *, nu: float = 0.25, removal: str = "replace",
+    words: list[str] | None = None, n_words: int | None = None, features: str = "words",
+):
+    """The shell form for every LIME feature of the document: array (d,), `lime_document` order."""
+    check_width(nu)
+    check_removal(removal)
+    reason = unsupported(spec, removal)
+    if reason is not None:
+        raise InputError(f"shell form: {reason}")
+    doc, names = lime_document(tokens, words=words, n_words=n_words, features=features)
+    check_features(len(names), what="shell form")
+    return jax.device_get(shell_form(params, doc, nu, spec=spec, d=len(names), removal=removal))

@@ -1,0 +1,117 @@
+"""The shell form of LIME's limit: its moments, its exact cases, its accuracy, its bad input."""
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import sympy as sp
+from attnverify.numerics import lime_eq19, lime_shell, lime_structured
+from attnverify.numerics.draws import draw_params
+from attnverify.numerics.lime_document import random_document
+from attnverify.numerics.lime_limit import beta_limit
+from attnverify.numerics.lime_sampling import sample_masks
+from attnverify.theory import lime as lime_theory
+from attnverify.theory.lime_shell import derive_shell
+
+from attnverify.errors import InputError
+from attnverify.spec import ModelSpec
+
+SPEC = ModelSpec(max_len=24, d_embed=8, d_att=4, d_out=5, heads=3, vocab_size=40)
+D, LENGTH = 6, 14
+
+
+def _case(seed, spec=SPEC):
+    params = draw_params(jax.random.PRNGKey(seed), spec)
+    doc = random_document(jax.random.PRNGKey(seed + 50), D, LENGTH, spec.max_len, spec.vocab_size)
+    return params, doc
+
+
+# -- symbolic ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("d", [3, 5])
+def test_shell_moments_equal_counting_subsets(d):
+    """E[z_0 | s] and E[z_0 z_1 | s] by listing every k-subset, against the SymPy forms."""
+    r = derive_shell()
+    assert all(r.checks.values())
+    for k in range(d + 1):
+        subsets = [set(c) for c in itertools.combinations(range(d), k)]
+        mean = sp.Rational(sum(0 in c for c in subsets), len(subsets))
+        pair = sp.Rational(sum({0, 1} <= c for c in subsets), len(subsets))
+        at = {lime_theory.d: d, lime_theory.s: d - k}
+        assert r.mean.subs(at) == mean and sp.simplify(r.pair.subs(at) - pair) == 0
+
+
+# -- exact cases -----------------------------------------------------------------------------------
+def _linear(c0, c):
+    def value_and_grad(q, s):
+        return jax.value_and_grad(lambda z: c0 + z @ c)(jnp.full(c.shape, q, c.dtype))
+
+    return value_and_grad
+
+
+@pytest.mark.parametrize("nu", [0.1, 0.25, float("inf")])
+def test_a_model_linear_in_z_is_recovered_exactly(nu):
+    c = jax.random.normal(jax.random.PRNGKey(1), (7,), jnp.float64)
+    beta = lime_shell.shell_limit(_linear(0.3, c), 7, nu, jnp.float64)
+    np.testing.assert_allclose(beta, c, rtol=0, atol=1e-11)
+
+
+def test_a_wrong_covariance_is_caught(monkeypatch):
+    """Negative control: dropping the between-feature covariance of the k-subset law (treating
+    the mask entries as independent within a shell) breaks the exact linear case."""
+    compiled = dict(lime_shell._compiled())
+    r = derive_shell()
+    s, d = lime_theory.s, lime_theory.d
+    from attnverify.theory import lime_shell as theory
+
+    wrong = r.mean * theory.f_s + r.c_same * theory.g_j  # no c_other (G - g_j) term
+    compiled["gamma_j"] = sp.lambdify((theory.f_s, theory.g_j, theory.G, s, d), wrong, modules="jax")
+    monkeypatch.setattr(lime_shell, "_compiled", lambda: compiled)
+    c = jax.random.normal(jax.random.PRNGKey(1), (7,), jnp.float64)
+    beta = lime_shell.shell_limit(_linear(0.3, c), 7, 0.25, jnp.float64)
+    assert np.max(np.abs(beta - c)) > 1e-3
+
+
+def test_deletion_extension_is_the_deletion_model_on_binary_masks():
+    params, doc = _case(0)
+    tab = lime_structured.tables(params, SPEC, SPEC.max_len)
+    form = lime_structured.delete_form(tab, doc.tokens, doc.feature, D)
+    z = sample_masks(jax.random.PRNGKey(2), 64, D)
+    model = lime_structured.delete_outputs(form, tab, z, SPEC)
+    sharp = jax.vmap(lime_shell.deletion_extension(form, tab, SPEC, jnp.full((SPEC.max_len,), 1e-3)))(z)
+    np.testing.assert_allclose(sharp, model, rtol=0, atol=1e-12)
+    # the smoothing the shell form uses does change the values (so the check above can fail)
+    smooth = jax.vmap(lime_shell.deletion_extension(form, tab, SPEC, jnp.full((SPEC.max_len,), 1.0)))(z)
+    assert np.max(np.abs(smooth - model)) > 1e-4
+
+
+# -- accuracy ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("removal", ["replace", "delete"])
+def test_shell_form_is_five_times_closer_to_the_exact_limit_than_eq19(removal):
+    ratios = []
+    for seed in range(4):
+        params, doc = _case(seed)
+        tokens = np.asarray(doc.tokens)
+        exact = beta_limit(params, tokens, SPEC, n_words=LENGTH, removal=removal, method="exact").beta
+        shell = lime_shell.shell_approximation(params, tokens, SPEC, n_words=LENGTH, removal=removal)
+        eq19 = lime_eq19.eq19_approximation(params, tokens, SPEC, n_words=LENGTH)
+        ratios.append(np.linalg.norm(shell - exact) / np.linalg.norm(eq19 - exact))
+    assert np.median(ratios) < 0.2, ratios
+
+
+# -- bad input -----------------------------------------------------------------------------------
+def test_shell_form_bad_input():
+    params, doc = _case(0)
+    tokens = np.asarray(doc.tokens)
+    with pytest.raises(InputError, match="shell form: query=.mean. changes with the mask"):
+        lime_shell.shell_approximation(draw_params(jax.random.PRNGKey(0), SPEC.replace(query="mean")), tokens,
+                                       SPEC.replace(query="mean"), n_words=LENGTH)
+    with pytest.raises(InputError, match="deletion extension needs the word"):
+        spec = SPEC.replace(value_nonlinearity="tanh")
+        lime_shell.shell_approximation(draw_params(jax.random.PRNGKey(0), spec), tokens, spec, n_words=LENGTH,
+                                       removal="delete")
+    with pytest.raises(InputError, match="nu must be > 0"):
+        lime_shell.shell_approximation(params, tokens, SPEC, n_words=LENGTH, nu=0.0)
+    with pytest.raises(InputError, match="d = 1"):
+        lime_shell.shell_approximation(params, tokens, SPEC, words=["a"] * LENGTH)
