@@ -1,7 +1,8 @@
 """New figures: how good Eq. 19 is, and how fast LIME reaches its limit β^∞.
 
-* ``eq19_nu`` / ``eq19_d``: relative L2 error ‖approx − β^∞‖ / ‖β^∞‖ of Eq. 19 and of the
-  improved closed form (`numerics.lime_eq19`) against LIME's exact large-sample limit β^∞
+* ``eq19_nu`` / ``eq19_d``: relative L2 error ‖approx − β^∞‖ / ‖β^∞‖ of Eq. 19, of the
+  improved closed form (`numerics.lime_eq19`) and of the shell form (`numerics.lime_shell`)
+  against LIME's exact large-sample limit β^∞
   (`numerics.lime_limit.beta_limit`: enumeration of all 2^d masks, in-place UNK
   replacement, ridge 0), over documents of d distinct words, against the kernel width ν and
   against d. Models: random draws at the paper's init (the claims' spec) and the trained model.
@@ -19,6 +20,7 @@ from attnverify.numerics.draws import draw_params
 from attnverify.numerics.lime import lime_explain
 from attnverify.numerics.lime_eq19 import eq19_approximation, improved_approximation
 from attnverify.numerics.lime_limit import beta_limit
+from attnverify.numerics.lime_shell import shell_approximation
 from attnverify.numerics.model import CLS, UNK
 from attnverify.numerics.tokenize import encode
 
@@ -27,9 +29,12 @@ NUS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
 DS = {"quick": (4, 8, 12), "full": (2, 4, 6, 8, 10, 12)}
 NS = {"quick": (250, 1000, 4000, 16000), "full": (250, 500, 1000, 2000, 4000, 8000, 16000)}
 D_FOR_NU, NU_FOR_D = 8, 0.25
-APPROXIMATIONS = ("eq19", "improved")
+APPROXIMATIONS = ("eq19", "improved", "shell")
 STYLES = {("random", "eq19"): (NEGATIVE, "-", "x"), ("random", "improved"): (NEGATIVE, "--", "D"),
-          ("trained", "eq19"): (POSITIVE, "-", "x"), ("trained", "improved"): (POSITIVE, "--", "D")}
+          ("random", "shell"): (NEGATIVE, ":", "o"),
+          ("trained", "eq19"): (POSITIVE, "-", "x"), ("trained", "improved"): (POSITIVE, "--", "D"),
+          ("trained", "shell"): (POSITIVE, ":", "o")}
+NAMES = {"eq19": "Eq. 19", "improved": "improved (mean mask)", "shell": "shell form"}
 
 
 def _documents(ctx: FigureContext, d: int, count: int) -> list[tuple[str, object, object, list[str]]]:
@@ -70,10 +75,14 @@ def _errors(ctx: FigureContext, d: int, nus: tuple[float, ...], count: int) -> d
         slot = errors.setdefault(kind, {a: [[] for _ in nus] for a in APPROXIMATIONS})
         for i, nu in enumerate(nus):
             beta = beta_limit(params, tokens, spec, words=words, nu=nu, removal="replace", method="exact").beta
-            improved = improved_approximation(params, tokens, spec, nu=nu, words=words)
+            approximations = {
+                "eq19": eq19,
+                "improved": improved_approximation(params, tokens, spec, nu=nu, words=words),
+                "shell": shell_approximation(params, tokens, spec, nu=nu, words=words, removal="replace"),
+            }
             norm = float(np.linalg.norm(beta)) or 1.0
-            slot["eq19"][i].append(float(np.linalg.norm(eq19 - beta)) / norm)
-            slot["improved"][i].append(float(np.linalg.norm(improved - beta)) / norm)
+            for name, approx in approximations.items():
+                slot[name][i].append(float(np.linalg.norm(approx - beta)) / norm)
     return errors
 
 
@@ -105,8 +114,7 @@ def _draw_errors(data: dict, *, log_x: bool) -> plt.Figure:
                 median = np.array([np.median(v) for v in values])
                 low = np.array([np.quantile(v, 0.25) for v in values])
                 high = np.array([np.quantile(v, 0.75) for v in values])
-                name = "Eq. 19" if approx == "eq19" else "improved closed form"
-                ax.plot(x, median, line, marker=marker, color=colour, label=f"{name}, {kind} model")
+                ax.plot(x, median, line, marker=marker, color=colour, label=f"{NAMES[approx]}, {kind} model")
                 ax.fill_between(x, low, high, color=colour, alpha=0.12)
         if log_x:
             ax.set_xscale("log")

@@ -52,6 +52,7 @@ def test_derive_eq19_shows_where_three_halves_comes_from(capsys):
     _, text, _ = run(capsys, "derive", "eq19")
     assert "5. independence" in text and "coefficient of c_j: 3/2" in text
     assert "equal to the statement for every size: yes" in text
+    assert "== shell form" in text and "E[z_j | s] = k/d" in text and "c_other = -c_same/(d-1): yes" in text
     data = json.loads(run(capsys, "derive", "eq19", "--json", "--head-aggregation", "sum")[1])
     assert data["proved"] is False and "head_aggregation" in data["unmet"]
 

@@ -11,6 +11,7 @@ import math
 import sympy as sp
 from attnverify.theory import eq19 as eq19_theory
 from attnverify.theory import lime as mg
+from attnverify.theory import lime_shell
 from attnverify.theory.display import readable
 
 from attnverify.errors import InputError
@@ -123,13 +124,40 @@ def eq19_text(spec: ModelSpec) -> str:
               "per head (logit link): (u_j - f_i(zbar) v_j) / N_i(zbar), u_j = sum_{t in P_j} (w_t s_t - w~_t s~_t),",
               "v_j = sum_{t in P_j} (w_t - w~_t), N_i(zbar) = sum_t w~_t + zbar sum_j v_j; as derived by sympy.diff:",
               readable(improved.derived) if improved.derived is not None else improved.note]
+    lines += ["", *shell_lines()]
     return "\n".join(lines)
+
+
+def shell_lines() -> list[str]:
+    """The shell form's derivation (`theory.lime_shell`): exact shell decomposition, the
+    SymPy-derived k-subset moments, and the one approximation (first order in each shell)."""
+    r = lime_shell.derive_shell()
+    k = sp.Symbol("k", integer=True, nonnegative=True)
+
+    def in_k(expr: sp.Expr) -> sp.Expr:  # shown with k = d - s kept, as in the text
+        return sp.collect(sp.factor(expr.subs(mg.s, mg.d - k)), [lime_shell.f_s, lime_shell.g_j, lime_shell.G],
+                          sp.factor)
+
+    return [
+        "== shell form: first order within each removal-count shell (both removal modes) ==",
+        "exact: Gamma = sum_{s=1..d} P(s) pi(s) E[(1, z) f | s]; given s, z is a uniform subset of k = d - s kept",
+        f"  P(s) pi(s) = {r.weight}",
+        f"  E[z_j | s] = {in_k(r.mean)};  E[z_j z_l | s] = {in_k(r.pair)}  (counted subsets)",
+        "approximation: f(z) ~ f_s + sum_l g_sl (z_l - q) in shell s, f_s = f(q 1), g_s = grad f(q 1), q = k/d",
+        f"  E[f | s] = {r.gamma_0}",
+        f"  E[z_j f | s] = {in_k(r.gamma_j)}   (G = sum_l g_sl)",
+        "  beta = Sigma^-1 Gamma (MG, exact); deletion: f is the deletion model with real-valued positions,",
+        f"  each read through a Gaussian of variance Var(sum_l c_l z_l | s) = {in_k(r.variance)} (+ 0.5^2)",
+        "  (C = sum_l c_l, Q = sum_l c_l^2, c_l = occurrences of word l up to the position)",
+        "checks: " + ", ".join(f"{k}: {'yes' if ok else 'NO'}" for k, ok in r.checks.items()),
+    ]
 
 
 def eq19_json(spec: ModelSpec) -> dict:
     d = eq19_theory.derive_eq19(spec)
     case = eq19_theory.equal_score_case(spec)
     improved = eq19_theory.derive_improved(spec)
+    shell = lime_shell.derive_shell()
     return {
         "statement": str(d.statement),
         "steps": [{"name": s.name, "assumption": s.assumption, "expression": str(s.expression),
@@ -138,4 +166,7 @@ def eq19_json(spec: ModelSpec) -> dict:
         "equal_scores": {"exact_limit": str(case["exact_limit"]), "ratio": str(case["ratio"]),
                          "proved": case["proved"]},
         "improved": None if improved.derived is None else str(improved.derived),
+        "shell": {"weight": str(shell.weight), "mean": str(shell.mean), "pair": str(shell.pair),
+                  "gamma_0": str(shell.gamma_0), "gamma_j": str(shell.gamma_j), "variance": str(shell.variance),
+                  "checks": shell.checks},
     }
