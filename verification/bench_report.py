@@ -61,8 +61,22 @@ def run_benchmarks(which: list[str], *, quick: bool = False) -> tuple[dict, str]
     return results, "\n".join(lines)
 
 
+def _versus_lines(versus: dict) -> list[str]:
+    if "skipped" in versus:
+        return [f"  versus lime: skipped ({versus['skipped']})"]
+    lines = ["  versus the lime package (one explanation, same model and text, n=5000, T=256, K=6; target >= 1000x)"]
+    for mode, r in versus.items():
+        setting = ", ".join(f"{k}={v!r}" for k, v in r["lime"].items())
+        lines.append(f"    {mode:<7} ({setting}; d={r['d']}): lime {r['lime_seconds']:.2f} s | ours float64 "
+                     f"{r['ours_seconds'] * 1e3:.1f} ms ({r['speedup']:,.0f}x) | float32 "
+                     f"{r['ours_float32_seconds'] * 1e3:.1f} ms ({r['speedup_float32']:,.0f}x, max coefficient "
+                     f"difference {r['float32_max_relative_difference']:.1e} of the largest)")
+    return lines
+
+
 def _lime_lines(lime: dict) -> list[str]:
-    lines = [f"  {k}: {v}" for k, v in lime.items() if k != "scaling"]
+    lines = _versus_lines(lime.get("versus_lime", {}))
+    lines += [f"  {k}: {v}" for k, v in lime.items() if k not in ("scaling", "versus_lime")]
     rows = lime.get("scaling") or []
     if rows:
         lines += ["  scaling (one explanation, structured path, deletion; one size varied from n=5000 d=100 "

@@ -2,10 +2,12 @@
 
 Run: ``attnverify bench lime [--quick]`` or ``python bench/bench_lime.py [--quick] [--json PATH]``.
 
-1. One LIME explanation at paper sizes (T = 256, K = 6, d_e = 128, d ~ 100 distinct words,
-   n = 5000, lime's defaults: bow=True deletion, kernel width 25, ridge 1): `lime`'s
-   ``LimeTextExplainer`` calling the same model (jitted, batched JAX), vs `lime_explain`
-   (structured path), in one run; steady state (compilation excluded, reported apart).
+1. One LIME explanation at paper sizes (T = 256, K = 6, d_e = 128, 255 words, n = 5000, kernel
+   width 25, ridge 1): `lime`'s ``LimeTextExplainer`` calling the same model (jitted, batched
+   JAX), vs `lime_explain`, in one run, for both like-for-like settings: lime's default
+   bow=True (deletion, d = 100 distinct words; structured path) and bow=False with
+   mask_string='UNK' (in-place replacement, d = 255 positions; ratio path). Steady state
+   (compilation excluded, reported apart); ours also in float32.
 2. Throughput (masked documents per second) of the structured, ratio and generic paths.
 3. beta^inf by exact enumeration: time vs d (ratio path, replace mode; structured, delete).
 4. Scaling: samples/s of one LIME explanation (structured path, deletion) as n, d, T or K
@@ -53,12 +55,23 @@ def paper_text(vocab: list[str], d: int, length: int, seed: int = 0) -> str:
     return " ".join(words)
 
 
+#: The two like-for-like comparisons: lime's settings, and ours for the same computation.
+VERSUS = {
+    "delete": ({"bow": True}, {"removal": "delete"}),  # lime's default
+    "replace": ({"bow": False, "mask_string": "UNK"}, {"removal": "replace", "features": "positions"}),
+}
+
+
 def bench_versus_lime(quick: bool) -> dict:
+    """Per removal mode: `lime`'s ``LimeTextExplainer`` and `lime_explain` on the same model and
+    text, in one run; ours in float64 (the default) and float32 (same masks; the largest
+    coefficient difference to float64 is reported next to it)."""
     from lime.lime_text import LimeTextExplainer
 
     spec = PAPER
     vocab = builtin_vocab(spec.vocab_size)
     params = draw_params(jax.random.PRNGKey(0), spec)
+    params32 = jax.tree_util.tree_map(lambda x: x.astype(np.float32) if x.dtype == np.float64 else x, params)
     index = {w: i for i, w in enumerate(vocab)}
     text = paper_text(vocab, 100, 255)
     model = jax.jit(jax.vmap(lime_eval.model_function(params, spec)))
@@ -73,30 +86,31 @@ def bench_versus_lime(quick: bool) -> dict:
         return np.stack([-out, out], axis=1)
 
     n = 5000
-    explainer = LimeTextExplainer(random_state=0)  # bow=True, kernel_width=25
     classifier([text] * 500)  # compile the model once, outside the timing
     ws = split_words(text)
-    d = len(set(ws))
-    start = time.perf_counter()
-    for _ in range(1 if quick else 3):
-        explainer.explain_instance(text, classifier, num_features=d, num_samples=n)
-    lime_seconds = (time.perf_counter() - start) / (1 if quick else 3)
     tokens = np.array(encode(ws))
     key = jax.random.PRNGKey(1)
+    rows = {}
+    for mode, (lime_options, ours_options) in VERSUS.items():
+        explainer = LimeTextExplainer(random_state=0, **lime_options)  # kernel_width=25
+        d = len(set(ws)) if lime_options["bow"] else len(ws)
+        start = time.perf_counter()
+        for _ in range(1 if quick else 3):
+            explainer.explain_instance(text, classifier, num_features=d, num_samples=n)
+        lime_seconds = (time.perf_counter() - start) / (1 if quick else 3)
 
-    def ours():
-        return lime_explain(params, tokens, spec, key=key, words=ws, n_samples=n).coef
+        def ours(p, options=ours_options):
+            return lime_explain(p, tokens, spec, key=key, words=ws, n_samples=n, **options).coef
 
-    first, best = timed(ours, repeat=3 if quick else 10)
-
-    def ours_replace():  # the theory's in-place replacement: ratio path (not what lime's default computes)
-        return lime_explain(params, tokens, spec, key=key, words=ws, n_samples=n, removal="replace").coef
-
-    first_replace, best_replace = timed(ours_replace, repeat=3 if quick else 10)
-    return {"d": d, "T": spec.max_len, "K": spec.heads, "n": n, "lime_seconds": lime_seconds,
-            "ours_seconds": best, "ours_first_call_seconds": first, "speedup": lime_seconds / best,
-            "ours_replace_seconds": best_replace, "ours_replace_first_call_seconds": first_replace,
-            "lime_default_over_ours_replace": lime_seconds / best_replace}
+        first, best = timed(lambda: ours(params), repeat=3 if quick else 10)
+        _, best32 = timed(lambda: ours(params32), repeat=3 if quick else 10)
+        coef, coef32 = ours(params), ours(params32)
+        rows[mode] = {"lime": lime_options, "d": d, "T": spec.max_len, "K": spec.heads, "n": n,
+                      "lime_seconds": lime_seconds, "ours_seconds": best, "ours_first_call_seconds": first,
+                      "speedup": lime_seconds / best, "ours_float32_seconds": best32,
+                      "speedup_float32": lime_seconds / best32,
+                      "float32_max_relative_difference": float(np.abs(coef32 - coef).max() / np.abs(coef).max())}
+    return rows
 
 
 def bench_paths(quick: bool) -> dict:

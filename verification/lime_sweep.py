@@ -182,6 +182,11 @@ def write_results(result: dict, *, json_path: str | None = None, csv_path: str |
         atomic_write(csv_path, lambda tmp: open(tmp, "w").write(buffer.getvalue()))
 
 
+def _err(row: dict) -> str:
+    """A median error for the table; "n/a" where the form is not defined for the spec."""
+    return f"{row['rel_l2_median']:.4f}" if np.isfinite(row["rel_l2_median"]) else "n/a"
+
+
 def sweep_table(rows: list[dict]) -> str:
     """One line per grid point: medians of relative L2 error (and correlation) per closed form."""
     header = ("nu", "d", "T", "K", "scale", "removal", "limit", "eq19 err/corr (exact)", "eq19_mg err",
@@ -197,7 +202,7 @@ def sweep_table(rows: list[dict]) -> str:
         lines.append((f"{p[0]:g}", str(p[1]), str(p[2]), str(p[3]), f"{p[4]:g}", p[5],
                       e19["limit_method"].split("(")[0],
                       f"{e19['rel_l2_median']:.3f} / {e19['corr_median']:.3f}", f"{mg['rel_l2_median']:.3f}",
-                      f"{imp['rel_l2_median']:.4f}", f"{shell['rel_l2_median']:.4f}", f"{gain:.1f}x",
+                      _err(imp), _err(shell), f"{gain:.1f}x" if np.isfinite(gain) else "n/a",
                       f"{lime['rel_l2_median']:.3f} / {lime['corr_median']:.3f}"))
     widths = [max(len(line[j]) for line in lines) for j in range(len(header))]
     text = ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines]
