@@ -10,7 +10,7 @@ import sympy as sp
 from attnverify.numerics import lime_eq19, lime_shell, lime_structured
 from attnverify.numerics.draws import draw_params
 from attnverify.numerics.lime_document import random_document
-from attnverify.numerics.lime_limit import beta_limit
+from attnverify.numerics.lime_limit import beta_limit, enumerated_gamma, limit_from_gamma, masks_from_index
 from attnverify.numerics.lime_sampling import sample_masks
 from attnverify.theory import lime as lime_theory
 from attnverify.theory.lime_shell import derive_shell
@@ -44,17 +44,50 @@ def test_shell_moments_equal_counting_subsets(d):
 
 # -- exact cases -----------------------------------------------------------------------------------
 def _linear(c0, c):
-    def value_and_grad(q, s):
-        return jax.value_and_grad(lambda z: c0 + z @ c)(jnp.full(c.shape, q, c.dtype))
+    def value_and_grad(point, s_rest):
+        return jax.value_and_grad(lambda z: c0 + z @ c)(point)
 
     return value_and_grad
 
 
 @pytest.mark.parametrize("nu", [0.1, 0.25, float("inf")])
-def test_a_model_linear_in_z_is_recovered_exactly(nu):
+@pytest.mark.parametrize("exact", [(), (4,), (0, 5, 2)])
+def test_a_model_linear_in_z_is_recovered_exactly(nu, exact):
+    """Exact for every set of features held exactly (their states enumerated, the rest expanded)."""
     c = jax.random.normal(jax.random.PRNGKey(1), (7,), jnp.float64)
-    beta = lime_shell.shell_limit(_linear(0.3, c), 7, nu, jnp.float64)
+    beta = lime_shell.shell_limit(_linear(0.3, c), 7, nu, jnp.float64, jnp.asarray(exact, jnp.int32))
     np.testing.assert_allclose(beta, c, rtol=0, atol=1e-11)
+
+
+def test_strata_probabilities_equal_counting_subsets():
+    d, m = 6, 2
+    log_stratum = lime_shell._compiled()["log_stratum"]
+    for k in range(d + 1):
+        subsets = list(itertools.combinations(range(d), k))
+        for state in itertools.product((0, 1), repeat=m):
+            count = sum(all((i in c) == bool(x) for i, x in enumerate(state)) for c in subsets)
+            a = sum(state)
+            if 0 <= k - a <= d - m:
+                p = np.exp(log_stratum(jnp.asarray([float(a)]), float(m), float(d - k), float(d)))[0]
+                assert abs(p - count / len(subsets)) < 1e-12
+
+
+def test_a_model_with_one_interaction_needs_the_word_held_exactly():
+    """f = z_0 z_1 is not linear: the plain shell form misses LIME's limit, holding z_0 exactly
+    makes every stratum linear in the rest, so the result is exact (checked by enumeration)."""
+    d, nu = 6, 0.25
+    z = masks_from_index(jnp.arange(2**d), d, jnp.float64)
+    gamma, _ = enumerated_gamma(lambda z: z[:, 0] * z[:, 1], d, nu)
+    exact_limit = limit_from_gamma(gamma, d, nu)[1:]
+
+    def value_and_grad(point, s_rest):
+        return jax.value_and_grad(lambda z: z[0] * z[1])(point)
+
+    plain = lime_shell.shell_limit(value_and_grad, d, nu, jnp.float64)
+    held = lime_shell.shell_limit(value_and_grad, d, nu, jnp.float64, jnp.asarray([0], jnp.int32))
+    assert z.shape == (2**d, d)
+    np.testing.assert_allclose(held, exact_limit, rtol=0, atol=1e-12)
+    assert np.max(np.abs(plain - exact_limit)) > 1e-3
 
 
 def test_a_wrong_covariance_is_caught(monkeypatch):
@@ -70,7 +103,7 @@ def test_a_wrong_covariance_is_caught(monkeypatch):
     monkeypatch.setattr(lime_shell, "_compiled", lambda: compiled)
     c = jax.random.normal(jax.random.PRNGKey(1), (7,), jnp.float64)
     beta = lime_shell.shell_limit(_linear(0.3, c), 7, 0.25, jnp.float64)
-    assert np.max(np.abs(beta - c)) > 1e-3
+    assert np.max(np.abs(beta - c)) > 1e-3  # (no feature held: every feature goes through c_other)
 
 
 def test_deletion_extension_is_the_deletion_model_on_binary_masks():

@@ -15,6 +15,11 @@ derives here from counting subsets (`theory.lime.kept_probability`):
 
     E[f | s] ~ f_s,   E[z_j f | s] ~ q f_s + c_same g_sj + c_other (G_s - g_sj),  G_s = sum_l g_sl.
 
+Strata: m chosen features (the words that dominate attention) can be held exactly. A shell
+then splits into the 2^m states of those features (probability `stratum`, by counting), the
+other d - m features form a uniform subset, and the expansion is over them only, with the same
+moments at (d - m, k - a). m = 0 is the plain shell form.
+
 Unlike a single expansion at the overall mean mask (`theory.eq19.derive_improved`), the
 expansion point follows the number of removed words, which is what moves the kept words'
 positions under deletion. The same moments give the within-shell variance of any linear
@@ -29,6 +34,8 @@ from dataclasses import dataclass
 import sympy as sp
 from attnverify.theory import lime
 
+#: Strata of a shell: m features held exactly, a of them kept (the rest: a uniform subset).
+m_exact, a_kept = sp.symbols("m a", integer=True, nonnegative=True)
 #: Per-shell symbols: f_s, g_sj, G_s = sum_l g_sl, and the sums of a linear statistic.
 f_s, g_j, G = sp.symbols("f_s g_j G", real=True)
 sum_c, sum_c2 = sp.symbols("C Q", real=True)  # C = sum_l c_l, Q = sum_l c_l^2
@@ -44,6 +51,7 @@ class ShellDerivation:
     gamma_j: sp.Expr  # E[z_j f | s] under the first-order expansion
     variance: sp.Expr  # Var(sum_l c_l z_l | s)
     weight: sp.Expr  # P(s) pi(s): the shell's share of Gamma (= alpha_0's summand)
+    stratum: sp.Expr  # P(the m exact features are in one given state with a kept | s)
     checks: dict[str, bool]
 
 
@@ -65,10 +73,17 @@ def derive_shell() -> ShellDerivation:
     gamma_0 = f_s + centred * G
     gamma_j = sp.collect(sp.expand(mean * f_s + c_same * g_j + c_other * (G - g_j)), [f_s, g_j, G], sp.factor)
     variance = sp.factor(c_same * sum_c2 + c_other * (sum_c**2 - sum_c2))
+    # Strata: given s (k = d - s kept), one state of m chosen features with a of them kept
+    # leaves a uniform (k - a)-subset of the other d - m: count those subsets.
+    k = d - lime.s
+    stratum = sp.binomial(d - m_exact, k - a_kept) / sp.binomial(d, k)
+    states_sum = [sum(sp.binomial(m, a) * stratum.subs({d: 7, m_exact: m, a_kept: a, lime.s: s_})
+                      for a in range(m + 1)) for m in range(3) for s_ in range(1, 8)]
     checks = {
+        "strata of a shell sum to 1 (d = 7, m <= 2)": all(sp.simplify(x - 1) == 0 for x in states_sum),
         "mean is k/d": centred == 0,
         "pair is k(k-1)/(d(d-1))": sp.simplify(pair - q * (q * d - 1) / (d - 1)) == 0,
         "c_other = -c_same/(d-1)": sp.simplify(c_other + c_same / (d - 1)) == 0,
     }
     return ShellDerivation(mean, pair, c_same, c_other, sp.simplify(gamma_0), gamma_j, variance,
-                           lime.alpha_summand(0), checks)
+                           lime.alpha_summand(0), stratum, checks)

@@ -197,10 +197,11 @@ def _shell_linear(spec: ModelSpec):
         c = lime_eq19.statement(arrays, d)
         c0 = jnp.sum(arrays["b"]) + 0.5
 
-        def value_and_grad(q, s):
-            return jax.value_and_grad(lambda z: c0 + z @ c)(jnp.full((d,), q, c.dtype))
+        def value_and_grad(point, s_rest):
+            return jax.value_and_grad(lambda z: c0 + z @ c)(point)
 
-        return lime_shell.shell_limit(value_and_grad, d, NU, c.dtype), c
+        held = jnp.asarray([0, d - 1], jnp.int32)  # two features held exactly, as the shell form does
+        return lime_shell.shell_limit(value_and_grad, d, NU, c.dtype, held), c
 
     return compare
 
