@@ -149,6 +149,9 @@ def shell_lines() -> list[str]:
         "  beta = Sigma^-1 Gamma (MG, exact); deletion: f is the deletion model with real-valued positions,",
         f"  each read through a Gaussian of variance Var(sum_l c_l z_l | s) = {in_k(r.variance)} (+ 0.5^2)",
         "  (C = sum_l c_l, Q = sum_l c_l^2, c_l = occurrences of word l up to the position)",
+        "strata: the m words that dominate attention are held exactly; each shell splits into their 2^m states,",
+        f"  P(state with a of them kept | s) = {in_k(r.stratum)}  (counted subsets),",
+        "  and the expansion runs over the other d - m words with the moments above at (d - m, k - a)",
         "checks: " + ", ".join(f"{k}: {'yes' if ok else 'NO'}" for k, ok in r.checks.items()),
     ]
 
@@ -168,5 +171,6 @@ def eq19_json(spec: ModelSpec) -> dict:
         "improved": None if improved.derived is None else str(improved.derived),
         "shell": {"weight": str(shell.weight), "mean": str(shell.mean), "pair": str(shell.pair),
                   "gamma_0": str(shell.gamma_0), "gamma_j": str(shell.gamma_j), "variance": str(shell.variance),
+                  "stratum": str(shell.stratum),
                   "checks": shell.checks},
     }
