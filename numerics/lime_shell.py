@@ -11,8 +11,11 @@ of a continuous extension of the model that equals it on binary masks:
   within-shell variance of P_t (SymPy-derived, `derive_shell().variance`); the UNK tail
   starts after P_T. With widths -> 0 it is the deletion model itself (tests: 1e-12).
 
-The SymPy-derived shell terms then give Gamma, and MG's Sigma^{-1} gives beta: d + 1
-model evaluations with their gradients per document, no sampling.
+Strata: the EXACT_WORDS words that dominate attention (`dominant_features`) are held at each of
+their 2^m states in every shell, with SymPy-counted probabilities, and the expansion runs over
+the other words only (`theory.lime_shell`). The SymPy-derived shell terms then give Gamma, and
+MG's Sigma^{-1} gives beta: d 2^m model evaluations with their gradients per document, no
+sampling.
 """
 
 from __future__ import annotations
