@@ -95,9 +95,9 @@ def shell_limit(value_and_grad: ValueAndGrad, d: int, nu: float, dtype,
     """beta (d,) from the first-order expansion of f in every shell s = 1..d, and in every state
     of the m features in `exact` (held exactly; default none).
 
-    value_and_grad(point, s_rest, d_rest) returns f and grad f at the stratum's expansion point
-    (exact features at their state, the others at their mean), with the shell's removed count
-    and size over the features that are not held exactly.
+    value_and_grad(point, s_rest) returns f and grad f at the stratum's expansion point (held
+    features at their state, the others at their mean), given the stratum's removed count among
+    the d - m features that are not held.
     """
     c = _compiled()
     exact = jnp.zeros((0,), jnp.int32) if exact is None else exact
