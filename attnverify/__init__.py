@@ -5,8 +5,25 @@ The importable layers are ``attnverify.theory`` (SymPy only), ``attnverify.numer
 (matplotlib). This top-level module stays light: it never imports JAX.
 """
 
+from pathlib import Path as _Path
+
 from attnverify.errors import InputError
 from attnverify.spec import PAPER, SMALL, ModelSpec
+
+
+def _see_checkout_layers() -> None:
+    # In the repository the layers sit beside this folder (theory/, numerics/, ...) and
+    # install as attnverify.theory etc. Run from the repository root, `import attnverify`
+    # finds this folder before any installed copy; the layers must then come from the
+    # same checkout, so the checkout's root joins the package path.
+    here = _Path(__file__).resolve().parent
+    root = here.parent
+    if not (here / "numerics").is_dir() and (root / "numerics" / "__init__.py").is_file() \
+            and (root / "pyproject.toml").is_file():
+        __path__.append(str(root))  # noqa: F821 (the package's own __path__)
+
+
+_see_checkout_layers()
 
 __version__ = "0.1.0"
 __all__ = ["InputError", "ModelSpec", "PAPER", "SMALL", "__version__"]

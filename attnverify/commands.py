@@ -122,7 +122,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     tokens, kept = encode(args.text, loaded.vocab, loaded.spec.max_len)
     result = {"tokens": kept, **explain(loaded.params, tokens, loaded.spec, len(kept))}
     if args.lime_samples is not None:
-        from attnverify.numerics.lime_report import lime_summary
+        from attnverify.numerics.lime.summary import lime_summary
 
         result.update(lime_summary(loaded.params, tokens, kept, loaded.spec, n_samples=args.lime_samples,
                                    runs=args.lime_runs, nu=args.nu, removal=args.removal, seed=args.seed,
@@ -150,7 +150,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 # -- train, figures, report ----------------------------------------------------------------
 def cmd_train(args: argparse.Namespace) -> int:
-    from attnverify.numerics.train import DEFAULT_SPEC, TrainConfig, metrics_path, train_and_save
+    from attnverify.numerics.training.train import DEFAULT_SPEC, TrainConfig, metrics_path, train_and_save
 
     config = TrainConfig(epochs=args.epochs, lr=args.lr, batch=args.batch, seed=args.seed)
     result = train_and_save(args.data, args.out, spec_from_args(args, DEFAULT_SPEC), config,
@@ -185,7 +185,7 @@ def cmd_figures(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     enable_x64()
     from attnverify.figures.catalog import check_names, draw_for_report
-    from attnverify.verification.report import ReportOptions, run_report
+    from attnverify.verification.report.build import ReportOptions, run_report
 
     check_names(args.figures)  # a misspelt figure fails before the claims run
     options = ReportOptions(
@@ -200,7 +200,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     enable_x64()
-    from attnverify.verification.bench_report import run_benchmarks
+    from attnverify.verification.bench.tables import run_benchmarks
 
     for path in filter(None, (args.json, args.figure)):  # fail before minutes of benchmarks, not after
         if not Path(path).parent.is_dir():

@@ -8,7 +8,7 @@ import jax
 
 jax.config.update("jax_enable_x64", True)
 
-from attnverify.verification.lime_bench import lime_benchmarks  # noqa: E402
+from attnverify.verification.bench.lime_vs_package import lime_benchmarks  # noqa: E402
 
 
 def main() -> int:

@@ -15,14 +15,14 @@ jax.config.update("jax_enable_x64", True)
 
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-from attnverify.numerics import adversarial as nadv  # noqa: E402
-from attnverify.numerics import identifiability as nid  # noqa: E402
-from attnverify.numerics import info as ninfo  # noqa: E402
-from attnverify.numerics import jw as njw  # noqa: E402
 from attnverify.numerics import model as nm  # noqa: E402
 from attnverify.numerics.draws import draw_document, draw_params  # noqa: E402
-from attnverify.numerics.kendall import kendall_tau_b  # noqa: E402
-from attnverify.numerics.synthetic_tasks import documents, trained_model  # noqa: E402
+from attnverify.numerics.related import adversarial as nadv  # noqa: E402
+from attnverify.numerics.related import fiber as nid  # noqa: E402
+from attnverify.numerics.related import jain_wallace as njw  # noqa: E402
+from attnverify.numerics.related import mutual_information as ninfo  # noqa: E402
+from attnverify.numerics.related.kendall import kendall_tau_b  # noqa: E402
+from attnverify.numerics.training.synthetic_tasks import documents, trained_model  # noqa: E402
 
 from attnverify.spec import SMALL  # noqa: E402
 

@@ -8,7 +8,7 @@ import jax
 
 jax.config.update("jax_enable_x64", True)
 
-from attnverify.verification.bench import derive_and_compile, sweep_throughput  # noqa: E402
+from attnverify.verification.bench.measures import derive_and_compile, sweep_throughput  # noqa: E402
 
 from attnverify.spec import PAPER, ModelSpec  # noqa: E402
 

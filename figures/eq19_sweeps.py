@@ -1,12 +1,12 @@
 """New figures: how good Eq. 19 is, and how fast LIME reaches its limit β^∞.
 
 * ``eq19_nu`` / ``eq19_d``: relative L2 error ‖approx − β^∞‖ / ‖β^∞‖ of Eq. 19, of the
-  improved closed form (`numerics.lime_eq19`) and of the shell form (`numerics.lime_shell`)
+  improved closed form (`numerics.lime.eq19_form`) and of the shell form (`numerics.lime.shell_form`)
   against LIME's exact large-sample limit β^∞
-  (`numerics.lime_limit.beta_limit`: enumeration of all 2^d masks, in-place UNK
+  (`numerics.lime.limit.beta_limit`: enumeration of all 2^d masks, in-place UNK
   replacement, ridge 0), over documents of d distinct words, against the kernel width ν and
   against d. Models: random draws at the paper's init (the claims' spec) and the trained model.
-* ``eq19_n``: root-mean-square error of LIME (`numerics.lime.lime_explain`, ridge 0, in-place
+* ``eq19_n``: root-mean-square error of LIME (`numerics.lime.engine.lime_explain`, ridge 0, in-place
   replacement) against β^∞ as the number of samples n grows, on log-log axes with the fitted
   slope (Monte-Carlo theory: −1/2).
 """
@@ -17,10 +17,10 @@ import jax
 import numpy as np
 from attnverify.figures.common import NEGATIVE, POSITIVE, FigureContext, plt, style
 from attnverify.numerics.draws import draw_params
-from attnverify.numerics.lime import lime_explain
-from attnverify.numerics.lime_eq19 import eq19_approximation, improved_approximation
-from attnverify.numerics.lime_limit import beta_limit
-from attnverify.numerics.lime_shell import shell_approximation
+from attnverify.numerics.lime.engine import lime_explain
+from attnverify.numerics.lime.eq19_form import eq19_approximation, improved_approximation
+from attnverify.numerics.lime.limit import beta_limit
+from attnverify.numerics.lime.shell_form import shell_approximation
 from attnverify.numerics.model import CLS, UNK
 from attnverify.numerics.tokenize import encode
 

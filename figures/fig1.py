@@ -1,6 +1,6 @@
 """Figure 1: seven explanations of one sentence, one highlighted strip each.
 
-α-avg and α-max (attention of the [CLS] row), LIME (`numerics.lime.lime_explain`, lime's
+α-avg and α-max (attention of the [CLS] row), LIME (`numerics.lime.engine.lime_explain`, lime's
 defaults: deletion, ν = 0.25, n = 5000, ridge 1, mean of several runs), and the gradient
 explanations G-avg, G-l1, G-l2 and G×I (`numerics.explanations`, `jax.grad` of the true
 model). Green: positive, red: negative; opacity ∝ |value| / max |value| within each strip.
@@ -13,7 +13,7 @@ import jax
 import numpy as np
 from attnverify.figures.common import NEGATIVE, POSITIVE, FigureContext, plt, style, write_csv
 from attnverify.numerics.explanations import explain
-from attnverify.numerics.lime import lime_explain
+from attnverify.numerics.lime.engine import lime_explain
 from attnverify.numerics.tokenize import encode
 
 NAME = "fig1"

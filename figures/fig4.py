@@ -1,6 +1,6 @@
 """Figure 4: LIME coefficients over independent runs (box plots, lime's defaults) for the ten
 words the first run ranks highest, against the Eq. 19 approximation (red ×) and the improved
-closed form (blue ◆) of `numerics.lime_eq19` (THEORY.md §6, §7).
+closed form (blue ◆) of `numerics.lime.eq19_form` (THEORY.md §6, §7).
 
 Eq. 19 assumes in-place UNK replacement and a wide kernel; LIME here deletes words (lime's
 ``bow=True``) with ν = 0.25, as in the authors' experiments, so the scales can differ.
@@ -11,8 +11,8 @@ from __future__ import annotations
 import jax
 import numpy as np
 from attnverify.figures.common import NEGATIVE, FigureContext, plt, style, write_csv
-from attnverify.numerics.lime import lime_explain
-from attnverify.numerics.lime_eq19 import eq19_approximation, improved_approximation
+from attnverify.numerics.lime.engine import lime_explain
+from attnverify.numerics.lime.eq19_form import eq19_approximation, improved_approximation
 from attnverify.numerics.tokenize import encode
 
 NAME = "fig4"

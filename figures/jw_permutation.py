@@ -15,10 +15,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from attnverify.figures.common import FigureContext, plt, style
-from attnverify.numerics import jw as njw
 from attnverify.numerics import model as nm
 from attnverify.numerics.draws import draw_document, draw_params
-from attnverify.numerics.synthetic_tasks import documents, trained_model
+from attnverify.numerics.related import jain_wallace as njw
+from attnverify.numerics.training.synthetic_tasks import documents, trained_model
 
 NAME = "jw_permutation"
 PERMUTATIONS = 100  # J&W's count
@@ -49,7 +49,7 @@ def compute(ctx: FigureContext) -> dict:
         task_doc = lambda d, t=task: documents(key(d, 2), 1, t, spec)[0]  # noqa: E731  (its own task's)
         panels[f"trained: {task} (accuracy {accuracy:.2f})"] = _study(lambda d, p=params: p, task_doc, spec, n, perms)
     if ctx.model is not None:
-        from attnverify.numerics.data import encode_texts, load_corpus
+        from attnverify.numerics.training.corpora import encode_texts, load_corpus
 
         loaded = ctx.model
         texts = load_corpus("tweets").test.texts[:n]

@@ -15,9 +15,9 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 from attnverify.figures.common import FigureContext, plt, style
-from attnverify.numerics import wiegreffe as wp
-from attnverify.numerics import wiegreffe_diagnostic as wd
 from attnverify.numerics.modelfile import atomic_write
+from attnverify.numerics.related import wiegreffe_pinter as wp
+from attnverify.numerics.related import wp_diagnostic as wd
 from attnverify.verification.claims import wp as cw
 
 NAME = "wp_tradeoff"

@@ -12,7 +12,7 @@ import functools
 import jax
 import jax.numpy as jnp
 from attnverify.numerics import model as nm
-from attnverify.numerics.saliency import integrated_gradients
+from attnverify.numerics.related.integrated_gradients import integrated_gradients
 
 from attnverify.spec import ModelSpec
 

@@ -7,8 +7,8 @@ from importlib import metadata
 
 import numpy as np
 import pytest
-from attnverify.numerics import data
 from attnverify.numerics.tokenize import CLS_TOKEN, UNK_TOKEN, encode, words
+from attnverify.numerics.training import corpora as data
 
 from attnverify.cli import main
 from attnverify.errors import InputError

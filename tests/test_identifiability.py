@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import scipy.optimize
 import sympy as sp
-from attnverify.numerics import identifiability as nid
-from attnverify.numerics import jw as njw
 from attnverify.numerics import model as nm
 from attnverify.numerics.draws import draw_document, draw_params
+from attnverify.numerics.related import fiber as nid
+from attnverify.numerics.related import jain_wallace as njw
 from attnverify.theory.related import identifiability as tid
 from attnverify.verification import claims as _claims  # noqa: F401
 from attnverify.verification.registry import REGISTRY

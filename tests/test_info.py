@@ -6,8 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import sympy as sp
-from attnverify.numerics import info as ninfo
-from attnverify.numerics import synthetic_tasks as tasks
+from attnverify.numerics.related import mutual_information as ninfo
+from attnverify.numerics.training import synthetic_tasks as tasks
 from attnverify.theory.related import info as tinfo
 from attnverify.verification import claims as _claims  # noqa: F401
 from attnverify.verification.registry import REGISTRY

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import scipy.stats
 import sympy as sp
-from attnverify.numerics import adversarial as nadv
-from attnverify.numerics import jw as njw
 from attnverify.numerics import model as nm
 from attnverify.numerics.draws import draw_document, draw_params
-from attnverify.numerics.kendall import inversion_cdf, kendall_tau_b, kendall_top_k
+from attnverify.numerics.related import adversarial as nadv
+from attnverify.numerics.related import jain_wallace as njw
+from attnverify.numerics.related.kendall import inversion_cdf, kendall_tau_b, kendall_top_k
 from attnverify.theory import symbols as S
 from attnverify.theory.calculus import prove_equal
 from attnverify.theory.model import SymbolicModel

@@ -4,12 +4,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from attnverify.numerics import lime_eval, lime_structured
 from attnverify.numerics.draws import draw_params
-from attnverify.numerics.lime import lime_explain
-from attnverify.numerics.lime_document import lime_document, perturb, random_document
-from attnverify.numerics.lime_ridge import weighted_ridge
-from attnverify.numerics.lime_sampling import cosine_distance, kernel_weights, sample_masks
+from attnverify.numerics.lime import evaluation as lime_eval
+from attnverify.numerics.lime import structured as lime_structured
+from attnverify.numerics.lime.document import lime_document, perturb, random_document
+from attnverify.numerics.lime.engine import lime_explain
+from attnverify.numerics.lime.ridge import weighted_ridge
+from attnverify.numerics.lime.sampling import cosine_distance, kernel_weights, sample_masks
 from sklearn.linear_model import Ridge
 
 from attnverify.errors import InputError

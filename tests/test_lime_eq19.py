@@ -5,10 +5,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import sympy as sp
-from attnverify.numerics import lime_eq19
 from attnverify.numerics.draws import draw_params
-from attnverify.numerics.lime_document import lime_document, random_document
-from attnverify.numerics.lime_limit import beta_limit
+from attnverify.numerics.lime import eq19_form as lime_eq19
+from attnverify.numerics.lime.document import lime_document, random_document
+from attnverify.numerics.lime.limit import beta_limit
 from attnverify.theory import eq19 as theory
 from attnverify.theory.calculus import prove_equal
 

@@ -6,13 +6,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from attnverify.numerics import lime_eval, lime_structured
 from attnverify.numerics.draws import draw_params
-from attnverify.numerics.lime import lime_explain
-from attnverify.numerics.lime_document import lime_document, perturb, random_document
-from attnverify.numerics.lime_limit import beta_limit, enumerated_gamma, limit_from_gamma, masks_from_index
-from attnverify.numerics.lime_ridge import weighted_ridge
-from attnverify.numerics.lime_sampling import kernel_weights, sample_masks, subset_probability
+from attnverify.numerics.lime import evaluation as lime_eval
+from attnverify.numerics.lime import structured as lime_structured
+from attnverify.numerics.lime.document import lime_document, perturb, random_document
+from attnverify.numerics.lime.engine import lime_explain
+from attnverify.numerics.lime.limit import beta_limit, enumerated_gamma, limit_from_gamma, masks_from_index
+from attnverify.numerics.lime.ridge import weighted_ridge
+from attnverify.numerics.lime.sampling import kernel_weights, sample_masks, subset_probability
 
 from attnverify.errors import InputError
 from attnverify.spec import ModelSpec

@@ -9,12 +9,12 @@
 import jax
 import numpy as np
 import pytest
-from attnverify.numerics import lime_eval
 from attnverify.numerics.draws import draw_params
-from attnverify.numerics.lime import lime_explain
-from attnverify.numerics.lime_document import lime_document
-from attnverify.numerics.lime_ridge import weighted_ridge
-from attnverify.numerics.lime_sampling import kernel_weights
+from attnverify.numerics.lime import evaluation as lime_eval
+from attnverify.numerics.lime.document import lime_document
+from attnverify.numerics.lime.engine import lime_explain
+from attnverify.numerics.lime.ridge import weighted_ridge
+from attnverify.numerics.lime.sampling import kernel_weights
 from attnverify.numerics.tokenize import builtin_vocab
 from attnverify.numerics.tokenize import words as split_words
 

@@ -7,12 +7,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import sympy as sp
-from attnverify.numerics import lime_eq19, lime_shell, lime_structured
 from attnverify.numerics.draws import draw_params
-from attnverify.numerics.lime_document import random_document
-from attnverify.numerics.lime_limit import beta_limit, enumerated_gamma, limit_from_gamma
-from attnverify.numerics.lime_sampling import sample_masks
-from attnverify.theory import lime as lime_theory
+from attnverify.numerics.lime import eq19_form as lime_eq19
+from attnverify.numerics.lime import shell_form as lime_shell
+from attnverify.numerics.lime import structured as lime_structured
+from attnverify.numerics.lime.document import random_document
+from attnverify.numerics.lime.limit import beta_limit, enumerated_gamma, limit_from_gamma
+from attnverify.numerics.lime.sampling import sample_masks
+from attnverify.theory import mardaoui_garreau as lime_theory
 from attnverify.theory.lime_shell import derive_shell
 
 from attnverify.errors import InputError

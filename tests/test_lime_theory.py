@@ -4,8 +4,8 @@ import jax
 import numpy as np
 import pytest
 import sympy as sp
-from attnverify.numerics.lime_constants import mg_constants
-from attnverify.theory import lime as mg
+from attnverify.numerics.lime.constants import mg_constants
+from attnverify.theory import mardaoui_garreau as mg
 
 from attnverify.errors import InputError
 

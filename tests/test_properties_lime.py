@@ -18,9 +18,9 @@ import jax
 import numpy as np
 import pytest
 from attnverify.numerics.draws import draw_params
-from attnverify.numerics.lime import lime_explain
-from attnverify.numerics.lime_document import REMOVALS, random_document
-from attnverify.numerics.lime_limit import MC_BATCHES, beta_limit
+from attnverify.numerics.lime.document import REMOVALS, random_document
+from attnverify.numerics.lime.engine import lime_explain
+from attnverify.numerics.lime.limit import MC_BATCHES, beta_limit
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 from scipy import stats

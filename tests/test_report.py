@@ -10,10 +10,10 @@ import jax
 import pytest
 from attnverify.figures.catalog import draw_for_report
 from attnverify.numerics import modelfile
-from attnverify.numerics import train as tr
 from attnverify.numerics.draws import draw_params
-from attnverify.verification import report
+from attnverify.numerics.training import train as tr
 from attnverify.verification.registry import REGISTRY
+from attnverify.verification.report import build as report
 from attnverify.verification.sweep import ClaimResult
 
 from attnverify.cli import main

@@ -6,9 +6,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from attnverify.numerics import model as nm
-from attnverify.numerics import saliency as ns
 from attnverify.numerics.draws import draw_document, draw_params
 from attnverify.numerics.explanations import explain
+from attnverify.numerics.related import integrated_gradients as ns
 from attnverify.verification import claims as _claims  # noqa: F401
 from attnverify.verification.registry import REGISTRY
 from attnverify.verification.sweep import run_claim

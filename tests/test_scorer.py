@@ -10,14 +10,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from attnverify.numerics import lime_eval, lime_ratio, lime_structured, modelfile
 from attnverify.numerics import model as nm
+from attnverify.numerics import modelfile
 from attnverify.numerics.draws import INIT_BOUND, draw_document, draw_params
-from attnverify.numerics.lime_document import random_document
-from attnverify.numerics.lime_sampling import sample_masks
+from attnverify.numerics.lime import evaluation as lime_eval
+from attnverify.numerics.lime import ratio_form as lime_ratio
+from attnverify.numerics.lime import structured as lime_structured
+from attnverify.numerics.lime.document import random_document
+from attnverify.numerics.lime.sampling import sample_masks
 from attnverify.numerics.quantities import theorem1_quantities
-from attnverify.numerics.synthetic_tasks import trained_model
 from attnverify.numerics.tokenize import builtin_vocab
+from attnverify.numerics.training.synthetic_tasks import trained_model
 from attnverify.verification import claims as _claims  # noqa: F401  (fills the registry)
 from attnverify.verification.claims import scorer as check32
 from attnverify.verification.registry import PAPER_HYPOTHESES, REGISTRY

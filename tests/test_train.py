@@ -9,8 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from attnverify.numerics import modelfile
-from attnverify.numerics import train as tr
-from attnverify.numerics.data import synthetic_corpus
+from attnverify.numerics.training import train as tr
+from attnverify.numerics.training.corpora import synthetic_corpus
 
 from attnverify.cli import main
 from attnverify.errors import InputError
@@ -79,7 +79,7 @@ def test_adamw_weight_decay_is_pytorchs_default():
 
 def test_cross_entropy_matches_a_direct_computation(trained):
     corpus = synthetic_corpus(40, seed=5)
-    from attnverify.numerics.data import encode_texts
+    from attnverify.numerics.training.corpora import encode_texts
 
     tokens = encode_texts(corpus.train.texts, trained.vocab, SPEC.max_len)
     labels = corpus.train.labels

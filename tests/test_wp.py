@@ -9,12 +9,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.stats
-from attnverify.numerics import jw as njw
 from attnverify.numerics import model as nm
-from attnverify.numerics import wiegreffe as wp
-from attnverify.numerics import wiegreffe_diagnostic as wd
 from attnverify.numerics.draws import draw_params
-from attnverify.numerics.synthetic_tasks import documents, labels
+from attnverify.numerics.related import jain_wallace as njw
+from attnverify.numerics.related import wiegreffe_pinter as wp
+from attnverify.numerics.related import wp_diagnostic as wd
+from attnverify.numerics.training.synthetic_tasks import documents, labels
 from attnverify.verification import claims as _claims  # noqa: F401
 from attnverify.verification.claims import wp as cw
 from attnverify.verification.registry import REGISTRY, Claim

@@ -4,7 +4,7 @@
 
     beta_j ~ 3/(2K) sum_i sum_{t in P_j} (alpha_t^(i) s_t^(i) - alpha~_t^(i) s~_t^(i)).
 
-`derive_eq19(spec)` reaches it from LIME's exact large-sample limit (`theory.lime`) by a
+`derive_eq19(spec)` reaches it from LIME's exact large-sample limit (`theory.mardaoui_garreau`) by a
 chain of steps, each a SymPy operation with its assumption named (`Step`):
 
 1. *ratio form* — in-place UNK replacement and a constant query make each head
@@ -35,7 +35,7 @@ import functools
 from dataclasses import dataclass, field
 
 import sympy as sp
-from attnverify.theory import lime as mg
+from attnverify.theory import mardaoui_garreau as mg
 from attnverify.theory import symbols as S
 from attnverify.theory.calculus import normal_form, prove_equal
 
@@ -46,7 +46,7 @@ j = sp.Symbol("j", integer=True, nonnegative=True)
 k = sp.Symbol("k", integer=True, nonnegative=True)
 D = mg.d  # number of features
 
-# Per-head, per-position quantities (arrays bound by `numerics.lime_eq19`):
+# Per-head, per-position quantities (arrays bound by `numerics.lime.eq19_form`):
 P = sp.IndexedBase("P")  # [j, t]: 1 if word position t holds feature j
 z = sp.IndexedBase("z")  # [j]: the mask
 alpha = sp.IndexedBase("alpha")  # [i, t]: attention in the original document
@@ -58,7 +58,7 @@ w_t = sp.IndexedBase("w~")  # [i, t]: the same in the all-UNK document
 b = sp.IndexedBase("b")  # [i]: head bias b_l (0 without biases)
 zbar = sp.IndexedBase("zbar")  # [0]: the kernel-weighted mean mask entry alpha_1 / alpha_0
 
-#: Axis sizes of each array above (for the compiler in `numerics.lime_eq19`).
+#: Axis sizes of each array above (for the compiler in `numerics.lime.eq19_form`).
 AXES = {
     "P": (D, S.T), "z": (D,), "alpha": (S.K, S.T), "alpha~": (S.K, S.T), "s": (S.K, S.T),
     "s~": (S.K, S.T), "w": (S.K, S.T), "w~": (S.K, S.T), "b": (S.K,), "zbar": (1,),

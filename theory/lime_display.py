@@ -1,7 +1,7 @@
 """Readable output of the LIME derivations (`derive lime`, `derive eq19`): text and JSON.
 
 Numbers are evaluated by SymPy itself (exact sums at the given d, then `evalf`), so they
-are an independent check of the JAX-compiled constants in `numerics.lime_constants`.
+are an independent check of the JAX-compiled constants in `numerics.lime.constants`.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import math
 
 import sympy as sp
 from attnverify.theory import eq19 as eq19_theory
-from attnverify.theory import lime as mg
 from attnverify.theory import lime_shell
+from attnverify.theory import mardaoui_garreau as mg
 from attnverify.theory.display import readable
 
 from attnverify.errors import InputError

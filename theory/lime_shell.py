@@ -11,7 +11,7 @@ expansion at the shell's mean mask q 1 (q = k/d),
     f(z) ~ f_s + sum_l g_sl (z_l - q),   f_s = f(q 1),  g_s = grad f(q 1),
 
 so the conditional moments needed are the first two of the uniform k-subset, which SymPy
-derives here from counting subsets (`theory.lime.kept_probability`):
+derives here from counting subsets (`theory.mardaoui_garreau.kept_probability`):
 
     E[f | s] ~ f_s,   E[z_j f | s] ~ q f_s + c_same g_sj + c_other (G_s - g_sj),  G_s = sum_l g_sl.
 
@@ -32,7 +32,7 @@ import functools
 from dataclasses import dataclass
 
 import sympy as sp
-from attnverify.theory import lime
+from attnverify.theory import mardaoui_garreau as lime
 
 #: Strata of a shell: m features held exactly, a of them kept (the rest: a uniform subset).
 m_exact, a_kept = sp.symbols("m a", integer=True, nonnegative=True)

@@ -28,12 +28,14 @@ from dataclasses import asdict, dataclass
 import jax
 import jax.numpy as jnp
 import numpy as np
-from attnverify.numerics import lime_eq19, lime_eval, lime_shell
 from attnverify.numerics.draws import draw_params
-from attnverify.numerics.lime_document import random_document
-from attnverify.numerics.lime_limit import exact_gamma, limit_from_gamma, monte_carlo_normal_equations
-from attnverify.numerics.lime_ridge import weighted_ridge
-from attnverify.numerics.lime_sampling import kernel_weights, sample_masks
+from attnverify.numerics.lime import eq19_form as lime_eq19
+from attnverify.numerics.lime import evaluation as lime_eval
+from attnverify.numerics.lime import shell_form as lime_shell
+from attnverify.numerics.lime.document import random_document
+from attnverify.numerics.lime.limit import exact_gamma, limit_from_gamma, monte_carlo_normal_equations
+from attnverify.numerics.lime.ridge import weighted_ridge
+from attnverify.numerics.lime.sampling import kernel_weights, sample_masks
 from attnverify.numerics.modelfile import atomic_write
 from attnverify.theory import eq19 as theory
 from tqdm.auto import tqdm

@@ -14,13 +14,13 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-from attnverify.numerics import adversarial as nadv
-from attnverify.numerics import identifiability as nid
-from attnverify.numerics import info as ninfo
-from attnverify.numerics import jw as njw
 from attnverify.numerics import model as nm
-from attnverify.numerics.kendall import kendall_tau_b
 from attnverify.numerics.modelfile import ModelFile
+from attnverify.numerics.related import adversarial as nadv
+from attnverify.numerics.related import fiber as nid
+from attnverify.numerics.related import jain_wallace as njw
+from attnverify.numerics.related import mutual_information as ninfo
+from attnverify.numerics.related.kendall import kendall_tau_b
 from attnverify.numerics.tokenize import encode
 from attnverify.theory.related import identifiability as tid
 

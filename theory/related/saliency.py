@@ -9,7 +9,7 @@ s_t. THEORY.md §8.6 then writes IG_t as a one-dimensional integral over lambda 
                                    + (gamma_t^(i) - gamma^b(i)_t) (s_t^(i)(lambda) - f_i(lambda))].
 
 `ig_integrand_statement` is that integrand, typed once (the statement being checked; the
-integral over lambda is taken by quadrature in `numerics.saliency`). Its constants (1/K, the
+integral over lambda is taken by quadrature in `numerics.related.integrated_gradients`). Its constants (1/K, the
 constant query) are the paper's whatever the spec says. `ig_integrand_without_score_term` is a
 deliberately wrong variant for the negative controls.
 

@@ -12,10 +12,10 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
-from attnverify.numerics import identifiability as nid
-from attnverify.numerics import jw as njw
 from attnverify.numerics import model as nm
-from attnverify.numerics.synthetic_tasks import cast, seeded_documents, trained_model
+from attnverify.numerics.related import fiber as nid
+from attnverify.numerics.related import jain_wallace as njw
+from attnverify.numerics.training.synthetic_tasks import cast, seeded_documents, trained_model
 from attnverify.theory.related import identifiability as tid
 from attnverify.verification.empirical import difference, fraction_above, left, mean_exceeds_zero
 from attnverify.verification.registry import Claim, register

@@ -7,9 +7,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-from attnverify.numerics import jw as njw
 from attnverify.numerics import model as nm
-from attnverify.numerics.info import (
+from attnverify.numerics.related import jain_wallace as njw
+from attnverify.numerics.related.kendall import kendall_tau_b
+from attnverify.numerics.related.mutual_information import (
     TEMPERATURES,
     counts,
     enumerate_documents,
@@ -21,8 +22,7 @@ from attnverify.numerics.info import (
     plugin_mi,
     position_mi,
 )
-from attnverify.numerics.kendall import kendall_tau_b
-from attnverify.numerics.synthetic_tasks import cast, documents, seeded_document, trained_model
+from attnverify.numerics.training.synthetic_tasks import cast, documents, seeded_document, trained_model
 from attnverify.theory.related.info import prove_gumbel_max, prove_zero_temperature_limit
 from attnverify.verification.empirical import largest_violation, left, mean_exceeds_zero, z_within
 from attnverify.verification.registry import Claim, register

@@ -13,10 +13,10 @@ import functools
 import jax
 import jax.numpy as jnp
 import sympy as sp
-from attnverify.numerics import jw as njw
 from attnverify.numerics import model as nm
 from attnverify.numerics.compile import compile_expression
 from attnverify.numerics.quantities import symbol_arrays
+from attnverify.numerics.related import jain_wallace as njw
 from attnverify.theory import symbols as S
 from attnverify.theory.model import SymbolicModel
 from attnverify.theory.related import divergence, permutation

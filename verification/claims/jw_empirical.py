@@ -13,10 +13,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-from attnverify.numerics import jw as njw
 from attnverify.numerics import model as nm
-from attnverify.numerics.adversarial import exact_max_jsd, head_slab, jw_optimiser, selected_max_jsd
-from attnverify.numerics.synthetic_tasks import cast, seeded_documents, trained_model
+from attnverify.numerics.related import jain_wallace as njw
+from attnverify.numerics.related.adversarial import exact_max_jsd, head_slab, jw_optimiser, selected_max_jsd
+from attnverify.numerics.training.synthetic_tasks import cast, seeded_documents, trained_model
 from attnverify.verification.claims.jw import SOURCE, moment_arrays, moment_statement
 from attnverify.verification.empirical import difference, largest_violation, left, mean_exceeds_zero, z_within
 from attnverify.verification.registry import Claim, register

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from attnverify.numerics import lime_eval, lime_ratio, lime_structured
-from attnverify.numerics.lime_document import LimeDocument, perturb, random_document
-from attnverify.numerics.lime_limit import enumerated_gamma, exact_gamma, limit_from_gamma, masks_from_index
-from attnverify.numerics.lime_ridge import weighted_ridge
-from attnverify.numerics.lime_sampling import kernel_weights, sample_masks, subset_probability
+from attnverify.numerics.lime import evaluation as lime_eval
+from attnverify.numerics.lime import ratio_form as lime_ratio
+from attnverify.numerics.lime import structured as lime_structured
+from attnverify.numerics.lime.document import LimeDocument, perturb, random_document
+from attnverify.numerics.lime.limit import enumerated_gamma, exact_gamma, limit_from_gamma, masks_from_index
+from attnverify.numerics.lime.ridge import weighted_ridge
+from attnverify.numerics.lime.sampling import kernel_weights, sample_masks, subset_probability
 from attnverify.verification.registry import Claim, register
 
 from attnverify.spec import ModelSpec

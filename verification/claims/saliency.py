@@ -13,8 +13,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 from attnverify.numerics import model as nm
-from attnverify.numerics import saliency as ns
-from attnverify.numerics.synthetic_tasks import cast, seeded_document, trained_model
+from attnverify.numerics.related import integrated_gradients as ns
+from attnverify.numerics.training.synthetic_tasks import cast, seeded_document, trained_model
 from attnverify.verification.empirical import difference, mean_exceeds_zero
 from attnverify.verification.registry import PAPER_HYPOTHESES, Claim, register
 

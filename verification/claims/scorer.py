@@ -5,7 +5,7 @@ For each scorer (`ModelSpec.scorer`: dot, additive, deep) the §1 model is train
 planted synthetic task with the same seeds, steps and initial paper-model arrays
 (`synthetic_tasks.trained_model`; the scorer's own v, U are extra draws). The MI of each
 position with the model's prediction is the Miller-Madow plug-in on MI_DOCUMENTS task
-documents (`numerics.info.position_mi`), as in check 30. Per sweep draw (one task document
+documents (`numerics.related.mutual_information.position_mi`), as in check 30. Per sweep draw (one task document
 seeded by the draw) the statistic is
 
     mean over the training seeds of  tau_b(alpha-avg_scorer, MI_scorer) - tau_b(alpha-avg_dot, MI_dot),
@@ -24,9 +24,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from attnverify.numerics import model as nm
-from attnverify.numerics.info import position_mi
-from attnverify.numerics.kendall import kendall_tau_b
-from attnverify.numerics.synthetic_tasks import cast, documents, seeded_document, trained_model
+from attnverify.numerics.related.kendall import kendall_tau_b
+from attnverify.numerics.related.mutual_information import position_mi
+from attnverify.numerics.training.synthetic_tasks import cast, documents, seeded_document, trained_model
 from attnverify.verification.empirical import Z, left
 from attnverify.verification.registry import Claim, register
 

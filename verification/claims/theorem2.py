@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from attnverify.numerics import lime_eq19, lime_shell, lime_structured
-from attnverify.numerics.lime_sampling import sample_masks
+from attnverify.numerics.lime import eq19_form as lime_eq19
+from attnverify.numerics.lime import shell_form as lime_shell
+from attnverify.numerics.lime import structured as lime_structured
+from attnverify.numerics.lime.sampling import sample_masks
 from attnverify.theory import eq19 as theory
 from attnverify.theory.lime_shell import derive_shell
 from attnverify.verification.claims.lime import EXACT, EXACT_REASON, NU, document_of, exact_limit, mask_key, sizes
@@ -174,7 +176,7 @@ register(Claim(
     statement="The SymPy-derived improved form equals jax.grad of the ratio-form extension at the mean mask",
     source="this project (theory.eq19.derive_improved)",
     lhs="sympy.diff of the ratio form, compiled",
-    rhs="jax.grad of the ratio form (numerics.lime_ratio)",
+    rhs="jax.grad of the ratio form (numerics.lime.ratio_form)",
     build=_improved_autodiff,
     tolerance={"float64": 1e-10, "float32": 1e-4},
     tolerance_reason="rounding of T-term sums; measured ~1e-16",
@@ -259,7 +261,7 @@ register(Claim(
     group="theorem2",
     statement="The deletion extension (real-valued positions, Gaussian-read tables) equals the deletion "
     "model on binary masks as its widths go to 0",
-    source="this project (numerics.lime_shell)",
+    source="this project (numerics.lime.shell_form)",
     lhs="deletion_extension with widths 1e-3, on 32 LIME masks",
     rhs="lime_structured.delete_outputs (proved equal to the model by lime.structured_equals_model)",
     build=_shell_extension,

@@ -5,7 +5,7 @@
 * 24 model-consistent adversary: the (TVD, JSD) trade-off over lambda, and J&W's points against it;
 * 25 diagnostic: a token-wise MLP pooled by transferred / self-trained / uniform / adversarial attention.
 
-Every model is trained once per process on the single-head W&P spec (`numerics.wiegreffe`, cached;
+Every model is trained once per process on the single-head W&P spec (`numerics.related.wiegreffe_pinter`, cached;
 training is not a draw), and its per-document metrics are computed once per dtype on a fixed pool
 of ``POOL`` task documents (`pool`). A **draw** is a test set: ``DOCUMENTS_PER_DRAW`` documents
 sampled from the pool with the draw's key; the standard errors add the pool's own sampling error
@@ -22,9 +22,9 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
-from attnverify.numerics import wiegreffe as wp
-from attnverify.numerics import wiegreffe_diagnostic as wd
-from attnverify.numerics.synthetic_tasks import TASKS, cast, documents, labels
+from attnverify.numerics.related import wiegreffe_pinter as wp
+from attnverify.numerics.related import wp_diagnostic as wd
+from attnverify.numerics.training.synthetic_tasks import TASKS, cast, documents, labels
 from attnverify.verification.empirical import Z
 from attnverify.verification.registry import Claim, register
 
@@ -49,7 +49,7 @@ SE_REASON = (f"mean over draws (test sets of {DOCUMENTS_PER_DRAW} documents) +- 
              "(Monte-Carlo; one-sided false alarm 0.13 %); float32 only rounds the metrics")
 
 
-# -- the trained models (cached in numerics.wiegreffe) ----------------------------------------------
+# -- the trained models (cached in numerics.related.wiegreffe_pinter) ----------------------------------------------
 def runs() -> tuple[tuple[str, str, int], ...]:
     """Every §1-architecture W&P model, trained in one program: learned and uniform attention for
     each task and baseline seed, then the extra calibration seeds."""

@@ -18,12 +18,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import sympy as sp
-from attnverify.numerics import lime_ratio
 from attnverify.numerics import model as nm
 from attnverify.numerics.compile import Evaluator
-from attnverify.numerics.lime_constants import mean_mask, mg_constants
-from attnverify.numerics.lime_document import LimeDocument, all_removed, lime_document
-from attnverify.numerics.lime_structured import aggregate, link
+from attnverify.numerics.lime import ratio_form as lime_ratio
+from attnverify.numerics.lime.constants import mean_mask, mg_constants
+from attnverify.numerics.lime.document import LimeDocument, all_removed, lime_document
+from attnverify.numerics.lime.structured import aggregate, link
 from attnverify.theory import eq19 as theory
 from attnverify.theory import symbols as S
 from jaxtyping import Array, Float

@@ -3,7 +3,7 @@
 
 * **Uniform baseline (22).** The §1 model trained with its own (learned) attention, and the same
   architecture trained with the attention frozen at uniform, alpha_t = 1/T over all T positions.
-  Both forwards go through `numerics.jw.logits_from` (the output for a given attention), so the
+  Both forwards go through `numerics.related.jain_wallace.logits_from` (the output for a given attention), so the
   two arms differ in the attention only.
 * **Seed calibration (23).** Models of several training seeds: the JSD between their attention
   and the base model's (seed 0) calibrates what a "large" JSD is.
@@ -13,7 +13,7 @@
 
 W&P and J&W study one attention distribution per instance, so these checks use the §1 model with
 K = 1 head (`wp_spec`); with several heads the seed JSD would depend on an arbitrary matching of
-exchangeable heads. Every trainer uses the recipe of `numerics.synthetic_tasks.trained_model` (the
+exchangeable heads. Every trainer uses the recipe of `numerics.training.synthetic_tasks.trained_model` (the
 paper's init, Adam at lr 0.01, 300 steps of 64 fresh task documents); the document stream is
 made outside the compiled loop (`training_documents`), so one compiled program trains every task,
 arm and seed at once (vmapped), and the results are `functools.lru_cache`d: claims that share a
@@ -28,10 +28,10 @@ import jax
 import jax.numpy as jnp
 import optax
 from attnverify.numerics import model as nm
-from attnverify.numerics.adversarial import exact_max_jsd, head_slab
 from attnverify.numerics.draws import draw_params
-from attnverify.numerics.jw import jsd, logits_from
-from attnverify.numerics.synthetic_tasks import check_task, documents, labels
+from attnverify.numerics.related.adversarial import exact_max_jsd, head_slab
+from attnverify.numerics.related.jain_wallace import jsd, logits_from
+from attnverify.numerics.training.synthetic_tasks import check_task, documents, labels
 from jaxtyping import Array, Float, Int
 
 from attnverify.errors import InputError

@@ -1,7 +1,7 @@
 """The verification report, the project's main job: model, claims, figures, one page.
 
 `run_report` (1) loads the model (``--model``, else ``DIR/model.npz`` from an earlier run,
-else trains one on the built-in tweet corpus with `numerics.train.DEFAULT_SPEC`), (2) runs
+else trains one on the built-in tweet corpus with `numerics.training.train.DEFAULT_SPEC`), (2) runs
 every registered claim (or the chosen ones) with `verification.sweep.run_claim` in float64
 and float32, (3) draws the figures through the `draw_figures` callable it is given (the
 figures layer sits above this one, so the caller passes it in), and (4) writes
@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from attnverify.numerics import modelfile
-from attnverify.numerics.train import DEFAULT_SPEC, TrainConfig, metrics_path, train_and_save
+from attnverify.numerics.training.train import DEFAULT_SPEC, TrainConfig, metrics_path, train_and_save
 from attnverify.verification import claims as _claims  # noqa: F401  (fills the registry)
 from attnverify.verification.registry import REGISTRY, select
-from attnverify.verification.report_format import ReportContent, environment, html_page, markdown
+from attnverify.verification.report.render import ReportContent, environment, html_page, markdown
 from attnverify.verification.sweep import ClaimResult, run_claim
 
 from attnverify.errors import InputError

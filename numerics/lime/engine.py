@@ -22,11 +22,11 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from attnverify.numerics import lime_eval
-from attnverify.numerics.lime_constants import check_width
-from attnverify.numerics.lime_document import LimeDocument, check_removal, lime_document
-from attnverify.numerics.lime_ridge import RidgeFit, weighted_ridge
-from attnverify.numerics.lime_sampling import kernel_weights, sample_masks
+from attnverify.numerics.lime import evaluation as lime_eval
+from attnverify.numerics.lime.constants import check_width
+from attnverify.numerics.lime.document import LimeDocument, check_removal, lime_document
+from attnverify.numerics.lime.ridge import RidgeFit, weighted_ridge
+from attnverify.numerics.lime.sampling import kernel_weights, sample_masks
 from jaxtyping import PRNGKeyArray
 
 from attnverify.errors import InputError

@@ -19,9 +19,10 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-from attnverify.numerics import lime_ratio, lime_structured
 from attnverify.numerics import model as nm
-from attnverify.numerics.lime_document import LimeDocument, perturb
+from attnverify.numerics.lime import ratio_form as lime_ratio
+from attnverify.numerics.lime import structured as lime_structured
+from attnverify.numerics.lime.document import LimeDocument, perturb
 from jaxtyping import Array, Float
 
 from attnverify.errors import InputError

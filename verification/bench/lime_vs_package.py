@@ -22,12 +22,12 @@ import time
 
 import jax
 import numpy as np
-from attnverify.numerics import lime_eval
 from attnverify.numerics.draws import draw_params
-from attnverify.numerics.lime import lime_explain
-from attnverify.numerics.lime_document import lime_document, random_document
-from attnverify.numerics.lime_limit import beta_limit
-from attnverify.numerics.lime_sampling import sample_masks
+from attnverify.numerics.lime import evaluation as lime_eval
+from attnverify.numerics.lime.document import lime_document, random_document
+from attnverify.numerics.lime.engine import lime_explain
+from attnverify.numerics.lime.limit import beta_limit
+from attnverify.numerics.lime.sampling import sample_masks
 from attnverify.numerics.tokenize import builtin_vocab
 from attnverify.numerics.tokenize import words as split_words
 

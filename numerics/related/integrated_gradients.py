@@ -172,7 +172,7 @@ def importances(params: nm.Params, tokens: Int[Array, " T"], spec: ModelSpec, *,
     attention alpha (head mean), two multi-head readings of alpha_t |s_t| (per head,
     1/K sum_i alpha_t^(i) |s_t^(i)|; and alpha-avg_t |s-avg_t| with s-avg_t = 1/K sum_i s_t^(i)),
     and the sensitivity G-l2 = ||grad_{e_t} f||."""
-    from attnverify.numerics import jw as njw  # J&W's detached / full gradient
+    from attnverify.numerics.related import jain_wallace as njw  # J&W's detached / full gradient
 
     e = nm.embed(params, tokens, spec)
     g_full = njw.full_gradient(params, e, spec)
@@ -193,7 +193,7 @@ def importances(params: nm.Params, tokens: Int[Array, " T"], spec: ModelSpec, *,
 
 def tau(x: jnp.ndarray, y: jnp.ndarray) -> jnp.ndarray:
     """Kendall tau-b between the magnitudes |x| and |y| (which tokens matter, not their sign)."""
-    from attnverify.numerics.kendall import kendall_tau_b
+    from attnverify.numerics.related.kendall import kendall_tau_b
 
     return kendall_tau_b(jnp.abs(x), jnp.abs(y))[0]
 

@@ -22,8 +22,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 from attnverify.numerics import model as nm
-from attnverify.numerics.lime_document import LimeDocument, all_removed
-from attnverify.numerics.lime_structured import aggregate, link
+from attnverify.numerics.lime.document import LimeDocument, all_removed
+from attnverify.numerics.lime.structured import aggregate, link
 from jaxtyping import Array, Float
 
 from attnverify.spec import ModelSpec

@@ -26,8 +26,8 @@ import numpy as np
 import optax
 from attnverify.numerics import model as nm
 from attnverify.numerics import modelfile
-from attnverify.numerics.data import Corpus, build_vocab, encode_texts, load_corpus
 from attnverify.numerics.draws import draw_params
+from attnverify.numerics.training.corpora import Corpus, build_vocab, encode_texts, load_corpus
 from tqdm.auto import tqdm
 
 from attnverify.errors import InputError
@@ -221,7 +221,7 @@ def save(result: TrainResult, model_path: str | Path) -> Path:
 
 def train_and_save(source: str, model_path: str | Path, spec: ModelSpec,
                    config: TrainConfig = TrainConfig(), *, progress: bool = True) -> TrainResult:
-    """Load the corpus `source` names (`numerics.data.load_corpus`), train, write both files."""
+    """Load the corpus `source` names (`numerics.training.corpora.load_corpus`), train, write both files."""
     model_path = Path(model_path)
     if not model_path.parent.is_dir():
         raise InputError(f"{model_path}: folder {model_path.parent} does not exist")

@@ -4,8 +4,8 @@ For each shell s (s features removed, k = d - s kept) the model is expanded to f
 at the shell's mean mask q 1 (q = k/d): f_s = f(q 1) and g_s = grad f(q 1) by `jax.value_and_grad`
 of a continuous extension of the model that equals it on binary masks:
 
-* ``replace`` — the ratio form (`numerics.lime_ratio`), exact on binary masks;
-* ``delete`` — the structured deletion model (`numerics.lime_structured.DeleteForm`) with
+* ``replace`` — the ratio form (`numerics.lime.ratio_form`), exact on binary masks;
+* ``delete`` — the structured deletion model (`numerics.lime.structured.DeleteForm`) with
   real-valued positions: kept word t sits at P_t(z) = sum_{t' <= t} z_{j(t')}, and every
   position table is read through a Gaussian of width sqrt(sigma_t^2 + FLOOR^2), sigma_t^2 the
   within-shell variance of P_t (SymPy-derived, `derive_shell().variance`); the UNK tail
@@ -27,13 +27,14 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 import sympy as sp
-from attnverify.numerics import lime_ratio, lime_structured
 from attnverify.numerics import model as nm
-from attnverify.numerics.lime_constants import check_features, check_width
-from attnverify.numerics.lime_document import LimeDocument, check_removal, lime_document
-from attnverify.numerics.lime_limit import limit_from_gamma
-from attnverify.theory import lime as lime_theory
+from attnverify.numerics.lime import ratio_form as lime_ratio
+from attnverify.numerics.lime import structured as lime_structured
+from attnverify.numerics.lime.constants import check_features, check_width
+from attnverify.numerics.lime.document import LimeDocument, check_removal, lime_document
+from attnverify.numerics.lime.limit import limit_from_gamma
 from attnverify.theory import lime_shell as theory
+from attnverify.theory import mardaoui_garreau as lime_theory
 from jaxtyping import Array, Float, Int
 
 from attnverify.errors import InputError
@@ -127,7 +128,7 @@ def shell_limit(value_and_grad: ValueAndGrad, d: int, nu: float, dtype,
 
 def dominant_features(ratio: lime_ratio.RatioForm, m: int) -> Int[Array, " m"]:
     """The m features whose presence most changes some head's softmax normaliser relative to the
-    all-UNK document: largest max_i |v_ij| / B_i (`numerics.lime_ratio`)."""
+    all-UNK document: largest max_i |v_ij| / B_i (`numerics.lime.ratio_form`)."""
     return jnp.argsort(-jnp.max(jnp.abs(ratio.v) / ratio.B[:, None], axis=0))[:m].astype(jnp.int32)
 
 

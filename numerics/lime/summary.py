@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import jax
 import numpy as np
-from attnverify.numerics import lime_eq19, lime_ratio, lime_shell
 from attnverify.numerics import model as nm
-from attnverify.numerics.lime import lime_explain
-from attnverify.numerics.lime_limit import beta_limit
+from attnverify.numerics.lime import eq19_form as lime_eq19
+from attnverify.numerics.lime import ratio_form as lime_ratio
+from attnverify.numerics.lime import shell_form as lime_shell
+from attnverify.numerics.lime.engine import lime_explain
+from attnverify.numerics.lime.limit import beta_limit
 from attnverify.theory import eq19 as eq19_theory
 
 from attnverify.errors import InputError

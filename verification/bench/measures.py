@@ -113,7 +113,7 @@ def device_scaling(devices=(1, 2, 4), *, trials: int = 4096) -> list[dict]:
     """Models/s with 1, 2, 4 forced host devices (one subprocess each: the count is fixed at start)."""
     code = (
         "import jax, json, time; jax.config.update('jax_enable_x64', True)\n"
-        "from attnverify.verification.bench import TARGET_SPEC\n"
+        "from attnverify.verification.bench.measures import TARGET_SPEC\n"
         "from attnverify.verification.registry import REGISTRY\n"
         "from attnverify.verification.sweep import draw_errors\n"
         "c = REGISTRY['thm1.gradient']; draw_errors(c, TARGET_SPEC, trials=1024, chunk_size=1024, progress=False)\n"

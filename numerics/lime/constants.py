@@ -1,4 +1,4 @@
-"""Mardaoui & Garreau's constants, compiled from their SymPy derivation (`theory.lime`) to JAX.
+"""Mardaoui & Garreau's constants, compiled from their SymPy derivation (`theory.mardaoui_garreau`) to JAX.
 
 `mg_constants(d, nu)` evaluates ``alpha_p = sum_{s=1}^{d} summand_p(s, d, nu)`` with the
 summand lambdified from the derived expression, then the derived sigma_0..sigma_3. ``nu =
@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import jax.numpy as jnp
 import sympy as sp
-from attnverify.theory import lime as theory
+from attnverify.theory import mardaoui_garreau as theory
 from jaxtyping import Array, Float
 
 from attnverify.errors import InputError

@@ -125,7 +125,7 @@ def normaliser_bound(tab: Tables, tokens: Int[Array, " T"], feature: Int[Array, 
     the softmax normalisers computed with `word_weight * position_weight`: the [CLS] term
     plus, at every other position, the smallest word weight the position can hold.
 
-    When it is far from underflow (see `numerics.lime_eval.outputs`) the exp-free paths
+    When it is far from underflow (see `numerics.lime.evaluation.outputs`) the exp-free paths
     are exact to rounding for every mask; otherwise the caller uses the stable softmax.
     """
     candidates = jnp.where((feature >= 0)[:, None], tab.word_weight[tokens], jnp.inf)

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import optax
 from attnverify.numerics import model as nm
-from attnverify.numerics.jw import jsd, logits_from, probability
+from attnverify.numerics.related.jain_wallace import jsd, logits_from, probability
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from attnverify.errors import InputError

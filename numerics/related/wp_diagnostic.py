@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import optax
 from attnverify.numerics import model as nm
-from attnverify.numerics import wiegreffe as wp
+from attnverify.numerics.related import wiegreffe_pinter as wp
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from attnverify.errors import InputError

@@ -21,7 +21,7 @@ import itertools
 import jax
 import jax.numpy as jnp
 import numpy as np
-from attnverify.numerics.jw import jsd
+from attnverify.numerics.related.jain_wallace import jsd
 from attnverify.theory.related.identifiability import check_positions
 from jaxtyping import Array, Float
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import platform
 
 import jax
-from attnverify.verification import bench
+from attnverify.verification.bench import measures as bench
 
 from attnverify.errors import InputError
 
@@ -14,7 +14,7 @@ KNOWN = ("theorem1", "scaling", "devices", "lime")
 
 def _lime(quick: bool) -> dict:
     try:
-        from attnverify.verification.lime_bench import lime_benchmarks
+        from attnverify.verification.bench.lime_vs_package import lime_benchmarks
     except ImportError:
         raise InputError("the LIME benchmarks are not available in this build") from None
     return lime_benchmarks(quick=quick)

@@ -2,7 +2,7 @@
 
 * ``"exact"`` — Gamma^f = E[pi (1, z) f(x(z))] by enumerating all 2^d - 1 masks, each
   weighted by its sampling probability times its kernel weight; then beta = Sigma^{-1}
-  Gamma with the sigma derived by SymPy (`theory.lime`, compiled in `lime_constants`).
+  Gamma with the sigma derived by SymPy (`theory.mardaoui_garreau`, compiled in `lime_constants`).
   No Monte-Carlo noise: this *is* LIME as n -> oo with ridge 0.
 * ``"monte_carlo"`` — n masks from lime's sampler (row 0 excluded), the weighted
   least-squares normal equations accumulated chunk by chunk (memory O(chunk d + d^2)),
@@ -22,10 +22,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from attnverify.numerics import lime_eval
-from attnverify.numerics.lime_constants import check_features, check_width, mg_constants
-from attnverify.numerics.lime_document import LimeDocument, check_removal, lime_document
-from attnverify.numerics.lime_sampling import kernel_weights, sample_masks, subset_probability
+from attnverify.numerics.lime import evaluation as lime_eval
+from attnverify.numerics.lime.constants import check_features, check_width, mg_constants
+from attnverify.numerics.lime.document import LimeDocument, check_removal, lime_document
+from attnverify.numerics.lime.sampling import kernel_weights, sample_masks, subset_probability
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from attnverify.errors import InputError
@@ -153,7 +153,7 @@ def beta_limit(
 ) -> LimitResult:
     """beta^inf of LIME (n -> oo, ridge 0) for one document.
 
-    model, tokens, words, n_words, features, nu, removal, path: as `numerics.lime.lime_explain`.
+    model, tokens, words, n_words, features, nu, removal, path: as `numerics.lime.engine.lime_explain`.
     method: "exact" (enumeration of 2^d masks), "monte_carlo" (n_mc masks, needs `key`) or
     "auto". Returns a `LimitResult`.
     """

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from attnverify.numerics import model as nm
-from attnverify.numerics.kendall import kendall_tau_b
+from attnverify.numerics.related.kendall import kendall_tau_b
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from attnverify.spec import ModelSpec

