@@ -26,4 +26,17 @@ def _see_checkout_layers() -> None:
 _see_checkout_layers()
 
 __version__ = "0.1.0"
-__all__ = ["InputError", "ModelSpec", "PAPER", "SMALL", "__version__"]
+__all__ = ["InputError", "ModelSpec", "PAPER", "SMALL", "__version__", "derive", "explain", "verify"]
+
+#: The Python API (`attnverify.api`), imported on first use: ``import attnverify`` stays light.
+_API = ("derive", "explain", "verify")
+
+
+def __getattr__(name: str):
+    if name in _API:
+        from attnverify import api
+
+        value = getattr(api, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'attnverify' has no attribute {name!r}")

@@ -19,7 +19,10 @@ def face(package: str, exports: Mapping[str, str]) -> tuple[Callable[[str], Any]
 
     def __getattr__(name: str) -> Any:
         module = exports.get(name)
-        if module is not None:
+        # A function named like its own module (``shell_form.shell_form``) loses to the
+        # module: importing the submodule rebinds the name to it anyway, so the function
+        # could not be a stable attribute, and ``from pkg import shell_form`` means the module.
+        if module is not None and module != name:
             value = getattr(importlib.import_module(f"{package}.{module}"), name)
         elif importlib.util.find_spec(f"{package}.{name}") is not None:  # a submodule
             value = importlib.import_module(f"{package}.{name}")

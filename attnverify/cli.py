@@ -8,11 +8,16 @@ exits with code 2; no output file is left half-written. The commands live in
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
+import threading
 
 from attnverify.cli_support import Parser, add_spec_arguments, spec_from_args  # noqa: F401 (re-exported)
 from attnverify.commands import (
+    apply_cache_option,
     cmd_bench,
+    cmd_cache,
     cmd_claims,
     cmd_derive,
     cmd_explain,
@@ -26,6 +31,7 @@ from attnverify.commands import (
     cmd_verify,
 )
 from attnverify.errors import InputError
+from attnverify.plugins import add_plugin_arguments
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--d", type=int, default=None, help="lime: number of features for numeric values")
     p.add_argument("--nu", type=float, default=None, help="lime: kernel width / 100 (default 0.25; inf allowed)")
     add_spec_arguments(p, sizes=False)
+    add_plugin_arguments(p)
     p.set_defaults(run=cmd_derive)
 
     p = sub.add_parser("verify", help="sweep claims over random parameter draws")
@@ -58,7 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true",
                    help="continue the interrupted sweep in --out DIR without recomputing finished chunks")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--only", metavar="VERDICT[,VERDICT]",
+                   help="show only these verdicts in the table: pass, fail, expected_fail, hyp_unmet, "
+                   "inconclusive (the summary line still counts every claim)")
     add_spec_arguments(p)
+    add_plugin_arguments(p, claims=True)
     p.set_defaults(run=cmd_verify)
 
     p = sub.add_parser("bench", help="benchmarks: throughput, compile time, scaling (ratios in one run)")
@@ -71,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_bench)
 
     p = sub.add_parser("claims", help="list the registered claims")
+    add_plugin_arguments(p, claims=True)
     p.set_defaults(run=cmd_claims)
 
     p = sub.add_parser("related", help="Jain & Wallace, Brunner / Naim & Asher, Wen et al. on one text (JSON)")
@@ -94,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", type=float, default=1.0, help="multiplies the U(-0.1, 0.1) init bound")
     p.add_argument("--vocab", help="file of words (whitespace-separated); default: a built-in list")
     add_spec_arguments(p)
+    add_plugin_arguments(p)
     p.set_defaults(run=cmd_init_model)
 
     p = sub.add_parser("explain", help="attention and gradient explanations of one text")
@@ -109,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lime-limit-samples", type=int, default=2**18, metavar="N",
                    help="Monte-Carlo masks for the LIME limit when 2^d is too many to enumerate")
     p.add_argument("--seed", type=int, default=0, help="LIME seed")
+    add_plugin_arguments(p)
     p.set_defaults(run=cmd_explain)
 
     p = sub.add_parser("sweep-eq19", help="Eq. (19) and the improved form vs LIME's exact limit, over a grid")
@@ -169,23 +183,73 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--text", help="the sentence the figures explain")
     add_spec_arguments(p)
+    add_plugin_arguments(p, plugin=False, claims=True)
     p.set_defaults(run=cmd_report)
+
+    p = sub.add_parser("cache", help="the persistent compilation cache: where it is, how big; empty it")
+    p.add_argument("action", choices=("info", "clear"),
+                   help="info: location, entries and size; clear: remove every entry")
+    p.set_defaults(run=cmd_cache)
+
+    for p in sub.choices.values():  # every command: compiled programs come from, and go to, the cache
+        p.add_argument("--no-cache", action="store_true",
+                       help="compile everything afresh, without the persistent compilation cache "
+                       "($ATTNVERIFY_CACHE_DIR, else ~/.cache/attnverify/xla)")
     return parser
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread like KeyboardInterrupt, so temporary files go."""
+
+
+def _terminate(signum, frame):
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. As the program (`argv` None), an interrupted run (Ctrl-C: 130, SIGTERM:
+    143) leaves with `os._exit` once its files are closed: letting the interpreter tear down
+    JAX's runtime threads mid-computation crashed it (SIGSEGV) instead of exiting 130."""
     args = build_parser().parse_args(argv)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
+    status, leave_now = 0, False
     try:
-        return args.run(args)
+        apply_cache_option(args)
+        status = args.run(args)
     except InputError as err:
-        print(f"attnverify: error: {err}", file=sys.stderr)
-        return 2
+        # The library names its parameter; the command line names the flag that set it.
+        flag = f"argument --{err.parameter.replace('_', '-')}: " if err.parameter else ""
+        status = _error(flag + str(err))
     except KeyboardInterrupt:
         print("attnverify: interrupted", file=sys.stderr)
-        return 130
+        status, leave_now = 130, True
+    except Terminated:
+        print("attnverify: terminated", file=sys.stderr)
+        status, leave_now = 128 + signal.SIGTERM, True
     except BrokenPipeError:  # output piped into e.g. `head`, which closed early
         sys.stderr.close()
         return 0
+    except MemoryError:
+        status = _error("out of memory (use smaller sizes)")
+    except OSError as err:  # a read or write the checks could not foresee (disk full, a vanished folder)
+        status = _error(f"{err.filename + ': ' if err.filename else ''}{err.strerror or err}")
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
+    if leave_now and argv is None:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(status)
+    return status
+
+
+def _error(message: str) -> int:
+    print(f"attnverify: error: {' '.join(message.split())}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

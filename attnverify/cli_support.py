@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +42,12 @@ def spec_from_args(args: argparse.Namespace, default: ModelSpec) -> ModelSpec:
         for f in dataclasses.fields(ModelSpec)
         if getattr(args, f.name, None) is not None
     }
-    return base.replace(**changes)
+    spec = base.replace(**changes)
+    if getattr(args, "plugin", None):  # a model variant (docs/plugins.md), loaded once per command
+        from attnverify.plugins import spec_with_plugin
+
+        spec = spec_with_plugin(args, spec)
+    return spec
 
 
 def enable_x64() -> None:
@@ -54,9 +58,13 @@ def enable_x64() -> None:
 
 
 def write_json(path: str, payload: Any) -> None:
+    """Strict JSON (non-finite numbers as null, the reason beside: `validate.dumps`), atomically."""
     from attnverify.numerics.modelfile import atomic_write
+    from attnverify.validate import dumps
+
+    text = dumps(payload, indent=2) + "\n"
 
     def write(tmp: str) -> None:
-        Path(tmp).write_text(json.dumps(payload, indent=2) + "\n")
+        Path(tmp).write_text(text)
 
     atomic_write(path, write)

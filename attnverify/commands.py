@@ -8,6 +8,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+from attnverify import plugins, preflight, validate
 from attnverify.cli_support import enable_x64, spec_from_args, write_json
 from attnverify.errors import InputError
 from attnverify.spec import PAPER, SMALL
@@ -17,15 +18,25 @@ from attnverify.spec import PAPER, SMALL
 def cmd_derive(args: argparse.Namespace) -> int:
     from attnverify.theory.display import derivation_json, derivation_text
 
+    preflight.check_derive(args)
+    if args.plugin and args.what != "gradient":
+        raise InputError(f"--plugin applies to `derive gradient`, not `derive {args.what}`")
     spec = spec_from_args(args, PAPER)
     if args.what == "gradient":
         from attnverify.theory.derivations import derive_gradient
 
         derivation = derive_gradient(spec, explicit_check=args.explicit_check)
+        if args.plugin:  # a model variant: its derived gradient and statements must compile too
+            plugins.check_compiles(spec, derived=True)
         if args.json:
-            print(json.dumps(derivation_json(derivation), indent=2))
+            print(validate.dumps(plugins.derivation_payload(derivation) if args.plugin
+                                 else derivation_json(derivation), indent=2))
         else:
-            print(derivation_text(derivation, latex=args.latex))
+            text = derivation_text(derivation, latex=args.latex)
+            if args.plugin:
+                first, rest = text.split("\n", 1)
+                text = "\n".join([first, *plugins.derivation_lines(spec), rest])
+            print(text)
         return 0
     if args.what in ("lime", "eq19"):
         from attnverify.theory import lime_display
@@ -35,7 +46,7 @@ def cmd_derive(args: argparse.Namespace) -> int:
             text, payload = lime_display.lime_text, lime_display.lime_json
         else:
             derivation, text, payload = spec, lime_display.eq19_text, lime_display.eq19_json
-        print(json.dumps(payload(derivation), indent=2, default=str) if args.json else text(derivation))
+        print(validate.dumps(payload(derivation), indent=2, default=str) if args.json else text(derivation))
         return 0
     raise InputError(f"unknown derivation {args.what!r}")
 
@@ -44,42 +55,58 @@ def cmd_derive(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     enable_x64()
     from attnverify.verification import claims as _claims  # noqa: F401  (fills the registry)
-    from attnverify.verification.registry import select
-    from attnverify.verification.store import ChunkStore
+    from attnverify.verification.store import ChunkStore, code_version
     from attnverify.verification.sweep import BLOCK, check_sweep_arguments, effective_chunk_size, run_claim
     from attnverify.verification.table import claims_table
+    from attnverify.verification.verdicts import parse_verdicts
 
     spec = spec_from_args(args, SMALL)
-    chosen = select(args.claims)
+    chosen = plugins.select_claims(args.claims, spec, args.claims_module)
     check_sweep_arguments(trials=args.trials, chunk_size=args.chunk_size, scale=args.scale, dtype=args.dtype)
+    preflight.check_verify(args, spec)
+    try:
+        only = parse_verdicts(args.only) if args.only is not None else None
+    except InputError as err:
+        raise InputError(f"--only: {err}") from None
     store = None
     if args.out:
         manifest = {"spec": json.loads(spec.to_json()), "seed": args.seed, "dtype": args.dtype,
                     "scale": args.scale, "trials": args.trials,
                     "chunk_size": effective_chunk_size(min(args.chunk_size, args.trials)), "block": BLOCK,
-                    "claims": [c.id for c in chosen]}
-        store = ChunkStore.open(args.out, manifest, resume=args.resume)
+                    "claims": [c.id for c in chosen], "code": code_version(chosen)}
     elif args.resume:
         raise InputError("--resume needs --out DIR (the folder of the interrupted sweep)")
-    results = [
-        run_claim(c, spec, trials=args.trials, seed=args.seed, dtype=args.dtype, scale=args.scale,
-                  chunk_size=args.chunk_size, progress=not args.quiet, store=store)
-        for c in chosen
-    ]
+    preflight.check_scale_in_range(spec, scale=args.scale, seed=args.seed, dtype=args.dtype)
+    if args.out:  # locked until the sweep ends: a second run into the folder is refused
+        store = ChunkStore.open(args.out, manifest, resume=args.resume)
+    try:
+        results = [
+            run_claim(c, spec, trials=args.trials, seed=args.seed, dtype=args.dtype, scale=args.scale,
+                      chunk_size=args.chunk_size, progress=not args.quiet, store=store)
+            for c in chosen
+        ]
+    finally:
+        if store is not None:
+            store.close()
     print(f"spec: {spec.to_json()}\n{args.trials} draws per claim, seed {args.seed}, "
           f"init scale {args.scale:g}\n")
-    print(claims_table(results))
+    print(claims_table(results, only=only))
     if args.json:
         write_json(args.json, [r.to_json() for r in results])
-    return 1 if any(r.unexpected for r in results) else 0
+    return 1 if any(r.verdict == "fail" for r in results) else 0  # inconclusive is listed, not a failure
 
 
 def cmd_claims(args: argparse.Namespace) -> int:
     from attnverify.verification import claims as _claims  # noqa: F401
     from attnverify.verification.registry import REGISTRY
 
+    if args.plugin:  # its claims register as it loads
+        plugins.load_plugin(args.plugin)
+    for module in args.claims_module:
+        plugins.load_claims_module(module)
     for claim in REGISTRY.values():
-        holds = "" if claim.holds else "  [expected to FAIL]"
+        source = f"; the {claim.asserted_by} asserts it holds" if claim.asserted_by else ""
+        holds = f"  [expected to FAIL; {claim.provenance}{source}]" if not claim.holds else ""
         print(f"{claim.id:28s} {claim.group:12s} {claim.statement}{holds}")
     return 0
 
@@ -91,23 +118,26 @@ def cmd_init_model(args: argparse.Namespace) -> int:
 
     from attnverify.numerics import modelfile
     from attnverify.numerics.draws import draw_params
-    from attnverify.numerics.tokenize import builtin_vocab
+    from attnverify.numerics.tokenize import builtin_vocab, read_vocab
 
-    vocab = None
-    if args.vocab:
-        path = Path(args.vocab)
-        if not path.is_file():
-            raise InputError(f"{path}: no such vocabulary file")
-        from attnverify.numerics.tokenize import CLS_TOKEN, UNK_TOKEN
-
-        vocab = [CLS_TOKEN, UNK_TOKEN] + [w for w in path.read_text().split() if w not in (CLS_TOKEN, UNK_TOKEN)]
+    preflight.check_init_model(args)
+    vocab = read_vocab(args.vocab) if args.vocab else None
     default = PAPER.replace(vocab_size=len(vocab) if vocab else len(builtin_vocab()))
     spec = spec_from_args(args, default)
+    preflight.check_model_size(spec)  # before a vocabulary of that size is built
     vocab = (vocab or builtin_vocab(spec.vocab_size))[: spec.vocab_size]
     if len(vocab) != spec.vocab_size:
         raise InputError(f"--vocab-size {spec.vocab_size} exceeds the {len(vocab)} words of {args.vocab}")
     params = draw_params(jax.random.PRNGKey(args.seed), spec, scale=args.scale)
-    modelfile.save(args.out, spec, params, vocab)
+    if args.scale > 1:  # a model every other command would reject (outputs outside the float range)
+        modelfile.check_float_range(params, spec, [j % spec.vocab_size for j in range(spec.max_len)],
+                                    f"--scale {args.scale:g}")
+    if args.plugin:  # the plugin's declared arrays and its description go into the file too
+        from attnverify.numerics.plugin_model import save_model
+
+        save_model(args.out, spec, params, vocab)
+    else:
+        modelfile.save(args.out, spec, params, vocab)
     print(f"wrote {args.out}: {spec.to_json()}")
     return 0
 
@@ -118,17 +148,25 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from attnverify.numerics.explanations import NAMES, explain
     from attnverify.numerics.tokenize import encode
 
-    loaded = modelfile.load(args.model)
-    tokens, kept = encode(args.text, loaded.vocab, loaded.spec.max_len)
-    result = {"tokens": kept, **explain(loaded.params, tokens, loaded.spec, len(kept))}
-    if args.lime_samples is not None:
+    if args.plugin:  # the plugin's compiled forward; LIME through the generic path
+        from attnverify.numerics.plugin_explanations import explain, lime_summary  # noqa: F811
+
+        loaded = plugins.load_plugin_model(args.model, args)
+    else:
         from attnverify.numerics.lime.summary import lime_summary
 
+        loaded = modelfile.load(args.model)
+    preflight.check_explain(args, loaded.spec)
+    tokens, kept = encode(args.text, loaded.vocab, loaded.spec.max_len)
+    modelfile.check_float_range(loaded.params, loaded.spec, tokens, f"{args.model} on this text")
+    result = {"tokens": kept, **explain(loaded.params, tokens, loaded.spec, len(kept))}
+    if args.lime_samples is not None:
         result.update(lime_summary(loaded.params, tokens, kept, loaded.spec, n_samples=args.lime_samples,
                                    runs=args.lime_runs, nu=args.nu, removal=args.removal, seed=args.seed,
                                    limit_samples=args.lime_limit_samples))
+    validate.require_finite(result, "explain")
     if args.json:
-        print(json.dumps(result, indent=2))
+        print(validate.dumps(result, indent=2))
         return 0
     print(f"explained output ({loaded.spec.output_link}, class {loaded.spec.explained_class}): "
           f"{result['logit']:+.6g}")
@@ -145,6 +183,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
             cells = [coef[j]] + [result[k][j] if result[k] is not None else float("nan")
                                  for k in ("lime_limit", "eq19", "eq19_improved", "eq19_shell")]
             print(f"{word[:16]:>16s}" + "".join(f"{c:>12.5g}" for c in cells))
+        if result.get("eq19_reason"):  # a plugin model: the paper-model forms do not apply
+            print(f"eq19, improved, shell: not computed ({result['eq19_reason']})")
     return 0
 
 
@@ -152,8 +192,10 @@ def cmd_explain(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from attnverify.numerics.training.train import DEFAULT_SPEC, TrainConfig, metrics_path, train_and_save
 
+    spec = spec_from_args(args, DEFAULT_SPEC)
+    preflight.check_train(args, spec)
     config = TrainConfig(epochs=args.epochs, lr=args.lr, batch=args.batch, seed=args.seed)
-    result = train_and_save(args.data, args.out, spec_from_args(args, DEFAULT_SPEC), config,
+    result = train_and_save(args.data, args.out, spec, config,
                             progress=not args.quiet)
     acc = result.metrics["accuracy"]
     print(f"wrote {args.out} and {metrics_path(args.out)}: test accuracy {acc['test']:.4f} "
@@ -174,6 +216,7 @@ def cmd_figures(args: argparse.Namespace) -> int:
         raise InputError("name the figures to draw (see --list) or pass --all")
     if not args.out:
         raise InputError("--out DIR is required (the folder the figures go to)")
+    preflight.check_figures(args)
     names = ["all"] if args.all else args.names
     written = figures_from_files(names, args.out, model=args.model, text=args.text, seed=args.seed,
                                  quick=args.quick)
@@ -188,12 +231,23 @@ def cmd_report(args: argparse.Namespace) -> int:
     from attnverify.verification.report.build import ReportOptions, run_report
 
     check_names(args.figures)  # a misspelt figure fails before the claims run
+    for module in args.claims_module:  # the user's claims run like the built-in ones
+        plugins.load_claims_module(module)
+    preflight.check_report(args, spec_from_args(args, SMALL))
     options = ReportOptions(
         out_dir=Path(args.out), model=Path(args.model) if args.model else None, data=args.data,
         claims=tuple(args.claims), figures=tuple(args.figures), preset="full" if args.full else "quick",
         trials=args.trials, seed=args.seed, claims_spec=spec_from_args(args, SMALL), text=args.text,
     )
-    written, status = run_report(options, draw_figures=draw_for_report)
+    from attnverify.figures.catalog import FIGURES
+    from attnverify.verification.store import FolderLock
+
+    lock = FolderLock(preflight.make_folder("--out", options.out_dir)).acquire()  # one report per folder at a time
+    try:
+        preflight.fresh_report_folder(options.out_dir, list(FIGURES))
+        written, status = run_report(options, draw_figures=draw_for_report)
+    finally:
+        lock.release()
     print(f"report: {written['report.html']} and {written['report.md']}")
     return status
 
@@ -202,11 +256,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     enable_x64()
     from attnverify.verification.bench.tables import run_benchmarks
 
-    for path in filter(None, (args.json, args.figure)):  # fail before minutes of benchmarks, not after
-        if not Path(path).parent.is_dir():
-            raise InputError(f"{path}: folder {Path(path).parent} does not exist")
-    if args.figure and not args.figure.endswith((".png", ".pdf")):
-        raise InputError(f"--figure {args.figure} must end in .png or .pdf")
+    preflight.check_bench(args)  # fail before minutes of benchmarks, not after
     results, text = run_benchmarks(args.which, quick=args.quick)
     print(text)
     if args.json:
@@ -222,6 +272,7 @@ def cmd_sweep_eq19(args: argparse.Namespace) -> int:
     enable_x64()
     from attnverify.verification.lime_sweep import grid, run_sweep, sweep_table, write_results
 
+    preflight.check_sweep_eq19(args)
     spec = spec_from_args(args, SMALL)
     points = grid(args.nu, args.d, args.T or [spec.max_len], args.K or [spec.heads], args.scale, args.removal)
     result = run_sweep(points, spec, draws=args.draws, seed=args.seed, progress=not args.quiet,
@@ -234,11 +285,17 @@ def cmd_sweep_eq19(args: argparse.Namespace) -> int:
 def cmd_related(args: argparse.Namespace) -> int:
     enable_x64()
     from attnverify.numerics import modelfile
+    from attnverify.numerics.tokenize import encode
     from attnverify.verification.related import analyse
 
-    result = analyse(args.what, modelfile.load(args.model), args.text, epsilons=tuple(args.epsilon),
+    preflight.check_related(args)
+    loaded = modelfile.load(args.model)
+    tokens, _ = encode(args.text, loaded.vocab, loaded.spec.max_len)
+    modelfile.check_float_range(loaded.params, loaded.spec, tokens, f"{args.model} on this text")
+    result = analyse(args.what, loaded, args.text, epsilons=tuple(args.epsilon),
                      temperatures=tuple(args.temperature), head=args.head, seed=args.seed)
-    print(json.dumps(result, indent=2))
+    validate.require_finite(result, f"related {args.what}")
+    print(validate.dumps(result, indent=2))
     return 0
 
 
@@ -246,6 +303,46 @@ def cmd_spec(args: argparse.Namespace) -> int:
     spec = spec_from_args(args, PAPER)
     print(json.dumps(dataclasses.asdict(spec), indent=2))
     return 0
+
+
+# -- the persistent compilation cache -------------------------------------------------------
+def apply_cache_option(args: argparse.Namespace) -> None:
+    """Every command but ``cache`` compiles through the persistent cache unless ``--no-cache``
+    (an unusable cache folder: one warning line, then no cache)."""
+    from attnverify.numerics import compilation_cache
+
+    if args.command != "cache":
+        compilation_cache.configure_cache(None if args.no_cache else compilation_cache.cache_location())
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    from attnverify.numerics import compilation_cache
+
+    path = compilation_cache.cache_location()
+    try:
+        if args.action == "info":
+            found = compilation_cache.cache_info(path)
+            state = "" if found.exists else " (does not exist yet)"
+            print(f"location: {path}{state}\nentries: {found.entries} compiled programs, "
+                  f"{found.derivations} derivations\nsize: {_size(found.bytes)}")
+        else:
+            if not path.exists():
+                print(f"nothing to clear: {path} does not exist")
+                return 0
+            print(f"removed {compilation_cache.clear_cache(path)} entries from {path}")
+    except compilation_cache.CacheLocationError as err:
+        raise InputError(str(err)) from None
+    except OSError as err:
+        raise InputError(f"compilation cache {path}: {err.strerror or err}") from None
+    return 0
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB"):
+        if n < 1024:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
 
 
 # -- parser ---------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 Every layer reads the model from here: `theory` builds the SymPy expression, `numerics`
 builds the JAX model, `verification` decides which claims' hypotheses hold. The defaults
-are the paper's (Lopardo, Precioso & Garreau 2024; THEORY.md §1.2).
+are the paper's (Lopardo, Precioso & Garreau 2024; docs/theory.md §1.2).
 """
 
 from __future__ import annotations
@@ -52,9 +52,9 @@ class ModelSpec:
     The explained output is
     ``f = link(agg_i W_l^(i) sum_t alpha_t^(i) v_t^(i))`` with
     ``alpha^(i) = softmax(gamma^(i))`` with the paper's scaled dot-product score
-    ``gamma_t^(i) = <q^(i), k_t^(i)> / sqrt(d_att)`` (THEORY.md §1.2), or, with `scorer`,
+    ``gamma_t^(i) = <q^(i), k_t^(i)> / sqrt(d_att)`` (docs/theory.md §1.2), or, with `scorer`,
     Bahdanau's additive score ``sum_a v_a^(i) tanh(q_a^(i) + k_{t,a}^(i))`` or the deep (MLP)
-    score ``sum_b v_b^(i) tanh(sum_a U_{b,a}^(i) tanh(q_a^(i) + k_{t,a}^(i)))`` (THEORY.md §8.5).
+    score ``sum_b v_b^(i) tanh(sum_a U_{b,a}^(i) tanh(q_a^(i) + k_{t,a}^(i)))`` (docs/theory.md §8.5).
     `scale_scores` applies to the dot scorer only.
     """
 
@@ -161,5 +161,5 @@ SWITCHES = (
 #: The paper's model at its sizes.
 PAPER = ModelSpec()
 
-#: Small sizes for sweeps and tests (THEORY.md §8.7: T = 6..32, d_e = 8..32).
+#: Small sizes for sweeps and tests (docs/theory.md §8.7: T = 6..32, d_e = 8..32).
 SMALL = ModelSpec(max_len=16, d_embed=32, d_att=16, d_out=16, heads=8, vocab_size=64)

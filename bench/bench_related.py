@@ -1,4 +1,4 @@
-"""The related papers' protocols in full (THEORY.md §8.7, checks 16-33): `python bench/bench_related.py [N]`.
+"""The related papers' protocols in full (docs/theory.md §8.7, checks 16-33): `python bench/bench_related.py [N]`.
 
 Prints markdown tables (N documents per model, default 200): Jain & Wallace's Kendall tau-b
 protocol, adversarial attention (exact vs optimiser), the fiber and the efficient-attention

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import importlib
+import json
 import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
 
 from attnverify.figures.common import FigureContext, save_figure, write_json
+from attnverify.figures.presentation import present
 
 from attnverify.errors import InputError
 
 #: name -> (module, one-line description). Modules are imported on demand.
 FIGURES: dict[str, tuple[str, str]] = {
+    "architecture": ("architecture", "the model drawn from its spec: [CLS], words, K heads, mean over heads"),
     "fig1": ("fig1", "seven explanation strips of one sentence (alpha, LIME, gradients)"),
     "fig3": ("fig3", "self-attention matrix of each head"),
-    "fig4": ("fig4", "LIME over runs (box plots) against the Eq. 19 approximation"),
+    "fig4": ("fig4", "LIME over runs (box plots) against Eq. 19, the shell form and the exact limit"),
     "fig5": ("fig5", "gradient: Theorem 1 closed form vs autodiff, and their difference"),
     "eq19_nu": ("eq19_sweeps", "Eq. 19 error against the kernel width nu"),
     "eq19_d": ("eq19_sweeps", "Eq. 19 error against the number of words d"),
@@ -94,7 +97,13 @@ def draw_for_report(names: list[str], context: dict, out_dir: str | Path,
             failed.append(f"figure {name}: {type(err).__name__}: {err}")
             log(f"figure {name} could not be drawn: {type(err).__name__}: {err}")
             traceback.print_exc(file=sys.stderr)
-    return drawn, failed, {name: caption(name) for name in drawn}
+    return drawn, failed, {name: present(name, _data(drawn[name]), caption(name)) for name in drawn}
+
+
+def _data(paths: list[Path]) -> dict | None:
+    """The figure's data file read back (None when it has none)."""
+    found = [p for p in paths if p.suffix == ".json"]
+    return json.loads(found[0].read_text()) if found else None
 
 
 def figures_from_files(names: list[str], out_dir: str | Path, *, model: str | None = None,

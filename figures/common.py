@@ -30,7 +30,7 @@ POSITIVE, NEGATIVE = "#1a9641", "#d7191c"  # green = pushes towards class 1, red
 SIGNED_CMAP = LinearSegmentedColormap.from_list("red_white_green", [NEGATIVE, "#ffffff", POSITIVE])
 FONT = {"font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "legend.fontsize": 10}
 
-#: The running sentence of Figures 1, 3 and 5 (THEORY.md §7).
+#: The running sentence of Figures 1, 3 and 5 (docs/theory.md §7).
 RUNNING_SENTENCE = "attention based explanations are popular but questionable"
 
 
@@ -50,7 +50,7 @@ class FigureContext:
 
     def need_model(self, name: str) -> ModelFile:
         if self.model is None:
-            raise InputError(f"figure {name} needs a model (--model PATH)")
+            raise InputError(f"figure {name} needs a model file", parameter="model")
         return self.model
 
 

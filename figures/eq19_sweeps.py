@@ -17,10 +17,6 @@ import jax
 import numpy as np
 from attnverify.figures.common import NEGATIVE, POSITIVE, FigureContext, plt, style
 from attnverify.numerics.draws import draw_params
-from attnverify.numerics.lime.engine import lime_explain
-from attnverify.numerics.lime.eq19_form import eq19_approximation, improved_approximation
-from attnverify.numerics.lime.limit import beta_limit
-from attnverify.numerics.lime.shell_form import shell_approximation
 from attnverify.numerics.model import CLS, UNK
 from attnverify.numerics.tokenize import encode
 
@@ -68,6 +64,12 @@ def _spec_of(ctx: FigureContext, kind: str):
 
 def _errors(ctx: FigureContext, d: int, nus: tuple[float, ...], count: int) -> dict:
     """errors[kind][approx][nu index] = list over documents of the relative L2 error."""
+    from attnverify.numerics.lime.eq19_form import (  # SymPy-backed: imported when data is computed
+        eq19_approximation,
+        improved_approximation,
+    )
+    from attnverify.numerics.lime.limit import beta_limit  # SymPy-backed: imported when data is computed
+    from attnverify.numerics.lime.shell_form import shell_approximation  # SymPy-backed: imported when data is computed
     errors: dict[str, dict[str, list[list[float]]]] = {}
     for kind, params, tokens, words in _documents(ctx, d, count):
         spec = _spec_of(ctx, kind)
@@ -139,6 +141,11 @@ def draw_eq19_d(data: dict) -> plt.Figure:
 def compute_eq19_n(ctx: FigureContext) -> dict:
     """On one document: RMSE of R LIME runs per n against beta^inf with the log-log slope, and
     Eq. 19's relative L2 error against each LIME run (median over runs) and against beta^inf."""
+    from attnverify.numerics.lime.engine import lime_explain  # SymPy-backed: imported when data is computed
+    from attnverify.numerics.lime.eq19_form import (  # SymPy-backed: imported when data is computed
+        eq19_approximation,
+    )
+    from attnverify.numerics.lime.limit import beta_limit  # SymPy-backed: imported when data is computed
     runs = 8 if ctx.quick else 32
     kind, params, tokens, words = _documents(ctx, D_FOR_NU, 1)[-1]  # trained model if there is one
     spec = _spec_of(ctx, kind)

@@ -4,7 +4,7 @@
 defaults: deletion, ν = 0.25, n = 5000, ridge 1, mean of several runs), and the gradient
 explanations G-avg, G-l1, G-l2 and G×I (`numerics.explanations`, `jax.grad` of the true
 model). Green: positive, red: negative; opacity ∝ |value| / max |value| within each strip.
-Attention and the gradient norms carry no sign, so they are all green (THEORY.md §2, §7).
+Attention and the gradient norms carry no sign, so they are all green (docs/theory.md §2, §7).
 """
 
 from __future__ import annotations
@@ -12,11 +12,25 @@ from __future__ import annotations
 import jax
 import numpy as np
 from attnverify.figures.common import NEGATIVE, POSITIVE, FigureContext, plt, style, write_csv
-from attnverify.numerics.explanations import explain
-from attnverify.numerics.lime.engine import lime_explain
 from attnverify.numerics.tokenize import encode
 
 NAME = "fig1"
+#: In-vocabulary stand-ins for the paper's words that a model's vocabulary may lack (same sense),
+#: tried in order; the first one the vocabulary holds replaces the word in the running example.
+SUBSTITUTES = {"questionable": ("doubtful", "bad", "wrong", "awful"), "explanations": ("reasons", "answers"),
+               "attention": ("focus", "care"), "popular": ("famous", "loved", "good"), "based": ("built",)}
+
+
+def in_vocabulary_example(text: str, vocab: list[str]) -> str:
+    """`text` with each out-of-vocabulary word replaced by its first SUBSTITUTES entry that `vocab`
+    holds (a word without one is kept, and drawn as UNK)."""
+    known = set(vocab)
+    out = []
+    for word in text.split():
+        if word not in known:
+            word = next((w for w in SUBSTITUTES.get(word, ()) if w in known), word)
+        out.append(word)
+    return " ".join(out)
 #: Strip order and labels of the paper; values are keyed by `numerics.explanations.NAMES`.
 METHODS = (("alpha_avg", "α-avg"), ("alpha_max", "α-max"), ("lime", "LIME"), ("grad_avg", "G-avg"),
            ("grad_l1", "G-l1"), ("grad_l2", "G-l2"), ("grad_x_input", "G×I"))
@@ -25,8 +39,12 @@ METHODS = (("alpha_avg", "α-avg"), ("alpha_max", "α-max"), ("lime", "LIME"), (
 def compute(ctx: FigureContext) -> dict:
     """Per word position: every explanation (LIME: the mean over runs of the coefficient of that
     position's word), the explained logit, and the LIME settings."""
+    from attnverify.numerics.explanations import explain  # SymPy-backed: imported when data is computed
+    from attnverify.numerics.lime.engine import lime_explain  # SymPy-backed: imported when data is computed
     loaded = ctx.need_model(NAME)
-    tokens, kept = encode(ctx.text, loaded.vocab, loaded.spec.max_len)
+    text = in_vocabulary_example(ctx.text, list(loaded.vocab))
+    paper_tokens, paper_words = encode(ctx.text, loaded.vocab, loaded.spec.max_len)
+    tokens, kept = encode(text, loaded.vocab, loaded.spec.max_len)
     values = explain(loaded.params, tokens, loaded.spec, len(kept))
     runs, n_samples = (3, 2000) if ctx.quick else (5, 5000)
     lime = lime_explain(loaded.params, tokens, loaded.spec, key=jax.random.PRNGKey(ctx.seed), words=kept,
@@ -34,7 +52,11 @@ def compute(ctx: FigureContext) -> dict:
     mean = dict(zip(lime.words, lime.coef.mean(axis=0), strict=True))
     values["lime"] = [float(mean[w]) for w in kept]
     return {
-        "text": ctx.text,
+        "text": text,
+        "paper_text": ctx.text,
+        "paper_words": paper_words,
+        "paper_in_vocabulary": [loaded.vocab[int(t)] == w
+                                for t, w in zip(paper_tokens[1:], paper_words, strict=False)],
         "words": kept,
         "in_vocabulary": [loaded.vocab[int(t)] == w for t, w in zip(tokens[1:], kept, strict=False)],
         "values": {key: values[key] for key, _ in METHODS},
@@ -68,11 +90,25 @@ def _strip(ax, fig, y: float, words: list[str], values: np.ndarray, x0: float, f
     return x
 
 
+def _plain_strip(ax, fig, y: float, words: list[str], known: list[bool], x0: float, fontsize: float) -> float:
+    """The paper's sentence as our vocabulary reads it: words it lacks boxed in grey as UNK."""
+    renderer = fig.canvas.get_renderer()
+    inches = fig.dpi_scale_trans
+    x = x0
+    for word, ok in zip(words, known, strict=True):
+        text = ax.text(x, y, word, fontsize=fontsize * 0.8, va="center", ha="left", transform=inches,
+                       color="#333333" if ok else "#b00000",
+                       bbox={"boxstyle": "round,pad=0.25", "facecolor": "#dddddd" if not ok else "none",
+                             "edgecolor": "#b00000" if not ok else "none"})
+        x = text.get_window_extent(renderer).transformed(inches.inverted()).x1 + 0.16
+    return x
+
+
 def draw(data: dict) -> plt.Figure:
     words = [w if ok else f"{w}*" for w, ok in zip(data["words"], data["in_vocabulary"], strict=True)]
     fontsize, row_height, label_width = 18, 0.95, 1.2
     rows = len(METHODS)
-    height = row_height * rows + 0.8
+    height = row_height * (rows + (1 if data.get("paper_words", []) not in ([], data["words"]) else 0)) + 0.8
     with style():
         fig = plt.figure(figsize=(12, height))
         ax = fig.add_axes((0, 0, 1, 1))
@@ -86,10 +122,20 @@ def draw(data: dict) -> plt.Figure:
             end = max(end, _strip(ax, fig, y, words, np.asarray(data["values"][key], float),
                                   label_width, fontsize))
         unknown = "   * out of vocabulary: read as UNK." if not all(data["in_vocabulary"]) else ""
+        paper_words = data.get("paper_words", [])
+        if paper_words and paper_words != data["words"]:
+            y = height - 0.9 - rows * row_height
+            ax.text(0.15, y, "paper", fontsize=fontsize * 0.8, va="center", ha="left", weight="bold",
+                    color="#555555", transform=fig.dpi_scale_trans)
+            marked = [w if ok else f"{w} = UNK" for w, ok in zip(paper_words, data["paper_in_vocabulary"],
+                                                                   strict=True)]
+            end = max(end, _plain_strip(ax, fig, y, marked, data["paper_in_vocabulary"], label_width, fontsize))
         lime = data["lime"]
+        paper = (f"  Bottom row: the paper's sentence “{data['paper_text']}” as our vocabulary reads it."
+                 if paper_words and paper_words != data["words"] else "")
         header = (f"“{data['text']}”: class-1 logit {data['logit']:+.3f}.  Green: positive, red: negative; "
                   f"opacity ∝ |value| / max per strip.\nLIME: mean of {lime['runs']} runs, "
-                  f"n = {lime['n_samples']}, ν = {lime['nu']}, {lime['removal']} removal.{unknown}")
+                  f"n = {lime['n_samples']}, ν = {lime['nu']}, {lime['removal']} removal.{unknown}\n{paper}")
         title = ax.text(0.15, height - 0.1, header, fontsize=10, va="top", transform=fig.dpi_scale_trans)
         end = max(end, title.get_window_extent(fig.canvas.get_renderer())
                   .transformed(fig.dpi_scale_trans.inverted()).x1)

@@ -3,7 +3,7 @@
 The model computes every row but only the [CLS] row (the query q = W_q e_0) reaches the
 output; it is outlined. The softmax runs over all T positions, UNK padding included, so a
 displayed row sums to less than 1: the number right of the [CLS] row is its displayed sum
-(THEORY.md §7, Figure 3).
+(docs/theory.md §7, Figure 3).
 """
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ from attnverify.numerics.tokenize import CLS_TOKEN, encode
 from matplotlib.patches import Rectangle
 
 NAME = "fig3"
-MAX_WORDS = 12  # more columns would make the cell labels unreadable
+MAX_WORDS = 12  # more columns would make the tick labels unreadable
+#: A cell is labelled with its value only when it holds at least this share of its head's maximum.
+LABEL_SHARE = 0.5
 
 
 def compute(ctx: FigureContext) -> dict:
@@ -40,7 +42,9 @@ def compute(ctx: FigureContext) -> dict:
     }
 
 
-def draw(data: dict) -> plt.Figure:
+def draw(data: dict, *, shared_scale: bool = False) -> plt.Figure:
+    """One heat map per head; each head on its own colour scale (as the paper) unless
+    `shared_scale`; only cells with at least LABEL_SHARE of the head's maximum carry a label."""
     attention = np.asarray(data["attention"])
     K, n, _ = attention.shape
     labels = [w if ok else f"{w}*" for w, ok in zip(data["labels"], data["in_vocabulary"], strict=True)]
@@ -49,33 +53,37 @@ def draw(data: dict) -> plt.Figure:
     with style():
         fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols + 1.5, 4.4 * rows + 1.2), squeeze=False,
                                  sharex=True, sharey=True, constrained_layout=True)
-        vmax = float(attention.max())
         for i, ax in enumerate(axes.flat):
             if i >= K:
                 ax.axis("off")
                 continue
+            vmax = float(attention.max() if shared_scale else attention[i].max()) or 1.0
             image = ax.imshow(attention[i], cmap="Greens", vmin=0, vmax=vmax)
+            if not shared_scale:
+                fig.colorbar(image, ax=ax, shrink=0.8, format="%.3f")
             ax.set_title(f"Head {i + 1}   ([CLS] row Σ = {data['cls_row_total'][i]:.2f})")
             ax.set_xticks(range(n), labels, rotation=60, ha="right", rotation_mode="anchor")
             ax.set_yticks(range(n), labels)
             ax.tick_params(labelbottom=i >= K - cols, labelleft=i % cols == 0)
             ax.add_patch(Rectangle((-0.5, -0.5), n, 1, fill=False, edgecolor="black", linewidth=2.2))
-            if n <= 9:
-                for r in range(n):
-                    for c in range(n):
-                        value = attention[i, r, c]
-                        ax.text(c, r, f"{value:.2f}", ha="center", va="center", fontsize=7,
+            for r in range(n):
+                for c in range(n):
+                    value = attention[i, r, c]
+                    if value >= LABEL_SHARE * vmax and n <= 9:
+                        ax.text(c, r, f"{value:.2f}", ha="center", va="center", fontsize=9,
                                 color="white" if value > 0.6 * vmax else "black")
             if i % cols == 0:
                 ax.set_ylabel("query position")
             if i >= K - cols:
                 ax.set_xlabel("key position")
-        fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.6, label="attention weight")
+        if shared_scale:
+            fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.6, label="attention weight")
+        scale = "one colour scale for all heads" if shared_scale else "each head on its own colour scale"
         unknown = "" if all(data["in_vocabulary"]) else "   (* out of vocabulary: read as UNK)"
         fig.suptitle(
             f"Self-attention per head on “{data['text']}”{unknown}\n"
             "Only the outlined [CLS] row reaches the output. Each row is a softmax over all "
-            f"T = {data['T']} positions (padding included),\nso the [CLS] row shown sums to Σ < 1.",
+            f"T = {data['T']} positions (padding included),\nso the [CLS] row shown sums to Σ < 1; {scale}.",
             fontsize=12,
         )
     return fig

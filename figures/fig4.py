@@ -1,6 +1,7 @@
 """Figure 4: LIME coefficients over independent runs (box plots, lime's defaults) for the ten
-words the first run ranks highest, against the Eq. 19 approximation (red ×) and the improved
-closed form (blue ◆) of `numerics.lime.eq19_form` (THEORY.md §6, §7).
+words the first run ranks highest, against the Eq. 19 approximation (red ×), the shell form
+(blue ◆, `numerics.lime.shell_form`, docs/theory.md §6.5) and LIME's exact limit β^∞ (black ★,
+`numerics.lime.limit`: enumeration for d ≤ 16 words, Monte Carlo above) (docs/theory.md §5–§7).
 
 Eq. 19 assumes in-place UNK replacement and a wide kernel; LIME here deletes words (lime's
 ``bow=True``) with ν = 0.25, as in the authors' experiments, so the scales can differ.
@@ -11,12 +12,16 @@ from __future__ import annotations
 import jax
 import numpy as np
 from attnverify.figures.common import NEGATIVE, FigureContext, plt, style, write_csv
-from attnverify.numerics.lime.engine import lime_explain
-from attnverify.numerics.lime.eq19_form import eq19_approximation, improved_approximation
 from attnverify.numerics.tokenize import encode
+
+from attnverify.errors import InputError
 
 NAME = "fig4"
 TOP = 10
+#: β^∞ by enumeration of the 2^d masks up to this many words; Monte Carlo beyond.
+EXACT_WORDS = 16
+#: Monte-Carlo masks for β^∞ when d > EXACT_WORDS.
+MC_SAMPLES = {"quick": 2**16, "full": 2**20}
 #: The default document: longer than the running sentence, so that ten words can be ranked.
 DOCUMENT = ("i love the new phone and the camera is amazing but the battery is awful and "
             "the service was bad so i would not buy it again")
@@ -31,6 +36,12 @@ def agreement(approx: np.ndarray, lime_mean: np.ndarray) -> dict[str, float]:
 
 
 def compute(ctx: FigureContext) -> dict:
+    from attnverify.numerics.lime.engine import lime_explain  # SymPy-backed: imported when data is computed
+    from attnverify.numerics.lime.eq19_form import (  # SymPy-backed: imported when data is computed
+        eq19_approximation,
+    )
+    from attnverify.numerics.lime.limit import beta_limit  # SymPy-backed: imported when data is computed
+    from attnverify.numerics.lime.shell_form import shell_approximation
     loaded = ctx.need_model(NAME)
     text = ctx.document or DOCUMENT
     tokens, kept = encode(text, loaded.vocab, loaded.spec.max_len)
@@ -39,10 +50,16 @@ def compute(ctx: FigureContext) -> dict:
                         runs=runs, n_samples=n_samples)
     eq19 = eq19_approximation(loaded.params, tokens, loaded.spec, words=kept)
     try:
-        improved = improved_approximation(loaded.params, tokens, loaded.spec, nu=lime.nu, words=kept)
-        improved_note = f"improved closed form at ν = {lime.nu:g}"
-    except ValueError as err:  # not derived for this spec: say so instead of drawing nothing silently
-        improved, improved_note = None, f"improved closed form unavailable: {err}"
+        shell = shell_approximation(loaded.params, tokens, loaded.spec, nu=lime.nu, removal=lime.removal,
+                                    words=kept)
+        shell_note = f"shell form (§6.5, {lime.removal})"
+    except InputError as err:  # not defined for this spec: say so instead of drawing nothing silently
+        shell, shell_note = None, f"shell form unavailable: {err}"
+    d = len(lime.words)
+    method = "exact" if d <= EXACT_WORDS else "monte_carlo"
+    limit = beta_limit(loaded.params, tokens, loaded.spec, words=kept, nu=lime.nu, removal=lime.removal,
+                       method=method, n_mc=MC_SAMPLES["quick" if ctx.quick else "full"],
+                       key=jax.random.PRNGKey(ctx.seed + 1))
     top = np.argsort(-np.abs(lime.coef[0]), kind="stable")[:TOP]
     mean = lime.coef.mean(axis=0)
     return {
@@ -51,10 +68,14 @@ def compute(ctx: FigureContext) -> dict:
         "top": [int(j) for j in top],
         "coef_per_run": lime.coef,
         "eq19": eq19,
-        "improved": improved,
-        "improved_note": improved_note,
-        "agreement_eq19": agreement(np.asarray(eq19), mean),
-        "agreement_improved": agreement(np.asarray(improved), mean) if improved is not None else None,
+        "shell": shell,
+        "shell_note": shell_note,
+        "limit": limit.beta,
+        "limit_method": limit.method,
+        "limit_stderr": limit.stderr,
+        "agreement": {name: {"vs_lime": agreement(np.asarray(v), mean),
+                             "vs_limit": agreement(np.asarray(v), np.asarray(limit.beta))}
+                      for name, v in (("eq19", eq19), ("shell", shell), ("limit", limit.beta)) if v is not None},
         "lime": {"runs": runs, "n_samples": n_samples, "nu": lime.nu, "removal": lime.removal,
                  "ridge": lime.ridge, "seed": ctx.seed},
     }
@@ -62,10 +83,20 @@ def compute(ctx: FigureContext) -> dict:
 
 def write_table(path, data: dict):
     coef = np.asarray(data["coef_per_run"])
-    improved = data["improved"] if data["improved"] is not None else [float("nan")] * coef.shape[1]
-    header = ["word", "eq19", "improved"] + [f"lime_run{r + 1}" for r in range(coef.shape[0])]
-    rows = [[w, data["eq19"][j], improved[j], *coef[:, j]] for j, w in enumerate(data["features"])]
+    shell = data["shell"] if data["shell"] is not None else [float("nan")] * coef.shape[1]
+    header = ["word", "eq19", "shell", "limit"] + [f"lime_run{r + 1}" for r in range(coef.shape[0])]
+    rows = [[w, data["eq19"][j], shell[j], data["limit"][j], *coef[:, j]] for j, w in enumerate(data["features"])]
     return write_csv(path, header, rows)
+
+
+FORMS = (("eq19", "Eq. 19", "x", NEGATIVE, 140), ("shell", "shell form", "D", "#2c7bb6", 50),
+         ("limit", "exact limit β^∞", "*", "black", 130))
+
+
+def _agreement_line(data: dict, ref: str) -> str:
+    a = data["agreement"]
+    return ", ".join(f"{label} r = {a[k][ref]['pearson']:.2f} / L2 = {a[k][ref]['relative_l2']:.2f}"
+                     for k, label, *_ in FORMS if k in a and not (k == "limit" and ref == "vs_limit"))
 
 
 def draw(data: dict) -> plt.Figure:
@@ -74,28 +105,25 @@ def draw(data: dict) -> plt.Figure:
     words = [data["features"][j] for j in top]
     positions = np.arange(1, len(top) + 1)
     with style():
-        fig, ax = plt.subplots(figsize=(11, 6.2), constrained_layout=True)
+        fig, ax = plt.subplots(figsize=(9, 6.4), constrained_layout=True)
         ax.boxplot([coef[:, j] for j in top], positions=positions, showmeans=True, widths=0.5,
                    meanprops={"marker": "o", "markerfacecolor": "black", "markeredgecolor": "black",
-                              "markersize": 5})
-        ax.scatter(positions, np.asarray(data["eq19"])[top], marker="x", s=160, color=NEGATIVE,
-                   linewidths=2.5, zorder=3, label="Eq. 19 approximation")
-        if data["improved"] is not None:
-            ax.scatter(positions, np.asarray(data["improved"])[top], marker="D", s=60, color="#2c7bb6",
-                       zorder=3, label=data["improved_note"])
+                              "markersize": 4})
+        for offset, (key, label, marker, colour, size) in zip((-0.22, 0.0, 0.22), FORMS, strict=True):
+            if data.get(key) is None:
+                continue
+            extra = f" ({data['limit_method'].replace('_', ' ')})" if key == "limit" else ""
+            ax.scatter(positions + offset, np.asarray(data[key])[top], marker=marker, s=size, color=colour,
+                       linewidths=2 if marker == "x" else 1, zorder=3, label=label + extra)
         ax.axhline(0, color="grey", linestyle=":", linewidth=1.2)
         ax.set_xticks(positions, words, rotation=30, ha="right", rotation_mode="anchor")
         ax.set_xlabel("Token")
         ax.set_ylabel("Weight")
-        lime, a19 = data["lime"], data["agreement_eq19"]
-        ax.plot([], [], "o", color="black", label=f"LIME: mean (dot) and box over {lime['runs']} runs")
-        ax.legend(loc="best")
-        extra = ""
-        if data["agreement_improved"]:
-            ai = data["agreement_improved"]
-            extra = f"; improved: r = {ai['pearson']:.3f}, rel. L2 = {ai['relative_l2']:.2f}"
-        ax.set_title(f"LIME weights (n = {lime['n_samples']}, ν = {lime['nu']}, {lime['removal']}) on "
-                     f"“{data['text'][:70]}{'…' if len(data['text']) > 70 else ''}”\n"
-                     f"all {len(data['features'])} words vs LIME mean — Eq. 19: r = {a19['pearson']:.3f}, "
-                     f"rel. L2 = {a19['relative_l2']:.2f}, slope {a19['slope']:.2f}{extra}", fontsize=11)
+        lime = data["lime"]
+        ax.plot([], [], "o", color="black", label=f"LIME: mean (dot), box over {lime['runs']} runs")
+        fig.legend(loc="outside lower center", ncols=2, frameon=False)
+        ax.set_title(f"LIME weights (n = {lime['n_samples']}, ν = {lime['nu']}, {lime['removal']}), "
+                     f"{len(data['features'])} words\n"
+                     f"vs LIME mean: {_agreement_line(data, 'vs_lime')}\n"
+                     f"vs β^∞: {_agreement_line(data, 'vs_limit')}", fontsize=10, loc="left")
     return fig

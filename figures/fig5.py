@@ -3,7 +3,7 @@
 against "autodiff" (`jax.grad` of the true model), and their difference.
 
 They agree at every word and padding position; at [CLS] (row 0) the closed form misses the
-query path q = W_q e_0 (THEORY.md §3.3), which the difference panel makes visible.
+query path q = W_q e_0 (docs/theory.md §3.3), which the difference panel makes visible.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 from attnverify.figures.common import SIGNED_CMAP, FigureContext, plt, style
-from attnverify.numerics.quantities import theorem1_quantities
 from attnverify.numerics.tokenize import CLS_TOKEN, UNK_TOKEN, encode
 
 NAME = "fig5"
@@ -21,6 +20,7 @@ ROWS, COLUMNS = 10, 80  # the paper shows the first 10 positions and 80 coordina
 def compute(ctx: FigureContext) -> dict:
     """``theory`` and ``autodiff`` gradients (rows: positions, columns: embedding coordinates),
     cut to the first `ROWS` x `COLUMNS`, and the max |difference| at row 0 and at rows >= 1."""
+    from attnverify.numerics.quantities import theorem1_quantities  # SymPy-backed: imported when data is computed
     loaded = ctx.need_model(NAME)
     tokens, kept = encode(ctx.text, loaded.vocab, loaded.spec.max_len)
     q = theorem1_quantities(loaded.spec)

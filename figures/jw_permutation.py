@@ -5,7 +5,7 @@ Each panel is one kind of model: random draws at the paper's init, §1 models tr
 synthetic needle and bag-of-words tasks (on documents of their task), the given model on the
 tweet test split (when a model file is passed), and J&W's control encoder (read-outs from the
 mean embedding), where no permutation can change anything. Output: the class-1 probability; change: |p' - p| (TVD).
-Closed form behind it (THEORY.md §8.1): the variance over permutations vanishes iff alpha is
+Closed form behind it (docs/theory.md §8.1): the variance over permutations vanishes iff alpha is
 uniform or the read-outs are constant.
 """
 

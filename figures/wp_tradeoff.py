@@ -18,13 +18,13 @@ from attnverify.figures.common import FigureContext, plt, style
 from attnverify.numerics.modelfile import atomic_write
 from attnverify.numerics.related import wiegreffe_pinter as wp
 from attnverify.numerics.related import wp_diagnostic as wd
-from attnverify.verification.claims import wp as cw
 
 NAME = "wp_tradeoff"
 
 
 def _arms(spec) -> list[dict]:
     """Accuracy and F1 on the pool per (study, task, arm); baseline arms are seed-0 models."""
+    from attnverify.verification.claims import wp as cw  # SymPy-backed: imported when data is computed
     wspec, rows = wp.wp_spec(spec), []
     for task in cw.TASKS:
         docs, y = cw.pool_documents(spec, task)
@@ -47,6 +47,7 @@ def _arms(spec) -> list[dict]:
 
 def compute(ctx: FigureContext) -> dict:
     """The trade-off curve, J&W's points and the seed JSD (needle), and the arms' accuracy and F1."""
+    from attnverify.verification.claims import wp as cw  # SymPy-backed: imported when data is computed
     spec, task = ctx.claims_spec, cw.CALIBRATION_TASK
     curve = cw.pool(spec, "curve", task, "float64")
     calibration = cw.pool(spec, "calibration", task, "float64")

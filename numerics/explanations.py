@@ -1,4 +1,4 @@
-"""The six attention and gradient explanations of THEORY.md §2 and §3.4, per word position.
+"""The six attention and gradient explanations of docs/theory.md §2 and §3.4, per word position.
 
 Gradients come from `jax.grad` of the true model (what the model really does); the
 closed forms are checked against it by the Theorem 1 claims. Values are reported per
@@ -36,7 +36,7 @@ def explain_positions(params: nm.Params, tokens: jnp.ndarray, spec: ModelSpec) -
     }
 
 
-#: Integrated Gradients of the true model (THEORY.md §8.6), from the all-UNK document.
+#: Integrated Gradients of the true model (docs/theory.md §8.6), from the all-UNK document.
 IG_BASELINE = "unk"
 
 

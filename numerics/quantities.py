@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 from attnverify.numerics import model as nm
 from attnverify.numerics.compile import compile_expression
+from attnverify.numerics.evaluations import shared
 from attnverify.theory import statements
 from attnverify.theory import symbols as S
 from attnverify.theory.derivations import derive_gradient
@@ -61,10 +62,15 @@ def _compiled(expr, free, spec: ModelSpec) -> Quantity:
 
 @functools.lru_cache(maxsize=32)
 def theorem1_quantities(spec: ModelSpec) -> dict[str, Quantity]:
-    """Named jnp functions ``(params, tokens) -> array`` for the Theorem 1 claims."""
+    """Named jnp functions ``(params, tokens) -> array`` for the Theorem 1 claims (for a
+    plugin spec, from its compiled forward: `numerics.plugin_model`)."""
+    if getattr(spec, "plugin", None) is not None:
+        from attnverify.numerics.plugin_model import plugin_theorem1_quantities
+
+        return plugin_theorem1_quantities(spec)
     d = derive_gradient(spec)
     derived = _compiled(d.gradient, (S.tau, S.m), spec)
-    paper = _compiled(d.paper, (S.tau, S.m), spec)
+    paper = shared((spec, "paper"), _compiled(d.paper, (S.tau, S.m), spec))
     cls_term = _compiled(d.cls_term, (S.m,), spec)
     gxi_paper = _compiled(d.gxi_paper, (S.tau,), spec)
     # A deliberately wrong formula (the softmax-Jacobian term dropped): the registry's
@@ -78,7 +84,7 @@ def theorem1_quantities(spec: ModelSpec) -> dict[str, Quantity]:
         e = nm.embed(params, tokens, spec)
         return jnp.sum(e * nm.output_gradient(params, e, spec), axis=1)
 
-    return {
+    named = {
         "derived": derived,
         "paper": paper,
         "paper_plus_cls_term": lambda p, x: paper(p, x).at[0].add(cls_term(p, x)),
@@ -87,3 +93,5 @@ def theorem1_quantities(spec: ModelSpec) -> dict[str, Quantity]:
         "autodiff": autodiff,
         "autodiff_gxi": autodiff_gxi,
     }
+    return {name: shared((spec, name), quantity) for name, quantity in named.items()}
+

@@ -1,11 +1,13 @@
 """Text to token ids: lowercase, split on ``\\W+`` (the `lime` package's split), prefix
-[CLS], map unknown words to UNK, truncate or pad with UNK to T (THEORY.md §1.1, §4).
+[CLS], map unknown words to UNK, truncate or pad with UNK to T (docs/theory.md §1.1, §4).
 """
 
 from __future__ import annotations
 
+import os
 import re
 from importlib import resources
+from pathlib import Path
 
 import numpy as np
 
@@ -30,6 +32,46 @@ def encode(text: str, vocab: list[str], max_len: int) -> tuple[np.ndarray, list[
     ids = [0] + [index.get(w, 1) for w in kept]
     ids += [1] * (max_len - len(ids))
     return np.asarray(ids, dtype=np.int32), kept
+
+
+def check_vocab(vocab: list[str]) -> None:
+    """Refuse a vocabulary whose words are repeated or could never match a document word: after
+    [CLS] and UNK, every entry must be what `words` makes of it (one lowercase word, no space or
+    punctuation). A document's "Movie" becomes "movie", so an entry "Movie" would silently be UNK."""
+    seen: dict[str, int] = {}
+    for j, entry in enumerate(vocab):
+        if j < 2 and entry in (CLS_TOKEN, UNK_TOKEN):
+            continue
+        if entry in (CLS_TOKEN, UNK_TOKEN):
+            raise InputError(f"vocabulary: {entry!r} (entry {j}) is reserved for entry "
+                             f"{0 if entry == CLS_TOKEN else 1}")
+        if words(entry) != [entry]:
+            got = words(entry)
+            raise InputError(f"vocabulary: entry {j} {entry!r} can never match a document word (documents are "
+                             f"lowercased and split on non-word characters: {got if got else 'no word'})")
+        if entry in seen:
+            raise InputError(f"vocabulary: {entry!r} appears twice (entries {seen[entry]} and {j})")
+        seen[entry] = j
+
+
+def read_vocab(path: str | os.PathLike) -> list[str]:
+    """[CLS], UNK, then the whitespace-separated words of the UTF-8 file `path` (checked by
+    `check_vocab`; [CLS] and UNK in the file are skipped)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such vocabulary file")
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise InputError(f"{path}: not UTF-8 text (byte {err.start}, line {line})") from None
+    vocab = [CLS_TOKEN, UNK_TOKEN] + [w for w in text.split() if w not in (CLS_TOKEN, UNK_TOKEN)]
+    try:
+        check_vocab(vocab)
+    except InputError as err:
+        raise InputError(f"{path}: {err}") from None
+    return vocab
 
 
 def builtin_vocab(size: int | None = None) -> list[str]:

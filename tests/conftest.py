@@ -1,21 +1,36 @@
-"""Test configuration: float64 before any array exists; shared helpers and fixtures."""
+"""Test configuration: float64 before any array exists; shared fixtures (helpers: `tests/helpers.py`)."""
+
+import atexit
+import os
+import shutil
+import tempfile
+from pathlib import Path
 
 import jax
 
 jax.config.update("jax_enable_x64", True)
 
-import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from attnverify.numerics import compilation_cache  # noqa: E402
+
+# The persistent compilation cache starts empty in every test process (each xdist worker has
+# its own), so the suite never depends on, nor fills, the user's cache: runs are cold and
+# reproducible. Commands the tests start in subprocesses inherit the folder.
+_CACHE = Path(tempfile.mkdtemp(prefix="attnverify-test-xla-"))
+os.environ[compilation_cache.ENV_VAR] = str(_CACHE)
+compilation_cache.configure_cache(_CACHE)
+atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
+
+from attnverify.theory import memo  # noqa: E402
 
 from attnverify.spec import ModelSpec  # noqa: E402
 
 
-def tree_allclose(a, b, *, rtol: float, atol: float) -> bool:
-    """All leaves of two pytrees equal within explicit tolerances."""
-    la, lb = jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)
-    return len(la) == len(lb) and all(
-        np.allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol) for x, y in zip(la, lb, strict=True)
-    )
+@pytest.fixture(autouse=True)
+def _derivations_afresh():
+    """SymPy derivations are never read back from disk in the test processes (a command run
+    in-process turns that on): a test may replace a statement and derive again."""
+    memo.set_derivations_folder(None)
 
 
 @pytest.fixture

@@ -65,7 +65,7 @@ def test_explain_json(model_file):
     assert data["tokens"] == SENTENCE.split()
     for name in ("alpha_avg", "alpha_max", "grad_avg", "grad_l1", "grad_l2", "grad_x_input"):
         assert len(data[name]) == len(data["tokens"])
-    assert sum(data["alpha_avg"]) < 1  # [CLS] and padding take the rest (THEORY.md §2)
+    assert sum(data["alpha_avg"]) < 1  # [CLS] and padding take the rest (docs/theory.md §2)
     assert all(m >= a for m, a in zip(data["alpha_max"], data["alpha_avg"], strict=True))
     table = run("explain", "--model", str(model_file), "--text", SENTENCE).stdout
     assert "questionable" in table and "grad_x_input" in table

@@ -66,7 +66,7 @@ def test_each_figure_writes_png_pdf_and_data(drawn, name):
 
 def test_fig5_data_shows_the_cls_row_discrepancy(drawn):
     data = json.loads((drawn[1] / "fig5.json").read_text())
-    # float64: rows t >= 1 agree to rounding; row 0 misses the query-path term (THEORY.md §3.3)
+    # float64: rows t >= 1 agree to rounding; row 0 misses the query-path term (docs/theory.md §3.3)
     assert data["max_abs_diff_other_rows"] <= 1e-12 * max(data["max_abs_gradient"], 1.0)
     assert data["max_abs_diff_cls_row"] > 1e-6 * data["max_abs_gradient"]
 

@@ -1,4 +1,4 @@
-"""Identifiability (Brunner et al., Naim & Asher; THEORY.md §8.3-8.4): the fiber, its vertices,
+"""Identifiability (Brunner et al., Naim & Asher; docs/theory.md §8.3-8.4): the fiber, its vertices,
 effective attention and the efficient-attention candidates, against SymPy and scipy oracles."""
 
 import io
@@ -17,7 +17,7 @@ from attnverify.numerics.related import jain_wallace as njw
 from attnverify.theory.related import identifiability as tid
 from attnverify.verification import claims as _claims  # noqa: F401
 from attnverify.verification.registry import REGISTRY
-from attnverify.verification.sweep import run_claim
+from attnverify.verification.sweep import relative_error, run_claim
 
 from attnverify.cli import main
 from attnverify.errors import InputError
@@ -115,9 +115,44 @@ def test_candidates_against_scipy(head):
         assert float(jnp.max(jnp.abs(B.T @ c - B.T @ a))) < 1e-12, name
 
 
-def test_claim_passes_and_a_perturbed_candidate_fails():
+def test_claim_passes_in_the_sweep():
     assert run_claim(REGISTRY["identifiability.candidate_min_norm"], SPEC, trials=8, progress=False).passed
-    compare = REGISTRY["identifiability.candidate_projection"].build(SPEC)
-    k1, k2 = jax.random.split(jax.random.PRNGKey(3))
-    lhs, rhs = compare(draw_params(k1, SPEC), draw_document(k2, SPEC))
-    assert float(jnp.max(jnp.abs(1.01 * lhs - rhs)) / jnp.max(jnp.abs(rhs))) > 1e-4
+
+
+@pytest.mark.parametrize("name", list(nid.CANDIDATES))
+def test_candidate_claims_check_optimality_so_the_models_own_alpha_fails(name, monkeypatch):
+    # Negative control: alpha_hat is in the fiber (same [S 1]^T alpha, a distribution), so a claim that
+    # checked feasibility only would pass it; the KKT residuals of each candidate's problem must not.
+    claim = REGISTRY[f"identifiability.candidate_{name}"]
+    draws = [jax.random.split(jax.random.PRNGKey(seed)) for seed in range(3)]
+
+    def errors():
+        compare = jax.jit(claim.build(SPEC))
+        return [float(relative_error(*compare(draw_params(k1, SPEC, scale=2.0), draw_document(k2, SPEC))))
+                for k1, k2 in draws]
+
+    assert max(errors()) <= claim.tolerance["float64"]
+    monkeypatch.setitem(nid.CANDIDATES, name, lambda alpha_hat, S: alpha_hat)
+    assert min(errors()) > 1e-3
+
+
+def test_kkt_residuals_accept_scipy_optima_and_reject_other_fiber_points(head):
+    # The residuals against an independent solver: scipy's SLSQP optimum of each problem passes (to
+    # its own accuracy), a feasible non-optimal point (alpha_hat, a fiber move) does not.
+    _, alpha, s = head
+    B, a = np.asarray(nid.augmented(s[0])), np.asarray(alpha[0])
+    constraint = {"type": "eq", "fun": lambda x: B.T @ x - B.T @ a, "jac": lambda x: B.T}
+    options = {"ftol": 1e-15, "maxiter": 1000}
+    problems = {
+        "projection": (lambda x: 0.5 * x @ x, lambda x: x, None),
+        "min_norm": (lambda x: 0.5 * x @ x, lambda x: x, [(0, None)] * len(a)),
+        "max_entropy": (lambda x: np.sum(x * np.log(x)), lambda x: np.log(x) + 1, [(1e-12, None)] * len(a)),
+    }
+    moved = nid.fiber_moves(alpha[0], s[0])[0]
+    for name, (objective, gradient, bounds) in problems.items():
+        ref = scipy.optimize.minimize(objective, a, jac=gradient, constraints=[constraint], bounds=bounds,
+                                      method="SLSQP", options=options)
+        x = np.where(ref.x < 1e-9, 0.0, ref.x) if name == "min_norm" else ref.x
+        assert float(jnp.max(nid.kkt_residuals(name, jnp.asarray(x), s[0]))) < 1e-5, name
+        for other in (alpha[0], moved):
+            assert float(jnp.max(nid.kkt_residuals(name, other, s[0]))) > 1e-3, name

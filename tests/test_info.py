@@ -1,4 +1,4 @@
-"""Wen et al. (THEORY.md §8.5): the Gumbel-max law (SymPy), plug-in mutual information with
+"""Wen et al. (docs/theory.md §8.5): the Gumbel-max law (SymPy), plug-in mutual information with
 Miller-Madow, the near-tie count, Gumbel-softmax entropy, and the synthetic tasks."""
 
 import jax

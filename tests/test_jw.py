@@ -1,4 +1,4 @@
-"""Jain & Wallace (THEORY.md §8.1): derivations, their negative controls, the JAX quantities,
+"""Jain & Wallace (docs/theory.md §8.1): derivations, their negative controls, the JAX quantities,
 Kendall tau-b against scipy, and the adversarial search against the exact optimum."""
 
 import jax
@@ -8,7 +8,6 @@ import pytest
 import scipy.stats
 import sympy as sp
 from attnverify.numerics import model as nm
-from attnverify.numerics.draws import draw_document, draw_params
 from attnverify.numerics.related import adversarial as nadv
 from attnverify.numerics.related import jain_wallace as njw
 from attnverify.numerics.related.kendall import inversion_cdf, kendall_tau_b, kendall_top_k
@@ -21,14 +20,10 @@ from attnverify.theory.related.sums import prove_equal_interchanged, prove_equal
 from attnverify.verification import claims as _claims  # noqa: F401
 from attnverify.verification.registry import REGISTRY
 from attnverify.verification.sweep import run_claim
+from helpers import draw as _draw
 
 from attnverify.errors import InputError
 from attnverify.spec import PAPER, ModelSpec
-
-
-def _draw(spec, seed, scale=1.0):
-    k1, k2 = jax.random.split(jax.random.PRNGKey(seed))
-    return draw_params(k1, spec, scale=scale), draw_document(k2, spec)
 
 
 # -- symbolic ------------------------------------------------------------------------------------

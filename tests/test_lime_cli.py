@@ -41,7 +41,7 @@ def test_derive_lime_values(capsys):
     code, out, _ = run(capsys, "derive", "lime", "--d", "50", "--nu", "0.25", "--json")
     data = json.loads(out)
     assert code == 0
-    # THEORY.md §5: (alpha_0, alpha_1, alpha_2) ~ (0.492, 0.344, 0.258) at d = 50, nu = 0.25.
+    # docs/theory.md §5: (alpha_0, alpha_1, alpha_2) ~ (0.492, 0.344, 0.258) at d = 50, nu = 0.25.
     assert [round(data[f"alpha_{p}"], 3) for p in range(3)] == [0.492, 0.344, 0.258]
     assert {f"sigma_{k}" for k in range(4)} <= set(data) and all(data["proofs"].values())
     _, text, _ = run(capsys, "derive", "lime")

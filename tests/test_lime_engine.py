@@ -26,7 +26,7 @@ def _doc(seed=0, d=6, length=9, spec=SPEC):
 # -- sampler ------------------------------------------------------------------------------------
 def test_sampler_law_matches_lime_scheme():
     # s ~ Uniform{1..d}, then a uniform subset: P(z_j = 1) = (d-1)/(2d), P(z_j = z_k = 1) =
-    # (d-2)/(3d) (THEORY.md §5, nu -> oo alphas). Tolerance: 5 binomial standard errors.
+    # (d-2)/(3d) (docs/theory.md §5, nu -> oo alphas). Tolerance: 5 binomial standard errors.
     d, n = 6, 40_000
     z = np.asarray(sample_masks(jax.random.PRNGKey(0), n, d))
     assert np.all(z[0] == 1)

@@ -5,12 +5,19 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import sympy as sp
-from attnverify.numerics.draws import draw_params
+from attnverify.numerics.draws import draw_document, draw_params
 from attnverify.numerics.lime import eq19_form as lime_eq19
+from attnverify.numerics.lime import fixed_normaliser as lime_fixed
+from attnverify.numerics.lime import ratio_form as lime_ratio
 from attnverify.numerics.lime.document import lime_document, random_document
 from attnverify.numerics.lime.limit import beta_limit
+from attnverify.numerics.lime.structured import aggregate, link
 from attnverify.theory import eq19 as theory
+from attnverify.theory import mardaoui_garreau as mg
 from attnverify.theory.calculus import prove_equal
+from attnverify.verification import claims as _claims  # noqa: F401  (fills the registry)
+from attnverify.verification.registry import REGISTRY
+from attnverify.verification.sweep import relative_error
 
 from attnverify.spec import PAPER, ModelSpec
 
@@ -25,15 +32,31 @@ def _case(seed, scale=1.0, spec=SPEC):
 
 
 # -- symbolic ------------------------------------------------------------------------------------
-def test_chain_lands_on_the_statement_and_step5_introduces_three_halves():
+def test_paper_route_applies_independence_to_gamma_only_and_lands_on_three_halves():
     derivation = theory.derive_eq19(PAPER)
-    assert derivation.proved and not derivation.unmet
+    assert derivation.proved and not derivation.unmet and derivation.coefficient == sp.Rational(3, 2)
     coefficients = {st.name: st.coefficient for st in derivation.steps if st.coefficient is not None}
     assert coefficients["MG, exact"] == 1  # exact for additive f: no 3/2 yet
-    assert sp.simplify(coefficients["independence"] - 1) != 0  # the step that changes it
+    a0, a1, a2 = mg.alpha_sym[:3]
+    kappa = coefficients["independence in Gamma only"]  # the step that changes it, Sigma^-1 left exact
+    assert sp.simplify(kappa - a1 * (a0 - a1) / (a0 * (a1 - a2))) == 0
     d = theory.D
     assert sp.simplify(coefficients["wide kernel"] - sp.Rational(3, 2) * (d - 1) / d) == 0
     assert coefficients["large d"] == sp.Rational(3, 2)
+
+
+def test_consistent_route_applies_independence_to_sigma_and_gamma_and_keeps_coefficient_one():
+    derivation = theory.derive_eq19(PAPER, route="consistent")
+    coefficients = [st.coefficient for st in derivation.steps if st.coefficient is not None]
+    assert coefficients == [1, 1, 1, 1] and derivation.coefficient == 1
+    assert "Sigma and Gamma" in derivation.steps[4].name
+    assert not derivation.proved  # it does not end on Eq. (19) ...
+    assert prove_equal(sp.Rational(3, 2) * derivation.derived, derivation.statement)  # ... but on 2/3 of it
+    # the independence moment in both Sigma and Gamma: beta = c exactly (LIME recovers additive f)
+    independent = theory.independent_moment()
+    beta = theory.additive_beta(independent, independent)
+    assert sp.simplify(beta - theory.c_j) == 0
+    assert sp.simplify(theory.additive_beta(independent) - theory.c_j) != 0  # Gamma only: not c
 
 
 def test_a_wrong_constant_or_a_changed_spec_is_not_proved():
@@ -42,6 +65,35 @@ def test_a_wrong_constant_or_a_changed_spec_is_not_proved():
     summed = theory.derive_eq19(PAPER.replace(head_aggregation="sum"))
     assert not summed.proved and "head_aggregation" in summed.unmet
     assert "query" in theory.derive_eq19(PAPER.replace(query="mean")).unmet
+    with pytest.raises(ValueError, match="route"):
+        theory.derive_eq19(PAPER, route="independent")
+
+
+def _eq19_with(constant):
+    """Eq. (19) as the module types it, with `constant` in place of the paper's 3/2."""
+    typed = theory.eq19_statement
+
+    def statement():
+        return typed() * constant / sp.Rational(3, 2)
+
+    return statement
+
+
+def test_a_wrongly_typed_eq19_is_caught_symbolically_and_by_the_claim(monkeypatch):
+    # The chain never reads the statement, so typing Eq. (19) with 1 instead of 3/2 must make the
+    # proof fail and the registry claim (chain from jax.grad of the true model vs the compiled
+    # statement) fail on every draw, while the correct statement passes on the same draws.
+    claim = REGISTRY["thm2.chain_equals_statement"]
+    k1, k2 = jax.random.split(jax.random.PRNGKey(7))
+    params, tokens = draw_params(k1, SPEC, scale=2.0), draw_document(k2, SPEC)
+
+    def error():
+        return float(relative_error(*claim.build(SPEC)(params, tokens)))
+
+    assert error() <= claim.tolerance["float64"] and theory.derive_eq19(SPEC).proved
+    monkeypatch.setattr(theory, "eq19_statement", _eq19_with(sp.Integer(1)))
+    assert not theory.derive_eq19(SPEC).proved
+    assert abs(error() - 0.5) < 1e-9  # (3/2 c - c) / c, whatever the draw
 
 
 def test_equal_score_case_is_two_thirds_of_eq19_symbolically():
@@ -80,6 +132,36 @@ def test_compiled_statement_matches_the_attention_weights():
     np.testing.assert_allclose(got, direct, rtol=1e-12, atol=1e-15)
     arrays = lime_eq19.quantities(params, doc, SPEC, len(names))
     np.testing.assert_allclose(np.asarray(lime_eq19.derived(arrays, SPEC, len(names))), got, rtol=1e-12)
+
+
+@pytest.mark.parametrize("changes", [{}, {"biases": True, "output_link": "sigmoid", "head_aggregation": "sum"}])
+def test_fixed_normaliser_gradient_equals_the_sympy_coefficient(changes):
+    # Step 3 of the chain two ways: sympy.diff of the index expression, compiled, and jax.grad of the
+    # true model with its normaliser fixed (numerics.lime.fixed_normaliser); at z = 1 for the sigmoid.
+    spec = SPEC.replace(**changes)
+    params, tokens = _case(8, scale=2.0, spec=spec)
+    doc, names = lime_document(tokens, n_words=LENGTH)
+    by_jax = lime_fixed.chain_coefficients(params, doc, spec, len(names))
+    by_sympy = lime_eq19.additive_part(lime_eq19.quantities(params, doc, spec, len(names)), spec, len(names))
+    np.testing.assert_allclose(np.asarray(by_jax), np.asarray(by_sympy), rtol=1e-11, atol=1e-15)
+    # the frozen normaliser matters: the true model's own gradient at z = 1 is another vector
+    form = lime_ratio.ratio_form(params, doc, spec, len(names))
+    true = jax.grad(lambda z: link(aggregate(lime_ratio.heads(form, z), spec), spec))(jnp.ones(len(names)))
+    assert np.max(np.abs(np.asarray(true - by_jax))) > 1e-3 * np.max(np.abs(np.asarray(by_jax)))
+
+
+@pytest.mark.parametrize("nu", [0.25, float("inf")])
+def test_consistent_chain_is_the_exact_limit_when_scores_are_equal(nu):
+    # W_k = 0: the normaliser does not move, f is additive, and the consistent route (coefficient 1)
+    # is LIME's exact limit for every nu; the paper's route (3/2) is off by half of it.
+    params, tokens = _case(3, scale=2.0)
+    params = params._replace(W_k=jnp.zeros_like(params.W_k))
+    doc, names = lime_document(tokens, n_words=LENGTH)
+    exact = beta_limit(params, tokens, SPEC, n_words=LENGTH, removal="replace", nu=nu, method="exact").beta
+    c = np.asarray(lime_fixed.chain_coefficients(params, doc, SPEC, len(names)))
+    routes = {r: float(theory.derive_eq19(SPEC, r).coefficient) * c for r in theory.ROUTES}
+    np.testing.assert_allclose(routes["consistent"], exact, rtol=0, atol=1e-10 * np.max(np.abs(exact)))
+    np.testing.assert_allclose(routes["paper"], 1.5 * exact, rtol=0, atol=1e-10 * np.max(np.abs(exact)))
 
 
 @pytest.mark.parametrize("changes", [{}, {"biases": True, "output_link": "sigmoid", "positional": False,

@@ -6,14 +6,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from attnverify.numerics.draws import draw_params
 from attnverify.numerics.lime import evaluation as lime_eval
 from attnverify.numerics.lime import structured as lime_structured
-from attnverify.numerics.lime.document import lime_document, perturb, random_document
+from attnverify.numerics.lime.document import lime_document, perturb
 from attnverify.numerics.lime.engine import lime_explain
 from attnverify.numerics.lime.limit import beta_limit, enumerated_gamma, limit_from_gamma, masks_from_index
 from attnverify.numerics.lime.ridge import weighted_ridge
 from attnverify.numerics.lime.sampling import kernel_weights, sample_masks, subset_probability
+from helpers import lime_case, tokens_of
 
 from attnverify.errors import InputError
 from attnverify.spec import ModelSpec
@@ -23,14 +23,13 @@ D = 6
 
 
 @functools.lru_cache(maxsize=4)
-def _case(seed=0, scale=3.0):
-    params = draw_params(jax.random.PRNGKey(seed), SPEC, scale=scale)
-    doc = random_document(jax.random.PRNGKey(seed + 100), D, 9, SPEC.max_len, SPEC.vocab_size)
-    return params, np.asarray(doc.tokens)
+def _limit_case(seed, scale):
+    params, doc = lime_case(SPEC, seed, d=D, length=9, scale=scale, document_offset=100)
+    return params, tokens_of(doc)
 
 
 def test_exact_limit_is_the_same_on_every_path_and_equals_brute_force_solve():
-    params, tokens = _case()
+    params, tokens = _limit_case(0, 3.0)
     results = {p: beta_limit(params, tokens, SPEC, n_words=9, removal="replace", path=p, method="exact")
                for p in ("ratio", "structured", "generic")}
     for r in results.values():
@@ -48,7 +47,7 @@ def test_exact_limit_is_the_same_on_every_path_and_equals_brute_force_solve():
 
 @pytest.mark.parametrize("removal", ["replace", "delete"])
 def test_monte_carlo_agrees_with_exact_within_its_standard_error(removal):
-    params, tokens = _case()
+    params, tokens = _limit_case(0, 3.0)
     exact = beta_limit(params, tokens, SPEC, n_words=9, removal=removal, method="exact")
     mc = beta_limit(params, tokens, SPEC, n_words=9, removal=removal, method="monte_carlo", n_mc=2**17,
                     key=jax.random.PRNGKey(4), chunk_size=2**12)
@@ -73,7 +72,7 @@ def test_additive_functions_are_recovered_exactly(nu):
 
 
 def test_lime_is_linear_in_f_on_a_shared_neighbourhood():
-    params, tokens = _case(1, 5.0)
+    params, tokens = _limit_case(1, 5.0)
     doc, names = lime_document(tokens, n_words=9)
 
     @jax.jit
@@ -91,7 +90,7 @@ def test_lime_is_linear_in_f_on_a_shared_neighbourhood():
 
 
 def test_empirical_lime_converges_at_rate_one_over_root_n():
-    params, tokens = _case(2, 5.0)
+    params, tokens = _limit_case(2, 5.0)
     exact = beta_limit(params, tokens, SPEC, n_words=9, removal="replace", method="exact").beta
     rmse = []
     sizes = (250, 4000)
@@ -108,7 +107,7 @@ def test_empirical_lime_converges_at_rate_one_over_root_n():
 
 
 def test_limit_bad_input():
-    params, tokens = _case()
+    params, tokens = _limit_case(0, 3.0)
     one_word = np.array([0, 5] + [1] * 10)
     with pytest.raises(InputError, match="d = 1"):
         beta_limit(params, one_word, SPEC, n_words=1)

@@ -13,7 +13,7 @@ d, nu, s = mg.d, mg.nu, mg.s
 
 
 def test_kernel_is_derived_from_the_cosine_distance():
-    # THEORY.md §4: pi = exp(-(1 - sqrt(1 - s/d))^2 / (2 nu^2)).
+    # docs/theory.md §4: pi = exp(-(1 - sqrt(1 - s/d))^2 / (2 nu^2)).
     stated = sp.exp(-((1 - sp.sqrt(1 - s / d)) ** 2) / (2 * nu**2))
     point = {d: 9, s: 4, nu: sp.Rational(1, 4)}
     assert abs(sp.N((mg.kernel() - stated).subs(point), 30)) < 1e-25
@@ -66,13 +66,13 @@ def test_wide_kernel_limits_match_theory():
 @pytest.mark.parametrize("size,expected", [(10, (0.452, 0.304, 0.212)), (50, (0.492, 0.344, 0.258)),
                                            (100, (0.497, 0.349, 0.264))])
 def test_compiled_alphas_match_theory_numbers(size, expected):
-    # THEORY.md §5 values, given to 3 decimals (tolerance: half a unit in the last place).
+    # docs/theory.md §5 values, given to 3 decimals (tolerance: half a unit in the last place).
     alpha = np.asarray(mg_constants(size, 0.25).alpha[:3])
     np.testing.assert_allclose(alpha, expected, rtol=0, atol=5e-4 + 1e-12)
 
 
 def test_compiled_sigmas_match_theory_numbers_and_limits():
-    # THEORY.md §5 values for d = 100, to the digits given there.
+    # docs/theory.md §5 values for d = 100, to the digits given there.
     got = np.asarray(mg_constants(100, 0.25).sigma)
     assert np.all(np.abs(got - (26.27, -0.346, 11.72, -0.113)) <= np.array((5e-3, 5e-4, 5e-3, 5e-4)))
     wide = np.asarray(mg_constants(100, float("inf")).sigma)

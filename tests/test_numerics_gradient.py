@@ -1,15 +1,14 @@
 """The three computations of Theorem 1 quantities meet: derived (SymPy, compiled), paper, jax.grad."""
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 import sympy as sp
 from attnverify.numerics import model as nm
 from attnverify.numerics.compile import compile_expression
-from attnverify.numerics.draws import draw_document, draw_params
 from attnverify.numerics.quantities import theorem1_quantities
 from attnverify.theory import symbols as S
+from helpers import draw as _draw
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -23,11 +22,6 @@ VARIANTS = [
     {"value_nonlinearity": "tanh", "biases": True},
     {"head_aggregation": "sum", "scale_scores": False, "positional": False},
 ]
-
-
-def _draw(spec, seed, dtype=jnp.float64, scale=1.0):
-    k1, k2 = jax.random.split(jax.random.PRNGKey(seed))
-    return draw_params(k1, spec, dtype=dtype, scale=scale), draw_document(k2, spec)
 
 
 def _rel(a, b):
@@ -91,7 +85,7 @@ def test_large_scores_do_not_overflow(tiny_spec):
 
 
 def test_model_is_an_attention_weighted_mean_of_readouts(tiny_spec):
-    # THEORY.md §1.3: f = 1/K sum_i sum_t alpha_t^(i) s_t^(i).
+    # docs/theory.md §1.3: f = 1/K sum_i sum_t alpha_t^(i) s_t^(i).
     params, tokens = _draw(tiny_spec, 5)
     e = nm.embed(params, tokens, tiny_spec)
     alpha, s = nm.attention(params, e, tiny_spec), nm.readouts(params, e, tiny_spec)[..., 1]

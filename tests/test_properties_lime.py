@@ -2,8 +2,8 @@
 
 1. The fast evaluation paths equal the generic path (the true model on every perturbed
    document) on the same LIME samples, to the engine's promised 1e-12 in float64; where a
-   spec breaks a path's algebra (THEORY.md §1.3-1.4) the path refuses with `InputError`.
-2. beta^inf by exact enumeration (THEORY.md §5) equals its Monte-Carlo estimate within a
+   spec breaks a path's algebra (docs/theory.md §1.3-1.4) the path refuses with `InputError`.
+2. beta^inf by exact enumeration (docs/theory.md §5) equals its Monte-Carlo estimate within a
    Student-t bound on the Monte-Carlo standard error.
 
 Each property carries its "can fail" companion in every example: a deliberately wrong variant
@@ -92,7 +92,7 @@ def _case(spec: ModelSpec, seed: int, d: int, length: int, scale: float):
 
 # -- 1. evaluation paths ------------------------------------------------------------------------------
 def path_applies(spec: ModelSpec, removal: str, path: str) -> bool:
-    """Where a fast path's algebra holds (THEORY.md §1.3-1.4), written out here independently of
+    """Where a fast path's algebra holds (docs/theory.md §1.3-1.4), written out here independently of
     the engine's own `unsupported` so that a silent change of either is caught.
 
     structured: gamma and s split into word part + position part: a constant query, linear

@@ -143,3 +143,27 @@ def test_quick_preset_is_float64_only_and_full_adds_float32():
     assert report.DTYPES["quick"] == ("float64",)
     assert set(report.DTYPES["full"]) == {"float64", "float32"}
     assert report.PRESETS["quick"] < report.PRESETS["full"]
+
+
+def test_report_reads_as_a_document_summary_model_figures_then_grouped_claims(tmp_path, tiny_model_path,
+                                                                               monkeypatch):
+    """Summary first, then "Model used" against the paper's IMDB setup, then the claims grouped by
+    paper with the negative controls in their own last section; results.json carries verdicts."""
+    monkeypatch.setattr(report, "run_claim", _fake_run_claim)
+    options = report.ReportOptions(out_dir=tmp_path, model=tiny_model_path, claims=("theorem1",),
+                                   figures=("fig3",), trials=2)
+    written, _ = report.run_report(options, draw_figures=draw_for_report)
+    md = written["report.md"].read_text()
+    order = [md.index(h) for h in ("## Summary", "## Model used", "## Figures", "## Claims",
+                                   "### Negative controls")]
+    assert order == sorted(order)
+    assert md.index("Theorem 1: gradients") < md.index("### Negative controls")
+    controls = md[md.index("### Negative controls"):md.index("## Model details")]
+    assert "thm1.control_no_jacobian" in controls and "thm1.gxi" not in controls
+    used = md[md.index("## Model used"):md.index("## Figures")]
+    assert "IMDB" in used and "T = 256" in used and "80.19%" in used
+    assert "Self-attention of each head" in md and "**Takeaway.**" in md
+    results = json.loads(written["results.json"].read_text())
+    assert all(r["verdict"] in {"pass", "expected_fail", "fail", "hyp_unmet", "inconclusive"}
+               for r in results["results"])
+    assert results["summary"][0].startswith("What the paper claims")

@@ -1,27 +1,21 @@
-"""Bastings & Filippova (THEORY.md §8.6, checks 34-35): Integrated Gradients three ways, quadrature,
+"""Bastings & Filippova (docs/theory.md §8.6, checks 34-35): Integrated Gradients three ways, quadrature,
 completeness, the wrong-formula control, the tau-based claims, and bad input."""
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from attnverify.numerics import model as nm
-from attnverify.numerics.draws import draw_document, draw_params
 from attnverify.numerics.explanations import explain
 from attnverify.numerics.related import integrated_gradients as ns
 from attnverify.verification import claims as _claims  # noqa: F401
 from attnverify.verification.registry import REGISTRY
 from attnverify.verification.sweep import run_claim
+from helpers import draw
 
 from attnverify.errors import InputError
 from attnverify.spec import ModelSpec
 
 SPEC = ModelSpec(max_len=8, d_embed=6, d_att=4, d_out=5, heads=3, vocab_size=30)
-
-
-def _draw(seed: int, scale: float = 1.0, spec: ModelSpec = SPEC):
-    k1, k2 = jax.random.split(jax.random.PRNGKey(seed))
-    return draw_params(k1, spec, scale=scale), draw_document(k2, spec)
 
 
 def _relative(a, b) -> float:
@@ -32,7 +26,7 @@ def _relative(a, b) -> float:
 @pytest.mark.parametrize("kind", ns.BASELINES)
 @pytest.mark.parametrize("scale", [1.0, 5.0])
 def test_statement_and_derived_ig_equal_jax_ig(kind, scale):
-    params, tokens = _draw(1, scale)
+    params, tokens = draw(SPEC, 1, scale=scale)
     truth = ns.integrated_gradients(params, tokens, SPEC, kind=kind)[1:]
     stated = ns.statement_integrated_gradients(params, tokens, SPEC, kind=kind)[1:]
     derived = ns.derived_integrated_gradients(params, tokens, SPEC, kind=kind)[1:]
@@ -43,14 +37,14 @@ def test_statement_and_derived_ig_equal_jax_ig(kind, scale):
 
 @pytest.mark.parametrize("kind", ns.BASELINES)
 def test_wrong_ig_formula_is_caught(kind):
-    params, tokens = _draw(2)
+    params, tokens = draw(SPEC, 2)
     truth = ns.integrated_gradients(params, tokens, SPEC, kind=kind)[1:]
     wrong = ns.statement_integrated_gradients(params, tokens, SPEC, kind=kind, wrong=True)[1:]
     assert _relative(wrong, truth) > 1e-3  # O(0.1) in practice; the tolerance is 1e-10
 
 
 def test_wrong_baseline_is_caught():
-    params, tokens = _draw(3)
+    params, tokens = draw(SPEC, 3)
     zero = ns.integrated_gradients(params, tokens, SPEC, kind="zero")
     unk = ns.integrated_gradients(params, tokens, SPEC, kind="unk")
     assert _relative(unk[1:], zero[1:]) > 1e-3
@@ -65,7 +59,7 @@ def test_gauss_legendre_is_exact_to_degree_2n_minus_1_only():
 
 
 def test_quadrature_converges():
-    params, tokens = _draw(4, scale=5.0)  # a sharper integrand than at the paper's init
+    params, tokens = draw(SPEC, 4, scale=5.0)  # a sharper integrand than at the paper's init
     reference = ns.integrated_gradients(params, tokens, SPEC, kind="unk", order=2 * ns.ORDER)
     errors = [_relative(ns.integrated_gradients(params, tokens, SPEC, kind="unk", order=n), reference)
               for n in (1, 2, 4, ns.ORDER)]
@@ -75,7 +69,7 @@ def test_quadrature_converges():
 
 @pytest.mark.parametrize("kind", ns.BASELINES)
 def test_completeness_holds_and_catches_the_wrong_formula(kind):
-    params, tokens = _draw(4, scale=5.0)
+    params, tokens = draw(SPEC, 4, scale=5.0)
     total, difference = ns.completeness_gap(params, tokens, SPEC, kind=kind)
     assert abs(float(total - difference)) <= 1e-12 * max(1.0, abs(float(difference)))
     # completeness fails for a wrong formula: the truncated integrand's sum misses f(xi) - f(b)
@@ -84,7 +78,7 @@ def test_completeness_holds_and_catches_the_wrong_formula(kind):
 
 
 def test_cls_and_unk_positions_get_no_ig_from_the_unk_baseline():
-    params, tokens = _draw(5)
+    params, tokens = draw(SPEC, 5)
     tokens = tokens.at[2].set(nm.UNK)
     ig = ns.integrated_gradients(params, tokens, SPEC, kind="unk")
     assert float(ig[0]) == 0.0 and float(ig[2]) == 0.0  # e_t = b_t: no path, no attribution
@@ -93,7 +87,7 @@ def test_cls_and_unk_positions_get_no_ig_from_the_unk_baseline():
 # -- importances and the exact identities behind check 34 ----------------------------------------------
 def test_one_head_alpha_abs_s_is_detached_gxi_magnitude():
     spec = SPEC.replace(heads=1)
-    params, tokens = _draw(6, spec=spec)
+    params, tokens = draw(spec, 6)
     imp = ns.importances(params, tokens, spec)
     np.testing.assert_allclose(imp["alpha_abs_s"], jnp.abs(imp["gxi_detached"]), rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(imp["alpha_avg_abs_s"], imp["alpha_abs_s"], rtol=1e-12, atol=1e-15)
@@ -101,7 +95,7 @@ def test_one_head_alpha_abs_s_is_detached_gxi_magnitude():
 
 
 def test_occlusion_is_the_in_place_unk_difference():
-    params, tokens = _draw(7)
+    params, tokens = draw(SPEC, 7)
     occ = ns.occlusion(params, tokens, SPEC)
     t = 3
     e = nm.embed(params, tokens, SPEC)
@@ -111,7 +105,7 @@ def test_occlusion_is_the_in_place_unk_difference():
 
 
 def test_planting_scales_the_chosen_rows_only():
-    params, tokens = _draw(8)
+    params, tokens = draw(SPEC, 8)
     planted = ns.plant(params, tokens, 2, 4.0)
     rows = set(np.asarray(tokens[1:3]).tolist())
     for w in range(SPEC.vocab_size):
@@ -135,7 +129,7 @@ def test_the_statement_fails_outside_its_hypothesis():
     # The §8.6 formula assumes the [CLS] query: with the mean query the query moves along the path.
     spec = SPEC.replace(query="mean")
     assert REGISTRY["saliency.ig_statement.zero"].expected(spec) is None
-    params, tokens = _draw(11, spec=spec)
+    params, tokens = draw(spec, 11)
     truth = ns.integrated_gradients(params, tokens, spec, kind="zero")[1:]
     stated = ns.statement_integrated_gradients(params, tokens, spec, kind="zero")[1:]
     assert _relative(stated, truth) > 1e-6
@@ -149,13 +143,13 @@ def test_non_positive_or_non_integer_order_is_refused(order):
 
 
 def test_unknown_baseline_is_refused():
-    params, tokens = _draw(9)
+    params, tokens = draw(SPEC, 9)
     with pytest.raises(InputError, match="unknown IG baseline 'mean'"):
         ns.integrated_gradients(params, tokens, SPEC, kind="mean")
 
 
 def test_explain_reports_ig_aligned_with_the_words():
-    params, tokens = _draw(10)
+    params, tokens = draw(SPEC, 10)
     out = explain(params, tokens, SPEC, 5)
     assert out["ig_baseline"] == "unk" and len(out["ig"]) == len(out["grad_x_input"]) == 5
     ig = ns.integrated_gradients(params, tokens, SPEC, kind="unk")

@@ -34,7 +34,7 @@ def test_a_deliberately_wrong_formula_is_reported_fail(tiny_spec):
 
     wrong = Claim(id="test.wrong", group="test", statement="dropped Jacobian", source="test",
                   lhs="wrong", rhs="jax.grad", build=build,
-                  tolerance={"float64": 1e-10, "float32": 1e-4}, tolerance_reason="test")
+                  tolerance={"float64": 1e-10, "float32": 1e-4}, tolerance_reason="test", provenance="paper")
     result = run_claim(wrong, tiny_spec, trials=TRIALS, progress=False)
     assert not result.passed and result.unexpected
     assert "FAILS where it is claimed to hold" in result.finding
@@ -81,14 +81,15 @@ def test_bad_sweep_input(tiny_spec):
 def test_compiled_blocks_cache_is_bounded(tiny_spec):
     # Every compiled executable holds memory mappings; a long process (the report sweeps every
     # claim in two dtypes) must not keep them all (see `sweep.MAX_CACHED_BLOCKS`).
-    from attnverify.verification import sweep
+    from attnverify.verification import blocks, sweep
 
     def build(spec):
         return lambda p, x: (p.W_q, p.W_q)
 
     for n in range(sweep.MAX_CACHED_BLOCKS + 3):
         claim = Claim(id=f"test.cache{n}", group="test", statement="W_q = W_q", source="test", lhs="W_q",
-                      rhs="W_q", build=build, tolerance={"float64": 0.0, "float32": 0.0}, tolerance_reason="exact")
+                      rhs="W_q", build=build, tolerance={"float64": 0.0, "float32": 0.0}, tolerance_reason="exact",
+                      provenance="measured")
         assert run_claim(claim, tiny_spec, trials=1, progress=False).passed
-        assert len(sweep._BLOCKS) <= sweep.MAX_CACHED_BLOCKS
-    assert len(sweep._BLOCKS) == sweep.MAX_CACHED_BLOCKS
+        assert len(blocks._MEASURES) <= sweep.MAX_CACHED_BLOCKS
+    assert len(blocks._MEASURES) == sweep.MAX_CACHED_BLOCKS

@@ -1,4 +1,4 @@
-"""Wiegreffe & Pinter (THEORY.md §8.2, checks 22-25): the forwards and metrics against their
+"""Wiegreffe & Pinter (docs/theory.md §8.2, checks 22-25): the forwards and metrics against their
 definitions and independent oracles (scipy, scikit-learn), the trainers' invariants, the claims'
 expected verdicts at a few draws, deliberately wrong variants, and bad input."""
 
@@ -137,7 +137,7 @@ def test_claim_meets_its_expectation(claim_id):
 def _variant(name: str, what: str, task: str, sides, summary) -> Claim:
     return Claim(id=f"wrong.{name}", group="test", statement=name, source="test", lhs="-", rhs="-",
                  build=cw._compare(what, task, sides), tolerance=cw.TOLERANCE, tolerance_reason="test",
-                 measure=cw._value, summary=summary)
+                 measure=cw._value, summary=summary, provenance="measured")
 
 
 WRONG = [
@@ -171,11 +171,11 @@ def test_a_wrong_seed_calibration_flips_the_verdict():
 
 
 def test_summaries_by_hand():
-    assert cw.at_least(0.0, strict=True)(np.zeros(8))["error"] > 0
-    assert cw.at_least(-0.02)(np.zeros(8))["error"] < 0
-    assert cw.at_most(0.1)(np.full(8, 0.5))["error"] > 0
+    assert cw.at_least(0.0, strict=True).judge(np.zeros(8)).outcome == "refuted"  # strict: 0 is not > 0
+    assert cw.at_least(-0.02).judge(np.zeros(8)).outcome == "holds"
+    assert cw.at_most(0.1).judge(np.full(8, 0.5)).outcome == "refuted"
     values = np.array([0.1, 0.2, 0.3, 0.4])
-    _, se = cw._mean_se(values)
+    se = cw.at_least(0.0)(values)["se"]
     assert se > values.std(ddof=1) / 2  # the pool's own error is added to the draws' standard error
 
 

@@ -2,24 +2,126 @@
 
 `gradient` is plain `sympy.diff` with respect to an entry ``e[tau, m]``: SymPy produces
 ``KroneckerDelta`` factors inside the sums, which `normal_form` eliminates. The normal
-form applies only sound rewriting rules for finite sums:
+form applies only sound rewriting rules for finite sums (``docs/theory.md §10``,
+"Soundness rules of the prover"); a sum is read as SymPy reads it (``Sum.doit``):
 
 * linearity: ``Sum(a + b) = Sum(a) + Sum(b)`` and factors free of the index move out;
-* delta elimination: ``Sum_x(delta(x, y) g(x)) = g(y)``, valid because every free index
-  lies in the summation range (``0 <= tau < T``, ``0 <= m < d_e``);
+  ``Sum_{x=a}^{b} 1 = b - a + 1``.
+* delta elimination: ``Sum_{x=a}^{b} delta(x, y) g(x) = g(y)`` only when ``a <= y <= b``
+  is *proved*, both limits, from what is known about y (rule R1 below). When it is not,
+  the sum becomes ``Piecewise((g(y), (y >= a) & (y <= b)), (0, True))`` with every
+  condition that is proved dropped (the whole term is 0 when one is disproved), so the
+  range condition stays explicit and a comparison that needs it is not proved. A delta
+  is eliminated only when one argument *is* the bound index x and the other (y) is an
+  integer free of x; any other delta stays inside its sum.
 * alpha-renaming: a bound index is renamed after its range and nesting height, so two
-  equal sums become the same SymPy object.
+  equal sums become the same SymPy object. The new name is fresh: it occurs nowhere in
+  the summand or the limits (rule R2), so renaming never captures a free symbol.
+* substitution (``g(y)`` above) renames any inner bound index that occurs in y first,
+  so y is never captured by an inner sum (rule R2 again; SymPy's ``subs`` would).
+
+R1, what is known about an index: its SymPy assumptions (every index here is
+``integer, nonnegative``, so ``y >= 0`` is known, never an upper limit); the limits of
+every enclosing sum that binds it; and declared ranges of free indices, a mapping
+``index -> (lo, hi)`` meaning ``lo <= index <= hi``. The declared ranges are
+`declared_ranges()`: ``[0, size - 1]`` for each entry of `symbols.FREE_SIZES` (``tau``
+in ``[0, T - 1]``, ``m`` in ``[0, d_e - 1]``: a free index of a gradient names an entry
+of ``e``), which a caller extends or overrides with the ``ranges`` argument of
+`normal_form` and `prove_equal`. An inequality ``p >= 0`` is proved when SymPy's
+assumptions decide it, or when a lower bound of p, obtained by replacing each index of
+a linear p by the end of its range that makes p smallest, is decided ``>= 0``. An index
+whose range is unknown has no upper bound, so no delta over a bounded sum is eliminated
+on its account.
 
 Two expressions whose normal forms differ by an expression that expands to zero are
-equal for every size: that is what `prove_equal` checks.
+equal for every size (and every value of the free indices in their declared ranges):
+that is what `prove_equal` checks. It answers False ("not proved") whenever a rule does
+not apply; it never answers True for a false identity.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import sympy as sp
 from attnverify.theory import symbols as S
 
 _INDEX_NAMES = {S.T: "t", S.d_e: "k", S.d_att: "a", S.d_out: "o", S.K: "i", S.C: "c"}
+
+#: ``lo <= index <= hi``, per index symbol (both ends included).
+Range = tuple[sp.Expr, sp.Expr]
+Ranges = Mapping[sp.Symbol, Range]
+
+
+_DECLARED: dict[sp.Symbol, Range] = {}
+
+
+def declare_range(index: sp.Symbol, lower: sp.Expr, upper: sp.Expr) -> None:
+    """Declare ``lower <= index <= upper`` wherever `index` occurs free (rule R1)."""
+    _DECLARED[index] = (sp.sympify(lower), sp.sympify(upper))
+
+
+def declared_ranges() -> dict[sp.Symbol, Range]:
+    """The declared ranges of free indices: ``[0, size - 1]`` for each entry of
+    `symbols.FREE_SIZES` (read at each call, so an entry added there counts), then those
+    of `declare_range`."""
+    sizes = {x: (sp.Integer(0), size - 1) for x, size in S.FREE_SIZES.items()}
+    return {**sizes, **_DECLARED}
+
+
+# The feature index j of the LIME coefficients (theory/eq19: beta_j, z[j], P[j, t]) ranges
+# over the d features (theory/mardaoui_garreau.d). Symbols are equal by name and
+# assumptions, so this declares eq19's j; it belongs in eq19 (``declare_range(j, 0, D - 1)``).
+declare_range(sp.Symbol("j", integer=True, nonnegative=True), 0,
+              sp.Symbol("d", integer=True, positive=True) - 1)
+
+
+def _known(ranges: Ranges | None) -> dict[sp.Symbol, Range]:
+    return {**declared_ranges(), **(ranges or {})}
+
+
+def _bound(expr: sp.Expr, scope: Ranges, upper: bool, depth: int = 0) -> sp.Expr | None:
+    """An upper (or lower) bound of `expr` over the ranges of `scope`, free of the indices
+    of `scope`, or None when `expr` is not linear in them (rule R1)."""
+    expr = sp.sympify(expr)
+    if not expr.free_symbols & scope.keys():
+        return expr
+    if isinstance(expr, sp.Symbol):
+        if depth > 16:  # ranges that refer to each other in a cycle
+            return None
+        lo, hi = scope[expr]
+        return _bound(hi if upper else lo, scope, upper, depth + 1)
+    if isinstance(expr, sp.Add):
+        parts = [_bound(arg, scope, upper, depth) for arg in expr.args]
+        return None if any(p is None for p in parts) else sp.Add(*parts)
+    if isinstance(expr, sp.Mul):
+        coeff, rest = expr.as_coeff_Mul()
+        if coeff.is_Number and coeff != 0 and coeff != 1:
+            part = _bound(rest, scope, upper if coeff > 0 else not upper, depth)
+            return None if part is None else coeff * part
+    return None
+
+
+def _sign(p: sp.Expr, scope: Ranges) -> bool | None:
+    """True when ``p >= 0`` is proved, False when ``p < 0`` is proved, None otherwise."""
+    p = sp.expand(p)
+    if p.is_nonnegative:
+        return True
+    if p.is_negative:
+        return False
+    lo = _bound(p, scope, upper=False)
+    if lo is not None and sp.expand(lo).is_nonnegative:
+        return True
+    hi = _bound(p, scope, upper=True)
+    if hi is not None and sp.expand(hi).is_negative:
+        return False
+    return None
+
+
+def _condition(p: sp.Expr, stated: sp.Expr, scope: Ranges) -> sp.Expr:
+    """``p >= 0`` as a condition: true or false when decided, else `stated` (readable)."""
+    sign = _sign(p, scope)
+    return stated if sign is None else sp.true if sign else sp.false
 
 
 def _height(expr: sp.Expr) -> int:
@@ -29,13 +131,82 @@ def _height(expr: sp.Expr) -> int:
     return max((_height(arg) for arg in expr.args), default=0)
 
 
-def _bound_symbol(upper: sp.Expr, height: int) -> sp.Symbol:
-    size = upper + 1
-    stem = _INDEX_NAMES.get(size, "j")
-    return sp.Symbol(f"{stem}_{height}", integer=True, nonnegative=True)
+def _fresh(stem: str, taken: set[sp.Symbol], like: sp.Symbol | None = None) -> sp.Symbol:
+    """``stem``, or ``stem_1``, ``stem_2``, ...: the first name no symbol of `taken` has."""
+    names = {s.name for s in taken}
+    name, n = stem, 0
+    while name in names:
+        n += 1
+        name = f"{stem}_{n}"
+    assumptions = like.assumptions0 if like is not None else dict(integer=True, nonnegative=True)
+    return sp.Symbol(name, **assumptions)
 
 
-def _sum_of(body: sp.Expr, x: sp.Symbol, lower: sp.Expr, upper: sp.Expr) -> sp.Expr:
+def _bound_symbol(upper: sp.Expr, height: int, taken: set[sp.Symbol]) -> sp.Symbol:
+    """The canonical name of a bound index, never one of `taken` (rule R2)."""
+    stem = _INDEX_NAMES.get(upper + 1, "j")
+    return _fresh(f"{stem}_{height}", taken)
+
+
+def _substitute(expr: sp.Expr, x: sp.Symbol, value: sp.Expr) -> sp.Expr:
+    """``expr`` with the free occurrences of x replaced by `value`, renaming first every
+    inner bound index that occurs in `value` (capture-avoiding; SymPy's ``subs`` is not)."""
+    if x not in expr.free_symbols:
+        return expr
+    if isinstance(expr, sp.Sum):
+        if len(expr.limits) > 1:  # Sum(f, L0, L1) = Sum(Sum(f, L0), L1)
+            nested = sp.Sum(sp.Sum(expr.function, expr.limits[0]), *expr.limits[1:])
+            return _substitute(nested, x, value)
+        body, (y, lower, upper) = expr.function, expr.limits[0]
+        lower, upper = _substitute(lower, x, value), _substitute(upper, x, value)
+        if y == x:  # x is shadowed in the body
+            return sp.Sum(body, (y, lower, upper))
+        if y in value.free_symbols:
+            taken = body.atoms(sp.Symbol) | value.free_symbols | {x}
+            fresh = _fresh(y.name, taken, like=y)
+            body, y = body.xreplace({y: fresh}), fresh
+        return sp.Sum(_substitute(body, x, value), (y, lower, upper))
+    if not expr.has(sp.Sum):
+        return expr.xreplace({x: value})
+    return expr.func(*[_substitute(arg, x, value) for arg in expr.args])
+
+
+def _delta_partner(delta: sp.KroneckerDelta, x: sp.Symbol) -> sp.Expr | None:
+    """y when `delta` is delta(x, y) with y an integer free of x, else None."""
+    if len(delta.args) != 2:
+        return None
+    first, second = delta.args
+    y = second if first == x else first if second == x else None
+    if y is None or x in y.free_symbols or y.is_integer is not True:
+        return None
+    return y
+
+
+def _eliminate(value: sp.Expr, y: sp.Expr, lower: sp.Expr, upper: sp.Expr, scope: Ranges) -> sp.Expr:
+    """Sum_{x=lower}^{upper} delta(x, y) g(x), where value = g(y), y an integer (rule R1).
+
+    Read as ``Sum.doit`` reads it: g(y) when lower <= y <= upper; and, for a reversed range
+    (upper < lower - 1, Karr's convention), -g(y) when upper < y < lower; else 0.
+    """
+    inside = sp.And(_condition(y - lower, sp.Ge(y, lower), scope),
+                    _condition(upper - y, sp.Le(y, upper), scope))
+    if inside == sp.true:
+        return value
+    pieces = []
+    if inside != sp.false:
+        pieces.append((value, inside))
+    if _sign(upper - lower + 1, scope) is not True:  # the range may be reversed
+        reversed_ = sp.And(_condition(y - upper - 1, sp.Gt(y, upper), scope),
+                           _condition(lower - 1 - y, sp.Lt(y, lower), scope))
+        if reversed_ != sp.false:
+            pieces.append((-value, reversed_))
+    if not pieces:
+        return sp.Integer(0)
+    return sp.Piecewise(*pieces, (0, True))
+
+
+def _sum_of(body: sp.Expr, x: sp.Symbol, lower: sp.Expr, upper: sp.Expr, scope: Ranges) -> sp.Expr:
+    """Sum_{x=lower}^{upper} body, `body` in normal form; `scope`: ranges known outside."""
     terms = []
     for term in sp.Add.make_args(sp.expand_mul(body)):
         inside, outside = [], []
@@ -43,40 +214,68 @@ def _sum_of(body: sp.Expr, x: sp.Symbol, lower: sp.Expr, upper: sp.Expr) -> sp.E
             (inside if x in factor.free_symbols else outside).append(factor)
         coefficient = sp.Mul(*outside)
         deltas = [
-            f for f in inside if isinstance(f, sp.KroneckerDelta) and x in f.free_symbols
+            (f, y) for f in inside if isinstance(f, sp.KroneckerDelta)
+            for y in [_delta_partner(f, x)] if y is not None
         ]
         if deltas:
-            delta = deltas[0]
-            other = delta.args[1] if delta.args[0] == x else delta.args[0]
-            if x in other.free_symbols:
-                raise ValueError(f"cannot eliminate {delta}")
+            delta, y = deltas[0]
             rest = sp.Mul(*[f for f in inside if f is not delta])
-            terms.append(coefficient * normal_form(rest.subs(x, other)))
+            value = _normal(_substitute(rest, x, y), scope)
+            terms.append(coefficient * _eliminate(value, y, lower, upper, scope))
             continue
         summand = sp.Mul(*inside)
         if summand == 1:
             terms.append(coefficient * (upper - lower + 1))
             continue
-        bound = _bound_symbol(upper, _height(summand) + 1)
+        taken = (summand.atoms(sp.Symbol) | lower.free_symbols | upper.free_symbols) - {x}
+        bound = _bound_symbol(upper, _height(summand) + 1, taken)
         terms.append(coefficient * sp.Sum(summand.xreplace({x: bound}), (bound, lower, upper)))
     return sp.Add(*terms)
 
 
-def normal_form(expr: sp.Expr) -> sp.Expr:
-    """The canonical form of an index-level expression (see the module docstring)."""
+def _inside(scope: Ranges, x: sp.Symbol, lower: sp.Expr, upper: sp.Expr) -> dict[sp.Symbol, Range]:
+    """What is known inside Sum_{x=lower}^{upper}: x in [lower, upper] when that range is
+    proved not reversed (a reversed one runs over [upper + 1, lower - 1]); else nothing
+    about x (an outer x is shadowed either way)."""
+    known = {y: r for y, r in scope.items() if y != x}
+    if _sign(upper - lower + 1, scope) is True:
+        known[x] = (lower, upper)
+    return known
+
+
+def _normal(expr: sp.Expr, scope: Ranges) -> sp.Expr:
     if isinstance(expr, sp.Sum):
-        body = normal_form(expr.function)
-        for x, lower, upper in expr.limits:
-            body = _sum_of(body, x, lower, upper)
+        limits = [tuple(limit) for limit in expr.limits]  # innermost first
+        scopes = [scope]  # scopes[n]: what is known outside limit n (outermost first here)
+        for x, lower, upper in reversed(limits):
+            scopes.append(_inside(scopes[-1], x, lower, upper))
+        body = _normal(expr.function, scopes[-1])
+        for n, (x, lower, upper) in enumerate(limits):
+            body = _sum_of(body, x, lower, upper, scopes[len(limits) - 1 - n])
         return body
     if isinstance(expr, sp.Indexed) or not expr.args:
         return expr
-    return expr.func(*[normal_form(arg) for arg in expr.args])
+    return expr.func(*[_normal(arg, scope) for arg in expr.args])
+
+
+def normal_form(expr: sp.Expr, ranges: Ranges | None = None) -> sp.Expr:
+    """The canonical form of an index-level expression (see the module docstring).
+
+    `ranges` (``index -> (lo, hi)``) adds to, or overrides, `declared_ranges()`: what is
+    known about the free indices of `expr`. A delta over an index whose range is not
+    known is not eliminated but kept as an explicit range condition.
+    """
+    return _normal(sp.sympify(expr), _known(ranges))
 
 
 def gradient(expr: sp.Expr, tau: sp.Symbol = S.tau, m: sp.Symbol = S.m) -> sp.Expr:
-    """d expr / d e[tau, m] by `sympy.diff`, in normal form (deltas eliminated)."""
-    return normal_form(sp.diff(expr, S.e[tau, m]))
+    """d expr / d e[tau, m] by `sympy.diff`, in normal form (deltas eliminated).
+
+    ``e[tau, m]`` is an entry of e, so tau and m range over e's axes (``symbols.AXES``).
+    """
+    axes = dict(zip((tau, m), S.AXES["e"], strict=True))
+    ranges = {x: (sp.Integer(0), size - 1) for x, size in axes.items() if isinstance(x, sp.Symbol)}
+    return normal_form(sp.diff(expr, S.e[tau, m]), ranges)
 
 
 def at_word_position(expr: sp.Expr, tau: sp.Symbol = S.tau) -> sp.Expr:
@@ -84,7 +283,7 @@ def at_word_position(expr: sp.Expr, tau: sp.Symbol = S.tau) -> sp.Expr:
     return normal_form(expr.replace(
         lambda x: isinstance(x, sp.KroneckerDelta) and set(x.args) == {sp.Integer(0), tau},
         lambda x: sp.Integer(0),
-    ))
+    ), {tau: (sp.Integer(1), S.T - 1)})
 
 
 def at_cls_position(expr: sp.Expr, tau: sp.Symbol = S.tau) -> sp.Expr:
@@ -92,9 +291,11 @@ def at_cls_position(expr: sp.Expr, tau: sp.Symbol = S.tau) -> sp.Expr:
     return normal_form(expr.subs(tau, 0))
 
 
-def prove_equal(lhs: sp.Expr, rhs: sp.Expr) -> bool:
-    """True when lhs - rhs normalises and expands to exactly zero (for all sizes)."""
-    return sp.expand(normal_form(lhs) - normal_form(rhs)) == 0
+def prove_equal(lhs: sp.Expr, rhs: sp.Expr, ranges: Ranges | None = None) -> bool:
+    """True when lhs - rhs normalises and expands to exactly zero: equal for every size and
+    every value of the free indices in their ranges (`normal_form`'s `ranges`). False means
+    "not proved", never "disproved"."""
+    return sp.expand(normal_form(lhs, ranges) - normal_form(rhs, ranges)) == 0
 
 
 def explicit(expr: sp.Expr, sizes: dict[sp.Symbol, int]) -> sp.Expr:

@@ -37,7 +37,7 @@ def derivation_text(d: GradientDerivation, *, latex: bool = False) -> str:
         "== Theorem 1 as stated by the paper ==",
         readable(d.paper, latex=latex),
         "",
-        "== query-path term at [CLS] (THEORY.md §3.3) ==",
+        "== query-path term at [CLS] (docs/theory.md §3.3) ==",
         readable(d.cls_term, latex=latex),
         "",
         "== proofs (derived == statement) ==",

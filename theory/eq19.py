@@ -1,4 +1,4 @@
-"""Lopardo et al.'s LIME approximation ("Eq. (19)"; THEORY.md §6), derived step by step.
+"""Lopardo et al.'s LIME approximation ("Eq. (19)"; docs/theory.md §6), derived step by step.
 
 `eq19_statement` is the formula as the paper (its code) states it, typed once:
 
@@ -13,16 +13,21 @@ chain of steps, each a SymPy operation with its assumption named (`Step`):
    words and in the all-UNK document for the removed ones: f becomes additive in z;
 3. *coefficients* — ``c_j = d f / d z_j`` by `sympy.diff` (exact for an additive f);
 4. *MG, exact* — for an additive f, Sigma^{-1} Gamma^f returns c_j for every nu and d;
-5. *independence* — E[pi z_j z_k] replaced by E[pi z_j] E[pi z_k] / E[pi] (the mask
-   coordinates treated as independent): beta_j = kappa c_j + lambda sum_k c_k;
+5. *independence in Gamma only* — in Gamma^f, E[pi z_j z_k] is replaced by
+   E[pi z_j] E[pi z_k] / E[pi] (the mask entries treated as independent) while Sigma^{-1}
+   keeps Mardaoui & Garreau's exact entries: beta_j = kappa c_j + lambda sum_k c_k;
 6. *wide kernel* — nu -> oo (`sympy.limit`);
 7. *large d* — d -> oo, the mean coefficient sum_k c_k / d dropped.
 
-The coefficient of c_j stays 1 through step 4; **step 5 introduces the 3/2** (it becomes
-3/2 after steps 6-7). Without step 5 the same chain gives c_j = 2/3 of Eq. (19), which
-is the exact limit when all scores are equal (THEORY.md §6.3, `equal_score_case`).
-Whether this is the paper's own route is unconfirmed; it is *a* derivation that lands
-exactly on the stated formula, and every step can be checked against the exact limit.
+The coefficient of c_j stays 1 through step 4; **the 3/2 comes from step 5 applying the
+independence to Gamma but not to Sigma** (kappa = alpha_1 (alpha_0 - alpha_1) / (alpha_0
+(alpha_1 - alpha_2)), 3/2 after steps 6-7). Independence itself does not produce it:
+`derive_eq19(spec, route="consistent")` applies the same replacement to both Sigma and Gamma
+(5'), and then Sigma^{-1} Gamma^f = (c_0, c) again for an additive f, so the coefficient is 1
+at every step and the chain ends on c_j = 2/3 of Eq. (19) — the exact limit when all scores
+are equal (docs/theory.md §6.3, `equal_score_case`). Whether the paper's route is step 5 is
+unconfirmed; it is *a* derivation that lands exactly on the stated formula, and every step
+can be checked against the exact limit.
 
 `derive_improved(spec)` keeps step 1 (exact) and replaces steps 2-7 by a first-order
 expansion of the ratio form around the kernel-weighted mean mask z = alpha_1/alpha_0,
@@ -36,6 +41,7 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 from attnverify.theory import mardaoui_garreau as mg
+from attnverify.theory import memo
 from attnverify.theory import symbols as S
 from attnverify.theory.calculus import normal_form, prove_equal
 
@@ -69,7 +75,7 @@ c_j, C_total, c_0 = sp.symbols("c_j C c_0", real=True)
 
 
 def eq19_statement() -> sp.Expr:
-    """Eq. (19) as stated (THEORY.md §6.1), free index j: the paper's 3/2 and 1/K."""
+    """Eq. (19) as stated (docs/theory.md §6.1), free index j: the paper's 3/2 and 1/K."""
     i, t = S.i, S.t
     body = P[j, t] * (alpha[i, t] * s[i, t] - alpha_t[i, t] * s_t[i, t])
     return sp.Rational(3, 2) / S.K * sp.Sum(sp.Sum(body, (t, 0, S.T - 1)), (i, 0, S.K - 1))
@@ -126,18 +132,27 @@ def coefficient(expr: sp.Expr) -> sp.Expr:
 
 
 # -- LIME on an additive function, with exact or independent second moments ----------------------
-def additive_beta(second_moment: sp.Expr) -> sp.Expr:
+def additive_beta(second_moment: sp.Expr, sigma_moment: sp.Expr | None = None) -> sp.Expr:
     """beta_j of f = c_0 + sum_k c_k z_k, Sigma^{-1} Gamma^f with the derived sigma.
 
     Gamma_0 = E[pi f], Gamma_j = E[pi z_j f] use E[pi] = alpha_0, E[pi z_j] = E[pi z_j^2] =
-    alpha_1 and E[pi z_j z_k] = `second_moment` (alpha_2 for LIME's sampling)."""
-    a0, a1 = mg.alpha_sym[:2]
-    sig = mg.derive_inverse().sigma
+    alpha_1 and E[pi z_j z_k] = `second_moment` (alpha_2 for LIME's sampling). Sigma^{-1} is
+    Mardaoui & Garreau's (`mardaoui_garreau.derive_inverse`) with E[pi z_j z_k] = `sigma_moment`
+    in Sigma (default alpha_2, the exact entry): the sigma are rational in alpha_2, so
+    substituting it inverts the Sigma built on that moment."""
+    a0, a1, a2 = mg.alpha_sym[:3]
+    sig = {k: v if sigma_moment is None else v.subs(a2, sigma_moment) for k, v in mg.derive_inverse().sigma.items()}
     gamma_0 = a0 * c_0 + a1 * C_total
     gamma_j = a1 * c_0 + a1 * c_j + second_moment * (C_total - c_j)
     gamma_sum = D * a1 * c_0 + a1 * C_total + second_moment * (D - 1) * C_total  # sum over j
     beta = sig["sigma_1"] * gamma_0 + (sig["sigma_2"] - sig["sigma_3"]) * gamma_j + sig["sigma_3"] * gamma_sum
     return sp.collect(sp.simplify(sp.expand(beta)), [c_j, C_total, c_0], sp.factor)
+
+
+def independent_moment() -> sp.Expr:
+    """E[pi z_j z_k] if the mask entries were independent given the kernel: E[pi z_j] E[pi z_k] / E[pi]."""
+    a0, a1 = mg.alpha_sym[:2]
+    return a1**2 / a0
 
 
 @dataclass(frozen=True)
@@ -149,14 +164,20 @@ class Step:
     holds: bool | None = None  # does the assumption hold under the spec (None: approximation)
 
 
+#: The two routes from step 4: independence in Gamma only (the paper's 3/2) or in Sigma and Gamma.
+ROUTES = ("paper", "consistent")
+
+
 @dataclass(frozen=True)
 class Eq19Derivation:
     spec: ModelSpec
     steps: list[Step]
     derived: sp.Expr  # the end of the chain, in the per-position quantities (free: j)
-    statement: sp.Expr  # eq19_statement()
+    statement: sp.Expr  # eq19_statement(), as typed when the derivation was asked for
     proved: bool  # derived == statement for every size
     unmet: dict[str, str] = field(default_factory=dict)  # spec assumptions the chain needs
+    route: str = "paper"
+    coefficient: sp.Expr = sp.Integer(1)  # the factor of c_j at the end of the chain (a number)
 
 
 def spec_assumptions(spec: ModelSpec) -> dict[str, str]:
@@ -171,16 +192,27 @@ def spec_assumptions(spec: ModelSpec) -> dict[str, str]:
     return unmet
 
 
-@functools.lru_cache(maxsize=16)
-def derive_eq19(spec: ModelSpec) -> Eq19Derivation:
-    """The chain of the module docstring for `spec`, and whether it ends on the statement."""
+@functools.lru_cache(maxsize=32)
+@memo.on_disk  # seconds of SymPy: a later run reads it back (`theory.memo`)
+def _chain(spec: ModelSpec, route: str) -> tuple[tuple[Step, ...], sp.Expr, sp.Expr]:
+    """(steps, end of the chain, its coefficient of c_j): the statement plays no part here."""
+    if route not in ROUTES:
+        raise ValueError(f"route must be one of {', '.join(ROUTES)}, got {route!r}")
     a0, a1, a2 = mg.alpha_sym[:3]
     unmet = spec_assumptions(spec)
     exact = ratio_form(spec)
     fixed = fixed_normaliser_form(spec)
     c = coefficient(fixed)
     exact_mg = additive_beta(a2)
-    independent = additive_beta(a1**2 / a0)
+    if route == "paper":
+        independent = additive_beta(independent_moment())  # Gamma only; Sigma^{-1} exact
+        name, assumption = "independence in Gamma only", (
+            "in Gamma, E[pi z_j z_k] = E[pi z_j] E[pi z_k] / E[pi] (mask entries independent); "
+            "Sigma^{-1} kept exact (Mardaoui & Garreau)")
+    else:
+        independent = additive_beta(independent_moment(), independent_moment())
+        name, assumption = "independence in Sigma and Gamma", (
+            "E[pi z_j z_k] = E[pi z_j] E[pi z_k] / E[pi] in both Sigma and Gamma (mask entries independent)")
     kappa = sp.factor(sp.diff(independent, c_j))  # beta_j is linear in c_j and C
     lam = sp.factor(sp.diff(independent, C_total))
     wide = mg.wide_kernel_limits()
@@ -188,7 +220,7 @@ def derive_eq19(spec: ModelSpec) -> Eq19Derivation:
     kappa_wide, lam_wide = sp.factor(kappa.subs(at_wide)), sp.factor(lam.subs(at_wide))
     kappa_large = sp.limit(kappa_wide, D, sp.oo)
     derived = normal_form(kappa_large * c)
-    steps = [
+    steps = (
         Step("ratio form", "in-place UNK replacement and a constant query (exact on binary masks)",
              exact, holds="query" not in unmet and interpolation_lemma()),
         Step("normaliser fixed", "softmax normaliser of the original document for kept words, of "
@@ -196,16 +228,33 @@ def derive_eq19(spec: ModelSpec) -> Eq19Derivation:
         Step("coefficients", "exact: f is additive, c_j = d f / d z_j", c),
         Step("MG, exact", "exact for every nu and d: LIME recovers an additive f", exact_mg,
              coefficient=sp.diff(exact_mg, c_j), holds=True),
-        Step("independence", "E[pi z_j z_k] = E[pi z_j] E[pi z_k] / E[pi] (mask entries independent)",
-             independent, coefficient=kappa),
+        Step(name, assumption, independent, coefficient=kappa),
         Step("wide kernel", "nu -> oo", kappa_wide * c_j + lam_wide * C_total, coefficient=kappa_wide),
-        Step("large d", "d -> oo and the mean coefficient sum_k c_k / d dropped",
-             kappa_large * c_j, coefficient=kappa_large),
-    ]
-    return Eq19Derivation(spec, steps, derived, eq19_statement(), prove_equal(derived, eq19_statement()), unmet)
+        Step("large d", "d -> oo and the mean coefficient sum_k c_k / d dropped" if lam_wide != 0
+             else "d -> oo (lambda = 0: nothing to drop)", kappa_large * c_j, coefficient=kappa_large),
+    )
+    return steps, derived, kappa_large
 
 
-# -- the exact special case of THEORY.md §6.3 -----------------------------------------------------
+@functools.lru_cache(maxsize=32)
+def _proved(derived: sp.Expr, statement: sp.Expr) -> bool:
+    return prove_equal(derived, statement)
+
+
+def derive_eq19(spec: ModelSpec, route: str = "paper") -> Eq19Derivation:
+    """The chain of the module docstring for `spec` along `route` ("paper": independence in
+    Gamma only, ending on 3/2; "consistent": in Sigma and Gamma, ending on 1), and whether it
+    ends on the statement as `eq19_statement` types it now (read at every call, never cached
+    with the chain, so a wrongly typed statement is reported as not proved)."""
+    # The chain reads only these switches (sizes stay symbolic): one derivation serves every size.
+    switches = ModelSpec(query=spec.query, head_aggregation=spec.head_aggregation, output_link=spec.output_link)
+    steps, derived, kappa = _chain(switches, route)
+    statement = eq19_statement()
+    return Eq19Derivation(spec, list(steps), derived, statement, _proved(derived, statement),
+                          spec_assumptions(spec), route, kappa)
+
+
+# -- the exact special case of docs/theory.md §6.3 -----------------------------------------------------
 @functools.lru_cache(maxsize=4)
 def equal_score_case(spec: ModelSpec) -> dict[str, object]:
     """All scores equal (W_k = 0): alpha = alpha~ = 1/T, the normaliser is constant, f is

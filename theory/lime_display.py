@@ -21,9 +21,9 @@ from attnverify.spec import ModelSpec
 def lime_values(size: int, width: float) -> dict[str, float]:
     """alpha_0..alpha_2 and sigma_0..sigma_3 at d = size, nu = width (inf allowed), by SymPy."""
     if size < 2:
-        raise InputError(f"--d must be >= 2 (d = {size}: LIME's Sigma is singular)")
+        raise InputError(f"d must be >= 2 (d = {size}: LIME's Sigma is singular)", parameter="d")
     if not width > 0:
-        raise InputError(f"--nu must be > 0 (or inf), got {width}")
+        raise InputError(f"nu must be > 0 (or inf), got {width}", parameter="nu")
     nu_value = sp.oo if math.isinf(width) else sp.Float(width, 30)
     values = {}
     for p in range(3):
@@ -57,7 +57,7 @@ def lime_derivation(size: int | None = None, width: float = 0.25) -> dict:
             "Sigma X = I and X Sigma = I in the block algebra (every d)": inverse.proved_right and inverse.proved_left,
             **{f"{k} equals Mardaoui & Garreau's statement": sp.simplify(inverse.sigma[k] - stated[k]) == 0
                for k in stated},
-            **{f"{k} limit (nu -> oo) equals THEORY.md": sp.simplify(wide[k] - wide_stated[k]) == 0
+            **{f"{k} limit (nu -> oo) equals docs/theory.md": sp.simplify(wide[k] - wide_stated[k]) == 0
                for k in wide_stated},
         },
         "wide_kernel_limits": wide,
@@ -114,7 +114,15 @@ def eq19_text(spec: ModelSpec) -> str:
     if d.unmet:
         lines += ["spec assumptions the chain needs but this spec breaks:"]
         lines += [f"  {k}: {v}" for k, v in d.unmet.items()]
-    lines += ["", "The 3/2 appears at step 5 (independence); steps 1-4 keep the coefficient 1."]
+    consistent = eq19_theory.derive_eq19(spec, route="consistent")
+    lines += ["", "== the same chain with independence applied consistently (steps 1-4 as above) =="]
+    for number, step in enumerate(consistent.steps[4:], start=5):
+        lines.append(f"{number}'. {step.name}: {step.assumption}   coefficient of c_j: {step.coefficient}")
+    ratio = sp.nsimplify(d.coefficient / consistent.coefficient)
+    lines += [f"end of the chain: beta_j = {consistent.derived}",
+              f"equal to the statement: {'yes' if consistent.proved else 'no'}; Eq. (19) / this = {ratio}",
+              "", "The 3/2 appears at step 5, which treats the mask entries as independent in Gamma while keeping",
+              "the exact Sigma^{-1}; the same independence in both (5') keeps the coefficient 1, as steps 1-4 do."]
     case = eq19_theory.equal_score_case(spec)
     lines += ["", "== equal scores (W_k = 0): exact limit vs Eq. (19) ==",
               f"exact limit: {case['exact_limit']}", f"Eq. (19) / exact = {case['ratio']}  "
@@ -156,6 +164,12 @@ def shell_lines() -> list[str]:
     ]
 
 
+def _route_json(d: eq19_theory.Eq19Derivation) -> dict:
+    return {"steps": [{"name": s.name, "assumption": s.assumption, "expression": str(s.expression),
+                       "coefficient": None if s.coefficient is None else str(s.coefficient)} for s in d.steps],
+            "derived": str(d.derived), "coefficient": str(d.coefficient), "proved": d.proved}
+
+
 def eq19_json(spec: ModelSpec) -> dict:
     d = eq19_theory.derive_eq19(spec)
     case = eq19_theory.equal_score_case(spec)
@@ -165,7 +179,8 @@ def eq19_json(spec: ModelSpec) -> dict:
         "statement": str(d.statement),
         "steps": [{"name": s.name, "assumption": s.assumption, "expression": str(s.expression),
                    "coefficient": None if s.coefficient is None else str(s.coefficient)} for s in d.steps],
-        "derived": str(d.derived), "proved": d.proved, "unmet": d.unmet,
+        "derived": str(d.derived), "proved": d.proved, "unmet": d.unmet, "coefficient": str(d.coefficient),
+        "consistent": _route_json(eq19_theory.derive_eq19(spec, route="consistent")),
         "equal_scores": {"exact_limit": str(case["exact_limit"]), "ratio": str(case["ratio"]),
                          "proved": case["proved"]},
         "improved": None if improved.derived is None else str(improved.derived),

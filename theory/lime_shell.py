@@ -1,4 +1,4 @@
-"""LIME's limit shell by shell: the derivation behind the shell form (THEORY.md §5-6).
+"""LIME's limit shell by shell: the derivation behind the shell form (docs/theory.md §5-6).
 
 LIME's kernel pi depends on a mask only through s, the number of removed features, and given
 s the mask is a uniform subset of k = d - s kept features. So, exactly,

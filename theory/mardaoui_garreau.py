@@ -1,7 +1,7 @@
 """Mardaoui & Garreau's constants for LIME on text, derived with SymPy from the sampling scheme.
 
 Nothing here is typed in from the paper except `mg_statement` (the formulas as Mardaoui &
-Garreau state them, THEORY.md §5), which is the thing being checked. The derivation:
+Garreau state them, docs/theory.md §5), which is the thing being checked. The derivation:
 
 1. **Kernel.** A sample removes s of the d features; its binary vector z has d - s ones.
    The cosine similarity to the all-ones vector, ``<z, 1> / (|z| |1|)``, and `lime`'s kernel
@@ -55,7 +55,7 @@ def kernel() -> sp.Expr:
 
 
 def psi(t: sp.Expr) -> sp.Expr:
-    """psi(t) with t = s/d the removed fraction (THEORY.md §4)."""
+    """psi(t) with t = s/d the removed fraction (docs/theory.md §4)."""
     return kernel().subs(s, t * d)
 
 
@@ -159,7 +159,7 @@ def derive_inverse() -> InverseDerivation:
 
 
 def mg_statement() -> dict[str, sp.Expr]:
-    """sigma_0..sigma_3 as Mardaoui & Garreau state them (THEORY.md §5): the statement checked."""
+    """sigma_0..sigma_3 as Mardaoui & Garreau state them (docs/theory.md §5): the statement checked."""
     a0, a1, a2 = alpha_sym[:3]
     c_d = (d - 1) * a0 * a2 - d * a1**2 + a0 * a1
     return {
@@ -191,7 +191,7 @@ def wide_kernel_limits() -> dict[str, sp.Expr]:
 
 
 def mg_limit_statement() -> dict[str, sp.Expr]:
-    """The nu -> oo limits as THEORY.md §5 states them (checked against `wide_kernel_limits`)."""
+    """The nu -> oo limits as docs/theory.md §5 states them (checked against `wide_kernel_limits`)."""
     return {
         "alpha_0": sp.Integer(1),
         "alpha_1": (d - 1) / (2 * d),

@@ -1,6 +1,6 @@
 """The statements being checked, written once, as their sources state them.
 
-These are *not* derivations: each is the formula a paper (or THEORY.md) asserts, written
+These are *not* derivations: each is the formula a paper (or docs/theory.md) asserts, written
 in the model's named quantities (alpha, q, v_t, ...). Their constants (1/K, 1/sqrt(d_att))
 are the paper's, whatever the spec says, so a changed assumption makes them fail where
 they should. `theory.derivations` derives the truth with `sympy.diff` and compares.
@@ -14,7 +14,7 @@ from attnverify.theory.model import SymbolicModel
 
 
 def _value_readout_direction(model: SymbolicModel, i, m) -> sp.Expr:
-    """(W_v^(i)T W_l^(i)T)_m: the read-out direction u^(i) of THEORY.md §1.3."""
+    """(W_v^(i)T W_l^(i)T)_m: the read-out direction u^(i) of docs/theory.md §1.3."""
     return sp.Sum(S.W_v[i, S.o, m] * S.W_l[i, model.explained, S.o], (S.o, 0, S.d_out - 1))
 
 
@@ -29,7 +29,7 @@ def _W_l_v(model: SymbolicModel, i, t) -> sp.Expr:
 
 
 def theorem1_gradient(model: SymbolicModel, tau=S.tau, m=S.m) -> sp.Expr:
-    """Lopardo et al., Theorem 1 (THEORY.md §3.2): for a word position t,
+    """Lopardo et al., Theorem 1 (docs/theory.md §3.2): for a word position t,
 
     nabla_{e_t} f = 1/K sum_i alpha_t^(i) [ W_v^(i)T W_l^(i)T
                     + 1/sqrt(d_att) (W_l^(i) v_t^(i) - sum_s alpha_s^(i) W_l^(i) v_s^(i)) W_k^(i)T q^(i) ].
@@ -41,7 +41,7 @@ def theorem1_gradient(model: SymbolicModel, tau=S.tau, m=S.m) -> sp.Expr:
 
 
 def cls_query_term(model: SymbolicModel, m=S.m) -> sp.Expr:
-    """THEORY.md §3.3: what the closed form omits at t = 0, through q^(i) = W_q^(i) e_0:
+    """docs/theory.md §3.3: what the closed form omits at t = 0, through q^(i) = W_q^(i) e_0:
 
     1/K sum_i 1/sqrt(d_att) W_q^(i)T W_k^(i) sum_s alpha_s^(i) (s_s^(i) - f_i) e_s.
     """
@@ -54,7 +54,7 @@ def cls_query_term(model: SymbolicModel, m=S.m) -> sp.Expr:
 
 
 def gradient_times_input(model: SymbolicModel, tau=S.tau) -> sp.Expr:
-    """THEORY.md §3.4: G x I_t = 1/K sum_i alpha_t^(i) [ s_t^(i) + gamma_t^(i) (s_t^(i) - f_i) ]."""
+    """docs/theory.md §3.4: G x I_t = 1/K sum_i alpha_t^(i) [ s_t^(i) + gamma_t^(i) (s_t^(i) - f_i) ]."""
     i = S.i
     f_i = sp.Sum(model.alpha(i, S.t) * model.readout(i, S.t), (S.t, 0, S.T - 1))
     s_tau = model.readout(i, tau)

@@ -2,7 +2,7 @@
 
 Expressions are written at index level (``IndexedBase`` + ``Sum`` with symbolic ranges),
 never by scalar expansion, so a derivation holds for every T, d_e, d_att, d_out and K
-(THEORY.md §10). Bound indices have fixed names so that the same model quantity is the
+(docs/theory.md §10). Bound indices have fixed names so that the same model quantity is the
 same SymPy object wherever it appears.
 """
 
@@ -13,11 +13,11 @@ import sympy as sp
 _size = dict(integer=True, positive=True)
 _index = dict(integer=True, nonnegative=True)
 
-# Sizes (THEORY.md §1.2).
+# Sizes (docs/theory.md §1.2).
 T, d_e, d_att, d_out, K, C = sp.symbols("T d_e d_att d_out K C", **_size)
 
 # Inputs and parameters. e[t, k] is the embedding of position t *after* the positional
-# encoding is added: the paper's gradients are taken with respect to it (THEORY.md §1.1).
+# encoding is added: the paper's gradients are taken with respect to it (docs/theory.md §1.1).
 e = sp.IndexedBase("e")
 W_q = sp.IndexedBase("W_q")  # [i, a, k]
 W_k = sp.IndexedBase("W_k")  # [i, a, k]
@@ -27,7 +27,7 @@ b_q = sp.IndexedBase("b_q")  # [i, a]
 b_k = sp.IndexedBase("b_k")  # [i, a]
 b_v = sp.IndexedBase("b_v")  # [i, o]
 b_l = sp.IndexedBase("b_l")  # [i, c]
-# The additive and deep scorers' parameters (THEORY.md §8.5; absent for the paper's dot scorer).
+# The additive and deep scorers' parameters (docs/theory.md §8.5; absent for the paper's dot scorer).
 v_score = sp.IndexedBase("v_score")  # [i, a] (additive), [i, h] (deep)
 U_score = sp.IndexedBase("U_score")  # [i, h, a] (deep)
 # A per-head constant subtracted from every score before exp. Softmax does not depend on

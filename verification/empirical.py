@@ -1,13 +1,17 @@
 """Measures and summaries for empirical claims (the optional `Claim.measure` / `Claim.summary`).
 
 A sweep keeps one number per draw; for an empirical claim that number is a statistic of
-the draw (a Kendall tau, a gap, a violation) and `summary` judges the whole sweep:
+the draw (a Kendall tau, a gap, a violation) and `summary` judges the whole sweep. Two kinds:
 
-* `mean_exceeds_zero`: the mean is positive by more than Z standard errors (Monte-Carlo
-  error of the mean over independent draws; Z = 3: a one-sided false alarm of 0.13 %);
-* `largest_violation`: the largest per-draw violation of an inequality (rounding only);
-* `fraction_above`: the share of draws where a property holds;
-* `median_ratio`: the median of a per-draw ratio (e.g. one approximation's error over another's).
+* statistical claims (`verification.confidence`: holds / refuted / inconclusive by a one-sided
+  confidence bound, docs/theory.md §11): `mean_exceeds_zero`, `mean_above`, `mean_below`,
+  `mean_within`, `at_least_as_good`, `fraction_above` (a share of draws below 1), `median_ratio`;
+* per-draw checks judged like identities (an "error" against the tolerance, PASS iff <=):
+  `largest_violation` (an inequality on every draw, rounding only), `z_within` (every draw's
+  |z| within a limit), `fraction_above` with ``least=1`` (a property of every draw).
+
+NaN and inf draws are counted, never dropped silently: `run_claim` fails a claim that has any,
+unless the claim declares why they are legitimate (`Claim.nonfinite_reason`).
 """
 
 from __future__ import annotations
@@ -16,25 +20,50 @@ from collections.abc import Callable
 
 import jax.numpy as jnp
 import numpy as np
+from attnverify.verification.confidence import MeanTest, MedianTest, ShareTest, Z  # noqa: F401 (Z re-exported)
 
-Z = 3.0  # standard errors for a "clearly positive" mean
+from attnverify.errors import InputError
+
+#: Tolerance reasons of statistical claims (their tolerance is unused: the test holds the threshold).
+MEAN_REASON = ("one-sided 99.87 % Student-t bounds on the mean over draws (docs/theory.md §11): holds if the "
+               "claim's bound clears the threshold, refuted if the other bound clears it the other way, else "
+               "inconclusive")
+SHARE_REASON = ("one-sided 99.87 % exact binomial (Clopper-Pearson) bounds on the share of draws (docs/theory.md "
+                "§11): holds, refuted or inconclusive")
+
+#: "The mean is clearly positive": its lower confidence bound is above 0.
+mean_exceeds_zero = MeanTest(statistic="mean", threshold=0.0, direction="above", strict=True)
 
 
-def _finite(values: np.ndarray) -> np.ndarray:
-    return values[np.isfinite(values)]
+def mean_above(threshold: float, *, statistic: str = "mean", strict: bool = False,
+               pool_share: float = 0.0) -> MeanTest:
+    """The mean is at least `threshold` (above it, when `strict`)."""
+    return MeanTest(statistic=statistic, threshold=threshold, direction="above", strict=strict,
+                    pool_share=pool_share)
 
 
-def mean_exceeds_zero(values: np.ndarray, *, z: float = Z) -> dict[str, float]:
-    """error = z * SE - mean, or +inf when the mean is not positive (PASS at tolerance 0 iff
-    mean > 0 and mean >= z * SE); NaN draws are dropped."""
-    kept = _finite(np.asarray(values, dtype=np.float64))
-    n = kept.size
-    if n < 2:  # no standard error: not shown to be positive
-        return {"error": float("inf"), "mean": float(np.mean(kept)) if n else float("nan"), "se": float("nan"),
-                "draws": float(n), "dropped": float(values.size - n)}
-    mean, se = float(kept.mean()), float(kept.std(ddof=1) / np.sqrt(n))
-    return {"error": z * se - mean if mean > 0 else float("inf"), "mean": mean, "se": se, "draws": float(n),
-            "dropped": float(values.size - n)}
+def mean_below(threshold: float, *, statistic: str = "mean", strict: bool = False,
+               pool_share: float = 0.0) -> MeanTest:
+    """The mean is at most `threshold` (below it, when `strict`)."""
+    return MeanTest(statistic=statistic, threshold=threshold, direction="below", strict=strict,
+                    pool_share=pool_share)
+
+
+def mean_within(center: float, half_width: float, *, statistic: str | None = None) -> MeanTest:
+    """|mean - center| <= half_width (e.g. "at chance": agreement within 0.5 +- 0.1)."""
+    if not half_width >= 0:
+        raise InputError(f"half-width must be >= 0, got {half_width}")
+    return MeanTest(statistic=statistic or f"|mean - {center:g}|", threshold=half_width, direction="below",
+                    center=center)
+
+
+def at_least_as_good(margin: float, *, statistic: str = "mean gap", pool_share: float = 0.0) -> MeanTest:
+    """"At least as good as", on per-draw gaps (method minus reference): the mean gap's lower
+    confidence bound must be >= -margin (a tie within the margin counts; a gap that is merely not
+    shown to be worse does not)."""
+    if not margin >= 0:
+        raise InputError(f"a margin must be >= 0, got {margin}")
+    return MeanTest(statistic=statistic, threshold=-margin, direction="above", pool_share=pool_share)
 
 
 def largest_violation(values: np.ndarray) -> dict[str, float]:
@@ -55,23 +84,27 @@ def z_within(limit: float, *, mean_name: str = "mean_abs_z") -> Callable[[np.nda
     return summary
 
 
-def fraction_above(threshold: float, *, least: float) -> Callable[[np.ndarray], dict[str, float]]:
-    """Summary: share of draws with value > threshold; error = least - share (PASS iff share >= least)."""
+def fraction_above(threshold: float, *, least: float) -> ShareTest | Callable[[np.ndarray], dict[str, float]]:
+    """The share of draws with value > threshold is at least `least`.
+
+    For least < 1 a statistical claim (`ShareTest`: exact binomial bounds). For least = 1 a claim
+    about every draw: error = 1 - share, PASS at tolerance 0 iff every draw is above."""
+    if not 0 < least <= 1:
+        raise InputError(f"least must be in (0, 1], got {least}")
+    if least < 1:
+        return ShareTest(cut=threshold, least=least)
+
     def summary(values: np.ndarray) -> dict[str, float]:
         values = np.asarray(values, dtype=np.float64)
         share = float(np.mean(values > threshold))
-        return {"error": least - share, "fraction": share, "mean": float(np.nanmean(values)),
-                "max": float(np.nanmax(values))}
+        return {"error": 1.0 - share, "fraction": share, "mean": float(np.mean(values)),
+                "min": float(np.min(values))}
 
     return summary
 
 
-def median_ratio(values: np.ndarray) -> dict[str, float]:
-    """error = the median of per-draw ratios (PASS iff median <= tolerance); NaN draws count as
-    +inf (a ratio that could not be computed does not help the claim)."""
-    values = np.where(np.isfinite(values), np.asarray(values, dtype=np.float64), np.inf)
-    return {"error": float(np.median(values)), "median_ratio": float(np.median(values)),
-            "p90_ratio": float(np.percentile(values, 90)), "max_ratio": float(np.max(values))}
+#: The shell-gain target: the median per-draw ratio is at most the claim's tolerance (order-statistic bound).
+median_ratio = MedianTest(statistic="median ratio", threshold=None, direction="below", label="_ratio")
 
 
 def difference(lhs: jnp.ndarray, rhs: jnp.ndarray) -> jnp.ndarray:

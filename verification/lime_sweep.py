@@ -24,6 +24,7 @@ import json
 import platform
 import sys
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -42,6 +43,7 @@ from tqdm.auto import tqdm
 
 from attnverify.errors import InputError
 from attnverify.spec import ModelSpec
+from attnverify.validate import dumps
 
 APPROXIMATIONS = ("eq19", "eq19_mg", "improved", "shell")
 TARGETS = ("exact", "lime")
@@ -175,7 +177,8 @@ def run_sweep(points: list[Point], spec: ModelSpec, *, draws: int = 8, seed: int
 def write_results(result: dict, *, json_path: str | None = None, csv_path: str | None = None) -> None:
     """JSON (manifest + rows) and/or CSV (rows), each written atomically."""
     if json_path:
-        atomic_write(json_path, lambda tmp: open(tmp, "w").write(json.dumps(result, indent=1) + "\n"))
+        text = dumps(result, indent=1) + "\n"  # strict JSON: NaN (undefined forms) as null, reason beside
+        atomic_write(json_path, lambda tmp: Path(tmp).write_text(text))
     if csv_path:
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=list(result["rows"][0]))

@@ -2,13 +2,16 @@
 
 A claim names two computations of the same quantity (``lhs`` and ``rhs``) that the sweep
 compares on random parameter draws, the spec hypotheses under which the statement is
-asserted, a tolerance per dtype and why, and whether the statement is expected to hold.
+asserted, a tolerance per dtype and why, whether the statement is expected to hold and where
+that expectation comes from (`provenance`).
 Adding a claim is one `register(Claim(...))` call in a module of `verification.claims`.
 """
 
 from __future__ import annotations
 
 import difflib
+import importlib
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +25,10 @@ from attnverify.spec import ModelSpec
 
 #: ``(params, tokens) -> (lhs, rhs)``: both sides on one draw, any matching shapes.
 Comparison = Callable[[Params, jnp.ndarray], tuple[jnp.ndarray, jnp.ndarray]]
+
+#: Where a claim's expectation comes from: the statement as published, a cited paper's
+#: statement, or established here (post hoc).
+PROVENANCES = ("paper", "literature", "measured")
 
 #: The switches of the paper's model that Theorem 1-type statements rely on.
 PAPER_HYPOTHESES: dict[str, Any] = {
@@ -47,7 +54,7 @@ class Claim:
     tolerance_reason: str
     requires: Mapping[str, Any] = field(default_factory=dict)
     holds: bool = True  # False: known not to hold; its FAIL is a finding, not a bug
-    finding: str | None = None  # reported when it fails; may use {max_error:.3g}
+    finding: str | None = None  # reported when it fails; may use {max_error:.3g} or its statistics
     proof: Callable[[ModelSpec], str] | None = None  # status of the symbolic proof under a spec
     # Empirical claims (optional): `measure` turns one draw's (lhs, rhs) into the number kept
     # per draw (default: the relative error); `summary` turns the numbers of all draws into
@@ -57,25 +64,70 @@ class Claim:
     # Optional numbers measured once per spec and reported with the result (e.g. trained
     # models' accuracies), merged into its statistics; they do not enter the verdict.
     context: Callable[[ModelSpec], dict[str, float]] | None = None
+    # Claims that evaluate the same quantities on the same draws name one evaluation (e.g.
+    # "theorem1"): a sweep compiles one program that returns every member's per-draw measure
+    # and keeps the others' for their own sweeps (`verification.blocks`). Results do not change.
+    evaluation: str | None = None
+    # Why NaN / inf draws are legitimate for this claim (e.g. "a draw without a near-tie pair has
+    # no agreement share"): they are then counted and left out. Without a reason any such draw
+    # makes the claim FAIL: a draw that could not be computed is no evidence either way.
+    nonfinite_reason: str | None = None
+    # Where the expectation `holds` comes from (required): "paper" (the statement as published),
+    # "literature" (a cited paper's statement) or "measured" (established here, post hoc: derived
+    # or measured in this project). See `verification.verdicts`.
+    provenance: str = field(kw_only=True)
+    # With a measured expectation that the statement fails: who asserts it holds ("paper" or
+    # "literature"). Its failure is then reported as refuting that source, never as "expected".
+    asserted_by: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.provenance not in PROVENANCES:
+            raise ValueError(f"claim {self.id}: provenance must be one of {', '.join(PROVENANCES)}, "
+                             f"got {self.provenance!r}")
+        if self.asserted_by is not None and (self.asserted_by not in PROVENANCES[:2] or self.provenance != "measured"
+                                             or self.holds):
+            raise ValueError(f"claim {self.id}: asserted_by ('paper' or 'literature') goes with a measured "
+                             "expectation that the statement fails")
 
     def expected(self, spec: ModelSpec) -> bool | None:
         """Expected PASS/FAIL under `spec`; None when its hypotheses do not hold."""
         return self.holds if spec.satisfies(dict(self.requires)) else None
 
     def unmet(self, spec: ModelSpec) -> dict[str, Any]:
+        decided = getattr(spec, "unmet", None)  # a plugin spec decides by proof (theory.plugin)
+        if decided is not None:
+            return decided(dict(self.requires))
         return {k: getattr(spec, k) for k, v in self.requires.items() if getattr(spec, k) != v}
 
 
 REGISTRY: dict[str, Claim] = {}
+#: Ids of the built-in claims (registered by the modules of `verification.claims`).
+BUILTIN: set[str] = set()
+_BUILTIN_PACKAGE = "attnverify.verification.claims"
 
 
 def register(claim: Claim) -> Claim:
-    if claim.id in REGISTRY:
-        raise ValueError(f"claim {claim.id} registered twice")
+    """Add `claim` to the registry.
+
+    A built-in claim (registered from `verification.claims`) is registered once. A user's
+    claim (a plugin file, a claims module, a notebook) registered again under the same id
+    replaces the earlier one, so a re-run notebook cell works; a user's claim whose id is a
+    built-in one's is an `InputError`.
+    """
+    caller = sys._getframe(1).f_globals.get("__name__", "")
+    builtin = caller == _BUILTIN_PACKAGE or caller.startswith(_BUILTIN_PACKAGE + ".")
+    if not builtin and _BUILTIN_PACKAGE not in sys.modules:
+        importlib.import_module(_BUILTIN_PACKAGE)  # built-ins first, so that a clash is seen
+    if claim.id in REGISTRY and (builtin or claim.id in BUILTIN):
+        if builtin:
+            raise ValueError(f"claim {claim.id} registered twice")
+        raise InputError(f"claim id {claim.id!r} clashes with a built-in claim (choose another id)")
     missing = {"float64", "float32"} - set(claim.tolerance)
     if missing:
         raise ValueError(f"claim {claim.id} lacks a tolerance for {', '.join(sorted(missing))}")
     REGISTRY[claim.id] = claim
+    if builtin:
+        BUILTIN.add(claim.id)
     return claim
 
 

@@ -40,7 +40,7 @@ def analyse(what: str, loaded: ModelFile, text: str, *, epsilons=(0.01, 0.05), t
         raise InputError(f"unknown analysis {what!r} (known: {', '.join(ANALYSES)})")
     spec = loaded.spec
     if not 0 <= head < spec.heads:
-        raise InputError(f"--head must be in 0..{spec.heads - 1}, got {head}")
+        raise InputError(f"head must be in 0..{spec.heads - 1}, got {head}", parameter="head")
     for eps in epsilons:
         nadv.check_epsilon(eps)
     for tau in temperatures:

@@ -1,32 +1,55 @@
-"""Append-only sweep results with a manifest, so that an interrupted sweep can resume.
+"""Append-only sweep results with a manifest and a lock, so that a sweep can resume and two
+sweeps can never mix.
 
-A results folder holds ``manifest.json`` (spec, seed, dtype, scale, trials, chunk size,
-library versions, device count) and ``results.jsonl``: one JSON record per finished chunk
-(``claim``, ``seed``, ``chunk``, ``start``, ``stop``, ``errors``), written and fsync'ed as
-soon as the chunk is done. A killed run therefore loses at most the chunk in flight; a
-torn last line (killed mid-write) is ignored on resume.
+A results folder holds ``manifest.json`` (spec, seed, dtype, scale, trials, chunk size, the
+claims, the code version, library versions, device count), ``results.jsonl`` (one JSON record
+per finished chunk, written and fsync'ed as soon as the chunk is done) and ``.attnverify.lock``.
+
+* **Lock.** A run holds an exclusive ``flock`` on the lock file, with its pid written in it, for
+  as long as the store is open: a second run into the folder is refused ("folder in use by pid
+  N"). The kernel drops the lock when its process dies, however it dies; a pid left in the file
+  by a dead run is reported and the lock taken over.
+* **Records carry their run.** Each record states its claim, seed, spec hash, dtype, scale, code
+  version, chunk index, start, stop and size next to its errors. Non-finite errors are stored as
+  the strings ``"NaN"``, ``"Infinity"``, ``"-Infinity"``: every line is strict JSON.
+* **Resume checks everything.** The manifest must match the new run in `RESUME_KEYS` (the
+  claim list and code version included). Every record is checked against the manifest: a
+  corrupt line (torn by a kill, edited, wrong size) or a record of another run is reported with
+  its line number and its chunk recomputed; no line is ever deleted, and appends always start
+  on a new line.
 """
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
+import math
 import os
 import platform
+import sys
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-import jax
 from attnverify.numerics.modelfile import atomic_write
 
 from attnverify.errors import InputError
+from attnverify.validate import os_error, pid_alive
 
 #: Manifest entries that must match for `--resume` to continue a sweep.
-RESUME_KEYS = ("spec", "seed", "dtype", "scale", "trials", "chunk_size", "block")
+RESUME_KEYS = ("spec", "seed", "dtype", "scale", "trials", "chunk_size", "block", "claims", "code")
+LOCK_NAME = ".attnverify.lock"
+#: A record's identity fields: each must equal the run's (`ChunkStore.identity`).
+IDENTITY = ("seed", "spec", "dtype", "scale", "code")
+_NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
 
 def environment() -> dict:
     """Versions, platform and devices: recorded with every result."""
+    import jax
+
     versions = {}
     for name in ("attnverify", "jax", "jaxlib", "sympy", "numpy", "optax"):
         try:
@@ -44,64 +67,331 @@ def environment() -> dict:
     }
 
 
+def code_version(claims: Iterable) -> str:
+    """``PACKAGE_VERSION+HASH``: the package version and a hash of the source of the modules
+    that define `claims` (their ids included), so results of edited claims are never reused."""
+    import attnverify
+
+    digest = hashlib.sha256()
+    files = set()
+    for claim in claims:
+        digest.update(claim.id.encode())
+        build = getattr(claim.build, "func", claim.build)  # a functools.partial's function
+        module = sys.modules.get(getattr(build, "__module__", "") or "")
+        if module is not None and getattr(module, "__file__", None):
+            files.add(module.__file__)
+    for path in sorted(files):
+        digest.update(Path(path).read_bytes())
+    return f"{attnverify.__version__}+{digest.hexdigest()[:12]}"
+
+
+def spec_hash(spec: dict) -> str:
+    """A short hash of a spec (as its JSON dict): what a record states instead of the whole spec."""
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _warn(message: str) -> None:
+    print(f"attnverify: warning: {message}", file=sys.stderr, flush=True)
+
+
+# -- the lock ------------------------------------------------------------------------------------
+class FolderLock:
+    """An exclusive ``flock`` on ``FOLDER/.attnverify.lock`` holding this process's pid."""
+
+    def __init__(self, folder: Path, log: Callable[[str], None] = _warn):
+        self.path = Path(folder) / LOCK_NAME
+        self.log = log
+        self._handle = None
+
+    def acquire(self) -> FolderLock:
+        try:
+            handle = open(self.path, "a+")
+        except OSError as err:
+            raise os_error(self.path, err) from None
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = _read_pid(handle)
+            handle.close()
+            who = f"pid {owner}" if owner is not None else "another process"
+            raise InputError(f"{self.path.parent}: folder in use by {who} (a sweep is writing there; "
+                             f"wait for it, or choose another folder)") from None
+        except OSError as err:
+            handle.close()
+            raise os_error(self.path, err) from None
+        previous = _read_pid(handle)
+        if previous is not None and previous != os.getpid():
+            state = "no longer running" if not pid_alive(previous) else "running but not holding the lock"
+            self.log(f"{self.path.parent}: taking over the stale lock of pid {previous} ({state})")
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        self._handle = handle
+        return self
+
+    def release(self) -> None:
+        if self._handle is None:
+            return
+        try:
+            self._handle.seek(0)
+            self._handle.truncate()  # an empty lock file: released cleanly
+            self._handle.flush()
+        except OSError:
+            pass
+        fcntl.flock(self._handle, fcntl.LOCK_UN)
+        self._handle.close()
+        self._handle = None
+
+
+def _read_pid(handle) -> int | None:
+    try:
+        handle.seek(0)
+        text = handle.read(32).strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return int(text) if text.isdigit() else None
+
+
+# -- records -------------------------------------------------------------------------------------
+def encode_errors(errors: Iterable[float]) -> list:
+    """Errors as strict-JSON values: non-finite ones as "NaN", "Infinity" or "-Infinity"."""
+    out = []
+    for x in errors:
+        x = float(x)
+        out.append(x if math.isfinite(x) else ("NaN" if math.isnan(x) else ("Infinity" if x > 0 else "-Infinity")))
+    return out
+
+
+def parse_record(line: bytes, manifest: dict) -> tuple[str, int, list[float]] | str:
+    """``(claim, chunk, errors)`` of one results line that belongs to the sweep of `manifest`,
+    else a one-line reason (never an exception): the record is then recomputed, not trusted."""
+    try:
+        record = json.loads(line)
+    except (ValueError, RecursionError):  # includes UnicodeDecodeError
+        return "not a complete JSON record (torn by a kill, or edited)"
+    if not isinstance(record, dict):
+        return f"not a record (a JSON {type(record).__name__})"
+    missing = [k for k in ("claim", "chunk", "start", "stop", "size", "errors", *IDENTITY) if k not in record]
+    if missing:
+        return f"record without {', '.join(missing)}"
+    identity = run_identity(manifest)
+    foreign = [k for k in IDENTITY if record[k] != identity[k] or type(record[k]) is not type(identity[k])]
+    if foreign:
+        return "another run's record (" + ", ".join(
+            f"{k} {_short(record[k])}, not {_short(identity[k])}" for k in foreign) + ")"
+    claim, chunk, start, stop, size, errors = (record[k] for k in ("claim", "chunk", "start", "stop", "size", "errors"))
+    if claim not in manifest["claims"]:
+        return f"a record of claim {_short(claim)}, which this sweep does not run"
+    trials, width = manifest["trials"], manifest["chunk_size"]
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (chunk, start, stop, size)):
+        return "chunk, start, stop and size must be integers"
+    if not 0 <= chunk < -(-trials // width):
+        return f"chunk {chunk} is outside 0..{-(-trials // width) - 1}"
+    if (start, stop) != (chunk * width, min((chunk + 1) * width, trials)):
+        return f"chunk {chunk} must span draws {chunk * width}..{min((chunk + 1) * width, trials)}, not {start}..{stop}"
+    if not isinstance(errors, list):
+        return f"errors must be a list, not a JSON {type(errors).__name__}"
+    if size != stop - start:
+        return f"states size {size}, the chunk has {stop - start} draws"
+    if len(errors) != size:
+        return f"holds {len(errors)} errors, the chunk has {size} draws"
+    values = []
+    for x in errors:
+        if isinstance(x, bool) or not isinstance(x, int | float | str) or (isinstance(x, str) and x not in _NON_FINITE):
+            return f"errors must be numbers, found {_short(x)}"
+        values.append(_NON_FINITE[x] if isinstance(x, str) else float(x))
+    return claim, chunk, values
+
+
+def run_identity(manifest: dict) -> dict:
+    """What every record of the sweep of `manifest` states about its run."""
+    return {"seed": manifest["seed"], "spec": spec_hash(manifest["spec"]), "dtype": manifest["dtype"],
+            "scale": manifest["scale"], "code": manifest["code"]}
+
+
+def _short(value) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+# -- the store -----------------------------------------------------------------------------------
 @dataclass
 class ChunkStore:
-    """The results folder of one sweep (see the module docstring)."""
+    """The results folder of one sweep (see the module docstring). Close it (or use it as a
+    context manager) to release the folder's lock."""
 
     folder: Path
     manifest: dict
     done: dict[tuple[str, int], list[float]] = field(default_factory=dict)
+    lock: FolderLock | None = None
+    log: Callable[[str], None] = _warn
 
     @classmethod
-    def open(cls, folder: str | os.PathLike, manifest: dict, *, resume: bool) -> ChunkStore:
+    def open(cls, folder: str | os.PathLike, manifest: dict, *, resume: bool,
+             log: Callable[[str], None] = _warn) -> ChunkStore:
+        absent = [k for k in RESUME_KEYS if k not in manifest]
+        if absent:
+            raise ValueError(f"a sweep manifest needs {', '.join(absent)}")
         folder = Path(folder)
-        results = folder / "results.jsonl"
+        if not os.fspath(folder).strip():
+            raise InputError("the results folder path is empty")
         if folder.exists() and not folder.is_dir():
             raise InputError(f"{folder}: exists and is not a folder")
-        if resume:
-            if not (folder / "manifest.json").is_file():
-                raise InputError(f"{folder}: nothing to resume (no manifest.json)")
-            try:
-                previous = json.loads((folder / "manifest.json").read_text())
-            except json.JSONDecodeError:
-                raise InputError(f"{folder}/manifest.json is not valid JSON") from None
-            changed = [k for k in RESUME_KEYS if previous.get(k) != manifest.get(k)]
-            if changed:
-                raise InputError(f"cannot resume {folder}: {', '.join(changed)} differ from the first run")
-            store = cls(folder, previous)
-            store._read(results)
-            return store
+        if resume and not (folder / "manifest.json").is_file():
+            raise InputError(f"{folder}: nothing to resume (no manifest.json)")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise os_error(folder, err) from None
+        lock = FolderLock(folder, log).acquire()
+        try:
+            store = cls._resume(folder, manifest, log) if resume else cls._start(folder, manifest, log)
+        except BaseException:
+            lock.release()
+            raise
+        store.lock = lock
+        return store
+
+    @classmethod
+    def _start(cls, folder: Path, manifest: dict, log) -> ChunkStore:
+        results = folder / "results.jsonl"
         if results.exists() and results.stat().st_size > 0:
-            raise InputError(f"{folder} already holds results: pass --resume, or choose another --out")
-        folder.mkdir(parents=True, exist_ok=True)
+            raise InputError(f"{folder} already holds results: resume them, or choose another folder")
         manifest = {**manifest, "environment": environment()}
         atomic_write(folder / "manifest.json", lambda tmp: Path(tmp).write_text(json.dumps(manifest, indent=2)))
-        results.touch()
-        return cls(folder, manifest)
+        try:
+            results.touch()
+        except OSError as err:
+            raise os_error(results, err) from None
+        return cls(folder, manifest, log=log)
+
+    @classmethod
+    def _resume(cls, folder: Path, manifest: dict, log) -> ChunkStore:
+        previous = read_manifest(folder / "manifest.json")
+        changed = [k for k in RESUME_KEYS if previous.get(k) != manifest.get(k)]
+        if changed:
+            shown = [f"{k}: {_short(previous.get(k))} then, {_short(manifest.get(k))} now"
+                     for k in changed if k in ("seed", "dtype", "scale", "trials", "chunk_size", "code")]
+            raise InputError(f"cannot resume {folder}: {', '.join(changed)} differ from the first run"
+                             + (f" ({'; '.join(shown)})" if shown else ""))
+        store = cls(folder, previous, log=log)
+        store._read(folder / "results.jsonl")
+        return store
 
     def _read(self, results: Path) -> None:
+        """Load the records that belong to this sweep; report every line that does not."""
         if not results.exists():
+            results.touch()
             return
-        good = 0
-        with open(results, "rb") as handle:
-            for line in handle:
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:
-                    break  # a torn last line: the chunk in flight when the run was killed
-                good += len(line)
-                self.done[(record["claim"], record["chunk"])] = record["errors"]
-        with open(results, "r+b") as handle:  # drop the torn tail so appends stay valid JSONL
-            handle.truncate(good)
+        try:
+            data = results.read_bytes()
+        except OSError as err:
+            raise os_error(results, err) from None
+        problems: dict[str, list[int]] = {}
+        first_line: dict[tuple[str, int], int] = {}
+        for number, line in enumerate(data.split(b"\n"), start=1):
+            if not line.strip():
+                continue
+            parsed = parse_record(line, self.manifest)
+            if isinstance(parsed, str):
+                problems.setdefault(parsed, []).append(number)
+                continue
+            claim, chunk, errors = parsed
+            if (claim, chunk) in self.done:
+                if not _same(self.done[(claim, chunk)], errors):
+                    problems.setdefault(f"repeats chunk {chunk} of {claim} (line {first_line[(claim, chunk)]}) "
+                                        "with different errors; the first is kept", []).append(number)
+                continue
+            self.done[(claim, chunk)] = errors
+            first_line[(claim, chunk)] = number
+        for reason, lines in problems.items():
+            where = f"line {lines[0]}" if len(lines) == 1 else f"lines {_ranges(lines)}"
+            self.log(f"{results} {where}: {reason}; {'its chunk is' if len(lines) == 1 else 'their chunks are'} "
+                     "recomputed (the line is kept)")
+        if data and not data.endswith(b"\n"):  # a torn or newline-less last line: appends start afresh
+            self._write(results, b"\n")
+
+    def check_sweep(self, claim: str, *, spec: dict, seed: int, dtype: str, scale: float, trials: int,
+                    chunk_size: int) -> None:
+        """Refuse to serve a sweep other than the manifest's (a caller's mistake, never silent)."""
+        wanted = {"spec": spec, "seed": seed, "dtype": dtype, "scale": scale, "trials": trials,
+                  "chunk_size": chunk_size}
+        changed = [k for k, v in wanted.items() if self.manifest.get(k) != v]
+        if changed or claim not in self.manifest["claims"]:
+            what = ", ".join(changed) if changed else f"claim {claim} (not in its claim list)"
+            raise InputError(f"the results folder {self.folder} holds another sweep: {what} differ")
 
     def get(self, claim: str, chunk: int) -> list[float] | None:
         return self.done.get((claim, chunk))
 
     def append(self, claim: str, chunk: int, start: int, stop: int, errors: list[float]) -> None:
-        record = {"claim": claim, "seed": self.manifest["seed"], "chunk": chunk,
-                  "start": start, "stop": stop, "errors": errors}
-        with open(self.folder / "results.jsonl", "a") as handle:
-            handle.write(json.dumps(record) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        self.done[(claim, chunk)] = errors
+        """Write one finished chunk's record (fsync'ed); a failed write leaves no partial line."""
+        if len(errors) != stop - start:
+            raise ValueError(f"chunk {chunk}: {len(errors)} errors for draws {start}..{stop}")
+        record = {"claim": claim, **run_identity(self.manifest), "chunk": chunk, "start": start, "stop": stop,
+                  "size": stop - start, "errors": encode_errors(errors)}
+        self._write(self.folder / "results.jsonl", (json.dumps(record, allow_nan=False) + "\n").encode())
+        self.done[(claim, chunk)] = [float(x) for x in errors]
+
+    def _write(self, path: Path, data: bytes) -> None:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        except OSError as err:
+            raise os_error(path, err) from None
+        try:
+            size = os.fstat(fd).st_size
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
+            except OSError as err:
+                try:
+                    os.ftruncate(fd, size)  # we hold the lock: only our partial line goes
+                except OSError:
+                    pass
+                raise os_error(path, err) from None
+        finally:
+            os.close(fd)
+
+    def close(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
+    def __enter__(self) -> ChunkStore:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def read_manifest(path: Path) -> dict:
+    """The manifest of a results folder, or a one-line `InputError` saying what is wrong with it."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as err:
+        raise os_error(path, err) from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not UTF-8 text (not a manifest this program wrote)") from None
+    try:
+        manifest = json.loads(text)
+    except (ValueError, RecursionError):
+        raise InputError(f"{path} is not valid JSON") from None
+    if not isinstance(manifest, dict):
+        raise InputError(f"{path}: not a JSON object (a JSON {type(manifest).__name__})")
+    return manifest
+
+
+def _same(a: list[float], b: list[float]) -> bool:
+    return len(a) == len(b) and all(x == y or (math.isnan(x) and math.isnan(y)) for x, y in zip(a, b, strict=True))
+
+
+def _ranges(numbers: list[int]) -> str:
+    spans, start = [], numbers[0]
+    for prev, cur in zip(numbers, [*numbers[1:], None], strict=True):
+        if cur != prev + 1:
+            spans.append(str(start) if start == prev else f"{start}-{prev}")
+            start = cur
+    return ", ".join(spans[:6]) + (f" and {len(spans) - 6} more" if len(spans) > 6 else "")

@@ -6,16 +6,24 @@ the chunk size. Chunks bound memory; a progress bar shows them on stderr.
 
 from __future__ import annotations
 
+import json
 import sys
-from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-from attnverify.numerics.draws import draw_document, draw_params
+from attnverify.verification.blocks import (  # noqa: F401 (re-exported)
+    BLOCK,
+    DTYPES,
+    MAX_CACHED_PROGRAMS,
+    ClaimBlock,
+    claim_block,
+    relative_error,
+)
+from attnverify.verification.confidence import STATISTICAL_TESTS
 from attnverify.verification.registry import Claim
 from attnverify.verification.store import ChunkStore
+from attnverify.verification.verdicts import decide_verdict, inconclusive_finding
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 from tqdm.auto import tqdm
@@ -23,8 +31,9 @@ from tqdm.auto import tqdm
 from attnverify.errors import InputError
 from attnverify.spec import ModelSpec
 
-DTYPES = {"float64": jnp.float64, "float32": jnp.float32}
-BLOCK = 128  # draws per vectorised block (see `draw_errors`); part of the results manifest
+# BLOCK: draws per vectorised block (see `draw_errors`), part of the results manifest.
+# Compiled programs (draws; one measure program per claim or evaluation group) live in `blocks`.
+MAX_CACHED_BLOCKS = MAX_CACHED_PROGRAMS
 
 
 @dataclass
@@ -48,21 +57,35 @@ class ClaimResult:
     quantiles: dict[str, float] = field(default_factory=dict)
     statistics: dict[str, float] = field(default_factory=dict)  # empirical claims' summary
     errors: list[float] = field(default_factory=list, repr=False)
+    # The verdict (`verification.verdicts.VERDICTS`): pass, fail (unexpected), expected_fail,
+    # hyp_unmet, inconclusive. Left empty it is derived from passed / expected / unexpected.
+    verdict: str = ""
+    provenance: str = ""  # the claim's: paper, literature or measured
+    refutes: str | None = None  # "paper" / "literature": an expected failure that refutes that source
+    nonfinite: int = 0  # NaN / inf draws
+    nonfinite_reason: str | None = None  # why the claim allows them (they are then left out)
+    # Statistical claims (`verification.confidence`; None for identity claims, whose max_error
+    # is judged against the tolerance): the statistic judged, its estimate, the threshold it is
+    # claimed to be above or below, the one-sided confidence bound used (lower for "above",
+    # upper for "below") and, when inconclusive, about how many draws would settle it.
+    statistic: str | None = None
+    estimate: float | None = None
+    threshold: float | None = None
+    direction: str | None = None
+    bound: float | None = None
+    draws_needed: int | None = None
+    target: str | None = None  # the claim as an inequality, e.g. "mean > 0"
+
+    def __post_init__(self) -> None:
+        if not self.verdict:
+            self.verdict = ("fail" if self.unexpected else "pass" if self.passed
+                            else "hyp_unmet" if self.expected is None else "expected_fail")
 
     def to_json(self, *, with_errors: bool = False) -> dict:
         out = asdict(self)
         if not with_errors:
             out.pop("errors")
         return out
-
-
-def relative_error(lhs: jnp.ndarray, rhs: jnp.ndarray) -> jnp.ndarray:
-    """max |lhs - rhs| / max |rhs|: scale-free, so one tolerance serves every init scale.
-
-    (Gradients at the paper's init are ~1e-3, where an absolute 1e-10 would be loose.)
-    """
-    tiny = jnp.finfo(rhs.dtype).tiny
-    return jnp.max(jnp.abs(lhs - rhs)) / jnp.maximum(jnp.max(jnp.abs(rhs)), tiny)
 
 
 def draw_mesh() -> Mesh:
@@ -99,15 +122,20 @@ def draw_errors(
     and new ones are appended as they finish.
     """
     check_sweep_arguments(trials=trials, chunk_size=chunk_size, scale=scale, dtype=dtype)
-    block = claim_block(claim, spec, seed=seed, dtype=dtype, scale=scale)
-    devices = list(draw_mesh().devices.flat)
     chunk = effective_chunk_size(chunk_size)
+    if store is not None:  # the folder's manifest must describe this very sweep
+        store.check_sweep(claim.id, spec=json.loads(spec.to_json()), seed=seed, dtype=dtype, scale=scale,
+                          trials=trials, chunk_size=chunk)
+    block = None  # compiled on the first chunk not in the store (a finished sweep compiles nothing)
+    devices = list(draw_mesh().devices.flat)
     errors = []
     bar = tqdm(total=trials, desc=claim.id, unit="draw", disable=not progress, file=sys.stderr, leave=False)
     for number, start in enumerate(range(0, trials, chunk)):
         stop = min(start + chunk, trials)
         cached = store.get(claim.id, number) if store is not None else None
         if cached is None:
+            if block is None:
+                block = claim_block(claim, spec, seed=seed, dtype=dtype, scale=scale)
             cached = _run_chunk(block, devices, start, chunk)[: stop - start].tolist()
             if store is not None:
                 store.append(claim.id, number, start, stop, cached)
@@ -117,54 +145,12 @@ def draw_errors(
     return np.concatenate(errors)
 
 
-#: The most recently used compiled blocks. Bounded: every compiled XLA CPU executable holds
-#: hundreds of memory mappings, and a process that kept all of them (a report sweeps ~90 claims
-#: in two dtypes) would run into the kernel's mapping limit (vm.max_map_count, 65530).
-_BLOCKS: OrderedDict[tuple, tuple] = OrderedDict()
-MAX_CACHED_BLOCKS = 8
-
-
-def claim_block(claim: Claim, spec: ModelSpec, *, seed: int, dtype: str, scale: float):
-    """The jitted ``index[BLOCK] -> error[BLOCK]`` function that every sweep block runs.
-
-    Cached per (claim, spec, seed, dtype, scale), so repeated sweeps compile once; only the
-    `MAX_CACHED_BLOCKS` most recent are kept.
-    """
-    key = (id(claim), spec, seed, dtype, scale)
-    if key in _BLOCKS:
-        _BLOCKS.move_to_end(key)
-    else:
-        _BLOCKS[key] = (claim, _claim_block(claim, spec, seed=seed, dtype=dtype, scale=scale))
-        while len(_BLOCKS) > MAX_CACHED_BLOCKS:
-            _BLOCKS.popitem(last=False)
-    return _BLOCKS[key][1]
-
-
-def _claim_block(claim: Claim, spec: ModelSpec, *, seed: int, dtype: str, scale: float):
-    if dtype == "float64" and not jax.config.jax_enable_x64:
-        raise RuntimeError("float64 sweeps need jax_enable_x64 set before any array is made")
-    compare = claim.build(spec)
-    root = jax.random.PRNGKey(seed)
-
-    def one(index):
-        # Keys from the draw index alone: results do not depend on chunks or devices.
-        key_params, key_doc = jax.random.split(jax.random.fold_in(root, index))
-        params = draw_params(key_params, spec, scale=scale, dtype=DTYPES[dtype])
-        lhs, rhs = compare(params, draw_document(key_doc, spec))
-        return (claim.measure or relative_error)(lhs, rhs)
-
-    return jax.jit(jax.vmap(one))
-
-
-def _run_chunk(block, devices: list, start: int, chunk: int) -> np.ndarray:
+def _run_chunk(block: ClaimBlock, devices: list, start: int, chunk: int) -> np.ndarray:
     """Errors of draws start..start+chunk-1: block b runs on device b mod len(devices)."""
     n_blocks = chunk // BLOCK
     mine = {b: devices[b % len(devices)] for b in range(n_blocks)}
     mine = {b: d for b, d in mine.items() if d.process_index == jax.process_index()}
-    pending = {
-        b: block(jax.device_put(jnp.arange(start + b * BLOCK, start + (b + 1) * BLOCK), device))
-        for b, device in mine.items()
-    }
+    pending = {b: block.submit(start + b * BLOCK, device) for b, device in mine.items()}
     out = np.zeros((n_blocks, BLOCK), dtype=np.float64)
     for b, value in pending.items():
         out[b] = np.asarray(value, dtype=np.float64)
@@ -176,52 +162,110 @@ def _run_chunk(block, devices: list, start: int, chunk: int) -> np.ndarray:
 
 def check_sweep_arguments(*, trials: int, chunk_size: int, scale: float, dtype: str) -> None:
     if trials < 1:
-        raise InputError(f"--trials must be >= 1, got {trials}")
+        raise InputError(f"trials must be >= 1, got {trials}", parameter="trials")
     if chunk_size < 1:
-        raise InputError(f"--chunk-size must be >= 1, got {chunk_size}")
+        raise InputError(f"chunk_size must be >= 1, got {chunk_size}", parameter="chunk_size")
     if not (scale > 0 and np.isfinite(scale)):
-        raise InputError(f"--scale must be a positive number, got {scale}")
+        raise InputError(f"scale must be a positive number, got {scale}", parameter="scale")
     if dtype not in DTYPES:
-        raise InputError(f"--dtype must be float64 or float32, got {dtype!r}")
+        raise InputError(f"dtype must be float64 or float32, got {dtype!r}", parameter="dtype")
 
 
 def run_claim(claim: Claim, spec: ModelSpec, *, trials: int, seed: int = 0, dtype: str = "float64",
               scale: float = 1.0, chunk_size: int = 256, progress: bool = True,
               store: ChunkStore | None = None) -> ClaimResult:
-    """Sweep `claim` and judge it against its tolerance and its expected outcome."""
+    """Sweep `claim` and give its verdict (`verification.verdicts`).
+
+    Identity claims (and per-draw checks with an "error" summary) hold iff the error is within
+    the tolerance; statistical claims (a `verification.confidence` test as summary) are judged by
+    a confidence bound and may be inconclusive. NaN / inf draws are counted; unless the claim
+    declares why they are legitimate (`Claim.nonfinite_reason`), they make the verdict FAIL.
+    """
     errors = draw_errors(claim, spec, trials=trials, seed=seed, dtype=dtype, scale=scale,
                          chunk_size=min(chunk_size, trials), progress=progress, store=store)
+    return judge_claim(claim, spec, errors, trials=trials, seed=seed, dtype=dtype, scale=scale)
+
+
+def judge_claim(claim: Claim, spec: ModelSpec, errors: np.ndarray, *, trials: int, seed: int = 0,
+                dtype: str = "float64", scale: float = 1.0) -> ClaimResult:
+    """The verdict of `claim` on its per-draw numbers `errors` (the second half of `run_claim`)."""
+    errors = np.asarray(errors, dtype=np.float64)
     tolerance = claim.tolerance[dtype]
-    finite = bool(np.all(np.isfinite(errors)))
-    max_error = float(np.max(errors)) if finite else float("inf")
-    passed = finite and max_error <= tolerance
+    finite_mask = np.isfinite(errors)
+    nonfinite = int(errors.size - finite_mask.sum())
+    allowed = claim.nonfinite_reason is not None
+    kept = errors[finite_mask] if allowed else errors
     statistics: dict[str, float] = {}
-    if claim.summary is not None:  # an empirical claim: judged on a statistic of all draws
-        statistics = {name: float(value) for name, value in claim.summary(errors).items()}
-        max_error = statistics["error"]
-        passed = bool(np.isfinite(max_error)) and max_error <= tolerance
+    judgement = None
+    if isinstance(claim.summary, STATISTICAL_TESTS):  # a statistical claim: three-way
+        unset = getattr(claim.summary, "threshold", 0.0) is None  # a test whose threshold is the tolerance
+        judgement = claim.summary.judge(errors, tolerance if unset else None)
+        statistics = {name: float(value) for name, value in judgement.numbers.items()}
+        outcome = judgement.outcome
+        max_error = median_error = float("nan")  # no "error": see statistic, estimate, bound
+    else:
+        if claim.summary is not None:  # a per-draw check: its "error" against the tolerance
+            statistics = {name: float(value) for name, value in claim.summary(kept).items()}
+            max_error = statistics["error"] if kept.size else float("nan")
+        else:
+            max_error = float(np.max(kept)) if kept.size and np.all(np.isfinite(kept)) else float("inf")
+        median_error = float(np.median(kept)) if kept.size else float("nan")
+        # Every draw's NaN declared legitimate: nothing was checked.
+        outcome = ("holds" if bool(np.isfinite(max_error)) and max_error <= tolerance else "refuted") \
+            if kept.size else "inconclusive"
     if claim.context is not None:  # reported numbers, not judged (never the "error" entry)
         statistics.update({k: float(v) for k, v in claim.context(spec).items() if k != "error"})
     expected = claim.expected(spec)
-    finding = None
-    if not passed:
-        unmet = claim.unmet(spec)
-        if unmet:
-            finding = (
-                f"Fails outside its hypotheses ({', '.join(f'{k}={v}' for k, v in unmet.items())}; "
-                f"the statement assumes {', '.join(f'{k}={claim.requires[k]}' for k in unmet)}): "
-                f"max error {max_error:.3g}."
-            )
-        elif claim.finding:
-            finding = claim.finding.format(**{**statistics, "max_error": max_error})
-        else:
-            finding = f"FAILS where it is claimed to hold: max error {max_error:.3g} > {tolerance:g}."
+    unexplained = nonfinite > 0 and not allowed
+    verdict = decide_verdict(outcome, expected, unexplained_nonfinite=unexplained)
+    passed = outcome == "holds" and not unexplained
+    refutes = claim.asserted_by if verdict == "expected_fail" else None
+    finding = _finding(claim, spec, verdict, judgement, statistics, max_error=max_error, tolerance=tolerance,
+                       nonfinite=nonfinite, draws=errors.size)
     proof = claim.proof(spec) if claim.proof is not None else None
-    qs = {f"p{q}": float(np.quantile(errors, q / 100)) for q in (10, 50, 90, 99)}
+    shown = errors[finite_mask]
+    qs = {f"p{q}": float(np.quantile(shown, q / 100)) if shown.size else float("nan") for q in (10, 50, 90, 99)}
+    stat = {}
+    if judgement is not None:
+        stat = dict(statistic=judgement.statistic, estimate=judgement.estimate, threshold=judgement.threshold,
+                    direction=judgement.direction, bound=judgement.bound, draws_needed=judgement.draws_needed,
+                    target=judgement.target)
     return ClaimResult(
         id=claim.id, statement=claim.statement, dtype=dtype, tolerance=tolerance, trials=trials,
-        max_error=max_error, median_error=float(np.median(errors)), passed=passed,
-        finding=finding, expected=expected,
-        unexpected=expected is not None and passed != expected,
+        max_error=max_error, median_error=median_error, passed=passed,
+        finding=finding, expected=expected, unexpected=verdict == "fail",
         proof=proof, seed=seed, scale=scale, quantiles=qs, errors=errors.tolist(), statistics=statistics,
+        verdict=verdict, provenance=claim.provenance, refutes=refutes, nonfinite=nonfinite,
+        nonfinite_reason=claim.nonfinite_reason, **stat,
     )
+
+
+def _finding(claim: Claim, spec: ModelSpec, verdict: str, judgement, statistics: dict[str, float], *,
+             max_error: float, tolerance: float, nonfinite: int, draws: int) -> str | None:
+    """The line reported under the table (None for a plain PASS)."""
+    if verdict == "pass":
+        return None
+    if verdict == "fail" and nonfinite and claim.nonfinite_reason is None:
+        return (f"{nonfinite} of {draws} draws are NaN/inf: a draw that cannot be computed is no evidence, and "
+                "the claim declares no reason for them (Claim.nonfinite_reason).")
+    if verdict == "inconclusive":
+        if judgement is None:
+            return f"Inconclusive: no finite draw ({nonfinite} NaN/inf, allowed: {claim.nonfinite_reason})."
+        return inconclusive_finding(judgement)
+    shown = f"{judgement.target}: estimate {judgement.estimate:.4g}, bound {judgement.bound:.4g}" \
+        if judgement is not None else f"max error {max_error:.3g}"
+    if verdict == "hyp_unmet":
+        unmet = claim.unmet(spec)
+        return (f"Fails outside its hypotheses ({', '.join(f'{k}={v}' for k, v in unmet.items())}; "
+                f"the statement assumes {', '.join(f'{k}={claim.requires[k]}' for k in unmet)}): {shown}.")
+    if verdict == "fail" and claim.holds is False:
+        return (f"Holds although expected to fail (expectation: {claim.provenance}): {shown}. "
+                "Review the expectation.")
+    if claim.finding:
+        try:
+            return claim.finding.format(**{**statistics, "max_error": max_error})
+        except (KeyError, ValueError):  # a number it quotes was not measured (e.g. no context)
+            pass
+    if judgement is not None:
+        return f"REFUTED where it is claimed to hold: {shown} (the other bound {judgement.counter_bound:.4g})."
+    return f"FAILS where it is claimed to hold: max error {max_error:.3g} > {tolerance:g}."

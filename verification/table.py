@@ -3,36 +3,67 @@
 from __future__ import annotations
 
 from attnverify.verification.sweep import ClaimResult
+from attnverify.verification.verdicts import VERDICTS, label
+
+_OP = {"above": ">=", "below": "<="}
+_PROVENANCE = {"paper": "paper", "literature": "lit.", "measured": "measured", "": "-"}
 
 
 def _verdict(r: ClaimResult) -> str:
-    verdict = "PASS" if r.passed else "FAIL"
-    if r.unexpected:
-        return verdict + " (UNEXPECTED)"
-    if r.expected is False:
-        return verdict + " (expected)"
-    if r.expected is None and not r.passed:
-        return verdict + " (hyp. unmet)"
-    return verdict
+    """The result cell: the verdict (PASS, FAIL, INCONCLUSIVE first) and its qualifier."""
+    return label(r)
 
 
-def claims_table(results: list[ClaimResult]) -> str:
-    rows = [("claim", "statement", "dtype", "tol", "max err", "median err", "trials", "result", "proof")]
-    for r in results:
+def _target(r: ClaimResult) -> str:
+    if r.statistic is None:
+        return f"err <= {r.tolerance:.0e}"
+    return r.target or f"{r.statistic} {_OP.get(r.direction or '', '?')} {r.threshold:.3g}"
+
+
+def _measured(r: ClaimResult) -> str:
+    if r.statistic is None:
+        return f"max {r.max_error:.2e}, median {r.median_error:.2e}"
+    return f"{r.estimate:.3g} (bound {r.bound:.3g})"
+
+
+def claims_table(results: list[ClaimResult], *, only: tuple[str, ...] | None = None) -> str:
+    """The table of `results` (only the verdicts in `only`, when given), the statistics and
+    findings of the rows shown, and a summary line over all results.
+
+    Identity claims show their maximum and median error against the tolerance; statistical claims
+    show the statistic against its threshold (>= for "above", <= for "below") and the estimate with
+    the one-sided confidence bound that decides it (docs/theory.md §11), never an "error"."""
+    shown = [r for r in results if only is None or r.verdict in only]
+    rows = [("claim", "statement", "dtype", "trials", "target", "measured", "result", "prov.", "proof")]
+    for r in shown:
         statement = r.statement if len(r.statement) <= 60 else r.statement[:57] + "..."
-        rows.append((r.id, statement, r.dtype, f"{r.tolerance:.0e}", f"{r.max_error:.2e}",
-                     f"{r.median_error:.2e}", str(r.trials), _verdict(r), r.proof or "-"))
+        rows.append((r.id, statement, r.dtype, str(r.trials), _target(r), _measured(r), _verdict(r),
+                     _PROVENANCE.get(r.provenance, r.provenance), r.proof or "-"))
     widths = [max(len(row[j]) for row in rows) for j in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     measured = [f"- {r.id}: " + ", ".join(f"{k} {v:.4g}" for k, v in r.statistics.items())
-                for r in results if r.statistics]
+                for r in shown if r.statistics]
     if measured:
         lines += ["", "Statistics of empirical claims:", *measured]
-    findings = [f"- {r.id}: {r.finding}" for r in results if r.finding]
+    findings = [f"- {r.id}: {r.finding}" for r in shown if r.finding]
     if findings:
         lines += ["", "Findings:", *findings]
-    unexpected = [r.id for r in results if r.unexpected]
-    lines += ["", f"{sum(r.passed for r in results)} passed, {sum(not r.passed for r in results)} failed"
-              f" ({len(unexpected)} unexpected{': ' + ', '.join(unexpected) if unexpected else ''})"]
+    lines += ["", summary_line(results)]
+    if only is not None:
+        lines.append(f"(showing {len(shown)} of {len(results)}: {', '.join(only)})")
     return "\n".join(lines)
+
+
+def summary_line(results: list[ClaimResult]) -> str:
+    """``N pass, N fail (unexpected): ids, N expected fail, N hyp. unmet, N inconclusive: ids``."""
+    by = {v: [r.id for r in results if r.verdict == v] for v in VERDICTS}
+
+    def listed(verdict: str) -> str:
+        return ": " + ", ".join(by[verdict]) if by[verdict] else ""
+
+    refuting = sum(r.refutes is not None for r in results)
+    refuting_note = f" ({refuting} refuting the paper or literature, expectation measured)" if refuting else ""
+    return (f"{len(by['pass'])} pass, {len(by['fail'])} fail (unexpected){listed('fail')}, "
+            f"{len(by['expected_fail'])} expected fail{refuting_note}, {len(by['hyp_unmet'])} hyp. unmet, "
+            f"{len(by['inconclusive'])} inconclusive{listed('inconclusive')}")

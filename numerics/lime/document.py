@@ -3,7 +3,7 @@
 A document is the model's token array (length T: [CLS], the words at positions 1..L, UNK
 padding) together with ``feature[t]``, the index (0..d-1) of the distinct word at word
 position t, and -1 at [CLS] and padding. Features are numbered in order of first
-occurrence, as `lime`'s ``IndexedString`` numbers them (THEORY.md §4).
+occurrence, as `lime`'s ``IndexedString`` numbers them (docs/theory.md §4).
 
 Removal of a set of features (``z_j = 0``) gives a new token array:
 

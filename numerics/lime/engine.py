@@ -1,4 +1,4 @@
-"""LIME for text, exactly as `lime`'s ``LimeTextExplainer`` computes it, in JAX (THEORY.md §4).
+"""LIME for text, exactly as `lime`'s ``LimeTextExplainer`` computes it, in JAX (docs/theory.md §4).
 
 `lime_explain` draws lime's neighbourhood (`lime_sampling`), evaluates the model on every
 perturbed document (`lime_eval`: generic, structured or ratio path), weights the samples
@@ -6,7 +6,7 @@ with lime's cosine kernel and fits lime's weighted ridge (`lime_ridge`). Every o
 distinct words gets a coefficient (no feature selection: lime with ``num_features >= d`` or
 ``feature_selection='none'``). Runs are independent neighbourhoods (seeds), vmapped.
 
-Not the same thing as this (THEORY.md §9): Captum's ``Lime`` (Bernoulli(0.5) masks, a
+Not the same thing as this (docs/theory.md §9): Captum's ``Lime`` (Bernoulli(0.5) masks, a
 baseline of 0, Lasso(0.01), w = 1, 25-50 samples), Captum's ``KernelShap`` and shap's
 ``KernelExplainer`` (Shapley-kernel weights; shap >= 0.47 truncates to 10 features unless
 ``l1_reg=False``), and shap's text ``Partition`` explainer (Owen values).

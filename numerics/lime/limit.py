@@ -1,4 +1,4 @@
-"""LIME's large-sample limit beta^inf = Sigma^{-1} Gamma^f (Mardaoui & Garreau; THEORY.md §5).
+"""LIME's large-sample limit beta^inf = Sigma^{-1} Gamma^f (Mardaoui & Garreau; docs/theory.md §5).
 
 * ``"exact"`` — Gamma^f = E[pi (1, z) f(x(z))] by enumerating all 2^d - 1 masks, each
   weighted by its sampling probability times its kernel weight; then beta = Sigma^{-1}

@@ -1,4 +1,4 @@
-"""LIME's surrogate: weighted ridge regression with an unpenalised intercept (THEORY.md §4).
+"""LIME's surrogate: weighted ridge regression with an unpenalised intercept (docs/theory.md §4).
 
 The same estimator as ``sklearn.linear_model.Ridge(alpha=ridge, fit_intercept=True)`` fitted
 with ``sample_weight``: centre z and y by their weighted means (so the intercept is not

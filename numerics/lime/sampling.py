@@ -1,4 +1,4 @@
-"""LIME's neighbourhood for text: the masks z and their kernel weights (THEORY.md §4).
+"""LIME's neighbourhood for text: the masks z and their kernel weights (docs/theory.md §4).
 
 Row 0 is the original document (z = 1). Every other row draws s ~ Uniform{1..d}, then a
 uniform s-subset of features to remove, by selection sampling: O(d) per row and no sort at

@@ -1,4 +1,4 @@
-"""The paper model on perturbed documents in O(K T) per document (THEORY.md §1.3-1.4).
+"""The paper model on perturbed documents in O(K T) per document (docs/theory.md §1.3-1.4).
 
 With a constant query (``query="cls"``), linear values and the dot scorer, a token w at
 position t enters head i through two scalars that each split into a word and a position part:

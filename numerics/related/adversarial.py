@@ -1,4 +1,4 @@
-"""Adversarial attention (Jain & Wallace 2019; THEORY.md §8.1): their optimiser and the exact optimum.
+"""Adversarial attention (Jain & Wallace 2019; docs/theory.md §8.1): their optimiser and the exact optimum.
 
 One head's attention alpha moves, the others stay fixed. With a binary model the output
 p = softmax(z)[c] = sigma(z_c - z_other) is sigma of an affine function of alpha, so the
@@ -10,7 +10,7 @@ point of an edge [e_a, e_b] on a face of the slab. `exact_max_jsd` enumerates th
 `jw_optimiser` is J&W's search: k = 5 candidates parameterised by log alpha (softmax-normalised,
 started at log(1/T) + 3 N(0, 1)), Adam (amsgrad, lr 0.01) for 500 steps on
 -sum_i JSD(alpha_i, alpha_hat) + 500 sum_i ReLU(|dp_i| - 0.01) - 1/(k(k-1)) sum_{i<j} JSD(alpha_i, alpha_j)
-(THEORY.md §8.1's objective; logs floored at 1e-10 as in their code), then selected at eps.
+(docs/theory.md §8.1's objective; logs floored at 1e-10 as in their code), then selected at eps.
 """
 
 from __future__ import annotations

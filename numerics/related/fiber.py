@@ -1,4 +1,4 @@
-"""Identifiability of attention on the true model (Brunner et al.; Naim & Asher; THEORY.md §8.3-8.4).
+"""Identifiability of attention on the true model (Brunner et al.; Naim & Asher; docs/theory.md §8.3-8.4).
 
 A head's logits depend on its attention alpha only through alpha^T S (S: T x C read-outs),
 so every alpha in the fiber {alpha in simplex : [S 1]^T alpha = [S 1]^T alpha_hat} gives
@@ -11,7 +11,8 @@ exactly the same logits. Here, in JAX (jittable, vmappable):
   a distribution;
 * three *candidate* readings of Naim & Asher's "efficient attention" (their construction
   is unconfirmed): (a) the projection onto col[S 1], (b) the minimum-norm point of the
-  fiber with alpha >= 0, (c) its maximum-entropy point.
+  fiber with alpha >= 0, (c) its maximum-entropy point; and their optimality, by KKT residuals
+  (`kkt_residuals`) that do not use the dual solvers that construct them.
 """
 
 from __future__ import annotations
@@ -168,6 +169,47 @@ CANDIDATES = {
     "min_norm": candidate_min_norm,
     "max_entropy": candidate_max_entropy,
 }
+
+
+# -- optimality: KKT conditions, independent of the dual solvers above -------------------------------
+def _half_squared_norm(alpha):
+    return 0.5 * jnp.sum(alpha**2)
+
+
+def _negative_entropy(alpha):
+    return jnp.sum(alpha * jnp.log(alpha))
+
+
+#: What each candidate claims to minimise over the fiber, and whether alpha >= 0 is imposed:
+#: (a) |alpha|^2 / 2 over the affine fiber, (b) the same with alpha >= 0, (c) -H(alpha) = sum alpha log alpha.
+OBJECTIVES = {
+    "projection": (_half_squared_norm, False),
+    "min_norm": (_half_squared_norm, True),
+    "max_entropy": (_negative_entropy, True),
+}
+
+
+def kkt_residuals(name: str, alpha: Float[Array, " T"], S: Float[Array, "T C"]) -> Float[Array, " 2"]:
+    """(stationarity, dual infeasibility) of `alpha` for candidate `name`'s problem, relative to max |grad|.
+
+    The problem is min phi(alpha) s.t. [S 1]^T alpha = [S 1]^T alpha_hat (and alpha >= 0); phi and
+    the constraint are convex, so a feasible alpha is optimal iff multipliers mu, lambda exist with
+    grad phi(alpha) = [S 1] mu + lambda, lambda >= 0, lambda_t = 0 where alpha_t > 0 (KKT). Here
+    grad phi is `jax.grad`; mu is the least-squares fit of grad phi on the rows where alpha_t > 0
+    (every row without the sign constraint); the residual r = grad phi - [S 1] mu must vanish on
+    those rows (stationarity) and be >= 0 on the others (lambda = r). Feasibility is checked
+    separately (the claims compare [S 1]^T alpha). Both are 0 up to rounding at the optimum.
+    """
+    objective, nonnegative = OBJECTIVES[name]
+    B = augmented(S)
+    g = jax.grad(objective)(alpha)
+    free = alpha > 0 if nonnegative else jnp.ones(alpha.shape, bool)
+    mu, *_ = jnp.linalg.lstsq(jnp.where(free[:, None], B, 0.0), jnp.where(free, g, 0.0))
+    r = g - B @ mu
+    scale = jnp.max(jnp.where(free, jnp.abs(g), 0.0))
+    stationarity = jnp.max(jnp.where(free, jnp.abs(r), 0.0)) / scale
+    infeasible = jnp.max(jnp.where(free, 0.0, jax.nn.relu(-r))) / scale
+    return jnp.stack([stationarity, infeasible])
 
 
 def distribution_defects(alpha: Float[Array, " T"]) -> tuple[jnp.ndarray, jnp.ndarray]:

@@ -1,4 +1,4 @@
-"""Integrated Gradients for the §1 model (THEORY.md §8.6), three ways, by Gauss-Legendre quadrature.
+"""Integrated Gradients for the §1 model (docs/theory.md §8.6), three ways, by Gauss-Legendre quadrature.
 
 The path moves the word positions from a baseline b_t to e_t with `[CLS]` fixed (b_0 = e_0):
 e(lambda) = b + lambda (e - b), and IG_t = int_0^1 <grad_{e_t} f(e(lambda)), e_t - b_t> dlambda.
@@ -149,7 +149,7 @@ def completeness_gap(params: nm.Params, tokens: Int[Array, " T"], spec: ModelSpe
 
 
 # -- check 34: which saliency agrees with what ---------------------------------------------------
-#: The saliency methods compared with attention (Bastings & Filippova; THEORY.md §8.7, check 34).
+#: The saliency methods compared with attention (Bastings & Filippova; docs/theory.md §8.7, check 34).
 SALIENCY = ("occlusion", "gxi_detached", "gxi_full", "ig_zero", "ig_unk")
 #: Attention-based importances compared with them.
 ATTENTION = ("alpha", "alpha_abs_s", "alpha_avg_abs_s")

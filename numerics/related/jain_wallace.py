@@ -1,4 +1,4 @@
-"""Jain & Wallace's quantities on the true JAX model (THEORY.md §8.1).
+"""Jain & Wallace's quantities on the true JAX model (docs/theory.md §8.1).
 
 * the output as a function of the attention (to detach, permute or replace it);
 * the detached gradient (attention held fixed with `jax.lax.stop_gradient`);

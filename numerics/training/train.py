@@ -1,4 +1,4 @@
-"""Training the paper's model on a labelled corpus with optax (THEORY.md §7).
+"""Training the paper's model on a labelled corpus with optax (docs/theory.md §7).
 
 AdamW with the paper's learning rate 1e-4 and batch 16, and PyTorch's default weight decay
 1e-2 set explicitly (optax's default is 1e-4); cross-entropy on the C averaged-head logits;
@@ -54,11 +54,11 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
-            raise InputError(f"--epochs must be >= 1, got {self.epochs}")
+            raise InputError(f"epochs must be >= 1, got {self.epochs}", parameter="epochs")
         if self.batch < 1:
-            raise InputError(f"--batch must be >= 1, got {self.batch}")
+            raise InputError(f"batch must be >= 1, got {self.batch}", parameter="batch")
         if not self.lr > 0:
-            raise InputError(f"--lr must be > 0, got {self.lr}")
+            raise InputError(f"lr must be > 0, got {self.lr}", parameter="lr")
         if self.weight_decay < 0:
             raise InputError(f"weight decay must be >= 0, got {self.weight_decay}")
 

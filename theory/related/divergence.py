@@ -1,4 +1,4 @@
-"""Jensen-Shannon divergence at a vertex of the simplex (THEORY.md §8.1, check 21).
+"""Jensen-Shannon divergence at a vertex of the simplex (docs/theory.md §8.1, check 21).
 
 The derived value is JSD(e_t, alpha_hat) computed from the definition with SymPy (with
 0 log 0 = 0 and sum_u alpha_hat_u = 1); the statement is the closed form, typed once.

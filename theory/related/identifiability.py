@@ -1,4 +1,4 @@
-"""Brunner et al. / Naim & Asher: the fiber of output-equivalent attention (THEORY.md §8.3-8.4).
+"""Brunner et al. / Naim & Asher: the fiber of output-equivalent attention (docs/theory.md §8.3-8.4).
 
 The output depends on a head's attention alpha only through alpha^T S (S: T x C
 read-outs). The fiber F = {alpha in simplex : S^T alpha = S^T alpha_hat} has directions
@@ -34,7 +34,7 @@ def constraint_matrix(S: sp.Matrix) -> sp.Matrix:
 
 
 def fiber_dimension_statement(T: int, rank: int) -> int:
-    """THEORY.md §8.3: dim F = T - rank[S 1]."""
+    """docs/theory.md §8.3: dim F = T - rank[S 1]."""
     return T - rank
 
 
@@ -81,7 +81,7 @@ def joint_constraint_matrix(S_heads: list[sp.Matrix]) -> sp.Matrix:
 
 
 def minimum_norm_statement(S: sp.Matrix, alpha_hat: sp.Matrix) -> sp.Matrix:
-    """THEORY.md §8.3: the minimum-norm point of the affine fiber is P_{col[S 1]} alpha_hat."""
+    """docs/theory.md §8.3: the minimum-norm point of the affine fiber is P_{col[S 1]} alpha_hat."""
     B = S.row_join(sp.ones(S.rows, 1))
     return B * (B.T * B).inv() * B.T * alpha_hat
 

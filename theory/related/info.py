@@ -1,4 +1,4 @@
-"""Wen et al. (2022), the information-theoretic view: the Gumbel-max law (THEORY.md §8.5).
+"""Wen et al. (2022), the information-theoretic view: the Gumbel-max law (docs/theory.md §8.5).
 
 Derived: P(argmax_t (gamma_t + g_t) = t) for i.i.d. Gumbel(0, 1) noise g, as the integral
 of the winner's density times the others' distribution functions, changed to the

@@ -1,6 +1,6 @@
 """Jain & Wallace (2019) on the §1 model: gradient importance and leave-one-out, derived.
 
-Statements (THEORY.md §8.1, "Closed forms for the §1 model") are typed once, in the
+Statements (docs/theory.md §8.1, "Closed forms for the §1 model") are typed once, in the
 model's named quantities; the derived forms come from `sympy.diff` of a model whose
 attention is held fixed (`DetachedModel`) and from the forward expression of a document
 with a token deleted (`DeletedModel`) or replaced by UNK (`ReplacedModel`).
@@ -96,7 +96,7 @@ def with_alpha(expr: sp.Expr, model: SymbolicModel) -> sp.Expr:
     )
 
 
-# -- statements (THEORY.md §8.1), typed once ----------------------------------------------
+# -- statements (docs/theory.md §8.1), typed once ----------------------------------------------
 def _f_i(model: SymbolicModel, i) -> sp.Expr:
     return sp.Sum(model.alpha(i, S.t) * model.readout(i, S.t), (S.t, 0, S.T - 1))
 

@@ -1,4 +1,4 @@
-"""Jain & Wallace's permutation test, in closed form (THEORY.md §8.1, check 18).
+"""Jain & Wallace's permutation test, in closed form (docs/theory.md §8.1, check 18).
 
 Attention is permuted over m positions, the read-outs staying in place, so the permuted
 output is ``rest + sum_t c(pi(t), t)`` with ``c(r, t) = 1/K sum_i alpha_r^(i) s_t^(i)``.

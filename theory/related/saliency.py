@@ -1,9 +1,9 @@
-"""Bastings & Filippova (2020): Integrated Gradients for the §1 model, as THEORY.md §8.6 states it.
+"""Bastings & Filippova (2020): Integrated Gradients for the §1 model, as docs/theory.md §8.6 states it.
 
 The straight path moves every word position from a baseline b_t to e_t with `[CLS]` fixed
 (b_0 = e_0), so the query q^(i) = W_q^(i) e_0 stays constant and each token's two scalars are
 affine in lambda: gamma_t(lambda) = gamma^b_t + lambda (gamma_t - gamma^b_t), and the same for
-s_t. THEORY.md §8.6 then writes IG_t as a one-dimensional integral over lambda of
+s_t. docs/theory.md §8.6 then writes IG_t as a one-dimensional integral over lambda of
 
     1/K sum_i alpha_t^(i)(lambda) [(s_t^(i) - s^b(i)_t)
                                    + (gamma_t^(i) - gamma^b(i)_t) (s_t^(i)(lambda) - f_i(lambda))].
@@ -61,7 +61,7 @@ def _path_alpha_and_f(model: SymbolicModel, i: sp.Expr) -> tuple:
 
 
 def ig_integrand_statement(model: SymbolicModel, tau: sp.Expr = S.tau) -> sp.Expr:
-    """THEORY.md §8.6: the integrand of IG_tau at lambda, for a word position tau >= 1:
+    """docs/theory.md §8.6: the integrand of IG_tau at lambda, for a word position tau >= 1:
 
     1/K sum_i alpha_tau(lambda) [(s_tau - s^b_tau) + (gamma_tau - gamma^b_tau)(s_tau(lambda) - f_i(lambda))].
     """

@@ -1,4 +1,4 @@
-"""Benchmarks (issue targets live here, not in timed tests; numbers go in the README).
+"""Benchmarks (issue targets live here, not in timed tests; numbers go in docs/benchmarks.md).
 
 * `derive_and_compile`: SymPy derivation + first jitted call at the paper's sizes;
 * `sweep_throughput`: models/s of the ``thm1.gradient`` sweep next to a `jax.grad`-only
@@ -39,11 +39,16 @@ def _timed(fn) -> tuple[float, object]:
 def derive_and_compile(spec: ModelSpec = PAPER) -> dict[str, float]:
     """Seconds to derive Theorem 1's quantities with SymPy and to jit-compile + run them once."""
     from attnverify.numerics.quantities import theorem1_quantities
+    from attnverify.theory import memo
     from attnverify.theory.derivations import derive_gradient
 
     derive_gradient.cache_clear()
     theorem1_quantities.cache_clear()
-    derive_s, _ = _timed(lambda: derive_gradient(spec))
+    kept = memo.set_derivations_folder(None)  # derive, not read back a stored derivation
+    try:
+        derive_s, _ = _timed(lambda: derive_gradient(spec))
+    finally:
+        memo.set_derivations_folder(kept)
     key_p, key_d = jax.random.split(jax.random.PRNGKey(0))
     params, tokens = draw_params(key_p, spec), draw_document(key_d, spec)
     q = theorem1_quantities(spec)
@@ -79,11 +84,18 @@ def sweep_throughput(spec: ModelSpec = TARGET_SPEC, *, trials: int = 8192, chunk
 
 
 def _block_memory(spec: ModelSpec) -> int:
+    """Bytes one block needs: the larger of its two programs (draws; the group's measures, which
+    take the drawn models as arguments)."""
     block = claim_block(REGISTRY["thm1.gradient"], spec, seed=0, dtype="float64", scale=1.0)
-    stats = block.lower(jnp.arange(BLOCK)).compile().memory_analysis()
-    if stats is None:
-        return -1
-    return int(stats.temp_size_in_bytes + stats.argument_size_in_bytes + stats.output_size_in_bytes)
+    seed, index = jnp.asarray(0), jnp.arange(BLOCK)
+    drawn = jax.eval_shape(block.draws, seed, index)
+    sizes = []
+    for stats in (block.draws.lower(seed, index).compile().memory_analysis(),
+                  block.measures.lower(*drawn).compile().memory_analysis()):
+        if stats is None:
+            return -1
+        sizes.append(int(stats.temp_size_in_bytes + stats.argument_size_in_bytes + stats.output_size_in_bytes))
+    return max(sizes)
 
 
 def scaling(*, trials: int = 2048, quick: bool = False) -> list[dict]:

@@ -9,7 +9,7 @@ from attnverify.verification.bench import measures as bench
 
 from attnverify.errors import InputError
 
-KNOWN = ("theorem1", "scaling", "devices", "lime")
+KNOWN = ("theorem1", "compile", "cache", "scaling", "devices", "lime")
 
 
 def _lime(quick: bool) -> dict:
@@ -55,6 +55,33 @@ def run_benchmarks(which: list[str], *, quick: bool = False) -> tuple[dict, str]
         results["devices"] = rows
         lines += ["", "Device scaling (forced host devices share the same 2 cores)",
                   *[f"  {r['devices']} device(s): {r['models_per_s']:,.0f} models/s" for r in rows]]
+    if "compile" in names:
+        from attnverify.verification.bench.compile_time import compile_split
+
+        split = compile_split(trials=128 if quick else 512)
+        results["compile"] = split
+        lines += ["", f"Compile vs run, {split['group']} claims ({split['spec']}, {split['trials']} draws, "
+                  f"{split['dtype']}, persistent cache off, seconds)",
+                  f"  {'claim':<28} {'one program for the group':>27} {'one program per claim':>23}",
+                  f"  {'':<28} {'compile':>13} {'run':>13} {'compile':>11} {'run':>11}"]
+        lines += [f"  {r['claim']:<28} {r['shared_compile_s']:>13.2f} {r['shared_run_s']:>13.2f}"
+                  f" {r['separate_compile_s']:>11.2f} {r['separate_run_s']:>11.2f}" for r in split["claims"]]
+        t = split["total"]
+        lines.append(f"  {'group total':<28} {t['shared_compile_s']:>13.2f} {t['shared_run_s']:>13.2f}"
+                     f" {t['separate_compile_s']:>11.2f} {t['separate_run_s']:>11.2f}")
+    if "cache" in names:
+        from attnverify.verification.bench.compile_time import first_verdicts
+
+        rows = first_verdicts(quick=quick)
+        results["cache"] = rows
+        lines += ["", "Persistent compilation cache: fresh processes, cold (empty cache) then warm (same cache)"]
+        for r in rows:
+            if "error" in r:
+                lines.append(f"  {r['command']}: failed ({r['error']})")
+                continue
+            lines.append(f"  {r['command']}: cold {r['cold_s']:.1f} s, warm {r['warm_s']:.1f} s "
+                         f"(warm/cold {r['warm_over_cold']:.0%}; {r['entries']} entries, "
+                         f"{r['cache_bytes'] / 2**20:.1f} MiB)")
     if "lime" in names:
         results["lime"] = _lime(quick)
         lines += ["", "LIME", *_lime_lines(results["lime"])]

@@ -1,7 +1,7 @@
-"""Identifiability of attention: Brunner et al. (2020) and Naim & Asher (2024) (THEORY.md §8.3-8.4,
+"""Identifiability of attention: Brunner et al. (2020) and Naim & Asher (2024) (docs/theory.md §8.3-8.4,
 checks 26-29), group ``identifiability``. Head 0's attention moves; the other heads stay fixed.
 
-Naim & Asher's construction of "efficient attention" is unconfirmed (THEORY.md §8.4): the
+Naim & Asher's construction of "efficient attention" is unconfirmed (docs/theory.md §8.4): the
 three constructions checked here are *candidates*, not their definition.
 """
 
@@ -17,13 +17,20 @@ from attnverify.numerics.related import fiber as nid
 from attnverify.numerics.related import jain_wallace as njw
 from attnverify.numerics.training.synthetic_tasks import cast, seeded_documents, trained_model
 from attnverify.theory.related import identifiability as tid
-from attnverify.verification.empirical import difference, fraction_above, left, mean_exceeds_zero
+from attnverify.verification.empirical import (
+    MEAN_REASON,
+    SHARE_REASON,
+    difference,
+    fraction_above,
+    left,
+    mean_exceeds_zero,
+)
 from attnverify.verification.registry import Claim, register
 
 from attnverify.spec import ModelSpec
 
-SOURCE = "Brunner et al. (ICLR 2020); THEORY.md §8.3 (derived)"
-CANDIDATE_SOURCE = "Naim & Asher (ECAI 2024), 'efficient attention': candidate constructions, THEORY.md §8.4"
+SOURCE = "Brunner et al. (ICLR 2020); docs/theory.md §8.3 (derived)"
+CANDIDATE_SOURCE = "Naim & Asher (ECAI 2024), 'efficient attention': candidate constructions, docs/theory.md §8.4"
 TOLERANCE = {"float64": 1e-10, "float32": 1e-4}
 TOLERANCE_REASON = "relative rounding of T-term sums and small (C+1)-dimensional solves, >= 100x margin"
 COUNT = {"float64": 0.0, "float32": 0.0}
@@ -116,33 +123,33 @@ def _max_jsd(spec: ModelSpec):
 
 
 register(Claim(
-    id="identifiability.fiber_dimension", group="identifiability",
+    id="identifiability.fiber_dimension", group="identifiability", provenance="literature",
     statement="dim{alpha in simplex : [S 1]^T alpha = [S 1]^T alpha_hat} = T - rank[S 1] (head 0, all C logits)",
     source=SOURCE, lhs="T - numerical rank of [S 1] (SVD, JAX)",
     rhs="length of SymPy's nullspace() of [S 1]^T for a generic (random rational) S", build=_dimension,
     tolerance=COUNT, tolerance_reason="integer counts: equal or not",
 ))
 register(Claim(
-    id="identifiability.joint_fiber_dimension", group="identifiability",
+    id="identifiability.joint_fiber_dimension", group="identifiability", provenance="literature",
     statement="Heads moved jointly, only the averaged logits kept: dim = KT - rank of the (K + C) x KT system",
     source=SOURCE, lhs="KT - numerical rank (SVD, JAX)",
     rhs="SymPy nullspace() of the system on a random rational instance", build=_joint,
     tolerance=COUNT, tolerance_reason="integer counts: equal or not",
 ))
 register(Claim(
-    id="identifiability.fiber_moves", group="identifiability",
+    id="identifiability.fiber_moves", group="identifiability", provenance="literature",
     statement="Moving head 0's attention along each fiber direction keeps every logit and keeps a distribution",
     source=SOURCE, lhs="logits, sums and positivity after each move (true model)",
     rhs="the original logits, 1, True", build=_moves, tolerance=TOLERANCE, tolerance_reason=TOLERANCE_REASON,
 ))
 register(Claim(
-    id="identifiability.fiber_vertex", group="identifiability",
+    id="identifiability.fiber_vertex", group="identifiability", provenance="literature",
     statement="The fiber's max-JSD vertex (support C + 1) is a distribution with exactly the model's logits",
     source=SOURCE + "; the eps = 0 form of Jain & Wallace's search", lhs="logits and sum at the vertex",
     rhs="the model's logits, 1", build=_vertex, tolerance=TOLERANCE, tolerance_reason=TOLERANCE_REASON,
 ))
 register(Claim(
-    id="identifiability.fiber_max_jsd", group="identifiability",
+    id="identifiability.fiber_max_jsd", group="identifiability", provenance="literature",
     statement="On every random draw some attention at JSD > ln(2)/2 from the model's gives exactly its logits",
     source=SOURCE + "; vertex enumeration (JSD is convex)", lhs="max JSD over the fiber's vertices",
     rhs="ln(2)/2", build=_max_jsd, tolerance=COUNT,
@@ -167,17 +174,17 @@ def _effective(which: int):
 
 
 register(Claim(
-    id="identifiability.effective_sum", group="identifiability",
+    id="identifiability.effective_sum", group="identifiability", provenance="literature",
     statement="Effective attention (projection onto col S) does not sum to 1 on almost every draw (>= 99 %)",
     source=SOURCE, lhs="|sum - 1| of the projection of alpha_hat onto col(S)", rhs="0",
-    build=_effective(0), tolerance=COUNT, tolerance_reason="a share of draws against a fixed bound",
+    build=_effective(0), tolerance=COUNT, tolerance_reason=SHARE_REASON,
     measure=left, summary=fraction_above(DEFECT, least=0.99),
 ))
 register(Claim(
-    id="identifiability.effective_negative", group="identifiability",
+    id="identifiability.effective_negative", group="identifiability", provenance="literature",
     statement="Effective attention has negative entries on most draws (>= 50 %)",
     source=SOURCE, lhs="-min entry of the projection onto col(S)", rhs="0",
-    build=_effective(1), tolerance=COUNT, tolerance_reason="a share of draws against a fixed bound",
+    build=_effective(1), tolerance=COUNT, tolerance_reason=SHARE_REASON,
     measure=left, summary=fraction_above(DEFECT, least=0.5),
 ))
 
@@ -192,33 +199,44 @@ def _candidate(name: str):
             alpha, s, _ = parts(params, tokens)
             candidate = construct(alpha[0], s[0])
             B = nid.augmented(s[0])  # its last column gives the sum
+            # Optimality on every draw: KKT residuals of the candidate's own problem (0 at its optimum;
+            # any other point of the fiber, alpha_hat included, leaves them nonzero).
+            optimality = nid.kkt_residuals(name, candidate, s[0])
+            zeros = jnp.zeros(2, s.dtype)
             if name == "projection":  # not asserted to be >= 0: it can be negative (bench)
-                return B.T @ candidate, B.T @ alpha[0]
+                return jnp.concatenate([B.T @ candidate, optimality]), jnp.concatenate([B.T @ alpha[0], zeros])
             negative = nid.distribution_defects(candidate)[1]
-            return (jnp.concatenate([B.T @ candidate, negative[None]]),
-                    jnp.concatenate([B.T @ alpha[0], jnp.zeros(1, s.dtype)]))
+            return (jnp.concatenate([B.T @ candidate, negative[None], optimality]),
+                    jnp.concatenate([B.T @ alpha[0], jnp.zeros(1, s.dtype), zeros]))
 
         return compare
 
     return build
 
 
-for _name, _text in (("projection", "(a) the projection onto col[S 1]: same S^T alpha, sums to 1 "
-                      "(entries may be negative)"),
+for _name, _text in (("projection", "(a) the projection onto col[S 1] is the minimum-norm point of the affine "
+                      "fiber: same S^T alpha, sums to 1 (entries may be negative), KKT conditions of min |alpha|^2"),
                      ("min_norm", "(b) the minimum-norm point of the fiber with alpha >= 0: same S^T alpha, "
-                      "sums to 1, no negative entry"),
+                      "sums to 1, no negative entry, KKT conditions of min |alpha|^2 s.t. alpha >= 0"),
                      ("max_entropy", "(c) the maximum-entropy point of the fiber: same S^T alpha, sums to 1, "
-                      "no negative entry")):
+                      "no negative entry, KKT conditions of max H(alpha)")):
     register(Claim(
-        id=f"identifiability.candidate_{_name}", group="identifiability", statement=f"Candidate {_text}",
-        source=CANDIDATE_SOURCE, lhs="[S 1]^T candidate (and its most negative entry)",
-        rhs="[S 1]^T alpha_hat (and 0)", build=_candidate(_name), tolerance=TOLERANCE,
-        tolerance_reason=TOLERANCE_REASON + " (Newton on a (C+1)-d dual converges to rounding)",
+        id=f"identifiability.candidate_{_name}", group="identifiability", provenance="literature",
+        statement=f"Candidate {_text}",
+        source=CANDIDATE_SOURCE,
+        lhs="[S 1]^T candidate (its most negative entry), KKT stationarity and dual-feasibility residuals "
+        "(numerics.related.fiber.kkt_residuals: jax.grad of the objective, least-squares multipliers)",
+        rhs="[S 1]^T alpha_hat (and 0), 0, 0", build=_candidate(_name), tolerance=TOLERANCE,
+        tolerance_reason=TOLERANCE_REASON + " (Newton on a (C+1)-d dual converges to rounding; the KKT "
+        "residuals are relative to max |grad|)",
     ))
 
 
 # -- 29: necessity and sufficiency of the min-norm candidate's support (trained models) --------------
 SUPPORT_DOCUMENTS = 32  # documents per draw (each draw's value is their mean): power at 32 draws
+#: Why a draw may be NaN: removing (or keeping) the support can leave a head with no attention in
+#: every one of the draw's documents, where the renormalised attention is undefined.
+UNDEFINED = "a draw where every document's kept attention is empty in some head has no defined share"
 
 
 def _support(task: str, necessity: bool):
@@ -258,22 +276,23 @@ def _necessity_contrast(spec: ModelSpec):
 
 
 register(Claim(
-    id="identifiability.support_sufficient.needle", group="identifiability",
+    id="identifiability.support_sufficient.needle", group="identifiability", provenance="literature",
     statement="Keeping only the min-norm candidate's support (renormalised) keeps the prediction "
     f"[trained needle model, needle-task documents, {SUPPORT_DOCUMENTS} per draw]",
     source=CANDIDATE_SOURCE + "; check 29", lhs="share of the draw's documents whose prediction is unchanged",
     rhs="share >= 0.9 of draws above 0.5",
-    build=_support("needle", False), tolerance=COUNT, tolerance_reason="a share of draws against a fixed bound",
+    build=_support("needle", False), tolerance=COUNT, tolerance_reason=SHARE_REASON,
     requires={"classes": 2}, measure=left, summary=fraction_above(0.5, least=0.9),
+    nonfinite_reason=UNDEFINED,
 ))
 register(Claim(
-    id="identifiability.support_necessary_needle_vs_bow", group="identifiability",
+    id="identifiability.support_necessary_needle_vs_bow", group="identifiability", provenance="literature",
     statement="Removing the candidate's support flips the prediction more often on the needle task "
     f"than on bag-of-words (each model on {SUPPORT_DOCUMENTS} documents of its own task per draw)",
     source=CANDIDATE_SOURCE + "; check 29", lhs="flip on the trained needle model",
     rhs="flip on the trained bag-of-words model", build=_necessity_contrast, tolerance=COUNT,
-    tolerance_reason="mean over draws > 3 standard errors", requires={"classes": 2},
-    measure=difference, summary=mean_exceeds_zero,
+    tolerance_reason=MEAN_REASON, requires={"classes": 2},
+    measure=difference, summary=mean_exceeds_zero, nonfinite_reason=UNDEFINED,
     finding="Not confirmed: flip rate on the needle task minus bag-of-words = {mean:.3g} "
     "(standard error {se:.2g}, {draws:.0f} draws where removal leaves some attention).",
 ))

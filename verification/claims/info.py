@@ -1,4 +1,4 @@
-"""Wen, Subbalakshmi & Yang (2022), the information-theoretic view (THEORY.md §8.5, checks 30-33),
+"""Wen, Subbalakshmi & Yang (2022), the information-theoretic view (docs/theory.md §8.5, checks 30-33),
 group ``info``. Monte-Carlo samples use fixed keys (the draw's model and document vary).
 """
 
@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from attnverify.numerics import model as nm
 from attnverify.numerics.related import jain_wallace as njw
 from attnverify.numerics.related.kendall import kendall_tau_b
@@ -24,17 +23,23 @@ from attnverify.numerics.related.mutual_information import (
 )
 from attnverify.numerics.training.synthetic_tasks import cast, documents, seeded_document, trained_model
 from attnverify.theory.related.info import prove_gumbel_max, prove_zero_temperature_limit
-from attnverify.verification.empirical import largest_violation, left, mean_exceeds_zero, z_within
+from attnverify.verification.empirical import (
+    MEAN_REASON,
+    largest_violation,
+    left,
+    mean_exceeds_zero,
+    mean_within,
+    z_within,
+)
 from attnverify.verification.registry import Claim, register
 
 from attnverify.spec import ModelSpec
 
-SOURCE = "Wen, Subbalakshmi & Yang (arXiv 2211.07714); THEORY.md §8.5"
+SOURCE = "Wen, Subbalakshmi & Yang (arXiv 2211.07714); docs/theory.md §8.5"
 GUMBEL_SAMPLES, GUMBEL_Z = 20_000, 5.5
 MI_DOCUMENTS = 20_000
 NEAR_TIE = 0.1  # delta = NEAR_TIE / T: pairs closer than a tenth of the uniform weight
 MEAN = {"float64": 0.0, "float32": 0.0}
-MEAN_REASON = "mean over draws > 3 standard errors (one-sided Monte-Carlo false alarm 0.13 %)"
 
 
 def _scores_and_alpha(params, tokens, spec):
@@ -55,7 +60,7 @@ def _gumbel_max(spec: ModelSpec):
 
 
 register(Claim(
-    id="info.gumbel_max", group="info",
+    id="info.gumbel_max", group="info", provenance="literature",
     statement="Gumbel-max: P(argmax_t gamma_t + g_t = t) = softmax(gamma)_t (expected hard attention = alpha)",
     source=SOURCE + " (standard)", lhs=f"max_t |z| of the argmax frequencies over {GUMBEL_SAMPLES} samples",
     rhs=f"{GUMBEL_Z} standard errors", build=_gumbel_max, tolerance=MEAN,
@@ -81,7 +86,7 @@ def _entropies(spec: ModelSpec, skew: bool):
 
 
 register(Claim(
-    id="info.gumbel_entropy_temperature", group="info",
+    id="info.gumbel_entropy_temperature", group="info", provenance="literature",
     statement=f"Mean per-sample entropy of Gumbel-softmax rises with tau over {TEMPERATURES}",
     source=SOURCE + ", claim 4", lhs="max_j H(tau_j) - H(tau_j+1), same noise (2000 samples)", rhs="0",
     build=lambda spec: _entropies(spec, False), tolerance={"float64": 1e-12, "float32": 1e-5},
@@ -89,7 +94,7 @@ register(Claim(
     measure=left, summary=largest_violation,
 ))
 register(Claim(
-    id="info.gumbel_skewed", group="info",
+    id="info.gumbel_skewed", group="info", provenance="literature",
     statement="Gumbel-softmax with tau < 1 (0.1, 0.5) is more skewed than softmax attention: lower entropy",
     source=SOURCE + ", claim 4", lhs="max over tau < 1 of mean H(sample) - H(alpha)", rhs="0",
     build=lambda spec: _entropies(spec, True), tolerance={"float64": 0.0, "float32": 0.0},
@@ -118,7 +123,7 @@ def _mi_planted(spec: ModelSpec):
 
 
 register(Claim(
-    id="info.mi_attention_planted", group="info",
+    id="info.mi_attention_planted", group="info", provenance="literature",
     statement="Per-document attention ranks positions like the plug-in MI I(xi_t; y_hat) [trained planted "
     "model, its task's documents]",
     source=SOURCE + ", claims 2-3; check 30", lhs="tau-b(alpha-avg, MI) per document",
@@ -162,10 +167,10 @@ def _difference(lhs, rhs):
 
 
 register(Claim(
-    id="info.miller_madow", group="info",
+    id="info.miller_madow", group="info", provenance="literature",
     statement="Miller-Madow brings the plug-in MI closer to the exact MI (81 enumerated documents, "
     f"{MI_SAMPLE} samples, {MI_SAMPLES_PER_DRAW} per draw) [trained planted model]",
-    source="Miller (1955); THEORY.md §8.5", lhs="sum_t |plug-in - exact|", rhs="sum_t |Miller-Madow - exact|",
+    source="Miller (1955); docs/theory.md §8.5", lhs="sum_t |plug-in - exact|", rhs="sum_t |Miller-Madow - exact|",
     build=_miller_madow, tolerance=MEAN, tolerance_reason=MEAN_REASON,
     requires={"classes": 2}, measure=_difference, summary=mean_exceeds_zero,
 ))
@@ -186,21 +191,20 @@ def _near_ties(spec: ModelSpec):
     return compare
 
 
-def _chance(values: np.ndarray) -> dict[str, float]:
-    stats = mean_exceeds_zero(values - 0.5)
-    return {"error": abs(stats.get("mean", np.inf)) - 0.1, "agreement": stats.get("mean", np.nan) + 0.5,
-            "se": stats.get("se", np.nan), "draws": stats["draws"]}
+#: "At chance": the mean share of near-tie pairs ordered alike is within 0.5 +- 0.1.
+_chance = mean_within(0.5, 0.1, statistic="|agreement - 0.5|")
 
 
 register(Claim(
-    id="info.near_ties_at_chance", group="info",
+    id="info.near_ties_at_chance", group="info", provenance="measured", asserted_by="literature",
     statement="For near ties (|alpha_a - alpha_b| < 0.1/T) the attention order agrees with |LOO| at chance "
     "(0.5 +- 0.1) [trained bag-of-words model, its task's documents]",
     source=SOURCE + ", claim 3; check 31", lhs="share of near-tie pairs ordered alike", rhs="0.5",
     build=_near_ties, tolerance={"float64": 0.0, "float32": 0.0},
-    tolerance_reason="|mean - 0.5| <= 0.1; the mean's standard error is reported",
+    tolerance_reason="|mean - 0.5| <= 0.1 by two one-sided 99.87 % Student-t bounds (docs/theory.md §11)",
     requires={"classes": 2}, measure=left, summary=_chance, holds=False,
-    finding="Not on this model: near ties agree with the |LOO| order in {agreement:.3g} of pairs "
+    nonfinite_reason="a draw whose document has no near-tie pair has no agreement share (NaN)",
+    finding="Not on this model: near ties agree with the |LOO| order in {mean:.3g} of pairs "
     "(standard error {se:.2g}); |LOO_t| ~ alpha_t |s_t - f| / K, so small absolute gaps in alpha still "
     "order LOO.",
 ))

@@ -1,4 +1,4 @@
-"""Jain & Wallace (2019), *Attention is not Explanation*, on the §1 model (THEORY.md §8.1, checks 13-21).
+"""Jain & Wallace (2019), *Attention is not Explanation*, on the §1 model (docs/theory.md §8.1, checks 13-21).
 
 Identities (S/N): each statement of `theory.related.jw`, `.permutation`, `.divergence` is
 compiled and compared with the true JAX model; the symbolic proof (derived == statement)
@@ -25,7 +25,7 @@ from attnverify.verification.registry import PAPER_HYPOTHESES, Claim, register
 
 from attnverify.spec import ModelSpec
 
-SOURCE = "Jain & Wallace (NAACL 2019); closed forms THEORY.md §8.1 (derived)"
+SOURCE = "Jain & Wallace (NAACL 2019); closed forms docs/theory.md §8.1 (derived)"
 TOLERANCE = {"float64": 1e-10, "float32": 1e-4}
 TOLERANCE_REASON = "relative rounding of O(T*d_e) sums (measured ~1e-15 / ~1e-6), >= 100x margin"
 # Claims whose right side is a difference of outputs or a mean of many outputs: it can be far
@@ -74,7 +74,7 @@ def _detached_gxi(full: bool):
 
 
 register(Claim(
-    id="jw.detached_gxi", group="jw",
+    id="jw.detached_gxi", group="jw", provenance="literature",
     statement="Detached G x I_t = 1/K sum_i alpha_t^(i) s_t^(i), the token's additive contribution (t >= 1)",
     source=SOURCE, lhs="the statement, compiled", rhs="<e_t, jax.grad with stop_gradient(alpha)>",
     build=_detached_gxi(False), tolerance=TOLERANCE, tolerance_reason=TOLERANCE_REASON, requires=NO_BIAS,
@@ -82,7 +82,7 @@ register(Claim(
 ))
 
 register(Claim(
-    id="jw.control_full_gxi", group="jw",
+    id="jw.control_full_gxi", group="jw", provenance="literature",
     statement="Negative control: the detached G x I statement against the full (attention-path) G x I",
     source="a deliberately mismatched pair; must FAIL", lhs="the detached statement, compiled",
     rhs="<e_t, jax.grad> through every path",
@@ -100,7 +100,7 @@ def _jacobian(spec):
 
 
 register(Claim(
-    id="jw.jacobian_term", group="jw",
+    id="jw.jacobian_term", group="jw", provenance="literature",
     statement="Full minus detached gradient = 1/K sum_i alpha_t (s_t - f_i) W_k^T q / sqrt(d_att) (t >= 1)",
     source=SOURCE, lhs="jax.grad - jax.grad with stop_gradient(alpha)", rhs="the statement, compiled",
     build=_jacobian, tolerance=TOLERANCE, tolerance_reason=TOLERANCE_REASON, requires=PAPER_HYPOTHESES,
@@ -121,7 +121,7 @@ def _loo(reindexed: bool):
 
 
 register(Claim(
-    id="jw.loo_deletion", group="jw",
+    id="jw.loo_deletion", group="jw", provenance="literature",
     statement="f(xi) - f(xi_-t) = 1/K sum_i alpha_t (s_t - f_i) / (1 - alpha_t), deletion without re-indexing",
     source=SOURCE, lhs="the statement, compiled", rhs="the JAX model on e with row t removed",
     build=_loo(False), tolerance=CANCELLING, tolerance_reason=CANCELLING_REASON, requires=PAPER_HYPOTHESES,
@@ -129,7 +129,7 @@ register(Claim(
 ))
 
 register(Claim(
-    id="jw.loo_reindexed", group="jw",
+    id="jw.loo_reindexed", group="jw", provenance="measured",
     statement="The same closed form against J&W's deletion (later tokens shift left, UNK appended)",
     source=SOURCE + "; measured, not claimed", lhs="the no-re-indexing closed form, compiled",
     rhs="the JAX model on the token list with token t deleted",
@@ -158,7 +158,7 @@ def _unk(spec):
 
 
 register(Claim(
-    id="jw.unk_replacement", group="jw",
+    id="jw.unk_replacement", group="jw", provenance="literature",
     statement="f - f^(j->UNK) = 1/K sum_i sum_Pj [g(s - f_i) - g~(s~ - f_i)] / (G - sum_Pj g + sum_Pj g~)",
     source=SOURCE, lhs="the statement, compiled (z = positions of the first word)",
     rhs="the JAX model with every occurrence of the first word replaced by UNK",
@@ -223,7 +223,8 @@ for _id, _which, _one, _text in (
      "1/(m-1) sum (alpha_t/K - mean)^2 sum (s_t - mean)^2"),
 ):
     register(Claim(
-        id=_id, group="jw", statement=_text, source=SOURCE + f"; m = min(T-1, {PERMUTED_MAX}) positions",
+        id=_id, group="jw", provenance="literature", statement=_text,
+        source=SOURCE + f"; m = min(T-1, {PERMUTED_MAX}) positions",
         lhs="exact enumeration of all m! permuted outputs (JAX model)", rhs="the statement, compiled",
         build=_moments(_which, _one), tolerance=CANCELLING, tolerance_reason=CANCELLING_REASON,
         requires=PERMUTATION_HYPOTHESES, proof=_permutation_proof,
@@ -249,7 +250,7 @@ def _vertex_jsd(spec):
 
 
 register(Claim(
-    id="jw.jsd_vertex", group="jw",
+    id="jw.jsd_vertex", group="jw", provenance="literature",
     statement="JSD(e_t, a) = 1/2 ln(2/(1+a_t)) + 1/2 [(1-a_t) ln 2 + a_t ln(2a_t/(1+a_t))] < ln 2",
     source=SOURCE, lhs="the statement (lambdified) at every head's alpha_t",
     rhs="JSD(e_t, alpha) from its definition (JAX)", build=_vertex_jsd,

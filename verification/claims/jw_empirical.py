@@ -1,4 +1,4 @@
-"""Jain & Wallace (2019), empirical checks (THEORY.md §8.7, checks 16-20), group ``jw``.
+"""Jain & Wallace (2019), empirical checks (docs/theory.md §8.7, checks 16-20), group ``jw``.
 
 * 18 (Monte Carlo): 10^4 random permutations of the attention against the exact moments;
 * 20: J&W's adversarial optimiser against the exact eps-max JSD (vertex enumeration);
@@ -18,7 +18,14 @@ from attnverify.numerics.related import jain_wallace as njw
 from attnverify.numerics.related.adversarial import exact_max_jsd, head_slab, jw_optimiser, selected_max_jsd
 from attnverify.numerics.training.synthetic_tasks import cast, seeded_documents, trained_model
 from attnverify.verification.claims.jw import SOURCE, moment_arrays, moment_statement
-from attnverify.verification.empirical import difference, largest_violation, left, mean_exceeds_zero, z_within
+from attnverify.verification.empirical import (
+    MEAN_REASON,
+    difference,
+    largest_violation,
+    left,
+    mean_exceeds_zero,
+    z_within,
+)
 from attnverify.verification.registry import Claim, register
 
 from attnverify.spec import ModelSpec
@@ -27,7 +34,6 @@ MC_PERMUTATIONS, MC_Z = 10_000, 5.0
 DOCUMENTS_PER_DRAW = 8  # the tau protocol averages 8 (model, document) pairs per draw: power at 32 draws
 EPSILONS = (0.01, 0.05)
 MEAN_TOLERANCE = {"float64": 0.0, "float32": 0.0}
-MEAN_REASON = "mean over draws > 3 standard errors (one-sided Monte-Carlo false alarm 0.13 %)"
 
 
 # -- 18: Monte-Carlo permutations ---------------------------------------------------------------------
@@ -52,7 +58,7 @@ def _monte_carlo(spec: ModelSpec):
 
 
 register(Claim(
-    id="jw.permutation_monte_carlo", group="jw",
+    id="jw.permutation_monte_carlo", group="jw", provenance="literature",
     statement=f"{MC_PERMUTATIONS} random permutations of alpha over all T-1 word positions match the "
     "closed-form mean and variance",
     source=SOURCE, lhs="max(|z| of the sample mean, |z| of the sample variance)",
@@ -95,7 +101,7 @@ def _gap_summary(values: np.ndarray) -> dict[str, float]:
 
 for _eps in EPSILONS:
     register(Claim(
-        id=f"jw.adversarial_gap_eps{_eps}", group="jw",
+        id=f"jw.adversarial_gap_eps{_eps}", group="jw", provenance="literature",
         statement=f"J&W's optimiser (k=5, amsgrad 0.01, 500 steps) never beats the exact eps-max JSD "
         f"(eps = {_eps}); its gap is reported",
         source=SOURCE, lhs="optimiser's eps-max JSD (head 0 moves, hinge at 0.01)",
@@ -105,7 +111,7 @@ for _eps in EPSILONS:
         requires={"classes": 2}, measure=difference, summary=_gap_summary,
     ))
     register(Claim(
-        id=f"jw.adversarial_vertex_feasible_eps{_eps}", group="jw",
+        id=f"jw.adversarial_vertex_feasible_eps{_eps}", group="jw", provenance="literature",
         statement=f"The exact optimum's vertex changes the true model's output by at most eps = {_eps}",
         source=SOURCE, lhs="|p(vertex) - p_hat| - eps (true model)", rhs="0",
         build=_adversarial(_eps, feasibility=True), tolerance={"float64": 1e-12, "float32": 1e-6},
@@ -157,7 +163,7 @@ def _taus(first: tuple[str, str], second: tuple[str, str] | None, task: str | No
     return build
 
 
-# Only robust statements are claims (each clears 3 standard errors by a wide margin at 100+
+# Only robust statements are claims (each clears its 99.87 % bound by a wide margin at 100+
 # draws); the full table (every pair, p < 0.05 shares) is `bench/related_protocols.py`'s.
 PROTOCOL = [
     ("tau_grad_loo_above_alpha_loo", ("grad_detached", "loo"), ("alpha", "loo"), None,
@@ -175,7 +181,8 @@ for _name, _first, _second, _task, _text in PROTOCOL:
     where = (f"trained {_task} model, documents of its task" if _task else "random models and documents") + \
         f", mean of {DOCUMENTS_PER_DRAW} per draw"
     register(Claim(
-        id=f"jw.{_name}" + (f".{_task}" if _task else ""), group="jw", statement=f"{_text} [{where}]",
+        id=f"jw.{_name}" + (f".{_task}" if _task else ""), group="jw", provenance="literature",
+        statement=f"{_text} [{where}]",
         source=SOURCE + "; protocol per instance, scipy-equivalent tau-b",
         lhs=f"tau-b{_first}", rhs=f"tau-b{_second}" if _second else "0",
         build=_taus(_first, _second, _task), tolerance=MEAN_TOLERANCE, tolerance_reason=MEAN_REASON,

@@ -15,11 +15,12 @@ from attnverify.numerics.lime.document import LimeDocument, perturb, random_docu
 from attnverify.numerics.lime.limit import enumerated_gamma, exact_gamma, limit_from_gamma, masks_from_index
 from attnverify.numerics.lime.ridge import weighted_ridge
 from attnverify.numerics.lime.sampling import kernel_weights, sample_masks, subset_probability
+from attnverify.numerics.token_keys import token_key
 from attnverify.verification.registry import Claim, register
 
 from attnverify.spec import ModelSpec
 
-SOURCE = "Mardaoui & Garreau (AISTATS 2021); the lime package; THEORY.md §4-5"
+SOURCE = "Mardaoui & Garreau (AISTATS 2021); the lime package; docs/theory.md §4-5"
 NU = 0.25  # lime's default kernel width (25) / 100
 #: Exact-arithmetic identities evaluated in float: sums of <= 2^6 terms times sigma (<= 30).
 EXACT = {"float64": 1e-10, "float32": 1e-3}
@@ -33,14 +34,15 @@ def sizes(spec: ModelSpec) -> tuple[int, int]:
 
 
 def document_of(tokens: jnp.ndarray, spec: ModelSpec) -> LimeDocument:
-    """A document with static d and L whose words are drawn with a key taken from `tokens`."""
+    """A document with static d and L whose words are drawn with a key taken from every token of
+    the draw's document (`token_key`): each draw gets its own document."""
     d, length = sizes(spec)
-    key = jax.random.fold_in(jax.random.PRNGKey(17), jnp.sum(tokens))
-    return random_document(key, d, length, spec.max_len, spec.vocab_size)
+    return random_document(token_key(tokens, 17), d, length, spec.max_len, spec.vocab_size)
 
 
 def mask_key(tokens: jnp.ndarray) -> jax.Array:
-    return jax.random.fold_in(jax.random.PRNGKey(29), jnp.sum(tokens * jnp.arange(tokens.shape[0])))
+    """The draw's key for LIME masks (its own stream of `token_key`)."""
+    return token_key(tokens, 29)
 
 
 def exact_limit(params, doc: LimeDocument, spec: ModelSpec, nu: float = NU, removal: str = "replace",
@@ -169,9 +171,10 @@ STRUCTURE = {"query": "cls", "value_nonlinearity": "none", "scorer": "dot"}  # l
 
 register(Claim(
     id="lime.structured_equals_model",
+    provenance="measured",
     group="lime",
     statement="Word+position tables give the true model's output on perturbed documents (delete and replace)",
-    source="THEORY.md §1.4 (derived)",
+    source="docs/theory.md §1.4 (derived)",
     lhs="structured path (gathers from word/position tables)",
     rhs="numerics.model on the perturbed token arrays",
     build=_paths_agree,
@@ -182,9 +185,10 @@ register(Claim(
 
 register(Claim(
     id="lime.ratio_form_exact",
+    provenance="measured",
     group="lime",
     statement="Under in-place UNK replacement each head is (A + u.z)/(B + v.z) on all 2^d masks",
-    source="THEORY.md §1.4, theory.eq19 step 1 (derived)",
+    source="docs/theory.md §1.4, theory.eq19 step 1 (derived)",
     lhs="ratio form, O(K d) per mask",
     rhs="numerics.model on the replaced documents",
     build=_ratio_exact,
@@ -195,6 +199,7 @@ register(Claim(
 
 register(Claim(
     id="lime.sigma_inverse",
+    provenance="literature",
     group="lime",
     statement="beta^inf with the SymPy-derived sigma_0..3 equals the brute-force solve of enumerated Sigma",
     source=SOURCE,
@@ -207,6 +212,7 @@ register(Claim(
 
 register(Claim(
     id="lime.additive_recovery",
+    provenance="literature",
     group="lime",
     statement="For f = c_0 + sum_j c_j z_j, LIME's limit returns (c_0, c) exactly",
     source=SOURCE + " (consequence: additive models are recovered)",
@@ -219,9 +225,10 @@ register(Claim(
 
 register(Claim(
     id="lime.linearity",
+    provenance="literature",
     group="lime",
     statement="On a shared neighbourhood, the mean of per-head LIMEs equals the LIME of the head mean",
-    source="THEORY.md §5 (linearity in f; the authors' 'LIME additivity')",
+    source="docs/theory.md §5 (linearity in f; the authors' 'LIME additivity')",
     lhs="mean over heads of ridge fits of each head's output",
     rhs="ridge fit of the mean of the heads",
     build=_linearity,
@@ -232,6 +239,7 @@ register(Claim(
 
 register(Claim(
     id="lime.convergence_rate",
+    provenance="literature",
     group="lime",
     statement="Empirical LIME (ridge 0) -> beta^inf with RMSE ~ n^(-1/2): log-log slope, n = 256 -> 4096",
     source=SOURCE,
@@ -245,6 +253,7 @@ register(Claim(
 
 register(Claim(
     id="lime.control_wide_sigma",
+    provenance="literature",
     group="lime",
     statement="Negative control: the nu -> oo sigma used at nu = 0.25",
     source="a deliberately wrong formula; must FAIL",

@@ -6,13 +6,16 @@ from attnverify.numerics.quantities import theorem1_quantities
 from attnverify.theory.derivations import derive_gradient
 from attnverify.verification.registry import PAPER_HYPOTHESES, Claim, register
 
-SOURCE = "Lopardo, Precioso & Garreau (ICML 2024), Theorem 1; THEORY.md §3"
+SOURCE = "Lopardo, Precioso & Garreau (ICML 2024), Theorem 1; docs/theory.md §3"
 
 # Relative error of sums of O(T * d_e) products: measured ~1e-15 (float64) and ~1e-6
 # (float32) at T = 16..256; the tolerances leave >= 100x margin, while a wrong formula is
 # off by O(1) relative (the negative control: ~0.3).
 TOLERANCE = {"float64": 1e-10, "float32": 1e-4}
 TOLERANCE_REASON = "relative rounding of O(T*d_e) sums, >= 100x margin over measured"
+#: Every Theorem 1 claim compares rows of the same quantities (one forward, one jax.grad, the
+#: compiled derivations) on the same draws: one compiled program serves them all.
+EVALUATION = "theorem1"
 
 
 def _proof(name: str):
@@ -30,24 +33,28 @@ def _rows(lhs_name: str, rhs_name: str, rows: slice):
 
 register(Claim(
     id="thm1.derived",
+    provenance="paper",
     group="theorem1",
     statement="SymPy-derived d f/d e_t (all t, [CLS] included) equals jax.grad of the true model",
     source="sympy.diff of the spec's forward expression",
     lhs="sympy.diff of the forward expression, compiled to JAX",
     rhs="jax.grad of the JAX model",
     build=_rows("derived", "autodiff", slice(None)),
+    evaluation=EVALUATION,
     tolerance=TOLERANCE,
     tolerance_reason=TOLERANCE_REASON,
 ))
 
 register(Claim(
     id="thm1.gradient",
+    provenance="paper",
     group="theorem1",
     statement="Theorem 1 closed form equals the true gradient at every word position t >= 1",
     source=SOURCE,
     lhs="the paper's closed form, compiled",
     rhs="jax.grad of the JAX model",
     build=_rows("paper", "autodiff", slice(1, None)),
+    evaluation=EVALUATION,
     tolerance=TOLERANCE,
     tolerance_reason=TOLERANCE_REASON,
     requires=PAPER_HYPOTHESES,
@@ -56,12 +63,15 @@ register(Claim(
 
 register(Claim(
     id="thm1.gradient_cls_row",
+    provenance="measured",
+    asserted_by="paper",
     group="theorem1",
     statement="Theorem 1 closed form at the [CLS] position t = 0",
     source=SOURCE,
     lhs="the paper's closed form at t = 0, compiled",
     rhs="jax.grad of the JAX model, row 0",
     build=_rows("paper", "autodiff", slice(0, 1)),
+    evaluation=EVALUATION,
     tolerance=TOLERANCE,
     tolerance_reason=TOLERANCE_REASON,
     requires=PAPER_HYPOTHESES,
@@ -76,13 +86,15 @@ register(Claim(
 
 register(Claim(
     id="thm1.cls_term",
+    provenance="measured",
     group="theorem1",
     statement="At t = 0, closed form + 1/(K sqrt(d_att)) sum_i W_q^T W_k sum_s alpha_s (s_s - f_i) e_s "
     "equals the true gradient",
-    source="THEORY.md §3.3 (derived)",
+    source="docs/theory.md §3.3 (derived)",
     lhs="closed form + query-path term, compiled",
     rhs="jax.grad of the JAX model, row 0",
     build=_rows("paper_plus_cls_term", "autodiff", slice(0, 1)),
+    evaluation=EVALUATION,
     tolerance=TOLERANCE,
     tolerance_reason=TOLERANCE_REASON,
     requires=PAPER_HYPOTHESES,
@@ -91,12 +103,14 @@ register(Claim(
 
 register(Claim(
     id="thm1.gxi",
+    provenance="paper",
     group="theorem1",
     statement="G x I_t = 1/K sum_i alpha_t [s_t + gamma_t (s_t - f_i)] for t >= 1",
-    source="THEORY.md §3.4 (from Theorem 1)",
+    source="docs/theory.md §3.4 (from Theorem 1)",
     lhs="the G x I closed form, compiled",
     rhs="<e_t, jax.grad>",
     build=_rows("gxi_paper", "autodiff_gxi", slice(1, None)),
+    evaluation=EVALUATION,
     tolerance=TOLERANCE,
     tolerance_reason=TOLERANCE_REASON,
     requires=PAPER_HYPOTHESES,
@@ -105,12 +119,14 @@ register(Claim(
 
 register(Claim(
     id="thm1.control_no_jacobian",
+    provenance="paper",
     group="theorem1",
     statement="Negative control: Theorem 1 with its softmax-Jacobian term dropped (t >= 1)",
     source="a deliberately wrong formula; must FAIL, or the sweep cannot tell formulas apart",
     lhs="1/K sum_i alpha_t W_v^T W_l^T, compiled",
     rhs="jax.grad of the JAX model",
     build=_rows("paper_without_jacobian", "autodiff", slice(1, None)),
+    evaluation=EVALUATION,
     tolerance=TOLERANCE,
     tolerance_reason=TOLERANCE_REASON,
     holds=False,

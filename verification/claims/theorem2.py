@@ -1,21 +1,30 @@
 """Theorem 2 (Lopardo et al. 2024): LIME's limit approximated by Eq. (19). Group ``theorem2``.
 
-Eq. (19) is an approximation: the identity claims below are the derivation (chain ==
-statement), the exact special case (equal scores: 2/3), the improved form's derivation and
-the shell form's exactness where it must be exact (linear f; the deletion extension on
-binary masks); the approximation claims report how far Eq. (19) and the closed forms are
-from the exact limit, and the shell-gain claims test the ">= 5x lower median error than
-Eq. (19)" target in both removal modes (`attnverify sweep-eq19` gives the full grid).
+Eq. (19) is an approximation: the identity claims below are the derivation (the chain's end,
+kappa c_j with kappa = 3/2 from SymPy and c_j by `jax.grad` of the true model with its normaliser
+fixed, against Eq. (19) as typed once), the exact special case (equal scores: 2/3), the improved
+form's derivation and the shell form's exactness where it must be exact (linear f; the deletion
+extension on binary masks); the approximation claims report how far Eq. (19), the consistent
+chain (independence in Sigma and Gamma: coefficient 1) and the closed forms are from the exact
+limit, and the shell-gain claims test the ">= 5x lower median error than Eq. (19)" target in
+both removal modes at d = 16 and init scales 1, 2 and 3 (`attnverify sweep-eq19` gives the full
+grid).
 """
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from attnverify.numerics.draws import draw_params
 from attnverify.numerics.lime import eq19_form as lime_eq19
+from attnverify.numerics.lime import evaluation as lime_eval
+from attnverify.numerics.lime import fixed_normaliser as lime_fixed
 from attnverify.numerics.lime import shell_form as lime_shell
 from attnverify.numerics.lime import structured as lime_structured
+from attnverify.numerics.lime.document import random_document
+from attnverify.numerics.lime.limit import exact_gamma, limit_from_gamma
 from attnverify.numerics.lime.sampling import sample_masks
+from attnverify.numerics.token_keys import token_key
 from attnverify.theory import eq19 as theory
 from attnverify.theory.lime_shell import derive_shell
 from attnverify.verification.claims.lime import EXACT, EXACT_REASON, NU, document_of, exact_limit, mask_key, sizes
@@ -24,7 +33,7 @@ from attnverify.verification.registry import Claim, register
 
 from attnverify.spec import ModelSpec
 
-SOURCE = "Lopardo, Precioso & Garreau (ICML 2024), Theorem 2 / 'Eq. (19)'; THEORY.md §6"
+SOURCE = "Lopardo, Precioso & Garreau (ICML 2024), Theorem 2 / 'Eq. (19)'; docs/theory.md §6"
 #: The hypotheses of the formula's constants (1/K, logit output) and of the ratio form.
 HYPOTHESES = {"query": "cls", "head_aggregation": "mean", "output_link": "logit"}
 
@@ -35,10 +44,25 @@ def _arrays(params, tokens, spec: ModelSpec):
     return doc, lime_eq19.quantities(params, doc, spec, d), d
 
 
+def _chain_end(params, doc, spec: ModelSpec, d: int, route: str):
+    """kappa c_j: kappa, the chain's final coefficient, from SymPy (`theory.eq19`, 3/2 on the paper's
+    route, 1 on the consistent one); c_j by `jax.grad` of the true model with the normaliser fixed."""
+    kappa = float(theory.derive_eq19(spec, route).coefficient)
+    return kappa * lime_fixed.chain_coefficients(params, doc, spec, d)
+
+
 def _chain(spec: ModelSpec):
     def compare(params, tokens):
-        _, arrays, d = _arrays(params, tokens, spec)
-        return lime_eq19.derived(arrays, spec, d), lime_eq19.statement(arrays, d)
+        doc, arrays, d = _arrays(params, tokens, spec)
+        return _chain_end(params, doc, spec, d, "paper"), lime_eq19.statement(arrays, d)
+
+    return compare
+
+
+def _consistent(spec: ModelSpec):
+    def compare(params, tokens):
+        doc, _, d = _arrays(params, tokens, spec)
+        return _chain_end(params, doc, spec, d, "consistent"), exact_limit(params, doc, spec)
 
     return compare
 
@@ -87,7 +111,9 @@ def _improved_autodiff(spec: ModelSpec):
 
 def _proof_of_chain(spec: ModelSpec) -> str:
     derivation = theory.derive_eq19(spec)
-    return "proved for all sizes" if derivation.proved else "not proved: " + ", ".join(derivation.unmet)
+    if derivation.proved:
+        return "proved for all sizes"
+    return "not proved" + (": " + ", ".join(derivation.unmet) if derivation.unmet else "")
 
 
 def _proof_of_equal_scores(spec: ModelSpec) -> str:
@@ -96,23 +122,45 @@ def _proof_of_equal_scores(spec: ModelSpec) -> str:
 
 register(Claim(
     id="thm2.chain_equals_statement",
+    provenance="paper",
     group="theorem2",
-    statement="The SymPy chain (ratio form, fixed normaliser, MG, independence, nu, d -> oo) gives Eq. (19)",
+    statement="The SymPy chain (ratio form, fixed normaliser, MG, independence in Gamma only with "
+    "Sigma^-1 exact, nu, d -> oo) gives Eq. (19) as stated",
     source=SOURCE,
-    lhs="end of the derivation chain of theory.eq19, compiled",
-    rhs="Eq. (19) as stated, compiled",
+    lhs="kappa c_j: kappa = 3/2 from the chain (SymPy); c_j = jax.grad of the true model with its "
+    "softmax normaliser fixed (numerics.lime.fixed_normaliser)",
+    rhs="Eq. (19) as typed once (theory.eq19.eq19_statement), compiled",
     build=_chain,
     tolerance={"float64": 1e-12, "float32": 1e-5},
-    tolerance_reason="the same sums evaluated in two orders; measured ~1e-16",
+    tolerance_reason="T-term sums of attention times read-outs in two orders; measured ~1e-16 (float64)",
     requires=HYPOTHESES,
     proof=_proof_of_chain,
 ))
 
 register(Claim(
+    id="thm2.consistent_vs_exact",
+    provenance="measured",
+    group="theorem2",
+    statement="The chain with independence applied consistently (to Sigma and Gamma: coefficient 1, i.e. "
+    "2/3 of Eq. (19)) equals LIME's exact limit (replace mode, nu = 0.25) on random models",
+    source="this project (theory.eq19, route 'consistent'); docs/theory.md §6",
+    lhs="c_j (coefficient 1 from the chain, SymPy) by jax.grad of the model with its normaliser fixed",
+    rhs="exact beta^inf (enumeration)",
+    build=_consistent,
+    tolerance=EXACT,
+    tolerance_reason="as an identity (it is an approximation; compare its median error with thm2.eq19_vs_exact)",
+    requires=HYPOTHESES,
+    holds=False,
+    finding="The consistent chain is an approximation too: max relative error {max_error:.3g} (max-norm) "
+    "against the exact limit; it is exact only when every score is equal (thm2.equal_scores_two_thirds).",
+))
+
+register(Claim(
     id="thm2.equal_scores_two_thirds",
+    provenance="measured",
     group="theorem2",
     statement="When every score is equal (W_k = 0) the exact limit is 2/3 of Eq. (19), at nu = 0.25 and oo",
-    source="THEORY.md §6.3 (derived)",
+    source="docs/theory.md §6.3 (derived)",
     lhs="exact beta^inf (enumeration, in-place replacement)",
     rhs="2/3 x Eq. (19)",
     build=_equal_scores(2 / 3),
@@ -124,6 +172,7 @@ register(Claim(
 
 register(Claim(
     id="thm2.equal_scores_eq19",
+    provenance="measured",
     group="theorem2",
     statement="Eq. (19) equals the exact limit when every score is equal",
     source=SOURCE,
@@ -140,6 +189,7 @@ register(Claim(
 
 register(Claim(
     id="thm2.eq19_vs_exact",
+    provenance="paper",
     group="theorem2",
     statement="Eq. (19) equals LIME's exact limit (replace mode, nu = 0.25) on random models",
     source=SOURCE,
@@ -156,6 +206,7 @@ register(Claim(
 
 register(Claim(
     id="thm2.improved_vs_exact",
+    provenance="measured",
     group="theorem2",
     statement="The improved closed form (first order at the mean mask) equals the exact limit",
     source="this project (theory.eq19.derive_improved)",
@@ -172,6 +223,7 @@ register(Claim(
 
 register(Claim(
     id="thm2.improved_derived",
+    provenance="measured",
     group="theorem2",
     statement="The SymPy-derived improved form equals jax.grad of the ratio-form extension at the mean mask",
     source="this project (theory.eq19.derive_improved)",
@@ -222,14 +274,44 @@ def _shell_extension(spec: ModelSpec):
     return compare
 
 
-def _shell_gain(removal: str):
+#: The shell-gain claims draw their own model and document per draw (from `token_key`): the paper's
+#: widths (`GAIN_SIZES`), d = 16 features over 24 words (1.5 per feature, as sweep-eq19), so that 12
+#: of the 16 words are expanded (4 held exactly). The sweep's sizes and --scale do not apply.
+GAIN_SIZES = {"d_embed": 128, "d_att": 64, "d_out": 64, "heads": 6, "vocab_size": 1000}
+#: T: 64 under replacement; under deletion the enumeration costs O(K T) per mask (2^16 masks), so
+#: the document fills the window (T = 25, no padding): 2x cheaper than T = 64, with the same median
+#: ratios within their spread (measured at scales 1 / 3: 0.026 / 0.28 at T = 64 on 8 draws, 0.028 /
+#: 0.25 at T = 25 on 128).
+GAIN_T = {"replace": 64, "delete": 25}
+GAIN_D, GAIN_WORDS = 16, 24
+GAIN_STREAM = 41  # `token_key` stream of those models and documents
+#: Masks per enumeration chunk: the sweep vmaps 128 draws, so a chunk's (draws, masks, T, K) terms
+#: under deletion stay near 100 MB.
+GAIN_CHUNK = {"replace": 2**12, "delete": 2**8}
+
+
+def gain_spec(spec: ModelSpec, removal: str) -> ModelSpec:
+    """The spec of the shell-gain claims' own models: `spec`'s switches at `GAIN_SIZES`."""
+    return spec.replace(**GAIN_SIZES, max_len=GAIN_T[removal])
+
+
+def _shell_gain(removal: str, scale: float):
     def build(spec: ModelSpec):
+        own = gain_spec(spec, removal)
+
         def compare(params, tokens):
-            doc, arrays, d = _arrays(params, tokens, spec)
-            exact = exact_limit(params, doc, spec, removal=removal)
-            shell = lime_shell.shell_form(params, doc, NU, spec=spec, d=d, removal=removal)
+            key_params, key_doc = jax.random.split(token_key(tokens, GAIN_STREAM))
+            model = draw_params(key_params, own, scale=scale, dtype=params.embedding.dtype)
+            doc = random_document(key_doc, GAIN_D, GAIN_WORDS, own.max_len, own.vocab_size)
+            path = lime_eval.choose_path(model, own, removal)
+            data, _ = lime_eval.prepare(model, doc, own, GAIN_D, path)
+            gamma, _ = exact_gamma(data, doc, NU, spec=own, d=GAIN_D, removal=removal, path=path,
+                                   chunk_size=GAIN_CHUNK[removal])
+            exact = limit_from_gamma(gamma, GAIN_D, NU)[1:]
+            shell = lime_shell.shell_form(model, doc, NU, spec=own, d=GAIN_D, removal=removal)
+            eq19 = lime_eq19.statement(lime_eq19.quantities(model, doc, own, GAIN_D), GAIN_D)
             error = lambda a: jnp.linalg.norm(a - exact) / jnp.linalg.norm(exact)  # noqa: E731
-            return error(shell), error(lime_eq19.statement(arrays, d))
+            return error(shell), error(eq19)
 
         return compare
 
@@ -244,6 +326,7 @@ def _proof_of_shell(spec: ModelSpec) -> str:
 
 register(Claim(
     id="thm2.shell_linear_exact",
+    provenance="measured",
     group="theorem2",
     statement="The shell form (first order in each removal-count shell) recovers a model linear in z exactly",
     source="this project (theory.lime_shell)",
@@ -258,6 +341,7 @@ register(Claim(
 
 register(Claim(
     id="thm2.shell_extension_exact",
+    provenance="measured",
     group="theorem2",
     statement="The deletion extension (real-valued positions, Gaussian-read tables) equals the deletion "
     "model on binary masks as its widths go to 0",
@@ -270,19 +354,31 @@ register(Claim(
     requires=STRUCTURED,
 ))
 
+#: Where the >= 5x target holds (measured here: `attnverify verify theorem2 --trials 128`, see the
+#: module docstring): at init scales 1 and 2 in both modes; at scale 3 sharper attention erodes the
+#: first-order expansion and the median gain falls below 5x.
+GAIN_HOLDS = {1.0: True, 2.0: True, 3.0: False}
+GAIN_FINDING = ("At init scale {scale:g} the target is missed: the median ratio of the shell form's error to "
+                "Eq. (19)'s is {{median_ratio:.3g}} (target <= 0.2, a 5x gain; 90 % of draws below "
+                "{{p90_ratio:.3g}}); sharper attention erodes the first-order expansion in each shell.")
+
 for _removal, _setting in (("replace", "in-place replacement (the theory's setting)"),
                            ("delete", "deletion (lime's default)")):
-    register(Claim(
-        id=f"thm2.shell_gain_{_removal}",
-        group="theorem2",
-        statement=f"The shell form's error to the exact limit is <= 1/5 of Eq. (19)'s (median over draws), "
-        f"{_setting}, nu = 0.25",
-        source="the issue's target for an improved closed form; this project (theory.lime_shell)",
-        lhs="relative L2 error of the shell form to exact beta^inf (enumeration)",
-        rhs="relative L2 error of Eq. (19) to the same",
-        build=_shell_gain(_removal),
-        tolerance=GAIN,
-        tolerance_reason="the target: >= 5x lower median error than Eq. (19) (PASS iff median ratio <= 0.2)",
-        requires={**HYPOTHESES, **(STRUCTURED if _removal == "delete" else {})},
-        measure=ratio, summary=median_ratio,
-    ))
+    for _scale, _holds in GAIN_HOLDS.items():
+        register(Claim(
+            id=f"thm2.shell_gain_{_removal}.scale{_scale:g}",
+            provenance="measured",
+            group="theorem2",
+            statement=f"The shell form's error to the exact limit is <= 1/5 of Eq. (19)'s (median over draws), "
+            f"{_setting}, nu = 0.25, d = {GAIN_D} [random models of the paper's widths at T = {GAIN_T[_removal]}, "
+            f"init scale {_scale:g}, drawn by the claim]",
+            source="the issue's target for an improved closed form; this project (theory.lime_shell)",
+            lhs="relative L2 error of the shell form to exact beta^inf (enumeration of 2^16 masks)",
+            rhs="relative L2 error of Eq. (19) to the same",
+            build=_shell_gain(_removal, _scale),
+            tolerance=GAIN,
+            tolerance_reason="the target: >= 5x lower median error than Eq. (19) (median ratio <= 0.2)",
+            requires={**HYPOTHESES, **(STRUCTURED if _removal == "delete" else {})},
+            measure=ratio, summary=median_ratio, holds=_holds,
+            finding=None if _holds else GAIN_FINDING.format(scale=_scale),
+        ))

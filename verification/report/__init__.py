@@ -18,7 +18,11 @@ _EXPORTS = {
     "obtain_model": "build",
     "run_claims": "build",
     "run_report": "build",
-    "summary": "render",
+    "summary": "sections",
+    "summary_lines": "sections",
+    "model_used": "sections",
+    "claim_sections": "sections",
+    "PAPER_SETUP": "sections",
 }
 __all__ = list(_EXPORTS)
 __getattr__, __dir__ = face(__name__, _EXPORTS)

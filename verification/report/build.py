@@ -27,6 +27,7 @@ from attnverify.numerics.training.train import DEFAULT_SPEC, TrainConfig, metric
 from attnverify.verification import claims as _claims  # noqa: F401  (fills the registry)
 from attnverify.verification.registry import REGISTRY, select
 from attnverify.verification.report.render import ReportContent, environment, html_page, markdown
+from attnverify.verification.report.sections import summary_lines
 from attnverify.verification.sweep import ClaimResult, run_claim
 
 from attnverify.errors import InputError
@@ -37,7 +38,7 @@ from attnverify.spec import SMALL, ModelSpec
 #: identity checks' dtype); the thm1_hist figure still shows float32.
 PRESETS = {"quick": 32, "full": 1000}
 DTYPES = {"quick": ("float64",), "full": ("float64", "float32")}
-#: The default model's training (THEORY.md §7 uses 10 epochs at lr 1e-4, batch 16 as well).
+#: The default model's training (docs/theory.md §7 uses 10 epochs at lr 1e-4, batch 16 as well).
 DEFAULT_TRAINING = TrainConfig(epochs=10, lr=1e-4, batch=16, seed=0)
 
 #: ``draw_figures(names, context_kwargs, out_dir, log) -> {name: [paths]}`` (figures.catalog).
@@ -94,7 +95,7 @@ def run_claims(options: ReportOptions, log: Callable[[str], None]) -> tuple[list
                 traceback.print_exc(file=sys.stderr)
                 continue
             results.append(result)
-            log(f"claim {claim.id:32s} {dtype}: {'PASS' if result.passed else 'FAIL'} "
+            log(f"claim {claim.id:32s} {dtype}: {result.verdict} "
                 f"(max error {result.max_error:.2e}{', UNEXPECTED' if result.unexpected else ''})")
     return results, errors
 
@@ -110,7 +111,7 @@ def run_report(options: ReportOptions, draw_figures: FigureDrawer | None = None)
     if options.preset not in PRESETS:
         raise InputError(f"unknown preset {options.preset!r} (use {', '.join(PRESETS)})")
     if options.trials is not None and options.trials < 1:
-        raise InputError(f"--trials must be >= 1, got {options.trials}")
+        raise InputError(f"trials must be >= 1, got {options.trials}", parameter="trials")
     if options.out_dir.exists() and not options.out_dir.is_dir():
         raise InputError(f"{options.out_dir}: exists and is not a folder")
     select(list(options.claims))  # an unknown claim name fails before any work
@@ -134,7 +135,8 @@ def run_report(options: ReportOptions, draw_figures: FigureDrawer | None = None)
     content = ReportContent(
         title="attnverify: verification report (Lopardo, Precioso & Garreau, ICML 2024)",
         results=results,
-        claims={c.id: {"group": c.group, "source": c.source, "tolerance_reason": c.tolerance_reason}
+        claims={c.id: {"group": c.group, "source": c.source, "tolerance_reason": c.tolerance_reason,
+                       "holds": c.holds, "provenance": c.provenance}
                 for c in REGISTRY.values() if any(r.id == c.id for r in results)},
         model=model_info,
         figures=figure_files,
@@ -148,7 +150,8 @@ def run_report(options: ReportOptions, draw_figures: FigureDrawer | None = None)
         "report.html": options.out_dir / "report.html",
         "results.json": options.out_dir / "results.json",
     }
-    payload = {"results": [r.to_json() for r in results], "errors": errors, "model": model_info,
+    payload = {"summary": summary_lines(results, content.claims, errors, notes),
+               "results": [r.to_json() for r in results], "errors": errors, "model": model_info,
                "environment": content.environment, "options": {k: str(v) for k, v in asdict(options).items()}}
     modelfile.atomic_write(written["report.md"], lambda tmp: Path(tmp).write_text(markdown(content)))
     modelfile.atomic_write(written["report.html"], lambda tmp: Path(tmp).write_text(html_page(content)))

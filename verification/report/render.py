@@ -16,8 +16,14 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
+from attnverify.verification.report.sections import (
+    HEADER,
+    claim_row,
+    claim_sections,
+    model_used,
+    summary_lines,
+)
 from attnverify.verification.sweep import ClaimResult
-from attnverify.verification.table import _verdict
 
 PACKAGES = ("attnverify", "jax", "jaxlib", "sympy", "numpy", "scipy", "optax", "matplotlib", "tqdm")
 
@@ -31,7 +37,7 @@ class ReportContent:
     claims: dict[str, dict]  # id -> {group, source, tolerance_reason}
     model: dict  # model file path, spec, training metrics (may be empty)
     figures: dict[str, Path]  # name -> PNG
-    figure_notes: dict[str, str]  # name -> one line: what it shows
+    figure_notes: dict[str, dict | str]  # name -> {title, caption, takeaway, paper} (or one line)
     environment: dict[str, str]
     errors: list[str] = field(default_factory=list)
 
@@ -53,27 +59,6 @@ def environment(*, seed: int, dtypes: tuple[str, ...], spec_json: str) -> dict[s
     return env
 
 
-def summary(results: list[ClaimResult], errors: list[str]) -> str:
-    unexpected = [r for r in results if r.unexpected]
-    expected_fail = [r for r in results if not r.passed and r.expected is False]
-    return (f"{len(results)} claim runs: {sum(r.passed for r in results)} PASS, "
-            f"{sum(not r.passed for r in results)} FAIL ({len(expected_fail)} expected to fail, "
-            f"{len(unexpected)} unexpected); {len(errors)} could not run.")
-
-
-def _rows(content: ReportContent) -> list[list[str]]:
-    rows = []
-    for r in content.results:
-        group = content.claims.get(r.id, {}).get("group", "")
-        rows.append([r.id, group, r.statement, r.dtype, f"{r.tolerance:.0e}", f"{r.max_error:.2e}",
-                     f"{r.median_error:.2e}", str(r.trials), _verdict(r), r.proof or "-"])
-    return rows
-
-
-HEADER = ["claim", "group", "statement", "dtype", "tolerance", "max error", "median error", "trials",
-          "result", "proof"]
-
-
 def _model_lines(model: dict) -> list[str]:
     if not model:
         return ["No model."]
@@ -93,37 +78,66 @@ def _model_lines(model: dict) -> list[str]:
     return lines
 
 
+def _note(content: ReportContent, name: str) -> dict[str, str]:
+    note = content.figure_notes.get(name, "")
+    if isinstance(note, dict):
+        return note
+    return {"title": name, "caption": note, "takeaway": "", "paper": ""}
+
+
+def _summary(content: ReportContent) -> list[str]:
+    return summary_lines(content.results, content.claims, content.errors, content.figure_notes)
+
+
 def markdown(content: ReportContent, *, figure_dir: str = "figures") -> str:
-    """The report as Markdown; figures are linked (relative paths), not embedded."""
-    out = [f"# {content.title}", "", summary(content.results, content.errors), "",
-           "## Model", "", *_model_lines(content.model), "", "## Claims", "",
-           "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
-    out += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in _rows(content)]
-    findings = [r for r in content.results if r.finding]
-    out += ["", "## Findings", ""]
-    out += [f"- **{r.id}** ({r.dtype}): {r.finding}" for r in findings] or ["None."]
-    out += ["", "## Tolerances", ""]
-    out += [f"- `{cid}`: {info.get('tolerance_reason', '')}" for cid, info in content.claims.items()]
+    """The report as Markdown; figures are linked (relative paths), not embedded. Order: Summary,
+    Model used, Figures, Claims (by paper and section, negative controls apart), details."""
+    out = [f"# {content.title}", "", "## Summary", ""]
+    out += [f"- {line}" for line in _summary(content)]
+    out += ["", "## Model used", "", model_used(content.model), ""]
+    if content.figures:
+        out += ["## Figures", ""]
+        for i, (name, png) in enumerate(content.figures.items(), 1):
+            note = _note(content, name)
+            out += [f"### Figure {i}. {note['title']}", "", f"![{note['title']}]({figure_dir}/{png.name})", "",
+                    f"**Takeaway.** {note['takeaway']}" if note["takeaway"] else "", ""]
+            if note["paper"]:
+                out += [f"**Paper.** {note['paper']}", ""]
+            out += [f"*{note['caption']}* (`{name}`)", ""]
+    out += ["## Claims", "", "Identity claims: maximum error against a tolerance. Statistical claims: the statistic "
+            "against its threshold (≥ above, ≤ below) and its estimate with the one-sided confidence bound that "
+            "decides it (docs/theory.md §11). Provenance: where the expectation comes from.", ""]
+    for heading, rows in claim_sections(content.results, content.claims):
+        out += [f"### {heading}", "", "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+        out += ["| " + " | ".join(c.replace("|", "\\|") for c in claim_row(r)) + " |" for r in rows]
+        found = [r for r in rows if r.finding]
+        out += [""] + [f"- **{r.id}** ({r.dtype}): {r.finding}" for r in found] + [""]
     if content.errors:
-        out += ["", "## Could not run", "", *[f"- {e}" for e in content.errors]]
-    out += ["", "## Figures", ""]
-    for name, png in content.figures.items():
-        out += [f"### {name}", "", content.figure_notes.get(name, ""), "",
-                f"![{name}]({figure_dir}/{png.name})", ""]
-    out += ["## Environment", "", "| key | value |", "|---|---|"]
+        out += ["## Could not run", "", *[f"- {e}" for e in content.errors], ""]
+    out += ["## Model details", "", *_model_lines(content.model), ""]
+    out += ["## Tolerances", ""]
+    out += [f"- `{cid}`: {info.get('tolerance_reason', '')}" for cid, info in content.claims.items()]
+    out += ["", "## Environment", "", "| key | value |", "|---|---|"]
     out += [f"| {k} | `{v}` |" for k, v in content.environment.items()]
     return "\n".join(out) + "\n"
 
 
 STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
-table { border-collapse: collapse; font-size: 0.85em; margin: 1em 0; }
-th, td { border: 1px solid #ccc; padding: 3px 6px; text-align: left; vertical-align: top; }
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1000px; padding: 0 1em; color: #222;
+       line-height: 1.45; }
+table { border-collapse: collapse; font-size: 0.85em; margin: 1em 0; table-layout: fixed; width: 100%; }
+th, td { border: 1px solid #ccc; padding: 3px 6px; text-align: left; vertical-align: top;
+         overflow-wrap: anywhere; }
 th { background: #f0f0f0; }
 td.PASS { background: #e3f4e3; } td.FAIL { background: #fbe3e3; } td.UNEXPECTED { background: #f6b0b0; }
-img { max-width: 100%; border: 1px solid #ddd; }
-code { background: #f5f5f5; padding: 0 3px; }
+td.INCONCLUSIVE { background: #fff4cc; }
+figure { margin: 1.5em 0; } figcaption { font-size: 0.95em; }
+img { max-width: 100%; height: auto; border: 1px solid #ddd; display: block; }
+code { background: #f5f5f5; padding: 0 3px; overflow-wrap: anywhere; }
+.summary li { margin: 0.3em 0; }
 """
+#: Widths of the claims table's columns (percent), in HEADER order.
+_WIDTHS = (16, 30, 7, 13, 13, 12, 9)
 
 
 def _cell_class(verdict: str) -> str:
@@ -131,34 +145,52 @@ def _cell_class(verdict: str) -> str:
 
 
 def html_page(content: ReportContent) -> str:
-    """The report as one self-contained HTML page (figures inlined as base64 PNG)."""
+    """The report as one self-contained HTML page (figures inlined as base64 PNG; no external
+    scripts, styles or fonts)."""
     e = html.escape
-    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{e(content.title)}</title>"
+    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'>"
+             f"<meta name='viewport' content='width=device-width, initial-scale=1'><title>{e(content.title)}</title>"
              f"<style>{STYLE}</style></head><body>", f"<h1>{e(content.title)}</h1>",
-             f"<p><b>{e(summary(content.results, content.errors))}</b></p>", "<h2>Model</h2><ul>"]
+             "<h2>Summary</h2><ul class='summary'>"]
+    parts += [f"<li>{e(line)}</li>" for line in _summary(content)]
+    parts.append(f"</ul><h2>Model used</h2><p>{e(model_used(content.model)).replace('**', '').replace('`', '')}</p>")
+    if content.figures:
+        parts.append("<h2>Figures</h2>")
+        for i, (name, png) in enumerate(content.figures.items(), 1):
+            note = _note(content, name)
+            data = base64.b64encode(png.read_bytes()).decode("ascii")
+            paper = f"<br><b>Paper.</b> {e(note['paper'])}" if note["paper"] else ""
+            parts.append(f"<figure id='{e(name)}'><h3>Figure {i}. {e(note['title'])}</h3>"
+                         f"<img alt='{e(note['title'])}' src='data:image/png;base64,{data}'>"
+                         f"<figcaption><b>Takeaway.</b> {e(note['takeaway'])}{paper}<br>"
+                         f"<i>{e(note['caption'])}</i> (<code>{e(name)}</code>)</figcaption></figure>")
+    parts.append("<h2>Claims</h2><p>Identity claims: maximum error against a tolerance. Statistical claims: the "
+                 "statistic against its threshold (≥ above, ≤ below) and its estimate with the one-sided confidence "
+                 "bound that decides it (docs/theory.md §11). Provenance: where the expectation comes from.</p>")
+    colgroup = "<colgroup>" + "".join(f"<col style='width:{w}%'>" for w in _WIDTHS) + "</colgroup>"
+    for heading, rows in claim_sections(content.results, content.claims):
+        parts.append(f"<h3>{e(heading)}</h3><table>{colgroup}<tr>"
+                     + "".join(f"<th>{e(h)}</th>" for h in HEADER) + "</tr>")
+        for r in rows:
+            row = claim_row(r)
+            cells = [f"<td>{e(c)}</td>" for c in row]
+            cells[5] = f"<td class='{_cell_class(row[5])}'>{e(row[5])}</td>"
+            parts.append("<tr>" + "".join(cells) + "</tr>")
+        parts.append("</table>")
+        found = [r for r in rows if r.finding]
+        if found:
+            parts.append("<ul>" + "".join(f"<li><b>{e(r.id)}</b> ({e(r.dtype)}): {e(r.finding)}</li>"
+                                          for r in found) + "</ul>")
+    if content.errors:
+        parts.append("<h2>Could not run</h2><ul>" + "".join(f"<li>{e(x)}</li>" for x in content.errors) + "</ul>")
+    parts.append("<h2>Model details</h2><ul>")
     for line in _model_lines(content.model):
         text = e(line.removeprefix("- ")).replace("**", "")
         parts.append(f"<li>{text.replace('`', '')}</li>")
-    parts.append("</ul><h2>Claims</h2><table><tr>" + "".join(f"<th>{e(h)}</th>" for h in HEADER) + "</tr>")
-    for row in _rows(content):
-        cells = [f"<td>{e(c)}</td>" for c in row]
-        cells[8] = f"<td class='{_cell_class(row[8])}'>{e(row[8])}</td>"
-        parts.append("<tr>" + "".join(cells) + "</tr>")
-    parts.append("</table><h2>Findings</h2><ul>")
-    findings = [r for r in content.results if r.finding]
-    parts += [f"<li><b>{e(r.id)}</b> ({e(r.dtype)}): {e(r.finding)}</li>" for r in findings] or ["<li>None.</li>"]
     parts.append("</ul><h2>Tolerances</h2><ul>")
     parts += [f"<li><code>{e(cid)}</code>: {e(info.get('tolerance_reason', ''))}</li>"
               for cid, info in content.claims.items()]
-    parts.append("</ul>")
-    if content.errors:
-        parts.append("<h2>Could not run</h2><ul>" + "".join(f"<li>{e(x)}</li>" for x in content.errors) + "</ul>")
-    parts.append("<h2>Figures</h2>")
-    for name, png in content.figures.items():
-        data = base64.b64encode(png.read_bytes()).decode("ascii")
-        parts.append(f"<h3>{e(name)}</h3><p>{e(content.figure_notes.get(name, ''))}</p>"
-                     f"<img alt='{e(name)}' src='data:image/png;base64,{data}'>")
-    parts.append("<h2>Environment</h2><table>")
+    parts.append("</ul><h2>Environment</h2><table><colgroup><col style='width:20%'><col></colgroup>")
     parts += [f"<tr><th>{e(k)}</th><td><code>{e(v)}</code></td></tr>" for k, v in content.environment.items()]
     parts.append("</table></body></html>")
     return "\n".join(parts) + "\n"

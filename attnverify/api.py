@@ -1,0 +1,214 @@
+"""The Python API for notebooks: `derive`, `verify` and `explain`, as the CLI runs them.
+
+Each returns a result object whose ``records`` are the records of the command's JSON
+output (`to_json()` returns them) and whose `repr` is the command's text output. A model
+variant is given as ``plugin=``: a plugin file's path, or a `SymbolicModel` subclass
+defined in the notebook itself (``docs/plugins.md``). Claims registered in a notebook cell
+(`attnverify.verification.register`) run like built-in ones; re-running the cell replaces
+them. Bad input raises `attnverify.InputError` with the CLI's one-line message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from attnverify.errors import InputError
+from attnverify.spec import PAPER, SMALL, ModelSpec
+
+__all__ = ["DeriveResult", "ExplainResult", "VerifyResult", "derive", "explain", "verify"]
+
+
+# -- results ---------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True, repr=False)
+class _Result:
+    records: Any  # what the command's JSON output holds
+    text: str  # what the command prints
+
+    def to_json(self) -> Any:
+        return self.records
+
+    def __repr__(self) -> str:
+        return self.text
+
+    def _repr_pretty_(self, printer, cycle) -> None:  # IPython shows the text as it is
+        printer.text(self.text)
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class DeriveResult(_Result):
+    """`derive`: ``records`` as ``attnverify derive gradient --json``; ``derivation`` the
+    `theory.derivations.GradientDerivation` (SymPy expressions)."""
+
+    derivation: Any = None
+
+    @property
+    def proofs(self) -> dict[str, str]:
+        """``{comparison: "proved for all sizes" | "not proved" | ...}``."""
+        return {name: p["status"] for name, p in self.records["proofs"].items()}
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class VerifyResult(_Result):
+    """`verify`: ``records`` as ``attnverify verify --json`` (one per claim); ``results``
+    the `verification.sweep.ClaimResult` objects."""
+
+    results: tuple = ()
+
+    @property
+    def verdicts(self) -> dict[str, str]:
+        """``{claim id: pass | fail | expected_fail | hyp_unmet | inconclusive}``."""
+        return {r["id"]: r["verdict"] for r in self.records}
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class ExplainResult(_Result):
+    """`explain`: ``records`` as ``attnverify explain --json``."""
+
+
+# -- inputs ----------------------------------------------------------------------------------
+def _spec(spec: ModelSpec | None, default: ModelSpec, changes: dict[str, Any]) -> ModelSpec:
+    spec = default if spec is None else spec
+    if not isinstance(spec, ModelSpec):
+        raise InputError(f"spec must be a ModelSpec, got {type(spec).__name__}")
+    known = {f.name for f in dataclasses.fields(ModelSpec)}
+    unknown = sorted(set(changes) - known)
+    if unknown:
+        raise InputError(f"unknown spec field(s) {', '.join(unknown)} (fields: {', '.join(sorted(known))})")
+    return spec.replace(**changes)
+
+
+def _with_plugin(plugin: Any, spec: ModelSpec) -> ModelSpec:
+    """`spec` carrying `plugin`: a file path, a `Plugin`, or a `SymbolicModel` subclass."""
+    if plugin is None:
+        return spec
+    from attnverify.plugins import check_compiles, load_plugin
+    from attnverify.theory.model import SymbolicModel
+    from attnverify.theory.plugin import Plugin, check_model, plugin_spec
+
+    base = getattr(spec, "base", spec)
+    if isinstance(plugin, (str, Path)):
+        plugin = load_plugin(plugin, base)
+    elif isinstance(plugin, type) and issubclass(plugin, SymbolicModel):
+        check_model(plugin, base)
+        plugin = Plugin(name=plugin.__name__, model=plugin)
+        check_compiles(plugin_spec(plugin, base))
+    elif not isinstance(plugin, Plugin):
+        raise InputError(f"plugin must be a file path or a SymbolicModel subclass, got {type(plugin).__name__}")
+    return plugin_spec(plugin, base)
+
+
+def _names(claims: str | Iterable[str]) -> list[str]:
+    return [claims] if isinstance(claims, str) else list(claims)
+
+
+# -- derive ----------------------------------------------------------------------------------
+def derive(what: str = "gradient", *, plugin: Any = None, spec: ModelSpec | None = None,
+           explicit_check: bool = False, **changes: Any) -> DeriveResult:
+    """``attnverify derive gradient``: nabla_{e_t} f by `sympy.diff` of the model's output, and
+    the paper's statements proved (or not) against it. `changes` are spec fields
+    (e.g. ``output_link="sigmoid"``) applied to `spec` (default: the paper's model)."""
+    from attnverify.plugins import check_compiles, derivation_lines, derivation_payload
+    from attnverify.theory.derivations import derive_gradient
+    from attnverify.theory.display import derivation_text
+
+    if what != "gradient":
+        raise InputError(f"derive: only 'gradient' has a Python API (got {what!r}); "
+                         "`attnverify derive lime|eq19` prints the others")
+    spec = _with_plugin(plugin, _spec(spec, PAPER, changes))
+    derivation = derive_gradient(spec, explicit_check=explicit_check)
+    text = derivation_text(derivation)
+    if getattr(spec, "plugin", None) is not None:
+        check_compiles(spec, derived=True)
+        first, rest = text.split("\n", 1)
+        text = "\n".join([first, *derivation_lines(spec), rest])
+    return DeriveResult(records=derivation_payload(derivation), text=text, derivation=derivation)
+
+
+# -- verify ----------------------------------------------------------------------------------
+def verify(claims: str | Sequence[str] = "all", *, plugin: Any = None, spec: ModelSpec | None = None,
+           claims_module: str | Sequence[str] = (), trials: int = 64, seed: int = 0, dtype: str = "float64",
+           scale: float = 1.0, chunk_size: int = 256, progress: bool = False, **changes: Any) -> VerifyResult:
+    """``attnverify verify``: sweep the claims (ids or groups; default all, under a plugin
+    the claims that run on it) over `trials` random draws of the model of `spec` (default:
+    the small sweep sizes). Float64 needs ``jax_enable_x64``: it is switched on here, before
+    any array is made, as the CLI does."""
+    from attnverify.cli_support import enable_x64
+
+    enable_x64()
+    from attnverify.plugins import select_claims
+    from attnverify.verification.sweep import check_sweep_arguments, run_claim
+    from attnverify.verification.table import claims_table
+
+    spec = _with_plugin(plugin, _spec(spec, SMALL, changes))
+    check_sweep_arguments(trials=trials, chunk_size=chunk_size, scale=scale, dtype=dtype)
+    chosen = select_claims(_names(claims), spec, _names(claims_module))
+    results = tuple(run_claim(c, spec, trials=trials, seed=seed, dtype=dtype, scale=scale, chunk_size=chunk_size,
+                              progress=progress) for c in chosen)
+    text = (f"spec: {spec.to_json()}\n{trials} draws per claim, seed {seed}, init scale {scale:g}\n\n"
+            + claims_table(list(results)))
+    return VerifyResult(records=[json.loads(json.dumps(r.to_json())) for r in results], text=text,
+                        results=results)
+
+
+# -- explain ---------------------------------------------------------------------------------
+def explain(text: str, *, model: str | Path | None = None, plugin: Any = None, spec: ModelSpec | None = None,
+            seed: int = 0, lime_samples: int | None = None, lime_runs: int = 1, nu: float = 0.25,
+            removal: str = "delete", lime_limit_samples: int = 2**18, **changes: Any) -> ExplainResult:
+    """``attnverify explain``: attention, gradient and (with `lime_samples`) LIME explanations
+    of `text`. The model is the model file `model`, or, without one, a random model of
+    `spec` (default: the small sizes) drawn with `seed` over the built-in vocabulary."""
+    from attnverify.cli_support import enable_x64
+
+    enable_x64()
+    import jax
+
+    from attnverify.numerics import modelfile
+    from attnverify.numerics.draws import draw_params
+    from attnverify.numerics.explanations import NAMES
+    from attnverify.numerics.tokenize import builtin_vocab, encode
+
+    if model is not None:
+        if changes or spec is not None:
+            raise InputError("explain: a model file brings its own spec (give model, or spec, not both)")
+        if plugin is not None:
+            from attnverify.numerics.plugin_model import load_model
+            from attnverify.theory.plugin import plugin_spec
+
+            probe = _with_plugin(plugin, PAPER)
+            loaded = load_model(model, lambda stored: plugin_spec(probe.plugin, stored))
+        else:
+            loaded = modelfile.load(model)
+        spec, params, vocab = loaded.spec, loaded.params, loaded.vocab
+    else:
+        spec = _with_plugin(plugin, _spec(spec, SMALL, changes))
+        vocab = builtin_vocab(spec.vocab_size)
+        params = draw_params(jax.random.PRNGKey(seed), spec)
+    if getattr(spec, "plugin", None) is not None:
+        from attnverify.numerics.plugin_explanations import explain as explain_fn
+        from attnverify.numerics.plugin_explanations import lime_summary
+    else:
+        from attnverify.numerics.explanations import explain as explain_fn
+        from attnverify.numerics.lime.summary import lime_summary
+    tokens, kept = encode(text, vocab, spec.max_len)
+    modelfile.check_float_range(params, spec, tokens, "the model on this text")
+    result = {"tokens": kept, **explain_fn(params, tokens, spec, len(kept))}
+    if lime_samples is not None:
+        result.update(lime_summary(params, tokens, kept, spec, n_samples=lime_samples, runs=lime_runs, nu=nu,
+                                   removal=removal, seed=seed, limit_samples=lime_limit_samples))
+    lines = [f"explained output ({spec.output_link}, class {spec.explained_class}): {result['logit']:+.6g}",
+             f"{'token':>16s}" + "".join(f"{n:>14s}" for n in NAMES)]
+    lines += [f"{w[:16]:>16s}" + "".join(f"{result[n][j]:>14.5g}" for n in NAMES) for j, w in enumerate(kept)]
+    if lime_samples is not None:
+        lines.append(f"LIME ({removal}, nu={nu:g}, n={lime_samples}, mean of {lime_runs} run(s)); "
+                     f"limit: {result['lime_limit_method']}")
+        for j, word in enumerate(result["lime_words"]):
+            coef = sum(run[j] for run in result["lime_coef"]) / lime_runs
+            limit = result["lime_limit"][j] if result["lime_limit"] is not None else float("nan")
+            lines.append(f"{word[:16]:>16s}  lime {coef:+.5g}  limit {limit:+.5g}")
+        if result.get("eq19_reason"):
+            lines.append(f"eq19, improved, shell: not computed ({result['eq19_reason']})")
+    return ExplainResult(records=result, text="\n".join(lines))

@@ -1,0 +1,325 @@
+"""Loading a plugin file (a model variant) or a claims module, with one-line errors.
+
+A plugin is a Python file that defines ``class Model(SymbolicModel)`` and may register
+claims (``docs/plugins.md``). It is trusted code that the user chose to run, like a
+notebook: loading executes it. Every problem is an `InputError` naming the file and the
+reason: the file is missing or unreadable, has a syntax error, raises while it runs,
+defines no ``Model``, a ``Model`` that is not a `SymbolicModel`, a quantity that is not a
+SymPy expression, a parameter with an unknown size, an expression the compiler cannot
+compile, or a claim id that clashes with a built-in claim.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import re
+import sys
+import traceback
+import types
+from pathlib import Path
+
+from attnverify.errors import InputError
+from attnverify.spec import ModelSpec
+
+_REGISTRY = "attnverify.verification.registry"
+
+
+def _registry_snapshot() -> dict:
+    module = sys.modules.get(_REGISTRY)
+    return dict(module.REGISTRY) if module is not None else {}
+
+
+def _registered_since(before: dict) -> tuple[str, ...]:
+    module = sys.modules.get(_REGISTRY)
+    if module is None:
+        return ()
+    return tuple(cid for cid, claim in module.REGISTRY.items() if before.get(cid) is not claim)
+
+
+def _line_in(path: Path, err: BaseException) -> str:
+    """" (line N)" for the innermost frame of `err` that lies in `path`."""
+    frames = [f for f in traceback.extract_tb(err.__traceback__) if Path(f.filename) == path]
+    return f" (line {frames[-1].lineno})" if frames else ""
+
+
+def _execute(path: Path, module_name: str) -> tuple[types.ModuleType, tuple[str, ...]]:
+    """Run the file as a fresh module; return it and the claim ids it registered."""
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise InputError(f"{path}: cannot read it ({type(err).__name__})") from None
+    try:
+        code = compile(text, str(path), "exec")
+    except SyntaxError as err:
+        raise InputError(f"{path}: syntax error at line {err.lineno}: {err.msg}") from None
+    module = types.ModuleType(module_name)
+    module.__file__ = str(path)
+    module.__dict__["__digest__"] = hashlib.sha256(text.encode()).hexdigest()
+    before = _registry_snapshot()
+    sys.modules[module_name] = module  # dataclasses and pickling look the module up
+    try:
+        exec(code, module.__dict__)  # noqa: S102 (a plugin is trusted code the user chose to run)
+    except InputError as err:
+        raise InputError(f"{path}: {err}") from None
+    except Exception as err:  # noqa: BLE001 (user code: any error becomes one line)
+        message = str(err).splitlines()[0] if str(err) else ""
+        raise InputError(f"{path}: {type(err).__name__}{_line_in(path, err)}: {message}") from None
+    return module, _registered_since(before)
+
+
+def _module_name(path: Path, prefix: str) -> str:
+    stem = re.sub(r"\W", "_", path.stem) or "plugin"
+    return f"{prefix}_{stem}_{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:8]}"
+
+
+def load_plugin(path: str | Path, spec: ModelSpec | None = None, *, compile_check: bool = True):
+    """The `theory.plugin.Plugin` of a plugin file, checked (see the module docstring).
+
+    The model is built under `spec` (default: the paper's) to check it; with
+    `compile_check`, its forward, scores, attention and logits are checked to compile
+    (`numerics.compile.unsupported`, nothing traced).
+    """
+    from attnverify.spec import PAPER
+    from attnverify.theory.model import SymbolicModel
+    from attnverify.theory.plugin import Plugin, check_model, plugin_spec
+
+    path = Path(path)
+    cached = _cached(path)
+    if cached is not None:  # the same file, unchanged: the same plugin (caches stay warm)
+        try:
+            check_model(cached.model, spec or PAPER)
+        except InputError as err:
+            raise InputError(f"{path}: {err}") from None
+        if compile_check:
+            check_compiles(plugin_spec(cached, spec or PAPER))
+        return cached
+    module, claims = _execute(path, _module_name(path, "attnverify_plugin"))
+    model = module.__dict__.get("Model")
+    if model is None:
+        raise InputError(f"{path}: defines no Model (a subclass of attnverify.theory.SymbolicModel)")
+    if not (isinstance(model, type) and issubclass(model, SymbolicModel)):
+        raise InputError(f"{path}: Model is not a subclass of attnverify.theory.SymbolicModel")
+    try:
+        check_model(model, spec or PAPER)
+    except InputError as err:
+        raise InputError(f"{path}: {err}") from None
+    plugin = Plugin(name=path.stem, model=model, path=str(path), digest=module.__digest__, claims=claims)
+    if compile_check:
+        check_compiles(plugin_spec(plugin, spec or PAPER))
+    _LOADED[(str(path.resolve()), plugin.path)] = plugin
+    _OWNED.update({cid: (str(path.resolve()), str(path)) for cid in claims})
+    return plugin
+
+
+#: The claims a plugin file registered, by id (and the file: resolved, as given): they run under
+#: that plugin only.
+_OWNED: dict[str, tuple[str, str]] = {}
+
+
+def _owner(spec: ModelSpec) -> str | None:
+    plugin = getattr(spec, "plugin", None)
+    return str(Path(plugin.path).resolve()) if plugin is not None and plugin.path else None
+
+
+#: Plugins loaded in this process, by (resolved file, path as given).
+_LOADED: dict[tuple[str, str], object] = {}
+
+
+def _cached(path: Path):
+    """The plugin loaded from `path` before, when the file is unchanged (same SHA-256) and
+    the claims it registered are still registered as it left them; else None."""
+    try:
+        plugin = _LOADED.get((str(path.resolve()), str(path)))
+        if plugin is None or hashlib.sha256(path.read_bytes()).hexdigest() != plugin.digest:
+            return None
+    except OSError:
+        return None
+    registry = sys.modules.get(_REGISTRY)
+    if plugin.claims and (registry is None or any(cid not in registry.REGISTRY for cid in plugin.claims)):
+        return None
+    return plugin
+
+
+def check_compiles(spec: ModelSpec, *, derived: bool = False) -> None:
+    """One-line `InputError` (naming the plugin file) when the model of `spec` (with
+    `derived`: also its derived gradient and the statements compared with it) contains a
+    node the compiler cannot translate."""
+    from attnverify.numerics.compile import unsupported
+    from attnverify.theory import symbols as S
+    from attnverify.theory.model import SymbolicModel
+
+    model = SymbolicModel(spec)
+    exprs = {"the forward (Model.output)": model.output(), "Model.score": model.score(S.i, S.t),
+             "Model.alpha": model.alpha(S.i, S.t), "Model.logit": model.logit(S.c)}
+    if derived:
+        from attnverify.theory.derivations import derive_gradient
+
+        d = derive_gradient(spec)
+        exprs.update({"the derived gradient": d.gradient, "Theorem 1 in the model's quantities": d.paper,
+                      "the query-path term": d.cls_term, "the G x I closed form": d.gxi_paper})
+    for what, expr in exprs.items():
+        node = unsupported(expr)
+        if node is not None:
+            raise InputError(f"{_origin(spec)}: {what} cannot be compiled to JAX: {node}")
+
+
+def _origin(spec: ModelSpec) -> str:
+    plugin = getattr(spec, "plugin", None)
+    return plugin.path or plugin.name if plugin is not None else "the model"
+
+
+def load_claims_module(name: str) -> tuple[str, ...]:
+    """Import a module of claims, by file path (``my_claims.py``) or dotted module name, and
+    return the ids it registered (a re-import replaces them)."""
+    path = Path(name)
+    if name.endswith(".py") or path.is_file():
+        _, claims = _execute(path, _module_name(path, "attnverify_claims"))
+        return claims
+    before = _registry_snapshot()
+    try:
+        if name in sys.modules:
+            importlib.reload(sys.modules[name])
+        else:
+            importlib.import_module(name)
+    except ModuleNotFoundError as err:
+        if err.name and name.startswith(err.name):
+            raise InputError(f"{name}: no such claims module (give a .py file or an importable module name)") \
+                from None
+        raise InputError(f"{name}: ModuleNotFoundError: {err}") from None
+    except InputError as err:
+        raise InputError(f"{name}: {err}") from None
+    except Exception as err:  # noqa: BLE001
+        message = str(err).splitlines()[0] if str(err) else ""
+        raise InputError(f"{name}: {type(err).__name__}: {message}") from None
+    return _registered_since(before)
+
+
+# -- command-line helpers ----------------------------------------------------------------------
+def spec_with_plugin(args, spec: ModelSpec) -> ModelSpec:
+    """`spec` carrying the plugin of ``args.plugin`` (loaded once per command), or `spec`."""
+    path = getattr(args, "plugin", None)
+    if not path:
+        return spec
+    from attnverify.theory.plugin import plugin_spec
+
+    plugin = args.__dict__.get("_loaded_plugin")
+    if plugin is None:
+        plugin = args.__dict__["_loaded_plugin"] = load_plugin(path, spec)
+    return plugin_spec(plugin, spec)
+
+
+#: Groups of built-in claims whose computations take any model (a plugin's too).
+PLUGIN_GROUPS = ("theorem1",)
+
+
+def supports_plugins(claim) -> bool:
+    """True for the claims that run on a plugin model: the groups of `PLUGIN_GROUPS` and
+    every user claim (their build receives the plugin spec)."""
+    from attnverify.verification.registry import BUILTIN
+
+    return claim.group in PLUGIN_GROUPS or claim.id not in BUILTIN
+
+
+def select_claims(names: list[str], spec: ModelSpec, claims_modules: list[str] | tuple = ()) -> list:
+    """The claims `names` select (`verification.registry.select`) after importing the
+    claims modules. Claims a plugin file registered run under that plugin only. Under a
+    plugin spec, "all" means the claims that run on a plugin model (`supports_plugins`);
+    naming another is an `InputError`; the derived gradient and the statements must compile."""
+    from attnverify.verification import claims as _claims  # noqa: F401  (fills the registry)
+    from attnverify.verification.registry import select
+
+    for module in claims_modules or ():
+        load_claims_module(module)
+    chosen = select(names)
+    owner = _owner(spec)
+    elsewhere = [c.id for c in chosen if _OWNED.get(c.id, (owner,))[0] != owner]  # another plugin's claims
+    if elsewhere and names and "all" not in names:
+        raise InputError(f"claim {elsewhere[0]} belongs to the plugin {_OWNED[elsewhere[0]][1]}: "
+                         "run it with that plugin")
+    chosen = [c for c in chosen if c.id not in elsewhere]
+    plugin = getattr(spec, "plugin", None)
+    if plugin is None:
+        return chosen
+    if names and "all" not in names:
+        refused = [c.id for c in chosen if not supports_plugins(c)]
+        if refused:
+            raise InputError(f"claim {refused[0]} does not run on a plugin model (those that do: the groups "
+                             f"{', '.join(PLUGIN_GROUPS)} and your own claims)")
+    else:
+        chosen = [c for c in chosen if supports_plugins(c)]
+    if any(c.group in PLUGIN_GROUPS for c in chosen):
+        check_compiles(spec, derived=True)
+    return chosen
+
+
+def derivation_lines(spec: ModelSpec) -> list[str]:
+    """What `derive` adds for a plugin model: the file, what it overrides and declares, and
+    whether its forward is proved to be the paper's (which decides the paper's hypotheses)."""
+    from attnverify.theory.model import SymbolicModel
+    from attnverify.theory.plugin import forward_proof, overridden
+
+    plugin = spec.plugin
+    parameters, constants = SymbolicModel(spec).declarations()
+    declared = [f"parameter {p.name} {tuple(str(a) for a in p.shape)} init={p.init}" for p in parameters.values()]
+    declared += [f"constant {c.name} = {c.value:g}" for c in constants.values()]
+    proof = forward_proof(spec)
+    return [
+        f"plugin: {plugin.path or plugin.name} (Model overrides: {', '.join(overridden(plugin.model)) or 'nothing'}; "
+        f"declares: {', '.join(declared) or 'nothing'})",
+        f"forward = the paper's model: {proof}"
+        + ("" if proof == "proved" else " (statements that assume the paper's model: hypotheses unmet)"),
+    ]
+
+
+def derivation_payload(derivation) -> dict:
+    """`theory.display.derivation_json` of a plugin model's derivation, with ``plugin``."""
+    import dataclasses
+    import json
+
+    from attnverify.theory.display import derivation_json
+
+    spec = derivation.spec
+    plugin = getattr(spec, "plugin", None)
+    if plugin is None:
+        return derivation_json(derivation)
+    from attnverify.theory.model import SymbolicModel
+    from attnverify.theory.plugin import forward_proof, overridden
+
+    payload = derivation_json(dataclasses.replace(derivation, spec=spec.base))
+    parameters, constants = SymbolicModel(spec).declarations()
+    payload["spec"] = json.loads(spec.to_json())
+    payload["plugin"] = {
+        **plugin.describe(),
+        "overrides": overridden(plugin.model),
+        "parameters": {n: {"shape": [str(a) for a in p.shape], "init": p.init, "scale": p.scale}
+                       for n, p in parameters.items()},
+        "constants": {n: c.value for n, c in constants.items()},
+        "forward_is_papers": forward_proof(spec),
+    }
+    return payload
+
+
+def add_plugin_arguments(parser, *, plugin: bool = True, claims: bool = False) -> None:
+    """The ``--plugin FILE`` and ``--claims-module MODULE`` flags of a command."""
+    if plugin:
+        parser.add_argument("--plugin", metavar="FILE",
+                            help="a model variant: a Python file defining class Model(SymbolicModel) "
+                            "(trusted code, run like a notebook; see docs/plugins.md)")
+    if claims:
+        parser.add_argument("--claims-module", metavar="MODULE", action="append", default=[],
+                            help="a .py file or importable module that registers claims (repeatable)")
+
+
+def load_plugin_model(model_path: str | Path, args):
+    """The model file at `model_path` read for the plugin of ``args.plugin``: its spec a
+    plugin spec, its params `numerics.plugin_model.PluginParams`."""
+    from attnverify.numerics.plugin_model import load_model
+    from attnverify.theory.plugin import plugin_spec
+
+    plugin = args.__dict__.get("_loaded_plugin")
+    if plugin is None:
+        plugin = args.__dict__["_loaded_plugin"] = load_plugin(args.plugin)
+    return load_model(model_path, lambda stored: plugin_spec(plugin, stored))

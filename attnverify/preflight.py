@@ -1,0 +1,216 @@
+"""Each command's checks of its flags, made before any computation (`attnverify.validate` holds
+the checks themselves): numbers finite and in range, seeds every PRNG takes, output paths
+writable and of the right kind, sizes that fit in memory, parameters inside the float range.
+
+A command calls ``check_<command>(args, ...)`` first; a failure is one `InputError` line naming
+the flag, so a long computation never ends in a refusal it could have started with.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from attnverify import validate
+from attnverify.errors import InputError
+
+#: Draws per vectorised sweep block (`verification.sweep.BLOCK`): a block holds that many models.
+SWEEP_BLOCK = 128
+#: `derive lime --d`: SymPy sums d terms at 30 digits per constant, ~0.03 s per unit of d on one
+#: core (measured: d = 100 in 7.6 s, d = 400 in 15.7 s, start-up included), so d = 2000 takes about
+#: a minute; beyond it the command would run for many minutes to print seven numbers.
+MAX_DERIVE_D = 2000
+#: Bytes a Python float costs in a list of sweep errors (object + pointer), plus its numpy copy.
+ERROR_BYTES = 32 + 8
+
+
+def _seed(args: argparse.Namespace) -> None:
+    if getattr(args, "seed", None) is not None:
+        validate.seed("--seed", args.seed)
+
+
+def check_derive(args: argparse.Namespace) -> None:
+    if args.d is not None:
+        validate.count("--d", args.d, low=2, high=MAX_DERIVE_D)
+    if args.nu is not None:
+        validate.number("--nu", args.nu, low=0, low_open=True, allow_inf=True)
+
+
+def check_verify(args: argparse.Namespace, spec) -> None:
+    """Everything `verify` can check before its sweeps (the float range: `check_scale_in_range`)."""
+    validate.count("--trials", args.trials)
+    validate.count("--chunk-size", args.chunk_size)
+    _seed(args)
+    validate.number("--scale", args.scale, low=0, low_open=True)
+    if args.json is not None:
+        validate.output_file("--json", args.json)
+    if args.out is not None:
+        validate.output_folder("--out", args.out)
+    validate.spec_fits(spec, copies=SWEEP_BLOCK, what="a sweep block")
+    validate.fits_in_memory(f"--trials {args.trials} (the errors of one claim)", args.trials * ERROR_BYTES)
+
+
+def check_scale_in_range(spec, *, scale: float, seed: int, dtype: str) -> None:
+    """Refuse an init scale whose random model leaves the float range (draw 0's logits,
+    attention, output or gradient not finite): its sweep would report overflow as a failed
+    identity. Only scales above 1 can get there (the embedding is N(0, 1))."""
+    if scale <= 1:
+        return
+    import jax
+    import jax.numpy as jnp
+
+    from attnverify.numerics.draws import draw_document, draw_params
+    from attnverify.numerics.modelfile import check_float_range
+
+    key_params, key_doc = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seed), 0))
+    params = draw_params(key_params, spec, scale=scale, dtype={"float64": jnp.float64, "float32": jnp.float32}[dtype])
+    check_float_range(params, spec, draw_document(key_doc, spec), f"--scale {scale:g} ({dtype}, draw 0)")
+
+
+def check_init_model(args: argparse.Namespace) -> None:
+    _seed(args)
+    validate.number("--scale", args.scale, low=0, low_open=True)
+    validate.output_file("--out", args.out)
+
+
+def check_model_size(spec) -> None:
+    """One model of `spec` and its vocabulary (Python strings, ~80 bytes a word) fit in memory."""
+    validate.spec_fits(spec)
+    validate.fits_in_memory(f"a vocabulary of {spec.vocab_size} words", 80 * spec.vocab_size)
+
+
+def check_explain(args: argparse.Namespace, spec) -> None:
+    _seed(args)
+    validate.number("--nu", args.nu, low=0, low_open=True, allow_inf=True)
+    validate.count("--lime-runs", args.lime_runs)
+    validate.count("--lime-limit-samples", args.lime_limit_samples)
+    if args.lime_samples is not None:
+        validate.count("--lime-samples", args.lime_samples, low=2)
+        # per run and sample: the mask and perturbed document (T), the model's activations (T x d_e)
+        per_sample = 8 * spec.max_len * (2 + spec.d_embed)
+        validate.fits_in_memory(f"--lime-samples {args.lime_samples} x --lime-runs {args.lime_runs}",
+                                args.lime_samples * args.lime_runs * per_sample)
+        validate.fits_in_memory(f"--lime-limit-samples {args.lime_limit_samples}",
+                                args.lime_limit_samples * 8 * spec.max_len * 2)
+
+
+def check_related(args: argparse.Namespace) -> None:
+    _seed(args)
+    for eps in args.epsilon:
+        validate.number("--epsilon", eps, low=0, low_open=True)
+    for tau in args.temperature:
+        validate.number("--temperature", tau, low=0, low_open=True, allow_inf=True)
+
+
+def check_train(args: argparse.Namespace, spec) -> None:
+    _seed(args)
+    validate.count("--epochs", args.epochs)
+    validate.count("--batch", args.batch)
+    validate.number("--lr", args.lr, low=0, low_open=True)
+    out = validate.output_file("--out", args.out)
+    validate.output_file("--out (its metrics file)", out.with_name(out.stem + ".metrics.json"))
+    # parameters, AdamW's two moments and the gradient, plus a batch of activations
+    validate.spec_fits(spec, copies=4 + args.batch, what="training")
+
+
+def check_figures(args: argparse.Namespace) -> None:
+    _seed(args)
+    if args.out is not None:
+        validate.output_folder("--out", args.out)
+    if args.text is not None:
+        check_drawable("--text", args.text)
+
+
+def check_report(args: argparse.Namespace, spec) -> None:
+    _seed(args)
+    if args.trials is not None:
+        validate.count("--trials", args.trials)
+    validate.output_folder("--out", args.out)
+    validate.spec_fits(spec, copies=SWEEP_BLOCK, what="a sweep block")
+    if args.text is not None:
+        check_drawable("--text", args.text)
+
+
+def check_sweep_eq19(args: argparse.Namespace) -> None:
+    _seed(args)
+    for nu in args.nu:
+        validate.number("--nu", nu, low=0, low_open=True, allow_inf=True)
+    for d in args.d:
+        validate.count("--d", d, low=1)
+    for name in ("T", "K"):
+        for value in getattr(args, name) or ():
+            validate.count(f"--{name}", value)
+    for scale in args.scale:
+        validate.number("--scale", scale, low=0, low_open=True)
+    validate.count("--draws", args.draws)
+    validate.number("--words-per-feature", args.words_per_feature, low=0, low_open=True)
+    validate.count("--mc-samples", args.mc_samples)
+    validate.count("--lime-samples", args.lime_samples, low=2)
+    from attnverify.cli_support import spec_from_args
+    from attnverify.spec import SMALL
+
+    spec = spec_from_args(args, SMALL)
+    for T in args.T or [spec.max_len]:
+        for K in args.K or [spec.heads]:
+            validate.spec_fits(spec.replace(max_len=T, heads=K), copies=args.draws, what="the grid's models")
+    longest = max([*(args.T or ()), spec.max_len, *args.d])
+    validate.fits_in_memory(f"--mc-samples {args.mc_samples}", args.mc_samples * 8 * longest * 2)
+    validate.fits_in_memory(f"--lime-samples {args.lime_samples}", args.lime_samples * 8 * longest * 2)
+    for flag in ("json", "csv"):
+        if getattr(args, flag) is not None:
+            validate.output_file(f"--{flag}", getattr(args, flag))
+
+
+def check_bench(args: argparse.Namespace) -> None:
+    for flag in ("json", "figure"):
+        if getattr(args, flag) is not None:
+            validate.output_file(f"--{flag}", getattr(args, flag))
+    if args.figure and not args.figure.endswith((".png", ".pdf")):
+        raise InputError(f"--figure {args.figure} must end in .png or .pdf")
+
+
+def check_drawable(name: str, text: str) -> None:
+    """Text a figure shows must be plain: matplotlib reads ``$...$`` as mathtext (an unpaired or
+    malformed one fails only when the figure is saved) and cannot draw control characters."""
+    if "$" in text:
+        raise InputError(f"{name}: '$' cannot be drawn (matplotlib reads $...$ as mathematics); remove it")
+    bad = next((c for c in text if ord(c) < 32 and c not in "\t\n"), None)
+    if bad is not None:
+        raise InputError(f"{name}: contains the control character {bad!r}, which cannot be drawn")
+
+
+def make_folder(name: str, path) -> Path:
+    """Create the output folder `path` (and its parents); one line if that fails."""
+    path = validate.output_folder(name, path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise validate.os_error(path, err) from None
+    return path
+
+
+#: What a report writes into its folder (besides ``figures/NAME.*`` and the cached model.npz).
+REPORT_FILES = ("report.md", "report.html", "results.json")
+FIGURE_SUFFIXES = (".png", ".pdf", ".json", ".csv")
+
+
+def fresh_report_folder(folder: Path, figure_names: list[str]) -> list[Path]:
+    """Remove what an earlier report wrote into `folder` (its pages and every figure file by a
+    known figure name), so a report never shows an earlier run's figures beside its own. Other
+    files, and the cached ``model.npz``, stay. Says on stderr what was removed."""
+    folder = Path(folder)
+    old = [folder / name for name in REPORT_FILES]
+    old += [folder / "figures" / f"{name}{suffix}" for name in figure_names for suffix in FIGURE_SUFFIXES]
+    removed = []
+    for path in old:
+        if path.is_file():
+            try:
+                path.unlink()
+            except OSError as err:
+                raise validate.os_error(path, err) from None
+            removed.append(path)
+    if removed:
+        print(f"attnverify: note: {folder} held an earlier report; its {len(removed)} files were removed "
+              "(this report is written afresh)", file=sys.stderr)
+    return removed

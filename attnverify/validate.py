@@ -1,0 +1,249 @@
+"""Checks made before any work starts: numbers, seeds, output paths, memory, strict JSON.
+
+Every check raises `InputError` with one line naming the value (the caller passes the name:
+the CLI a flag such as ``--scale``, library code a parameter name). Nothing here imports JAX.
+"""
+
+from __future__ import annotations
+
+import errno
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from attnverify.errors import InputError
+
+#: Seeds every PRNG the commands use takes without aliasing: JAX's ``PRNGKey`` with 64-bit
+#: types off keeps only the low 32 bits (2**32 would repeat seed 0), numpy's refuses negatives.
+SEED_MAX = 2**32 - 1
+#: The prefix of every temporary file an atomic write makes beside its target
+#: (``.attnverify-tmp-PID-NAME...``): an interrupted write is recognised by it and removed.
+TMP_PREFIX = ".attnverify-tmp-"
+FLOAT64_BYTES = 8
+
+
+# -- numbers ------------------------------------------------------------------------------------
+def number(name: str, value: float, *, low: float | None = None, high: float | None = None,
+           low_open: bool = False, allow_inf: bool = False) -> float:
+    """`value` if it is a number (not NaN; finite unless `allow_inf`) in [low, high] ((low, high]
+    with `low_open`); else an `InputError` naming `name`."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InputError(f"{name} must be a number, got {value!r}")
+    if math.isnan(value) or (math.isinf(value) and not allow_inf):
+        raise InputError(f"{name} must be a {'number (inf allowed)' if allow_inf else 'finite number'}, got {value}")
+    if low is not None and (value <= low if low_open else value < low):
+        raise InputError(f"{name} must be {'>' if low_open else '>='} {low:g}, got {value:g}")
+    if high is not None and value > high:
+        raise InputError(f"{name} must be <= {high:g}, got {value:g}")
+    return value
+
+
+def count(name: str, value: int, *, low: int = 1, high: int | None = None) -> int:
+    """An integer in [low, high]."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InputError(f"{name} must be an integer, got {value!r}")
+    if value < low or (high is not None and value > high):
+        bound = f"in {low}..{high}" if high is not None else f">= {low}"
+        raise InputError(f"{name} must be {bound}, got {value}")
+    return value
+
+
+def seed(name: str, value: int) -> int:
+    """A seed every PRNG of the project takes as itself: 0..2**32 - 1."""
+    return count(name, value, low=0, high=SEED_MAX)
+
+
+# -- output paths -------------------------------------------------------------------------------
+def _nearest_existing(path: Path) -> Path:
+    for parent in (path, *path.parents):
+        if parent.exists():
+            return parent
+    return Path(".")
+
+
+def _probe_folder(folder: Path, label: str) -> None:
+    """Create and remove a file in `folder`: the only sure test that writing there works."""
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=f"{TMP_PREFIX}{os.getpid()}-probe-")
+    except OSError as err:
+        raise InputError(f"{label}: cannot write in {folder} ({err.strerror or err})") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def output_file(name: str, path: str | os.PathLike) -> Path:
+    """`path` as a file to be written (atomically) later: not empty, not a folder, its folder
+    present and writable. Checked now, so a long computation never ends in an unwritable path."""
+    text = os.fspath(path)
+    if not text.strip():
+        raise InputError(f"{name}: the path is empty")
+    path = Path(text)
+    if text.endswith(os.sep) or path.is_dir():
+        raise InputError(f"{name} {text}: is a folder, not a file")
+    if path.exists() and not path.is_file():
+        raise InputError(f"{name} {text}: exists and is not a regular file")
+    folder = path.parent
+    if not folder.exists():
+        above = _nearest_existing(folder)
+        if above.is_dir():
+            raise InputError(f"{name} {text}: folder {folder} does not exist")
+    if not folder.is_dir():
+        raise InputError(f"{name} {text}: {_nearest_existing(folder)} is not a folder")
+    _probe_folder(folder, f"{name} {text}")
+    return path
+
+
+def output_folder(name: str, path: str | os.PathLike) -> Path:
+    """`path` as a folder to write into (created later if missing): not empty, not a file, and
+    the nearest existing folder above it writable."""
+    text = os.fspath(path)
+    if not text.strip():
+        raise InputError(f"{name}: the path is empty")
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{name} {text}: exists and is not a folder")
+    above = _nearest_existing(path)
+    if not above.is_dir():
+        raise InputError(f"{name} {text}: {above} is a file, not a folder")
+    _probe_folder(above, f"{name} {text}")
+    return path
+
+
+def os_error(path: str | os.PathLike, err: OSError) -> InputError:
+    """A failed read or write as one line (disk full, permissions, a vanished folder)."""
+    reason = (err.strerror or os.strerror(err.errno)) if err.errno else str(err)
+    if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        reason += " (nothing was left half-written)"
+    return InputError(f"{path}: {reason}")
+
+
+# -- processes ----------------------------------------------------------------------------------
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` exists (this process counts)."""
+    if pid == os.getpid():
+        return True
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):  # gone, or no pid at all
+        return False
+    except PermissionError:  # exists, another user's
+        return True
+    return True
+
+
+# -- memory -------------------------------------------------------------------------------------
+def available_memory() -> int | None:
+    """Bytes of physical memory free now (None when the platform does not say)."""
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _bytes(n: int) -> str:
+    for unit, size in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n / size:.3g} {unit}"
+    return f"{n} B"
+
+
+def fits_in_memory(what: str, nbytes: int) -> None:
+    """Refuse work whose arrays alone need more than the free memory (a one-line error naming
+    `what` and the bytes, instead of an out-of-memory abort minutes later)."""
+    free = available_memory()
+    if free is not None and nbytes > free:
+        raise InputError(f"{what} needs at least {_bytes(nbytes)} of memory ({nbytes} bytes); "
+                         f"{_bytes(free)} are free")
+
+
+def spec_bytes(spec) -> int:
+    """float64 bytes of one model of `spec`: its parameters plus one document's activations
+    (embeddings, queries, keys, values, readouts, scores) and their gradient."""
+    K, A, O, D, C, V, T = (spec.heads, spec.d_att, spec.d_out, spec.d_embed, spec.classes,
+                           spec.vocab_size, spec.max_len)
+    params = V * D + K * A * D * 2 + K * O * D + K * C * O + K * (2 * A + O + C) + K * A * (A + 1)
+    activations = 2 * T * D + K * T * (2 * A + O + C + 2)
+    return FLOAT64_BYTES * (params + activations)
+
+
+def spec_fits(spec, *, copies: int = 1, what: str = "the model") -> None:
+    """`fits_in_memory` for `copies` models of `spec` at once (a sweep holds a block of them)."""
+    fits_in_memory(f"{what} (V={spec.vocab_size}, T={spec.max_len}, d_e={spec.d_embed}, "
+                   f"K={spec.heads}, d_att={spec.d_att}, d_out={spec.d_out}{f', x{copies}' if copies > 1 else ''})",
+                   copies * spec_bytes(spec))
+
+
+# -- finite results and strict JSON ---------------------------------------------------------------
+def _non_finite(value: float) -> str | None:
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("+inf" if value > 0 else "-inf")
+    return None
+
+
+def first_non_finite(payload: Any, where: str = "") -> tuple[str, str] | None:
+    """``(path, 'NaN' | '+inf' | '-inf')`` of the first non-finite float in `payload`, else None."""
+    reason = _non_finite(payload)
+    if reason:
+        return where or "value", reason
+    if isinstance(payload, dict):
+        items = payload.items()
+    elif isinstance(payload, list | tuple):
+        items = ((f"[{j}]", v) for j, v in enumerate(payload))
+    else:
+        return None
+    for key, value in items:
+        key = str(key)
+        found = first_non_finite(value, f"{where}{key}" if key.startswith("[") or not where else f"{where}.{key}")
+        if found:
+            return found
+    return None
+
+
+def require_finite(payload: Any, what: str) -> None:
+    """Raise `InputError` naming the first non-finite quantity of `what`'s results."""
+    found = first_non_finite(payload)
+    if found:
+        raise InputError(f"{what}: {found[0]} is {found[1]} (the results are not finite)")
+
+
+def strict(payload: Any) -> Any:
+    """`payload` with every non-finite float replaced by None, and, beside each dict entry that
+    held one (or a list holding some), ``KEY_non_finite`` saying which and where."""
+    if isinstance(payload, dict):
+        out = {}
+        for key, value in payload.items():
+            out[key] = strict(value)
+            reasons = _reasons(value)
+            if reasons:
+                out[f"{key}_non_finite"] = reasons
+        return out
+    if isinstance(payload, list | tuple):
+        return [strict(v) for v in payload]
+    return None if _non_finite(payload) else payload
+
+
+def _reasons(value: Any) -> str | None:
+    reason = _non_finite(value)
+    if reason:
+        return reason
+    if isinstance(value, list | tuple):
+        bad = [(j, _non_finite(v)) for j, v in enumerate(value) if _non_finite(v)]
+        if bad:
+            shown = ", ".join(f"[{j}] {r}" for j, r in bad[:5])
+            return f"{shown}{f' and {len(bad) - 5} more' if len(bad) > 5 else ''} (written as null)"
+    return None
+
+
+def dumps(payload: Any, **kwargs) -> str:
+    """Strict JSON (no NaN or Infinity tokens): non-finite floats become null, reason beside."""
+    return json_dumps(strict(payload), **kwargs)
+
+
+def json_dumps(payload: Any, **kwargs) -> str:
+    import json
+
+    return json.dumps(payload, allow_nan=False, **kwargs)

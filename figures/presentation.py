@@ -1,0 +1,91 @@
+"""How the report presents each figure: a title in words, a one-sentence takeaway computed from
+the figure's data, and the paper's published number where the paper has the same figure
+(docs/theory.md §7). Pure formatting of data already computed; never recomputes anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+#: name -> title in words (the report's heading for the figure).
+TITLES = {
+    "architecture": "The model: one attention layer, K heads, queried from [CLS] (the paper's Figure 2)",
+    "fig1": "Seven explanations of one sentence (the paper's Figure 1)",
+    "fig3": "Self-attention of each head (the paper's Figure 3)",
+    "fig4": "LIME against Eq. 19, the shell form and LIME's exact limit (the paper's Figure 4)",
+    "fig5": "Gradient: Theorem 1's closed form against autodiff (the paper's Figure 5)",
+    "eq19_nu": "Eq. 19's error as the LIME kernel width ν varies",
+    "eq19_d": "Eq. 19's error as the number of words d grows",
+    "eq19_n": "LIME's convergence to its limit β^∞ as the number of samples n grows",
+    "thm1_hist": "Theorem 1's error over random models, float64 and float32",
+    "jw_permutation": "Jain & Wallace's permutation test on our model",
+    "wp_tradeoff": "Wiegreffe & Pinter's adversarial trade-off on our model",
+    "bench_scaling": "Run time against problem size",
+}
+
+#: name -> what the paper (or its authors' notebook) published for the same figure.
+PAPER = {
+    "fig1": "paper (IMDB model): LIME, G-avg and G×I give “questionable” the most negative weight "
+            "(LIME −1.012, G×I −3.332); α-max ranks it second (0.316).",
+    "fig3": "paper: a 2×3 grid of heads over [CLS] and 7 words, each head on its own colour scale.",
+    "fig4": "paper's notebook on its IMDB test review: Pearson r = 0.97, relative L2 = 0.25 between the "
+            "LIME mean and Eq. 19 over 71 words.",
+    "fig5": "paper: the two maps agree except in the [CLS] row.",
+}
+
+
+def _fig4(data: dict) -> str:
+    a = data.get("agreement", {})
+    parts = []
+    for form, label in (("eq19", "Eq. 19"), ("shell", "the shell form")):
+        if form in a and a[form].get("vs_lime"):
+            v = a[form]["vs_lime"]
+            parts.append(f"{label} r = {v['pearson']:.2f}, relative L2 = {v['relative_l2']:.2f}")
+    if "limit" in a and a["limit"].get("vs_lime"):
+        v = a["limit"]["vs_lime"]
+        parts.append(f"the exact limit β^∞ r = {v['pearson']:.2f}, relative L2 = {v['relative_l2']:.2f}")
+    return ("Against the LIME mean over all " + str(len(data.get("features", []))) + " words: "
+            + "; ".join(parts) + ".") if parts else "LIME against Eq. 19."
+
+
+def _fig1(data: dict) -> str:
+    lime = np.asarray(data["values"]["lime"], float)
+    words = data["words"]
+    low = int(np.argmin(lime))
+    unknown = [w for w, ok in zip(data.get("paper_words", []), data.get("paper_in_vocabulary", []), strict=False)
+               if not ok]
+    extra = f" The paper's sentence has {len(unknown)} word(s) out of our vocabulary ({', '.join(unknown)})." \
+        if unknown else ""
+    return (f"LIME gives “{words[low]}” the most negative weight ({lime[low]:+.3g}); the unsigned "
+            f"attention and gradient-norm strips cannot show that sign.{extra}")
+
+
+def _fig3(data: dict) -> str:
+    totals = np.asarray(data["cls_row_total"], float)
+    return (f"Each head attends differently (each on its own colour scale); the [CLS] row shown sums to "
+            f"{totals.min():.2f}–{totals.max():.2f}, the rest of the mass going to padding.")
+
+
+def _fig5(data: dict) -> str:
+    return "Closed form and autodiff agree on every word row; they differ only in the [CLS] row (Theorem 1 misses " \
+           "the query's dependence on e_0)."
+
+
+TAKEAWAYS: dict[str, Callable[[dict], str]] = {"fig1": _fig1, "fig3": _fig3, "fig4": _fig4, "fig5": _fig5}
+
+
+def present(name: str, data: dict | None, caption: str) -> dict[str, str]:
+    """{title, caption, takeaway, paper} for figure `name`; a takeaway that cannot be computed
+    from `data` (an older data file) falls back to the caption's first sentence."""
+    takeaway = ""
+    if data is not None and name in TAKEAWAYS:
+        try:
+            takeaway = TAKEAWAYS[name](data)
+        except (KeyError, ValueError, TypeError, IndexError):
+            takeaway = ""
+    if not takeaway:
+        takeaway = caption.split(". ")[0].rstrip(".") + "."
+    return {"title": TITLES.get(name, name), "caption": caption, "takeaway": takeaway,
+            "paper": PAPER.get(name, "")}

@@ -1,0 +1,201 @@
+"""The persistent compilation cache: compiled XLA programs kept on disk between runs.
+
+A sweep's time on CPU is mostly XLA compiling (seconds per program, milliseconds per
+block run), so a second run of the same claims loads its programs instead. The cache
+lives at ``$ATTNVERIFY_CACHE_DIR`` if set, else ``${XDG_CACHE_HOME:-~/.cache}/attnverify/xla``
+(`cache_location`). It is JAX's own persistent cache (``jax_compilation_cache_dir``): an entry's
+key hashes the program, the compile options, the backend and the JAX version, and a hit
+loads the very executable a fresh compile produced, so the cache changes how long a run
+takes, never what it computes.
+
+* An unusable location (not a folder, not writable) means compiling without the cache,
+  after one warning line (`configure_cache`); the ``cache`` command reports it as an error.
+* An unreadable entry (corrupt, truncated, from a broken write) means recompiling after one
+  warning line per process; such an entry is removed so that the next run writes it afresh.
+
+JAX is imported only where it already is: before that, `configure_cache` sets JAX's environment
+variables, so a command that never compiles never pays for importing it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from attnverify.theory import memo
+
+ENV_VAR = "ATTNVERIFY_CACHE_DIR"
+#: Every program that takes longer than this to compile is written (XLA CPU programs take
+#: 0.1 s to tens of seconds; below this, reading an entry costs about what compiling does).
+MIN_COMPILE_SECONDS = 0.05
+#: JAX names its entries ``<module>-<hash>-cache`` (plus ``-atime`` files when it evicts).
+ENTRY_SUFFIX = "-cache"
+_JAX_READ_ERROR = "Error reading persistent compilation cache entry for '"
+_JAX_WRITE_ERROR = "Error writing persistent compilation cache entry for '"
+
+
+class CacheLocationError(OSError):
+    """The cache location cannot hold a cache (a file, or a folder that cannot be written)."""
+
+
+@dataclass(frozen=True)
+class CacheInfo:
+    path: Path
+    exists: bool
+    entries: int  # compiled programs
+    bytes: int  # every file's
+    derivations: int = 0  # SymPy derivations
+
+
+def cache_location() -> Path:
+    """``$ATTNVERIFY_CACHE_DIR``, else ``${XDG_CACHE_HOME:-~/.cache}/attnverify/xla``."""
+    chosen = os.environ.get(ENV_VAR)
+    if chosen:
+        return Path(chosen).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base).expanduser() / "attnverify" / "xla"
+
+
+def check_cache_location(path: Path, *, create: bool) -> None:
+    """Raise `CacheLocationError` (one line) unless `path` is, or can become, a writable folder."""
+    if path.exists() and not path.is_dir():
+        raise CacheLocationError(f"compilation cache {path} is a file, not a folder")
+    if not create:
+        return
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise CacheLocationError(f"cannot create compilation cache folder {path}: {err.strerror or err}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise CacheLocationError(f"compilation cache folder {path} is not writable")
+
+
+def configure_cache(path: Path | None) -> Path | None:
+    """Use the cache at `path` from now on (None: compile without a cache), for compiled
+    programs and for SymPy derivations (`theory.memo`). Returns the folder in use, or None
+    when `path` is unusable (after a one-line warning)."""
+    if path is not None:
+        try:
+            check_cache_location(path, create=True)
+        except CacheLocationError as err:
+            _warn_once(str(err), f"{err}; compiling without it")
+            path = None
+    settings = {
+        "jax_compilation_cache_dir": None if path is None else str(path),
+        "jax_enable_compilation_cache": path is not None,
+        "jax_persistent_cache_min_compile_time_secs": MIN_COMPILE_SECONDS,
+        "jax_persistent_cache_min_entry_size_bytes": -1,  # every size (-1: no minimum)
+    }
+    if "jax" in sys.modules:
+        import jax
+        from jax.experimental.compilation_cache import compilation_cache
+
+        if any(getattr(jax.config, name) != value for name, value in settings.items()):
+            for name, value in settings.items():
+                jax.config.update(name, value)
+            compilation_cache.reset_cache()  # JAX opens its cache once per process otherwise
+    else:  # read by JAX when it is imported
+        for name, value in settings.items():
+            if value is None:
+                os.environ.pop(name.upper(), None)
+            else:
+                os.environ[name.upper()] = str(value).lower() if isinstance(value, bool) else str(value)
+    _install_warning_filter()
+    memo.set_derivations_folder(path)
+    return path
+
+
+def cache_entries(path: Path) -> list[Path]:
+    """The compiled programs stored at `path` (JAX's entries)."""
+    return sorted(p for p in path.glob("*" + ENTRY_SUFFIX) if p.is_file()) if path.is_dir() else []
+
+
+def derivation_entries(path: Path) -> list[Path]:
+    """The SymPy derivations stored at `path` (`theory.memo`)."""
+    return sorted(p for p in path.glob("*" + memo.SUFFIX) if p.is_file()) if path.is_dir() else []
+
+
+def cache_info(path: Path) -> CacheInfo:
+    """How many entries the cache at `path` holds and their total size (raises
+    `CacheLocationError` when `path` is a file)."""
+    check_cache_location(path, create=False)
+    if not path.is_dir():
+        return CacheInfo(path, False, 0, 0)
+    found = cache_entries(path)
+    size = sum(p.stat().st_size for p in path.iterdir() if p.is_file())
+    return CacheInfo(path, True, len(found), size, len(derivation_entries(path)))
+
+
+def clear_cache(path: Path) -> int:
+    """Remove every file of the cache at `path`; returns how many entries (compiled programs
+    and derivations) it held. The folder itself stays (it may be one the user made). A missing
+    folder holds nothing."""
+    check_cache_location(path, create=False)
+    if not path.is_dir():
+        return 0
+    count = len(cache_entries(path)) + len(derivation_entries(path))
+    for item in path.iterdir():
+        if item.is_file() or item.is_symlink():
+            item.unlink(missing_ok=True)
+    return count
+
+
+def remove_unreadable_entries(path: Path, module: str) -> int:
+    """Delete the entries of `module` at `path` that do not decompress (JAX never overwrites
+    an existing entry, so a corrupt one would otherwise be recompiled on every run)."""
+    removed = 0
+    for entry in path.glob(f"{module}-*{ENTRY_SUFFIX}") if path.is_dir() else []:
+        try:
+            zlib.decompress(entry.read_bytes())
+        except (zlib.error, OSError):
+            entry.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+# -- one-line warnings ----------------------------------------------------------------------
+_WARNED: set[str] = set()
+_FILTER_INSTALLED = False
+
+
+def _warn_once(kind: str, message: str) -> None:
+    if kind not in _WARNED:
+        _WARNED.add(kind)
+        print(f"attnverify: warning: {message}", file=sys.stderr, flush=True)
+
+
+def _install_warning_filter() -> None:
+    """Turn JAX's two-line cache read/write warnings into one line each (once per process)."""
+    global _FILTER_INSTALLED
+    if _FILTER_INSTALLED:
+        return
+    _FILTER_INSTALLED = True
+    previous = warnings.showwarning
+
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        text = str(message)
+        if text.startswith(_JAX_READ_ERROR):
+            module = text[len(_JAX_READ_ERROR):].split("'", 1)[0]
+            cache = _current_dir()
+            if cache is not None:
+                remove_unreadable_entries(cache, module)
+            reason = text.split("': ", 1)[-1]
+            _warn_once("read", f"unreadable compilation cache entry ({reason[:120]}); recompiling")
+        elif text.startswith(_JAX_WRITE_ERROR):
+            reason = text.split("': ", 1)[-1]
+            _warn_once("write", f"cannot write to the compilation cache ({reason[:120]}); continuing without")
+        else:
+            previous(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = showwarning
+
+
+def _current_dir() -> Path | None:
+    import jax
+
+    value = jax.config.jax_compilation_cache_dir
+    return Path(value) if value else None

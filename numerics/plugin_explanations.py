@@ -1,0 +1,90 @@
+"""Explanations of a plugin model (`attnverify explain --plugin`): the same records as
+`numerics.explanations.explain` and `numerics.lime.summary.lime_summary`, computed on the
+plugin's compiled forward (`numerics.plugin_model`).
+
+Attention comes from the model's own ``alpha``; gradients, gradient x input and Integrated
+Gradients from `jax.grad` of the compiled forward; LIME and its large-sample limit through
+the generic evaluation path (`numerics.lime.evaluation`), which takes any JAX callable. The
+structured and ratio paths, and Eq. (19) with its improved and shell forms, are formulas of
+the paper's model: for a plugin each is None, with a one-line reason.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+from attnverify.numerics import plugin_model as pm
+from attnverify.numerics.explanations import IG_BASELINE, NAMES
+from attnverify.numerics.lime import evaluation as lime_eval
+from attnverify.numerics.related.integrated_gradients import ORDER, baseline, ig_of_gradient
+
+from attnverify.errors import InputError
+from attnverify.spec import ModelSpec
+
+#: Why the paper-model closed forms are not computed for a plugin model.
+EQ19_REASON = "Eq. (19) and its improved and shell forms are the paper model's formulas, not the plugin's"
+
+
+@functools.partial(jax.jit, static_argnames=("spec",))
+def explain_positions(params, tokens: jnp.ndarray, spec: ModelSpec) -> dict[str, jnp.ndarray]:
+    """Every explanation at every position (length-T arrays) plus the explained output."""
+    e = pm.embed(params, tokens, spec)
+    alpha = pm.attention(params, e, spec)
+    g = pm.output_gradient(params, e, spec)
+    b = baseline(pm.base_params(params), tokens, pm.base_spec(spec), IG_BASELINE)
+    return {
+        "logit": pm.explained_output(params, e, spec),
+        "alpha_avg": alpha.mean(axis=0),
+        "alpha_max": alpha.max(axis=0),
+        "grad_avg": g.mean(axis=1),
+        "grad_l1": jnp.abs(g).sum(axis=1),
+        "grad_l2": jnp.sqrt((g * g).sum(axis=1)),
+        "grad_x_input": (e * g).sum(axis=1),
+        "ig": ig_of_gradient(lambda p, x: pm.output_gradient(p, x, spec), params, e, b, ORDER),
+    }
+
+
+def explain(params, tokens, spec: ModelSpec, n_words: int) -> dict:
+    """Plain-Python explanations of words 1..n_words, keyed as `numerics.explanations.explain`."""
+    values = explain_positions(params, jnp.asarray(tokens), spec)
+    out = {"logit": float(values["logit"])}
+    for name in (*NAMES, "ig"):
+        out[name] = [float(x) for x in values[name][1 : n_words + 1]]
+    out["ig_baseline"] = IG_BASELINE
+    return out
+
+
+def lime_summary(params, tokens, words: list[str], spec: ModelSpec, *, n_samples: int = 5000, runs: int = 1,
+                 nu: float = 0.25, removal: str = "delete", seed: int = 0, limit_samples: int = 2**18) -> dict:
+    """LIME runs and beta^inf on the compiled plugin model (generic path), keyed as
+    `numerics.lime.summary.lime_summary`; the paper-model forms are None with `eq19_reason`."""
+    from attnverify.numerics.lime.engine import lime_explain
+    from attnverify.numerics.lime.limit import beta_limit
+
+    f = pm.model_function(params, spec)
+    key_lime, key_limit = jax.random.split(jax.random.PRNGKey(seed))
+    explanation = lime_explain(f, tokens, spec, key=key_lime, words=words, n_samples=n_samples, runs=runs,
+                               nu=nu, removal=removal, path="generic")
+    d = len(explanation.words)
+    out = {
+        "lime_words": explanation.words,
+        "lime_coef": explanation.coef.tolist(),
+        "lime_intercept": explanation.intercept.tolist(),
+        "lime_settings": {"n_samples": n_samples, "runs": runs, "nu": nu, "removal": removal, "ridge": 1.0,
+                          "seed": seed, "path": explanation.path},
+        "lime_paths_refused": {p: r for p, r in lime_eval.unavailable(False, spec, removal).items() if r},
+    }
+    try:
+        limit = beta_limit(f, tokens, spec, words=words, nu=nu, removal=removal, n_mc=limit_samples,
+                           key=key_limit, path="generic")
+    except InputError as err:
+        out.update(lime_limit=None, lime_limit_method=f"undefined: {err}", lime_limit_stderr=None)
+    else:
+        method = (f"exact (enumeration of 2^{d} - 1 masks)" if limit.method == "exact"
+                  else f"monte_carlo ({limit.evaluations} masks, batch-means standard error in lime_limit_stderr)")
+        out.update(lime_limit=limit.beta.tolist(), lime_limit_method=method,
+                   lime_limit_stderr=None if limit.stderr is None else limit.stderr.tolist())
+    out.update(eq19=None, eq19_improved=None, eq19_shell=None, eq19_reason=EQ19_REASON)
+    return out

@@ -1,0 +1,290 @@
+"""The true model of a plugin: its SymPy forward, compiled to JAX (`numerics.compile`).
+
+For a `theory.plugin.PluginSpec` there is no hand-written JAX model: the plugin's
+forward expression ``SymbolicModel(spec).output()`` compiled to a jnp function *is* the
+model, and `jax.grad` of that compiled forward is the autodiff side of every gradient
+claim. The same compilation applies to a plain `ModelSpec`, which is how a test shows the
+hand-written model (`numerics.model`) and the compiled forward agree.
+
+Parameters: a plugin draw is `PluginParams` (the spec's `Params` plus ``extra``, the
+plugin's declared parameters and constants by name). Each declared parameter is drawn
+from its own key, folded from the draw's key and the parameter's name, so the built-in
+arrays of a draw do not change when a plugin adds a parameter.
+"""
+
+from __future__ import annotations
+
+import functools
+import zlib
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import sympy as sp
+from attnverify.numerics import model as nm
+from attnverify.numerics.compile import compile_expression
+from attnverify.numerics.draws import INIT_BOUND, draw_params
+from attnverify.theory import statements
+from attnverify.theory import symbols as S
+from attnverify.theory.derivations import derive_gradient
+from attnverify.theory.model import Constant, Parameter, SymbolicModel
+
+from attnverify.spec import ModelSpec
+
+PLUGIN_STREAM = 2_000_003  # folded into a draw's key, then the parameter name's CRC-32
+
+
+class PluginParams(NamedTuple):
+    """A draw of a plugin model: the base `Params` and the declared tensors by name."""
+
+    base: nm.Params
+    extra: dict[str, jnp.ndarray]
+
+
+def base_params(params: Any) -> nm.Params:
+    return params.base if isinstance(params, PluginParams) else params
+
+
+def extra_params(params: Any) -> dict[str, jnp.ndarray]:
+    return params.extra if isinstance(params, PluginParams) else {}
+
+
+def base_spec(spec: ModelSpec) -> ModelSpec:
+    return getattr(spec, "base", spec)
+
+
+@functools.lru_cache(maxsize=64)
+def declarations(spec: ModelSpec) -> tuple[dict[str, Parameter], dict[str, Constant]]:
+    """The parameters and constants the model of `spec` declares (none for a plain spec)."""
+    return SymbolicModel(spec).declarations()
+
+
+def size_values(spec: ModelSpec) -> dict[sp.Symbol, int]:
+    return {S.T: spec.max_len, S.d_e: spec.d_embed, S.d_att: spec.d_att, S.d_out: spec.d_out,
+            S.K: spec.heads, S.C: spec.classes}
+
+
+def shape_of(parameter: Parameter, spec: ModelSpec) -> tuple[int, ...]:
+    sizes = size_values(spec)
+    return tuple(int(sizes.get(axis, axis)) for axis in parameter.shape)
+
+
+def expected_extra_shapes(spec: ModelSpec) -> dict[str, tuple[int, ...]]:
+    """Shape of every declared tensor: parameters by their axes, constants ``()``."""
+    parameters, constants = declarations(spec)
+    return {**{n: shape_of(p, spec) for n, p in parameters.items()}, **{n: () for n in constants}}
+
+
+def extra_axes(spec: ModelSpec) -> dict[str, tuple]:
+    """Axis sizes of the declared tensors, for `compile_expression`."""
+    parameters, constants = declarations(spec)
+    return {**{n: p.shape for n, p in parameters.items()}, **{n: () for n in constants}}
+
+
+def draw_extra(key, spec: ModelSpec, *, scale: float = 1.0, dtype=jnp.float64) -> dict[str, jnp.ndarray]:
+    """The declared parameters of one draw (each by its init) and the constants' values."""
+    parameters, constants = declarations(spec)
+    root = jax.random.fold_in(key, PLUGIN_STREAM)
+    extra = {}
+    for name, p in parameters.items():
+        k = jax.random.fold_in(root, zlib.crc32(name.encode()) & 0x7FFFFFFF)
+        shape = shape_of(p, spec)
+        if p.init == "normal":
+            extra[name] = p.scale * jax.random.normal(k, shape, dtype)
+        elif p.init == "uniform":
+            bound = INIT_BOUND * scale * p.scale
+            extra[name] = jax.random.uniform(k, shape, dtype, -bound, bound)
+        else:
+            extra[name] = (jnp.zeros if p.init == "zeros" else jnp.ones)(shape, dtype)
+    for name, c in constants.items():
+        extra[name] = jnp.asarray(c.value, dtype)
+    return extra
+
+
+def draw_plugin_params(key, spec: ModelSpec, *, scale: float = 1.0, dtype=jnp.float64) -> PluginParams:
+    """One random model of a plugin spec: the base draw of the same key, plus `draw_extra`."""
+    return PluginParams(draw_params(key, base_spec(spec), scale=scale, dtype=dtype),
+                        draw_extra(key, spec, scale=scale, dtype=dtype))
+
+
+def embed(params: Any, tokens: jnp.ndarray, spec: ModelSpec) -> jnp.ndarray:
+    """e_t = omega_{xi_t} + p_t, as the built-in model embeds."""
+    return nm.embed(base_params(params), tokens, base_spec(spec))
+
+
+# -- the compiled model ------------------------------------------------------------------------
+class CompiledModel(NamedTuple):
+    """jnp functions of the symbol arrays ``{name: array}`` for one spec."""
+
+    output: Callable  # the explained output f (scalar)
+    score: Callable  # gamma (K, T)
+    alpha: Callable  # alpha (K, T)
+    logits: Callable  # z_c (C,)
+    axes: dict  # the declared tensors' axes (for further compilations)
+    uses_logit_shift: bool
+
+
+@functools.lru_cache(maxsize=32)
+def compiled_model(spec: ModelSpec) -> CompiledModel:
+    """The forward of `spec`'s SymPy model (plugin or not), compiled (raises `CompileError`)."""
+    model = SymbolicModel(spec)
+    axes = extra_axes(spec)
+    output = model.output()
+    free = {S.i: S.K, S.t: S.T, S.c: S.C}
+    return CompiledModel(
+        output=compile_expression(output, axes=axes),
+        score=compile_expression(model.score(S.i, S.t), (S.i, S.t), axes=axes, ranges=free),
+        alpha=compile_expression(model.alpha(S.i, S.t), (S.i, S.t), axes=axes, ranges=free),
+        logits=compile_expression(model.logit(S.c), (S.c,), axes=axes, ranges=free),
+        axes=axes,
+        uses_logit_shift=S.logit_shift in output.free_symbols,
+    )
+
+
+def symbol_arrays(params: Any, e: jnp.ndarray, spec: ModelSpec) -> dict[str, jnp.ndarray]:
+    """Bind every SymPy tensor name of `spec`'s model to an array. The shifts gamma^* and
+    z^* may be any constants (exact); they are bound to the compiled scores' max over t
+    and to the logits' max (sigmoid: max(0, z)), so that exp never overflows."""
+    compiled = compiled_model(spec)
+    base = base_params(params)
+    arrays = {"e": e, "W_q": base.W_q, "W_k": base.W_k, "W_v": base.W_v, "W_l": base.W_l}
+    for name in ("b_q", "b_k", "b_v", "b_l", "v_score", "U_score"):
+        if getattr(base, name) is not None:
+            arrays[name] = getattr(base, name)
+    arrays.update(extra_params(params))
+    arrays["gamma^*"] = jax.lax.stop_gradient(jnp.max(compiled.score(arrays), axis=1))
+    if compiled.uses_logit_shift:
+        z = compiled.logits(arrays)
+        if spec.output_link == "sigmoid":
+            shift = jnp.maximum(0.0, z[spec.explained_class])
+        else:
+            shift = jnp.max(z)
+        arrays["z^*"] = jax.lax.stop_gradient(shift)
+    return arrays
+
+
+def explained_output(params: Any, e: jnp.ndarray, spec: ModelSpec) -> jnp.ndarray:
+    """f(e): the compiled forward."""
+    return compiled_model(spec).output(symbol_arrays(params, e, spec))
+
+
+def output_gradient(params: Any, e: jnp.ndarray, spec: ModelSpec) -> jnp.ndarray:
+    """nabla_{e_t} f for every position t: `jax.grad` of the compiled forward."""
+    return jax.grad(explained_output, argnums=1)(params, e, spec)
+
+
+def attention(params: Any, e: jnp.ndarray, spec: ModelSpec) -> jnp.ndarray:
+    """alpha^(i)_t (K, T), compiled from the model's `alpha`."""
+    return compiled_model(spec).alpha(symbol_arrays(params, e, spec))
+
+
+def model_function(params: Any, spec: ModelSpec) -> Callable[[jnp.ndarray], jnp.ndarray]:
+    """The compiled model as ``tokens -> explained output`` (for LIME's generic path)."""
+
+    def f(tokens: jnp.ndarray) -> jnp.ndarray:
+        return explained_output(params, embed(params, tokens, spec), spec)
+
+    return f
+
+
+# -- Theorem 1 quantities of a plugin ---------------------------------------------------------
+Quantity = Callable[[Any, jnp.ndarray], jnp.ndarray]
+
+
+@functools.lru_cache(maxsize=32)
+def plugin_theorem1_quantities(spec: ModelSpec) -> dict[str, Quantity]:
+    """The keys of `numerics.quantities.theorem1_quantities`, for the model of `spec`:
+    the derivation and the paper's statements (in the model's own quantities) compiled,
+    and the autodiff sides by `jax.grad` of the compiled forward."""
+    d = derive_gradient(spec)
+    axes = extra_axes(spec)
+
+    def compiled(expr, free) -> Quantity:
+        evaluate = compile_expression(expr, free, axes=axes)
+
+        def quantity(params, tokens):
+            return evaluate(symbol_arrays(params, embed(params, tokens, spec), spec))
+
+        return quantity
+
+    derived = compiled(d.gradient, (S.tau, S.m))
+    paper = compiled(d.paper, (S.tau, S.m))
+    cls_term = compiled(d.cls_term, (S.m,))
+    gxi_paper = compiled(d.gxi_paper, (S.tau,))
+    detached = compiled(statements.detached_gradient(SymbolicModel(spec)), (S.tau, S.m))
+
+    def autodiff(params, tokens):
+        return output_gradient(params, embed(params, tokens, spec), spec)
+
+    def autodiff_gxi(params, tokens):
+        e = embed(params, tokens, spec)
+        return jnp.sum(e * output_gradient(params, e, spec), axis=1)
+
+    return {
+        "derived": derived,
+        "paper": paper,
+        "paper_plus_cls_term": lambda p, x: paper(p, x).at[0].add(cls_term(p, x)),
+        "paper_without_jacobian": detached,
+        "gxi_paper": gxi_paper,
+        "autodiff": autodiff,
+        "autodiff_gxi": autodiff_gxi,
+    }
+
+
+# -- the model file ----------------------------------------------------------------------------
+def save_model(path, spec: ModelSpec, params: Any, vocab: list[str]) -> None:
+    """A model file of a plugin spec: the base arrays, the declared ones and the plugin's
+    description (`numerics.modelfile.save`; ``plugin`` member)."""
+    import json
+
+    import numpy as np
+    from attnverify.numerics import modelfile
+
+    extra = {name: np.asarray(value) for name, value in extra_params(params).items()}
+    plugin = getattr(spec, "plugin", None)
+    modelfile.save(path, base_spec(spec), base_params(params), vocab, extra=extra,
+                   plugin=json.dumps(plugin.describe()) if plugin is not None else None)
+
+
+def load_model(path, spec_of: Callable[[ModelSpec], ModelSpec], *, dtype=None):
+    """Read a model file for the plugin spec ``spec_of(stored spec)``: a `ModelFile` whose
+    spec is that plugin spec and whose params are `PluginParams`. Missing or unexpected
+    declared arrays are one-line `InputError`s."""
+    import dataclasses
+
+    import numpy as np
+    from attnverify.numerics import modelfile
+
+    loaded = modelfile.load(path, dtype=dtype or np.float64,
+                            extras=lambda stored: expected_extra_shapes(spec_of(stored)))
+    spec = spec_of(loaded.spec)
+    params = jax.tree_util.tree_map(jnp.asarray, PluginParams(loaded.params, dict(loaded.extra)))
+    return dataclasses.replace(loaded, spec=spec, params=params)
+
+
+def logits(params: Any, e: jnp.ndarray, spec: ModelSpec) -> jnp.ndarray:
+    """z_c (C,), compiled from the model's `logit`."""
+    return compiled_model(spec).logits(symbol_arrays(params, e, spec))
+
+
+# -- building blocks of a user's claim -----------------------------------------------------------
+def compiled_quantity(spec: ModelSpec, expr: sp.Expr, free: tuple[sp.Symbol, ...] = (S.tau, S.m)) -> Quantity:
+    """An index-level expression over the model of `spec` (its own quantities, a plugin's
+    parameters and constants included), compiled: ``(params, tokens) -> array`` with one
+    axis per free index (default ``(tau, m)``: a (T, d_e) gradient-shaped array)."""
+    evaluate = compile_expression(expr, free, axes=extra_axes(spec))
+
+    def quantity(params, tokens):
+        return evaluate(symbol_arrays(params, embed(params, tokens, spec), spec))
+
+    return quantity
+
+
+def autodiff_gradient(spec: ModelSpec) -> Quantity:
+    """``(params, tokens) -> (T, d_e)``: `jax.grad` of the compiled forward of `spec`'s model."""
+
+    def quantity(params, tokens):
+        return output_gradient(params, embed(params, tokens, spec), spec)
+
+    return quantity

@@ -1,0 +1,114 @@
+"""The Python API (attnverify.derive / verify / explain): the same records as the CLI's JSON,
+readable reprs, notebook-defined variants, and a light `import attnverify`."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import attnverify
+from attnverify.cli import main
+from attnverify.errors import InputError
+from attnverify.spec import ModelSpec
+
+TINY = ModelSpec(max_len=5, d_embed=6, d_att=3, d_out=4, heads=2, vocab_size=30)
+FLAGS = ["--max-len", "5", "--d-embed", "6", "--d-att", "3", "--d-out", "4", "--heads", "2", "--vocab-size", "30"]
+VARIANT = """
+from attnverify.theory import SymbolicModel
+
+class Model(SymbolicModel):
+    def score(self, i, t):
+        return super().score(i, t) / self.constant("temperature", 3.0)
+"""
+
+
+@pytest.fixture(scope="module")
+def variant(tmp_path_factory):
+    path = tmp_path_factory.mktemp("plugin") / "hot.py"
+    path.write_text(textwrap.dedent(VARIANT))
+    return path
+
+
+def test_import_attnverify_stays_light():
+    code = ("import sys, attnverify; assert callable(attnverify.derive.__call__); "
+            "print(sorted(m for m in ('jax', 'sympy', 'numpy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_derive_records_are_the_cli_json(variant, capsys):
+    result = attnverify.derive(plugin=variant)
+    assert main(["derive", "gradient", "--json", "--plugin", str(variant)]) == 0
+    assert result.records == json.loads(capsys.readouterr().out)
+    assert result.proofs["theorem1 (t >= 1)"] == "not proved"
+    assert result.records["plugin"]["constants"] == {"temperature": 3.0}
+    text = repr(result)
+    assert text.startswith("Gradient of the explained output") and "forward = the paper's model: not proved" in text
+
+
+def test_verify_records_are_the_cli_json(variant, tmp_path, capsys):
+    out = tmp_path / "r.json"
+    argv = ["verify", "thm1.derived", "thm1.gradient", "--trials", "4", "--quiet", "--json", str(out), *FLAGS]
+    assert main([*argv, "--plugin", str(variant)]) == 0
+    table = capsys.readouterr().out
+    result = attnverify.verify(["thm1.derived", "thm1.gradient"], plugin=variant, spec=TINY, trials=4)
+    assert result.records == json.loads(out.read_text())
+    assert result.verdicts == {"thm1.derived": "pass", "thm1.gradient": "hyp_unmet"}
+    assert "claim" in repr(result) and "thm1.gradient" in repr(result)
+    assert repr(result).splitlines()[-1] == table.strip().splitlines()[-1]  # the same summary line
+
+
+def test_a_class_defined_in_a_notebook_and_a_re_registered_claim():
+    from attnverify.numerics import autodiff_gradient
+    from attnverify.theory import SymbolicModel
+    from attnverify.verification import REGISTRY, Claim, register
+
+    class Same(SymbolicModel):
+        def query(self, i, a):
+            return super().query(i, a)
+
+    def claim(tolerance):
+        def build(spec):
+            g = autodiff_gradient(spec)
+            return lambda params, tokens: (g(params, tokens), g(params, tokens) * (1 + tolerance))
+
+        return Claim(id="notebook.self", group="notebook", statement="a gradient equals itself (scaled)",
+                     source="test", lhs="g", rhs="g (1 + tol)", build=build,
+                     tolerance={"float64": 1e-3, "float32": 1e-3}, tolerance_reason="test",
+                     provenance="measured")
+
+    try:
+        register(claim(0.0))
+        register(claim(0.5))  # the re-run cell: replaces, and the new claim is the one run
+        result = attnverify.verify("notebook.self", plugin=Same, spec=TINY, trials=4)
+        assert result.verdicts == {"notebook.self": "fail"}  # 1/1.5 off: the replaced claim is what ran
+        assert REGISTRY["notebook.self"].statement.startswith("a gradient")
+    finally:
+        REGISTRY.pop("notebook.self", None)
+
+
+def test_explain_records_are_the_cli_json(variant, tmp_path, capsys):
+    model = tmp_path / "m.npz"
+    assert main(["init-model", "--plugin", str(variant), "--out", str(model), "--seed", "2", *FLAGS]) == 0
+    capsys.readouterr()
+    argv = ["explain", "--model", str(model), "--text", "attention is not popular", "--json", "--lime-samples", "64"]
+    assert main([*argv, "--plugin", str(variant)]) == 0
+    cli = json.loads(capsys.readouterr().out)
+    result = attnverify.explain("attention is not popular", model=model, plugin=variant, lime_samples=64)
+    assert result.records == cli
+    assert cli["lime_settings"]["path"] == "generic" and cli["eq19"] is None and cli["eq19_reason"]
+    assert set(cli["lime_paths_refused"]) == {"ratio", "structured"}
+    # Without the plugin the file is refused, in one line.
+    assert main(["explain", "--model", str(model), "--text", "attention is not popular"]) == 2
+    assert "give the plugin file that wrote it" in capsys.readouterr().err
+
+
+def test_api_bad_input_is_an_input_error(variant):
+    with pytest.raises(InputError, match="unknown spec field"):
+        attnverify.derive(plugin=variant, heads_count=3)
+    with pytest.raises(InputError, match="no such file"):
+        attnverify.derive(plugin=variant.with_name("missing.py"))
+    with pytest.raises(InputError, match="plugin must be a file path or a SymbolicModel subclass"):
+        attnverify.verify(plugin=42, spec=TINY)

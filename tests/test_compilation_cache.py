@@ -1,0 +1,138 @@
+"""The persistent compilation cache: results identical cold, warm, corrupt and off; its
+location and bad locations; ``attnverify cache info`` / ``clear``."""
+
+import json
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import pytest
+from attnverify.numerics import compilation_cache
+
+from attnverify.cli import main
+
+_BESIDE = Path(sys.executable).with_name("attnverify")
+EXE = str(_BESIDE) if _BESIDE.exists() else shutil.which("attnverify")
+TINY = ["--max-len", "8", "--d-embed", "6", "--d-att", "4", "--d-out", "5", "--heads", "3", "--vocab-size", "30"]
+
+
+@pytest.fixture
+def own_cache(tmp_path, monkeypatch):
+    """A cache folder of the test's own; the session's cache is in use again afterwards."""
+    session = Path(os.environ[compilation_cache.ENV_VAR])
+    folder = tmp_path / "xla"
+    monkeypatch.setenv(compilation_cache.ENV_VAR, str(folder))
+    yield folder
+    compilation_cache.configure_cache(session)
+
+
+def _sweep(cache: Path, out: Path, *extra: str) -> tuple[dict, str]:
+    """Per-draw results (exact JSON floats) of `verify theorem1` in a fresh process, and its stderr."""
+    env = dict(os.environ, **{compilation_cache.ENV_VAR: str(cache)}, JAX_LOG_COMPILES="1")
+    proc = subprocess.run([EXE, "verify", "theorem1", "--trials", "3", "--quiet", "--out", str(out), *TINY, *extra],
+                          capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines() if line.strip()]
+    return {r["claim"]: r["errors"] for r in records}, proc.stderr
+
+
+def test_results_are_identical_with_the_cache_cold_warm_corrupt_and_off(tmp_path):
+    cache = tmp_path / "xla"
+    cold, _ = _sweep(cache, tmp_path / "cold")
+    assert len(cold) == 6 and all(len(v) == 3 for v in cold.values())
+    written = compilation_cache.cache_entries(cache)
+    derived = compilation_cache.derivation_entries(cache)
+    assert written and derived, "the cold run wrote no compiled program or no derivation"
+
+    warm, log = _sweep(cache, tmp_path / "warm")
+    assert warm == cold
+    assert "Persistent compilation cache hit for 'jit_measures'" in log  # loaded, not compiled
+    assert "Persistent compilation cache hit for 'jit_draw'" in log  # the draw program
+
+    for entry in written + derived:  # garbage in every entry: recompiled after one warning line, never a crash
+        entry.write_bytes(b"not an XLA executable")
+    corrupt, log = _sweep(cache, tmp_path / "corrupt")
+    assert corrupt == cold
+    warnings = [line for line in log.splitlines() if line.startswith("attnverify: warning:")]
+    assert len(warnings) == 1 and "unreadable compilation cache entry" in warnings[0], log
+    assert "Traceback" not in log
+    healed = compilation_cache.cache_entries(cache)
+    assert healed and all(zlib.decompress(p.read_bytes()) for p in healed)  # rewritten, readable again
+    assert all(pickle.loads(p.read_bytes()) for p in compilation_cache.derivation_entries(cache))
+
+    compilation_cache.clear_cache(cache)
+    off, log = _sweep(cache, tmp_path / "off", "--no-cache")
+    assert off == cold
+    assert compilation_cache.cache_entries(cache) == [] and "Persistent compilation cache hit" not in log
+    assert compilation_cache.derivation_entries(cache) == []
+
+
+def test_location_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv(compilation_cache.ENV_VAR, str(tmp_path / "mine"))
+    assert compilation_cache.cache_location() == tmp_path / "mine"
+    monkeypatch.delenv(compilation_cache.ENV_VAR)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert compilation_cache.cache_location() == tmp_path / "xdg" / "attnverify" / "xla"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert compilation_cache.cache_location() == tmp_path / "home" / ".cache" / "attnverify" / "xla"
+
+
+def test_cache_info_and_clear(own_cache, capsys):
+    assert main(["cache", "info"]) == 0
+    assert "does not exist yet" in capsys.readouterr().out
+    assert main(["cache", "clear"]) == 0  # a missing folder: a clean message, nothing else
+    out = capsys.readouterr()
+    assert out.out.startswith("nothing to clear") and out.err == ""
+
+    own_cache.mkdir()
+    for name in ("jit_a-1-cache", "jit_b-2-cache"):
+        (own_cache / name).write_bytes(b"x" * 1000)
+    assert main(["cache", "info"]) == 0
+    out = capsys.readouterr().out
+    assert "entries: 2 compiled programs, 0 derivations" in out and "size: 2.0 KiB" in out
+    assert main(["cache", "clear"]) == 0
+    assert "removed 2 entries" in capsys.readouterr().out
+    assert compilation_cache.cache_entries(own_cache) == [] and own_cache.is_dir()
+
+
+def test_a_cache_location_that_is_a_file(own_cache, capsys):
+    own_cache.write_text("not a folder")
+    for action in ("info", "clear"):
+        assert main(["cache", action]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("attnverify: error: ") and "is a file" in err[0]
+    assert own_cache.read_text() == "not a folder"  # clear never touches a file
+    # Any other command runs without the cache, after one warning line.
+    assert main(["spec", "--max-len", "8"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"attnverify: warning: compilation cache {own_cache} is a file, not a folder; "
+                   "compiling without it"]
+    import jax
+
+    assert not jax.config.jax_enable_compilation_cache and jax.config.jax_compilation_cache_dir is None
+
+
+def test_an_unwritable_cache_location_falls_back_to_no_cache(own_cache, capsys, monkeypatch):
+    blocker = own_cache.parent / "blocker"
+    blocker.write_text("")
+    monkeypatch.setenv(compilation_cache.ENV_VAR, str(blocker / "xla"))  # cannot be created
+    assert main(["spec", "--max-len", "8"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("attnverify: warning: cannot create compilation cache folder")
+    assert main(["cache", "info"]) == 0  # reported, not created
+    assert not (blocker / "xla").exists()
+
+
+def test_no_cache_turns_the_cache_off_and_it_comes_back(own_cache, capsys):
+    import jax
+
+    assert main(["spec", "--no-cache"]) == 0
+    assert not jax.config.jax_enable_compilation_cache
+    assert main(["spec"]) == 0
+    assert jax.config.jax_enable_compilation_cache and jax.config.jax_compilation_cache_dir == str(own_cache)
+    assert capsys.readouterr().err == ""

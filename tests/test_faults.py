@@ -1,0 +1,349 @@
+"""Faults end to end: bad input, unwritable paths, sizes too big for memory, full disks, two
+sweeps into one folder, interrupted sweeps, damaged results folders. Each ends in the right
+result or one ``attnverify: error:`` line with exit code 2: no traceback, no partial file, no
+mixed results.
+
+Pure validation runs `attnverify.cli.main` in this process (no JAX start-up per case); only
+signals and a second concurrent process need subprocesses. Sizes are tiny throughout.
+"""
+
+import json
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from attnverify.cli import main
+
+_BESIDE = Path(sys.executable).with_name("attnverify")
+EXE = str(_BESIDE) if _BESIDE.exists() else shutil.which("attnverify")
+TINY = ["--max-len", "4", "--d-embed", "4", "--d-att", "2", "--d-out", "2", "--heads", "2"]
+MODEL = ["--max-len", "8", "--d-embed", "4", "--d-att", "2", "--d-out", "2", "--heads", "2", "--vocab-size", "40"]
+SWEEP = ["verify", "thm1.gradient", "--trials", "256", "--chunk-size", "128", "--quiet", *TINY]
+TEXT = "attention based explanations are popular"
+
+
+def cli(capsys, *argv) -> tuple[int, str, str]:
+    """`main` in this process: (exit code, stdout, stderr). A parse error's SystemExit counts too."""
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exit_:
+        code = exit_.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code: int, err: str, fragment: str) -> None:
+    lines = err.strip().splitlines()
+    assert code == 2, err
+    assert len(lines) == 1 and lines[0].startswith("attnverify: error: ") and fragment in lines[0], err
+    assert "Traceback" not in err
+
+
+def temporaries(folder: Path) -> list[Path]:
+    return list(folder.rglob(".attnverify-tmp-*"))
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("model") / "m.npz"
+    assert main(["init-model", "--out", str(path), *MODEL]) == 0
+    return path
+
+
+@pytest.fixture(scope="module")
+def huge_weights(model) -> Path:
+    """A model whose finite weights (~1e299) overflow every product: explanations would be NaN."""
+    with np.load(model) as data:
+        content = dict(data)
+    for name in ("W_q", "W_k", "W_v", "W_l"):
+        content[name] = content[name] / np.abs(content[name]).max() * 1e299
+    path = model.with_name("huge.npz")
+    np.savez(path, **content)
+    return path
+
+
+# -- bad input, refused before any work: one line, exit 2, nothing written -----------------------
+def validation_cases(tmp: Path, model: Path, huge: Path) -> list[tuple[list, str]]:
+    folder, file = tmp / "a-folder", tmp / "a-file"
+    folder.mkdir(exist_ok=True)
+    file.write_text("x")
+    (tmp / "v_bin.txt").write_bytes(b"good words \xff\xfe bad")
+    (tmp / "v_dup.txt").write_text("alpha beta alpha")
+    (tmp / "v_up.txt").write_text("alpha Beta")
+    out = tmp / "new.npz"
+    return [
+        # output paths that are folders, empty, unwritable or under a file: refused before the work
+        (["init-model", "--out", folder, *MODEL], "is a folder, not a file"),
+        (["init-model", "--out", "", *MODEL], "the path is empty"),
+        (["init-model", "--out", "/proc/x.npz", *MODEL], "cannot write in /proc"),
+        (["init-model", "--out", file / "x.npz", *MODEL], "is not a folder"),
+        ([*SWEEP, "--json", folder], "--json"),
+        ([*SWEEP, "--json", "/proc/x.json"], "cannot write in /proc"),
+        ([*SWEEP, "--out", file], "exists and is not a folder"),
+        ([*SWEEP, "--out", "/proc/sweep"], "cannot write in /proc"),
+        (["train", "--data", "synthetic:64", "--out", folder, "--quiet", *MODEL], "is a folder, not a file"),
+        (["figures", "fig5", "--model", model, "--out", "/proc/figs"], "cannot write in /proc"),
+        (["report", "--out", "/proc/report", "--model", model, "--claims", "thm1.gradient", *TINY], "/proc"),
+        (["report", "--out", file, "--model", model, *TINY], "exists and is not a folder"),
+        (["sweep-eq19", "--csv", folder, "--quiet"], "is a folder, not a file"),
+        (["bench", "--json", "/proc/b.json"], "cannot write in /proc"),
+        # numbers: finite and in range, checked before anything is computed or written
+        (["init-model", "--out", out, "--scale", "nan", *MODEL], "--scale must be a finite number"),
+        (["init-model", "--out", out, "--scale", "inf", *MODEL], "--scale must be a finite number"),
+        (["init-model", "--out", out, "--scale", "1e300", *MODEL], "outside float range"),
+        (["init-model", "--out", out, "--seed", "-1", *MODEL], "--seed must be in 0..4294967295"),
+        (["train", "--data", "synthetic:64", "--out", out, "--lr", "inf", "--quiet", *MODEL], "--lr"),
+        (["train", "--data", "synthetic:64", "--out", out, "--epochs", "0", "--quiet", *MODEL], "--epochs"),
+        ([*SWEEP, "--scale", "1e300"], "outside float range"),
+        ([*SWEEP, "--seed", str(2**64)], "--seed must be in 0..4294967295"),
+        (["explain", "--model", model, "--text", TEXT, "--lime-samples", "50", "--nu", "nan"], "--nu"),
+        (["related", "adversarial", "--model", model, "--text", TEXT, "--epsilon", "nan"], "--epsilon"),
+        (["derive", "lime", "--d", "10000"], "--d must be in 2..2000"),
+        (["sweep-eq19", "--words-per-feature", "nan", "--quiet"], "--words-per-feature"),
+        # sizes whose arrays cannot fit: refused with the bytes they need, not an abort
+        (["init-model", "--out", out, "--vocab-size", str(10**11)], "needs at least"),
+        (["init-model", "--out", out, "--d-embed", str(10**10)], "needs at least"),
+        ([*SWEEP, "--max-len", str(10**7)], "needs at least"),
+        (["explain", "--model", model, "--text", TEXT, "--lime-samples", str(10**12)], "--lime-samples"),
+        # models whose outputs leave the float range; vocabularies that cannot match
+        (["explain", "--model", huge, "--text", TEXT, "--json"], "outside float range"),
+        (["related", "adversarial", "--model", huge, "--text", TEXT], "outside float range"),
+        (["init-model", "--out", out, "--vocab", tmp / "v_bin.txt", "--vocab-size", "4"], "not UTF-8"),
+        (["init-model", "--out", out, "--vocab", tmp / "v_dup.txt"], "appears twice"),
+        (["init-model", "--out", out, "--vocab", tmp / "v_up.txt"], "can never match"),
+        (["figures", "fig5", "--model", model, "--out", tmp / "figs", "--text", "a $x^ b"], "cannot be drawn"),
+    ]
+
+
+def test_bad_input_is_refused_before_any_work(tmp_path, capsys, model, huge_weights):
+    failures = []
+    for argv, fragment in validation_cases(tmp_path, model, huge_weights):
+        made = sorted(tmp_path.rglob("*"))
+        code, _, err = cli(capsys, *argv)
+        try:
+            assert_one_line_error(code, err, fragment)
+            assert sorted(tmp_path.rglob("*")) == made, "a file or folder was left behind"
+        except AssertionError as failure:
+            failures.append(f"{' '.join(map(str, argv))}: {failure}")
+    assert not failures, "\n".join(failures)
+    assert not temporaries(tmp_path)
+
+
+# -- finite results, strict JSON -------------------------------------------------------------------
+def test_json_output_is_strict_with_the_reason_beside_each_null(tmp_path):
+    from attnverify.cli_support import write_json
+
+    path = tmp_path / "r.json"
+    write_json(str(path), [{"max_error": float("inf"), "quantiles": {"p50": float("nan"), "p90": 1.0},
+                            "errors": [0.5, float("-inf")]}])
+    text = path.read_text()
+    data = json.loads(text, parse_constant=lambda token: pytest.fail(f"non-strict JSON token {token}"))
+    assert data[0]["max_error"] is None and data[0]["max_error_non_finite"] == "+inf"
+    assert data[0]["quantiles"] == {"p50": None, "p50_non_finite": "NaN", "p90": 1.0}
+    assert data[0]["errors"] == [0.5, None] and data[0]["errors_non_finite"].startswith("[1] -inf")
+
+
+def test_a_non_finite_result_names_the_quantity():
+    from attnverify.errors import InputError
+    from attnverify.validate import require_finite
+
+    require_finite({"logit": 1.0, "grad": [0.0, 2.0]}, "explain")
+    with pytest.raises(InputError, match=r"explain: grad\[1\] is NaN"):
+        require_finite({"logit": 1.0, "grad": [0.0, float("nan")]}, "explain")
+
+
+def test_every_accepted_seed_works_and_seeds_do_not_alias(tmp_path, capsys):
+    paths = {seed: tmp_path / f"s{seed}.npz" for seed in (0, 2**32 - 1)}
+    for seed, path in paths.items():
+        assert cli(capsys, "init-model", "--out", path, "--seed", seed, *MODEL)[0] == 0
+    with np.load(paths[0]) as a, np.load(paths[2**32 - 1]) as b:
+        assert not np.array_equal(a["W_q"], b["W_q"])
+    assert_one_line_error(*cli(capsys, "init-model", "--out", tmp_path / "x.npz", "--seed", 2**32, *MODEL)[::2],
+                          "--seed must be in 0..4294967295")
+
+
+# -- files: no partial file, whatever stops the write ------------------------------------------------
+@contextmanager
+def file_size_limit(limit: int):
+    """Writes past `limit` bytes fail (EFBIG) as on a full disk; this process only, restored after."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, handler)
+
+
+def test_a_full_disk_leaves_no_partial_file(tmp_path, capsys):
+    out = tmp_path / "model.npz"
+    with file_size_limit(4096):
+        code, _, err = cli(capsys, "init-model", "--out", out, "--no-cache")  # the paper's sizes: megabytes
+    assert_one_line_error(code, err, "nothing was left half-written")
+    assert not out.exists() and not temporaries(tmp_path)
+
+
+def test_a_full_disk_during_a_sweep_keeps_whole_records_only(tmp_path, capsys):
+    folder = tmp_path / "sweep"
+    with file_size_limit(2048):  # the manifest fits, the first record (~3 KB) does not
+        code, _, err = cli(capsys, *SWEEP, "--out", folder, "--no-cache")  # no compilation-cache writes either
+    assert_one_line_error(code, err, "results.jsonl")
+    assert (folder / "manifest.json").is_file() and (folder / "results.jsonl").read_bytes() == b""
+    assert cli(capsys, *SWEEP, "--out", folder, "--resume")[0] == 0  # and the sweep can go on
+
+
+def test_a_write_stopped_by_a_signal_leaves_no_temporary(tmp_path):
+    from attnverify.numerics.modelfile import atomic_write
+
+    def interrupted(tmp):
+        Path(tmp).write_bytes(b"half")
+        raise KeyboardInterrupt  # what SIGINT, and SIGTERM under the CLI, raise
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(tmp_path / "out.json", interrupted)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_temporaries_of_killed_writers_are_swept_up(tmp_path, capsys):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f".attnverify-tmp-{dead.stdout.strip()}-m.npz.abc123.npz"  # left by a SIGKILL
+    live = tmp_path / f".attnverify-tmp-{os.getppid()}-m.npz.def456.npz"  # a running writer's
+    stale.write_bytes(b"\0" * 1000)
+    live.write_bytes(b"\0" * 1000)
+    assert cli(capsys, "init-model", "--out", tmp_path / "m.npz", *MODEL)[0] == 0
+    assert not stale.exists() and live.exists()
+
+
+def test_a_reused_report_folder_is_written_afresh(tmp_path, capsys):
+    from attnverify.preflight import fresh_report_folder
+
+    (tmp_path / "figures").mkdir()
+    old = [tmp_path / "report.html", tmp_path / "figures" / "fig3.png", tmp_path / "figures" / "fig3.json"]
+    kept = [tmp_path / "model.npz", tmp_path / "notes.txt", tmp_path / "figures" / "mine.png"]
+    for path in old + kept:
+        path.write_text("earlier run")
+    assert sorted(fresh_report_folder(tmp_path, ["fig1", "fig3"])) == sorted(old)
+    assert all(p.exists() for p in kept) and not any(p.exists() for p in old)
+    assert "written afresh" in capsys.readouterr().err
+
+
+# -- the results folder: locked, checked on resume ---------------------------------------------------
+def test_a_second_sweep_into_a_busy_folder_is_refused(tmp_path, capsys):
+    folder = tmp_path / "D"
+    first = subprocess.Popen([EXE, *SWEEP[:3], "16384", *SWEEP[4:], "--seed", "0", "--out", folder],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and first.poll() is None:
+            lock = folder / ".attnverify.lock"
+            if lock.exists() and lock.read_text().strip() == str(first.pid):
+                break
+            time.sleep(0.01)
+        code, _, err = cli(capsys, *SWEEP, "--seed", "1", "--out", folder)
+        assert_one_line_error(code, err, f"folder in use by pid {first.pid}")
+        results = folder / "results.jsonl"
+        while time.time() < deadline and first.poll() is None:  # the first run goes on, undisturbed
+            if results.exists() and results.read_bytes().count(b"\n") >= 2:
+                break
+            time.sleep(0.01)
+    finally:
+        first.send_signal(signal.SIGINT)
+        status = first.wait(120)
+    err = first.stderr.read()  # Ctrl-C: exit 130, not a crash (SIGSEGV, -11) in JAX's teardown
+    assert status == 130 and err.strip().splitlines()[-1] == "attnverify: interrupted" and "Traceback" not in err
+    assert not temporaries(tmp_path) and (folder / ".attnverify.lock").read_text() == ""
+    manifest = json.loads((folder / "manifest.json").read_text())
+    records = [json.loads(line) for line in (folder / "results.jsonl").read_text().splitlines()]
+    assert manifest["seed"] == 0 and len(records) >= 2 and {r["seed"] for r in records} == {0}
+
+
+# SIGINT (Ctrl-C, exit 130) is sent in the test above; SIGTERM takes the same path (exit 143).
+@pytest.mark.parametrize("sig, status, word", [(signal.SIGTERM, 143, "terminated")])
+def test_an_interrupted_sweep_exits_cleanly_and_resumes_exactly(tmp_path, capsys, sig, status, word):
+    folder, trials = tmp_path / "D", 128 * 200
+    proc = subprocess.Popen([EXE, *SWEEP[:3], str(trials), *SWEEP[4:], "--out", folder],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    results = folder / "results.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if results.exists() and results.read_bytes().count(b"\n") >= 2:
+            break
+        time.sleep(0.01)
+    proc.send_signal(sig)
+    assert proc.wait(120) == status  # not -11: no crash while JAX's threads are torn down
+    err = proc.stderr.read()
+    assert err.strip().splitlines()[-1] == f"attnverify: {word}" and "Traceback" not in err
+    assert not temporaries(tmp_path) and (folder / ".attnverify.lock").read_text() == ""
+    kept = results.read_bytes().split(b"\n")[:-1]
+    assert 2 <= len(kept) < trials // 128, "the signal must land mid-sweep"
+    assert cli(capsys, *SWEEP[:3], str(trials), *SWEEP[4:], "--out", folder, "--resume")[0] == 0
+    after = results.read_bytes().split(b"\n")[:-1]
+    assert after[: len(kept)] == kept and len(after) == trials // 128  # finished chunks kept, none twice
+
+
+def sweep_json(capsys, folder: Path, *extra) -> list[dict]:
+    out = folder.with_suffix(".json")
+    code, _, err = cli(capsys, "verify", "thm1.gradient", "thm1.gxi", *SWEEP[2:], "--out", folder,
+                       "--json", out, *extra)
+    assert code == 0, err
+    return [{k: r[k] for k in ("id", "max_error", "median_error", "quantiles")} for r in json.loads(out.read_text())]
+
+
+def test_resume_gives_exactly_the_fresh_results_whatever_the_folder_holds(tmp_path, capsys):
+    seed0, seed1 = tmp_path / "seed0", tmp_path / "seed1"
+    fresh0, fresh1 = sweep_json(capsys, seed0), sweep_json(capsys, seed1, "--seed", "1")
+    assert fresh0 != fresh1
+    lines0 = (seed0 / "results.jsonl").read_bytes().split(b"\n")[:-1]
+    lines1 = (seed1 / "results.jsonl").read_bytes().split(b"\n")[:-1]
+    cases = {  # name: (manifest from, results.jsonl content, expected warnings)
+        "two runs mixed (the old race)": (seed1, [lines0[0], lines1[0], lines0[1], lines0[2], lines1[3]], 1),
+        "a line 42 and a 2-error record": (seed1, [b"42", lines1[0], json.dumps(
+            {**json.loads(lines1[1]), "errors": [0.0, 0.0]}).encode(), lines1[2]], 2),
+        "a corrupt middle line, a torn last line": (seed1, [lines1[0], b"{garbage", lines1[2], lines1[3][:40]], 1),
+    }
+    for name, (source, content, n_warnings) in cases.items():
+        folder = tmp_path / name.replace(" ", "_")
+        folder.mkdir()
+        shutil.copy(source / "manifest.json", folder)
+        torn = not content[-1].endswith(b"}")
+        (folder / "results.jsonl").write_bytes(b"\n".join(content) + (b"" if torn else b"\n"))
+        before = (folder / "results.jsonl").read_bytes()
+        out = folder.with_suffix(".json")
+        code, _, err = cli(capsys, "verify", "thm1.gradient", "thm1.gxi", *SWEEP[2:], "--out", folder, "--json", out,
+                           "--seed", "1", "--resume")
+        assert code == 0, err
+        assert [{k: r[k] for k in fresh1[0]} for r in json.loads(out.read_text())] == fresh1, name
+        warnings = [line for line in err.splitlines() if line.startswith("attnverify: warning: ")]
+        assert len(warnings) == n_warnings and all("(the line is kept)" in w for w in warnings), err
+        after = (folder / "results.jsonl").read_bytes()
+        assert after.startswith(before), f"{name}: a line was deleted"
+        assert sweep_json(capsys, folder, "--seed", "1", "--resume") == fresh1, name  # and again
+        assert after == (folder / "results.jsonl").read_bytes(), f"{name}: the second resume recomputed"
+    code, _, err = cli(capsys, *SWEEP, "--out", seed0, "--resume")  # another claim list
+    assert_one_line_error(code, err, "claims, code differ from the first run")
+
+
+@pytest.mark.parametrize("manifest, fragment", [(b"[]", "not a JSON object"), (b"\xff{", "not UTF-8"),
+                                                (b"{", "not valid JSON")])
+def test_a_damaged_manifest_is_one_line(tmp_path, capsys, manifest, fragment):
+    (tmp_path / "manifest.json").write_bytes(manifest)
+    assert_one_line_error(*cli(capsys, *SWEEP, "--out", tmp_path, "--resume")[::2], fragment)
+
+
+def test_model_file_damage_is_one_line(tmp_path, capsys, model):
+    extra = tmp_path / "extra.npz"
+    shutil.copy(model, extra)
+    with zipfile.ZipFile(extra, "a") as archive:
+        archive.writestr("notes.txt", "hello")
+    assert_one_line_error(*cli(capsys, "explain", "--model", extra, "--text", TEXT)[::2], "not a .npy array")

@@ -1,0 +1,296 @@
+"""Plugins: loading a model variant, its one-line errors, the compiler's new nodes, decided
+hypotheses, the model file, and the registry's replacement semantics (docs/plugins.md)."""
+
+import dataclasses
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import sympy as sp
+from attnverify.numerics import model as nm
+from attnverify.numerics import plugin_model as pm
+from attnverify.numerics.compile import CompileError, compile_expression, unsupported
+from attnverify.numerics.draws import draw_document, draw_params
+from attnverify.theory import SymbolicModel
+from attnverify.theory import symbols as S
+from attnverify.theory.plugin import Plugin, plugin_spec
+
+from attnverify.cli import main
+from attnverify.errors import InputError
+from attnverify.plugins import load_plugin
+from attnverify.spec import ModelSpec
+
+TINY = ModelSpec(max_len=5, d_embed=6, d_att=3, d_out=4, heads=2, vocab_size=20)
+SCORE = "    def score(self, i, t):\n"
+
+
+def plugin_file(tmp_path, body: str, name: str = "variant.py"):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(body))
+    return path
+
+
+def one_line_error(capsys, argv, *texts):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("attnverify: error: "), err
+    assert all(t in err[0] for t in texts), err[0]
+    return err[0]
+
+
+# -- bad plugin files: one line naming the file and the reason, exit 2, no output file --------
+HEADER = "from attnverify.theory import SymbolicModel, symbols\nimport sympy as sp\n"
+BAD = {
+    "missing": (None, "no such file"),
+    "syntax": ("class Model(SymbolicModel)\n    pass\n", "syntax error at line"),
+    "no_model": ("class Other(SymbolicModel):\n    pass\n", "defines no Model"),
+    "not_symbolic": ("class Model:\n    pass\n", "Model is not a subclass of attnverify.theory.SymbolicModel"),
+    "not_expr": ("class Model(SymbolicModel):\n" + SCORE + "        return 1.5\n",
+                 "Model.score returned float, not a SymPy expression"),
+    "raises": ("class Model(SymbolicModel):\n" + SCORE + "        return undefined_name\n",
+               "Model.score raised NameError"),
+    "unknown_size": ("class Model(SymbolicModel):\n" + SCORE +
+                     "        b = self.parameter('b', (symbols.K, sp.Symbol('L')))\n"
+                     "        return super().score(i, t) + b[i, t]\n", "unknown size L"),
+    "uncompilable": ("class Model(SymbolicModel):\n" + SCORE + "        return sp.erf(super().score(i, t))\n",
+                     "cannot be compiled to JAX: erf"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_plugin_is_one_line_naming_the_file(tmp_path, capsys, case):
+    body, reason = BAD[case]
+    path = tmp_path / "variant.py" if body is None else plugin_file(tmp_path, HEADER + body)
+    out = tmp_path / "model.npz"
+    for argv in (["derive", "gradient", "--plugin", str(path)],
+                 ["init-model", "--plugin", str(path), "--out", str(out), "--max-len", "5", "--d-embed", "6"]):
+        line = one_line_error(capsys, argv, str(path), reason)
+        assert "Traceback" not in line
+    assert not out.exists() and not list(tmp_path.glob(".attnverify*"))
+
+
+def test_plugin_claim_clashing_with_a_builtin_id(tmp_path, capsys):
+    path = plugin_file(tmp_path, HEADER + textwrap.dedent("""
+        from attnverify.verification import Claim, register
+        register(Claim(id="thm1.gradient", group="mine", statement="mine", source="mine", lhs="l", rhs="r",
+                       build=lambda spec: None, tolerance={"float64": 1e-10, "float32": 1e-4},
+                       tolerance_reason="r", provenance="measured"))
+        class Model(SymbolicModel):
+            pass
+    """))
+    one_line_error(capsys, ["derive", "gradient", "--plugin", str(path)], str(path),
+                   "'thm1.gradient' clashes with a built-in claim")
+
+
+def test_registering_again_replaces_a_user_claim_not_a_builtin():
+    from attnverify.verification import REGISTRY, register
+    from attnverify.verification.registry import BUILTIN
+
+    mine = dataclasses.replace(REGISTRY["thm1.derived"], id="mine.derived")
+    try:
+        register(mine)
+        again = dataclasses.replace(mine, statement="re-run cell")
+        register(again)  # a re-run notebook cell: replaced, not an error
+        assert REGISTRY["mine.derived"] is again and "mine.derived" not in BUILTIN
+        with pytest.raises(InputError, match="clashes with a built-in claim"):
+            register(dataclasses.replace(mine, id="thm1.gradient"))
+        assert REGISTRY["thm1.gradient"].id == "thm1.gradient" and "thm1.gradient" in BUILTIN
+    finally:
+        REGISTRY.pop("mine.derived", None)
+
+
+# -- declarations --------------------------------------------------------------------------------
+class _Biased(SymbolicModel):
+    def score(self, i, t):
+        b = self.parameter("b_pos", (S.K, S.T), init="uniform", scale=3.0)
+        return super().score(i, t) + b[i, t] * self.constant("gain", 0.5)
+
+
+def test_declarations_reach_draws_and_the_model_file(tmp_path):
+    spec = plugin_spec(Plugin("biased", _Biased), TINY)
+    params = draw_params(jax.random.PRNGKey(0), spec)
+    assert params.extra["b_pos"].shape == (TINY.heads, TINY.max_len)
+    assert float(params.extra["gain"]) == 0.5
+    assert 0 < float(jnp.max(jnp.abs(params.extra["b_pos"]))) <= 0.3  # U(-0.1 * 3, 0.1 * 3)
+    # The built-in arrays of a draw are those of the plain spec's draw of the same key.
+    plain = draw_params(jax.random.PRNGKey(0), TINY)
+    assert all(np.array_equal(a, b) for a, b in zip(params.base, plain, strict=True) if a is not None)
+    path = tmp_path / "m.npz"
+    vocab = ["[CLS]", "UNK"] + [f"w{j}" for j in range(TINY.vocab_size - 2)]
+    pm.save_model(path, spec, params, vocab)
+    loaded = pm.load_model(path, lambda stored: plugin_spec(spec.plugin, stored))
+    assert np.array_equal(loaded.params.extra["b_pos"], params.extra["b_pos"])
+    with pytest.raises(InputError, match="a plugin model's file"):
+        from attnverify.numerics import modelfile
+
+        modelfile.load(path)
+    other = plugin_spec(Plugin("plain", SymbolicModel), TINY)  # declares nothing: b_pos is unexpected
+    with pytest.raises(InputError, match="neither the model's nor one the plugin declares"):
+        pm.load_model(path, lambda stored: plugin_spec(other.plugin, stored))
+
+
+def test_declaring_a_parameter_twice_differently_is_refused():
+    class Twice(SymbolicModel):
+        def score(self, i, t):
+            self.parameter("b", (S.K, S.T))
+            return super().score(i, t) + self.parameter("b", (S.K, S.d_e))[i, t]
+
+    with pytest.raises(InputError, match="declared twice differently"):
+        Twice(TINY).output()
+
+
+# -- the compiled forward is the true model ---------------------------------------------------------
+@pytest.mark.parametrize("changes", [{}, {"output_link": "softmax", "classes": 3, "biases": True},
+                                     {"scorer": "additive", "query": "mean", "value_nonlinearity": "tanh"}])
+def test_compiled_forward_equals_the_hand_written_model(changes):
+    spec = TINY.replace(**changes)
+    k1, k2 = jax.random.split(jax.random.PRNGKey(3))
+    params, tokens = draw_params(k1, spec, scale=4.0), draw_document(k2, spec)
+    e = nm.embed(params, tokens, spec)
+    other = spec.replace(query="cls" if spec.query == "mean" else "mean")
+
+    @jax.jit
+    def both(params, e):
+        return {"f": (nm.explained_output(params, e, spec), pm.explained_output(params, e, spec)),
+                "g": (nm.output_gradient(params, e, spec), pm.output_gradient(params, e, spec)),
+                "alpha": (nm.attention(params, e, spec), pm.attention(params, e, spec)),
+                "other": pm.explained_output(params, e, other)}
+
+    out = both(params, e)
+    (f_hand, f_compiled), (g_hand, g_compiled) = out["f"], out["g"]
+    assert abs(float(f_compiled - f_hand)) <= 1e-12 * abs(float(f_hand))
+    assert float(jnp.max(jnp.abs(g_compiled - g_hand)) / jnp.max(jnp.abs(g_hand))) <= 1e-12
+    np.testing.assert_allclose(*out["alpha"], rtol=1e-12)
+    # ... and a changed model is told apart: the mean query is not the [CLS] query.
+    assert abs(float(out["other"] - f_hand)) > 1e-6 * abs(float(f_hand))
+
+
+# -- hypotheses decided by proof ----------------------------------------------------------------------
+def test_hypotheses_hold_only_when_the_forward_is_proved_the_papers():
+    from attnverify.verification.registry import PAPER_HYPOTHESES, REGISTRY
+
+    class Same(SymbolicModel):
+        def score(self, i, t):
+            return super().score(i, t)
+
+    class Hotter(SymbolicModel):
+        def score(self, i, t):
+            return super().score(i, t) / 2
+
+    claim = REGISTRY["thm1.gradient"]
+    same, hotter = plugin_spec(Plugin("same", Same), TINY), plugin_spec(Plugin("hotter", Hotter), TINY)
+    assert same.satisfies(PAPER_HYPOTHESES) and claim.expected(same) is True and claim.unmet(same) == {}
+    assert not hotter.satisfies(PAPER_HYPOTHESES) and claim.expected(hotter) is None
+    assert set(claim.unmet(hotter)) == set(PAPER_HYPOTHESES)
+    assert hotter.satisfies({})  # no hypothesis: nothing to prove
+    # A plugin on a spec whose switches differ from the paper's is proved to be that spec's model.
+    summed = plugin_spec(Plugin("same", Same), TINY.replace(head_aggregation="sum"))
+    assert not summed.satisfies(PAPER_HYPOTHESES) and summed.satisfies({"head_aggregation": "sum"})
+
+
+# -- the compiler: what the SymPy layer writes over index sums --------------------------------------
+x = sp.IndexedBase("e")
+
+
+def _compile(expr, free=(S.tau,)):
+    return compile_expression(expr, free)
+
+
+@pytest.mark.parametrize("name", ["relu", "sqrt_of_sum", "piecewise_range", "delta", "offset_sum", "heaviside"])
+def test_compiler_nodes_against_numpy(name):
+    e = jax.random.normal(jax.random.PRNGKey(0), (5, 3))
+    E = np.asarray(e)
+    t, k = S.t, S.k
+    cases = {
+        "relu": (sp.Sum(sp.Max(0, x[S.tau, k]), (k, 0, S.d_e - 1)), np.maximum(E, 0).sum(1)),
+        "sqrt_of_sum": (sp.sqrt(sp.Sum(x[S.tau, k] ** 2, (k, 0, S.d_e - 1)) + 1),
+                        np.sqrt((E ** 2).sum(1) + 1)),
+        "piecewise_range": (sp.Piecewise((x[S.tau, 2], S.tau <= 1), (0, True)),
+                            np.where(np.arange(5) <= 1, E[:, 2], 0)),
+        "delta": (sp.Sum(sp.KroneckerDelta(t, S.tau) * x[t, 0], (t, 0, S.T - 1)), E[:, 0]),
+        "offset_sum": (sp.Sum(x[t, 1], (t, S.tau, S.T - 1)), np.cumsum(E[::-1, 1])[::-1]),
+        "heaviside": (sp.Heaviside(x[S.tau, 0]) * x[S.tau, 1], np.heaviside(E[:, 0], 0.5) * E[:, 1]),
+    }
+    expr, expected = cases[name]
+    got = np.asarray(_compile(expr)({"e": e}))
+    np.testing.assert_allclose(got, expected, rtol=1e-13, atol=1e-15)
+    # A wrong translation is caught: the same check against a perturbed expectation fails.
+    assert not np.allclose(got, expected + 1e-3)
+
+
+def test_read_outside_an_axis_is_nan_unless_a_condition_rules_it_out():
+    # e has d_e = 3 columns; m ranges over 5 (a d_out > d_e would read past the axis).
+    e = jnp.arange(15.0).reshape(5, 3)
+    unguarded = compile_expression(x[0, S.m], (S.m,), ranges={S.m: S.T})({"e": e})
+    assert np.isnan(np.asarray(unguarded)[3:]).all() and np.asarray(unguarded)[:3].tolist() == [0, 1, 2]
+    guarded = compile_expression(sp.Piecewise((x[0, S.m], S.m <= S.d_e - 1), (0, True)), (S.m,),
+                                 ranges={S.m: S.T})({"e": e})
+    assert np.asarray(guarded).tolist() == [0, 1, 2, 0, 0]
+
+
+@pytest.mark.parametrize("expr,node", [(sp.erf(x[0, 0]), "erf"), (sp.Integral(x[0, 0], (S.t, 0, 1)), "Integral"),
+                                       (sp.Derivative(sp.Function("g")(x[0, 0]), x[0, 0]), "Derivative")])
+def test_compiler_refuses_other_nodes_naming_them(expr, node):
+    assert unsupported(expr).startswith(node)
+    with pytest.raises(CompileError, match=f"cannot compile {node}"):
+        compile_expression(expr)
+
+
+def test_load_plugin_returns_a_checked_plugin(tmp_path):
+    path = plugin_file(tmp_path, HEADER + "class Model(SymbolicModel):\n" + SCORE
+                       + "        return super().score(i, t) * self.constant('gain', 2.0)\n")
+    plugin = load_plugin(path, TINY)
+    assert plugin.name == "variant" and plugin.path == str(path) and len(plugin.digest) == 64
+    assert isinstance(SymbolicModel(plugin_spec(plugin, TINY)), plugin.model)
+
+
+CLAIMS_MODULE = """
+from attnverify.numerics import autodiff_gradient
+from attnverify.verification import Claim, register
+
+def build(spec):
+    g = autodiff_gradient(spec)
+    return lambda params, tokens: (g(params, tokens)[1:], g(params, tokens)[1:])
+
+register(Claim(id="mine.self", group="mine", statement="the gradient equals itself", source="test",
+               lhs="jax.grad", rhs="jax.grad", build=build, tolerance={"float64": 0.0, "float32": 0.0},
+               tolerance_reason="the same computation twice", provenance="measured"))
+"""
+
+
+def test_claims_module_runs_in_verify_and_is_listed(tmp_path, capsys):
+    from attnverify.verification import REGISTRY
+
+    module = plugin_file(tmp_path, CLAIMS_MODULE, "my_claims.py")
+    out = tmp_path / "r.json"
+    flags = ["--max-len", "5", "--d-embed", "6", "--d-att", "3", "--d-out", "4", "--heads", "2"]
+    try:
+        assert main(["claims", "--claims-module", str(module)]) == 0
+        assert "mine.self" in capsys.readouterr().out
+        assert main(["verify", "mine", "--claims-module", str(module), "--trials", "4", "--quiet",
+                     "--json", str(out), *flags]) == 0
+        import json
+
+        (record,) = json.loads(out.read_text())
+        assert record["id"] == "mine.self" and record["verdict"] == "pass"
+        one_line_error(capsys, ["verify", "mine", "--claims-module", "no_such_module_xyz"],
+                       "no_such_module_xyz: no such claims module")
+    finally:
+        REGISTRY.pop("mine.self", None)
+
+
+def test_a_plugins_claims_run_under_that_plugin_only():
+    from pathlib import Path
+
+    from attnverify.plugins import select_claims
+
+    path = Path(__file__).resolve().parent.parent / "examples" / "temperature.py"
+    spec = plugin_spec(load_plugin(path, TINY), TINY)
+    assert [c.id for c in select_claims(["temperature"], spec)] == ["temperature.theorem1"]
+    assert "temperature.theorem1" not in [c.id for c in select_claims(["all"], TINY)]
+    with pytest.raises(InputError, match="belongs to the plugin"):
+        select_claims(["temperature.theorem1"], TINY)
+    with pytest.raises(InputError, match="does not run on a plugin model"):
+        select_claims(["lime"], spec)

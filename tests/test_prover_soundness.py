@@ -1,0 +1,231 @@
+"""Soundness of the prover (issue 12, items 4 and 5; docs/theory.md §10, "Soundness rules
+of the prover"): `normal_form` / `prove_equal` never prove a false identity, and the
+explicit check of `derive_gradient` tells every size symbol apart.
+
+Every false identity below was "proved" by the earlier prover; the identities inside the
+summation range must still be proved, so the prover is sound without being made blind.
+"""
+
+import cmath
+import itertools
+import re
+
+import numpy as np
+import pytest
+import sympy as sp
+from attnverify.theory import derivations, statements
+from attnverify.theory import symbols as S
+from attnverify.theory.calculus import gradient, normal_form, prove_equal
+from attnverify.theory.model import SymbolicModel
+
+from attnverify.spec import PAPER
+
+x, y, W, A, B = (sp.IndexedBase(name) for name in ("x", "y", "W", "A", "B"))
+t, s, k, r = S.t, S.s, S.k, S.r
+q = sp.Symbol("q", integer=True, nonnegative=True)
+tau, m = S.tau, S.m  # declared: tau in [0, T - 1], m in [0, d_e - 1] (symbols.FREE_SIZES)
+u = sp.Symbol("u", integer=True, nonnegative=True)  # a free index whose range is not declared
+t_1 = sp.Symbol("t_1", integer=True, nonnegative=True)  # the name normal_form gives a bound index
+T, d_att, d_e, d_out = S.T, S.d_att, S.d_e, S.d_out
+
+#: Sizes at which a normal form is compared with SymPy's own unrolling (Sum.doit).
+SIZES = {S.T: 4, S.d_e: 5, S.d_att: 2, S.d_out: 3, S.K: 2, S.C: 6}
+
+
+def _unrolled(expr, point):
+    return expr.subs(point).subs(SIZES).doit()
+
+
+def assert_normal_form_agrees_with_unrolling(expr, free_values):
+    """normal_form(expr) = expr at SIZES, for every value of the free indices listed."""
+    normal = normal_form(expr)
+    names = list(free_values)
+    for values in itertools.product(*(free_values[name] for name in names)):
+        point = dict(zip(names, values, strict=True))
+        difference = _unrolled(expr, point) - _unrolled(normal, point)
+        assert sp.expand(difference) == 0, (point, normal)
+
+
+TAUS = range(SIZES[S.T])  # every value tau may take
+MS = range(SIZES[S.d_e])  # every value m may take
+
+
+# -- delta elimination: false identities are not proved -----------------------------------------
+def test_delta_below_the_lower_limit_is_not_eliminated():
+    # sum_{t=1}^{T-1} delta(t, 0) e[t, m] is 0 (position 0 is not summed), not e[0, m].
+    lhs = sp.Sum(sp.KroneckerDelta(t, 0) * S.e[t, m], (t, 1, T - 1))
+    assert not prove_equal(lhs, S.e[0, m])
+    assert prove_equal(lhs, 0)
+    assert_normal_form_agrees_with_unrolling(lhs, {m: MS})
+
+
+def test_delta_with_an_index_of_another_range_is_not_eliminated():
+    # tau ranges over positions [0, T - 1]; the sum over [0, d_att - 1] reaches it only when
+    # tau <= d_att - 1, so the sum is not W[tau] (for tau >= d_att it is 0).
+    lhs = sp.Sum(sp.KroneckerDelta(k, tau) * W[k], (k, 0, d_att - 1))
+    assert not prove_equal(lhs, W[tau])
+    assert_normal_form_agrees_with_unrolling(lhs, {tau: TAUS})
+    at_far_position = _unrolled(normal_form(lhs), {tau: SIZES[S.d_att] + 1})
+    assert at_far_position == 0
+
+
+def test_delta_at_the_upper_limit_plus_one_is_not_eliminated():
+    # T is one past the last position: the sum is 0.
+    lhs = sp.Sum(sp.KroneckerDelta(t, T) * x[t], (t, 0, T - 1))
+    assert not prove_equal(lhs, x[T])
+    assert prove_equal(lhs, 0)
+    # tau = T - 1 is one past the last summed position T - 2.
+    shorter = sp.Sum(sp.KroneckerDelta(t, tau) * x[t], (t, 0, T - 2))
+    assert not prove_equal(shorter, x[tau])
+    assert_normal_form_agrees_with_unrolling(shorter, {tau: TAUS})
+    # A word position (tau >= 1) is not reached by a sum that starts at 1 when tau may be 0.
+    words = sp.Sum(sp.KroneckerDelta(t, tau) * x[t], (t, 1, T - 1))
+    assert not prove_equal(words, x[tau])
+    assert_normal_form_agrees_with_unrolling(words, {tau: TAUS})
+
+
+def test_delta_over_an_index_of_unknown_range_is_not_eliminated():
+    lhs = sp.Sum(sp.KroneckerDelta(t, u) * x[t], (t, 0, T - 1))
+    assert not prove_equal(lhs, x[u])
+    assert_normal_form_agrees_with_unrolling(lhs, {u: range(SIZES[S.T] + 2)})
+
+
+def test_delta_of_a_shifted_index_is_not_eliminated_as_if_unshifted():
+    # delta(t + 1, tau) picks t = tau - 1, not t = tau.
+    lhs = sp.Sum(sp.KroneckerDelta(t + 1, tau) * x[t], (t, 0, T - 1))
+    assert not prove_equal(lhs, x[tau])
+    assert_normal_form_agrees_with_unrolling(lhs, {tau: TAUS})
+
+
+def test_the_range_of_a_reversed_sum_is_not_taken_for_its_index_range():
+    # SymPy reads Sum_{s=T+1}^{T-1} f(s) as -f(T) (Karr's convention): s = T there, outside
+    # [0, T - 1], so the inner delta must not be eliminated on the strength of "s <= T - 1".
+    expr = sp.Sum(sp.Sum(sp.KroneckerDelta(t, s) * x[t], (t, 0, T - 1)), (s, T + 1, T - 1))
+    assert_normal_form_agrees_with_unrolling(expr, {})
+    assert not prove_equal(expr, -x[T])
+
+
+# -- delta elimination: true identities are still proved -----------------------------------------
+def test_delta_inside_the_range_is_still_eliminated():
+    # (These hold on the earlier prover too: they guard against a prover made merely weaker.)
+    assert prove_equal(sp.Sum(sp.KroneckerDelta(t, tau) * x[t], (t, 0, T - 1)), x[tau])
+    assert prove_equal(sp.Sum(sp.KroneckerDelta(k, m) * W[k], (k, 0, d_e - 1)), W[m])
+    assert normal_form(sp.Sum(sp.KroneckerDelta(t, tau) * x[t], (t, 0, T - 1))) == x[tau]
+    # The range of an enclosing sum's index is known inside it.
+    nested = sp.Sum(sp.Sum(sp.KroneckerDelta(t, s) * x[t] * y[s], (t, 0, T - 1)), (s, 0, T - 1))
+    assert prove_equal(nested, sp.Sum(x[r] * y[r], (r, 0, T - 1)))
+    # A constant inside the range.
+    assert prove_equal(sp.Sum(sp.KroneckerDelta(t, 0) * x[t], (t, 0, T - 1)), x[0])
+
+
+def test_a_declared_range_lets_the_delta_go():
+    lhs = sp.Sum(sp.KroneckerDelta(t, u) * x[t], (t, 0, T - 1))
+    assert prove_equal(lhs, x[u], ranges={u: (1, T - 2)})
+    assert prove_equal(lhs, x[u], ranges={u: (0, T - 1)})
+    assert not prove_equal(lhs, x[u], ranges={u: (0, T)})
+    words = sp.Sum(sp.KroneckerDelta(t, tau) * x[t], (t, 1, T - 1))
+    assert prove_equal(words, x[tau], ranges={tau: (1, T - 1)})  # a word position
+
+
+# -- renaming and substitution never capture a free symbol ---------------------------------------
+def test_renaming_a_bound_index_does_not_capture_a_free_symbol():
+    # t_1 is free here; the bound s must not be renamed to t_1.
+    lhs = sp.Sum(x[s] * y[s, t_1], (s, 0, T - 1))
+    assert not prove_equal(lhs, sp.Sum(x[s] * y[s, s], (s, 0, T - 1)))
+    assert_normal_form_agrees_with_unrolling(lhs, {t_1: range(SIZES[S.T])})
+    assert t_1 in normal_form(lhs).free_symbols
+
+
+def test_delta_substitution_does_not_capture_into_an_inner_sum():
+    # Eliminating delta(r, t_1) substitutes t_1 for r under an inner sum whose index
+    # normal_form names t_1 too: the inner index must be renamed first.
+    inner = sp.Sum(A[r, q], (q, 0, T - 1))
+    expr = sp.Sum(sp.Sum(sp.KroneckerDelta(r, t_1) * B[t_1] * inner, (r, 0, T - 1)), (t_1, 0, T - 1))
+    assert_normal_form_agrees_with_unrolling(expr, {})
+    assert not prove_equal(expr, sp.Sum(B[s] * A[s, s] * T, (s, 0, T - 1)))
+
+
+# -- the explicit check tells the sizes apart ----------------------------------------------------
+def _theorem1_without_inverse_sqrt_d_att(model):
+    """Theorem 1 with the 1/sqrt(d_att) of the softmax-Jacobian term dropped (a wrong statement)."""
+    i = S.i
+    centred = statements._W_l_v(model, i, tau) - sp.Sum(
+        model.alpha(i, S.s) * statements._W_l_v(model, i, S.s), (S.s, 0, T - 1))
+    bracket = statements._value_readout_direction(model, i, m) + centred * statements._score_direction(model, i, m)
+    return sp.Sum(model.alpha(i, tau) * bracket, (i, 0, S.K - 1)) / S.K
+
+
+def test_explicit_sizes_tell_every_size_apart():
+    sizes = [derivations.EXPLICIT_SIZES[size] for size in (S.T, S.d_e, S.d_att, S.d_out, S.K, S.C)]
+    assert len(set(sizes)) == len(sizes) and min(sizes) >= 2
+
+
+def test_explicit_check_rejects_theorem1_without_inverse_sqrt_d_att():
+    model = SymbolicModel(PAPER)
+    word = derivations.derive_gradient(PAPER).word
+    wrong = _theorem1_without_inverse_sqrt_d_att(model)
+    # Dropping the factor is the only change: with it put back, the statement is Theorem 1.
+    restored = wrong.replace(  # (W_k^T q)_m, the score direction, regains its factor
+        lambda e: isinstance(e, sp.Sum) and e.limits == ((S.a, 0, d_att - 1),)
+        and e.function.has(S.W_k[S.i, S.a, m]),
+        lambda e: e / sp.sqrt(d_att))
+    assert prove_equal(restored, statements.theorem1_gradient(model))
+    sizes = derivations.EXPLICIT_SIZES
+    points = [{tau: p, m: c} for p in range(1, sizes[S.T]) for c in range(sizes[S.d_e])]
+    assert not prove_equal(word, wrong)
+    assert derivations._explicit_equal(word, wrong, points) is False
+    assert derivations._explicit_equal(word, statements.theorem1_gradient(model), points) is True
+
+
+# -- a model with a residual path: the gradient at every coordinate m, m >= d_out included -------
+class ResidualModel(SymbolicModel):
+    """The paper's model with a residual path in the value: v_t,o + e[t, o] (needs d_out <= d_e)."""
+
+    def value(self, i, o, t):
+        return super().value(i, o, t) + S.e[t, o]
+
+
+RESIDUAL_SIZES = {S.T: 3, S.d_e: 4, S.d_att: 2, S.d_out: 2, S.K: 2, S.C: 3}
+
+
+def _numeric(expr, free, arrays):
+    """`expr` at RESIDUAL_SIZES as a Python function of its free indices (sympy.lambdify,
+    every sum a loop), reading the tensors from `arrays` (``{name: ndarray}``) when called."""
+    def name(label):  # a Python identifier ("gamma^*" -> "array_gamma__")
+        return "array_" + re.sub(r"\W", "_", str(label))
+
+    bases = {base: sp.IndexedBase(name(base.label)) for base in expr.atoms(sp.IndexedBase)}
+    body = expr.subs(RESIDUAL_SIZES).xreplace(bases)
+    labels = [str(base.label) for base in bases]
+    # Python's math printer: a Piecewise becomes ``a if c else b`` (numpy's select would
+    # read every branch); cmath, for the complex step.
+    function = sp.lambdify([*free, *bases.values()], body, modules=[
+        {"KroneckerDelta": lambda a, b: 1 if a == b else 0, "exp": cmath.exp, "sqrt": cmath.sqrt},
+        "math"])
+    return lambda *values: function(*values, *(arrays[label] for label in labels))
+
+
+def test_residual_path_gradient_is_right_at_every_coordinate():
+    # d f / d e[tau, m] by sympy.diff + normal_form, against the complex-step derivative of
+    # the forward expression (float64, exact to rounding), at every tau and every m: the
+    # residual term W_l[i, c, m] exists only for m < d_out.
+    model = ResidualModel(PAPER)
+    output = model.output()
+    derived = gradient(output)
+    rng = np.random.default_rng(0)
+    arrays = {name: rng.normal(0.0, 0.5, [int(sp.sympify(n).subs(RESIDUAL_SIZES)) for n in axes])
+              for name, axes in S.AXES.items() if axes}
+    arrays["e"] = arrays["e"].astype(complex)
+    forward = _numeric(output, [], arrays)
+    derivative = _numeric(derived, [tau, m], arrays)
+    h = 1e-30
+    for p in range(RESIDUAL_SIZES[S.T]):
+        for c in range(RESIDUAL_SIZES[S.d_e]):
+            arrays["e"][p, c] += 1j * h
+            reference = forward().imag / h
+            arrays["e"][p, c] -= 1j * h
+            try:
+                value = complex(derivative(p, c)).real
+            except IndexError as error:  # e.g. W_l[i, c, m] with m >= d_out
+                pytest.fail(f"the derivative at tau={p}, m={c} reads outside a tensor: {error}")
+            assert value == pytest.approx(reference, rel=1e-10, abs=1e-13), (p, c)

@@ -1,0 +1,103 @@
+"""The unrolled Threefry key type (`numerics.threefry`) gives `jax.random`'s own numbers,
+bit for bit, and so do the sweeps' draws (`numerics.draws`) that use it."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from attnverify.numerics import draws
+from attnverify.numerics import threefry as fry
+from jax.extend.random import define_prng_impl, threefry_prng_impl
+
+from attnverify.spec import ModelSpec
+
+SHAPES = [(), (2, 3, 5)]
+
+
+def _same(a, b) -> bool:
+    return all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in
+               zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True))
+
+
+@jax.jit
+def _samples(key):
+    """Every kind of draw the project makes, from one key (raw or typed); one compilation."""
+    out = {"split": jax.random.split(key, 6), "fold_in": jax.random.fold_in(key, draws.SCORER_STREAM)}
+    out = {k: jax.random.key_data(v) if jnp.issubdtype(v.dtype, jax.dtypes.prng_key) else v for k, v in out.items()}
+    for shape in SHAPES:
+        for dtype in (jnp.float64, jnp.float32):
+            out[f"uniform{shape}{dtype.dtype}"] = jax.random.uniform(key, shape, dtype, -0.1, 0.1)
+            out[f"normal{shape}{dtype.dtype}"] = jax.random.normal(key, shape, dtype)
+        out[f"randint{shape}"] = jax.random.randint(key, shape, 1, 64)
+        for width in (8, 16, 32, 64):
+            out[f"bits{shape}{width}"] = jax.random.bits(key, shape, dtype=f"uint{width}")
+    return out
+
+
+def test_unrolled_key_gives_jax_random_numbers():
+    for seed in (0, 12345):
+        raw = jax.random.fold_in(jax.random.PRNGKey(seed), 7)
+        assert _same(_samples(fry.unrolled_key(raw)), _samples(raw))
+    typed = jax.random.key(3)  # a typed default key converts to the same key as its raw data
+    assert _same(jax.random.key_data(fry.unrolled_key(typed)), jax.random.key_data(typed))
+    assert jax.random.key_impl(fry.unrolled_key(typed)) == jax.random.key_impl(fry.unrolled_key(raw))
+
+
+def test_unrolled_key_under_jit_and_vmap():
+    root = jax.random.PRNGKey(3)
+
+    def batch(convert):
+        return jax.jit(jax.vmap(lambda i: jax.random.normal(convert(jax.random.fold_in(root, i)), (4, 5))))
+
+    index = jnp.arange(50)
+    assert _same(batch(fry.unrolled_key)(index), batch(lambda k: k)(index))
+
+
+def test_a_wrong_hash_is_caught():
+    """Negative control: one rotation constant off and the comparison fails."""
+    wrong = ((13, 15, 26, 6), (17, 29, 16, 23))
+    impl = define_prng_impl(
+        key_shape=(2,), seed=threefry_prng_impl.seed, fold_in=fry._fold_in, name="wrong", tag="wrong",
+        split=lambda k, shape: jnp.stack(fry.threefry2x32(k[0], k[1], *fry._counters(shape), rotations=wrong), -1),
+        random_bits=lambda k, width, shape: fry._random_bits(k, width, shape),
+    )
+    raw = jax.random.PRNGKey(0)
+    wrapped = jax.random.wrap_key_data(raw, impl=impl)
+    assert not np.array_equal(jax.random.key_data(jax.random.split(wrapped, 6)), jax.random.split(raw, 6))
+    x1, x2 = jnp.zeros(8, jnp.uint32), jnp.arange(8, dtype=jnp.uint32)
+    assert not _same(fry.threefry2x32(raw[0], raw[1], x1, x2, rotations=wrong),
+                     fry.threefry2x32(raw[0], raw[1], x1, x2))
+
+
+#: The additive scorer's v comes from a folded key; the other arrays (biases, the deep
+#: scorer's U) are `jax.random.uniform` of split keys like W_q's, and the dtypes' bit
+#: conversions are covered by `test_unrolled_key_gives_jax_random_numbers`. (Compiling
+#: jax.random's own Threefry for the reference is slow on CPU: keep this draw small.)
+SPEC = ModelSpec(max_len=5, d_embed=7, d_att=3, d_out=2, heads=2, vocab_size=11, scorer="additive")
+
+
+def _draws(spec, dtype, *, unrolled: bool):
+    """Draw 5 of a sweep (split(fold_in(PRNGKey(0), 5))), init scale 2, through the unrolled
+    key or jax.random's default key (vmapped draws: `test_unrolled_key_under_jit_and_vmap`)."""
+
+    def one(index):
+        key_params, key_doc = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(0), index))
+        return draws.draw_params(key_params, spec, scale=2.0, dtype=dtype), draws.draw_document(key_doc, spec)
+
+    original = draws.unrolled_key
+    if not unrolled:
+        draws.unrolled_key = lambda k: k
+    try:
+        return jax.jit(one)(5)
+    finally:
+        draws.unrolled_key = original
+
+
+def test_draws_are_bit_identical_to_jax_random():
+    """`draw_params` / `draw_document` give the default keys' numbers, bit for bit."""
+    assert _same(_draws(SPEC, jnp.float64, unrolled=True), _draws(SPEC, jnp.float64, unrolled=False))
+
+
+def test_older_bits_keep_the_default_key():
+    raw = jax.random.PRNGKey(5)
+    with jax.threefry_partitionable(False):
+        assert fry.unrolled_key(raw) is raw

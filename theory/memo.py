@@ -1,0 +1,89 @@
+"""SymPy derivations kept on disk between runs, next to the compiled programs.
+
+A derivation is a pure function of its arguments (a `ModelSpec`, sizes, flags) and of the
+code of this package, so `on_disk` keys its pickled result by the function's name, the
+arguments' ``repr``, the SymPy and Python versions and a digest of every source file of
+`attnverify.theory` and `attnverify.spec`: any change to them derives afresh. Results are
+only ever read back from the folder the command line chose (`set_derivations_folder`, called with the
+persistent compilation cache's folder, `numerics.compilation_cache`); without one, nothing
+is stored. An entry that cannot be read is derived again and rewritten. Like the compiled
+programs beside it, the folder is trusted: only its owner should be able to write to it.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import pickle
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from attnverify.spec import ModelSpec
+
+SUFFIX = ".sympy.pickle"
+_folder: Path | None = None
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def set_derivations_folder(path: Path | None) -> Path | None:
+    """Store derivations in `path` from now on (None: keep none on disk); returns the folder
+    used until now."""
+    global _folder
+    previous, _folder = _folder, path
+    return previous
+
+
+@functools.cache
+def _code_digest() -> str:
+    import sympy as sp
+
+    here = Path(__file__).resolve().parent
+    files = sorted(here.rglob("*.py")) + [Path(sys.modules[ModelSpec.__module__].__file__).resolve()]
+    digest = hashlib.sha256(f"{sp.__version__} {sys.version}".encode())
+    for path in files:
+        digest.update(str(path.relative_to(path.parents[1])).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def _plain(value: Any) -> bool:
+    # A plain spec or scalar has a faithful repr; anything else (a plugin's spec) is not stored.
+    return type(value) is ModelSpec or value is None or type(value) in (bool, int, float, str)
+
+
+def on_disk(function: F) -> F:
+    """`function`, whose results are also kept in the folder of `set_derivations_folder`."""
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        if _folder is None or not all(map(_plain, (*args, *kwargs.values()))):
+            return function(*args, **kwargs)
+        call = f"{function.__module__}.{function.__qualname__}{args!r}{sorted(kwargs.items())!r}"
+        key = hashlib.sha256(f"{_code_digest()} {call}".encode()).hexdigest()[:32]
+        path = _folder / f"{function.__name__}-{key}{SUFFIX}"
+        try:
+            return pickle.loads(path.read_bytes())
+        except Exception:  # missing, truncated or from a broken write: derive again
+            pass
+        result = function(*args, **kwargs)
+        _store(path, result)
+        return result
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _store(path: Path, result: Any) -> None:
+    try:
+        payload = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+        handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        with os.fdopen(handle, "wb") as out:
+            out.write(payload)
+        os.replace(tmp, path)  # readers see the whole entry or none
+    except Exception:  # unpicklable, or the folder went away: derivations still work
+        try:
+            os.unlink(tmp)
+        except (NameError, OSError):
+            pass

@@ -1,0 +1,151 @@
+"""A model variant as a plugin: a `SymbolicModel` subclass carried by a `PluginSpec`.
+
+`Plugin` names the variant (its file) and holds its class; `PluginSpec` is a `ModelSpec`
+(sizes and switches: the model the plugin builds on with ``super()``) that also carries
+the plugin, so every layer that takes a spec builds the variant: ``SymbolicModel(spec)``
+is the plugin's class, draws add its parameters (`numerics.plugin_model`), and the
+registry asks the spec whether a claim's hypotheses hold.
+
+Hypotheses are decided, not assumed (``docs/plugins.md``): a statement that assumes the
+model of the switches ``requires`` holds its hypotheses under a plugin exactly when the
+plugin's forward expression is *proved* equal (`calculus.prove_equal`, for every size)
+to the forward of the spec with those switches (`is_model_of`). Not proved means the
+hypotheses are unmet: the statement's verdict is then "hypotheses unmet", never a FAIL.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import sympy as sp
+from attnverify.theory import symbols as S
+from attnverify.theory.calculus import prove_equal
+from attnverify.theory.model import QUANTITIES, Constant, Parameter, SymbolicModel
+
+from attnverify.errors import InputError
+from attnverify.spec import PAPER, SWITCHES, ModelSpec
+
+
+@dataclass(frozen=True, eq=False)
+class Plugin:
+    """A model variant: `model` (a `SymbolicModel` subclass) read from `path`.
+
+    Compared by identity: the same file loaded twice gives two plugins (a re-run notebook
+    cell may have changed it). `digest` is the SHA-256 of the file's text (empty when the
+    class was given directly); `claims` the ids of the claims the file registered.
+    """
+
+    name: str
+    model: type
+    path: str = ""
+    digest: str = ""
+    claims: tuple[str, ...] = ()
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-ready identification: name, file, digest, claims."""
+        return {"name": self.name, "file": self.path, "sha256": self.digest, "claims": list(self.claims)}
+
+
+@dataclass(frozen=True)
+class PluginSpec(ModelSpec):
+    """A `ModelSpec` whose model is `plugin`'s class, built on the spec's own switches."""
+
+    plugin: Plugin | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.plugin is None:
+            raise InputError("PluginSpec needs a plugin")
+
+    @property
+    def base(self) -> ModelSpec:
+        """The same sizes and switches without the plugin: the model `super()` builds."""
+        return ModelSpec(**{f.name: getattr(self, f.name) for f in dataclasses.fields(ModelSpec)})
+
+    def to_json(self) -> str:
+        return json.dumps({**json.loads(self.base.to_json()), "plugin": self.plugin.describe()}, sort_keys=True)
+
+    def deviations(self) -> dict[str, Any]:
+        return {**self.base.deviations(), "plugin": self.plugin.name}
+
+    # -- hypotheses, decided ---------------------------------------------------------------
+    def satisfies(self, requires: dict[str, Any]) -> bool:
+        """True when the plugin's forward is proved equal to that of the spec with the
+        switches `requires` (no requirement: always true)."""
+        if not requires:
+            return True
+        return is_model_of(self, self.base.replace(**requires))
+
+    def unmet(self, requires: dict[str, Any]) -> dict[str, Any]:
+        """``{switch: what this model has}`` for the hypotheses not proved (empty when they
+        hold). A plugin is not a switch value, so each unmet switch reads as the plugin."""
+        if self.satisfies(requires):
+            return {}
+        return {name: f"plugin {self.plugin.name}" for name in requires}
+
+
+def plugin_spec(plugin: Plugin, spec: ModelSpec = PAPER) -> PluginSpec:
+    """`spec` (sizes and switches) carrying `plugin`."""
+    fields = {f.name: getattr(spec, f.name) for f in dataclasses.fields(ModelSpec)}
+    return PluginSpec(**fields, plugin=plugin)
+
+
+def paper_switches(spec: ModelSpec) -> ModelSpec:
+    """`spec`'s sizes with the paper's switches, and no plugin: the paper's model."""
+    base = spec.base if isinstance(spec, PluginSpec) else spec
+    return base.replace(**{name: getattr(PAPER, name) for name in SWITCHES})
+
+
+@functools.lru_cache(maxsize=128)
+def is_model_of(spec: ModelSpec, target: ModelSpec) -> bool:
+    """True when the forward expression of `spec`'s model is proved equal, for every size,
+    to that of `target`'s model (False: not proved)."""
+    return prove_equal(SymbolicModel(spec).output(), SymbolicModel(target).output())
+
+
+def forward_proof(spec: ModelSpec) -> str:
+    """Whether the model of `spec` is proved to be the paper's: "proved" / "not proved"."""
+    return "proved" if is_model_of(spec, paper_switches(spec)) else "not proved"
+
+
+# -- checking a variant --------------------------------------------------------------------
+def _arguments(name: str) -> tuple:
+    i, t, a, o = S.i, S.t, S.a, S.o
+    return {"query": (i, a), "key": (i, a, t), "value": (i, o, t), "score": (i, t), "readout": (i, t),
+            "weight": (i, t), "normaliser": (i,), "alpha": (i, t), "head_output": (i,), "logit": (),
+            "output": ()}[name]
+
+
+def overridden(model: type) -> list[str]:
+    """The quantities `model` defines itself (not inherited from `SymbolicModel`)."""
+    return [name for name in QUANTITIES if getattr(model, name) is not getattr(SymbolicModel, name)]
+
+
+def check_model(model: type, spec: ModelSpec = PAPER) -> tuple[dict[str, Parameter], dict[str, Constant]]:
+    """Build every quantity of `model` under `spec`, leaves first, and return its
+    declarations. Raises a one-line `InputError` naming the method for a method that raises
+    or returns something that is not a SymPy expression."""
+    if not (isinstance(model, type) and issubclass(model, SymbolicModel)):
+        raise InputError(f"Model is not a subclass of SymbolicModel (got {model!r})")
+    try:
+        instance = model(spec)
+    except InputError:
+        raise
+    except Exception as err:  # noqa: BLE001 (user code: any error becomes one line)
+        raise InputError(f"Model({spec.__class__.__name__}) raised {type(err).__name__}: {err}") from None
+    for name in QUANTITIES:
+        try:
+            value = getattr(instance, name)(*_arguments(name))
+        except InputError as err:
+            raise InputError(f"Model.{name}: {err}") from None
+        except Exception as err:  # noqa: BLE001
+            text = str(err).splitlines()[0] if str(err) else ""
+            raise InputError(f"Model.{name} raised {type(err).__name__}: {text}") from None
+        if not isinstance(value, sp.Expr):
+            raise InputError(f"Model.{name} returned {type(value).__name__}, not a SymPy expression "
+                             "(wrap numbers as sympy.Integer / sympy.Float)")
+    return instance.declarations()

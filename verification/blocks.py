@@ -1,0 +1,207 @@
+"""The compiled programs a sweep runs, and how claims share them (compile less).
+
+A sweep block is `BLOCK` consecutive draws. Two ``jit(vmap(...))`` programs make its numbers:
+
+* the *draw program*, ``(seed, index[BLOCK]) -> (params, tokens)[BLOCK]``: draw ``d`` is
+  ``fold_in(PRNGKey(seed), d)`` split into a parameter key and a document key, as always.
+  One per (spec, dtype, scale), the seed an argument: every claim swept at those settings
+  runs the same program, and on CPU compiling the PRNG (threefry) was most of each claim's
+  compile time.
+* the *measure program*, ``(params, tokens)[BLOCK] -> measure[BLOCK]`` for every member of
+  an evaluation group: claims that declare the same `Claim.evaluation` evaluate the same
+  quantities on the same draws (e.g. every Theorem 1 claim: one forward, one `jax.grad`, one
+  compiled derivation, several comparisons), so one program returns all their per-draw
+  measures; a claim without a group is a group of one. The other members' arrays wait in
+  `_SHARED` until their own sweep asks for that block (same spec, seed, dtype, scale).
+
+Each draw's numbers are computed by the same operations as in a per-claim program; tests
+check that they are bit-identical. `compile_seconds` is the wall time spent tracing,
+lowering and compiling (or loading from the persistent cache) so far in this process.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from attnverify.numerics.draws import draw_document, draw_params
+from attnverify.numerics.evaluations import shared_evaluations
+from attnverify.verification.registry import REGISTRY, Claim
+
+from attnverify.spec import ModelSpec
+
+BLOCK = 128  # draws per vectorised block; part of the results manifest
+DTYPES = {"float64": jnp.float64, "float32": jnp.float32}
+
+#: The most recently used compiled programs. Bounded: every compiled XLA CPU executable holds
+#: hundreds of memory mappings, and a process that kept all of them (a report sweeps ~90 claims
+#: in two dtypes) would run into the kernel's mapping limit (vm.max_map_count, 65530).
+MAX_CACHED_PROGRAMS = 8
+_DRAWS: OrderedDict[tuple, Callable] = OrderedDict()
+_MEASURES: OrderedDict[tuple, tuple] = OrderedDict()
+#: Group members' per-block arrays not yet asked for: (group, spec, seed, dtype, scale, id, first).
+MAX_SHARED = 4096
+_SHARED: OrderedDict[tuple, jax.Array] = OrderedDict()
+
+
+def relative_error(lhs: jnp.ndarray, rhs: jnp.ndarray) -> jnp.ndarray:
+    """max |lhs - rhs| / max |rhs|: scale-free, so one tolerance serves every init scale.
+
+    (Gradients at the paper's init are ~1e-3, where an absolute 1e-10 would be loose.)
+    """
+    tiny = jnp.finfo(rhs.dtype).tiny
+    return jnp.max(jnp.abs(lhs - rhs)) / jnp.maximum(jnp.max(jnp.abs(rhs)), tiny)
+
+
+def _remember(cache: OrderedDict, key, make, limit: int):
+    if key in cache:
+        cache.move_to_end(key)
+    else:
+        cache[key] = make()
+        while len(cache) > limit:
+            cache.popitem(last=False)
+    return cache[key]
+
+
+def draw_program(spec: ModelSpec, *, dtype: str, scale: float) -> Callable:
+    """The jitted ``(seed, index[n]) -> (params, tokens)`` of every sweep at these settings."""
+
+    def make():
+        def draw(seed, index):
+            # Keys from the seed and the draw index alone: results do not depend on chunks or devices.
+            key_params, key_doc = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seed), index))
+            return draw_params(key_params, spec, scale=scale, dtype=DTYPES[dtype]), draw_document(key_doc, spec)
+
+        return jax.jit(jax.vmap(draw, in_axes=(None, 0)))
+
+    return _remember(_DRAWS, (spec, dtype, scale), make, MAX_CACHED_PROGRAMS)
+
+
+def group_of(claim: Claim) -> tuple[Claim, ...]:
+    """The claims one measure program serves: every registered claim with the same
+    `Claim.evaluation` (registration order), or `claim` alone."""
+    if claim.evaluation is None or REGISTRY.get(claim.id) is not claim:
+        return (claim,)
+    return tuple(c for c in REGISTRY.values() if c.evaluation == claim.evaluation)
+
+
+def measure_program(claim: Claim, spec: ModelSpec, *, dtype: str) -> tuple[tuple[str, ...], Callable]:
+    """(member ids, the jitted ``(params, tokens) -> tuple of per-draw measures`` of `claim`'s
+    group). A member whose comparison cannot be built for `spec` is left out (its own sweep
+    then reports why); `claim` itself must build."""
+    members = group_of(claim)
+
+    def make():
+        compares = []
+        for member in members:
+            try:
+                compares.append((member, member.build(spec)))
+            except Exception:
+                if member is claim:
+                    raise
+        ids = tuple(member.id for member, _ in compares)
+
+        def measures(params, tokens):
+            out = []
+            with shared_evaluations():  # a quantity several members compare is traced once
+                for member, compare in compares:
+                    lhs, rhs = compare(params, tokens)
+                    out.append((member.measure or relative_error)(lhs, rhs))
+            return tuple(out)
+
+        return claim, ids, jax.jit(jax.vmap(measures))
+
+    key = (tuple(id(member) for member in members), spec, dtype)
+    _, ids, program = _remember(_MEASURES, key, make, MAX_CACHED_PROGRAMS)
+    return ids, program
+
+
+@dataclass(frozen=True)
+class ClaimBlock:
+    """Runs `claim` on one block of draws; group members' arrays are kept for their sweeps."""
+
+    claim: Claim
+    spec: ModelSpec
+    seed: int
+    dtype: str
+    scale: float
+    members: tuple[str, ...]
+    draws: Callable
+    measures: Callable
+
+    def submit(self, first: int, device) -> jax.Array | np.ndarray:
+        """The measures of draws first..first+BLOCK-1 (computed on `device`, asynchronously),
+        or the array an earlier group member's block left for this claim."""
+        key = (self.claim.evaluation, self.spec, self.seed, self.dtype, self.scale)
+        shared = _SHARED.pop((*key, self.claim.id, first), None) if len(self.members) > 1 else None
+        if shared is not None:
+            return shared
+        seed = jax.device_put(np.asarray(self.seed, dtype=_index_dtype()), device)
+        index = jax.device_put(np.arange(first, first + BLOCK, dtype=_index_dtype()), device)
+        params, tokens = self.draws(seed, index)
+        outputs = self.measures(params, tokens)
+        for member, value in zip(self.members, outputs, strict=True):
+            if member != self.claim.id:
+                _SHARED[(*key, member, first)] = value
+                while len(_SHARED) > MAX_SHARED:
+                    _SHARED.popitem(last=False)
+        return outputs[self.members.index(self.claim.id)]
+
+    def __call__(self, index: jax.Array) -> jax.Array:
+        """The measures of the draws `index` (no sharing; e.g. for a benchmark)."""
+        params, tokens = self.draws(jnp.asarray(self.seed, dtype=_index_dtype()), index)
+        return self.measures(params, tokens)[self.members.index(self.claim.id)]
+
+
+def _index_dtype():
+    return np.int64 if jax.config.jax_enable_x64 else np.int32
+
+
+def claim_block(claim: Claim, spec: ModelSpec, *, seed: int, dtype: str, scale: float) -> ClaimBlock:
+    if dtype == "float64" and not jax.config.jax_enable_x64:
+        raise RuntimeError("float64 sweeps need jax_enable_x64 set before any array is made")
+    members, measures = measure_program(claim, spec, dtype=dtype)
+    return ClaimBlock(claim, spec, seed, dtype, scale, members, draw_program(spec, dtype=dtype, scale=scale),
+                      measures)
+
+
+def forget_programs() -> None:
+    """Drop every compiled program and shared array held here (e.g. before a cold measurement)."""
+    _DRAWS.clear()
+    _MEASURES.clear()
+    _SHARED.clear()
+
+
+# -- compile time ---------------------------------------------------------------------------
+_COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration", "/jax/core/compile/jaxpr_to_mlir_module_duration",
+                   "/jax/core/compile/backend_compile_duration")
+_lock = threading.Lock()
+_spans: list[tuple[float, float]] = []  # the latest compile spans, disjoint
+_total = 0.0
+
+
+def _on_span(event: str, start: float, end: float, **_kwargs) -> None:
+    """Add [start, end] to the time spent compiling. Spans nest (a jit traced inside another
+    jit's trace reports first, its enclosing trace later): time is counted once."""
+    global _total
+    if event not in _COMPILE_EVENTS:
+        return
+    with _lock:
+        overlapping = [(s, e) for s, e in _spans if s <= end and e >= start]
+        _total += (end - start) - sum(min(e, end) - max(s, start) for s, e in overlapping)
+        merged = (min([start] + [s for s, _ in overlapping]), max([end] + [e for _, e in overlapping]))
+        _spans[:] = sorted([span for span in _spans if span not in overlapping] + [merged])[-64:]
+
+
+jax.monitoring.register_event_time_span_listener(_on_span)
+
+
+def compile_seconds() -> float:
+    """Wall seconds this process has spent tracing, lowering and compiling (or loading
+    compiled programs from the persistent cache) so far."""
+    return _total

@@ -1,0 +1,292 @@
+"""Three-way judgement of statistical claims by one-sided confidence bounds (docs/theory.md §11).
+
+A statistical claim says that a population quantity of its per-draw statistic (a mean, a share
+of draws, a median) lies above or below a threshold. The draws give a lower bound L and an upper
+bound U, each one-sided at level 1 - ALPHA:
+
+* **holds** when the bound on the claim's side clears the threshold: L >= threshold for "above",
+  U <= threshold for "below" (> and < for a strict claim);
+* **refuted** when the bound on the other side clears it the other way: U < threshold for
+  "above", L > threshold for "below" (<= and >= for a strict claim);
+* **inconclusive** otherwise, and always with fewer than MIN_DRAWS finite draws; `draws_needed`
+  is then about how many draws would settle it if the observed effect and spread stayed the same.
+
+So a sweep with too few draws reads as inconclusive, never as a refutation, and "at least as good
+as" claims (`at_least_as_good`) must show their lower bound at or above -margin: the burden of
+proof is on the claim, not on its refutation.
+
+The level is ALPHA = Phi(-3) = 0.135 % one-sided, that of the Z = 3 rule these claims used
+before, with the Student-t quantile t_{n-1}(1 - ALPHA) for a mean because its standard error is
+estimated from the same n draws: at n = 8 a Z = 3 bound has a one-sided error of about 1 %, while
+t_7(1 - ALPHA) = 4.53 keeps it at 0.135 %; at n = 1000, t = 3.008, so verdicts there are those of
+the Z = 3 rule. The level is this small because a full run judges about forty statistical
+claims: at 95 % one-sided, about two of them would be decided wrongly in every run whose effects
+sit near their thresholds; at 0.135 % the chance of any wrong decision in such a run is about 5 %.
+Shares use the exact (Clopper-Pearson) binomial bounds and medians the order-statistic (sign-test)
+bounds, at the same level.
+
+NaN and inf draws are never used as numbers: they are counted (`Judgement.nonfinite`), and
+`verification.sweep.run_claim` fails the claim unless it declares why they are legitimate.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import stats
+
+from attnverify.errors import InputError
+
+Z = 3.0
+ALPHA = float(stats.norm.sf(Z))  # 0.00135: one-sided level of each bound
+LEVEL = f"{100 * (1 - ALPHA):.2f} %"
+MIN_DRAWS = 2  # fewer finite draws: no estimate of the spread, so inconclusive
+DIRECTIONS = ("above", "below")
+OUTCOMES = ("holds", "refuted", "inconclusive")
+MAX_DRAWS = 10**9  # draws_needed beyond this is reported as "no number of draws"
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """A statistical claim judged on its draws (see the module docstring)."""
+
+    outcome: str  # holds | refuted | inconclusive
+    statistic: str  # what is judged, e.g. "mean" or "share > 0.35"
+    estimate: float
+    threshold: float
+    direction: str  # above | below
+    strict: bool
+    bound: float  # the claim's-side bound (lower for "above", upper for "below")
+    counter_bound: float  # the other bound (the one that refutes)
+    draws: int  # finite draws used
+    nonfinite: int  # NaN / inf draws, not used
+    draws_needed: int | None  # when inconclusive: about how many draws settle it (None: none do)
+    numbers: dict[str, float] = field(default_factory=dict)  # reported with the result
+
+    @property
+    def target(self) -> str:
+        """The claim as an inequality, e.g. ``mean > 0``."""
+        op = {("above", True): ">", ("above", False): ">=", ("below", True): "<", ("below", False): "<="}
+        return f"{self.statistic} {op[self.direction, self.strict]} {self.threshold:g}"
+
+
+def decide(lower: float, upper: float, threshold: float, direction: str, strict: bool) -> str:
+    """holds / refuted / inconclusive from the two one-sided bounds (NaN bounds: inconclusive)."""
+    if direction == "above":
+        holds = lower > threshold if strict else lower >= threshold
+        refuted = upper <= threshold if strict else upper < threshold
+    else:
+        holds = upper < threshold if strict else upper <= threshold
+        refuted = lower >= threshold if strict else lower > threshold
+    return "holds" if holds else "refuted" if refuted else "inconclusive"
+
+
+def _split(values) -> tuple[np.ndarray, int]:
+    values = np.asarray(values, dtype=np.float64).ravel()
+    finite = values[np.isfinite(values)]
+    return finite, int(values.size - finite.size)
+
+
+def _check_direction(direction: str) -> None:
+    if direction not in DIRECTIONS:
+        raise InputError(f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
+
+
+def _scaled(needed: int | None, finite: int, nonfinite: int) -> int | None:
+    """Draws needed in all (declared NaN draws included), from the finite draws needed."""
+    if needed is None:
+        return None
+    return int(math.ceil(needed * (finite + nonfinite) / finite)) if finite else needed
+
+
+def _grid(n: int) -> np.ndarray:
+    """Candidate draw counts above n: 2 % steps up to MAX_DRAWS (draws_needed is 'about')."""
+    grid = np.unique(np.ceil(max(n, 1) * 1.02 ** np.arange(1, 1200)).astype(np.int64))
+    return grid[(grid > n) & (grid <= MAX_DRAWS)]
+
+
+# -- means ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MeanTest:
+    """The mean of the per-draw statistic against a threshold, by a Student-t bound.
+
+    With `center`, the claim is ``|mean - center| <= threshold`` (direction "below"): it holds
+    when both one-sided bounds lie within center +- threshold, and is refuted when the whole
+    interval lies outside. `pool_share` is a share of the per-draw variance that more draws do not
+    reduce (draws resampled from a fixed pool add var/pool-size each): SE = sd sqrt(1/n + pool_share).
+    """
+
+    statistic: str = "mean"
+    threshold: float = 0.0
+    direction: str = "above"
+    strict: bool = False
+    center: float | None = None
+    pool_share: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check_direction(self.direction)
+        if self.center is not None and (self.direction != "below" or not self.threshold >= 0):
+            raise InputError("a test of |mean - center| needs direction 'below' and a threshold >= 0")
+        if not self.pool_share >= 0:
+            raise InputError(f"pool share must be >= 0, got {self.pool_share}")
+
+    def judge(self, values, threshold: float | None = None) -> Judgement:
+        threshold = self.threshold if threshold is None else threshold
+        finite, nonfinite = _split(values)
+        n = finite.size
+        mean = float(finite.mean()) if n else float("nan")
+        estimate = mean if self.center is None else abs(mean - self.center)
+        base = dict(statistic=self.statistic, estimate=estimate, threshold=threshold, direction=self.direction,
+                    strict=self.strict, draws=n, nonfinite=nonfinite)
+        if n < MIN_DRAWS:
+            numbers = {"mean": mean, "se": float("nan"), "draws": float(n), "nonfinite": float(nonfinite)}
+            return Judgement(outcome="inconclusive", bound=float("nan"), counter_bound=float("nan"),
+                             draws_needed=None, numbers=numbers, **base)
+        sd = float(finite.std(ddof=1))
+        se = sd * math.sqrt(1 / n + self.pool_share)
+        q = float(stats.t.ppf(1 - ALPHA, n - 1))
+        lo, hi = mean - q * se, mean + q * se
+        if self.center is None:
+            lower, upper = lo, hi
+        else:  # bounds on |mu - center| (each side at level 1 - ALPHA: a two one-sided test)
+            lower, upper = max(lo - self.center, self.center - hi, 0.0), max(hi - self.center, self.center - lo)
+        outcome = decide(lower, upper, threshold, self.direction, self.strict)
+        needed = None
+        if outcome == "inconclusive":
+            needed = _scaled(self._needed(abs(estimate - threshold), sd, n), n, nonfinite)
+        bound, counter = (lower, upper) if self.direction == "above" else (upper, lower)
+        numbers = {"mean": mean, "se": se, "draws": float(n), "nonfinite": float(nonfinite), "t": q,
+                   "lower": lower, "upper": upper}
+        return Judgement(outcome=outcome, bound=bound, counter_bound=counter, draws_needed=needed,
+                         numbers=numbers, **base)
+
+    def _needed(self, effect: float, sd: float, n: int) -> int | None:
+        if not (effect > 0 and math.isfinite(effect)) or sd == 0:
+            return None
+        m = _grid(n)
+        settled = stats.t.ppf(1 - ALPHA, m - 1) * sd * np.sqrt(1 / m + self.pool_share) < effect
+        return int(m[np.argmax(settled)]) if settled.any() else None
+
+    def __call__(self, values) -> dict[str, float]:
+        """The numbers reported with the result (no verdict: see `judge`)."""
+        return self.judge(values).numbers
+
+
+# -- shares of draws -----------------------------------------------------------------------------
+def _share_bounds(k: np.ndarray | int, n: np.ndarray | int) -> tuple[np.ndarray, np.ndarray]:
+    """Clopper-Pearson one-sided bounds (each at level 1 - ALPHA) on a binomial proportion."""
+    k, n = np.asarray(k, dtype=np.float64), np.asarray(n, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        lower = np.where(k > 0, stats.beta.ppf(ALPHA, np.maximum(k, 1), n - k + 1), 0.0)
+        upper = np.where(k < n, stats.beta.ppf(1 - ALPHA, k + 1, np.maximum(n - k, 1)), 1.0)
+    return lower, upper
+
+
+@dataclass(frozen=True)
+class ShareTest:
+    """The share of draws whose statistic exceeds `cut` is at least `least` (0 < least < 1).
+
+    A claim about every draw (least = 1) is no statistical claim: one counterexample refutes it
+    and no number of draws proves it (see `empirical.fraction_above`)."""
+
+    cut: float
+    least: float
+    statistic: str = ""
+
+    def __post_init__(self) -> None:
+        if not 0 < self.least < 1:
+            raise InputError(f"a share test needs 0 < least < 1, got {self.least}")
+
+    @property
+    def name(self) -> str:
+        return self.statistic or f"share > {self.cut:.3g}"
+
+    def judge(self, values, threshold: float | None = None) -> Judgement:
+        least = self.least if threshold is None else threshold
+        finite, nonfinite = _split(values)
+        n, k = finite.size, int(np.sum(finite > self.cut))
+        share = k / n if n else float("nan")
+        base = dict(statistic=self.name, estimate=share, threshold=least, direction="above", strict=False,
+                    draws=n, nonfinite=nonfinite)
+        numbers = {"fraction": share, "draws": float(n), "nonfinite": float(nonfinite),
+                   "mean": float(finite.mean()) if n else float("nan"),
+                   "max": float(finite.max()) if n else float("nan")}
+        if n < MIN_DRAWS:
+            return Judgement(outcome="inconclusive", bound=float("nan"), counter_bound=float("nan"),
+                             draws_needed=None, numbers=numbers, **base)
+        lower, upper = (float(b) for b in _share_bounds(k, n))
+        outcome = decide(lower, upper, least, "above", False)
+        needed = None
+        if outcome == "inconclusive" and share != least:
+            m = _grid(n)
+            lo, hi = _share_bounds(np.round(share * m), m)
+            settled = lo >= least if share > least else hi < least
+            needed = _scaled(int(m[np.argmax(settled)]) if settled.any() else None, n, nonfinite)
+        numbers.update(lower=lower, upper=upper)
+        return Judgement(outcome=outcome, bound=lower, counter_bound=upper, draws_needed=needed,
+                         numbers=numbers, **base)
+
+    def __call__(self, values) -> dict[str, float]:
+        return self.judge(values).numbers
+
+
+# -- medians -------------------------------------------------------------------------------------
+def _order_index(n: np.ndarray | int) -> np.ndarray:
+    """k (1-based) such that x_(k) is an upper and x_(n+1-k) a lower bound on the median, each
+    at level 1 - ALPHA: the smallest k with P(Binomial(n, 1/2) <= k - 1) >= 1 - ALPHA."""
+    return stats.binom.ppf(1 - ALPHA, np.asarray(n), 0.5).astype(np.int64) + 1
+
+
+@dataclass(frozen=True)
+class MedianTest:
+    """The median of the per-draw statistic against a threshold, by order-statistic bounds
+    (distribution-free). `threshold` None: the claim's tolerance for the dtype is the threshold.
+    `label` is appended to the names of the reported numbers (``median_ratio``, ...)."""
+
+    statistic: str = "median"
+    threshold: float | None = None
+    direction: str = "below"
+    label: str = ""
+
+    def __post_init__(self) -> None:
+        _check_direction(self.direction)
+
+    def judge(self, values, threshold: float | None = None) -> Judgement:
+        threshold = self.threshold if threshold is None else threshold
+        if threshold is None:
+            raise InputError(f"the median test of {self.statistic!r} has no threshold")
+        finite, nonfinite = _split(values)
+        x, n = np.sort(finite), finite.size
+        median = float(np.median(x)) if n else float("nan")
+        numbers = {f"median{self.label}": median, f"p90{self.label}": float(np.percentile(x, 90)) if n else median,
+                   f"max{self.label}": float(x[-1]) if n else median, "draws": float(n),
+                   "nonfinite": float(nonfinite)}
+        base = dict(statistic=self.statistic, estimate=median, threshold=threshold, direction=self.direction,
+                    strict=False, draws=n, nonfinite=nonfinite)
+        if n < MIN_DRAWS:
+            return Judgement(outcome="inconclusive", bound=float("nan"), counter_bound=float("nan"),
+                             draws_needed=None, numbers=numbers, **base)
+        k = int(_order_index(n))
+        upper = float(x[k - 1]) if k <= n else float("inf")
+        lower = float(x[n - k]) if k <= n else float("-inf")
+        outcome = decide(lower, upper, threshold, self.direction, False)
+        needed = None
+        if outcome == "inconclusive":  # sign test: the share of draws on the leading side
+            lead = max(np.mean(x <= threshold), np.mean(x >= threshold))
+            if lead > 0.5:
+                m = _grid(n)
+                settled = np.round(lead * m) >= _order_index(m)
+                needed = _scaled(int(m[np.argmax(settled)]) if settled.any() else None, n, nonfinite)
+        numbers.update(lower=lower, upper=upper)
+        bound, counter = (lower, upper) if self.direction == "above" else (upper, lower)
+        return Judgement(outcome=outcome, bound=bound, counter_bound=counter, draws_needed=needed,
+                         numbers=numbers, **base)
+
+    def __call__(self, values) -> dict[str, float]:
+        return self.judge(values).numbers
+
+
+StatisticalTest = MeanTest | ShareTest | MedianTest
+STATISTICAL_TESTS = (MeanTest, ShareTest, MedianTest)

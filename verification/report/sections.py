@@ -1,0 +1,161 @@
+"""The report's reader-facing sections, as plain data: the ranked Summary, the "Model used"
+paragraph (ours against the paper's IMDB setup, docs/theory.md §7), and the claims grouped by
+paper and section with the negative controls apart. Formatting into Markdown / HTML is
+`verification.report.render`'s job.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+from attnverify.verification.sweep import ClaimResult
+from attnverify.verification.table import _measured, _target
+from attnverify.verification.verdicts import label
+
+#: The paper's setup (docs/theory.md §7, "Training").
+PAPER_SETUP = {"data": "IMDB (20,000 train / 5,000 validation / 25,000 test reviews)", "T": 256,
+               "accuracy": 0.8019}
+
+#: Claim group -> (rank, heading): the paper's own statements first, then the related papers.
+GROUPS = {
+    "theorem1": (0, "Lopardo et al. (ICML 2024), Theorem 1: gradients (docs/theory.md §3)"),
+    "theorem2": (1, "Lopardo et al. (ICML 2024), Theorem 2 and Eq. 19: LIME (docs/theory.md §6)"),
+    "lime": (2, "Mardaoui & Garreau (AISTATS 2021): LIME's limit for text (docs/theory.md §5)"),
+    "jw": (3, "Jain & Wallace (NAACL 2019): attention is not explanation (docs/theory.md §8.1)"),
+    "wp": (4, "Wiegreffe & Pinter (EMNLP 2019): attention is not not explanation (docs/theory.md §8.2)"),
+    "saliency": (5, "Bastings & Filippova (BlackboxNLP 2020): saliency vs attention (docs/theory.md §8)"),
+    "info": (6, "Wen, Subbalakshmi & Yang (2022): attention and information (docs/theory.md §8)"),
+    "identifiability": (7, "Identifiability of attention (docs/theory.md §8)"),
+}
+PAPER_GROUPS = ("theorem1", "theorem2")
+CONTROLS = "Negative controls (deliberately wrong formulas; each must FAIL)"
+
+HEADER = ["claim", "statement", "dtype", "target", "measured", "verdict", "provenance"]
+
+
+def is_control(claim_id: str, info: dict) -> bool:
+    """A negative control: a deliberately wrong formula that must fail for the sweep to mean anything."""
+    return ".control" in claim_id or str(info.get("source", "")).startswith("a deliberately")
+
+
+def _finding(r: ClaimResult) -> str:
+    return " ".join((r.finding or "").split())
+
+
+def _is_finding(r: ClaimResult, info: dict) -> bool:
+    return r.verdict != "pass" and not is_control(r.id, info)
+
+
+def summary(results: list[ClaimResult], errors: list[str]) -> str:
+    """One line of counts (kept for logs): runs, verdicts, controls, could-not-run."""
+    counts: dict[str, int] = {}
+    for r in results:
+        counts[r.verdict] = counts.get(r.verdict, 0) + 1
+    text = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+    return f"{len(results)} claim runs ({text}); {len(errors)} could not run."
+
+
+def summary_lines(results: list[ClaimResult], claims: dict[str, dict], errors: list[str],
+                  figure_notes: dict) -> list[str]:
+    """The Summary, ranked: what the paper claims; our findings about its own statements; the
+    related papers; the figures' numbers; the negative controls and anything that could not run."""
+    seen: set[str] = set()
+    first = []
+    for r in results:  # one run per claim (float64 first) is enough for the summary
+        if r.id not in seen:
+            seen.add(r.id)
+            first.append(r)
+    lines = ["What the paper claims: for a one-layer multi-head attention classifier queried from [CLS], "
+             "gradient explanations have a closed form in the attention weights (Theorem 1), and LIME's "
+             "large-sample limit is approximately a linear function of them (Theorem 2, Eq. 19)."]
+    paper = [r for r in first if claims.get(r.id, {}).get("group") in PAPER_GROUPS
+             and not is_control(r.id, claims.get(r.id, {}))]
+    for r in paper:
+        if _is_finding(r, claims.get(r.id, {})) and r.finding:
+            lines.append(f"Finding on the paper ({r.id}): {_finding(r)}")
+    if paper:
+        ok = sum(r.verdict == "pass" for r in paper)
+        lines.append(f"Of the paper's own statements checked, {ok} of {len(paper)} hold as stated or as "
+                     "derived here; the rest are the findings above.")
+    fig4 = figure_notes.get("fig4")
+    if isinstance(fig4, dict) and fig4.get("takeaway"):
+        lines.append(f"Figure 4 (our model): {fig4['takeaway']} For comparison, the {fig4.get('paper', '')}")
+    related = [r for r in first if claims.get(r.id, {}).get("group") not in PAPER_GROUPS
+               and not is_control(r.id, claims.get(r.id, {}))]
+    for r in related:
+        if _is_finding(r, claims.get(r.id, {})) and r.finding:
+            lines.append(f"Related paper ({r.id}): {_finding(r)}")
+    if related:
+        ok = sum(r.verdict == "pass" for r in related)
+        lines.append(f"Related papers: {ok} of {len(related)} statements hold on our models.")
+    controls = [r for r in first if is_control(r.id, claims.get(r.id, {}))]
+    if controls:
+        caught = sum(not r.passed for r in controls)
+        lines.append(f"Negative controls: {caught} of {len(controls)} deliberately wrong formulas were caught "
+                     "(each must fail, or the checks could not fail).")
+    unexpected = [r.id for r in results if r.verdict == "fail"]
+    if unexpected:
+        lines.append(f"Unexpected results (bugs to look at): {', '.join(sorted(set(unexpected)))}.")
+    if errors:
+        lines.append(f"{len(errors)} claim(s) or figure(s) could not run (listed at the end).")
+    return lines
+
+
+def _number(value, fmt: str = ".4f") -> str:
+    return format(value, fmt) if isinstance(value, (int, float)) and math.isfinite(value) else "?"
+
+
+def model_used(model: dict) -> str:
+    """One paragraph: our data, T, vocabulary and accuracy against the paper's IMDB setup."""
+    if not model:
+        return "No model was loaded."
+    try:
+        spec = json.loads(model.get("spec") or "{}")
+    except (TypeError, ValueError):
+        spec = {}
+    metrics = model.get("metrics") or {}
+    acc = (metrics.get("accuracy") or {}).get("test")
+    data = metrics.get("source")
+    sizes = metrics.get("sizes")
+    T, vocab = spec.get("max_len", "?"), spec.get("vocab_size", "?")
+    if data:
+        ours = (f"Our model was trained on `{data}` (sizes {sizes}), with T = {T} positions and a vocabulary of "
+                f"{vocab} words; **test accuracy {_number(acc)}**.")
+    else:
+        ours = (f"Our model ({model.get('origin', '')}) comes without training metrics (untrained or "
+                f"given as is), with T = {T} positions and a vocabulary of {vocab} words.")
+    diff = (f" The paper trained on {PAPER_SETUP['data']} with T = {PAPER_SETUP['T']} and reports "
+            f"{PAPER_SETUP['accuracy']:.2%} test accuracy.")
+    notes = []
+    if data and "imdb" not in str(data).lower():
+        notes.append("our data are not IMDB, so our numbers are not the paper's numbers")
+    if T != PAPER_SETUP["T"]:
+        notes.append(f"T differs ({T} vs 256), which changes how much attention mass goes to padding")
+    if acc is not None and isinstance(acc, float):
+        notes.append(f"accuracy differs by {100 * (acc - PAPER_SETUP['accuracy']):+.1f} points")
+    heads = spec.get("heads", "?")
+    arch = (f" Architecture as in the paper: {heads} heads, d_e = {spec.get('d_embed', '?')}, "
+            f"query from [CLS].")
+    return ours + diff + (" Differences: " + "; ".join(notes) + "." if notes else "") + arch
+
+
+def claim_row(r: ClaimResult) -> list[str]:
+    return [r.id, r.statement, r.dtype, _target(r), _measured(r), label(r), r.provenance or "-"]
+
+
+def claim_sections(results: list[ClaimResult], claims: dict[str, dict]) -> list[tuple[str, list[ClaimResult]]]:
+    """(heading, results) per paper / section in rank order, the negative controls last."""
+    buckets: dict[str, list[ClaimResult]] = {}
+    controls = []
+    for r in results:
+        info = claims.get(r.id, {})
+        if is_control(r.id, info):
+            controls.append(r)
+        else:
+            buckets.setdefault(info.get("group", ""), []).append(r)
+    ordered = sorted(buckets, key=lambda g: (GROUPS.get(g, (99, g))[0], g))
+    out = [(GROUPS.get(g, (99, f"Other claims ({g or 'no group'})"))[1], buckets[g]) for g in ordered]
+    if controls:
+        out.append((CONTROLS, controls))
+    return out
