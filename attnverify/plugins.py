@@ -34,7 +34,9 @@ def _registered_since(before: dict) -> tuple[str, ...]:
     module = sys.modules.get(_REGISTRY)
     if module is None:
         return ()
-    return tuple(cid for cid, claim in module.REGISTRY.items() if before.get(cid) is not claim)
+    # The built-in claims load on the first registration: they are nobody's own.
+    return tuple(cid for cid, claim in module.REGISTRY.items()
+                 if before.get(cid) is not claim and cid not in module.BUILTIN)
 
 
 def _line_in(path: Path, err: BaseException) -> str:
