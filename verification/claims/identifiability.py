@@ -278,7 +278,7 @@ def _necessity_contrast(spec: ModelSpec):
 register(Claim(
     id="identifiability.support_sufficient.needle", group="identifiability", provenance="literature",
     statement="Keeping only the min-norm candidate's support (renormalised) keeps the prediction "
-    f"[trained needle model, needle-task documents, {SUPPORT_DOCUMENTS} per draw]",
+    f"[one trained needle model (training seed 0), needle-task documents, {SUPPORT_DOCUMENTS} per draw]",
     source=CANDIDATE_SOURCE + "; check 29", lhs="share of the draw's documents whose prediction is unchanged",
     rhs="share >= 0.9 of draws above 0.5",
     build=_support("needle", False), tolerance=COUNT, tolerance_reason=SHARE_REASON,
@@ -288,7 +288,8 @@ register(Claim(
 register(Claim(
     id="identifiability.support_necessary_needle_vs_bow", group="identifiability", provenance="literature",
     statement="Removing the candidate's support flips the prediction more often on the needle task "
-    f"than on bag-of-words (each model on {SUPPORT_DOCUMENTS} documents of its own task per draw)",
+    f"than on bag-of-words [one trained model per task (training seed 0), each on {SUPPORT_DOCUMENTS} "
+    "documents of its own task per draw]",
     source=CANDIDATE_SOURCE + "; check 29", lhs="flip on the trained needle model",
     rhs="flip on the trained bag-of-words model", build=_necessity_contrast, tolerance=COUNT,
     tolerance_reason=MEAN_REASON, requires={"classes": 2},
