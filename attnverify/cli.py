@@ -11,7 +11,6 @@ import argparse
 import os
 import signal
 import sys
-import threading
 
 from attnverify.cli_support import Parser, add_spec_arguments, spec_from_args  # noqa: F401 (re-exported)
 from attnverify.commands import (
@@ -31,6 +30,7 @@ from attnverify.commands import (
     cmd_verify,
 )
 from attnverify.errors import InputError
+from attnverify.interrupts import Interrupts, Terminated  # noqa: F401 (Terminated re-exported)
 from attnverify.plugins import add_plugin_arguments
 
 
@@ -198,52 +198,51 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class Terminated(BaseException):
-    """SIGTERM, raised in the main thread like KeyboardInterrupt, so temporary files go."""
-
-
-def _terminate(signum, frame):
-    raise Terminated
-
-
 def main(argv: list[str] | None = None) -> int:
-    """Run one command. As the program (`argv` None), an interrupted run (Ctrl-C: 130, SIGTERM:
-    143) leaves with `os._exit` once its files are closed: letting the interpreter tear down
-    JAX's runtime threads mid-computation crashed it (SIGSEGV) instead of exiting 130."""
+    """Run one command. An interrupted run (Ctrl-C: 130, SIGTERM: 143; `attnverify.interrupts`)
+    closes its files, and as the program (`argv` None) leaves with `os._exit`: letting the
+    interpreter tear down JAX's runtime threads mid-computation crashed it (SIGSEGV)."""
     args = build_parser().parse_args(argv)
-    main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     status, leave_now = 0, False
-    try:
-        apply_cache_option(args)
-        status = args.run(args)
-    except InputError as err:
-        # The library names its parameter; the command line names the flag that set it.
-        flag = f"argument --{err.parameter.replace('_', '-')}: " if err.parameter else ""
-        status = _error(flag + str(err))
-    except KeyboardInterrupt:
-        print("attnverify: interrupted", file=sys.stderr)
-        status, leave_now = 130, True
-    except Terminated:
-        print("attnverify: terminated", file=sys.stderr)
-        status, leave_now = 128 + signal.SIGTERM, True
-    except BrokenPipeError:  # output piped into e.g. `head`, which closed early
-        sys.stderr.close()
-        return 0
-    except MemoryError:
-        status = _error("out of memory (use smaller sizes)")
-    except OSError as err:  # a read or write the checks could not foresee (disk full, a vanished folder)
-        status = _error(f"{err.filename + ': ' if err.filename else ''}{err.strerror or err}")
-    finally:
-        if main_thread:
-            signal.signal(signal.SIGTERM, previous)
-    if leave_now and argv is None:
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except (OSError, ValueError):
-                pass
-        os._exit(status)
+    with Interrupts() as interrupts:
+        try:
+            apply_cache_option(args)
+            status = args.run(args)
+        except InputError as err:
+            # The library names its parameter; the command line names the flag that set it.
+            flag = f"argument --{err.parameter.replace('_', '-')}: " if err.parameter else ""
+            status = _error(flag + str(err))
+        except KeyboardInterrupt:
+            interrupts.acknowledge()
+            status, leave_now = 130, True
+        except Terminated:
+            interrupts.acknowledge()
+            status, leave_now = 128 + signal.SIGTERM, True
+        except BrokenPipeError:  # output piped into e.g. `head`, which closed early
+            sys.stderr.close()
+            return 0
+        except MemoryError:
+            status = _error("out of memory (use smaller sizes)")
+        except OSError as err:  # a read or write the checks could not foresee (disk full, a vanished folder)
+            if interrupts.received is None:
+                status = _error(f"{err.filename + ': ' if err.filename else ''}{err.strerror or err}")
+        except Exception:
+            if interrupts.received is None:  # a bug: its traceback is wanted
+                raise
+            # else a library turned the signal into another error (an extension module
+            # interrupted while importing raises ImportError): it is the signal all the same
+        if interrupts.received is not None and not leave_now:  # swallowed or converted by a library
+            interrupts.acknowledge()
+            status, leave_now = 128 + interrupts.received, True
+    if leave_now:
+        print(f"attnverify: {'terminated' if status == 128 + signal.SIGTERM else 'interrupted'}", file=sys.stderr)
+        if argv is None:
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    stream.flush()
+                except (OSError, ValueError):
+                    pass
+            os._exit(status)
     return status
 
 

@@ -136,3 +136,15 @@ def test_no_cache_turns_the_cache_off_and_it_comes_back(own_cache, capsys):
     assert main(["spec"]) == 0
     assert jax.config.jax_enable_compilation_cache and jax.config.jax_compilation_cache_dir == str(own_cache)
     assert capsys.readouterr().err == ""
+
+
+def test_every_command_takes_no_cache():
+    import argparse
+
+    from attnverify.cli import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    assert "cache" in commands and len(commands) > 5
+    for name, sub in commands.items():
+        assert any("--no-cache" in action.option_strings for action in sub._actions), name

@@ -215,6 +215,28 @@ def test_a_write_stopped_by_a_signal_leaves_no_temporary(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_swallowed_ctrl_c_is_delivered_again():
+    # JAX swallows a KeyboardInterrupt in a bare `except:` or a gc callback; a Ctrl-C must still stop
+    # the command (it used to run to its end and exit 0).
+    from attnverify.interrupts import Interrupts
+
+    swallowed, stopped = 0, False
+    with Interrupts() as interrupts:
+        try:
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(1)  # the handler raises here ...
+            except:  # noqa: E722  (... and a library swallows it)
+                swallowed += 1
+            deadline = time.time() + 10
+            while time.time() < deadline:
+                time.sleep(0.01)
+        except KeyboardInterrupt:
+            stopped = True
+            interrupts.acknowledge()
+    assert swallowed == 1 and stopped and interrupts.received == signal.SIGINT
+
+
 def test_temporaries_of_killed_writers_are_swept_up(tmp_path, capsys):
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     stale = tmp_path / f".attnverify-tmp-{dead.stdout.strip()}-m.npz.abc123.npz"  # left by a SIGKILL

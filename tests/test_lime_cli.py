@@ -76,7 +76,7 @@ def test_explain_with_lime(capsys, model_file):
 
 def test_explain_lime_bad_input(capsys, model_file):
     base = ["explain", "--model", str(model_file), "--text", SENTENCE]
-    one_line_error(capsys, *base, "--lime-samples", "1", text="n_samples must be >= 2")
+    one_line_error(capsys, *base, "--lime-samples", "1", text="--lime-samples must be >= 2")
     one_line_error(capsys, *base, "--lime-samples", "100", "--nu", "0", text="nu must be > 0")
     one_line_error(capsys, *base, "--lime-samples", "100", "--removal", "mask", text="invalid choice")
     # d = 1: LIME runs, its limit is reported as undefined (a stated fallback, not a NaN).

@@ -273,14 +273,14 @@ def test_the_valid_fuzz_seed_parses():
     assert parse_record(json.dumps(valid_record()).encode(), MANIFEST) == ("a", 2, [1e-16] * 44)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=200))
 def test_fuzz_record_parser_bytes(line):
     result = parse_record(line, MANIFEST)
     assert isinstance(result, str | tuple)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.sampled_from(sorted(VALID)), JSON_VALUES)
 def test_fuzz_record_parser_fields(key, value):
     record = {**valid_record(), key: value}

@@ -125,3 +125,33 @@ def test_missing_output_folder_is_an_input_error(tmp_path):
 def test_x64_does_not_change_the_training_dtype(trained):
     assert jax.config.jax_enable_x64  # conftest
     assert trained.params.W_q.dtype == jnp.float32
+
+
+@pytest.mark.parametrize("changes", [{}, {"biases": True}, {"biases": True, "scale_scores": False},
+                                     {"head_aggregation": "sum"}])
+def test_factored_logits_are_the_models_logits_and_gradients(changes):
+    # Training evaluates the folded form (numerics.training.factored); it must be numerics.model's
+    # function and gradient. Can fail: the fold reads W_q and W_k apart, and the value bias.
+    from attnverify.numerics import model as nm
+    from attnverify.numerics.draws import draw_params
+    from attnverify.numerics.training import factored
+
+    spec = SPEC.replace(**changes)
+    assert factored.foldable(spec)
+    params = draw_params(jax.random.PRNGKey(3), spec, scale=2.0)
+    tokens = jax.random.randint(jax.random.PRNGKey(4), (spec.max_len,), 1, spec.vocab_size)
+
+    def reference(p):
+        return nm.logits(p, nm.embed(p, tokens, spec), spec)
+
+    np.testing.assert_allclose(factored.logits(params, tokens, spec), reference(params), rtol=1e-12, atol=1e-12)
+    grad_f = jax.grad(lambda p: factored.logits(p, tokens, spec)[1])(params)
+    grad_m = jax.grad(lambda p: reference(p)[1])(params)
+    for a, b in zip(jax.tree_util.tree_leaves(grad_f), jax.tree_util.tree_leaves(grad_m), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    swapped = params._replace(W_q=params.W_k, W_k=params.W_q)
+    assert not np.allclose(factored.logits(swapped, tokens, spec), reference(params), atol=1e-6)
+    if spec.biases:
+        no_value_bias = params._replace(b_v=jnp.zeros_like(params.b_v))
+        assert not np.allclose(factored.logits(no_value_bias, tokens, spec), reference(params), atol=1e-6)
+    assert not factored.foldable(spec.replace(query="mean"))

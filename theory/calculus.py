@@ -153,22 +153,34 @@ def _substitute(expr: sp.Expr, x: sp.Symbol, value: sp.Expr) -> sp.Expr:
     inner bound index that occurs in `value` (capture-avoiding; SymPy's ``subs`` is not)."""
     if x not in expr.free_symbols:
         return expr
-    if isinstance(expr, sp.Sum):
-        if len(expr.limits) > 1:  # Sum(f, L0, L1) = Sum(Sum(f, L0), L1)
-            nested = sp.Sum(sp.Sum(expr.function, expr.limits[0]), *expr.limits[1:])
-            return _substitute(nested, x, value)
-        body, (y, lower, upper) = expr.function, expr.limits[0]
-        lower, upper = _substitute(lower, x, value), _substitute(upper, x, value)
-        if y == x:  # x is shadowed in the body
-            return sp.Sum(body, (y, lower, upper))
-        if y in value.free_symbols:
-            taken = body.atoms(sp.Symbol) | value.free_symbols | {x}
-            fresh = _fresh(y.name, taken, like=y)
-            body, y = body.xreplace({y: fresh}), fresh
-        return sp.Sum(_substitute(body, x, value), (y, lower, upper))
+    if isinstance(expr, sp.Sum):  # SymPy flattens Sum(Sum(f, L0), L1) into Sum(f, L0, L1)
+        body, limits = _substitute_scope(expr.function, list(expr.limits), x, value)
+        return sp.Sum(body, *limits)
     if not expr.has(sp.Sum):
         return expr.xreplace({x: value})
     return expr.func(*[_substitute(arg, x, value) for arg in expr.args])
+
+
+def _substitute_scope(body: sp.Expr, limits: list[tuple], x: sp.Symbol, value: sp.Expr) -> tuple[sp.Expr, list]:
+    """`_substitute` into ``Sum(body, *limits)`` (limits innermost first), one limit at a time
+    from the outermost: its bounds are outside its own scope; its index shadows x, or is
+    renamed first when it occurs in `value`."""
+    if not limits:
+        return _substitute(body, x, value), []
+    *inner, (y, lower, upper) = limits
+    lower, upper = _substitute(lower, x, value), _substitute(upper, x, value)
+    if y == x:  # x is shadowed in the body and the inner limits
+        return body, [*inner, (y, lower, upper)]
+    if y in value.free_symbols:
+        taken = body.atoms(sp.Symbol) | value.free_symbols | {x}
+        for limit in inner:
+            taken |= set().union(*(part.atoms(sp.Symbol) for part in limit))
+        fresh = _fresh(y.name, taken, like=y)
+        body = body.xreplace({y: fresh})
+        inner = [tuple(part.xreplace({y: fresh}) for part in limit) for limit in inner]
+        y = fresh
+    body, inner = _substitute_scope(body, inner, x, value)
+    return body, [*inner, (y, lower, upper)]
 
 
 def _delta_partner(delta: sp.KroneckerDelta, x: sp.Symbol) -> sp.Expr | None:

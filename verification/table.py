@@ -23,7 +23,10 @@ def _target(r: ClaimResult) -> str:
 def _measured(r: ClaimResult) -> str:
     if r.statistic is None:
         return f"max {r.max_error:.2e}, median {r.median_error:.2e}"
-    return f"{r.estimate:.3g} (bound {r.bound:.3g})"
+    lower, upper = r.statistics.get("lower"), r.statistics.get("upper")
+    if lower is None or upper is None:
+        return f"{r.estimate:.3g} (bound {r.bound:.3g})"
+    return f"{r.estimate:.3g} in [{lower:.3g}, {upper:.3g}]"  # the two one-sided bounds
 
 
 def claims_table(results: list[ClaimResult], *, only: tuple[str, ...] | None = None) -> str:
@@ -31,8 +34,9 @@ def claims_table(results: list[ClaimResult], *, only: tuple[str, ...] | None = N
     findings of the rows shown, and a summary line over all results.
 
     Identity claims show their maximum and median error against the tolerance; statistical claims
-    show the statistic against its threshold (>= for "above", <= for "below") and the estimate with
-    the one-sided confidence bound that decides it (docs/theory.md §11), never an "error"."""
+    show the statistic against its threshold and the estimate with its two one-sided confidence
+    bounds [L, U] (holds if the claim's side clears the threshold, refuted if the other side clears it
+    the other way; docs/theory.md §11), never an "error"."""
     shown = [r for r in results if only is None or r.verdict in only]
     rows = [("claim", "statement", "dtype", "trials", "target", "measured", "result", "prov.", "proof")]
     for r in shown:

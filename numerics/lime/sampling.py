@@ -3,7 +3,9 @@
 Row 0 is the original document (z = 1). Every other row draws s ~ Uniform{1..d}, then a
 uniform s-subset of features to remove, by selection sampling: O(d) per row and no sort at
 all (lime itself draws a permutation per row). The weight is lime's ``sqrt(exp(-D^2 / w^2))``
-with ``D = 100 * cosine distance`` to the all-ones vector and ``w = 100 nu``.
+with ``D = 100 * cosine distance`` to the all-ones vector and ``w = 100 nu``; it depends on a
+binary mask only through s, its number of removed features (`shell_weights`: one per shell).
+The random numbers are `jax.random`'s, hashed by the unrolled Threefry (`numerics.threefry`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+from attnverify.numerics.threefry import unrolled_key
 from jaxtyping import Array, Float, PRNGKeyArray
 
 
@@ -28,7 +31,7 @@ def sample_masks(
     features, vectorised over rows: O(n d), no sort.
     """
     draws = n - 1 if include_original else n
-    key_size, key_subset = jax.random.split(key)
+    key_size, key_subset = jax.random.split(unrolled_key(key))
     removed = jax.random.randint(key_size, (draws,), 1, d + 1)
     uniform = jax.random.uniform(key_subset, (d, draws), dtype=jnp.result_type(float))
 
@@ -44,6 +47,17 @@ def sample_masks(
     return masks
 
 
+def _kernel(kept: Array, squared_norm: Array, d: int, nu) -> Array:
+    """lime's kernel of masks with `kept` ones and squared norm `squared_norm` (d features):
+    D = 100 * cosine distance to the all-ones vector (1 for the all-zero mask, sklearn's
+    convention: a zero vector stays unnormalised), pi = exp(-D^2 / (2 w^2)), w = 100 nu."""
+    norm = jnp.sqrt(squared_norm) * jnp.sqrt(jnp.asarray(d, kept.dtype))
+    similarity = jnp.where(kept > 0, kept / jnp.where(kept > 0, norm, 1.0), 0.0)
+    distance = 100.0 * (1.0 - similarity)
+    width = 100.0 * jnp.asarray(nu, kept.dtype)
+    return jnp.exp(-(distance**2) / (2.0 * width**2))
+
+
 def cosine_distance(z: Float[Array, "n d"]) -> Float[Array, " n"]:
     """Cosine distance of each row to the all-ones vector; 1 for the all-zero row (sklearn's
     convention: a zero vector stays unnormalised)."""
@@ -56,9 +70,14 @@ def cosine_distance(z: Float[Array, "n d"]) -> Float[Array, " n"]:
 
 def kernel_weights(z: Float[Array, "n d"], nu: float) -> Float[Array, " n"]:
     """pi = exp(-D^2 / (2 w^2)), D = 100 * cosine distance, w = 100 nu (nu = inf: all ones)."""
-    distance = 100.0 * cosine_distance(z)
-    width = 100.0 * jnp.asarray(nu, z.dtype)
-    return jnp.exp(-(distance**2) / (2.0 * width**2))
+    return _kernel(jnp.sum(z, axis=-1), jnp.sum(z * z, axis=-1), z.shape[-1], nu)
+
+
+def shell_weights(d: int, nu: float, dtype=jnp.float64) -> Float[Array, " d1"]:
+    """pi(s), s = 0..d: the kernel weight of every binary mask with s of its d features removed,
+    bit for bit the `kernel_weights` of such a mask (its sum and squared norm are both d - s)."""
+    kept = jnp.arange(d, -1, -1).astype(dtype)
+    return _kernel(kept, kept, d, nu)
 
 
 def subset_probability(removed: Float[Array, " m"], d: int) -> Float[Array, " m"]:

@@ -25,6 +25,9 @@ NU = 0.25  # lime's default kernel width (25) / 100
 #: Exact-arithmetic identities evaluated in float: sums of <= 2^6 terms times sigma (<= 30).
 EXACT = {"float64": 1e-10, "float32": 1e-3}
 EXACT_REASON = "rounding of enumeration sums times sigma (<= 30); measured ~1e-14 (float64)"
+#: The exactness claims (not the convergence rate, whose 16 x 4352 sampled masks per draw would
+#: weigh on every other claim's sweep) share each draw's document and evaluations: one program.
+EVALUATION = "lime"
 
 
 def sizes(spec: ModelSpec) -> tuple[int, int]:
@@ -178,6 +181,7 @@ register(Claim(
     lhs="structured path (gathers from word/position tables)",
     rhs="numerics.model on the perturbed token arrays",
     build=_paths_agree,
+    evaluation=EVALUATION,
     tolerance={"float64": 1e-12, "float32": 1e-4},
     tolerance_reason="rounding of a T-term softmax average; measured ~1e-16 (float64), ~1e-7 (float32)",
     requires=STRUCTURE,
@@ -192,6 +196,7 @@ register(Claim(
     lhs="ratio form, O(K d) per mask",
     rhs="numerics.model on the replaced documents",
     build=_ratio_exact,
+    evaluation=EVALUATION,
     tolerance={"float64": 1e-12, "float32": 1e-4},
     tolerance_reason="rounding of T-term sums; measured ~1e-16 (float64)",
     requires={"query": "cls"},
@@ -206,6 +211,7 @@ register(Claim(
     lhs="Sigma^{-1} Gamma, sigma derived by SymPy (block inverse)",
     rhs="numpy-style solve of Sigma and Gamma both enumerated over 2^d masks",
     build=_sigma_inverse,
+    evaluation=EVALUATION,
     tolerance=EXACT,
     tolerance_reason=EXACT_REASON,
 ))
@@ -219,6 +225,7 @@ register(Claim(
     lhs="Sigma^{-1} Gamma^f by enumeration",
     rhs="the coefficients (c_0, c)",
     build=_additive,
+    evaluation=EVALUATION,
     tolerance=EXACT,
     tolerance_reason=EXACT_REASON,
 ))
@@ -232,6 +239,7 @@ register(Claim(
     lhs="mean over heads of ridge fits of each head's output",
     rhs="ridge fit of the mean of the heads",
     build=_linearity,
+    evaluation=EVALUATION,
     tolerance={"float64": 1e-10, "float32": 1e-3},
     tolerance_reason="ridge is linear in y; rounding of a d x d solve",
     requires={"head_aggregation": "mean", "output_link": "logit", **STRUCTURE},
@@ -260,6 +268,7 @@ register(Claim(
     lhs="Sigma(nu = oo)^{-1} Gamma(nu = 0.25)",
     rhs="Sigma(nu = 0.25)^{-1} Gamma(nu = 0.25)",
     build=_wide_sigma_control,
+    evaluation=EVALUATION,
     tolerance=EXACT,
     tolerance_reason=EXACT_REASON,
     requires={"query": "cls"},

@@ -1,0 +1,62 @@
+"""LIME's weighted Gram by popcount of bit-packed masks (`numerics.lime.packed_gram`) and the ridge
+built on it (`ridge.shell_ridge`): equal to the float matmul and to `weighted_ridge` to rounding."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from attnverify.numerics.lime import packed_gram as pg
+from attnverify.numerics.lime.ridge import shell_ridge, weighted_ridge
+from attnverify.numerics.lime.sampling import kernel_weights, sample_masks, shell_weights
+
+
+def _masks(n, d, seed=0):
+    return sample_masks(jax.random.PRNGKey(seed), n, d, dtype=jnp.float64)
+
+
+@pytest.mark.parametrize("d", [40, 100])
+def test_packed_gram_equals_the_matmul(d):
+    n = 5000
+    assert pg.packing_pays(n, d)  # the packed path is the one under test
+    z = _masks(n, d)
+    shell = pg.shells(z)
+    weight = shell_weights(d, 0.25)
+    packed, fits = pg.pack(z, shell, pg.words_per_shell(n, d))
+    assert bool(fits)
+    got = np.asarray(pg.packed_gram(packed, weight))
+    want = np.asarray(pg.matmul_gram(z, weight[shell]))
+    np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-300)
+    # can fail: the weights of the wrong shells give another matrix
+    wrong = np.asarray(pg.packed_gram(packed, weight[::-1]))
+    assert np.max(np.abs(wrong - want)) > 1e-3 * np.max(np.abs(want))
+
+
+def test_a_shell_that_overflows_its_words_falls_back_to_the_matmul():
+    n, d = 5000, 40
+    z = np.ones((n, d))
+    z[:, 0] = 0.0  # every row in shell 1: far more rows than its words hold
+    z = jnp.asarray(z)
+    shell = pg.shells(z)
+    _, fits = pg.pack(z, shell, pg.words_per_shell(n, d))
+    assert not bool(fits)
+    weight = shell_weights(d, 0.25)
+    np.testing.assert_allclose(pg.weighted_gram(z, shell, weight), pg.matmul_gram(z, weight[shell]), rtol=1e-12)
+
+
+@pytest.mark.parametrize("d, ridge", [(6, 1.0), (64, 1.0), (64, 0.0)])
+def test_shell_ridge_equals_weighted_ridge(d, ridge):
+    n = 4000
+    z = _masks(n, d, seed=d)
+    beta = jax.random.normal(jax.random.PRNGKey(1), (d, 2), dtype=jnp.float64)
+    y = z @ beta + 0.1 * jax.random.normal(jax.random.PRNGKey(2), (n, 2), dtype=jnp.float64)
+    want = weighted_ridge(z, y, kernel_weights(z, 0.25), ridge)
+    got = shell_ridge(z, y, shell_weights(d, 0.25), ridge)
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-11)
+
+
+def test_shell_weights_are_the_kernel_of_each_shell():
+    d = 9
+    z = jnp.asarray(np.tril(np.ones((d + 1, d)), -1)[::-1].copy())  # row s keeps d - s features
+    assert np.array_equal(np.asarray(pg.shells(z)), np.arange(d + 1))
+    np.testing.assert_array_equal(shell_weights(d, 0.25), kernel_weights(z, 0.25))
