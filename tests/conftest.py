@@ -29,8 +29,10 @@ from attnverify.spec import ModelSpec  # noqa: E402
 @pytest.fixture(autouse=True)
 def _derivations_afresh():
     """SymPy derivations are never read back from disk in the test processes (a command run
-    in-process turns that on): a test may replace a statement and derive again."""
+    in-process turns that on), nor kept in memory from an earlier test: a test may replace a
+    statement and derive again."""
     memo.set_derivations_folder(None)
+    memo.forget()
 
 
 @pytest.fixture

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -27,3 +29,17 @@ def lime_case(spec: ModelSpec, seed: int, *, d: int, length: int, scale: float =
 
 def tokens_of(doc) -> np.ndarray:
     return np.asarray(doc.tokens)
+
+
+@functools.lru_cache(maxsize=64)
+def _joint(spec: ModelSpec, names: tuple[str, ...]):
+    from attnverify.numerics.quantities import theorem1_quantities
+
+    q = theorem1_quantities(spec)
+    return jax.jit(lambda params, tokens: tuple(q[name](params, tokens) for name in names))
+
+
+def theorem1(spec: ModelSpec, params, tokens, *names: str) -> tuple:
+    """The named `theorem1_quantities` of one draw, in one compiled program (called one by one,
+    each quantity runs op by op: a small compilation per operation, several times slower)."""
+    return _joint(spec, names)(params, tokens)

@@ -28,7 +28,7 @@ def _fused(members, spec, *, seed: int, dtype: str):
         tokens = draw_document(key_doc, spec)
         return [(c.measure or blocks.relative_error)(*compare(params, tokens)) for c, compare in compares]
 
-    values = jax.jit(jax.vmap(one))(jnp.arange(blocks.BLOCK))
+    values = jax.jit(jax.vmap(one))(jnp.arange(blocks.block_size(TRIALS)))
     return {c.id: np.asarray(v, dtype=np.float64)[:TRIALS] for c, v in zip(members, values, strict=True)}
 
 

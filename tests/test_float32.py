@@ -6,11 +6,12 @@ sweep it on (`SMALL`), with the claim's hypotheses applied where `SMALL` does no
 (otherwise no verdict is expected and the test would say nothing).
 
 Cost: a claim's float32 sweep is one XLA compilation (plus, for some, a SymPy derivation or
-a short training run in float64) and one block of `sweep.BLOCK` = 128 vectorised draws. The
-compilation dominates: measured on the 2-core machine, the whole registry costs the same CPU
-time with 16 or 128 draws per block. So every claim runs one full block (128 draws, the most
-statistical power at no extra cost) and none is skipped; the registry-wide test is marked
-``slow`` (part of the default suite; ``-m "not slow"`` leaves it out).
+a short training run in float64) and one block of draws. This test checks that every claim
+runs and judges in float32 (plumbing and tolerances), not its statistics, which the claim's own
+tests and the report check: so 32 draws per claim (a sweep of fewer than `sweep.BLOCK` draws
+computes only those; the d = 16 shell-gain claims cost 8x less than with 128). A statistical
+claim may then be inconclusive, never unexpected. The registry-wide test is marked ``slow``
+(part of the default suite; ``-m "not slow"`` leaves it out).
 """
 
 import dataclasses
@@ -18,12 +19,12 @@ import dataclasses
 import pytest
 from attnverify.verification import claims as _claims  # noqa: F401  (fills the registry)
 from attnverify.verification.registry import REGISTRY, Claim
-from attnverify.verification.sweep import BLOCK, run_claim
+from attnverify.verification.sweep import run_claim
 
 from attnverify.spec import SMALL, ModelSpec
 
-#: One vectorised block: fewer draws would cost the same (see the module docstring).
-TRIALS = BLOCK
+#: Enough for an identity's float32 rounding to show (see the module docstring).
+TRIALS = 32
 
 
 def claim_spec(claim: Claim) -> ModelSpec:

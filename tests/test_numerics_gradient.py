@@ -6,9 +6,9 @@ import pytest
 import sympy as sp
 from attnverify.numerics import model as nm
 from attnverify.numerics.compile import compile_expression
-from attnverify.numerics.quantities import theorem1_quantities
 from attnverify.theory import symbols as S
 from helpers import draw as _draw
+from helpers import theorem1
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -32,54 +32,51 @@ def _rel(a, b):
 @pytest.mark.parametrize("seed", [0, 1])
 def test_derived_gradient_equals_autodiff(tiny_spec, changes, seed):
     spec = tiny_spec.replace(**changes)
-    q = theorem1_quantities(spec)
     params, tokens = _draw(spec, seed, scale=5.0)
-    assert _rel(q["derived"](params, tokens), q["autodiff"](params, tokens)) < 1e-12
+    assert _rel(*theorem1(spec, params, tokens, "derived", "autodiff")) < 1e-12
 
 
-@settings(max_examples=6, deadline=None)
+# Each example compiles its own programs (~3 s): a few sizes per run, new ones every run.
+@settings(max_examples=4, deadline=None)
 @given(T=st.integers(2, 9), d_e=st.integers(1, 7), d_att=st.integers(1, 5), d_out=st.integers(1, 5),
        K=st.integers(1, 4), seed=st.integers(0, 2**16))
 def test_paper_closed_form_at_word_positions_any_size(T, d_e, d_att, d_out, K, seed):
     spec = ModelSpec(max_len=T, d_embed=d_e, d_att=d_att, d_out=d_out, heads=K, vocab_size=12)
-    q = theorem1_quantities(spec)
     params, tokens = _draw(spec, seed)
-    auto = q["autodiff"](params, tokens)
-    assert _rel(q["paper"](params, tokens)[1:], auto[1:]) < 1e-10
-    assert _rel(q["paper_plus_cls_term"](params, tokens)[:1], auto[:1]) < 1e-10
-    assert _rel(q["gxi_paper"](params, tokens)[1:], q["autodiff_gxi"](params, tokens)[1:]) < 1e-10
+    auto, paper, plus_cls, gxi, auto_gxi = theorem1(spec, params, tokens, "autodiff", "paper", "paper_plus_cls_term",
+                                                    "gxi_paper", "autodiff_gxi")
+    assert _rel(paper[1:], auto[1:]) < 1e-10
+    assert _rel(plus_cls[:1], auto[:1]) < 1e-10
+    assert _rel(gxi[1:], auto_gxi[1:]) < 1e-10
 
 
 def test_paper_closed_form_misses_the_cls_row(tiny_spec):
-    q = theorem1_quantities(tiny_spec)
     params, tokens = _draw(tiny_spec, 3)
-    assert _rel(q["paper"](params, tokens)[:1], q["autodiff"](params, tokens)[:1]) > 1e-3
+    paper, auto = theorem1(tiny_spec, params, tokens, "paper", "autodiff")
+    assert _rel(paper[:1], auto[:1]) > 1e-3
 
 
 @pytest.mark.parametrize("changes", [{"output_link": "sigmoid"}, {"query": "mean"},
                                      {"value_nonlinearity": "tanh"}])
 def test_paper_closed_form_fails_under_changed_assumptions(tiny_spec, changes):
     spec = tiny_spec.replace(**changes)
-    q = theorem1_quantities(spec)
     params, tokens = _draw(spec, 4)
-    auto = q["autodiff"](params, tokens)
-    assert _rel(q["derived"](params, tokens), auto) < 1e-12
-    assert _rel(q["paper"](params, tokens)[1:], auto[1:]) > 1e-3
+    auto, derived, paper = theorem1(spec, params, tokens, "autodiff", "derived", "paper")
+    assert _rel(derived, auto) < 1e-12
+    assert _rel(paper[1:], auto[1:]) > 1e-3
 
 
 def test_float32_stays_float32(tiny_spec):
-    q = theorem1_quantities(tiny_spec)
     params, tokens = _draw(tiny_spec, 0, dtype=jnp.float32)
-    out = q["derived"](params, tokens)
+    out, auto = theorem1(tiny_spec, params, tokens, "derived", "autodiff")
     assert out.dtype == jnp.float32
-    assert _rel(out, q["autodiff"](params, tokens)) < 1e-4
+    assert _rel(out, auto) < 1e-4
 
 
 def test_large_scores_do_not_overflow(tiny_spec):
     # The compiled softmax uses the gamma^* shift: finite where the maths is finite.
-    q = theorem1_quantities(tiny_spec)
     params, tokens = _draw(tiny_spec, 0, scale=100.0)
-    derived, auto = q["derived"](params, tokens), q["autodiff"](params, tokens)
+    derived, auto = theorem1(tiny_spec, params, tokens, "derived", "autodiff")
     assert bool(jnp.all(jnp.isfinite(derived)))
     assert _rel(derived, auto) < 1e-9
 

@@ -167,3 +167,25 @@ def test_report_reads_as_a_document_summary_model_figures_then_grouped_claims(tm
     assert all(r["verdict"] in {"pass", "expected_fail", "fail", "hyp_unmet", "inconclusive"}
                for r in results["results"])
     assert results["summary"][0].startswith("What the paper claims")
+
+
+def test_summary_puts_the_papers_own_statements_apart_from_what_we_measured_about_them():
+    from attnverify.verification.report.sections import summary_lines
+
+    def result(cid, passed, finding=None, expected=True):
+        return ClaimResult(id=cid, statement=cid, dtype="float64", tolerance=1e-10, trials=8, max_error=0.0,
+                           median_error=0.0, passed=passed, finding=finding, expected=expected)
+
+    results = [result("thm1.gradient", True), result("thm1.gradient_cls_row", False, "wrong at [CLS]", False),
+               result("thm2.shell_gain", False, "the shell form is closer", False),
+               result("jw.tau", False, "not on this task", False)]
+    claims = {"thm1.gradient": {"group": "theorem1", "provenance": "paper"},
+              "thm1.gradient_cls_row": {"group": "theorem1", "provenance": "paper"},
+              "thm2.shell_gain": {"group": "theorem2", "provenance": "measured"},
+              "jw.tau": {"group": "jw", "provenance": "literature"}}
+    lines = summary_lines(results, claims, [], {})
+    text = "\n".join(lines)
+    assert "Finding on the paper (thm1.gradient_cls_row): wrong at [CLS]" in text
+    assert "Finding on the paper (thm2.shell_gain)" not in text  # measured here, not stated by the paper
+    assert "Measured here, about the paper's results (thm2.shell_gain)" in text
+    assert "1 of 2 hold" in text and "Related paper (jw.tau): not on this task" in text

@@ -57,9 +57,21 @@ def test_float32_claims_pass_with_their_own_tolerance(tiny_spec):
 
 def test_results_do_not_depend_on_chunk_size(tiny_spec):
     claim = REGISTRY["thm1.gradient_cls_row"]
-    a = draw_errors(claim, tiny_spec, trials=10, chunk_size=3, progress=False)
-    b = draw_errors(claim, tiny_spec, trials=10, chunk_size=10, progress=False)
+    a = draw_errors(claim, tiny_spec, trials=200, chunk_size=3, progress=False)  # two chunks of one block
+    b = draw_errors(claim, tiny_spec, trials=200, chunk_size=256, progress=False)  # one chunk of two blocks
     np.testing.assert_array_equal(a, b)
+
+
+def test_a_short_sweep_computes_a_small_block_of_the_same_draws(tiny_spec):
+    from attnverify.verification.blocks import block_size
+
+    assert [block_size(n) for n in (1, 2, 3, 8, 9, 127, 128, 1000)] == [1, 2, 4, 8, 16, 128, 128, 128]
+    claim = REGISTRY["thm1.gradient_cls_row"]  # errors of order 1: another draw would differ at once
+    short = draw_errors(claim, tiny_spec, trials=5, progress=False)
+    again = draw_errors(claim, tiny_spec, trials=5, progress=False)
+    full = draw_errors(claim, tiny_spec, trials=128, progress=False)[:5]
+    np.testing.assert_array_equal(short, again)
+    np.testing.assert_allclose(short, full, rtol=1e-12)
 
 
 def test_every_claim_states_float32_and_float64_tolerances():

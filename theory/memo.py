@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import inspect
 import os
 import pickle
 import sys
@@ -29,12 +30,22 @@ _folder: Path | None = None
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+#: This process's results by call (`forget` clears them): a command that derives the same thing
+#: twice (a plugin's compile check, then its derivation) derives it once.
+_IN_MEMORY: dict = {}
+
+
 def set_derivations_folder(path: Path | None) -> Path | None:
     """Store derivations in `path` from now on (None: keep none on disk); returns the folder
     used until now."""
     global _folder
     previous, _folder = _folder, path
     return previous
+
+
+def forget() -> None:
+    """Forget the derivations held in memory (e.g. after replacing a statement)."""
+    _IN_MEMORY.clear()
 
 
 @functools.cache
@@ -57,22 +68,39 @@ def _plain(value: Any) -> bool:
 def on_disk(function: F) -> F:
     """`function`, whose results are also kept in the folder of `set_derivations_folder`."""
 
+    signature = inspect.signature(function)
+
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
-        if _folder is None or not all(map(_plain, (*args, *kwargs.values()))):
-            return function(*args, **kwargs)
-        call = f"{function.__module__}.{function.__qualname__}{args!r}{sorted(kwargs.items())!r}"
-        key = hashlib.sha256(f"{_code_digest()} {call}".encode()).hexdigest()[:32]
-        path = _folder / f"{function.__name__}-{key}{SUFFIX}"
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()  # f(spec) and f(spec, flag=default) are one call
         try:
-            return pickle.loads(path.read_bytes())
-        except Exception:  # missing, truncated or from a broken write: derive again
-            pass
-        result = function(*args, **kwargs)
-        _store(path, result)
+            memory_key = (function.__module__, function.__qualname__, tuple(bound.arguments.items()))
+            if memory_key in _IN_MEMORY:
+                return _IN_MEMORY[memory_key]
+        except TypeError:  # unhashable arguments: not kept
+            memory_key = None
+        result = _on_disk(function, args, kwargs)
+        if memory_key is not None:
+            _IN_MEMORY[memory_key] = result
         return result
 
     return wrapper  # type: ignore[return-value]
+
+
+def _on_disk(function: Callable, args: tuple, kwargs: dict) -> Any:
+    if _folder is None or not all(map(_plain, (*args, *kwargs.values()))):
+        return function(*args, **kwargs)
+    call = f"{function.__module__}.{function.__qualname__}{args!r}{sorted(kwargs.items())!r}"
+    key = hashlib.sha256(f"{_code_digest()} {call}".encode()).hexdigest()[:32]
+    path = _folder / f"{function.__name__}-{key}{SUFFIX}"
+    try:
+        return pickle.loads(path.read_bytes())
+    except Exception:  # missing, truncated or from a broken write: derive again
+        pass
+    result = function(*args, **kwargs)
+    _store(path, result)
+    return result
 
 
 def _store(path: Path, result: Any) -> None:

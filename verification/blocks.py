@@ -36,6 +36,13 @@ from attnverify.verification.registry import REGISTRY, Claim
 from attnverify.spec import ModelSpec
 
 BLOCK = 128  # draws per vectorised block; part of the results manifest
+
+
+def block_size(trials: int) -> int:
+    """Draws per block of a sweep of `trials` draws: BLOCK, or for fewer draws the next power
+    of two (a smoke test of 8 draws computes 8, not 128). Each draw's numbers are the same
+    in a block of any size; a test checks it."""
+    return BLOCK if trials >= BLOCK else 1 << max(0, trials - 1).bit_length()
 DTYPES = {"float64": jnp.float64, "float32": jnp.float32}
 
 #: The most recently used compiled programs. Bounded: every compiled XLA CPU executable holds
@@ -134,15 +141,15 @@ class ClaimBlock:
     draws: Callable
     measures: Callable
 
-    def submit(self, first: int, device) -> jax.Array | np.ndarray:
-        """The measures of draws first..first+BLOCK-1 (computed on `device`, asynchronously),
+    def submit(self, first: int, device, size: int = BLOCK) -> jax.Array | np.ndarray:
+        """The measures of draws first..first+size-1 (computed on `device`, asynchronously),
         or the array an earlier group member's block left for this claim."""
-        key = (self.claim.evaluation, self.spec, self.seed, self.dtype, self.scale)
+        key = (self.claim.evaluation, self.spec, self.seed, self.dtype, self.scale, size)
         shared = _SHARED.pop((*key, self.claim.id, first), None) if len(self.members) > 1 else None
         if shared is not None:
             return shared
         seed = jax.device_put(np.asarray(self.seed, dtype=_index_dtype()), device)
-        index = jax.device_put(np.arange(first, first + BLOCK, dtype=_index_dtype()), device)
+        index = jax.device_put(np.arange(first, first + size, dtype=_index_dtype()), device)
         params, tokens = self.draws(seed, index)
         outputs = self.measures(params, tokens)
         for member, value in zip(self.members, outputs, strict=True):

@@ -17,6 +17,7 @@ from attnverify.verification.blocks import (  # noqa: F401 (re-exported)
     DTYPES,
     MAX_CACHED_PROGRAMS,
     ClaimBlock,
+    block_size,
     claim_block,
     relative_error,
 )
@@ -136,7 +137,7 @@ def draw_errors(
         if cached is None:
             if block is None:
                 block = claim_block(claim, spec, seed=seed, dtype=dtype, scale=scale)
-            cached = _run_chunk(block, devices, start, chunk)[: stop - start].tolist()
+            cached = _run_chunk(block, devices, start, chunk, block_size(trials))[: stop - start].tolist()
             if store is not None:
                 store.append(claim.id, number, start, stop, cached)
         errors.append(np.asarray(cached, dtype=np.float64))
@@ -145,13 +146,14 @@ def draw_errors(
     return np.concatenate(errors)
 
 
-def _run_chunk(block: ClaimBlock, devices: list, start: int, chunk: int) -> np.ndarray:
-    """Errors of draws start..start+chunk-1: block b runs on device b mod len(devices)."""
-    n_blocks = chunk // BLOCK
+def _run_chunk(block: ClaimBlock, devices: list, start: int, chunk: int, size: int = BLOCK) -> np.ndarray:
+    """Errors of draws start..start+chunk-1 in blocks of `size` draws (BLOCK, or one smaller
+    block for a short sweep): block b runs on device b mod len(devices)."""
+    n_blocks = chunk // BLOCK if size == BLOCK else 1
     mine = {b: devices[b % len(devices)] for b in range(n_blocks)}
     mine = {b: d for b, d in mine.items() if d.process_index == jax.process_index()}
-    pending = {b: block.submit(start + b * BLOCK, device) for b, device in mine.items()}
-    out = np.zeros((n_blocks, BLOCK), dtype=np.float64)
+    pending = {b: block.submit(start + b * size, device, size) for b, device in mine.items()}
+    out = np.zeros((n_blocks, size), dtype=np.float64)
     for b, value in pending.items():
         out[b] = np.asarray(value, dtype=np.float64)
     if jax.process_count() > 1:

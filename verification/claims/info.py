@@ -21,6 +21,7 @@ from attnverify.numerics.related.mutual_information import (
     plugin_mi,
     position_mi,
 )
+from attnverify.numerics.token_keys import token_key
 from attnverify.numerics.training.synthetic_tasks import cast, documents, seeded_document, trained_model
 from attnverify.theory.related.info import prove_gumbel_max, prove_zero_temperature_limit
 from attnverify.verification.empirical import (
@@ -143,7 +144,7 @@ def _miller_madow(spec: ModelSpec):
 
     def compare(params, tokens):
         # The draw's document seeds the sample: each draw estimates from different documents.
-        key = jax.random.fold_in(jax.random.PRNGKey(3), jnp.sum(tokens * jnp.arange(tokens.shape[0])))
+        key = token_key(tokens, 3)
 
         def errors(key):  # one sample of MI_SAMPLE documents: (plug-in error, Miller-Madow error)
             pick = jax.random.randint(key, (MI_SAMPLE,), 0, docs.shape[0])

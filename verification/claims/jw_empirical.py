@@ -16,6 +16,7 @@ import numpy as np
 from attnverify.numerics import model as nm
 from attnverify.numerics.related import jain_wallace as njw
 from attnverify.numerics.related.adversarial import exact_max_jsd, head_slab, jw_optimiser, selected_max_jsd
+from attnverify.numerics.token_keys import token_key
 from attnverify.numerics.training.synthetic_tasks import cast, seeded_documents, trained_model
 from attnverify.verification.claims.jw import SOURCE, moment_arrays, moment_statement
 from attnverify.verification.empirical import (
@@ -128,7 +129,7 @@ def shuffled_models(tokens, params, n: int):
     """The draw's model and n - 1 copies with the entries of every array shuffled: the
     paper's init is i.i.d. per entry within an array, so each copy has the same law (and the
     draw's scale and dtype). Averaging over them cuts the model-to-model variance."""
-    key = jax.random.fold_in(jax.random.PRNGKey(6), jnp.sum(tokens * jnp.arange(tokens.shape[0])))
+    key = token_key(tokens, 6)
 
     def shuffle(key, x):
         return jax.random.permutation(key, x.ravel()).reshape(x.shape)

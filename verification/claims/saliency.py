@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 from attnverify.numerics import model as nm
 from attnverify.numerics.related import integrated_gradients as ns
+from attnverify.numerics.token_keys import token_key
 from attnverify.numerics.training.synthetic_tasks import cast, seeded_document, trained_model
 from attnverify.verification.empirical import MEAN_REASON, difference, mean_exceeds_zero
 from attnverify.verification.registry import PAPER_HYPOTHESES, Claim, register
@@ -107,7 +108,7 @@ def _document(tokens, spec: ModelSpec, task: str | None):
     occlusion and the UNK baseline give no ties at 0 by construction)."""
     if task is not None:
         return seeded_document(tokens, task, spec)
-    key = jax.random.fold_in(jax.random.PRNGKey(34), jnp.sum(tokens * jnp.arange(tokens.shape[0])))
+    key = token_key(tokens, 34)
     words = jax.random.randint(key, (spec.max_len - 1,), 2, spec.vocab_size)
     return jnp.concatenate([jnp.array([nm.CLS]), words]).astype(tokens.dtype)
 

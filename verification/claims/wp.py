@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 from attnverify.numerics.related import wiegreffe_pinter as wp
 from attnverify.numerics.related import wp_diagnostic as wd
+from attnverify.numerics.token_keys import token_key
 from attnverify.numerics.training.synthetic_tasks import TASKS, cast, documents, labels
 from attnverify.verification.confidence import MeanTest
 from attnverify.verification.empirical import mean_above, mean_below
@@ -133,7 +134,7 @@ def test_set(tokens, spec: ModelSpec, what: str, task: str, dtype) -> dict[str, 
     with jax.ensure_compile_time_eval():  # the pool is computed once, outside the sweep's trace
         for study in what.split("+"):
             metrics.update(pool(spec, study, task, jnp.dtype(dtype).name))
-    key = jax.random.fold_in(jax.random.PRNGKey(POOL_SEED), jnp.sum(tokens * jnp.arange(tokens.shape[0])))
+    key = token_key(tokens, POOL_SEED)
     index = jax.random.randint(key, (DOCUMENTS_PER_DRAW,), 0, POOL)
     return {name: values[..., index].mean(axis=-1) for name, values in metrics.items()}
 

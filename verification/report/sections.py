@@ -69,8 +69,11 @@ def summary_lines(results: list[ClaimResult], claims: dict[str, dict], errors: l
     lines = ["What the paper claims: for a one-layer multi-head attention classifier queried from [CLS], "
              "gradient explanations have a closed form in the attention weights (Theorem 1), and LIME's "
              "large-sample limit is approximately a linear function of them (Theorem 2, Eq. 19)."]
-    paper = [r for r in first if claims.get(r.id, {}).get("group") in PAPER_GROUPS
-             and not is_control(r.id, claims.get(r.id, {}))]
+    in_paper = [r for r in first if claims.get(r.id, {}).get("group") in PAPER_GROUPS
+                and not is_control(r.id, claims.get(r.id, {}))]
+    # The paper's own statements (provenance "paper"); what we measured about them comes after.
+    paper = [r for r in in_paper if claims.get(r.id, {}).get("provenance") == "paper"]
+    ours = [r for r in in_paper if r not in paper]
     for r in paper:
         if _is_finding(r, claims.get(r.id, {})) and r.finding:
             lines.append(f"Finding on the paper ({r.id}): {_finding(r)}")
@@ -78,6 +81,9 @@ def summary_lines(results: list[ClaimResult], claims: dict[str, dict], errors: l
         ok = sum(r.verdict == "pass" for r in paper)
         lines.append(f"Of the paper's own statements checked, {ok} of {len(paper)} hold as stated or as "
                      "derived here; the rest are the findings above.")
+    for r in ours:
+        if _is_finding(r, claims.get(r.id, {})) and r.finding:
+            lines.append(f"Measured here, about the paper's results ({r.id}): {_finding(r)}")
     fig4 = figure_notes.get("fig4")
     if isinstance(fig4, dict) and fig4.get("takeaway"):
         lines.append(f"Figure 4 (our model): {fig4['takeaway']} For comparison, the {fig4.get('paper', '')}")
