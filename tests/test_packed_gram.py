@@ -60,3 +60,19 @@ def test_shell_weights_are_the_kernel_of_each_shell():
     z = jnp.asarray(np.tril(np.ones((d + 1, d)), -1)[::-1].copy())  # row s keeps d - s features
     assert np.array_equal(np.asarray(pg.shells(z)), np.arange(d + 1))
     np.testing.assert_array_equal(shell_weights(d, 0.25), kernel_weights(z, 0.25))
+
+
+def test_without_x64_the_gram_is_the_matmul():
+    # 64-bit words do not exist without x64 (jnp.uint64 would silently be 32 bits): no packing then.
+    import subprocess
+    import sys
+
+    code = ("import jax, jax.numpy as jnp, numpy as np\n"
+            "from attnverify.numerics.lime import packed_gram as pg\n"
+            "from attnverify.numerics.lime.sampling import sample_masks, shell_weights\n"
+            "z = sample_masks(jax.random.PRNGKey(0), 5000, 64, dtype=jnp.float32)\n"
+            "s = pg.shells(z); w = shell_weights(64, 0.25, jnp.float32)\n"
+            "assert pg.packing_pays(5000, 64)\n"
+            "np.testing.assert_allclose(pg.weighted_gram(z, s, w), pg.matmul_gram(z, w[s]), rtol=1e-6)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]

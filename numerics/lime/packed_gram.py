@@ -12,13 +12,15 @@ floating-point multiply-add in the float64 matmul. The counts are exact integers
 is multiplied by pi(s) once, so the result equals the matmul to rounding (~1e-15 relative).
 
 `weighted_gram` packs when that is cheaper than the matmul (n large against the number of
-words; `packing_pays`) and every shell fits its words; otherwise it is the plain matmul.
+words; `packing_pays`), every shell fits its words and 64-bit integers exist (JAX's x64
+mode, which every command turns on); otherwise it is the plain matmul.
 """
 
 from __future__ import annotations
 
 import math
 
+import jax
 import jax.numpy as jnp
 from jax import lax
 from jaxtyping import Array, Float, Int, UInt64
@@ -128,7 +130,7 @@ def weighted_gram(
     integer counts when that pays (`packing_pays`) and every shell fits, else the matmul."""
     n, d = z.shape
     weights = shell_weight[shell].astype(z.dtype)
-    if not packing_pays(n, d):
+    if not packing_pays(n, d) or not jax.config.jax_enable_x64:  # 64-bit words need x64
         return matmul_gram(z, weights)
     packed, fits = pack(z, shell, words_per_shell(n, d))
     return lax.cond(fits, lambda: packed_gram(packed, shell_weight.astype(z.dtype)),
