@@ -6,7 +6,7 @@ beyond the float range, a fraction for an integer, an unknown choice, and for pa
 path, a folder where a file is meant, a file where a folder is meant, a missing file and a
 path under /proc. A case is *clean* when the command either
 
-* refuses it: exit code 2, exactly one stderr line ``attnverify: error: ...``, no traceback,
+* refuses it: exit code 2, exactly one stderr line ``attnverify[ command]: error: ...``, no traceback,
   and the output path it was given does not exist afterwards; or
 * accepts it (the value was valid after all): exit code 0 or 1 and no traceback.
 
@@ -68,10 +68,11 @@ def value_flags(command: str) -> list[argparse.Action]:
     return [a for a in sub._actions if a.option_strings and a.nargs != 0 and a.option_strings[-1] not in SKIP]
 
 
-def bad_values(flag: str, action: argparse.Action, work: Path) -> list[str]:
+def bad_values(flag: str, action: argparse.Action, work: Path, label: str) -> list[str]:
     if flag in PATH_FLAGS:
         folder, file = work / "a-folder", work / "a-file"
-        return ["", str(folder), str(file / "x"), str(work / "missing" / "x"), "/proc/x"]
+        # a path under a missing folder, its own for each case (cases run side by side)
+        return ["", str(folder), str(file / "x"), str(work / f"missing-{label}" / "x"), "/proc/x"]
     if action.choices:
         return ["bogus"]
     return [*NUMBERS, "2.5"] if action.type is int else NUMBERS
@@ -95,10 +96,9 @@ def cases(work: Path, model: Path) -> list[tuple[str, list[str], str | None]]:
             flag = action.option_strings[-1]
             if flag in SPEC_FLAGS and command not in SPEC_PROBED:
                 continue
-            for value in bad_values(flag, action, work):
+            for value in bad_values(flag, action, work, f"{command}{flag}"):
                 argv = replaced(base, flag, value)
-                fresh = value if flag in {"--out", "--json", "--csv"} and value.startswith(str(work / "missing")) \
-                    else None
+                fresh = value if flag in {"--out", "--json", "--csv"} and "/missing-" in value else None
                 out.append((f"{command} {flag} {value!r}", argv, fresh))
     return out
 
@@ -114,7 +114,8 @@ def run_case(exe: str, argv: list[str], fresh: str | None, env: dict) -> tuple[b
     if "Traceback" in err:
         return False, f"traceback (exit {proc.returncode}): {lines[-1] if lines else ''}"
     if proc.returncode == 2:
-        errors = [line for line in lines if line.startswith("attnverify: error: ")]
+        # ours ("attnverify: error: ...") or argparse's ("attnverify verify: error: argument ...")
+        errors = [line for line in lines if line.startswith("attnverify") and ": error: " in line]
         if len(errors) != 1 or len([ln for ln in lines if not ln.startswith(("attnverify: warning", "WARNING"))]) != 1:
             return False, f"exit 2 with {len(lines)} stderr lines: {lines[:3]}"
         if fresh and Path(fresh).exists():
@@ -129,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--only", default="", help="run the cases whose label contains this text")
     args = parser.parse_args(argv)
     exe = shutil.which("attnverify") or str(Path(sys.executable).with_name("attnverify"))
     with tempfile.TemporaryDirectory(prefix="attnverify-probe-") as tmp:
@@ -138,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         env = {**os.environ, "ATTNVERIFY_CACHE_DIR": str(work / "xla")}
         model = work / "model.npz"
         subprocess.run([exe, "init-model", "--out", str(model), *TINY], check=True, capture_output=True, env=env)
-        todo = cases(work, model)
+        todo = [case for case in cases(work, model) if args.only in case[0]]
         print(f"{len(todo)} cases, {args.jobs} at a time", file=sys.stderr)
         with ThreadPoolExecutor(args.jobs) as pool:
             outcomes = list(pool.map(lambda case: run_case(exe, case[1], case[2], env), todo))

@@ -72,6 +72,14 @@ def write_table(path, data: dict):
     return write_csv(path, header, rows)
 
 
+def _label(value: float) -> str:
+    """At most 6 characters, so the label of a short word ("but") stays under its box:
+    +0.16, -0.62, +4.9, +2e-04 (the data file keeps every digit)."""
+    if value == 0 or abs(value) >= 10:
+        return f"{value:+.3g}"
+    return f"{value:+.2f}" if abs(value) >= 0.01 else f"{value:+.0e}"
+
+
 def _strip(ax, fig, y: float, words: list[str], values: np.ndarray, x0: float, fontsize: float) -> float:
     """One row of highlighted words at height y, starting at x0 (both in inches); returns the end x."""
     renderer = fig.canvas.get_renderer()
@@ -84,7 +92,7 @@ def _strip(ax, fig, y: float, words: list[str], values: np.ndarray, x0: float, f
                        bbox={"boxstyle": "round,pad=0.25", "facecolor": colour, "edgecolor": "none",
                              "alpha": abs(value) / scale})
         box = text.get_window_extent(renderer).transformed(inches.inverted())
-        ax.text((box.x0 + box.x1) / 2, box.y0 - 0.1, f"{value:+.3g}", fontsize=fontsize * 0.55,
+        ax.text((box.x0 + box.x1) / 2, box.y0 - 0.1, _label(value), fontsize=fontsize * 0.55,
                 ha="center", va="top", color="#444444", transform=inches)
         x = box.x1 + 0.16
     return x

@@ -95,8 +95,10 @@ def run_claims(options: ReportOptions, log: Callable[[str], None]) -> tuple[list
                 traceback.print_exc(file=sys.stderr)
                 continue
             results.append(result)
-            log(f"claim {claim.id:32s} {dtype}: {result.verdict} "
-                f"(max error {result.max_error:.2e}{', UNEXPECTED' if result.unexpected else ''})")
+            measured = (f"max error {result.max_error:.2e}" if result.statistic is None else
+                        f"{result.statistic} {result.estimate:.3g}, bound {result.bound:.3g}")
+            log(f"claim {claim.id:32s} {dtype}: {result.verdict} ({measured}"
+                f"{', UNEXPECTED' if result.unexpected else ''})")
     return results, errors
 
 

@@ -126,7 +126,9 @@ def model_used(model: dict) -> str:
     sizes = metrics.get("sizes")
     T, vocab = spec.get("max_len", "?"), spec.get("vocab_size", "?")
     if data:
-        ours = (f"Our model was trained on `{data}` (sizes {sizes}), with T = {T} positions and a vocabulary of "
+        split = (" (" + " / ".join(f"{n:,} {name}" for name, n in sizes.items()) + " documents)"
+                 if isinstance(sizes, dict) and all(isinstance(n, int) for n in sizes.values()) else "")
+        ours = (f"Our model was trained on `{data}`{split}, with T = {T} positions and a vocabulary of "
                 f"{vocab} words; **test accuracy {_number(acc)}**.")
     else:
         ours = (f"Our model ({model.get('origin', '')}) comes without training metrics (untrained or "
