@@ -171,7 +171,7 @@ def compute_eq19_n(ctx: FigureContext) -> dict:
 def draw_eq19_n(data: dict) -> plt.Figure:
     n, rmse = np.asarray(data["n"], float), np.asarray(data["rmse"])
     with style():
-        fig, (left, right) = plt.subplots(1, 2, figsize=(14, 5.6), constrained_layout=True)
+        fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5.2), constrained_layout=True)
         left.loglog(n, rmse, "o", color=POSITIVE, label=f"LIME ({data['runs']} runs per n)")
         left.loglog(n, np.exp(data["intercept"]) * n ** data["slope"], "-", color="black",
                     label=f"fitted slope {data['slope']:.3f}")

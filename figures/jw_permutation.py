@@ -66,9 +66,15 @@ def draw(data: dict) -> plt.Figure:
     panels = data["panels"]
     bins = data["bins"]
     with style():
-        fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.8), sharey=True,
+        # at most 3 panels a row: the report shows figures <= 1000 px wide, where a row of 5
+        # made the 8-pt labels unreadable
+        columns = min(3, len(panels))
+        rows = -(-len(panels) // columns)
+        fig, axes = plt.subplots(rows, columns, figsize=(3.3 * columns, 3.8 * rows), sharey=True,
                                  constrained_layout=True, squeeze=False)
-        for ax, (title, panel) in zip(axes[0], panels.items(), strict=True):
+        for ax in axes.flat[len(panels):]:
+            ax.set_visible(False)
+        for ax, (title, panel) in zip(axes.flat, panels.items(), strict=False):
             peak, change = np.asarray(panel["max_attention"]), np.asarray(panel["median_tvd"])
             groups, positions = [], []
             for j in range(len(bins) - 1):
@@ -88,7 +94,8 @@ def draw(data: dict) -> plt.Figure:
                           rotation=30)
             ax.set_title(title, fontsize=10)
             ax.set_xlabel("max attention (head mean)")
-        axes[0][0].set_ylabel(f"median |Δp| over {data['permutations']} permutations")
+        for row in axes:
+            row[0].set_ylabel(f"median |Δp| over {data['permutations']} permutations")
         axes[0][0].set_yscale("symlog", linthresh=1e-4)  # random-init changes are ~1e-4
         axes[0][0].set_ylim(0, 1.05)  # a probability change: the violins' smoothing is cut at 0
         fig.suptitle("Permuting attention (Jain & Wallace): output change vs peakedness")

@@ -48,7 +48,7 @@ def compute(ctx: FigureContext) -> dict:
 
 def draw(data: dict) -> plt.Figure:
     with style():
-        fig, axes = plt.subplots(1, len(DTYPES), figsize=(13, 5.6), sharey=True, constrained_layout=True)
+        fig, axes = plt.subplots(1, len(DTYPES), figsize=(11.5, 5.2), sharey=True, constrained_layout=True)
         every = np.concatenate([np.asarray(v, float) for d in data["errors"].values() for v in d.values()])
         every = every[np.isfinite(every) & (every > 0)]
         low, high = np.floor(np.log10(every.min())) - 0.5, np.ceil(np.log10(every.max())) + 0.5

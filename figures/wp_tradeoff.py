@@ -81,7 +81,7 @@ def write_table(path: Path, data: dict) -> Path:
 
 def draw(data: dict) -> plt.Figure:
     with style():
-        fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.2), constrained_layout=True)
+        fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.6), constrained_layout=True)
         left.plot(data["curve_tvd"], data["curve_jsd"], "o-", label="W&P adversaries (trained)")
         for k, (lam, x, y) in enumerate(zip(data["lambdas"], data["curve_tvd"], data["curve_jsd"], strict=True)):
             # saturated adversaries sit on one point: stack their labels
@@ -98,7 +98,7 @@ def draw(data: dict) -> plt.Figure:
         labels = [f"{r['task']}\n{r['arm']}" for r in rows]
         colours = ["C0" if r["study"].startswith("uniform") else "C1" for r in rows]
         right.bar(range(len(rows)), [r["accuracy"] for r in rows], color=colours)
-        right.set_xticks(range(len(rows)), labels, rotation=90, fontsize=7)
+        right.set_xticks(range(len(rows)), labels, rotation=90, fontsize=8)
         right.set_ylim(0.4, 1.02)
         right.set_ylabel("test accuracy")
         right.set_title("Uniform baseline (blue, seed 0) and diagnostic MLP (orange)", fontsize=10)

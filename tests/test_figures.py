@@ -12,6 +12,7 @@ from attnverify.figures.common import RUNNING_SENTENCE, FigureContext
 from attnverify.numerics import modelfile
 from attnverify.numerics.draws import draw_params
 from attnverify.numerics.tokenize import CLS_TOKEN, UNK_TOKEN, words
+from matplotlib.text import Text
 
 from attnverify.cli import main
 from attnverify.errors import InputError
@@ -45,11 +46,42 @@ def drawn(tiny_model, tmp_path_factory):
     sweeps |= {("thm1.gradient_cls_row", dtype): list(rng.uniform(0.1, 1, 20)) for dtype in ("float64", "float32")}
     ctx = FigureContext(model=tiny_model, quick=True, claims_spec=TINY, sweeps=sweeps)
     out = tmp_path_factory.mktemp("figures")
+    real_save = catalog.save_figure
+
+    def save_and_measure(fig, out_dir, name):  # the smallest font of every figure, before it closes
+        fig.canvas.draw()
+        sizes = [t.get_fontsize() for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
+        FONTS[name] = min(sizes)
+        return real_save(fig, out_dir, name)
+
+    patch.setattr(catalog, "save_figure", save_and_measure)
     try:
         written = catalog.make_all(["all"], ctx, out)
     finally:
         patch.undo()
     return written, out
+
+
+#: Smallest font (points) of each figure drawn by the `drawn` fixture.
+FONTS: dict[str, float] = {}
+#: The report's column (CSS px, `verification/report/render.py`: ``max-width: 1000px``) and the
+#: PNG resolution (`figures.common.save_figure`).
+DISPLAY_PX, PNG_DPI = 1000, 150
+
+
+@pytest.mark.parametrize("name", list(catalog.FIGURES))
+def test_each_figure_is_readable_at_the_reports_width(drawn, name):
+    # Shown at most DISPLAY_PX wide, a figure of w pixels is scaled by min(1, DISPLAY_PX / w): its
+    # smallest font must still be >= 8 pt (CSS: 8 * 96 / 72 px), and its shape a page's, not a strip's.
+    from PIL import Image
+
+    written, _ = drawn
+    png = next(p for p in written[name] if p.suffix == ".png")
+    width, height = Image.open(png).size
+    assert 0.4 <= width / height <= 5.0, (name, width, height)
+    shown = min(1.0, DISPLAY_PX / width)
+    smallest_px = FONTS[name] * PNG_DPI / 72 * shown
+    assert smallest_px >= 8 * 96 / 72, f"{name}: smallest font {FONTS[name]:.1f} pt shows as {smallest_px:.1f} px"
 
 
 @pytest.mark.parametrize("name", list(catalog.FIGURES))

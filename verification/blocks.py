@@ -40,8 +40,9 @@ BLOCK = 128  # draws per vectorised block; part of the results manifest
 
 def block_size(trials: int) -> int:
     """Draws per block of a sweep of `trials` draws: BLOCK, or for fewer draws the next power
-    of two (a smoke test of 8 draws computes 8, not 128). Each draw's numbers are the same
-    in a block of any size; a test checks it."""
+    of two (a smoke test of 8 draws computes 8, not 128). The draws are the same in a block
+    of any size, and so are their errors up to the last bits (XLA vectorises another size
+    differently; docs/verification.md); the same `trials` always gives the same bits."""
     return BLOCK if trials >= BLOCK else 1 << max(0, trials - 1).bit_length()
 DTYPES = {"float64": jnp.float64, "float32": jnp.float32}
 
