@@ -23,10 +23,14 @@ NAMES = ("alpha_avg", "alpha_max", "grad_avg", "grad_l1", "grad_l2", "grad_x_inp
 def explain_positions(params: nm.Params, tokens: jnp.ndarray, spec: ModelSpec) -> dict[str, jnp.ndarray]:
     """Every explanation at every position (length-T arrays) plus the explained output."""
     e = nm.embed(params, tokens, spec)
-    alpha = nm.attention(params, e, spec)
     g = nm.output_gradient(params, e, spec)
+    return {"logit": nm.explained_output(params, e, spec), **per_position(nm.attention(params, e, spec), g, e)}
+
+
+def per_position(alpha: jnp.ndarray, g: jnp.ndarray, e: jnp.ndarray) -> dict[str, jnp.ndarray]:
+    """The attention and gradient explanations of every position, from the attention weights
+    alpha (K, T), the gradient g and the embeddings e (T, d_e), for any model."""
     return {
-        "logit": nm.explained_output(params, e, spec),
         "alpha_avg": alpha.mean(axis=0),
         "alpha_max": alpha.max(axis=0),
         "grad_avg": g.mean(axis=1),

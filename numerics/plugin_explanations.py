@@ -16,7 +16,7 @@ import functools
 import jax
 import jax.numpy as jnp
 from attnverify.numerics import plugin_model as pm
-from attnverify.numerics.explanations import IG_BASELINE, NAMES
+from attnverify.numerics.explanations import IG_BASELINE, NAMES, per_position
 from attnverify.numerics.lime import evaluation as lime_eval
 from attnverify.numerics.related.integrated_gradients import ORDER, baseline, ig_of_gradient
 
@@ -36,12 +36,7 @@ def explain_positions(params, tokens: jnp.ndarray, spec: ModelSpec) -> dict[str,
     b = baseline(pm.base_params(params), tokens, pm.base_spec(spec), IG_BASELINE)
     return {
         "logit": pm.explained_output(params, e, spec),
-        "alpha_avg": alpha.mean(axis=0),
-        "alpha_max": alpha.max(axis=0),
-        "grad_avg": g.mean(axis=1),
-        "grad_l1": jnp.abs(g).sum(axis=1),
-        "grad_l2": jnp.sqrt((g * g).sum(axis=1)),
-        "grad_x_input": (e * g).sum(axis=1),
+        **per_position(alpha, g, e),
         "ig": ig_of_gradient(lambda p, x: pm.output_gradient(p, x, spec), params, e, b, ORDER),
     }
 
@@ -62,6 +57,7 @@ def lime_summary(params, tokens, words: list[str], spec: ModelSpec, *, n_samples
     `numerics.lime.summary.lime_summary`; the paper-model forms are None with `eq19_reason`."""
     from attnverify.numerics.lime.engine import lime_explain
     from attnverify.numerics.lime.limit import beta_limit
+    from attnverify.numerics.lime.summary import lime_record
 
     f = pm.model_function(params, spec)
     key_lime, key_limit = jax.random.split(jax.random.PRNGKey(seed))
@@ -69,11 +65,7 @@ def lime_summary(params, tokens, words: list[str], spec: ModelSpec, *, n_samples
                                nu=nu, removal=removal, path="generic")
     d = len(explanation.words)
     out = {
-        "lime_words": explanation.words,
-        "lime_coef": explanation.coef.tolist(),
-        "lime_intercept": explanation.intercept.tolist(),
-        "lime_settings": {"n_samples": n_samples, "runs": runs, "nu": nu, "removal": removal, "ridge": 1.0,
-                          "seed": seed, "path": explanation.path},
+        **lime_record(explanation, n_samples=n_samples, runs=runs, nu=nu, removal=removal, seed=seed),
         "lime_paths_refused": {p: r for p, r in lime_eval.unavailable(False, spec, removal).items() if r},
     }
     try:

@@ -19,6 +19,18 @@ from attnverify.errors import InputError
 from attnverify.spec import ModelSpec
 
 
+def lime_record(explanation, *, n_samples: int, runs: int, nu: float, removal: str, seed: int) -> dict:
+    """The JSON record of one `engine.lime_explain` result: words, coefficients per run,
+    intercepts and the settings that produced them."""
+    return {
+        "lime_words": explanation.words,
+        "lime_coef": explanation.coef.tolist(),
+        "lime_intercept": explanation.intercept.tolist(),
+        "lime_settings": {"n_samples": n_samples, "runs": runs, "nu": nu, "removal": removal, "ridge": 1.0,
+                          "seed": seed, "path": explanation.path},
+    }
+
+
 def lime_summary(
     params: nm.Params, tokens, words: list[str], spec: ModelSpec, *, n_samples: int = 5000, runs: int = 1,
     nu: float = 0.25, removal: str = "delete", seed: int = 0, limit_samples: int = 2**18,
@@ -35,13 +47,7 @@ def lime_summary(
     explanation = lime_explain(params, tokens, spec, key=key_lime, words=words, n_samples=n_samples, runs=runs,
                                nu=nu, removal=removal)
     d = len(explanation.words)
-    out = {
-        "lime_words": explanation.words,
-        "lime_coef": explanation.coef.tolist(),
-        "lime_intercept": explanation.intercept.tolist(),
-        "lime_settings": {"n_samples": n_samples, "runs": runs, "nu": nu, "removal": removal, "ridge": 1.0,
-                          "seed": seed, "path": explanation.path},
-    }
+    out = lime_record(explanation, n_samples=n_samples, runs=runs, nu=nu, removal=removal, seed=seed)
     try:
         limit = beta_limit(params, tokens, spec, words=words, nu=nu, removal=removal, n_mc=limit_samples,
                            key=key_limit)
