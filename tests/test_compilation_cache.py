@@ -148,3 +148,4 @@ def test_every_command_takes_no_cache():
     assert "cache" in commands and len(commands) > 5
     for name, sub in commands.items():
         assert any("--no-cache" in action.option_strings for action in sub._actions), name
+

@@ -21,7 +21,7 @@ from attnverify.verification.sweep import relative_error, run_claim
 
 from attnverify.cli import main
 from attnverify.errors import InputError
-from attnverify.spec import ModelSpec
+from attnverify.spec import SMALL, ModelSpec
 
 SPEC = ModelSpec(max_len=7, d_embed=6, d_att=4, d_out=4, heads=2, vocab_size=20)
 
@@ -156,3 +156,16 @@ def test_kkt_residuals_accept_scipy_optima_and_reject_other_fiber_points(head):
         assert float(jnp.max(nid.kkt_residuals(name, jnp.asarray(x), s[0]))) < 1e-5, name
         for other in (alpha[0], moved):
             assert float(jnp.max(nid.kkt_residuals(name, other, s[0]))) > 1e-3, name
+
+
+def test_support_claims_report_how_many_documents_are_undefined(monkeypatch):
+    # A document whose kept attention is empty in some head is left out of its draw's share:
+    # the context counts such documents (none is dropped unseen), and the count can move.
+    from attnverify.verification.claims import identifiability as ci
+
+    spec = SMALL.replace(classes=2)
+    share = ci._undefined_share(("needle",), False)
+    measured = share(spec)["undefined_share_needle"]
+    assert 0.0 <= measured < 1.0
+    monkeypatch.setattr(ci, "DEFECT", np.inf)  # no candidate weight exceeds it: every support is empty
+    assert share(spec)["undefined_share_needle"] == 1.0

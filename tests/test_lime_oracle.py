@@ -4,6 +4,8 @@
    kernel and ridge reproduce lime's labels, weights and coefficients to rounding.
 2. With independent seeds, our mean coefficients match lime's within a statistical
    tolerance derived from the spread of both (and a changed kernel width is caught).
+3. On a long document (200 words, d = 196 distinct), the engine's ridge by shell (packed
+   integer Gram) gives lime's coefficients on lime's own neighbourhood.
 """
 
 import jax
@@ -13,8 +15,8 @@ from attnverify.numerics.draws import draw_params
 from attnverify.numerics.lime import evaluation as lime_eval
 from attnverify.numerics.lime.document import lime_document
 from attnverify.numerics.lime.engine import lime_explain
-from attnverify.numerics.lime.ridge import weighted_ridge
-from attnverify.numerics.lime.sampling import kernel_weights
+from attnverify.numerics.lime.ridge import shell_ridge, weighted_ridge
+from attnverify.numerics.lime.sampling import kernel_weights, shell_weights
 from attnverify.numerics.tokenize import builtin_vocab
 from attnverify.numerics.tokenize import words as split_words
 
@@ -101,3 +103,44 @@ def test_mean_coefficients_agree_over_seeds(setup, bow, removal, features):
     assert same < 4.5
     # Negative control: kernel width 100 instead of lime's 25 is detected (measured max |z| 27, 50).
     assert wider > 6
+
+
+#: A 200-word text with 196 distinct words (the size where the ridge's d x d Gram dominates).
+LONG_SPEC = ModelSpec(max_len=208, d_embed=8, d_att=4, d_out=5, heads=2, vocab_size=400)
+
+
+def test_long_document_ridge_by_shell_gives_limes_coefficients():
+    vocab = builtin_vocab(LONG_SPEC.vocab_size)
+    rng = np.random.default_rng(0)
+    distinct = list(rng.choice(vocab[2:], 196, replace=False))
+    ws = distinct + list(rng.choice(distinct, 4))
+    rng.shuffle(ws)
+    text = " ".join(ws)
+    index = {w: i for i, w in enumerate(vocab)}
+    params = draw_params(jax.random.PRNGKey(4), LONG_SPEC, scale=4.0)
+    batch = jax.jit(jax.vmap(lime_eval.model_function(params, LONG_SPEC)))
+
+    def encode(words):
+        ids = [0] + [index.get(w, 1) for w in words[: LONG_SPEC.max_len - 1]]
+        return ids + [1] * (LONG_SPEC.max_len - len(ids))
+
+    def classifier(texts):
+        out = np.asarray(batch(np.array([encode(split_words(t)) for t in texts])))
+        return np.stack([-out, out], axis=1)
+
+    explainer = lime_text.LimeTextExplainer(bow=True, random_state=5, feature_selection="none")
+    indexed = lime_text.IndexedString(text, bow=True)
+    assert indexed.num_words() == 196
+    data, labels, distances = explainer._LimeTextExplainer__data_labels_distances(indexed, classifier, 500)
+    _, pairs, score, _ = explainer.base.explain_instance_with_data(data, labels, distances, 1, 196,
+                                                                   feature_selection="none")
+    coef = np.zeros(196)
+    for j, value in pairs:
+        coef[j] = value
+    z, y = jax.numpy.asarray(data, dtype=float), jax.numpy.asarray(labels[:, 1])
+    fit = jax.jit(shell_ridge)(z, y, shell_weights(196, 0.25), 1.0)  # as the engine runs it: compiled
+    np.testing.assert_allclose(np.asarray(fit.coef), coef, rtol=0, atol=1e-9 * np.abs(coef).max())
+    assert abs(float(fit.score) - score) < 1e-9
+    # Can fail: the kernel width of 100 instead of lime's 25 gives other coefficients.
+    wrong = jax.jit(shell_ridge)(z, y, shell_weights(196, 1.0), 1.0)
+    assert np.abs(np.asarray(wrong.coef) - coef).max() > 1e-3 * np.abs(coef).max()

@@ -14,6 +14,12 @@ def _masks(n, d, seed=0):
     return sample_masks(jax.random.PRNGKey(seed), n, d, dtype=jnp.float64)
 
 
+# Compiled as the engine runs them (called eagerly, each operation would compile on its own).
+_pack = jax.jit(pg.pack, static_argnums=2)
+_packed_gram, _matmul_gram, _weighted_gram = jax.jit(pg.packed_gram), jax.jit(pg.matmul_gram), jax.jit(pg.weighted_gram)
+_shell_ridge, _weighted_ridge = jax.jit(shell_ridge), jax.jit(weighted_ridge)
+
+
 @pytest.mark.parametrize("d", [40, 100])
 def test_packed_gram_equals_the_matmul(d):
     n = 5000
@@ -21,13 +27,13 @@ def test_packed_gram_equals_the_matmul(d):
     z = _masks(n, d)
     shell = pg.shells(z)
     weight = shell_weights(d, 0.25)
-    packed, fits = pg.pack(z, shell, pg.words_per_shell(n, d))
+    packed, fits = _pack(z, shell, pg.words_per_shell(n, d))
     assert bool(fits)
-    got = np.asarray(pg.packed_gram(packed, weight))
-    want = np.asarray(pg.matmul_gram(z, weight[shell]))
+    got = np.asarray(_packed_gram(packed, weight))
+    want = np.asarray(_matmul_gram(z, weight[shell]))
     np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-300)
     # can fail: the weights of the wrong shells give another matrix
-    wrong = np.asarray(pg.packed_gram(packed, weight[::-1]))
+    wrong = np.asarray(_packed_gram(packed, weight[::-1]))
     assert np.max(np.abs(wrong - want)) > 1e-3 * np.max(np.abs(want))
 
 
@@ -37,10 +43,10 @@ def test_a_shell_that_overflows_its_words_falls_back_to_the_matmul():
     z[:, 0] = 0.0  # every row in shell 1: far more rows than its words hold
     z = jnp.asarray(z)
     shell = pg.shells(z)
-    _, fits = pg.pack(z, shell, pg.words_per_shell(n, d))
+    _, fits = _pack(z, shell, pg.words_per_shell(n, d))
     assert not bool(fits)
     weight = shell_weights(d, 0.25)
-    np.testing.assert_allclose(pg.weighted_gram(z, shell, weight), pg.matmul_gram(z, weight[shell]), rtol=1e-12)
+    np.testing.assert_allclose(_weighted_gram(z, shell, weight), _matmul_gram(z, weight[shell]), rtol=1e-12)
 
 
 @pytest.mark.parametrize("d, ridge", [(6, 1.0), (64, 1.0), (64, 0.0)])
@@ -49,8 +55,8 @@ def test_shell_ridge_equals_weighted_ridge(d, ridge):
     z = _masks(n, d, seed=d)
     beta = jax.random.normal(jax.random.PRNGKey(1), (d, 2), dtype=jnp.float64)
     y = z @ beta + 0.1 * jax.random.normal(jax.random.PRNGKey(2), (n, 2), dtype=jnp.float64)
-    want = weighted_ridge(z, y, kernel_weights(z, 0.25), ridge)
-    got = shell_ridge(z, y, shell_weights(d, 0.25), ridge)
+    want = _weighted_ridge(z, y, kernel_weights(z, 0.25), ridge)
+    got = _shell_ridge(z, y, shell_weights(d, 0.25), ridge)
     for a, b in zip(got, want, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-11)
 
@@ -73,6 +79,7 @@ def test_without_x64_the_gram_is_the_matmul():
             "z = sample_masks(jax.random.PRNGKey(0), 5000, 64, dtype=jnp.float32)\n"
             "s = pg.shells(z); w = shell_weights(64, 0.25, jnp.float32)\n"
             "assert pg.packing_pays(5000, 64)\n"
-            "np.testing.assert_allclose(pg.weighted_gram(z, s, w), pg.matmul_gram(z, w[s]), rtol=1e-6)\n")
+            "gram, want = jax.jit(pg.weighted_gram)(z, s, w), jax.jit(pg.matmul_gram)(z, w[s])\n"
+            "np.testing.assert_allclose(gram, want, rtol=1e-6)\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]

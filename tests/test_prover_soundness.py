@@ -177,6 +177,39 @@ def test_explicit_check_rejects_theorem1_without_inverse_sqrt_d_att():
     assert derivations._explicit_equal(word, statements.theorem1_gradient(model), points) is True
 
 
+def test_a_counterexample_withholds_the_proof_and_only_a_real_difference_counts():
+    # `derive_gradient` searches one explicit point for a counterexample before `prove_equal`:
+    # a wrong statement is found there; the true one is not (so it still goes to the prover).
+    model = SymbolicModel(PAPER)
+    word = derivations.derive_gradient(PAPER).word
+    quick = derivations.Unrolled(derivations.EXPLICIT_SIZES, digits=derivations.QUICK_DIGITS, positive_scalars=True)
+    point = {tau: 1, m: 0}
+    assert derivations._differs(quick, word, _theorem1_without_inverse_sqrt_d_att(model), point)
+    assert not derivations._differs(quick, word, statements.theorem1_gradient(model), point)
+    # A side that is not a real number there shows nothing (no counterexample, no crash).
+    x = sp.Symbol("x")
+    assert not derivations._differs(derivations.Unrolled(derivations.EXPLICIT_SIZES), sp.sqrt(-x ** 2 - 1), x, {})
+    assert derivations._explicit_equal(sp.sqrt(-x ** 2 - 1), x, [{}]) is None
+
+
+def test_the_proofs_of_a_changed_model_are_withheld_without_the_prover(monkeypatch):
+    # Every statement of the paper is false for a model whose output is tripled (the statements
+    # are typed in its attention and read-outs, which do not change): each is refused by its
+    # counterexample, and `prove_equal` is never reached.
+    class Tripled(SymbolicModel):
+        def output(self):
+            return 3 * super().output()
+
+    from attnverify.theory import memo
+
+    calls = []
+    monkeypatch.setattr(derivations, "prove_equal", lambda *args: calls.append(args) or True)
+    monkeypatch.setattr(derivations, "SymbolicModel", Tripled)
+    memo.forget()
+    proofs = derivations.derive_gradient.__wrapped__.__wrapped__(PAPER).proofs
+    assert calls == [] and all(p.status == "not proved" for p in proofs.values())
+
+
 # -- a model with a residual path: the gradient at every coordinate m, m >= d_out included -------
 class ResidualModel(SymbolicModel):
     """The paper's model with a residual path in the value: v_t,o + e[t, o] (needs d_out <= d_e)."""

@@ -84,8 +84,10 @@ class Unrolled:
     axis (``symbols.AXES``) raises IndexError: such an expression is wrong at these sizes.
     """
 
-    def __init__(self, sizes: dict[sp.Symbol, int], seed: int = 0, digits: int = EXPLICIT_DIGITS):
+    def __init__(self, sizes: dict[sp.Symbol, int], seed: int = 0, digits: int = EXPLICIT_DIGITS,
+                 positive_scalars: bool = False):
         self.sizes = {size: int(n) for size, n in sizes.items()}
+        self.positive_scalars = positive_scalars  # free scalars (a plugin's constants) drawn > 0
         self.ctx = mpmath.MPContext()
         self.ctx.dps = digits
         self._rng = random.Random(seed)
@@ -115,7 +117,8 @@ class Unrolled:
                 return self.sizes[expr]
             if expr.is_integer:
                 raise ValueError(f"index {expr} has no value")
-            return self._value(expr)
+            value = self._value(expr)
+            return abs(value) if self.positive_scalars else value
         if isinstance(expr, sp.Indexed):
             name = str(expr.base.label)
             index = tuple(int(self._eval(i, env)) for i in expr.indices)
@@ -203,7 +206,8 @@ def _explicit_equal(lhs: sp.Expr, rhs: sp.Expr, points: list[dict]) -> bool | No
 
     True: equal to within 10^-(digits - 15) relative at every point; False: a difference
     above 10^-(digits / 2) relative at one (a counterexample), or an entry read outside
-    its axis; None: neither (not decided).
+    its axis; None: neither (not decided), also when a side cannot be evaluated as a real
+    number there (a square root of a negative value, a division by zero).
     """
     decided = True
     for seed in range(EXPLICIT_DRAWS):
@@ -214,6 +218,10 @@ def _explicit_equal(lhs: sp.Expr, rhs: sp.Expr, points: list[dict]) -> bool | No
                 left, right = unrolled(lhs, point), unrolled(rhs, point)
             except IndexError:
                 return False
+            except (ArithmeticError, TypeError, ValueError):
+                return None
+            if not all(isinstance(v, (int, type(ctx.mpf(0)))) for v in (left, right)):
+                return None  # complex (or otherwise not real): no real counterexample
             scale = max(1, abs(left), abs(right))
             difference = abs(left - right) / scale
             if difference > ctx.mpf(10) ** (-EXPLICIT_DIGITS // 2):
@@ -221,6 +229,27 @@ def _explicit_equal(lhs: sp.Expr, rhs: sp.Expr, points: list[dict]) -> bool | No
             if difference > ctx.mpf(10) ** (15 - EXPLICIT_DIGITS):
                 decided = None
     return decided
+
+
+#: Digits of the counterexample search that precedes each proof (`_differs`).
+QUICK_DIGITS = 30
+
+
+def _differs(unrolled: Unrolled, lhs: sp.Expr, rhs: sp.Expr, point: dict) -> bool:
+    """True when lhs and rhs, evaluated by `unrolled` at `point`, are real numbers that differ
+    by more than 10^-(digits / 2) relative: a counterexample. False when they agree or when
+    either side cannot be evaluated as a real number there (nothing is shown)."""
+    ctx = unrolled.ctx
+    try:
+        left, right = unrolled(lhs, point), unrolled(rhs, point)
+    except IndexError:
+        return True  # an entry read outside its axis: wrong at these sizes
+    except (ArithmeticError, TypeError, ValueError, NotImplementedError):
+        return False
+    real = type(ctx.mpf(0))
+    if not all(isinstance(v, (int, real)) for v in (left, right)):
+        return False
+    return abs(left - right) / max(1, abs(left), abs(right)) > ctx.mpf(10) ** (-(ctx.dps // 2))
 
 
 def _grid(**ranges: range) -> list[dict]:
@@ -258,8 +287,14 @@ def derive_gradient(spec: ModelSpec, *, explicit_check: bool = False) -> Gradien
         "gradient x input (t >= 1)": (gxi, gxi_paper, _grid(tau=words)),
     }
     proofs = {}
+    # A counterexample first (docs/theory.md §10.6, R5): a statement that differs from the
+    # derivation at one explicit point cannot be proved, so `normal_form` (most of a plugin's
+    # derivation time) runs only for the statements that survive it. Sound: it can only withhold
+    # a proof. One evaluator for all four, so that the subexpressions they share are evaluated once.
+    quick = Unrolled(EXPLICIT_SIZES, seed=0, digits=QUICK_DIGITS, positive_scalars=True)
     for name, (lhs, rhs, points) in comparisons.items():
-        general = prove_equal(lhs, rhs)
+        counterexample = _differs(quick, lhs, rhs, points[0])
+        general = not counterexample and prove_equal(lhs, rhs)
         exact = _explicit_equal(lhs, rhs, points) if explicit_check else None
         proofs[name] = Proof(name, general, exact)
     return GradientDerivation(

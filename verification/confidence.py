@@ -31,19 +31,31 @@ NaN and inf draws are never used as numbers: they are counted (`Judgement.nonfin
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import stats
+from scipy import special
 
 from attnverify.errors import InputError
 
 Z = 3.0
-ALPHA = float(stats.norm.sf(Z))  # 0.00135: one-sided level of each bound
+ALPHA = float(special.ndtr(-Z))  # 0.00135 (scipy.stats.norm.sf(Z)): one-sided level of each bound
 LEVEL = f"{100 * (1 - ALPHA):.2f} %"
 MIN_DRAWS = 2  # fewer finite draws: no estimate of the spread, so inconclusive
 DIRECTIONS = ("above", "below")
+
+
+@functools.cache
+def _stats():
+    """`scipy.stats`, imported when a statistical claim is first judged (about a second of
+    imports that a run of identities alone never needs)."""
+    from scipy import stats
+
+    return stats
+
+
 OUTCOMES = ("holds", "refuted", "inconclusive")
 MAX_DRAWS = 10**9  # draws_needed beyond this is reported as "no number of draws"
 
@@ -146,7 +158,7 @@ class MeanTest:
                              draws_needed=None, numbers=numbers, **base)
         sd = float(finite.std(ddof=1))
         se = sd * math.sqrt(1 / n + self.pool_share)
-        q = float(stats.t.ppf(1 - ALPHA, n - 1))
+        q = float(_stats().t.ppf(1 - ALPHA, n - 1))
         lo, hi = mean - q * se, mean + q * se
         if self.center is None:
             lower, upper = lo, hi
@@ -166,7 +178,7 @@ class MeanTest:
         if not (effect > 0 and math.isfinite(effect)) or sd == 0:
             return None
         m = _grid(n)
-        settled = stats.t.ppf(1 - ALPHA, m - 1) * sd * np.sqrt(1 / m + self.pool_share) < effect
+        settled = _stats().t.ppf(1 - ALPHA, m - 1) * sd * np.sqrt(1 / m + self.pool_share) < effect
         return int(m[np.argmax(settled)]) if settled.any() else None
 
     def __call__(self, values) -> dict[str, float]:
@@ -179,8 +191,8 @@ def _share_bounds(k: np.ndarray | int, n: np.ndarray | int) -> tuple[np.ndarray,
     """Clopper-Pearson one-sided bounds (each at level 1 - ALPHA) on a binomial proportion."""
     k, n = np.asarray(k, dtype=np.float64), np.asarray(n, dtype=np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
-        lower = np.where(k > 0, stats.beta.ppf(ALPHA, np.maximum(k, 1), n - k + 1), 0.0)
-        upper = np.where(k < n, stats.beta.ppf(1 - ALPHA, k + 1, np.maximum(n - k, 1)), 1.0)
+        lower = np.where(k > 0, _stats().beta.ppf(ALPHA, np.maximum(k, 1), n - k + 1), 0.0)
+        upper = np.where(k < n, _stats().beta.ppf(1 - ALPHA, k + 1, np.maximum(n - k, 1)), 1.0)
     return lower, upper
 
 
@@ -236,7 +248,7 @@ class ShareTest:
 def _order_index(n: np.ndarray | int) -> np.ndarray:
     """k (1-based) such that x_(k) is an upper and x_(n+1-k) a lower bound on the median, each
     at level 1 - ALPHA: the smallest k with P(Binomial(n, 1/2) <= k - 1) >= 1 - ALPHA."""
-    return stats.binom.ppf(1 - ALPHA, np.asarray(n), 0.5).astype(np.int64) + 1
+    return _stats().binom.ppf(1 - ALPHA, np.asarray(n), 0.5).astype(np.int64) + 1
 
 
 @dataclass(frozen=True)

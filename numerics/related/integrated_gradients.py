@@ -200,11 +200,12 @@ def tau(x: jnp.ndarray, y: jnp.ndarray) -> jnp.ndarray:
 
 def agreement(imp: dict[str, jnp.ndarray]) -> dict[str, jnp.ndarray]:
     """Mean tau-b among the saliency pairs (key ``saliency``), and of each attention-based
-    importance (``alpha``, ``alpha_abs_s``, ``alpha_avg_abs_s``) with each saliency method."""
+    importance (``alpha``, ``alpha_abs_s``, ``alpha_avg_abs_s``) with each saliency method. An
+    undefined tau-b (a constant importance) makes its mean NaN, for the sweep to count."""
     pairs = [(a, b) for j, a in enumerate(SALIENCY) for b in SALIENCY[j + 1:]]
-    out = {"saliency": jnp.nanmean(jnp.stack([tau(imp[a], imp[b]) for a, b in pairs]))}
+    out = {"saliency": jnp.mean(jnp.stack([tau(imp[a], imp[b]) for a, b in pairs]))}
     for name in ATTENTION:
-        out[name] = jnp.nanmean(jnp.stack([tau(imp[name], imp[m]) for m in SALIENCY]))
+        out[name] = jnp.mean(jnp.stack([tau(imp[name], imp[m]) for m in SALIENCY]))
     return out
 
 

@@ -6,7 +6,8 @@ Run: ``attnverify bench lime [--quick]`` or ``python bench/bench_lime.py [--quic
    width 25, ridge 1): `lime`'s ``LimeTextExplainer`` calling the same model (jitted, batched
    JAX), vs `lime_explain`, in one run, for both like-for-like settings: lime's default
    bow=True (deletion, d = 100 distinct words; structured path) and bow=False with
-   mask_string='UNK' (in-place replacement, d = 255 positions; ratio path). Steady state
+   mask_string='UNK' (in-place replacement, d = 255 positions; ratio path); and deletion on a
+   200-word text with d = 196 distinct words (where the ridge's Gram grows as d^2). Steady state
    (compilation excluded, reported apart); ours also in float32.
 2. Throughput (masked documents per second) of the structured, ratio and generic paths.
 3. beta^inf by exact enumeration: time vs d (ratio path, replace mode; structured, delete).
@@ -55,10 +56,13 @@ def paper_text(vocab: list[str], d: int, length: int, seed: int = 0) -> str:
     return " ".join(words)
 
 
-#: The two like-for-like comparisons: lime's settings, and ours for the same computation.
+#: The like-for-like comparisons: lime's settings, ours for the same computation, and the text
+#: (distinct words, words): the paper's text of 255 words with 100 distinct, and a 200-word
+#: text with 196 distinct words, where the ridge's d x d Gram dominates.
 VERSUS = {
-    "delete": ({"bow": True}, {"removal": "delete"}),  # lime's default
-    "replace": ({"bow": False, "mask_string": "UNK"}, {"removal": "replace", "features": "positions"}),
+    "delete": ({"bow": True}, {"removal": "delete"}, (100, 255)),  # lime's default
+    "replace": ({"bow": False, "mask_string": "UNK"}, {"removal": "replace", "features": "positions"}, (100, 255)),
+    "delete_long": ({"bow": True}, {"removal": "delete"}, (196, 200)),
 }
 
 
@@ -73,7 +77,6 @@ def bench_versus_lime(quick: bool) -> dict:
     params = draw_params(jax.random.PRNGKey(0), spec)
     params32 = jax.tree_util.tree_map(lambda x: x.astype(np.float32) if x.dtype == np.float64 else x, params)
     index = {w: i for i, w in enumerate(vocab)}
-    text = paper_text(vocab, 100, 255)
     model = jax.jit(jax.vmap(lime_eval.model_function(params, spec)))
 
     def encode(ws):
@@ -86,12 +89,13 @@ def bench_versus_lime(quick: bool) -> dict:
         return np.stack([-out, out], axis=1)
 
     n = 5000
-    classifier([text] * 500)  # compile the model once, outside the timing
-    ws = split_words(text)
-    tokens = np.array(encode(ws))
+    classifier([paper_text(vocab, 100, 255)] * 500)  # compile the model once, outside the timing
     key = jax.random.PRNGKey(1)
     rows = {}
-    for mode, (lime_options, ours_options) in VERSUS.items():
+    for mode, (lime_options, ours_options, (distinct, length)) in VERSUS.items():
+        text = paper_text(vocab, distinct, length)
+        ws = split_words(text)
+        tokens = np.array(encode(ws))
         explainer = LimeTextExplainer(random_state=0, **lime_options)  # kernel_width=25
         d = len(set(ws)) if lime_options["bow"] else len(ws)
         start = time.perf_counter()
@@ -99,7 +103,7 @@ def bench_versus_lime(quick: bool) -> dict:
             explainer.explain_instance(text, classifier, num_features=d, num_samples=n)
         lime_seconds = (time.perf_counter() - start) / (1 if quick else 3)
 
-        def ours(p, options=ours_options):
+        def ours(p, options=ours_options, tokens=tokens, ws=ws):
             return lime_explain(p, tokens, spec, key=key, words=ws, n_samples=n, **options).coef
 
         first, best = timed(lambda: ours(params), repeat=3 if quick else 10)

@@ -15,7 +15,7 @@ import numpy as np
 from attnverify.numerics import model as nm
 from attnverify.numerics.related import fiber as nid
 from attnverify.numerics.related import jain_wallace as njw
-from attnverify.numerics.training.synthetic_tasks import cast, seeded_documents, trained_model
+from attnverify.numerics.training.synthetic_tasks import cast, documents, seeded_documents, trained_model
 from attnverify.theory.related import identifiability as tid
 from attnverify.verification.empirical import (
     MEAN_REASON,
@@ -239,31 +239,60 @@ SUPPORT_DOCUMENTS = 32  # documents per draw (each draw's value is their mean): 
 UNDEFINED = "a draw where every document's kept attention is empty in some head has no defined share"
 
 
+def _support_one(spec: ModelSpec, necessity: bool):
+    """One document's value: 1.0 when the prediction is unchanged (sufficiency) or flipped
+    (necessity) with only (without) the min-norm candidate's support, NaN when that leaves a
+    head with no attention."""
+    parts = _head(spec)
+
+    def one(params, document):
+        alpha, s, z = parts(params, document)
+        support = jax.vmap(nid.candidate_min_norm)(alpha, s) > DEFECT  # every head's candidate
+        kept = jnp.where(support if not necessity else ~support, alpha, 0.0)
+        total = kept.sum(axis=1, keepdims=True)
+        defined = jnp.all(total > 0)
+        changed = jnp.argmax(njw.logits_from(params, spec, kept / jnp.where(total > 0, total, 1.0), s)) \
+            != jnp.argmax(z)
+        value = changed if necessity else ~changed
+        return jnp.where(defined, value.astype(s.dtype), jnp.nan)
+
+    return one
+
+
 def _support(task: str, necessity: bool):
     def build(spec: ModelSpec):
-        parts = _head(spec)
+        one = _support_one(spec, necessity)
         trained = trained_model(spec, task)[0]
-
-        def one(params, document):
-            alpha, s, z = parts(params, document)
-            support = jax.vmap(nid.candidate_min_norm)(alpha, s) > DEFECT  # every head's candidate
-            kept = jnp.where(support if not necessity else ~support, alpha, 0.0)
-            total = kept.sum(axis=1, keepdims=True)
-            defined = jnp.all(total > 0)
-            changed = jnp.argmax(njw.logits_from(params, spec, kept / jnp.where(total > 0, total, 1.0), s)) \
-                != jnp.argmax(z)
-            value = changed if necessity else ~changed
-            return jnp.where(defined, value.astype(s.dtype), jnp.nan)
 
         def compare(params, tokens):
             params = cast(trained, params.embedding.dtype)
             docs = seeded_documents(tokens, task, spec, SUPPORT_DOCUMENTS)
             values = jax.vmap(lambda x: one(params, x))(docs)
-            return jnp.nanmean(values), jnp.asarray(0.5, values.dtype)  # NaN when no document is defined
+            # The draw's share is over its defined documents (NaN when none is): the context
+            # reports how many documents are undefined, so none is left out unseen.
+            return jnp.nanmean(values), jnp.asarray(0.5, values.dtype)
 
         return compare
 
     return build
+
+
+UNDEFINED_DOCUMENTS = 1024  # fixed task documents on which the context counts undefined ones
+
+
+def _undefined_share(tasks: tuple[str, ...], necessity: bool):
+    """Context: the share of `UNDEFINED_DOCUMENTS` fixed documents of each task on which the
+    support claim's value is undefined (left out of its draw's share)."""
+    def context(spec: ModelSpec) -> dict[str, float]:
+        one = jax.jit(jax.vmap(_support_one(spec, necessity), in_axes=(None, 0)))
+        out = {}
+        for task in tasks:
+            docs = documents(jax.random.PRNGKey(29), UNDEFINED_DOCUMENTS, task, spec)
+            values = np.asarray(one(trained_model(spec, task)[0], docs))
+            out[f"undefined_share_{task}"] = float(np.mean(np.isnan(values)))
+        return out
+
+    return context
 
 
 def _necessity_contrast(spec: ModelSpec):
@@ -283,7 +312,7 @@ register(Claim(
     rhs="share >= 0.9 of draws above 0.5",
     build=_support("needle", False), tolerance=COUNT, tolerance_reason=SHARE_REASON,
     requires={"classes": 2}, measure=left, summary=fraction_above(0.5, least=0.9),
-    nonfinite_reason=UNDEFINED,
+    nonfinite_reason=UNDEFINED, context=_undefined_share(("needle",), False),
 ))
 register(Claim(
     id="identifiability.support_necessary_needle_vs_bow", group="identifiability", provenance="literature",
@@ -294,6 +323,7 @@ register(Claim(
     rhs="flip on the trained bag-of-words model", build=_necessity_contrast, tolerance=COUNT,
     tolerance_reason=MEAN_REASON, requires={"classes": 2},
     measure=difference, summary=mean_exceeds_zero, nonfinite_reason=UNDEFINED,
+    context=_undefined_share(("needle", "bag_of_words"), True),
     finding="Not confirmed: flip rate on the needle task minus bag-of-words = {mean:.3g} "
     "(standard error {se:.2g}, {draws:.0f} draws where removal leaves some attention).",
 ))

@@ -157,7 +157,9 @@ def _taus(first: tuple[str, str], second: tuple[str, str] | None, task: str | No
                 models = shuffled_models(tokens, params, DOCUMENTS_PER_DRAW)
             taus = jax.vmap(lambda p, x: njw.protocol_taus(p, x, spec)[0])(models, docs)  # (documents, pairs)
             other = taus[:, PAIR[second]] if second else jnp.zeros_like(taus[:, 0])
-            return jnp.nanmean(taus[:, PAIR[first]]), jnp.nanmean(other)
+            # A document whose tau-b is undefined (a constant importance) makes the draw NaN:
+            # counted by the sweep, never averaged away.
+            return jnp.mean(taus[:, PAIR[first]]), jnp.mean(other)
 
         return compare
 

@@ -121,9 +121,10 @@ def _context(scorer: str):
         out = {}
         for name, m in models.items():
             top = jax.vmap(lambda x, m=m: m.top_agreement(x, jnp.float64))(corpus)
-            out.update({f"accuracy_{name}": float(np.mean(m.accuracy)), f"tau_{name}": float(np.nanmean(taus[name])),
-                        f"top_{name}": float(np.mean(top))})
-        gaps = np.nanmean(taus[scorer] - taus["dot"], axis=0)
+            # An undefined tau-b (NaN) is counted and makes the mean NaN ("?" in the report), never dropped.
+            out.update({f"accuracy_{name}": float(np.mean(m.accuracy)), f"tau_{name}": float(np.mean(taus[name])),
+                        f"undefined_tau_{name}": float(np.isnan(taus[name]).sum()), f"top_{name}": float(np.mean(top))})
+        gaps = np.mean(taus[scorer] - taus["dot"], axis=0)
         out.update({f"gap_seed{seed}": float(gap) for seed, gap in zip(SEEDS, gaps, strict=True)})
         out.update(gap_min=float(np.min(gaps)), gap_max=float(np.max(gaps)))
         return out
