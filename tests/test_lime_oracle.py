@@ -37,17 +37,24 @@ def setup():
     index = {w: i for i, w in enumerate(vocab)}
     # Large init scale: peaked attention, so LIME's answer depends on its sampling details.
     params = draw_params(jax.random.PRNGKey(0), SPEC, scale=8.0)
-    batch = jax.jit(jax.vmap(lime_eval.model_function(params, SPEC)))
+    encode, classifier = _lime_classifier(params, SPEC, index)
+    return params, classifier, split_words(TEXT), np.array(encode(split_words(TEXT)))
+
+
+def _lime_classifier(params, spec: ModelSpec, index: dict[str, int]):
+    """(encode, classifier): words -> padded ids, and lime's classifier_fn on the model (class 1's
+    logit against its negative; lime calls it once on all perturbed strings, "" included)."""
+    batch = jax.jit(jax.vmap(lime_eval.model_function(params, spec)))
 
     def encode(ws):
-        ids = [0] + [index.get(w, 1) for w in ws[: SPEC.max_len - 1]]
-        return ids + [1] * (SPEC.max_len - len(ids))
+        ids = [0] + [index.get(w, 1) for w in ws[: spec.max_len - 1]]
+        return ids + [1] * (spec.max_len - len(ids))
 
-    def classifier(texts):  # lime calls it once on all perturbed strings; "" is allowed
+    def classifier(texts):
         out = np.asarray(batch(np.array([encode(split_words(t)) for t in texts])))
         return np.stack([-out, out], axis=1)
 
-    return params, classifier, split_words(TEXT), np.array(encode(split_words(TEXT)))
+    return encode, classifier
 
 
 @pytest.mark.parametrize("bow,removal,features", MODES)
@@ -118,15 +125,7 @@ def test_long_document_ridge_by_shell_gives_limes_coefficients():
     text = " ".join(ws)
     index = {w: i for i, w in enumerate(vocab)}
     params = draw_params(jax.random.PRNGKey(4), LONG_SPEC, scale=4.0)
-    batch = jax.jit(jax.vmap(lime_eval.model_function(params, LONG_SPEC)))
-
-    def encode(words):
-        ids = [0] + [index.get(w, 1) for w in words[: LONG_SPEC.max_len - 1]]
-        return ids + [1] * (LONG_SPEC.max_len - len(ids))
-
-    def classifier(texts):
-        out = np.asarray(batch(np.array([encode(split_words(t)) for t in texts])))
-        return np.stack([-out, out], axis=1)
+    _, classifier = _lime_classifier(params, LONG_SPEC, index)
 
     explainer = lime_text.LimeTextExplainer(bow=True, random_state=5, feature_selection="none")
     indexed = lime_text.IndexedString(text, bow=True)
