@@ -51,8 +51,14 @@ def spec_from_args(args: argparse.Namespace, default: ModelSpec) -> ModelSpec:
 
 
 def enable_x64() -> None:
-    # Identity checks run in float64; this must happen before any array exists.
+    # Identity checks run in float64; this must happen before any array exists. Every command
+    # and API call that computes starts here, so this is also where a known defect of the
+    # installed JAX is reported (numerics.known_defects).
     import jax
+
+    from attnverify.numerics.known_defects import warn_known_defects
+
+    warn_known_defects()
 
     jax.config.update("jax_enable_x64", True)
 

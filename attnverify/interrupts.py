@@ -8,6 +8,15 @@ swallows it; a Ctrl-C during start-up or compilation was then lost and the comma
 its end. So the signal is sent again every `RESEND_S` seconds until the command has stopped
 for it (`Interrupts.acknowledge`), and a command that finished without stopping still reports
 the signal (`Interrupts.received`).
+
+Python runs a signal's handler only when the main thread returns to the interpreter. A main
+thread that waits inside a compiled program which never returns (a hung XLA computation:
+numerics/known_defects.py) or inside a long compilation would never see it, and the command
+could not be stopped but by SIGKILL. So the signal is also written to a pipe
+(`signal.set_wakeup_fd`) that a watcher thread reads: if the command has not stopped
+`GRACE_S` seconds after the first signal, the watcher says so in one line and ends the process
+with the signal's exit status (130 or 143). What was finished stays, as after a kill: atomic
+writes leave no half-written file, and a results store resumes from its last whole record.
 """
 
 from __future__ import annotations
@@ -19,6 +28,8 @@ import threading
 
 #: Seconds between deliveries of a signal the command has not yet stopped for.
 RESEND_S = 1.0
+#: Seconds a command has to stop for a signal before the process ends without it.
+GRACE_S = 5.0
 
 
 class Terminated(BaseException):
@@ -33,6 +44,7 @@ class Interrupts:
         self.received: int | None = None
         self._done = threading.Event()  # acknowledged, or the command is over: no more resends
         self._previous: dict[int, object] = {}
+        self._wakeup: tuple[int, int] | None = None  # (previous wakeup fd, our pipe's write end)
 
     def __enter__(self) -> Interrupts:
         self._hook, sys.unraisablehook = sys.unraisablehook, self._unraisable
@@ -40,13 +52,41 @@ class Interrupts:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 if signal.getsignal(signum) is not signal.SIG_IGN:
                     self._previous[signum] = signal.signal(signum, self._handle)
+            if self._previous:
+                self._watch()
         return self
 
     def __exit__(self, *exc) -> None:
         self._done.set()
         sys.unraisablehook = self._hook
+        if self._wakeup is not None:
+            previous, write_end = self._wakeup
+            signal.set_wakeup_fd(previous)
+            os.close(write_end)  # the watcher reads end-of-file and stops
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
+
+    def _watch(self) -> None:
+        read_end, write_end = os.pipe()
+        os.set_blocking(write_end, False)
+        previous = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+        self._wakeup = (previous, write_end)
+        threading.Thread(target=self._watcher, args=(read_end,), name="attnverify-interrupts",
+                         daemon=True).start()
+
+    def _watcher(self, read_end: int) -> None:
+        """Reads the signals the C-level handler wrote; ends the process if the command has not
+        stopped `GRACE_S` seconds after the first SIGINT or SIGTERM."""
+        try:
+            while data := os.read(read_end, 64):
+                signums = [b for b in data if b in self._previous]
+                if signums and not self._done.wait(GRACE_S):
+                    print(f"attnverify: {'terminated' if signums[0] == signal.SIGTERM else 'interrupted'} "
+                          f"(the running computation did not stop within {GRACE_S:g} s; leaving without it)",
+                          file=sys.stderr, flush=True)
+                    os._exit(128 + signums[0])
+        finally:
+            os.close(read_end)
 
     def acknowledge(self) -> None:
         """The command stopped for the signal: stop sending it again."""

@@ -84,6 +84,10 @@ def configure_cache(path: Path | None) -> Path | None:
         except CacheLocationError as err:
             _warn_once(str(err), f"{err}; compiling without it")
             path = None
+    # XLA's C++ warnings (unless the user chose a level): jaxlib 0.9 logs "Assume version
+    # compatibility" for every program it loads from the cache, a line of noise in each command's
+    # output. Level 2 keeps errors. Read when jaxlib starts, so it matters before JAX's import.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     settings = {
         "jax_compilation_cache_dir": None if path is None else str(path),
         "jax_enable_compilation_cache": path is not None,

@@ -6,7 +6,11 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import jax
+# As the command line (numerics.compilation_cache): XLA's C++ warnings off. JAX's import sets level 1
+# when none is set, and the commands the tests start inherit this process's level.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import jax  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 

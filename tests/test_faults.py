@@ -237,6 +237,37 @@ def test_a_swallowed_ctrl_c_is_delivered_again():
     assert swallowed == 1 and stopped and interrupts.received == signal.SIGINT
 
 
+HUNG = """
+import ctypes, signal
+from attnverify.interrupts import Interrupts
+with Interrupts():
+    # The signal reaches another thread (as when JAX's threads run) and the main thread waits in a
+    # call that does not return to Python, as in a hung compiled program (numerics/known_defects.py).
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    print("waiting", flush=True)
+    ctypes.CDLL(None).poll(None, 0, 60000)
+print("returned", flush=True)
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_stops_a_command_whose_main_thread_never_returns(signum):
+    # Before the watcher thread, the signal's handler never ran and the process waited the full 60 s.
+    from attnverify.interrupts import GRACE_S
+
+    proc = subprocess.Popen([sys.executable, "-c", HUNG], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline() == "waiting\n"
+    start = time.monotonic()
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=30)
+    waited = time.monotonic() - start
+    assert proc.returncode == 128 + signum and "returned" not in out
+    assert GRACE_S - 0.5 <= waited < GRACE_S + 10, waited
+    word = "interrupted" if signum == signal.SIGINT else "terminated"
+    assert err.splitlines() == [f"attnverify: {word} (the running computation did not stop within "
+                                f"{GRACE_S:g} s; leaving without it)"], err
+
+
 def test_temporaries_of_killed_writers_are_swept_up(tmp_path, capsys):
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     stale = tmp_path / f".attnverify-tmp-{dead.stdout.strip()}-m.npz.abc123.npz"  # left by a SIGKILL
