@@ -5,9 +5,10 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from attnverify import cli_support
 from attnverify.numerics import known_defects
 from packaging.requirements import Requirement
+
+from attnverify import cli_support
 
 PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
 AFFECTED = ["0.10.0", "0.10.1", "0.10.2", "0.11.0"]
