@@ -244,10 +244,25 @@ with Interrupts():
     # The signal reaches another thread (as when JAX's threads run) and the main thread waits in a
     # call that does not return to Python, as in a hung compiled program (numerics/known_defects.py).
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-    print("waiting", flush=True)
+    print("waiting", flush=True); import time; time.sleep(0.5)
     ctypes.CDLL(None).poll(None, 0, 60000)
 print("returned", flush=True)
 """
+
+
+def _wait_until_blocked_in_poll(pid: int, timeout: float = 20.0) -> None:
+    """Waits until the process's main thread sleeps in the kernel's poll (Linux: /proc/PID/wchan)."""
+    wchan = Path(f"/proc/{pid}/wchan")
+    if not wchan.exists():
+        pytest.skip("needs Linux's /proc/PID/wchan to know when the main thread is blocked")
+    deadline, seen = time.monotonic() + timeout, set()
+    while "poll" not in (where := wchan.read_text()):
+        seen.add(where)
+        if time.monotonic() > deadline:
+            if seen <= {"0", ""}:  # a kernel that hides wait channels
+                pytest.skip("this kernel does not show where a thread waits (/proc/PID/wchan)")
+            pytest.fail(f"the main thread never blocked in poll; it waited in {sorted(seen)}")
+        time.sleep(0.01)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
@@ -257,6 +272,10 @@ def test_a_signal_stops_a_command_whose_main_thread_never_returns(signum):
 
     proc = subprocess.Popen([sys.executable, "-c", HUNG], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout.readline() == "waiting\n"
+    # Signal only once the main thread is inside poll(2): signalled between the print and the call
+    # (a loaded machine), the main thread still runs Python and stops for the signal at once, and
+    # the watcher is never exercised (CI saw exit 1 after 0.02 s).
+    _wait_until_blocked_in_poll(proc.pid)
     start = time.monotonic()
     proc.send_signal(signum)
     out, err = proc.communicate(timeout=30)
