@@ -10,8 +10,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from attnverify.verification import claims  # noqa: F401  (fills the registry)
-from attnverify.verification.confidence import ALPHA, MeanTest, decide
-from attnverify.verification.empirical import at_least_as_good, fraction_above, mean_exceeds_zero, median_ratio
+from attnverify.verification.confidence import ALPHA, STATISTICAL_TESTS, MeanTest, decide
+from attnverify.verification.empirical import (
+    EveryDrawCheck,
+    at_least_as_good,
+    fraction_above,
+    largest_violation,
+    mean_exceeds_zero,
+    median_ratio,
+    z_within,
+)
 from attnverify.verification.registry import REGISTRY, Claim
 from attnverify.verification.sweep import judge_claim, run_claim
 from attnverify.verification.table import claims_table
@@ -168,6 +176,35 @@ def test_statistical_results_report_statistic_threshold_direction_and_no_error()
         assert key in record
     table = claims_table([result])
     assert "mean > 0" in table and "literature"[:3] in table and "error" not in table.split("Statistics")[1]
+
+
+def test_every_draw_checks_report_their_statistic_against_its_threshold_never_a_negative_error():
+    # z_within and largest_violation used to report "error = max |z| - limit" ("max -2.56").
+    z = _claim(summary=z_within(5.5), tolerance={"float64": 0.0, "float32": 0.0})
+    held = _judge(z, [0.5, 2.9, 1.0]).to_json()
+    assert (held["verdict"], held["statistic"], held["estimate"], held["threshold"]) == ("pass", "max |z|", 2.9, 5.5)
+    assert held["target"] == "max |z| <= 5.5 (every draw)" and held["bound"] is None
+    assert np.isnan(held["max_error"]) and "error" not in held["statistics"]
+    missed = _judge(z, [0.5, 6.0, 1.0])
+    assert missed.verdict == "fail" and "max |z| 6 > 5.5" in missed.finding
+    table = claims_table([_judge(z, [0.5, 2.9, 1.0])])
+    assert "max |z| <= 5.5 (every draw)" in table and " 2.9 " in table and "max -" not in table
+    gap = _claim(summary=largest_violation, tolerance={"float64": 1e-12, "float32": 0.0})
+    assert _judge(gap, [-1.0, -0.5]).verdict == "pass" and _judge(gap, [-1.0, 2e-12]).verdict == "fail"
+    assert _judge(gap, [-1.0, np.nan]).verdict == "fail"  # NaN counted, never dropped
+    with pytest.raises(InputError):
+        z_within(0.0)
+
+
+def test_no_registered_claim_reports_an_error_below_zero():
+    # An "error" is a distance: a claim whose per-draw numbers can go negative (a margin, a gap)
+    # must report them as a statistic against a threshold (confidence test or EveryDrawCheck).
+    statistical = (*STATISTICAL_TESTS, EveryDrawCheck)
+    for claim in REGISTRY.values():
+        if claim.summary is None or isinstance(claim.summary, statistical):
+            continue
+        summary = claim.summary(np.array([-3.0, -1.0, 0.5]))
+        assert summary["error"] >= 0, (claim.id, summary)
 
 
 def test_every_claim_has_a_provenance_and_measured_failures_name_their_source():

@@ -6,9 +6,10 @@ the draw (a Kendall tau, a gap, a violation) and `summary` judges the whole swee
 * statistical claims (`verification.confidence`: holds / refuted / inconclusive by a one-sided
   confidence bound, docs/theory.md §11): `mean_exceeds_zero`, `mean_above`, `mean_below`,
   `mean_within`, `at_least_as_good`, `fraction_above` (a share of draws below 1), `median_ratio`;
-* per-draw checks judged like identities (an "error" against the tolerance, PASS iff <=):
-  `largest_violation` (an inequality on every draw, rounding only), `z_within` (every draw's
-  |z| within a limit), `fraction_above` with ``least=1`` (a property of every draw).
+* per-draw checks judged like identities, rounding only (`EveryDrawCheck`: a statistic of all
+  draws against its threshold, never a negative "error"): `largest_violation` (an inequality on
+  every draw), `z_within` (every draw's |z| within a limit); and `fraction_above` with ``least=1``
+  (a property of every draw: error = the share of draws that miss it).
 
 NaN and inf draws are counted, never dropped silently: `run_claim` fails a claim that has any,
 unless the claim declares why they are legitimate (`Claim.nonfinite_reason`).
@@ -17,6 +18,7 @@ unless the claim declares why they are legitimate (`Claim.nonfinite_reason`).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import jax.numpy as jnp
 import numpy as np
@@ -66,22 +68,45 @@ def at_least_as_good(margin: float, *, statistic: str = "mean gap", pool_share: 
     return MeanTest(statistic=statistic, threshold=-margin, direction="above", pool_share=pool_share)
 
 
-def largest_violation(values: np.ndarray) -> dict[str, float]:
-    """error = the largest per-draw violation (<= 0 everywhere when the inequality holds)."""
-    values = np.asarray(values, dtype=np.float64)
-    return {"error": float(np.max(values)) if np.all(np.isfinite(values)) else float("inf"),
-            "mean": float(np.mean(values))}
+@dataclass(frozen=True)
+class EveryDrawCheck:
+    """A property of every draw, judged like an identity (rounding only, no confidence bound):
+    `statistic` (a reduction of the per-draw numbers, e.g. their maximum) must be at most
+    `threshold` plus the claim's tolerance (`threshold=None`: the tolerance alone). Reported as that
+    statistic against its threshold ("max |z| 2.94 <= 5.5"), never as a negative "error"."""
 
+    statistic: str
+    threshold: float | None
+    reduce: Callable[[np.ndarray], float] = np.max
+    extra: Callable[[np.ndarray], dict[str, float]] | None = None  # further reported numbers
 
-def z_within(limit: float, *, mean_name: str = "mean_abs_z") -> Callable[[np.ndarray], dict[str, float]]:
-    """Summary of per-draw |z|-scores: error = max |z| - limit (PASS iff every draw is within
-    `limit` standard errors), with the max and the mean (reported as `mean_name`)."""
-    def summary(values: np.ndarray) -> dict[str, float]:
+    def limit(self, tolerance: float) -> float:
+        return tolerance if self.threshold is None else self.threshold + tolerance
+
+    def target(self, tolerance: float) -> str:
+        return f"{self.statistic} <= {self.limit(tolerance):.3g} (every draw)"
+
+    def judge(self, values: np.ndarray, tolerance: float) -> tuple[float, dict[str, float]]:
+        """(the statistic, with inf if any draw is NaN / inf; the reported numbers)."""
         values = np.asarray(values, dtype=np.float64)
-        return {"error": float(np.max(values) - limit), "max_abs_z": float(np.max(values)),
-                mean_name: float(np.mean(values))}
+        value = float(self.reduce(values)) if np.all(np.isfinite(values)) else float("inf")
+        numbers = {self.statistic: value, **(self.extra(values) if self.extra is not None else {})}
+        return value, numbers
 
-    return summary
+
+#: The largest per-draw violation of an inequality that holds on every draw up to rounding
+#: (<= 0 where it holds; the claim's tolerance is the rounding allowed).
+largest_violation = EveryDrawCheck(statistic="max (lhs - rhs)", threshold=None,
+                                   extra=lambda values: {"mean": float(np.mean(values))})
+
+
+def z_within(limit: float, *, mean_name: str = "mean |z|") -> EveryDrawCheck:
+    """Every draw's |z|-score is within `limit` standard errors: max |z| <= limit, with the mean
+    (reported as `mean_name`)."""
+    if not limit > 0:
+        raise InputError(f"a z limit must be > 0, got {limit}")
+    return EveryDrawCheck(statistic="max |z|", threshold=limit,
+                          extra=lambda values: {mean_name: float(np.mean(values))})
 
 
 def fraction_above(threshold: float, *, least: float) -> ShareTest | Callable[[np.ndarray], dict[str, float]]:

@@ -22,6 +22,7 @@ from attnverify.verification.blocks import (  # noqa: F401 (re-exported)
     relative_error,
 )
 from attnverify.verification.confidence import STATISTICAL_TESTS
+from attnverify.verification.empirical import EveryDrawCheck
 from attnverify.verification.registry import Claim
 from attnverify.verification.store import ChunkStore
 from attnverify.verification.verdicts import decide_verdict, inconclusive_finding
@@ -198,13 +199,21 @@ def judge_claim(claim: Claim, spec: ModelSpec, errors: np.ndarray, *, trials: in
     allowed = claim.nonfinite_reason is not None
     kept = errors[finite_mask] if allowed else errors
     statistics: dict[str, float] = {}
-    judgement = None
+    judgement, every = None, {}
     if isinstance(claim.summary, STATISTICAL_TESTS):  # a statistical claim: three-way
         unset = getattr(claim.summary, "threshold", 0.0) is None  # a test whose threshold is the tolerance
         judgement = claim.summary.judge(errors, tolerance if unset else None)
         statistics = {name: float(value) for name, value in judgement.numbers.items()}
         outcome = judgement.outcome
         max_error = median_error = float("nan")  # no "error": see statistic, estimate, bound
+    elif isinstance(claim.summary, EveryDrawCheck):  # a statistic of every draw against its threshold
+        check = claim.summary
+        value, numbers = check.judge(kept, tolerance) if kept.size else (float("nan"), {})
+        statistics = {name: float(v) for name, v in numbers.items()}
+        max_error = median_error = float("nan")  # no "error": see statistic, estimate, threshold
+        outcome = ("holds" if value <= check.limit(tolerance) else "refuted") if kept.size else "inconclusive"
+        every = dict(statistic=check.statistic, estimate=value, threshold=check.limit(tolerance),
+                     direction="below", target=check.target(tolerance))
     else:
         if claim.summary is not None:  # a per-draw check: its "error" against the tolerance
             statistics = {name: float(value) for name, value in claim.summary(kept).items()}
@@ -223,11 +232,11 @@ def judge_claim(claim: Claim, spec: ModelSpec, errors: np.ndarray, *, trials: in
     passed = outcome == "holds" and not unexplained
     refutes = claim.asserted_by if verdict == "expected_fail" else None
     finding = _finding(claim, spec, verdict, judgement, statistics, max_error=max_error, tolerance=tolerance,
-                       nonfinite=nonfinite, draws=errors.size)
+                       nonfinite=nonfinite, draws=errors.size, every=every)
     proof = claim.proof(spec) if claim.proof is not None else None
     shown = errors[finite_mask]
     qs = {f"p{q}": float(np.quantile(shown, q / 100)) if shown.size else float("nan") for q in (10, 50, 90, 99)}
-    stat = {}
+    stat = every
     if judgement is not None:
         stat = dict(statistic=judgement.statistic, estimate=judgement.estimate, threshold=judgement.threshold,
                     direction=judgement.direction, bound=judgement.bound, draws_needed=judgement.draws_needed,
@@ -243,8 +252,9 @@ def judge_claim(claim: Claim, spec: ModelSpec, errors: np.ndarray, *, trials: in
 
 
 def _finding(claim: Claim, spec: ModelSpec, verdict: str, judgement, statistics: dict[str, float], *,
-             max_error: float, tolerance: float, nonfinite: int, draws: int) -> str | None:
-    """The line reported under the table (None for a plain PASS)."""
+             max_error: float, tolerance: float, nonfinite: int, draws: int, every: dict) -> str | None:
+    """The line reported under the table (None for a plain PASS). `every`: an `EveryDrawCheck`'s
+    statistic, estimate and target (empty for other claims)."""
     if verdict == "pass":
         return None
     if verdict == "fail" and nonfinite and claim.nonfinite_reason is None:
@@ -254,8 +264,12 @@ def _finding(claim: Claim, spec: ModelSpec, verdict: str, judgement, statistics:
         if judgement is None:
             return f"Inconclusive: no finite draw ({nonfinite} NaN/inf, allowed: {claim.nonfinite_reason})."
         return inconclusive_finding(judgement)
-    shown = f"{judgement.target}: estimate {judgement.estimate:.4g}, bound {judgement.bound:.4g}" \
-        if judgement is not None else f"max error {max_error:.3g}"
+    if judgement is not None:
+        shown = f"{judgement.target}: estimate {judgement.estimate:.4g}, bound {judgement.bound:.4g}"
+    elif every:
+        shown = f"{every['target']}: {every['statistic']} {every['estimate']:.4g}"
+    else:
+        shown = f"max error {max_error:.3g}"
     if verdict == "hyp_unmet":
         unmet = claim.unmet(spec)
         return (f"Fails outside its hypotheses ({', '.join(f'{k}={v}' for k, v in unmet.items())}; "
@@ -270,4 +284,7 @@ def _finding(claim: Claim, spec: ModelSpec, verdict: str, judgement, statistics:
             pass
     if judgement is not None:
         return f"REFUTED where it is claimed to hold: {shown} (the other bound {judgement.counter_bound:.4g})."
+    if every:
+        return (f"FAILS where it is claimed to hold: {every['statistic']} {every['estimate']:.4g} > "
+                f"{every['threshold']:.4g}.")
     return f"FAILS where it is claimed to hold: max error {max_error:.3g} > {tolerance:g}."

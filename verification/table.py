@@ -23,6 +23,8 @@ def _target(r: ClaimResult) -> str:
 def _measured(r: ClaimResult) -> str:
     if r.statistic is None:
         return f"max {r.max_error:.2e}, median {r.median_error:.2e}"
+    if r.bound is None:  # a statistic of every draw (`EveryDrawCheck`): no confidence bound
+        return f"{r.estimate:.3g}"
     lower, upper = r.statistics.get("lower"), r.statistics.get("upper")
     if lower is None or upper is None:
         return f"{r.estimate:.3g} (bound {r.bound:.3g})"

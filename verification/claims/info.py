@@ -66,7 +66,7 @@ register(Claim(
     source=SOURCE + " (standard)", lhs=f"max_t |z| of the argmax frequencies over {GUMBEL_SAMPLES} samples",
     rhs=f"{GUMBEL_Z} standard errors", build=_gumbel_max, tolerance=MEAN,
     tolerance_reason=f"binomial standard error; P(max over T of |z| > {GUMBEL_Z}) ~ T * 4e-8 per draw",
-    measure=left, summary=z_within(GUMBEL_Z, mean_name="mean_max_abs_z"),
+    measure=left, summary=z_within(GUMBEL_Z, mean_name="mean max_t |z|"),
     proof=lambda spec: "proved at T = 3, 4 (integral); tau -> 0 limit proved"
     if prove_gumbel_max(3) and prove_gumbel_max(4) and prove_zero_temperature_limit() else "not proved",
 ))

@@ -96,6 +96,7 @@ def run_claims(options: ReportOptions, log: Callable[[str], None]) -> tuple[list
                 continue
             results.append(result)
             measured = (f"max error {result.max_error:.2e}" if result.statistic is None else
+                        f"{result.statistic} {result.estimate:.3g}" if result.bound is None else
                         f"{result.statistic} {result.estimate:.3g}, bound {result.bound:.3g}")
             log(f"claim {claim.id:32s} {dtype}: {result.verdict} ({measured}"
                 f"{', UNEXPECTED' if result.unexpected else ''})")
