@@ -225,7 +225,9 @@ def test_a_swallowed_ctrl_c_is_delivered_again():
         try:
             try:
                 os.kill(os.getpid(), signal.SIGINT)
-                time.sleep(1)  # the handler raises here ...
+                deadline = time.time() + 30
+                while time.time() < deadline:  # the handler raises here, whichever thread got the signal ...
+                    time.sleep(0.01)
             except:  # noqa: E722  (... and a library swallows it)
                 swallowed += 1
             deadline = time.time() + 10
@@ -244,8 +246,8 @@ with Interrupts():
     # The signal reaches another thread (as when JAX's threads run) and the main thread waits in a
     # call that does not return to Python, as in a hung compiled program (numerics/known_defects.py).
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-    print("waiting", flush=True); import time; time.sleep(0.5)
-    ctypes.CDLL(None).poll(None, 0, 60000)
+    print("waiting", flush=True)
+    ctypes.CDLL(None).poll(None, 0, 120000)
 print("returned", flush=True)
 """
 
@@ -267,7 +269,7 @@ def _wait_until_blocked_in_poll(pid: int, timeout: float = 20.0) -> None:
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_stops_a_command_whose_main_thread_never_returns(signum):
-    # Before the watcher thread, the signal's handler never ran and the process waited the full 60 s.
+    # Before the watcher thread, the signal's handler never ran and the process waited the full 120 s.
     from attnverify.interrupts import GRACE_S
 
     proc = subprocess.Popen([sys.executable, "-c", HUNG], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -278,10 +280,10 @@ def test_a_signal_stops_a_command_whose_main_thread_never_returns(signum):
     _wait_until_blocked_in_poll(proc.pid)
     start = time.monotonic()
     proc.send_signal(signum)
-    out, err = proc.communicate(timeout=30)
+    out, err = proc.communicate(timeout=100)
     waited = time.monotonic() - start
     assert proc.returncode == 128 + signum and "returned" not in out
-    assert GRACE_S - 0.5 <= waited < GRACE_S + 10, waited
+    assert GRACE_S - 0.5 <= waited < 90, waited  # not the poll's 120 s (a loaded machine may take longer than 5 s)
     word = "interrupted" if signum == signal.SIGINT else "terminated"
     assert err.splitlines() == [f"attnverify: {word} (the running computation did not stop within "
                                 f"{GRACE_S:g} s; leaving without it)"], err
@@ -313,7 +315,9 @@ def test_a_reused_report_folder_is_written_afresh(tmp_path, capsys):
 # -- the results folder: locked, checked on resume ---------------------------------------------------
 def test_a_second_sweep_into_a_busy_folder_is_refused(tmp_path, capsys):
     folder = tmp_path / "D"
-    first = subprocess.Popen([EXE, *SWEEP[:3], "16384", *SWEEP[4:], "--seed", "0", "--out", folder],
+    # Far more draws than it can finish while this test runs, even on a loaded machine (16384 once
+    # finished first, and the Ctrl-C below found it gone: exit 0).
+    first = subprocess.Popen([EXE, *SWEEP[:3], str(2**26), *SWEEP[4:], "--seed", "0", "--out", folder],
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.time() + 300
