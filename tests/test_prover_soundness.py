@@ -264,3 +264,32 @@ def test_residual_path_gradient_is_right_at_every_coordinate():
             except IndexError as error:  # e.g. W_l[i, c, m] with m >= d_out
                 pytest.fail(f"the derivative at tau={p}, m={c} reads outside a tensor: {error}")
             assert value == pytest.approx(reference, rel=1e-10, abs=1e-13), (p, c)
+
+
+# -- unrolling sums at explicit sizes (the checks that do not rely on normal_form) ------------------
+@pytest.mark.parametrize("expr", [
+    sp.Sum(x[t] * y[s], (t, 0, 3), (s, 0, t)),  # an inner limit that depends on the outer index
+    sp.Sum(x[t], (t, 3, 0)),  # reversed by one: empty
+    sp.Sum(x[t], (t, 5, 2)),  # reversed: Karr's convention, -Sum_{3}^{4}
+    sp.Sum(sp.Sum(W[t, s] * x[s], (s, 0, 2)) ** 2, (t, 1, 2)),  # a power of a sum inside a sum
+    sp.Sum(t**2, (t, 0, q)),  # a symbolic limit: left to Sum.doit
+])
+def test_unroll_is_sum_doit(expr):
+    from attnverify.theory.calculus import unroll
+
+    assert sp.expand(unroll(expr) - expr.doit()) == 0
+    assert sp.expand(unroll(expr) - expr.doit() - x[0]) != 0  # the comparison can fail
+
+
+def test_a_sums_memoised_free_symbols_are_its_own_and_a_fresh_copy():
+    # theory/sum_symbols.py memoises ExprWithLimits.free_symbols; SymPy's callers update the set
+    # they get, so a shared set would leak one caller's symbols into every later answer.
+    from attnverify.theory import sum_symbols
+
+    inner = sp.Sum(W[t, s] * x[s], (s, 0, t))
+    outer = sp.Sum(inner * y[q], (t, 0, T - 1))
+    expected = {e: sum_symbols._computed(e) for e in (inner, outer)}  # SymPy's own, not memoised
+    assert {W.label, x.label, y.label, q, T} <= expected[outer] and t not in expected[outer] and t in expected[inner]
+    first = outer.free_symbols
+    first.add(sp.Symbol("leaked"))
+    assert outer.free_symbols == expected[outer] and inner.free_symbols == expected[inner]

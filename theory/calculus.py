@@ -41,9 +41,11 @@ not apply; it never answers True for a false identity.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 
 import sympy as sp
+from attnverify.theory import sum_symbols  # noqa: F401  (a Sum's free symbols, memoised)
 from attnverify.theory import symbols as S
 
 _INDEX_NAMES = {S.T: "t", S.d_e: "k", S.d_att: "a", S.d_out: "o", S.K: "i", S.C: "c"}
@@ -256,6 +258,21 @@ def _inside(scope: Ranges, x: sp.Symbol, lower: sp.Expr, upper: sp.Expr) -> dict
 
 
 def _normal(expr: sp.Expr, scope: Ranges) -> sp.Expr:
+    """The normal form of `expr` where `scope` is known (memoised: `_normal_in`)."""
+    if not expr.args:
+        return expr
+    return _normal_in(expr, frozenset(scope.items()))
+
+
+@functools.lru_cache(maxsize=1 << 15)
+def _normal_in(expr: sp.Expr, scope: frozenset) -> sp.Expr:
+    """`_normal` of `expr` under the ranges `scope` (as items). A pure function of its two
+    arguments, so a derivation's repeated subexpressions (a plugin's mean and variance of the
+    keys occur in every score) are normalised once, across the calls of one derivation."""
+    return _normal_uncached(expr, dict(scope))
+
+
+def _normal_uncached(expr: sp.Expr, scope: Ranges) -> sp.Expr:
     if isinstance(expr, sp.Sum):
         limits = [tuple(limit) for limit in expr.limits]  # innermost first
         scopes = [scope]  # scopes[n]: what is known outside limit n (outermost first here)
@@ -312,4 +329,26 @@ def prove_equal(lhs: sp.Expr, rhs: sp.Expr, ranges: Ranges | None = None) -> boo
 
 def explicit(expr: sp.Expr, sizes: dict[sp.Symbol, int]) -> sp.Expr:
     """Substitute explicit sizes and unroll every sum into scalar terms."""
-    return expr.subs(sizes).doit()
+    return unroll(expr.subs(sizes))
+
+
+def unroll(expr: sp.Expr) -> sp.Expr:
+    """Every Sum with integer limits written out as the Add of its terms (exact; Karr's
+    convention for a reversed range, as `Sum.doit`). ``Sum.doit`` gives the same value but first
+    looks for a closed form (partial fractions of the summand: seconds per sum); a Sum whose
+    limits are not integers is left to it."""
+    if not isinstance(expr, sp.Basic) or not expr.args:
+        return expr
+    if not isinstance(expr, sp.Sum):
+        return expr.func(*[unroll(arg) for arg in expr.args])
+    body = unroll(expr.function)
+    limits = list(expr.limits)
+    for n, (x, lower, upper) in enumerate(limits):  # innermost first: an outer index stays free until its turn
+        lower, upper = unroll(lower), unroll(upper)
+        if not (lower.is_Integer and upper.is_Integer):
+            return sp.Sum(body, (x, lower, upper), *limits[n + 1:]).doit()
+        if upper >= lower - 1:
+            body = sp.Add(*[body.xreplace({x: sp.Integer(k)}) for k in range(int(lower), int(upper) + 1)])
+        else:  # Karr: Sum_{x=a}^{b} f = -Sum_{x=b+1}^{a-1} f
+            body = -sp.Add(*[body.xreplace({x: sp.Integer(k)}) for k in range(int(upper) + 1, int(lower))])
+    return body
