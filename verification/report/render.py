@@ -28,6 +28,13 @@ from attnverify.verification.sweep import ClaimResult
 PACKAGES = ("attnverify", "jax", "jaxlib", "sympy", "numpy", "scipy", "optax", "matplotlib", "tqdm")
 
 
+#: How to read the claims tables (both formats).
+CLAIMS_LEGEND = ("Identity claims: maximum error against a tolerance. Every-draw checks: a statistic of all draws "
+                 "(max |z|, max (lhs - rhs)) against its threshold, rounding only. Statistical claims: the statistic "
+                 "against its threshold (≥ above, ≤ below) and its estimate with the one-sided confidence bound that "
+                 "decides it (docs/theory.md §11). Provenance: where the expectation comes from.")
+
+
 @dataclass
 class ReportContent:
     """Everything a report shows. ``errors`` are claims or figures that could not run."""
@@ -104,9 +111,7 @@ def markdown(content: ReportContent, *, figure_dir: str = "figures") -> str:
             if note["paper"]:
                 out += [f"**Paper.** {note['paper']}", ""]
             out += [f"*{note['caption']}* (`{name}`)", ""]
-    out += ["## Claims", "", "Identity claims: maximum error against a tolerance. Statistical claims: the statistic "
-            "against its threshold (≥ above, ≤ below) and its estimate with the one-sided confidence bound that "
-            "decides it (docs/theory.md §11). Provenance: where the expectation comes from.", ""]
+    out += ["## Claims", "", f"{CLAIMS_LEGEND}", ""]
     for heading, rows in claim_sections(content.results, content.claims):
         out += [f"### {heading}", "", "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
         out += ["| " + " | ".join(c.replace("|", "\\|") for c in claim_row(r)) + " |" for r in rows]
@@ -164,9 +169,7 @@ def html_page(content: ReportContent) -> str:
                          f"<img alt='{e(note['title'])}' src='data:image/png;base64,{data}'>"
                          f"<figcaption><b>Takeaway.</b> {e(note['takeaway'])}{paper}<br>"
                          f"<i>{e(note['caption'])}</i> (<code>{e(name)}</code>)</figcaption></figure>")
-    parts.append("<h2>Claims</h2><p>Identity claims: maximum error against a tolerance. Statistical claims: the "
-                 "statistic against its threshold (≥ above, ≤ below) and its estimate with the one-sided confidence "
-                 "bound that decides it (docs/theory.md §11). Provenance: where the expectation comes from.</p>")
+    parts.append(f"<h2>Claims</h2><p>{e(CLAIMS_LEGEND)}</p>")
     colgroup = "<colgroup>" + "".join(f"<col style='width:{w}%'>" for w in _WIDTHS) + "</colgroup>"
     for heading, rows in claim_sections(content.results, content.claims):
         parts.append(f"<h3>{e(heading)}</h3><table>{colgroup}<tr>"
