@@ -215,7 +215,24 @@ def test_a_write_stopped_by_a_signal_leaves_no_temporary(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_swallowed_ctrl_c_is_delivered_again():
+@pytest.fixture
+def default_signals():
+    """Tests that send SIGINT or SIGTERM start from Python's own handling of them, whatever an
+    earlier test in this worker process left: an ignored SIGINT stays ignored under `Interrupts`
+    (as under nohup) and is inherited by the commands a test starts, so Ctrl-C would never reach
+    them (seen in full-suite runs only: SIGINT ignored in the worker, SIGTERM not)."""
+    handled = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
+    previous = {signum: signal.signal(signum, handler) for signum, handler in handled.items()}
+    mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, set(handled))  # children inherit the mask too
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def test_a_swallowed_ctrl_c_is_delivered_again(default_signals):
     # JAX swallows a KeyboardInterrupt in a bare `except:` or a gc callback; a Ctrl-C must still stop
     # the command (it used to run to its end and exit 0).
     from attnverify.interrupts import Interrupts
@@ -268,7 +285,7 @@ def _wait_until_blocked_in_poll(pid: int, timeout: float = 20.0) -> None:
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_a_signal_stops_a_command_whose_main_thread_never_returns(signum):
+def test_a_signal_stops_a_command_whose_main_thread_never_returns(signum, default_signals):
     # Before the watcher thread, the signal's handler never ran and the process waited the full 120 s.
     from attnverify.interrupts import GRACE_S
 
@@ -313,7 +330,7 @@ def test_a_reused_report_folder_is_written_afresh(tmp_path, capsys):
 
 
 # -- the results folder: locked, checked on resume ---------------------------------------------------
-def test_a_second_sweep_into_a_busy_folder_is_refused(tmp_path, capsys):
+def test_a_second_sweep_into_a_busy_folder_is_refused(tmp_path, capsys, default_signals):
     folder = tmp_path / "D"
     # Far more draws than it can finish while this test runs, even on a loaded machine (16384 once
     # finished first, and the Ctrl-C below found it gone: exit 0).
@@ -346,7 +363,8 @@ def test_a_second_sweep_into_a_busy_folder_is_refused(tmp_path, capsys):
 
 # SIGINT (Ctrl-C, exit 130) is sent in the test above; SIGTERM takes the same path (exit 143).
 @pytest.mark.parametrize("sig, status, word", [(signal.SIGTERM, 143, "terminated")])
-def test_an_interrupted_sweep_exits_cleanly_and_resumes_exactly(tmp_path, capsys, sig, status, word):
+def test_an_interrupted_sweep_exits_cleanly_and_resumes_exactly(tmp_path, capsys, sig, status, word,
+                                                              default_signals):
     folder, trials = tmp_path / "D", 128 * 200
     proc = subprocess.Popen([EXE, *SWEEP[:3], str(trials), *SWEEP[4:], "--out", folder],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
