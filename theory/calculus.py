@@ -347,8 +347,8 @@ def unroll(expr: sp.Expr) -> sp.Expr:
         lower, upper = unroll(lower), unroll(upper)
         if not (lower.is_Integer and upper.is_Integer):
             return sp.Sum(body, (x, lower, upper), *limits[n + 1:]).doit()
-        if upper >= lower - 1:
-            body = sp.Add(*[body.xreplace({x: sp.Integer(k)}) for k in range(int(lower), int(upper) + 1)])
-        else:  # Karr: Sum_{x=a}^{b} f = -Sum_{x=b+1}^{a-1} f
-            body = -sp.Add(*[body.xreplace({x: sp.Integer(k)}) for k in range(int(upper) + 1, int(lower))])
+        # Karr: Sum_{x=a}^{b} f = -Sum_{x=b+1}^{a-1} f for a reversed range (b < a - 1)
+        sign, terms = (1, range(int(lower), int(upper) + 1)) if upper >= lower - 1 else \
+            (-1, range(int(upper) + 1, int(lower)))
+        body = sign * sp.Add(*[body.xreplace({x: sp.Integer(k)}) for k in terms])
     return body

@@ -71,13 +71,12 @@ def at_least_as_good(margin: float, *, statistic: str = "mean gap", pool_share: 
 @dataclass(frozen=True)
 class EveryDrawCheck:
     """A property of every draw, judged like an identity (rounding only, no confidence bound):
-    `statistic` (a reduction of the per-draw numbers, e.g. their maximum) must be at most
+    `statistic` (the largest of the per-draw numbers) must be at most
     `threshold` plus the claim's tolerance (`threshold=None`: the tolerance alone). Reported as that
     statistic against its threshold ("max |z| 2.94 <= 5.5"), never as a negative "error"."""
 
-    statistic: str
+    statistic: str  # names the largest per-draw number
     threshold: float | None
-    reduce: Callable[[np.ndarray], float] = np.max
     extra: Callable[[np.ndarray], dict[str, float]] | None = None  # further reported numbers
 
     def limit(self, tolerance: float) -> float:
@@ -89,7 +88,7 @@ class EveryDrawCheck:
     def judge(self, values: np.ndarray, tolerance: float) -> tuple[float, dict[str, float]]:
         """(the statistic, with inf if any draw is NaN / inf; the reported numbers)."""
         values = np.asarray(values, dtype=np.float64)
-        value = float(self.reduce(values)) if np.all(np.isfinite(values)) else float("inf")
+        value = float(np.max(values)) if np.all(np.isfinite(values)) else float("inf")
         numbers = {self.statistic: value, **(self.extra(values) if self.extra is not None else {})}
         return value, numbers
 

@@ -14,8 +14,8 @@ import itertools
 import math
 
 import sympy as sp
+from attnverify.theory import calculus
 from attnverify.theory import symbols as S
-from attnverify.theory.calculus import unroll
 
 M = sp.Symbol("m", integer=True, positive=True)  # permuted positions
 C_PERM = sp.IndexedBase("c_perm")  # c(r, t): the output's (r, t) term, r the attention's position
@@ -73,7 +73,7 @@ def enumerated_moments(c: sp.Matrix) -> tuple[sp.Expr, sp.Expr]:
 def explicit(expr: sp.Expr, m: int, K: int | None = None) -> sp.Expr:
     """`expr` at explicit sizes, every sum unrolled."""
     sizes = {M: m} if K is None else {M: m, S.K: K}
-    return sp.expand(unroll(expr.subs(sizes)))
+    return sp.expand(calculus.explicit(expr, sizes))
 
 
 # -- proofs ------------------------------------------------------------------------------------------
