@@ -77,3 +77,24 @@ def test_compile_seconds_counts_nested_and_repeated_spans_once(monkeypatch):
     blocks._on_span("/jax/core/compile/backend_compile_duration", 6.5, 7.0)
     blocks._on_span("/jax/some/other/event", 7.0, 9.0)  # not compiling
     assert blocks.compile_seconds() == pytest.approx(5.5)
+
+
+#: Groups whose members share quantities through `numerics.evaluations.shared` (cheap enough on the
+#: tiny spec; Theorem 1's is checked bit for bit above).
+SHARING_GROUPS = ["theorem2", "saliency.ig.zero"]
+
+
+@pytest.mark.parametrize("evaluation", SHARING_GROUPS)
+def test_a_group_gives_each_member_the_numbers_of_its_own_program(evaluation, tiny_spec):
+    # Can fail: a shared quantity under a key that another quantity also uses, or evaluated on
+    # other arguments, would hand a member numbers that its own program does not compute.
+    spec = tiny_spec.replace(classes=2, output_link="logit")
+    members = [c for c in REGISTRY.values() if c.evaluation == evaluation]
+    assert len(members) >= 2, evaluation
+    blocks.forget_programs()
+    grouped = {c.id: draw_errors(c, spec, trials=TRIALS, seed=5, progress=False) for c in members}
+    assert len(blocks._MEASURES) == 1  # one measure program for the whole group
+    for claim in members:
+        alone = draw_errors(dataclasses.replace(claim, evaluation=None), spec, trials=TRIALS, seed=5, progress=False)
+        # The same operations in a larger program: equal up to XLA's choice of fusion (last bits).
+        np.testing.assert_allclose(grouped[claim.id], alone, rtol=1e-9, atol=1e-13, err_msg=claim.id)

@@ -10,7 +10,8 @@ a short training run in float64) and one block of draws. This test checks that e
 runs and judges in float32 (plumbing and tolerances), not its statistics, which the claim's own
 tests and the report check: so 32 draws per claim (a sweep of fewer than `sweep.BLOCK` draws
 computes only those; the d = 16 shell-gain claims cost 8x less than with 128). A statistical
-claim may then be inconclusive, never unexpected. The registry-wide test is marked ``slow``
+claim may then be inconclusive, never unexpected. The members of an evaluation group are
+swept in one test, one after another, so their shared program is compiled once (`units`). The registry-wide test is marked ``slow``
 (part of the default suite; ``-m "not slow"`` leaves it out).
 """
 
@@ -41,19 +42,38 @@ def test_every_claim_states_a_float32_tolerance_no_finer_than_float64():
         assert claim.tolerance_reason.strip(), claim.id
 
 
+def units() -> dict[str, tuple[str, ...]]:
+    """Every claim once: the members of an evaluation group together (one test sweeps them in turn,
+    so the group's program is compiled once and every member reads its numbers,
+    `verification.blocks`), every other claim alone. Keys are test ids."""
+    out: dict[str, tuple[str, ...]] = {}
+    for cid, claim in REGISTRY.items():
+        key = f"evaluation:{claim.evaluation}" if claim.evaluation else cid
+        out[key] = (*out.get(key, ()), cid)
+    return out
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("claim_id", list(REGISTRY))
-def test_claim_in_float32_gives_its_expected_verdict(claim_id):
-    claim = REGISTRY[claim_id]
-    spec = claim_spec(claim)
-    result = run_claim(claim, spec, trials=TRIALS, dtype="float32", progress=False)
-    assert result.dtype == "float32" and result.tolerance == claim.tolerance["float32"]
-    assert result.expected is not None, f"{claim_id}: no verdict expected under {spec.deviations()}"
-    verdict = "PASS" if result.passed else "FAIL"
-    assert not result.unexpected, (
-        f"{claim_id} in float32: {verdict}, expected {'PASS' if result.expected else 'FAIL'} "
-        f"(error {result.max_error:.3g}, float32 tolerance {result.tolerance:g}; {result.finding})"
-    )
+@pytest.mark.parametrize("claim_ids", list(units().values()), ids=list(units()))
+def test_claim_in_float32_gives_its_expected_verdict(claim_ids):
+    failures = []
+    for claim_id in claim_ids:
+        claim = REGISTRY[claim_id]
+        spec = claim_spec(claim)
+        result = run_claim(claim, spec, trials=TRIALS, dtype="float32", progress=False)
+        assert result.dtype == "float32" and result.tolerance == claim.tolerance["float32"]
+        assert result.expected is not None, f"{claim_id}: no verdict expected under {spec.deviations()}"
+        verdict = "PASS" if result.passed else "FAIL"
+        if result.unexpected:
+            failures.append(f"{claim_id} in float32: {verdict}, expected {'PASS' if result.expected else 'FAIL'} "
+                            f"(error {result.max_error:.3g}, float32 tolerance {result.tolerance:g}; {result.finding})")
+    assert not failures, "\n".join(failures)
+
+
+def test_every_claim_is_swept_once():
+    # Can fail: a claim left out of every unit (or in two) would go unchecked (or be checked twice).
+    swept = [cid for ids in units().values() for cid in ids]
+    assert sorted(swept) == sorted(REGISTRY) and len(swept) == len(set(swept))
 
 
 def test_float32_sweeps_really_round_in_float32_and_the_float64_tolerance_would_fail_them():

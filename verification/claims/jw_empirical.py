@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from attnverify.numerics import model as nm
+from attnverify.numerics.evaluations import shared
 from attnverify.numerics.related import jain_wallace as njw
 from attnverify.numerics.related.adversarial import exact_max_jsd, head_slab, jw_optimiser, selected_max_jsd
 from attnverify.numerics.token_keys import token_key
@@ -72,22 +73,37 @@ register(Claim(
 
 
 # -- 20: adversarial attention --------------------------------------------------------------------------
+def _search(spec: ModelSpec):
+    """J&W's optimiser on head 0 of the draw (every eps reads the same search)."""
+    def search(params, tokens):
+        return jw_optimiser(jax.random.PRNGKey(0), params, nm.embed(params, tokens, spec), spec, 0)
+
+    return shared((spec, "jw.search"), search)
+
+
+def _exact(spec: ModelSpec, epsilon: float):
+    """The exact eps-max JSD of head 0 (vertex enumeration)."""
+    def exact(params, tokens):
+        return exact_max_jsd(head_slab(params, nm.embed(params, tokens, spec), spec, 0), epsilon)
+
+    return shared((spec, "jw.exact", epsilon), exact)
+
+
 def _adversarial(epsilon: float, feasibility: bool = False):
     def build(spec: ModelSpec):
         if spec.classes != 2:  # outside the hypothesis (a binary output): reported, not computed
             return lambda params, tokens: (jnp.asarray(jnp.nan), jnp.asarray(0.0))
 
         def compare(params, tokens):
-            e = nm.embed(params, tokens, spec)
-            exact = exact_max_jsd(head_slab(params, e, spec, 0), epsilon)
+            exact = _exact(spec, epsilon)(params, tokens)
             if feasibility:  # the exact optimum's vertex is feasible for the true model
+                e = nm.embed(params, tokens, spec)
                 alpha = nm.attention(params, e, spec)
                 p = njw.output_with_attention(params, e, spec, alpha.at[0].set(exact.vertex),
                                               output=njw.probability)
                 p_hat = njw.output_with_attention(params, e, spec, alpha, output=njw.probability)
                 return jnp.abs(p - p_hat) - epsilon, jnp.asarray(0.0, e.dtype)
-            search = jw_optimiser(jax.random.PRNGKey(0), params, e, spec, 0)
-            return selected_max_jsd(search, epsilon), exact.jsd
+            return selected_max_jsd(_search(spec)(params, tokens), epsilon), exact.jsd
 
         return compare
 
@@ -115,6 +131,7 @@ for _eps in EPSILONS:
         tolerance={"float64": 1e-9, "float32": 1e-4},
         tolerance_reason="both are JSDs of feasible points: only rounding can put the optimiser above",
         requires={"classes": 2}, measure=difference, summary=_gap_summary,
+        evaluation="jw.adversarial",
     ))
     register(Claim(
         id=f"jw.adversarial_vertex_feasible_eps{_eps}", group="jw", provenance="literature",
@@ -123,6 +140,7 @@ for _eps in EPSILONS:
         build=_adversarial(_eps, feasibility=True), tolerance={"float64": 1e-12, "float32": 1e-6},
         tolerance_reason="probabilities in [0, 1]: absolute rounding", requires={"classes": 2},
         measure=difference, summary=largest_violation,
+        evaluation="jw.adversarial",
     ))
 
 
@@ -148,19 +166,30 @@ def shuffled_models(tokens, params, n: int):
     return jax.tree_util.tree_map(lambda x, c: jnp.concatenate([x[None], c]), params, copies)
 
 
+def _protocol_taus(spec: ModelSpec, task: str | None):
+    """Per draw, the protocol's tau-b of every pair (documents, pairs), on the draw's model and
+    shuffled copies (task None) or on the model trained on `task`, with documents of that task."""
+    trained = trained_model(spec, task)[0] if task else None
+
+    def taus(params, tokens):
+        docs = seeded_documents(tokens, task, spec, DOCUMENTS_PER_DRAW)
+        if trained is not None:
+            models = jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (DOCUMENTS_PER_DRAW, *x.shape)),
+                                            cast(trained, params.embedding.dtype))
+        else:
+            models = shuffled_models(tokens, params, DOCUMENTS_PER_DRAW)
+        return jax.vmap(lambda p, x: njw.protocol_taus(p, x, spec)[0])(models, docs)
+
+    return shared((spec, "jw.taus", task), taus)
+
+
 def _taus(first: tuple[str, str], second: tuple[str, str] | None, task: str | None):
     """Per draw tau(first) - tau(second) (or tau(first) alone), on the draw's model or a trained one."""
     def build(spec: ModelSpec):
-        trained = trained_model(spec, task)[0] if task else None
+        protocol = _protocol_taus(spec, task)
 
         def compare(params, tokens):
-            docs = seeded_documents(tokens, task, spec, DOCUMENTS_PER_DRAW)
-            if trained is not None:
-                models = jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (DOCUMENTS_PER_DRAW, *x.shape)),
-                                                cast(trained, params.embedding.dtype))
-            else:
-                models = shuffled_models(tokens, params, DOCUMENTS_PER_DRAW)
-            taus = jax.vmap(lambda p, x: njw.protocol_taus(p, x, spec)[0])(models, docs)  # (documents, pairs)
+            taus = protocol(params, tokens)  # (documents, pairs)
             other = taus[:, PAIR[second]] if second else jnp.zeros_like(taus[:, 0])
             # A document whose tau-b is undefined (a constant importance) makes the draw NaN:
             # counted by the sweep, never averaged away.
@@ -195,4 +224,6 @@ for _name, _first, _second, _task, _text in PROTOCOL:
         lhs=f"tau-b{_first}", rhs=f"tau-b{_second}" if _second else "0",
         build=_taus(_first, _second, _task), tolerance=MEAN_TOLERANCE, tolerance_reason=MEAN_REASON,
         requires={"classes": 2}, measure=difference, summary=mean_exceeds_zero,
+        # The claims on one task's documents read the same tau-b table: one program.
+        evaluation=f"jw.tau.{_task}" if _task else None,
     ))

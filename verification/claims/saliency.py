@@ -13,6 +13,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 from attnverify.numerics import model as nm
+from attnverify.numerics.evaluations import shared
 from attnverify.numerics.related import integrated_gradients as ns
 from attnverify.numerics.token_keys import token_key
 from attnverify.numerics.training.synthetic_tasks import cast, seeded_document, trained_model
@@ -43,8 +44,11 @@ PLANTED, PLANT_FACTOR = 3, 4.0  # check 35: the words at positions 1..3 get 4x t
 # -- Integrated Gradients: identities ------------------------------------------------------------------
 def _ig(lhs: str, kind: str):
     def build(spec: ModelSpec):
+        truth_of = shared((spec, "saliency.ig", kind),
+                          lambda params, tokens: ns.integrated_gradients(params, tokens, spec, kind=kind)[1:])
+
         def compare(params, tokens):
-            truth = ns.integrated_gradients(params, tokens, spec, kind=kind)[1:]
+            truth = truth_of(params, tokens)
             if lhs == "statement":
                 return ns.statement_integrated_gradients(params, tokens, spec, kind=kind)[1:], truth
             if lhs == "wrong":
@@ -69,34 +73,39 @@ for _kind in ns.BASELINES:
         f"equals IG of the true model (t >= 1; {_where})",
         source=SOURCE, lhs="the §8.6 integrand as stated (SymPy, compiled), integrated",
         rhs="<jax.grad of the true model on the path, e_t - b_t>, integrated",
-        build=_ig("statement", _kind), tolerance=TOLERANCE, tolerance_reason=TOLERANCE_REASON, requires=NO_BIAS,
+        build=_ig("statement", _kind),
+        evaluation=f"saliency.ig.{_kind}", tolerance=TOLERANCE, tolerance_reason=TOLERANCE_REASON, requires=NO_BIAS,
     ))
     register(Claim(
         id=f"saliency.ig_derived.{_kind}", group="saliency", provenance="literature",
         statement=f"IG with the SymPy-derived gradient equals IG with jax.grad (t >= 1; {_where})",
         source="sympy.diff of the spec's forward expression (theory.derivations), compiled",
         lhs="<derived gradient on the path, e_t - b_t>, integrated", rhs="the same with jax.grad",
-        build=_ig("derived", _kind), tolerance=TOLERANCE, tolerance_reason=TOLERANCE_REASON,
+        build=_ig("derived", _kind),
+        evaluation=f"saliency.ig.{_kind}", tolerance=TOLERANCE, tolerance_reason=TOLERANCE_REASON,
     ))
     register(Claim(
         id=f"saliency.ig_completeness.{_kind}", group="saliency", provenance="literature",
         statement=f"Completeness: sum_(t >= 1) IG_t = f(xi) - f(baseline) ({_where})",
         source=SOURCE, lhs="sum of IG_t (jax.grad)", rhs="f(xi) - f(b), the true model",
-        build=_ig("completeness", _kind), tolerance=QUADRATURE, tolerance_reason=QUADRATURE_REASON,
+        build=_ig("completeness", _kind),
+        evaluation=f"saliency.ig.{_kind}", tolerance=QUADRATURE, tolerance_reason=QUADRATURE_REASON,
     ))
     register(Claim(
         id=f"saliency.ig_quadrature_converged.{_kind}", group="saliency", provenance="measured",
         statement=f"{ns.ORDER} Gauss-Legendre nodes agree with {2 * ns.ORDER} ({_kind} baseline)",
         source="numpy.polynomial.legendre.leggauss; the integrand is analytic in lambda",
         lhs=f"IG with {ns.ORDER} nodes", rhs=f"IG with {2 * ns.ORDER} nodes",
-        build=_ig("converged", _kind), tolerance=QUADRATURE, tolerance_reason=QUADRATURE_REASON,
+        build=_ig("converged", _kind),
+        evaluation=f"saliency.ig.{_kind}", tolerance=QUADRATURE, tolerance_reason=QUADRATURE_REASON,
     ))
 
 register(Claim(
     id="saliency.control_ig_no_score_term", group="saliency", provenance="literature",
     statement="Negative control: the §8.6 integrand without its (g_t - g^b_t)(s_t(l) - f_i(l)) term",
     source="a deliberately wrong formula; must FAIL", lhs="the truncated integrand, integrated",
-    rhs="IG of the true model (zero baseline)", build=_ig("wrong", "zero"), tolerance=TOLERANCE,
+    rhs="IG of the true model (zero baseline)", build=_ig("wrong", "zero"),
+    evaluation="saliency.ig.zero", tolerance=TOLERANCE,
     tolerance_reason=TOLERANCE_REASON, holds=False,
     finding="Dropping the attention (score) term of the IG integrand is detected (max error {max_error:.3g}).",
 ))
@@ -117,6 +126,12 @@ def _agreement(what: str, task: str | None):
     def build(spec: ModelSpec):
         trained = trained_model(spec, task)[0] if task else None
 
+        def taus(params, tokens):
+            model = cast(trained, params.embedding.dtype) if trained is not None else params
+            return ns.agreement(ns.importances(model, _document(tokens, spec, task), spec))
+
+        taus_of = shared((spec, "saliency.agreement", task), taus)
+
         def compare(params, tokens):
             model = cast(trained, params.embedding.dtype) if trained is not None else params
             x = _document(tokens, spec, task)
@@ -124,7 +139,7 @@ def _agreement(what: str, task: str | None):
                 planted = ns.plant(model, x, PLANTED, PLANT_FACTOR)
                 return (ns.sensitivity_saliency_tau(model, x, spec),
                         ns.sensitivity_saliency_tau(planted, x, spec))
-            tau = ns.agreement(ns.importances(model, x, spec))
+            tau = taus_of(params, tokens)
             gap = tau["saliency"] - tau["alpha"]
             if what == "gap":
                 return tau["saliency"], tau["alpha"]
@@ -147,7 +162,8 @@ for _task in (None, "needle", "bag_of_words"):
         asserted_by=None if _task is None else "literature",
         statement=f"{_GAP} [{_WHERE[_task]}]", source=SOURCE + "; check 34",
         lhs="mean tau-b over the 10 saliency pairs", rhs="mean tau-b(alpha, saliency method)",
-        build=_agreement("gap", _task), tolerance=MEAN_TOLERANCE, tolerance_reason=MEAN_REASON,
+        build=_agreement("gap", _task),
+        evaluation=None if _task else "saliency.agreement", tolerance=MEAN_TOLERANCE, tolerance_reason=MEAN_REASON,
         requires={"output_link": "logit"}, measure=difference, summary=mean_exceeds_zero,
         holds=_task is None,
         finding=None if _task is None else (
@@ -168,7 +184,8 @@ for _name, (_what, _holds, _finding) in _CLOSURE.items():
         f"rises by > {CLOSURE_SHARE} x (saliency - alpha) [{_WHERE[None]}]",
         source=SOURCE + "; check 34 (docs/theory.md: alpha_t|s_t| closes most of the gap)",
         lhs=f"mean tau-b({_name}, saliency) - mean tau-b(alpha, saliency)",
-        rhs=f"{CLOSURE_SHARE} x the gap", build=_agreement(_name, None), tolerance=MEAN_TOLERANCE,
+        rhs=f"{CLOSURE_SHARE} x the gap", build=_agreement(_name, None),
+        evaluation="saliency.agreement", tolerance=MEAN_TOLERANCE,
         tolerance_reason=MEAN_REASON, requires={"output_link": "logit"}, measure=difference,
         summary=mean_exceeds_zero, holds=_holds, finding=_finding,
     ))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 from attnverify.numerics.draws import draw_params
+from attnverify.numerics.evaluations import shared
 from attnverify.numerics.lime import eq19_form as lime_eq19
 from attnverify.numerics.lime import evaluation as lime_eval
 from attnverify.numerics.lime import fixed_normaliser as lime_fixed
@@ -38,31 +39,69 @@ SOURCE = "Lopardo, Precioso & Garreau (ICML 2024), Theorem 2 / 'Eq. (19)'; docs/
 HYPOTHESES = {"query": "cls", "head_aggregation": "mean", "output_link": "logit"}
 
 
+#: The claims below that are swept on the sweep's own draws (not the shell-gain claims, which draw
+#: their own models) evaluate Eq. (19)'s arrays, the exact limit and c_j on the same draw: one program
+#: computes them once for all (`verification.blocks`; results do not change with the selection).
+EVALUATION = "theorem2"
+
+
 def _arrays(params, tokens, spec: ModelSpec):
-    d, _ = sizes(spec)
-    doc = document_of(tokens, spec)
-    return doc, lime_eq19.quantities(params, doc, spec, d), d
+    return _shared_arrays(spec)(params, tokens)
 
 
-def _chain_end(params, doc, spec: ModelSpec, d: int, route: str):
+def _shared_arrays(spec: ModelSpec):
+    def arrays(params, tokens):
+        d, _ = sizes(spec)
+        doc = document_of(tokens, spec)
+        return doc, lime_eq19.quantities(params, doc, spec, d), d
+
+    return shared((spec, "thm2.arrays"), arrays)
+
+
+def _exact(spec: ModelSpec):
+    """beta^inf at NU on the draw's document (enumeration)."""
+    return shared((spec, "thm2.exact"), lambda params, tokens: exact_limit(params, document_of(tokens, spec), spec))
+
+
+def _equal_scores_case(spec: ModelSpec):
+    """The same model with W_k = 0 (every score equal): (beta^inf at NU and nu = oo, concatenated;
+    Eq. (19))."""
+    def case(params, tokens):
+        params = params._replace(W_k=jnp.zeros_like(params.W_k))
+        doc, arrays, d = _shared_arrays(spec)(params, tokens)
+        exact = jnp.concatenate([exact_limit(params, doc, spec, nu) for nu in (NU, float("inf"))])
+        return exact, lime_eq19.statement(arrays, d)
+
+    return shared((spec, "thm2.equal_scores"), case)
+
+
+def _chain_coefficients(spec: ModelSpec):
+    """c_j by `jax.grad` of the true model with the normaliser fixed (before the chain's kappa)."""
+    def coefficients(params, tokens):
+        doc, _, d = _arrays(params, tokens, spec)
+        return lime_fixed.chain_coefficients(params, doc, spec, d)
+
+    return shared((spec, "thm2.chain"), coefficients)
+
+
+def _chain_end(params, tokens, spec: ModelSpec, route: str):
     """kappa c_j: kappa, the chain's final coefficient, from SymPy (`theory.eq19`, 3/2 on the paper's
     route, 1 on the consistent one); c_j by `jax.grad` of the true model with the normaliser fixed."""
     kappa = float(theory.derive_eq19(spec, route).coefficient)
-    return kappa * lime_fixed.chain_coefficients(params, doc, spec, d)
+    return kappa * _chain_coefficients(spec)(params, tokens)
 
 
 def _chain(spec: ModelSpec):
     def compare(params, tokens):
-        doc, arrays, d = _arrays(params, tokens, spec)
-        return _chain_end(params, doc, spec, d, "paper"), lime_eq19.statement(arrays, d)
+        _, arrays, d = _arrays(params, tokens, spec)
+        return _chain_end(params, tokens, spec, "paper"), lime_eq19.statement(arrays, d)
 
     return compare
 
 
 def _consistent(spec: ModelSpec):
     def compare(params, tokens):
-        doc, _, d = _arrays(params, tokens, spec)
-        return _chain_end(params, doc, spec, d, "consistent"), exact_limit(params, doc, spec)
+        return _chain_end(params, tokens, spec, "consistent"), _exact(spec)(params, tokens)
 
     return compare
 
@@ -70,10 +109,7 @@ def _consistent(spec: ModelSpec):
 def _equal_scores(scale: float):
     def build(spec: ModelSpec):
         def compare(params, tokens):
-            params = params._replace(W_k=jnp.zeros_like(params.W_k))  # every score equal (0)
-            doc, arrays, d = _arrays(params, tokens, spec)
-            exact = jnp.concatenate([exact_limit(params, doc, spec, nu) for nu in (NU, float("inf"))])
-            eq19 = lime_eq19.statement(arrays, d)
+            exact, eq19 = _equal_scores_case(spec)(params, tokens)
             return exact, scale * jnp.concatenate([eq19, eq19])
 
         return compare
@@ -92,9 +128,9 @@ def _improved(arrays, spec: ModelSpec, d: int):
 def _approximation(which: str):
     def build(spec: ModelSpec):
         def compare(params, tokens):
-            doc, arrays, d = _arrays(params, tokens, spec)
+            _, arrays, d = _arrays(params, tokens, spec)
             approx = lime_eq19.statement(arrays, d) if which == "eq19" else _improved(arrays, spec, d)
-            return approx, exact_limit(params, doc, spec)
+            return approx, _exact(spec)(params, tokens)
 
         return compare
 
@@ -122,6 +158,7 @@ def _proof_of_equal_scores(spec: ModelSpec) -> str:
 
 register(Claim(
     id="thm2.chain_equals_statement",
+    evaluation=EVALUATION,
     provenance="paper",
     group="theorem2",
     statement="The SymPy chain (ratio form, fixed normaliser, MG, independence in Gamma only with "
@@ -139,6 +176,7 @@ register(Claim(
 
 register(Claim(
     id="thm2.consistent_vs_exact",
+    evaluation=EVALUATION,
     provenance="measured",
     group="theorem2",
     statement="The chain with independence applied consistently (to Sigma and Gamma: coefficient 1, i.e. "
@@ -157,6 +195,7 @@ register(Claim(
 
 register(Claim(
     id="thm2.equal_scores_two_thirds",
+    evaluation=EVALUATION,
     provenance="measured",
     group="theorem2",
     statement="When every score is equal (W_k = 0) the exact limit is 2/3 of Eq. (19), at nu = 0.25 and oo",
@@ -172,6 +211,7 @@ register(Claim(
 
 register(Claim(
     id="thm2.equal_scores_eq19",
+    evaluation=EVALUATION,
     provenance="measured",
     group="theorem2",
     statement="Eq. (19) equals the exact limit when every score is equal",
@@ -189,6 +229,7 @@ register(Claim(
 
 register(Claim(
     id="thm2.eq19_vs_exact",
+    evaluation=EVALUATION,
     provenance="paper",
     group="theorem2",
     statement="Eq. (19) equals LIME's exact limit (replace mode, nu = 0.25) on random models",
@@ -206,6 +247,7 @@ register(Claim(
 
 register(Claim(
     id="thm2.improved_vs_exact",
+    evaluation=EVALUATION,
     provenance="measured",
     group="theorem2",
     statement="The improved closed form (first order at the mean mask) equals the exact limit",
@@ -223,6 +265,7 @@ register(Claim(
 
 register(Claim(
     id="thm2.improved_derived",
+    evaluation=EVALUATION,
     provenance="measured",
     group="theorem2",
     statement="The SymPy-derived improved form equals jax.grad of the ratio-form extension at the mean mask",
@@ -295,14 +338,18 @@ def gain_spec(spec: ModelSpec, removal: str) -> ModelSpec:
     return spec.replace(**GAIN_SIZES, max_len=GAIN_T[removal])
 
 
-def _shell_gain(removal: str, scale: float):
-    def build(spec: ModelSpec):
-        own = gain_spec(spec, removal)
+def _shell_gain_errors(removal: str, spec: ModelSpec):
+    """Per draw, (the shell form's, Eq. (19)'s) relative L2 errors to the exact limit, one pair per
+    init scale of `GAIN_HOLDS`: the same model keys and document at every scale, the scales one
+    `lax.map` (one compiled body for the three claims of a removal mode)."""
+    own = gain_spec(spec, removal)
 
-        def compare(params, tokens):
-            key_params, key_doc = jax.random.split(token_key(tokens, GAIN_STREAM))
+    def errors(params, tokens):
+        key_params, key_doc = jax.random.split(token_key(tokens, GAIN_STREAM))
+        doc = random_document(key_doc, GAIN_D, GAIN_WORDS, own.max_len, own.vocab_size)
+
+        def at(scale):
             model = draw_params(key_params, own, scale=scale, dtype=params.embedding.dtype)
-            doc = random_document(key_doc, GAIN_D, GAIN_WORDS, own.max_len, own.vocab_size)
             path = lime_eval.choose_path(model, own, removal)
             data, _ = lime_eval.prepare(model, doc, own, GAIN_D, path)
             gamma, _ = exact_gamma(data, doc, NU, spec=own, d=GAIN_D, removal=removal, path=path,
@@ -312,6 +359,19 @@ def _shell_gain(removal: str, scale: float):
             eq19 = lime_eq19.statement(lime_eq19.quantities(model, doc, own, GAIN_D), GAIN_D)
             error = lambda a: jnp.linalg.norm(a - exact) / jnp.linalg.norm(exact)  # noqa: E731
             return error(shell), error(eq19)
+
+        return jax.lax.map(at, jnp.asarray(tuple(GAIN_HOLDS), params.embedding.dtype))
+
+    return shared((spec, "thm2.shell_gain", removal), errors)
+
+
+def _shell_gain(removal: str, scale: float):
+    def build(spec: ModelSpec):
+        errors, at = _shell_gain_errors(removal, spec), tuple(GAIN_HOLDS).index(scale)
+
+        def compare(params, tokens):
+            shell, eq19 = errors(params, tokens)
+            return shell[at], eq19[at]
 
         return compare
 
@@ -326,6 +386,7 @@ def _proof_of_shell(spec: ModelSpec) -> str:
 
 register(Claim(
     id="thm2.shell_linear_exact",
+    evaluation=EVALUATION,
     provenance="measured",
     group="theorem2",
     statement="The shell form (first order in each removal-count shell) recovers a model linear in z exactly",
@@ -376,6 +437,7 @@ for _removal, _setting in (("replace", "in-place replacement (the theory's setti
             lhs="relative L2 error of the shell form to exact beta^inf (enumeration of 2^16 masks)",
             rhs="relative L2 error of Eq. (19) to the same",
             build=_shell_gain(_removal, _scale),
+            evaluation=f"thm2.shell_gain_{_removal}",
             tolerance=GAIN,
             tolerance_reason="the target: >= 5x lower median error than Eq. (19) (median ratio <= 0.2)",
             requires={**HYPOTHESES, **(STRUCTURED if _removal == "delete" else {})},
