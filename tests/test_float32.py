@@ -11,8 +11,8 @@ runs and judges in float32 (plumbing and tolerances), not its statistics, which 
 tests and the report check: so 32 draws per claim (a sweep of fewer than `sweep.BLOCK` draws
 computes only those; the d = 16 shell-gain claims cost 8x less than with 128). A statistical
 claim may then be inconclusive, never unexpected. The members of an evaluation group are
-swept in one test, one after another, so their shared program is compiled once (`units`). The registry-wide test is marked ``slow``
-(part of the default suite; ``-m "not slow"`` leaves it out).
+swept in one test, one after another, so their shared program is compiled once (`units`). The
+registry-wide test is marked ``slow`` (part of the default suite; ``-m "not slow"`` leaves it out).
 """
 
 import dataclasses
