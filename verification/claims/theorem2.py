@@ -45,11 +45,8 @@ HYPOTHESES = {"query": "cls", "head_aggregation": "mean", "output_link": "logit"
 EVALUATION = "theorem2"
 
 
-def _arrays(params, tokens, spec: ModelSpec):
-    return _shared_arrays(spec)(params, tokens)
-
-
-def _shared_arrays(spec: ModelSpec):
+def _arrays(spec: ModelSpec):
+    """(the draw's document, Eq. (19)'s arrays on it, d), evaluated once per draw in a group."""
     def arrays(params, tokens):
         d, _ = sizes(spec)
         doc = document_of(tokens, spec)
@@ -68,7 +65,7 @@ def _equal_scores_case(spec: ModelSpec):
     Eq. (19))."""
     def case(params, tokens):
         params = params._replace(W_k=jnp.zeros_like(params.W_k))
-        doc, arrays, d = _shared_arrays(spec)(params, tokens)
+        doc, arrays, d = _arrays(spec)(params, tokens)
         exact = jnp.concatenate([exact_limit(params, doc, spec, nu) for nu in (NU, float("inf"))])
         return exact, lime_eq19.statement(arrays, d)
 
@@ -78,7 +75,7 @@ def _equal_scores_case(spec: ModelSpec):
 def _chain_coefficients(spec: ModelSpec):
     """c_j by `jax.grad` of the true model with the normaliser fixed (before the chain's kappa)."""
     def coefficients(params, tokens):
-        doc, _, d = _arrays(params, tokens, spec)
+        doc, _, d = _arrays(spec)(params, tokens)
         return lime_fixed.chain_coefficients(params, doc, spec, d)
 
     return shared((spec, "thm2.chain"), coefficients)
@@ -93,7 +90,7 @@ def _chain_end(params, tokens, spec: ModelSpec, route: str):
 
 def _chain(spec: ModelSpec):
     def compare(params, tokens):
-        _, arrays, d = _arrays(params, tokens, spec)
+        _, arrays, d = _arrays(spec)(params, tokens)
         return _chain_end(params, tokens, spec, "paper"), lime_eq19.statement(arrays, d)
 
     return compare
@@ -128,7 +125,7 @@ def _improved(arrays, spec: ModelSpec, d: int):
 def _approximation(which: str):
     def build(spec: ModelSpec):
         def compare(params, tokens):
-            _, arrays, d = _arrays(params, tokens, spec)
+            _, arrays, d = _arrays(spec)(params, tokens)
             approx = lime_eq19.statement(arrays, d) if which == "eq19" else _improved(arrays, spec, d)
             return approx, _exact(spec)(params, tokens)
 
@@ -139,7 +136,7 @@ def _approximation(which: str):
 
 def _improved_autodiff(spec: ModelSpec):
     def compare(params, tokens):
-        doc, arrays, d = _arrays(params, tokens, spec)
+        doc, arrays, d = _arrays(spec)(params, tokens)
         return _improved(arrays, spec, d), lime_eq19.improved_autodiff(params, doc, spec, d, NU)
 
     return compare
@@ -290,7 +287,7 @@ def _shell_linear(spec: ModelSpec):
     """A model linear in z (coefficients from the draw: Eq. (19)'s values, intercept b) has an
     exact first-order expansion in every shell, so the shell form must return its coefficients."""
     def compare(params, tokens):
-        _, arrays, d = _arrays(params, tokens, spec)
+        _, arrays, d = _arrays(spec)(params, tokens)
         c = lime_eq19.statement(arrays, d)
         c0 = jnp.sum(arrays["b"]) + 0.5
 

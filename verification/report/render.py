@@ -111,7 +111,7 @@ def markdown(content: ReportContent, *, figure_dir: str = "figures") -> str:
             if note["paper"]:
                 out += [f"**Paper.** {note['paper']}", ""]
             out += [f"*{note['caption']}* (`{name}`)", ""]
-    out += ["## Claims", "", f"{CLAIMS_LEGEND}", ""]
+    out += ["## Claims", "", CLAIMS_LEGEND, ""]
     for heading, rows in claim_sections(content.results, content.claims):
         out += [f"### {heading}", "", "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
         out += ["| " + " | ".join(c.replace("|", "\\|") for c in claim_row(r)) + " |" for r in rows]
