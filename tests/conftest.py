@@ -28,6 +28,7 @@ atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
 from attnverify.theory import memo  # noqa: E402
 
 from attnverify.spec import ModelSpec  # noqa: E402
+from attnverify.verification.registry import REGISTRY  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -37,6 +38,16 @@ def _derivations_afresh():
     statement and derive again."""
     memo.set_derivations_folder(None)
     memo.forget()
+
+
+@pytest.fixture(autouse=True)
+def _registry_restored():
+    """A test that registers claims (a plugin file, the example notebook) leaves the registry as
+    it found it, so a later test in the same worker sees the same claims whatever the order."""
+    before = dict(REGISTRY)
+    yield
+    REGISTRY.clear()
+    REGISTRY.update(before)
 
 
 @pytest.fixture
