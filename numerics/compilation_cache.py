@@ -84,10 +84,13 @@ def configure_cache(path: Path | None) -> Path | None:
         except CacheLocationError as err:
             _warn_once(str(err), f"{err}; compiling without it")
             path = None
-    # XLA's C++ warnings (unless the user chose a level): jaxlib 0.9 logs "Assume version
-    # compatibility" for every program it loads from the cache, a line of noise in each command's
-    # output. Level 2 keeps errors. Read when jaxlib starts, so it matters before JAX's import.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # XLA's C++ log lines off (unless the user chose a level). Each program loaded from the cache
+    # logs noise: jaxlib 0.9 a warning ("Assume version compatibility"), and on CPUs whose LLVM
+    # target carries the tuning attributes +prefer-no-gather/+prefer-no-scatter (AMD Zen 4, some
+    # Xeons) an error claiming the entry "could lead to SIGILL", though it was compiled on this
+    # very machine and loads and runs correctly (openxla/xla#44565). XLA's real errors reach us as
+    # Python exceptions. Read when jaxlib starts, so it matters before JAX's import.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     settings = {
         "jax_compilation_cache_dir": None if path is None else str(path),
         "jax_enable_compilation_cache": path is not None,

@@ -6,9 +6,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-# As the command line (numerics.compilation_cache): XLA's C++ warnings off. JAX's import sets level 1
+# As the command line (numerics.compilation_cache): XLA's C++ log lines off. JAX's import sets level 1
 # when none is set, and the commands the tests start inherit this process's level.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import jax  # noqa: E402
 
