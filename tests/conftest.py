@@ -26,9 +26,9 @@ compilation_cache.configure_cache(_CACHE)
 atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
 
 from attnverify.theory import memo  # noqa: E402
+from attnverify.verification.registry import REGISTRY  # noqa: E402
 
 from attnverify.spec import ModelSpec  # noqa: E402
-from attnverify.verification.registry import REGISTRY  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
