@@ -19,6 +19,7 @@ variables, so a command that never compiles never pays for importing it.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 import warnings
@@ -32,6 +33,10 @@ ENV_VAR = "ATTNVERIFY_CACHE_DIR"
 #: Every program that takes longer than this to compile is written (XLA CPU programs take
 #: 0.1 s to tens of seconds; below this, reading an entry costs about what compiling does).
 MIN_COMPILE_SECONDS = 0.05
+#: The cache's size limit: the least recently used entries go beyond it. A limit also makes JAX
+#: lock the folder for each read and write (filelock), so that runs sharing the cache (two
+#: commands, the test suite's processes) never read an entry another is still writing.
+MAX_BYTES = 4 * 2**30
 #: JAX names its entries ``<module>-<hash>-cache`` (plus ``-atime`` files when it evicts).
 ENTRY_SUFFIX = "-cache"
 _JAX_READ_ERROR = "Error reading persistent compilation cache entry for '"
@@ -96,6 +101,7 @@ def configure_cache(path: Path | None) -> Path | None:
         "jax_enable_compilation_cache": path is not None,
         "jax_persistent_cache_min_compile_time_secs": MIN_COMPILE_SECONDS,
         "jax_persistent_cache_min_entry_size_bytes": -1,  # every size (-1: no minimum)
+        "jax_compilation_cache_max_size": MAX_BYTES if path is not None and _can_lock() else -1,
     }
     if "jax" in sys.modules:
         import jax
@@ -114,6 +120,12 @@ def configure_cache(path: Path | None) -> Path | None:
     _install_warning_filter()
     memo.set_derivations_folder(path)
     return path
+
+
+def _can_lock() -> bool:
+    """Whether JAX can lock the cache folder (it needs `filelock` for a size limit, and would
+    raise without it: then the cache has no limit and no lock, as before the limit existed)."""
+    return importlib.util.find_spec("filelock") is not None
 
 
 def cache_entries(path: Path) -> list[Path]:

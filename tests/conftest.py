@@ -17,13 +17,20 @@ jax.config.update("jax_enable_x64", True)
 import pytest  # noqa: E402
 from attnverify.numerics import compilation_cache  # noqa: E402
 
-# The persistent compilation cache starts empty in every test process (each xdist worker has
-# its own), so the suite never depends on, nor fills, the user's cache: runs are cold and
-# reproducible. Commands the tests start in subprocesses inherit the folder.
-_CACHE = Path(tempfile.mkdtemp(prefix="attnverify-test-xla-"))
+# The persistent compilation cache starts empty in every test session, so the suite never
+# depends on, nor fills, the user's cache: runs are cold and reproducible. The session's
+# processes share it (the first one, pytest itself, makes the folder and its xdist workers and
+# the commands the tests start inherit it), so a program is compiled once per session, not once
+# per process. Tests that need a cache of their own (cold, warm, corrupt) make one.
+_SESSION_CACHE = "ATTNVERIFY_TEST_SESSION_CACHE"
+if _SESSION_CACHE in os.environ:
+    _CACHE = Path(os.environ[_SESSION_CACHE])
+else:
+    _CACHE = Path(tempfile.mkdtemp(prefix="attnverify-test-xla-"))
+    os.environ[_SESSION_CACHE] = str(_CACHE)
+    atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
 os.environ[compilation_cache.ENV_VAR] = str(_CACHE)
 compilation_cache.configure_cache(_CACHE)
-atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
 
 from attnverify.theory import memo  # noqa: E402
 from attnverify.verification.registry import REGISTRY  # noqa: E402
