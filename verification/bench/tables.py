@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 
 import jax
@@ -26,7 +27,9 @@ def run_benchmarks(which: list[str], *, quick: bool = False) -> tuple[dict, str]
     unknown = [n for n in names if n not in KNOWN]
     if unknown:
         raise InputError(f"unknown benchmark(s) {', '.join(unknown)} (known: {', '.join(KNOWN)}, all)")
-    machine = f"{platform.machine()}, {jax.default_backend()} x{jax.device_count()}, {jax.devices()[0].device_kind}"
+    devices = jax.device_count()
+    machine = (f"{platform.machine()}, {os.cpu_count()} cores; JAX on {jax.default_backend()}: {devices} "
+               f"device{'s' if devices > 1 else ''} ({jax.devices()[0].device_kind})")
     results: dict = {"machine": machine}
     lines = [f"machine: {machine}"]
     if "theorem1" in names:
