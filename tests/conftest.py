@@ -33,7 +33,7 @@ os.environ[compilation_cache.ENV_VAR] = str(_CACHE)
 compilation_cache.configure_cache(_CACHE)
 
 from attnverify.theory import memo  # noqa: E402
-from attnverify.verification.registry import REGISTRY  # noqa: E402
+from attnverify.verification.registry import BUILTIN, REGISTRY  # noqa: E402
 
 from attnverify.spec import ModelSpec  # noqa: E402
 
@@ -49,11 +49,13 @@ def _derivations_afresh():
 
 @pytest.fixture(autouse=True)
 def _registry_restored():
-    """A test that registers claims (a plugin file, the example notebook) leaves the registry as
-    it found it, so a later test in the same worker sees the same claims whatever the order."""
+    """A test that registers claims (a plugin file, the example notebook) takes them out again,
+    so a later test in the same worker sees the same claims whatever the order. Built-in claims
+    stay: the first test that needs them imports them, once per process."""
     before = dict(REGISTRY)
     yield
-    REGISTRY.clear()
+    for claim_id in [c for c in REGISTRY if c not in before and c not in BUILTIN]:
+        del REGISTRY[claim_id]
     REGISTRY.update(before)
 
 
