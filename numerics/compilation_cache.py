@@ -19,7 +19,6 @@ variables, so a command that never compiles never pays for importing it.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 import warnings
@@ -101,7 +100,7 @@ def configure_cache(path: Path | None) -> Path | None:
         "jax_enable_compilation_cache": path is not None,
         "jax_persistent_cache_min_compile_time_secs": MIN_COMPILE_SECONDS,
         "jax_persistent_cache_min_entry_size_bytes": -1,  # every size (-1: no minimum)
-        "jax_compilation_cache_max_size": MAX_BYTES if path is not None and _can_lock() else -1,
+        "jax_compilation_cache_max_size": MAX_BYTES if path is not None else -1,  # needs filelock
     }
     if "jax" in sys.modules:
         import jax
@@ -120,12 +119,6 @@ def configure_cache(path: Path | None) -> Path | None:
     _install_warning_filter()
     memo.set_derivations_folder(path)
     return path
-
-
-def _can_lock() -> bool:
-    """Whether JAX can lock the cache folder (it needs `filelock` for a size limit, and would
-    raise without it: then the cache has no limit and no lock, as before the limit existed)."""
-    return importlib.util.find_spec("filelock") is not None
 
 
 def cache_entries(path: Path) -> list[Path]:

@@ -79,14 +79,11 @@ def test_a_class_defined_in_a_notebook_and_a_re_registered_claim():
                      tolerance={"float64": 1e-3, "float32": 1e-3}, tolerance_reason="test",
                      provenance="measured")
 
-    try:
-        register(claim(0.0))
-        register(claim(0.5))  # the re-run cell: replaces, and the new claim is the one run
-        result = attnverify.verify("notebook.self", plugin=Same, spec=TINY, trials=4)
-        assert result.verdicts == {"notebook.self": "fail"}  # 1/1.5 off: the replaced claim is what ran
-        assert REGISTRY["notebook.self"].statement.startswith("a gradient")
-    finally:
-        REGISTRY.pop("notebook.self", None)
+    register(claim(0.0))
+    register(claim(0.5))  # the re-run cell: replaces, and the new claim is the one run
+    result = attnverify.verify("notebook.self", plugin=Same, spec=TINY, trials=4)
+    assert result.verdicts == {"notebook.self": "fail"}  # 1/1.5 off: the replaced claim is what ran
+    assert REGISTRY["notebook.self"].statement.startswith("a gradient")
 
 
 def test_explain_records_are_the_cli_json(variant, tmp_path, capsys):

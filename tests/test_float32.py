@@ -2,9 +2,9 @@
 
 The built-in claims are read from the registry at import time, so a claim added to
 `verification.claims` is covered without changes here (a user's claim, from a plugin or a
-notebook, is checked by its own tests). Each claim runs on the spec that ``attnverify verify`` and the report
-sweep it on (`SMALL`), with the claim's hypotheses applied where `SMALL` does not meet them
-(otherwise no verdict is expected and the test would say nothing).
+notebook, is checked by its own tests). Each claim runs on the spec that ``attnverify verify``
+and the report sweep it on (`SMALL`), with the claim's hypotheses applied where `SMALL` does not
+meet them (otherwise no verdict is expected and the test would say nothing).
 
 Cost: a claim's float32 sweep is one XLA compilation (plus, for some, a SymPy derivation or
 a short training run in float64) and one block of draws. This test checks that every claim

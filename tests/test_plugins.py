@@ -89,16 +89,13 @@ def test_registering_again_replaces_a_user_claim_not_a_builtin():
     from attnverify.verification.registry import BUILTIN
 
     mine = dataclasses.replace(REGISTRY["thm1.derived"], id="mine.derived")
-    try:
-        register(mine)
-        again = dataclasses.replace(mine, statement="re-run cell")
-        register(again)  # a re-run notebook cell: replaced, not an error
-        assert REGISTRY["mine.derived"] is again and "mine.derived" not in BUILTIN
-        with pytest.raises(InputError, match="clashes with a built-in claim"):
-            register(dataclasses.replace(mine, id="thm1.gradient"))
-        assert REGISTRY["thm1.gradient"].id == "thm1.gradient" and "thm1.gradient" in BUILTIN
-    finally:
-        REGISTRY.pop("mine.derived", None)
+    register(mine)
+    again = dataclasses.replace(mine, statement="re-run cell")
+    register(again)  # a re-run notebook cell: replaced, not an error
+    assert REGISTRY["mine.derived"] is again and "mine.derived" not in BUILTIN
+    with pytest.raises(InputError, match="clashes with a built-in claim"):
+        register(dataclasses.replace(mine, id="thm1.gradient"))
+    assert REGISTRY["thm1.gradient"].id == "thm1.gradient" and "thm1.gradient" in BUILTIN
 
 
 # -- declarations --------------------------------------------------------------------------------
@@ -261,24 +258,19 @@ register(Claim(id="mine.self", group="mine", statement="the gradient equals itse
 
 
 def test_claims_module_runs_in_verify_and_is_listed(tmp_path, capsys):
-    from attnverify.verification import REGISTRY
-
     module = plugin_file(tmp_path, CLAIMS_MODULE, "my_claims.py")
     out = tmp_path / "r.json"
     flags = ["--max-len", "5", "--d-embed", "6", "--d-att", "3", "--d-out", "4", "--heads", "2"]
-    try:
-        assert main(["claims", "--claims-module", str(module)]) == 0
-        assert "mine.self" in capsys.readouterr().out
-        assert main(["verify", "mine", "--claims-module", str(module), "--trials", "4", "--quiet",
-                     "--json", str(out), *flags]) == 0
-        import json
+    assert main(["claims", "--claims-module", str(module)]) == 0
+    assert "mine.self" in capsys.readouterr().out
+    assert main(["verify", "mine", "--claims-module", str(module), "--trials", "4", "--quiet",
+                 "--json", str(out), *flags]) == 0
+    import json
 
-        (record,) = json.loads(out.read_text())
-        assert record["id"] == "mine.self" and record["verdict"] == "pass"
-        one_line_error(capsys, ["verify", "mine", "--claims-module", "no_such_module_xyz"],
-                       "no_such_module_xyz: no such claims module")
-    finally:
-        REGISTRY.pop("mine.self", None)
+    (record,) = json.loads(out.read_text())
+    assert record["id"] == "mine.self" and record["verdict"] == "pass"
+    one_line_error(capsys, ["verify", "mine", "--claims-module", "no_such_module_xyz"],
+                   "no_such_module_xyz: no such claims module")
 
 
 def test_a_plugins_claims_run_under_that_plugin_only():
