@@ -53,6 +53,7 @@ class CacheInfo:
     entries: int  # compiled programs
     bytes: int  # every file's
     derivations: int = 0  # SymPy derivations
+    traced: int = 0  # traced sweep programs (`numerics.stored_programs`)
 
 
 def cache_location() -> Path:
@@ -118,6 +119,9 @@ def configure_cache(path: Path | None) -> Path | None:
                 os.environ[name.upper()] = str(value).lower() if isinstance(value, bool) else str(value)
     _install_warning_filter()
     memo.set_derivations_folder(path)
+    from attnverify.numerics import stored_programs  # imports JAX: only once it is needed
+
+    stored_programs.set_programs_folder(path)
     return path
 
 
@@ -131,6 +135,13 @@ def derivation_entries(path: Path) -> list[Path]:
     return sorted(p for p in path.glob("*" + memo.SUFFIX) if p.is_file()) if path.is_dir() else []
 
 
+def traced_entries(path: Path) -> list[Path]:
+    """The traced sweep programs stored at `path` (`numerics.stored_programs`)."""
+    from attnverify.numerics.stored_programs import program_entries
+
+    return program_entries(path)
+
+
 def cache_info(path: Path) -> CacheInfo:
     """How many entries the cache at `path` holds and their total size (raises
     `CacheLocationError` when `path` is a file)."""
@@ -139,17 +150,17 @@ def cache_info(path: Path) -> CacheInfo:
         return CacheInfo(path, False, 0, 0)
     found = cache_entries(path)
     size = sum(p.stat().st_size for p in path.iterdir() if p.is_file())
-    return CacheInfo(path, True, len(found), size, len(derivation_entries(path)))
+    return CacheInfo(path, True, len(found), size, len(derivation_entries(path)), len(traced_entries(path)))
 
 
 def clear_cache(path: Path) -> int:
-    """Remove every file of the cache at `path`; returns how many entries (compiled programs
-    and derivations) it held. The folder itself stays (it may be one the user made). A missing
+    """Remove every file of the cache at `path`; returns how many entries (compiled programs,
+    derivations and traced programs) it held. The folder itself stays (it may be one the user made). A missing
     folder holds nothing."""
     check_cache_location(path, create=False)
     if not path.is_dir():
         return 0
-    count = len(cache_entries(path)) + len(derivation_entries(path))
+    count = len(cache_entries(path)) + len(derivation_entries(path)) + len(traced_entries(path))
     for item in path.iterdir():
         if item.is_file() or item.is_symlink():
             item.unlink(missing_ok=True)

@@ -35,6 +35,11 @@ class Params(NamedTuple):
     U_score: Float[Array, "K d_att d_att"] | None = None  # deep scorer: [i, b, a]
 
 
+# A sweep's programs take and return Params; `jax.export` stores them with this name
+# (`numerics.stored_programs`).
+jax.export.register_namedtuple_serialization(Params, serialized_name="attnverify.Params")
+
+
 def positional_encoding(T: int, d_e: int, dtype=jnp.float32) -> Float[Array, "T d_e"]:
     """Sinusoidal PE: p_{t,2k} = sin(t / 10000^(2k/d_e)), p_{t,2k+1} = cos(same)."""
     position = jnp.arange(T, dtype=dtype)[:, None]

@@ -42,6 +42,9 @@ class PluginParams(NamedTuple):
     extra: dict[str, jnp.ndarray]
 
 
+jax.export.register_namedtuple_serialization(PluginParams, serialized_name="attnverify.PluginParams")
+
+
 def base_params(params: Any) -> nm.Params:
     return params.base if isinstance(params, PluginParams) else params
 

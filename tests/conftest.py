@@ -32,6 +32,7 @@ else:
 os.environ[compilation_cache.ENV_VAR] = str(_CACHE)
 compilation_cache.configure_cache(_CACHE)
 
+from attnverify.numerics import stored_programs  # noqa: E402
 from attnverify.theory import memo  # noqa: E402
 from attnverify.verification.registry import BUILTIN, REGISTRY  # noqa: E402
 
@@ -40,10 +41,11 @@ from attnverify.spec import ModelSpec  # noqa: E402
 
 @pytest.fixture(autouse=True)
 def _derivations_afresh():
-    """SymPy derivations are never read back from disk in the test processes (a command run
-    in-process turns that on), nor kept in memory from an earlier test: a test may replace a
-    statement and derive again."""
+    """SymPy derivations and traced sweep programs are never read back from disk in the test
+    processes (a command run in-process turns that on), nor derivations kept in memory from an
+    earlier test: a test may replace a statement and derive again."""
     memo.set_derivations_folder(None)
+    stored_programs.set_programs_folder(None)
     memo.forget()
 
 

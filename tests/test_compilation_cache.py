@@ -11,6 +11,8 @@ import sys
 import zlib
 from pathlib import Path
 
+import jax
+import jax.export
 import pytest
 from attnverify.numerics import compilation_cache
 
@@ -44,37 +46,41 @@ def _sweep(cache: Path, out: Path, *extra: str) -> tuple[dict, str]:
 
 def test_results_are_identical_with_the_cache_cold_warm_corrupt_and_off(tmp_path):
     cache = tmp_path / "xla"
-    cold, _ = _sweep(cache, tmp_path / "cold")
+    cold, log = _sweep(cache, tmp_path / "cold")
     assert len(cold) == 6 and all(len(v) == 3 for v in cold.values())
+    assert "transforming measures" in log and "transforming draw" in log  # traced, the first time
     written = compilation_cache.cache_entries(cache)
     derived = compilation_cache.derivation_entries(cache)
-    assert written and derived, "the cold run wrote no compiled program or no derivation"
+    traced = compilation_cache.traced_entries(cache)
+    assert written and derived and len(traced) == 2, "the cold run stored no program or derivation"
     assert (cache / ".lockfile").exists()  # JAX locks the folder (a size limit is set): runs can share it
 
     warm, log = _sweep(cache, tmp_path / "warm")
     assert warm == cold
-    assert "Persistent compilation cache hit for 'jit_measures'" in log  # loaded, not compiled
-    assert "Persistent compilation cache hit for 'jit_draw'" in log  # the draw program
+    # Read back, not traced (stored_programs), and loaded, not compiled (XLA's cache).
+    assert "transforming measures" not in log and "transforming draw" not in log
+    assert "Persistent compilation cache hit for 'jit_call'" in log
     # No C++ log line from loading (on CPUs whose LLVM target has +prefer-no-gather, XLA logs a
     # false "could lead to SIGILL" error for every entry it loads): the user's stderr stays clean.
     assert not re.search(r"^[IWEF]\d{4} ", log, re.M), log[:2000]
 
-    for entry in written + derived:  # garbage in every entry: recompiled after one warning line, never a crash
+    for entry in written + derived + traced:  # garbage in every entry: recompiled after one warning line, never a crash
         entry.write_bytes(b"not an XLA executable")
     corrupt, log = _sweep(cache, tmp_path / "corrupt")
     assert corrupt == cold
     warnings = [line for line in log.splitlines() if line.startswith("attnverify: warning:")]
     assert len(warnings) == 1 and "unreadable compilation cache entry" in warnings[0], log
-    assert "Traceback" not in log
+    assert "Traceback" not in log and "transforming measures" in log
     healed = compilation_cache.cache_entries(cache)
     assert healed and all(zlib.decompress(p.read_bytes()) for p in healed)  # rewritten, readable again
     assert all(pickle.loads(p.read_bytes()) for p in compilation_cache.derivation_entries(cache))
+    assert all(jax.export.deserialize(bytearray(p.read_bytes())) for p in compilation_cache.traced_entries(cache))
 
     compilation_cache.clear_cache(cache)
     off, log = _sweep(cache, tmp_path / "off", "--no-cache")
     assert off == cold
     assert compilation_cache.cache_entries(cache) == [] and "Persistent compilation cache hit" not in log
-    assert compilation_cache.derivation_entries(cache) == []
+    assert compilation_cache.derivation_entries(cache) == [] and compilation_cache.traced_entries(cache) == []
 
 
 def test_location_follows_the_environment(monkeypatch, tmp_path):
@@ -100,7 +106,7 @@ def test_cache_info_and_clear(own_cache, capsys):
         (own_cache / name).write_bytes(b"x" * 1000)
     assert main(["cache", "info"]) == 0
     out = capsys.readouterr().out
-    assert "entries: 2 compiled programs, 0 derivations" in out and "size: 2.0 KiB" in out
+    assert "entries: 2 compiled programs, 0 derivations, 0 traced programs" in out and "size: 2.0 KiB" in out
     assert main(["cache", "clear"]) == 0
     assert "removed 2 entries" in capsys.readouterr().out
     assert compilation_cache.cache_entries(own_cache) == [] and own_cache.is_dir()

@@ -7,7 +7,7 @@ A sweep block is `BLOCK` consecutive draws. Two ``jit(vmap(...))`` programs make
   One per (spec, dtype, scale), the seed an argument: every claim swept at those settings
   runs the same program, and on CPU compiling the PRNG (threefry) was most of each claim's
   compile time.
-* the *measure program*, ``(params, tokens)[BLOCK] -> measure[BLOCK]`` for every member of
+* the *measure program*, ``(params, tokens)[BLOCK] -> {id: measure[BLOCK]}`` for every member of
   an evaluation group: claims that declare the same `Claim.evaluation` evaluate the same
   quantities on the same draws (e.g. every Theorem 1 claim: one forward, one `jax.grad`, one
   compiled derivation, several comparisons), so one program returns all their per-draw
@@ -15,7 +15,9 @@ A sweep block is `BLOCK` consecutive draws. Two ``jit(vmap(...))`` programs make
   `_SHARED` until their own sweep asks for that block (same spec, seed, dtype, scale).
 
 Each draw's numbers are computed by the same operations as in a per-claim program; tests
-check that they are bit-identical. `compile_seconds` is the wall time spent tracing,
+check that they are bit-identical. Both programs are `stored_programs.StoredProgram`s: they run
+through their `jax.export`, and a built-in claim's are kept on disk beside the compiled programs,
+so that a warm run neither builds, traces nor lowers them. `compile_seconds` is the wall time spent tracing,
 lowering and compiling (or loading from the persistent cache) so far in this process.
 """
 
@@ -31,7 +33,8 @@ import jax.numpy as jnp
 import numpy as np
 from attnverify.numerics.draws import draw_document, draw_params
 from attnverify.numerics.evaluations import shared_evaluations
-from attnverify.verification.registry import REGISTRY, Claim
+from attnverify.numerics.stored_programs import StoredProgram
+from attnverify.verification.registry import BUILTIN, REGISTRY, Claim
 
 from attnverify.spec import ModelSpec
 
@@ -76,7 +79,7 @@ def _remember(cache: OrderedDict, key, make, limit: int):
     return cache[key]
 
 
-def draw_program(spec: ModelSpec, *, dtype: str, scale: float) -> Callable:
+def draw_program(spec: ModelSpec, *, dtype: str, scale: float) -> StoredProgram:
     """The jitted ``(seed, index[n]) -> (params, tokens)`` of every sweep at these settings."""
 
     def make():
@@ -85,9 +88,10 @@ def draw_program(spec: ModelSpec, *, dtype: str, scale: float) -> Callable:
             key_params, key_doc = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seed), index))
             return draw_params(key_params, spec, scale=scale, dtype=DTYPES[dtype]), draw_document(key_doc, spec)
 
-        return jax.jit(jax.vmap(draw, in_axes=(None, 0)))
+        return jax.vmap(draw, in_axes=(None, 0))
 
-    return _remember(_DRAWS, (spec, dtype, scale), make, MAX_CACHED_PROGRAMS)
+    key = f"draws {spec.to_json()} {dtype} {scale!r}" if type(spec) is ModelSpec else None
+    return _remember(_DRAWS, (spec, dtype, scale), lambda: StoredProgram("draws", make, key), MAX_CACHED_PROGRAMS)
 
 
 def group_of(claim: Claim) -> tuple[Claim, ...]:
@@ -98,10 +102,11 @@ def group_of(claim: Claim) -> tuple[Claim, ...]:
     return tuple(c for c in REGISTRY.values() if c.evaluation == claim.evaluation)
 
 
-def measure_program(claim: Claim, spec: ModelSpec, *, dtype: str) -> tuple[tuple[str, ...], Callable]:
-    """(member ids, the jitted ``(params, tokens) -> tuple of per-draw measures`` of `claim`'s
-    group). A member whose comparison cannot be built for `spec` is left out (its own sweep
-    then reports why); `claim` itself must build."""
+def measure_program(claim: Claim, spec: ModelSpec, *, dtype: str) -> StoredProgram:
+    """The jitted ``(params, tokens) -> {member id: per-draw measures}`` of `claim`'s group. A
+    member whose comparison cannot be built for `spec` is left out (its own sweep then reports
+    why); `claim` itself must build. The members are built when the program is first traced:
+    a program read back from the disk (`stored_programs`) builds none of them."""
     members = group_of(claim)
 
     def make():
@@ -112,21 +117,24 @@ def measure_program(claim: Claim, spec: ModelSpec, *, dtype: str) -> tuple[tuple
             except Exception:
                 if member is claim:
                     raise
-        ids = tuple(member.id for member, _ in compares)
 
         def measures(params, tokens):
-            out = []
+            out = {}
             with shared_evaluations():  # a quantity several members compare is traced once
                 for member, compare in compares:
                     lhs, rhs = compare(params, tokens)
-                    out.append((member.measure or relative_error)(lhs, rhs))
-            return tuple(out)
+                    out[member.id] = (member.measure or relative_error)(lhs, rhs)
+            return out
 
-        return claim, ids, jax.jit(jax.vmap(measures))
+        return jax.vmap(measures)
 
-    key = (tuple(id(member) for member in members), spec, dtype)
-    _, ids, program = _remember(_MEASURES, key, make, MAX_CACHED_PROGRAMS)
-    return ids, program
+    # Only the package's own claims, as registered, are stored: their builds are its code.
+    builtin = all(member.id in BUILTIN and REGISTRY.get(member.id) is member for member in members)
+    key = (f"measures {[member.id for member in members]} {spec.to_json()} {dtype}"
+           if builtin and type(spec) is ModelSpec else None)
+    return _remember(_MEASURES, (tuple(id(member) for member in members), spec, dtype),
+                     lambda: StoredProgram(f"measures-{claim.evaluation or claim.id}", make, key),
+                     MAX_CACHED_PROGRAMS)
 
 
 @dataclass(frozen=True)
@@ -138,32 +146,32 @@ class ClaimBlock:
     seed: int
     dtype: str
     scale: float
-    members: tuple[str, ...]
-    draws: Callable
-    measures: Callable
+    grouped: bool  # the claim's program serves other members too
+    draws: StoredProgram
+    measures: StoredProgram
 
     def submit(self, first: int, device, size: int = BLOCK) -> jax.Array | np.ndarray:
         """The measures of draws first..first+size-1 (computed on `device`, asynchronously),
         or the array an earlier group member's block left for this claim."""
         key = (self.claim.evaluation, self.spec, self.seed, self.dtype, self.scale, size)
-        shared = _SHARED.pop((*key, self.claim.id, first), None) if len(self.members) > 1 else None
+        shared = _SHARED.pop((*key, self.claim.id, first), None) if self.grouped else None
         if shared is not None:
             return shared
         seed = jax.device_put(np.asarray(self.seed, dtype=_index_dtype()), device)
         index = jax.device_put(np.arange(first, first + size, dtype=_index_dtype()), device)
         params, tokens = self.draws(seed, index)
         outputs = self.measures(params, tokens)
-        for member, value in zip(self.members, outputs, strict=True):
+        for member, value in outputs.items():
             if member != self.claim.id:
                 _SHARED[(*key, member, first)] = value
                 while len(_SHARED) > MAX_SHARED:
                     _SHARED.popitem(last=False)
-        return outputs[self.members.index(self.claim.id)]
+        return outputs[self.claim.id]
 
     def __call__(self, index: jax.Array) -> jax.Array:
         """The measures of the draws `index` (no sharing; e.g. for a benchmark)."""
         params, tokens = self.draws(jnp.asarray(self.seed, dtype=_index_dtype()), index)
-        return self.measures(params, tokens)[self.members.index(self.claim.id)]
+        return self.measures(params, tokens)[self.claim.id]
 
 
 def _index_dtype():
@@ -173,9 +181,8 @@ def _index_dtype():
 def claim_block(claim: Claim, spec: ModelSpec, *, seed: int, dtype: str, scale: float) -> ClaimBlock:
     if dtype == "float64" and not jax.config.jax_enable_x64:
         raise RuntimeError("float64 sweeps need jax_enable_x64 set before any array is made")
-    members, measures = measure_program(claim, spec, dtype=dtype)
-    return ClaimBlock(claim, spec, seed, dtype, scale, members, draw_program(spec, dtype=dtype, scale=scale),
-                      measures)
+    return ClaimBlock(claim, spec, seed, dtype, scale, len(group_of(claim)) > 1,
+                      draw_program(spec, dtype=dtype, scale=scale), measure_program(claim, spec, dtype=dtype))
 
 
 def forget_programs() -> None:
