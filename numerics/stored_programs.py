@@ -144,7 +144,10 @@ class StoredProgram:
                 payload = None
             if payload is not None:
                 try:
-                    return jax.jit(jax.export.deserialize(bytearray(payload)).call)
+                    exported = jax.export.deserialize(bytearray(payload))
+                    if b"lapack_" in payload:
+                        _initialise_lapack()
+                    return jax.jit(exported.call)
                 except Exception as err:  # truncated or corrupt: trace again, and rewrite it
                     from attnverify.numerics.compilation_cache import _warn_once
 
@@ -169,6 +172,20 @@ class StoredProgram:
 
     def lower(self, *args):
         return self._program(args).lower(*args)
+
+
+@functools.cache
+def _initialise_lapack() -> None:
+    """Make jaxlib's CPU LAPACK kernels callable before a program read back calls them.
+
+    jaxlib finds its LAPACK routines (SciPy's) when a linear-algebra operation is *lowered*; a
+    program read back from its export is never lowered from JAX operations, so without this its
+    first LAPACK call (an SVD, an LU solve) jumps through a null pointer and the process dies
+    (SIGSEGV). Lowering one tiny LU does what JAX's own lowering does, through the public API."""
+    import jax
+    import numpy as np
+
+    jax.jit(jax.lax.linalg.lu).lower(np.zeros((1, 1), np.float32))
 
 
 def _store(path: Path, payload: bytes) -> None:

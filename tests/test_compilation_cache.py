@@ -33,11 +33,11 @@ def own_cache(tmp_path, monkeypatch):
     compilation_cache.configure_cache(session)
 
 
-def _sweep(cache: Path, out: Path, *extra: str) -> tuple[dict, str]:
-    """Per-draw results (exact JSON floats) of `verify theorem1` in a fresh process, and its stderr."""
+def _sweep(cache: Path, out: Path, *extra: str, claims: str = "theorem1", trials: int = 3) -> tuple[dict, str]:
+    """Per-draw results (exact JSON floats) of `verify CLAIMS` in a fresh process, and its stderr."""
     env = dict(os.environ, **{compilation_cache.ENV_VAR: str(cache)}, JAX_LOG_COMPILES="1")
     env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # the command's own default, not the test session's
-    proc = subprocess.run([EXE, "verify", "theorem1", "--trials", "3", "--quiet", "--out", str(out), *TINY, *extra],
+    proc = subprocess.run([EXE, "verify", claims, "--trials", str(trials), "--quiet", "--out", str(out), *TINY, *extra],
                           capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines() if line.strip()]
@@ -81,6 +81,17 @@ def test_results_are_identical_with_the_cache_cold_warm_corrupt_and_off(tmp_path
     assert off == cold
     assert compilation_cache.cache_entries(cache) == [] and "Persistent compilation cache hit" not in log
     assert compilation_cache.derivation_entries(cache) == [] and compilation_cache.traced_entries(cache) == []
+
+
+def test_a_program_with_lapack_calls_read_back_runs_and_gives_the_same_numbers(tmp_path):
+    # Can fail: jaxlib finds its LAPACK routines only when it lowers a linear-algebra operation, and
+    # a warm run lowers none (its programs are read back, traced): without the initialisation in
+    # `numerics.stored_programs`, the lime group's LU solve crashed the process (SIGSEGV).
+    cache = tmp_path / "xla"
+    cold, _ = _sweep(cache, tmp_path / "cold", claims="lime", trials=2)
+    warm, log = _sweep(cache, tmp_path / "warm", claims="lime", trials=2)
+    assert "transforming measures" not in log  # read back, not traced
+    assert warm == cold
 
 
 def test_location_follows_the_environment(monkeypatch, tmp_path):
