@@ -34,13 +34,13 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.util
-import os
 import platform
 import sys
-import tempfile
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
+
+from attnverify.errors import InputError
 
 # JAX is imported where a program is made, not here: the command line sets the folder before
 # it knows whether it will compile anything (`numerics.compilation_cache.configure_cache`).
@@ -164,7 +164,12 @@ class StoredProgram:
             except Exception:  # e.g. an effect serialisation does not support: traced in every run
                 payload = None
             if payload is not None:
-                _store(path, payload)
+                from attnverify.numerics.modelfile import atomic_write
+
+                try:  # readers see the whole entry or none
+                    atomic_write(path, lambda tmp: Path(tmp).write_bytes(payload))
+                except InputError:  # the folder went away or is full: the sweep goes on without it
+                    pass
         return jax.jit(exported.call)
 
     def __call__(self, *args):
@@ -186,15 +191,3 @@ def _initialise_lapack() -> None:
     import numpy as np
 
     jax.jit(jax.lax.linalg.lu).lower(np.zeros((1, 1), np.float32))
-
-
-def _store(path: Path, payload: bytes) -> None:
-    tmp = None
-    try:
-        handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        with os.fdopen(handle, "wb") as out:
-            out.write(payload)
-        os.replace(tmp, path)  # readers see the whole entry or none
-    except OSError:  # the folder went away or is full: the sweep goes on without storing
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
