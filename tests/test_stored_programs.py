@@ -62,14 +62,3 @@ def test_a_claim_that_is_not_the_registered_one_is_never_stored(folder, tiny_spe
     draw_errors(mine, tiny_spec, trials=TRIALS, progress=False)
     names = [p.name for p in stored_programs.program_entries(folder)]
     assert len(names) == 1 and names[0].startswith("draws-")  # the draws only (package code)
-
-
-def test_an_unreadable_program_is_traced_again_and_rewritten(folder, tiny_spec, capsys):
-    claim = REGISTRY["thm1.gradient"]
-    first = draw_errors(claim, tiny_spec, trials=TRIALS, progress=False)
-    for entry in stored_programs.program_entries(folder):
-        entry.write_bytes(b"garbage")
-    blocks.forget_programs()
-    again = draw_errors(claim, tiny_spec, trials=TRIALS, progress=False)
-    assert again.tobytes() == first.tobytes()
-    assert all(jax.export.deserialize(bytearray(p.read_bytes())) for p in stored_programs.program_entries(folder))
