@@ -324,7 +324,8 @@ def cmd_cache(args: argparse.Namespace) -> int:
             found = compilation_cache.cache_info(path)
             state = "" if found.exists else " (does not exist yet)"
             print(f"location: {path}{state}\nentries: {found.entries} compiled programs, "
-                  f"{found.derivations} derivations, {found.traced} traced programs\nsize: {_size(found.bytes)}")
+                  f"{found.derivations} derivations, {found.traced} traced programs, "
+                  f"{found.results} stored results\nsize: {_size(found.bytes)}")
         else:
             if not path.exists():
                 print(f"nothing to clear: {path} does not exist")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
 import sys
@@ -9,10 +10,13 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 from attnverify.figures.common import FigureContext, save_figure, write_json
 from attnverify.figures.presentation import present
+from attnverify.numerics import stored_results
 
 from attnverify.errors import InputError
+from attnverify.spec import ModelSpec
 
 #: name -> (module, one-line description). Modules are imported on demand.
 FIGURES: dict[str, tuple[str, str]] = {
@@ -50,12 +54,43 @@ def make(name: str, ctx: FigureContext, out_dir: str | Path) -> list[Path]:
     module = _module(name)
     compute: Callable[..., dict] = getattr(module, f"compute_{name}", None) or module.compute
     draw: Callable[[dict], object] = getattr(module, f"draw_{name}", None) or module.draw
-    data = compute(ctx)
+    data = computed(name, compute, ctx)
     paths = [write_json(out_dir / f"{name}.json", data)]
     writer = getattr(module, "write_table", None)
     if writer is not None:
         paths.append(writer(out_dir / f"{name}.csv", data))
     return save_figure(draw(data), out_dir, name) + paths
+
+
+def computed(name: str, compute: Callable[[FigureContext], dict], ctx: FigureContext) -> dict:
+    """``compute(ctx)``, the figure's data, kept on disk beside the compiled programs
+    (`numerics.stored_results`) when the context is the package's own: a warm report or
+    ``attnverify figures`` run again draws from it instead of running LIME and training again.
+    The key is the figure, every input in `ctx` (the model's arrays and vocabulary, the text, seed,
+    preset, sweep spec and the sweeps' numbers) and the package's code, libraries and machine."""
+    key = _context_key(ctx)
+    if key is None:
+        return compute(ctx)
+    return stored_results.kept(f"figure-{name}", f"{name} {key}", lambda: compute(ctx))
+
+
+def _context_key(ctx: FigureContext) -> str | None:
+    """A digest of everything in `ctx` (None: a plugin model or spec, code outside the package)."""
+    import jax
+
+    model = ctx.model
+    if type(ctx.claims_spec) is not ModelSpec or (model is not None and (
+            model.plugin is not None or model.extra or type(model.spec) is not ModelSpec)):
+        return None
+    digest = hashlib.sha256(repr((ctx.text, ctx.document, ctx.seed, ctx.quick, ctx.claims_spec.to_json())).encode())
+    if model is not None:
+        digest.update(repr((model.spec.to_json(), model.vocab)).encode())
+        for leaf in jax.tree.leaves(model.params):
+            array = np.asarray(leaf)
+            digest.update(f"{array.dtype} {array.shape}".encode() + array.tobytes())
+    for (claim_id, dtype), errors in sorted(ctx.sweeps.items()):
+        digest.update(f"{claim_id} {dtype}".encode() + np.asarray(errors, dtype=np.float64).tobytes())
+    return digest.hexdigest()
 
 
 def make_all(names: list[str], ctx: FigureContext, out_dir: str | Path,

@@ -54,6 +54,7 @@ class CacheInfo:
     bytes: int  # every file's
     derivations: int = 0  # SymPy derivations
     traced: int = 0  # traced sweep programs (`numerics.stored_programs`)
+    results: int = 0  # trained models, study pools, claim contexts (`numerics.stored_results`)
 
 
 def cache_location() -> Path:
@@ -142,6 +143,13 @@ def traced_entries(path: Path) -> list[Path]:
     return program_entries(path)
 
 
+def result_entries(path: Path) -> list[Path]:
+    """The results stored at `path` (`numerics.stored_results`: trained models, study pools, claim contexts)."""
+    from attnverify.numerics.stored_results import SUFFIX
+
+    return sorted(p for p in path.glob("*" + SUFFIX) if p.is_file()) if path.is_dir() else []
+
+
 def cache_info(path: Path) -> CacheInfo:
     """How many entries the cache at `path` holds and their total size (raises
     `CacheLocationError` when `path` is a file)."""
@@ -150,17 +158,19 @@ def cache_info(path: Path) -> CacheInfo:
         return CacheInfo(path, False, 0, 0)
     found = cache_entries(path)
     size = sum(p.stat().st_size for p in path.iterdir() if p.is_file())
-    return CacheInfo(path, True, len(found), size, len(derivation_entries(path)), len(traced_entries(path)))
+    return CacheInfo(path, True, len(found), size, len(derivation_entries(path)), len(traced_entries(path)),
+                     len(result_entries(path)))
 
 
 def clear_cache(path: Path) -> int:
     """Remove every file of the cache at `path`; returns how many entries (compiled programs,
-    derivations and traced programs) it held. The folder itself stays (it may be one the user made). A missing
-    folder holds nothing."""
+    derivations, traced programs and stored results) it held. The folder itself stays (it may be
+    one the user made). A missing folder holds nothing."""
     check_cache_location(path, create=False)
     if not path.is_dir():
         return 0
-    count = len(cache_entries(path)) + len(derivation_entries(path)) + len(traced_entries(path))
+    count = sum(len(entries(path)) for entries in (cache_entries, derivation_entries, traced_entries,
+                                                    result_entries))
     for item in path.iterdir():
         if item.is_file() or item.is_symlink():
             item.unlink(missing_ok=True)

@@ -61,12 +61,22 @@ def _code_digest() -> str:
 
 
 def _plain(value: Any) -> bool:
-    # A plain spec or scalar has a faithful repr; anything else (a plugin's spec) is not stored.
+    # A plain spec, scalar or tuple of them has a faithful repr; anything else (a plugin's spec)
+    # is not stored.
+    if type(value) is tuple:
+        return all(map(_plain, value))
     return type(value) is ModelSpec or value is None or type(value) in (bool, int, float, str)
 
 
-def on_disk(function: F) -> F:
-    """`function`, whose results are also kept in the folder of `set_derivations_folder`."""
+def on_disk(function: F | None = None, *, digest: Callable[[], str] = _code_digest, suffix: str = SUFFIX):
+    """`function`, whose results are also kept in the folder of `set_derivations_folder`.
+
+    `digest` names everything the results depend on besides the arguments (by default the code
+    of `attnverify.theory`, with the SymPy and Python versions); `suffix` names the kind of
+    entry. Another layer passes its own (`numerics.stored_results`: trained weights depend on the
+    whole package, the numeric libraries and the machine)."""
+    if function is None:
+        return functools.partial(on_disk, digest=digest, suffix=suffix)
 
     signature = inspect.signature(function)
 
@@ -80,7 +90,7 @@ def on_disk(function: F) -> F:
                 return _IN_MEMORY[memory_key]
         except TypeError:  # unhashable arguments: not kept
             memory_key = None
-        result = _on_disk(function, args, kwargs)
+        result = _on_disk(function, args, kwargs, digest, suffix)
         if memory_key is not None:
             _IN_MEMORY[memory_key] = result
         return result
@@ -88,17 +98,27 @@ def on_disk(function: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _on_disk(function: Callable, args: tuple, kwargs: dict) -> Any:
+def _on_disk(function: Callable, args: tuple, kwargs: dict, digest: Callable[[], str], suffix: str) -> Any:
     if _folder is None or not all(map(_plain, (*args, *kwargs.values()))):
         return function(*args, **kwargs)
     call = f"{function.__module__}.{function.__qualname__}{args!r}{sorted(kwargs.items())!r}"
-    key = hashlib.sha256(f"{_code_digest()} {call}".encode()).hexdigest()[:32]
-    path = _folder / f"{function.__name__}-{key}{SUFFIX}"
+    return kept(function.__name__, call, lambda: function(*args, **kwargs), digest=digest, suffix=suffix)
+
+
+def kept(name: str, call: str, compute: Callable[[], Any], *, digest: Callable[[], str] = _code_digest,
+         suffix: str = SUFFIX) -> Any:
+    """``compute()``, kept in the folder of `set_derivations_folder` under `name` and `call` (a
+    string naming everything the result depends on besides `digest`), for a caller whose inputs
+    are not plain arguments (`on_disk`): it builds `call` itself, e.g. from a digest of arrays."""
+    if _folder is None:
+        return compute()
+    key = hashlib.sha256(f"{digest()} {call}".encode()).hexdigest()[:32]
+    path = _folder / f"{name}-{key}{suffix}"
     try:
         return pickle.loads(path.read_bytes())
     except Exception:  # missing, truncated or from a broken write: derive again
         pass
-    result = function(*args, **kwargs)
+    result = compute()
     _store(path, result)
     return result
 

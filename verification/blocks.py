@@ -34,7 +34,7 @@ import numpy as np
 from attnverify.numerics.draws import draw_document, draw_params
 from attnverify.numerics.evaluations import shared_evaluations
 from attnverify.numerics.stored_programs import StoredProgram
-from attnverify.verification.registry import BUILTIN, REGISTRY, Claim
+from attnverify.verification.registry import REGISTRY, Claim, is_builtin
 
 from attnverify.spec import ModelSpec
 
@@ -129,7 +129,7 @@ def measure_program(claim: Claim, spec: ModelSpec, *, dtype: str) -> StoredProgr
         return jax.vmap(measures)
 
     # Only the package's own claims, as registered, are stored: their builds are its code.
-    builtin = all(member.id in BUILTIN and REGISTRY.get(member.id) is member for member in members)
+    builtin = all(map(is_builtin, members))
     key = (f"measures {[member.id for member in members]} {spec.to_json()} {dtype}"
            if builtin and type(spec) is ModelSpec else None)
     return _remember(_MEASURES, (tuple(id(member) for member in members), spec, dtype),

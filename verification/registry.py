@@ -131,6 +131,12 @@ def register(claim: Claim) -> Claim:
     return claim
 
 
+def is_builtin(claim: Claim) -> bool:
+    """`claim` is a built-in claim as registered (not a user's, nor a `dataclasses.replace`d copy):
+    its code is the package's, so what it computes may be kept on disk between runs."""
+    return claim.id in BUILTIN and REGISTRY.get(claim.id) is claim
+
+
 def groups() -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for claim in REGISTRY.values():

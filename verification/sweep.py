@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 
 import jax
 import numpy as np
+from attnverify.numerics import stored_results
 from attnverify.verification.blocks import (  # noqa: F401 (re-exported)
     BLOCK,
     DTYPES,
@@ -23,7 +24,7 @@ from attnverify.verification.blocks import (  # noqa: F401 (re-exported)
 )
 from attnverify.verification.confidence import STATISTICAL_TESTS
 from attnverify.verification.empirical import EveryDrawCheck
-from attnverify.verification.registry import Claim
+from attnverify.verification.registry import REGISTRY, Claim, is_builtin
 from attnverify.verification.store import ChunkStore
 from attnverify.verification.verdicts import decide_verdict, inconclusive_finding
 from jax.experimental import multihost_utils
@@ -225,7 +226,7 @@ def judge_claim(claim: Claim, spec: ModelSpec, errors: np.ndarray, *, trials: in
         outcome = ("holds" if bool(np.isfinite(max_error)) and max_error <= tolerance else "refuted") \
             if kept.size else "inconclusive"
     if claim.context is not None:  # reported numbers, not judged (never the "error" entry)
-        statistics.update({k: float(v) for k, v in claim.context(spec).items() if k != "error"})
+        statistics.update({k: v for k, v in _context(claim, spec).items() if k != "error"})
     expected = claim.expected(spec)
     unexplained = nonfinite > 0 and not allowed
     verdict = decide_verdict(outcome, expected, unexplained_nonfinite=unexplained)
@@ -233,7 +234,7 @@ def judge_claim(claim: Claim, spec: ModelSpec, errors: np.ndarray, *, trials: in
     refutes = claim.asserted_by if verdict == "expected_fail" else None
     finding = _finding(claim, spec, verdict, judgement, statistics, max_error=max_error, tolerance=tolerance,
                        nonfinite=nonfinite, draws=errors.size, every=every)
-    proof = claim.proof(spec) if claim.proof is not None else None
+    proof = _proof(claim, spec) if claim.proof is not None else None
     shown = errors[finite_mask]
     qs = {f"p{q}": float(np.quantile(shown, q / 100)) if shown.size else float("nan") for q in (10, 50, 90, 99)}
     stat = every
@@ -249,6 +250,29 @@ def judge_claim(claim: Claim, spec: ModelSpec, errors: np.ndarray, *, trials: in
         verdict=verdict, provenance=claim.provenance, refutes=refutes, nonfinite=nonfinite,
         nonfinite_reason=claim.nonfinite_reason, **stat,
     )
+
+
+def _context(claim: Claim, spec: ModelSpec) -> dict[str, float]:
+    """`claim.context(spec)`: a built-in claim's on a plain spec is computed once and kept on disk
+    (`numerics.stored_results`; it may train models or evaluate a thousand documents)."""
+    if is_builtin(claim) and type(spec) is ModelSpec:
+        return _builtin_context(claim.id, spec)
+    return {k: float(v) for k, v in claim.context(spec).items()}
+
+
+@stored_results.on_disk
+def _builtin_context(claim_id: str, spec: ModelSpec) -> dict[str, float]:
+    return {k: float(v) for k, v in REGISTRY[claim_id].context(spec).items()}
+
+
+def _proof(claim: Claim, spec: ModelSpec) -> str:
+    """`claim.proof(spec)`, kept on disk like `_context` (a SymPy proof may take seconds)."""
+    return _builtin_proof(claim.id, spec) if is_builtin(claim) and type(spec) is ModelSpec else claim.proof(spec)
+
+
+@stored_results.on_disk
+def _builtin_proof(claim_id: str, spec: ModelSpec) -> str:
+    return REGISTRY[claim_id].proof(spec)
 
 
 def _finding(claim: Claim, spec: ModelSpec, verdict: str, judgement, statistics: dict[str, float], *,

@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import optax
 from attnverify.numerics import model as nm
+from attnverify.numerics import stored_results
 from attnverify.numerics.draws import draw_params
 from attnverify.numerics.related.adversarial import exact_max_jsd, head_slab
 from attnverify.numerics.related.jain_wallace import jsd, logits_from
@@ -179,6 +180,7 @@ def trained_runs(spec: ModelSpec, runs: tuple[tuple[str, str, int], ...], *, ste
 
 
 @functools.lru_cache(maxsize=16)  # positional arguments only: one cache entry per model set
+@stored_results.on_disk  # a later run reads the weights back
 def _trained_runs(spec: ModelSpec, runs: tuple[tuple[str, str, int], ...], steps: int, batch: int,
                   learning_rate: float) -> nm.Params:
     if not runs:
@@ -222,6 +224,7 @@ def adversaries(spec: ModelSpec, runs: tuple[tuple[str, str, int], ...], base: i
 
 
 @functools.lru_cache(maxsize=16)
+@stored_results.on_disk
 def _adversaries(spec: ModelSpec, runs: tuple[tuple[str, str, int], ...], base: int, lambdas: tuple[float, ...],
                  seed: int, steps: int, batch: int, learning_rate: float) -> nm.Params:
     check_lambdas(lambdas)

@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import optax
 from attnverify.numerics import model as nm
+from attnverify.numerics import stored_results
 from attnverify.numerics.related import wiegreffe_pinter as wp
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
@@ -125,6 +126,7 @@ def diagnostic_models(spec: ModelSpec, runs: tuple[tuple[str, str, int], ...], b
 
 
 @functools.lru_cache(maxsize=16)
+@stored_results.on_disk  # a later run reads the weights back
 def _diagnostic_models(spec: ModelSpec, runs: tuple[tuple[str, str, int], ...], base: int, adversary_lambda: float,
                        seed: int, hidden: int, steps: int, batch: int, learning_rate: float) -> TokenMLP:
     if adversary_lambda not in wp.LAMBDAS:

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import optax
 from attnverify.numerics import model as nm
+from attnverify.numerics import stored_results
 from attnverify.numerics.draws import draw_document, draw_params
 from attnverify.numerics.token_keys import token_key
 from jaxtyping import Array, Int, PRNGKeyArray
@@ -93,11 +94,13 @@ def accuracy(params: nm.Params, tokens: Int[Array, "n T"], y: Int[Array, " n"], 
 
 
 @functools.lru_cache(maxsize=16)
+@stored_results.on_disk  # a later run reads the weights back
 def trained_model(spec: ModelSpec, task: str, *, seed: int = 0, steps: int = 300, batch: int = 64,
                   learning_rate: float = 0.01) -> tuple[nm.Params, float]:
     """A model of `spec` trained on `task` (float64), and its accuracy on 1024 fresh documents.
 
-    Cached: claims that share a (spec, task) train once per process. The whole recipe (init,
+    Cached: claims that share a (spec, task) train once per process, and a later run reads the
+    weights back from the cache folder (`numerics.stored_results`). The whole recipe (init,
     training, test) is one compiled program, whose arguments are only the seed: every seed of a
     (spec, task, steps, batch, learning rate) reuses it.
     """

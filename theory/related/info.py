@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 
 import sympy as sp
+from attnverify.theory import memo
 
 X = sp.Symbol("x", real=True)
 Y = sp.Symbol("y", positive=True)
@@ -46,6 +47,7 @@ def gumbel_max_statement(gamma: list[sp.Symbol], t: int) -> sp.Expr:
 
 
 @functools.lru_cache(maxsize=8)
+@memo.on_disk  # seconds of SymPy: a later run reads it back
 def prove_gumbel_max(T: int) -> bool:
     """Derived = statement for every position, T explicit (T >= 2)."""
     if T < 2:

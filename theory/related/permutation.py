@@ -14,7 +14,7 @@ import itertools
 import math
 
 import sympy as sp
-from attnverify.theory import calculus
+from attnverify.theory import calculus, memo
 from attnverify.theory import symbols as S
 
 M = sp.Symbol("m", integer=True, positive=True)  # permuted positions
@@ -78,6 +78,7 @@ def explicit(expr: sp.Expr, m: int, K: int | None = None) -> sp.Expr:
 
 # -- proofs ------------------------------------------------------------------------------------------
 @functools.lru_cache(maxsize=8)
+@memo.on_disk  # seconds of SymPy: a later run reads it back
 def prove_permutation_moments(m: int, K: int = 2) -> dict[str, bool]:
     """Derived (enumeration) = statement at this m, for symbolic entries; the single head
     with c = a s^T, the shared permutation for a generic c and for c built from K heads."""

@@ -21,6 +21,7 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+from attnverify.numerics import stored_results
 from attnverify.numerics.related import wiegreffe_pinter as wp
 from attnverify.numerics.related import wp_diagnostic as wd
 from attnverify.numerics.token_keys import token_key
@@ -86,6 +87,7 @@ def _correct(z, y):
 
 
 @functools.lru_cache(maxsize=32)
+@stored_results.on_disk  # eager evaluations of the trained models: a later run reads them back
 def pool(spec: ModelSpec, what: str, task: str, dtype: str) -> dict[str, jnp.ndarray]:
     """Per-document metrics (arrays with last axis POOL) of one study, models cast to `dtype`:
 
