@@ -8,6 +8,9 @@ only ever read back from the folder the command line chose (`set_derivations_fol
 persistent compilation cache's folder, `numerics.compilation_cache`); without one, nothing
 is stored. An entry that cannot be read is derived again and rewritten. Like the compiled
 programs beside it, the folder is trusted: only its owner should be able to write to it.
+
+The same store keeps numerical results of the layers above (`numerics.stored_results`: trained
+models, study pools, claims' reported numbers, figures' data), under their own digest and suffix.
 """
 
 from __future__ import annotations
