@@ -120,34 +120,39 @@ def configure_cache(path: Path | None) -> Path | None:
                 os.environ[name.upper()] = str(value).lower() if isinstance(value, bool) else str(value)
     _install_warning_filter()
     memo.set_derivations_folder(path)
-    from attnverify.numerics import stored_programs  # imports JAX: only once it is needed
+    from attnverify.numerics import stored_programs
 
     stored_programs.set_programs_folder(path)
     return path
 
 
+def _entries(path: Path, suffix: str) -> list[Path]:
+    return sorted(p for p in path.glob("*" + suffix) if p.is_file()) if path.is_dir() else []
+
+
 def cache_entries(path: Path) -> list[Path]:
     """The compiled programs stored at `path` (JAX's entries)."""
-    return sorted(p for p in path.glob("*" + ENTRY_SUFFIX) if p.is_file()) if path.is_dir() else []
+    return _entries(path, ENTRY_SUFFIX)
 
 
 def derivation_entries(path: Path) -> list[Path]:
     """The SymPy derivations stored at `path` (`theory.memo`)."""
-    return sorted(p for p in path.glob("*" + memo.SUFFIX) if p.is_file()) if path.is_dir() else []
+    return _entries(path, memo.SUFFIX)
 
 
 def traced_entries(path: Path) -> list[Path]:
     """The traced sweep programs stored at `path` (`numerics.stored_programs`)."""
-    from attnverify.numerics.stored_programs import program_entries
+    from attnverify.numerics import stored_programs
 
-    return program_entries(path)
+    return _entries(path, stored_programs.SUFFIX)
 
 
 def result_entries(path: Path) -> list[Path]:
-    """The results stored at `path` (`numerics.stored_results`: trained models, study pools, claim contexts)."""
-    from attnverify.numerics.stored_results import SUFFIX
+    """The results stored at `path` (`numerics.stored_results`: trained models, study pools, claim
+    contexts and proofs, figures' data)."""
+    from attnverify.numerics import stored_results
 
-    return sorted(p for p in path.glob("*" + SUFFIX) if p.is_file()) if path.is_dir() else []
+    return _entries(path, stored_results.SUFFIX)
 
 
 def cache_info(path: Path) -> CacheInfo:

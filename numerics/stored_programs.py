@@ -61,11 +61,6 @@ def set_programs_folder(path: Path | None) -> Path | None:
     return previous
 
 
-def program_entries(path: Path) -> list[Path]:
-    """The traced programs stored at `path`."""
-    return sorted(p for p in path.glob("*" + SUFFIX) if p.is_file()) if path.is_dir() else []
-
-
 def _version(package: str) -> str:
     try:
         return metadata.version(package)

@@ -41,9 +41,10 @@ from attnverify.spec import ModelSpec  # noqa: E402
 
 @pytest.fixture(autouse=True)
 def _derivations_afresh():
-    """SymPy derivations and traced sweep programs are never read back from disk in the test
-    processes (a command run in-process turns that on), nor derivations kept in memory from an
-    earlier test: a test may replace a statement and derive again."""
+    """SymPy derivations, stored results (the same folder: `numerics.stored_results`) and traced
+    sweep programs are never read back from disk in the test processes (a command run in-process
+    turns that on), nor kept in memory from an earlier test: a test may replace a statement and
+    derive again."""
     memo.set_derivations_folder(None)
     stored_programs.set_programs_folder(None)
     memo.forget()

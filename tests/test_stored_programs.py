@@ -6,7 +6,7 @@ import logging
 
 import jax
 import pytest
-from attnverify.numerics import stored_programs
+from attnverify.numerics import compilation_cache, stored_programs
 from attnverify.verification import blocks
 from attnverify.verification import claims as _claims  # noqa: F401  (fills the registry)
 from attnverify.verification.claims import theorem1 as theorem1_claims
@@ -34,7 +34,7 @@ def test_a_stored_program_gives_the_same_numbers_without_building_or_tracing(fol
     with jax.log_compiles(), caplog.at_level(logging.WARNING):
         first = draw_errors(claim, tiny_spec, trials=TRIALS, progress=False)
     assert "transforming measures" in _traced(caplog) and "transforming draw" in _traced(caplog)
-    assert len(stored_programs.program_entries(folder)) == 2  # the draw and the measure program
+    assert len(compilation_cache.traced_entries(folder)) == 2  # the draw and the measure program
 
     blocks.forget_programs()  # as a new process: only the disk remembers
     caplog.clear()
@@ -52,7 +52,7 @@ def test_a_stored_program_gives_the_same_numbers_without_building_or_tracing(fol
     with jax.log_compiles(), caplog.at_level(logging.WARNING):
         draw_errors(claim, tiny_spec.replace(max_len=9), trials=TRIALS, progress=False)
     assert "transforming measures" in _traced(caplog)
-    assert len(stored_programs.program_entries(folder)) == 4
+    assert len(compilation_cache.traced_entries(folder)) == 4
 
 
 def test_a_claim_that_is_not_the_registered_one_is_never_stored(folder, tiny_spec):
@@ -60,5 +60,5 @@ def test_a_claim_that_is_not_the_registered_one_is_never_stored(folder, tiny_spe
     # the same id: it is traced in every run, never read back.
     mine = dataclasses.replace(REGISTRY["thm1.gradient"], evaluation=None)
     draw_errors(mine, tiny_spec, trials=TRIALS, progress=False)
-    names = [p.name for p in stored_programs.program_entries(folder)]
+    names = [p.name for p in compilation_cache.traced_entries(folder)]
     assert len(names) == 1 and names[0].startswith("draws-")  # the draws only (package code)

@@ -252,10 +252,15 @@ def judge_claim(claim: Claim, spec: ModelSpec, errors: np.ndarray, *, trials: in
     )
 
 
+def _stored(claim: Claim, spec: ModelSpec) -> bool:
+    """The package's own claim on a plain spec: what it computes may be kept on disk."""
+    return is_builtin(claim) and type(spec) is ModelSpec
+
+
 def _context(claim: Claim, spec: ModelSpec) -> dict[str, float]:
     """`claim.context(spec)`: a built-in claim's on a plain spec is computed once and kept on disk
     (`numerics.stored_results`; it may train models or evaluate a thousand documents)."""
-    if is_builtin(claim) and type(spec) is ModelSpec:
+    if _stored(claim, spec):
         return _builtin_context(claim.id, spec)
     return {k: float(v) for k, v in claim.context(spec).items()}
 
@@ -267,7 +272,7 @@ def _builtin_context(claim_id: str, spec: ModelSpec) -> dict[str, float]:
 
 def _proof(claim: Claim, spec: ModelSpec) -> str:
     """`claim.proof(spec)`, kept on disk like `_context` (a SymPy proof may take seconds)."""
-    return _builtin_proof(claim.id, spec) if is_builtin(claim) and type(spec) is ModelSpec else claim.proof(spec)
+    return _builtin_proof(claim.id, spec) if _stored(claim, spec) else claim.proof(spec)
 
 
 @stored_results.on_disk
