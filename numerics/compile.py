@@ -20,40 +20,55 @@ tracing by a `CompileError` that names the node (`unsupported`).
 
 from __future__ import annotations
 
+import functools
 import string
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import jax.numpy as jnp
 import numpy as np
-import sympy as sp
-from attnverify.theory import symbols as S
 
-_ELEMENTWISE: dict[type, Callable] = {
-    sp.exp: jnp.exp,
-    sp.log: jnp.log,
-    sp.tanh: jnp.tanh,
-    sp.sinh: jnp.sinh,
-    sp.cosh: jnp.cosh,
-    sp.sin: jnp.sin,
-    sp.cos: jnp.cos,
-    sp.Abs: jnp.abs,
-    sp.sign: jnp.sign,
-}
+from attnverify.lazy import lazy_module
 
-_RELATIONS: dict[type, Callable] = {
-    sp.StrictLessThan: lambda a, b: a < b,
-    sp.LessThan: lambda a, b: a <= b,
-    sp.StrictGreaterThan: lambda a, b: a > b,
-    sp.GreaterThan: lambda a, b: a >= b,
-    sp.Equality: lambda a, b: a == b,
-    sp.Unequality: lambda a, b: a != b,
-}
+sp = lazy_module("sympy")
+S = lazy_module("attnverify.theory.symbols")
 
-_CONNECTIVES: dict[type, Callable] = {
-    sp.And: lambda xs: _reduce(np.logical_and, jnp.logical_and, xs),
-    sp.Or: lambda xs: _reduce(np.logical_or, jnp.logical_or, xs),
-}
+
+@functools.cache
+def _elementwise() -> dict[type, Callable]:
+    """SymPy function -> jnp function. The tables are built on first use, so importing this
+    module loads no SymPy (`attnverify.lazy`)."""
+    return {
+        sp.exp: jnp.exp,
+        sp.log: jnp.log,
+        sp.tanh: jnp.tanh,
+        sp.sinh: jnp.sinh,
+        sp.cosh: jnp.cosh,
+        sp.sin: jnp.sin,
+        sp.cos: jnp.cos,
+        sp.Abs: jnp.abs,
+        sp.sign: jnp.sign,
+    }
+
+
+@functools.cache
+def _relations() -> dict[type, Callable]:
+    return {
+        sp.StrictLessThan: lambda a, b: a < b,
+        sp.LessThan: lambda a, b: a <= b,
+        sp.StrictGreaterThan: lambda a, b: a > b,
+        sp.GreaterThan: lambda a, b: a >= b,
+        sp.Equality: lambda a, b: a == b,
+        sp.Unequality: lambda a, b: a != b,
+    }
+
+
+@functools.cache
+def _connectives() -> dict[type, Callable]:
+    return {
+        sp.And: lambda xs: _reduce(np.logical_and, jnp.logical_and, xs),
+        sp.Or: lambda xs: _reduce(np.logical_or, jnp.logical_or, xs),
+    }
 
 
 def _reduce(np_op, jnp_op, values):
@@ -92,7 +107,7 @@ def unsupported(expr: sp.Basic) -> str | None:
         elif isinstance(node, sp.Heaviside):
             stack.append(node.args[0])
         elif isinstance(node, (sp.Add, sp.Mul, sp.Pow, sp.KroneckerDelta, sp.Max, sp.Min, sp.Not,
-                               *_ELEMENTWISE, *_RELATIONS, *_CONNECTIVES)):
+                               *_elementwise(), *_relations(), *_connectives())):
             stack.extend(node.args)
         else:
             return _describe(node)
@@ -188,7 +203,7 @@ class Evaluator:
             if expr in self.sizes:
                 return _Static(np.asarray(int(self.sizes[expr])), ())
             return None
-        if isinstance(expr, (sp.Add, sp.Mul, sp.Max, sp.Min, *_RELATIONS, *_CONNECTIVES, sp.Not,
+        if isinstance(expr, (sp.Add, sp.Mul, sp.Max, sp.Min, *_relations(), *_connectives(), sp.Not,
                              sp.KroneckerDelta)):
             parts = [self.static(arg) for arg in expr.args]
             if any(p is None for p in parts):
@@ -207,9 +222,9 @@ class Evaluator:
                 return _Static(np.logical_not(values[0]), axes)
             if isinstance(expr, sp.KroneckerDelta):
                 return _Static(values[0] == values[1], axes)
-            if type(expr) in _RELATIONS:
-                return _Static(np.asarray(_RELATIONS[type(expr)](*values)), axes)
-            return _Static(np.asarray(_CONNECTIVES[type(expr)](values)), axes)
+            if type(expr) in _relations():
+                return _Static(np.asarray(_relations()[type(expr)](*values)), axes)
+            return _Static(np.asarray(_connectives()[type(expr)](values)), axes)
         return None
 
     def _index(self, expr: sp.Expr) -> _Static:
@@ -245,7 +260,7 @@ class Evaluator:
             if expr in self.sizes:
                 return _Tensor(jnp.asarray(float(self.sizes[expr])), ())
             raise CompileError(f"unbound symbol {expr} (no array, size or index range for it)")
-        if isinstance(expr, (sp.KroneckerDelta, *_RELATIONS, *_CONNECTIVES, sp.Not)):
+        if isinstance(expr, (sp.KroneckerDelta, *_relations(), *_connectives(), sp.Not)):
             return self.condition(expr)
         if isinstance(expr, sp.Add):
             terms = [self(arg) for arg in expr.args]
@@ -278,10 +293,10 @@ class Evaluator:
             return _Tensor(jnp.heaviside(inner.value, at_zero), inner.axes)
         if isinstance(expr, sp.Piecewise):
             return self.piecewise(expr)
-        if type(expr) in _ELEMENTWISE:
+        if type(expr) in _elementwise():
             (arg,) = expr.args
             inner = self(arg)
-            return _Tensor(_ELEMENTWISE[type(expr)](inner.value), inner.axes)
+            return _Tensor(_elementwise()[type(expr)](inner.value), inner.axes)
         raise CompileError(f"cannot compile {_describe(expr)}: no JAX translation for this node")
 
     def condition(self, expr: sp.Basic) -> _Tensor:
@@ -298,9 +313,9 @@ class Evaluator:
             return _Tensor(jnp.where(values[0] == values[1], 1.0, 0.0), axes)
         if isinstance(expr, sp.Not):
             return _Tensor(jnp.logical_not(values[0]), axes)
-        if type(expr) in _RELATIONS:
-            return _Tensor(_RELATIONS[type(expr)](*values), axes)
-        return _Tensor(_CONNECTIVES[type(expr)](values), axes)
+        if type(expr) in _relations():
+            return _Tensor(_relations()[type(expr)](*values), axes)
+        return _Tensor(_connectives()[type(expr)](values), axes)
 
     def piecewise(self, expr: sp.Piecewise) -> _Tensor:
         """The first piece whose condition holds, by `jnp.where` (NaN where none does)."""

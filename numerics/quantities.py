@@ -17,12 +17,15 @@ import jax.numpy as jnp
 from attnverify.numerics import model as nm
 from attnverify.numerics.compile import compile_expression
 from attnverify.numerics.evaluations import shared
-from attnverify.theory import statements
-from attnverify.theory import symbols as S
-from attnverify.theory.derivations import derive_gradient
-from attnverify.theory.model import SymbolicModel
 
+from attnverify.lazy import lazy_module
 from attnverify.spec import ModelSpec
+
+# SymPy's side, loaded when a quantity is first built: a run whose programs are stored builds none.
+derivations = lazy_module("attnverify.theory.derivations")
+symbolic = lazy_module("attnverify.theory.model")
+statements = lazy_module("attnverify.theory.statements")
+S = lazy_module("attnverify.theory.symbols")
 
 Quantity = Callable[[nm.Params, jnp.ndarray], jnp.ndarray]
 
@@ -68,14 +71,14 @@ def theorem1_quantities(spec: ModelSpec) -> dict[str, Quantity]:
         from attnverify.numerics.plugin_model import plugin_theorem1_quantities
 
         return plugin_theorem1_quantities(spec)
-    d = derive_gradient(spec)
+    d = derivations.derive_gradient(spec)
     derived = _compiled(d.gradient, (S.tau, S.m), spec)
     paper = shared((spec, "paper"), _compiled(d.paper, (S.tau, S.m), spec))
     cls_term = _compiled(d.cls_term, (S.m,), spec)
     gxi_paper = _compiled(d.gxi_paper, (S.tau,), spec)
     # A deliberately wrong formula (the softmax-Jacobian term dropped): the registry's
     # negative control, which every sweep must report as FAIL.
-    detached = _compiled(statements.detached_gradient(SymbolicModel(spec)), (S.tau, S.m), spec)
+    detached = _compiled(statements.detached_gradient(symbolic.SymbolicModel(spec)), (S.tau, S.m), spec)
 
     def autodiff(params, tokens):
         return nm.output_gradient(params, nm.embed(params, tokens, spec), spec)

@@ -260,4 +260,6 @@ def test_bad_verify_input_is_one_line_exit_2(args, text, capsys):
 
 
 def test_alpha_is_the_z3_level():
-    assert ALPHA == pytest.approx(0.00135, rel=1e-2)
+    from scipy import stats
+
+    assert ALPHA == pytest.approx(stats.norm.sf(3.0), rel=1e-14) and ALPHA == pytest.approx(0.00135, rel=1e-2)

@@ -11,11 +11,14 @@ import functools
 from typing import NamedTuple
 
 import jax.numpy as jnp
-import sympy as sp
-from attnverify.theory import mardaoui_garreau as theory
 from jaxtyping import Array, Float
 
 from attnverify.errors import InputError
+from attnverify.lazy import lazy_module
+
+# SymPy's side, loaded when the constants are first compiled (`attnverify.lazy`).
+sp = lazy_module("sympy")
+theory = lazy_module("attnverify.theory.mardaoui_garreau")
 
 #: alpha_p is compiled for p = 0..MAX_P (alpha_3 is used by the second-order forms).
 MAX_P = 3

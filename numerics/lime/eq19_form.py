@@ -17,18 +17,21 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
-import sympy as sp
 from attnverify.numerics import model as nm
 from attnverify.numerics.compile import Evaluator
 from attnverify.numerics.lime import ratio_form as lime_ratio
 from attnverify.numerics.lime.constants import mean_mask, mg_constants
 from attnverify.numerics.lime.document import LimeDocument, all_removed, lime_document
 from attnverify.numerics.lime.structured import aggregate, link
-from attnverify.theory import eq19 as theory
-from attnverify.theory import symbols as S
 from jaxtyping import Array, Float
 
+from attnverify.lazy import lazy_module
 from attnverify.spec import ModelSpec
+
+# SymPy's side, loaded when an expression is first evaluated (`attnverify.lazy`).
+sp = lazy_module("sympy")
+theory = lazy_module("attnverify.theory.eq19")
+S = lazy_module("attnverify.theory.symbols")
 
 Arrays = dict[str, jnp.ndarray]
 

@@ -26,19 +26,22 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
-import sympy as sp
 from attnverify.numerics import model as nm
 from attnverify.numerics.lime import ratio_form as lime_ratio
 from attnverify.numerics.lime import structured as lime_structured
 from attnverify.numerics.lime.constants import check_features, check_width
 from attnverify.numerics.lime.document import LimeDocument, check_removal, lime_document
 from attnverify.numerics.lime.limit import limit_from_gamma
-from attnverify.theory import lime_shell as theory
-from attnverify.theory import mardaoui_garreau as lime_theory
 from jaxtyping import Array, Float, Int
 
 from attnverify.errors import InputError
+from attnverify.lazy import lazy_module
 from attnverify.spec import ModelSpec
+
+# SymPy's side, loaded when the shell terms are first compiled (`attnverify.lazy`).
+sp = lazy_module("sympy")
+theory = lazy_module("attnverify.theory.lime_shell")
+lime_theory = lazy_module("attnverify.theory.mardaoui_garreau")
 
 #: Smallest smoothing width of a position (in positions): even where the within-shell variance
 #: is 0, a real-valued position reads its neighbouring integer positions. Measured at T = 256,
@@ -55,14 +58,12 @@ EXACT_WORDS = 4
 ValueAndGrad = Callable[[Float[Array, " d"], Float[Array, ""]], tuple[Float[Array, ""], Float[Array, " d"]]]
 
 
-#: log Gamma as an opaque function: SymPy would turn loggamma of an integer-typed symbol back into
-#: log(gamma(...)), which overflows; this one is compiled to `jax.scipy.special.gammaln`.
-_log_gamma = sp.Function("log_gamma")
-
-
 def _log_binomial(binomial: sp.Expr) -> sp.Expr:
+    # log Gamma as an opaque function: SymPy would turn loggamma of an integer-typed symbol back
+    # into log(gamma(...)), which overflows; this one is compiled to `jax.scipy.special.gammaln`.
+    log_gamma = sp.Function("log_gamma")
     n, k = binomial.args
-    return _log_gamma(n + 1) - _log_gamma(k + 1) - _log_gamma(n - k + 1)
+    return log_gamma(n + 1) - log_gamma(k + 1) - log_gamma(n - k + 1)
 
 
 @functools.lru_cache(maxsize=1)

@@ -19,13 +19,15 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import optax
 from attnverify.numerics import model as nm
 from attnverify.numerics.related.jain_wallace import jsd, logits_from, probability
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from attnverify.errors import InputError
+from attnverify.lazy import lazy_module
 from attnverify.spec import ModelSpec
+
+optax = lazy_module("optax")  # loaded on first use: `attnverify.lazy`
 
 #: J&W's code defaults.
 CANDIDATES, STEPS, LEARNING_RATE, HINGE_EPSILON, HINGE_WEIGHT, LOG_FLOOR = 5, 500, 0.01, 0.01, 500.0, 1e-10

@@ -23,11 +23,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from attnverify.numerics.related.jain_wallace import jsd
-from attnverify.theory.related.identifiability import check_positions
 from jaxtyping import Array, Float
 
+from attnverify.lazy import lazy_module
+
+tid = lazy_module("attnverify.theory.related.identifiability")  # SymPy: loaded on first use
+
 NEWTON_STEPS = 60  # the dual problems below are C+1-dimensional: Newton converges in far fewer
-BACKTRACK = 2.0 ** -jnp.arange(30)  # step sizes tried by the line search
+BACKTRACK = 2.0 ** -np.arange(30)  # step sizes tried by the line search
 
 
 def augmented(S: Float[Array, "T C"]) -> Float[Array, "T r"]:
@@ -46,7 +49,7 @@ def numerical_rank(M: Float[Array, "m n"], rtol: float | None = None) -> jnp.nda
 def fiber_directions(S: Float[Array, "T C"]) -> Float[Array, "T T-C-1"]:
     """An orthonormal basis of {delta : S^T delta = 0, 1^T delta = 0}, for a generic S
     (rank[S 1] = C + 1): the last T - C - 1 left singular vectors of [S 1]."""
-    check_positions(S.shape[0])
+    tid.check_positions(S.shape[0])
     U, _, _ = jnp.linalg.svd(augmented(S), full_matrices=True)
     return U[:, S.shape[1] + 1:]
 
@@ -119,7 +122,7 @@ def candidate_projection(alpha_hat: Float[Array, " T"], S: Float[Array, "T C"]) 
 
 def _newton(dual, mu):
     """Minimise a convex C^1 dual function by (generalised) Newton steps with backtracking."""
-    backtrack = BACKTRACK.astype(mu.dtype)
+    backtrack = jnp.asarray(BACKTRACK, mu.dtype)
     ridge = 1e-14 if mu.dtype == jnp.float64 else 1e-6  # keeps a singular generalised Hessian solvable
 
     def step(mu, _):

@@ -28,14 +28,17 @@ import numpy as np
 from attnverify.numerics import model as nm
 from attnverify.numerics.compile import compile_expression
 from attnverify.numerics.quantities import symbol_arrays
-from attnverify.theory import symbols as S
-from attnverify.theory.derivations import derive_gradient
-from attnverify.theory.model import SymbolicModel
-from attnverify.theory.related import saliency as ts
 from jaxtyping import Array, Float, Int
 
 from attnverify.errors import InputError
+from attnverify.lazy import lazy_module
 from attnverify.spec import ModelSpec
+
+# SymPy's side, loaded when a form is first compiled (`attnverify.lazy`).
+S = lazy_module("attnverify.theory.symbols")
+derivations = lazy_module("attnverify.theory.derivations")
+symbolic = lazy_module("attnverify.theory.model")
+ts = lazy_module("attnverify.theory.related.saliency")
 
 ORDER = 64  # Gauss-Legendre nodes (converged: see the module docstring)
 BASELINES = ("zero", "unk")
@@ -100,7 +103,7 @@ def integrated_gradients(params: nm.Params, tokens: Int[Array, " T"], spec: Mode
 
 @functools.lru_cache(maxsize=32)
 def _derived_gradient(spec: ModelSpec) -> Gradient:
-    evaluate = compile_expression(derive_gradient(spec).gradient, (S.tau, S.m))
+    evaluate = compile_expression(derivations.derive_gradient(spec).gradient, (S.tau, S.m))
     return lambda params, e: evaluate(symbol_arrays(params, e, spec))
 
 
@@ -114,7 +117,7 @@ def derived_integrated_gradients(params: nm.Params, tokens: Int[Array, " T"], sp
 
 @functools.lru_cache(maxsize=32)
 def _statement_integrand(spec: ModelSpec, wrong: bool = False):
-    model = SymbolicModel(spec)
+    model = symbolic.SymbolicModel(spec)
     statement = ts.ig_integrand_without_score_term if wrong else ts.ig_integrand_statement
     evaluate = compile_expression(statement(model), (S.tau,))
 

@@ -26,7 +26,6 @@ import functools
 
 import jax
 import jax.numpy as jnp
-import optax
 from attnverify.numerics import model as nm
 from attnverify.numerics import stored_results
 from attnverify.numerics.draws import draw_params
@@ -36,7 +35,10 @@ from attnverify.numerics.training.synthetic_tasks import check_task, documents, 
 from jaxtyping import Array, Float, Int
 
 from attnverify.errors import InputError
+from attnverify.lazy import lazy_module
 from attnverify.spec import ModelSpec
+
+optax = lazy_module("optax")  # loaded on first use: `attnverify.lazy`
 
 #: Training recipe shared by every W&P model (docs/theory.md §8.7: "a few hundred steps", CPU-cheap).
 STEPS, BATCH, LEARNING_RATE = 300, 64, 0.01

@@ -21,14 +21,16 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import optax
 from attnverify.numerics import model as nm
 from attnverify.numerics import stored_results
 from attnverify.numerics.related import wiegreffe_pinter as wp
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from attnverify.errors import InputError
+from attnverify.lazy import lazy_module
 from attnverify.spec import ModelSpec
+
+optax = lazy_module("optax")  # loaded on first use: `attnverify.lazy`
 
 HIDDEN = 16  # the MLP's hidden width
 ARMS = ("transferred", "self_trained", "uniform", "adversarial")

@@ -18,7 +18,6 @@ import functools
 
 import jax
 import jax.numpy as jnp
-import optax
 from attnverify.numerics import model as nm
 from attnverify.numerics import stored_results
 from attnverify.numerics.draws import draw_document, draw_params
@@ -26,7 +25,10 @@ from attnverify.numerics.token_keys import token_key
 from jaxtyping import Array, Int, PRNGKeyArray
 
 from attnverify.errors import InputError
+from attnverify.lazy import lazy_module
 from attnverify.spec import ModelSpec
+
+optax = lazy_module("optax")  # loaded on first use: `attnverify.lazy`
 
 TASKS = ("needle", "bag_of_words", "planted")
 NEEDLE = 2  # the needle word's id

@@ -16,7 +16,6 @@ from attnverify.numerics import model as nm
 from attnverify.numerics.related import fiber as nid
 from attnverify.numerics.related import jain_wallace as njw
 from attnverify.numerics.training.synthetic_tasks import cast, documents, seeded_documents, trained_model
-from attnverify.theory.related import identifiability as tid
 from attnverify.verification.empirical import (
     MEAN_REASON,
     SHARE_REASON,
@@ -27,7 +26,10 @@ from attnverify.verification.empirical import (
 )
 from attnverify.verification.registry import Claim, register
 
+from attnverify.lazy import lazy_module
 from attnverify.spec import ModelSpec
+
+tid = lazy_module("attnverify.theory.related.identifiability")  # SymPy: loaded when a claim is first built
 
 SOURCE = "Brunner et al. (ICLR 2020); docs/theory.md §8.3 (derived)"
 CANDIDATE_SOURCE = "Naim & Asher (ECAI 2024), 'efficient attention': candidate constructions, docs/theory.md §8.4"

@@ -23,7 +23,6 @@ from attnverify.numerics.related.mutual_information import (
 )
 from attnverify.numerics.token_keys import token_key
 from attnverify.numerics.training.synthetic_tasks import cast, documents, seeded_document, trained_model
-from attnverify.theory.related.info import prove_gumbel_max, prove_zero_temperature_limit
 from attnverify.verification.empirical import (
     MEAN_REASON,
     largest_violation,
@@ -34,7 +33,10 @@ from attnverify.verification.empirical import (
 )
 from attnverify.verification.registry import Claim, register
 
+from attnverify.lazy import lazy_module
 from attnverify.spec import ModelSpec
+
+info_theory = lazy_module("attnverify.theory.related.info")  # SymPy: loaded when the proof is asked for
 
 SOURCE = "Wen, Subbalakshmi & Yang (arXiv 2211.07714); docs/theory.md §8.5"
 GUMBEL_SAMPLES, GUMBEL_Z = 20_000, 5.5
@@ -68,7 +70,8 @@ register(Claim(
     tolerance_reason=f"binomial standard error; P(max over T of |z| > {GUMBEL_Z}) ~ T * 4e-8 per draw",
     measure=left, summary=z_within(GUMBEL_Z, mean_name="mean max_t |z|"),
     proof=lambda spec: "proved at T = 3, 4 (integral); tau -> 0 limit proved"
-    if prove_gumbel_max(3) and prove_gumbel_max(4) and prove_zero_temperature_limit() else "not proved",
+    if info_theory.prove_gumbel_max(3) and info_theory.prove_gumbel_max(4)
+    and info_theory.prove_zero_temperature_limit() else "not proved",
 ))
 
 

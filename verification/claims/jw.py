@@ -12,18 +12,22 @@ import functools
 
 import jax
 import jax.numpy as jnp
-import sympy as sp
 from attnverify.numerics import model as nm
 from attnverify.numerics.compile import compile_expression
 from attnverify.numerics.quantities import symbol_arrays
 from attnverify.numerics.related import jain_wallace as njw
-from attnverify.theory import symbols as S
-from attnverify.theory.model import SymbolicModel
-from attnverify.theory.related import divergence, permutation
-from attnverify.theory.related import jw as tjw
 from attnverify.verification.registry import PAPER_HYPOTHESES, Claim, register
 
+from attnverify.lazy import lazy_module
 from attnverify.spec import ModelSpec
+
+# SymPy's side, loaded when a claim is first built or proved (`attnverify.lazy`).
+sp = lazy_module("sympy")
+S = lazy_module("attnverify.theory.symbols")
+symbolic = lazy_module("attnverify.theory.model")
+divergence = lazy_module("attnverify.theory.related.divergence")
+permutation = lazy_module("attnverify.theory.related.permutation")
+tjw = lazy_module("attnverify.theory.related.jw")
 
 SOURCE = "Jain & Wallace (NAACL 2019); closed forms docs/theory.md §8.1 (derived)"
 TOLERANCE = {"float64": 1e-10, "float32": 1e-4}
@@ -65,7 +69,7 @@ def _embedded(fn):
 def _detached_gxi(full: bool):
     @_embedded
     def build(spec):
-        stated = _compiled(tjw.detached_gxi_statement(SymbolicModel(spec)), (S.tau,), spec)
+        stated = _compiled(tjw.detached_gxi_statement(symbolic.SymbolicModel(spec)), (S.tau,), spec)
         gradient = njw.full_gradient if full else njw.detached_gradient
         return lambda params, tokens, e: (stated(params, e)[1:],
                                           jnp.sum(e * gradient(params, e, spec), axis=1)[1:])
@@ -93,7 +97,7 @@ register(Claim(
 
 @_embedded
 def _jacobian(spec):
-    stated = _compiled(tjw.jacobian_term_statement(SymbolicModel(spec)), (S.tau, S.m), spec)
+    stated = _compiled(tjw.jacobian_term_statement(symbolic.SymbolicModel(spec)), (S.tau, S.m), spec)
     return lambda params, tokens, e: (
         (njw.full_gradient(params, e, spec) - njw.detached_gradient(params, e, spec))[1:],
         stated(params, e)[1:])
@@ -112,7 +116,7 @@ register(Claim(
 def _loo(reindexed: bool):
     @_embedded
     def build(spec):
-        stated = _compiled(tjw.loo_deletion_statement(SymbolicModel(spec)), (S.tau,), spec)
+        stated = _compiled(tjw.loo_deletion_statement(symbolic.SymbolicModel(spec)), (S.tau,), spec)
         if reindexed:
             return lambda params, tokens, e: (stated(params, e)[1:], njw.loo_reindexed(params, tokens, spec))
         return lambda params, tokens, e: (stated(params, e)[1:], njw.loo_no_reindex(params, e, spec))
@@ -141,7 +145,7 @@ register(Claim(
 
 @_embedded
 def _unk(spec):
-    stated = _compiled(tjw.unk_replacement_statement(SymbolicModel(spec)), (), spec)
+    stated = _compiled(tjw.unk_replacement_statement(symbolic.SymbolicModel(spec)), (), spec)
 
     def compare(params, tokens, e):
         word = tokens[1]  # every occurrence of the first word

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from attnverify.numerics.quantities import theorem1_quantities
-from attnverify.theory.derivations import derive_gradient
 from attnverify.verification.registry import PAPER_HYPOTHESES, Claim, register
+
+from attnverify.lazy import lazy_module
+
+derivations = lazy_module("attnverify.theory.derivations")  # SymPy: loaded when a proof is asked for
 
 SOURCE = "Lopardo, Precioso & Garreau (ICML 2024), Theorem 1; docs/theory.md §3"
 
@@ -19,7 +22,7 @@ EVALUATION = "theorem1"
 
 
 def _proof(name: str):
-    return lambda spec: derive_gradient(spec).proofs[name].status
+    return lambda spec: derivations.derive_gradient(spec).proofs[name].status
 
 
 def _rows(lhs_name: str, rhs_name: str, rows: slice):

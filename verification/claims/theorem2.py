@@ -26,13 +26,16 @@ from attnverify.numerics.lime.document import random_document
 from attnverify.numerics.lime.limit import exact_gamma, limit_from_gamma
 from attnverify.numerics.lime.sampling import sample_masks
 from attnverify.numerics.token_keys import token_key
-from attnverify.theory import eq19 as theory
-from attnverify.theory.lime_shell import derive_shell
 from attnverify.verification.claims.lime import EXACT, EXACT_REASON, NU, document_of, exact_limit, mask_key, sizes
 from attnverify.verification.empirical import median_ratio, ratio
 from attnverify.verification.registry import Claim, register
 
+from attnverify.lazy import lazy_module
 from attnverify.spec import ModelSpec
+
+# SymPy's side, loaded when a claim is first built or proved (`attnverify.lazy`).
+theory = lazy_module("attnverify.theory.eq19")
+lime_shell_theory = lazy_module("attnverify.theory.lime_shell")
 
 SOURCE = "Lopardo, Precioso & Garreau (ICML 2024), Theorem 2 / 'Eq. (19)'; docs/theory.md §6"
 #: The hypotheses of the formula's constants (1/K, logit output) and of the ratio form.
@@ -376,7 +379,7 @@ def _shell_gain(removal: str, scale: float):
 
 
 def _proof_of_shell(spec: ModelSpec) -> str:
-    checks = derive_shell().checks
+    checks = lime_shell_theory.derive_shell().checks
     return "moments derived: " + ", ".join(checks) if all(checks.values()) else "not derived: " + ", ".join(
         k for k, ok in checks.items() if not ok)
 
