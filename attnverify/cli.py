@@ -31,6 +31,7 @@ from attnverify.commands import (
 )
 from attnverify.errors import InputError
 from attnverify.interrupts import Interrupts, Terminated  # noqa: F401 (Terminated re-exported)
+from attnverify.numerics.host_devices import configure_host_devices
 from attnverify.plugins import add_plugin_arguments
 
 
@@ -206,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     status, leave_now = 0, False
     with Interrupts() as interrupts:
         try:
+            configure_host_devices()  # before JAX starts: one CPU device per core (numerics.host_devices)
             apply_cache_option(args)
             status = args.run(args)
         except InputError as err:

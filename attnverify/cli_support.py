@@ -53,7 +53,11 @@ def spec_from_args(args: argparse.Namespace, default: ModelSpec) -> ModelSpec:
 def enable_x64() -> None:
     # Identity checks run in float64; this must happen before any array exists. Every command
     # and API call that computes starts here, so this is also where a known defect of the
-    # installed JAX is reported (numerics.known_defects).
+    # installed JAX is reported (numerics.known_defects), and where XLA is asked for one CPU
+    # device per core (numerics.host_devices: before JAX's import, or it has no effect).
+    from attnverify.numerics.host_devices import configure_host_devices
+
+    configure_host_devices()
     import jax
 
     from attnverify.numerics.known_defects import warn_known_defects

@@ -41,9 +41,10 @@ def run_benchmarks(which: list[str], *, quick: bool = False) -> tuple[dict, str]
             "Theorem 1 (float64)",
             f"  derive (SymPy) + compile (jit) at paper sizes: {dc['derive_s']:.2f} s + {dc['compile_s']:.2f} s"
             f" = {dc['total_s']:.2f} s   (target < 10 s)",
-            f"  sweep thm1.gradient, {tp['spec']}: {tp['claim_models_per_s']:,.0f} models/s"
+            f"  sweep thm1.gradient, {tp['spec']}, {tp['devices']} device(s), best of {tp['repeats']}: "
+            f"{tp['claim_models_per_s']:,.0f} models/s"
             f"   (target >= 10,000)",
-            f"  jax.grad alone, same draws:  {tp['grad_only_models_per_s']:,.0f} models/s"
+            f"  jax.grad alone, same draws, one device:  {tp['grad_only_models_per_s']:,.0f} models/s"
             f"   -> claim/grad time ratio {tp['claim_time_over_grad_time']:.2f}",
         ]
     if "scaling" in names:

@@ -1,0 +1,54 @@
+"""One XLA CPU device per core, so that a sweep's blocks run side by side.
+
+XLA runs the programs of one CPU device one after another. A sweep's programs are small (a
+block of 128 draws, `verification.blocks`), and with one device the draw program of the next
+block waits for the measure program of the last: Theorem 1's sweep used one core of two. A
+sweep spreads a chunk's blocks round-robin over the devices (`verification.sweep`), each block
+one call of the same executable, so results are bit-identical for any device count. With one
+device per core, XLA runs them in parallel (docs/benchmarks.md: 7,482 -> 11,067 models/s on 2
+cores).
+
+The cost: an XLA executable belongs to its device, so a sweep of more than one block compiles
+its programs once for each device it uses (once: the persistent cache keeps them). A sweep of
+one block (``--trials`` up to 128, as in the quick report) uses one device and compiles once.
+
+The count is ``$ATTNVERIFY_CPU_DEVICES`` if set, else the number of cores this process may run
+on. XLA reads it when JAX starts its backend, so it is set before JAX's import, and never over
+a count the user gave in ``XLA_FLAGS``. Nothing here imports JAX.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from attnverify.errors import InputError
+
+ENV_VAR = "ATTNVERIFY_CPU_DEVICES"
+FLAG = "--xla_force_host_platform_device_count"
+
+
+def host_device_count() -> int:
+    """``$ATTNVERIFY_CPU_DEVICES`` (a positive integer), else the cores this process may use."""
+    text = os.environ.get(ENV_VAR)
+    if text is None or not text.strip():
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise InputError(f"${ENV_VAR} must be a positive number of CPU devices, got {text!r}")
+    return count
+
+
+def configure_host_devices() -> int | None:
+    """Ask XLA for `host_device_count` CPU devices. Returns the count set, or None when it was
+    left alone: JAX is already imported (its backend may have started: a notebook, the tests),
+    or ``XLA_FLAGS`` already names a count."""
+    count = host_device_count()  # a bad $ATTNVERIFY_CPU_DEVICES is an error wherever it is read
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "jax" in sys.modules or FLAG in flags:
+        return None
+    os.environ["XLA_FLAGS"] = f"{flags} {FLAG}={count}".strip()
+    return count

@@ -1,0 +1,55 @@
+"""One XLA CPU device per core (`numerics.host_devices`), set before JAX starts, never over the
+user's choice; a bad ``$ATTNVERIFY_CPU_DEVICES`` is a one-line error. That results do not
+depend on the device count is `test_scale_out`'s (1 and 4 devices, bit for bit)."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+from attnverify.numerics import host_devices
+
+from attnverify.cli import main
+
+_PROBE = ("from attnverify.numerics.host_devices import configure_host_devices\n"
+          "count = configure_host_devices()\n"
+          "import jax\n"
+          "print(count, jax.device_count(), len(__import__('os').sched_getaffinity(0)))\n")
+
+
+def _probe(**env: str) -> list[str]:
+    clean = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", host_devices.ENV_VAR)}
+    out = subprocess.run([sys.executable, "-c", _PROBE], env={**clean, **env}, capture_output=True, text=True,
+                         timeout=120, check=True)
+    return out.stdout.split()
+
+
+def test_one_device_per_core_by_default():
+    # Can fail: without the flag XLA gives one CPU device whatever the cores.
+    count, devices, cores = _probe()
+    assert count == devices == cores
+
+
+def test_the_environment_variable_sets_the_count():
+    assert _probe(**{host_devices.ENV_VAR: "3"})[:2] == ["3", "3"]
+
+
+def test_a_count_in_xla_flags_is_the_users_and_is_kept():
+    count, devices, _ = _probe(XLA_FLAGS=f"{host_devices.FLAG}=5", **{host_devices.ENV_VAR: "3"})
+    assert (count, devices) == ("None", "5")
+
+
+def test_once_jax_is_imported_nothing_changes(monkeypatch):
+    # This process imported JAX (conftest): its backend's device count is fixed, so the
+    # environment is left as it was (the commands a test starts see the same).
+    monkeypatch.delenv("XLA_FLAGS", raising=False)
+    assert host_devices.configure_host_devices() is None and "XLA_FLAGS" not in os.environ
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "two", "1.5"])
+def test_a_bad_count_is_a_one_line_error(value, monkeypatch, capsys):
+    monkeypatch.setenv(host_devices.ENV_VAR, value)
+    assert main(["spec"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("attnverify: error:")
+    assert f"ATTNVERIFY_CPU_DEVICES must be a positive number of CPU devices, got {value!r}" in err
