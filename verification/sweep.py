@@ -133,28 +133,52 @@ def draw_errors(
     devices = list(draw_mesh().devices.flat)
     errors = []
     bar = tqdm(total=trials, desc=claim.id, unit="draw", disable=not progress, file=sys.stderr, leave=False)
+
+    def finish(number: int, start: int, stop: int, values: list) -> None:
+        if store is not None:
+            store.append(claim.id, number, start, stop, values)
+        errors.append(np.asarray(values, dtype=np.float64))
+        bar.update(stop - start)
+
+    # One chunk is dispatched ahead: its blocks start on the devices while the chunk before is
+    # read back and stored, so the devices do not wait at each chunk's end. Chunks are still
+    # finished (stored, counted) in order.
+    ahead = None  # (number, start, stop, the chunk's pending blocks)
     for number, start in enumerate(range(0, trials, chunk)):
         stop = min(start + chunk, trials)
         cached = store.get(claim.id, number) if store is not None else None
-        if cached is None:
-            if block is None:
-                block = claim_block(claim, spec, seed=seed, dtype=dtype, scale=scale)
-            cached = _run_chunk(block, devices, start, chunk, block_size(trials))[: stop - start].tolist()
-            if store is not None:
-                store.append(claim.id, number, start, stop, cached)
-        errors.append(np.asarray(cached, dtype=np.float64))
-        bar.update(stop - start)
+        if cached is not None:
+            if ahead is not None:
+                finish(*ahead[:3], _collect_chunk(ahead[3])[: ahead[2] - ahead[1]].tolist())
+                ahead = None
+            errors.append(np.asarray(cached, dtype=np.float64))
+            bar.update(stop - start)
+            continue
+        if block is None:
+            block = claim_block(claim, spec, seed=seed, dtype=dtype, scale=scale)
+        submitted = (number, start, stop, _submit_chunk(block, devices, start, chunk, block_size(trials)))
+        if ahead is not None:
+            finish(*ahead[:3], _collect_chunk(ahead[3])[: ahead[2] - ahead[1]].tolist())
+        ahead = submitted
+    if ahead is not None:
+        finish(*ahead[:3], _collect_chunk(ahead[3])[: ahead[2] - ahead[1]].tolist())
     bar.close()
     return np.concatenate(errors)
 
 
-def _run_chunk(block: ClaimBlock, devices: list, start: int, chunk: int, size: int = BLOCK) -> np.ndarray:
-    """Errors of draws start..start+chunk-1 in blocks of `size` draws (BLOCK, or one smaller
-    block for a short sweep): block b runs on device b mod len(devices)."""
+def _submit_chunk(block: ClaimBlock, devices: list, start: int, chunk: int, size: int = BLOCK) -> tuple:
+    """Dispatch draws start..start+chunk-1 in blocks of `size` draws (BLOCK, or one smaller
+    block for a short sweep): block b runs on device b mod len(devices). Returns what
+    `_collect_chunk` reads back."""
     n_blocks = chunk // BLOCK if size == BLOCK else 1
     mine = {b: devices[b % len(devices)] for b in range(n_blocks)}
     mine = {b: d for b, d in mine.items() if d.process_index == jax.process_index()}
-    pending = {b: block.submit(start + b * size, device, size) for b, device in mine.items()}
+    return n_blocks, size, {b: block.submit(start + b * size, device, size) for b, device in mine.items()}
+
+
+def _collect_chunk(submitted: tuple) -> np.ndarray:
+    """The errors of a chunk `_submit_chunk` dispatched, in draw order (waits for its blocks)."""
+    n_blocks, size, pending = submitted
     out = np.zeros((n_blocks, size), dtype=np.float64)
     for b, value in pending.items():
         out[b] = np.asarray(value, dtype=np.float64)
