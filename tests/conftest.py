@@ -34,6 +34,17 @@ compilation_cache.configure_cache(_CACHE)
 
 from attnverify.numerics import stored_programs  # noqa: E402
 from attnverify.theory import memo  # noqa: E402
+
+
+def _nothing_stored() -> None:
+    """Derivations, results and traced programs neither read from nor written to the disk."""
+    memo.set_derivations_folder(None)
+    stored_programs.set_programs_folder(None)
+
+
+# `configure_cache` also points the stores at the folder; a module fixture runs before the
+# first test's fixtures do, so it must not find them on.
+_nothing_stored()
 from attnverify.verification.registry import BUILTIN, REGISTRY  # noqa: E402
 
 from attnverify.spec import ModelSpec  # noqa: E402
@@ -42,11 +53,15 @@ from attnverify.spec import ModelSpec  # noqa: E402
 @pytest.fixture(autouse=True)
 def _derivations_afresh():
     """SymPy derivations, stored results (the same folder: `numerics.stored_results`) and traced
-    sweep programs are never read back from disk in the test processes (a command run in-process
-    turns that on), nor kept in memory from an earlier test: a test may replace a statement and
-    derive again."""
-    memo.set_derivations_folder(None)
-    stored_programs.set_programs_folder(None)
+    sweep programs are never read back from disk in the test processes, nor kept in memory from
+    an earlier test: a test may replace a statement and derive again. A command run in-process
+    turns the stores on (`numerics.compilation_cache.configure_cache`); they are turned off again
+    after the test, so a module fixture of the next test file (one that replaces code, say)
+    never writes to them."""
+    _nothing_stored()
+    memo.forget()
+    yield
+    _nothing_stored()
     memo.forget()
 
 
