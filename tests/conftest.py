@@ -34,6 +34,9 @@ compilation_cache.configure_cache(_CACHE)
 
 from attnverify.numerics import stored_programs  # noqa: E402
 from attnverify.theory import memo  # noqa: E402
+from attnverify.verification.registry import BUILTIN, REGISTRY  # noqa: E402
+
+from attnverify.spec import ModelSpec  # noqa: E402
 
 
 def _nothing_stored() -> None:
@@ -45,9 +48,6 @@ def _nothing_stored() -> None:
 # `configure_cache` also points the stores at the folder; a module fixture runs before the
 # first test's fixtures do, so it must not find them on.
 _nothing_stored()
-from attnverify.verification.registry import BUILTIN, REGISTRY  # noqa: E402
-
-from attnverify.spec import ModelSpec  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
