@@ -181,6 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
     preset.add_argument("--quick", action="store_true", help="few draws per claim (the default)")
     preset.add_argument("--full", action="store_true", help="1000 draws per claim, more LIME runs")
     p.add_argument("--trials", type=int, help="draws per claim and dtype (overrides the preset)")
+    p.add_argument("--jobs", type=int, metavar="N",
+                   help="worker processes sweeping the claims, one claim family each (default: $ATTNVERIFY_JOBS, "
+                   "else one per core; 1: none)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--text", help="the sentence the figures explain")
     add_spec_arguments(p)

@@ -238,6 +238,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         out_dir=Path(args.out), model=Path(args.model) if args.model else None, data=args.data,
         claims=tuple(args.claims), figures=tuple(args.figures), preset="full" if args.full else "quick",
         trials=args.trials, seed=args.seed, claims_spec=spec_from_args(args, SMALL), text=args.text,
+        jobs=args.jobs,
     )
     from attnverify.figures.catalog import FIGURES
     from attnverify.verification.store import FolderLock

@@ -126,6 +126,12 @@ def check_report(args: argparse.Namespace, spec) -> None:
     _seed(args)
     if args.trials is not None:
         validate.count("--trials", args.trials)
+    if args.jobs is not None:
+        validate.count("--jobs", args.jobs)
+    else:
+        from attnverify.verification.workers import default_jobs
+
+        default_jobs()  # a bad $ATTNVERIFY_JOBS fails before any work
     validate.output_folder("--out", args.out)
     validate.spec_fits(spec, copies=SWEEP_BLOCK, what="a sweep block")
     if args.text is not None:

@@ -9,6 +9,10 @@ from pathlib import Path
 # As the command line (numerics.compilation_cache): XLA's C++ log lines off. JAX's import sets level 1
 # when none is set, and the commands the tests start inherit this process's level.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# A report sweeps its claims in the calling process here and in the commands the tests start
+# (verification.workers): the suite's processes already use every core, and a test that replaces
+# a claim's code must see it run. tests/test_workers.py starts workers.
+os.environ.setdefault("ATTNVERIFY_JOBS", "1")
 
 import jax  # noqa: E402
 

@@ -12,6 +12,7 @@ from attnverify.figures.catalog import draw_for_report
 from attnverify.numerics import modelfile
 from attnverify.numerics.draws import draw_params
 from attnverify.numerics.training import train as tr
+from attnverify.verification import workers
 from attnverify.verification.registry import REGISTRY
 from attnverify.verification.report import build as report
 from attnverify.verification.sweep import ClaimResult
@@ -43,7 +44,7 @@ def _fake_run_claim(claim, spec, *, trials, seed=0, dtype="float64", **_):
 
 
 def test_report_trains_when_no_model_and_lists_every_registered_claim(tmp_path, monkeypatch):
-    monkeypatch.setattr(report, "run_claim", _fake_run_claim)
+    monkeypatch.setattr(workers, "run_claim", _fake_run_claim)
     monkeypatch.setattr(report, "DEFAULT_SPEC", TINY)
     monkeypatch.setattr(report, "DEFAULT_TRAINING", tr.TrainConfig(epochs=1, lr=1e-2))
     options = report.ReportOptions(out_dir=tmp_path / "out", data="synthetic:120", claims_spec=TINY)
@@ -86,7 +87,7 @@ def test_a_failing_claim_or_figure_is_recorded_not_fatal(tmp_path, tiny_model_pa
             raise RuntimeError("simulated failure")
         return _fake_run_claim(claim, spec, **kwargs)
 
-    monkeypatch.setattr(report, "run_claim", broken)
+    monkeypatch.setattr(workers, "run_claim", broken)
 
     def figures(names, context, out_dir, log):
         return {}, ["figure fig1: ValueError: simulated"], {}
@@ -107,7 +108,7 @@ def test_an_unexpected_result_gives_exit_status_1(tmp_path, tiny_model_path, mon
         result.unexpected = claim.id == "thm1.gradient"
         return result
 
-    monkeypatch.setattr(report, "run_claim", wrong)
+    monkeypatch.setattr(workers, "run_claim", wrong)
     options = report.ReportOptions(out_dir=tmp_path, model=tiny_model_path, claims=("theorem1",),
                                    claims_spec=TINY)
     written, status = report.run_report(options)
@@ -149,7 +150,7 @@ def test_report_reads_as_a_document_summary_model_figures_then_grouped_claims(tm
                                                                                monkeypatch):
     """Summary first, then "Model used" against the paper's IMDB setup, then the claims grouped by
     paper with the negative controls in their own last section; results.json carries verdicts."""
-    monkeypatch.setattr(report, "run_claim", _fake_run_claim)
+    monkeypatch.setattr(workers, "run_claim", _fake_run_claim)
     options = report.ReportOptions(out_dir=tmp_path, model=tiny_model_path, claims=("theorem1",),
                                    figures=("fig3",), trials=2)
     written, _ = report.run_report(options, draw_figures=draw_for_report)

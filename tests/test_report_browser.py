@@ -10,6 +10,7 @@ import subprocess
 
 import pytest
 from attnverify.figures.catalog import draw_for_report
+from attnverify.verification import workers
 from attnverify.verification.report import build as report
 from test_report import _fake_run_claim, tiny_model_path  # noqa: F401  (fixture)
 
@@ -53,7 +54,7 @@ def probe(page_html: str, tmp_path) -> dict:
 def page(tmp_path_factory, tiny_model_path):  # noqa: F811
     out = tmp_path_factory.mktemp("browser")
     patch = pytest.MonkeyPatch()
-    patch.setattr(report, "run_claim", _fake_run_claim)
+    patch.setattr(workers, "run_claim", _fake_run_claim)
     options = report.ReportOptions(out_dir=out, model=tiny_model_path, claims=("theorem1",),
                                    figures=("fig3", "architecture"), trials=2)
     try:

@@ -3,9 +3,10 @@
 `run_report` (1) loads the model (``--model``, else ``DIR/model.npz`` from an earlier run,
 else trains one on the built-in tweet corpus with `numerics.training.train.DEFAULT_SPEC`), (2) runs
 every registered claim (or the chosen ones) with `verification.sweep.run_claim` in float64
-and float32, (3) draws the figures through the `draw_figures` callable it is given (the
-figures layer sits above this one, so the caller passes it in), and (4) writes
-``DIR/report.md``, ``DIR/report.html`` (self-contained) and ``DIR/results.json``.
+and float32, in worker processes, one claim family at a time (`verification.workers`), (3) draws
+the figures through the `draw_figures` callable it is given (the figures layer sits above this
+one, so the caller passes it in), and (4) writes ``DIR/report.md``, ``DIR/report.html``
+(self-contained) and ``DIR/results.json``.
 
 A claim or figure that raises is recorded under "Could not run" and the report is still
 written; the exit status says so.
@@ -16,7 +17,6 @@ from __future__ import annotations
 import json
 import sys
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,10 +25,11 @@ from typing import Any
 from attnverify.numerics import modelfile
 from attnverify.numerics.training.train import DEFAULT_SPEC, TrainConfig, metrics_path, train_and_save
 from attnverify.verification import claims as _claims  # noqa: F401  (fills the registry)
+from attnverify.verification import workers
 from attnverify.verification.registry import REGISTRY, select
 from attnverify.verification.report.render import ReportContent, environment, html_page, markdown
 from attnverify.verification.report.sections import summary_lines
-from attnverify.verification.sweep import ClaimResult, run_claim
+from attnverify.verification.sweep import ClaimResult
 
 from attnverify.errors import InputError
 from attnverify.spec import SMALL, ModelSpec
@@ -57,6 +58,7 @@ class ReportOptions:
     seed: int = 0
     claims_spec: ModelSpec = SMALL
     text: str | None = None
+    jobs: int | None = None  # worker processes for the claims (None: `workers.default_jobs`)
 
 
 def _log(message: str, start: float) -> None:
@@ -81,25 +83,23 @@ def obtain_model(options: ReportOptions, log: Callable[[str], None]) -> tuple[mo
 
 
 def run_claims(options: ReportOptions, log: Callable[[str], None]) -> tuple[list[ClaimResult], list[str]]:
+    """Every chosen claim in the preset's dtypes, in worker processes when there are several
+    (`verification.workers`); results in the order the claims were chosen."""
     chosen = select(list(options.claims))
     trials = options.trials or PRESETS[options.preset]
-    results, errors = [], []
-    for claim in chosen:
-        for dtype in DTYPES[options.preset]:
-            try:
-                result = run_claim(claim, options.claims_spec, trials=trials, seed=options.seed, dtype=dtype,
-                                   progress=False)
-            except Exception as err:  # one broken claim must not sink the report
-                errors.append(f"claim {claim.id} ({dtype}): {type(err).__name__}: {err}")
-                log(f"claim {claim.id} ({dtype}) could not run: {type(err).__name__}: {err}")
-                traceback.print_exc(file=sys.stderr)
-                continue
-            results.append(result)
-            measured = (f"max error {result.max_error:.2e}" if result.statistic is None else
-                        f"{result.statistic} {result.estimate:.3g}" if result.bound is None else
-                        f"{result.statistic} {result.estimate:.3g}, bound {result.bound:.3g}")
-            log(f"claim {claim.id:32s} {dtype}: {result.verdict} ({measured}"
-                f"{', UNEXPECTED' if result.unexpected else ''})")
+    dtypes = DTYPES[options.preset]
+    jobs = options.jobs or workers.default_jobs()
+    count = workers.worker_count(chosen, options.claims_spec, jobs)
+    if count:
+        log(f"claims: {len(chosen)} in {len(workers.families(chosen))} families, on {count} worker processes")
+    outcomes = {}
+    for outcome in workers.sweep_claims(chosen, options.claims_spec, dtypes=dtypes, trials=trials,
+                                        seed=options.seed, jobs=jobs):
+        workers.log_outcome(outcome, log)
+        outcomes[outcome.claim_id, outcome.dtype] = outcome
+    ordered = [outcomes[claim.id, dtype] for claim in chosen for dtype in dtypes]
+    results = [o.result for o in ordered if o.error is None]
+    errors = [f"claim {o.claim_id} ({o.dtype}): {o.error}" for o in ordered if o.error is not None]
     return results, errors
 
 
