@@ -3,6 +3,7 @@
 import atexit
 import os
 import shutil
+import signal
 import tempfile
 from pathlib import Path
 
@@ -85,3 +86,20 @@ def _registry_restored():
 def tiny_spec() -> ModelSpec:
     """A small paper-switch model: fast to compile, big enough to be generic."""
     return ModelSpec(max_len=8, d_embed=6, d_att=4, d_out=5, heads=3, vocab_size=30)
+
+
+@pytest.fixture
+def default_signals():
+    """Tests that send SIGINT or SIGTERM start from Python's own handling of them, whatever an
+    earlier test in this worker process left: an ignored SIGINT stays ignored under `Interrupts`
+    (as under nohup) and is inherited by the commands a test starts, so Ctrl-C would never reach
+    them (seen in full-suite runs only: SIGINT ignored in the worker, SIGTERM not)."""
+    handled = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
+    previous = {signum: signal.signal(signum, handler) for signum, handler in handled.items()}
+    mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, set(handled))  # children inherit the mask too
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

@@ -215,23 +215,6 @@ def test_a_write_stopped_by_a_signal_leaves_no_temporary(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.fixture
-def default_signals():
-    """Tests that send SIGINT or SIGTERM start from Python's own handling of them, whatever an
-    earlier test in this worker process left: an ignored SIGINT stays ignored under `Interrupts`
-    (as under nohup) and is inherited by the commands a test starts, so Ctrl-C would never reach
-    them (seen in full-suite runs only: SIGINT ignored in the worker, SIGTERM not)."""
-    handled = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
-    previous = {signum: signal.signal(signum, handler) for signum, handler in handled.items()}
-    mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, set(handled))  # children inherit the mask too
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-
-
 def test_a_swallowed_ctrl_c_is_delivered_again(default_signals):
     # JAX swallows a KeyboardInterrupt in a bare `except:` or a gc callback; a Ctrl-C must still stop
     # the command (it used to run to its end and exit 0).

@@ -89,7 +89,7 @@ def test_a_bad_worker_count_is_a_one_line_error(tmp_path, capsys, monkeypatch, a
     assert not (tmp_path / "out" / "report.md").exists()
 
 
-def test_ctrl_c_stops_the_workers_and_leaves_no_process(tmp_path):
+def test_ctrl_c_stops_the_workers_and_leaves_no_process(tmp_path, default_signals):
     exe = Path(sys.executable).with_name("attnverify")
     env = dict(os.environ, **{workers.ENV_VAR: "2"}, ATTNVERIFY_CACHE_DIR=str(tmp_path / "cache"))
     proc = subprocess.Popen([str(exe), "report", "--out", str(tmp_path / "out"), "--figures", "architecture",
