@@ -40,6 +40,20 @@ def number(name: str, value: float, *, low: float | None = None, high: float | N
     return value
 
 
+def env_count(variable: str, what: str) -> int | None:
+    """The positive integer in ``$variable`` (a count of `what`), or None when it is unset or blank."""
+    text = os.environ.get(variable)
+    if text is None or not text.strip():
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise InputError(f"${variable} must be a positive number of {what}, got {text!r}")
+    return value
+
+
 def count(name: str, value: int, *, low: int = 1, high: int | None = None) -> int:
     """An integer in [low, high]."""
     if isinstance(value, bool) or not isinstance(value, int):

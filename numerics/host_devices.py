@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import sys
 
-from attnverify.errors import InputError
+from attnverify.validate import env_count
 
 ENV_VAR = "ATTNVERIFY_CPU_DEVICES"
 FLAG = "--xla_force_host_platform_device_count"
@@ -30,16 +30,10 @@ FLAG = "--xla_force_host_platform_device_count"
 
 def host_device_count() -> int:
     """``$ATTNVERIFY_CPU_DEVICES`` (a positive integer), else the cores this process may use."""
-    text = os.environ.get(ENV_VAR)
-    if text is None or not text.strip():
-        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    try:
-        count = int(text)
-    except ValueError:
-        count = 0
-    if count < 1:
-        raise InputError(f"${ENV_VAR} must be a positive number of CPU devices, got {text!r}")
-    return count
+    count = env_count(ENV_VAR, "CPU devices")
+    if count is not None:
+        return count
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def configure_host_devices() -> int | None:

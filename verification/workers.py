@@ -39,8 +39,8 @@ from attnverify.numerics import host_devices
 from attnverify.verification.registry import REGISTRY, Claim, is_builtin
 from attnverify.verification.sweep import ClaimResult, run_claim
 
-from attnverify.errors import InputError
 from attnverify.spec import ModelSpec
+from attnverify.validate import env_count
 
 #: Environment variable: the report's worker processes (1: every claim in the calling process).
 ENV_VAR = "ATTNVERIFY_JOBS"
@@ -60,16 +60,7 @@ class Outcome:
 
 def default_jobs() -> int:
     """``$ATTNVERIFY_JOBS`` (a positive integer), else one worker per core."""
-    text = os.environ.get(ENV_VAR)
-    if text is None or not text.strip():
-        return host_devices.host_device_count()
-    try:
-        jobs = int(text)
-    except ValueError:
-        jobs = 0
-    if jobs < 1:
-        raise InputError(f"${ENV_VAR} must be a positive number of worker processes, got {text!r}")
-    return jobs
+    return env_count(ENV_VAR, "worker processes") or host_devices.host_device_count()
 
 
 def families(chosen: list[Claim]) -> dict[str, list[Claim]]:
