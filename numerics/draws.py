@@ -15,7 +15,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 from attnverify.numerics.model import CLS, Params
-from attnverify.numerics.threefry import unrolled_key
+from attnverify.numerics.threefry import normal_rows, unrolled_key
 from jaxtyping import Array, Int, PRNGKeyArray
 
 from attnverify.spec import ModelSpec
@@ -24,10 +24,18 @@ INIT_BOUND = 0.1
 SCORER_STREAM = 1_000_003  # folded into a draw's key for the additive / deep scorer's v, U
 
 
-def draw_params(key: PRNGKeyArray, spec: ModelSpec, *, scale: float = 1.0, dtype=jnp.float64) -> Params:
+def draw_params(key: PRNGKeyArray, spec: ModelSpec, *, scale: float = 1.0, dtype=jnp.float64,
+                rows: Int[Array, " n"] | None = None) -> Params:
     """One random model of `spec` (a `Params`, arrays of `dtype`). `scale` multiplies the
     bound of the uniform linear init; `key` is the draw's PRNG key. A plugin spec draws
-    `numerics.plugin_model.PluginParams`: these arrays plus the plugin's declared ones."""
+    `numerics.plugin_model.PluginParams`: these arrays plus the plugin's declared ones.
+
+    With `rows` (token ids, e.g. a document's), only those rows of the embedding table are
+    drawn, bit for bit as in the whole table (`numerics.threefry.normal_rows`), and every
+    other row is NaN: a computation that reads one shows NaN instead of a number (under JAX's
+    older, non-partitionable Threefry the whole table is drawn, as without `rows`). The table is
+    most of a draw's cost (an inverse erf per entry), and Theorem 1's quantities read only the
+    document's rows (`Claim.embedding_rows`)."""
     if getattr(spec, "plugin", None) is not None:
         from attnverify.numerics.plugin_model import draw_plugin_params
 
@@ -55,8 +63,13 @@ def draw_params(key: PRNGKeyArray, spec: ModelSpec, *, scale: float = 1.0, dtype
         scorer["v_score"] = uniform(k_v_score, (K, A))
         if spec.scorer == "deep":
             scorer["U_score"] = uniform(k_U_score, (K, A, A))
+    if rows is None or not jax.config.jax_threefry_partitionable:
+        embedding = jax.random.normal(k_emb, (spec.vocab_size, D), dtype)
+    else:
+        drawn = normal_rows(k_emb, rows, D, dtype)
+        embedding = jnp.full((spec.vocab_size, D), jnp.nan, dtype).at[rows].set(drawn)
     return Params(
-        embedding=jax.random.normal(k_emb, (spec.vocab_size, D), dtype),
+        embedding=embedding,
         W_q=uniform(k_q, (K, A, D)),
         W_k=uniform(k_k, (K, A, D)),
         W_v=uniform(k_v, (K, O, D)),

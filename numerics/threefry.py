@@ -53,7 +53,11 @@ def _counters(shape: tuple[int, ...]) -> tuple[UInt32[Array, " ..."], UInt32[Arr
 
 
 def _random_bits(key: UInt32[Array, " 2"], bit_width: int, shape: tuple[int, ...]) -> Array:
-    bits1, bits2 = threefry2x32(key[0], key[1], *_counters(shape))
+    return _bits(*threefry2x32(key[0], key[1], *_counters(shape)), bit_width)
+
+
+def _bits(bits1: UInt32[Array, " ..."], bits2: UInt32[Array, " ..."], bit_width: int) -> Array:
+    """One element's `bit_width` random bits from the two words its counter hashes to."""
     if bit_width == 64:
         return (bits1.astype(np.uint64) << np.uint64(32)) | bits2.astype(np.uint64)
     if bit_width == 32:
@@ -68,6 +72,33 @@ def _split(key: UInt32[Array, " 2"], shape: tuple[int, ...]) -> UInt32[Array, ".
 def _fold_in(key: UInt32[Array, " 2"], data) -> UInt32[Array, " 2"]:
     data = jnp.asarray(data, np.uint32)
     return jnp.stack(threefry2x32(key[0], key[1], jnp.zeros_like(data), data))
+
+
+def normal_rows(key: PRNGKeyArray, rows: Array, width: int, dtype) -> Array:
+    """Rows `rows` of ``jax.random.normal(unrolled_key(key), (n, width), dtype)``, bit for bit
+    and for any table height n above ``max(rows)``, computing only those rows.
+
+    Element (i, j) of the table hashes the counter ``i * width + j`` (the partitionable
+    scheme), so a row's bits do not depend on the others. They become a number as in
+    `jax.random.normal`: the top mantissa bits under the exponent of 1.0 give a float in
+    [1, 2); minus one and scaled onto [nextafter(-1, 0), 1) it is a uniform u, and the normal
+    is sqrt(2) erf^-1(u). `tests/test_threefry.py` compares with `jax.random.normal` in both
+    dtypes, so a JAX that changed that recipe would be caught."""
+    if not jax.config.jax_threefry_partitionable:
+        raise NotImplementedError("row draws need jax_threefry_partitionable (JAX's default since 0.5)")
+    dtype = np.dtype(dtype)
+    finfo = jnp.finfo(dtype)
+    if finfo.bits not in (32, 64):
+        raise TypeError(f"normal_rows draws float32 or float64, not {dtype}")
+    data = jax.random.key_data(unrolled_key(key))
+    counters = jnp.asarray(rows, np.uint32)[..., None] * np.uint32(width) + lax.iota(np.uint32, width)
+    bits = _bits(*threefry2x32(data[0], data[1], jnp.zeros_like(counters), counters), finfo.bits)
+    unsigned = bits.dtype
+    mantissa = lax.shift_right_logical(bits, jnp.asarray(finfo.bits - finfo.nmant, unsigned))
+    one_to_two = lax.bitcast_convert_type(mantissa | jnp.asarray(np.array(1.0, dtype).view(unsigned)), dtype)
+    low = np.nextafter(np.array(-1.0, dtype), np.array(0.0, dtype), dtype=dtype)
+    uniform = lax.max(jnp.asarray(low), (one_to_two - jnp.asarray(1.0, dtype)) * (np.array(1.0, dtype) - low) + low)
+    return lax.mul(jnp.asarray(np.sqrt(2), dtype), lax.erf_inv(uniform))
 
 
 UNROLLED = define_prng_impl(

@@ -98,3 +98,21 @@ def test_a_group_gives_each_member_the_numbers_of_its_own_program(evaluation, ti
         alone = draw_errors(dataclasses.replace(claim, evaluation=None), spec, trials=TRIALS, seed=5, progress=False)
         # The same operations in a larger program: equal up to XLA's choice of fusion (last bits).
         np.testing.assert_allclose(grouped[claim.id], alone, rtol=1e-9, atol=1e-13, err_msg=claim.id)
+
+
+def test_a_claim_that_reads_rows_outside_the_document_gets_nan_and_fails(tiny_spec):
+    # Can fail: a document-rows sweep that drew the whole table (or zeros elsewhere) would let a
+    # claim that reads other rows pass unseen. The guard is the NaN of the rows not drawn.
+    def build(spec):
+        return lambda params, tokens: (jnp.sum(params.embedding), jnp.sum(params.embedding))
+
+    claim = dataclasses.replace(REGISTRY["thm1.gradient"], id="test.whole_table", build=build, evaluation=None,
+                                requires={}, proof=None)
+    assert claim.embedding_rows == "document"
+    blocks.forget_programs()
+    assert np.isnan(draw_errors(claim, tiny_spec, trials=TRIALS, progress=False)).all()
+    table = dataclasses.replace(claim, embedding_rows="table")
+    assert np.isfinite(draw_errors(table, tiny_spec, trials=TRIALS, progress=False)).all()
+    assert len(blocks._DRAWS) == 2  # the two draw programs
+    with pytest.raises(ValueError, match="embedding_rows must be one of table, document"):
+        dataclasses.replace(claim, embedding_rows="rows")

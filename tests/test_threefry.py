@@ -4,6 +4,7 @@ bit for bit, and so do the sweeps' draws (`numerics.draws`) that use it."""
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from attnverify.numerics import draws
 from attnverify.numerics import threefry as fry
 from jax.extend.random import define_prng_impl, threefry_prng_impl
@@ -101,3 +102,33 @@ def test_older_bits_keep_the_default_key():
     raw = jax.random.PRNGKey(5)
     with jax.threefry_partitionable(False):
         assert fry.unrolled_key(raw) is raw
+
+
+def test_normal_rows_are_the_rows_of_the_whole_table_and_a_wrong_layout_is_caught():
+    """`normal_rows` computes rows of `jax.random.normal`'s table alone, bit for bit, in both
+    dtypes, whatever the rows (repeated, first, last). Can fail: the rows of a table of
+    another width hash other counters, and so does a row read at the wrong index."""
+    key = jax.random.fold_in(jax.random.PRNGKey(2), 9)
+    height, width = 13, 6
+    rows = jnp.array([0, 12, 3, 3, 7])
+    for dtype in (jnp.float64, jnp.float32):
+        table = jax.random.normal(key, (height, width), dtype)
+        got = jax.jit(fry.normal_rows, static_argnums=(2, 3))(key, rows, width, dtype)
+        assert got.dtype == dtype and got.tobytes() == table[rows].tobytes()
+        assert not np.array_equal(fry.normal_rows(key, rows, width + 1, dtype)[:, :width], table[rows])
+        assert not np.array_equal(fry.normal_rows(key, rows + 1, width, dtype), table[rows])
+    with jax.threefry_partitionable(False), pytest.raises(NotImplementedError, match="partitionable"):
+        fry.normal_rows(key, rows, width, jnp.float64)
+
+
+def test_document_rows_draws_hold_the_tables_rows_and_nan_elsewhere():
+    key = jax.random.PRNGKey(4)
+    tokens = draws.draw_document(jax.random.PRNGKey(5), SPEC)
+    full = draws.draw_params(key, SPEC, dtype=jnp.float64)
+    rows = draws.draw_params(key, SPEC, dtype=jnp.float64, rows=tokens)
+    used = np.zeros(SPEC.vocab_size, bool)
+    used[np.asarray(tokens)] = True
+    assert 0 < used.sum() < SPEC.vocab_size
+    assert np.asarray(rows.embedding)[used].tobytes() == np.asarray(full.embedding)[used].tobytes()
+    assert np.isnan(np.asarray(rows.embedding)[~used]).all()
+    assert _same(rows._replace(embedding=full.embedding), full)  # every other array as drawn

@@ -6,7 +6,9 @@ A sweep block is `BLOCK` consecutive draws. Two ``jit(vmap(...))`` programs make
   ``fold_in(PRNGKey(seed), d)`` split into a parameter key and a document key, as always.
   One per (spec, dtype, scale), the seed an argument: every claim swept at those settings
   runs the same program, and on CPU compiling the PRNG (threefry) was most of each claim's
-  compile time.
+  compile time. Claims that read only the document's rows of the embedding table
+  (`Claim.embedding_rows`, the Theorem 1 claims) have a second one that draws only those rows:
+  the table's inverse erfs were about half of a Theorem 1 sweep's time.
 * the *measure program*, ``(params, tokens)[BLOCK] -> {id: measure[BLOCK]}`` for every member of
   an evaluation group: claims that declare the same `Claim.evaluation` evaluate the same
   quantities on the same draws (e.g. every Theorem 1 claim: one forward, one `jax.grad`, one
@@ -79,19 +81,32 @@ def _remember(cache: OrderedDict, key, make, limit: int):
     return cache[key]
 
 
-def draw_program(spec: ModelSpec, *, dtype: str, scale: float) -> StoredProgram:
-    """The jitted ``(seed, index[n]) -> (params, tokens)`` of every sweep at these settings."""
+def draw_program(spec: ModelSpec, *, dtype: str, scale: float, embedding_rows: str = "table") -> StoredProgram:
+    """The jitted ``(seed, index[n]) -> (params, tokens)`` of every sweep at these settings.
+    With ``embedding_rows="document"`` (a plain `ModelSpec` only) the embedding table holds
+    the document's rows and NaN elsewhere (`Claim.embedding_rows`); all else is the same."""
+    document_rows = embedding_rows == "document" and type(spec) is ModelSpec
 
     def make():
         def draw(seed, index):
             # Keys from the seed and the draw index alone: results do not depend on chunks or devices.
             key_params, key_doc = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seed), index))
-            return draw_params(key_params, spec, scale=scale, dtype=DTYPES[dtype]), draw_document(key_doc, spec)
+            tokens = draw_document(key_doc, spec)
+            rows = tokens if document_rows else None
+            return draw_params(key_params, spec, scale=scale, dtype=DTYPES[dtype], rows=rows), tokens
 
         return jax.vmap(draw, in_axes=(None, 0))
 
-    key = f"draws {spec.to_json()} {dtype} {scale!r}" if type(spec) is ModelSpec else None
-    return _remember(_DRAWS, (spec, dtype, scale), lambda: StoredProgram("draws", make, key), MAX_CACHED_PROGRAMS)
+    variant = " document rows" if document_rows else ""
+    key = f"draws {spec.to_json()} {dtype} {scale!r}{variant}" if type(spec) is ModelSpec else None
+    return _remember(_DRAWS, (spec, dtype, scale, document_rows), lambda: StoredProgram("draws", make, key),
+                     MAX_CACHED_PROGRAMS)
+
+
+def embedding_rows(claim: Claim) -> str:
+    """The rows a sweep of `claim` draws: "document" when every member of its group reads
+    only the document's rows (they share the draws), else "table"."""
+    return "document" if all(m.embedding_rows == "document" for m in group_of(claim)) else "table"
 
 
 def group_of(claim: Claim) -> tuple[Claim, ...]:
@@ -182,7 +197,8 @@ def claim_block(claim: Claim, spec: ModelSpec, *, seed: int, dtype: str, scale: 
     if dtype == "float64" and not jax.config.jax_enable_x64:
         raise RuntimeError("float64 sweeps need jax_enable_x64 set before any array is made")
     return ClaimBlock(claim, spec, seed, dtype, scale, len(group_of(claim)) > 1,
-                      draw_program(spec, dtype=dtype, scale=scale), measure_program(claim, spec, dtype=dtype))
+                      draw_program(spec, dtype=dtype, scale=scale, embedding_rows=embedding_rows(claim)),
+                      measure_program(claim, spec, dtype=dtype))
 
 
 def forget_programs() -> None:

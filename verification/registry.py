@@ -29,6 +29,8 @@ Comparison = Callable[[Params, jnp.ndarray], tuple[jnp.ndarray, jnp.ndarray]]
 #: Where a claim's expectation comes from: the statement as published, a cited paper's
 #: statement, or established here (post hoc).
 PROVENANCES = ("paper", "literature", "measured")
+#: `Claim.embedding_rows`: the rows of the embedding table a comparison reads.
+EMBEDDING_ROWS = ("table", "document")
 
 #: The switches of the paper's model that Theorem 1-type statements rely on.
 PAPER_HYPOTHESES: dict[str, Any] = {
@@ -68,6 +70,12 @@ class Claim:
     # "theorem1"): a sweep compiles one program that returns every member's per-draw measure
     # and keeps the others' for their own sweeps (`verification.blocks`). Results do not change.
     evaluation: str | None = None
+    # Which rows of the embedding table the claim's comparison reads: "table" (any), or
+    # "document" (only the rows of the draw's tokens, [CLS] included). A sweep of claims that all
+    # read only the document draws only those rows, bit for bit as in the whole table, and makes
+    # the others NaN, so a claim that reads another row gets NaN, never a number
+    # (`numerics.draws.draw_params`). Results do not change; the draws cost less.
+    embedding_rows: str = "table"
     # Why NaN / inf draws are legitimate for this claim (e.g. "a draw without a near-tie pair has
     # no agreement share"): they are then counted and left out. Without a reason any such draw
     # makes the claim FAIL: a draw that could not be computed is no evidence either way.
@@ -81,6 +89,9 @@ class Claim:
     asserted_by: str | None = None
 
     def __post_init__(self) -> None:
+        if self.embedding_rows not in EMBEDDING_ROWS:
+            raise ValueError(f"claim {self.id}: embedding_rows must be one of {', '.join(EMBEDDING_ROWS)}, "
+                             f"got {self.embedding_rows!r}")
         if self.provenance not in PROVENANCES:
             raise ValueError(f"claim {self.id}: provenance must be one of {', '.join(PROVENANCES)}, "
                              f"got {self.provenance!r}")
