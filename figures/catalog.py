@@ -67,15 +67,17 @@ def computed(name: str, compute: Callable[[FigureContext], dict], ctx: FigureCon
     (`numerics.stored_results`) when the context is the package's own: a warm report or
     ``attnverify figures`` run again draws from it instead of running LIME and training again.
     The key is the figure, every input in `ctx` (the model's arrays and vocabulary, the text, seed,
-    preset, sweep spec and the sweeps' numbers) and the package's code, libraries and machine."""
-    key = _context_key(ctx)
+    preset, sweep spec, and the sweeps' numbers for a figure that reads them) and the package's
+    code, libraries and machine."""
+    key = _context_key(ctx, sweeps=name in READS_SWEEPS)
     if key is None:
         return compute(ctx)
     return stored_results.kept(f"figure-{name}", f"{name} {key}", lambda: compute(ctx))
 
 
-def _context_key(ctx: FigureContext) -> str | None:
-    """A digest of everything in `ctx` (None: a plugin model or spec, code outside the package)."""
+def _context_key(ctx: FigureContext, *, sweeps: bool = True) -> str | None:
+    """A digest of everything in `ctx` (None: a plugin model or spec, code outside the package);
+    the sweeps' numbers only with `sweeps` (the figures of `READS_SWEEPS`)."""
     import jax
 
     model = ctx.model
@@ -88,7 +90,7 @@ def _context_key(ctx: FigureContext) -> str | None:
         for leaf in jax.tree.leaves(model.params):
             array = np.asarray(leaf)
             digest.update(f"{array.dtype} {array.shape}".encode() + array.tobytes())
-    for (claim_id, dtype), errors in sorted(ctx.sweeps.items()):
+    for (claim_id, dtype), errors in sorted(ctx.sweeps.items()) if sweeps else ():
         digest.update(f"{claim_id} {dtype}".encode() + np.asarray(errors, dtype=np.float64).tobytes())
     return digest.hexdigest()
 
@@ -115,16 +117,27 @@ def caption(name: str) -> str:
     return " ".join(doc.split())
 
 
-def draw_for_report(names: list[str], context: dict, out_dir: str | Path,
-                    log: Callable[[str], None]) -> tuple[dict[str, list[Path]], list[str], dict[str, str]]:
+#: The figures that read the claims' sweep results (`FigureContext.sweeps`): the report draws
+#: them after its claims, the others beside the claims (`verification.workers.Beside`).
+READS_SWEEPS = frozenset({"thm1_hist"})
+
+
+def draw_for_report(names: list[str], context: dict, out_dir: str | Path, log: Callable[[str], None], *,
+                    reads_sweeps: bool | None = None, before: tuple | None = None,
+                    ) -> tuple[dict[str, list[Path]], list[str], dict[str, str]]:
     """The report's figure step: like `make_all`, but a figure that raises is reported, not fatal.
-    Returns the files per figure, one line per failed figure, and a caption per drawn figure."""
+    Returns the files per figure, one line per failed figure, and a caption per drawn figure.
+    With `reads_sweeps` True (False), only the figures that read (do not read) the claims'
+    sweeps; `before` is what an earlier call returned for the others, merged in, in the order
+    of `names`."""
     names = check_names(names)
     ctx = FigureContext(**context)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     drawn, failed = {}, []
     for name in names:
+        if reads_sweeps is not None and (name in READS_SWEEPS) != reads_sweeps:
+            continue
         log(f"figure {name}: {FIGURES[name][1]}")
         try:
             drawn[name] = make(name, ctx, out_dir)
@@ -132,7 +145,13 @@ def draw_for_report(names: list[str], context: dict, out_dir: str | Path,
             failed.append(f"figure {name}: {type(err).__name__}: {err}")
             log(f"figure {name} could not be drawn: {type(err).__name__}: {err}")
             traceback.print_exc(file=sys.stderr)
-    return drawn, failed, {name: present(name, _data(drawn[name]), caption(name)) for name in drawn}
+    notes = {name: present(name, _data(drawn[name]), caption(name)) for name in drawn}
+    if before is not None:
+        earlier, earlier_failed, earlier_notes = before
+        drawn = {name: (drawn | earlier)[name] for name in names if name in drawn or name in earlier}
+        notes = {name: (notes | earlier_notes)[name] for name in drawn}
+        failed = sorted(earlier_failed + failed, key=lambda line: names.index(line.split()[1].rstrip(":")))
+    return drawn, failed, notes
 
 
 def _data(paths: list[Path]) -> dict | None:

@@ -40,11 +40,13 @@ def test_workers_give_the_results_of_one_process_in_the_same_order(tmp_path, tin
             pids.add(outcome.pid)
             yield outcome
 
+    beside = workers.Beside(os.getpid, ())  # work beside the claims: here, where it ran
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(workers, "sweep_claims", recording)
-        parallel, errors = report.run_claims(dataclasses.replace(options, jobs=2), log)
+        parallel, errors = report.run_claims(dataclasses.replace(options, jobs=2), log, beside)
         assert not errors and len(pids) == 2 and os.getpid() not in pids  # two other processes swept them
-        assert "on 2 worker processes" in logged[0]
+        assert "on 2 worker processes, the figures beside them" in logged[0]
+        assert beside.ran and beside.error is None and beside.result in pids
         pids.clear()
         serial, errors = report.run_claims(dataclasses.replace(options, jobs=1), log)
         assert not errors and pids == {os.getpid()}
@@ -74,6 +76,38 @@ def test_a_worker_that_died_makes_its_familys_claims_could_not_run():
     outcomes = workers.family_outcomes(future, family, ("float64", "float32"))
     assert [(o.claim_id, o.dtype) for o in outcomes] == [(c.id, d) for c in family for d in ("float64", "float32")]
     assert all(o.result is None and "worker process died" in o.error for o in outcomes)
+
+
+def test_work_beside_the_claims_that_failed_says_why():
+    for exception, why in [(BrokenProcessPool("terminated abruptly"), "RuntimeError: its worker process died"),
+                           (ValueError("no such figure"), "ValueError: no such figure")]:
+        future, beside = Future(), workers.Beside(print, ())
+        future.set_exception(exception)
+        workers._finish_beside(future, beside)
+        assert beside.ran and beside.result is None and beside.error.startswith(why)
+
+
+def test_a_report_with_workers_draws_its_figures_beside_the_claims(tmp_path, tiny_spec, capfd):
+    # The figures that do not read the claims' results are drawn in a worker while the claims
+    # run; thm1_hist reads them and is drawn after, here. The report lists them in the order asked.
+    import jax
+    from attnverify.figures.catalog import draw_for_report
+    from attnverify.numerics import modelfile
+    from attnverify.numerics.draws import draw_params
+
+    model = tmp_path / "tiny.npz"
+    vocab = ["[CLS]", "UNK"] + [f"w{j}" for j in range(tiny_spec.vocab_size - 2)]
+    modelfile.save(model, tiny_spec, draw_params(jax.random.PRNGKey(1), tiny_spec), vocab)
+    options = report.ReportOptions(out_dir=tmp_path / "out", model=model, claims=CLAIMS, claims_spec=tiny_spec,
+                                   trials=4, jobs=2, figures=("thm1_hist", "architecture"))
+    written, status = report.run_report(options, draw_figures=draw_for_report)
+    assert status == 0
+    log = capfd.readouterr().err
+    assert "the figures beside them" in log
+    assert log.index("figure architecture") < log.index("figure thm1_hist")  # drawn beside, then after
+    md = written["report.md"].read_text()
+    assert md.index("figures/thm1_hist.png") < md.index("figures/architecture.png")
+    assert {p.name for p in (tmp_path / "out" / "figures").glob("*.png")} == {"thm1_hist.png", "architecture.png"}
 
 
 @pytest.mark.parametrize("argv, env, message", [

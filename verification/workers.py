@@ -21,6 +21,9 @@ spec, is code outside the package (as for `numerics.stored_programs`) and runs i
 process, as does everything when ``jobs`` is 1 or there is one family. Ctrl-C is the calling
 process's (workers ignore SIGINT): it stops the workers and is raised as usual. A worker that
 dies (out of memory, killed) makes the claims of its family "could not run", with the reason.
+
+Other work can run in a worker beside the claims (`Beside`): the report draws its figures there,
+except those that read the claims' results, so that they do not wait for the claims.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from typing import Any
 
 from attnverify.numerics import host_devices
 from attnverify.verification.registry import REGISTRY, Claim, is_builtin
@@ -79,10 +83,25 @@ def worker_count(chosen: list[Claim], spec: ModelSpec, jobs: int) -> int:
     return count if count > 1 else 0
 
 
+@dataclass
+class Beside:
+    """Work for a worker process beside the claims (the report's figures): ``fn(*args)``,
+    picklable, submitted before the families, so that it starts at once. After the sweep,
+    `result` holds what it returned, or `error` why it could not run; `ran` says whether a
+    worker ran it (not when the claims ran in the calling process: the caller does it then)."""
+
+    fn: Callable[..., Any]
+    args: tuple
+    result: Any = None
+    error: str | None = None
+    ran: bool = False
+
+
 def sweep_claims(chosen: list[Claim], spec: ModelSpec, *, dtypes: tuple[str, ...], trials: int, seed: int,
-                 jobs: int) -> Iterator[Outcome]:
+                 jobs: int, beside: Beside | None = None) -> Iterator[Outcome]:
     """Every claim of `chosen` in every dtype, as `Outcome`s: claim-major within a family, and
-    a family's as soon as it is done (in the calling process: in the order of `chosen`)."""
+    a family's as soon as it is done (in the calling process: in the order of `chosen`). With
+    workers, `beside` runs in one of them as well."""
     count = worker_count(chosen, spec, jobs)
     if not count:
         for claim in chosen:
@@ -106,11 +125,17 @@ def sweep_claims(chosen: list[Claim], spec: ModelSpec, *, dtypes: tuple[str, ...
         else:
             os.environ["PYTHONWARNINGS"] = quiet
     try:
+        futures: dict[Future, list[Claim] | None] = {}
+        if beside is not None:
+            futures[pool.submit(beside.fn, *beside.args)] = None
         # Largest families first, so that the last one to finish is a small one.
-        futures = {pool.submit(_sweep_family, [c.id for c in family], spec, dtypes, trials, seed): family
-                   for family in sorted(families(chosen).values(), key=len, reverse=True)}
+        for family in sorted(families(chosen).values(), key=len, reverse=True):
+            futures[pool.submit(_sweep_family, [c.id for c in family], spec, dtypes, trials, seed)] = family
         for future in as_completed(futures):
-            yield from family_outcomes(future, futures[future], dtypes)
+            if futures[future] is None:
+                _finish_beside(future, beside)
+            else:
+                yield from family_outcomes(future, futures[future], dtypes)
     except BaseException:  # an interrupt, or the caller stopped reading: stop the workers now
         _terminate(pool)
         raise
@@ -124,6 +149,16 @@ def family_outcomes(future: Future, family: list[Claim], dtypes: tuple[str, ...]
     except BrokenProcessPool as err:
         why = f"RuntimeError: its worker process died ({err or 'killed'})"
         return [Outcome(c.id, dtype, error=why) for c in family for dtype in dtypes]
+
+
+def _finish_beside(future: Future, beside: Beside) -> None:
+    beside.ran = True
+    try:
+        beside.result = future.result()
+    except BrokenProcessPool as err:
+        beside.error = f"RuntimeError: its worker process died ({err or 'killed'})"
+    except Exception as err:
+        beside.error = f"{type(err).__name__}: {err}"
 
 
 def _terminate(pool: ProcessPoolExecutor) -> None:

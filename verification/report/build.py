@@ -14,6 +14,7 @@ written; the exit status says so.
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import time
@@ -42,8 +43,11 @@ DTYPES = {"quick": ("float64",), "full": ("float64", "float32")}
 #: The default model's training (docs/theory.md §7 uses 10 epochs at lr 1e-4, batch 16 as well).
 DEFAULT_TRAINING = TrainConfig(epochs=10, lr=1e-4, batch=16, seed=0)
 
-#: ``draw_figures(names, context_kwargs, out_dir, log) -> {name: [paths]}`` (figures.catalog).
-FigureDrawer = Callable[..., dict[str, list[Path]]]
+#: ``draw_figures(names, context_kwargs, out_dir, log, *, reads_sweeps=None, before=None) ->
+#: (drawn, failed, notes)`` (`figures.catalog.draw_for_report`): `reads_sweeps` True or False
+#: draws only the figures that read (or do not read) the claims' results, and `before` is what
+#: an earlier call drew, merged in. A drawer for a worker process must be picklable.
+FigureDrawer = Callable[..., tuple[dict[str, list[Path]], list[str], dict[str, str]]]
 
 
 @dataclass(frozen=True)
@@ -61,8 +65,15 @@ class ReportOptions:
     jobs: int | None = None  # worker processes for the claims (None: `workers.default_jobs`)
 
 
-def _log(message: str, start: float) -> None:
-    print(f"[{time.perf_counter() - start:6.1f} s] {message}", file=sys.stderr, flush=True)
+@dataclass(frozen=True)
+class Log:
+    """The report's log: one line on stderr, stamped with the seconds since `start` (a
+    `time.perf_counter` reading: the machine's monotonic clock, the same in a worker process)."""
+
+    start: float
+
+    def __call__(self, message: str) -> None:
+        print(f"[{time.perf_counter() - self.start:6.1f} s] {message}", file=sys.stderr, flush=True)
 
 
 def obtain_model(options: ReportOptions, log: Callable[[str], None]) -> tuple[modelfile.ModelFile, dict]:
@@ -82,19 +93,22 @@ def obtain_model(options: ReportOptions, log: Callable[[str], None]) -> tuple[mo
     return loaded, {"path": str(path), "origin": origin, "metrics": metrics, "spec": loaded.spec.to_json()}
 
 
-def run_claims(options: ReportOptions, log: Callable[[str], None]) -> tuple[list[ClaimResult], list[str]]:
+def run_claims(options: ReportOptions, log: Callable[[str], None],
+               beside: workers.Beside | None = None) -> tuple[list[ClaimResult], list[str]]:
     """Every chosen claim in the preset's dtypes, in worker processes when there are several
-    (`verification.workers`); results in the order the claims were chosen."""
+    (`verification.workers`, with `beside` in one of them); results in the order the claims
+    were chosen."""
     chosen = select(list(options.claims))
     trials = options.trials or PRESETS[options.preset]
     dtypes = DTYPES[options.preset]
-    jobs = options.jobs or workers.default_jobs()
+    jobs = _jobs(options)
     count = workers.worker_count(chosen, options.claims_spec, jobs)
     if count:
-        log(f"claims: {len(chosen)} in {len(workers.families(chosen))} families, on {count} worker processes")
+        log(f"claims: {len(chosen)} in {len(workers.families(chosen))} families, on {count} worker processes"
+            + (", the figures beside them" if beside is not None else ""))
     outcomes = {}
     for outcome in workers.sweep_claims(chosen, options.claims_spec, dtypes=dtypes, trials=trials,
-                                        seed=options.seed, jobs=jobs):
+                                        seed=options.seed, jobs=jobs, beside=beside):
         workers.log_outcome(outcome, log)
         outcomes[outcome.claim_id, outcome.dtype] = outcome
     ordered = [outcomes[claim.id, dtype] for claim in chosen for dtype in dtypes]
@@ -103,13 +117,14 @@ def run_claims(options: ReportOptions, log: Callable[[str], None]) -> tuple[list
     return results, errors
 
 
+def _jobs(options: ReportOptions) -> int:
+    return options.jobs or workers.default_jobs()
+
+
 def run_report(options: ReportOptions, draw_figures: FigureDrawer | None = None) -> tuple[dict[str, Path], int]:
     """Run the main job; returns the written files and the exit status (0: everything as expected,
     1: an unexpected PASS/FAIL, or a claim or figure that could not run)."""
-    start = time.perf_counter()
-
-    def log(message: str) -> None:
-        _log(message, start)
+    log = Log(time.perf_counter())
 
     if options.preset not in PRESETS:
         raise InputError(f"unknown preset {options.preset!r} (use {', '.join(PRESETS)})")
@@ -121,17 +136,32 @@ def run_report(options: ReportOptions, draw_figures: FigureDrawer | None = None)
     options.out_dir.mkdir(parents=True, exist_ok=True)
 
     loaded, model_info = obtain_model(options, log)
-    results, errors = run_claims(options, log)
+    context: dict[str, Any] = dict(model=loaded, seed=options.seed, quick=options.preset == "quick",
+                                   claims_spec=options.claims_spec)
+    if options.text:
+        context["text"] = context["document"] = options.text
+    figures_dir = options.out_dir / "figures"
+    # With worker processes, the figures that do not read the claims' results are drawn in one
+    # of them while the claims run; the others after the claims, here (`workers.Beside`).
+    beside = None
+    if draw_figures is not None and workers.worker_count(select(list(options.claims)), options.claims_spec,
+                                                          _jobs(options)):
+        beside = workers.Beside(functools.partial(draw_figures, reads_sweeps=False),
+                                (list(options.figures), context, figures_dir, log))
+    results, errors = run_claims(options, log, beside)
 
     figure_files: dict[str, Path] = {}
     notes: dict[str, str] = {}
     if draw_figures is not None:
-        sweeps = {(r.id, r.dtype): r.errors for r in results}
-        context: dict[str, Any] = dict(model=loaded, seed=options.seed, quick=options.preset == "quick",
-                                       claims_spec=options.claims_spec, sweeps=sweeps)
-        if options.text:
-            context["text"] = context["document"] = options.text
-        drawn, failed, notes = draw_figures(list(options.figures), context, options.out_dir / "figures", log)
+        context["sweeps"] = {(r.id, r.dtype): r.errors for r in results}
+        if beside is None:
+            drawn, failed, notes = draw_figures(list(options.figures), context, figures_dir, log)
+        elif beside.error is not None or not beside.ran:
+            log(f"figures: the worker process could not draw them ({beside.error}); drawing them here")
+            drawn, failed, notes = draw_figures(list(options.figures), context, figures_dir, log)
+        else:
+            drawn, failed, notes = draw_figures(list(options.figures), context, figures_dir, log,
+                                                reads_sweeps=True, before=beside.result)
         errors += failed
         figure_files = {name: next(p for p in paths if p.suffix == ".png") for name, paths in drawn.items()}
 
