@@ -128,9 +128,15 @@ def test_a_figures_data_is_read_back_for_the_same_inputs_only(folder, tiny_spec)
     first = catalog.computed("fig3", compute, _figure_context(tiny_spec, 0))
     again = catalog.computed("fig3", compute, _figure_context(tiny_spec, 0))
     assert len(computed) == 1 and again["n"] == 1 and again["values"].tobytes() == first["values"].tobytes()
-    # Can fail: other weights, another seed, other sweep numbers are other inputs.
+    # Can fail: other weights, another seed are other inputs.
     catalog.computed("fig3", compute, _figure_context(tiny_spec, 1))
     catalog.computed("fig3", compute, dataclasses.replace(_figure_context(tiny_spec, 0), seed=1))
-    catalog.computed("fig3", compute, dataclasses.replace(_figure_context(tiny_spec, 0),
-                                                         sweeps={("thm1.gradient", "float64"): [1e-16]}))
-    assert len(computed) == 4
+    assert len(computed) == 3
+    # The claims' sweep numbers are inputs of the figures that read them (catalog.READS_SWEEPS)
+    # only: fig3 drawn beside the claims (no sweeps yet) and after them is one entry.
+    swept = dataclasses.replace(_figure_context(tiny_spec, 0), sweeps={("thm1.gradient", "float64"): [1e-16]})
+    assert "fig3" not in catalog.READS_SWEEPS and "thm1_hist" in catalog.READS_SWEEPS
+    assert catalog.computed("fig3", compute, swept)["n"] == 1 and len(computed) == 3
+    catalog.computed("thm1_hist", compute, _figure_context(tiny_spec, 0))
+    catalog.computed("thm1_hist", compute, swept)
+    assert len(computed) == 5
