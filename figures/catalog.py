@@ -117,26 +117,31 @@ def caption(name: str) -> str:
     return " ".join(doc.split())
 
 
-#: The figures that read the claims' sweep results (`FigureContext.sweeps`): the report draws
-#: them after its claims, the others beside the claims (`verification.workers.Beside`).
+#: The figures that read the claims' sweep results (`FigureContext.sweeps`).
 READS_SWEEPS = frozenset({"thm1_hist"})
+#: The figures a report draws after its claims; the others are drawn beside the claims
+#: (`verification.workers.Beside`). `wp_tradeoff` plots the `wp` claims' stored pools
+#: (`verification.claims.wp.pool`), and reads them back after the claims: computed by the figure
+#: first, in its own process, they came out different in the last bits (the J&W optimum picked
+#: another vertex among near-ties on 38 of 16,384 documents; docs/verification.md), and the
+#: claims would have read those.
+AFTER_CLAIMS = READS_SWEEPS | {"wp_tradeoff"}
 
 
 def draw_for_report(names: list[str], context: dict, out_dir: str | Path, log: Callable[[str], None], *,
-                    reads_sweeps: bool | None = None, before: tuple | None = None,
+                    after_claims: bool | None = None, before: tuple | None = None,
                     ) -> tuple[dict[str, list[Path]], list[str], dict[str, str]]:
     """The report's figure step: like `make_all`, but a figure that raises is reported, not fatal.
     Returns the files per figure, one line per failed figure, and a caption per drawn figure.
-    With `reads_sweeps` True (False), only the figures that read (do not read) the claims'
-    sweeps; `before` is what an earlier call returned for the others, merged in, in the order
-    of `names`."""
+    With `after_claims` True (False), only the figures of (not of) `AFTER_CLAIMS`; `before` is
+    what an earlier call returned for the others, merged in, in the order of `names`."""
     names = check_names(names)
     ctx = FigureContext(**context)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     drawn, failed = {}, []
     for name in names:
-        if reads_sweeps is not None and (name in READS_SWEEPS) != reads_sweeps:
+        if after_claims is not None and (name in AFTER_CLAIMS) != after_claims:
             continue
         log(f"figure {name}: {FIGURES[name][1]}")
         try:

@@ -43,10 +43,11 @@ DTYPES = {"quick": ("float64",), "full": ("float64", "float32")}
 #: The default model's training (docs/theory.md §7 uses 10 epochs at lr 1e-4, batch 16 as well).
 DEFAULT_TRAINING = TrainConfig(epochs=10, lr=1e-4, batch=16, seed=0)
 
-#: ``draw_figures(names, context_kwargs, out_dir, log, *, reads_sweeps=None, before=None) ->
-#: (drawn, failed, notes)`` (`figures.catalog.draw_for_report`): `reads_sweeps` True or False
-#: draws only the figures that read (or do not read) the claims' results, and `before` is what
-#: an earlier call drew, merged in. A drawer for a worker process must be picklable.
+#: ``draw_figures(names, context_kwargs, out_dir, log, *, after_claims=None, before=None) ->
+#: (drawn, failed, notes)`` (`figures.catalog.draw_for_report`): `after_claims` True or False
+#: draws only the figures drawn after the claims (they read the claims' results), or only the
+#: others, and `before` is what an earlier call drew, merged in. A drawer for a worker process
+#: must be picklable.
 FigureDrawer = Callable[..., tuple[dict[str, list[Path]], list[str], dict[str, str]]]
 
 
@@ -142,11 +143,12 @@ def run_report(options: ReportOptions, draw_figures: FigureDrawer | None = None)
         context["text"] = context["document"] = options.text
     figures_dir = options.out_dir / "figures"
     # With worker processes, the figures that do not read the claims' results are drawn in one
-    # of them while the claims run; the others after the claims, here (`workers.Beside`).
+    # of them while the claims run; the others after the claims, here (`workers.Beside`,
+    # `figures.catalog.AFTER_CLAIMS`).
     beside = None
     if draw_figures is not None and workers.worker_count(select(list(options.claims)), options.claims_spec,
                                                           _jobs(options)):
-        beside = workers.Beside(functools.partial(draw_figures, reads_sweeps=False),
+        beside = workers.Beside(functools.partial(draw_figures, after_claims=False),
                                 (list(options.figures), context, figures_dir, log))
     results, errors = run_claims(options, log, beside)
 
@@ -161,7 +163,7 @@ def run_report(options: ReportOptions, draw_figures: FigureDrawer | None = None)
             drawn, failed, notes = draw_figures(list(options.figures), context, figures_dir, log)
         else:
             drawn, failed, notes = draw_figures(list(options.figures), context, figures_dir, log,
-                                                reads_sweeps=True, before=beside.result)
+                                                after_claims=True, before=beside.result)
         errors += failed
         figure_files = {name: next(p for p in paths if p.suffix == ".png") for name, paths in drawn.items()}
 
