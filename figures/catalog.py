@@ -134,7 +134,8 @@ def draw_for_report(names: list[str], context: dict, out_dir: str | Path, log: C
     """The report's figure step: like `make_all`, but a figure that raises is reported, not fatal.
     Returns the files per figure, one line per failed figure, and a caption per drawn figure.
     With `after_claims` True (False), only the figures of (not of) `AFTER_CLAIMS`; `before` is
-    what an earlier call returned for the others, merged in, in the order of `names`."""
+    what an earlier call returned for the others, merged in (the figures in the order of
+    `names`, the failures of the earlier call first)."""
     names = check_names(names)
     ctx = FigureContext(**context)
     out_dir = Path(out_dir)
@@ -155,7 +156,7 @@ def draw_for_report(names: list[str], context: dict, out_dir: str | Path, log: C
         earlier, earlier_failed, earlier_notes = before
         drawn = {name: (drawn | earlier)[name] for name in names if name in drawn or name in earlier}
         notes = {name: (notes | earlier_notes)[name] for name in drawn}
-        failed = sorted(earlier_failed + failed, key=lambda line: names.index(line.split()[1].rstrip(":")))
+        failed = earlier_failed + failed
     return drawn, failed, notes
 
 

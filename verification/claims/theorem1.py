@@ -21,7 +21,7 @@ TOLERANCE_REASON = "relative rounding of O(T*d_e) sums, >= 100x margin over meas
 EVALUATION = "theorem1"
 #: They read the embedding table only at the document's tokens (e_t = E[x_t]): their sweeps draw
 #: only those rows (`Claim.embedding_rows`).
-EMBEDDING_ROWS = "document"
+ROWS_READ = "document"
 
 
 def _proof(name: str):
@@ -47,7 +47,7 @@ register(Claim(
     rhs="jax.grad of the JAX model",
     build=_rows("derived", "autodiff", slice(None)),
     evaluation=EVALUATION,
-    embedding_rows=EMBEDDING_ROWS,
+    embedding_rows=ROWS_READ,
     tolerance=TOLERANCE,
     tolerance_reason=TOLERANCE_REASON,
 ))
@@ -62,7 +62,7 @@ register(Claim(
     rhs="jax.grad of the JAX model",
     build=_rows("paper", "autodiff", slice(1, None)),
     evaluation=EVALUATION,
-    embedding_rows=EMBEDDING_ROWS,
+    embedding_rows=ROWS_READ,
     tolerance=TOLERANCE,
     tolerance_reason=TOLERANCE_REASON,
     requires=PAPER_HYPOTHESES,
@@ -80,7 +80,7 @@ register(Claim(
     rhs="jax.grad of the JAX model, row 0",
     build=_rows("paper", "autodiff", slice(0, 1)),
     evaluation=EVALUATION,
-    embedding_rows=EMBEDDING_ROWS,
+    embedding_rows=ROWS_READ,
     tolerance=TOLERANCE,
     tolerance_reason=TOLERANCE_REASON,
     requires=PAPER_HYPOTHESES,
@@ -104,7 +104,7 @@ register(Claim(
     rhs="jax.grad of the JAX model, row 0",
     build=_rows("paper_plus_cls_term", "autodiff", slice(0, 1)),
     evaluation=EVALUATION,
-    embedding_rows=EMBEDDING_ROWS,
+    embedding_rows=ROWS_READ,
     tolerance=TOLERANCE,
     tolerance_reason=TOLERANCE_REASON,
     requires=PAPER_HYPOTHESES,
@@ -121,7 +121,7 @@ register(Claim(
     rhs="<e_t, jax.grad>",
     build=_rows("gxi_paper", "autodiff_gxi", slice(1, None)),
     evaluation=EVALUATION,
-    embedding_rows=EMBEDDING_ROWS,
+    embedding_rows=ROWS_READ,
     tolerance=TOLERANCE,
     tolerance_reason=TOLERANCE_REASON,
     requires=PAPER_HYPOTHESES,
@@ -138,7 +138,7 @@ register(Claim(
     rhs="jax.grad of the JAX model",
     build=_rows("paper_without_jacobian", "autodiff", slice(1, None)),
     evaluation=EVALUATION,
-    embedding_rows=EMBEDDING_ROWS,
+    embedding_rows=ROWS_READ,
     tolerance=TOLERANCE,
     tolerance_reason=TOLERANCE_REASON,
     holds=False,

@@ -102,7 +102,7 @@ def run_claims(options: ReportOptions, log: Callable[[str], None],
     chosen = select(list(options.claims))
     trials = options.trials or PRESETS[options.preset]
     dtypes = DTYPES[options.preset]
-    jobs = _jobs(options)
+    jobs = options.jobs or workers.default_jobs()
     count = workers.worker_count(chosen, options.claims_spec, jobs)
     if count:
         log(f"claims: {len(chosen)} in {len(workers.families(chosen))} families, on {count} worker processes"
@@ -116,10 +116,6 @@ def run_claims(options: ReportOptions, log: Callable[[str], None],
     results = [o.result for o in ordered if o.error is None]
     errors = [f"claim {o.claim_id} ({o.dtype}): {o.error}" for o in ordered if o.error is not None]
     return results, errors
-
-
-def _jobs(options: ReportOptions) -> int:
-    return options.jobs or workers.default_jobs()
 
 
 def run_report(options: ReportOptions, draw_figures: FigureDrawer | None = None) -> tuple[dict[str, Path], int]:
@@ -143,27 +139,23 @@ def run_report(options: ReportOptions, draw_figures: FigureDrawer | None = None)
         context["text"] = context["document"] = options.text
     figures_dir = options.out_dir / "figures"
     # With worker processes, the figures that do not read the claims' results are drawn in one
-    # of them while the claims run; the others after the claims, here (`workers.Beside`,
-    # `figures.catalog.AFTER_CLAIMS`).
-    beside = None
-    if draw_figures is not None and workers.worker_count(select(list(options.claims)), options.claims_spec,
-                                                          _jobs(options)):
-        beside = workers.Beside(functools.partial(draw_figures, after_claims=False),
-                                (list(options.figures), context, figures_dir, log))
+    # of them while the claims run, the others after the claims, here (`workers.Beside`,
+    # `figures.catalog.AFTER_CLAIMS`). Without workers, or if that worker failed, all of them here.
+    beside = None if draw_figures is None else workers.Beside(
+        functools.partial(draw_figures, after_claims=False), (list(options.figures), context, figures_dir, log))
     results, errors = run_claims(options, log, beside)
 
     figure_files: dict[str, Path] = {}
     notes: dict[str, str] = {}
     if draw_figures is not None:
         context["sweeps"] = {(r.id, r.dtype): r.errors for r in results}
-        if beside is None:
-            drawn, failed, notes = draw_figures(list(options.figures), context, figures_dir, log)
-        elif beside.error is not None or not beside.ran:
-            log(f"figures: the worker process could not draw them ({beside.error}); drawing them here")
-            drawn, failed, notes = draw_figures(list(options.figures), context, figures_dir, log)
-        else:
+        if beside.ran and beside.error is None:
             drawn, failed, notes = draw_figures(list(options.figures), context, figures_dir, log,
                                                 after_claims=True, before=beside.result)
+        else:
+            if beside.error is not None:
+                log(f"figures: the worker process could not draw them ({beside.error}); drawing them here")
+            drawn, failed, notes = draw_figures(list(options.figures), context, figures_dir, log)
         errors += failed
         figure_files = {name: next(p for p in paths if p.suffix == ".png") for name, paths in drawn.items()}
 
