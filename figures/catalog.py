@@ -121,10 +121,8 @@ def caption(name: str) -> str:
 READS_SWEEPS = frozenset({"thm1_hist"})
 #: The figures a report draws after its claims; the others are drawn beside the claims
 #: (`verification.workers.Beside`). `wp_tradeoff` plots the `wp` claims' stored pools
-#: (`verification.claims.wp.pool`), and reads them back after the claims: computed by the figure
-#: first, in its own process, they came out different in the last bits (the J&W optimum picked
-#: another vertex among near-ties on 38 of 16,384 documents; docs/verification.md), and the
-#: claims would have read those.
+#: (`verification.claims.wp.pool`) and reads them back after the claims: drawn beside them, it
+#: would train the same models and compute the same pools in a second process.
 AFTER_CLAIMS = READS_SWEEPS | {"wp_tradeoff"}
 
 
