@@ -211,7 +211,7 @@ def test_a_pool_computed_during_a_sweeps_trace_has_the_bits_of_a_top_level_call(
     out = tmp_path / "pool.npz"
     subprocess.run([sys.executable, "-c", _POOL_DURING_A_TRACE, str(out)], check=True, timeout=600)
     during_trace = np.load(out)
-    at_top_level = cw.pool.__wrapped__(SMALL, "calibration", "needle", "float64")  # not the cached one
+    at_top_level = cw.pool.__wrapped__(SMALL, "calibration", "needle", "float64")  # not the one in memory
     assert set(during_trace.files) == set(at_top_level)
     for name, values in at_top_level.items():
         np.testing.assert_array_equal(during_trace[name], values, err_msg=name)

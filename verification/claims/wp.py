@@ -87,7 +87,25 @@ def _correct(z, y):
     return (jnp.argmax(z, axis=-1) == y).astype(z.dtype)
 
 
-@functools.lru_cache(maxsize=32)
+def _top_level(function):
+    """`function`, always computed as a top-level call, even when called while a sweep is being
+    traced: in a thread of its own, since JAX keeps its tracing state per thread.
+
+    A claim's sweep asks for its pool inside its trace; a figure (`figures.wp_tradeoff`) asks at
+    top level. Computed under ``jax.ensure_compile_time_eval`` inside the trace, as this module
+    once did, a pool had other last bits (measured: the needle pool's mean J&W TVD at eps = 0.01,
+    0.0055613 against 0.0055641; the exact optimum picks another vertex among near-ties), and the
+    pool is stored, so the first path to compute it decided what every later run read back."""
+    @functools.wraps(function)
+    def in_a_thread(*args):
+        with ThreadPoolExecutor(max_workers=1) as thread:
+            return thread.submit(function, *args).result()
+
+    return in_a_thread
+
+
+@functools.lru_cache(maxsize=32)  # outermost: a call that finds the pool in memory starts no thread
+@_top_level
 @stored_results.on_disk  # eager evaluations of the trained models: a later run reads them back
 def pool(spec: ModelSpec, what: str, task: str, dtype: str) -> dict[str, jnp.ndarray]:
     """Per-document metrics (arrays with last axis POOL) of one study, models cast to `dtype`:
@@ -130,25 +148,12 @@ def pool(spec: ModelSpec, what: str, task: str, dtype: str) -> dict[str, jnp.nda
                                   for i in range(len(wd.ARMS))])}
 
 
-def _outside_any_trace(function, *args):
-    """``function(*args)`` as a top-level call computes it, even while a sweep is being traced.
-
-    JAX keeps its tracing state per thread, so a thread of its own starts outside the sweep's
-    trace. `pool` computed under ``jax.ensure_compile_time_eval`` inside the trace gave other last
-    bits than at top level (measured: the mean J&W TVD at eps = 0.01 on the needle pool,
-    0.0055613 against 0.0055641; the exact optimum picks another vertex among near-ties), so the
-    first path to compute a stored pool (a claim's sweep, or `figures.wp_tradeoff`) decided the
-    bits every later run read back. Here both paths compute the same bits."""
-    with ThreadPoolExecutor(max_workers=1) as thread:
-        return thread.submit(function, *args).result()
-
-
 def test_set(tokens, spec: ModelSpec, what: str, task: str, dtype) -> dict[str, jnp.ndarray]:
     """The draw's test set: means over DOCUMENTS_PER_DRAW pool documents drawn with the draw's key,
     of the metrics of the studies in `what` ("+"-separated: one sample for all of them)."""
     metrics = {}
-    for study in what.split("+"):
-        metrics.update(_outside_any_trace(pool, spec, study, task, jnp.dtype(dtype).name))
+    for study in what.split("+"):  # computed outside the sweep's trace (`_top_level`)
+        metrics.update(pool(spec, study, task, jnp.dtype(dtype).name))
     key = token_key(tokens, POOL_SEED)
     index = jax.random.randint(key, (DOCUMENTS_PER_DRAW,), 0, POOL)
     return {name: values[..., index].mean(axis=-1) for name, values in metrics.items()}
