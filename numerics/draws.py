@@ -12,6 +12,8 @@ The draws are `jax.random`'s, bit for bit, hashed by the unrolled Threefry of
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 from attnverify.numerics.model import CLS, Params
@@ -81,5 +83,13 @@ def draw_params(key: PRNGKeyArray, spec: ModelSpec, *, scale: float = 1.0, dtype
 
 def draw_document(key: PRNGKeyArray, spec: ModelSpec) -> Int[Array, " T"]:
     """[CLS] followed by T - 1 ids drawn uniformly from the rest of the vocabulary (UNK included)."""
-    body = jax.random.randint(unrolled_key(key), (spec.max_len - 1,), 1, spec.vocab_size)
+    return _document(key, spec.max_len, spec.vocab_size)
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _document(key: PRNGKeyArray, max_len: int, vocab_size: int) -> Int[Array, " T"]:
+    # One compiled program per size, called eagerly or inside a sweep's trace: eagerly, its
+    # half-dozen operations would each be an XLA compilation of their own (tens of ms each on
+    # CPU). Integer operations only, so the ids are the same bits either way.
+    body = jax.random.randint(unrolled_key(key), (max_len - 1,), 1, vocab_size)
     return jnp.concatenate([jnp.array([CLS]), body])

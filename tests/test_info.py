@@ -90,6 +90,20 @@ def test_task_labels_and_bad_tasks():
         tasks.check_task("xor", spec)
 
 
+def test_the_training_programs_task_index_makes_that_tasks_documents_and_labels():
+    # One compiled training program serves every task (`synthetic_tasks._task_data`, a
+    # `lax.switch` on the task's index in TASKS). Can fail: a branch out of TASKS' order would
+    # train one task on another's documents or labels.
+    spec = ModelSpec(max_len=6, d_embed=4, d_att=2, d_out=2, heads=1, vocab_size=20)
+    key = jax.random.PRNGKey(3)
+    for index, task in enumerate(tasks.TASKS):
+        made, y = tasks._task_data(key, jnp.asarray(index, jnp.int32), 64, spec)
+        expected = tasks.documents(key, 64, task, spec)
+        assert np.array_equal(made, expected) and np.array_equal(y, tasks.labels(expected, task, spec)), task
+    needle, _ = tasks._task_data(key, jnp.asarray(0, jnp.int32), 64, spec)
+    assert not np.array_equal(needle, tasks.documents(key, 64, "bag_of_words", spec))
+
+
 @pytest.mark.parametrize("claim_id", ["info.gumbel_entropy_temperature", "info.gumbel_skewed"])
 def test_gumbel_claims(claim_id):
     spec = ModelSpec(max_len=6, d_embed=4, d_att=3, d_out=3, heads=2, vocab_size=16)

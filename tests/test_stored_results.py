@@ -66,6 +66,17 @@ def test_trained_weights_are_read_back_bit_for_bit_without_training(folder, tiny
     assert not _same_bits(other, params)
 
 
+def test_one_compiled_training_program_trains_every_task(tiny_spec, monkeypatch):
+    # The task is an argument of the training program, not part of it: the three tasks of a
+    # recipe compile once. Can fail: a program per task would be compiled three times.
+    real, programs = synthetic_tasks._training_program, []
+    monkeypatch.setattr(synthetic_tasks, "_training_program", lambda *a: programs.append(real(*a)) or programs[-1])
+    models = {task: synthetic_tasks.trained_model.__wrapped__(tiny_spec, task, steps=STEPS)[0]
+              for task in synthetic_tasks.TASKS}
+    assert len(programs) == 3 and len({id(p) for p in programs}) == 1 and programs[0]._cache_size() == 1
+    assert not _same_bits(models["needle"], models["planted"])
+
+
 def test_an_unreadable_entry_is_trained_again_and_rewritten(folder, tiny_spec, trainings):
     params, accuracy = _train(tiny_spec)
     (entry,) = compilation_cache.result_entries(folder)

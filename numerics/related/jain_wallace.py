@@ -15,6 +15,7 @@ forms of `theory.related.jw` are about the spec's explained output (`explained_f
 
 from __future__ import annotations
 
+import functools
 import itertools
 
 import jax
@@ -119,6 +120,7 @@ def all_permutations(m: int) -> np.ndarray:
     return np.asarray(list(itertools.permutations(range(m))), dtype=np.int32)
 
 
+@functools.partial(jax.jit, static_argnums=(1, 2))  # one program, not an XLA compile per operation
 def random_permutations(key: PRNGKeyArray, n: int, m: int) -> Int[Array, "n m"]:
     return jax.vmap(lambda k: jax.random.permutation(k, m))(jax.random.split(key, n))
 

@@ -46,6 +46,14 @@ def check_task(task: str, spec: ModelSpec) -> None:
 
 def labels(tokens: Int[Array, "n T"], task: str, spec: ModelSpec) -> Int[Array, " n"]:
     """The task's label of each document."""
+    return _labels(tokens, task, spec.vocab_size)
+
+
+# `_labels` and `_documents` are one compiled program per task and size, called eagerly (a
+# study's documents) or inside a trace: eagerly, each of their operations would be an XLA
+# compilation of its own (tens of ms each on CPU). Integer operations only: the same bits.
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _labels(tokens: Int[Array, "n T"], task: str, vocab_size: int) -> Int[Array, " n"]:
     words = tokens[:, 1:]
     if task == "needle":
         return jnp.any(words == NEEDLE, axis=1).astype(jnp.int32)
@@ -53,15 +61,19 @@ def labels(tokens: Int[Array, "n T"], task: str, spec: ModelSpec) -> Int[Array, 
         positive = (words >= 3) & (words < 3 + SENTIMENT_WORDS)
         negative = (words >= 3 + SENTIMENT_WORDS) & (words < 3 + 2 * SENTIMENT_WORDS)
         return (positive.sum(axis=1) > negative.sum(axis=1)).astype(jnp.int32)
-    return (tokens[:, PLANTED_POSITION] >= (spec.vocab_size + 2) // 2).astype(jnp.int32)
+    return (tokens[:, PLANTED_POSITION] >= (vocab_size + 2) // 2).astype(jnp.int32)
 
 
 def documents(key: PRNGKeyArray, n: int, task: str, spec: ModelSpec) -> Int[Array, "n T"]:
     """n documents; for ``needle`` half of them get one needle at a uniform position."""
+    return _documents(key, n, task, spec.max_len, spec.vocab_size)
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2, 3, 4))
+def _documents(key: PRNGKeyArray, n: int, task: str, T: int, vocab_size: int) -> Int[Array, "n T"]:
     k_words, k_flag, k_where = jax.random.split(key, 3)
-    T = spec.max_len
     low = NEEDLE + 1 if task == "needle" else 2
-    words = jax.random.randint(k_words, (n, T - 1), low, spec.vocab_size)
+    words = jax.random.randint(k_words, (n, T - 1), low, vocab_size)
     if task == "needle":
         put = jax.random.bernoulli(k_flag, 0.5, (n,))
         where = jax.random.randint(k_where, (n,), 0, T - 1)
@@ -103,32 +115,48 @@ def trained_model(spec: ModelSpec, task: str, *, seed: int = 0, steps: int = 300
 
     Cached: claims that share a (spec, task) train once per process, and a later run reads the
     weights back from the cache folder (`numerics.stored_results`). The whole recipe (init,
-    training, test) is one compiled program, whose arguments are only the seed: every seed of a
-    (spec, task, steps, batch, learning rate) reuses it.
+    training, test) is one compiled program, whose arguments are only the seed and the task:
+    every seed and task of a (spec, steps, batch, learning rate) reuses it (`_training_program`).
     """
     check_task(task, spec)
-    params, correct = _training_program(spec, task, steps, batch, learning_rate)(jnp.asarray(seed))
+    program = _training_program(spec, steps, batch, learning_rate)
+    params, correct = program(jnp.asarray(seed), jnp.asarray(TASKS.index(task), jnp.int32))
     return params, float(correct)
 
 
+def _task_data(key: PRNGKeyArray, task: Int[Array, ""], n: int, spec: ModelSpec):
+    """n documents of the task numbered `task` in `TASKS` (a traced index), and their labels.
+
+    The tasks differ only in how their integer documents and labels are made, so one compiled
+    training program serves all three (`lax.switch`): compiling the step (forward, gradient,
+    Adam) is most of a training program's cost, seconds per program on CPU."""
+    def one(name):
+        def make(key):
+            tokens = documents(key, n, name, spec)
+            return tokens, labels(tokens, name, spec)
+        return make
+
+    return jax.lax.switch(task, [one(name) for name in TASKS], key)
+
+
 @functools.lru_cache(maxsize=16)
-def _training_program(spec: ModelSpec, task: str, steps: int, batch: int, learning_rate: float):
+def _training_program(spec: ModelSpec, steps: int, batch: int, learning_rate: float):
     optimiser = optax.adam(learning_rate)
 
-    def step(carry, key):
-        params, state = carry
-        tokens = documents(key, batch, task, spec)
-        grads = jax.grad(_loss)(params, tokens, labels(tokens, task, spec), spec)
-        updates, state = optimiser.update(grads, state, params)
-        return (optax.apply_updates(params, updates), state), None
+    def train(seed, task):
+        def step(carry, key):
+            params, state = carry
+            tokens, y = _task_data(key, task, batch, spec)
+            grads = jax.grad(_loss)(params, tokens, y, spec)
+            updates, state = optimiser.update(grads, state, params)
+            return (optax.apply_updates(params, updates), state), None
 
-    def train(seed):
         k_init, k_data, k_test = jax.random.split(jax.random.PRNGKey(seed), 3)
         params = draw_params(k_init, spec)
         params = jax.lax.scan(step, (params, optimiser.init(params)), jax.random.split(k_data, steps))[0][0]
-        test = documents(k_test, 1024, task, spec)
+        test, y = _task_data(k_test, task, 1024, spec)
         z = jax.vmap(lambda x: nm.logits(params, nm.embed(params, x, spec), spec))(test)
-        return params, jnp.mean(jnp.argmax(z, axis=1) == labels(test, task, spec))
+        return params, jnp.mean(jnp.argmax(z, axis=1) == y)
 
     return jax.jit(train)
 
