@@ -16,10 +16,11 @@ StableHLO. (A program `jax.export` cannot serialise runs as a plain `jax.jit`, e
 **The key** is everything the trace depends on: the program's own key (which programs, the
 spec, dtype, scale) and argument shapes; a digest of every file of the installed `attnverify`
 package; the versions of Python, JAX, jaxlib, NumPy, SymPy and optax; the JAX flags that change
-a trace; and the machine (CPU model and features, backend), since constants computed while
-tracing (a trained model's weights) are part of the program and another CPU may round them
-differently. So only programs made of the package's own code may be given a key: the sweep's
-(`verification.blocks`) gives none to a user's claim or a plugin model, which are code outside
+a trace; the options given to XLA (``$XLA_FLAGS``, `xla_flags`); and the machine (CPU model and
+features, backend), since constants computed while tracing (a trained model's weights) are part
+of the program, and another CPU or another XLA option may round them differently. So only
+programs made of the package's own code may be given a key: the sweep's (`verification.blocks`)
+gives none to a user's claim or a plugin model, which are code outside
 the package, traced afresh in every run.
 
 Programs are read back only from the folder the command line chose (`set_programs_folder`,
@@ -34,6 +35,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.util
+import os
 import platform
 import sys
 from collections.abc import Callable
@@ -78,6 +80,15 @@ def _machine() -> str:
     return "\n".join(dict.fromkeys(wanted)) or f"{platform.machine()} {platform.processor()}"
 
 
+def xla_flags() -> str:
+    """The options given to XLA's compiler in ``$XLA_FLAGS``, sorted, but for the CPU device count
+    (`numerics.host_devices`: results are bit-identical for any count, tests/test_scale_out.py).
+    Another option (an optimisation level, say) may round a trained model's weights differently."""
+    from attnverify.numerics.host_devices import FLAG
+
+    return " ".join(sorted(f for f in os.environ.get("XLA_FLAGS", "").split() if f.split("=")[0] != FLAG))
+
+
 @functools.cache
 def environment_digest() -> str:
     """The digest of everything but the program's own key (see the module docstring)."""
@@ -94,7 +105,7 @@ def environment_digest() -> str:
     versions = [sys.version] + [_version(p) for p in ("jax", "jaxlib", "numpy", "sympy", "optax")]
     flags = [f"{name}={getattr(jax.config, name, None)!r}" for name in TRACE_FLAGS]
     device = jax.devices()[0]
-    for part in (*versions, *flags, device.platform, device.device_kind, _machine()):
+    for part in (*versions, *flags, xla_flags(), device.platform, device.device_kind, _machine()):
         digest.update(str(part).encode() + b"\0")
     return digest.hexdigest()
 

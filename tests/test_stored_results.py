@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from attnverify.figures import catalog
 from attnverify.figures.common import FigureContext
-from attnverify.numerics import compilation_cache
+from attnverify.numerics import compilation_cache, host_devices, stored_programs
 from attnverify.numerics.draws import draw_params
 from attnverify.numerics.modelfile import ModelFile
 from attnverify.numerics.training import synthetic_tasks
@@ -85,6 +85,25 @@ def test_an_unreadable_entry_is_trained_again_and_rewritten(folder, tiny_spec, t
     again, accuracy_again = _train(tiny_spec)
     assert len(trainings) == 2 and _same_bits(again, params) and accuracy_again == accuracy
     assert _same_bits(pickle.loads(entry.read_bytes())[0], params)  # rewritten, readable
+
+
+def test_another_xla_option_is_another_entry_but_another_device_count_is_not(monkeypatch):
+    # XLA's options may round a trained model's weights differently (an optimisation level of 0
+    # changes the last bits), so a result computed under them is never read back without them.
+    # The CPU device count is left out: results are bit-identical for any count (test_scale_out).
+    # Can fail: a digest that ignored $XLA_FLAGS would be equal in the first comparison.
+    def digest(flags: str) -> str:
+        monkeypatch.setenv("XLA_FLAGS", flags)
+        stored_programs.environment_digest.cache_clear()
+        return stored_programs.environment_digest()
+
+    try:
+        plain = digest(f"{host_devices.FLAG}=2")
+        assert digest(f"{host_devices.FLAG}=2 --xla_backend_optimization_level=1") != plain
+        assert digest(f"{host_devices.FLAG}=4") == plain == digest("")
+    finally:
+        monkeypatch.undo()
+        stored_programs.environment_digest.cache_clear()
 
 
 def test_without_a_folder_nothing_is_stored(tmp_path, tiny_spec, trainings):
