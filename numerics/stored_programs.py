@@ -20,8 +20,8 @@ a trace; the options given to XLA (``$XLA_FLAGS``, `xla_flags`); and the machine
 features, backend), since constants computed while tracing (a trained model's weights) are part
 of the program, and another CPU or another XLA option may round them differently. So only
 programs made of the package's own code may be given a key: the sweep's (`verification.blocks`)
-gives none to a user's claim or a plugin model, which are code outside
-the package, traced afresh in every run.
+gives none to a user's claim or a plugin model, which are code outside the package, traced
+afresh in every run.
 
 Programs are read back only from the folder the command line chose (`set_programs_folder`,
 called with the compilation cache's folder); in-process callers (tests, notebooks, which may

@@ -14,9 +14,9 @@ tuples of them; anything else, a plugin's spec, is computed afresh), and
 `stored_programs.environment_digest`: every file of the package, the versions of Python, JAX,
 jaxlib, NumPy, SymPy and optax, the JAX flags that change a trace, the options given to XLA
 (``$XLA_FLAGS``), and the machine (another CPU or another XLA option may round a training step
-differently). Without a folder (tests, notebooks) nothing is stored; an
-entry that cannot be read is computed again and rewritten. Like the compiled programs beside it,
-the folder is trusted: only its owner should be able to write to it.
+differently). Without a folder (tests, notebooks) nothing is stored; an entry that cannot be read
+is computed again and rewritten. Like the compiled programs beside it, the folder is trusted: only
+its owner should be able to write to it.
 """
 
 from __future__ import annotations
