@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from attnverify.figures.common import FigureContext, plt, style
@@ -22,6 +23,13 @@ from attnverify.numerics.related import wp_diagnostic as wd
 NAME = "wp_tradeoff"
 
 
+#: Compiled as the claims' pools compile them (`verification.claims.wp.pool`): run eagerly, every
+#: operation of the arms' forwards was an XLA compilation of its own (92, about 2 s).
+_batch_logits = jax.jit(wp.batch_logits, static_argnames=("spec", "attention"))
+_arm_logits = jax.jit(wd.arm_logits, static_argnames=("arm", "spec"))
+_accuracy_f1 = jax.jit(wp.accuracy_f1)
+
+
 def _arms(spec) -> list[dict]:
     """Accuracy and F1 on the pool per (study, task, arm); baseline arms are seed-0 models."""
     from attnverify.verification.claims import wp as cw  # SymPy-backed: imported when data is computed
@@ -29,8 +37,8 @@ def _arms(spec) -> list[dict]:
     for task in cw.TASKS:
         docs, y = cw.pool_documents(spec, task)
         for attention in wp.ATTENTIONS:
-            z = wp.batch_logits(cw.model(spec, task, attention, 0), docs, wspec, attention)
-            accuracy, f1 = wp.accuracy_f1(z, y)
+            z = _batch_logits(cw.model(spec, task, attention, 0), docs, wspec, attention)
+            accuracy, f1 = _accuracy_f1(z, y)
             rows.append({"study": "uniform baseline (22)", "task": task, "arm": attention,
                          "accuracy": float(accuracy), "f1": float(f1)})
     for task in cw.DIAGNOSTIC_TASKS:
@@ -39,7 +47,7 @@ def _arms(spec) -> list[dict]:
         adversary = cw.adversary_models(spec, task)[wp.LAMBDAS.index(cw.DIAGNOSTIC_LAMBDA)]
         mlps = cw.diagnostic_mlps(spec, task)
         for i, arm in enumerate(wd.ARMS):
-            accuracy, f1 = wp.accuracy_f1(wd.arm_logits(i, wp.unstack(mlps, i), docs, wspec, base, adversary), y)
+            accuracy, f1 = _accuracy_f1(_arm_logits(i, wp.unstack(mlps, i), docs, wspec, base, adversary), y)
             rows.append({"study": "diagnostic MLP (25)", "task": task, "arm": arm,
                          "accuracy": float(accuracy), "f1": float(f1)})
     return rows
