@@ -23,10 +23,8 @@ from attnverify.numerics.related import wp_diagnostic as wd
 NAME = "wp_tradeoff"
 
 
-#: Compiled as the claims' pools compile them (`verification.claims.wp.pool`): run eagerly, every
-#: operation of the arms' forwards was an XLA compilation of its own (92 of them, 1.8 s of compiling).
-_batch_logits = jax.jit(wp.batch_logits, static_argnames=("spec", "attention"))
-_arm_logits = jax.jit(wd.arm_logits, static_argnames=("arm", "spec"))
+#: Compiled, as the arms' forwards (the claims' pool programs, `verification.claims.wp.pool_logits`):
+#: run eagerly, every operation was an XLA compilation of its own (92 of them, 1.8 s of compiling).
 _accuracy_f1 = jax.jit(wp.accuracy_f1)
 
 
@@ -37,7 +35,7 @@ def _arms(spec) -> list[dict]:
     for task in cw.TASKS:
         docs, y = cw.pool_documents(spec, task)
         for attention in wp.ATTENTIONS:
-            z = _batch_logits(cw.model(spec, task, attention, 0), docs, wspec, attention)
+            z = cw.pool_logits(cw.model(spec, task, attention, 0), docs, wspec, attention)
             accuracy, f1 = _accuracy_f1(z, y)
             rows.append({"study": "uniform baseline (22)", "task": task, "arm": attention,
                          "accuracy": float(accuracy), "f1": float(f1)})
@@ -47,7 +45,7 @@ def _arms(spec) -> list[dict]:
         adversary = cw.adversary_models(spec, task)[wp.LAMBDAS.index(cw.DIAGNOSTIC_LAMBDA)]
         mlps = cw.diagnostic_mlps(spec, task)
         for i, arm in enumerate(wd.ARMS):
-            accuracy, f1 = _accuracy_f1(_arm_logits(i, wp.unstack(mlps, i), docs, wspec, base, adversary), y)
+            accuracy, f1 = _accuracy_f1(cw.pool_arm_logits(i, wp.unstack(mlps, i), docs, wspec, base, adversary), y)
             rows.append({"study": "diagnostic MLP (25)", "task": task, "arm": arm,
                          "accuracy": float(accuracy), "f1": float(f1)})
     return rows

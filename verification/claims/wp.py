@@ -83,6 +83,11 @@ def pool_documents(spec: ModelSpec, task: str):
     return docs, labels(docs, task, wp.wp_spec(spec))
 
 
+#: The pools' forwards, compiled once per process; the figure's arms (`figures.wp_tradeoff`) run the same.
+pool_logits = jax.jit(wp.batch_logits, static_argnames=("spec", "attention"))
+pool_arm_logits = jax.jit(wd.arm_logits, static_argnames=("arm", "spec"))
+
+
 def _correct(z, y):
     return (jnp.argmax(z, axis=-1) == y).astype(z.dtype)
 
@@ -119,10 +124,9 @@ def pool(spec: ModelSpec, what: str, task: str, dtype: str) -> dict[str, jnp.nda
     """
     wspec, docs, y = wp.wp_spec(spec), *pool_documents(spec, task)
     to = functools.partial(cast, dtype=jnp.dtype(dtype))
-    logits = jax.jit(wp.batch_logits, static_argnames=("spec", "attention"))
     if what == "baseline":
-        learned = [_correct(logits(to(model(spec, task, "learned", s)), docs, wspec), y) for s in BASELINE_SEEDS]
-        uniform = [_correct(logits(to(model(spec, task, "uniform", s)), docs, wspec, "uniform"), y)
+        learned = [_correct(pool_logits(to(model(spec, task, "learned", s)), docs, wspec), y) for s in BASELINE_SEEDS]
+        uniform = [_correct(pool_logits(to(model(spec, task, "uniform", s)), docs, wspec, "uniform"), y)
                    for s in BASELINE_SEEDS]
         return {"gap": jnp.mean(jnp.stack(learned) - jnp.stack(uniform), axis=0),
                 "gap_wrong": jnp.mean(jnp.stack(learned) - jnp.stack(learned[1:] + learned[:1]), axis=0)}
@@ -143,8 +147,7 @@ def pool(spec: ModelSpec, what: str, task: str, dtype: str) -> dict[str, jnp.nda
                                   for a in adversaries])}
     mlps = to(diagnostic_mlps(spec, task))
     adversary = adversaries[wp.LAMBDAS.index(DIAGNOSTIC_LAMBDA)]
-    arm_logits = jax.jit(wd.arm_logits, static_argnames=("arm", "spec"))
-    return {"correct": jnp.stack([_correct(arm_logits(i, wp.unstack(mlps, i), docs, wspec, base, adversary), y)
+    return {"correct": jnp.stack([_correct(pool_arm_logits(i, wp.unstack(mlps, i), docs, wspec, base, adversary), y)
                                   for i in range(len(wd.ARMS))])}
 
 
