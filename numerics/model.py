@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import jax
+import jax.export
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 

@@ -1,5 +1,6 @@
 """The jaxlib releases whose batched CPU linear algebra can hang are refused by the package's
-requirements and reported at run time (numerics/known_defects.py)."""
+requirements and reported at run time (numerics/known_defects.py); so are the releases older than
+the JAX APIs the package calls (docs/cli.md, "JAX version")."""
 
 import tomllib
 from pathlib import Path
@@ -12,7 +13,12 @@ from attnverify import cli_support
 
 PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
 AFFECTED = ["0.10.0", "0.10.1", "0.10.2", "0.11.0"]
-SAFE = ["0.4.30", "0.9.0.1", "0.9.2", "0.11.1", "0.11.2", "0.12.0"]
+SAFE = ["0.8.0", "0.9.0.1", "0.9.2", "0.11.1", "0.11.2", "0.12.0"]
+#: Releases without an API the package calls: `jax.enable_x64` arrived in 0.8.0,
+#: `jax.monitoring.register_event_time_span_listener` in 0.5.0 and
+#: `jax.export.register_namedtuple_serialization` in 0.4.35. On each of these `import attnverify`'s
+#: layers or training failed with an AttributeError (tried: 0.4.30, 0.4.35, 0.5.0, 0.7.2).
+TOO_OLD = ["0.4.30", "0.4.35", "0.5.0", "0.7.2"]
 
 
 def _requirement(name: str) -> Requirement:
@@ -29,6 +35,13 @@ def test_the_requirements_refuse_exactly_the_releases_with_the_defect(version):
     assert affected == (version in AFFECTED)
     for name in ("jax", "jaxlib"):
         assert _requirement(name).specifier.contains(version) == (not affected), (name, version)
+
+
+@pytest.mark.parametrize("version", TOO_OLD)
+def test_the_requirements_refuse_releases_older_than_the_apis_the_package_calls(version):
+    # Can fail: a floor lowered below 0.8.0 would let pip install a JAX the package cannot run on.
+    for name in ("jax", "jaxlib"):
+        assert not _requirement(name).specifier.contains(version), (name, version)
 
 
 def test_the_tests_do_not_run_on_an_affected_jaxlib():
