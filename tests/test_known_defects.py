@@ -16,8 +16,8 @@ AFFECTED = ["0.10.0", "0.10.1", "0.10.2", "0.11.0"]
 SAFE = ["0.8.0", "0.9.0.1", "0.9.2", "0.11.1", "0.11.2", "0.12.0"]
 #: Releases without an API the package calls: `jax.enable_x64` arrived in 0.8.0,
 #: `jax.monitoring.register_event_time_span_listener` in 0.5.0 and
-#: `jax.export.register_namedtuple_serialization` in 0.4.35. On each of these `import attnverify`'s
-#: layers or training failed with an AttributeError (tried: 0.4.30, 0.4.35, 0.5.0, 0.7.2).
+#: `jax.export.register_namedtuple_serialization` in 0.4.35. 0.4.30 and 0.4.35 fail on import, 0.5.0
+#: wherever a model is trained, and 0.7.2 lacks `jax.enable_x64` too (each an AttributeError).
 TOO_OLD = ["0.4.30", "0.4.35", "0.5.0", "0.7.2"]
 
 
