@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from attnverify.figures.common import FigureContext, plt, style
@@ -23,11 +22,6 @@ from attnverify.numerics.related import wp_diagnostic as wd
 NAME = "wp_tradeoff"
 
 
-#: Compiled, as the arms' forwards (the claims' pool programs, `verification.claims.wp.pool_logits`):
-#: run eagerly, every operation was an XLA compilation of its own (92 of them, 1.8 s of compiling).
-_accuracy_f1 = jax.jit(wp.accuracy_f1)
-
-
 def _arms(spec) -> list[dict]:
     """Accuracy and F1 on the pool per (study, task, arm); baseline arms are seed-0 models."""
     from attnverify.verification.claims import wp as cw  # SymPy-backed: imported when data is computed
@@ -36,7 +30,7 @@ def _arms(spec) -> list[dict]:
         docs, y = cw.pool_documents(spec, task)
         for attention in wp.ATTENTIONS:
             z = cw.pool_logits(cw.model(spec, task, attention, 0), docs, wspec, attention)
-            accuracy, f1 = _accuracy_f1(z, y)
+            accuracy, f1 = wp.accuracy_f1(z, y)
             rows.append({"study": "uniform baseline (22)", "task": task, "arm": attention,
                          "accuracy": float(accuracy), "f1": float(f1)})
     for task in cw.DIAGNOSTIC_TASKS:
@@ -45,7 +39,7 @@ def _arms(spec) -> list[dict]:
         adversary = cw.adversary_models(spec, task)[wp.LAMBDAS.index(cw.DIAGNOSTIC_LAMBDA)]
         mlps = cw.diagnostic_mlps(spec, task)
         for i, arm in enumerate(wd.ARMS):
-            accuracy, f1 = _accuracy_f1(cw.pool_arm_logits(i, wp.unstack(mlps, i), docs, wspec, base, adversary), y)
+            accuracy, f1 = wp.accuracy_f1(cw.pool_arm_logits(i, wp.unstack(mlps, i), docs, wspec, base, adversary), y)
             rows.append({"study": "diagnostic MLP (25)", "task": task, "arm": arm,
                          "accuracy": float(accuracy), "f1": float(f1)})
     return rows

@@ -116,6 +116,7 @@ def kl(p: Float[Array, "... T"], q: Float[Array, "... T"]) -> Float[Array, ...]:
 
 
 # -- metrics -------------------------------------------------------------------------------------
+@jax.jit  # called on the host per arm (figures.wp_tradeoff): eagerly, each operation compiles on its own
 def accuracy_f1(z: Float[Array, "n C"], y: Int[Array, " n"]) -> tuple[Float[Array, ""], Float[Array, ""]]:
     """Accuracy, and F1 of class 1 (2 TP / (2 TP + FP + FN); 0 when there is no positive at all)."""
     predicted = jnp.argmax(z, axis=-1)
