@@ -1,4 +1,5 @@
-"""Every registered claim, swept in float32, gives its expected verdict under its float32 tolerance.
+"""Every registered claim, swept in float64 and in float32, gives its expected verdict under
+that dtype's tolerance.
 
 The built-in claims are read from the registry at import time, so a claim added to
 `verification.claims` is covered without changes here (a user's claim, from a plugin or a
@@ -6,14 +7,19 @@ notebook, is checked by its own tests). Each claim runs on the spec that ``attnv
 and the report sweep it on (`SMALL`), with the claim's hypotheses applied where `SMALL` does not
 meet them (otherwise no verdict is expected and the test would say nothing).
 
-Cost: a claim's float32 sweep is one XLA compilation (plus, for some, a SymPy derivation or
-a short training run in float64) and one block of draws. This test checks that every claim
-runs and judges in float32 (plumbing and tolerances), not its statistics, which the claim's own
-tests and the report check: so 32 draws per claim (a sweep of fewer than `sweep.BLOCK` draws
-computes only those; the d = 16 shell-gain claims cost 8x less than with 128). A statistical
-claim may then be inconclusive, never unexpected. The members of an evaluation group are
-swept in one test, one after another, so their shared program is compiled once (`units`). The
-registry-wide test is marked ``slow`` (part of the default suite; ``-m "not slow"`` leaves it out).
+This is the one place where the suite runs every claim through the whole pipeline (build, draw,
+measure, judge) in both dtypes: the claims' own tests check their mathematics, mostly by calling
+what the claims compare, and sweep only a few of them. It checks plumbing and tolerances, not
+statistics, which the claims' own tests and the report check: so 32 draws per claim and dtype (a
+sweep of fewer than `sweep.BLOCK` draws computes only those; the d = 16 shell-gain claims cost 8x
+less than with 128). A statistical claim may then be inconclusive, never unexpected.
+
+Cost: a claim's sweep is one XLA compilation per dtype and one block of draws. What a claim builds
+before it compiles (a SymPy derivation, a short training run in float64, a study's pool) is the
+same for both dtypes and kept in memory within a test (`theory.memo`), so one test sweeps a unit
+in both dtypes and builds it once; the members of an evaluation group are swept in the same test,
+one after another, so each dtype's shared program is compiled once (`units`). The registry-wide
+test is marked ``slow`` (part of the default suite; ``-m "not slow"`` leaves it out).
 """
 
 import dataclasses
@@ -29,6 +35,8 @@ from attnverify.spec import SMALL, ModelSpec
 
 #: Enough for an identity's float32 rounding to show (see the module docstring).
 TRIALS = 32
+#: float64 first: what a claim builds is float64 whatever the sweep's dtype, and is then kept.
+DTYPES = ("float64", "float32")
 
 
 @pytest.fixture
@@ -71,18 +79,22 @@ UNITS = units()
 
 @pytest.mark.slow
 @pytest.mark.parametrize("claim_ids", list(UNITS.values()), ids=list(UNITS))
-def test_claim_in_float32_gives_its_expected_verdict(claim_ids, verdicts_only):
+def test_claim_gives_its_expected_verdict_in_float64_and_float32(claim_ids, verdicts_only):
     failures = []
-    for claim_id in claim_ids:
-        claim = REGISTRY[claim_id]
-        spec = claim_spec(claim)
-        result = run_claim(claim, spec, trials=TRIALS, dtype="float32", progress=False)
-        assert result.dtype == "float32" and result.tolerance == claim.tolerance["float32"]
-        assert result.expected is not None, f"{claim_id}: no verdict expected under {spec.deviations()}"
-        verdict = "PASS" if result.passed else "FAIL"
-        if result.unexpected:
-            failures.append(f"{claim_id} in float32: {verdict}, expected {'PASS' if result.expected else 'FAIL'} "
-                            f"(error {result.max_error:.3g}, float32 tolerance {result.tolerance:g}; {result.finding})")
+    for dtype in DTYPES:
+        for claim_id in claim_ids:
+            claim = REGISTRY[claim_id]
+            spec = claim_spec(claim)
+            result = run_claim(claim, spec, trials=TRIALS, dtype=dtype, progress=False)
+            assert result.dtype == dtype and result.tolerance == claim.tolerance[dtype]
+            assert result.expected is not None, f"{claim_id}: no verdict expected under {spec.deviations()}"
+            verdict = "PASS" if result.passed else "FAIL"
+            # A finding explains every verdict but a plain PASS (an inconclusive or expected FAIL too).
+            assert (result.finding is not None) == (not result.passed), (claim_id, dtype, result.finding)
+            if result.unexpected:
+                failures.append(f"{claim_id} in {dtype}: {verdict}, expected {'PASS' if result.expected else 'FAIL'} "
+                                f"(error {result.max_error:.3g}, {dtype} tolerance {result.tolerance:g}; "
+                                f"{result.finding})")
     assert not failures, "\n".join(failures)
 
 
@@ -103,3 +115,22 @@ def test_float32_sweeps_really_round_in_float32_and_the_float64_tolerance_would_
     too_tight = dataclasses.replace(claim, tolerance={**claim.tolerance, "float32": claim.tolerance["float64"]})
     wrong = run_claim(too_tight, SMALL, trials=TRIALS, dtype="float32", progress=False)
     assert not wrong.passed and wrong.unexpected
+
+
+def test_a_wrong_formula_swept_in_float64_is_an_unexpected_fail():
+    # Can fail: Theorem 1's gradient identity with its right-hand side off by 0.1 % is swept in
+    # float64 as every unit is, and must come out as an unexpected FAIL, not a PASS.
+    claim = REGISTRY["thm1.gradient"]
+
+    def off_by_a_little(spec):
+        compare = claim.build(spec)
+
+        def wrong(params, tokens):
+            lhs, rhs = compare(params, tokens)
+            return lhs, rhs * 1.001
+
+        return wrong
+
+    wrong = dataclasses.replace(claim, id="test.thm1_gradient_off", build=off_by_a_little, evaluation=None)
+    result = run_claim(wrong, SMALL, trials=TRIALS, dtype="float64", progress=False)
+    assert not result.passed and result.unexpected and result.max_error > 100 * claim.tolerance["float64"]
