@@ -74,12 +74,6 @@ def test_a_short_sweep_computes_a_small_block_of_the_same_draws(tiny_spec):
     np.testing.assert_allclose(short, full, rtol=1e-12)
 
 
-def test_every_claim_states_float32_and_float64_tolerances():
-    for claim in REGISTRY.values():
-        assert claim.tolerance["float64"] <= claim.tolerance["float32"]
-        assert claim.tolerance_reason
-
-
 def test_bad_sweep_input(tiny_spec):
     claim = REGISTRY["thm1.derived"]
     with pytest.raises(InputError, match="trials"):
