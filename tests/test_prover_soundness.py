@@ -145,6 +145,93 @@ def test_delta_substitution_does_not_capture_into_an_inner_sum():
     assert not prove_equal(expr, sp.Sum(B[s] * A[s, s] * T, (s, 0, T - 1)))
 
 
+def test_an_inner_sum_that_rebinds_an_index_forgets_the_ranges_that_named_the_outer_one():
+    # Inside Sum_{s=0}^{0}, the s in t's range [0, s] is the outer, free s, not the inner s = 0:
+    # at s = 2 the left side is x[0], the right side x[0] + x[1] + x[2].
+    lhs = sp.Sum(sp.KroneckerDelta(k, t) * x[t], (k, 0, 0), (s, 0, 0), (t, 0, s))
+    rhs = sp.Sum(x[t], (t, 0, s))
+    assert sp.expand(lhs.subs(s, 2).doit() - rhs.subs(s, 2).doit()) != 0
+    assert not prove_equal(lhs, rhs)
+    # The same through a declared range: u <= s names the s that the sum re-binds (T = 2, u = 2).
+    rebinds = sp.Sum(sp.KroneckerDelta(t, u) * x[t], (t, 0, T - 1), (s, 0, T - 1))
+    assert (rebinds - T * x[u]).subs({T: 2, u: 2}).doit() != 0
+    assert not prove_equal(rebinds, T * x[u], ranges={u: (0, s)})
+    assert prove_equal(rebinds, T * x[u], ranges={u: (0, T - 1)})  # still proved where it holds
+
+
+@pytest.mark.parametrize("lhs, rhs, ranges, point", [
+    # a Product re-binds t: the delta's t inside it is not the summed t (T = 2: 0 against 2 x0...x4)
+    (sp.Sum(sp.Product(sp.Sum(sp.KroneckerDelta(k, t) * x[k], (k, 0, T - 1)), (t, 0, 2 * T)), (t, 0, T - 1)),
+     T * sp.Product(x[t], (t, 0, 2 * T)), None, {T: 2}),
+    # substituting k = s into a Product that binds s would capture it (s = 0: x0 x1 against x0 x1 + x0)
+    (sp.Sum(sp.KroneckerDelta(k, s) * sp.Product(x[s] + k, (s, 0, 1)), (k, 0, T - 1)),
+     sp.Product(x[s] + s, (s, 0, 1)), {s: (0, T - 1)}, {T: 2, s: 0}),
+])
+def test_a_product_is_opaque_to_the_rules_for_sums(lhs, rhs, ranges, point):
+    assert sp.expand((lhs - rhs).subs(point).doit()) != 0
+    assert not prove_equal(lhs, rhs, ranges)
+
+
+def test_divergent_sums_are_not_split_by_linearity():
+    n = sp.Symbol("n", integer=True, positive=True)
+    telescoping = sp.Sum(1 / n - 1 / (n + 1), (n, 1, sp.oo))  # 1, while the right side is oo - oo
+    assert telescoping.doit() == 1 and sp.Sum(1 / n, (n, 1, sp.oo)).is_convergent() is sp.false
+    assert not prove_equal(telescoping, sp.Sum(1 / n, (n, 1, sp.oo)) - sp.Sum(1 / (n + 1), (n, 1, sp.oo)))
+
+
+def test_floats_are_compared_exactly():
+    # (b + y)(b - y) + 1 and b**2 - y**2 differ by 1; expanded in Float arithmetic, b**2 + 1
+    # rounds to b**2 and the difference vanished. Each Float is now the rational it stores.
+    b = sp.Float(2**53)
+    y0 = sp.Symbol("y")
+    lhs, rhs = (b + y0) * (b - y0) + 1, b**2 - y0**2
+    assert sp.expand(lhs - rhs) == 0  # the rounding
+    assert sp.Rational(b**2) == 2**106  # b**2 is stored exactly, so the two sides really differ by 1
+    assert not prove_equal(lhs, rhs)
+    assert prove_equal(b * (y0 + 1), b * y0 + b)  # exact either way
+
+
+# -- the interchanging and the rational provers (theory/related/sums.py) --------------------------
+a_, c_ = sp.Symbol("a", integer=True, nonnegative=True), sp.Symbol("c", integer=True, nonnegative=True)
+x0 = sp.Symbol("_x0", integer=True, nonnegative=True)  # the name `canonical_parts` gives a bound index
+
+
+def test_sums_whose_limits_depend_on_each_other_are_not_interchanged():
+    from attnverify.theory.related.sums import prove_equal_interchanged
+
+    C = sp.IndexedBase("C")
+    lhs = sp.Sum(B[a_] * sp.Sum(A[c_], (c_, 0, a_)), (a_, 0, T - 1)) * sp.Sum(C[t], (t, 0, T - 1))
+    rhs = sp.Sum(C[a_] * sp.Sum(A[c_], (c_, 0, a_)), (a_, 0, T - 1)) * sp.Sum(B[t], (t, 0, T - 1))
+    values = {A[0]: 1, A[1]: 1, B[0]: 1, B[1]: 0, C[0]: 0, C[1]: 1}
+    assert lhs.subs(T, 2).doit().subs(values) == 1 and rhs.subs(T, 2).doit().subs(values) == 2
+    assert not prove_equal_interchanged(lhs, rhs)
+    # independent limits still commute
+    product = sp.Sum(A[a_], (a_, 0, T - 1)) * sp.Sum(B[c_], (c_, 0, 2 * T))
+    assert prove_equal_interchanged(product, sp.Sum(sp.Sum(A[a_] * B[c_], (a_, 0, T - 1)), (c_, 0, 2 * T)))
+
+
+def test_a_sum_pulled_out_of_a_product_captures_no_free_symbol():
+    from attnverify.theory.related.sums import prove_equal_interchanged
+
+    # t_1 is free in exp(B[t_1]), and normal_form names the sum's index t_1 (T = 2, t_1 = 0:
+    # 2 against 1 + e with A = (1, 1), B = (0, 1)).
+    lhs = sp.Sum(A[k], (k, 0, T - 1)) * sp.exp(B[t_1])
+    rhs = sp.Sum(A[k] * sp.exp(B[k]), (k, 0, T - 1))
+    values = {A[0]: 1, A[1]: 1, B[0]: 0, B[1]: 1}
+    assert sp.simplify((lhs - rhs).subs({T: 2, t_1: 0}).doit().subs(values)) != 0
+    assert not prove_equal_interchanged(lhs, rhs)
+
+
+def test_a_free_symbol_named_like_a_canonical_index_is_not_captured():
+    from attnverify.theory.related.sums import prove_equal_interchanged, prove_equal_rational
+
+    # T = 2, _x0 = 0: y[1] against 0, and A[0,0] + A[1,0] against A[0,0] + A[1,1]
+    assert (x0 * sp.Sum(y[k], (k, 0, T - 1)) - sp.Sum(k * y[k], (k, 0, T - 1))).subs({T: 2, x0: 0}).doit() != 0
+    assert not prove_equal_rational(x0 * sp.Sum(y[k], (k, 0, T - 1)), sp.Sum(k * y[k], (k, 0, T - 1)))
+    assert (sp.Sum(A[k, x0], (k, 0, T - 1)) - sp.Sum(A[k, k], (k, 0, T - 1))).subs({T: 2, x0: 0}).doit() != 0
+    assert not prove_equal_interchanged(sp.Sum(A[k, x0], (k, 0, T - 1)), sp.Sum(A[k, k], (k, 0, T - 1)))
+
+
 # -- the explicit check tells the sizes apart ----------------------------------------------------
 def _theorem1_without_inverse_sqrt_d_att(model):
     """Theorem 1 with the 1/sqrt(d_att) of the softmax-Jacobian term dropped (a wrong statement)."""

@@ -19,6 +19,8 @@ form applies only sound rewriting rules for finite sums (``docs/theory.md §10``
   the summand or the limits (rule R2), so renaming never captures a free symbol.
 * substitution (``g(y)`` above) renames any inner bound index that occurs in y first,
   so y is never captured by an inner sum (rule R2 again; SymPy's ``subs`` would).
+* any other binder (a ``Product``, an ``Integral``, a ``Lambda``) is an opaque atom: nothing
+  inside it is normalised, and no delta is eliminated by substituting into it.
 
 R1, what is known about an index: its SymPy assumptions (every index here is
 ``integer, nonnegative``, so ``y >= 0`` is known, never an upper limit); the limits of
@@ -31,11 +33,13 @@ of ``e``), which a caller extends or overrides with the ``ranges`` argument of
 assumptions decide it, or when a lower bound of p, obtained by replacing each index of
 a linear p by the end of its range that makes p smallest, is decided ``>= 0``. An index
 whose range is unknown has no upper bound, so no delta over a bounded sum is eliminated
-on its account.
+on its account. Inside a sum over x, the range of the outer x is forgotten, and so is every
+range that names it (it would be read as a bound by the inner x).
 
 Two expressions whose normal forms differ by an expression that expands to zero are
 equal for every size (and every value of the free indices in their declared ranges):
-that is what `prove_equal` checks. It answers False ("not proved") whenever a rule does
+that is what `prove_equal` checks, in exact arithmetic (`exact`: each Float is the rational it
+stores; an infinite limit or value is not proved). It answers False ("not proved") whenever a rule does
 not apply; it never answers True for a false identity.
 """
 
@@ -47,6 +51,7 @@ from collections.abc import Mapping
 import sympy as sp
 from attnverify.theory import sum_symbols  # noqa: F401  (a Sum's free symbols, memoised)
 from attnverify.theory import symbols as S
+from sympy.concrete.expr_with_limits import ExprWithLimits
 
 _INDEX_NAMES = {S.T: "t", S.d_e: "k", S.d_att: "a", S.d_out: "o", S.K: "i", S.C: "c"}
 
@@ -79,7 +84,8 @@ declare_range(sp.Symbol("j", integer=True, nonnegative=True), 0,
 
 
 def _known(ranges: Ranges | None) -> dict[sp.Symbol, Range]:
-    return {**declared_ranges(), **(ranges or {})}
+    given = {x: (sp.sympify(lo), sp.sympify(hi)) for x, (lo, hi) in (ranges or {}).items()}
+    return {**declared_ranges(), **given}
 
 
 def _bound(expr: sp.Expr, scope: Ranges, upper: bool, depth: int = 0) -> sp.Expr | None:
@@ -148,6 +154,17 @@ def _bound_symbol(upper: sp.Expr, height: int, taken: set[sp.Symbol]) -> sp.Symb
     """The canonical name of a bound index, never one of `taken` (rule R2)."""
     stem = _INDEX_NAMES.get(upper + 1, "j")
     return _fresh(f"{stem}_{height}", taken)
+
+
+def _opaque(expr: sp.Basic) -> bool:
+    """A binder other than `Sum` (a `Product`, an `Integral`, a `Lambda`, ...) or a `Derivative`:
+    the rules are stated for sums only, so nothing is normalised or substituted inside one."""
+    binds = isinstance(expr, (ExprWithLimits, sp.Lambda, sp.Derivative, sp.Subs))
+    return binds and not isinstance(expr, sp.Sum)
+
+
+def _has_opaque(expr: sp.Basic) -> bool:
+    return any(_opaque(node) for node in sp.preorder_traversal(expr))
 
 
 def _substitute(expr: sp.Expr, x: sp.Symbol, value: sp.Expr) -> sp.Expr:
@@ -231,7 +248,7 @@ def _sum_of(body: sp.Expr, x: sp.Symbol, lower: sp.Expr, upper: sp.Expr, scope: 
             (f, y) for f in inside if isinstance(f, sp.KroneckerDelta)
             for y in [_delta_partner(f, x)] if y is not None
         ]
-        if deltas:
+        if deltas and not _has_opaque(sp.Mul(*inside)):  # never substitute into a Product, ...
             delta, y = deltas[0]
             rest = sp.Mul(*[f for f in inside if f is not delta])
             value = _normal(_substitute(rest, x, y), scope)
@@ -251,7 +268,8 @@ def _inside(scope: Ranges, x: sp.Symbol, lower: sp.Expr, upper: sp.Expr) -> dict
     """What is known inside Sum_{x=lower}^{upper}: x in [lower, upper] when that range is
     proved not reversed (a reversed one runs over [upper + 1, lower - 1]); else nothing
     about x (an outer x is shadowed either way)."""
-    known = {y: r for y, r in scope.items() if y != x}
+    # x is re-bound: its outer range, and every range that names the outer x, no longer apply
+    known = {y: r for y, r in scope.items() if y != x and x not in r[0].free_symbols | r[1].free_symbols}
     if _sign(upper - lower + 1, scope) is True:
         known[x] = (lower, upper)
     return known
@@ -282,7 +300,7 @@ def _normal_uncached(expr: sp.Expr, scope: Ranges) -> sp.Expr:
         for n, (x, lower, upper) in enumerate(limits):
             body = _sum_of(body, x, lower, upper, scopes[len(limits) - 1 - n])
         return body
-    if isinstance(expr, sp.Indexed) or not expr.args:
+    if isinstance(expr, sp.Indexed) or not expr.args or _opaque(expr):
         return expr
     return expr.func(*[_normal(arg, scope) for arg in expr.args])
 
@@ -324,7 +342,23 @@ def prove_equal(lhs: sp.Expr, rhs: sp.Expr, ranges: Ranges | None = None) -> boo
     """True when lhs - rhs normalises and expands to exactly zero: equal for every size and
     every value of the free indices in their ranges (`normal_form`'s `ranges`). False means
     "not proved", never "disproved"."""
+    lhs, rhs = exact(lhs), exact(rhs)
+    if lhs is None or rhs is None:
+        return False
     return sp.expand(normal_form(lhs, ranges) - normal_form(rhs, ranges)) == 0
+
+
+def exact(expr: sp.Expr) -> sp.Expr | None:
+    """`expr` ready to be compared, or None when the rules do not apply to it.
+
+    Each Float becomes the rational number it stores, so that expanding is exact arithmetic
+    (Float arithmetic rounds, and a rounded difference may vanish; a Float rounded when the
+    expression was built is what the prover is given). An infinite limit or value gives None:
+    the rules are for finite sums, and linearity does not hold for divergent ones."""
+    expr = sp.sympify(expr)
+    if expr.has(sp.oo, -sp.oo, sp.zoo, sp.nan):
+        return None
+    return expr.xreplace({f: sp.Rational(f) for f in expr.atoms(sp.Float)})
 
 
 def explicit(expr: sp.Expr, sizes: dict[sp.Symbol, int]) -> sp.Expr:

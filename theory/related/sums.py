@@ -8,7 +8,9 @@ though finite sums commute. `prenex` pulls every sum that sits in a polynomial p
 lexicographically smallest choice over all their orders. Two expressions whose canonical
 prenex forms differ by an expression that expands to zero are equal for every size.
 
-Renaming uses `subs`, which leaves bound indices of inner sums alone. Sums inside
+A sum pulled out of a product keeps its indices under new `sp.Dummy` names, so it captures no
+symbol of another factor; sums whose limits name each other's indices keep their order (docs/theory.md
+§10.6). Renaming uses `subs`, which leaves bound indices of inner sums alone. Sums inside
 non-polynomial nodes (``exp``, a denominator) stay atoms, in `calculus.normal_form`: both
 sides must build such atoms the same way (they do when both come from
 `theory.model.SymbolicModel`). `prove_equal_rational` instead merges the outermost sums of
@@ -18,26 +20,28 @@ ratios and cancels their summands.
 from __future__ import annotations
 
 import itertools
+import re
 
 import sympy as sp
-from attnverify.theory.calculus import normal_form, prove_equal
+from attnverify.theory.calculus import exact, normal_form, prove_equal
 
 Limit = tuple[sp.Symbol, sp.Expr, sp.Expr]
 Term = tuple[tuple[Limit, ...], sp.Expr]  # (bound indices with their ranges, summand)
+#: `canonical_parts` names the bound indices _x0, _x1, ...
+_CANONICAL_NAME = re.compile(r"_x\d+")
 
 
-def _fresh(term: Term, taken: set[sp.Symbol]) -> Term:
-    """Rename the bound indices of `term` so that none is in `taken`."""
-    limits, body = term
-    new_limits = []
-    for x, lower, upper in limits:
-        if x in taken:
-            y = sp.Dummy(x.name, integer=True, nonnegative=True)
-            body = body.subs(x, y, simultaneous=True)
-            x = y
-        taken.add(x)
-        new_limits.append((x, lower, upper))
-    return tuple(new_limits), body
+def _bound_afresh(expr: sp.Sum) -> tuple[tuple[Limit, ...], sp.Expr]:
+    """The limits (innermost first) and summand of `expr`, each bound index renamed to a new
+    `sp.Dummy`: pulled out of a product, it can then capture no symbol of another factor."""
+    limits, body = list(expr.limits), expr.function
+    for n in reversed(range(len(limits))):  # an index is bound in the body and in the inner limits' bounds
+        x = limits[n][0]
+        y = sp.Dummy(x.name, **x.assumptions0)
+        body = body.subs(x, y, simultaneous=True)
+        limits[:n] = [(z, lo.subs(x, y), hi.subs(x, y)) for z, lo, hi in limits[:n]]
+        limits[n] = (y, *limits[n][1:])
+    return tuple(limits), body
 
 
 def prenex(expr: sp.Expr) -> list[Term]:
@@ -45,16 +49,13 @@ def prenex(expr: sp.Expr) -> list[Term]:
     if isinstance(expr, sp.Add):
         return [term for arg in expr.args for term in prenex(arg)]
     if isinstance(expr, sp.Sum):
-        return [(limits + tuple(expr.limits), body) for limits, body in prenex(expr.function)]
-    if isinstance(expr, sp.Mul):
+        outer, function = _bound_afresh(expr)
+        return [(limits + outer, body) for limits, body in prenex(function)]
+    if isinstance(expr, sp.Mul):  # every bound index is a Dummy of its own: nothing is captured
         products: list[Term] = [((), sp.Integer(1))]
         for factor in expr.args:
-            expanded = []
-            for (limits_a, body_a), term in itertools.product(products, prenex(factor)):
-                taken = {x for x, _, _ in limits_a} | body_a.free_symbols
-                limits_b, body_b = _fresh(term, taken)
-                expanded.append((limits_a + limits_b, body_a * body_b))
-            products = expanded
+            products = [(limits_a + limits_b, body_a * body_b)
+                        for (limits_a, body_a), (limits_b, body_b) in itertools.product(products, prenex(factor))]
         return products
     if isinstance(expr, sp.Pow) and expr.exp.is_Integer and expr.exp > 0:
         return prenex(sp.Mul(*([expr.base] * int(expr.exp)), evaluate=False))
@@ -68,11 +69,14 @@ def canonical_parts(term: Term) -> tuple[sp.Expr, tuple[Limit, ...], sp.Expr]:
         return body, (), sp.Integer(1)
     bound = [x for x, _, _ in limits]
     coefficient, summand = body.as_independent(*bound, as_Add=False)
+    # Finite sums commute only when no limit depends on another sum's index: else the order stays.
+    dependent = any(set(bound) & (lower.free_symbols | upper.free_symbols) for _, lower, upper in limits)
     best = None
-    for order in itertools.permutations(limits):
+    for order in [limits] if dependent else itertools.permutations(limits):
         names = {x: sp.Symbol(f"_x{n}", integer=True, nonnegative=True) for n, (x, _, _) in enumerate(order)}
         renamed = summand.subs(names, simultaneous=True)
-        new_limits = tuple((names[x], lower, upper) for x, lower, upper in order)
+        new_limits = tuple((names[x], lower.subs(names, simultaneous=True), upper.subs(names, simultaneous=True))
+                           for x, lower, upper in order)
         key = sp.srepr((renamed, new_limits))
         if best is None or key < best[0]:
             best = (key, renamed, new_limits)
@@ -99,6 +103,10 @@ def prove_equal_rational(lhs: sp.Expr, rhs: sp.Expr) -> bool:
     inner sums acting as atoms. This proves, e.g., an identity between per-head ratios
     summed over the heads.
     """
+    lhs, rhs = exact(lhs), exact(rhs)
+    if lhs is None or rhs is None:
+        return False
+    name = sp.Dummy("x", integer=True, nonnegative=True)  # the merged sums' index: no free symbol is it
     groups: dict[tuple, list[sp.Expr]] = {}
     for term in sp.Add.make_args(sp.expand(normal_form(lhs - rhs))):
         sums = [f for f in sp.Mul.make_args(term) if isinstance(f, sp.Sum)]
@@ -108,7 +116,6 @@ def prove_equal_rational(lhs: sp.Expr, rhs: sp.Expr) -> bool:
         (outer,) = sums
         x, lower, upper = outer.limits[-1]  # the outermost of a multi-index Sum
         body = sp.Sum(outer.function, *outer.limits[:-1]) if len(outer.limits) > 1 else outer.function
-        name = sp.Symbol("_x0", integer=True, nonnegative=True)
         groups.setdefault((lower, upper), []).append(term / outer * body.subs(x, name))
     return all(sp.cancel(sp.together(sp.Add(*summands))) == 0 for summands in groups.values())
 
@@ -120,4 +127,9 @@ def prove_equal_interchanged(lhs: sp.Expr, rhs: sp.Expr) -> bool:
     """
     if prove_equal(lhs, rhs):
         return True
+    lhs, rhs = exact(lhs), exact(rhs)
+    if lhs is None or rhs is None:
+        return False
+    if any(_CANONICAL_NAME.fullmatch(x.name) for x in lhs.free_symbols | rhs.free_symbols):
+        return False  # a free symbol named as a canonical bound index would be captured by it
     return sp.expand(canonical_form(lhs) - canonical_form(rhs)) == 0
