@@ -191,6 +191,49 @@ def test_floats_are_compared_exactly():
     assert prove_equal(b * (y0 + 1), b * y0 + b)  # exact either way
 
 
+def _all_provers():
+    from attnverify.theory.related.sums import prove_equal_interchanged, prove_equal_rational
+
+    return (prove_equal, prove_equal_interchanged, prove_equal_rational)
+
+
+xr, xi = sp.Symbol("xr"), sp.Symbol("xi", integer=True)  # indices that may be negative
+
+
+@pytest.mark.parametrize("lhs, rhs", [
+    (sp.Sum(sp.Abs(xr), (xr, -3, -1)), sp.Sum(xr, (xr, -3, -1))),  # 6 against -6
+    (sp.Sum(sp.Max(xi, 0), (xi, -2, 2)), sp.Sum(xi, (xi, -2, 2))),  # 3 against 0
+    (sp.Sum(sp.Piecewise((x[xi], xi >= 0), (0, True)), (xi, -2, 2)), sp.Sum(x[xi], (xi, -2, 2))),
+])
+def test_a_renamed_index_keeps_its_own_assumptions(lhs, rhs):
+    # Renamed integer and nonnegative, |x|, max(x, 0) and the condition x >= 0 evaluated as if
+    # x could not be negative.
+    assert sp.expand(lhs.doit() - rhs.doit()) != 0
+    for prove in _all_provers():
+        assert not prove(lhs, rhs), prove.__name__
+
+
+def test_a_sum_that_breaks_its_index_assumptions_is_left_alone():
+    # t is nonnegative, but summed from -T: the inner delta's range 0 <= t is not known (T = 2:
+    # 0 against e[-1] + e[-2]).
+    lhs = sp.Sum(sp.Sum(sp.KroneckerDelta(s, t) * x[s], (s, 0, T - 1)), (t, -T, -1))
+    rhs = sp.Sum(x[t], (t, -T, -1))
+    from attnverify.theory.calculus import unroll  # Sum.doit refuses t = -1 for a nonnegative t
+
+    assert sp.expand(unroll(lhs.subs(T, 2)) - unroll(rhs.subs(T, 2))) != 0
+    assert not prove_equal(lhs, rhs)
+    inside = sp.Sum(sp.Sum(sp.KroneckerDelta(s, t) * x[s], (s, 0, T - 1)), (t, 0, T - 1))
+    assert prove_equal(inside, sp.Sum(x[t], (t, 0, T - 1)))  # in range, still proved
+
+
+def test_a_limit_is_opaque_to_delta_substitution():
+    # Substituting tau for q inside Limit(q + tau, tau, 0) would capture it (T = 3, tau = 1: 1 against 0).
+    lhs = sp.Sum(sp.KroneckerDelta(q, tau) * sp.Limit(q + tau, tau, 0), (q, 0, T - 1))
+    rhs = sp.Limit(2 * tau, tau, 0)
+    assert (lhs.subs(T, 3).doit().subs(tau, 1) - rhs.doit()) != 0
+    assert not prove_equal(lhs, rhs)
+
+
 # -- the interchanging and the rational provers (theory/related/sums.py) --------------------------
 a_, c_ = sp.Symbol("a", integer=True, nonnegative=True), sp.Symbol("c", integer=True, nonnegative=True)
 x0 = sp.Symbol("_x0", integer=True, nonnegative=True)  # the name `canonical_parts` gives a bound index
@@ -230,6 +273,12 @@ def test_a_free_symbol_named_like_a_canonical_index_is_not_captured():
     assert not prove_equal_rational(x0 * sp.Sum(y[k], (k, 0, T - 1)), sp.Sum(k * y[k], (k, 0, T - 1)))
     assert (sp.Sum(A[k, x0], (k, 0, T - 1)) - sp.Sum(A[k, k], (k, 0, T - 1))).subs({T: 2, x0: 0}).doit() != 0
     assert not prove_equal_interchanged(sp.Sum(A[k, x0], (k, 0, T - 1)), sp.Sum(A[k, k], (k, 0, T - 1)))
+    # ... nor one bound by a Product (N = 3: 40 against 56)
+    N = sp.Symbol("N", integer=True, positive=True)
+    lhs = sp.Sum(sp.Product(q + x0, (x0, 1, 2)), (q, 0, N))
+    rhs = sp.Sum(sp.Product(2 * q, (x0, 1, 2)), (q, 0, N))
+    assert (lhs - rhs).subs(N, 3).doit() != 0
+    assert not prove_equal_interchanged(lhs, rhs)
 
 
 # -- the explicit check tells the sizes apart ----------------------------------------------------

@@ -150,16 +150,17 @@ def _fresh(stem: str, taken: set[sp.Symbol], like: sp.Symbol | None = None) -> s
     return sp.Symbol(name, **assumptions)
 
 
-def _bound_symbol(upper: sp.Expr, height: int, taken: set[sp.Symbol]) -> sp.Symbol:
-    """The canonical name of a bound index, never one of `taken` (rule R2)."""
+def _bound_symbol(x: sp.Symbol, upper: sp.Expr, height: int, taken: set[sp.Symbol]) -> sp.Symbol:
+    """The canonical name of the bound index x, never one of `taken` (rule R2), with x's own
+    assumptions (SymPy re-evaluates ``Abs``, ``Max`` or a condition under the new name's)."""
     stem = _INDEX_NAMES.get(upper + 1, "j")
-    return _fresh(f"{stem}_{height}", taken)
+    return _fresh(f"{stem}_{height}", taken, like=x)
 
 
 def _opaque(expr: sp.Basic) -> bool:
     """A binder other than `Sum` (a `Product`, an `Integral`, a `Lambda`, ...) or a `Derivative`:
     the rules are stated for sums only, so nothing is normalised or substituted inside one."""
-    binds = isinstance(expr, (ExprWithLimits, sp.Lambda, sp.Derivative, sp.Subs))
+    binds = isinstance(expr, (ExprWithLimits, sp.Lambda, sp.Derivative, sp.Subs, sp.Limit, sp.Order))
     return binds and not isinstance(expr, sp.Sum)
 
 
@@ -259,7 +260,7 @@ def _sum_of(body: sp.Expr, x: sp.Symbol, lower: sp.Expr, upper: sp.Expr, scope: 
             terms.append(coefficient * (upper - lower + 1))
             continue
         taken = (summand.atoms(sp.Symbol) | lower.free_symbols | upper.free_symbols) - {x}
-        bound = _bound_symbol(upper, _height(summand) + 1, taken)
+        bound = _bound_symbol(x, upper, _height(summand) + 1, taken)
         terms.append(coefficient * sp.Sum(summand.xreplace({x: bound}), (bound, lower, upper)))
     return sp.Add(*terms)
 
@@ -273,6 +274,22 @@ def _inside(scope: Ranges, x: sp.Symbol, lower: sp.Expr, upper: sp.Expr) -> dict
     if _sign(upper - lower + 1, scope) is True:
         known[x] = (lower, upper)
     return known
+
+
+def _range_implies_assumptions(x: sp.Symbol, lower: sp.Expr, upper: sp.Expr, scope: Ranges) -> bool:
+    """Whether every value Sum_{x=lower}^{upper} gives x (lower..upper, or upper+1..lower-1
+    when reversed) has x's assumptions: the rules trust them (``x >= 0`` is known for an
+    index), so a sum that breaks them (x nonnegative summed from -T) is left as it is."""
+    if not (lower.is_integer and upper.is_integer):
+        implied = {}
+    elif _sign(lower - 1, scope) is True and _sign(upper, scope) is True:
+        implied = sp.Dummy(integer=True, positive=True).assumptions0
+    elif _sign(lower, scope) is True and _sign(upper + 1, scope) is True:
+        implied = sp.Dummy(integer=True, nonnegative=True).assumptions0
+    else:
+        implied = sp.Dummy(integer=True).assumptions0
+    implied = {**implied, "commutative": True}
+    return all(implied.get(name) == value for name, value in x.assumptions0.items())
 
 
 def _normal(expr: sp.Expr, scope: Ranges) -> sp.Expr:
@@ -295,6 +312,8 @@ def _normal_uncached(expr: sp.Expr, scope: Ranges) -> sp.Expr:
         limits = [tuple(limit) for limit in expr.limits]  # innermost first
         scopes = [scope]  # scopes[n]: what is known outside limit n (outermost first here)
         for x, lower, upper in reversed(limits):
+            if not _range_implies_assumptions(x, lower, upper, scopes[-1]):
+                return expr  # an atom: its index's assumptions may be false inside it
             scopes.append(_inside(scopes[-1], x, lower, upper))
         body = _normal(expr.function, scopes[-1])
         for n, (x, lower, upper) in enumerate(limits):

@@ -73,7 +73,7 @@ def canonical_parts(term: Term) -> tuple[sp.Expr, tuple[Limit, ...], sp.Expr]:
     dependent = any(set(bound) & (lower.free_symbols | upper.free_symbols) for _, lower, upper in limits)
     best = None
     for order in [limits] if dependent else itertools.permutations(limits):
-        names = {x: sp.Symbol(f"_x{n}", integer=True, nonnegative=True) for n, (x, _, _) in enumerate(order)}
+        names = {x: sp.Symbol(f"_x{n}", **x.assumptions0) for n, (x, _, _) in enumerate(order)}
         renamed = summand.subs(names, simultaneous=True)
         new_limits = tuple((names[x], lower.subs(names, simultaneous=True), upper.subs(names, simultaneous=True))
                            for x, lower, upper in order)
@@ -101,13 +101,14 @@ def prove_equal_rational(lhs: sp.Expr, rhs: sp.Expr) -> bool:
     Only the outermost sums are merged: terms ``c * Sum_x(body)`` over the same range are
     collected into one summand, which must cancel to zero (`sp.together`, `sp.cancel`),
     inner sums acting as atoms. This proves, e.g., an identity between per-head ratios
-    summed over the heads.
+    summed over the heads. As `sp.cancel` does, it proves equality as rational functions:
+    wherever both sides are defined ((x**2 - 1)/(x - 1) = x + 1 except at x = 1).
     """
     lhs, rhs = exact(lhs), exact(rhs)
     if lhs is None or rhs is None:
         return False
-    name = sp.Dummy("x", integer=True, nonnegative=True)  # the merged sums' index: no free symbol is it
     groups: dict[tuple, list[sp.Expr]] = {}
+    names: dict[tuple, sp.Dummy] = {}  # the merged sums' index, with their indices' assumptions
     for term in sp.Add.make_args(sp.expand(normal_form(lhs - rhs))):
         sums = [f for f in sp.Mul.make_args(term) if isinstance(f, sp.Sum)]
         if len(sums) != 1:
@@ -116,7 +117,9 @@ def prove_equal_rational(lhs: sp.Expr, rhs: sp.Expr) -> bool:
         (outer,) = sums
         x, lower, upper = outer.limits[-1]  # the outermost of a multi-index Sum
         body = sp.Sum(outer.function, *outer.limits[:-1]) if len(outer.limits) > 1 else outer.function
-        groups.setdefault((lower, upper), []).append(term / outer * body.subs(x, name))
+        key = (lower, upper, frozenset(x.assumptions0.items()))
+        name = names.setdefault(key, sp.Dummy("x", **x.assumptions0))  # no free symbol is it
+        groups.setdefault(key, []).append(term / outer * body.subs(x, name))
     return all(sp.cancel(sp.together(sp.Add(*summands))) == 0 for summands in groups.values())
 
 
@@ -130,6 +133,6 @@ def prove_equal_interchanged(lhs: sp.Expr, rhs: sp.Expr) -> bool:
     lhs, rhs = exact(lhs), exact(rhs)
     if lhs is None or rhs is None:
         return False
-    if any(_CANONICAL_NAME.fullmatch(x.name) for x in lhs.free_symbols | rhs.free_symbols):
-        return False  # a free symbol named as a canonical bound index would be captured by it
+    if any(_CANONICAL_NAME.fullmatch(x.name) for x in lhs.atoms(sp.Symbol) | rhs.atoms(sp.Symbol)):
+        return False  # a symbol named as a canonical bound index (free, or bound by a Product) would be captured
     return sp.expand(canonical_form(lhs) - canonical_form(rhs)) == 0
