@@ -409,6 +409,7 @@ def test_residual_path_gradient_is_right_at_every_coordinate():
     sp.Sum(x[t], (t, 5, 2)),  # reversed: Karr's convention, -Sum_{3}^{4}
     sp.Sum(sp.Sum(W[t, s] * x[s], (s, 0, 2)) ** 2, (t, 1, 2)),  # a power of a sum inside a sum
     sp.Sum(t**2, (t, 0, q)),  # a symbolic limit: left to Sum.doit
+    sp.Sum(sp.Product(x[t] + s, (t, 0, 1)), (t, 0, 2), (s, 0, 1)),  # a Product re-binds t: left to Sum.doit
 ])
 def test_unroll_is_sum_doit(expr):
     from attnverify.theory.calculus import unroll

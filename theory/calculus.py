@@ -389,7 +389,7 @@ def unroll(expr: sp.Expr) -> sp.Expr:
     """Every Sum with integer limits written out as the Add of its terms (exact; Karr's
     convention for a reversed range, as `Sum.doit`). ``Sum.doit`` gives the same value but first
     looks for a closed form (partial fractions of the summand: seconds per sum); a Sum whose
-    limits are not integers is left to it."""
+    limits are not integers, or whose summand holds another binder (a Product, a Limit), is left to it."""
     if not isinstance(expr, sp.Basic) or not expr.args:
         return expr
     if not isinstance(expr, sp.Sum):
@@ -398,7 +398,7 @@ def unroll(expr: sp.Expr) -> sp.Expr:
     limits = list(expr.limits)
     for n, (x, lower, upper) in enumerate(limits):  # innermost first: an outer index stays free until its turn
         lower, upper = unroll(lower), unroll(upper)
-        if not (lower.is_Integer and upper.is_Integer):
+        if not (lower.is_Integer and upper.is_Integer) or _has_opaque(body):  # xreplace would enter a binder
             return sp.Sum(body, (x, lower, upper), *limits[n + 1:]).doit()
         # Karr: Sum_{x=a}^{b} f = -Sum_{x=b+1}^{a-1} f for a reversed range (b < a - 1)
         sign, terms = (1, range(int(lower), int(upper) + 1)) if upper >= lower - 1 else \
