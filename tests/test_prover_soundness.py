@@ -234,6 +234,61 @@ def test_a_limit_is_opaque_to_delta_substitution():
     assert not prove_equal(lhs, rhs)
 
 
+def test_a_limit_that_names_its_own_index_gives_no_range():
+    # In Sum_{tau=1}^{T-1-tau}, the upper limit names the free tau, not the summed one
+    # (T = 3, tau = 0: the two sides differ by x[2]).
+    from attnverify.theory.calculus import unroll
+
+    lhs = sp.Sum(sp.Sum(sp.KroneckerDelta(t, tau) * x[t], (t, 0, T - 2)), (tau, 1, T - 1 - tau))
+    rhs = sp.Sum(x[tau], (tau, 1, T - 1 - tau))
+    assert sp.expand(unroll((lhs - rhs).subs({T: 3, tau: 0}))) != 0
+    for prove in _all_provers():
+        assert not prove(lhs, rhs), prove.__name__
+
+
+def test_an_undecided_delta_sum_lets_no_index_escape():
+    # An undecided delta sum was a Piecewise whose condition names r; SymPy's piecewise_fold,
+    # run when the outer sum is built, pulled it out of the sum over r, and r escaped (as j_1).
+    from attnverify.theory.calculus import unroll
+
+    inner = sp.Sum(sp.KroneckerDelta(t, 1) * W[t, 0], (t, s, r), (r, 0, 2))
+    lhs = sp.Sum(sp.KroneckerDelta(k, 0) * x[s] * sp.Sum(sp.KroneckerDelta(t, k + 1) * W[t, 0], (t, s, r), (r, 0, 2)),
+                 (s, 0, 2), (k, 0, 2))
+    normal = normal_form(sp.Sum(x[s] * inner, (s, 0, 2)))
+    assert {f for f in normal.free_symbols if isinstance(f, sp.Symbol)} <= {x.label, W.label}, normal
+    j_1 = sp.Symbol("j_1", integer=True, nonnegative=True)
+    escaped = sp.Sum(sp.Piecewise((3 * W[1, 0] * x[s], (j_1 >= 1) & (s <= 1)),
+                                  (-3 * W[1, 0] * x[s], (s > 1) & (j_1 < 1)), (0, True)), (s, 0, 2))
+    for value in (0, 1, 2):  # what the escaped form says, for every j_1, is not the sum
+        assert sp.expand(unroll(lhs) - unroll(escaped.subs(j_1, value))) != 0
+    for prove in _all_provers():
+        assert not prove(lhs, escaped), prove.__name__
+
+
+def test_no_substitution_into_a_sum_that_breaks_its_index_assumptions():
+    # s -> 0 inside Sum_{t=-1}^{0} made delta(0, t + 1) evaluate to 0 for a nonnegative t, though
+    # t = -1 here: the sum is y[-1], not 0.
+    from attnverify.theory.calculus import unroll
+
+    lhs = sp.Sum(sp.KroneckerDelta(s, 0) * sp.Sum(sp.KroneckerDelta(s, t + 1) * x[t], (t, -1, 0)), (s, 0, 1))
+    assert unroll(lhs) == x[-1]
+    for prove in _all_provers():
+        assert not prove(lhs, 0), prove.__name__
+        assert not prove(lhs, lhs.subs(x, y)), prove.__name__
+
+
+def test_an_inner_index_that_reuses_an_outer_name_stays_inner():
+    # Sum_{t=0}^{2} Sum_{t=0}^{n} g[t] is 3 Sum_{t=0}^{n} g[t] (the inner t is the one in g), not
+    # (n + 1)(g[0] + g[1] + g[2]) (n = 1: they differ by g[0] + g[1] - 2 g[2]).
+    from attnverify.theory.calculus import unroll
+
+    n = sp.Symbol("n")
+    lhs, rhs = sp.Sum(x[t], (t, 0, n), (t, 0, 2)), sp.Sum(x[t], (t, 0, 2), (s, 0, n))
+    assert sp.expand(unroll((lhs - rhs).subs(n, 1))) != 0
+    for prove in _all_provers():
+        assert not prove(lhs, rhs), prove.__name__
+
+
 # -- the interchanging and the rational provers (theory/related/sums.py) --------------------------
 a_, c_ = sp.Symbol("a", integer=True, nonnegative=True), sp.Symbol("c", integer=True, nonnegative=True)
 x0 = sp.Symbol("_x0", integer=True, nonnegative=True)  # the name `canonical_parts` gives a bound index

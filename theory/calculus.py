@@ -8,10 +8,9 @@ form applies only sound rewriting rules for finite sums (``docs/theory.md §10``
 * linearity: ``Sum(a + b) = Sum(a) + Sum(b)`` and factors free of the index move out;
   ``Sum_{x=a}^{b} 1 = b - a + 1``.
 * delta elimination: ``Sum_{x=a}^{b} delta(x, y) g(x) = g(y)`` only when ``a <= y <= b``
-  is *proved*, both limits, from what is known about y (rule R1 below). When it is not,
-  the sum becomes ``Piecewise((g(y), (y >= a) & (y <= b)), (0, True))`` with every
-  condition that is proved dropped (the whole term is 0 when one is disproved), so the
-  range condition stays explicit and a comparison that needs it is not proved. A delta
+  is *proved*, both limits, from what is known about y (rule R1 below); 0 when y is proved
+  outside the range. When neither is proved, the sum is left as it is (renamed), so a
+  comparison that needs the range condition is not proved. A delta
   is eliminated only when one argument *is* the bound index x and the other (y) is an
   integer free of x; any other delta stays inside its sum.
 * alpha-renaming: a bound index is renamed after its range and nesting height, so two
@@ -158,10 +157,12 @@ def _bound_symbol(x: sp.Symbol, upper: sp.Expr, height: int, taken: set[sp.Symbo
 
 
 def _opaque(expr: sp.Basic) -> bool:
-    """A binder other than `Sum` (a `Product`, an `Integral`, a `Lambda`, ...) or a `Derivative`:
-    the rules are stated for sums only, so nothing is normalised or substituted inside one."""
-    binds = isinstance(expr, (ExprWithLimits, sp.Lambda, sp.Derivative, sp.Subs, sp.Limit, sp.Order))
-    return binds and not isinstance(expr, sp.Sum)
+    """A binder other than `Sum` (a `Product`, an `Integral`, a `Lambda`, ...) or a `Derivative`,
+    or a `Sum` whose range breaks its index's assumptions: the rules are stated for sums whose
+    indices are what their assumptions say, so nothing is normalised or substituted inside one."""
+    if isinstance(expr, sp.Sum):  # a sum the rules leave alone is left alone by substitution too
+        return not all(_range_implies_assumptions(x, lower, upper, {}) for x, lower, upper in expr.limits)
+    return isinstance(expr, (ExprWithLimits, sp.Lambda, sp.Derivative, sp.Subs, sp.Limit, sp.Order))
 
 
 def _has_opaque(expr: sp.Basic) -> bool:
@@ -214,27 +215,28 @@ def _delta_partner(delta: sp.KroneckerDelta, x: sp.Symbol) -> sp.Expr | None:
     return y
 
 
-def _eliminate(value: sp.Expr, y: sp.Expr, lower: sp.Expr, upper: sp.Expr, scope: Ranges) -> sp.Expr:
-    """Sum_{x=lower}^{upper} delta(x, y) g(x), where value = g(y), y an integer (rule R1).
+def _delta_inside(y: sp.Expr, lower: sp.Expr, upper: sp.Expr, scope: Ranges) -> bool | None:
+    """Sum_{x=lower}^{upper} delta(x, y) g(x), y an integer, read as ``Sum.doit`` reads it (rule
+    R1): True when ``lower <= y <= upper`` is proved (the sum is g(y)); False when y is proved
+    outside, for a reversed range (upper < lower - 1, Karr's convention: -g(y) when
+    upper < y < lower) too (the sum is 0); None when undecided: the sum is left as it is.
 
-    Read as ``Sum.doit`` reads it: g(y) when lower <= y <= upper; and, for a reversed range
-    (upper < lower - 1, Karr's convention), -g(y) when upper < y < lower; else 0.
+    (An undecided sum was once written ``Piecewise((g(y), lower <= y <= upper), ...)``; SymPy's
+    ``piecewise_fold``, run whenever a Sum is built, pulls such a Piecewise out of an inner sum
+    whose index its condition names, and that index escapes its sum.)
     """
     inside = sp.And(_condition(y - lower, sp.Ge(y, lower), scope),
                     _condition(upper - y, sp.Le(y, upper), scope))
     if inside == sp.true:
-        return value
-    pieces = []
+        return True
     if inside != sp.false:
-        pieces.append((value, inside))
+        return None
     if _sign(upper - lower + 1, scope) is not True:  # the range may be reversed
         reversed_ = sp.And(_condition(y - upper - 1, sp.Gt(y, upper), scope),
                            _condition(lower - 1 - y, sp.Lt(y, lower), scope))
         if reversed_ != sp.false:
-            pieces.append((-value, reversed_))
-    if not pieces:
-        return sp.Integer(0)
-    return sp.Piecewise(*pieces, (0, True))
+            return None
+    return False
 
 
 def _sum_of(body: sp.Expr, x: sp.Symbol, lower: sp.Expr, upper: sp.Expr, scope: Ranges) -> sp.Expr:
@@ -251,10 +253,11 @@ def _sum_of(body: sp.Expr, x: sp.Symbol, lower: sp.Expr, upper: sp.Expr, scope: 
         ]
         if deltas and not _has_opaque(sp.Mul(*inside)):  # never substitute into a Product, ...
             delta, y = deltas[0]
-            rest = sp.Mul(*[f for f in inside if f is not delta])
-            value = _normal(_substitute(rest, x, y), scope)
-            terms.append(coefficient * _eliminate(value, y, lower, upper, scope))
-            continue
+            decided = _delta_inside(y, lower, upper, scope)
+            if decided is not None:
+                rest = sp.Mul(*[f for f in inside if f is not delta])
+                terms.append(coefficient * _normal(_substitute(rest, x, y), scope) if decided else sp.Integer(0))
+                continue
         summand = sp.Mul(*inside)
         if summand == 1:
             terms.append(coefficient * (upper - lower + 1))
@@ -271,8 +274,8 @@ def _inside(scope: Ranges, x: sp.Symbol, lower: sp.Expr, upper: sp.Expr) -> dict
     about x (an outer x is shadowed either way)."""
     # x is re-bound: its outer range, and every range that names the outer x, no longer apply
     known = {y: r for y, r in scope.items() if y != x and x not in r[0].free_symbols | r[1].free_symbols}
-    if _sign(upper - lower + 1, scope) is True:
-        known[x] = (lower, upper)
+    if _sign(upper - lower + 1, scope) is True and x not in lower.free_symbols | upper.free_symbols:
+        known[x] = (lower, upper)  # (a limit naming x names the outer x: no range for the inner one)
     return known
 
 

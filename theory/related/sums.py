@@ -35,7 +35,9 @@ def _bound_afresh(expr: sp.Sum) -> tuple[tuple[Limit, ...], sp.Expr]:
     """The limits (innermost first) and summand of `expr`, each bound index renamed to a new
     `sp.Dummy`: pulled out of a product, it can then capture no symbol of another factor."""
     limits, body = list(expr.limits), expr.function
-    for n in reversed(range(len(limits))):  # an index is bound in the body and in the inner limits' bounds
+    # Innermost first: an index is bound in the body and in the bounds of the limits inside it, and
+    # an inner index that re-uses an outer one's name is renamed before the outer one is.
+    for n in range(len(limits)):
         x = limits[n][0]
         y = sp.Dummy(x.name, **x.assumptions0)
         body = body.subs(x, y, simultaneous=True)
