@@ -66,10 +66,21 @@ def _execute(path: Path, module_name: str) -> tuple[types.ModuleType, tuple[str,
         exec(code, module.__dict__)  # noqa: S102 (a plugin is trusted code the user chose to run)
     except InputError as err:
         raise InputError(f"{path}: {err}") from None
+    except SystemExit as err:  # sys.exit in user code: not the command's exit (KeyboardInterrupt stays one)
+        raise InputError(f"{path}: {_exit_message(err, _line_in(path, err))}") from None
     except Exception as err:  # noqa: BLE001 (user code: any error becomes one line)
         message = str(err).splitlines()[0] if str(err) else ""
         raise InputError(f"{path}: {type(err).__name__}{_line_in(path, err)}: {message}") from None
     return module, _registered_since(before)
+
+
+def _exit_message(err: SystemExit, where: str = "") -> str:
+    """What a `SystemExit` raised by a plugin or claims module says, on one line."""
+    if isinstance(err.code, str):
+        said = err.code.splitlines()[0] if err.code else ""
+        return f"SystemExit{where}: {said} (a plugin or claims module must not exit)"
+    code = 0 if err.code is None else err.code
+    return f"SystemExit{where}: it called sys.exit({code}) (a plugin or claims module must not exit)"
 
 
 def _module_name(path: Path, prefix: str) -> str:
@@ -193,6 +204,8 @@ def load_claims_module(name: str) -> tuple[str, ...]:
         raise InputError(f"{name}: ModuleNotFoundError: {err}") from None
     except InputError as err:
         raise InputError(f"{name}: {err}") from None
+    except SystemExit as err:
+        raise InputError(f"{name}: {_exit_message(err)}") from None
     except Exception as err:  # noqa: BLE001
         message = str(err).splitlines()[0] if str(err) else ""
         raise InputError(f"{name}: {type(err).__name__}: {message}") from None

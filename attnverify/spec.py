@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -106,7 +107,9 @@ class ModelSpec:
         }
 
     def satisfies(self, requires: dict[str, Any]) -> bool:
-        """True when every ``{field: value}`` hypothesis holds for this spec."""
+        """True when every ``{field: value}`` hypothesis holds for this spec. A hypothesis on
+        a name that is no spec field is an `InputError` (`check_requires`)."""
+        check_requires(requires)
         return all(getattr(self, k) == v for k, v in requires.items())
 
     # -- serialisation ------------------------------------------------------------------
@@ -144,6 +147,17 @@ class ModelSpec:
 
     def replace(self, **changes: Any) -> ModelSpec:
         return dataclasses.replace(self, **changes)
+
+
+def check_requires(requires: Any) -> None:
+    """One-line `InputError` unless `requires` maps spec field names to values (a claim's
+    hypotheses, `verification.registry.Claim.requires`)."""
+    if not isinstance(requires, Mapping):
+        raise InputError(f"requires must be a dict of spec fields, got {type(requires).__name__}")
+    names = [f.name for f in dataclasses.fields(ModelSpec)]
+    unknown = [k for k in requires if k not in names]
+    if unknown:
+        raise InputError(f"requires names {unknown[0]!r}, which is not a spec field (fields: {', '.join(names)})")
 
 
 #: The assumption switches (as opposed to sizes).

@@ -40,8 +40,8 @@ def number(name: str, value: float, *, low: float | None = None, high: float | N
     return value
 
 
-def env_count(variable: str, what: str) -> int | None:
-    """The positive integer in ``$variable`` (a count of `what`), or None when it is unset or blank."""
+def env_count(variable: str, what: str, high: int = 1024) -> int | None:
+    """The integer in 1..`high` in ``$variable`` (a count of `what`), or None when it is unset or blank."""
     text = os.environ.get(variable)
     if text is None or not text.strip():
         return None
@@ -49,8 +49,8 @@ def env_count(variable: str, what: str) -> int | None:
         value = int(text)
     except ValueError:
         value = 0
-    if value < 1:
-        raise InputError(f"${variable} must be a positive number of {what}, got {text!r}")
+    if value < 1 or value > high:
+        raise InputError(f"${variable} must be a number of {what} in 1..{high}, got {text!r}")
     return value
 
 

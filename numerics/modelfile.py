@@ -26,7 +26,7 @@ from attnverify.numerics.tokenize import CLS_TOKEN, UNK_TOKEN, check_vocab
 
 from attnverify.errors import InputError
 from attnverify.spec import ModelSpec
-from attnverify.validate import TMP_PREFIX, fits_in_memory, os_error, pid_alive
+from attnverify.validate import TMP_PREFIX, fits_in_memory, os_error, pid_alive, spec_bytes
 
 ARRAYS = ("embedding", "W_q", "W_k", "W_v", "W_l")
 BIASES = ("b_q", "b_k", "b_v", "b_l")
@@ -218,7 +218,9 @@ def _load(archive: zipfile.ZipFile, path: Path, dtype, extras=None) -> ModelFile
     for name in shapes:
         if name not in members:
             raise InputError(f"{path}: missing array {name!r}")
-    fits_in_memory(f"{path}: the model", sum(8 * int(np.prod(shape)) for shape in shapes.values()))
+    # the parameters, and one document's activations (a max_len of 10**30 would pass the first)
+    fits_in_memory(f"{path}: the model", max(sum(8 * int(np.prod(shape)) for shape in shapes.values()),
+                                             spec_bytes(spec)))
     vocab_array = _read(archive, members["vocab"], path, "vocab", (spec.vocab_size,), "U", MAX_WORD_CHARS)
     arrays = {}
     for name, shape in shapes.items():

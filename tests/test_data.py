@@ -134,7 +134,30 @@ def test_synthetic_is_seeded_and_labels_are_the_planted_majority():
     assert 0.35 < labels.mean() < 0.65
 
 
-@pytest.mark.parametrize("source", ["nonsense", "csv:", "synthetic:abc", "synthetic:2", "tweets:x"])
+def test_a_csv_field_longer_than_pythons_default_limit_is_read(tmp_path):
+    # Python's csv module refuses a field over 128 KiB unless told otherwise: a long review.
+    path = tmp_path / "long.csv"
+    long_review = " ".join(["good"] * 40_000)  # 200,000 characters
+    path.write_text(f"text,label\n\"{long_review}\",1\nbad,0\nfine,1\nawful,0\n")
+    corpus = data.load_corpus(f"csv:{path}")
+    assert long_review in _all_texts(corpus)
+
+
+def test_a_csv_that_python_cannot_parse_is_a_one_line_input_error(tmp_path, monkeypatch):
+    path = tmp_path / "bad.csv"
+    path.write_text('text,label\n"' + "x" * 300 + '",1\n')
+    monkeypatch.setattr(data, "MAX_FIELD_CHARS", 100)  # a field over the limit: csv.Error
+    limit = csv.field_size_limit(100)
+    try:
+        with pytest.raises(InputError, match="line 2: not valid CSV") as err:
+            data.load_corpus(f"csv:{path}")
+    finally:
+        csv.field_size_limit(limit)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("source", ["nonsense", "csv:", "synthetic:abc", "synthetic:2", "tweets:x",
+                                    "synthetic:\u00b2", "synthetic:1000001"])
 def test_unknown_or_malformed_sources(source):
     with pytest.raises(InputError):
         data.load_corpus(source)

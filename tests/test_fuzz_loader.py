@@ -154,6 +154,16 @@ def test_a_spec_claiming_a_huge_vocabulary_is_refused_by_its_memory(tmp_path, va
         load_bytes(tmp_path, archive({**content, "spec.npy": buffer.getvalue()}))
 
 
+def test_a_spec_claiming_huge_documents_is_refused_by_their_memory(tmp_path, valid):
+    # max_len changes no stored shape: only one document's activations show it (it once reached
+    # the tokenizer as a list of 10**30 paddings: OverflowError).
+    content = members(valid)
+    buffer = io.BytesIO()
+    np.save(buffer, np.asarray(SPEC.replace(max_len=10**30).to_json()))
+    with pytest.raises(InputError, match="the model needs at least .* of memory"):
+        load_bytes(tmp_path, archive({**content, "spec.npy": buffer.getvalue()}))
+
+
 @pytest.mark.parametrize("vocab, message", [
     (["zq", "qz", "zq"], "'zq' appears twice \\(entries 9 and 11\\)"),
     (["zq", "Qz"], "entry 11 'Qz' can never match"),

@@ -27,7 +27,7 @@ from attnverify.theory.calculus import prove_equal
 from attnverify.theory.model import QUANTITIES, Constant, Parameter, SymbolicModel
 
 from attnverify.errors import InputError
-from attnverify.spec import PAPER, SWITCHES, ModelSpec
+from attnverify.spec import PAPER, SWITCHES, ModelSpec, check_requires
 
 
 @dataclass(frozen=True, eq=False)
@@ -76,6 +76,7 @@ class PluginSpec(ModelSpec):
     def satisfies(self, requires: dict[str, Any]) -> bool:
         """True when the plugin's forward is proved equal to that of the spec with the
         switches `requires` (no requirement: always true)."""
+        check_requires(requires)
         if not requires:
             return True
         return is_model_of(self, self.base.replace(**requires))
@@ -125,6 +126,14 @@ def overridden(model: type) -> list[str]:
     return [name for name in QUANTITIES if getattr(model, name) is not getattr(SymbolicModel, name)]
 
 
+def _one_line(err: BaseException) -> str:
+    """``Type: first line of the message`` (a `SystemExit` reads ``SystemExit: exit code N``)."""
+    if isinstance(err, SystemExit) and not isinstance(err.code, str):
+        return f"SystemExit: exit code {0 if err.code is None else err.code}"
+    text = str(err).splitlines()[0] if str(err) else ""
+    return f"{type(err).__name__}: {text}"
+
+
 def check_model(model: type, spec: ModelSpec = PAPER) -> tuple[dict[str, Parameter], dict[str, Constant]]:
     """Build every quantity of `model` under `spec`, leaves first, and return its
     declarations. Raises a one-line `InputError` naming the method for a method that raises
@@ -135,16 +144,15 @@ def check_model(model: type, spec: ModelSpec = PAPER) -> tuple[dict[str, Paramet
         instance = model(spec)
     except InputError:
         raise
-    except Exception as err:  # noqa: BLE001 (user code: any error becomes one line)
-        raise InputError(f"Model({spec.__class__.__name__}) raised {type(err).__name__}: {err}") from None
+    except (Exception, SystemExit) as err:  # noqa: BLE001 (user code: any error, or an exit, becomes one line)
+        raise InputError(f"Model({spec.__class__.__name__}) raised {_one_line(err)}") from None
     for name in QUANTITIES:
         try:
             value = getattr(instance, name)(*_arguments(name))
         except InputError as err:
             raise InputError(f"Model.{name}: {err}") from None
-        except Exception as err:  # noqa: BLE001
-            text = str(err).splitlines()[0] if str(err) else ""
-            raise InputError(f"Model.{name} raised {type(err).__name__}: {text}") from None
+        except (Exception, SystemExit) as err:  # noqa: BLE001 (a method may call sys.exit: KeyboardInterrupt stays one)
+            raise InputError(f"Model.{name} raised {_one_line(err)}") from None
         if not isinstance(value, sp.Expr):
             raise InputError(f"Model.{name} returned {type(value).__name__}, not a SymPy expression "
                              "(wrap numbers as sympy.Integer / sympy.Float)")

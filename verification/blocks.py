@@ -36,7 +36,14 @@ import numpy as np
 from attnverify.numerics.draws import draw_document, draw_params
 from attnverify.numerics.evaluations import shared_evaluations
 from attnverify.numerics.stored_programs import StoredProgram
-from attnverify.verification.registry import REGISTRY, Claim, is_builtin
+from attnverify.verification.registry import (
+    REGISTRY,
+    Claim,
+    build_comparison,
+    is_builtin,
+    user_code,
+    user_comparison,
+)
 
 from attnverify.spec import ModelSpec
 
@@ -127,8 +134,8 @@ def measure_program(claim: Claim, spec: ModelSpec, *, dtype: str) -> StoredProgr
     def make():
         compares = []
         for member in members:
-            try:
-                compares.append((member, member.build(spec)))
+            try:  # a user's claim: a build that raises or returns no function is a one-line InputError
+                compares.append((member, build_comparison(member, spec)))
             except Exception:
                 if member is claim:
                     raise
@@ -137,8 +144,10 @@ def measure_program(claim: Claim, spec: ModelSpec, *, dtype: str) -> StoredProgr
             out = {}
             with shared_evaluations():  # a quantity several members compare is traced once
                 for member, compare in compares:
-                    lhs, rhs = compare(params, tokens)
-                    out[member.id] = (member.measure or relative_error)(lhs, rhs)
+                    lhs, rhs = user_comparison(member, compare, params, tokens)
+                    measure = member.measure or relative_error
+                    with user_code(member, "measure", measure):
+                        out[member.id] = measure(lhs, rhs)
             return out
 
         return jax.vmap(measures)

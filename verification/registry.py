@@ -12,7 +12,8 @@ from __future__ import annotations
 import difflib
 import importlib
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +22,7 @@ import numpy as np
 from attnverify.numerics.model import Params
 
 from attnverify.errors import InputError
-from attnverify.spec import ModelSpec
+from attnverify.spec import ModelSpec, check_requires
 
 #: ``(params, tokens) -> (lhs, rhs)``: both sides on one draw, any matching shapes.
 Comparison = Callable[[Params, jnp.ndarray], tuple[jnp.ndarray, jnp.ndarray]]
@@ -123,7 +124,7 @@ def register(claim: Claim) -> Claim:
     A built-in claim (registered from `verification.claims`) is registered once. A user's
     claim (a plugin file, a claims module, a notebook) registered again under the same id
     replaces the earlier one, so a re-run notebook cell works; a user's claim whose id is a
-    built-in one's is an `InputError`.
+    built-in one's, or whose fields cannot work (`check_user_claim`), is an `InputError`.
     """
     caller = sys._getframe(1).f_globals.get("__name__", "")
     builtin = caller == _BUILTIN_PACKAGE or caller.startswith(_BUILTIN_PACKAGE + ".")
@@ -133,6 +134,8 @@ def register(claim: Claim) -> Claim:
         if builtin:
             raise ValueError(f"claim {claim.id} registered twice")
         raise InputError(f"claim id {claim.id!r} clashes with a built-in claim (choose another id)")
+    if not builtin:  # a user's claim: what can be checked now is checked now, naming the claim
+        check_user_claim(claim)
     missing = {"float64", "float32"} - set(claim.tolerance)
     if missing:
         raise ValueError(f"claim {claim.id} lacks a tolerance for {', '.join(sorted(missing))}")
@@ -140,6 +143,99 @@ def register(claim: Claim) -> Claim:
     if builtin:
         BUILTIN.add(claim.id)
     return claim
+
+
+def check_user_claim(claim: Claim) -> None:
+    """One-line `InputError` naming a user's claim whose fields cannot work: a `build` that is
+    not callable, a tolerance per dtype that is not a number, hypotheses (`requires`) on a name
+    that is no spec field, or a `measure` / `summary` / `context` / `proof` that is neither None
+    nor callable. (What its build and comparison do is checked when they run: `build_comparison`,
+    `user_code`.)"""
+    if not isinstance(claim, Claim):
+        raise InputError(f"register() takes a Claim, got {type(claim).__name__}")
+    if not callable(claim.build):
+        raise InputError(f"claim {claim.id!r}: build must be a function spec -> comparison, "
+                         f"got {type(claim.build).__name__}")
+    if not isinstance(claim.tolerance, Mapping):
+        raise InputError(f"claim {claim.id!r}: tolerance must be a dict {{dtype: number}}, "
+                         f"got {type(claim.tolerance).__name__}")
+    for dtype in ("float64", "float32"):
+        value = claim.tolerance.get(dtype)
+        if value is None:
+            raise InputError(f"claim {claim.id!r}: no tolerance for {dtype}")
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+                or np.isnan(value):
+            raise InputError(f"claim {claim.id!r}: the {dtype} tolerance must be a number, got {value!r}")
+    try:
+        check_requires(claim.requires)
+    except InputError as err:
+        raise InputError(f"claim {claim.id!r}: {err}") from None
+    for name in ("measure", "summary", "context", "proof"):
+        value = getattr(claim, name)
+        if value is not None and not callable(value) and not hasattr(value, "judge"):
+            raise InputError(f"claim {claim.id!r}: {name} must be None or a function, got {type(value).__name__}")
+
+
+def _package_code(fn: Any) -> bool:
+    """`fn` (a function, or an object whose class is the code) is this package's."""
+    module = getattr(fn, "__module__", None) or ""
+    return module == "attnverify" or module.startswith("attnverify.")
+
+
+def _said(err: BaseException) -> str:
+    """``Type: first line of the message`` (a `SystemExit`: what it said, or its exit code)."""
+    if isinstance(err, SystemExit) and not isinstance(err.code, str):
+        return f"SystemExit: exit code {0 if err.code is None else err.code}"
+    text = str(err).splitlines()[0] if str(err) else ""
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
+@contextmanager
+def user_code(claim: Claim, what: str, fn: Any = None) -> Iterator[None]:
+    """Run the body as `claim`'s own code (its `what`: "build", "comparison", ...): for a user's
+    claim, an error it raises (a `SystemExit` too; `KeyboardInterrupt` stays an interrupt)
+    becomes a one-line `InputError` naming the claim. A built-in claim as registered, or a
+    callable `fn` that is the package's own code, is not wrapped: an error there is a bug,
+    and its traceback is wanted."""
+    if is_builtin(claim) or (fn is not None and _package_code(fn)):
+        yield
+        return
+    try:
+        yield
+    except InputError as err:
+        raise InputError(f"claim {claim.id!r}: {what}: {err}") from None
+    except (Exception, SystemExit) as err:  # noqa: BLE001 (user code: any error, or an exit, is one line)
+        raise InputError(f"claim {claim.id!r}: {what} raised {_said(err)}") from None
+
+
+def build_comparison(claim: Claim, spec: ModelSpec) -> Comparison:
+    """``claim.build(spec)``; for a user's claim, a build that raises or returns no function is an
+    `InputError` naming the claim (`user_code`)."""
+    with user_code(claim, "build", claim.build):
+        compare = claim.build(spec)
+    if not is_builtin(claim) and not callable(compare):
+        raise InputError(f"claim {claim.id!r}: build returned {type(compare).__name__}, not a function "
+                         "(params, tokens) -> (lhs, rhs)")
+    return compare
+
+
+def user_comparison(claim: Claim, compare: Comparison, params: Params, tokens: jnp.ndarray) -> tuple:
+    """``compare(params, tokens)``; for a user's claim, one that raises or does not return two
+    arrays of compatible shapes is an `InputError` naming the claim (`user_code`)."""
+    with user_code(claim, "comparison", compare):
+        sides = compare(params, tokens)
+    if is_builtin(claim) or _package_code(compare):
+        return sides
+    if not (isinstance(sides, tuple | list) and len(sides) == 2):
+        raise InputError(f"claim {claim.id!r}: comparison returned {type(sides).__name__}, not the pair (lhs, rhs)")
+    with user_code(claim, "comparison"):  # e.g. a side that is no array
+        lhs, rhs = (jnp.asarray(side) for side in sides)
+    try:
+        np.broadcast_shapes(lhs.shape, rhs.shape)
+    except ValueError:
+        raise InputError(f"claim {claim.id!r}: comparison returned lhs of shape {lhs.shape} and rhs of shape "
+                         f"{rhs.shape}: they must match") from None
+    return lhs, rhs
 
 
 def is_builtin(claim: Claim) -> bool:

@@ -24,7 +24,7 @@ from attnverify.verification.blocks import (  # noqa: F401 (re-exported)
 )
 from attnverify.verification.confidence import STATISTICAL_TESTS
 from attnverify.verification.empirical import EveryDrawCheck
-from attnverify.verification.registry import REGISTRY, Claim, is_builtin
+from attnverify.verification.registry import REGISTRY, Claim, check_user_claim, is_builtin, user_code
 from attnverify.verification.store import ChunkStore
 from attnverify.verification.verdicts import decide_verdict, inconclusive_finding
 from jax.experimental import multihost_utils
@@ -208,7 +208,11 @@ def run_claim(claim: Claim, spec: ModelSpec, *, trials: int, seed: int = 0, dtyp
     the tolerance; statistical claims (a `verification.confidence` test as summary) are judged by
     a confidence bound and may be inconclusive. NaN / inf draws are counted; unless the claim
     declares why they are legitimate (`Claim.nonfinite_reason`), they make the verdict FAIL.
+    A user's claim whose code fails (its build, comparison, measure, summary, context or proof
+    raises, or its fields cannot work) is a one-line `InputError` naming it (`registry.user_code`).
     """
+    if not is_builtin(claim):
+        check_user_claim(claim)  # before any draw: a tolerance that is no number fails now
     errors = draw_errors(claim, spec, trials=trials, seed=seed, dtype=dtype, scale=scale,
                          chunk_size=min(chunk_size, trials), progress=progress, store=store)
     return judge_claim(claim, spec, errors, trials=trials, seed=seed, dtype=dtype, scale=scale)
@@ -218,6 +222,8 @@ def judge_claim(claim: Claim, spec: ModelSpec, errors: np.ndarray, *, trials: in
                 dtype: str = "float64", scale: float = 1.0) -> ClaimResult:
     """The verdict of `claim` on its per-draw numbers `errors` (the second half of `run_claim`)."""
     errors = np.asarray(errors, dtype=np.float64)
+    if not is_builtin(claim):
+        check_user_claim(claim)
     tolerance = claim.tolerance[dtype]
     finite_mask = np.isfinite(errors)
     nonfinite = int(errors.size - finite_mask.sum())
@@ -233,7 +239,8 @@ def judge_claim(claim: Claim, spec: ModelSpec, errors: np.ndarray, *, trials: in
         max_error = median_error = float("nan")  # no "error": see statistic, estimate, bound
     elif isinstance(claim.summary, EveryDrawCheck):  # a statistic of every draw against its threshold
         check = claim.summary
-        value, numbers = check.judge(kept, tolerance) if kept.size else (float("nan"), {})
+        with user_code(claim, "summary", check):
+            value, numbers = check.judge(kept, tolerance) if kept.size else (float("nan"), {})
         statistics = {name: float(v) for name, v in numbers.items()}
         max_error = median_error = float("nan")  # no "error": see statistic, estimate, threshold
         outcome = ("holds" if value <= check.limit(tolerance) else "refuted") if kept.size else "inconclusive"
@@ -241,8 +248,9 @@ def judge_claim(claim: Claim, spec: ModelSpec, errors: np.ndarray, *, trials: in
                      direction="below", target=check.target(tolerance))
     else:
         if claim.summary is not None:  # a per-draw check: its "error" against the tolerance
-            statistics = {name: float(value) for name, value in claim.summary(kept).items()}
-            max_error = statistics["error"] if kept.size else float("nan")
+            with user_code(claim, "summary", claim.summary):
+                statistics = {name: float(value) for name, value in claim.summary(kept).items()}
+                max_error = statistics["error"] if kept.size else float("nan")
         else:
             max_error = float(np.max(kept)) if kept.size and np.all(np.isfinite(kept)) else float("inf")
         median_error = float(np.median(kept)) if kept.size else float("nan")
@@ -250,7 +258,8 @@ def judge_claim(claim: Claim, spec: ModelSpec, errors: np.ndarray, *, trials: in
         outcome = ("holds" if bool(np.isfinite(max_error)) and max_error <= tolerance else "refuted") \
             if kept.size else "inconclusive"
     if claim.context is not None:  # reported numbers, not judged (never the "error" entry)
-        statistics.update({k: v for k, v in _context(claim, spec).items() if k != "error"})
+        with user_code(claim, "context", claim.context):
+            statistics.update({k: v for k, v in _context(claim, spec).items() if k != "error"})
     expected = claim.expected(spec)
     unexplained = nonfinite > 0 and not allowed
     verdict = decide_verdict(outcome, expected, unexplained_nonfinite=unexplained)
@@ -258,7 +267,10 @@ def judge_claim(claim: Claim, spec: ModelSpec, errors: np.ndarray, *, trials: in
     refutes = claim.asserted_by if verdict == "expected_fail" else None
     finding = _finding(claim, spec, verdict, judgement, statistics, max_error=max_error, tolerance=tolerance,
                        nonfinite=nonfinite, draws=errors.size, every=every)
-    proof = _proof(claim, spec) if claim.proof is not None else None
+    proof = None
+    if claim.proof is not None:
+        with user_code(claim, "proof", claim.proof):
+            proof = _proof(claim, spec)
     shown = errors[finite_mask]
     qs = {f"p{q}": float(np.quantile(shown, q / 100)) if shown.size else float("nan") for q in (10, 50, 90, 99)}
     stat = every

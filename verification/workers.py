@@ -43,6 +43,7 @@ from attnverify.numerics import host_devices
 from attnverify.verification.registry import REGISTRY, Claim, is_builtin
 from attnverify.verification.sweep import ClaimResult, run_claim
 
+from attnverify.errors import InputError
 from attnverify.spec import ModelSpec
 from attnverify.validate import env_count
 
@@ -197,6 +198,8 @@ def _sweep_family(claim_ids: list[str], spec: ModelSpec, dtypes: tuple[str, ...]
 def _sweep_one(claim: Claim, spec: ModelSpec, dtype: str, trials: int, seed: int) -> Outcome:
     try:
         result = run_claim(claim, spec, trials=trials, seed=seed, dtype=dtype, progress=False)
+    except InputError as err:  # a user's claim that cannot run (`registry.user_code`): its one line says it all
+        return Outcome(claim.id, dtype, error=str(err), pid=os.getpid())
     except Exception as err:  # one broken claim must not sink the others
         return Outcome(claim.id, dtype, error=f"{type(err).__name__}: {err}", trace=traceback.format_exc(),
                        pid=os.getpid())

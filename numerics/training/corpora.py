@@ -169,17 +169,27 @@ def load_csv(path: str | Path) -> Corpus:
     if not path.is_file():
         raise InputError(f"{source}: no such file")
     texts, labels = [], []
+    # Python's csv refuses a field over 128 KiB by default; a long review can be longer.
+    csv.field_size_limit(max(csv.field_size_limit(), MAX_FIELD_CHARS))
     with open(path, encoding="utf-8", errors="replace", newline="") as handle:
         reader = csv.DictReader(handle)
         missing = {"text", "label"} - set(reader.fieldnames or ())
         if missing:
             raise InputError(f"{source}: missing column(s) {', '.join(sorted(missing))} "
                              f"(found: {', '.join(reader.fieldnames or ()) or 'none'})")
-        for line, row in enumerate(reader, start=2):
-            texts.append(row["text"] or "")
-            labels.append(parse_label(row["label"] or "", f"{source} line {line}"))
+        try:
+            for line, row in enumerate(reader, start=2):
+                texts.append(row["text"] or "")
+                labels.append(parse_label(row["label"] or "", f"{source} line {line}"))
+        except csv.Error as err:  # e.g. a field over the limit below; the record after the last line read
+            raise InputError(f"{source} line {reader.line_num + 1}: not valid CSV ({err})") from None
     return split_three(source, *_keep(texts, labels))
 
+
+#: The longest CSV field read (characters): a whole document.
+MAX_FIELD_CHARS = 1 << 26
+#: The most documents ``synthetic:N`` makes (about 6 s of Python at a million).
+MAX_SYNTHETIC = 1_000_000
 
 POSITIVE_WORDS = ("good", "great", "excellent", "amazing", "wonderful", "love", "best", "perfect")
 NEGATIVE_WORDS = ("bad", "awful", "terrible", "boring", "worst", "hate", "poor", "waste")
@@ -220,8 +230,10 @@ def load_corpus(source: str) -> Corpus:
     if kind == "synthetic":
         if not arg:
             return synthetic_corpus()
-        if not arg.isdigit():
+        if not (arg.isascii() and arg.isdigit()):  # "²" is a digit to str.isdigit, not to int
             raise InputError(f"synthetic:N needs an integer N, got {arg!r}")
+        if int(arg) > MAX_SYNTHETIC:
+            raise InputError(f"synthetic:N takes at most {MAX_SYNTHETIC:,} documents, got {int(arg):,}")
         return synthetic_corpus(int(arg))
     if kind in ("imdb", "csv"):
         if not arg:

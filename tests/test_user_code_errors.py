@@ -1,0 +1,160 @@
+"""A user's claims module, claim or plugin that fails (raises, exits, has fields that cannot work)
+is one line on stderr and exit 2, naming the claim or file; Ctrl-C stays an interrupt (130);
+an error in the package's own code is still a bug, with its traceback."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import pytest
+from attnverify.verification.registry import REGISTRY, Claim, register
+
+from attnverify.cli import main
+from attnverify.errors import InputError
+from attnverify.spec import ModelSpec
+
+TINY = ["--max-len", "6", "--d-embed", "4", "--d-att", "2", "--d-out", "2", "--heads", "1", "--vocab-size", "12"]
+
+HEAD = """\
+import sys
+import jax.numpy as jnp
+from attnverify.verification import Claim, register
+
+def ok(spec):
+    return lambda params, tokens: (jnp.zeros(3), jnp.zeros(3))
+
+def claim(**changes):
+    fields = dict(id="mine.c", group="mine", statement="s", source="x", lhs="a", rhs="b", build=ok,
+                  tolerance={"float64": 1e-10, "float32": 1e-4}, tolerance_reason="r", provenance="measured")
+    register(Claim(**{**fields, **changes}))
+"""
+
+
+def module(tmp_path, body: str, name: str = "my_claims.py"):
+    path = tmp_path / name
+    path.write_text(HEAD + textwrap.dedent(body))
+    return str(path)
+
+
+def one_line(capsys, argv, *texts, status=2):
+    assert main(argv) == status
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1, err
+    assert "Traceback" not in err
+    for text in texts:
+        assert text in err, err
+    return err
+
+
+BROKEN = {
+    # at run time: the claim's own code
+    "build raises": ("def b(spec):\n    raise ValueError('boom')\nclaim(build=b)\n",
+                     "claim 'mine.c': build raised ValueError: boom"),
+    "build exits": ("def b(spec):\n    sys.exit(3)\nclaim(build=b)\n", "claim 'mine.c': build raised SystemExit"),
+    "build returns no function": ("claim(build=lambda spec: 42)\n", "claim 'mine.c': build returned int"),
+    "comparison raises": ("def b(spec):\n    def c(p, t):\n        raise ValueError('cmp')\n    return c\n"
+                          "claim(build=b)\n", "claim 'mine.c': comparison raised ValueError: cmp"),
+    "comparison exits": ("claim(build=lambda spec: lambda p, t: sys.exit('bye'))\n",
+                         "claim 'mine.c': comparison raised SystemExit: bye"),
+    "shapes differ": ("claim(build=lambda spec: lambda p, t: (jnp.zeros(3), jnp.zeros(4)))\n",
+                      "claim 'mine.c': comparison returned lhs of shape (3,) and rhs of shape (4,)"),
+    "not a pair": ("claim(build=lambda spec: lambda p, t: jnp.zeros(3))\n",
+                   "claim 'mine.c': comparison returned"),
+    "measure raises": ("def m(lhs, rhs):\n    raise RuntimeError('measure')\nclaim(measure=m)\n",
+                       "claim 'mine.c': measure raised RuntimeError: measure"),
+    # at registration: named with the file and the claim
+    "build is None": ("claim(build=None)\n", "claim 'mine.c': build must be a function"),
+    "tolerance is a string": ("claim(tolerance={'float64': 'tiny', 'float32': 1e-4})\n",
+                              "claim 'mine.c': the float64 tolerance must be a number, got 'tiny'"),
+    "requires an unknown field": ("claim(requires={'no_such_field': 1})\n",
+                                  "claim 'mine.c': requires names 'no_such_field'"),
+}
+
+
+@pytest.mark.parametrize("case", list(BROKEN))
+def test_a_broken_user_claim_is_one_line_and_exit_2(tmp_path, capsys, case):
+    body, text = BROKEN[case]
+    one_line(capsys, ["verify", "mine", "--claims-module", module(tmp_path, body), "--trials", "2", "--quiet", *TINY],
+             "attnverify: error: ", text)
+
+
+@pytest.mark.parametrize(("body", "text"), [("sys.exit(3)\n", "sys.exit(3)"), ("raise SystemExit('bye')\n", "bye"),
+                                            ("sys.exit()\n", "sys.exit(0)")])
+@pytest.mark.parametrize("command", ["verify", "claims"])
+def test_a_claims_module_that_exits_is_one_line_and_exit_2(tmp_path, capsys, body, text, command):
+    path = module(tmp_path, body)
+    argv = ["verify", "thm1.gradient", "--trials", "2", "--quiet", *TINY] if command == "verify" else ["claims"]
+    one_line(capsys, [*argv, "--claims-module", path], f"{path}: SystemExit (line ", text)
+
+
+def test_a_plugin_that_exits_is_one_line_and_exit_2(tmp_path, capsys):
+    plugin = tmp_path / "variant.py"
+    plugin.write_text("import sys\nsys.exit(3)\n")
+    one_line(capsys, ["derive", "gradient", "--plugin", str(plugin)], f"{plugin}: SystemExit (line 2)", "sys.exit(3)")
+    plugin.write_text(textwrap.dedent("""\
+        import sys
+        from attnverify.theory import SymbolicModel
+        class Model(SymbolicModel):
+            def score(self, i, t):
+                sys.exit(4)
+        """))
+    one_line(capsys, ["derive", "gradient", "--plugin", str(plugin)], "Model.score raised SystemExit: exit code 4")
+
+
+@pytest.mark.parametrize("body", ["raise KeyboardInterrupt\n",
+                                  "def b(spec):\n    raise KeyboardInterrupt\nclaim(build=b)\n"])
+def test_ctrl_c_in_user_code_stays_an_interrupt(tmp_path, capsys, body):
+    assert main(["verify", "mine", "--claims-module", module(tmp_path, body), "--trials", "2", "--quiet", *TINY]) == 130
+    assert capsys.readouterr().err.strip() == "attnverify: interrupted"
+
+
+def test_registration_checks_what_it_can():
+    base = dict(id="mine.r", group="mine", statement="s", source="x", lhs="a", rhs="b", build=lambda spec: None,
+                tolerance={"float64": 1e-3, "float32": 1e-3}, tolerance_reason="r", provenance="measured")
+    for changes, text in [({"build": None}, "build must be a function"),
+                          ({"tolerance": {"float64": "1e-3", "float32": 1e-3}}, "float64 tolerance must be a number"),
+                          ({"tolerance": {"float64": 1e-3, "float32": None}}, "no tolerance for float32"),
+                          ({"tolerance": {"float64": True, "float32": 1e-3}}, "float64 tolerance must be a number"),
+                          ({"requires": {"scorr": "dot"}}, "requires names 'scorr'"),
+                          ({"context": 3}, "context must be None or a function")]:
+        with pytest.raises(InputError, match=f"claim 'mine.r': .*{text}"):
+            register(Claim(**{**base, **changes}))
+        assert "mine.r" not in REGISTRY
+    with pytest.raises(InputError, match="requires names 'nope'"):
+        ModelSpec().satisfies({"nope": 1})
+
+
+def test_the_packages_own_errors_stay_bugs():
+    from attnverify.verification.registry import build_comparison, user_code
+
+    builtin = REGISTRY["thm1.gradient"]
+    with pytest.raises(ZeroDivisionError):
+        with user_code(builtin, "build"):
+            raise ZeroDivisionError
+    import dataclasses
+
+    copy = dataclasses.replace(builtin, id="mine.copy")  # a user's claim, the package's build
+    with pytest.raises(ZeroDivisionError):
+        with user_code(copy, "build", copy.build):
+            raise ZeroDivisionError
+    mine = dataclasses.replace(builtin, id="mine.copy", build=lambda spec: 1 / 0)
+    with pytest.raises(InputError, match="claim 'mine.copy': build raised ZeroDivisionError"):
+        build_comparison(mine, ModelSpec())
+
+
+def test_report_records_a_broken_user_claim_in_one_line(tmp_path, capsys):
+    """The report keeps going and records the claim that could not run (exit 1, as for any claim
+    that could not run), with one log line for it and no traceback."""
+    path = module(tmp_path, "def b(spec):\n    raise ValueError('boom')\nclaim(build=b)\n")
+    init = tmp_path / "m.npz"
+    assert main(["init-model", "--out", str(init), *TINY]) == 0
+    capsys.readouterr()
+    out = tmp_path / "rep"
+    assert main(["report", "--claims-module", path, "--model", str(init), "--out", str(out), "--claims", "mine",
+                 "--figures", "architecture", "--trials", "2", "--jobs", "1", *TINY]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err, err
+    assert len([line for line in err.splitlines() if "mine.c" in line]) == 1, err
+    (recorded,) = json.loads((out / "results.json").read_text())["errors"]
+    assert "mine.c" in recorded and "build raised ValueError: boom" in recorded
