@@ -164,7 +164,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
         result.update(lime_summary(loaded.params, tokens, kept, loaded.spec, n_samples=args.lime_samples,
                                    runs=args.lime_runs, nu=args.nu, removal=args.removal, seed=args.seed,
                                    limit_samples=args.lime_limit_samples))
-    validate.require_finite(result, "explain")
+    # the results must be finite; the settings are what was asked (--nu inf: written as null, "+inf" beside)
+    validate.require_finite({k: v for k, v in result.items() if k != "lime_settings"}, "explain")
     if args.json:
         print(validate.dumps(result, indent=2))
         return 0
@@ -234,6 +235,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     for module in args.claims_module:  # the user's claims run like the built-in ones
         plugins.load_claims_module(module)
     preflight.check_report(args, spec_from_args(args, SMALL))
+    preflight.check_report_inputs(args)  # claims, model, data: refused before the folder exists
     options = ReportOptions(
         out_dir=Path(args.out), model=Path(args.model) if args.model else None, data=args.data,
         claims=tuple(args.claims), figures=tuple(args.figures), preset="full" if args.full else "quick",
@@ -241,12 +243,22 @@ def cmd_report(args: argparse.Namespace) -> int:
         jobs=args.jobs,
     )
     from attnverify.figures.catalog import FIGURES
-    from attnverify.verification.store import FolderLock
+    from attnverify.verification.store import FolderLock, missing_folders
 
-    lock = FolderLock(preflight.make_folder("--out", options.out_dir)).acquire()  # one report per folder at a time
+    made = missing_folders(options.out_dir)  # deepest first
+    lock = FolderLock(preflight.make_folder("--out", options.out_dir))
+    try:
+        lock.acquire()  # one report per folder at a time
+    except BaseException:
+        preflight.remove_empty_folders(made)
+        raise
     try:
         preflight.fresh_report_folder(options.out_dir, list(FIGURES))
         written, status = run_report(options, draw_figures=draw_for_report)
+    except InputError:  # refused after all: no lock, nor a folder still empty, left behind
+        lock.release(discard=True)
+        preflight.remove_empty_folders(made)
+        raise
     finally:
         lock.release()
     print(f"report: {written['report.html']} and {written['report.md']}")

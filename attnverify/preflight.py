@@ -9,6 +9,7 @@ the flag, so a long computation never ends in a refusal it could have started wi
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -47,8 +48,32 @@ def check_verify(args: argparse.Namespace, spec) -> None:
         validate.output_file("--json", args.json)
     if args.out is not None:
         validate.output_folder("--out", args.out)
+        if args.json is not None:
+            _not_in_results_folder("--json", args.json, args.out)
     validate.spec_fits(spec, copies=SWEEP_BLOCK, what="a sweep block")
-    validate.fits_in_memory(f"--trials {args.trials} (the errors of one claim)", args.trials * ERROR_BYTES)
+    check_trials_fit(args.trials)
+
+
+def check_trials_fit(trials: int) -> None:
+    """The errors of one claim's `trials` draws fit in memory (`verify` and `report`)."""
+    validate.fits_in_memory(f"--trials {trials} (the errors of one claim)", trials * ERROR_BYTES)
+
+
+#: What a sweep writes into its ``--out`` folder (`verification.store`).
+RESULTS_FOLDER_FILES = ("manifest.json", "results.jsonl", ".attnverify.lock")
+
+
+def _not_in_results_folder(name: str, path, folder) -> None:
+    """Refuse an output file that is the results folder itself, or one of the files the sweep
+    keeps in it: found out only when the sweep is over, or clobbering the sweep's own records."""
+    given = folder
+    target, folder = Path(os.path.abspath(path)), Path(os.path.abspath(folder))
+    if target == folder:
+        raise InputError(f"{name} {path}: is the --out folder (the sweep's results go there); "
+                         "give the JSON file another name")
+    if target.parent == folder and target.name in RESULTS_FOLDER_FILES:
+        raise InputError(f"{name} {path}: is the sweep's own {target.name} in --out {given}; "
+                         "give the JSON file another name")
 
 
 def check_scale_in_range(spec, *, scale: float, seed: int, dtype: str) -> None:
@@ -65,7 +90,8 @@ def check_scale_in_range(spec, *, scale: float, seed: int, dtype: str) -> None:
 
     key_params, key_doc = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seed), 0))
     params = draw_params(key_params, spec, scale=scale, dtype={"float64": jnp.float64, "float32": jnp.float32}[dtype])
-    check_float_range(params, spec, draw_document(key_doc, spec), f"--scale {scale:g} ({dtype}, draw 0)")
+    check_float_range(params, spec, draw_document(key_doc, spec), f"--scale {scale:g} ({dtype}, draw 0)",
+                      headroom=True)
 
 
 def check_init_model(args: argparse.Namespace) -> None:
@@ -103,11 +129,16 @@ def check_related(args: argparse.Namespace) -> None:
         validate.number("--temperature", tau, low=0, low_open=True, allow_inf=True)
 
 
+#: The largest learning rate `train` takes: AdamW's step is about lr per weight, and far above 1
+#: every weight leaves any useful range (optax's step overflows, with warnings, near 1e300).
+MAX_LEARNING_RATE = 1e3
+
+
 def check_train(args: argparse.Namespace, spec) -> None:
     _seed(args)
     validate.count("--epochs", args.epochs)
     validate.count("--batch", args.batch)
-    validate.number("--lr", args.lr, low=0, low_open=True)
+    validate.number("--lr", args.lr, low=0, low_open=True, high=MAX_LEARNING_RATE)
     out = validate.output_file("--out", args.out)
     validate.output_file("--out (its metrics file)", out.with_name(out.stem + ".metrics.json"))
     # parameters, AdamW's two moments and the gradient, plus a batch of activations
@@ -126,6 +157,7 @@ def check_report(args: argparse.Namespace, spec) -> None:
     _seed(args)
     if args.trials is not None:
         validate.count("--trials", args.trials)
+        check_trials_fit(args.trials)
     if args.jobs is not None:
         validate.count("--jobs", args.jobs)
     else:
@@ -136,6 +168,26 @@ def check_report(args: argparse.Namespace, spec) -> None:
     validate.spec_fits(spec, copies=SWEEP_BLOCK, what="a sweep block")
     if args.text is not None:
         check_drawable("--text", args.text)
+
+
+def check_report_inputs(args: argparse.Namespace) -> None:
+    """What a report reads, checked before its folder is created or locked (the claims modules
+    loaded): the claim ids, the model (``--model``, else ``--out``'s ``model.npz`` from an
+    earlier run), and without either the training data (loaded: it is read in a fraction of a
+    second, and a bad source or CSV then fails here, not after the folder is made)."""
+    from attnverify.verification import claims as _claims  # noqa: F401  (fills the registry)
+    from attnverify.verification.registry import select
+
+    select(list(args.claims))
+    model = Path(args.model) if args.model else Path(args.out) / "model.npz"
+    if args.model or model.is_file():
+        from attnverify.numerics import modelfile
+
+        modelfile.load(model)
+    else:
+        from attnverify.numerics.training.corpora import load_corpus
+
+        load_corpus(args.data)
 
 
 def check_sweep_eq19(args: argparse.Namespace) -> None:
@@ -194,6 +246,15 @@ def make_folder(name: str, path) -> Path:
     except OSError as err:
         raise validate.os_error(path, err) from None
     return path
+
+
+def remove_empty_folders(folders) -> None:
+    """Remove the folders a refused command created (deepest first), each only if it is empty."""
+    for folder in folders:
+        try:
+            Path(folder).rmdir()
+        except OSError:
+            return
 
 
 #: What a report writes into its folder (besides ``figures/NAME.*`` and the cached model.npz).

@@ -8,12 +8,14 @@ import json
 import sys
 import traceback
 from collections.abc import Callable
+from itertools import takewhile
 from pathlib import Path
 
 import numpy as np
 from attnverify.figures.common import FigureContext, save_figure, write_json
 from attnverify.figures.presentation import present
 from attnverify.numerics import stored_results
+from attnverify.numerics.tokenize import words
 
 from attnverify.errors import InputError
 from attnverify.spec import ModelSpec
@@ -95,20 +97,58 @@ def _context_key(ctx: FigureContext, *, sweeps: bool = True) -> str | None:
     return digest.hexdigest()
 
 
+def check_inputs(names: list[str], ctx: FigureContext) -> None:
+    """What the figures `names` need from `ctx`, checked before any is drawn: a model for those
+    of `NEEDS_MODEL`, and text with a word for those that explain `ctx.text` or `ctx.document`."""
+    for name in names:
+        if name in NEEDS_MODEL:
+            ctx.need_model(name)
+    for name in names:
+        # fig4 explains `ctx.document`, its own default document when that is empty
+        value = ctx.document if name in READS_DOCUMENT else ctx.text if name in READS_TEXT else None
+        if value is not None and (value or name in READS_TEXT) and not words(value):
+            raise InputError(f"figure {name}: the text {value!r} has no words "
+                             "(after lowercasing and splitting on \\W+)", parameter="text")
+
+
 def make_all(names: list[str], ctx: FigureContext, out_dir: str | Path,
              *, log: Callable[[str], None] | None = None) -> dict[str, list[Path]]:
-    """Every figure in `names` (validated first, so a typo fails before any work)."""
+    """Every figure in `names` (validated first, so a typo, a missing model or text without a
+    word fails before any work). If a figure is refused (`InputError`) after all, a folder this
+    call created is removed with what it wrote there: a refusal leaves nothing behind."""
     names = check_names(names)
+    check_inputs(names, ctx)
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"{out_dir}: exists and is not a folder")
+    made = [p for p in takewhile(lambda p: not p.exists(), (out_dir, *out_dir.parents))]
     out_dir.mkdir(parents=True, exist_ok=True)
     written = {}
-    for name in names:
-        if log:
-            log(f"figure {name}: {FIGURES[name][1]}")
-        written[name] = make(name, ctx, out_dir)
+    try:
+        for name in names:
+            if log:
+                log(f"figure {name}: {FIGURES[name][1]}")
+            written[name] = make(name, ctx, out_dir)
+    except InputError:
+        if made:
+            _remove_written(written, made)
+        raise
     return written
+
+
+def _remove_written(written: dict[str, list[Path]], folders: list[Path]) -> None:
+    """Remove the files of `written` and the `folders` (deepest first) if empty: what a refused
+    `make_all` created."""
+    for path in (p for paths in written.values() for p in paths):
+        try:
+            path.unlink(missing_ok=True)
+        except OSError:
+            pass
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 def caption(name: str) -> str:
@@ -117,6 +157,10 @@ def caption(name: str) -> str:
     return " ".join(doc.split())
 
 
+#: The figures that explain a trained model (`FigureContext.need_model`): refused without one.
+NEEDS_MODEL = frozenset({"fig1", "fig3", "fig4", "fig5"})
+#: The figures that tokenise `FigureContext.text` (`.document`): refused if it has no word.
+READS_TEXT, READS_DOCUMENT = frozenset({"fig1", "fig3", "fig5"}), frozenset({"fig4"})
 #: The figures that read the claims' sweep results (`FigureContext.sweeps`).
 READS_SWEEPS = frozenset({"thm1_hist"})
 #: The figures a report draws after its claims; the others are drawn beside the claims

@@ -272,10 +272,12 @@ def _read(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path, name: str
     return array.copy()
 
 
-def check_float_range(params: Params, spec: ModelSpec, tokens, what: str) -> None:
+def check_float_range(params: Params, spec: ModelSpec, tokens, what: str, *, headroom: bool = False) -> None:
     """Refuse a model whose basic quantities overflow on `tokens`: the logits, the attention,
     the explained output and its gradient must be finite (a model with weights near the float
-    range gives NaN explanations otherwise, or a 0 where the truth is undefined)."""
+    range gives NaN explanations otherwise, or a 0 where the truth is undefined). With
+    `headroom`, each must also stay below the square root of the largest float: a claim
+    multiplies such quantities, and a product of two must not overflow either."""
     import jax.numpy as jnp
     from attnverify.numerics import model as nm
 
@@ -292,4 +294,9 @@ def check_float_range(params: Params, spec: ModelSpec, tokens, what: str) -> Non
         if not np.all(np.isfinite(value)):
             bad = "NaN" if np.isnan(value).any() else "inf"
             raise InputError(f"{what}: {quantity} {'are' if quantity.endswith('s') else 'is'} {bad}, outside "
+                             f"the {value.dtype} range (hyp. unmet: outside float range)")
+        limit = float(np.sqrt(np.finfo(value.dtype).max))
+        if headroom and np.abs(value).max(initial=0.0) > limit:
+            raise InputError(f"{what}: {quantity} reach{'' if quantity.endswith('s') else 'es'} "
+                             f"{float(np.abs(value).max()):.3g}, above {limit:.3g}: a product of two would leave "
                              f"the {value.dtype} range (hyp. unmet: outside float range)")

@@ -105,6 +105,10 @@ def validation_cases(tmp: Path, model: Path, huge: Path) -> list[tuple[list, str
         (["train", "--data", "synthetic:64", "--out", out, "--lr", "inf", "--quiet", *MODEL], "--lr"),
         (["train", "--data", "synthetic:64", "--out", out, "--epochs", "0", "--quiet", *MODEL], "--epochs"),
         ([*SWEEP, "--scale", "1e300"], "outside float range"),
+        # finite at draw 0, but a product of two such numbers would not be: every draw was NaN
+        ([*SWEEP, "--scale", "1e100"], "a product of two would leave the float64 range"),
+        ([*SWEEP, "--scale", "1e15", "--dtype", "float32"], "a product of two would leave the float32 range"),
+        (["train", "--data", "synthetic:64", "--out", out, "--lr", "1e300", "--quiet", *MODEL], "--lr must be <= 1000"),
         ([*SWEEP, "--seed", str(2**64)], "--seed must be in 0..4294967295"),
         (["explain", "--model", model, "--text", TEXT, "--lime-samples", "50", "--nu", "nan"], "--nu"),
         (["related", "adversarial", "--model", model, "--text", TEXT, "--epsilon", "nan"], "--epsilon"),

@@ -74,6 +74,15 @@ def test_explain_with_lime(capsys, model_file):
     assert "limit: exact" in text and "questionable" in text
 
 
+def test_explain_with_an_infinite_kernel_width_writes_it_as_null_with_its_reason(capsys, model_file):
+    # --nu inf is allowed (the kernel's wide limit); it is a setting, not a result, and strict JSON
+    # writes it as null with "+inf" beside (it was once refused as a non-finite result, after the work).
+    code, out, _ = run(capsys, "explain", "--model", str(model_file), "--text", SENTENCE, "--json",
+                       "--lime-samples", "50", "--nu", "inf")
+    settings = json.loads(out)["lime_settings"]
+    assert code == 0 and settings["nu"] is None and settings["nu_non_finite"] == "+inf"
+
+
 def test_explain_lime_bad_input(capsys, model_file):
     base = ["explain", "--model", str(model_file), "--text", SENTENCE]
     one_line_error(capsys, *base, "--lime-samples", "1", text="--lime-samples must be >= 2")

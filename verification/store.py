@@ -102,23 +102,29 @@ class FolderLock:
         self.path = Path(folder) / LOCK_NAME
         self.log = log
         self._handle = None
+        #: Whether `acquire` created the lock file (a refused command removes it: `release(discard=True)`).
+        self.created = False
 
     def acquire(self) -> FolderLock:
-        try:
-            handle = open(self.path, "a+")
-        except OSError as err:
-            raise os_error(self.path, err) from None
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            owner = _read_pid(handle)
+        while True:
+            handle, created = self._open()
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                owner = _read_pid(handle)
+                handle.close()
+                who = f"pid {owner}" if owner is not None else "another process"
+                raise InputError(f"{self.path.parent}: folder in use by {who} (a sweep is writing there; "
+                                 f"wait for it, or choose another folder)") from None
+            except OSError as err:
+                handle.close()
+                raise os_error(self.path, err) from None
+            if self._still_linked(handle):
+                break
+            # A refused run removed the file (`release(discard=True)`) between our open and our
+            # flock: the lock we hold is on a file nobody else will open. Take the lock afresh.
             handle.close()
-            who = f"pid {owner}" if owner is not None else "another process"
-            raise InputError(f"{self.path.parent}: folder in use by {who} (a sweep is writing there; "
-                             f"wait for it, or choose another folder)") from None
-        except OSError as err:
-            handle.close()
-            raise os_error(self.path, err) from None
+        self.created = created
         previous = _read_pid(handle)
         if previous is not None and previous != os.getpid():
             state = "no longer running" if not pid_alive(previous) else "running but not holding the lock"
@@ -130,15 +136,42 @@ class FolderLock:
         self._handle = handle
         return self
 
-    def release(self) -> None:
+    def _open(self):
+        """The lock file, opened for reading and writing, and whether this call created it."""
+        try:
+            try:
+                return open(self.path, "x+"), True
+            except FileExistsError:
+                return open(self.path, "a+"), False
+        except OSError as err:
+            raise os_error(self.path, err) from None
+
+    def _still_linked(self, handle) -> bool:
+        try:
+            mine, there = os.fstat(handle.fileno()), os.stat(self.path)
+        except OSError:
+            return False
+        return (mine.st_dev, mine.st_ino) == (there.st_dev, there.st_ino)
+
+    def release(self, *, discard: bool = False) -> None:
+        """Unlock, leaving an empty lock file; with `discard` (a refused command, which must
+        leave nothing behind), the lock file is removed instead if this lock created it."""
         if self._handle is None:
             return
-        try:
-            self._handle.seek(0)
-            self._handle.truncate()  # an empty lock file: released cleanly
-            self._handle.flush()
-        except OSError:
-            pass
+        removed = False
+        if discard and self.created:
+            try:
+                os.unlink(self.path)  # while still locked: a waiting run re-opens (`acquire`)
+                removed = True
+            except OSError:
+                pass
+        if not removed:
+            try:
+                self._handle.seek(0)
+                self._handle.truncate()  # an empty lock file: released cleanly
+                self._handle.flush()
+            except OSError:
+                pass
         fcntl.flock(self._handle, fcntl.LOCK_UN)
         self._handle.close()
         self._handle = None
@@ -240,15 +273,27 @@ class ChunkStore:
             raise InputError(f"{folder}: exists and is not a folder")
         if resume and not (folder / "manifest.json").is_file():
             raise InputError(f"{folder}: nothing to resume (no manifest.json)")
+        made = missing_folders(folder)  # the folders this run creates, deepest first
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise os_error(folder, err) from None
-        lock = FolderLock(folder, log).acquire()
+        try:
+            lock = FolderLock(folder, log).acquire()
+        except BaseException:
+            if made:
+                _remove_folder(folder, made)
+            raise
         try:
             store = cls._resume(folder, manifest, log) if resume else cls._start(folder, manifest, log)
-        except BaseException:
-            lock.release()
+        except BaseException as err:
+            # A refusal leaves the folder as it was: no lock file this run created, and no
+            # folder (nor the files this run began in it) if the folder is this run's.
+            refused = isinstance(err, InputError)
+            if refused and made:
+                _remove_folder(folder, made, ("manifest.json", "results.jsonl"), lock=lock)
+            else:
+                lock.release(discard=refused)
             raise
         store.lock = lock
         return store
@@ -365,6 +410,34 @@ class ChunkStore:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _remove_folder(folder: Path, folders: list[Path], names: Iterable[str] = (), *,
+                   lock: FolderLock | None = None) -> None:
+    """Remove the `folders` this run created (`folder`'s `names` first, then its lock), quietly:
+    the error that made the run give up is what the user sees."""
+    for name in names:
+        try:
+            (folder / name).unlink(missing_ok=True)
+        except OSError:
+            pass
+    if lock is not None:
+        lock.release(discard=True)
+    for made in folders:
+        try:
+            made.rmdir()  # only if empty: nothing of anyone else's is removed
+        except OSError:
+            return
+
+
+def missing_folders(folder: Path) -> list[Path]:
+    """`folder` and those of its parents that do not exist (deepest first)."""
+    missing = []
+    for path in (folder, *folder.parents):
+        if path.exists():
+            break
+        missing.append(path)
+    return missing
 
 
 def read_manifest(path: Path) -> dict:

@@ -1,0 +1,203 @@
+"""A refused command leaves nothing behind: one line on stderr, exit 2, and no output folder,
+file or ``.attnverify.lock`` it created (a folder that existed is left as it was). Each input is
+checked before the first output is made: a missing model before any figure is drawn, a report's
+model, data and claims before its folder is created and locked, ``--json`` against ``--out``
+before the sweep."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from attnverify.cli import main
+
+TINY = ["--max-len", "6", "--d-embed", "4", "--d-att", "2", "--d-out", "2", "--heads", "1", "--vocab-size", "12"]
+VERIFY = ["verify", "thm1.gradient", "--trials", "2", "--quiet", *TINY]
+REPORT = ["report", "--claims", "thm1.gradient", "--figures", "architecture", "--trials", "2", *TINY]
+
+
+def cli(capsys, *argv) -> tuple[int, str, str]:
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exit_:
+        code = exit_.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code: int, err: str, fragment: str) -> None:
+    lines = err.strip().splitlines()
+    assert code == 2, err
+    assert len(lines) == 1 and lines[0].startswith("attnverify: error: ") and fragment in lines[0], err
+    assert "Traceback" not in err
+
+
+def tree(folder: Path) -> list[str]:
+    """Every path under `folder` (hidden ones too), relative, sorted."""
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("model") / "m.npz"
+    assert main(["init-model", "--out", str(path), *TINY]) == 0
+    return path
+
+
+# -- figures -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("names", [["architecture", "fig1"], ["--all", "--quick"], ["fig1"], ["fig5"]])
+def test_figures_without_a_needed_model_draw_nothing(tmp_path, capsys, names):
+    code, _, err = cli(capsys, "figures", *names, "--out", tmp_path / "figs")
+    assert_one_line_error(code, err, "needs a model file")
+    assert tree(tmp_path) == []
+
+
+@pytest.mark.parametrize("text", ["", "!!! ..."])
+def test_figures_with_text_without_a_word_draw_nothing(tmp_path, capsys, model, text):
+    code, _, err = cli(capsys, "figures", "architecture", "fig5", "--model", model, "--out", tmp_path / "figs",
+                       "--text", text)
+    assert_one_line_error(code, err, "has no words")
+    assert tree(tmp_path) == []
+
+
+def test_a_refused_figure_leaves_an_existing_folder_as_it_was(tmp_path, capsys):
+    figs = tmp_path / "figs"
+    figs.mkdir()
+    (figs / "mine.txt").write_text("kept")
+    code, _, err = cli(capsys, "figures", "architecture", "fig3", "--out", figs)
+    assert_one_line_error(code, err, "figure fig3 needs a model file")
+    assert tree(tmp_path) == ["figs", "figs/mine.txt"]
+
+
+def test_make_all_removes_what_it_drew_when_a_figure_is_refused(tmp_path, monkeypatch):
+    """The last line of defence: a figure refused while drawing takes the folder this call made."""
+    from attnverify.figures import catalog
+    from attnverify.figures.common import FigureContext
+
+    from attnverify.errors import InputError
+
+    real = catalog.make
+
+    def make(name, ctx, out_dir):
+        if name == "eq19_nu":
+            raise InputError("refused while drawing")
+        return real(name, ctx, out_dir)
+
+    monkeypatch.setattr(catalog, "make", make)
+    with pytest.raises(InputError, match="refused while drawing"):
+        catalog.make_all(["architecture", "eq19_nu"], FigureContext(), tmp_path / "a" / "figs")
+    assert tree(tmp_path) == []
+
+
+# -- report ------------------------------------------------------------------------------------
+def report_cases(model: Path) -> list[tuple[list, str]]:
+    return [
+        (["--model", "nope.npz"], "no such model file"),
+        (["--model", "garbage.npz"], "not a readable .npz model file"),
+        (["--data", "foo:bar"], "unknown data source 'foo:bar'"),
+        (["--data", "csv:/nope.csv"], "csv:/nope.csv: no such file"),
+        (["--model", model, "--claims", "nosuch"], "unknown claim or group 'nosuch'"),
+        (["--model", model, "--trials", str(10**18)], "of memory"),
+    ]
+
+
+@pytest.mark.parametrize("case", range(6))
+def test_a_refused_report_creates_no_folder_and_no_lock(tmp_path, capsys, model, case):
+    Path("garbage.npz").write_bytes(b"not a zip file")
+    extra, fragment = report_cases(model)[case]
+    before = tree(tmp_path)
+    code, _, err = cli(capsys, *REPORT, "--out", "rep", *extra)
+    assert_one_line_error(code, err, fragment)
+    assert tree(tmp_path) == before  # no rep/, no rep/.attnverify.lock
+
+
+def test_a_refused_report_leaves_an_existing_folder_as_it_was(tmp_path, capsys):
+    rep = tmp_path / "rep"
+    rep.mkdir()
+    (rep / "notes.txt").write_text("mine")
+    code, _, err = cli(capsys, *REPORT, "--out", rep, "--model", "nope.npz")
+    assert_one_line_error(code, err, "no such model file")
+    assert tree(tmp_path) == ["rep", "rep/notes.txt"]
+
+
+def test_a_cached_model_of_an_earlier_report_is_checked_before_the_lock(tmp_path, capsys):
+    rep = tmp_path / "rep"
+    rep.mkdir()
+    (rep / "model.npz").write_bytes(b"garbage")
+    code, _, err = cli(capsys, *REPORT, "--out", rep)
+    assert_one_line_error(code, err, "model.npz: not a readable .npz model file")
+    assert tree(tmp_path) == ["rep", "rep/model.npz"]
+
+
+# -- verify --out ------------------------------------------------------------------------------
+@pytest.mark.parametrize("setup, fragment", [
+    (lambda d: (d / "manifest.json").mkdir(), "manifest.json: is a folder, not a file"),
+    (lambda d: (d / "results.jsonl").write_text("{}\n"), "already holds results"),
+])
+def test_a_refused_sweep_leaves_no_lock_in_the_users_folder(tmp_path, capsys, setup, fragment):
+    folder = tmp_path / "d"
+    folder.mkdir()
+    setup(folder)
+    before = tree(tmp_path)
+    code, _, err = cli(capsys, *VERIFY, "--out", folder)
+    assert_one_line_error(code, err, fragment)
+    assert tree(tmp_path) == before
+
+
+def test_a_refused_sweep_into_a_new_folder_removes_it(tmp_path, monkeypatch):
+    """A refusal once the store has made its folder (here: the manifest cannot be written)."""
+    from attnverify.verification import store as store_module
+    from attnverify.verification.store import RESUME_KEYS, ChunkStore
+
+    from attnverify.errors import InputError
+
+    def refuse(path, write):
+        raise InputError(f"{path}: refused")
+
+    monkeypatch.setattr(store_module, "atomic_write", refuse)
+    monkeypatch.setattr(store_module, "environment", lambda: {})
+    with pytest.raises(InputError, match="refused"):
+        ChunkStore.open(tmp_path / "a" / "b", {k: 0 for k in RESUME_KEYS}, resume=False)
+    assert tree(tmp_path) == []
+
+
+def test_a_lock_removed_by_a_refusal_is_not_held_by_a_stale_handle(tmp_path):
+    """A run that opened the lock file just before a refused run removed it must not lock the
+    removed file (two runs would then both "hold" the folder): it takes the lock afresh."""
+    from attnverify.verification.store import LOCK_NAME, FolderLock
+
+    first = FolderLock(tmp_path).acquire()
+    stale = open(tmp_path / LOCK_NAME, "a+")  # a second run's open, before the first run's refusal
+    first.release(discard=True)
+    assert not (tmp_path / LOCK_NAME).exists()
+    second = FolderLock(tmp_path)
+    real_open = FolderLock._open
+    calls = []
+
+    def reopen():  # acquire's first open is that earlier handle, the next a real one
+        calls.append(1)
+        return (stale, False) if len(calls) == 1 else real_open(second)
+
+    second._open = reopen
+    second.acquire()
+    try:
+        assert len(calls) == 2 and (tmp_path / LOCK_NAME).read_text().strip() == str(os.getpid())
+    finally:
+        second.release()
+
+
+@pytest.mark.parametrize("json_name, existing", [("d", False), ("d/results.jsonl", True), ("d/manifest.json", True)])
+def test_json_into_the_results_folder_is_refused_up_front(tmp_path, capsys, json_name, existing):
+    if existing:
+        (tmp_path / "d").mkdir()
+    before = tree(tmp_path)
+    code, out, err = cli(capsys, *VERIFY, "--json", json_name, "--out", "d")
+    assert_one_line_error(code, err, f"--json {json_name}: is ")
+    assert out == "" and tree(tmp_path) == before  # refused before the sweep (it prints its table)
