@@ -159,7 +159,7 @@ def check_report(args: argparse.Namespace, spec) -> None:
         validate.count("--trials", args.trials)
         check_trials_fit(args.trials)
     if args.jobs is not None:
-        validate.count("--jobs", args.jobs)
+        validate.count("--jobs", args.jobs, high=validate.MAX_COUNT)  # as $ATTNVERIFY_JOBS
     else:
         from attnverify.verification.workers import default_jobs
 

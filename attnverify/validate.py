@@ -40,7 +40,11 @@ def number(name: str, value: float, *, low: float | None = None, high: float | N
     return value
 
 
-def env_count(variable: str, what: str, high: int = 1024) -> int | None:
+#: The most worker processes or CPU devices a command starts (more only exhausts the machine).
+MAX_COUNT = 1024
+
+
+def env_count(variable: str, what: str, high: int = MAX_COUNT) -> int | None:
     """The integer in 1..`high` in ``$variable`` (a count of `what`), or None when it is unset or blank."""
     text = os.environ.get(variable)
     if text is None or not text.strip():

@@ -84,14 +84,25 @@ def test_derived_gradient_is_jax_grad_of_the_compiled_forward_everywhere(example
 
 def test_residual_keeps_the_range_condition_on_the_embedding_axis():
     # v_t = W_v e_t + e_t[:d_out]: d f / d e[t, m] gains W_l[i, c, m] only for m < d_out. The
-    # derivation keeps that condition; dropping it (an unsound delta elimination) reads W_l
-    # past its axis at m >= d_out, which the compiled check shows as NaN there: caught.
+    # derivation keeps that condition (the sum Sum_{o < d_out} delta(m, o) W_l[i, c, o] stays a
+    # sum: docs/theory.md §10.6, R1); dropping it (an unsound delta elimination) reads W_l past
+    # its axis at m >= d_out, which the compiled check shows as NaN there: caught.
     from attnverify.numerics import compiled_quantity
 
     derived = attnverify.derive(plugin=EXAMPLES / "residual_value.py", spec=TINY)
     gradient, spec = derived.derivation.gradient, derived.derivation.spec
-    assert gradient.has(sp.Piecewise)
-    unsound = gradient.replace(lambda x: isinstance(x, sp.Piecewise), lambda x: x.args[0][0])
+
+    def delta_of(s):
+        return next((f for f in sp.Mul.make_args(s.function) if isinstance(f, sp.KroneckerDelta)), None)
+
+    kept = [s for s in gradient.atoms(sp.Sum) if len(s.limits) == 1 and delta_of(s) is not None]
+    assert kept
+
+    def eliminated(s):  # Sum_o delta(m, o) g(o) -> g(m), its range condition dropped
+        (o, _, _), delta = s.limits[0], delta_of(s)
+        return (s.function / delta).subs(o, delta.args[0] if delta.args[1] == o else delta.args[1])
+
+    unsound = gradient.xreplace({s: eliminated(s) for s in kept})
     k1, k2 = jax.random.split(jax.random.PRNGKey(2))
     params, tokens = draw_params(k1, spec), draw_document(k2, spec)
     sound = np.asarray(compiled_quantity(spec, gradient)(params, tokens))

@@ -110,6 +110,7 @@ def validation_cases(tmp: Path, model: Path, huge: Path) -> list[tuple[list, str
         ([*SWEEP, "--scale", "1e15", "--dtype", "float32"], "a product of two would leave the float32 range"),
         (["train", "--data", "synthetic:64", "--out", out, "--lr", "1e300", "--quiet", *MODEL], "--lr must be <= 1000"),
         ([*SWEEP, "--seed", str(2**64)], "--seed must be in 0..4294967295"),
+        (["report", "--out", tmp / "r", "--model", model, "--jobs", str(10**9), *TINY], "--jobs must be in 1..1024"),
         (["explain", "--model", model, "--text", TEXT, "--lime-samples", "50", "--nu", "nan"], "--nu"),
         (["related", "adversarial", "--model", model, "--text", TEXT, "--epsilon", "nan"], "--epsilon"),
         (["derive", "lime", "--d", "10000"], "--d must be in 2..2000"),
