@@ -111,7 +111,7 @@ def test_a_report_with_workers_draws_its_figures_beside_the_claims(tmp_path, tin
 
 
 @pytest.mark.parametrize("argv, env, message", [
-    (["--jobs", "0"], {}, "--jobs must be >= 1, got 0"),
+    (["--jobs", "0"], {}, "--jobs must be in 1..1024, got 0"),
     ([], {workers.ENV_VAR: "two"}, "$ATTNVERIFY_JOBS must be a number of worker processes in 1..1024, got 'two'"),
 ])
 def test_a_bad_worker_count_is_a_one_line_error(tmp_path, capsys, monkeypatch, argv, env, message):
