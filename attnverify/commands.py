@@ -243,21 +243,21 @@ def cmd_report(args: argparse.Namespace) -> int:
         jobs=args.jobs,
     )
     from attnverify.figures.catalog import FIGURES
-    from attnverify.verification.store import FolderLock, missing_folders
+    from attnverify.verification.store import FolderLock
 
-    made = missing_folders(options.out_dir)  # deepest first
+    made = validate.missing_folders(options.out_dir)  # deepest first
     lock = FolderLock(preflight.make_folder("--out", options.out_dir))
     try:
         lock.acquire()  # one report per folder at a time
     except BaseException:
-        preflight.remove_empty_folders(made)
+        validate.remove_empty_folders(made)
         raise
     try:
         preflight.fresh_report_folder(options.out_dir, list(FIGURES))
         written, status = run_report(options, draw_figures=draw_for_report)
     except InputError:  # refused after all: no lock, nor a folder still empty, left behind
         lock.release(discard=True)
-        preflight.remove_empty_folders(made)
+        validate.remove_empty_folders(made)
         raise
     finally:
         lock.release()

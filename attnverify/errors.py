@@ -13,3 +13,12 @@ class InputError(ValueError):
     def __init__(self, message: str, *, parameter: str | None = None):
         super().__init__(message)
         self.parameter = parameter
+
+
+def describe(err: BaseException) -> str:
+    """An exception raised by a user's code, on one line: ``Type: first line of its message``
+    (``Type`` alone when it says nothing; a `SystemExit` without a message: ``exit code N``)."""
+    if isinstance(err, SystemExit) and not isinstance(err.code, str):
+        return f"SystemExit: exit code {0 if err.code is None else err.code}"
+    text = str(err).splitlines()[0] if str(err) else ""
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__

@@ -248,15 +248,6 @@ def make_folder(name: str, path) -> Path:
     return path
 
 
-def remove_empty_folders(folders) -> None:
-    """Remove the folders a refused command created (deepest first), each only if it is empty."""
-    for folder in folders:
-        try:
-            Path(folder).rmdir()
-        except OSError:
-            return
-
-
 #: What a report writes into its folder (besides ``figures/NAME.*`` and the cached model.npz).
 REPORT_FILES = ("report.md", "report.html", "results.json")
 FIGURE_SUFFIXES = (".png", ".pdf", ".json", ".csv")

@@ -265,3 +265,24 @@ def json_dumps(payload: Any, **kwargs) -> str:
     import json
 
     return json.dumps(payload, allow_nan=False, **kwargs)
+
+
+# -- what a refused command made ----------------------------------------------------------------
+def missing_folders(folder) -> list[Path]:
+    """`folder` and those of its parents that do not exist (deepest first): what making it creates."""
+    missing = []
+    for path in (Path(folder), *Path(folder).parents):
+        if path.exists():
+            break
+        missing.append(path)
+    return missing
+
+
+def remove_empty_folders(folders) -> None:
+    """Remove the folders a refused command created (deepest first, `missing_folders`), each only
+    if it is empty: nothing of anyone else's is removed."""
+    for folder in folders:
+        try:
+            Path(folder).rmdir()
+        except OSError:
+            return

@@ -8,7 +8,6 @@ import json
 import sys
 import traceback
 from collections.abc import Callable
-from itertools import takewhile
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ from attnverify.numerics.tokenize import words
 
 from attnverify.errors import InputError
 from attnverify.spec import ModelSpec
+from attnverify.validate import missing_folders, remove_empty_folders
 
 #: name -> (module, one-line description). Modules are imported on demand.
 FIGURES: dict[str, tuple[str, str]] = {
@@ -121,7 +121,7 @@ def make_all(names: list[str], ctx: FigureContext, out_dir: str | Path,
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"{out_dir}: exists and is not a folder")
-    made = [p for p in takewhile(lambda p: not p.exists(), (out_dir, *out_dir.parents))]
+    made = missing_folders(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = {}
     try:
@@ -144,11 +144,7 @@ def _remove_written(written: dict[str, list[Path]], folders: list[Path]) -> None
             path.unlink(missing_ok=True)
         except OSError:
             pass
-    for folder in folders:
-        try:
-            folder.rmdir()
-        except OSError:
-            return
+    remove_empty_folders(folders)
 
 
 def caption(name: str) -> str:

@@ -43,3 +43,23 @@ def theorem1(spec: ModelSpec, params, tokens, *names: str) -> tuple:
     """The named `theorem1_quantities` of one draw, in one compiled program (called one by one,
     each quantity runs op by op: a small compilation per operation, several times slower)."""
     return _joint(spec, names)(params, tokens)
+
+
+def cli(capsys, *argv) -> tuple[int, str, str]:
+    """`main` in this process: (exit code, stdout, stderr). A parse error's SystemExit counts too."""
+    from attnverify.cli import main
+
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exit_:
+        code = exit_.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code: int, err: str, fragment: str) -> None:
+    """Exit 2, one line on stderr saying `fragment`, no traceback."""
+    lines = err.strip().splitlines()
+    assert code == 2, err
+    assert len(lines) == 1 and lines[0].startswith("attnverify: error: ") and fragment in lines[0], err
+    assert "Traceback" not in err

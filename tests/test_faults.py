@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import assert_one_line_error, cli
 
 from attnverify.cli import main
 
@@ -30,23 +31,6 @@ TINY = ["--max-len", "4", "--d-embed", "4", "--d-att", "2", "--d-out", "2", "--h
 MODEL = ["--max-len", "8", "--d-embed", "4", "--d-att", "2", "--d-out", "2", "--heads", "2", "--vocab-size", "40"]
 SWEEP = ["verify", "thm1.gradient", "--trials", "256", "--chunk-size", "128", "--quiet", *TINY]
 TEXT = "attention based explanations are popular"
-
-
-def cli(capsys, *argv) -> tuple[int, str, str]:
-    """`main` in this process: (exit code, stdout, stderr). A parse error's SystemExit counts too."""
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exit_:
-        code = exit_.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_error(code: int, err: str, fragment: str) -> None:
-    lines = err.strip().splitlines()
-    assert code == 2, err
-    assert len(lines) == 1 and lines[0].startswith("attnverify: error: ") and fragment in lines[0], err
-    assert "Traceback" not in err
 
 
 def temporaries(folder: Path) -> list[Path]:

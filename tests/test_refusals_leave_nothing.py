@@ -10,28 +10,13 @@ import os
 from pathlib import Path
 
 import pytest
+from helpers import assert_one_line_error, cli
 
 from attnverify.cli import main
 
 TINY = ["--max-len", "6", "--d-embed", "4", "--d-att", "2", "--d-out", "2", "--heads", "1", "--vocab-size", "12"]
 VERIFY = ["verify", "thm1.gradient", "--trials", "2", "--quiet", *TINY]
 REPORT = ["report", "--claims", "thm1.gradient", "--figures", "architecture", "--trials", "2", *TINY]
-
-
-def cli(capsys, *argv) -> tuple[int, str, str]:
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exit_:
-        code = exit_.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_error(code: int, err: str, fragment: str) -> None:
-    lines = err.strip().splitlines()
-    assert code == 2, err
-    assert len(lines) == 1 and lines[0].startswith("attnverify: error: ") and fragment in lines[0], err
-    assert "Traceback" not in err
 
 
 def tree(folder: Path) -> list[str]:

@@ -26,7 +26,7 @@ from attnverify.theory import symbols as S
 from attnverify.theory.calculus import prove_equal
 from attnverify.theory.model import QUANTITIES, Constant, Parameter, SymbolicModel
 
-from attnverify.errors import InputError
+from attnverify.errors import InputError, describe
 from attnverify.spec import PAPER, SWITCHES, ModelSpec, check_requires
 
 
@@ -126,14 +126,6 @@ def overridden(model: type) -> list[str]:
     return [name for name in QUANTITIES if getattr(model, name) is not getattr(SymbolicModel, name)]
 
 
-def _one_line(err: BaseException) -> str:
-    """``Type: first line of the message`` (a `SystemExit` reads ``SystemExit: exit code N``)."""
-    if isinstance(err, SystemExit) and not isinstance(err.code, str):
-        return f"SystemExit: exit code {0 if err.code is None else err.code}"
-    text = str(err).splitlines()[0] if str(err) else ""
-    return f"{type(err).__name__}: {text}"
-
-
 def check_model(model: type, spec: ModelSpec = PAPER) -> tuple[dict[str, Parameter], dict[str, Constant]]:
     """Build every quantity of `model` under `spec`, leaves first, and return its
     declarations. Raises a one-line `InputError` naming the method for a method that raises
@@ -145,14 +137,14 @@ def check_model(model: type, spec: ModelSpec = PAPER) -> tuple[dict[str, Paramet
     except InputError:
         raise
     except (Exception, SystemExit) as err:  # noqa: BLE001 (user code: any error, or an exit, becomes one line)
-        raise InputError(f"Model({spec.__class__.__name__}) raised {_one_line(err)}") from None
+        raise InputError(f"Model({spec.__class__.__name__}) raised {describe(err)}") from None
     for name in QUANTITIES:
         try:
             value = getattr(instance, name)(*_arguments(name))
         except InputError as err:
             raise InputError(f"Model.{name}: {err}") from None
         except (Exception, SystemExit) as err:  # noqa: BLE001 (a method may call sys.exit: KeyboardInterrupt stays one)
-            raise InputError(f"Model.{name} raised {_one_line(err)}") from None
+            raise InputError(f"Model.{name} raised {describe(err)}") from None
         if not isinstance(value, sp.Expr):
             raise InputError(f"Model.{name} returned {type(value).__name__}, not a SymPy expression "
                              "(wrap numbers as sympy.Integer / sympy.Float)")

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from attnverify.numerics.model import Params
 
-from attnverify.errors import InputError
+from attnverify.errors import InputError, describe
 from attnverify.spec import ModelSpec, check_requires
 
 #: ``(params, tokens) -> (lhs, rhs)``: both sides on one draw, any matching shapes.
@@ -182,14 +182,6 @@ def _package_code(fn: Any) -> bool:
     return module == "attnverify" or module.startswith("attnverify.")
 
 
-def _said(err: BaseException) -> str:
-    """``Type: first line of the message`` (a `SystemExit`: what it said, or its exit code)."""
-    if isinstance(err, SystemExit) and not isinstance(err.code, str):
-        return f"SystemExit: exit code {0 if err.code is None else err.code}"
-    text = str(err).splitlines()[0] if str(err) else ""
-    return f"{type(err).__name__}: {text}" if text else type(err).__name__
-
-
 @contextmanager
 def user_code(claim: Claim, what: str, fn: Any = None) -> Iterator[None]:
     """Run the body as `claim`'s own code (its `what`: "build", "comparison", ...): for a user's
@@ -205,7 +197,7 @@ def user_code(claim: Claim, what: str, fn: Any = None) -> Iterator[None]:
     except InputError as err:
         raise InputError(f"claim {claim.id!r}: {what}: {err}") from None
     except (Exception, SystemExit) as err:  # noqa: BLE001 (user code: any error, or an exit, is one line)
-        raise InputError(f"claim {claim.id!r}: {what} raised {_said(err)}") from None
+        raise InputError(f"claim {claim.id!r}: {what} raised {describe(err)}") from None
 
 
 def build_comparison(claim: Claim, spec: ModelSpec) -> Comparison:

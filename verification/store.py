@@ -36,7 +36,7 @@ from pathlib import Path
 from attnverify.numerics.modelfile import atomic_write
 
 from attnverify.errors import InputError
-from attnverify.validate import os_error, pid_alive
+from attnverify.validate import missing_folders, os_error, pid_alive, remove_empty_folders
 
 #: Manifest entries that must match for `--resume` to continue a sweep.
 RESUME_KEYS = ("spec", "seed", "dtype", "scale", "trials", "chunk_size", "block", "claims", "code")
@@ -423,21 +423,7 @@ def _remove_folder(folder: Path, folders: list[Path], names: Iterable[str] = (),
             pass
     if lock is not None:
         lock.release(discard=True)
-    for made in folders:
-        try:
-            made.rmdir()  # only if empty: nothing of anyone else's is removed
-        except OSError:
-            return
-
-
-def missing_folders(folder: Path) -> list[Path]:
-    """`folder` and those of its parents that do not exist (deepest first)."""
-    missing = []
-    for path in (folder, *folder.parents):
-        if path.exists():
-            break
-        missing.append(path)
-    return missing
+    remove_empty_folders(folders)
 
 
 def read_manifest(path: Path) -> dict:
