@@ -52,7 +52,7 @@ def test_consistent_route_applies_independence_to_sigma_and_gamma_and_keeps_coef
     assert coefficients == [1, 1, 1, 1] and derivation.coefficient == 1
     assert "Sigma and Gamma" in derivation.steps[4].name
     assert not derivation.proved  # it does not end on Eq. (19) ...
-    assert prove_equal(sp.Rational(3, 2) * derivation.derived, derivation.statement)  # ... but on 2/3 of it
+    assert prove_equal(sp.Rational(3, 2) * derivation.derived, derivation.statement, theory.RANGES)  # ... on 2/3 of it
     # the independence moment in both Sigma and Gamma: beta = c exactly (LIME recovers additive f)
     independent = theory.independent_moment()
     beta = theory.additive_beta(independent, independent)
@@ -62,7 +62,7 @@ def test_consistent_route_applies_independence_to_sigma_and_gamma_and_keeps_coef
 
 def test_a_wrong_constant_or_a_changed_spec_is_not_proved():
     derivation = theory.derive_eq19(PAPER)
-    assert not prove_equal(derivation.derived, sp.Rational(2, 3) * derivation.statement)
+    assert not prove_equal(derivation.derived, sp.Rational(2, 3) * derivation.statement, theory.RANGES)
     summed = theory.derive_eq19(PAPER.replace(head_aggregation="sum"))
     assert not summed.proved and "head_aggregation" in summed.unmet
     assert "query" in theory.derive_eq19(PAPER.replace(query="mean")).unmet

@@ -127,6 +127,16 @@ def test_a_declared_range_lets_the_delta_go():
     assert prove_equal(words, x[tau], ranges={tau: (1, T - 1)})  # a word position
 
 
+def test_a_symbol_named_like_the_lime_feature_index_gets_no_range_from_its_name():
+    """eq19's feature index j is in [0, d - 1] only where eq19 says so: a plugin's own j
+    (the same name and assumptions, so the same SymPy symbol) is any nonnegative integer."""
+    j, d = sp.Symbol("j", integer=True, nonnegative=True), sp.Symbol("d", integer=True, positive=True)
+    hits = sp.Sum(sp.KroneckerDelta(t, j), (t, 0, d - 1))
+    assert _unrolled(hits.subs(d, 3), {j: 3}) == 0  # j = d: the sum is 0, not 1
+    assert not prove_equal(hits, 1)
+    assert prove_equal(hits, 1, ranges={j: (0, d - 1)})
+
+
 # -- renaming and substitution never capture a free symbol ---------------------------------------
 def test_renaming_a_bound_index_does_not_capture_a_free_symbol():
     # t_1 is free here; the bound s must not be renamed to t_1.

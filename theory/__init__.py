@@ -33,7 +33,6 @@ _EXPORTS = {
     "check_model": "plugin",
     "cls_query_term": "statements",
     "coefficient": "eq19",
-    "declare_range": "calculus",
     "declared_ranges": "calculus",
     "derivation_json": "display",
     "derivation_text": "display",

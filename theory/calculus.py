@@ -59,27 +59,12 @@ Range = tuple[sp.Expr, sp.Expr]
 Ranges = Mapping[sp.Symbol, Range]
 
 
-_DECLARED: dict[sp.Symbol, Range] = {}
-
-
-def declare_range(index: sp.Symbol, lower: sp.Expr, upper: sp.Expr) -> None:
-    """Declare ``lower <= index <= upper`` wherever `index` occurs free (rule R1)."""
-    _DECLARED[index] = (sp.sympify(lower), sp.sympify(upper))
-
-
 def declared_ranges() -> dict[sp.Symbol, Range]:
     """The declared ranges of free indices: ``[0, size - 1]`` for each entry of
-    `symbols.FREE_SIZES` (read at each call, so an entry added there counts), then those
-    of `declare_range`."""
-    sizes = {x: (sp.Integer(0), size - 1) for x, size in S.FREE_SIZES.items()}
-    return {**sizes, **_DECLARED}
-
-
-# The feature index j of the LIME coefficients (theory/eq19: beta_j, z[j], P[j, t]) ranges
-# over the d features (theory/mardaoui_garreau.d). Symbols are equal by name and
-# assumptions, so this declares eq19's j; it belongs in eq19 (``declare_range(j, 0, D - 1)``).
-declare_range(sp.Symbol("j", integer=True, nonnegative=True), 0,
-              sp.Symbol("d", integer=True, positive=True) - 1)
+    `symbols.FREE_SIZES` (read at each call, so an entry added there counts). Any other
+    index's range is passed by the derivation that knows it (the ``ranges`` argument), so
+    no symbol is given a range because of its name alone (eq19's ``j``: `eq19.RANGES`)."""
+    return {x: (sp.Integer(0), size - 1) for x, size in S.FREE_SIZES.items()}
 
 
 def _known(ranges: Ranges | None) -> dict[sp.Symbol, Range]:

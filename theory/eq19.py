@@ -51,6 +51,10 @@ from attnverify.spec import ModelSpec
 j = sp.Symbol("j", integer=True, nonnegative=True)
 k = sp.Symbol("k", integer=True, nonnegative=True)
 D = mg.d  # number of features
+#: The range of the free feature index, passed to every `normal_form` / `prove_equal` here
+#: (docs/theory.md §10.1): only this module's j ranges over the d features, not a symbol
+#: that some other derivation (a plugin's, say) happens to call j.
+RANGES = {j: (sp.Integer(0), D - 1)}
 
 # Per-head, per-position quantities (arrays bound by `numerics.lime.eq19_form`):
 P = sp.IndexedBase("P")  # [j, t]: 1 if word position t holds feature j
@@ -128,7 +132,7 @@ def fixed_normaliser_form(spec: ModelSpec) -> sp.Expr:
 
 def coefficient(expr: sp.Expr) -> sp.Expr:
     """d expr / d z[j] by `sympy.diff`, deltas eliminated (`calculus.normal_form`)."""
-    return normal_form(sp.diff(expr, z[j]))
+    return normal_form(sp.diff(expr, z[j]), RANGES)
 
 
 # -- LIME on an additive function, with exact or independent second moments ----------------------
@@ -219,7 +223,7 @@ def _chain(spec: ModelSpec, route: str) -> tuple[tuple[Step, ...], sp.Expr, sp.E
     at_wide = {a0: wide["alpha_0"], a1: wide["alpha_1"], a2: wide["alpha_2"]}
     kappa_wide, lam_wide = sp.factor(kappa.subs(at_wide)), sp.factor(lam.subs(at_wide))
     kappa_large = sp.limit(kappa_wide, D, sp.oo)
-    derived = normal_form(kappa_large * c)
+    derived = normal_form(kappa_large * c, RANGES)
     steps = (
         Step("ratio form", "in-place UNK replacement and a constant query (exact on binary masks)",
              exact, holds="query" not in unmet and interpolation_lemma()),
@@ -238,7 +242,7 @@ def _chain(spec: ModelSpec, route: str) -> tuple[tuple[Step, ...], sp.Expr, sp.E
 
 @functools.lru_cache(maxsize=32)
 def _proved(derived: sp.Expr, statement: sp.Expr) -> bool:
-    return prove_equal(derived, statement)
+    return prove_equal(derived, statement, RANGES)
 
 
 def derive_eq19(spec: ModelSpec, route: str = "paper") -> Eq19Derivation:
@@ -272,17 +276,17 @@ def equal_score_case(spec: ModelSpec) -> dict[str, object]:
     # sum_t (Z W + (1 - Z) W) = T W does not depend on z and f is exactly additive.
     W = sp.Symbol("W", positive=True)
     equal = constant((w, w_t), W)(ratio_form(spec))
-    normaliser = normal_form(sp.Sum(mask_at(t) * W + (1 - mask_at(t)) * W, (t, 0, S.T - 1)))
-    normaliser_free_of_z = normal_form(sp.diff(normaliser, z[j])) == 0
+    normaliser = normal_form(sp.Sum(mask_at(t) * W + (1 - mask_at(t)) * W, (t, 0, S.T - 1)), RANGES)
+    normaliser_free_of_z = normal_form(sp.diff(normaliser, z[j]), RANGES) == 0
     exact_limit = coefficient(equal)  # MG, exact (step 4) on an additive f
-    statement = normal_form(constant((alpha, alpha_t), 1 / S.T)(eq19_statement()))
+    statement = normal_form(constant((alpha, alpha_t), 1 / S.T)(eq19_statement()), RANGES)
     ratio = sp.simplify(statement / exact_limit) if exact_limit != 0 else sp.nan
     return {
         "exact_limit": exact_limit,
         "eq19": statement,
         "ratio": ratio,
         "proved": normaliser_free_of_z
-        and prove_equal(sp.Rational(3, 2) * exact_limit, statement)
+        and prove_equal(sp.Rational(3, 2) * exact_limit, statement, RANGES)
         and sp.simplify(additive_beta(mg.alpha_sym[2]) - c_j) == 0,
     }
 
@@ -309,4 +313,4 @@ def derive_improved(spec: ModelSpec) -> ImprovedDerivation:
         return ImprovedDerivation(spec, None, "not derived for the softmax link (numerics uses jax.grad)")
     grad = coefficient(ratio_form(spec))
     at_mean = grad.replace(lambda e: isinstance(e, sp.Indexed) and e.base == z, lambda e: zbar[0])
-    return ImprovedDerivation(spec, normal_form(at_mean), "first order at the mean mask")
+    return ImprovedDerivation(spec, normal_form(at_mean, RANGES), "first order at the mean mask")
