@@ -17,6 +17,7 @@ from attnverify.verification.empirical import (
     fraction_above,
     largest_violation,
     mean_exceeds_zero,
+    mean_within,
     median_ratio,
     z_within,
 )
@@ -59,9 +60,14 @@ def test_990_nan_draws_fail_instead_of_passing_on_10_equal_values():
     assert result.verdict == "fail" and result.unexpected and not result.passed
     assert result.nonfinite == 990 and "990 of 1000 draws are NaN/inf" in result.finding
     assert "NaN/inf" in label(result)
-    # Declared legitimate, they are counted and left out: the 10 finite draws decide.
-    allowed = _judge(_claim(nonfinite_reason="test: undefined draws"), values)
+    # Declared legitimate, they are counted and left out: the 10 finite draws decide ...
+    declared = _claim(nonfinite_reason="test: undefined draws")
+    spread = np.r_[np.full(990, np.nan), _values(0.5, 0.05, 10)]
+    allowed = _judge(declared, spread)
     assert allowed.verdict == "pass" and allowed.nonfinite == 990 and allowed.statistics["draws"] == 10
+    assert "(10 of 1000 draws used; 990 NaN/inf, declared)" in claims_table([allowed])
+    # ... and 10 equal ones, without spread or a declared range, bound nothing (see below).
+    assert _judge(declared, values).verdict == "inconclusive"
 
 
 def test_near_ties_without_any_near_tie_are_inconclusive_not_expected():
@@ -81,6 +87,105 @@ def test_a_negative_control_yielding_nan_is_a_fail_not_expected():
     finite_control = dataclasses.replace(control, build=lambda spec: lambda params, tokens: (jnp.zeros(3),
                                                                                             jnp.ones(3)))
     assert run_claim(finite_control, TINY_SPEC, trials=4, progress=False).verdict == "expected_fail"
+
+
+# -- a sample without spread -----------------------------------------------------------------------
+@pytest.mark.parametrize("test, values", [
+    (mean_exceeds_zero, [-1.0, -1.0]), (mean_exceeds_zero, [1.0, 1.0]), (mean_exceeds_zero, np.zeros(32)),
+    (MeanTest(threshold=0.005, direction="below"), np.zeros(1000)),
+    (mean_within(0.5, 0.0), [0.5, 0.5]), (mean_within(0.5, 0.1), np.full(500, 0.9)),
+    (MeanTest(threshold=1.0), [0.1 + 0.2, 0.3] * 32),  # equal up to rounding
+])
+def test_draws_without_spread_decide_nothing_about_a_statistic_without_a_range(test, values):
+    """Equal draws give a t bound no width: two draws of -1 once refuted "mean > 0" (and a
+    Bernoulli(0.05) statistic, all 0 in 19 % of 32-draw sweeps, refuted a true claim that often)."""
+    judgement = test.judge(values)
+    assert judgement.outcome == "inconclusive" and judgement.draws_needed is None
+    assert "nothing bounds its mean" in judgement.note
+    assert "nothing bounds its mean" in _judge(_claim(summary=test), values).finding
+
+
+def test_draws_without_spread_are_bounded_by_the_declared_range():
+    """All n draws equal c: with probability <= ALPHA a draw differs from c more often than
+    p = 1 - ALPHA^(1/n), so the mean of a statistic in [a, b] lies in [c - p (c - a), c + p (b - c)]."""
+    claim = MeanTest(threshold=0.1, support=(-1.0, 1.0))  # an accuracy gap >= 10 points
+    p = 1 - 0.0013498980316301035 ** (1 / 32)  # ALPHA = Phi(-3), from a table
+    at_32 = claim.judge(np.zeros(32))
+    assert at_32.numbers["upper"] == pytest.approx(p) and at_32.numbers["lower"] == pytest.approx(-p)
+    assert at_32.outcome == "inconclusive" and at_32.draws_needed == 63  # (1 - 0.1)^n <= ALPHA from n = 63
+    assert claim.judge(np.zeros(63)).outcome == "refuted" and claim.judge(np.zeros(62)).outcome == "inconclusive"
+    assert claim.judge(np.full(63, 0.5)).outcome == "holds"
+    # "gap > 0" at a gap of exactly 0 stays open: no number of draws refutes it.
+    strict = MeanTest(threshold=0.0, strict=True, support=(-1.0, 1.0)).judge(np.zeros(10_000))
+    assert strict.outcome == "inconclusive" and strict.draws_needed is None
+    with pytest.raises(InputError, match="outside its declared support"):
+        claim.judge(np.full(8, 1.5))
+    with pytest.raises(InputError, match="support"):
+        MeanTest(support=(1.0, -1.0))
+
+
+def test_the_mean_bounds_keep_their_level_on_a_statistic_that_is_often_constant():
+    """A Bernoulli(0.05) statistic over 32 draws: "mean >= 0.05" is true. The old zero-width
+    bound refuted it whenever all 32 draws were 0 (0.95^32 = 19 % of sweeps)."""
+    rng = np.random.default_rng(0)
+    samples = (rng.random((4000, 32)) < 0.05).astype(float)
+    assert np.mean(samples.max(axis=1) == 0) > 0.15  # the constant samples are there
+    for support in (None, (0.0, 1.0)):
+        test = MeanTest(threshold=0.05, support=support)
+        refuted = sum(test.judge(x).outcome == "refuted" for x in samples)
+        assert refuted <= 4000 * ALPHA * 3, (support, refuted)  # 5.4 expected at the level; was 770
+
+
+def test_a_test_of_mean_within_refutes_at_its_level_not_twice_it():
+    """|mean - c| <= 0 with the mean at c: the refutation can err on either side, so each side
+    takes ALPHA/2 (it erred at 2.08 ALPHA with ALPHA on each)."""
+    rng = np.random.default_rng(1)
+    test = mean_within(0.0, 0.0)
+    refuted = sum(test.judge(x).outcome == "refuted" for x in rng.normal(size=(60_000, 8)))
+    assert refuted <= 60_000 * ALPHA * 1.35, refuted  # 81 at the level; 2 ALPHA would be 162
+
+
+@pytest.mark.parametrize("tolerance", [float("inf"), -1.0, float("nan")])
+def test_a_tolerance_that_makes_a_check_that_cannot_fail_is_refused(tolerance):
+    from attnverify.verification.registry import check_user_claim
+
+    identity = _claim(summary=None, tolerance={"float64": tolerance, "float32": 1e-4})
+    with pytest.raises(InputError, match="tolerance must be"):
+        check_user_claim(identity)
+    with pytest.raises(InputError, match="finite number"):
+        MeanTest(threshold=float("nan"))
+
+
+def test_outside_its_hypotheses_an_undecided_claim_is_inconclusive_and_nan_is_named():
+    claim = _claim(requires={"classes": 2})
+    three = SMALL.replace(classes=3)
+    one_draw = _judge(claim, [5.0], three)
+    assert one_draw.verdict == "inconclusive" and label(one_draw).startswith("INCONCLUSIVE")
+    not_run = _judge(claim, np.full(32, np.nan), three)
+    assert not_run.verdict == "hyp_unmet"
+    assert not_run.finding.startswith("Not computed outside its hypotheses (classes=3")
+    assert "all 32 draws are NaN/inf" in not_run.finding
+    some = _judge(claim, np.r_[np.full(3, np.nan), _values(-1.0, 0.01, 8)], three)
+    assert some.verdict == "hyp_unmet" and "3 of 11 draws are NaN/inf" in some.finding
+
+
+def test_a_negative_control_that_could_not_be_computed_is_not_counted_as_caught():
+    from attnverify.verification.report.sections import summary_lines
+
+    control = _judge(_claim(id="test.control_nan", holds=False, summary=None), np.full(8, np.nan))
+    caught = _judge(_claim(id="test.control_wrong", holds=False, summary=None), np.full(8, 0.5))
+    assert control.verdict == "fail" and caught.verdict == "expected_fail"
+    info = {r.id: {"group": "test", "source": "a deliberately wrong formula"} for r in (control, caught)}
+    lines = summary_lines([control, caught], info, [], {})
+    line = next(x for x in lines if x.startswith("Negative controls"))
+    assert "1 of 2 deliberately wrong formulas were caught" in line and "Not caught" in line
+    assert "test.control_nan" in line.split("Not caught")[1]
+
+
+def test_a_claim_about_every_draw_with_every_draw_nan_declared_is_inconclusive():
+    claim = _claim(summary=fraction_above(0.0, least=1), nonfinite_reason="test: undefined draws")
+    result = _judge(claim, np.full(8, np.nan))
+    assert result.verdict == "inconclusive" and "no finite draw" in result.finding.lower()
 
 
 # -- low power is inconclusive -------------------------------------------------------------------

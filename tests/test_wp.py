@@ -153,8 +153,9 @@ def test_a_wrong_variant_is_caught(name, what, task, sides, summary):
 
 def test_a_wrong_seed_calibration_flips_the_verdict():
     # Comparing the base with itself makes the seed JSD 0, so "<<" would pass: the measurement matters.
+    # (a hundredth of another J&W JSD, not 0: draws that all equal 0 would bound nothing, §11.3)
     claim = _variant("base_vs_base", "calibration", "needle",
-                     lambda m: (jnp.zeros_like(m["seed_jsd"]), m["jw_jsd_0.01"]), cw.at_most(cw.MUCH_SMALLER))
+                     lambda m: (0.01 * m["jw_jsd_0.05"], m["jw_jsd_0.01"]), cw.at_most(cw.MUCH_SMALLER))
     claim = dataclasses.replace(claim, measure=cw.ratio)
     assert run_claim(claim, SMALL, trials=TRIALS, progress=False).passed
     real = run_claim(REGISTRY["wp.seed_calibration_eps0.01"], SMALL, trials=TRIALS, progress=False)
@@ -162,9 +163,16 @@ def test_a_wrong_seed_calibration_flips_the_verdict():
 
 
 def test_summaries_by_hand():
-    assert cw.at_least(0.0, strict=True).judge(np.zeros(8)).outcome == "refuted"  # strict: 0 is not > 0
-    assert cw.at_least(-0.02).judge(np.zeros(8)).outcome == "holds"
-    assert cw.at_most(0.1).judge(np.full(8, 0.5)).outcome == "refuted"
+    gap = np.array([-0.01, 0.0, 0.01, 0.0, 0.005, -0.005, 0.0, 0.0])  # mean 0, SE 0.0024 with the pool's
+    assert cw.at_least(-0.02).judge(gap).outcome == "holds"
+    assert cw.at_least(0.0, strict=True).judge(gap - 0.02).outcome == "refuted"
+    assert cw.at_most(0.1).judge(gap + 0.5).outcome == "refuted"
+    # Every draw's gap exactly 0: "gap > 0" is never refuted (it could be above 0 by less than any
+    # sweep resolves), and the accuracy gap's range [-1, 1] bounds it only with enough draws.
+    tie = cw.at_least(0.0, strict=True, support=cw.GAP).judge(np.zeros(8))
+    assert tie.outcome == "inconclusive" and tie.draws_needed is None
+    assert cw.at_least(-0.02, support=cw.GAP).judge(np.zeros(8)).outcome == "inconclusive"
+    assert cw.at_least(-0.02, support=cw.GAP).judge(np.zeros(400)).outcome == "holds"
     values = np.array([0.1, 0.2, 0.3, 0.4])
     se = cw.at_least(0.0)(values)["se"]
     assert se > values.std(ddof=1) / 2  # the pool's own error is added to the draws' standard error

@@ -58,6 +58,7 @@ _EXPORTS = {
     "mean_above": "empirical",
     "mean_below": "empirical",
     "mean_exceeds_zero": "empirical",
+    "difference_exceeds_zero": "empirical",
     "mean_within": "empirical",
     "measure_program": "blocks",
     "median_ratio": "empirical",

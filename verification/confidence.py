@@ -18,8 +18,11 @@ proof is on the claim, not on its refutation.
 The level is ALPHA = Phi(-3) = 0.135 % one-sided, that of the Z = 3 rule these claims used
 before, with the Student-t quantile t_{n-1}(1 - ALPHA) for a mean because its standard error is
 estimated from the same n draws: at n = 8 a Z = 3 bound has a one-sided error of about 1 %, while
-t_7(1 - ALPHA) = 4.53 keeps it at 0.135 %; at n = 1000, t = 3.008, so verdicts there are those of
-the Z = 3 rule. The level is this small because a full run judges about forty statistical
+t_7(1 - ALPHA) = 4.53 keeps it at 0.135 % for normal draws; at n = 1000, t = 3.008, so verdicts
+there are those of the Z = 3 rule. For a skewed statistic the t bound errs more often (measured up to
+tens of times ALPHA at 8 to 128 draws: docs/theory.md §11.3, `bench/mean_bound_coverage.py`). Draws
+without spread never meet the t bound: the statistic's declared range bounds their mean, or nothing
+does (`MeanTest`). The level is this small because a full run judges about forty statistical
 claims: at 95 % one-sided, about two of them would be decided wrongly in every run whose effects
 sit near their thresholds; at 0.135 % the chance of any wrong decision in such a run is about 5 %.
 Shares use the exact (Clopper-Pearson) binomial bounds and medians the order-statistic (sign-test)
@@ -75,6 +78,7 @@ class Judgement:
     nonfinite: int  # NaN / inf draws, not used
     draws_needed: int | None  # when inconclusive: about how many draws settle it (None: none do)
     numbers: dict[str, float] = field(default_factory=dict)  # reported with the result
+    note: str = ""  # why the bounds are what they are, when not the test's usual ones (a sample without spread)
 
     @property
     def target(self) -> str:
@@ -100,6 +104,12 @@ def _split(values) -> tuple[np.ndarray, int]:
     return finite, int(values.size - finite.size)
 
 
+def _check_finite(name: str, value) -> None:
+    if value is not None and not (isinstance(value, (int, float, np.integer, np.floating))
+                                  and not isinstance(value, bool) and math.isfinite(value)):
+        raise InputError(f"a statistical test's {name} must be a finite number, got {value!r}")
+
+
 def _check_direction(direction: str) -> None:
     if direction not in DIRECTIONS:
         raise InputError(f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
@@ -119,6 +129,23 @@ def _grid(n: int) -> np.ndarray:
 
 
 # -- means ---------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=4096)
+def _t_quantile(level: float, dof: int) -> float:
+    return float(_stats().t.ppf(level, dof))
+
+
+def _no_spread(finite: np.ndarray) -> bool:
+    """Every draw the same number, up to rounding: the sample says nothing about the spread."""
+    scale = float(np.max(np.abs(finite)))
+    return float(np.ptp(finite)) <= 4 * np.finfo(np.float64).eps * scale
+
+
+def other_share_bound(n: np.ndarray | int, alpha: float = ALPHA) -> np.ndarray:
+    """The upper bound, at level 1 - alpha, on P(a draw differs from c) when all n draws equal c:
+    1 - alpha^(1/n) (n draws all equal c happen with probability (1 - p)^n <= alpha beyond it)."""
+    return 1.0 - alpha ** (1.0 / np.asarray(n, dtype=np.float64))
+
+
 @dataclass(frozen=True)
 class MeanTest:
     """The mean of the per-draw statistic against a threshold, by a Student-t bound.
@@ -127,6 +154,12 @@ class MeanTest:
     when both one-sided bounds lie within center +- threshold, and is refuted when the whole
     interval lies outside. `pool_share` is a share of the per-draw variance that more draws do not
     reduce (draws resampled from a fixed pool add var/pool-size each): SE = sd sqrt(1/n + pool_share).
+
+    A sample without spread (every finite draw the same number c) gives the t bound no width, so
+    it is not used (docs/theory.md §11.3): with `support` (the statistic's a-priori range [a, b],
+    e.g. (-1, 1) for a difference of accuracies) the mean lies in
+    [c - p (c - a), c + p (b - c)], p = `other_share_bound(n)`, whatever the distribution;
+    without it nothing bounds the mean and the outcome is inconclusive.
     """
 
     statistic: str = "mean"
@@ -135,16 +168,25 @@ class MeanTest:
     strict: bool = False
     center: float | None = None
     pool_share: float = 0.0
+    support: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         _check_direction(self.direction)
+        _check_finite("threshold", self.threshold)
         if self.center is not None and (self.direction != "below" or not self.threshold >= 0):
             raise InputError("a test of |mean - center| needs direction 'below' and a threshold >= 0")
-        if not self.pool_share >= 0:
-            raise InputError(f"pool share must be >= 0, got {self.pool_share}")
+        if self.center is not None:
+            _check_finite("center", self.center)
+        if not (self.pool_share >= 0 and math.isfinite(self.pool_share)):
+            raise InputError(f"pool share must be a number >= 0, got {self.pool_share}")
+        if self.support is not None:
+            a, b = self.support
+            if not (math.isfinite(a) and math.isfinite(b) and a < b):
+                raise InputError(f"support must be two finite numbers a < b, got {self.support}")
 
     def judge(self, values, threshold: float | None = None) -> Judgement:
         threshold = self.threshold if threshold is None else threshold
+        _check_finite("threshold", threshold)
         finite, nonfinite = _split(values)
         n = finite.size
         mean = float(finite.mean()) if n else float("nan")
@@ -155,14 +197,13 @@ class MeanTest:
             numbers = {"mean": mean, "se": float("nan"), "draws": float(n), "nonfinite": float(nonfinite)}
             return Judgement(outcome="inconclusive", bound=float("nan"), counter_bound=float("nan"),
                              draws_needed=None, numbers=numbers, **base)
+        if _no_spread(finite):
+            return self._judge_without_spread(mean, n, threshold, base)
         sd = float(finite.std(ddof=1))
         se = sd * math.sqrt(1 / n + self.pool_share)
-        q = float(_stats().t.ppf(1 - ALPHA, n - 1))
-        lo, hi = mean - q * se, mean + q * se
-        if self.center is None:
-            lower, upper = lo, hi
-        else:  # bounds on |mu - center| (each side at level 1 - ALPHA: a two one-sided test)
-            lower, upper = max(lo - self.center, self.center - hi, 0.0), max(hi - self.center, self.center - lo)
+        q = _t_quantile(1 - ALPHA, n - 1)
+        q_either = _t_quantile(1 - ALPHA / 2, n - 1)  # |mean - center|'s refuting side: two ways
+        lower, upper = self._bounds(mean - q * se, mean + q * se, mean - q_either * se, mean + q_either * se)
         outcome = decide(lower, upper, threshold, self.direction, self.strict)
         needed = None
         if outcome == "inconclusive":
@@ -172,6 +213,48 @@ class MeanTest:
                    "lower": lower, "upper": upper}
         return Judgement(outcome=outcome, bound=bound, counter_bound=counter, draws_needed=needed,
                          numbers=numbers, **base)
+
+    def _bounds(self, lo: float, hi: float, lo_either: float, hi_either: float) -> tuple[float, float]:
+        """Bounds on the claim's quantity from one-sided bounds [lo, hi] on the mean, each at level
+        1 - ALPHA ([lo_either, hi_either]: each at 1 - ALPHA/2)."""
+        if self.center is None:
+            return lo, hi
+        # |mu - center| <= thr holds when both one-sided bounds lie within (a two one-sided test:
+        # each at ALPHA); it is refuted when mu lies beyond either side, two ways to err, so the
+        # refuting bound takes ALPHA/2 on each side.
+        return max(lo_either - self.center, self.center - hi_either, 0.0), max(hi - self.center, self.center - lo)
+
+    def _judge_without_spread(self, c: float, n: int, threshold: float, base: dict) -> Judgement:
+        nonfinite = base["nonfinite"]
+        numbers = {"mean": c, "se": 0.0, "draws": float(n), "nonfinite": float(nonfinite)}
+        if self.support is None:
+            note = (f"all {n} finite draws equal {c:.6g}: with no spread, and no range declared for the "
+                    f"{self.statistic}, nothing bounds its mean (a t bound would have no width)")
+            return Judgement(outcome="inconclusive", bound=float("nan"), counter_bound=float("nan"),
+                             draws_needed=None, numbers=numbers, note=note, **base)
+        a, b = self.support
+        if not a - 1e-6 * (b - a) <= c <= b + 1e-6 * (b - a):
+            raise InputError(f"the {self.statistic} is {c:.6g} in every draw, outside its declared support "
+                             f"[{a:g}, {b:g}]")
+        c = min(max(c, a), b)
+
+        def bounds(m):
+            p, p_either = float(other_share_bound(m)), float(other_share_bound(m, ALPHA / 2))
+            return self._bounds(c - p * (c - a), c + p * (b - c), c - p_either * (c - a), c + p_either * (b - c))
+
+        lower, upper = bounds(n)
+        outcome = decide(lower, upper, threshold, self.direction, self.strict)
+        needed = None
+        if outcome == "inconclusive":
+            settled = [m for m in _grid(n) if decide(*bounds(m), threshold, self.direction, self.strict)
+                       != "inconclusive"]
+            needed = _scaled(int(settled[0]) if settled else None, n, nonfinite)
+        bound, counter = (lower, upper) if self.direction == "above" else (upper, lower)
+        numbers.update(lower=lower, upper=upper, other_share=float(other_share_bound(n)))
+        note = (f"all {n} finite draws equal {c:.6g}: the bounds are those of a statistic in "
+                f"[{a:g}, {b:g}] that differs from it in at most {float(other_share_bound(n)):.3g} of draws")
+        return Judgement(outcome=outcome, bound=bound, counter_bound=counter, draws_needed=needed,
+                         numbers=numbers, note=note, **base)
 
     def _needed(self, effect: float, sd: float, n: int) -> int | None:
         if not (effect > 0 and math.isfinite(effect)) or sd == 0:
@@ -268,6 +351,7 @@ class MedianTest:
         threshold = self.threshold if threshold is None else threshold
         if threshold is None:
             raise InputError(f"the median test of {self.statistic!r} has no threshold")
+        _check_finite("threshold", threshold)
         finite, nonfinite = _split(values)
         x, n = np.sort(finite), finite.size
         median = float(np.median(x)) if n else float("nan")

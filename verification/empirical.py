@@ -35,28 +35,34 @@ SHARE_REASON = ("one-sided 99.87 % exact binomial (Clopper-Pearson) bounds on th
 
 #: "The mean is clearly positive": its lower confidence bound is above 0.
 mean_exceeds_zero = MeanTest(statistic="mean", threshold=0.0, direction="above", strict=True)
+#: The same for a difference of two shares or accuracies (in [-1, 1], which bounds the mean when
+#: every draw gives the same difference).
+difference_exceeds_zero = MeanTest(statistic="mean", threshold=0.0, direction="above", strict=True,
+                                   support=(-1.0, 1.0))
 
 
 def mean_above(threshold: float, *, statistic: str = "mean", strict: bool = False,
-               pool_share: float = 0.0) -> MeanTest:
-    """The mean is at least `threshold` (above it, when `strict`)."""
+               pool_share: float = 0.0, support: tuple[float, float] | None = None) -> MeanTest:
+    """The mean is at least `threshold` (above it, when `strict`). `support`: the statistic's
+    a-priori range, which bounds the mean when every draw is the same number (`MeanTest`)."""
     return MeanTest(statistic=statistic, threshold=threshold, direction="above", strict=strict,
-                    pool_share=pool_share)
+                    pool_share=pool_share, support=support)
 
 
 def mean_below(threshold: float, *, statistic: str = "mean", strict: bool = False,
-               pool_share: float = 0.0) -> MeanTest:
-    """The mean is at most `threshold` (below it, when `strict`)."""
+               pool_share: float = 0.0, support: tuple[float, float] | None = None) -> MeanTest:
+    """The mean is at most `threshold` (below it, when `strict`); `support` as in `mean_above`."""
     return MeanTest(statistic=statistic, threshold=threshold, direction="below", strict=strict,
-                    pool_share=pool_share)
+                    pool_share=pool_share, support=support)
 
 
-def mean_within(center: float, half_width: float, *, statistic: str | None = None) -> MeanTest:
+def mean_within(center: float, half_width: float, *, statistic: str | None = None,
+                support: tuple[float, float] | None = None) -> MeanTest:
     """|mean - center| <= half_width (e.g. "at chance": agreement within 0.5 +- 0.1)."""
     if not half_width >= 0:
         raise InputError(f"half-width must be >= 0, got {half_width}")
     return MeanTest(statistic=statistic or f"|mean - {center:g}|", threshold=half_width, direction="below",
-                    center=center)
+                    center=center, support=support)
 
 
 def at_least_as_good(margin: float, *, statistic: str = "mean gap", pool_share: float = 0.0) -> MeanTest:

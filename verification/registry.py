@@ -147,7 +147,8 @@ def register(claim: Claim) -> Claim:
 
 def check_user_claim(claim: Claim) -> None:
     """One-line `InputError` naming a user's claim whose fields cannot work: a `build` that is
-    not callable, a tolerance per dtype that is not a number, hypotheses (`requires`) on a name
+    not callable, a tolerance per dtype that is not a finite number (or is negative, unless a
+    statistical test takes its threshold from it), hypotheses (`requires`) on a name
     that is no spec field, or a `measure` / `summary` / `context` / `proof` that is neither None
     nor callable. (What its build and comparison do is checked when they run: `build_comparison`,
     `user_code`.)"""
@@ -164,8 +165,14 @@ def check_user_claim(claim: Claim) -> None:
         if value is None:
             raise InputError(f"claim {claim.id!r}: no tolerance for {dtype}")
         if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-                or np.isnan(value):
-            raise InputError(f"claim {claim.id!r}: the {dtype} tolerance must be a number, got {value!r}")
+                or not np.isfinite(value):
+            raise InputError(f"claim {claim.id!r}: the {dtype} tolerance must be a finite number, got {value!r}")
+        # A tolerance is a distance (a negative one refutes everything, a control included);
+        # only a statistical test without a threshold of its own takes its threshold from it.
+        takes_threshold = getattr(claim.summary, "judge", None) is not None \
+            and getattr(claim.summary, "threshold", 0.0) is None
+        if value < 0 and not takes_threshold:
+            raise InputError(f"claim {claim.id!r}: the {dtype} tolerance must be >= 0, got {value!r}")
     try:
         check_requires(claim.requires)
     except InputError as err:

@@ -81,6 +81,8 @@ class ClaimResult:
 
     def __post_init__(self) -> None:
         if not self.verdict:
+            if self.bound is not None:  # judged by a confidence bound: passed / expected cannot tell
+                raise ValueError(f"{self.id}: a statistical result needs its verdict (it may be inconclusive)")
             self.verdict = ("fail" if self.unexpected else "pass" if self.passed
                             else "hyp_unmet" if self.expected is None else "expected_fail")
 
@@ -246,9 +248,11 @@ def judge_claim(claim: Claim, spec: ModelSpec, errors: np.ndarray, *, trials: in
                      direction="below", target=check.target(tolerance))
     else:
         if claim.summary is not None:  # a per-draw check: its "error" against the tolerance
-            with user_code(claim, "summary", claim.summary):
-                statistics = {name: float(value) for name, value in claim.summary(kept).items()}
-                max_error = statistics["error"] if kept.size else float("nan")
+            max_error = float("nan")
+            if kept.size:  # every draw's NaN declared legitimate: nothing to summarise
+                with user_code(claim, "summary", claim.summary):
+                    statistics = {name: float(value) for name, value in claim.summary(kept).items()}
+                max_error = statistics["error"]
         else:
             max_error = float(np.max(kept)) if kept.size and np.all(np.isfinite(kept)) else float("inf")
         median_error = float(np.median(kept)) if kept.size else float("nan")
@@ -335,8 +339,14 @@ def _finding(claim: Claim, spec: ModelSpec, verdict: str, judgement, statistics:
         shown = f"max error {max_error:.3g}"
     if verdict == "hyp_unmet":
         unmet = claim.unmet(spec)
-        return (f"Fails outside its hypotheses ({', '.join(f'{k}={v}' for k, v in unmet.items())}; "
-                f"the statement assumes {', '.join(f'{k}={claim.requires[k]}' for k in unmet)}): {shown}.")
+        where = (f"({', '.join(f'{k}={v}' for k, v in unmet.items())}; "
+                 f"the statement assumes {', '.join(f'{k}={claim.requires[k]}' for k in unmet)})")
+        if nonfinite and claim.nonfinite_reason is None:
+            if nonfinite == draws:
+                return f"Not computed outside its hypotheses {where}: all {draws} draws are NaN/inf."
+            return (f"Fails outside its hypotheses {where}: {nonfinite} of {draws} draws are NaN/inf, "
+                    f"and on the others {shown}.")
+        return f"Fails outside its hypotheses {where}: {shown}."
     if verdict == "fail" and claim.holds is False:
         return (f"Holds although expected to fail (expectation: {claim.provenance}): {shown}. "
                 "Review the expectation.")

@@ -21,6 +21,18 @@ def _target(r: ClaimResult) -> str:
 
 
 def _measured(r: ClaimResult) -> str:
+    return _measured_value(r) + _nonfinite(r)
+
+
+def _nonfinite(r: ClaimResult) -> str:
+    """How many draws were NaN / inf, whenever any were (declared or not): never left unsaid."""
+    if not r.nonfinite:
+        return ""
+    why = "declared" if r.nonfinite_reason else "not explained"
+    return f" ({r.trials - r.nonfinite} of {r.trials} draws used; {r.nonfinite} NaN/inf, {why})"
+
+
+def _measured_value(r: ClaimResult) -> str:
     if r.statistic is None:
         return f"max {r.max_error:.2e}, median {r.median_error:.2e}"
     if r.bound is None:  # a statistic of every draw (`EveryDrawCheck`): no confidence bound

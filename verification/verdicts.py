@@ -8,7 +8,8 @@ inconclusive. Its verdict:
   or NaN / inf draws the claim does not explain. The only verdict that makes `verify` exit 1;
 * ``expected_fail``: refuted, as expected; with a measured expectation and a source that asserts
   the statement (`Claim.asserted_by`), shown as refuting that source, not as merely "expected";
-* ``hyp_unmet``: outside the claim's hypotheses, and not shown to hold there;
+* ``hyp_unmet``: outside the claim's hypotheses, and refuted there, or not computed there (NaN /
+  inf draws it does not explain); an inconclusive outcome stays ``inconclusive``;
 * ``inconclusive``: the draws cannot tell; the result says about how many would.
 """
 
@@ -23,7 +24,9 @@ def decide_verdict(outcome: str, expected: bool | None, *, unexplained_nonfinite
     """The verdict of an outcome (holds / refuted / inconclusive) against the expectation
     (True / False / None = hypotheses unmet)."""
     if expected is None:
-        return "pass" if outcome == "holds" and not unexplained_nonfinite else "hyp_unmet"
+        if unexplained_nonfinite:
+            return "hyp_unmet"
+        return {"holds": "pass", "inconclusive": "inconclusive"}.get(outcome, "hyp_unmet")
     if unexplained_nonfinite:
         return "fail"
     if outcome == "inconclusive":
@@ -65,11 +68,14 @@ def inconclusive_finding(judgement) -> str:
     j = judgement
     if j.draws < 2:
         return f"Inconclusive: {j.draws} finite draw(s), too few to bound the {j.statistic}."
+    if j.note and j.bound != j.bound:  # no bound at all (a sample without spread): the note says why
+        return f"Inconclusive: {j.note}."
     side = "lower" if j.direction == "above" else "upper"
     if j.draws_needed:
         more = f"about {j.draws_needed} draws would settle it at the observed effect"
     else:
         more = "no number of draws settles it at the observed effect (it sits at the threshold, or a fixed " \
             "pool's own error dominates)"
+    why = f" ({j.note})" if j.note else ""
     return (f"Inconclusive at {j.draws} draws: {j.statistic} {j.estimate:.4g}, {side} bound {j.bound:.4g} "
-            f"(other side {j.counter_bound:.4g}) against {j.target}; {more}.")
+            f"(other side {j.counter_bound:.4g}) against {j.target}{why}; {more}.")

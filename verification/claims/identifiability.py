@@ -20,9 +20,9 @@ from attnverify.verification.empirical import (
     MEAN_REASON,
     SHARE_REASON,
     difference,
+    difference_exceeds_zero,
     fraction_above,
     left,
-    mean_exceeds_zero,
 )
 from attnverify.verification.registry import Claim, register
 
@@ -324,7 +324,7 @@ register(Claim(
     source=CANDIDATE_SOURCE + "; check 29", lhs="flip on the trained needle model",
     rhs="flip on the trained bag-of-words model", build=_necessity_contrast, tolerance=COUNT,
     tolerance_reason=MEAN_REASON, requires={"classes": 2},
-    measure=difference, summary=mean_exceeds_zero, nonfinite_reason=UNDEFINED,
+    measure=difference, summary=difference_exceeds_zero, nonfinite_reason=UNDEFINED,
     context=_undefined_share(("needle", "bag_of_words"), True),
     finding="Not confirmed: flip rate on the needle task minus bag-of-words = {mean:.3g} "
     "(standard error {se:.2g}, {draws:.0f} draws where removal leaves some attention).",

@@ -195,8 +195,8 @@ def _near_ties(spec: ModelSpec):
     return compare
 
 
-#: "At chance": the mean share of near-tie pairs ordered alike is within 0.5 +- 0.1.
-_chance = mean_within(0.5, 0.1, statistic="|agreement - 0.5|")
+#: "At chance": the mean share of near-tie pairs ordered alike is within 0.5 +- 0.1 (a share: in [0, 1]).
+_chance = mean_within(0.5, 0.1, statistic="|agreement - 0.5|", support=(0.0, 1.0))
 
 
 register(Claim(

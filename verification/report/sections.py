@@ -97,9 +97,12 @@ def summary_lines(results: list[ClaimResult], claims: dict[str, dict], errors: l
         lines.append(f"Related papers: {ok} of {len(related)} statements hold on our models.")
     controls = [r for r in first if is_control(r.id, claims.get(r.id, {}))]
     if controls:
-        caught = sum(not r.passed for r in controls)
+        caught = sum(r.verdict == "expected_fail" for r in controls)  # refuted: not NaN, not undecided
+        missed = sorted({r.id for r in controls if r.verdict != "expected_fail"})
         lines.append(f"Negative controls: {caught} of {len(controls)} deliberately wrong formulas were caught "
-                     "(each must fail, or the checks could not fail).")
+                     "(each must fail, or the checks could not fail)."
+                     + (f" Not caught (held, could not be computed, or undecided): {', '.join(missed)}."
+                        if missed else ""))
     unexpected = [r.id for r in results if r.verdict == "fail"]
     if unexpected:
         lines.append(f"Unexpected results (bugs to look at): {', '.join(sorted(set(unexpected)))}.")
