@@ -37,6 +37,10 @@ TOLERANCE = {"float64": 1e-10, "float32": 1e-4}
 TOLERANCE_REASON = "relative rounding of T-term sums and small (C+1)-dimensional solves, >= 100x margin"
 COUNT = {"float64": 0.0, "float32": 0.0}
 DEFECT = 1e-9  # a vector farther than this from the simplex is not a distribution (float64 rounding ~1e-15)
+#: What rounding alone can make of a T-term projection's defect, per dtype: float32's 1.2e-7 per
+#: operation reaches about 1e-6 at T = 16, so a defect below 1e-5 there is no evidence of one (in
+#: float32 a projection that sums to 1 exactly had |sum - 1| > 1e-9 in 80 % of draws).
+ROUNDING = {jnp.dtype("float64"): DEFECT, jnp.dtype("float32"): 1e-5}
 
 
 def _head(spec: ModelSpec):
@@ -161,14 +165,20 @@ register(Claim(
 
 
 # -- 27: Brunner's effective attention ---------------------------------------------------------------
+def beyond_rounding(defect: jnp.ndarray) -> jnp.ndarray:
+    """A distribution defect, or 0 where its dtype's rounding alone could make it (`ROUNDING`):
+    never above the DEFECT cut then, so rounding is not counted as "not a distribution"."""
+    return jnp.where(defect > ROUNDING[defect.dtype], defect, jnp.zeros_like(defect))
+
+
 def _effective(which: int):
     def build(spec: ModelSpec):
         parts = _head(spec)
 
         def compare(params, tokens):
             alpha, s, _ = parts(params, tokens)
-            defects = nid.distribution_defects(nid.effective_attention(alpha[0], s[0]))
-            return defects[which], jnp.asarray(0.0, s.dtype)
+            defect = nid.distribution_defects(nid.effective_attention(alpha[0], s[0]))[which]
+            return beyond_rounding(defect), jnp.asarray(0.0, s.dtype)
 
         return compare
 
@@ -178,14 +188,15 @@ def _effective(which: int):
 register(Claim(
     id="identifiability.effective_sum", group="identifiability", provenance="literature",
     statement="Effective attention (projection onto col S) does not sum to 1 on almost every draw (>= 99 %)",
-    source=SOURCE, lhs="|sum - 1| of the projection of alpha_hat onto col(S)", rhs="0",
+    source=SOURCE, lhs="|sum - 1| of the projection of alpha_hat onto col(S) (0 within the dtype's rounding)",
+    rhs="0",
     build=_effective(0), tolerance=COUNT, tolerance_reason=SHARE_REASON,
     measure=left, summary=fraction_above(DEFECT, least=0.99),
 ))
 register(Claim(
     id="identifiability.effective_negative", group="identifiability", provenance="literature",
     statement="Effective attention has negative entries on most draws (>= 50 %)",
-    source=SOURCE, lhs="-min entry of the projection onto col(S)", rhs="0",
+    source=SOURCE, lhs="-min entry of the projection onto col(S) (0 within the dtype's rounding)", rhs="0",
     build=_effective(1), tolerance=COUNT, tolerance_reason=SHARE_REASON,
     measure=left, summary=fraction_above(DEFECT, least=0.5),
 ))
