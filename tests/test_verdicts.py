@@ -124,6 +124,48 @@ def test_draws_without_spread_are_bounded_by_the_declared_range():
         MeanTest(support=(1.0, -1.0))
 
 
+def test_draws_equal_up_to_the_sweeps_rounding_have_no_spread():
+    """Rounding noise is no spread: around 0 (0.1 + 0.2 - 0.3 against 0, relative to the
+    threshold and the range), and at float32's precision in a float32 sweep."""
+    gap = MeanTest(threshold=0.1, support=(-1.0, 1.0))
+    noisy_zero = gap.judge([0.1 + 0.2 - 0.3, 0.0] * 4)  # was refuted, by a bound of width 1e-16
+    assert noisy_zero.outcome == "inconclusive" and "all 8 finite draws equal" in noisy_zero.note
+    tenths = np.asarray([np.float32(k / 20) - np.float32((k - 2) / 20) for k in range(2, 10)], float)
+    assert np.ptp(tenths) > 0  # 0.1 up to float32 rounding
+    for threshold in (0.09, 0.11):  # held and refuted, in turn, at 8 draws
+        assert MeanTest(threshold=threshold).judge(tenths, dtype="float32").outcome == "inconclusive"
+    assert MeanTest(threshold=0.09).judge(tenths + _values(0.0, 1e-3, 8), dtype="float32").outcome == "holds"
+
+
+def test_mean_test_fields_are_checked_and_numeric_scalars_accepted():
+    assert MeanTest(threshold=np.float32(0.5)).judge(_values(1.0, 0.1, 8)).outcome == "holds"
+    with pytest.raises(InputError, match="has no threshold"):
+        MeanTest(threshold=None).judge(_values(1.0, 0.1, 8))
+    assert MeanTest(threshold=None).judge(_values(1.0, 0.1, 8), 0.5).outcome == "holds"  # the tolerance's
+    for support in ((0.0, 1.0, 2.0), ("a", "b"), (1.0, 1.0)):
+        with pytest.raises(InputError, match="support must be"):
+            MeanTest(support=support)
+
+
+def test_draws_needed_to_refute_closeness_use_the_refuting_level():
+    test = mean_within(0.0, 0.1)
+    first = test.judge(_values(0.13, 0.05 / np.sqrt(8), 8))
+    assert first.outcome == "inconclusive" and first.draws_needed
+    m = first.draws_needed
+    assert test.judge(_values(0.13, 0.05 / np.sqrt(m), m)).outcome == "refuted"
+
+
+def test_a_control_refuted_outside_its_hypotheses_is_caught():
+    from attnverify.verification.report.sections import summary_lines
+
+    control = _claim(id="test.control_cls_only", holds=False, summary=None, requires={"classes": 2})
+    refuted = _judge(control, np.full(8, 0.5), SMALL.replace(classes=3))
+    assert refuted.verdict == "hyp_unmet"
+    info = {refuted.id: {"group": "test", "source": "a deliberately wrong formula"}}
+    line = next(x for x in summary_lines([refuted], info, [], {}) if x.startswith("Negative controls"))
+    assert "1 of 1 deliberately wrong formulas were caught" in line and "Not caught" not in line
+
+
 def test_the_mean_bounds_keep_their_level_on_a_statistic_that_is_often_constant():
     """A Bernoulli(0.05) statistic over 32 draws: "mean >= 0.05" is true. The old zero-width
     bound refuted it whenever all 32 draws were 0 (0.95^32 = 19 % of sweeps)."""

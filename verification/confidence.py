@@ -105,8 +105,14 @@ def _split(values) -> tuple[np.ndarray, int]:
 
 
 def _check_finite(name: str, value) -> None:
-    if value is not None and not (isinstance(value, (int, float, np.integer, np.floating))
-                                  and not isinstance(value, bool) and math.isfinite(value)):
+    """A finite number (a NumPy or JAX scalar too); None is checked where it is used."""
+    if value is None:
+        return
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if isinstance(value, bool) or not math.isfinite(number):
         raise InputError(f"a statistical test's {name} must be a finite number, got {value!r}")
 
 
@@ -134,10 +140,12 @@ def _t_quantile(level: float, dof: int) -> float:
     return float(_stats().t.ppf(level, dof))
 
 
-def _no_spread(finite: np.ndarray) -> bool:
-    """Every draw the same number, up to rounding: the sample says nothing about the spread."""
-    scale = float(np.max(np.abs(finite)))
-    return float(np.ptp(finite)) <= 4 * np.finfo(np.float64).eps * scale
+def _no_spread(finite: np.ndarray, dtype: str, *scales: float) -> bool:
+    """Every draw the same number up to the sweep dtype's rounding, relative to the largest of the
+    draws, the threshold and the statistic's range (`scales`: so rounding noise around 0, e.g.
+    0.1 + 0.2 - 0.3 against 0, is no spread): the sample says nothing about the spread."""
+    scale = max(float(np.max(np.abs(finite))), *(abs(float(x)) for x in scales))
+    return float(np.ptp(finite)) <= 4 * float(np.finfo(np.dtype(dtype)).eps) * scale
 
 
 def other_share_bound(n: np.ndarray | int, alpha: float = ALPHA) -> np.ndarray:
@@ -180,12 +188,18 @@ class MeanTest:
         if not (self.pool_share >= 0 and math.isfinite(self.pool_share)):
             raise InputError(f"pool share must be a number >= 0, got {self.pool_share}")
         if self.support is not None:
-            a, b = self.support
+            try:
+                a, b = (float(x) for x in self.support)
+            except (TypeError, ValueError):
+                a = b = float("nan")
             if not (math.isfinite(a) and math.isfinite(b) and a < b):
                 raise InputError(f"support must be two finite numbers a < b, got {self.support}")
 
-    def judge(self, values, threshold: float | None = None) -> Judgement:
+    def judge(self, values, threshold: float | None = None, *, dtype: str = "float64") -> Judgement:
+        """`dtype`: the sweep's, whose rounding decides when draws count as all equal."""
         threshold = self.threshold if threshold is None else threshold
+        if threshold is None:
+            raise InputError(f"the mean test of {self.statistic!r} has no threshold")
         _check_finite("threshold", threshold)
         finite, nonfinite = _split(values)
         n = finite.size
@@ -197,7 +211,8 @@ class MeanTest:
             numbers = {"mean": mean, "se": float("nan"), "draws": float(n), "nonfinite": float(nonfinite)}
             return Judgement(outcome="inconclusive", bound=float("nan"), counter_bound=float("nan"),
                              draws_needed=None, numbers=numbers, **base)
-        if _no_spread(finite):
+        span = (self.support[1] - self.support[0],) if self.support is not None else ()
+        if _no_spread(finite, dtype, threshold, *span):
             return self._judge_without_spread(mean, n, threshold, base)
         sd = float(finite.std(ddof=1))
         se = sd * math.sqrt(1 / n + self.pool_share)
@@ -206,8 +221,9 @@ class MeanTest:
         lower, upper = self._bounds(mean - q * se, mean + q * se, mean - q_either * se, mean + q_either * se)
         outcome = decide(lower, upper, threshold, self.direction, self.strict)
         needed = None
-        if outcome == "inconclusive":
-            needed = _scaled(self._needed(abs(estimate - threshold), sd, n), n, nonfinite)
+        if outcome == "inconclusive":  # |mean - center| beyond the threshold: refuting takes ALPHA/2
+            level = 1 - ALPHA / 2 if self.center is not None and estimate > threshold else 1 - ALPHA
+            needed = _scaled(self._needed(abs(estimate - threshold), sd, n, level), n, nonfinite)
         bound, counter = (lower, upper) if self.direction == "above" else (upper, lower)
         numbers = {"mean": mean, "se": se, "draws": float(n), "nonfinite": float(nonfinite), "t": q,
                    "lower": lower, "upper": upper}
@@ -256,11 +272,11 @@ class MeanTest:
         return Judgement(outcome=outcome, bound=bound, counter_bound=counter, draws_needed=needed,
                          numbers=numbers, note=note, **base)
 
-    def _needed(self, effect: float, sd: float, n: int) -> int | None:
+    def _needed(self, effect: float, sd: float, n: int, level: float) -> int | None:
         if not (effect > 0 and math.isfinite(effect)) or sd == 0:
             return None
         m = _grid(n)
-        settled = _stats().t.ppf(1 - ALPHA, m - 1) * sd * np.sqrt(1 / m + self.pool_share) < effect
+        settled = _stats().t.ppf(level, m - 1) * sd * np.sqrt(1 / m + self.pool_share) < effect
         return int(m[np.argmax(settled)]) if settled.any() else None
 
     def __call__(self, values) -> dict[str, float]:
@@ -297,7 +313,7 @@ class ShareTest:
     def name(self) -> str:
         return self.statistic or f"share > {self.cut:.3g}"
 
-    def judge(self, values, threshold: float | None = None) -> Judgement:
+    def judge(self, values, threshold: float | None = None, *, dtype: str = "float64") -> Judgement:
         least = self.least if threshold is None else threshold
         finite, nonfinite = _split(values)
         n, k = finite.size, int(np.sum(finite > self.cut))
@@ -347,7 +363,7 @@ class MedianTest:
     def __post_init__(self) -> None:
         _check_direction(self.direction)
 
-    def judge(self, values, threshold: float | None = None) -> Judgement:
+    def judge(self, values, threshold: float | None = None, *, dtype: str = "float64") -> Judgement:
         threshold = self.threshold if threshold is None else threshold
         if threshold is None:
             raise InputError(f"the median test of {self.statistic!r} has no threshold")

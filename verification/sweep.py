@@ -233,7 +233,7 @@ def judge_claim(claim: Claim, spec: ModelSpec, errors: np.ndarray, *, trials: in
     judgement, every = None, {}
     if isinstance(claim.summary, STATISTICAL_TESTS):  # a statistical claim: three-way
         unset = getattr(claim.summary, "threshold", 0.0) is None  # a test whose threshold is the tolerance
-        judgement = claim.summary.judge(errors, tolerance if unset else None)
+        judgement = claim.summary.judge(errors, tolerance if unset else None, dtype=dtype)
         statistics = {name: float(value) for name, value in judgement.numbers.items()}
         outcome = judgement.outcome
         max_error = median_error = float("nan")  # no "error": see statistic, estimate, bound

@@ -47,6 +47,12 @@ def _is_finding(r: ClaimResult, info: dict) -> bool:
     return r.verdict != "pass" and not is_control(r.id, info)
 
 
+def _refuted(r: ClaimResult) -> bool:
+    """A control was caught: refuted (outside its hypotheses too), not NaN, not undecided, not held."""
+    unexplained = bool(r.nonfinite) and not r.nonfinite_reason
+    return r.verdict == "expected_fail" or (r.verdict == "hyp_unmet" and not unexplained)
+
+
 def summary(results: list[ClaimResult], errors: list[str]) -> str:
     """One line of counts (kept for logs): runs, verdicts, controls, could-not-run."""
     counts: dict[str, int] = {}
@@ -97,8 +103,8 @@ def summary_lines(results: list[ClaimResult], claims: dict[str, dict], errors: l
         lines.append(f"Related papers: {ok} of {len(related)} statements hold on our models.")
     controls = [r for r in first if is_control(r.id, claims.get(r.id, {}))]
     if controls:
-        caught = sum(r.verdict == "expected_fail" for r in controls)  # refuted: not NaN, not undecided
-        missed = sorted({r.id for r in controls if r.verdict != "expected_fail"})
+        missed = sorted({r.id for r in controls if not _refuted(r)})
+        caught = sum(_refuted(r) for r in controls)
         lines.append(f"Negative controls: {caught} of {len(controls)} deliberately wrong formulas were caught "
                      "(each must fail, or the checks could not fail)."
                      + (f" Not caught (held, could not be computed, or undecided): {', '.join(missed)}."
