@@ -63,6 +63,8 @@ BROKEN = {
                    "claim 'mine.c': comparison returned"),
     "measure raises": ("def m(lhs, rhs):\n    raise RuntimeError('measure')\nclaim(measure=m)\n",
                        "claim 'mine.c': measure raised RuntimeError: measure"),
+    "summary without an error": ("claim(summary=lambda values: {'mean': 1.0})\n",
+                                 "claim 'mine.c': summary raised KeyError: 'error'"),
     # at registration: named with the file and the claim
     "build is None": ("claim(build=None)\n", "claim 'mine.c': build must be a function"),
     "tolerance is a string": ("claim(tolerance={'float64': 'tiny', 'float32': 1e-4})\n",

@@ -252,7 +252,7 @@ def judge_claim(claim: Claim, spec: ModelSpec, errors: np.ndarray, *, trials: in
             if kept.size:  # every draw's NaN declared legitimate: nothing to summarise
                 with user_code(claim, "summary", claim.summary):
                     statistics = {name: float(value) for name, value in claim.summary(kept).items()}
-                max_error = statistics["error"]
+                    max_error = statistics["error"]
         else:
             max_error = float(np.max(kept)) if kept.size and np.all(np.isfinite(kept)) else float("inf")
         median_error = float(np.median(kept)) if kept.size else float("nan")
