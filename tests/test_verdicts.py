@@ -120,6 +120,8 @@ def test_draws_without_spread_are_bounded_by_the_declared_range():
     assert strict.outcome == "inconclusive" and strict.draws_needed is None
     with pytest.raises(InputError, match="outside its declared support"):
         claim.judge(np.full(8, 1.5))
+    with pytest.raises(InputError, match="is -1.5 in a draw, outside its declared support"):
+        claim.judge(_values(0.0, 0.1, 8).tolist() + [-1.5])
     with pytest.raises(InputError, match="support"):
         MeanTest(support=(1.0, -1.0))
 

@@ -59,6 +59,8 @@ _EXPORTS = {
     "mean_below": "empirical",
     "mean_exceeds_zero": "empirical",
     "difference_exceeds_zero": "empirical",
+    "tau_exceeds_zero": "empirical",
+    "TAU_RANGE": "empirical",
     "mean_within": "empirical",
     "measure_program": "blocks",
     "median_ratio": "empirical",

@@ -211,7 +211,14 @@ class MeanTest:
             numbers = {"mean": mean, "se": float("nan"), "draws": float(n), "nonfinite": float(nonfinite)}
             return Judgement(outcome="inconclusive", bound=float("nan"), counter_bound=float("nan"),
                              draws_needed=None, numbers=numbers, **base)
-        span = (self.support[1] - self.support[0],) if self.support is not None else ()
+        span = ()
+        if self.support is not None:  # a draw outside the declared range: the declaration is wrong
+            a, b = self.support
+            span = (b - a,)
+            outside = finite[(finite < a - 1e-6 * (b - a)) | (finite > b + 1e-6 * (b - a))]
+            if outside.size:
+                raise InputError(f"the {self.statistic} is {outside[0]:.6g} in a draw, outside its declared "
+                                 f"support [{a:g}, {b:g}]")
         if _no_spread(finite, dtype, threshold, *span):
             return self._judge_without_spread(mean, n, threshold, base)
         sd = float(finite.std(ddof=1))
@@ -249,10 +256,7 @@ class MeanTest:
             return Judgement(outcome="inconclusive", bound=float("nan"), counter_bound=float("nan"),
                              draws_needed=None, numbers=numbers, note=note, **base)
         a, b = self.support
-        if not a - 1e-6 * (b - a) <= c <= b + 1e-6 * (b - a):
-            raise InputError(f"the {self.statistic} is {c:.6g} in every draw, outside its declared support "
-                             f"[{a:g}, {b:g}]")
-        c = min(max(c, a), b)
+        c = min(max(c, a), b)  # within rounding of the range (`judge` refused any value beyond it)
 
         def bounds(m):
             p, p_either = float(other_share_bound(m)), float(other_share_bound(m, ALPHA / 2))

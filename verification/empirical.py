@@ -39,6 +39,10 @@ mean_exceeds_zero = MeanTest(statistic="mean", threshold=0.0, direction="above",
 #: every draw gives the same difference).
 difference_exceeds_zero = MeanTest(statistic="mean", threshold=0.0, direction="above", strict=True,
                                    support=(-1.0, 1.0))
+#: A Kendall tau-b lies in [-1, 1], so a tau-b, and a difference of two, lie in [-2, 2].
+TAU_RANGE = (-2.0, 2.0)
+#: "The mean is clearly positive" for a tau-b or a difference of two (bounded when every draw is equal).
+tau_exceeds_zero = MeanTest(statistic="mean", threshold=0.0, direction="above", strict=True, support=TAU_RANGE)
 
 
 def mean_above(threshold: float, *, statistic: str = "mean", strict: bool = False,
@@ -65,13 +69,15 @@ def mean_within(center: float, half_width: float, *, statistic: str | None = Non
                     center=center, support=support)
 
 
-def at_least_as_good(margin: float, *, statistic: str = "mean gap", pool_share: float = 0.0) -> MeanTest:
+def at_least_as_good(margin: float, *, statistic: str = "mean gap", pool_share: float = 0.0,
+                     support: tuple[float, float] | None = None) -> MeanTest:
     """"At least as good as", on per-draw gaps (method minus reference): the mean gap's lower
     confidence bound must be >= -margin (a tie within the margin counts; a gap that is merely not
     shown to be worse does not)."""
     if not margin >= 0:
         raise InputError(f"a margin must be >= 0, got {margin}")
-    return MeanTest(statistic=statistic, threshold=-margin, direction="above", pool_share=pool_share)
+    return MeanTest(statistic=statistic, threshold=-margin, direction="above", pool_share=pool_share,
+                    support=support)
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from attnverify.verification.empirical import (
     left,
     mean_exceeds_zero,
     mean_within,
+    tau_exceeds_zero,
     z_within,
 )
 from attnverify.verification.registry import Claim, register
@@ -132,7 +133,7 @@ register(Claim(
     "model, its task's documents]",
     source=SOURCE + ", claims 2-3; check 30", lhs="tau-b(alpha-avg, MI) per document",
     rhs="0 (MI: Miller-Madow plug-in on 20000 task documents)", build=_mi_planted, tolerance=MEAN,
-    tolerance_reason=MEAN_REASON, requires={"classes": 2}, measure=left, summary=mean_exceeds_zero,
+    tolerance_reason=MEAN_REASON, requires={"classes": 2}, measure=left, summary=tau_exceeds_zero,
 ))
 
 SHORT, MI_SAMPLE, MI_SAMPLES_PER_DRAW = 5, 500, 8  # 3 words, T = 5 -> 81 documents; 8 samples per draw

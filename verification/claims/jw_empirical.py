@@ -26,7 +26,7 @@ from attnverify.verification.empirical import (
     difference,
     largest_violation,
     left,
-    mean_exceeds_zero,
+    tau_exceeds_zero,
     z_within,
 )
 from attnverify.verification.registry import Claim, register
@@ -223,7 +223,7 @@ for _name, _first, _second, _task, _text in PROTOCOL:
         source=SOURCE + "; protocol per instance, scipy-equivalent tau-b",
         lhs=f"tau-b{_first}", rhs=f"tau-b{_second}" if _second else "0",
         build=_taus(_first, _second, _task), tolerance=MEAN_TOLERANCE, tolerance_reason=MEAN_REASON,
-        requires={"classes": 2}, measure=difference, summary=mean_exceeds_zero,
+        requires={"classes": 2}, measure=difference, summary=tau_exceeds_zero,
         # The claims on one task's documents read the same tau-b table: one program.
         evaluation=f"jw.tau.{_task}" if _task else None,
     ))

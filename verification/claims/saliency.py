@@ -17,7 +17,7 @@ from attnverify.numerics.evaluations import shared
 from attnverify.numerics.related import integrated_gradients as ns
 from attnverify.numerics.token_keys import token_key
 from attnverify.numerics.training.synthetic_tasks import cast, seeded_document, trained_model
-from attnverify.verification.empirical import MEAN_REASON, difference, mean_exceeds_zero
+from attnverify.verification.empirical import MEAN_REASON, difference, mean_exceeds_zero, tau_exceeds_zero
 from attnverify.verification.registry import PAPER_HYPOTHESES, Claim, register
 
 from attnverify.spec import ModelSpec
@@ -164,7 +164,7 @@ for _task in (None, "needle", "bag_of_words"):
         lhs="mean tau-b over the 10 saliency pairs", rhs="mean tau-b(alpha, saliency method)",
         build=_agreement("gap", _task),
         evaluation=None if _task else "saliency.agreement", tolerance=MEAN_TOLERANCE, tolerance_reason=MEAN_REASON,
-        requires={"output_link": "logit"}, measure=difference, summary=mean_exceeds_zero,
+        requires={"output_link": "logit"}, measure=difference, summary=tau_exceeds_zero,
         holds=_task is None,
         finding=None if _task is None else (
             "On a trained model attention agrees MORE with the saliency methods than they agree with each "
@@ -200,7 +200,7 @@ for _task in (None, "needle"):
         f"lowers tau-b(G-l2, |G x I|): sensitivity and saliency rankings diverge [{_WHERE[_task]}]",
         source=SOURCE + "; check 35", lhs="tau-b(G-l2, |G x I|), unplanted", rhs="the same, planted",
         build=_agreement("sensitivity", _task), tolerance=MEAN_TOLERANCE, tolerance_reason=MEAN_REASON,
-        requires={"output_link": "logit"}, measure=difference, summary=mean_exceeds_zero, holds=False,
+        requires={"output_link": "logit"}, measure=difference, summary=tau_exceeds_zero, holds=False,
         finding="The rankings do not diverge: planting changes tau-b(G-l2, |G x I|) by {mean:.3g} on average "
         "(SE {se:.2g}; positive = diverge). A likely reason: the gradient at t is alpha_t [u + (s_t - f) kappa] "
         "and s_t grows with ||e_t||, so sensitivity also ranks the planted tokens high.",

@@ -27,7 +27,7 @@ from attnverify.numerics import model as nm
 from attnverify.numerics.related.kendall import kendall_tau_b
 from attnverify.numerics.related.mutual_information import position_mi
 from attnverify.numerics.training.synthetic_tasks import cast, documents, seeded_document, trained_model
-from attnverify.verification.empirical import at_least_as_good, left
+from attnverify.verification.empirical import TAU_RANGE, at_least_as_good, left
 from attnverify.verification.registry import Claim, register
 
 from attnverify.spec import ModelSpec
@@ -137,7 +137,7 @@ def _context(scorer: str):
 #: "At least as good as dot": the lower confidence bound of the mean gap (over documents; the seeds
 #: are averaged inside each draw) must be >= -MARGIN. A gap that is merely not shown to be worse
 #: does not pass: then the verdict is inconclusive (or refuted, when the upper bound is below -MARGIN).
-_at_least_dot = at_least_as_good(MARGIN, statistic="mean tau-b gap")
+_at_least_dot = at_least_as_good(MARGIN, statistic="mean tau-b gap", support=TAU_RANGE)
 
 
 TOLERANCE = {"float64": 0.0, "float32": 0.0}
