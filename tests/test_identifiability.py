@@ -17,7 +17,7 @@ from attnverify.numerics.related import jain_wallace as njw
 from attnverify.theory.related import identifiability as tid
 from attnverify.verification import claims as _claims  # noqa: F401
 from attnverify.verification.registry import REGISTRY
-from attnverify.verification.sweep import relative_error, run_claim
+from attnverify.verification.sweep import judge_claim, relative_error, run_claim
 
 from attnverify.cli import main
 from attnverify.errors import InputError
@@ -203,3 +203,78 @@ def test_candidates_are_feasible_to_rounding_where_the_line_search_used_to_stall
     spec = SMALL if SMALL.satisfies(dict(claim.requires)) else SMALL.replace(**claim.requires)
     errors = np.asarray(claim_block(claim, spec, seed=0, dtype="float64", scale=1.0)(jnp.asarray([651, 297, 5])))
     assert np.all(errors <= 1e-14), errors
+
+
+# -- negative controls: a wrong formula in a fiber claim's build is caught by the claim itself --------
+def _judged(claim_id, spec, *, seeds=(0,), scale=2.0):
+    """(per-draw (lhs, rhs), the claim's verdict on them): its build's comparison, its measure and
+    its summary against its own tolerance (`judge_claim`), on fixed draws."""
+    claim = REGISTRY[claim_id]
+    compare, measure = jax.jit(claim.build(spec)), claim.measure or relative_error
+    pairs = []
+    for seed in seeds:
+        k1, k2 = jax.random.split(jax.random.PRNGKey(seed))
+        pairs.append(compare(draw_params(k1, spec, scale=scale), draw_document(k2, spec)))
+    errors = np.asarray([float(measure(lhs, rhs)) for lhs, rhs in pairs])
+    return pairs, judge_claim(claim, spec, errors, trials=len(errors))
+
+
+def test_fiber_dimension_without_the_ones_column_is_caught(monkeypatch):
+    """Injected: [S 1] -> S (`nid.augmented` drops the sum-to-one column), so T - rank counts the
+    directions that change the sum too. The measured dimension is then one too large, and the
+    claim's integer comparison (tolerance 0) must fail."""
+    [(lhs, rhs)], result = _judged("identifiability.fiber_dimension", SPEC)
+    assert float(lhs) == float(rhs) == SPEC.max_len - SPEC.classes - 1 and result.passed
+    monkeypatch.setattr(nid, "augmented", lambda S: S)
+    [(lhs, rhs)], result = _judged("identifiability.fiber_dimension", SPEC)
+    assert float(lhs - rhs) == 1.0 and not result.passed and result.verdict == "fail"
+
+
+def test_joint_fiber_dimension_without_the_per_head_sums_is_caught(monkeypatch):
+    """Injected: `nid.joint_system` without its K rows 1^T delta^(i) = 0 (each head's attention
+    kept a distribution). KT - rank then counts K more directions than SymPy's nullspace of the
+    whole system, and the claim's integer comparison must fail."""
+    [(lhs, rhs)], result = _judged("identifiability.joint_fiber_dimension", SPEC)
+    assert float(lhs) == float(rhs) and result.passed
+    joint = nid.joint_system
+    monkeypatch.setattr(nid, "joint_system", lambda S_heads, weight: joint(S_heads, weight)[S_heads.shape[0]:])
+    [(lhs, rhs)], result = _judged("identifiability.joint_fiber_dimension", SPEC)
+    assert float(lhs - rhs) == SPEC.heads and not result.passed and result.verdict == "fail"
+
+
+@pytest.mark.parametrize("wrong", ["one_hot", "sum_off"])
+def test_fiber_vertex_outside_the_fiber_is_caught(wrong, monkeypatch):
+    """Injected: `nid.fiber_max_jsd` returns a point outside the fiber. "one_hot": a vertex of the
+    simplex (a distribution, but other logits); "sum_off": alpha_hat plus a direction with
+    S^T delta = 0 but 1^T delta != 0 (exactly the logits, no distribution). Either must fail
+    the claim's comparison of logits and sum: each part of it is needed."""
+    claim = "identifiability.fiber_vertex"
+    assert _judged(claim, SPEC)[1].passed
+
+    def vertex(alpha_hat, S):
+        if wrong == "one_hot":
+            return jnp.asarray(1.0, S.dtype), jnp.zeros_like(alpha_hat).at[jnp.argmin(alpha_hat)].set(1.0)
+        U, _, _ = jnp.linalg.svd(S, full_matrices=True)
+        null = U[:, S.shape[1]:]  # S^T null = 0
+        delta = null @ (null.T @ jnp.ones_like(alpha_hat))  # the ones' part in the left null space of S
+        return jnp.asarray(1.0, S.dtype), alpha_hat + 0.1 * delta / jnp.max(jnp.abs(delta))
+
+    monkeypatch.setattr(nid, "fiber_max_jsd", vertex)
+    [(lhs, rhs)], result = _judged(claim, SPEC)
+    assert float(relative_error(lhs, rhs)) > 1e-3 and not result.passed
+    wrong_part = slice(None, -1) if wrong == "one_hot" else slice(-1, None)
+    assert float(jnp.max(jnp.abs(lhs - rhs)[wrong_part])) > 1e-3  # the part that was made wrong
+
+
+def test_fiber_max_jsd_at_a_non_vertex_fiber_point_is_caught(monkeypatch):
+    """Injected: `nid.fiber_max_jsd` returns the JSD of a fiber move (a point inside the fiber, no
+    vertex: JSD is convex, so it is not the maximum). It stays below ln(2)/2, and the claim's
+    every-draw summary (share above ln(2)/2 must be 1) must fail. SMALL: at T = 7 the vertices'
+    own JSD can stay below ln(2)/2, so the claim is checked where it holds."""
+    claim = REGISTRY["identifiability.fiber_max_jsd"]
+    _, result = _judged(claim.id, SMALL, scale=1.0)
+    assert result.passed and claim.summary(result.errors)["error"] == 0.0
+    monkeypatch.setattr(nid, "fiber_max_jsd", lambda alpha_hat, S: (
+        njw.jsd(nid.fiber_moves(alpha_hat, S)[0], alpha_hat), nid.fiber_moves(alpha_hat, S)[0]))
+    _, result = _judged(claim.id, SMALL, scale=1.0)
+    assert claim.summary(result.errors)["error"] > 0 and not result.passed and result.verdict == "fail"

@@ -1,17 +1,21 @@
 """Wen et al. (docs/theory.md §8.5): the Gumbel-max law (SymPy), plug-in mutual information with
 Miller-Madow, the near-tie count, Gumbel-softmax entropy, and the synthetic tasks."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 import sympy as sp
+from attnverify.numerics.draws import draw_document, draw_params
 from attnverify.numerics.related import mutual_information as ninfo
 from attnverify.numerics.training import synthetic_tasks as tasks
 from attnverify.theory.related import info as tinfo
 from attnverify.verification import claims as _claims  # noqa: F401
+from attnverify.verification.claims import info as ci
 from attnverify.verification.registry import REGISTRY
-from attnverify.verification.sweep import run_claim
+from attnverify.verification.sweep import judge_claim, run_claim
 
 from attnverify.errors import InputError
 from attnverify.spec import ModelSpec
@@ -109,3 +113,45 @@ def test_gumbel_claims(claim_id):
     spec = ModelSpec(max_len=6, d_embed=4, d_att=3, d_out=3, heads=2, vocab_size=16)
     result = run_claim(REGISTRY[claim_id], spec, trials=8, progress=False)
     assert result.passed and not result.unexpected
+
+
+# -- negative controls: a wrong law in a Gumbel claim's build is caught by the claim itself ------------
+GUMBEL_SPEC = ModelSpec(max_len=6, d_embed=4, d_att=3, d_out=3, heads=2, vocab_size=16)
+
+
+def _judged(claim_id):
+    """The claim's verdict (`judge_claim`: its every-draw summary against its own tolerance) on one
+    fixed draw, through its build's comparison and measure. Scale 8: scores far from constant,
+    where a wrong law differs from softmax(gamma) by many standard errors (at scale 1 on this spec
+    the scores are nearly equal, every law is nearly uniform, and a wrong one can pass). Without
+    the claim's SymPy proof (seconds of integrals; test_gumbel_max_is_softmax_and_a_wrong_law_is_caught)."""
+    claim = dataclasses.replace(REGISTRY[claim_id], proof=None)
+    k1, k2 = jax.random.split(jax.random.PRNGKey(0))
+    lhs, rhs = jax.jit(claim.build(GUMBEL_SPEC))(draw_params(k1, GUMBEL_SPEC, scale=8.0),
+                                                   draw_document(k2, GUMBEL_SPEC))
+    return judge_claim(claim, GUMBEL_SPEC, np.asarray([float(claim.measure(lhs, rhs))]), trials=1, scale=8.0)
+
+
+def test_gumbel_max_z_check_rejects_a_wrong_law(monkeypatch):
+    """Injected: the argmax frequencies of gamma * 2 + g, whose law is softmax(2 gamma) (the wrong
+    law of test_gumbel_max_is_softmax_and_a_wrong_law_is_caught). The claim's numeric z-check
+    against alpha = softmax(gamma) must exceed its 5.5 standard errors; the true law stays within."""
+    result = _judged("info.gumbel_max")
+    assert result.passed and result.estimate <= result.threshold == ci.GUMBEL_Z
+    frequencies = ci.hard_attention_frequencies
+    monkeypatch.setattr(ci, "hard_attention_frequencies", lambda gamma, noise: frequencies(2 * gamma, noise))
+    result = _judged("info.gumbel_max")
+    assert result.estimate > result.threshold and not result.passed and result.verdict == "fail"
+
+
+@pytest.mark.parametrize("claim_id", ["info.gumbel_entropy_temperature", "info.gumbel_skewed"])
+def test_gumbel_entropy_claims_reject_an_inverted_temperature(claim_id, monkeypatch):
+    """Injected: Gumbel-softmax with softmax((gamma + g) * tau) instead of / tau (the temperature
+    inverted). Entropy then falls as tau rises, and tau < 1 flattens the samples above softmax
+    attention's entropy: the claim's largest violation must exceed its tolerance."""
+    result = _judged(claim_id)
+    assert result.passed and result.estimate <= result.threshold
+    softmax = ci.gumbel_softmax
+    monkeypatch.setattr(ci, "gumbel_softmax", lambda gamma, noise, tau: softmax(gamma, noise, 1 / tau))
+    result = _judged(claim_id)
+    assert result.estimate > result.threshold + 1e-3 and not result.passed and result.verdict == "fail"

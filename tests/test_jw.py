@@ -1,6 +1,9 @@
 """Jain & Wallace (docs/theory.md §8.1): derivations, their negative controls, the JAX quantities,
 Kendall tau-b against scipy, and the adversarial search against the exact optimum."""
 
+import contextlib
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -18,8 +21,10 @@ from attnverify.theory.related import divergence, permutation
 from attnverify.theory.related import jw as tjw
 from attnverify.theory.related.sums import prove_equal_interchanged, prove_equal_rational
 from attnverify.verification import claims as _claims  # noqa: F401
+from attnverify.verification.claims import jw as cjw
+from attnverify.verification.claims import jw_empirical as cjwe
 from attnverify.verification.registry import REGISTRY
-from attnverify.verification.sweep import run_claim
+from attnverify.verification.sweep import judge_claim, relative_error, run_claim
 from helpers import draw as _draw
 
 from attnverify.errors import InputError
@@ -208,3 +213,124 @@ def test_permutation_figure_draws_from_its_data():
     data = {"panels": {"a": panel, "b": panel}, "permutations": 100, "bins": list(jw_permutation.BINS), "T": 8}
     fig = jw_permutation.draw(data)
     assert len(fig.axes) == 2
+
+
+# -- wrong formulas against the claims' own checks (one draw each) --------------------------------
+def _verdicts(claim_ids, params, tokens, spec: ModelSpec = SPEC):
+    """The claims' own verdicts on one draw: each one's build and measure (default: the relative
+    error), jitted together, then `judge_claim` at its float64 tolerance (the proof not rerun)."""
+    claims = [REGISTRY[claim_id] for claim_id in claim_ids]
+
+    @jax.jit
+    def measures(params, tokens):
+        return [(claim.measure or relative_error)(*claim.build(spec)(params, tokens)) for claim in claims]
+
+    return [judge_claim(dataclasses.replace(claim, proof=None, context=None), spec, np.asarray([float(value)]),
+                        trials=1) for claim, value in zip(claims, measures(params, tokens), strict=True)]
+
+
+def _verdict(claim_id: str, params, tokens, spec: ModelSpec = SPEC):
+    return _verdicts([claim_id], params, tokens, spec)[0]
+
+
+@contextlib.contextmanager
+def _moments_replaced(monkeypatch, name: str, *, mean=1, variance=1):
+    """`permutation.<name>` (a statement's (mean, variance)) with its parts scaled, for the claims
+    built inside; the compiled statements (`claims.jw.moment_statement`, cached) are dropped on
+    entry and exit, so no later test reads one compiled from the wrong formula."""
+    right = getattr(permutation, name)
+
+    def wrong(*args):
+        stated_mean, stated_variance = right(*args)
+        return stated_mean * mean, stated_variance * variance
+
+    cjw.moment_statement.cache_clear()
+    try:
+        with monkeypatch.context() as patch:
+            patch.setattr(permutation, name, wrong)
+            yield wrong
+    finally:
+        cjw.moment_statement.cache_clear()
+
+
+def test_a_wrong_permutation_mean_is_caught(monkeypatch):
+    """The mean with 1/(m-1) in place of 1/m (the variance's factor): the enumeration of all m!
+    permutations must disagree with it symbolically, and jw.permutation_mean (the JAX model's m!
+    permuted outputs against the compiled statement plus the unpermuted rest) must fail on a draw
+    where the correct statement passes."""
+    m = 3
+    enumerated, _ = permutation.enumerated_moments(sp.Matrix(m, m, lambda r, t: permutation.C_PERM[r, t]))
+    params, tokens = _draw(SPEC, 4, scale=4.0)
+    assert sp.expand(enumerated - permutation.explicit(permutation.hoeffding_statement()[0], m)) == 0
+    assert _verdict("jw.permutation_mean", params, tokens).passed
+    factor = permutation.M / (permutation.M - 1)
+    with _moments_replaced(monkeypatch, "hoeffding_statement", mean=factor) as wrong:
+        assert sp.expand(enumerated - permutation.explicit(wrong()[0], m)) != 0
+        result = _verdict("jw.permutation_mean", params, tokens)
+    assert result.verdict == "fail" and result.max_error > 1e-3, result
+
+
+def test_a_wrong_one_head_permutation_variance_is_caught(monkeypatch):
+    """One head's variance with 1/m in place of 1/(m-1) (the population variance's factor): the
+    enumeration of all m! permutations of c = a s^T must disagree with it symbolically, and
+    jw.permutation_variance_one_head must fail on a draw where the correct statement passes."""
+    m = 3
+    one = sp.Matrix(m, m, lambda r, t: permutation.A_ONE[r] * permutation.S_ONE[t])
+    _, enumerated = permutation.enumerated_moments(one)
+    params, tokens = _draw(SPEC, 4, scale=4.0)
+    assert sp.expand(enumerated - permutation.explicit(permutation.single_head_statement()[1], m)) == 0
+    assert _verdict("jw.permutation_variance_one_head", params, tokens).passed
+    factor = (permutation.M - 1) / permutation.M
+    with _moments_replaced(monkeypatch, "single_head_statement", variance=factor) as wrong:
+        assert sp.expand(enumerated - permutation.explicit(wrong()[1], m)) != 0
+        result = _verdict("jw.permutation_variance_one_head", params, tokens)
+    assert result.verdict == "fail" and result.max_error > 1e-3, result
+
+
+def test_a_wrong_variance_fails_the_monte_carlo_z_check(monkeypatch):
+    """The Hoeffding variance with 1/m in place of 1/(m-1), fed to jw.permutation_monte_carlo's
+    z-check (10^4 random permutations of the JAX model's attention): |z| of the sample variance
+    must exceed the claim's limit on one draw where the correct moments stay within it."""
+    params, tokens = _draw(SPEC, 4, scale=4.0)
+    right = cjwe.moment_statement
+
+    def wrong(one_head: bool):
+        stated = right(one_head)
+
+        def moments(arrays):
+            mean, variance = stated(arrays)
+            m = arrays["alpha_perm"].shape[1]
+            return mean, variance * (m - 1) / m
+
+        return moments
+
+    result = _verdict("jw.permutation_monte_carlo", params, tokens)
+    assert result.passed and result.estimate <= cjwe.MC_Z, result
+    monkeypatch.setattr(cjwe, "moment_statement", wrong)
+    result = _verdict("jw.permutation_monte_carlo", params, tokens)
+    assert result.verdict == "fail" and result.estimate > 2 * cjwe.MC_Z, result
+
+
+@pytest.mark.parametrize(("kind", "factor"), [("gap", 0.01), ("vertex_feasible", 5.0)])
+def test_an_exact_optimum_at_a_wrong_epsilon_is_caught(monkeypatch, kind, factor):
+    """The exact eps-max JSD computed at a wrong eps, fed to the claims jw.adversarial_<kind>_eps*:
+    * gap: at eps/100 (eps read as a percentage) the "exact" optimum is smaller than what J&W's
+      optimiser reaches at eps, so "the optimiser never beats the exact optimum" must fail. (This
+      check only sees an optimum that is too small, and only below the optimiser, whose hinge sits
+      at 0.01: the 0.05 optimum computed at 0.01 is not beaten on this draw.)
+    * vertex_feasible: at 5 eps (for eps = 0.01, the other claim's 0.05) the optimum's vertex moves
+      the true model's output by more than eps, so the feasibility check must fail.
+    The draw has a binding constraint at both eps; the correct optimum passes on it."""
+    params, tokens = _draw(SPEC, 0, scale=4.0)
+    right = cjwe.exact_max_jsd
+    if kind == "gap":  # the claims' own optimiser search (seconds to compile), run once: the same numbers
+        search = jax.jit(cjwe._search(SPEC))(params, tokens)
+        monkeypatch.setattr(cjwe, "_search", lambda spec: lambda params, tokens: search)
+
+    def verdicts():
+        return _verdicts([f"jw.adversarial_{kind}_eps{eps}" for eps in cjwe.EPSILONS], params, tokens)
+
+    assert all(result.passed for result in verdicts())
+    monkeypatch.setattr(cjwe, "exact_max_jsd", lambda slab, epsilon: right(slab, factor * epsilon))
+    for result in verdicts():
+        assert result.verdict == "fail" and result.estimate > 1e-3, result

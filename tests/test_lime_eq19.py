@@ -177,6 +177,35 @@ def test_improved_form_sympy_equals_autodiff(changes):
     np.testing.assert_allclose(derived, np.asarray(autodiff), rtol=1e-11, atol=1e-16)
 
 
+def test_a_wrong_improved_form_is_caught_by_the_claim(monkeypatch):
+    """thm2.improved_derived compares the SymPy-derived improved form with jax.grad of the ratio
+    form at the mean mask (nu = 0.25). Two wrong forms fed to its comparison must exceed its
+    tolerance on a draw where the derived one passes: the form at nu = oo (the wide kernel's mean
+    mask, the nu that Eq. (19) takes) and the form off by 1 %."""
+    claim = REGISTRY["thm2.improved_derived"]
+    k1, k2 = jax.random.split(jax.random.PRNGKey(7))
+    params, tokens = draw_params(k1, SPEC, scale=2.0), draw_document(k2, SPEC)
+    right = lime_eq19.improved
+    forms = {
+        "derived": right,
+        "nu = oo": lambda arrays, spec, d, nu: right(arrays, spec, d, float("inf")),
+        "1.01 x": lambda arrays, spec, d, nu: 1.01 * right(arrays, spec, d, nu),
+    }
+
+    @jax.jit  # the claim's comparison with each form, traced into one program
+    def errors(params, tokens):
+        out = {}
+        for name, form in forms.items():
+            with monkeypatch.context() as patch:
+                patch.setattr(lime_eq19, "improved", form)
+                out[name] = relative_error(*claim.build(SPEC)(params, tokens))
+        return out
+
+    errors = {name: float(value) for name, value in errors(params, tokens).items()}
+    assert errors.pop("derived") <= claim.tolerance["float64"]
+    assert all(value > 1e-3 for value in errors.values()), errors  # >= 1e7 x the tolerance
+
+
 def test_improved_form_beats_eq19_at_the_paper_init():
     # Five random models (paper init), replace mode, exact limits: the improved form's relative
     # L2 error is >= 5x smaller than Eq. (19)'s in the median (measured: ~25x).
