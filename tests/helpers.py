@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import jax
@@ -63,3 +64,27 @@ def assert_one_line_error(code: int, err: str, fragment: str) -> None:
     assert code == 2, err
     assert len(lines) == 1 and lines[0].startswith("attnverify: error: ") and fragment in lines[0], err
     assert "Traceback" not in err
+
+
+def judged(claim_ids, spec: ModelSpec, params, tokens) -> list[tuple[tuple, object]]:
+    """Each claim's own check on one given draw, for the tests that inject a wrong formula: its
+    build's comparison and its measure (the relative error when it has none), jitted together,
+    then its verdict (`judge_claim`: its summary against its float64 tolerance; its proof and
+    context are not rerun). Per claim: ``((lhs, rhs), result)``."""
+    from attnverify.verification.registry import REGISTRY
+    from attnverify.verification.sweep import judge_claim, relative_error
+
+    claims = [REGISTRY[claim_id] for claim_id in claim_ids]
+    comparisons = [claim.build(spec) for claim in claims]
+
+    @jax.jit
+    def compared(params, tokens):
+        out = []
+        for claim, compare in zip(claims, comparisons, strict=True):
+            lhs, rhs = compare(params, tokens)
+            out.append((lhs, rhs, (claim.measure or relative_error)(lhs, rhs)))
+        return out
+
+    return [((lhs, rhs), judge_claim(dataclasses.replace(claim, proof=None, context=None), spec,
+                                     np.asarray([float(value)]), trials=1))
+            for claim, (lhs, rhs, value) in zip(claims, compared(params, tokens), strict=True)]

@@ -17,7 +17,8 @@ from attnverify.numerics.related import jain_wallace as njw
 from attnverify.theory.related import identifiability as tid
 from attnverify.verification import claims as _claims  # noqa: F401
 from attnverify.verification.registry import REGISTRY
-from attnverify.verification.sweep import judge_claim, relative_error, run_claim
+from attnverify.verification.sweep import relative_error, run_claim
+from helpers import draw, judged
 
 from attnverify.cli import main
 from attnverify.errors import InputError
@@ -206,27 +207,19 @@ def test_candidates_are_feasible_to_rounding_where_the_line_search_used_to_stall
 
 
 # -- negative controls: a wrong formula in a fiber claim's build is caught by the claim itself --------
-def _judged(claim_id, spec, *, seeds=(0,), scale=2.0):
-    """(per-draw (lhs, rhs), the claim's verdict on them): its build's comparison, its measure and
-    its summary against its own tolerance (`judge_claim`), on fixed draws."""
-    claim = REGISTRY[claim_id]
-    compare, measure = jax.jit(claim.build(spec)), claim.measure or relative_error
-    pairs = []
-    for seed in seeds:
-        k1, k2 = jax.random.split(jax.random.PRNGKey(seed))
-        pairs.append(compare(draw_params(k1, spec, scale=scale), draw_document(k2, spec)))
-    errors = np.asarray([float(measure(lhs, rhs)) for lhs, rhs in pairs])
-    return pairs, judge_claim(claim, spec, errors, trials=len(errors))
+def _judged(claim_id, spec, *, scale=2.0):
+    """((lhs, rhs), the claim's verdict) on draw 0 (`helpers.judged`)."""
+    return judged([claim_id], spec, *draw(spec, 0, scale=scale))[0]
 
 
 def test_fiber_dimension_without_the_ones_column_is_caught(monkeypatch):
     """Injected: [S 1] -> S (`nid.augmented` drops the sum-to-one column), so T - rank counts the
     directions that change the sum too. The measured dimension is then one too large, and the
     claim's integer comparison (tolerance 0) must fail."""
-    [(lhs, rhs)], result = _judged("identifiability.fiber_dimension", SPEC)
+    (lhs, rhs), result = _judged("identifiability.fiber_dimension", SPEC)
     assert float(lhs) == float(rhs) == SPEC.max_len - SPEC.classes - 1 and result.passed
     monkeypatch.setattr(nid, "augmented", lambda S: S)
-    [(lhs, rhs)], result = _judged("identifiability.fiber_dimension", SPEC)
+    (lhs, rhs), result = _judged("identifiability.fiber_dimension", SPEC)
     assert float(lhs - rhs) == 1.0 and not result.passed and result.verdict == "fail"
 
 
@@ -234,11 +227,11 @@ def test_joint_fiber_dimension_without_the_per_head_sums_is_caught(monkeypatch):
     """Injected: `nid.joint_system` without its K rows 1^T delta^(i) = 0 (each head's attention
     kept a distribution). KT - rank then counts K more directions than SymPy's nullspace of the
     whole system, and the claim's integer comparison must fail."""
-    [(lhs, rhs)], result = _judged("identifiability.joint_fiber_dimension", SPEC)
+    (lhs, rhs), result = _judged("identifiability.joint_fiber_dimension", SPEC)
     assert float(lhs) == float(rhs) and result.passed
     joint = nid.joint_system
     monkeypatch.setattr(nid, "joint_system", lambda S_heads, weight: joint(S_heads, weight)[S_heads.shape[0]:])
-    [(lhs, rhs)], result = _judged("identifiability.joint_fiber_dimension", SPEC)
+    (lhs, rhs), result = _judged("identifiability.joint_fiber_dimension", SPEC)
     assert float(lhs - rhs) == SPEC.heads and not result.passed and result.verdict == "fail"
 
 
@@ -260,7 +253,7 @@ def test_fiber_vertex_outside_the_fiber_is_caught(wrong, monkeypatch):
         return jnp.asarray(1.0, S.dtype), alpha_hat + 0.1 * delta / jnp.max(jnp.abs(delta))
 
     monkeypatch.setattr(nid, "fiber_max_jsd", vertex)
-    [(lhs, rhs)], result = _judged(claim, SPEC)
+    (lhs, rhs), result = _judged(claim, SPEC)
     assert float(relative_error(lhs, rhs)) > 1e-3 and not result.passed
     wrong_part = slice(None, -1) if wrong == "one_hot" else slice(-1, None)
     assert float(jnp.max(jnp.abs(lhs - rhs)[wrong_part])) > 1e-3  # the part that was made wrong

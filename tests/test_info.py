@@ -1,21 +1,20 @@
 """Wen et al. (docs/theory.md §8.5): the Gumbel-max law (SymPy), plug-in mutual information with
 Miller-Madow, the near-tie count, Gumbel-softmax entropy, and the synthetic tasks."""
 
-import dataclasses
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 import sympy as sp
-from attnverify.numerics.draws import draw_document, draw_params
 from attnverify.numerics.related import mutual_information as ninfo
 from attnverify.numerics.training import synthetic_tasks as tasks
 from attnverify.theory.related import info as tinfo
 from attnverify.verification import claims as _claims  # noqa: F401
 from attnverify.verification.claims import info as ci
 from attnverify.verification.registry import REGISTRY
-from attnverify.verification.sweep import judge_claim, run_claim
+from attnverify.verification.sweep import run_claim
+from helpers import draw, judged
 
 from attnverify.errors import InputError
 from attnverify.spec import ModelSpec
@@ -125,11 +124,7 @@ def _judged(claim_id):
     where a wrong law differs from softmax(gamma) by many standard errors (at scale 1 on this spec
     the scores are nearly equal, every law is nearly uniform, and a wrong one can pass). Without
     the claim's SymPy proof (seconds of integrals; test_gumbel_max_is_softmax_and_a_wrong_law_is_caught)."""
-    claim = dataclasses.replace(REGISTRY[claim_id], proof=None)
-    k1, k2 = jax.random.split(jax.random.PRNGKey(0))
-    lhs, rhs = jax.jit(claim.build(GUMBEL_SPEC))(draw_params(k1, GUMBEL_SPEC, scale=8.0),
-                                                   draw_document(k2, GUMBEL_SPEC))
-    return judge_claim(claim, GUMBEL_SPEC, np.asarray([float(claim.measure(lhs, rhs))]), trials=1, scale=8.0)
+    return judged([claim_id], GUMBEL_SPEC, *draw(GUMBEL_SPEC, 0, scale=8.0))[0][1]
 
 
 def test_gumbel_max_z_check_rejects_a_wrong_law(monkeypatch):

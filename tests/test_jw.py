@@ -2,7 +2,6 @@
 Kendall tau-b against scipy, and the adversarial search against the exact optimum."""
 
 import contextlib
-import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -24,8 +23,9 @@ from attnverify.verification import claims as _claims  # noqa: F401
 from attnverify.verification.claims import jw as cjw
 from attnverify.verification.claims import jw_empirical as cjwe
 from attnverify.verification.registry import REGISTRY
-from attnverify.verification.sweep import judge_claim, relative_error, run_claim
+from attnverify.verification.sweep import run_claim
 from helpers import draw as _draw
+from helpers import judged
 
 from attnverify.errors import InputError
 from attnverify.spec import PAPER, ModelSpec
@@ -217,16 +217,8 @@ def test_permutation_figure_draws_from_its_data():
 
 # -- wrong formulas against the claims' own checks (one draw each) --------------------------------
 def _verdicts(claim_ids, params, tokens, spec: ModelSpec = SPEC):
-    """The claims' own verdicts on one draw: each one's build and measure (default: the relative
-    error), jitted together, then `judge_claim` at its float64 tolerance (the proof not rerun)."""
-    claims = [REGISTRY[claim_id] for claim_id in claim_ids]
-
-    @jax.jit
-    def measures(params, tokens):
-        return [(claim.measure or relative_error)(*claim.build(spec)(params, tokens)) for claim in claims]
-
-    return [judge_claim(dataclasses.replace(claim, proof=None, context=None), spec, np.asarray([float(value)]),
-                        trials=1) for claim, value in zip(claims, measures(params, tokens), strict=True)]
+    """The claims' own verdicts on one draw (`helpers.judged`)."""
+    return [result for _, result in judged(claim_ids, spec, params, tokens)]
 
 
 def _verdict(claim_id: str, params, tokens, spec: ModelSpec = SPEC):
