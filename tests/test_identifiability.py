@@ -271,3 +271,22 @@ def test_fiber_max_jsd_at_a_non_vertex_fiber_point_is_caught(monkeypatch):
         njw.jsd(nid.fiber_moves(alpha_hat, S)[0], alpha_hat), nid.fiber_moves(alpha_hat, S)[0]))
     _, result = _judged(claim.id, SMALL, scale=1.0)
     assert claim.summary(result.errors)["error"] > 0 and not result.passed and result.verdict == "fail"
+
+
+@pytest.mark.parametrize("wrong", ["ones", "readout"])
+def test_fiber_moves_that_leave_the_fiber_are_caught(wrong, monkeypatch):
+    """Injected: `nid.fiber_moves` adds to each correct move a component that leaves the fiber:
+    "ones": 0.01 * 1 (the sum is no longer 1, and S^T alpha changes unless S^T 1 = 0); "readout":
+    0.01 * S[:, 0] (a column of S: changes S^T alpha, hence the logits). The claim's comparison
+    of logits, sums and positivity must pass with the correct moves and fail with these."""
+    claim = "identifiability.fiber_moves"
+    assert _judged(claim, SPEC)[1].passed
+    right = nid.fiber_moves
+
+    def moves(alpha_hat, S, fraction=0.5):
+        off = jnp.ones_like(alpha_hat) if wrong == "ones" else S[:, 0] / jnp.max(jnp.abs(S[:, 0]))
+        return right(alpha_hat, S, fraction) + 0.01 * off[None]
+
+    monkeypatch.setattr(nid, "fiber_moves", moves)
+    (lhs, rhs), result = _judged(claim, SPEC)
+    assert float(relative_error(lhs, rhs)) > 1e-3 and not result.passed and result.verdict == "fail"

@@ -13,7 +13,8 @@ from attnverify.numerics.lime.engine import lime_explain
 from attnverify.numerics.lime.limit import beta_limit, enumerated_gamma, limit_from_gamma, masks_from_index
 from attnverify.numerics.lime.ridge import weighted_ridge
 from attnverify.numerics.lime.sampling import kernel_weights, sample_masks, subset_probability
-from helpers import lime_case, tokens_of
+from attnverify.verification.claims import lime as lime_claims
+from helpers import draw, judged, lime_case, tokens_of
 
 from attnverify.errors import InputError
 from attnverify.spec import ModelSpec
@@ -87,6 +88,27 @@ def test_lime_is_linear_in_f_on_a_shared_neighbourhood():
     np.testing.assert_allclose(np.asarray(per_head.mean(axis=1)), np.asarray(of_mean), rtol=0, atol=1e-13)
     # Not vacuous: the heads' LIMEs differ from one another.
     assert float(jnp.max(jnp.abs(per_head[:, 0] - per_head[:, 1]))) > 1e-3
+
+
+@pytest.mark.parametrize("wrong", ["heads_summed", "unshared"])
+def test_a_wrong_aggregation_is_caught_by_lime_linearity(wrong, monkeypatch):
+    """Injected into lime.linearity's build (its `weighted_ridge`): "heads_summed" fits the head
+    SUM where the claim fits the head mean; "unshared" fits the per-head LIMEs on the first 128
+    masks and the mean's LIME on the other 128 (two neighbourhoods). The claim must fail both."""
+    params, tokens = draw(SPEC, 0, scale=5.0)
+    assert judged(["lime.linearity"], SPEC, params, tokens)[0][1].passed
+    ridge, half = weighted_ridge, 128
+
+    def wrong_ridge(z, y, w, lam):
+        aggregate = y.ndim == 1  # the fit of the heads' aggregate (per head: y is n x K)
+        if wrong == "heads_summed":
+            return ridge(z, y * SPEC.heads if aggregate else y, w, lam)
+        rows = slice(half, None) if aggregate else slice(None, half)
+        return ridge(z[rows], y[rows], w[rows], lam)
+
+    monkeypatch.setattr(lime_claims, "weighted_ridge", wrong_ridge)
+    result = judged(["lime.linearity"], SPEC, params, tokens)[0][1]
+    assert not result.passed and result.verdict == "fail" and result.max_error > 1e-3
 
 
 def test_empirical_lime_converges_at_rate_one_over_root_n():

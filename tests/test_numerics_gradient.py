@@ -1,14 +1,21 @@
 """The three computations of Theorem 1 quantities meet: derived (SymPy, compiled), paper, jax.grad."""
 
+import dataclasses
+import types
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
 import sympy as sp
 from attnverify.numerics import model as nm
+from attnverify.numerics import quantities
 from attnverify.numerics.compile import compile_expression
+from attnverify.theory import derivations
+from attnverify.theory import model as symbolic
 from attnverify.theory import symbols as S
+from attnverify.verification.claims import theorem1 as theorem1_claims
 from helpers import draw as _draw
-from helpers import theorem1
+from helpers import judged, theorem1
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -102,3 +109,50 @@ def test_compiler_handles_multi_index_sums_and_shadowing():
     e = jnp.arange(12.0).reshape(4, 3)
     expected = float(jnp.sum(e * e.sum(axis=0)))
     assert float(compile_expression(expr)({"e": e})) == expected
+
+
+# -- negative controls: a wrong SymPy expression in a Theorem 1 claim's build is caught by the claim --
+def _inject(monkeypatch, **wrong):
+    """Make the claims' builds compile `derive_gradient(spec)` with the fields in `wrong` replaced
+    (each a function of the spec and its true derivation), bypassing `theorem1_quantities`' cache."""
+    real = derivations.derive_gradient
+
+    def derive(spec, **kwargs):
+        d = real(spec, **kwargs)
+        return dataclasses.replace(d, **{name: make(spec, d) for name, make in wrong.items()})
+
+    monkeypatch.setattr(quantities, "derivations", types.SimpleNamespace(derive_gradient=derive))
+    monkeypatch.setattr(theorem1_claims, "theorem1_quantities", quantities.theorem1_quantities.__wrapped__)
+
+
+def _verdict(claim_id, spec, params, tokens):
+    return judged([claim_id], spec, params, tokens)[0][1]
+
+
+def test_a_wrong_sympy_derivation_is_caught_by_thm1_derived(tiny_spec, monkeypatch):
+    """Injected: the SymPy gradient of `spec.replace(scale_scores=False)` (scores without the
+    1/sqrt(d_att)) as thm1.derived's lhs. The claim's own check must fail on the draw it passes."""
+    params, tokens = _draw(tiny_spec, 0, scale=2.0)
+    assert _verdict("thm1.derived", tiny_spec, params, tokens).passed
+    unscaled = derivations.derive_gradient(tiny_spec.replace(scale_scores=False)).gradient
+    _inject(monkeypatch, gradient=lambda spec, d: unscaled)
+    result = _verdict("thm1.derived", tiny_spec, params, tokens)
+    assert not result.passed and result.verdict == "fail" and result.max_error > 1e-3
+
+
+def _gxi_without_jacobian(spec, d):
+    """G x I_t = 1/K sum_i alpha_t s_t: the gamma_t (s_t - f_i) term of the softmax Jacobian dropped."""
+    model, i = symbolic.SymbolicModel(spec), S.i
+    return sp.Sum(model.alpha(i, S.tau) * model.readout(i, S.tau), (i, 0, S.K - 1)) / S.K
+
+
+@pytest.mark.parametrize("wrong", [lambda spec, d: 2 * d.gxi_paper, _gxi_without_jacobian],
+                         ids=["doubled", "no_jacobian"])
+def test_a_wrong_gxi_closed_form_is_caught_by_thm1_gxi(tiny_spec, monkeypatch, wrong):
+    """Injected: the G x I closed form doubled, or with its softmax-Jacobian term dropped, as
+    thm1.gxi's lhs. The claim's own check must fail on the draw it passes."""
+    params, tokens = _draw(tiny_spec, 0, scale=2.0)
+    assert _verdict("thm1.gxi", tiny_spec, params, tokens).passed
+    _inject(monkeypatch, gxi_paper=wrong)
+    result = _verdict("thm1.gxi", tiny_spec, params, tokens)
+    assert not result.passed and result.verdict == "fail" and result.max_error > 1e-3

@@ -10,7 +10,7 @@ from attnverify.numerics.related import integrated_gradients as ns
 from attnverify.verification import claims as _claims  # noqa: F401
 from attnverify.verification.registry import REGISTRY
 from attnverify.verification.sweep import run_claim
-from helpers import draw
+from helpers import draw, judged
 
 from attnverify.errors import InputError
 from attnverify.spec import ModelSpec
@@ -43,6 +43,23 @@ def test_wrong_ig_formula_is_caught(kind):
     assert _relative(wrong, truth) > 1e-3  # O(0.1) in practice; the tolerance is 1e-10
 
 
+@pytest.mark.parametrize("kind", ns.BASELINES)
+def test_derived_ig_from_another_specs_derivation_is_caught(kind, monkeypatch):
+    """Injected: the derived side uses the SymPy derivation for ``scale_scores=False`` (scores not
+    divided by sqrt(d_att)) instead of the spec's own. The claim saliency.ig_derived.<kind> must
+    pass on the draw with the correct derivation and fail with the wrong one."""
+    claim = f"saliency.ig_derived.{kind}"
+    params, tokens = draw(SPEC, 2)
+    (lhs, rhs), result = judged([claim], SPEC, params, tokens)[0]
+    assert result.passed and _relative(lhs, rhs) < 1e-10
+    right = ns._derived_gradient
+    # a fresh, unjitted copy, so neither jit cache of the correct derived IG is reused or polluted
+    monkeypatch.setattr(ns, "derived_integrated_gradients", ns.derived_integrated_gradients.__wrapped__)
+    monkeypatch.setattr(ns, "_derived_gradient", lambda spec: right(spec.replace(scale_scores=False)))
+    (lhs, rhs), result = judged([claim], SPEC, params, tokens)[0]
+    assert _relative(lhs, rhs) > 1e-3 and not result.passed and result.verdict == "fail"
+
+
 def test_wrong_baseline_is_caught():
     params, tokens = draw(SPEC, 3)
     zero = ns.integrated_gradients(params, tokens, SPEC, kind="zero")
@@ -58,10 +75,13 @@ def test_gauss_legendre_is_exact_to_degree_2n_minus_1_only():
     assert abs(float(jnp.sum(weights * nodes**8)) - 1 / 9) > 1e-6  # degree 8 is not
 
 
-def test_quadrature_converges():
+@pytest.mark.parametrize("kind", ns.BASELINES)
+def test_quadrature_converges(kind):
+    """Per baseline (claims saliency.ig_quadrature_converged.*): too few nodes (1, 2, 4) are
+    visibly off the 2 ORDER reference, ORDER nodes agree with it to rounding."""
     params, tokens = draw(SPEC, 4, scale=5.0)  # a sharper integrand than at the paper's init
-    reference = ns.integrated_gradients(params, tokens, SPEC, kind="unk", order=2 * ns.ORDER)
-    errors = [_relative(ns.integrated_gradients(params, tokens, SPEC, kind="unk", order=n), reference)
+    reference = ns.integrated_gradients(params, tokens, SPEC, kind=kind, order=2 * ns.ORDER)
+    errors = [_relative(ns.integrated_gradients(params, tokens, SPEC, kind=kind, order=n), reference)
               for n in (1, 2, 4, ns.ORDER)]
     assert errors[0] > errors[1] > errors[2] and errors[0] > 1e-5  # too few nodes are visibly off
     assert errors[-1] < 1e-12  # the default order is converged to rounding
