@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import math
+import numbers
 import os
 import tempfile
 from pathlib import Path
@@ -28,8 +29,13 @@ FLOAT64_BYTES = 8
 def number(name: str, value: float, *, low: float | None = None, high: float | None = None,
            low_open: bool = False, allow_inf: bool = False) -> float:
     """`value` if it is a number (not NaN; finite unless `allow_inf`) in [low, high] ((low, high]
-    with `low_open`); else an `InputError` naming `name`."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    with `low_open`); else an `InputError` naming `name`. A NumPy scalar or a 0-d array (NumPy,
+    JAX) counts, as the float it holds."""
+    if isinstance(value, bool) or getattr(getattr(value, "dtype", None), "kind", "") == "b":
+        raise InputError(f"{name} must be a number, got {value!r}")
+    if getattr(value, "ndim", None) == 0 and hasattr(value, "__float__") and not isinstance(value, numbers.Real):
+        value = float(value)  # a 0-d array
+    if not isinstance(value, numbers.Real):
         raise InputError(f"{name} must be a number, got {value!r}")
     if math.isnan(value) or (math.isinf(value) and not allow_inf):
         raise InputError(f"{name} must be a {'number (inf allowed)' if allow_inf else 'finite number'}, got {value}")

@@ -141,6 +141,10 @@ def test_draws_equal_up_to_the_sweeps_rounding_have_no_spread():
 
 def test_mean_test_fields_are_checked_and_numeric_scalars_accepted():
     assert MeanTest(threshold=np.float32(0.5)).judge(_values(1.0, 0.1, 8)).outcome == "holds"
+    assert MeanTest(threshold=jnp.asarray(0.5)).judge(_values(1.0, 0.1, 8)).outcome == "holds"
+    for flag in (True, np.bool_(True)):  # a truth value is no threshold
+        with pytest.raises(InputError, match="threshold must be a number"):
+            MeanTest(threshold=flag)
     with pytest.raises(InputError, match="has no threshold"):
         MeanTest(threshold=None).judge(_values(1.0, 0.1, 8))
     assert MeanTest(threshold=None).judge(_values(1.0, 0.1, 8), 0.5).outcome == "holds"  # the tolerance's

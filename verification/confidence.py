@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from attnverify.errors import InputError
+from attnverify.validate import number
 
 Z = 3.0
 ALPHA = 0.5 * math.erfc(Z / math.sqrt(2))  # Phi(-Z) = 0.00135: one-sided level of each bound
@@ -105,15 +106,10 @@ def _split(values) -> tuple[np.ndarray, int]:
 
 
 def _check_finite(name: str, value) -> None:
-    """A finite number (a NumPy or JAX scalar too); None is checked where it is used."""
-    if value is None:
-        return
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = float("nan")
-    if isinstance(value, bool) or not math.isfinite(number):
-        raise InputError(f"a statistical test's {name} must be a finite number, got {value!r}")
+    """A finite number (a NumPy or JAX scalar too: `validate.number`); None is checked where it is used."""
+    if value is not None:
+        number(f"a statistical test's {name}", value)
+
 
 
 def _check_direction(direction: str) -> None:
@@ -405,3 +401,8 @@ class MedianTest:
 
 StatisticalTest = MeanTest | ShareTest | MedianTest
 STATISTICAL_TESTS = (MeanTest, ShareTest, MedianTest)
+
+
+def takes_tolerance(summary) -> bool:
+    """A statistical test without a threshold of its own: the claim's tolerance is its threshold."""
+    return isinstance(summary, STATISTICAL_TESTS) and getattr(summary, "threshold", 0.0) is None

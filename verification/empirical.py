@@ -33,18 +33,6 @@ MEAN_REASON = ("one-sided 99.87 % Student-t bounds on the mean over draws (docs/
 SHARE_REASON = ("one-sided 99.87 % exact binomial (Clopper-Pearson) bounds on the share of draws (docs/theory.md "
                 "§11): holds, refuted or inconclusive")
 
-#: "The mean is clearly positive": its lower confidence bound is above 0.
-mean_exceeds_zero = MeanTest(statistic="mean", threshold=0.0, direction="above", strict=True)
-#: The same for a difference of two shares or accuracies (in [-1, 1], which bounds the mean when
-#: every draw gives the same difference).
-difference_exceeds_zero = MeanTest(statistic="mean", threshold=0.0, direction="above", strict=True,
-                                   support=(-1.0, 1.0))
-#: A Kendall tau-b lies in [-1, 1], so a tau-b, and a difference of two, lie in [-2, 2].
-TAU_RANGE = (-2.0, 2.0)
-#: "The mean is clearly positive" for a tau-b or a difference of two (bounded when every draw is equal).
-tau_exceeds_zero = MeanTest(statistic="mean", threshold=0.0, direction="above", strict=True, support=TAU_RANGE)
-
-
 def mean_above(threshold: float, *, statistic: str = "mean", strict: bool = False,
                pool_share: float = 0.0, support: tuple[float, float] | None = None) -> MeanTest:
     """The mean is at least `threshold` (above it, when `strict`). `support`: the statistic's
@@ -67,6 +55,17 @@ def mean_within(center: float, half_width: float, *, statistic: str | None = Non
         raise InputError(f"half-width must be >= 0, got {half_width}")
     return MeanTest(statistic=statistic or f"|mean - {center:g}|", threshold=half_width, direction="below",
                     center=center, support=support)
+
+
+#: "The mean is clearly positive": its lower confidence bound is above 0.
+mean_exceeds_zero = mean_above(0.0, strict=True)
+#: The same for a difference of two shares or accuracies (in [-1, 1], which bounds the mean when
+#: every draw gives the same difference).
+difference_exceeds_zero = mean_above(0.0, strict=True, support=(-1.0, 1.0))
+#: A Kendall tau-b lies in [-1, 1], so a tau-b, and a difference of two, lie in [-2, 2].
+TAU_RANGE = (-2.0, 2.0)
+#: "The mean is clearly positive" for a tau-b or a difference of two (bounded when every draw is equal).
+tau_exceeds_zero = mean_above(0.0, strict=True, support=TAU_RANGE)
 
 
 def at_least_as_good(margin: float, *, statistic: str = "mean gap", pool_share: float = 0.0,

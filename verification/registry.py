@@ -20,9 +20,11 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 from attnverify.numerics.model import Params
+from attnverify.verification.confidence import takes_tolerance
 
 from attnverify.errors import InputError, describe
 from attnverify.spec import ModelSpec, check_requires
+from attnverify.validate import number
 
 #: ``(params, tokens) -> (lhs, rhs)``: both sides on one draw, any matching shapes.
 Comparison = Callable[[Params, jnp.ndarray], tuple[jnp.ndarray, jnp.ndarray]]
@@ -164,15 +166,10 @@ def check_user_claim(claim: Claim) -> None:
         value = claim.tolerance.get(dtype)
         if value is None:
             raise InputError(f"claim {claim.id!r}: no tolerance for {dtype}")
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-                or not np.isfinite(value):
-            raise InputError(f"claim {claim.id!r}: the {dtype} tolerance must be a finite number, got {value!r}")
         # A tolerance is a distance (a negative one refutes everything, a control included);
         # only a statistical test without a threshold of its own takes its threshold from it.
-        takes_threshold = getattr(claim.summary, "judge", None) is not None \
-            and getattr(claim.summary, "threshold", 0.0) is None
-        if value < 0 and not takes_threshold:
-            raise InputError(f"claim {claim.id!r}: the {dtype} tolerance must be >= 0, got {value!r}")
+        number(f"claim {claim.id!r}: the {dtype} tolerance", value,
+               low=None if takes_tolerance(claim.summary) else 0.0)
     try:
         check_requires(claim.requires)
     except InputError as err:

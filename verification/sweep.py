@@ -22,7 +22,7 @@ from attnverify.verification.blocks import (  # noqa: F401 (re-exported)
     claim_block,
     relative_error,
 )
-from attnverify.verification.confidence import STATISTICAL_TESTS
+from attnverify.verification.confidence import STATISTICAL_TESTS, takes_tolerance
 from attnverify.verification.empirical import EveryDrawCheck
 from attnverify.verification.registry import REGISTRY, Claim, check_user_claim, is_builtin, user_code
 from attnverify.verification.store import ChunkStore
@@ -232,8 +232,7 @@ def judge_claim(claim: Claim, spec: ModelSpec, errors: np.ndarray, *, trials: in
     statistics: dict[str, float] = {}
     judgement, every = None, {}
     if isinstance(claim.summary, STATISTICAL_TESTS):  # a statistical claim: three-way
-        unset = getattr(claim.summary, "threshold", 0.0) is None  # a test whose threshold is the tolerance
-        judgement = claim.summary.judge(errors, tolerance if unset else None, dtype=dtype)
+        judgement = claim.summary.judge(errors, tolerance if takes_tolerance(claim.summary) else None, dtype=dtype)
         statistics = {name: float(value) for name, value in judgement.numbers.items()}
         outcome = judgement.outcome
         max_error = median_error = float("nan")  # no "error": see statistic, estimate, bound

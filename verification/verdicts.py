@@ -15,6 +15,8 @@ inconclusive. Its verdict:
 
 from __future__ import annotations
 
+import math
+
 from attnverify.errors import InputError
 
 VERDICTS = ("pass", "fail", "expected_fail", "hyp_unmet", "inconclusive")
@@ -68,7 +70,7 @@ def inconclusive_finding(judgement) -> str:
     j = judgement
     if j.draws < 2:
         return f"Inconclusive: {j.draws} finite draw(s), too few to bound the {j.statistic}."
-    if j.note and j.bound != j.bound:  # no bound at all (a sample without spread): the note says why
+    if j.note and math.isnan(j.bound):  # no bound at all (a sample without spread): the note says why
         return f"Inconclusive: {j.note}."
     side = "lower" if j.direction == "above" else "upper"
     if j.draws_needed:
