@@ -136,6 +136,16 @@ def _t_quantile(level: float, dof: int) -> float:
     return float(_stats().t.ppf(level, dof))
 
 
+@functools.lru_cache(maxsize=64)
+def _t_quantiles(level: float, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """`_grid(n)` and the t quantiles at `level` for each count in it (read-only: kept between
+    calls, since an inconclusive mean test needs them for its draws-needed estimate every time)."""
+    grid = _grid(n)
+    quantiles = _stats().t.ppf(level, grid - 1)
+    grid.flags.writeable = quantiles.flags.writeable = False
+    return grid, quantiles
+
+
 def _no_spread(finite: np.ndarray, dtype: str, *scales: float) -> bool:
     """Every draw the same number up to the sweep dtype's rounding, relative to the largest of the
     draws, the threshold and the statistic's range (`scales`: so rounding noise around 0, e.g.
@@ -275,8 +285,8 @@ class MeanTest:
     def _needed(self, effect: float, sd: float, n: int, level: float) -> int | None:
         if not (effect > 0 and math.isfinite(effect)) or sd == 0:
             return None
-        m = _grid(n)
-        settled = _stats().t.ppf(level, m - 1) * sd * np.sqrt(1 / m + self.pool_share) < effect
+        m, t = _t_quantiles(level, n)
+        settled = t * sd * np.sqrt(1 / m + self.pool_share) < effect
         return int(m[np.argmax(settled)]) if settled.any() else None
 
     def __call__(self, values) -> dict[str, float]:
