@@ -252,10 +252,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     except BaseException:
         validate.remove_empty_folders(made)
         raise
+    folders = (options.out_dir, options.out_dir / "figures")  # where a report writes
+    before = validate.entries(*folders)
     try:
         preflight.fresh_report_folder(options.out_dir, list(FIGURES))
         written, status = run_report(options, draw_figures=draw_for_report)
-    except InputError:  # refused after all: no lock, nor a folder still empty, left behind
+    except InputError:  # refused after all: nothing it wrote, no lock, no folder it made left behind
+        validate.remove_added(before, *folders)
         lock.release(discard=True)
         validate.remove_empty_folders(made)
         raise

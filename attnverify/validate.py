@@ -292,3 +292,28 @@ def remove_empty_folders(folders) -> None:
             Path(folder).rmdir()
         except OSError:
             return
+
+
+def entries(*folders) -> set[Path]:
+    """What each of `folders` holds now (its own entries, hidden ones too; none for a folder that
+    does not exist): the state a command refused later must return them to (`remove_added`)."""
+    found: set[Path] = set()
+    for folder in map(Path, folders):
+        try:
+            found.update(folder.iterdir())
+        except OSError:
+            pass
+    return found
+
+
+def remove_added(before: set[Path], *folders) -> None:
+    """Remove what a refused command added to `folders` since `before` (`entries` of the same
+    folders): its files, then the folders among them left empty. Quietly: what cannot be
+    removed stays, and nothing that was there before is touched."""
+    added = sorted(entries(*folders) - before, key=lambda p: len(p.parts), reverse=True)
+    for path in added:
+        try:
+            path.rmdir() if path.is_dir() and not path.is_symlink() else path.unlink()
+        except OSError:
+            pass
+

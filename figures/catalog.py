@@ -18,7 +18,7 @@ from attnverify.numerics.tokenize import words
 
 from attnverify.errors import InputError
 from attnverify.spec import ModelSpec
-from attnverify.validate import missing_folders, remove_empty_folders
+from attnverify.validate import entries, missing_folders, remove_added, remove_empty_folders
 
 #: name -> (module, one-line description). Modules are imported on demand.
 FIGURES: dict[str, tuple[str, str]] = {
@@ -121,7 +121,7 @@ def make_all(names: list[str], ctx: FigureContext, out_dir: str | Path,
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"{out_dir}: exists and is not a folder")
-    made = missing_folders(out_dir)
+    made, before = missing_folders(out_dir), entries(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = {}
     try:
@@ -130,21 +130,10 @@ def make_all(names: list[str], ctx: FigureContext, out_dir: str | Path,
                 log(f"figure {name}: {FIGURES[name][1]}")
             written[name] = make(name, ctx, out_dir)
     except InputError:
-        if made:
-            _remove_written(written, made)
+        remove_added(before, out_dir)
+        remove_empty_folders(made)
         raise
     return written
-
-
-def _remove_written(written: dict[str, list[Path]], folders: list[Path]) -> None:
-    """Remove the files of `written` and the `folders` (deepest first) if empty: what a refused
-    `make_all` created."""
-    for path in (p for paths in written.values() for p in paths):
-        try:
-            path.unlink(missing_ok=True)
-        except OSError:
-            pass
-    remove_empty_folders(folders)
 
 
 def caption(name: str) -> str:

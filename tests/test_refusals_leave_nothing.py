@@ -61,8 +61,10 @@ def test_a_refused_figure_leaves_an_existing_folder_as_it_was(tmp_path, capsys):
     assert tree(tmp_path) == ["figs", "figs/mine.txt"]
 
 
-def test_make_all_removes_what_it_drew_when_a_figure_is_refused(tmp_path, monkeypatch):
-    """The last line of defence: a figure refused while drawing takes the folder this call made."""
+@pytest.mark.parametrize("existing", [False, True])
+def test_make_all_removes_what_it_drew_when_a_figure_is_refused(tmp_path, monkeypatch, existing):
+    """The last line of defence: a figure refused while drawing takes what this call drew, and the
+    folder if this call made it; a folder that existed keeps what it held."""
     from attnverify.figures import catalog
     from attnverify.figures.common import FigureContext
 
@@ -76,9 +78,14 @@ def test_make_all_removes_what_it_drew_when_a_figure_is_refused(tmp_path, monkey
         return real(name, ctx, out_dir)
 
     monkeypatch.setattr(catalog, "make", make)
+    figs = tmp_path / "a" / "figs"
+    if existing:
+        figs.mkdir(parents=True)
+        (figs / "mine.txt").write_text("kept")
+    before = tree(tmp_path)
     with pytest.raises(InputError, match="refused while drawing"):
-        catalog.make_all(["architecture", "eq19_nu"], FigureContext(), tmp_path / "a" / "figs")
-    assert tree(tmp_path) == []
+        catalog.make_all(["architecture", "eq19_nu"], FigureContext(), figs)
+    assert tree(tmp_path) == before
 
 
 # -- report ------------------------------------------------------------------------------------
@@ -119,6 +126,41 @@ def test_a_cached_model_of_an_earlier_report_is_checked_before_the_lock(tmp_path
     code, _, err = cli(capsys, *REPORT, "--out", rep)
     assert_one_line_error(code, err, "model.npz: not a readable .npz model file")
     assert tree(tmp_path) == ["rep", "rep/model.npz"]
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_a_report_refused_after_the_lock_takes_back_what_it_wrote(tmp_path, capsys, monkeypatch, model, existing):
+    """A refusal the checks before the lock cannot foresee (a full disk, say) while the report
+    writes: the files and folders it added go, and a folder that existed keeps what it held."""
+    from attnverify.verification.report import build
+
+    from attnverify.errors import InputError
+
+    def refused_midway(options, draw_figures=None):
+        (options.out_dir / "figures").mkdir(exist_ok=True)
+        (options.out_dir / "figures" / "architecture.png").write_bytes(b"png")
+        (options.out_dir / "report.md").write_text("half")
+        raise InputError(f"{options.out_dir}: no space left on device")
+
+    monkeypatch.setattr(build, "run_report", refused_midway)
+    rep = tmp_path / "rep"
+    if existing:
+        (rep / "figures").mkdir(parents=True)
+        (rep / "figures" / "mine.png").write_bytes(b"mine")
+    before = tree(tmp_path)
+    code, _, err = cli(capsys, *REPORT, "--out", rep, "--model", model)
+    assert_one_line_error(code, err, "no space left on device")
+    assert tree(tmp_path) == before
+
+
+def test_a_refusal_gives_a_dead_runs_lock_file_back_as_it_was(tmp_path):
+    from attnverify.verification.store import LOCK_NAME, FolderLock
+
+    (tmp_path / LOCK_NAME).write_text("999999999\n")  # a dead run's pid
+    lock = FolderLock(tmp_path, log=lambda message: None).acquire()
+    assert (tmp_path / LOCK_NAME).read_text() == f"{os.getpid()}\n"
+    lock.release(discard=True)
+    assert (tmp_path / LOCK_NAME).read_text() == "999999999\n"
 
 
 # -- verify --out ------------------------------------------------------------------------------

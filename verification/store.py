@@ -104,6 +104,8 @@ class FolderLock:
         self._handle = None
         #: Whether `acquire` created the lock file (a refused command removes it: `release(discard=True)`).
         self.created = False
+        #: What the lock file held before `acquire` (a dead run's pid): a refused command puts it back.
+        self._previous = ""
 
     def acquire(self) -> FolderLock:
         while True:
@@ -125,6 +127,11 @@ class FolderLock:
             # flock: the lock we hold is on a file nobody else will open. Take the lock afresh.
             handle.close()
         self.created = created
+        try:
+            handle.seek(0)
+            self._previous = handle.read(4096)  # a pid and a newline: anything longer is not ours
+        except (OSError, UnicodeDecodeError):
+            self._previous = ""
         previous = _read_pid(handle)
         if previous is not None and previous != os.getpid():
             state = "no longer running" if not pid_alive(previous) else "running but not holding the lock"
@@ -155,7 +162,8 @@ class FolderLock:
 
     def release(self, *, discard: bool = False) -> None:
         """Unlock, leaving an empty lock file; with `discard` (a refused command, which must
-        leave nothing behind), the lock file is removed instead if this lock created it."""
+        leave nothing behind), the lock file is removed instead if this lock created it, and
+        otherwise given back what it held before (a dead run's pid)."""
         if self._handle is None:
             return
         removed = False
@@ -169,6 +177,8 @@ class FolderLock:
             try:
                 self._handle.seek(0)
                 self._handle.truncate()  # an empty lock file: released cleanly
+                if discard:
+                    self._handle.write(self._previous)
                 self._handle.flush()
             except OSError:
                 pass
