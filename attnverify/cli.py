@@ -186,7 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "else one per core; 1: none)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--text", help="the sentence the figures explain")
-    add_spec_arguments(p)
+    add_spec_arguments(p, title="the spec the claims are swept on (defaults: see `attnverify spec`; the figures "
+                                "explain --model, whatever its own spec)")
     add_plugin_arguments(p, plugin=False, claims=True)
     p.set_defaults(run=cmd_report)
 

@@ -19,8 +19,9 @@ class Parser(argparse.ArgumentParser):
 
 
 # -- spec flags, generated from the dataclass so they never drift ---------------------------
-def add_spec_arguments(parser: argparse.ArgumentParser, *, sizes: bool = True) -> None:
-    group = parser.add_argument_group("model spec (defaults: see `attnverify spec`)")
+def add_spec_arguments(parser: argparse.ArgumentParser, *, sizes: bool = True,
+                       title: str = "model spec (defaults: see `attnverify spec`)") -> None:
+    group = parser.add_argument_group(title)
     if sizes:
         group.add_argument("--sizes", choices=("small", "paper"), default=None,
                            help="size preset: small (T=16, d_e=32, K=8) or paper (T=256, d_e=128, K=6)")
