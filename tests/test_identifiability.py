@@ -273,6 +273,14 @@ def test_fiber_max_jsd_at_a_non_vertex_fiber_point_is_caught(monkeypatch):
     assert claim.summary(result.errors)["error"] > 0 and not result.passed and result.verdict == "fail"
 
 
+def test_fiber_max_jsd_expects_a_verdict_only_where_its_threshold_was_measured():
+    # ln(2)/2 is our threshold, measured at SMALL's T and C: at T = 7 (SPEC) the vertices' JSD stays
+    # below it in most draws, so an unexpected FAIL there would blame the formula for the threshold.
+    claim = REGISTRY["identifiability.fiber_max_jsd"]
+    assert claim.expected(SMALL) is True
+    assert claim.expected(SMALL.replace(max_len=8)) is None and claim.expected(SPEC) is None
+
+
 @pytest.mark.parametrize("wrong", ["ones", "readout"])
 def test_fiber_moves_that_leave_the_fiber_are_caught(wrong, monkeypatch):
     """Injected: `nid.fiber_moves` adds to each correct move a component that leaves the fiber:
