@@ -316,4 +316,3 @@ def remove_added(before: set[Path], *folders) -> None:
             path.rmdir() if path.is_dir() and not path.is_symlink() else path.unlink()
         except OSError:
             pass
-
