@@ -127,6 +127,7 @@ class CompiledModel(NamedTuple):
     logits: Callable  # z_c (C,)
     axes: dict  # the declared tensors' axes (for further compilations)
     uses_logit_shift: bool
+    shifts_cancel: bool = True  # the forward is the same function whatever gamma^* and z^* (`shifts_cancel`)
 
 
 @functools.lru_cache(maxsize=32)
@@ -136,7 +137,7 @@ def compiled_model(spec: ModelSpec) -> CompiledModel:
     axes = extra_axes(spec)
     output = model.output()
     free = {S.i: S.K, S.t: S.T, S.c: S.C}
-    return CompiledModel(
+    compiled = CompiledModel(
         output=compile_expression(output, axes=axes),
         score=compile_expression(model.score(S.i, S.t), (S.i, S.t), axes=axes, ranges=free),
         alpha=compile_expression(model.alpha(S.i, S.t), (S.i, S.t), axes=axes, ranges=free),
@@ -144,27 +145,81 @@ def compiled_model(spec: ModelSpec) -> CompiledModel:
         axes=axes,
         uses_logit_shift=S.logit_shift in output.free_symbols,
     )
+    if base_spec(spec) is spec:  # the built-in model: its softmax and output links cancel the shifts
+        return compiled
+    return compiled._replace(shifts_cancel=shifts_cancel(spec, compiled))
 
 
-def symbol_arrays(params: Any, e: jnp.ndarray, spec: ModelSpec) -> dict[str, jnp.ndarray]:
-    """Bind every SymPy tensor name of `spec`'s model to an array. The shifts gamma^* and
-    z^* may be any constants (exact); they are bound to the compiled scores' max over t
-    and to the logits' max (sigmoid: max(0, z)), so that exp never overflows."""
-    compiled = compiled_model(spec)
+def _tensor_arrays(params: Any, e: jnp.ndarray) -> dict[str, jnp.ndarray]:
     base = base_params(params)
     arrays = {"e": e, "W_q": base.W_q, "W_k": base.W_k, "W_v": base.W_v, "W_l": base.W_l}
     for name in ("b_q", "b_k", "b_v", "b_l", "v_score", "U_score"):
         if getattr(base, name) is not None:
             arrays[name] = getattr(base, name)
     arrays.update(extra_params(params))
-    arrays["gamma^*"] = jax.lax.stop_gradient(jnp.max(compiled.score(arrays), axis=1))
+    return arrays
+
+
+def _shifts(compiled: CompiledModel, arrays: dict, spec: ModelSpec) -> dict[str, jnp.ndarray]:
+    """gamma^* and z^* at the compiled scores' max over t and the logits' max (sigmoid: max(0, z))."""
+    shifts = {"gamma^*": jax.lax.stop_gradient(jnp.max(compiled.score(arrays), axis=1))}
     if compiled.uses_logit_shift:
-        z = compiled.logits(arrays)
-        if spec.output_link == "sigmoid":
-            shift = jnp.maximum(0.0, z[spec.explained_class])
-        else:
-            shift = jnp.max(z)
-        arrays["z^*"] = jax.lax.stop_gradient(shift)
+        z = compiled.logits({**arrays, **shifts})
+        shift = jnp.maximum(0.0, z[spec.explained_class]) if spec.output_link == "sigmoid" else jnp.max(z)
+        shifts["z^*"] = jax.lax.stop_gradient(shift)
+    return shifts
+
+
+def shifts_cancel(spec: ModelSpec, compiled: CompiledModel) -> bool:
+    """Whether the forward of a plugin is the same function whatever the shifts gamma^* and z^*,
+    as the built-in softmax and output links are. Derivations hold the shifts constant, so only
+    then may the numerics move them with the draw (to keep exp from overflowing). A plugin can
+    break it: a "null slot" added to the normaliser, ``super().normaliser(i) + 1``, is a slot of
+    score gamma^* relative to the others. Checked on one random draw in float64 (shifted by
+    other constants per head, the forward of a model whose shifts cancel moves by rounding
+    only); a dependence found is never a coincidence of that draw, one missed would need one.
+    It runs in a thread of its own: JAX's tracing state is per thread, so the check computes
+    numbers even when the model is first asked for inside a traced program."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    x64 = bool(jax.config.jax_enable_x64)
+    with ThreadPoolExecutor(1) as thread:
+        return thread.submit(_shifts_cancel_on_one_draw, spec, compiled, x64).result()
+
+
+def _shifts_cancel_on_one_draw(spec: ModelSpec, compiled: CompiledModel, x64: bool) -> bool:
+    dtype = jnp.float64 if x64 else jnp.float32
+
+    @jax.jit  # one compilation, not one per operation
+    def outputs(key):
+        key_params, key_e = jax.random.split(key)
+        arrays = _tensor_arrays(draw_plugin_params(key_params, spec, dtype=dtype),
+                                jax.random.normal(key_e, (spec.max_len, spec.d_embed), dtype))
+        shifts = _shifts(compiled, arrays, spec)
+        moved = {name: value + jnp.linspace(0.7, -1.3, value.size, dtype=dtype).reshape(value.shape)
+                 for name, value in shifts.items()}
+        return compiled.output({**arrays, **shifts}), compiled.output({**arrays, **moved})
+
+    with jax.enable_x64(x64):
+        a, b = map(float, outputs(jax.random.PRNGKey(0)))
+    return abs(a - b) <= float(jnp.sqrt(jnp.finfo(dtype).eps)) * max(1.0, abs(a))
+
+
+def symbol_arrays(params: Any, e: jnp.ndarray, spec: ModelSpec) -> dict[str, jnp.ndarray]:
+    """Bind every SymPy tensor name of `spec`'s model to an array. The shifts gamma^* and
+    z^* may be any constants (exact); they are bound to the compiled scores' max over t
+    and to the logits' max (sigmoid: max(0, z)), so that exp never overflows. A plugin whose
+    forward changes with them (`shifts_cancel`) gets them at 0: the model exactly as its
+    expression reads, exp's overflow unguarded (an overflowing draw is NaN/inf, and counted)."""
+    compiled = compiled_model(spec)
+    arrays = _tensor_arrays(params, e)
+    if compiled.shifts_cancel:
+        arrays.update(_shifts(compiled, arrays, spec))
+    else:
+        dtype = e.dtype
+        arrays["gamma^*"] = jnp.zeros(spec.heads, dtype)
+        if compiled.uses_logit_shift:
+            arrays["z^*"] = jnp.zeros((), dtype)
     return arrays
 
 

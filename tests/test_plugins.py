@@ -56,6 +56,13 @@ BAD = {
                      "        return super().score(i, t) + b[i, t]\n", "unknown size L"),
     "uncompilable": ("class Model(SymbolicModel):\n" + SCORE + "        return sp.erf(super().score(i, t))\n",
                      "cannot be compiled to JAX: erf"),
+    # SymPy's Sum moves the Piecewise out of itself, condition and all: t and s would be free.
+    "piecewise_on_a_summed_index": ("class Model(SymbolicModel):\n    def weight(self, i, t):\n"
+                                    "        return sp.Piecewise((super().weight(i, t), t < 5), (0, True))\n",
+                                    "the forward (Model.output) has the free index s, t"),
+    # Sigmoid attention written as alpha alone: the forward (weight / normaliser) would not change.
+    "alpha_alone": ("class Model(SymbolicModel):\n    def alpha(self, i, t):\n"
+                    "        return 1 / (1 + sp.exp(-self.score(i, t)))\n", "Model.alpha is not weight / normaliser"),
 }
 
 
@@ -162,6 +169,50 @@ def test_compiled_forward_equals_the_hand_written_model(changes):
     np.testing.assert_allclose(*out["alpha"], rtol=1e-12)
     # ... and a changed model is told apart: the mean query is not the [CLS] query.
     assert abs(float(out["other"] - f_hand)) > 1e-6 * abs(float(f_hand))
+
+
+@pytest.mark.parametrize("slot, shifted", [("sp.Integer(1)", False), ("sp.exp(-symbols.gamma_shift[i])", True)])
+def test_a_normaliser_that_keeps_the_shift_is_the_model_it_writes(tmp_path, slot, shifted):
+    """A "null slot" in the normaliser: written as + 1, the model is exp(gamma_t) / (1 + sum_s
+    exp(gamma_s)), and the shift gamma^* no longer cancels, so it cannot move with the draw (bound
+    to max_t gamma_t, held constant by the derivation, the forward and its gradient were another
+    model's: 1.41 relative error against finite differences). Written as + exp(-gamma^*), the slot
+    has score 0 relative to the shifted others, and the shift cancels again."""
+    path = plugin_file(tmp_path, HEADER + "class Model(SymbolicModel):\n    def normaliser(self, i):\n"
+                                          f"        return super().normaliser(i) + {slot}\n")
+    spec = plugin_spec(load_plugin(path, TINY), TINY)
+    params = pm.draw_plugin_params(jax.random.PRNGKey(1), spec, scale=10.0)  # far from uniform
+    e = pm.embed(params, draw_document(jax.random.PRNGKey(2), TINY), spec)
+    base = params.base
+
+    def written(e):  # the model the file writes, by hand
+        q, k = jnp.einsum("iak,k->ia", base.W_q, e[0]), jnp.einsum("iak,tk->ita", base.W_k, e)
+        v = jnp.einsum("iok,tk->ito", base.W_v, e)
+        w = jnp.exp(jnp.einsum("ia,ita->it", q, k) / jnp.sqrt(TINY.d_att))
+        s = jnp.einsum("io,ito->it", base.W_l[:, TINY.explained_class], v)
+        return jnp.mean(jnp.sum(w * s, axis=1) / (1.0 + jnp.sum(w, axis=1)))
+
+    assert pm.compiled_model(spec).shifts_cancel is shifted
+    f, g = pm.explained_output(params, e, spec), pm.output_gradient(params, e, spec)
+    assert abs(float(f - written(e))) <= 1e-12 * abs(float(written(e)))
+    assert float(jnp.max(jnp.abs(g - jax.grad(written)(e))) / jnp.max(jnp.abs(g))) <= 1e-10
+
+
+@pytest.mark.parametrize("body", [
+    SCORE + "        return sp.Abs(super().score(i, t))\n",  # SymPy's d|a| has re(a), im(a) unless a is real
+    "    def weight(self, i, t):\n        return sp.Heaviside(3 - t, 1) * super().weight(i, t)\n",  # t < 4
+    "    def alpha(self, i, t):\n        return self.weight(i, t) / self.normaliser(i)\n",  # alpha as the forward's
+], ids=["abs", "heaviside_window", "alpha_as_the_forwards"])
+def test_what_the_refusals_advise_derives_and_compiles_to_the_true_gradient(tmp_path, body):
+    """An absolute value, a window on positions written with Heaviside (as the refusal of a
+    Piecewise advises), and an alpha that is the forward's own: the SymPy gradient compiles and
+    equals jax.grad of the compiled forward."""
+    spec = plugin_spec(load_plugin(plugin_file(tmp_path, HEADER + "class Model(SymbolicModel):\n" + body), TINY), TINY)
+    quantities = pm.plugin_theorem1_quantities(spec)
+    params = pm.draw_plugin_params(jax.random.PRNGKey(4), spec, scale=3.0)
+    tokens = draw_document(jax.random.PRNGKey(5), TINY)
+    derived, autodiff = quantities["derived"](params, tokens), quantities["autodiff"](params, tokens)
+    assert float(jnp.max(jnp.abs(derived - autodiff)) / jnp.max(jnp.abs(autodiff))) <= 1e-12
 
 
 # -- hypotheses decided by proof ----------------------------------------------------------------------

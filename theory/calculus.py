@@ -329,7 +329,10 @@ def gradient(expr: sp.Expr, tau: sp.Symbol = S.tau, m: sp.Symbol = S.m) -> sp.Ex
     """
     axes = dict(zip((tau, m), S.AXES["e"], strict=True))
     ranges = {x: (sp.Integer(0), size - 1) for x, size in axes.items() if isinstance(x, sp.Symbol)}
-    return normal_form(sp.diff(expr, S.e[tau, m]), ranges)
+    # Every quantity of the model is real, which SymPy does not know of an Indexed entry: |a| is
+    # max(a, -a), whose derivative it writes with Heaviside, where that of Abs has re(a) and im(a).
+    real = expr.replace(sp.Abs, lambda arg: sp.Max(arg, -arg))
+    return normal_form(sp.diff(real, S.e[tau, m]), ranges)
 
 
 def at_word_position(expr: sp.Expr, tau: sp.Symbol = S.tau) -> sp.Expr:

@@ -148,4 +148,35 @@ def check_model(model: type, spec: ModelSpec = PAPER) -> tuple[dict[str, Paramet
         if not isinstance(value, sp.Expr):
             raise InputError(f"Model.{name} returned {type(value).__name__}, not a SymPy expression "
                              "(wrap numbers as sympy.Integer / sympy.Float)")
+    _check_indices_bound(instance)
+    _check_alpha_enters_the_forward(model, instance)
     return instance.declarations()
+
+
+#: Index names a forward sums over: none may be free in it.
+_BOUND_INDICES = (S.i, S.t, S.s, S.r, S.k, S.a, S.o, S.h, S.c, S.tau, S.m)
+
+
+def _check_indices_bound(instance: SymbolicModel) -> None:
+    """The forward (a number per model) has no free index. SymPy's Sum moves a Piecewise out of
+    itself, conditions and all (`piecewise_fold`), so a Piecewise whose condition is on the summed
+    index leaves that index free, and the forward means something else than was written."""
+    free = sorted(str(x) for x in instance.output().free_symbols & set(_BOUND_INDICES))
+    if free:
+        raise InputError(f"the forward (Model.output) has the free index {', '.join(free)}: SymPy moves a "
+                         "Piecewise out of a Sum over an index its condition names; write such a condition "
+                         "with Heaviside or KroneckerDelta (e.g. Heaviside(4 - t, 1) for t < 5, 1 - "
+                         "KroneckerDelta(t, 0) for t != 0)")
+
+
+def _check_alpha_enters_the_forward(model: type, instance: SymbolicModel) -> None:
+    """`alpha` is what the attention is reported as and what the statements are written in; the
+    forward (`head_output`) uses `weight` and `normaliser`. A plugin that changes alpha alone
+    would report an attention its forward does not use: refused unless it is weight/normaliser."""
+    if "alpha" not in overridden(model) or "head_output" in overridden(model):
+        return
+    i, t = _arguments("alpha")
+    if not prove_equal(instance.alpha(i, t), instance.weight(i, t) / instance.normaliser(i)):
+        raise InputError("Model.alpha is not weight / normaliser, and the forward uses those two (through "
+                         "head_output): override weight and normaliser instead (e.g. weight = sigmoid(score), "
+                         "normaliser = 1), or head_output as well")
