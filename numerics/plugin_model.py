@@ -175,20 +175,20 @@ def shifts_cancel(spec: ModelSpec, compiled: CompiledModel) -> bool:
     as the built-in softmax and output links are. Derivations hold the shifts constant, so only
     then may the numerics move them with the draw (to keep exp from overflowing). A plugin can
     break it: a "null slot" added to the normaliser, ``super().normaliser(i) + 1``, is a slot of
-    score gamma^* relative to the others. Checked on one random draw in float64 (shifted by
-    other constants per head, the forward of a model whose shifts cancel moves by rounding
-    only); a dependence found is never a coincidence of that draw, one missed would need one.
-    It runs in a thread of its own: JAX's tracing state is per thread, so the check computes
-    numbers even when the model is first asked for inside a traced program."""
+    score gamma^* relative to the others. Checked on one random draw in float64, whatever the
+    caller's precision (shifted by other constants per head, the forward of a model whose shifts
+    cancel moves by rounding only); a dependence found is never a coincidence of that draw, one
+    missed would need one. It runs in a thread of its own: JAX's tracing state and precision are
+    per thread, so the check computes numbers even when the model is first asked for inside a
+    traced program."""
     from concurrent.futures import ThreadPoolExecutor
 
-    x64 = bool(jax.config.jax_enable_x64)
     with ThreadPoolExecutor(1) as thread:
-        return thread.submit(_shifts_cancel_on_one_draw, spec, compiled, x64).result()
+        return thread.submit(_shifts_cancel_on_one_draw, spec, compiled).result()
 
 
-def _shifts_cancel_on_one_draw(spec: ModelSpec, compiled: CompiledModel, x64: bool) -> bool:
-    dtype = jnp.float64 if x64 else jnp.float32
+def _shifts_cancel_on_one_draw(spec: ModelSpec, compiled: CompiledModel) -> bool:
+    dtype = jnp.float64
 
     @jax.jit  # one compilation, not one per operation
     def outputs(key):
@@ -200,7 +200,7 @@ def _shifts_cancel_on_one_draw(spec: ModelSpec, compiled: CompiledModel, x64: bo
                  for name, value in shifts.items()}
         return compiled.output({**arrays, **shifts}), compiled.output({**arrays, **moved})
 
-    with jax.enable_x64(x64):
+    with jax.enable_x64(True):
         a, b = map(float, outputs(jax.random.PRNGKey(0)))
     return abs(a - b) <= float(jnp.sqrt(jnp.finfo(dtype).eps)) * max(1.0, abs(a))
 
