@@ -81,6 +81,29 @@ def test_report_end_to_end_with_a_real_claim_and_an_embedded_figure(tmp_path, ti
     assert (tmp_path / "figures" / "fig3.pdf").stat().st_size > 0
 
 
+def test_results_json_is_strict_json_with_the_reason_beside_each_non_finite_number(tmp_path, tiny_model_path,
+                                                                                    monkeypatch):
+    # A statistical claim has no max error (NaN), and a draw can overflow (inf): written as NaN and
+    # Infinity tokens, strict JSON parsers refused the file (docs/cli.md: null, the reason beside).
+    def statistical(claim, spec, **kwargs):
+        result = _fake_run_claim(claim, spec, **kwargs)
+        result.max_error, result.median_error, result.errors = float("nan"), float("nan"), [float("inf"), 1.0]
+        return result
+
+    monkeypatch.setattr(workers, "run_claim", statistical)
+    options = report.ReportOptions(out_dir=tmp_path, model=tiny_model_path, claims=("thm1.gradient",), figures=(),
+                                   trials=2, claims_spec=TINY)
+    written, _ = report.run_report(options, draw_figures=None)
+
+    def refuse(token):
+        raise ValueError(f"not strict JSON: {token}")
+
+    payload = json.loads(written["results.json"].read_text(), parse_constant=refuse)
+    record = payload["results"][0]
+    assert record["max_error"] is None and record["max_error_non_finite"] == "NaN"
+    assert payload["options"]["trials"] == 2 and payload["options"]["claims_spec"]["max_len"] == TINY.max_len
+
+
 def test_a_failing_claim_or_figure_is_recorded_not_fatal(tmp_path, tiny_model_path, monkeypatch):
     def broken(claim, spec, **kwargs):
         if claim.id == "thm1.gxi":

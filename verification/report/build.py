@@ -32,6 +32,7 @@ from attnverify.verification.report.render import ReportContent, environment, ht
 from attnverify.verification.report.sections import summary_lines
 from attnverify.verification.sweep import ClaimResult
 
+from attnverify import validate
 from attnverify.errors import InputError
 from attnverify.spec import SMALL, ModelSpec
 
@@ -179,11 +180,14 @@ def run_report(options: ReportOptions, draw_figures: FigureDrawer | None = None)
     }
     payload = {"summary": summary_lines(results, content.claims, errors, notes),
                "results": [r.to_json() for r in results], "errors": errors, "model": model_info,
-               "environment": content.environment, "options": {k: str(v) for k, v in asdict(options).items()}}
+               "environment": content.environment,
+               "options": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(options).items()}}
     modelfile.atomic_write(written["report.md"], lambda tmp: Path(tmp).write_text(markdown(content)))
     modelfile.atomic_write(written["report.html"], lambda tmp: Path(tmp).write_text(html_page(content)))
+    # Strict JSON, as every JSON file the package writes: a non-finite number (the NaN max_error of a
+    # statistical claim, say) is null with the reason beside it (`validate.dumps`).
     modelfile.atomic_write(written["results.json"],
-                           lambda tmp: Path(tmp).write_text(json.dumps(payload, indent=2) + "\n"))
+                           lambda tmp: Path(tmp).write_text(validate.dumps(payload, indent=2) + "\n"))
     log(f"wrote {', '.join(str(p) for p in written.values())}")
     status = 1 if errors or any(r.unexpected for r in results) else 0
     return written, status
