@@ -1,5 +1,6 @@
 """The claims registry and sweeps: outcomes, negative controls, variants, reproducibility."""
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from attnverify.numerics.quantities import theorem1_quantities
@@ -99,3 +100,15 @@ def test_compiled_blocks_cache_is_bounded(tiny_spec):
         assert run_claim(claim, tiny_spec, trials=1, progress=False).passed
         assert len(blocks._MEASURES) <= sweep.MAX_CACHED_BLOCKS
     assert len(blocks._MEASURES) == sweep.MAX_CACHED_BLOCKS
+
+
+def test_the_error_against_a_right_side_of_zeros_is_absolute():
+    # "This quantity vanishes": divided by the smallest float, a rounding error of 1e-16 read 1e292
+    # and a true claim was an unexpected FAIL. Without a scale the error is absolute, and a wrong
+    # left side (0.1 where 0 is claimed) is still caught.
+    from attnverify.verification.blocks import relative_error
+
+    zeros = jnp.zeros(3)
+    assert float(relative_error(jnp.asarray([1e-16, -2e-16, 0.0]), zeros)) == 2e-16
+    assert float(relative_error(jnp.asarray([0.0, 0.1, 0.0]), zeros)) == 0.1
+    assert float(relative_error(jnp.asarray([1.0, 3.0]), jnp.asarray([2.0, 4.0]))) == 0.25
