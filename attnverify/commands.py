@@ -10,7 +10,7 @@ from pathlib import Path
 
 from attnverify import plugins, preflight, validate
 from attnverify.cli_support import enable_x64, spec_from_args, write_json
-from attnverify.errors import InputError
+from attnverify.errors import InputError, UserCodeError
 from attnverify.spec import PAPER, SMALL
 
 
@@ -85,6 +85,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
                       chunk_size=args.chunk_size, progress=not args.quiet, store=store)
             for c in chosen
         ]
+    except UserCodeError:  # a user's claim refused once run: a sweep that recorded nothing leaves nothing
+        if store is not None:
+            store.refused()
+        raise
     finally:
         if store is not None:
             store.close()

@@ -15,6 +15,11 @@ class InputError(ValueError):
         self.parameter = parameter
 
 
+class UserCodeError(InputError):
+    """A user's claim whose code fails or returns what cannot work (`verification.registry.user_code`):
+    found only once a sweep runs it, so a sweep refused for it takes back what it began."""
+
+
 def describe(err: BaseException) -> str:
     """An exception raised by a user's code, on one line: ``Type: first line of its message``
     (``Type`` alone when it says nothing; a `SystemExit` without a message: ``exit code N``)."""

@@ -164,6 +164,43 @@ def test_a_refusal_gives_a_dead_runs_lock_file_back_as_it_was(tmp_path):
 
 
 # -- verify --out ------------------------------------------------------------------------------
+BROKEN_CLAIMS = """
+from attnverify.verification import Claim, register
+from attnverify.verification.empirical import mean_above
+
+KW = dict(group="mine", statement="s", source="x", lhs="l", rhs="r", tolerance_reason="r", provenance="measured")
+
+
+def raises(spec):
+    raise RuntimeError("boom in build")
+
+
+def one_number_each(spec):
+    return lambda params, tokens: (params.embedding[0, :5], 0.0)
+
+
+register(Claim(id="mine.raises", build=raises, tolerance={"float64": 1e-12, "float32": 1e-5}, **KW))
+register(Claim(id="mine.vector", build=one_number_each, measure=lambda lhs, rhs: lhs - rhs,
+               summary=mean_above(0.0), tolerance={"float64": 0.0, "float32": 0.0}, **KW))
+"""
+
+
+@pytest.mark.parametrize("claim, fragment", [("mine.raises", "build raised RuntimeError: boom in build"),
+                                             ("mine.vector", "measure returned an array of shape (4,) per draw")])
+@pytest.mark.parametrize("existing", [False, True])
+def test_a_users_claim_refused_while_traced_leaves_no_sweep_behind(tmp_path, capsys, claim, fragment, existing):
+    """Its code runs only once the sweep has begun (the store is open): a sweep that recorded
+    nothing takes back its manifest, results file, lock and folder (it left all four)."""
+    module = tmp_path / "broken.py"
+    module.write_text(BROKEN_CLAIMS)
+    folder = tmp_path / "d"
+    if existing:
+        folder.mkdir()
+        (folder / "notes.txt").write_text("mine")
+    before = tree(tmp_path)
+    code, _, err = cli(capsys, *VERIFY[:1], claim, *VERIFY[2:], "--claims-module", module, "--out", folder)
+    assert_one_line_error(code, err, fragment)
+    assert tree(tmp_path) == before
 @pytest.mark.parametrize("setup, fragment", [
     (lambda d: (d / "manifest.json").mkdir(), "manifest.json: is a folder, not a file"),
     (lambda d: (d / "results.jsonl").write_text("{}\n"), "already holds results"),

@@ -41,8 +41,8 @@ from attnverify.verification.registry import (
     Claim,
     build_comparison,
     is_builtin,
-    user_code,
     user_comparison,
+    user_measure,
 )
 
 from attnverify.spec import ModelSpec
@@ -147,9 +147,7 @@ def measure_program(claim: Claim, spec: ModelSpec, *, dtype: str) -> StoredProgr
             with shared_evaluations():  # a quantity several members compare is traced once
                 for member, compare in compares:
                     lhs, rhs = user_comparison(member, compare, params, tokens)
-                    measure = member.measure or relative_error
-                    with user_code(member, "measure", measure):
-                        out[member.id] = measure(lhs, rhs)
+                    out[member.id] = user_measure(member, member.measure or relative_error, lhs, rhs)
             return out
 
         return jax.vmap(measures)

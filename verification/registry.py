@@ -22,7 +22,7 @@ import numpy as np
 from attnverify.numerics.model import Params
 from attnverify.verification.confidence import takes_tolerance
 
-from attnverify.errors import InputError, describe
+from attnverify.errors import InputError, UserCodeError, describe
 from attnverify.spec import ModelSpec, check_requires
 from attnverify.validate import number
 
@@ -199,9 +199,9 @@ def user_code(claim: Claim, what: str, fn: Any = None) -> Iterator[None]:
     try:
         yield
     except InputError as err:
-        raise InputError(f"claim {claim.id!r}: {what}: {err}") from None
+        raise UserCodeError(f"claim {claim.id!r}: {what}: {err}") from None
     except (Exception, SystemExit) as err:  # noqa: BLE001 (user code: any error, or an exit, is one line)
-        raise InputError(f"claim {claim.id!r}: {what} raised {describe(err)}") from None
+        raise UserCodeError(f"claim {claim.id!r}: {what} raised {describe(err)}") from None
 
 
 def build_comparison(claim: Claim, spec: ModelSpec) -> Comparison:
@@ -210,7 +210,7 @@ def build_comparison(claim: Claim, spec: ModelSpec) -> Comparison:
     with user_code(claim, "build", claim.build):
         compare = claim.build(spec)
     if not is_builtin(claim) and not callable(compare):
-        raise InputError(f"claim {claim.id!r}: build returned {type(compare).__name__}, not a function "
+        raise UserCodeError(f"claim {claim.id!r}: build returned {type(compare).__name__}, not a function "
                          "(params, tokens) -> (lhs, rhs)")
     return compare
 
@@ -223,15 +223,26 @@ def user_comparison(claim: Claim, compare: Comparison, params: Params, tokens: j
     if is_builtin(claim) or _package_code(compare):
         return sides
     if not (isinstance(sides, tuple | list) and len(sides) == 2):
-        raise InputError(f"claim {claim.id!r}: comparison returned {type(sides).__name__}, not the pair (lhs, rhs)")
+        raise UserCodeError(f"claim {claim.id!r}: comparison returned {type(sides).__name__}, not the pair (lhs, rhs)")
     with user_code(claim, "comparison"):  # e.g. a side that is no array
         lhs, rhs = (jnp.asarray(side) for side in sides)
     try:
         np.broadcast_shapes(lhs.shape, rhs.shape)
     except ValueError:
-        raise InputError(f"claim {claim.id!r}: comparison returned lhs of shape {lhs.shape} and rhs of shape "
+        raise UserCodeError(f"claim {claim.id!r}: comparison returned lhs of shape {lhs.shape} and rhs of shape "
                          f"{rhs.shape}: they must match") from None
     return lhs, rhs
+
+
+def user_measure(claim: Claim, measure: Callable, lhs: jnp.ndarray, rhs: jnp.ndarray) -> jnp.ndarray:
+    """``measure(lhs, rhs)``, one number per draw; for a user's claim, a measure that raises or
+    returns an array is an `InputError` naming the claim (`user_code`)."""
+    with user_code(claim, "measure", measure):
+        value = measure(lhs, rhs)
+    if not (is_builtin(claim) or _package_code(measure)) and jnp.shape(value) != ():
+        raise UserCodeError(f"claim {claim.id!r}: measure returned an array of shape {jnp.shape(value)} per draw, "
+                         "not one number")
+    return value
 
 
 def is_builtin(claim: Claim) -> bool:

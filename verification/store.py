@@ -269,6 +269,9 @@ class ChunkStore:
     done: dict[tuple[str, int], list[float]] = field(default_factory=dict)
     lock: FolderLock | None = None
     log: Callable[[str], None] = _warn
+    #: What `open` made for this run: the folders, deepest first, and (not resuming) the manifest and results.
+    made: list[Path] = field(default_factory=list)
+    started: bool = False
 
     @classmethod
     def open(cls, folder: str | os.PathLike, manifest: dict, *, resume: bool,
@@ -305,7 +308,7 @@ class ChunkStore:
             else:
                 lock.release(discard=refused)
             raise
-        store.lock = lock
+        store.lock, store.made, store.started = lock, made, not resume
         return store
 
     @classmethod
@@ -414,6 +417,19 @@ class ChunkStore:
         if self.lock is not None:
             self.lock.release()
             self.lock = None
+
+    def refused(self) -> None:
+        """Close after a refusal during the sweep (a user's claim whose code fails when traced):
+        a sweep this run started that recorded nothing leaves nothing, as a refusal at `open`
+        does; one with results keeps them, to resume."""
+        if self.lock is None:
+            return
+        results = self.folder / "results.jsonl"
+        if self.started and not self.done and results.is_file() and results.stat().st_size == 0:
+            _remove_folder(self.folder, self.made, ("manifest.json", "results.jsonl"), lock=self.lock)
+            self.lock = None
+        else:
+            self.close()
 
     def __enter__(self) -> ChunkStore:
         return self
