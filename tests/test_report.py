@@ -213,3 +213,28 @@ def test_summary_puts_the_papers_own_statements_apart_from_what_we_measured_abou
     assert "Finding on the paper (thm2.shell_gain)" not in text  # measured here, not stated by the paper
     assert "Measured here, about the paper's results (thm2.shell_gain)" in text
     assert "1 of 2 hold" in text and "Related paper (jw.tau): not on this task" in text
+
+
+def test_a_users_own_claims_are_never_reported_as_the_papers_or_a_related_papers():
+    # A user's claim in the paper's group, stated as "paper", that fails (a bug in the user's code,
+    # say) was "Finding on the paper"; one in a group of its own was "Related paper".
+    from attnverify.verification.report.sections import claim_sections, summary_lines
+
+    def result(cid, passed, finding=None):
+        return ClaimResult(id=cid, statement=cid, dtype="float64", tolerance=1e-10, trials=8, max_error=0.5,
+                           median_error=0.5, passed=passed, finding=finding, expected=True, unexpected=not passed)
+
+    results = [result("thm1.gradient", True), result("mine.in_theorem1", False, "FAILS where claimed"),
+               result("mine.other", False, "FAILS too"), result("mine.fine", True)]
+    claims = {"thm1.gradient": {"group": "theorem1", "provenance": "paper"},
+              "mine.in_theorem1": {"group": "theorem1", "provenance": "paper", "user": True},
+              "mine.other": {"group": "mine", "provenance": "measured", "user": True},
+              "mine.fine": {"group": "mine", "provenance": "measured", "user": True}}
+    text = "\n".join(summary_lines(results, claims, [], {}))
+    assert "Your claim (mine.in_theorem1): FAILS where claimed" in text and "Your own claims: 1 of 3 hold." in text
+    assert "Finding on the paper" not in text and "Related paper" not in text
+    assert "Of the paper's own statements checked, 1 of 1 hold" in text
+    sections = dict(claim_sections(results, claims))
+    assert [r.id for r in sections["Your own claims (theorem1)"]] == ["mine.in_theorem1"]
+    assert [r.id for r in sections["Your own claims (mine)"]] == ["mine.other", "mine.fine"]
+    assert all(not r.id.startswith("mine.") for heading, rs in sections.items() if "Your" not in heading for r in rs)

@@ -27,7 +27,7 @@ from attnverify.numerics import modelfile
 from attnverify.numerics.training.train import DEFAULT_SPEC, TrainConfig, metrics_path, train_and_save
 from attnverify.verification import claims as _claims  # noqa: F401  (fills the registry)
 from attnverify.verification import workers
-from attnverify.verification.registry import REGISTRY, select
+from attnverify.verification.registry import REGISTRY, is_builtin, select
 from attnverify.verification.report.render import ReportContent, environment, html_page, markdown
 from attnverify.verification.report.sections import summary_lines
 from attnverify.verification.sweep import ClaimResult
@@ -164,7 +164,7 @@ def run_report(options: ReportOptions, draw_figures: FigureDrawer | None = None)
         title="attnverify: verification report (Lopardo, Precioso & Garreau, ICML 2024)",
         results=results,
         claims={c.id: {"group": c.group, "source": c.source, "tolerance_reason": c.tolerance_reason,
-                       "holds": c.holds, "provenance": c.provenance}
+                       "holds": c.holds, "provenance": c.provenance, "user": not is_builtin(c)}
                 for c in REGISTRY.values() if any(r.id == c.id for r in results)},
         model=model_info,
         figures=figure_files,

@@ -39,6 +39,12 @@ def is_control(claim_id: str, info: dict) -> bool:
     return ".control" in claim_id or str(info.get("source", "")).startswith("a deliberately")
 
 
+def is_users(info: dict) -> bool:
+    """A claim of the user's own (`--claims-module`, a plugin, a notebook): never reported as the
+    paper's or a related paper's, whatever group it joined."""
+    return bool(info.get("user"))
+
+
 def _finding(r: ClaimResult) -> str:
     return " ".join((r.finding or "").split())
 
@@ -75,6 +81,8 @@ def summary_lines(results: list[ClaimResult], claims: dict[str, dict], errors: l
     lines = ["What the paper claims: for a one-layer multi-head attention classifier queried from [CLS], "
              "gradient explanations have a closed form in the attention weights (Theorem 1), and LIME's "
              "large-sample limit is approximately a linear function of them (Theorem 2, Eq. 19)."]
+    users = [r for r in first if is_users(claims.get(r.id, {}))]
+    first = [r for r in first if r not in users]
     in_paper = [r for r in first if claims.get(r.id, {}).get("group") in PAPER_GROUPS
                 and not is_control(r.id, claims.get(r.id, {}))]
     # The paper's own statements (provenance "paper"); what we measured about them comes after.
@@ -101,6 +109,12 @@ def summary_lines(results: list[ClaimResult], claims: dict[str, dict], errors: l
     if related:
         ok = sum(r.verdict == "pass" for r in related)
         lines.append(f"Related papers: {ok} of {len(related)} statements hold on our models.")
+    for r in users:
+        if r.verdict != "pass" and r.finding:
+            lines.append(f"Your claim ({r.id}): {_finding(r)}")
+    if users:
+        ok = sum(r.verdict == "pass" for r in users)
+        lines.append(f"Your own claims: {ok} of {len(users)} hold.")
     controls = [r for r in first if is_control(r.id, claims.get(r.id, {}))]
     if controls:
         missed = sorted({r.id for r in controls if not _refuted(r)})
@@ -165,14 +179,18 @@ def claim_sections(results: list[ClaimResult], claims: dict[str, dict]) -> list[
     """(heading, results) per paper / section in rank order, the negative controls last."""
     buckets: dict[str, list[ClaimResult]] = {}
     controls = []
+    users: dict[str, list[ClaimResult]] = {}
     for r in results:
         info = claims.get(r.id, {})
-        if is_control(r.id, info):
+        if is_users(info):
+            users.setdefault(info.get("group", ""), []).append(r)
+        elif is_control(r.id, info):
             controls.append(r)
         else:
             buckets.setdefault(info.get("group", ""), []).append(r)
     ordered = sorted(buckets, key=lambda g: (GROUPS.get(g, (99, g))[0], g))
     out = [(GROUPS.get(g, (99, f"Other claims ({g or 'no group'})"))[1], buckets[g]) for g in ordered]
+    out += [(f"Your own claims ({g or 'no group'})", users[g]) for g in sorted(users)]
     if controls:
         out.append((CONTROLS, controls))
     return out
