@@ -416,3 +416,19 @@ def test_alpha_is_the_z3_level():
     from scipy import stats
 
     assert ALPHA == pytest.approx(stats.norm.sf(3.0), rel=1e-14) and ALPHA == pytest.approx(0.00135, rel=1e-2)
+
+
+def test_a_refutation_names_the_bound_that_refuted_and_the_log_line_the_nan_draws():
+    # "mean > 0" refuted by its upper bound: the finding quoted the claim's own (lower) bound as
+    # "bound", the deciding one only as "the other bound"; the report's log line named neither
+    # that bound nor the NaN draws behind an unexpected FAIL.
+    from attnverify.verification.workers import Outcome, log_outcome
+
+    refuted = _judge(_claim(), _values(-1.0, 0.1, 16))
+    upper = refuted.statistics["upper"]
+    assert refuted.verdict == "fail" and upper < 0
+    assert f"mean > 0: estimate -1, upper bound {upper:.4g}." in refuted.finding
+    with_nan = _judge(_claim(), np.r_[np.nan, _values(-1.0, 0.1, 15)])
+    lines = []
+    log_outcome(Outcome("test.synthetic", "float64", result=with_nan), lines.append)
+    assert "in [" in lines[0] and "15 of 16 draws used; 1 NaN/inf, not explained" in lines[0]

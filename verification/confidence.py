@@ -82,6 +82,14 @@ class Judgement:
     note: str = ""  # why the bounds are what they are, when not the test's usual ones (a sample without spread)
 
     @property
+    def deciding(self) -> tuple[str, float]:
+        """The bound that decided the outcome, named: the other side's for a refutation, the
+        claim's side otherwise (e.g. ``("upper", 0.81)`` for "mean >= 1" refuted)."""
+        claims_side = "lower" if self.direction == "above" else "upper"
+        other_side = "upper" if claims_side == "lower" else "lower"
+        return (other_side, self.counter_bound) if self.outcome == "refuted" else (claims_side, self.bound)
+
+    @property
     def target(self) -> str:
         """The claim as an inequality, e.g. ``mean > 0``."""
         op = {("above", True): ">", ("above", False): ">=", ("below", True): "<", ("below", False): "<="}

@@ -331,7 +331,8 @@ def _finding(claim: Claim, spec: ModelSpec, verdict: str, judgement, statistics:
             return f"Inconclusive: no finite draw ({nonfinite} NaN/inf, allowed: {claim.nonfinite_reason})."
         return inconclusive_finding(judgement)
     if judgement is not None:
-        shown = f"{judgement.target}: estimate {judgement.estimate:.4g}, bound {judgement.bound:.4g}"
+        side, value = judgement.deciding
+        shown = f"{judgement.target}: estimate {judgement.estimate:.4g}, {side} bound {value:.4g}"
     elif every:
         shown = f"{every['target']}: {every['statistic']} {every['estimate']:.4g}"
     else:
@@ -355,7 +356,7 @@ def _finding(claim: Claim, spec: ModelSpec, verdict: str, judgement, statistics:
         except (KeyError, ValueError):  # a number it quotes was not measured (e.g. no context)
             pass
     if judgement is not None:
-        return f"REFUTED where it is claimed to hold: {shown} (the other bound {judgement.counter_bound:.4g})."
+        return f"REFUTED where it is claimed to hold: {shown}."
     if every:
         return (f"FAILS where it is claimed to hold: {every['statistic']} {every['estimate']:.4g} > "
                 f"{every['threshold']:.4g}.")
