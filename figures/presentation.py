@@ -78,14 +78,16 @@ TAKEAWAYS: dict[str, Callable[[dict], str]] = {"fig1": _fig1, "fig3": _fig3, "fi
 
 def present(name: str, data: dict | None, caption: str) -> dict[str, str]:
     """{title, caption, takeaway, paper} for figure `name`; a takeaway that cannot be computed
-    from `data` (an older data file) falls back to the caption's first sentence."""
+    from `data` (an older data file) falls back to the caption's first sentence, and the caption
+    keeps the rest (empty for a caption of one sentence)."""
     takeaway = ""
     if data is not None and name in TAKEAWAYS:
         try:
             takeaway = TAKEAWAYS[name](data)
         except (KeyError, ValueError, TypeError, IndexError):
             takeaway = ""
-    if not takeaway:
-        takeaway = caption.split(". ")[0].rstrip(".") + "."
+    if not takeaway:  # the caption's first sentence, then not repeated beneath it
+        first, _, caption = caption.partition(". ")
+        takeaway = first.rstrip(".") + "."
     return {"title": TITLES.get(name, name), "caption": caption, "takeaway": takeaway,
             "paper": PAPER.get(name, "")}

@@ -238,3 +238,13 @@ def test_a_users_own_claims_are_never_reported_as_the_papers_or_a_related_papers
     assert [r.id for r in sections["Your own claims (theorem1)"]] == ["mine.in_theorem1"]
     assert [r.id for r in sections["Your own claims (mine)"]] == ["mine.other", "mine.fine"]
     assert all(not r.id.startswith("mine.") for heading, rs in sections.items() if "Your" not in heading for r in rs)
+
+
+def test_a_figures_takeaway_taken_from_its_caption_is_not_repeated_beneath_it():
+    # Without a takeaway of its own, a figure's takeaway is its caption's first sentence: a caption
+    # of one sentence was printed twice, as the takeaway and again in italics.
+    from attnverify.figures.presentation import present
+
+    assert present("architecture", None, "One sentence only.")["caption"] == ""
+    note = present("architecture", None, "First sentence. Second one.")
+    assert (note["takeaway"], note["caption"]) == ("First sentence.", "Second one.")

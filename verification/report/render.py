@@ -110,7 +110,7 @@ def markdown(content: ReportContent, *, figure_dir: str = "figures") -> str:
                     f"**Takeaway.** {note['takeaway']}" if note["takeaway"] else "", ""]
             if note["paper"]:
                 out += [f"**Paper.** {note['paper']}", ""]
-            out += [f"*{note['caption']}* (`{name}`)", ""]
+            out += [(f"*{note['caption']}* " if note["caption"] else "") + f"(`{name}`)", ""]
     out += ["## Claims", "", CLAIMS_LEGEND, ""]
     for heading, rows in claim_sections(content.results, content.claims):
         out += [f"### {heading}", "", "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
@@ -168,7 +168,8 @@ def html_page(content: ReportContent) -> str:
             parts.append(f"<figure id='{e(name)}'><h3>Figure {i}. {e(note['title'])}</h3>"
                          f"<img alt='{e(note['title'])}' src='data:image/png;base64,{data}'>"
                          f"<figcaption><b>Takeaway.</b> {e(note['takeaway'])}{paper}<br>"
-                         f"<i>{e(note['caption'])}</i> (<code>{e(name)}</code>)</figcaption></figure>")
+                         + (f"<i>{e(note['caption'])}</i> " if note["caption"] else "")
+                         + f"(<code>{e(name)}</code>)</figcaption></figure>")
     parts.append(f"<h2>Claims</h2><p>{e(CLAIMS_LEGEND)}</p>")
     colgroup = "<colgroup>" + "".join(f"<col style='width:{w}%'>" for w in _WIDTHS) + "</colgroup>"
     for heading, rows in claim_sections(content.results, content.claims):
