@@ -96,7 +96,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
           f"init scale {args.scale:g}\n")
     print(claims_table(results, only=only))
     if args.json:
-        write_json(args.json, [r.to_json() for r in results])
+        # Each record says what was measured: the spec swept, and the claim's two sides and source.
+        measured = {"spec": json.loads(spec.to_json())}
+        write_json(args.json, [{**r.to_json(), **measured, "group": c.group, "lhs": c.lhs, "rhs": c.rhs,
+                                "source": c.source} for c, r in zip(chosen, results, strict=True)])
     return 1 if any(r.verdict == "fail" for r in results) else 0  # inconclusive is listed, not a failure
 
 

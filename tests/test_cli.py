@@ -58,6 +58,10 @@ def test_verify_theorem1_json(tmp_path):
     assert all(keys <= set(r) for r in records.values())
     assert records["thm1.gradient"]["passed"] and not records["thm1.gradient_cls_row"]["passed"]
     assert records["thm1.gradient_cls_row"]["finding"]
+    # ... and says what was measured: the spec swept (the size flags given) and each claim's sides.
+    gradient = records["thm1.gradient"]
+    assert gradient["spec"]["max_len"] == int(SMALL_MODEL[SMALL_MODEL.index("--max-len") + 1])
+    assert gradient["group"] == "theorem1" and gradient["lhs"] and gradient["rhs"] and gradient["source"]
 
 
 def test_explain_json(model_file):
