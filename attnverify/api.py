@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from attnverify import validate
 from attnverify.errors import InputError
 from attnverify.spec import PAPER, SMALL, ModelSpec
 
@@ -140,7 +141,7 @@ def verify(claims: str | Sequence[str] = "all", *, plugin: Any = None, spec: Mod
 
     enable_x64()
     from attnverify.plugins import select_claims
-    from attnverify.verification.sweep import check_sweep_arguments, run_claim
+    from attnverify.verification.sweep import check_sweep_arguments, run_claim, verify_records
     from attnverify.verification.table import claims_table
 
     spec = _with_plugin(plugin, _spec(spec, SMALL, changes))
@@ -150,8 +151,8 @@ def verify(claims: str | Sequence[str] = "all", *, plugin: Any = None, spec: Mod
                               progress=progress) for c in chosen)
     text = (f"spec: {spec.to_json()}\n{trials} draws per claim, seed {seed}, init scale {scale:g}\n\n"
             + claims_table(list(results)))
-    return VerifyResult(records=[json.loads(json.dumps(r.to_json())) for r in results], text=text,
-                        results=results)
+    records = json.loads(validate.dumps(verify_records(chosen, list(results), spec)))  # as the CLI writes them
+    return VerifyResult(records=records, text=text, results=results)
 
 
 # -- explain ---------------------------------------------------------------------------------

@@ -56,7 +56,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
     enable_x64()
     from attnverify.verification import claims as _claims  # noqa: F401  (fills the registry)
     from attnverify.verification.store import ChunkStore, code_version
-    from attnverify.verification.sweep import BLOCK, check_sweep_arguments, effective_chunk_size, run_claim
+    from attnverify.verification.sweep import (
+        BLOCK,
+        check_sweep_arguments,
+        effective_chunk_size,
+        run_claim,
+        verify_records,
+    )
     from attnverify.verification.table import claims_table
     from attnverify.verification.verdicts import parse_verdicts
 
@@ -96,10 +102,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
           f"init scale {args.scale:g}\n")
     print(claims_table(results, only=only))
     if args.json:
-        # Each record says what was measured: the spec swept, and the claim's two sides and source.
-        measured = {"spec": json.loads(spec.to_json())}
-        write_json(args.json, [{**r.to_json(), **measured, "group": c.group, "lhs": c.lhs, "rhs": c.rhs,
-                                "source": c.source} for c, r in zip(chosen, results, strict=True)])
+        write_json(args.json, verify_records(chosen, results, spec))
     return 1 if any(r.verdict == "fail" for r in results) else 0  # inconclusive is listed, not a failure
 
 

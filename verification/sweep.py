@@ -93,6 +93,14 @@ class ClaimResult:
         return out
 
 
+def verify_records(claims: list[Claim], results: list[ClaimResult], spec: ModelSpec) -> list[dict]:
+    """The records of ``verify --json`` (and `attnverify.verify`): each result, with what was
+    measured beside it: the spec swept and the claim's group, two sides and source."""
+    measured = {"spec": json.loads(spec.to_json())}
+    return [{**r.to_json(), **measured, "group": c.group, "lhs": c.lhs, "rhs": c.rhs, "source": c.source}
+            for c, r in zip(claims, results, strict=True)]
+
+
 def draw_mesh() -> Mesh:
     """A 1-d mesh over every device (every host's, after `jax.distributed.initialize()`)."""
     return Mesh(np.asarray(jax.devices()), ("draws",))
