@@ -205,19 +205,19 @@ def user_code(claim: Claim, what: str, fn: Any = None) -> Iterator[None]:
 
 
 def build_comparison(claim: Claim, spec: ModelSpec) -> Comparison:
-    """``claim.build(spec)``; for a user's claim, a build that raises or returns no function is an
-    `InputError` naming the claim (`user_code`)."""
+    """``claim.build(spec)``; for a user's claim, a build that raises or returns no function is a
+    `UserCodeError` naming the claim (`user_code`)."""
     with user_code(claim, "build", claim.build):
         compare = claim.build(spec)
     if not is_builtin(claim) and not callable(compare):
         raise UserCodeError(f"claim {claim.id!r}: build returned {type(compare).__name__}, not a function "
-                         "(params, tokens) -> (lhs, rhs)")
+                            "(params, tokens) -> (lhs, rhs)")
     return compare
 
 
 def user_comparison(claim: Claim, compare: Comparison, params: Params, tokens: jnp.ndarray) -> tuple:
     """``compare(params, tokens)``; for a user's claim, one that raises or does not return two
-    arrays of compatible shapes is an `InputError` naming the claim (`user_code`)."""
+    arrays of compatible shapes is a `UserCodeError` naming the claim (`user_code`)."""
     with user_code(claim, "comparison", compare):
         sides = compare(params, tokens)
     if is_builtin(claim) or _package_code(compare):
@@ -230,18 +230,18 @@ def user_comparison(claim: Claim, compare: Comparison, params: Params, tokens: j
         np.broadcast_shapes(lhs.shape, rhs.shape)
     except ValueError:
         raise UserCodeError(f"claim {claim.id!r}: comparison returned lhs of shape {lhs.shape} and rhs of shape "
-                         f"{rhs.shape}: they must match") from None
+                            f"{rhs.shape}: they must match") from None
     return lhs, rhs
 
 
 def user_measure(claim: Claim, measure: Callable, lhs: jnp.ndarray, rhs: jnp.ndarray) -> jnp.ndarray:
     """``measure(lhs, rhs)``, one number per draw; for a user's claim, a measure that raises or
-    returns an array is an `InputError` naming the claim (`user_code`)."""
+    returns an array is a `UserCodeError` naming the claim (`user_code`)."""
     with user_code(claim, "measure", measure):
         value = measure(lhs, rhs)
     if not (is_builtin(claim) or _package_code(measure)) and jnp.shape(value) != ():
         raise UserCodeError(f"claim {claim.id!r}: measure returned an array of shape {jnp.shape(value)} per draw, "
-                         "not one number")
+                            "not one number")
     return value
 
 
