@@ -190,7 +190,7 @@ def _package_code(fn: Any) -> bool:
 def user_code(claim: Claim, what: str, fn: Any = None) -> Iterator[None]:
     """Run the body as `claim`'s own code (its `what`: "build", "comparison", ...): for a user's
     claim, an error it raises (a `SystemExit` too; `KeyboardInterrupt` stays an interrupt)
-    becomes a one-line `InputError` naming the claim. A built-in claim as registered, or a
+    becomes a one-line `UserCodeError` (an `InputError`) naming the claim. A built-in claim as registered, or a
     callable `fn` that is the package's own code, is not wrapped: an error there is a bug,
     and its traceback is wanted."""
     if is_builtin(claim) or (fn is not None and _package_code(fn)):
