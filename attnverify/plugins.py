@@ -274,18 +274,21 @@ def derivation_lines(spec: ModelSpec) -> list[str]:
     """What `derive` adds for a plugin model: the file, what it overrides and declares, and
     whether its forward is proved to be the paper's (which decides the paper's hypotheses)."""
     from attnverify.theory.model import SymbolicModel
-    from attnverify.theory.plugin import forward_proof, overridden
+    from attnverify.theory.plugin import forward_proof, overridden, paper_switches, unequal_quantities
 
     plugin = spec.plugin
     parameters, constants = SymbolicModel(spec).declarations()
     declared = [f"parameter {p.name} {tuple(str(a) for a in p.shape)} init={p.init}" for p in parameters.values()]
     declared += [f"constant {c.name} = {c.value:g}" for c in constants.values()]
     proof = forward_proof(spec)
+    unequal = unequal_quantities(spec, paper_switches(spec)) if proof == "proved" else ()
+    caveat = (" (statements that assume the paper's model: hypotheses unmet)" if proof != "proved" else
+              f", but not its {', '.join(unequal)}, which the statements are written in (hypotheses unmet)"
+              if unequal else "")
     return [
         f"plugin: {plugin.path or plugin.name} (Model overrides: {', '.join(overridden(plugin.model)) or 'nothing'}; "
         f"declares: {', '.join(declared) or 'nothing'})",
-        f"forward = the paper's model: {proof}"
-        + ("" if proof == "proved" else " (statements that assume the paper's model: hypotheses unmet)"),
+        f"forward = the paper's model: {proof}{caveat}",
     ]
 
 

@@ -30,6 +30,7 @@ from attnverify.theory import statements
 from attnverify.theory import symbols as S
 from attnverify.theory.derivations import derive_gradient
 from attnverify.theory.model import Constant, Parameter, SymbolicModel
+from attnverify.theory.plugin import shifts_cancel
 
 from attnverify.spec import ModelSpec
 
@@ -127,7 +128,7 @@ class CompiledModel(NamedTuple):
     logits: Callable  # z_c (C,)
     axes: dict  # the declared tensors' axes (for further compilations)
     uses_logit_shift: bool
-    shifts_cancel: bool = True  # the forward is the same function whatever gamma^* and z^* (`shifts_cancel`)
+    shifts_cancel: bool = True  # the forward is proved free of gamma^* and z^* (`theory.plugin.shifts_cancel`)
 
 
 @functools.lru_cache(maxsize=32)
@@ -147,7 +148,7 @@ def compiled_model(spec: ModelSpec) -> CompiledModel:
     )
     if base_spec(spec) is spec:  # the built-in model: its softmax and output links cancel the shifts
         return compiled
-    return compiled._replace(shifts_cancel=shifts_cancel(spec, compiled))
+    return compiled._replace(shifts_cancel=shifts_cancel(spec))
 
 
 def _tensor_arrays(params: Any, e: jnp.ndarray) -> dict[str, jnp.ndarray]:
@@ -170,47 +171,13 @@ def _shifts(compiled: CompiledModel, arrays: dict, spec: ModelSpec) -> dict[str,
     return shifts
 
 
-def shifts_cancel(spec: ModelSpec, compiled: CompiledModel) -> bool:
-    """Whether the forward of a plugin is the same function whatever the shifts gamma^* and z^*,
-    as the built-in softmax and output links are. Derivations hold the shifts constant, so only
-    then may the numerics move them with the draw (to keep exp from overflowing). A plugin can
-    break it: a "null slot" added to the normaliser, ``super().normaliser(i) + 1``, is a slot of
-    score gamma^* relative to the others. Checked on one random draw in float64, whatever the
-    caller's precision (shifted by other constants per head, the forward of a model whose shifts
-    cancel moves by rounding only); a dependence found is never a coincidence of that draw, one
-    missed would need one. It runs in a thread of its own: JAX's tracing state and precision are
-    per thread, so the check computes numbers even when the model is first asked for inside a
-    traced program."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(1) as thread:
-        return thread.submit(_shifts_cancel_on_one_draw, spec, compiled).result()
-
-
-def _shifts_cancel_on_one_draw(spec: ModelSpec, compiled: CompiledModel) -> bool:
-    dtype = jnp.float64
-
-    @jax.jit  # one compilation, not one per operation
-    def outputs(key):
-        key_params, key_e = jax.random.split(key)
-        arrays = _tensor_arrays(draw_plugin_params(key_params, spec, dtype=dtype),
-                                jax.random.normal(key_e, (spec.max_len, spec.d_embed), dtype))
-        shifts = _shifts(compiled, arrays, spec)
-        moved = {name: value + jnp.linspace(0.7, -1.3, value.size, dtype=dtype).reshape(value.shape)
-                 for name, value in shifts.items()}
-        return compiled.output({**arrays, **shifts}), compiled.output({**arrays, **moved})
-
-    with jax.enable_x64(True):
-        a, b = map(float, outputs(jax.random.PRNGKey(0)))
-    return abs(a - b) <= float(jnp.sqrt(jnp.finfo(dtype).eps)) * max(1.0, abs(a))
-
-
 def symbol_arrays(params: Any, e: jnp.ndarray, spec: ModelSpec) -> dict[str, jnp.ndarray]:
     """Bind every SymPy tensor name of `spec`'s model to an array. The shifts gamma^* and
     z^* may be any constants (exact); they are bound to the compiled scores' max over t
     and to the logits' max (sigmoid: max(0, z)), so that exp never overflows. A plugin whose
-    forward changes with them (`shifts_cancel`) gets them at 0: the model exactly as its
-    expression reads, exp's overflow unguarded (an overflowing draw is NaN/inf, and counted)."""
+    forward is not proved free of them (`theory.plugin.shifts_cancel`) gets them at 0: the model
+    exactly as its expression reads, exp's overflow unguarded (an overflowing draw is NaN/inf,
+    and counted)."""
     compiled = compiled_model(spec)
     arrays = _tensor_arrays(params, e)
     if compiled.shifts_cancel:

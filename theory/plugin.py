@@ -8,8 +8,9 @@ registry asks the spec whether a claim's hypotheses hold.
 
 Hypotheses are decided, not assumed (``docs/plugins.md``): a statement that assumes the
 model of the switches ``requires`` holds its hypotheses under a plugin exactly when the
-plugin's forward expression is *proved* equal (`calculus.prove_equal`, for every size)
-to the forward of the spec with those switches (`is_model_of`). Not proved means the
+plugin's forward expression, and every quantity the statements are written in, is *proved*
+equal (`calculus.prove_equal`, for every size) to that of the spec with those switches
+(`is_model_of`). Not proved means the
 hypotheses are unmet: the statement's verdict is then "hypotheses unmet", never a FAIL.
 """
 
@@ -74,8 +75,8 @@ class PluginSpec(ModelSpec):
 
     # -- hypotheses, decided ---------------------------------------------------------------
     def satisfies(self, requires: dict[str, Any]) -> bool:
-        """True when the plugin's forward is proved equal to that of the spec with the
-        switches `requires` (no requirement: always true)."""
+        """True when the plugin's model (its forward and named quantities) is proved equal to
+        that of the spec with the switches `requires` (no requirement: always true)."""
         check_requires(requires)
         if not requires:
             return True
@@ -101,16 +102,49 @@ def paper_switches(spec: ModelSpec) -> ModelSpec:
     return base.replace(**{name: getattr(PAPER, name) for name in SWITCHES})
 
 
-@functools.lru_cache(maxsize=128)
 def is_model_of(spec: ModelSpec, target: ModelSpec) -> bool:
-    """True when the forward expression of `spec`'s model is proved equal, for every size,
-    to that of `target`'s model (False: not proved)."""
+    """True when `spec`'s model is proved, for every size, to be `target`'s: its forward, and
+    every named quantity the statements are written in (False: not proved). The forward alone
+    is not enough: a plugin that moves the 1/sqrt(d_att) into the query has the paper's forward,
+    but the paper's formula written in that query scales it twice."""
+    return _forward_equal(spec, target) and not unequal_quantities(spec, target)
+
+
+@functools.lru_cache(maxsize=128)
+def _forward_equal(spec: ModelSpec, target: ModelSpec) -> bool:
     return prove_equal(SymbolicModel(spec).output(), SymbolicModel(target).output())
 
 
+@functools.lru_cache(maxsize=128)
+def unequal_quantities(spec: ModelSpec, target: ModelSpec) -> tuple[str, ...]:
+    """The named quantities of `spec`'s model (`QUANTITIES`, the forward aside) not proved equal
+    to `target`'s at the same indices."""
+    ours, theirs = SymbolicModel(spec), SymbolicModel(target)
+    return tuple(name for name in QUANTITIES if name != "output" and not prove_equal(
+        getattr(ours, name)(*_arguments(name)), getattr(theirs, name)(*_arguments(name))))
+
+
+@functools.lru_cache(maxsize=128)
+def shifts_cancel(spec: ModelSpec) -> bool:
+    """Whether the forward of `spec`'s model is *proved* not to depend on the shifts gamma^*
+    (each head's) and z^*: d f / d gamma^*_j = 0 for every head j, and d f / d z^* = 0, as in
+    the built-in softmax and output links. Derivations hold the shifts constant, so only then may
+    the numerics move them with each draw to keep exp from overflowing. A plugin can break it:
+    a "null slot" added to the normaliser, ``super().normaliser(i) + 1``, is a slot of score
+    gamma^*; a floor ``Max(weight, 0.05)`` acts relative to the largest weight. A one-draw numerical
+    test missed both of these where the scores were small (docs/theory.md §10.3); not proved
+    means the shifts are bound to 0."""
+    output = SymbolicModel(spec).output()
+    head = sp.Dummy("j", integer=True, nonnegative=True)
+    if not prove_equal(sp.diff(output, S.gamma_shift[head]), sp.Integer(0), {head: (sp.Integer(0), S.K - 1)}):
+        return False
+    return S.logit_shift not in output.free_symbols or prove_equal(sp.diff(output, S.logit_shift), sp.Integer(0))
+
+
 def forward_proof(spec: ModelSpec) -> str:
-    """Whether the model of `spec` is proved to be the paper's: "proved" / "not proved"."""
-    return "proved" if is_model_of(spec, paper_switches(spec)) else "not proved"
+    """Whether the forward of `spec`'s model is proved to be the paper's: "proved" / "not proved"
+    (the paper's hypotheses also need its named quantities: `is_model_of`)."""
+    return "proved" if _forward_equal(spec, paper_switches(spec)) else "not proved"
 
 
 # -- checking a variant --------------------------------------------------------------------
