@@ -131,9 +131,9 @@ def shifts_cancel(spec: ModelSpec) -> bool:
     the built-in softmax and output links. Derivations hold the shifts constant, so only then may
     the numerics move them with each draw to keep exp from overflowing. A plugin can break it:
     a "null slot" added to the normaliser, ``super().normaliser(i) + 1``, is a slot of score
-    gamma^*; a floor ``Max(weight, 0.05)`` acts relative to the largest weight. A one-draw numerical
-    test missed both of these where the scores were small (docs/theory.md §10.3); not proved
-    means the shifts are bound to 0."""
+    gamma^*; a floor ``Max(weight, 0.05)`` acts relative to the largest weight. (A one-draw
+    numerical test missed the floor at small scores, and an attention sink drawn at 0: docs/theory.md
+    §10.3.) Not proved means the shifts are bound to 0."""
     output = SymbolicModel(spec).output()
     head = sp.Dummy("j", integer=True, nonnegative=True)
     if not prove_equal(sp.diff(output, S.gamma_shift[head]), sp.Integer(0), {head: (sp.Integer(0), S.K - 1)}):
