@@ -253,6 +253,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         jobs=args.jobs,
     )
     from attnverify.figures.catalog import FIGURES
+    from attnverify.numerics.training.train import metrics_path
     from attnverify.verification.store import FolderLock
 
     made = validate.missing_folders(options.out_dir)  # deepest first
@@ -262,13 +263,15 @@ def cmd_report(args: argparse.Namespace) -> int:
     except BaseException:
         validate.remove_empty_folders(made)
         raise
-    folders = (options.out_dir, options.out_dir / "figures")  # where a report writes
+    folders = (options.out_dir, options.out_dir / "figures")  # where a report writes, and its own names
+    own = {*preflight.REPORT_FILES, "figures", "model.npz", metrics_path("model.npz").name,
+           *preflight.figure_file_names(FIGURES)}
     before = validate.entries(*folders)
     try:
         preflight.fresh_report_folder(options.out_dir, list(FIGURES))
         written, status = run_report(options, draw_figures=draw_for_report)
     except InputError:  # refused after all: nothing it wrote, no lock, no folder it made left behind
-        validate.remove_added(before, *folders)
+        validate.remove_added(before, own, *folders)
         lock.release(discard=True)
         validate.remove_empty_folders(made)
         raise

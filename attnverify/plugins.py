@@ -304,7 +304,7 @@ def derivation_payload(derivation) -> dict:
     if plugin is None:
         return derivation_json(derivation)
     from attnverify.theory.model import SymbolicModel
-    from attnverify.theory.plugin import forward_proof, overridden
+    from attnverify.theory.plugin import forward_proof, overridden, paper_switches, unequal_quantities
 
     payload = derivation_json(dataclasses.replace(derivation, spec=spec.base))
     parameters, constants = SymbolicModel(spec).declarations()
@@ -316,6 +316,8 @@ def derivation_payload(derivation) -> dict:
                        for n, p in parameters.items()},
         "constants": {n: c.value for n, c in constants.items()},
         "forward_is_papers": forward_proof(spec),
+        # the paper's hypotheses need these too: a quantity the statements name, not proved the paper's
+        "quantities_not_papers": list(unequal_quantities(spec, paper_switches(spec))),
     }
     return payload
 

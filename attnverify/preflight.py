@@ -253,13 +253,19 @@ REPORT_FILES = ("report.md", "report.html", "results.json")
 FIGURE_SUFFIXES = (".png", ".pdf", ".json", ".csv")
 
 
+def figure_file_names(names) -> set[str]:
+    """The file names the figures `names` are written under (the drawing in each format, and its
+    data file), whatever the folder."""
+    return {f"{name}{suffix}" for name in names for suffix in FIGURE_SUFFIXES}
+
+
 def fresh_report_folder(folder: Path, figure_names: list[str]) -> list[Path]:
     """Remove what an earlier report wrote into `folder` (its pages and every figure file by a
     known figure name), so a report never shows an earlier run's figures beside its own. Other
     files, and the cached ``model.npz``, stay. Says on stderr what was removed."""
     folder = Path(folder)
     old = [folder / name for name in REPORT_FILES]
-    old += [folder / "figures" / f"{name}{suffix}" for name in figure_names for suffix in FIGURE_SUFFIXES]
+    old += [folder / "figures" / name for name in sorted(figure_file_names(figure_names))]
     removed = []
     for path in old:
         if path.is_file():

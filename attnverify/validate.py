@@ -11,6 +11,7 @@ import math
 import numbers
 import os
 import tempfile
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -306,12 +307,15 @@ def entries(*folders) -> set[Path]:
     return found
 
 
-def remove_added(before: set[Path], *folders) -> None:
+def remove_added(before: set[Path], names: Collection[str], *folders) -> None:
     """Remove what a refused command added to `folders` since `before` (`entries` of the same
-    folders): its files, then the folders among them left empty. Quietly: what cannot be
-    removed stays, and nothing that was there before is touched."""
-    added = sorted(entries(*folders) - before, key=lambda p: len(p.parts), reverse=True)
-    for path in added:
+    folders) under one of its own `names` (its outputs, the subfolders it makes, and the
+    temporaries of `modelfile.atomic_write`, ``.attnverify-tmp-*``): its files, then the folders
+    among them left empty. Quietly: what cannot be removed stays. Nothing that was there before,
+    and nothing by another name (a file someone else saved there meanwhile), is touched."""
+    added = [path for path in entries(*folders) - before
+             if path.name in names or path.name.startswith(".attnverify-tmp-")]
+    for path in sorted(added, key=lambda p: len(p.parts), reverse=True):
         try:
             path.rmdir() if path.is_dir() and not path.is_symlink() else path.unlink()
         except OSError:

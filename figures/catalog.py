@@ -17,6 +17,7 @@ from attnverify.numerics import stored_results
 from attnverify.numerics.tokenize import words
 
 from attnverify.errors import InputError
+from attnverify.preflight import figure_file_names
 from attnverify.spec import ModelSpec
 from attnverify.validate import entries, missing_folders, remove_added, remove_empty_folders
 
@@ -130,7 +131,7 @@ def make_all(names: list[str], ctx: FigureContext, out_dir: str | Path,
                 log(f"figure {name}: {FIGURES[name][1]}")
             written[name] = make(name, ctx, out_dir)
     except InputError:
-        remove_added(before, out_dir)
+        remove_added(before, figure_file_names(names), out_dir)
         remove_empty_folders(made)
         raise
     return written

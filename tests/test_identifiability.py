@@ -279,6 +279,12 @@ def test_fiber_max_jsd_expects_a_verdict_only_where_its_threshold_was_measured()
     claim = REGISTRY["identifiability.fiber_max_jsd"]
     assert claim.expected(SMALL) is True
     assert claim.expected(SMALL.replace(max_len=8)) is None and claim.expected(SPEC) is None
+    # ... under a plugin too: a proof holds for every size, so sizes are compared by value.
+    from attnverify.theory.model import SymbolicModel
+    from attnverify.theory.plugin import Plugin, plugin_spec
+
+    plain = plugin_spec(Plugin("plain", SymbolicModel), SMALL.replace(max_len=8))
+    assert claim.expected(plain) is None and claim.unmet(plain) == {"max_len": 8}
 
 
 @pytest.mark.parametrize("wrong", ["ones", "readout"])

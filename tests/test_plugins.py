@@ -283,6 +283,12 @@ def test_the_papers_forward_in_other_quantities_does_not_meet_the_papers_hypothe
     spec = plugin_spec(Plugin("scaled_query", ScaledQuery), TINY)
     assert forward_proof(spec) == "proved" and unequal_quantities(spec, TINY) == ("query",)
     assert not spec.satisfies(PAPER_HYPOTHESES) and REGISTRY["thm1.gradient"].expected(spec) is None
+    from attnverify.theory.derivations import derive_gradient
+
+    from attnverify.plugins import derivation_payload  # what derive --json says of it
+
+    plugin = derivation_payload(derive_gradient(spec))["plugin"]
+    assert plugin["forward_is_papers"] == "proved" and plugin["quantities_not_papers"] == ["query"]
 
 
 # -- the compiler: what the SymPy layer writes over index sums --------------------------------------

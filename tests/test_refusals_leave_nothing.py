@@ -140,6 +140,8 @@ def test_a_report_refused_after_the_lock_takes_back_what_it_wrote(tmp_path, caps
         (options.out_dir / "figures").mkdir(exist_ok=True)
         (options.out_dir / "figures" / "architecture.png").write_bytes(b"png")
         (options.out_dir / "report.md").write_text("half")
+        if existing:  # someone else's, saved there meanwhile: not the report's to remove
+            (options.out_dir / "theirs.txt").write_text("kept")
         raise InputError(f"{options.out_dir}: no space left on device")
 
     monkeypatch.setattr(build, "run_report", refused_midway)
@@ -150,7 +152,7 @@ def test_a_report_refused_after_the_lock_takes_back_what_it_wrote(tmp_path, caps
     before = tree(tmp_path)
     code, _, err = cli(capsys, *REPORT, "--out", rep, "--model", model)
     assert_one_line_error(code, err, "no space left on device")
-    assert tree(tmp_path) == before
+    assert tree(tmp_path) == sorted(before + (["rep/theirs.txt"] if existing else []))
 
 
 def test_a_refusal_gives_a_dead_runs_lock_file_back_as_it_was(tmp_path):
@@ -182,11 +184,14 @@ def one_number_each(spec):
 register(Claim(id="mine.raises", build=raises, tolerance={"float64": 1e-12, "float32": 1e-5}, **KW))
 register(Claim(id="mine.vector", build=one_number_each, measure=lambda lhs, rhs: lhs - rhs,
                summary=mean_above(0.0), tolerance={"float64": 0.0, "float32": 0.0}, **KW))
+register(Claim(id="mine.none", build=one_number_each, measure=lambda lhs, rhs: None,
+               summary=mean_above(0.0), tolerance={"float64": 0.0, "float32": 0.0}, **KW))
 """
 
 
 @pytest.mark.parametrize("claim, fragment", [("mine.raises", "build raised RuntimeError: boom in build"),
-                                             ("mine.vector", "measure returned an array of shape (4,) per draw")])
+                                             ("mine.vector", "measure returned an array of shape (4,) per draw"),
+                                             ("mine.none", "claim 'mine.none': measure raised ValueError")])
 @pytest.mark.parametrize("existing", [False, True])
 def test_a_users_claim_refused_while_traced_leaves_no_sweep_behind(tmp_path, capsys, claim, fragment, existing):
     """Its code runs only once the sweep has begun (the store is open): a sweep that recorded

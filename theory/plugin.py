@@ -76,18 +76,21 @@ class PluginSpec(ModelSpec):
     # -- hypotheses, decided ---------------------------------------------------------------
     def satisfies(self, requires: dict[str, Any]) -> bool:
         """True when the plugin's model (its forward and named quantities) is proved equal to
-        that of the spec with the switches `requires` (no requirement: always true)."""
-        check_requires(requires)
-        if not requires:
-            return True
-        return is_model_of(self, self.base.replace(**requires))
+        that of the spec with the switches of `requires`, and its sizes are those `requires`
+        names (no requirement: always true)."""
+        return not self.unmet(requires)
 
     def unmet(self, requires: dict[str, Any]) -> dict[str, Any]:
-        """``{switch: what this model has}`` for the hypotheses not proved (empty when they
-        hold). A plugin is not a switch value, so each unmet switch reads as the plugin."""
-        if self.satisfies(requires):
-            return {}
-        return {name: f"plugin {self.plugin.name}" for name in requires}
+        """``{hypothesis: what this model has}`` for the hypotheses that do not hold (empty when
+        they all do). A size is compared by value: a proof holds for every size, so it cannot
+        settle one (a threshold measured at T = 16 says nothing at T = 8). A switch is proved;
+        a plugin is not a switch value, so each unmet switch reads as the plugin."""
+        check_requires(requires)
+        sizes = {k: getattr(self, k) for k, v in requires.items() if k not in SWITCHES and getattr(self, k) != v}
+        switches = {k: v for k, v in requires.items() if k in SWITCHES}
+        if switches and not is_model_of(self, self.base.replace(**switches)):
+            return {**sizes, **{name: f"plugin {self.plugin.name}" for name in switches}}
+        return sizes
 
 
 def plugin_spec(plugin: Plugin, spec: ModelSpec = PAPER) -> PluginSpec:
@@ -126,17 +129,20 @@ def unequal_quantities(spec: ModelSpec, target: ModelSpec) -> tuple[str, ...]:
 
 @functools.lru_cache(maxsize=128)
 def shifts_cancel(spec: ModelSpec) -> bool:
-    """Whether the forward of `spec`'s model is *proved* not to depend on the shifts gamma^*
-    (each head's) and z^*: d f / d gamma^*_j = 0 for every head j, and d f / d z^* = 0, as in
-    the built-in softmax and output links. Derivations hold the shifts constant, so only then may
-    the numerics move them with each draw to keep exp from overflowing. A plugin can break it:
+    """Whether the forward of `spec`'s model, and its attention alpha, are *proved* not to depend
+    on the shifts gamma^* (each head's) and z^*: d f / d gamma^*_j = d alpha / d gamma^*_j = 0 for
+    every head j, and d f / d z^* = 0, as in the built-in softmax and output links. Derivations
+    hold the shifts constant, so only then may the numerics move them with each draw to keep exp
+    from overflowing. A plugin can break it:
     a "null slot" added to the normaliser, ``super().normaliser(i) + 1``, is a slot of score
     gamma^*; a floor ``Max(weight, 0.05)`` acts relative to the largest weight. (A one-draw
     numerical test missed the floor at small scores, and an attention sink drawn at 0: docs/theory.md
     §10.3.) Not proved means the shifts are bound to 0."""
-    output = SymbolicModel(spec).output()
+    model = SymbolicModel(spec)
+    output, alpha = model.output(), model.alpha(S.i, S.t)  # alpha: what explain reports, the statements use
     head = sp.Dummy("j", integer=True, nonnegative=True)
-    if not prove_equal(sp.diff(output, S.gamma_shift[head]), sp.Integer(0), {head: (sp.Integer(0), S.K - 1)}):
+    ranges = {head: (sp.Integer(0), S.K - 1), S.i: (sp.Integer(0), S.K - 1), S.t: (sp.Integer(0), S.T - 1)}
+    if not all(prove_equal(sp.diff(x, S.gamma_shift[head]), sp.Integer(0), ranges) for x in (output, alpha)):
         return False
     return S.logit_shift not in output.free_symbols or prove_equal(sp.diff(output, S.logit_shift), sp.Integer(0))
 

@@ -180,6 +180,11 @@ def check_user_claim(claim: Claim) -> None:
             raise InputError(f"claim {claim.id!r}: {name} must be None or a function, got {type(value).__name__}")
 
 
+def _package_run(claim: Claim, fn: Any = None) -> bool:
+    """`claim` as registered by the package, or `fn` the package's own code: not the user's."""
+    return is_builtin(claim) or (fn is not None and _package_code(fn))
+
+
 def _package_code(fn: Any) -> bool:
     """`fn` (a function, or an object whose class is the code) is this package's."""
     module = getattr(fn, "__module__", None) or ""
@@ -193,7 +198,7 @@ def user_code(claim: Claim, what: str, fn: Any = None) -> Iterator[None]:
     becomes a one-line `UserCodeError` (an `InputError`) naming the claim. A built-in claim as registered, or a
     callable `fn` that is the package's own code, is not wrapped: an error there is a bug,
     and its traceback is wanted."""
-    if is_builtin(claim) or (fn is not None and _package_code(fn)):
+    if _package_run(claim, fn):
         yield
         return
     try:
@@ -220,7 +225,7 @@ def user_comparison(claim: Claim, compare: Comparison, params: Params, tokens: j
     arrays of compatible shapes is a `UserCodeError` naming the claim (`user_code`)."""
     with user_code(claim, "comparison", compare):
         sides = compare(params, tokens)
-    if is_builtin(claim) or _package_code(compare):
+    if _package_run(claim, compare):
         return sides
     if not (isinstance(sides, tuple | list) and len(sides) == 2):
         raise UserCodeError(f"claim {claim.id!r}: comparison returned {type(sides).__name__}, not the pair (lhs, rhs)")
@@ -239,8 +244,14 @@ def user_measure(claim: Claim, measure: Callable, lhs: jnp.ndarray, rhs: jnp.nda
     returns an array is a `UserCodeError` naming the claim (`user_code`)."""
     with user_code(claim, "measure", measure):
         value = measure(lhs, rhs)
-    if not (is_builtin(claim) or _package_code(measure)) and jnp.shape(value) != ():
-        raise UserCodeError(f"claim {claim.id!r}: measure returned an array of shape {jnp.shape(value)} per draw, "
+    if _package_run(claim, measure):
+        return value
+    with user_code(claim, "measure"):  # None, a string: not a number
+        value = jnp.asarray(value)
+        if not (jnp.issubdtype(value.dtype, jnp.number) or value.dtype == bool):
+            raise TypeError(f"returned {value.dtype} values, not numbers")
+    if value.shape != ():
+        raise UserCodeError(f"claim {claim.id!r}: measure returned an array of shape {value.shape} per draw, "
                             "not one number")
     return value
 

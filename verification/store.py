@@ -269,9 +269,10 @@ class ChunkStore:
     done: dict[tuple[str, int], list[float]] = field(default_factory=dict)
     lock: FolderLock | None = None
     log: Callable[[str], None] = _warn
-    #: What `open` made for this run: the folders, deepest first, and (not resuming) the manifest and results.
+    #: What `open` made for this run: the folders (deepest first), and the files it created (the
+    #: manifest and the results file of a sweep it started where there were none).
     made: list[Path] = field(default_factory=list)
-    started: bool = False
+    created: tuple[str, ...] = ()
 
     @classmethod
     def open(cls, folder: str | os.PathLike, manifest: dict, *, resume: bool,
@@ -297,6 +298,7 @@ class ChunkStore:
             if made:
                 _remove_folder(folder, made)
             raise
+        created = () if resume else tuple(n for n in ("manifest.json", "results.jsonl") if not (folder / n).exists())
         try:
             store = cls._resume(folder, manifest, log) if resume else cls._start(folder, manifest, log)
         except BaseException as err:
@@ -308,7 +310,7 @@ class ChunkStore:
             else:
                 lock.release(discard=refused)
             raise
-        store.lock, store.made, store.started = lock, made, not resume
+        store.lock, store.made, store.created = lock, made, created
         return store
 
     @classmethod
@@ -420,13 +422,12 @@ class ChunkStore:
 
     def refused(self) -> None:
         """Close after a refusal during the sweep (a user's claim whose code fails when traced):
-        a sweep this run started that recorded nothing leaves nothing, as a refusal at `open`
-        does; one with results keeps them, to resume."""
+        a sweep that recorded nothing takes back the files and folders this run created, and the
+        lock; one with results keeps them, to resume."""
         if self.lock is None:
             return
-        results = self.folder / "results.jsonl"
-        if self.started and not self.done and results.is_file() and results.stat().st_size == 0:
-            _remove_folder(self.folder, self.made, ("manifest.json", "results.jsonl"), lock=self.lock)
+        if self.created and not self.done:
+            _remove_folder(self.folder, self.made, self.created, lock=self.lock)
             self.lock = None
         else:
             self.close()
