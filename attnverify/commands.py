@@ -263,9 +263,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     except BaseException:
         validate.remove_empty_folders(made)
         raise
-    folders = (options.out_dir, options.out_dir / "figures")  # where a report writes, and its own names
-    own = {*preflight.REPORT_FILES, "figures", "model.npz", metrics_path("model.npz").name,
-           *preflight.figure_file_names(FIGURES)}
+    folders = (options.out_dir, options.out_dir / preflight.FIGURES_FOLDER)  # where a report writes, its names
+    own = {*preflight.REPORT_FILES, preflight.FIGURES_FOLDER, preflight.CACHED_MODEL,
+           metrics_path(preflight.CACHED_MODEL).name, *preflight.figure_file_names(FIGURES)}
     before = validate.entries(*folders)
     try:
         preflight.fresh_report_folder(options.out_dir, list(FIGURES))

@@ -179,7 +179,7 @@ def check_report_inputs(args: argparse.Namespace) -> None:
     from attnverify.verification.registry import select
 
     select(list(args.claims))
-    model = Path(args.model) if args.model else Path(args.out) / "model.npz"
+    model = Path(args.model) if args.model else Path(args.out) / CACHED_MODEL
     if args.model or model.is_file():
         from attnverify.numerics import modelfile
 
@@ -250,6 +250,9 @@ def make_folder(name: str, path) -> Path:
 
 #: What a report writes into its folder (besides ``figures/NAME.*`` and the cached model.npz).
 REPORT_FILES = ("report.md", "report.html", "results.json")
+#: Inside a report's folder: the model it trains when given none (read back by a later run), and
+#: the folder of its figures.
+CACHED_MODEL, FIGURES_FOLDER = "model.npz", "figures"
 FIGURE_SUFFIXES = (".png", ".pdf", ".json", ".csv")
 
 
@@ -265,7 +268,7 @@ def fresh_report_folder(folder: Path, figure_names: list[str]) -> list[Path]:
     files, and the cached ``model.npz``, stay. Says on stderr what was removed."""
     folder = Path(folder)
     old = [folder / name for name in REPORT_FILES]
-    old += [folder / "figures" / name for name in sorted(figure_file_names(figure_names))]
+    old += [folder / FIGURES_FOLDER / name for name in sorted(figure_file_names(figure_names))]
     removed = []
     for path in old:
         if path.is_file():

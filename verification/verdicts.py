@@ -72,12 +72,12 @@ def inconclusive_finding(judgement) -> str:
         return f"Inconclusive: {j.draws} finite draw(s), too few to bound the {j.statistic}."
     if j.note and math.isnan(j.bound):  # no bound at all (a sample without spread): the note says why
         return f"Inconclusive: {j.note}."
-    side = "lower" if j.direction == "above" else "upper"
+    side, bound = j.deciding  # undecided: the claim's own side
     if j.draws_needed:
         more = f"about {j.draws_needed} draws would settle it at the observed effect"
     else:
         more = "no number of draws settles it at the observed effect (it sits at the threshold, or a fixed " \
             "pool's own error dominates)"
     why = f" ({j.note})" if j.note else ""
-    return (f"Inconclusive at {j.draws} draws: {j.statistic} {j.estimate:.4g}, {side} bound {j.bound:.4g} "
+    return (f"Inconclusive at {j.draws} draws: {j.statistic} {j.estimate:.4g}, {side} bound {bound:.4g} "
             f"(other side {j.counter_bound:.4g}) against {j.target}{why}; {more}.")

@@ -34,6 +34,7 @@ from attnverify.verification.sweep import ClaimResult
 
 from attnverify import validate
 from attnverify.errors import InputError
+from attnverify.preflight import CACHED_MODEL, FIGURES_FOLDER
 from attnverify.spec import SMALL, ModelSpec
 
 #: Draws per claim and dtype, and the dtypes swept. "quick" is the default main job (minutes
@@ -80,7 +81,7 @@ class Log:
 
 def obtain_model(options: ReportOptions, log: Callable[[str], None]) -> tuple[modelfile.ModelFile, dict]:
     """The model to explain, and what the report says about it (path, origin, metrics)."""
-    path = options.model or options.out_dir / "model.npz"
+    path = options.model or options.out_dir / CACHED_MODEL
     if options.model is not None or path.is_file():
         origin = "given" if options.model is not None else "cached from an earlier run"
         log(f"model: loading {path} ({origin})")
@@ -138,7 +139,7 @@ def run_report(options: ReportOptions, draw_figures: FigureDrawer | None = None)
                                    claims_spec=options.claims_spec)
     if options.text:
         context["text"] = context["document"] = options.text
-    figures_dir = options.out_dir / "figures"
+    figures_dir = options.out_dir / FIGURES_FOLDER
     # With worker processes, the figures that do not read the claims' results are drawn in one
     # of them while the claims run, the others after the claims, here (`workers.Beside`,
     # `figures.catalog.AFTER_CLAIMS`). Without workers, or if that worker failed, all of them here.
