@@ -267,16 +267,19 @@ def cmd_report(args: argparse.Namespace) -> int:
     own = {*preflight.REPORT_FILES, preflight.FIGURES_FOLDER, preflight.CACHED_MODEL,
            metrics_path(preflight.CACHED_MODEL).name, *preflight.figure_file_names(FIGURES)}
     before = validate.entries(*folders)
+    earlier = preflight.EarlierReport(options.out_dir, list(FIGURES))
     try:
-        preflight.fresh_report_folder(options.out_dir, list(FIGURES))
+        earlier.set_aside()
         written, status = run_report(options, draw_figures=draw_for_report)
-    except InputError:  # refused after all: nothing it wrote, no lock, no folder it made left behind
+    except BaseException:  # refused, interrupted or a bug: the folder as it was, with no lock and no folder it made
+        earlier.restore()
         validate.remove_added(before, own, *folders)
         lock.release(discard=True)
         validate.remove_empty_folders(made)
         raise
     finally:
         lock.release()
+    earlier.discard()
     print(f"report: {written['report.html']} and {written['report.md']}")
     return status
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -262,22 +263,50 @@ def figure_file_names(names) -> set[str]:
     return {f"{name}{suffix}" for name in names for suffix in FIGURE_SUFFIXES}
 
 
-def fresh_report_folder(folder: Path, figure_names: list[str]) -> list[Path]:
-    """Remove what an earlier report wrote into `folder` (its pages and every figure file by a
-    known figure name), so a report never shows an earlier run's figures beside its own. Other
-    files, and the cached ``model.npz``, stay. Says on stderr what was removed."""
-    folder = Path(folder)
-    old = [folder / name for name in REPORT_FILES]
-    old += [folder / FIGURES_FOLDER / name for name in sorted(figure_file_names(figure_names))]
-    removed = []
-    for path in old:
-        if path.is_file():
+class EarlierReport:
+    """An earlier report's files in a report folder (its pages, and every figure file by a known
+    figure name), set aside while a new report is written, so that it never shows an earlier run's
+    figures beside its own and a failed run never loses the report that was there.
+
+    `set_aside` moves them into one hidden folder beside them (``.attnverify-tmp-PID-earlier-report``,
+    which a run killed by SIGKILL leaves behind with the files in it); `discard` removes them once
+    the new report is written; `restore` puts them back, over any new file of the same name, when
+    it is refused or interrupted. Other files, and the cached ``model.npz``, are never moved."""
+
+    def __init__(self, folder: Path, figure_names: list[str]):
+        self.folder = Path(folder)
+        self.aside = self.folder / f"{validate.TMP_PREFIX}{os.getpid()}-earlier-report"
+        names = [Path(name) for name in REPORT_FILES]
+        names += [Path(FIGURES_FOLDER) / name for name in sorted(figure_file_names(figure_names))]
+        self.names = [name for name in names if (self.folder / name).is_file()]
+        self.moved: list[Path] = []
+
+    def set_aside(self) -> EarlierReport:
+        """Move the earlier report's files aside (quietly: a refusal's stderr stays one line)."""
+        for name in self.names:
             try:
-                path.unlink()
+                (self.aside / name).parent.mkdir(parents=True, exist_ok=True)
+                os.replace(self.folder / name, self.aside / name)
             except OSError as err:
-                raise validate.os_error(path, err) from None
-            removed.append(path)
-    if removed:
-        print(f"attnverify: note: {folder} held an earlier report; its {len(removed)} files were removed "
-              "(this report is written afresh)", file=sys.stderr)
-    return removed
+                self.restore()
+                raise validate.os_error(self.folder / name, err) from None
+            self.moved.append(name)
+        return self
+
+    def discard(self) -> None:
+        """Remove the earlier report (the new one is written); says on stderr how many files it had."""
+        shutil.rmtree(self.aside, ignore_errors=True)
+        if self.moved:
+            print(f"attnverify: note: {self.folder} held an earlier report; its {len(self.moved)} files were "
+                  "replaced by this report's", file=sys.stderr)
+
+    def restore(self) -> None:
+        """Put back what was moved, quietly: a file that cannot be put back stays in the hidden folder."""
+        for name in self.moved:
+            try:
+                (self.folder / name).parent.mkdir(parents=True, exist_ok=True)
+                os.replace(self.aside / name, self.folder / name)
+            except OSError:
+                return
+        self.moved = []
+        shutil.rmtree(self.aside, ignore_errors=True)

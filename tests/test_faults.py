@@ -288,17 +288,26 @@ def test_temporaries_of_killed_writers_are_swept_up(tmp_path, capsys):
     assert not stale.exists() and live.exists()
 
 
-def test_a_reused_report_folder_is_written_afresh(tmp_path, capsys):
-    from attnverify.preflight import fresh_report_folder
+def test_a_reused_report_folder_sets_the_earlier_report_aside_and_can_put_it_back(tmp_path, capsys):
+    from attnverify.preflight import EarlierReport
 
     (tmp_path / "figures").mkdir()
     old = [tmp_path / "report.html", tmp_path / "figures" / "fig3.png", tmp_path / "figures" / "fig3.json"]
     kept = [tmp_path / "model.npz", tmp_path / "notes.txt", tmp_path / "figures" / "mine.png"]
     for path in old + kept:
         path.write_text("earlier run")
-    assert sorted(fresh_report_folder(tmp_path, ["fig1", "fig3"])) == sorted(old)
+    earlier = EarlierReport(tmp_path, ["fig1", "fig3"]).set_aside()
     assert all(p.exists() for p in kept) and not any(p.exists() for p in old)
-    assert "written afresh" in capsys.readouterr().err
+    (tmp_path / "report.html").write_text("new run")  # the new report's, half-written
+    earlier.restore()
+    assert all(p.read_text() == "earlier run" for p in old + kept)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["figures", "model.npz", "notes.txt", "report.html"]
+
+    earlier = EarlierReport(tmp_path, ["fig1", "fig3"]).set_aside()
+    earlier.discard()  # the new report is written: the earlier one goes, hidden folder and all
+    assert "held an earlier report; its 3 files were replaced" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["figures", "model.npz", "notes.txt"]
+    assert all(p.exists() for p in kept)
 
 
 # -- the results folder: locked, checked on resume ---------------------------------------------------

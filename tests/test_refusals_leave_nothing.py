@@ -13,6 +13,7 @@ import pytest
 from helpers import assert_one_line_error, cli
 
 from attnverify.cli import main
+from attnverify.errors import InputError
 
 TINY = ["--max-len", "6", "--d-embed", "4", "--d-att", "2", "--d-out", "2", "--heads", "1", "--vocab-size", "12"]
 VERIFY = ["verify", "thm1.gradient", "--trials", "2", "--quiet", *TINY]
@@ -153,6 +154,35 @@ def test_a_report_refused_after_the_lock_takes_back_what_it_wrote(tmp_path, caps
     code, _, err = cli(capsys, *REPORT, "--out", rep, "--model", model)
     assert_one_line_error(code, err, "no space left on device")
     assert tree(tmp_path) == sorted(before + (["rep/theirs.txt"] if existing else []))
+
+
+@pytest.mark.parametrize("failure", [InputError, KeyboardInterrupt])
+def test_a_report_that_fails_midway_puts_the_earlier_report_back(tmp_path, capsys, monkeypatch, model, failure):
+    """Rerun into the folder of an earlier report and refused (or interrupted) while writing: the
+    earlier report is there again, byte for byte, with none of the new run's files beside it."""
+    from attnverify.verification.report import build
+
+    rep = tmp_path / "rep"
+    (rep / "figures").mkdir(parents=True)
+    earlier = {"report.html": "<p>earlier", "results.json": "{}", "figures/architecture.png": "earlier png",
+               "figures/mine.png": "mine", "model.npz": "not read: --model is given"}
+    for name, text in earlier.items():
+        (rep / name).write_text(text)
+
+    def fails_midway(options, draw_figures=None):
+        (options.out_dir / "figures" / "architecture.png").write_bytes(b"new png")
+        (options.out_dir / "figures" / "architecture.json").write_text("{}")
+        (options.out_dir / "report.md").write_text("half")
+        raise failure("no space left on device")
+
+    monkeypatch.setattr(build, "run_report", fails_midway)
+    code, _, err = cli(capsys, *REPORT, "--out", rep, "--model", model)
+    if failure is InputError:
+        assert_one_line_error(code, err, "no space left on device")
+    else:
+        assert code == 130
+    assert {str(p.relative_to(rep)): p.read_text() for p in rep.rglob("*") if p.is_file()} == earlier
+    assert tree(rep) == sorted([*earlier, "figures"])  # no hidden folder, no lock
 
 
 def test_a_refusal_gives_a_dead_runs_lock_file_back_as_it_was(tmp_path):
