@@ -14,17 +14,19 @@ def _verdict(r: ClaimResult) -> str:
     return label(r)
 
 
-def _target(r: ClaimResult) -> str:
+def target_text(r: ClaimResult) -> str:
+    """What the claim asserts, as the table's target cell: the tolerance, or the statistic's inequality."""
     if r.statistic is None:
         return f"err <= {r.tolerance:.0e}"
     return r.target or f"{r.statistic} {_OP.get(r.direction or '', '?')} {r.threshold:.3g}"
 
 
-def _measured(r: ClaimResult) -> str:
-    return _measured_value(r) + _nonfinite(r)
+def measured_text(r: ClaimResult) -> str:
+    """What was measured, as the table's cell (the report and the workers' log lines use it too)."""
+    return _measured_value(r) + nonfinite_text(r)
 
 
-def _nonfinite(r: ClaimResult) -> str:
+def nonfinite_text(r: ClaimResult) -> str:
     """How many draws were NaN / inf, whenever any were (declared or not): never left unsaid."""
     if not r.nonfinite:
         return ""
@@ -55,7 +57,7 @@ def claims_table(results: list[ClaimResult], *, only: tuple[str, ...] | None = N
     rows = [("claim", "statement", "dtype", "trials", "target", "measured", "result", "prov.", "proof")]
     for r in shown:
         statement = r.statement if len(r.statement) <= 60 else r.statement[:57] + "..."
-        rows.append((r.id, statement, r.dtype, str(r.trials), _target(r), _measured(r), _verdict(r),
+        rows.append((r.id, statement, r.dtype, str(r.trials), target_text(r), measured_text(r), _verdict(r),
                      _PROVENANCE.get(r.provenance, r.provenance), r.proof or "-"))
     widths = [max(len(row[j]) for row in rows) for j in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]

@@ -10,7 +10,7 @@ import json
 import math
 
 from attnverify.verification.sweep import ClaimResult
-from attnverify.verification.table import _measured, _target
+from attnverify.verification.table import measured_text, target_text
 from attnverify.verification.verdicts import label
 
 #: The paper's setup (docs/theory.md §7, "Training").
@@ -172,7 +172,7 @@ def model_used(model: dict) -> str:
 
 
 def claim_row(r: ClaimResult) -> list[str]:
-    return [r.id, r.statement, r.dtype, _target(r), _measured(r), label(r), r.provenance or "-"]
+    return [r.id, r.statement, r.dtype, target_text(r), measured_text(r), label(r), r.provenance or "-"]
 
 
 def claim_sections(results: list[ClaimResult], claims: dict[str, dict]) -> list[tuple[str, list[ClaimResult]]]:
