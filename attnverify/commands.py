@@ -362,7 +362,11 @@ def cmd_cache(args: argparse.Namespace) -> int:
             if not path.exists():
                 print(f"nothing to clear: {path} does not exist")
                 return 0
-            print(f"removed {compilation_cache.clear_cache(path)} entries from {path}")
+            removed, others = compilation_cache.clear_cache(path)
+            print(f"removed {removed} entries from {path}")
+            if others:
+                shown = ", ".join(p.name for p in others[:3]) + (", ..." if len(others) > 3 else "")
+                print(f"kept {len(others)} other files there, which the cache did not write ({shown})")
     except compilation_cache.CacheLocationError as err:
         raise InputError(str(err)) from None
     except OSError as err:

@@ -28,6 +28,8 @@ from pathlib import Path
 
 from attnverify.theory import memo
 
+from attnverify.validate import TMP_PREFIX
+
 ENV_VAR = "ATTNVERIFY_CACHE_DIR"
 #: Every program that takes longer than this to compile is written (XLA CPU programs take
 #: 0.1 s to tens of seconds; below this, reading an entry costs about what compiling does).
@@ -37,7 +39,9 @@ MIN_COMPILE_SECONDS = 0.05
 #: commands, the test suite's processes) never read an entry another is still writing.
 MAX_BYTES = 4 * 2**30
 #: JAX names its entries ``<module>-<hash>-cache`` (plus ``-atime`` files when it evicts).
-ENTRY_SUFFIX = "-cache"
+ENTRY_SUFFIX, ATIME_SUFFIX = "-cache", "-atime"
+#: JAX's lock on the folder, while a size limit is set: left in place (a running process may hold it).
+JAX_LOCK_FILE = ".lockfile"
 _JAX_READ_ERROR = "Error reading persistent compilation cache entry for '"
 _JAX_WRITE_ERROR = "Error writing persistent compilation cache entry for '"
 
@@ -167,19 +171,31 @@ def cache_info(path: Path) -> CacheInfo:
                      len(result_entries(path)))
 
 
-def clear_cache(path: Path) -> int:
-    """Remove every file of the cache at `path`; returns how many entries (compiled programs,
-    derivations, traced programs and stored results) it held. The folder itself stays (it may be
-    one the user made). A missing folder holds nothing."""
+def owned_files(path: Path) -> list[Path]:
+    """The files at `path` that the cache wrote: its entries (and JAX's ``-atime`` companions) and
+    the temporaries of its atomic writes, never a file of the user's that shares the folder."""
+    from attnverify.numerics import stored_programs, stored_results
+
+    suffixes = (ENTRY_SUFFIX, ATIME_SUFFIX, memo.SUFFIX, stored_programs.SUFFIX, stored_results.SUFFIX)
+    return sorted(p for p in path.iterdir() if (p.is_file() or p.is_symlink())
+                  and (p.name.endswith(suffixes) or p.name.startswith(TMP_PREFIX))) if path.is_dir() else []
+
+
+def clear_cache(path: Path) -> tuple[int, list[Path]]:
+    """Remove the cache's files at `path` (`owned_files`); returns how many entries (compiled
+    programs, derivations, traced programs and stored results) it held, and the files it left
+    because the cache did not write them. The folder itself stays (it may be one the user made).
+    A missing folder holds nothing."""
     check_cache_location(path, create=False)
     if not path.is_dir():
-        return 0
+        return 0, []
     count = sum(len(entries(path)) for entries in (cache_entries, derivation_entries, traced_entries,
                                                     result_entries))
-    for item in path.iterdir():
-        if item.is_file() or item.is_symlink():
-            item.unlink(missing_ok=True)
-    return count
+    owned = owned_files(path)
+    for item in owned:
+        item.unlink(missing_ok=True)
+    others = sorted(p for p in path.iterdir() if p not in owned and p.name != JAX_LOCK_FILE)
+    return count, others
 
 
 def remove_unreadable_entries(path: Path, module: str) -> int:

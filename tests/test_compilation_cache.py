@@ -124,6 +124,21 @@ def test_cache_info_and_clear(own_cache, capsys):
     assert compilation_cache.cache_entries(own_cache) == [] and own_cache.is_dir()
 
 
+def test_cache_clear_removes_only_what_the_cache_wrote(own_cache, capsys):
+    # Can fail: `cache clear` removed every file in the folder, so a cache location pointed at a
+    # folder of the user's (ATTNVERIFY_CACHE_DIR=$HOME, say) lost the user's files.
+    own_cache.mkdir()
+    cache = ["jit_a-1-cache", "jit_a-1-atime", "d.sympy.pickle", "p.jaxexport", "r.result.pickle",
+             ".attnverify-tmp-99-x"]
+    mine = ["notes.txt", "model.npz", "results-cache.txt", ".lockfile"]
+    for name in cache + mine:
+        (own_cache / name).write_text("x")
+    assert main(["cache", "clear"]) == 0
+    out = capsys.readouterr().out
+    assert "removed 4 entries" in out and "kept 3 other files there, which the cache did not write" in out
+    assert sorted(p.name for p in own_cache.iterdir()) == sorted(mine)
+
+
 def test_a_cache_location_that_is_a_file(own_cache, capsys):
     own_cache.write_text("not a folder")
     for action in ("info", "clear"):

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from attnverify.spec import ModelSpec
+from attnverify.validate import TMP_PREFIX
 
 SUFFIX = ".sympy.pickle"
 _folder: Path | None = None
@@ -129,7 +130,7 @@ def kept(name: str, call: str, compute: Callable[[], Any], *, digest: Callable[[
 def _store(path: Path, result: Any) -> None:
     try:
         payload = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
-        handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{TMP_PREFIX}{os.getpid()}-")
         with os.fdopen(handle, "wb") as out:
             out.write(payload)
         os.replace(tmp, path)  # readers see the whole entry or none
