@@ -212,4 +212,6 @@ def explain(text: str, *, model: str | Path | None = None, plugin: Any = None, s
             lines.append(f"{word[:16]:>16s}  lime {coef:+.5g}  limit {limit:+.5g}")
         if result.get("eq19_reason"):
             lines.append(f"eq19, improved, shell: not computed ({result['eq19_reason']})")
+        elif result.get("eq19_shell_reason"):
+            lines.append(f"shell: not computed ({result['eq19_shell_reason']})")
     return ExplainResult(records=result, text="\n".join(lines))

@@ -196,6 +196,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
             print(f"{word[:16]:>16s}" + "".join(f"{c:>12.5g}" for c in cells))
         if result.get("eq19_reason"):  # a plugin model: the paper-model forms do not apply
             print(f"eq19, improved, shell: not computed ({result['eq19_reason']})")
+        elif result.get("eq19_shell_reason"):
+            print(f"shell: not computed ({result['eq19_shell_reason']})")
     return 0
 
 

@@ -1,6 +1,7 @@
 """beta^inf: exact enumeration, Monte Carlo, and the Mardaoui-Garreau consequences."""
 
 import functools
+import json
 
 import jax
 import jax.numpy as jnp
@@ -10,11 +11,18 @@ from attnverify.numerics.lime import evaluation as lime_eval
 from attnverify.numerics.lime import structured as lime_structured
 from attnverify.numerics.lime.document import lime_document, perturb
 from attnverify.numerics.lime.engine import lime_explain
-from attnverify.numerics.lime.limit import beta_limit, enumerated_gamma, limit_from_gamma, masks_from_index
+from attnverify.numerics.lime.limit import (
+    beta_limit,
+    enumerated_gamma,
+    limit_from_gamma,
+    lost_to_rounding,
+    masks_from_index,
+    rounding_bound,
+)
 from attnverify.numerics.lime.ridge import weighted_ridge
 from attnverify.numerics.lime.sampling import kernel_weights, sample_masks, subset_probability
 from attnverify.verification.claims import lime as lime_claims
-from helpers import draw, judged, lime_case, tokens_of
+from helpers import cli, draw, judged, lime_case, tokens_of
 
 from attnverify.errors import InputError
 from attnverify.spec import ModelSpec
@@ -70,6 +78,47 @@ def test_additive_functions_are_recovered_exactly(nu):
     # Control: an interaction term is not "recovered" as a coefficient.
     gamma, _ = enumerated_gamma(lambda z: c0 + z @ c + 2.0 * z[:, 0] * z[:, 1], D, nu)
     assert np.max(np.abs(np.asarray(limit_from_gamma(gamma, D, nu)[1:] - c))) > 0.1
+
+
+def _bound_holds(d, nu, bound_of=rounding_bound):
+    """An additive f has beta = its coefficients at every width (the test above): the limit computed
+    in float64 is either refused as lost to rounding or within its rounding bound of the truth."""
+    c0, c = 0.5, jnp.linspace(-1e-3, 1.4e-3, d)  # an explained logit's size (a tiny model's)
+    gamma, _, magnitude = enumerated_gamma(lambda z: c0 + z @ c, d, nu, with_magnitude=True)
+    beta = limit_from_gamma(gamma, d, nu)[1:]
+    bound = bound_of(magnitude, d, nu)[1:]
+    lost = bool(lost_to_rounding(beta, bound))
+    return lost, lost or bool(jnp.all(jnp.abs(beta - c) <= bound))
+
+
+def test_a_limit_lost_to_rounding_is_refused_and_one_reported_is_within_its_bound():
+    # Can fail: at d = 3 and nu = 0.02 the enumeration printed multiples of 2^-9 as the "exact" limit
+    # (the true coefficients are about 1e-3); measured, the bound is about 2 to 13 times the actual error.
+    cases = [(d, nu) for d in (2, 3, 4, 6) for nu in (0.02, 0.03, 0.05, 0.1, 0.25, 1.0)]
+    outcomes = {case: _bound_holds(*case) for case in cases}
+    assert all(holds for _, holds in outcomes.values()), [case for case, (_, h) in outcomes.items() if not h]
+    assert outcomes[(3, 0.02)][0] and not outcomes[(3, 0.25)][0] and not outcomes[(6, 0.05)][0]
+    # A bound that forgets Sigma^-1's size (the rounding of Gamma alone) lets the noise through.
+    def gamma_rounding_only(magnitude, d, nu):
+        return (d + 1) * jnp.finfo(magnitude.dtype).eps * magnitude
+
+    assert not _bound_holds(3, 0.03, gamma_rounding_only)[1]
+
+
+def test_explain_says_why_a_limit_and_a_shell_form_are_not_numbers(tmp_path, capsys):
+    tiny = ["--max-len", "6", "--d-embed", "4", "--d-att", "2", "--d-out", "2", "--heads", "1", "--vocab-size", "12"]
+    model = tmp_path / "m.npz"
+    assert cli(capsys, "init-model", "--out", model, *tiny)[0] == 0
+    code, out, err = cli(capsys, "explain", "--model", model, "--text", "the a an", "--lime-samples", "100",
+                         "--nu", "0.02", "--json")
+    assert code == 0 and err == ""
+    result = json.loads(out)
+    assert result["lime_limit"] is None and "lost to rounding at d = 3, nu = 0.02" in result["lime_limit_method"]
+    assert result["eq19_shell"] is None and "not computable in floating point" in result["eq19_shell_reason"]
+    assert np.all(np.isfinite(result["eq19"])) and np.all(np.isfinite(result["eq19_improved"]))  # still given
+    code, out, _ = cli(capsys, "explain", "--model", model, "--text", "the a an", "--lime-samples", "100",
+                       "--nu", "0.25", "--json")
+    assert code == 0 and json.loads(out)["lime_limit"] is not None and json.loads(out)["eq19_shell"] is not None
 
 
 def test_lime_is_linear_in_f_on_a_shared_neighbourhood():

@@ -70,11 +70,12 @@ def sigma_solve(gamma: Float[Array, " d1"], sigma: Float[Array, " 4"]) -> Float[
 
 def enumerated_gamma(
     f_of_masks: Callable[[jnp.ndarray], jnp.ndarray], d: int, nu: float, *, chunk_size: int = 2**14,
-    dtype=None,
-) -> tuple[Float[Array, " d1"], jnp.ndarray]:
+    dtype=None, with_magnitude: bool = False,
+):
     """Gamma^f = sum over all masks z of P(z) pi(z) (1, z) f(z), for any ``f_of_masks: (m, d)
     -> (m,)`` (traceable); and whether every output was finite. The all-kept mask has
-    probability 0 in the limit and is skipped."""
+    probability 0 in the limit and is skipped. `with_magnitude`: also the same sums of
+    |P pi (1, z) f|, what rounding scales with (`rounding_bound`)."""
     total = 2**d
     chunk = min(chunk_size, total)
     dtype = dtype or jnp.result_type(float)
@@ -84,10 +85,14 @@ def enumerated_gamma(
         weight = subset_probability(d - z.sum(axis=1), d) * kernel_weights(z, nu)
         f = f_of_masks(z)
         wf = weight * jnp.where(weight > 0, f, 0.0)
-        return jnp.concatenate([wf.sum()[None], wf @ z]), jnp.all(jnp.isfinite(f) | (weight == 0))
+        sums = [jnp.concatenate([wf.sum()[None], wf @ z])]
+        if with_magnitude:
+            sums.append(jnp.concatenate([jnp.abs(wf).sum()[None], jnp.abs(wf) @ z]))
+        return jnp.stack(sums), jnp.all(jnp.isfinite(f) | (weight == 0))
 
-    gammas, finite = jax.lax.map(one_chunk, jnp.arange(0, total, chunk))
-    return gammas.sum(axis=0), jnp.all(finite)
+    sums, finite = jax.lax.map(one_chunk, jnp.arange(0, total, chunk))
+    sums = sums.sum(axis=0)
+    return (sums[0], jnp.all(finite), sums[1]) if with_magnitude else (sums[0], jnp.all(finite))
 
 
 def limit_from_gamma(gamma: Float[Array, " d1"], d: int, nu: float) -> Float[Array, " d1"]:
@@ -95,18 +100,44 @@ def limit_from_gamma(gamma: Float[Array, " d1"], d: int, nu: float) -> Float[Arr
     return sigma_solve(gamma, mg_constants(d, nu, dtype=gamma.dtype).sigma)
 
 
-@functools.partial(jax.jit, static_argnames=("spec", "d", "removal", "path", "model_fn", "chunk_size"))
+def rounding_bound(magnitude: Float[Array, " d1"], d: int, nu: float) -> Float[Array, " d1"]:
+    """About how far rounding can move each entry of Sigma^{-1} Gamma (docs/theory.md §5, "Rounding at
+    narrow kernels").
+
+    Gamma's sums over the 2^d masks carry rounding errors up to about d eps times the sums of their
+    terms' magnitudes (`magnitude`), and the solve multiplies them by Sigma^{-1}'s entries: the
+    bound is (d + 1) eps |Sigma^{-1}| magnitude. At a narrow kernel Sigma^{-1}'s entries are huge
+    and of both signs, and beta is the small difference of huge terms: this is what is lost."""
+    s0, s1, s2, s3 = mg_constants(d, nu, dtype=magnitude.dtype).sigma
+    m0, m = magnitude[0], magnitude[1:]
+    intercept = jnp.abs(s0) * m0 + jnp.abs(s1) * m.sum()
+    coef = jnp.abs(s1) * m0 + jnp.abs(s2 - s3) * m + jnp.abs(s3) * m.sum()
+    return (d + 1) * jnp.finfo(magnitude.dtype).eps * jnp.concatenate([intercept[None], coef])
+
+
+#: beta is reported only when rounding can move its coefficients by less than this share of the
+#: largest one (`rounding_bound`).
+ROUNDING_SHARE = 1e-6
+
+
+def lost_to_rounding(coef: Float[Array, " d"], bound: Float[Array, " d"]) -> jnp.ndarray:
+    """Whether the coefficients `coef` are not to be trusted: not finite, or within rounding of noise."""
+    return ~jnp.all(jnp.isfinite(coef)) | (jnp.max(bound) > ROUNDING_SHARE * jnp.max(jnp.abs(coef)))
+
+
+@functools.partial(jax.jit, static_argnames=("spec", "d", "removal", "path", "model_fn", "chunk_size",
+                                             "with_magnitude"))
 def exact_gamma(
     data: Any, doc: LimeDocument, nu: float, *, spec: ModelSpec, d: int, removal: str, path: str,
-    model_fn=None, chunk_size: int = 2**14,
-) -> tuple[Float[Array, " d1"], jnp.ndarray]:
+    model_fn=None, chunk_size: int = 2**14, with_magnitude: bool = False,
+):
     """`enumerated_gamma` of the model on the document's perturbations."""
 
     def f_of_masks(z):
         return lime_eval.outputs(data, doc, z, spec=spec, removal=removal, path=path,
                                  model_fn=model_fn, chunk_size=z.shape[0])
 
-    return enumerated_gamma(f_of_masks, d, nu, chunk_size=chunk_size)
+    return enumerated_gamma(f_of_masks, d, nu, chunk_size=chunk_size, with_magnitude=with_magnitude)
 
 
 @functools.partial(
@@ -169,11 +200,17 @@ def beta_limit(
     if method == "exact":
         if d > 30:
             raise InputError(f"exact enumeration of 2^{d} masks is out of reach; use monte_carlo")
-        gamma, finite = exact_gamma(data, doc, nu, spec=spec, d=d, removal=removal, path=chosen,
-                                    model_fn=model_fn, chunk_size=chunk_size)
+        gamma, finite, magnitude = exact_gamma(data, doc, nu, spec=spec, d=d, removal=removal, path=chosen,
+                                               model_fn=model_fn, chunk_size=chunk_size, with_magnitude=True)
         if not bool(finite):
             raise InputError("LIME limit: the model returned NaN or inf on some perturbed documents")
         solution = limit_from_gamma(gamma, d, nu)
+        bound = rounding_bound(magnitude, d, nu)
+        if np.all(np.isfinite(solution)) and bool(lost_to_rounding(solution[1:], bound[1:])):
+            raise InputError(
+                f"LIME limit: lost to rounding at d = {d}, nu = {nu} (Sigma^-1 Gamma is the small difference of huge "
+                f"terms: rounding can move a coefficient by {float(jnp.max(bound[1:])):.2g}, the largest is "
+                f"{float(jnp.max(jnp.abs(solution[1:]))):.2g}); use a wider kernel")
         stderr, evaluations = None, 2**d - 1
     elif method == "monte_carlo":
         if key is None:

@@ -31,7 +31,7 @@ from attnverify.numerics.lime import ratio_form as lime_ratio
 from attnverify.numerics.lime import structured as lime_structured
 from attnverify.numerics.lime.constants import check_features, check_width
 from attnverify.numerics.lime.document import LimeDocument, check_removal, lime_document
-from attnverify.numerics.lime.limit import limit_from_gamma
+from attnverify.numerics.lime.limit import limit_from_gamma, lost_to_rounding, rounding_bound
 from jaxtyping import Array, Float, Int
 
 from attnverify.errors import InputError
@@ -120,11 +120,14 @@ def shell_limit(value_and_grad: ValueAndGrad, d: int, nu: float, dtype,
     f, g = jax.lax.map(lambda args: value_and_grad(*args), (point, s_rest), batch_size=16)
     G = jnp.where(held, 0.0, g).sum(axis=1)
     weight = c["weight"](s, float(d), jnp.asarray(nu, dtype)) * probability
-    gamma_0 = jnp.sum(weight * c["gamma_0"](f, G, s_rest, d_rest))
+    terms_0 = weight * c["gamma_0"](f, G, s_rest, d_rest)
     expanded = c["gamma_j"](f[:, None], g, G[:, None], s_rest[:, None], d_rest)
     terms = jnp.where(held, point * f[:, None], expanded)  # held: E[z_j f | stratum] = z_j f exactly
-    gamma_j = jnp.einsum("n,nj->j", weight, terms)
-    return limit_from_gamma(jnp.concatenate([gamma_0[None], gamma_j]), d, nu)[1:]
+    gamma = jnp.concatenate([terms_0.sum()[None], jnp.einsum("n,nj->j", weight, terms)])
+    magnitude = jnp.concatenate([jnp.abs(terms_0).sum()[None], jnp.einsum("n,nj->j", jnp.abs(weight), jnp.abs(terms))])
+    beta = limit_from_gamma(gamma, d, nu)[1:]
+    # NaN where the solve is lost to rounding (a narrow kernel at small d): noise is never a value.
+    return jnp.where(lost_to_rounding(beta, rounding_bound(magnitude, d, nu)[1:]), jnp.nan, beta)
 
 
 def dominant_features(ratio: lime_ratio.RatioForm, m: int) -> Int[Array, " m"]:

@@ -41,7 +41,8 @@ def lime_summary(
     ``lime_limit`` (None when undefined), ``lime_limit_method`` (how it was computed, or why
     not), ``lime_limit_stderr``, ``eq19`` (the paper's formula), ``eq19_improved`` (None when
     not derived for the spec), ``eq19_shell`` (the shell form for the same removal mode; None
-    when not defined for the spec) and the settings.
+    when not defined for the spec, or lost to rounding: then ``eq19_shell_reason`` says so) and the
+    settings.
     """
     key_lime, key_limit = jax.random.split(jax.random.PRNGKey(seed))
     explanation = lime_explain(params, tokens, spec, key=key_lime, words=words, n_samples=n_samples, runs=runs,
@@ -65,6 +66,10 @@ def lime_summary(
     shell_defined = lime_shell.unsupported(spec, removal) is None and d >= 2
     out["eq19_shell"] = (lime_shell.shell_approximation(params, tokens, spec, nu=nu, removal=removal,
                                                         words=words).tolist() if shell_defined else None)
+    if out["eq19_shell"] is not None and not np.all(np.isfinite(out["eq19_shell"])):
+        out["eq19_shell"] = None  # lost to rounding (`numerics.lime.limit.rounding_bound`): no value, a reason
+        out["eq19_shell_reason"] = (f"Sigma^-1 Gamma is not computable in floating point at d = {d}, nu = {nu} "
+                                    "(Sigma nearly singular at this narrow kernel); use a wider kernel")
     if not np.all(np.isfinite(out["eq19"])):
         raise InputError("Eq. (19) is not finite for this model and text")
     return out
