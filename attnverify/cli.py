@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="benchmarks: throughput, compile time, scaling (ratios in one run)")
     p.add_argument("which", nargs="*", default=["all"],
-                   help="theorem1, scaling, devices, lime, or all (default)")
+                   help="theorem1, compile, cache, scaling, devices, lime, or all (default)")
     p.add_argument("--quick", action="store_true", help="fewer points and draws")
     p.add_argument("--json", metavar="PATH", help="write the numbers as JSON")
     p.add_argument("--figure", metavar="PATH", help="log-log scaling figure (.png or .pdf) of the scaling, "

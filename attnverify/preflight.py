@@ -99,6 +99,7 @@ def check_init_model(args: argparse.Namespace) -> None:
     _seed(args)
     validate.number("--scale", args.scale, low=0, low_open=True)
     validate.output_file("--out", args.out)
+    validate.distinct_outputs({"--out": args.out}, {"--vocab": args.vocab})
 
 
 def check_model_size(spec) -> None:
@@ -141,7 +142,9 @@ def check_train(args: argparse.Namespace, spec) -> None:
     validate.count("--batch", args.batch)
     validate.number("--lr", args.lr, low=0, low_open=True, high=MAX_LEARNING_RATE)
     out = validate.output_file("--out", args.out)
-    validate.output_file("--out (its metrics file)", out.with_name(out.stem + ".metrics.json"))
+    metrics = validate.output_file("--out (its metrics file)", out.with_name(out.stem + ".metrics.json"))
+    data = args.data.split(":", 1)[1] if args.data.startswith("csv:") else None
+    validate.distinct_outputs({"--out": out, "--out (its metrics file)": metrics}, {"--data": data})
     # parameters, AdamW's two moments and the gradient, plus a batch of activations
     validate.spec_fits(spec, copies=4 + args.batch, what="training")
 
@@ -219,6 +222,7 @@ def check_sweep_eq19(args: argparse.Namespace) -> None:
     for flag in ("json", "csv"):
         if getattr(args, flag) is not None:
             validate.output_file(f"--{flag}", getattr(args, flag))
+    validate.distinct_outputs({"--json": args.json, "--csv": args.csv})
 
 
 def check_bench(args: argparse.Namespace) -> None:
@@ -227,6 +231,11 @@ def check_bench(args: argparse.Namespace) -> None:
             validate.output_file(f"--{flag}", getattr(args, flag))
     if args.figure and not args.figure.endswith((".png", ".pdf")):
         raise InputError(f"--figure {args.figure} must end in .png or .pdf")
+    validate.distinct_outputs({"--json": args.json, "--figure": args.figure})
+    plotted = ("scaling", "devices", "lime")  # what `figures.bench_scaling.draw` plots
+    if args.figure and not (not args.which or "all" in args.which or set(args.which) & set(plotted)):
+        raise InputError(f"--figure plots the {', '.join(plotted)} benchmarks: add one of them "
+                         f"(asked for: {' '.join(args.which)})")
 
 
 def check_drawable(name: str, text: str) -> None:

@@ -120,6 +120,30 @@ def output_file(name: str, path: str | os.PathLike) -> Path:
     return path
 
 
+def distinct_outputs(outputs: dict[str, str | os.PathLike | None],
+                     inputs: dict[str, str | os.PathLike | None] | None = None) -> None:
+    """No output file is an input's file or another output's (the same path, a link to it, or a
+    hard link): writing it would silently replace what the command reads or another output.
+    Keys are the flags that named the paths; None is a path not given."""
+    def same(a, b) -> bool:
+        try:
+            return os.path.samefile(a, b)
+        except OSError:  # one of them does not exist yet: compare where they would be
+            return Path(a).resolve() == Path(b).resolve()
+
+    named = [(flag, os.fspath(path)) for flag, path in outputs.items() if path is not None]
+    sources = [(flag, os.fspath(path)) for flag, path in (inputs or {}).items() if path is not None]
+    for i, (flag, path) in enumerate(named):
+        for other, source in sources:
+            if same(path, source):
+                raise InputError(f"{flag} {path}: is the file {other} reads; writing it would replace it "
+                                 "(choose another name)")
+        for other, earlier in named[:i]:
+            if same(path, earlier):
+                raise InputError(f"{flag} {path}: is also {other}'s file; one would replace the other "
+                                 "(choose another name)")
+
+
 def output_folder(name: str, path: str | os.PathLike) -> Path:
     """`path` as a folder to write into (created later if missing): not empty, not a file, and
     the nearest existing folder above it writable."""

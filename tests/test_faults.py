@@ -288,6 +288,40 @@ def test_temporaries_of_killed_writers_are_swept_up(tmp_path, capsys):
     assert not stale.exists() and live.exists()
 
 
+@pytest.mark.parametrize("case", ["vocab", "data", "data-metrics", "json-csv", "json-figure", "linked"])
+def test_an_output_that_is_an_input_or_another_output_is_refused(tmp_path, capsys, case):
+    # Can fail: `init-model --vocab v.txt --out v.txt` replaced the word list with the model, `train
+    # --data csv:d.csv --out d.csv` the training data, and `--json s.json --csv s.json` one output by the other.
+    os.chdir(tmp_path)
+    Path("v.txt").write_text(" ".join(f"w{j}" for j in range(40)))
+    Path("d.csv").write_text("text,label\nw1 w2,0\nw3 w4,1\n")
+    os.link("v.txt", "hard.txt")
+    small = [*MODEL[:-2], "--vocab-size", "12"]
+    args, fragment = {
+        "vocab": (["init-model", *small, "--vocab", "v.txt", "--out", "./v.txt"],
+                  "--out ./v.txt: is the file --vocab reads"),
+        "linked": (["init-model", *small, "--vocab", "v.txt", "--out", "hard.txt"], "is the file --vocab reads"),
+        "data": (["train", *small, "--data", "csv:d.csv", "--out", "d.csv"], "--out d.csv: is the file --data reads"),
+        "data-metrics": (["train", *small, "--data", "csv:d.metrics.json", "--out", "d"],
+                         "--out (its metrics file) d.metrics.json: is the file --data reads"),
+        "json-csv": (["sweep-eq19", *small, "--d", "2", "--json", "s.json", "--csv", "s.json"],
+                     "--csv s.json: is also --json's file"),
+        "json-figure": (["bench", "--quick", "scaling", "--json", "b.png", "--figure", "b.png"],
+                        "--figure b.png: is also --json's file"),
+    }[case]
+    before = sorted(os.listdir())
+    code, _, err = cli(capsys, *args)
+    assert_one_line_error(code, err, fragment)
+    assert sorted(os.listdir()) == before and Path("v.txt").read_text().startswith("w0")
+
+
+def test_bench_refuses_a_figure_of_benchmarks_it_cannot_plot_before_running_them(tmp_path, capsys):
+    code, _, err = cli(capsys, "bench", "--quick", "theorem1", "--json", tmp_path / "b.json", "--figure",
+                       tmp_path / "b.png")
+    assert_one_line_error(code, err, "--figure plots the scaling, devices, lime benchmarks")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_reused_report_folder_sets_the_earlier_report_aside_and_can_put_it_back(tmp_path, capsys):
     from attnverify.preflight import EarlierReport
 
