@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 from importlib import metadata
 
 import numpy as np
@@ -119,6 +120,29 @@ def test_bad_csv_is_a_one_line_input_error(tmp_path, content, message):
     with pytest.raises(InputError, match=message) as err:
         data.load_corpus(f"csv:{path}")
     assert "\n" not in str(err.value)
+
+
+def test_a_spreadsheet_csv_with_a_byte_order_mark_is_read(tmp_path):
+    # Can fail: an Excel export starts with U+FEFF, read as part of the first column's name ("\ufefftext").
+    path = tmp_path / "excel.csv"
+    path.write_text("text,label\n" + "good stuff,1\nbad stuff,0\n" * 5, encoding="utf-8-sig")
+    assert sum(data.load_corpus(f"csv:{path}").sizes().values()) == 10
+
+
+def test_a_binary_or_huge_header_is_shown_short_and_printable(tmp_path):
+    path = tmp_path / "bin.csv"
+    path.write_bytes(b"\x00\x01abc," + b"x" * 300_000 + b"," + b",".join(b"c%d" % j for j in range(20)) + b"\n1,2\n")
+    with pytest.raises(InputError, match="missing column") as err:
+        data.load_corpus(f"csv:{path}")
+    message = str(err.value)
+    assert len(message) < 400 and message.isprintable() and "(22 columns)" in message
+
+
+def test_a_pipe_among_the_reviews_is_refused_not_waited_on(tmp_path):
+    root = _imdb(tmp_path / "aclImdb")
+    os.mkfifo(root / "train" / "pos" / "99.txt")  # read_text would block until a writer comes
+    with pytest.raises(InputError, match="train/pos/99.txt is not a regular file"):
+        data.load_corpus(f"imdb:{root}")
 
 
 # -- synthetic ------------------------------------------------------------------------------------

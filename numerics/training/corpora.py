@@ -118,10 +118,13 @@ def load_tweets(path: Path | None = None) -> Corpus:
     return split_three("tweets", *_keep(texts, labels))
 
 
-def _read_folder(folder: Path) -> list[str]:
+def _read_folder(folder: Path, source: str) -> list[str]:
     # aclImdb reviews contain HTML line breaks; they are markup, not words.
-    return [p.read_text(encoding="utf-8", errors="replace").replace("<br />", " ")
-            for p in sorted(folder.glob("*.txt"))]
+    paths = sorted(folder.glob("*.txt"))
+    odd = next((p for p in paths if not p.is_file()), None)  # a pipe or a device would block the read
+    if odd is not None:
+        raise InputError(f"{source}: {odd.relative_to(folder.parent.parent)} is not a regular file")
+    return [p.read_text(encoding="utf-8", errors="replace").replace("<br />", " ") for p in paths]
 
 
 def load_imdb(root: str | Path) -> Corpus:
@@ -137,7 +140,7 @@ def load_imdb(root: str | Path) -> Corpus:
             folder = root / part / name
             if not folder.is_dir():
                 raise InputError(f"{source}: missing folder {part}/{name} (expected the aclImdb layout)")
-            found = _read_folder(folder)
+            found = _read_folder(folder, source)
             texts += found
             labels += [label] * len(found)
         parts[part] = _keep(texts, labels)
@@ -162,6 +165,12 @@ def parse_label(value: str, where: str) -> int:
     return label
 
 
+def _header(names: list[str]) -> str:
+    """A header row as an error line shows it: each name printable and short, at most six of them."""
+    shown = [ascii(name)[1:-1][:40] for name in names[:6]]
+    return ", ".join(shown) + (f", ... ({len(names)} columns)" if len(names) > 6 else "") or "none"
+
+
 def load_csv(path: str | Path) -> Corpus:
     """Any CSV with ``text`` and ``label`` columns (header row required)."""
     path = Path(path)
@@ -171,12 +180,13 @@ def load_csv(path: str | Path) -> Corpus:
     texts, labels = [], []
     # Python's csv refuses a field over 128 KiB by default; a long review can be longer.
     csv.field_size_limit(max(csv.field_size_limit(), MAX_FIELD_CHARS))
-    with open(path, encoding="utf-8", errors="replace", newline="") as handle:
+    # utf-8-sig: a spreadsheet's CSV export starts with a byte-order mark, which is not part of "text".
+    with open(path, encoding="utf-8-sig", errors="replace", newline="") as handle:
         reader = csv.DictReader(handle)
         missing = {"text", "label"} - set(reader.fieldnames or ())
         if missing:
             raise InputError(f"{source}: missing column(s) {', '.join(sorted(missing))} "
-                             f"(found: {', '.join(reader.fieldnames or ()) or 'none'})")
+                             f"(found: {_header(reader.fieldnames or [])})")
         try:
             for line, row in enumerate(reader, start=2):
                 texts.append(row["text"] or "")
