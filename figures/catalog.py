@@ -116,7 +116,8 @@ def make_all(names: list[str], ctx: FigureContext, out_dir: str | Path,
              *, log: Callable[[str], None] | None = None) -> dict[str, list[Path]]:
     """Every figure in `names` (validated first, so a typo, a missing model or text without a
     word fails before any work). If a figure is refused (`InputError`) after all, a folder this
-    call created is removed with what it wrote there: a refusal leaves nothing behind."""
+    call created is removed with what it wrote there: a refusal leaves nothing behind. Interrupted,
+    the figures finished so far stay, and a folder this call created is removed if it is empty."""
     names = check_names(names)
     check_inputs(names, ctx)
     out_dir = Path(out_dir)
@@ -132,6 +133,9 @@ def make_all(names: list[str], ctx: FigureContext, out_dir: str | Path,
             written[name] = make(name, ctx, out_dir)
     except InputError:
         remove_added(before, figure_file_names(names), out_dir)
+        remove_empty_folders(made)
+        raise
+    except BaseException:  # interrupted: the figures finished so far stay, a folder made for none goes
         remove_empty_folders(made)
         raise
     return written

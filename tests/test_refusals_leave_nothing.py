@@ -89,6 +89,29 @@ def test_make_all_removes_what_it_drew_when_a_figure_is_refused(tmp_path, monkey
     assert tree(tmp_path) == before
 
 
+@pytest.mark.parametrize("drawn_first", [False, True])
+def test_an_interrupted_make_all_keeps_finished_figures_and_no_empty_folder(tmp_path, monkeypatch, drawn_first):
+    # Can fail: Ctrl-C while the first figure was drawn left the empty folder it had made.
+    from attnverify.figures import catalog
+    from attnverify.figures.common import FigureContext
+
+    real = catalog.make
+
+    def make(name, ctx, out_dir):
+        if name == "eq19_nu":
+            raise KeyboardInterrupt
+        return real(name, ctx, out_dir)
+
+    monkeypatch.setattr(catalog, "make", make)
+    figs = tmp_path / "a" / "figs"
+    with pytest.raises(KeyboardInterrupt):
+        catalog.make_all(["architecture", "eq19_nu"] if drawn_first else ["eq19_nu"], FigureContext(), figs)
+    if drawn_first:
+        assert sorted(p.name for p in figs.iterdir()) == [f"architecture{s}" for s in (".json", ".pdf", ".png")]
+    else:
+        assert tree(tmp_path) == []
+
+
 # -- report ------------------------------------------------------------------------------------
 def report_cases(model: Path) -> list[tuple[list, str]]:
     return [
