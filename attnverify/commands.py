@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 from pathlib import Path
 
 from attnverify import plugins, preflight, validate
@@ -152,6 +153,14 @@ def cmd_init_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def _note_truncation(text: str, kept: list[str], max_len: int) -> None:
+    from attnverify.numerics.tokenize import truncation_note
+
+    note = truncation_note(text, kept, max_len)
+    if note:
+        print(f"attnverify: note: {note}", file=sys.stderr)
+
+
 def cmd_explain(args: argparse.Namespace) -> int:
     enable_x64()
     from attnverify.numerics import modelfile
@@ -169,6 +178,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     preflight.check_explain(args, loaded.spec)
     tokens, kept = encode(args.text, loaded.vocab, loaded.spec.max_len)
     modelfile.check_float_range(loaded.params, loaded.spec, tokens, f"{args.model} on this text")
+    _note_truncation(args.text, kept, loaded.spec.max_len)
     result = {"tokens": kept, **explain(loaded.params, tokens, loaded.spec, len(kept))}
     if args.lime_samples is not None:
         result.update(lime_summary(loaded.params, tokens, kept, loaded.spec, n_samples=args.lime_samples,
@@ -324,7 +334,8 @@ def cmd_related(args: argparse.Namespace) -> int:
 
     preflight.check_related(args)
     loaded = modelfile.load(args.model)
-    tokens, _ = encode(args.text, loaded.vocab, loaded.spec.max_len)
+    tokens, kept = encode(args.text, loaded.vocab, loaded.spec.max_len)
+    _note_truncation(args.text, kept, loaded.spec.max_len)
     modelfile.check_float_range(loaded.params, loaded.spec, tokens, f"{args.model} on this text")
     result = analyse(args.what, loaded, args.text, epsilons=tuple(args.epsilon),
                      temperatures=tuple(args.temperature), head=args.head, seed=args.seed)

@@ -34,6 +34,15 @@ def encode(text: str, vocab: list[str], max_len: int) -> tuple[np.ndarray, list[
     return np.asarray(ids, dtype=np.int32), kept
 
 
+def truncation_note(text: str, kept: list[str], max_len: int) -> str | None:
+    """What `encode` left out of `text` (None when nothing): a model reads max_len - 1 words."""
+    total = len(words(text))
+    if total <= len(kept):
+        return None
+    return (f"the text has {total} words; a model with max_len {max_len} reads the first {len(kept)} "
+            "([CLS] is its first token), so the rest are not explained")
+
+
 def check_vocab(vocab: list[str]) -> None:
     """Refuse a vocabulary whose words are repeated or could never match a document word: after
     [CLS] and UNK, every entry must be what `words` makes of it (one lowercase word, no space or

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import cli
 
 # The console script installed next to this interpreter (the venv's bin/), else on PATH.
 _BESIDE = Path(sys.executable).with_name("attnverify")
@@ -73,6 +74,17 @@ def test_explain_json(model_file):
     assert all(m >= a for m, a in zip(data["alpha_max"], data["alpha_avg"], strict=True))
     table = run("explain", "--model", str(model_file), "--text", SENTENCE).stdout
     assert "questionable" in table and "grad_x_input" in table
+
+
+def test_a_text_longer_than_the_model_reads_is_explained_with_a_note(model_file, capsys):
+    # Can fail: the words past max_len - 1 were dropped without a word to the user.
+    long_text = " ".join([SENTENCE] * 3)  # 21 words; max_len 12 reads 11
+    code, out, err = cli(capsys, "explain", "--model", model_file, "--text", long_text, "--json")
+    assert code == 0 and len(json.loads(out)["tokens"]) == 11
+    assert err.strip() == ("attnverify: note: the text has 21 words; a model with max_len 12 reads the first 11 "
+                           "([CLS] is its first token), so the rest are not explained")
+    code, _, err = cli(capsys, "explain", "--model", model_file, "--text", SENTENCE, "--json")
+    assert code == 0 and err == ""
 
 
 @pytest.mark.parametrize(
