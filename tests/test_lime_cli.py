@@ -48,6 +48,14 @@ def test_derive_lime_values(capsys):
     assert "sigma_2 -> 6*(d**2 - 2*d + 3)/((d - 1)*(d + 1))" in text
 
 
+def test_derive_lime_refuses_constants_beyond_float64(capsys):
+    # Can fail: at nu = 1e-5 the 30-digit values were finite but printed as alpha = 0 and sigma = -inf.
+    code, _, err = run(capsys, "derive", "lime", "--d", "3", "--nu", "1e-5")
+    assert code == 2 and err.count("\n") == 1 and "beyond float64's range" in err
+    code, out, _ = run(capsys, "derive", "lime", "--d", "3", "--nu", "0.02", "--json")
+    assert code == 0 and 1e49 < abs(json.loads(out)["sigma_1"]) < 1e51  # huge, but a float64
+
+
 def test_derive_eq19_shows_where_three_halves_comes_from(capsys):
     _, text, _ = run(capsys, "derive", "eq19")
     assert "5. independence" in text and "coefficient of c_j: 3/2" in text

@@ -40,7 +40,12 @@ def lime_values(size: int, width: float) -> dict[str, float]:
         values[name] = sp.N(expr.subs(subs), 30)
     if not all(v.is_finite for v in values.values()):
         raise InputError(f"Sigma is singular at d = {size}, nu = {width}")
-    return {k: float(v) for k, v in values.items()}
+    floats = {k: float(v) for k, v in values.items()}
+    if not all(math.isfinite(v) for v in floats.values()) or any(v == 0 for v in floats.values()):
+        raise InputError(f"Sigma's constants at d = {size}, nu = {width} are beyond float64's range "
+                         f"(alpha_0 = {sp.N(values['alpha_0'], 3)}, sigma_0 = {sp.N(values['sigma_0'], 3)}); "
+                         "use a wider kernel")
+    return floats
 
 
 def lime_derivation(size: int | None = None, width: float = 0.25) -> dict:
