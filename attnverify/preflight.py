@@ -33,6 +33,9 @@ def _seed(args: argparse.Namespace) -> None:
 
 
 def check_derive(args: argparse.Namespace) -> None:
+    for flag in ("d", "nu"):  # values of LIME's constants: another derivation would ignore them
+        if getattr(args, flag) is not None and args.what != "lime":
+            raise InputError(f"--{flag} applies to `derive lime`, not `derive {args.what}`")
     if args.d is not None:
         validate.count("--d", args.d, low=2, high=MAX_DERIVE_D)
     if args.nu is not None:

@@ -56,6 +56,13 @@ def test_derive_lime_refuses_constants_beyond_float64(capsys):
     assert code == 0 and 1e49 < abs(json.loads(out)["sigma_1"]) < 1e51  # huge, but a float64
 
 
+@pytest.mark.parametrize("args", [["gradient", "--d", "3"], ["eq19", "--nu", "0.5"]])
+def test_lime_values_flags_are_refused_by_the_other_derivations(capsys, args):
+    # Can fail: they were accepted and ignored, so a user believed eq19 was derived at nu = 0.5.
+    code, _, err = run(capsys, "derive", *args)
+    assert code == 2 and err.count("\n") == 1 and f"applies to `derive lime`, not `derive {args[0]}`" in err
+
+
 def test_derive_eq19_shows_where_three_halves_comes_from(capsys):
     _, text, _ = run(capsys, "derive", "eq19")
     assert "5. independence" in text and "coefficient of c_j: 3/2" in text
