@@ -110,6 +110,21 @@ def test_explain_lime_bad_input(capsys, model_file):
     assert code == 0 and data["lime_limit"] is None and "d = 1" in data["lime_limit_method"]
 
 
+def test_sweep_eq19_counts_the_draws_whose_limit_is_lost_and_compares_them_with_nothing(capsys, tmp_path):
+    # Can fail: at d = 2 and nu = 0.05 the rows showed "nan / nan" with no reason, and at d = 3 the
+    # limit was rounding noise compared as if it were the target.
+    tiny = ["--max-len", "6", "--d-embed", "4", "--d-att", "2", "--d-out", "2", "--heads", "1", "--vocab-size", "12"]
+    out_json = tmp_path / "s.json"
+    code, text, _ = run(capsys, "sweep-eq19", "--nu", "0.05", "0.25", "--d", "3", "--removal", "replace",
+                        "--draws", "2", "--lime-samples", "200", "--quiet", "--json", str(out_json), *tiny)
+    assert code == 0
+    lines = {line.split()[0]: line for line in text.splitlines()[2:4]}
+    assert lines["0.05"].split()[6:8] == ["lost", "n/a"] and lines["0.25"].split()[6] == "exact"
+    rows = json.loads(out_json.read_text())["rows"]
+    assert {r["nu"]: r["limit_lost_draws"] for r in rows} == {0.05: 2, 0.25: 0}
+    assert all(r["rel_l2_median"] is None for r in rows if r["nu"] == 0.05 and r["target"] == "exact")
+
+
 def test_sweep_eq19_writes_json_and_csv(capsys, tmp_path):
     out_json, out_csv = tmp_path / "s.json", tmp_path / "s.csv"
     code, text, _ = run(capsys, "sweep-eq19", "--nu", "0.25", "inf", "--d", "4", "--removal", "replace",

@@ -34,7 +34,13 @@ from attnverify.numerics.lime import eq19_form as lime_eq19
 from attnverify.numerics.lime import evaluation as lime_eval
 from attnverify.numerics.lime import shell_form as lime_shell
 from attnverify.numerics.lime.document import random_document
-from attnverify.numerics.lime.limit import exact_gamma, limit_from_gamma, monte_carlo_normal_equations
+from attnverify.numerics.lime.limit import (
+    exact_gamma,
+    limit_from_gamma,
+    lost_to_rounding,
+    monte_carlo_normal_equations,
+    rounding_bound,
+)
 from attnverify.numerics.lime.ridge import weighted_ridge
 from attnverify.numerics.lime.sampling import kernel_weights, sample_masks
 from attnverify.numerics.modelfile import atomic_write
@@ -95,8 +101,11 @@ def _draws(keys, nu, scale, lime_ridge, *, spec, d, length, removal, exact, n_mc
         path = lime_eval.choose_path(params, spec, removal)
         data, _ = lime_eval.prepare(params, doc, spec, d, path)
         if exact:
-            gamma, _ = exact_gamma(data, doc, nu, spec=spec, d=d, removal=removal, path=path)
+            gamma, _, magnitude = exact_gamma(data, doc, nu, spec=spec, d=d, removal=removal, path=path,
+                                              with_magnitude=True)
             beta = limit_from_gamma(gamma, d, nu)[1:]
+            # NaN where the limit is lost to rounding (a narrow kernel at small d): never noise as a target
+            beta = jnp.where(lost_to_rounding(beta, rounding_bound(magnitude, d, nu)[1:]), jnp.nan, beta)
         else:
             G, g, _ = monte_carlo_normal_equations(data, doc, nu, key_mc, spec=spec, d=d, removal=removal,
                                                    path=path, n=n_mc, chunk_size=min(2**13, n_mc // 16))
@@ -142,12 +151,14 @@ def run_point(point: Point, spec: ModelSpec, *, draws: int, seed: int, words_per
                  removal=point.removal, exact=exact, n_mc=n_mc, n_lime=n_lime, improved=improved,
                  shell=lime_shell.unsupported(spec, point.removal) is None)
     out = {k: np.asarray(v) for k, v in out.items()}
+    # Draws whose limit is not a number (Sigma singular, or lost to rounding): counted, never compared.
+    lost = int(np.sum(~np.all(np.isfinite(out["exact"]), axis=1)))
     rows = []
     for approx, target in itertools.product(APPROXIMATIONS, TARGETS):
         per_draw = [metrics(out[approx][r], out[target][r]) for r in range(draws)]
         row = {**asdict(point), "length": length, "approximation": approx, "target": target,
                "limit_method": "exact" if exact else f"monte_carlo({n_mc})", "draws": draws,
-               "deviations": json.dumps(spec.deviations(), sort_keys=True)}
+               "limit_lost_draws": lost, "deviations": json.dumps(spec.deviations(), sort_keys=True)}
         for name in ("rel_l2", "corr", "slope"):
             values = np.array([m[name] for m in per_draw])
             finite = values[np.isfinite(values)]
@@ -187,9 +198,24 @@ def write_results(result: dict, *, json_path: str | None = None, csv_path: str |
         atomic_write(csv_path, lambda tmp: open(tmp, "w").write(buffer.getvalue()))
 
 
-def _err(row: dict) -> str:
-    """A median error for the table; "n/a" where the form is not defined for the spec."""
-    return f"{row['rel_l2_median']:.4f}" if np.isfinite(row["rel_l2_median"]) else "n/a"
+def _err(row: dict, digits: int = 4) -> str:
+    """A median error for the table; "n/a" where the form is not defined for the spec, or where no
+    draw's limit is a number (`_limit` says why)."""
+    return f"{row['rel_l2_median']:.{digits}f}" if np.isfinite(row["rel_l2_median"]) else "n/a"
+
+
+def _pair(row: dict) -> str:
+    """Median error / correlation, or "n/a" (`_err`)."""
+    if not np.isfinite(row["rel_l2_median"]):
+        return "n/a"
+    return f"{row['rel_l2_median']:.3f} / {row['corr_median']:.3f}"
+
+
+def _limit(row: dict) -> str:
+    """How the limit was computed, and how many draws' limits were lost (Sigma singular or rounding)."""
+    method = row["limit_method"].split("(")[0]
+    lost = row.get("limit_lost_draws", 0)
+    return method if not lost else ("lost" if lost == row["draws"] else f"{method} ({lost} lost)")
 
 
 def sweep_table(rows: list[dict]) -> str:
@@ -205,12 +231,13 @@ def sweep_table(rows: list[dict]) -> str:
             ("eq19", "exact"), ("eq19_mg", "exact"), ("improved", "exact"), ("shell", "exact"), ("eq19", "lime")))
         gain = e19["rel_l2_median"] / shell["rel_l2_median"] if shell["rel_l2_median"] > 0 else float("nan")
         lines.append((f"{p[0]:g}", str(p[1]), str(p[2]), str(p[3]), f"{p[4]:g}", p[5],
-                      e19["limit_method"].split("(")[0],
-                      f"{e19['rel_l2_median']:.3f} / {e19['corr_median']:.3f}", f"{mg['rel_l2_median']:.3f}",
+                      _limit(e19), _pair(e19), _err(mg, 3),
                       _err(imp), _err(shell), f"{gain:.1f}x" if np.isfinite(gain) else "n/a",
-                      f"{lime['rel_l2_median']:.3f} / {lime['corr_median']:.3f}"))
+                      _pair(lime)))
     widths = [max(len(line[j]) for line in lines) for j in range(len(header))]
     text = ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines]
     text.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(text) + ("\n(medians over draws; err = relative L2 error; mean-mask = the improved form "
-                              "expanded at the overall mean mask; gain = eq19 err / shell err)")
+                              "expanded at the overall mean mask; gain = eq19 err / shell err; lost = draws whose "
+                              "limit is not a number: Sigma singular or lost to rounding at a narrow kernel, "
+                              "docs/theory.md §5)")
