@@ -278,8 +278,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     folders = (options.out_dir, options.out_dir / preflight.FIGURES_FOLDER)  # where a report writes, its names
     own = {*preflight.REPORT_FILES, preflight.FIGURES_FOLDER, preflight.CACHED_MODEL,
            metrics_path(preflight.CACHED_MODEL).name, *preflight.figure_file_names(FIGURES)}
-    before = validate.entries(*folders)
     earlier = preflight.EarlierReport(options.out_dir, list(FIGURES))
+    earlier.recover()  # what an interrupted run set aside and could not put back: part of the folder as it was
+    before = validate.entries(*folders)
     try:
         earlier.set_aside()
         written, status = run_report(options, draw_figures=draw_for_report)

@@ -275,50 +275,92 @@ def figure_file_names(names) -> set[str]:
     return {f"{name}{suffix}" for name in names for suffix in FIGURE_SUFFIXES}
 
 
+#: The hidden folder an earlier report is set aside in, by the pid of the run that set it aside.
+EARLIER_REPORT = "{prefix}{pid}-earlier-report"
+
+
 class EarlierReport:
     """An earlier report's files in a report folder (its pages, and every figure file by a known
     figure name), set aside while a new report is written, so that it never shows an earlier run's
     figures beside its own and a failed run never loses the report that was there.
 
-    `set_aside` moves them into one hidden folder beside them (``.attnverify-tmp-PID-earlier-report``,
-    which a run killed by SIGKILL leaves behind with the files in it); `discard` removes them once
-    the new report is written; `restore` puts them back, over any new file of the same name, when
-    it is refused or interrupted. Other files, and the cached ``model.npz``, are never moved."""
+    `set_aside` moves them into one hidden folder beside them (`EARLIER_REPORT`); `discard` removes
+    them once the new report is written; `restore` puts back whatever that folder holds, over any new
+    file of the same name, when the report is refused or interrupted. A run that could not restore
+    them (killed by SIGKILL, or leaving at once on a second Ctrl-C) leaves the folder behind; the next
+    report into the same folder puts those files back first (`recover`). Other files, and the cached
+    ``model.npz``, are never moved."""
 
     def __init__(self, folder: Path, figure_names: list[str]):
         self.folder = Path(folder)
-        self.aside = self.folder / f"{validate.TMP_PREFIX}{os.getpid()}-earlier-report"
+        self.aside = self.folder / EARLIER_REPORT.format(prefix=validate.TMP_PREFIX, pid=os.getpid())
         names = [Path(name) for name in REPORT_FILES]
         names += [Path(FIGURES_FOLDER) / name for name in sorted(figure_file_names(figure_names))]
-        self.names = [name for name in names if (self.folder / name).is_file()]
-        self.moved: list[Path] = []
+        self.names = names
+        self.count = 0
+
+    def recover(self) -> int:
+        """Put back the files of an earlier report that a run which is gone set aside and never restored
+        (a file of the same name written since stays); says on stderr how many. Call it holding the
+        folder's lock."""
+        count = 0
+        for stash in sorted(self.folder.glob(EARLIER_REPORT.format(prefix=validate.TMP_PREFIX, pid="*"))):
+            pid = stash.name[len(validate.TMP_PREFIX):].split("-", 1)[0]
+            if stash.is_dir() and pid.isdigit() and (int(pid) == os.getpid() or not validate.pid_alive(int(pid))):
+                count += _move_back(stash, self.folder, overwrite=False)
+        if count:
+            print(f"attnverify: note: put back {count} files of an earlier report that an interrupted run had set "
+                  f"aside in {self.folder}", file=sys.stderr)
+        return count
 
     def set_aside(self) -> EarlierReport:
         """Move the earlier report's files aside (quietly: a refusal's stderr stays one line)."""
         for name in self.names:
+            if not (self.folder / name).is_file():
+                continue
             try:
                 (self.aside / name).parent.mkdir(parents=True, exist_ok=True)
                 os.replace(self.folder / name, self.aside / name)
             except OSError as err:
                 self.restore()
                 raise validate.os_error(self.folder / name, err) from None
-            self.moved.append(name)
+            self.count += 1
         return self
 
     def discard(self) -> None:
         """Remove the earlier report (the new one is written); says on stderr how many files it had."""
         shutil.rmtree(self.aside, ignore_errors=True)
-        if self.moved:
-            print(f"attnverify: note: {self.folder} held an earlier report; its {len(self.moved)} files were "
-                  "replaced by this report's", file=sys.stderr)
+        if self.count:
+            print(f"attnverify: note: {self.folder} held an earlier report; its {self.count} files were removed "
+                  "(this report takes its place)", file=sys.stderr)
 
     def restore(self) -> None:
-        """Put back what was moved, quietly: a file that cannot be put back stays in the hidden folder."""
-        for name in self.moved:
-            try:
-                (self.folder / name).parent.mkdir(parents=True, exist_ok=True)
-                os.replace(self.aside / name, self.folder / name)
-            except OSError:
-                return
-        self.moved = []
-        shutil.rmtree(self.aside, ignore_errors=True)
+        """Put back whatever the hidden folder holds, quietly: a file that cannot be put back stays there."""
+        if self.aside.is_dir():
+            _move_back(self.aside, self.folder, overwrite=True)
+
+
+def _move_back(stash: Path, folder: Path, *, overwrite: bool) -> int:
+    """Move every file under `stash` to the same place under `folder` (over a file there only when
+    `overwrite`); then remove `stash` if nothing is left in it. Returns how many files moved."""
+    moved = 0
+    for path in sorted(p for p in stash.rglob("*") if p.is_file()):
+        target = folder / path.relative_to(stash)
+        if target.exists() and not overwrite:
+            continue
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, target)
+            moved += 1
+        except OSError:
+            continue
+    for sub in sorted((p for p in stash.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+        try:
+            sub.rmdir()
+        except OSError:
+            pass
+    try:
+        stash.rmdir()
+    except OSError:
+        pass
+    return moved

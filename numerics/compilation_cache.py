@@ -20,6 +20,7 @@ variables, so a command that never compiles never pays for importing it.
 from __future__ import annotations
 
 import os
+import re
 import sys
 import warnings
 import zlib
@@ -131,7 +132,7 @@ def configure_cache(path: Path | None) -> Path | None:
 
 
 def _entries(path: Path, suffix: str) -> list[Path]:
-    return sorted(p for p in path.glob("*" + suffix) if p.is_file()) if path.is_dir() else []
+    return sorted(p for p in path.glob("*" + suffix) if p.is_file() and _is_ours(p.name)) if path.is_dir() else []
 
 
 def cache_entries(path: Path) -> list[Path]:
@@ -171,14 +172,21 @@ def cache_info(path: Path) -> CacheInfo:
                      len(result_entries(path)))
 
 
-def owned_files(path: Path) -> list[Path]:
-    """The files at `path` that the cache wrote: its entries (and JAX's ``-atime`` companions) and
-    the temporaries of its atomic writes, never a file of the user's that shares the folder."""
+def _is_ours(name: str) -> bool:
+    """Whether a file name is one the cache writes: JAX's entries and their ``-atime`` companions
+    (``<module>-<64 hex>-cache``), the stores' entries (``<name>-<32 hex><suffix>``) and the
+    temporaries of their atomic writes; never a user's ``notes-cache`` or ``model.npz``."""
     from attnverify.numerics import stored_programs, stored_results
 
-    suffixes = (ENTRY_SUFFIX, ATIME_SUFFIX, memo.SUFFIX, stored_programs.SUFFIX, stored_results.SUFFIX)
-    return sorted(p for p in path.iterdir() if (p.is_file() or p.is_symlink())
-                  and (p.name.endswith(suffixes) or p.name.startswith(TMP_PREFIX))) if path.is_dir() else []
+    suffixes = "|".join(re.escape(s) for s in (memo.SUFFIX, stored_programs.SUFFIX, stored_results.SUFFIX))
+    return name.startswith(TMP_PREFIX) or bool(
+        re.search(rf"(-[0-9a-f]{{64}}-(cache|atime)|(^|-)[0-9a-f]{{32}}({suffixes}))$", name))
+
+
+def owned_files(path: Path) -> list[Path]:
+    """The files at `path` that the cache wrote (`_is_ours`)."""
+    return sorted(p for p in path.iterdir() if (p.is_file() or p.is_symlink()) and _is_ours(p.name)) \
+        if path.is_dir() else []
 
 
 def clear_cache(path: Path) -> tuple[int, list[Path]]:

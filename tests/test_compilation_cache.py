@@ -113,7 +113,7 @@ def test_cache_info_and_clear(own_cache, capsys):
     assert out.out.startswith("nothing to clear") and out.err == ""
 
     own_cache.mkdir()
-    for name in ("jit_a-1-cache", "jit_b-2-cache"):
+    for name in (f"jit_a-{'1' * 64}-cache", f"jit_b-{'2' * 64}-cache"):
         (own_cache / name).write_bytes(b"x" * 1000)
     assert main(["cache", "info"]) == 0
     out = capsys.readouterr().out
@@ -128,14 +128,15 @@ def test_cache_clear_removes_only_what_the_cache_wrote(own_cache, capsys):
     # Can fail: `cache clear` removed every file in the folder, so a cache location pointed at a
     # folder of the user's (ATTNVERIFY_CACHE_DIR=$HOME, say) lost the user's files.
     own_cache.mkdir()
-    cache = ["jit_a-1-cache", "jit_a-1-atime", "d.sympy.pickle", "p.jaxexport", "r.result.pickle",
-             ".attnverify-tmp-99-x"]
-    mine = ["notes.txt", "model.npz", "results-cache.txt", ".lockfile"]
+    key, short = "0123456789abcdef" * 4, "0123456789abcdef" * 2
+    cache = [f"jit_a-{key}-cache", f"jit_a-{key}-atime", f"derive-{short}.sympy.pickle", f"{short}.jaxexport",
+             f"figure-fig1-{short}.result.pickle", ".attnverify-tmp-99-x"]
+    mine = ["notes.txt", "model.npz", "results-cache.txt", "pip-cache", "my-notes.sympy.pickle", ".lockfile"]
     for name in cache + mine:
         (own_cache / name).write_text("x")
     assert main(["cache", "clear"]) == 0
     out = capsys.readouterr().out
-    assert "removed 4 entries" in out and "kept 3 other files there, which the cache did not write" in out
+    assert "removed 4 entries" in out and "kept 5 other files there, which the cache did not write" in out
     assert sorted(p.name for p in own_cache.iterdir()) == sorted(mine)
 
 

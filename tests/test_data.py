@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import threading
 from importlib import metadata
 
 import numpy as np
@@ -141,8 +142,22 @@ def test_a_binary_or_huge_header_is_shown_short_and_printable(tmp_path):
 def test_a_pipe_among_the_reviews_is_refused_not_waited_on(tmp_path):
     root = _imdb(tmp_path / "aclImdb")
     os.mkfifo(root / "train" / "pos" / "99.txt")  # read_text would block until a writer comes
-    with pytest.raises(InputError, match="train/pos/99.txt is not a regular file"):
-        data.load_corpus(f"imdb:{root}")
+    outcome = []
+
+    def load():
+        try:
+            data.load_corpus(f"imdb:{root}")
+        except InputError as err:
+            outcome.append(str(err))
+
+    reader = threading.Thread(target=load, daemon=True)
+    reader.start()
+    reader.join(timeout=60)
+    if reader.is_alive():  # unblock the reader so the process can end, then fail
+        with open(root / "train" / "pos" / "99.txt", "w"):
+            pass
+        pytest.fail("loading blocked on a pipe")
+    assert outcome and "train/pos/99.txt is not a regular file" in outcome[0]
 
 
 # -- synthetic ------------------------------------------------------------------------------------

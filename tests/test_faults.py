@@ -289,12 +289,13 @@ def test_temporaries_of_killed_writers_are_swept_up(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("case", ["vocab", "data", "data-metrics", "json-csv", "json-figure", "linked"])
-def test_an_output_that_is_an_input_or_another_output_is_refused(tmp_path, capsys, case):
+def test_an_output_that_is_an_input_or_another_output_is_refused(tmp_path, capsys, monkeypatch, case):
     # Can fail: `init-model --vocab v.txt --out v.txt` replaced the word list with the model, `train
     # --data csv:d.csv --out d.csv` the training data, and `--json s.json --csv s.json` one output by the other.
-    os.chdir(tmp_path)
+    monkeypatch.chdir(tmp_path)
     Path("v.txt").write_text(" ".join(f"w{j}" for j in range(40)))
     Path("d.csv").write_text("text,label\nw1 w2,0\nw3 w4,1\n")
+    Path("d.metrics.json").write_text("text,label\nw1 w2,0\nw3 w4,1\n")  # a CSV by an unlucky name
     os.link("v.txt", "hard.txt")
     small = [*MODEL[:-2], "--vocab-size", "12"]
     args, fragment = {
@@ -339,9 +340,27 @@ def test_a_reused_report_folder_sets_the_earlier_report_aside_and_can_put_it_bac
 
     earlier = EarlierReport(tmp_path, ["fig1", "fig3"]).set_aside()
     earlier.discard()  # the new report is written: the earlier one goes, hidden folder and all
-    assert "held an earlier report; its 3 files were replaced" in capsys.readouterr().err
+    assert "held an earlier report; its 3 files were removed" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["figures", "model.npz", "notes.txt"]
     assert all(p.exists() for p in kept)
+
+
+def test_an_earlier_report_a_killed_run_set_aside_is_put_back_by_the_next(tmp_path, capsys):
+    # Can fail: a run killed while the earlier report was set aside left it hidden for good.
+    from attnverify.preflight import EarlierReport
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stash = tmp_path / f".attnverify-tmp-{dead.stdout.strip()}-earlier-report"
+    (stash / "figures").mkdir(parents=True)
+    (stash / "report.html").write_text("earlier")
+    (stash / "figures" / "fig3.png").write_text("earlier")
+    (tmp_path / "figures").mkdir()
+    (tmp_path / "figures" / "fig3.png").write_text("newer")  # written since: kept
+    assert EarlierReport(tmp_path, ["fig3"]).recover() == 1
+    assert (tmp_path / "report.html").read_text() == "earlier"
+    assert (tmp_path / "figures" / "fig3.png").read_text() == "newer"
+    assert "put back 1 files of an earlier report" in capsys.readouterr().err
+    assert (stash / "figures" / "fig3.png").exists()  # not put back over the newer one, so not lost either
 
 
 # -- the results folder: locked, checked on resume ---------------------------------------------------

@@ -54,6 +54,8 @@ def test_derive_lime_refuses_constants_beyond_float64(capsys):
     assert code == 2 and err.count("\n") == 1 and "beyond float64's range" in err
     code, out, _ = run(capsys, "derive", "lime", "--d", "3", "--nu", "0.02", "--json")
     assert code == 0 and 1e49 < abs(json.loads(out)["sigma_1"]) < 1e51  # huge, but a float64
+    code, out, _ = run(capsys, "derive", "lime", "--d", "2", "--nu", "inf", "--json")  # alpha_2 = 0 exactly
+    assert code == 0 and json.loads(out)["alpha_2"] == 0 and json.loads(out)["sigma_0"] == 2
 
 
 @pytest.mark.parametrize("args", [["gradient", "--d", "3"], ["eq19", "--nu", "0.5"]])

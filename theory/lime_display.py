@@ -41,7 +41,8 @@ def lime_values(size: int, width: float) -> dict[str, float]:
     if not all(v.is_finite for v in values.values()):
         raise InputError(f"Sigma is singular at d = {size}, nu = {width}")
     floats = {k: float(v) for k, v in values.items()}
-    if not all(math.isfinite(v) for v in floats.values()) or any(v == 0 for v in floats.values()):
+    underflow = any(floats[k] == 0 and values[k] != 0 for k in values)  # alpha_2 = 0 exactly at d = 2
+    if not all(math.isfinite(v) for v in floats.values()) or underflow:
         raise InputError(f"Sigma's constants at d = {size}, nu = {width} are beyond float64's range "
                          f"(alpha_0 = {sp.N(values['alpha_0'], 3)}, sigma_0 = {sp.N(values['sigma_0'], 3)}); "
                          "use a wider kernel")
