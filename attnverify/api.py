@@ -170,7 +170,7 @@ def explain(text: str, *, model: str | Path | None = None, plugin: Any = None, s
     from attnverify.numerics import modelfile
     from attnverify.numerics.draws import draw_params
     from attnverify.numerics.explanations import NAMES
-    from attnverify.numerics.tokenize import builtin_vocab, encode
+    from attnverify.numerics.tokenize import builtin_vocab, encode, truncation_note
 
     if model is not None:
         if changes or spec is not None:
@@ -200,8 +200,10 @@ def explain(text: str, *, model: str | Path | None = None, plugin: Any = None, s
     if lime_samples is not None:
         result.update(lime_summary(params, tokens, kept, spec, n_samples=lime_samples, runs=lime_runs, nu=nu,
                                    removal=removal, seed=seed, limit_samples=lime_limit_samples))
-    lines = [f"explained output ({spec.output_link}, class {spec.explained_class}): {result['logit']:+.6g}",
-             f"{'token':>16s}" + "".join(f"{n:>14s}" for n in NAMES)]
+    note = truncation_note(text, kept, spec.max_len)  # as the command line's stderr note
+    lines = [f"note: {note}"] if note else []
+    lines += [f"explained output ({spec.output_link}, class {spec.explained_class}): {result['logit']:+.6g}",
+              f"{'token':>16s}" + "".join(f"{n:>14s}" for n in NAMES)]
     lines += [f"{w[:16]:>16s}" + "".join(f"{result[n][j]:>14.5g}" for n in NAMES) for j, w in enumerate(kept)]
     if lime_samples is not None:
         lines.append(f"LIME ({removal}, nu={nu:g}, n={lime_samples}, mean of {lime_runs} run(s)); "
@@ -210,8 +212,7 @@ def explain(text: str, *, model: str | Path | None = None, plugin: Any = None, s
             coef = sum(run[j] for run in result["lime_coef"]) / lime_runs
             limit = result["lime_limit"][j] if result["lime_limit"] is not None else float("nan")
             lines.append(f"{word[:16]:>16s}  lime {coef:+.5g}  limit {limit:+.5g}")
-        if result.get("eq19_reason"):
-            lines.append(f"eq19, improved, shell: not computed ({result['eq19_reason']})")
-        elif result.get("eq19_shell_reason"):
-            lines.append(f"shell: not computed ({result['eq19_shell_reason']})")
+        from attnverify.numerics.lime.summary import reasons
+
+        lines += reasons(result)
     return ExplainResult(records=result, text="\n".join(lines))

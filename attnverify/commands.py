@@ -204,10 +204,10 @@ def cmd_explain(args: argparse.Namespace) -> int:
             cells = [coef[j]] + [result[k][j] if result[k] is not None else float("nan")
                                  for k in ("lime_limit", "eq19", "eq19_improved", "eq19_shell")]
             print(f"{word[:16]:>16s}" + "".join(f"{c:>12.5g}" for c in cells))
-        if result.get("eq19_reason"):  # a plugin model: the paper-model forms do not apply
-            print(f"eq19, improved, shell: not computed ({result['eq19_reason']})")
-        elif result.get("eq19_shell_reason"):
-            print(f"shell: not computed ({result['eq19_shell_reason']})")
+        from attnverify.numerics.lime.summary import reasons
+
+        for line in reasons(result):
+            print(line)
     return 0
 
 

@@ -145,7 +145,9 @@ def check_train(args: argparse.Namespace, spec) -> None:
     validate.count("--batch", args.batch)
     validate.number("--lr", args.lr, low=0, low_open=True, high=MAX_LEARNING_RATE)
     out = validate.output_file("--out", args.out)
-    metrics = validate.output_file("--out (its metrics file)", out.with_name(out.stem + ".metrics.json"))
+    from attnverify.numerics.training.train import metrics_path  # the command imports it anyway
+
+    metrics = validate.output_file("--out (its metrics file)", metrics_path(out))
     data = args.data.split(":", 1)[1] if args.data.startswith("csv:") else None
     validate.distinct_outputs({"--out": out, "--out (its metrics file)": metrics}, {"--data": data})
     # parameters, AdamW's two moments and the gradient, plus a batch of activations

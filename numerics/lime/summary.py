@@ -73,3 +73,12 @@ def lime_summary(
     if not np.all(np.isfinite(out["eq19"])):
         raise InputError("Eq. (19) is not finite for this model and text")
     return out
+
+
+def reasons(result: dict) -> list[str]:
+    """The lines that say why forms of an `explain` result are not numbers (after its LIME table)."""
+    if result.get("eq19_reason"):  # a plugin model: the paper-model forms do not apply
+        return [f"eq19, improved, shell: not computed ({result['eq19_reason']})"]
+    if result.get("eq19_shell_reason"):
+        return [f"shell: not computed ({result['eq19_shell_reason']})"]
+    return []
