@@ -90,10 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("what", choices=("adversarial", "fiber", "gumbel", "protocol"), help="which analysis")
     p.add_argument("--model", required=True, help="model .npz file")
     p.add_argument("--text", required=True, help="the document")
-    p.add_argument("--epsilon", type=float, nargs="+", default=[0.01, 0.05], help="adversarial: output budgets")
-    p.add_argument("--temperature", type=float, nargs="+", default=[0.1, 0.5, 1.0, 2.0],
-                   help="gumbel: temperatures tau > 0")
-    p.add_argument("--head", type=int, default=0, help="the head whose attention moves (adversarial, fiber)")
+    p.add_argument("--epsilon", type=float, nargs="+", default=None,
+                   help="adversarial: output budgets (default 0.01 0.05)")
+    p.add_argument("--temperature", type=float, nargs="+", default=None,
+                   help="gumbel: temperatures tau > 0 (default 0.1 0.5 1 2)")
+    p.add_argument("--head", type=int, default=None,
+                   help="the head whose attention moves (adversarial, fiber; default 0)")
     p.add_argument("--seed", type=int, default=0, help="optimiser start and Gumbel noise")
     p.set_defaults(run=cmd_related)
 

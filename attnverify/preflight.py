@@ -126,8 +126,20 @@ def check_explain(args: argparse.Namespace, spec) -> None:
                                 args.lime_limit_samples * 8 * spec.max_len * 2)
 
 
+#: Which `related` analyses read each of its flags (another would ignore it).
+RELATED_FLAGS = {"epsilon": ("adversarial",), "temperature": ("gumbel",), "head": ("adversarial", "fiber")}
+RELATED_DEFAULTS = {"epsilon": [0.01, 0.05], "temperature": [0.1, 0.5, 1.0, 2.0], "head": 0}
+
+
 def check_related(args: argparse.Namespace) -> None:
+    """One-line errors for bad values, and for a flag the chosen analysis would ignore; then the
+    flags left out take their defaults (`RELATED_DEFAULTS`)."""
     _seed(args)
+    for flag, analyses in RELATED_FLAGS.items():
+        if getattr(args, flag) is not None and args.what not in analyses:
+            raise InputError(f"--{flag} applies to `related {' / '.join(analyses)}`, not `related {args.what}`")
+        if getattr(args, flag) is None:
+            setattr(args, flag, RELATED_DEFAULTS[flag])
     for eps in args.epsilon:
         validate.number("--epsilon", eps, low=0, low_open=True)
     for tau in args.temperature:

@@ -97,6 +97,10 @@ def validation_cases(tmp: Path, model: Path, huge: Path) -> list[tuple[list, str
         (["report", "--out", tmp / "r", "--model", model, "--jobs", str(10**9), *TINY], "--jobs must be in 1..1024"),
         (["explain", "--model", model, "--text", TEXT, "--lime-samples", "50", "--nu", "nan"], "--nu"),
         (["related", "adversarial", "--model", model, "--text", TEXT, "--epsilon", "nan"], "--epsilon"),
+        # a flag the analysis would ignore (the user believed it applied)
+        (["related", "gumbel", "--model", model, "--text", TEXT, "--epsilon", "0.1"],
+         "--epsilon applies to `related adversarial`, not `related gumbel`"),
+        (["related", "protocol", "--model", model, "--text", TEXT, "--head", "1"], "--head applies to"),
         (["derive", "lime", "--d", "10000"], "--d must be in 2..2000"),
         (["sweep-eq19", "--words-per-feature", "nan", "--quiet"], "--words-per-feature"),
         # sizes whose arrays cannot fit: refused with the bytes they need, not an abort
