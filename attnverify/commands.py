@@ -138,7 +138,8 @@ def cmd_init_model(args: argparse.Namespace) -> int:
     preflight.check_model_size(spec)  # before a vocabulary of that size is built
     vocab = (vocab or builtin_vocab(spec.vocab_size))[: spec.vocab_size]
     if len(vocab) != spec.vocab_size:
-        raise InputError(f"--vocab-size {spec.vocab_size} exceeds the {len(vocab)} words of {args.vocab}")
+        raise InputError(f"--vocab-size {spec.vocab_size} exceeds the {len(vocab)} entries of {args.vocab} "
+                         f"([CLS], UNK and its {len(vocab) - 2} words)")
     params = draw_params(jax.random.PRNGKey(args.seed), spec, scale=args.scale)
     if args.scale > 1:  # a model every other command would reject (outputs outside the float range)
         modelfile.check_float_range(params, spec, [j % spec.vocab_size for j in range(spec.max_len)],
@@ -380,7 +381,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
             print(f"removed {removed} entries from {path}")
             if others:
                 shown = ", ".join(p.name for p in others[:3]) + (", ..." if len(others) > 3 else "")
-                print(f"kept {len(others)} other files there, which the cache did not write ({shown})")
+                print(f"kept {len(others)} other entries there, which the cache did not write ({shown})")
     except compilation_cache.CacheLocationError as err:
         raise InputError(str(err)) from None
     except OSError as err:

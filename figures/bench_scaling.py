@@ -17,6 +17,9 @@ from attnverify.numerics.modelfile import atomic_write
 
 from attnverify.errors import InputError
 
+#: The benchmarks `draw` plots (`attnverify bench --figure` needs one of them).
+PLOTTED = ("scaling", "devices", "lime")
+
 MARKERS = {"chunk": "o", "T": "s", "K": "^", "d_e": "D", "n": "v", "d": "P", "devices": "X"}
 
 
@@ -47,7 +50,7 @@ def draw(results: dict) -> plt.Figure:
         panels.append(("one LIME explanation (n=5000, d=100, T=256, K=6 base)", lime_rows, "samples_per_s",
                        "perturbed documents / s"))
     if not panels:
-        raise InputError("bench figure: run the scaling, devices or lime benchmarks to have something to plot")
+        raise InputError(f"bench figure: run the {', '.join(PLOTTED)} benchmarks to have something to plot")
     with style():
         fig, axes = plt.subplots(1, len(panels), figsize=(6.4 * len(panels), 4.6), squeeze=False)
         for ax, (title, rows, rate, unit) in zip(axes[0], panels, strict=True):

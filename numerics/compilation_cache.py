@@ -167,7 +167,7 @@ def cache_info(path: Path) -> CacheInfo:
     if not path.is_dir():
         return CacheInfo(path, False, 0, 0)
     found = cache_entries(path)
-    size = sum(p.stat().st_size for p in path.iterdir() if p.is_file())
+    size = sum(p.stat().st_size for p in owned_files(path))  # the cache's own files, not a user's beside them
     return CacheInfo(path, True, len(found), size, len(derivation_entries(path)), len(traced_entries(path)),
                      len(result_entries(path)))
 

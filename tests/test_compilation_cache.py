@@ -136,8 +136,9 @@ def test_cache_clear_removes_only_what_the_cache_wrote(own_cache, capsys):
         (own_cache / name).write_text("x")
     assert main(["cache", "clear"]) == 0
     out = capsys.readouterr().out
-    assert "removed 4 entries" in out and "kept 5 other files there, which the cache did not write" in out
+    assert "removed 4 entries" in out and "kept 5 other entries there, which the cache did not write" in out
     assert sorted(p.name for p in own_cache.iterdir()) == sorted(mine)
+    assert main(["cache", "info"]) == 0 and "size: 0 B" in capsys.readouterr().out  # the user's files: not counted
 
 
 def test_a_cache_location_that_is_a_file(own_cache, capsys):
