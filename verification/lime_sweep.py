@@ -35,12 +35,10 @@ from attnverify.numerics.lime import evaluation as lime_eval
 from attnverify.numerics.lime import shell_form as lime_shell
 from attnverify.numerics.lime.document import random_document
 from attnverify.numerics.lime.limit import (
+    coefficients_lost,
     exact_gamma,
     limit_from_gamma,
-    lost_to_rounding,
     monte_carlo_normal_equations,
-    output_scale,
-    rounding_bound,
 )
 from attnverify.numerics.lime.ridge import weighted_ridge
 from attnverify.numerics.lime.sampling import kernel_weights, sample_masks
@@ -106,8 +104,7 @@ def _draws(keys, nu, scale, lime_ridge, *, spec, d, length, removal, exact, n_mc
                                               with_magnitude=True)
             beta = limit_from_gamma(gamma, d, nu)[1:]
             # NaN where the limit is lost to rounding (a narrow kernel at small d): never noise as a target
-            lost = lost_to_rounding(beta, rounding_bound(magnitude, d, nu)[1:], output_scale(magnitude, d, nu))
-            beta = jnp.where(lost, jnp.nan, beta)
+            beta = jnp.where(coefficients_lost(beta, magnitude, d, nu), jnp.nan, beta)
         else:
             G, g, _ = monte_carlo_normal_equations(data, doc, nu, key_mc, spec=spec, d=d, removal=removal,
                                                    path=path, n=n_mc, chunk_size=min(2**13, n_mc // 16))

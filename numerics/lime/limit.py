@@ -136,6 +136,11 @@ def output_scale(magnitude: Float[Array, " d1"], d: int, nu: float) -> Float[Arr
     return magnitude[0] / mg_constants(d, nu, dtype=magnitude.dtype).alpha[0]
 
 
+def coefficients_lost(coef: Float[Array, " d"], magnitude: Float[Array, " d1"], d: int, nu: float) -> jnp.ndarray:
+    """`lost_to_rounding` of the coefficients of Sigma^{-1} Gamma, Gamma's sums of magnitudes `magnitude`."""
+    return lost_to_rounding(coef, rounding_bound(magnitude, d, nu)[1:], output_scale(magnitude, d, nu))
+
+
 @functools.partial(jax.jit, static_argnames=("spec", "d", "removal", "path", "model_fn", "chunk_size",
                                              "with_magnitude"))
 def exact_gamma(

@@ -31,7 +31,7 @@ from attnverify.numerics.lime import ratio_form as lime_ratio
 from attnverify.numerics.lime import structured as lime_structured
 from attnverify.numerics.lime.constants import check_features, check_width
 from attnverify.numerics.lime.document import LimeDocument, check_removal, lime_document
-from attnverify.numerics.lime.limit import limit_from_gamma, lost_to_rounding, output_scale, rounding_bound
+from attnverify.numerics.lime.limit import coefficients_lost, limit_from_gamma
 from jaxtyping import Array, Float, Int
 
 from attnverify.errors import InputError
@@ -127,8 +127,7 @@ def shell_limit(value_and_grad: ValueAndGrad, d: int, nu: float, dtype,
     magnitude = jnp.concatenate([jnp.abs(terms_0).sum()[None], jnp.einsum("n,nj->j", jnp.abs(weight), jnp.abs(terms))])
     beta = limit_from_gamma(gamma, d, nu)[1:]
     # NaN where the solve is lost to rounding (a narrow kernel at small d): noise is never a value.
-    lost = lost_to_rounding(beta, rounding_bound(magnitude, d, nu)[1:], output_scale(magnitude, d, nu))
-    return jnp.where(lost, jnp.nan, beta)
+    return jnp.where(coefficients_lost(beta, magnitude, d, nu), jnp.nan, beta)
 
 
 def dominant_features(ratio: lime_ratio.RatioForm, m: int) -> Int[Array, " m"]:
