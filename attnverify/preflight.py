@@ -128,21 +128,18 @@ def check_explain(args: argparse.Namespace, spec) -> None:
 
 #: Which `related` analyses read each of its flags (another would ignore it).
 RELATED_FLAGS = {"epsilon": ("adversarial",), "temperature": ("gumbel",), "head": ("adversarial", "fiber")}
-RELATED_DEFAULTS = {"epsilon": [0.01, 0.05], "temperature": [0.1, 0.5, 1.0, 2.0], "head": 0}
 
 
 def check_related(args: argparse.Namespace) -> None:
-    """One-line errors for bad values, and for a flag the chosen analysis would ignore; then the
-    flags left out take their defaults (`RELATED_DEFAULTS`)."""
+    """One-line errors for bad values, and for a flag the chosen analysis would ignore (a flag left
+    out is None: `verification.related.analyse` has the defaults)."""
     _seed(args)
     for flag, analyses in RELATED_FLAGS.items():
         if getattr(args, flag) is not None and args.what not in analyses:
             raise InputError(f"--{flag} applies to `related {' / '.join(analyses)}`, not `related {args.what}`")
-        if getattr(args, flag) is None:
-            setattr(args, flag, RELATED_DEFAULTS[flag])
-    for eps in args.epsilon:
+    for eps in args.epsilon or ():
         validate.number("--epsilon", eps, low=0, low_open=True)
-    for tau in args.temperature:
+    for tau in args.temperature or ():
         validate.number("--temperature", tau, low=0, low_open=True, allow_inf=True)
 
 
@@ -160,8 +157,9 @@ def check_train(args: argparse.Namespace, spec) -> None:
     from attnverify.numerics.training.train import metrics_path  # the command imports it anyway
 
     metrics = validate.output_file("--out (its metrics file)", metrics_path(out))
-    data = args.data.split(":", 1)[1] if args.data.startswith("csv:") else None
-    validate.distinct_outputs({"--out": out, "--out (its metrics file)": metrics}, {"--data": data})
+    from attnverify.numerics.training.corpora import source_file
+
+    validate.distinct_outputs({"--out": out, "--out (its metrics file)": metrics}, {"--data": source_file(args.data)})
     # parameters, AdamW's two moments and the gradient, plus a batch of activations
     validate.spec_fits(spec, copies=4 + args.batch, what="training")
 
@@ -371,12 +369,6 @@ def _move_back(stash: Path, folder: Path, *, overwrite: bool) -> int:
         except OSError:
             continue
     for sub in sorted((p for p in stash.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
-        try:
-            sub.rmdir()
-        except OSError:
-            pass
-    try:
-        stash.rmdir()
-    except OSError:
-        pass
+        validate.remove_empty_folders([sub])
+    validate.remove_empty_folders([stash])
     return moved

@@ -19,6 +19,7 @@ variables, so a command that never compiles never pays for importing it.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import sys
@@ -172,15 +173,19 @@ def cache_info(path: Path) -> CacheInfo:
                      len(result_entries(path)))
 
 
+@functools.lru_cache(maxsize=1)
+def _entry_name() -> re.Pattern:
+    from attnverify.numerics import stored_programs, stored_results
+
+    suffixes = "|".join(re.escape(s) for s in (memo.SUFFIX, stored_programs.SUFFIX, stored_results.SUFFIX))
+    return re.compile(rf"(-[0-9a-f]{{64}}-(cache|atime)|(^|-)[0-9a-f]{{32}}({suffixes}))$")
+
+
 def _is_ours(name: str) -> bool:
     """Whether a file name is one the cache writes: JAX's entries and their ``-atime`` companions
     (``<module>-<64 hex>-cache``), the stores' entries (``<name>-<32 hex><suffix>``) and the
     temporaries of their atomic writes; never a user's ``notes-cache`` or ``model.npz``."""
-    from attnverify.numerics import stored_programs, stored_results
-
-    suffixes = "|".join(re.escape(s) for s in (memo.SUFFIX, stored_programs.SUFFIX, stored_results.SUFFIX))
-    return name.startswith(TMP_PREFIX) or bool(
-        re.search(rf"(-[0-9a-f]{{64}}-(cache|atime)|(^|-)[0-9a-f]{{32}}({suffixes}))$", name))
+    return name.startswith(TMP_PREFIX) or bool(_entry_name().search(name))
 
 
 def owned_files(path: Path) -> list[Path]:

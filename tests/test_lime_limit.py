@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 from attnverify.numerics.lime import evaluation as lime_eval
 from attnverify.numerics.lime import structured as lime_structured
+from attnverify.numerics.lime.constants import mg_constants
 from attnverify.numerics.lime.document import lime_document, perturb
 from attnverify.numerics.lime.engine import lime_explain
 from attnverify.numerics.lime.limit import (
     beta_limit,
+    checked_limit,
     enumerated_gamma,
     limit_from_gamma,
     lost_to_rounding,
@@ -86,9 +88,10 @@ def _bound_holds(d, nu, bound_of=rounding_bound):
     in float64 is either refused as lost to rounding or within its rounding bound of the truth."""
     c0, c = 0.5, jnp.linspace(-1e-3, 1.4e-3, d)  # an explained logit's size (a tiny model's)
     gamma, _, magnitude = enumerated_gamma(lambda z: c0 + z @ c, d, nu, with_magnitude=True)
+    constants = mg_constants(d, nu)
     beta = limit_from_gamma(gamma, d, nu)[1:]
-    bound = bound_of(magnitude, d, nu)[1:]
-    lost = bool(lost_to_rounding(beta, bound, output_scale(magnitude, d, nu)))
+    bound = bound_of(magnitude, constants)[1:]
+    lost = bool(lost_to_rounding(beta, bound, output_scale(magnitude, constants)))
     return lost, lost or bool(jnp.all(jnp.abs(beta - c) <= bound))
 
 
@@ -104,8 +107,8 @@ def test_a_limit_lost_to_rounding_is_refused_and_one_reported_is_within_its_boun
     assert not any(outcomes[case][0] for case in [(3, 0.25), (5, 0.1), (10, 0.05), (2, float("inf"))])
 
     # A bound that forgets Sigma^-1's size (the rounding of Gamma alone) lets the noise through.
-    def gamma_rounding_only(magnitude, d, nu):
-        return (d + 1) * jnp.finfo(magnitude.dtype).eps * magnitude
+    def gamma_rounding_only(magnitude, constants):
+        return magnitude.shape[0] * jnp.finfo(magnitude.dtype).eps * magnitude  # (d + 1) eps M
 
     assert not _bound_holds(3, 0.03, gamma_rounding_only)[1]
 
@@ -115,10 +118,9 @@ def test_a_limit_that_is_zero_is_a_number_not_lost():
     # (beta = 0, computed as rounding noise of 1e-16) was "lost to rounding ... use a wider kernel".
     for d, nu in [(3, 0.25), (5, 1.0), (10, float("inf"))]:
         gamma, _, magnitude = enumerated_gamma(lambda z: jnp.full(z.shape[0], 0.5), d, nu, with_magnitude=True)
-        beta = limit_from_gamma(gamma, d, nu)[1:]
-        bound = rounding_bound(magnitude, d, nu)[1:]
-        assert not bool(lost_to_rounding(beta, bound, output_scale(magnitude, d, nu)))
-        assert float(jnp.max(jnp.abs(beta))) <= float(jnp.max(bound))
+        solution, bound, scale = checked_limit(gamma, magnitude, d, nu)
+        assert not bool(lost_to_rounding(solution[1:], bound[1:], scale))
+        assert float(jnp.max(jnp.abs(solution[1:]))) <= float(jnp.max(bound[1:]))
 
 
 def test_explain_says_why_a_limit_and_a_shell_form_are_not_numbers(tmp_path, capsys):

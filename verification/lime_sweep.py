@@ -34,12 +34,7 @@ from attnverify.numerics.lime import eq19_form as lime_eq19
 from attnverify.numerics.lime import evaluation as lime_eval
 from attnverify.numerics.lime import shell_form as lime_shell
 from attnverify.numerics.lime.document import random_document
-from attnverify.numerics.lime.limit import (
-    coefficients_lost,
-    exact_gamma,
-    limit_from_gamma,
-    monte_carlo_normal_equations,
-)
+from attnverify.numerics.lime.limit import checked_coefficients, exact_gamma, monte_carlo_normal_equations
 from attnverify.numerics.lime.ridge import weighted_ridge
 from attnverify.numerics.lime.sampling import kernel_weights, sample_masks
 from attnverify.numerics.modelfile import atomic_write
@@ -102,9 +97,7 @@ def _draws(keys, nu, scale, lime_ridge, *, spec, d, length, removal, exact, n_mc
         if exact:
             gamma, _, magnitude = exact_gamma(data, doc, nu, spec=spec, d=d, removal=removal, path=path,
                                               with_magnitude=True)
-            beta = limit_from_gamma(gamma, d, nu)[1:]
-            # NaN where the limit is lost to rounding (a narrow kernel at small d): never noise as a target
-            beta = jnp.where(coefficients_lost(beta, magnitude, d, nu), jnp.nan, beta)
+            beta = checked_coefficients(gamma, magnitude, d, nu)  # NaN where lost to rounding: never a target
         else:
             G, g, _ = monte_carlo_normal_equations(data, doc, nu, key_mc, spec=spec, d=d, removal=removal,
                                                    path=path, n=n_mc, chunk_size=min(2**13, n_mc // 16))

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from attnverify.numerics.lime import evaluation as lime_eval
-from attnverify.numerics.lime.constants import check_features, check_width, mg_constants
+from attnverify.numerics.lime.constants import MGConstants, check_features, check_width, mg_constants
 from attnverify.numerics.lime.document import LimeDocument, check_removal, lime_document
 from attnverify.numerics.lime.sampling import kernel_weights, sample_masks, subset_probability
 from jaxtyping import Array, Float, PRNGKeyArray
@@ -107,18 +107,19 @@ def limit_from_gamma(gamma: Float[Array, " d1"], d: int, nu: float) -> Float[Arr
 SIGMA_SLACK = 16
 
 
-def rounding_bound(magnitude: Float[Array, " d1"], d: int, nu: float) -> Float[Array, " d1"]:
+def rounding_bound(magnitude: Float[Array, " d1"], constants: MGConstants) -> Float[Array, " d1"]:
     """About how far rounding can move each entry of Sigma^{-1} Gamma (docs/theory.md §5, "Rounding at
-    narrow kernels").
+    narrow kernels"), with `constants` those of the solve (`mg_constants`).
 
     Gamma's sums over the 2^d masks carry rounding errors up to about (d + 1) eps times the sums of
     their terms' magnitudes (`magnitude`), and the solve multiplies them by Sigma^{-1}'s entries. At a
     narrow kernel those entries are huge and of both signs, and beta is the small difference of huge
     terms. `SIGMA_SLACK` covers the rounding of the sigmas themselves."""
-    s0, s1, s2, s3 = mg_constants(d, nu, dtype=magnitude.dtype).sigma
+    s0, s1, s2, s3 = constants.sigma
     m0, m = magnitude[0], magnitude[1:]
     intercept = jnp.abs(s0) * m0 + jnp.abs(s1) * m.sum()
     coef = jnp.abs(s1) * m0 + jnp.abs(s2 - s3) * m + jnp.abs(s3) * m.sum()
+    d = magnitude.shape[0] - 1
     return SIGMA_SLACK * (d + 1) * jnp.finfo(magnitude.dtype).eps * jnp.concatenate([intercept[None], coef])
 
 
@@ -131,14 +132,22 @@ def lost_to_rounding(coef: Float[Array, " d"], bound: Float[Array, " d"], scale:
     return ~jnp.all(jnp.isfinite(coef)) | (jnp.max(bound) > jnp.sqrt(jnp.finfo(coef.dtype).eps) * size)
 
 
-def output_scale(magnitude: Float[Array, " d1"], d: int, nu: float) -> Float[Array, ""]:
+def output_scale(magnitude: Float[Array, " d1"], constants: MGConstants) -> Float[Array, ""]:
     """The kernel-weighted mean of |f| over the masks, sum |P pi f| / sum P pi (= alpha_0)."""
-    return magnitude[0] / mg_constants(d, nu, dtype=magnitude.dtype).alpha[0]
+    return magnitude[0] / constants.alpha[0]
 
 
-def coefficients_lost(coef: Float[Array, " d"], magnitude: Float[Array, " d1"], d: int, nu: float) -> jnp.ndarray:
-    """`lost_to_rounding` of the coefficients of Sigma^{-1} Gamma, Gamma's sums of magnitudes `magnitude`."""
-    return lost_to_rounding(coef, rounding_bound(magnitude, d, nu)[1:], output_scale(magnitude, d, nu))
+def checked_limit(gamma: Float[Array, " d1"], magnitude: Float[Array, " d1"], d: int, nu: float):
+    """(intercept, beta) = Sigma^{-1} Gamma (`limit_from_gamma`), the rounding bound of each entry
+    and the output's scale, from one evaluation of the constants: what `lost_to_rounding` judges."""
+    constants = mg_constants(d, nu, dtype=gamma.dtype)
+    return sigma_solve(gamma, constants.sigma), rounding_bound(magnitude, constants), output_scale(magnitude, constants)
+
+
+def checked_coefficients(gamma: Float[Array, " d1"], magnitude: Float[Array, " d1"], d: int, nu: float):
+    """beta = Sigma^{-1} Gamma's coefficients, NaN where they are lost to rounding: noise is never a value."""
+    solution, bound, scale = checked_limit(gamma, magnitude, d, nu)
+    return jnp.where(lost_to_rounding(solution[1:], bound[1:], scale), jnp.nan, solution[1:])
 
 
 @functools.partial(jax.jit, static_argnames=("spec", "d", "removal", "path", "model_fn", "chunk_size",
@@ -220,8 +229,8 @@ def beta_limit(
                                                model_fn=model_fn, chunk_size=chunk_size, with_magnitude=True)
         if not bool(finite):
             raise InputError("LIME limit: the model returned NaN or inf on some perturbed documents")
-        solution = limit_from_gamma(gamma, d, nu)
-        bound, scale = rounding_bound(magnitude, d, nu)[1:], output_scale(magnitude, d, nu)
+        solution, bound, scale = checked_limit(gamma, magnitude, d, nu)
+        bound = bound[1:]
         if np.all(np.isfinite(solution)) and bool(lost_to_rounding(solution[1:], bound, scale)):
             size = max(float(jnp.max(jnp.abs(solution[1:]))), float(scale))
             raise InputError(

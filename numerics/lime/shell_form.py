@@ -31,7 +31,7 @@ from attnverify.numerics.lime import ratio_form as lime_ratio
 from attnverify.numerics.lime import structured as lime_structured
 from attnverify.numerics.lime.constants import check_features, check_width
 from attnverify.numerics.lime.document import LimeDocument, check_removal, lime_document
-from attnverify.numerics.lime.limit import coefficients_lost, limit_from_gamma
+from attnverify.numerics.lime.limit import checked_coefficients
 from jaxtyping import Array, Float, Int
 
 from attnverify.errors import InputError
@@ -125,9 +125,7 @@ def shell_limit(value_and_grad: ValueAndGrad, d: int, nu: float, dtype,
     terms = jnp.where(held, point * f[:, None], expanded)  # held: E[z_j f | stratum] = z_j f exactly
     gamma = jnp.concatenate([terms_0.sum()[None], jnp.einsum("n,nj->j", weight, terms)])
     magnitude = jnp.concatenate([jnp.abs(terms_0).sum()[None], jnp.einsum("n,nj->j", jnp.abs(weight), jnp.abs(terms))])
-    beta = limit_from_gamma(gamma, d, nu)[1:]
-    # NaN where the solve is lost to rounding (a narrow kernel at small d): noise is never a value.
-    return jnp.where(coefficients_lost(beta, magnitude, d, nu), jnp.nan, beta)
+    return checked_coefficients(gamma, magnitude, d, nu)
 
 
 def dominant_features(ratio: lime_ratio.RatioForm, m: int) -> Int[Array, " m"]:

@@ -232,6 +232,12 @@ def synthetic_corpus(n: int = 2000, *, seed: int = 0) -> Corpus:
     return split_three(f"synthetic:{n}", texts, labels)
 
 
+def source_file(source: str) -> str | None:
+    """The one file a ``--data`` string reads (``csv:PATH``), None for the others (a folder, built-in data)."""
+    kind, _, arg = source.partition(":")
+    return arg or None if kind == "csv" else None
+
+
 def load_corpus(source: str) -> Corpus:
     """The corpus a ``--data`` string names (see the module docstring)."""
     kind, _, arg = source.partition(":")
