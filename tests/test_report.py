@@ -83,7 +83,7 @@ def test_report_end_to_end_with_a_real_claim_and_an_embedded_figure(tmp_path, ti
 
 def test_results_json_is_strict_json_with_the_reason_beside_each_non_finite_number(tmp_path, tiny_model_path,
                                                                                     monkeypatch):
-    # A statistical claim has no max error (NaN), and a draw can overflow (inf): written as NaN and
+    # A max error can be NaN (an every-draw summary of NaN draws), and a draw can overflow (inf): written as NaN and
     # Infinity tokens, strict JSON parsers refused the file (docs/cli.md: null, the reason beside).
     def statistical(claim, spec, **kwargs):
         result = _fake_run_claim(claim, spec, **kwargs)

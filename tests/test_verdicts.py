@@ -323,12 +323,25 @@ def test_statistical_results_report_statistic_threshold_direction_and_no_error()
     assert record["verdict"] == "pass" and record["provenance"] == "literature" and record["nonfinite"] == 0
     assert (record["statistic"], record["threshold"], record["direction"]) == ("mean", 0.0, "above")
     assert record["bound"] == pytest.approx(0.3 - 0.05 * MeanTest().judge(_values(0.3, 0.05, 32)).numbers["t"])
-    assert "error" not in record["statistics"] and np.isnan(record["max_error"])
+    # Judged by its bound at ALPHA, not by an error against the tolerance: no max or median error,
+    # and no tolerance (the claim's 0.0 was never read), rather than numbers nothing was compared with.
+    assert "error" not in record["statistics"] and record["max_error"] is None and record["median_error"] is None
+    assert record["tolerance"] is None and record["alpha"] == ALPHA and "max_error_non_finite" not in record
+    assert result.tolerance == 0.0  # the result keeps the claim's tolerance; only the record says null
     for key in ("id", "statement", "dtype", "tolerance", "trials", "max_error", "median_error", "passed", "finding",
                 "expected", "unexpected"):
         assert key in record
     table = claims_table([result])
     assert "mean > 0" in table and "literature"[:3] in table and "error" not in table.split("Statistics")[1]
+
+
+def test_a_statistical_test_whose_threshold_is_the_tolerance_keeps_it_in_the_record():
+    # Can fail: a MeanTest without a threshold of its own is judged against the claim's tolerance,
+    # so that number is what the verdict read, and the record must show it.
+    claim = _claim(summary=MeanTest(threshold=None), tolerance={"float64": 0.25, "float32": 0.25})
+    record = _judge(claim, _values(0.3, 0.01, 32)).to_json()
+    assert record["tolerance"] == 0.25 == record["threshold"] and record["verdict"] == "pass"
+    assert record["max_error"] is None and record["alpha"] == ALPHA
 
 
 def test_every_draw_checks_report_their_statistic_against_its_threshold_never_a_negative_error():
@@ -337,7 +350,7 @@ def test_every_draw_checks_report_their_statistic_against_its_threshold_never_a_
     held = _judge(z, [0.5, 2.9, 1.0]).to_json()
     assert (held["verdict"], held["statistic"], held["estimate"], held["threshold"]) == ("pass", "max |z|", 2.9, 5.5)
     assert held["target"] == "max |z| <= 5.5 (every draw)" and held["bound"] is None
-    assert np.isnan(held["max_error"]) and "error" not in held["statistics"]
+    assert held["max_error"] is None and "error" not in held["statistics"] and held["alpha"] is None
     missed = _judge(z, [0.5, 6.0, 1.0])
     assert missed.verdict == "fail" and "max |z| 6 > 5.5" in missed.finding
     table = claims_table([_judge(z, [0.5, 2.9, 1.0])])

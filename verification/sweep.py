@@ -22,7 +22,7 @@ from attnverify.verification.blocks import (  # noqa: F401 (re-exported)
     claim_block,
     relative_error,
 )
-from attnverify.verification.confidence import STATISTICAL_TESTS, takes_tolerance
+from attnverify.verification.confidence import ALPHA, STATISTICAL_TESTS, takes_tolerance
 from attnverify.verification.empirical import EveryDrawCheck
 from attnverify.verification.registry import REGISTRY, Claim, check_user_claim, is_builtin, user_code
 from attnverify.verification.store import ChunkStore
@@ -78,6 +78,10 @@ class ClaimResult:
     bound: float | None = None
     draws_needed: int | None = None
     target: str | None = None  # the claim as an inequality, e.g. "mean > 0"
+    alpha: float | None = None  # a three-way claim's one-sided level of each bound (docs/theory.md §11.3)
+    # False when the verdict did not read the tolerance (a statistical test with a threshold of
+    # its own): the JSON then says null rather than a number nothing was compared with.
+    tolerance_judged: bool = field(default=True, repr=False)
 
     def __post_init__(self) -> None:
         if not self.verdict:
@@ -87,9 +91,16 @@ class ClaimResult:
                             else "hyp_unmet" if self.expected is None else "expected_fail")
 
     def to_json(self, *, with_errors: bool = False) -> dict:
+        """The record written by ``verify --json`` and the report. A claim judged by a statistic
+        against its threshold has no max or median error (null, not a NaN "measured"), and a
+        tolerance the verdict never read is null."""
         out = asdict(self)
         if not with_errors:
             out.pop("errors")
+        if not out.pop("tolerance_judged"):
+            out["tolerance"] = None
+        if self.statistic is not None:
+            out["max_error"] = out["median_error"] = None
         return out
 
 
@@ -239,8 +250,10 @@ def judge_claim(claim: Claim, spec: ModelSpec, errors: np.ndarray, *, trials: in
     kept = errors[finite_mask] if allowed else errors
     statistics: dict[str, float] = {}
     judgement, every = None, {}
+    tolerance_judged = True
     if isinstance(claim.summary, STATISTICAL_TESTS):  # a statistical claim: three-way
-        judgement = claim.summary.judge(errors, tolerance if takes_tolerance(claim.summary) else None, dtype=dtype)
+        tolerance_judged = takes_tolerance(claim.summary)
+        judgement = claim.summary.judge(errors, tolerance if tolerance_judged else None, dtype=dtype)
         statistics = {name: float(value) for name, value in judgement.numbers.items()}
         outcome = judgement.outcome
         max_error = median_error = float("nan")  # no "error": see statistic, estimate, bound
@@ -286,14 +299,14 @@ def judge_claim(claim: Claim, spec: ModelSpec, errors: np.ndarray, *, trials: in
     if judgement is not None:
         stat = dict(statistic=judgement.statistic, estimate=judgement.estimate, threshold=judgement.threshold,
                     direction=judgement.direction, bound=judgement.bound, draws_needed=judgement.draws_needed,
-                    target=judgement.target)
+                    target=judgement.target, alpha=ALPHA)
     return ClaimResult(
         id=claim.id, statement=claim.statement, dtype=dtype, tolerance=tolerance, trials=trials,
         max_error=max_error, median_error=median_error, passed=passed,
         finding=finding, expected=expected, unexpected=verdict == "fail",
         proof=proof, seed=seed, scale=scale, quantiles=qs, errors=errors.tolist(), statistics=statistics,
         verdict=verdict, provenance=claim.provenance, refutes=refutes, nonfinite=nonfinite,
-        nonfinite_reason=claim.nonfinite_reason, **stat,
+        nonfinite_reason=claim.nonfinite_reason, tolerance_judged=tolerance_judged, **stat,
     )
 
 

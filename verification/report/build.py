@@ -185,8 +185,8 @@ def run_report(options: ReportOptions, draw_figures: FigureDrawer | None = None)
                "options": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(options).items()}}
     modelfile.atomic_write(written["report.md"], lambda tmp: Path(tmp).write_text(markdown(content)))
     modelfile.atomic_write(written["report.html"], lambda tmp: Path(tmp).write_text(html_page(content)))
-    # Strict JSON, as every JSON file the package writes: a non-finite number (the NaN max_error of a
-    # statistical claim, say) is null with the reason beside it (`validate.dumps`).
+    # Strict JSON, as every JSON file the package writes: a non-finite number (an identity claim whose
+    # draw overflowed, say) is null with the reason beside it (`validate.dumps`).
     modelfile.atomic_write(written["results.json"],
                            lambda tmp: Path(tmp).write_text(validate.dumps(payload, indent=2) + "\n"))
     log(f"wrote {', '.join(str(p) for p in written.values())}")
