@@ -11,6 +11,7 @@ does not use, members that are not arrays, and a vocabulary with repeated or unm
 
 from __future__ import annotations
 
+import functools
 import os
 import struct
 import tempfile
@@ -20,6 +21,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 from attnverify.numerics.model import Params
 from attnverify.numerics.tokenize import CLS_TOKEN, UNK_TOKEN, check_vocab
@@ -272,25 +275,32 @@ def _read(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path, name: str
     return array.copy()
 
 
+#: What `check_float_range` checks, in the order it reports them.
+RANGE_QUANTITIES = ("the logits", "the attention", "the explained output", "the gradient of the explained output")
+
+
+@functools.partial(jax.jit, static_argnames=("spec",))
+def _range_quantities(params: Params, tokens, spec: ModelSpec) -> tuple:
+    """`RANGE_QUANTITIES` on `tokens`, one compiled program (the persistent cache keeps it; computed
+    operation by operation, the check compiled about 60 small programs in every command)."""
+    if getattr(spec, "plugin", None) is not None:  # a plugin's true model: its compiled forward
+        from attnverify.numerics import plugin_model as true_model
+    else:
+        from attnverify.numerics import model as true_model
+    e = true_model.embed(params, tokens, spec)
+    return (true_model.logits(params, e, spec), true_model.attention(params, e, spec),
+            true_model.explained_output(params, e, spec), true_model.output_gradient(params, e, spec))
+
+
 def check_float_range(params: Params, spec: ModelSpec, tokens, what: str, *, headroom: bool = False) -> None:
     """Refuse a model whose basic quantities overflow on `tokens`: the logits, the attention,
     the explained output and its gradient must be finite (a model with weights near the float
     range gives NaN explanations otherwise, or a 0 where the truth is undefined). With
     `headroom`, each must also stay below the square root of the largest float: a claim
     multiplies such quantities, and a product of two must not overflow either."""
-    import jax.numpy as jnp
-    from attnverify.numerics import model as nm
-
-    if getattr(spec, "plugin", None) is not None:  # a plugin's true model: its compiled forward
-        from attnverify.numerics import plugin_model as nm
-    tokens = jnp.asarray(tokens)
-    e = nm.embed(params, tokens, spec)
-    quantities = {"the logits": lambda: nm.logits(params, e, spec),
-                  "the attention": lambda: nm.attention(params, e, spec),
-                  "the explained output": lambda: nm.explained_output(params, e, spec),
-                  "the gradient of the explained output": lambda: nm.output_gradient(params, e, spec)}
-    for quantity, compute in quantities.items():
-        value = np.asarray(compute())
+    values = _range_quantities(params, jnp.asarray(tokens), spec)
+    for quantity, value in zip(RANGE_QUANTITIES, values, strict=True):
+        value = np.asarray(value)
         if not np.all(np.isfinite(value)):
             bad = "NaN" if np.isnan(value).any() else "inf"
             raise InputError(f"{what}: {quantity} {'are' if quantity.endswith('s') else 'is'} {bad}, outside "

@@ -89,9 +89,10 @@ def validation_cases(tmp: Path, model: Path, huge: Path) -> list[tuple[list, str
         (["train", "--data", "synthetic:64", "--out", out, "--lr", "inf", "--quiet", *MODEL], "--lr"),
         (["train", "--data", "synthetic:64", "--out", out, "--epochs", "0", "--quiet", *MODEL], "--epochs"),
         ([*SWEEP, "--scale", "1e300"], "outside float range"),
-        # finite at draw 0, but a product of two such numbers would not be: every draw was NaN
-        ([*SWEEP, "--scale", "1e100"], "a product of two would leave the float64 range"),
-        ([*SWEEP, "--scale", "1e15", "--dtype", "float32"], "a product of two would leave the float32 range"),
+        # the model's compiled program (the one the sweep runs) gives NaN at draw 0; computed operation
+        # by operation the logits were finite (5.97e197), and every draw of the sweep was NaN
+        ([*SWEEP, "--scale", "1e100"], "the logits are NaN, outside the float64 range"),
+        ([*SWEEP, "--scale", "1e15", "--dtype", "float32"], "outside the float32 range"),
         (["train", "--data", "synthetic:64", "--out", out, "--lr", "1e300", "--quiet", *MODEL], "--lr must be <= 1000"),
         ([*SWEEP, "--seed", str(2**64)], "--seed must be in 0..4294967295"),
         (["report", "--out", tmp / "r", "--model", model, "--jobs", str(10**9), *TINY], "--jobs must be in 1..1024"),
@@ -478,3 +479,24 @@ def test_model_file_damage_is_one_line(tmp_path, capsys, model):
     with zipfile.ZipFile(extra, "a") as archive:
         archive.writestr("notes.txt", "hello")
     assert_one_line_error(*cli(capsys, "explain", "--model", extra, "--text", TEXT)[::2], "not a .npy array")
+
+
+def test_logits_too_large_to_multiply_are_refused_with_their_size():
+    # Can fail: finite logits above sqrt(max float) pass a finiteness check, and a claim multiplying
+    # two of them overflows; `headroom` refuses them and says how large they are. Only the read-out
+    # is scaled, so the attention stays finite and the logits are the first quantity too large.
+    import jax
+    from attnverify.numerics.draws import draw_document, draw_params
+    from attnverify.numerics.modelfile import check_float_range
+
+    from attnverify.errors import InputError
+    from attnverify.spec import ModelSpec
+
+    spec = ModelSpec(max_len=4, d_embed=4, d_att=2, d_out=2, heads=2, vocab_size=16)
+    params = draw_params(jax.random.PRNGKey(0), spec)
+    tokens = draw_document(jax.random.PRNGKey(1), spec)
+    check_float_range(params, spec, tokens, "small", headroom=True)  # nothing to refuse
+    huge = params._replace(W_l=params.W_l * 1e170)
+    check_float_range(huge, spec, tokens, "huge")  # finite: without headroom it passes
+    with pytest.raises(InputError, match=r"huge: the logits reach .*e\+1[5-9]\d, above 1.34e\+154: a product of two"):
+        check_float_range(huge, spec, tokens, "huge", headroom=True)

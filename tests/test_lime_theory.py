@@ -37,6 +37,39 @@ def test_sigma_derived_equals_mardaoui_garreau_statement():
     assert sp.simplify(derived.sigma["sigma_2"] - stated["sigma_3"]) != 0
 
 
+def test_the_stable_form_of_sigma_is_the_derived_inverse_and_a_wrong_one_is_caught(monkeypatch):
+    derived = mg.derive_stable_inverse()
+    assert all(derived.checks.values()), derived.checks
+    # A, B are sums of nonnegative terms (s and s (d - s) times the kernel), and D is the spread / d.
+    for name in ("A", "B"):
+        terms = [derived.gap_summands[name].subs({d: 7, s: k, nu: sp.Rational(1, 10)}) for k in range(1, 8)]
+        assert all(sp.N(t) >= 0 for t in terms), name
+    assert sp.simplify(derived.determinant_scale - 1 / d) == 0
+    # Can fail: sigma_3 with the sign of its numerator flipped is caught by the symbolic check.
+    stated = mg.stable_statement()
+    wrong = {**stated, "sigma_3": -stated["sigma_3"]}
+    monkeypatch.setattr(mg, "stable_statement", lambda: wrong)
+    assert not mg.derive_stable_inverse.__wrapped__().checks["sigma_3 equals the derived one"]
+
+
+def test_sigma_is_accurate_where_the_textbook_form_cancels_to_nothing():
+    # Can fail: evaluated from alpha_0..alpha_2 as derived, the determinant (about 1e-117 at d = 3,
+    # nu = 0.02, from terms of 1e-38) came out as rounding noise and sigma_0 as 1.8e35 (true: 1.13e98);
+    # jit and eager gave different noise. 250-digit mpmath evaluation of the derived formula is the truth.
+    import mpmath
+
+    mpmath.mp.dps = 250
+    summands = [sp.lambdify((s, d, nu), mg.alpha_summand(p), modules="mpmath") for p in range(3)]
+    sigma = mg.derive_inverse().sigma
+    exact = sp.lambdify((*mg.alpha_sym[:3], d), [sigma[f"sigma_{k}"] for k in range(4)], modules="mpmath")
+    for size, width in [(3, 0.02), (3, 0.05), (4, 0.03), (5, 0.05), (10, 0.02), (7, 1.0)]:
+        alpha = [mpmath.fsum(f(k, size, mpmath.mpf(width)) for k in range(1, size + 1)) for f in summands]
+        truth = np.array([float(v) for v in exact(*alpha, size)])
+        for computed in (mg_constants(size, width).sigma, jax.jit(lambda w, n=size: mg_constants(n, w).sigma)(width)):
+            error = np.max(np.abs(np.asarray(computed) - truth)) / np.max(np.abs(truth))
+            assert error < 1e-12, (size, width, error)
+
+
 @pytest.mark.parametrize("size", [3, 4, 6])
 def test_block_inverse_at_explicit_sizes(size):
     assert mg.explicit_inverse_check(size)
@@ -99,6 +132,9 @@ def test_constants_reject_degenerate_sizes():
     with pytest.raises(InputError, match="no words"):
         mg_constants(0, 0.25)
     assert jax.numpy.isfinite(mg_constants(2, 0.25).sigma).all()
-    # d = 2, nu = 0.05: almost all kernel weight is on masks removing one word, so
-    # z_1 + z_2 = 1 is (numerically) collinear with the intercept and Sigma is singular.
-    assert not jax.numpy.isfinite(mg_constants(2, 0.05).sigma).all()
+    # d = 2, nu = 0.05: almost all kernel weight is on masks removing one word (z_1 + z_2 = 1, collinear
+    # with the intercept): Sigma is nearly singular and its inverse huge, 1/(w_1 w_2) ~ 1.4e87, but finite.
+    # At nu = 0.02 the weight of removing both words, exp(-1250), underflows: Sigma is singular in float64.
+    sigma = mg_constants(2, 0.05).sigma
+    assert jax.numpy.isfinite(sigma).all() and 1e86 < float(sigma[0]) < 1e88
+    assert not jax.numpy.isfinite(mg_constants(2, 0.02).sigma).all()

@@ -29,6 +29,7 @@ import itertools
 from dataclasses import dataclass
 
 import sympy as sp
+from attnverify.theory import memo
 
 #: Number of features (distinct words) and the normalised kernel width (w = 100 nu).
 d = sp.Symbol("d", integer=True, positive=True)
@@ -156,6 +157,74 @@ def derive_inverse() -> InverseDerivation:
         proved_right=is_identity(second_moment_matrix() @ inverse),
         proved_left=is_identity(inverse @ second_moment_matrix()),
     )
+
+
+# -- 3b. the inverse in a form float arithmetic can evaluate -------------------------------------
+#: The positive sums the stable form reads besides alpha_0..alpha_2 (docs/theory.md §5, "Rounding at
+#: narrow kernels"): A = alpha_0 - alpha_1, B = alpha_1 - alpha_2 and D, Sigma's determinant factor
+#: (the denominator of sigma_0 and sigma_1).
+gap_sym = sp.symbols("A B D", real=True)
+#: Power sums S_k = sum_s alpha_summand(0) * s^k: each alpha_p is a combination of S_0..S_2.
+power_sym = sp.symbols("S_0:3", real=True)
+
+
+def stable_statement() -> dict[str, sp.Expr]:
+    """sigma_0..sigma_3 in alpha_1, alpha_2, A, B, D and d, with no difference of nearly equal numbers
+    but one (sigma_3's alpha_1 A - D, where the kernel is wide and nothing is large): the form the
+    numerics evaluate, typed here and checked against `derive_inverse` by `derive_stable_inverse`.
+    Written with alpha_0..alpha_2 alone, the determinant and alpha_1 - alpha_2 cancel to nothing at
+    narrow kernels (their terms agree to every digit float64 holds)."""
+    a1, a2 = alpha_sym[1:3]
+    big_a, big_b, big_d = gap_sym
+    return {
+        "sigma_0": (a1 + (d - 1) * a2) / big_d,
+        "sigma_1": -a1 / big_d,
+        "sigma_2": ((d - 2) * big_d + a1 * big_a) / ((d - 1) * big_b * big_d),
+        "sigma_3": (a1 * big_a - big_d) / ((d - 1) * big_b * big_d),
+    }
+
+
+@dataclass(frozen=True)
+class StableInverse:
+    sigma: dict[str, sp.Expr]  # `stable_statement`
+    gap_summands: dict[str, sp.Expr]  # A's and B's term for s removed features: alpha summands' differences
+    determinant_scale: sp.Expr  # D = determinant_scale * (S_0 S_2 - S_1^2), a function of d alone
+    checks: dict[str, bool]
+
+
+@memo.on_disk  # a second of SymPy in every command that evaluates the constants: read back
+def derive_stable_inverse() -> StableInverse:
+    """What the stable form reads, derived, and proofs that it is Sigma's inverse.
+
+    * A's and B's terms are the differences of the alpha summands: the kernel term times a factored
+      polynomial (``s / d^2`` and ``s (d - s) / (d^2 (d - 1))``), nonnegative, so their sums lose nothing.
+    * Each alpha_p is the summand of alpha_0 times a polynomial in s (`sympy.Poly`), so alpha_p is a
+      combination of the power sums S_k, and D, expanded in them, is a multiple of
+      ``S_0 S_2 - S_1^2 = S_0 sum_s w_s (s - S_1/S_0)^2``: a spread, a sum of nonnegative terms.
+    * With A, B and D replaced by their definitions, each `stable_statement` sigma equals the
+      derived one (`sympy.simplify` of the difference is 0)."""
+    a0, a1, a2 = alpha_sym[:3]
+    big_a, big_b, big_d = gap_sym
+    derived = derive_inverse().sigma
+    determinant = sp.factor(-a1 / derived["sigma_1"])
+    # the kernel kept whole (factored, it splits into exponentials that overflow one by one)
+    gaps = {name: alpha_summand(0) * sp.factor(sp.cancel((alpha_summand(p) - alpha_summand(p + 1)) / alpha_summand(0)))
+            for p, name in enumerate("AB")}
+    in_powers = {}
+    for p in range(3):
+        ratio = sp.Poly(sp.cancel(alpha_summand(p) / alpha_summand(0)), s)
+        in_powers[alpha_sym[p]] = sum(coef * power_sym[k] for (k,), coef in ratio.terms())
+    s0, s1, s2 = power_sym
+    scale = sp.simplify(sp.expand(determinant.subs(in_powers)) / (s0 * s2 - s1**2))
+    definitions = {big_a: a0 - a1, big_b: a1 - a2, big_d: determinant}
+    checks = {
+        "A is alpha_0 - alpha_1": sp.simplify(gaps["A"] - (alpha_summand(0) - alpha_summand(1))) == 0,
+        "B is alpha_1 - alpha_2": sp.simplify(gaps["B"] - (alpha_summand(1) - alpha_summand(2))) == 0,
+        "D is a multiple of the spread": scale.free_symbols <= {d},
+        **{f"{name} equals the derived one": sp.simplify(expr.subs(definitions) - derived[name]) == 0
+           for name, expr in stable_statement().items()},
+    }
+    return StableInverse(sigma=stable_statement(), gap_summands=gaps, determinant_scale=scale, checks=checks)
 
 
 def mg_statement() -> dict[str, sp.Expr]:

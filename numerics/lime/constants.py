@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 from typing import NamedTuple
 
+import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
@@ -31,14 +32,18 @@ class MGConstants(NamedTuple):
 
 @functools.lru_cache(maxsize=1)
 def _compiled():
+    """The alpha summands, A's and B's summands, D's scale and the sigmas of the stable form
+    (`theory.mardaoui_garreau.derive_stable_inverse`), lambdified for JAX."""
     summands = [
         sp.lambdify((theory.s, theory.d, theory.nu), theory.alpha_summand(p), modules="jax")
         for p in range(MAX_P + 1)
     ]
-    sigma = theory.derive_inverse().sigma
-    exprs = [sigma[f"sigma_{k}"] for k in range(4)]
-    sigmas = sp.lambdify((*theory.alpha_sym[:3], theory.d), exprs, modules="jax", cse=True)
-    return summands, sigmas
+    stable = theory.derive_stable_inverse()
+    gaps = [sp.lambdify((theory.s, theory.d, theory.nu), stable.gap_summands[name], modules="jax") for name in "AB"]
+    scale = sp.lambdify(theory.d, stable.determinant_scale, modules="jax")
+    exprs = [stable.sigma[f"sigma_{k}"] for k in range(4)]
+    sigmas = sp.lambdify((*theory.alpha_sym[1:3], *theory.gap_sym, theory.d), exprs, modules="jax", cse=True)
+    return summands, gaps, scale, sigmas
 
 
 def check_features(d: int, *, what: str = "LIME") -> None:
@@ -63,11 +68,23 @@ def mg_constants(d: int, nu: float, *, dtype=jnp.float64) -> MGConstants:
     Returns arrays of shape (4,). `d` must be >= 2 (see `check_features`).
     """
     check_features(d)
-    summands, sigmas = _compiled()
+    return _evaluated(d, jnp.asarray(nu, dtype), dtype=dtype)
+
+
+@functools.partial(jax.jit, static_argnames=("d", "dtype"))
+def _evaluated(d: int, nu: Float[Array, ""], *, dtype) -> MGConstants:
+    """The lambdified sums and sigmas, one compiled program per d (the persistent cache keeps it;
+    evaluated operation by operation they compiled some 30 small programs in every command)."""
+    summands, gaps, scale, sigmas = _compiled()
     s = jnp.arange(1, d + 1, dtype=dtype)
-    nu = jnp.asarray(nu, dtype)
-    alpha = jnp.stack([jnp.sum(f(s, float(d), nu)) for f in summands])
-    sigma = jnp.stack(sigmas(alpha[0], alpha[1], alpha[2], float(d)))
+    terms = [f(s, float(d), nu) for f in summands]
+    alpha = jnp.stack([jnp.sum(t) for t in terms])
+    # Sums of nonnegative terms only (docs/theory.md §5, "Rounding at narrow kernels"): A = alpha_0 -
+    # alpha_1, B = alpha_1 - alpha_2 and D = scale * S_0 sum_s w_s (s - mean)^2, w_s alpha_0's terms.
+    gap_a, gap_b = (jnp.sum(g(s, float(d), nu)) for g in gaps)
+    mean = jnp.sum(terms[0] * s) / alpha[0]
+    determinant = scale(float(d)) * alpha[0] * jnp.sum(terms[0] * (s - mean) ** 2)
+    sigma = jnp.stack(sigmas(alpha[1], alpha[2], gap_a, gap_b, determinant, float(d)))
     return MGConstants(alpha=alpha, sigma=sigma)
 
 
