@@ -25,18 +25,25 @@ def lime_values(size: int, width: float) -> dict[str, float]:
     if not width > 0:
         raise InputError(f"nu must be > 0 (or inf), got {width}", parameter="nu")
     nu_value = sp.oo if math.isinf(width) else sp.Float(width, 30)
-    values = {}
-    for p in range(3):
-        summand = mg.alpha_summand(p).subs({mg.d: size})
-        if nu_value is sp.oo:
-            summand = sp.limit(mg.alpha_summand(p), mg.nu, sp.oo).subs({mg.d: size})
-        else:
-            summand = summand.subs({mg.nu: nu_value})
-        total = sum(summand.subs(mg.s, k) for k in range(1, size + 1))
-        values[f"alpha_{p}"] = sp.N(total, 30)
-    subs = {mg.alpha_sym[p]: values[f"alpha_{p}"] for p in range(3)}
-    subs[mg.d] = size
-    for name, expr in mg.derive_inverse().sigma.items():
+
+    def terms(summand: sp.Expr) -> list[sp.Expr]:  # a summand at s = 1..size, 30 digits
+        at = sp.limit(summand, mg.nu, sp.oo) if nu_value is sp.oo else summand.subs({mg.nu: nu_value})
+        return [sp.N(at.subs({mg.d: size, mg.s: k}), 30) for k in range(1, size + 1)]
+
+    weights = terms(mg.alpha_summand(0))
+    values = {"alpha_0": sp.Add(*weights)}
+    values.update({f"alpha_{p}": sp.Add(*terms(mg.alpha_summand(p))) for p in (1, 2)})
+    # The sigmas in their stable form (docs/theory.md §5): sums of nonnegative terms, so 30 digits are
+    # 30 digits. From alpha_0..alpha_2 as derived, the determinant cancels: at d = 3, nu = 0.02 this
+    # printed sigma_0 = 1.0e50 for 1.13e98.
+    stable = mg.derive_stable_inverse()
+    mean = sp.Add(*(w * k for k, w in enumerate(weights, start=1))) / values["alpha_0"]
+    spread = values["alpha_0"] * sp.Add(*(w * (k - mean) ** 2 for k, w in enumerate(weights, start=1)))
+    big_a, big_b, big_d = mg.gap_sym
+    subs = {mg.alpha_sym[1]: values["alpha_1"], mg.alpha_sym[2]: values["alpha_2"], mg.d: size,
+            big_a: sp.Add(*terms(stable.gap_summands["A"])), big_b: sp.Add(*terms(stable.gap_summands["B"])),
+            big_d: stable.determinant_scale.subs(mg.d, size) * spread}
+    for name, expr in stable.sigma.items():
         values[name] = sp.N(expr.subs(subs), 30)
     if not all(v.is_finite for v in values.values()):
         raise InputError(f"Sigma is singular at d = {size}, nu = {width}")
