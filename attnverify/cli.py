@@ -118,13 +118,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--lime-samples", type=int, default=None, metavar="N",
                    help="also run LIME with N samples (lime's default 5000); adds lime_* and eq19 keys")
-    p.add_argument("--lime-runs", type=int, default=1, metavar="R", help="independent LIME runs (seeds)")
-    p.add_argument("--nu", type=float, default=0.25, help="LIME kernel width / 100 (lime's 25 -> 0.25)")
-    p.add_argument("--removal", choices=("delete", "replace"), default="delete",
-                   help="delete words (lime's bow=True) or replace them in place by UNK")
-    p.add_argument("--lime-limit-samples", type=int, default=2**18, metavar="N",
-                   help="Monte-Carlo masks for the LIME limit when 2^d is too many to enumerate")
-    p.add_argument("--seed", type=int, default=0, help="LIME seed")
+    # LIME's settings (with --lime-samples only; left out, `numerics.lime.summary.lime_summary`'s defaults)
+    p.add_argument("--lime-runs", type=int, default=None, metavar="R", help="independent LIME runs (seeds; default 1)")
+    p.add_argument("--nu", type=float, default=None, help="LIME kernel width / 100 (lime's 25 -> 0.25, the default)")
+    p.add_argument("--removal", choices=("delete", "replace"), default=None,
+                   help="delete words (lime's bow=True, the default) or replace them in place by UNK")
+    p.add_argument("--lime-limit-samples", type=int, default=None, metavar="N",
+                   help="Monte-Carlo masks for the LIME limit when 2^d is too many to enumerate (default 2^18)")
+    p.add_argument("--seed", type=int, default=None, help="LIME seed (default 0)")
     add_plugin_arguments(p)
     p.set_defaults(run=cmd_explain)
 
@@ -234,8 +235,10 @@ def main(argv: list[str] | None = None) -> int:
         except OSError as err:  # a read or write the checks could not foresee (disk full, a vanished folder)
             if interrupts.received is None:
                 status = _error(f"{err.filename + ': ' if err.filename else ''}{err.strerror or err}")
-        except Exception:
-            if interrupts.received is None:  # a bug: its traceback is wanted
+        except Exception as err:
+            if interrupts.received is None and _out_of_memory(err):
+                status = _error("out of memory (use smaller sizes)")
+            elif interrupts.received is None:  # a bug: its traceback is wanted
                 raise
             # else a library turned the signal into another error (an extension module
             # interrupted while importing raises ImportError): it is the signal all the same
@@ -252,6 +255,12 @@ def main(argv: list[str] | None = None) -> int:
                     pass
             os._exit(status)
     return status
+
+
+def _out_of_memory(err: Exception) -> bool:
+    """XLA's allocator ran out (JAX raises its own error, not MemoryError): sizes the checks before
+    the work let through, e.g. the intermediates of a very long document."""
+    return type(err).__name__ == "JaxRuntimeError" and ("RESOURCE_EXHAUSTED" in str(err) or "Out of memory" in str(err))
 
 
 def _error(message: str) -> int:

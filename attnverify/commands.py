@@ -183,8 +183,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     result = {"tokens": kept, **explain(loaded.params, tokens, loaded.spec, len(kept))}
     if args.lime_samples is not None:
         result.update(lime_summary(loaded.params, tokens, kept, loaded.spec, n_samples=args.lime_samples,
-                                   runs=args.lime_runs, nu=args.nu, removal=args.removal, seed=args.seed,
-                                   limit_samples=args.lime_limit_samples))
+                                   **preflight.explain_lime_settings(args)))
     # the results must be finite; the settings are what was asked (--nu inf: written as null, "+inf" beside)
     validate.require_finite({k: v for k, v in result.items() if k != "lime_settings"}, "explain")
     if args.json:
@@ -197,10 +196,12 @@ def cmd_explain(args: argparse.Namespace) -> int:
     for j, word in enumerate(kept):
         print(f"{word[:16]:>16s}" + "".join(f"{result[n][j]:>14.5g}" for n in NAMES))
     if args.lime_samples is not None:
-        print(f"\nLIME ({args.removal}, nu={args.nu:g}, n={args.lime_samples}, mean of {args.lime_runs} run(s)); "
+        settings = result["lime_settings"]
+        print(f"\nLIME ({settings['removal']}, nu={settings['nu']:g}, n={args.lime_samples}, "
+              f"mean of {settings['runs']} run(s)); "
               f"limit: {result['lime_limit_method']}")
         print(f"{'word':>16s}{'lime':>12s}{'limit':>12s}{'eq19':>12s}{'improved':>12s}{'shell':>12s}")
-        coef = [sum(run[j] for run in result["lime_coef"]) / args.lime_runs for j in range(len(result["lime_words"]))]
+        coef = [sum(run[j] for run in result["lime_coef"]) / settings["runs"] for j in range(len(result["lime_words"]))]
         for j, word in enumerate(result["lime_words"]):
             cells = [coef[j]] + [result[k][j] if result[k] is not None else float("nan")
                                  for k in ("lime_limit", "eq19", "eq19_improved", "eq19_shell")]
@@ -251,10 +252,12 @@ def cmd_figures(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     enable_x64()
-    from attnverify.figures.catalog import check_names, draw_for_report
+    from attnverify.figures.catalog import check_names, check_texts, draw_for_report
     from attnverify.verification.report.build import ReportOptions, run_report
 
-    check_names(args.figures)  # a misspelt figure fails before the claims run
+    names = check_names(args.figures)  # a misspelt figure fails before the claims run
+    if args.text is not None:  # as `figures`: a text without a word fails now, not as a figure's traceback
+        check_texts(names, args.text)
     for module in args.claims_module:  # the user's claims run like the built-in ones
         plugins.load_claims_module(module)
     preflight.check_report(args, spec_from_args(args, SMALL))

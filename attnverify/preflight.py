@@ -9,6 +9,7 @@ the flag, so a long computation never ends in a refusal it could have started wi
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shutil
 import sys
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from attnverify import validate
 from attnverify.errors import InputError
+from attnverify.spec import ModelSpec
 
 #: Draws per vectorised sweep block (`verification.sweep.BLOCK`): a block holds that many models.
 SWEEP_BLOCK = 128
@@ -36,6 +38,13 @@ def check_derive(args: argparse.Namespace) -> None:
     for flag in ("d", "nu"):  # values of LIME's constants: another derivation would ignore them
         if getattr(args, flag) is not None and args.what != "lime":
             raise InputError(f"--{flag} applies to `derive lime`, not `derive {args.what}`")
+    printed = [f"--{flag.replace('_', '-')}" for flag in ("latex", "explicit_check") if getattr(args, flag)]
+    if printed and args.what != "gradient":  # LIME's constants and Eq. (19) are printed one way only
+        raise InputError(f"{', '.join(printed)} applies to `derive gradient`, not `derive {args.what}`")
+    sized = [f"--{f.name.replace('_', '-')}" for f in dataclasses.fields(ModelSpec)
+             if getattr(args, f.name, None) is not None] + (["--sizes"] if getattr(args, "sizes", None) else [])
+    if sized and args.what == "lime":  # LIME's constants do not depend on the model
+        raise InputError(f"{', '.join(sized)} applies to `derive gradient` and `derive eq19`, not `derive lime`")
     if args.d is not None:
         validate.count("--d", args.d, low=2, high=MAX_DERIVE_D)
     if args.nu is not None:
@@ -111,19 +120,40 @@ def check_model_size(spec) -> None:
     validate.fits_in_memory(f"a vocabulary of {spec.vocab_size} words", 80 * spec.vocab_size)
 
 
+#: `explain`'s LIME flags and the `lime_summary` argument each sets.
+EXPLAIN_LIME_FLAGS = {"lime_runs": "runs", "nu": "nu", "removal": "removal", "lime_limit_samples": "limit_samples",
+                      "seed": "seed"}
+
+
+def explain_lime_settings(args: argparse.Namespace) -> dict:
+    """The LIME settings `explain` was given (the others are `lime_summary`'s defaults)."""
+    return {name: getattr(args, flag) for flag, name in EXPLAIN_LIME_FLAGS.items() if getattr(args, flag) is not None}
+
+
 def check_explain(args: argparse.Namespace, spec) -> None:
+    given = [f"--{flag.replace('_', '-')}" for flag in EXPLAIN_LIME_FLAGS if getattr(args, flag) is not None]
+    if given and args.lime_samples is None:  # LIME would not run: the flags would change nothing
+        raise InputError(f"{', '.join(given)} applies to LIME: add --lime-samples N")
     _seed(args)
-    validate.number("--nu", args.nu, low=0, low_open=True, allow_inf=True)
-    validate.count("--lime-runs", args.lime_runs)
-    validate.count("--lime-limit-samples", args.lime_limit_samples)
+    if args.nu is not None:
+        validate.number("--nu", args.nu, low=0, low_open=True, allow_inf=True)
+    for flag in ("lime_runs", "lime_limit_samples"):
+        if getattr(args, flag) is not None:
+            validate.count(f"--{flag.replace('_', '-')}", getattr(args, flag))
     if args.lime_samples is not None:
+        import inspect
+
+        from attnverify.numerics.lime.summary import lime_summary
+
+        defaults = {k: p.default for k, p in inspect.signature(lime_summary).parameters.items()}
+        settings = {**defaults, **explain_lime_settings(args)}
         validate.count("--lime-samples", args.lime_samples, low=2)
         # per run and sample: the mask and perturbed document (T), the model's activations (T x d_e)
         per_sample = 8 * spec.max_len * (2 + spec.d_embed)
-        validate.fits_in_memory(f"--lime-samples {args.lime_samples} x --lime-runs {args.lime_runs}",
-                                args.lime_samples * args.lime_runs * per_sample)
-        validate.fits_in_memory(f"--lime-limit-samples {args.lime_limit_samples}",
-                                args.lime_limit_samples * 8 * spec.max_len * 2)
+        validate.fits_in_memory(f"--lime-samples {args.lime_samples} x --lime-runs {settings['runs']}",
+                                args.lime_samples * settings["runs"] * per_sample)
+        validate.fits_in_memory(f"--lime-limit-samples {settings['limit_samples']}",
+                                settings["limit_samples"] * 8 * spec.max_len * 2)
 
 
 #: Which `related` analyses read each of its flags (another would ignore it).

@@ -104,9 +104,14 @@ def check_inputs(names: list[str], ctx: FigureContext) -> None:
     for name in names:
         if name in NEEDS_MODEL:
             ctx.need_model(name)
+    check_texts(names, ctx.text, ctx.document)
+
+
+def check_texts(names: list[str], text: str, document: str | None = None) -> None:
+    """Text with a word for the figures of `names` that explain `text` (or fig4's `document`)."""
     for name in names:
-        # fig4 explains `ctx.document`, its own default document when that is empty
-        value = ctx.document if name in READS_DOCUMENT else ctx.text if name in READS_TEXT else None
+        # fig4 explains `document`, its own default document when that is empty
+        value = document if name in READS_DOCUMENT else text if name in READS_TEXT else None
         if value is not None and (value or name in READS_TEXT) and not words(value):
             raise InputError(f"figure {name}: the text {value!r} has no words "
                              "(after lowercasing and splitting on \\W+)", parameter="text")

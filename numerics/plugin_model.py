@@ -15,6 +15,7 @@ arrays of a draw do not change when a plugin adds a parameter.
 from __future__ import annotations
 
 import functools
+import math
 import zlib
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -33,6 +34,7 @@ from attnverify.theory.model import Constant, Parameter, SymbolicModel
 from attnverify.theory.plugin import shifts_cancel
 
 from attnverify.spec import ModelSpec
+from attnverify.validate import fits_in_memory
 
 PLUGIN_STREAM = 2_000_003  # folded into a draw's key, then the parameter name's CRC-32
 
@@ -90,11 +92,15 @@ def extra_axes(spec: ModelSpec) -> dict[str, tuple]:
 def draw_extra(key, spec: ModelSpec, *, scale: float = 1.0, dtype=jnp.float64) -> dict[str, jnp.ndarray]:
     """The declared parameters of one draw (each by its init) and the constants' values."""
     parameters, constants = declarations(spec)
+    shapes = {name: shape_of(p, spec) for name, p in parameters.items()}
+    # before any array: a declared size of 10**10 aborted XLA's allocator (a C++ crash, no message)
+    fits_in_memory(f"one draw of the plugin's parameters ({', '.join(f'{n} {tuple(s)}' for n, s in shapes.items())})",
+                   sum(math.prod(s) for s in shapes.values()) * jnp.dtype(dtype).itemsize)
     root = jax.random.fold_in(key, PLUGIN_STREAM)
     extra = {}
     for name, p in parameters.items():
         k = jax.random.fold_in(root, zlib.crc32(name.encode()) & 0x7FFFFFFF)
-        shape = shape_of(p, spec)
+        shape = shapes[name]
         if p.init == "normal":
             extra[name] = p.scale * jax.random.normal(k, shape, dtype)
         elif p.init == "uniform":

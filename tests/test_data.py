@@ -114,10 +114,15 @@ def test_csv_text_label_columns(tmp_path):
     ("text,label\n,1\n!!!,0\n", "empty corpus"),
     ("text,label\na,1\nb,maybe\n", "label 'maybe'"),
     ("text,label\na,1\nb,1\nc,1\n", "both classes"),
+    # Can fail, each read silently before: csv kept the last "label" column; a Latin-1 file trained on
+    # words split at the replacement character ("caf", "na", "ve"); a row's extra field was dropped.
+    ("text,label,label\ngood,1,0\nbad,0,0\nok,1,0\n", "the column.s. label appear more than once"),
+    (b"text,label\ncaf\xe9 na\xefve,1\nbad,0\nok,1\n", "not UTF-8 text"),
+    ("text,label\ngood,1\nbad,0,0\nok,1\n", "line 3: 3 fields, the header names 2"),
 ])
 def test_bad_csv_is_a_one_line_input_error(tmp_path, content, message):
     path = tmp_path / "bad.csv"
-    path.write_text(content)
+    path.write_bytes(content) if isinstance(content, bytes) else path.write_text(content)
     with pytest.raises(InputError, match=message) as err:
         data.load_corpus(f"csv:{path}")
     assert "\n" not in str(err.value)

@@ -117,6 +117,12 @@ def validation_cases(tmp: Path, model: Path, huge: Path) -> list[tuple[list, str
         (["init-model", "--out", out, "--vocab", tmp / "v_dup.txt"], "appears twice"),
         (["init-model", "--out", out, "--vocab", tmp / "v_up.txt"], "can never match"),
         (["figures", "fig5", "--model", model, "--out", tmp / "figs", "--text", "a $x^ b"], "cannot be drawn"),
+        # a text without a word for a report's figure: a traceback and exit 1 after the claims, before
+        (["report", "--out", tmp / "r", "--model", model, "--claims", "thm1.gradient", "--figures", "fig1",
+          "--text", "!!!", *TINY], "figure fig1: the text '!!!' has no words"),
+        # a typo beside `all` ran everything and exited 0
+        (["verify", "all", "nosuch", "--quiet"], "unknown claim or group 'nosuch'"),
+        (["bench", "all", "nosuch", "--quick"], "unknown benchmark(s) nosuch"),
     ]
 
 
@@ -500,3 +506,29 @@ def test_logits_too_large_to_multiply_are_refused_with_their_size():
     check_float_range(huge, spec, tokens, "huge")  # finite: without headroom it passes
     with pytest.raises(InputError, match=r"huge: the logits reach .*e\+1[5-9]\d, above 1.34e\+154: a product of two"):
         check_float_range(huge, spec, tokens, "huge", headroom=True)
+
+
+def test_xla_running_out_of_memory_is_one_line_not_a_traceback(tmp_path, capsys, model, monkeypatch):
+    # Can fail: a model of T = 200,000 passed the size checks (one document's activations) and
+    # `explain` died in XLA's allocator with a JaxRuntimeError traceback and exit code 1.
+    from jax.errors import JaxRuntimeError
+
+    def exhausted(args):  # what XLA raised (its message shortened)
+        raise JaxRuntimeError("RESOURCE_EXHAUSTED: Out of memory allocating 52582465664 bytes.")
+
+    monkeypatch.setattr("attnverify.cli.cmd_explain", exhausted)
+    code, _, err = cli(capsys, "explain", "--model", model, "--text", TEXT)
+    assert_one_line_error(code, err, "out of memory (use smaller sizes)")
+
+
+def test_a_plugin_parameter_too_large_for_memory_is_refused_before_it_is_drawn(tmp_path, capsys):
+    # Can fail: a declared size of 10**10 aborted XLA's allocator (SIGABRT, a C++ stack trace).
+    plugin = tmp_path / "huge.py"
+    plugin.write_text("from attnverify.theory import SymbolicModel, symbols\n"
+                      "class Model(SymbolicModel):\n"
+                      "    def score(self, i, t):\n"
+                      "        b = self.parameter('b', (symbols.K, 10**10))\n"
+                      "        return super().score(i, t) + b[i, 0]\n")
+    code, _, err = cli(capsys, "init-model", "--plugin", plugin, "--out", tmp_path / "o.npz", *MODEL)
+    assert_one_line_error(code, err, "one draw of the plugin's parameters (b (2, 10000000000)) needs at least")
+    assert not (tmp_path / "o.npz").exists()

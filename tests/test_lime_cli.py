@@ -72,6 +72,31 @@ def test_lime_values_flags_are_refused_by_the_other_derivations(capsys, args):
     assert code == 2 and err.count("\n") == 1 and f"applies to `derive lime`, not `derive {args[0]}`" in err
 
 
+@pytest.mark.parametrize("args, message", [
+    (["lime", "--latex"], "--latex applies to `derive gradient`, not `derive lime`"),
+    (["eq19", "--explicit-check"], "--explicit-check applies to `derive gradient`, not `derive eq19`"),
+    (["lime", "--scorer", "deep", "--biases"], "--biases, --scorer applies to `derive gradient` and `derive eq19`"),
+])
+def test_flags_a_derivation_would_ignore_are_refused(capsys, args, message):
+    # Can fail: each was accepted and the output was byte for byte the same (`derive lime --latex`
+    # printed plain text; LIME's constants do not depend on the model).
+    code, out, err = run(capsys, "derive", *args)
+    assert code == 2 and not out and err.count("\n") == 1 and message in err
+
+
+def test_explain_refuses_lime_settings_without_lime_samples(capsys, tmp_path):
+    # Can fail: `explain --nu 0.5 --seed 3` ran without LIME and printed what it prints without them.
+    vocab = tmp_path / "v.txt"
+    vocab.write_text("good\nmovie\n")
+    assert main(["init-model", "--vocab", str(vocab), "--out", str(tmp_path / "m.npz"), "--sizes", "small",
+                 "--vocab-size", "4"]) == 0
+    capsys.readouterr()
+    code, out, err = run(capsys, "explain", "--model", str(tmp_path / "m.npz"), "--text", "good movie",
+                         "--nu", "0.5", "--seed", "3")
+    assert code == 2 and not out
+    assert err.strip() == "attnverify: error: --nu, --seed applies to LIME: add --lime-samples N"
+
+
 def test_derive_eq19_shows_where_three_halves_comes_from(capsys):
     _, text, _ = run(capsys, "derive", "eq19")
     assert "5. independence" in text and "coefficient of c_j: 3/2" in text

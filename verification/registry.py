@@ -271,16 +271,15 @@ def groups() -> dict[str, list[str]]:
 
 def select(names: list[str]) -> list[Claim]:
     """Claims named by group (e.g. ``theorem1``), id (``thm1.gradient``) or ``all``."""
-    if not names or "all" in names:
-        return list(REGISTRY.values())
     chosen: list[Claim] = []
     known_groups = groups()
     for name in names:
-        ids = known_groups.get(name, [name] if name in REGISTRY else None)
+        ids = list(REGISTRY) if name == "all" else known_groups.get(name, [name] if name in REGISTRY else None)
         if ids is None:
             close = difflib.get_close_matches(name, list(known_groups) + list(REGISTRY), n=3)
             hint = f"did you mean {', '.join(close)}? " if close else ""
             raise InputError(f"unknown claim or group {name!r} ({hint}groups: {', '.join(sorted(known_groups))}; "
                              "`attnverify claims` lists every id)")
         chosen.extend(REGISTRY[i] for i in ids if REGISTRY[i] not in chosen)
-    return chosen
+    # every name checked, `all` among them too (a typo beside it is refused, not run over)
+    return list(REGISTRY.values()) if not names or "all" in names else chosen

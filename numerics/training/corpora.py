@@ -181,21 +181,33 @@ def load_csv(path: str | Path) -> Corpus:
     # Python's csv refuses a field over 128 KiB by default; a long review can be longer.
     csv.field_size_limit(max(csv.field_size_limit(), MAX_FIELD_CHARS))
     # utf-8-sig: a spreadsheet's CSV export starts with a byte-order mark, which is not part of "text".
-    with open(path, encoding="utf-8-sig", errors="replace", newline="") as handle:
-        reader = csv.DictReader(handle)
-        missing = {"text", "label"} - set(reader.fieldnames or ())
-        if missing:
-            raise InputError(f"{source}: missing column(s) {', '.join(sorted(missing))} "
-                             f"(found: {_header(reader.fieldnames or [])})")
+    # Strict UTF-8: a Latin-1 file read with replacement characters trained on split words ("caf", "na").
+    with open(path, encoding="utf-8-sig", newline="") as handle:
+        reader = csv.DictReader(handle, restkey=EXTRA_FIELDS)
         try:
+            fields = reader.fieldnames or []
+            missing = {"text", "label"} - set(fields)
+            if missing:
+                raise InputError(f"{source}: missing column(s) {', '.join(sorted(missing))} "
+                                 f"(found: {_header(fields)})")
+            repeated = sorted({name for name in fields if fields.count(name) > 1} & {"text", "label"})
+            if repeated:  # csv keeps the last one silently
+                raise InputError(f"{source}: the column(s) {', '.join(repeated)} appear more than once in the header")
             for line, row in enumerate(reader, start=2):
+                if EXTRA_FIELDS in row:  # more fields than the header names: a column shifted, or a comma unquoted
+                    raise InputError(f"{source} line {reader.line_num}: {len(fields) + len(row[EXTRA_FIELDS])} "
+                                     f"fields, the header names {len(fields)}")
                 texts.append(row["text"] or "")
                 labels.append(parse_label(row["label"] or "", f"{source} line {line}"))
         except csv.Error as err:  # e.g. a field over the limit below; the record after the last line read
             raise InputError(f"{source} line {reader.line_num + 1}: not valid CSV ({err})") from None
+        except UnicodeDecodeError:
+            raise InputError(f"{source}: not UTF-8 text (save the file as UTF-8)") from None
     return split_three(source, *_keep(texts, labels))
 
 
+#: Where `csv.DictReader` puts a row's fields beyond the header's (`load_csv` refuses such rows).
+EXTRA_FIELDS = "\0extra"
 #: The longest CSV field read (characters): a whole document.
 MAX_FIELD_CHARS = 1 << 26
 #: The most documents ``synthetic:N`` makes (about 6 s of Python at a million).

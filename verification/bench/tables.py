@@ -23,10 +23,10 @@ def _lime(quick: bool) -> dict:
 
 def run_benchmarks(which: list[str], *, quick: bool = False) -> tuple[dict, str]:
     """Run benchmarks by name; returns (numbers, printable text)."""
-    names = list(KNOWN) if not which or "all" in which else which
-    unknown = [n for n in names if n not in KNOWN]
+    unknown = [n for n in which if n not in KNOWN and n != "all"]  # beside `all` too: a typo is never run over
     if unknown:
         raise InputError(f"unknown benchmark(s) {', '.join(unknown)} (known: {', '.join(KNOWN)}, all)")
+    names = list(KNOWN) if not which or "all" in which else which
     devices = jax.device_count()
     machine = (f"{platform.machine()}, {os.cpu_count()} cores; JAX on {jax.default_backend()}: {devices} "
                f"device{'s' if devices > 1 else ''} ({jax.devices()[0].device_kind})")
