@@ -160,3 +160,24 @@ def test_report_records_a_broken_user_claim_in_one_line(tmp_path, capsys):
     assert len([line for line in err.splitlines() if "mine.c" in line]) == 1, err
     (recorded,) = json.loads((out / "results.json").read_text())["errors"]
     assert "mine.c" in recorded and "build raised ValueError: boom" in recorded
+
+
+@pytest.mark.parametrize("body, text", [
+    # each was accepted: `verify thm1.gradient` then ran the user's claim instead of the built-in one,
+    # a claim `theorem1` could never be selected, a blank id was listed as an empty row
+    ("claim(group='thm1.gradient')\n", "its group 'thm1.gradient' is another claim's id"),
+    ("claim(id='theorem1')\n", "claim id 'theorem1' is the name of the group 'theorem1'"),
+    ("claim(id='', group='')\n", "id '' cannot be selected"),
+    ("claim(id='mine.all', group='all')\n", "group 'all' cannot be selected"),
+])
+def test_a_users_claim_names_must_select_it_and_hide_no_other(tmp_path, capsys, body, text):
+    one_line(capsys, ["claims", "--claims-module", module(tmp_path, body)], text)
+
+
+def test_an_id_registered_by_another_module_is_not_taken_over(tmp_path, capsys):
+    # Can fail: the second module's claim silently replaced the first's (only B's was listed, exit 0).
+    first, second = (module(tmp_path, "claim()\n", name) for name in ("dup_a.py", "dup_b.py"))
+    one_line(capsys, ["claims", "--claims-module", first, "--claims-module", second],
+             "claim id 'mine.c' is already registered by")
+    # the same module loaded again (a re-run notebook cell, a repeated flag) still replaces its claim
+    assert main(["claims", "--claims-module", first, "--claims-module", first]) == 0

@@ -138,13 +138,39 @@ def register(claim: Claim) -> Claim:
         raise InputError(f"claim id {claim.id!r} clashes with a built-in claim (choose another id)")
     if not builtin:  # a user's claim: what can be checked now is checked now, naming the claim
         check_user_claim(claim)
+        _check_user_names(claim, caller)
     missing = {"float64", "float32"} - set(claim.tolerance)
     if missing:
         raise ValueError(f"claim {claim.id} lacks a tolerance for {', '.join(sorted(missing))}")
     REGISTRY[claim.id] = claim
+    _ORIGIN[claim.id] = caller
     if builtin:
         BUILTIN.add(claim.id)
     return claim
+
+
+#: The module that registered each claim: a user's claim is replaced only from where it came from.
+_ORIGIN: dict[str, str] = {}
+
+
+def _check_user_names(claim: Claim, caller: str) -> None:
+    """A user's id and group must select what they name (`select`): not empty, not ``all``, an id
+    that is not another group's name and a group that is not another claim's id (either would hide
+    a claim from ``verify NAME``), and an id another module registered is not taken over silently
+    (a re-run notebook cell, from the same module, replaces its claim)."""
+    for what, value in (("id", claim.id), ("group", claim.group)):
+        if not isinstance(value, str) or not value.strip() or value == "all":
+            raise InputError(f"claim {claim.id!r}: {what} {value!r} cannot be selected (an empty name or 'all')")
+    named = groups()
+    if claim.id in named and named[claim.id] != [claim.id]:
+        raise InputError(f"claim id {claim.id!r} is the name of the group {claim.id!r}: "
+                         "`verify` would run that group, never this claim (choose another id)")
+    if claim.group in REGISTRY and claim.group != claim.id:
+        raise InputError(f"claim {claim.id!r}: its group {claim.group!r} is another claim's id: "
+                         f"`verify {claim.group}` would no longer run that claim (choose another group)")
+    earlier = _ORIGIN.get(claim.id)
+    if claim.id in REGISTRY and earlier is not None and earlier != caller:
+        raise InputError(f"claim id {claim.id!r} is already registered by {earlier} (choose another id)")
 
 
 def check_user_claim(claim: Claim) -> None:
