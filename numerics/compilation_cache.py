@@ -74,7 +74,11 @@ def cache_location() -> Path:
 
 def check_cache_location(path: Path, *, create: bool) -> None:
     """Raise `CacheLocationError` (one line) unless `path` is, or can become, a writable folder."""
-    if path.exists() and not path.is_dir():
+    try:
+        is_file = path.exists() and not path.is_dir()
+    except OSError as err:  # e.g. a parent folder that cannot be searched: Path.exists raises EACCES
+        raise CacheLocationError(f"cannot reach compilation cache folder {path}: {err.strerror or err}") from None
+    if is_file:
         raise CacheLocationError(f"compilation cache {path} is a file, not a folder")
     if not create:
         return

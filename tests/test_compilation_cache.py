@@ -169,6 +169,26 @@ def test_an_unwritable_cache_location_falls_back_to_no_cache(own_cache, capsys, 
     assert not (blocker / "xla").exists()
 
 
+def test_a_cache_under_a_folder_that_cannot_be_searched_falls_back_to_no_cache(own_cache, capsys, monkeypatch):
+    # Can fail: under a chmod-000 parent Path.exists raised PermissionError, and every command stopped
+    # with "error: ...: Permission denied" (exit 2) instead of compiling without the cache. The
+    # permission is simulated: the tests may run as root, whom chmod does not stop.
+    hidden = own_cache.parent / "locked" / "xla"
+    real_exists = Path.exists
+
+    def exists(path, *args, **kwargs):
+        if path == hidden:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_exists(path, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "exists", exists)
+    monkeypatch.setenv(compilation_cache.ENV_VAR, str(hidden))
+    assert main(["spec", "--max-len", "8"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"attnverify: warning: cannot reach compilation cache folder {hidden}: Permission denied; "
+                   "compiling without it"]
+
+
 def test_no_cache_turns_the_cache_off_and_it_comes_back(own_cache, capsys):
     import jax
 
