@@ -78,7 +78,7 @@ def test_resume_rejects_a_different_sweep(tmp_path):
     out = tmp_path / "s"
     assert _sweep(out, trials=8).wait(600) == 0
     proc = _sweep(out, "--resume", "--seed", "5", trials=8)
-    assert proc.wait(600) == 2 and "seed differ" in proc.stderr.read()
+    assert proc.wait(600) == 2 and "seed differs from the first run" in proc.stderr.read()
 
 
 @pytest.mark.parametrize("scale", [10.0, 100.0])

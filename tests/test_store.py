@@ -108,7 +108,7 @@ def test_a_used_folder_needs_resume(finished):
 @pytest.mark.parametrize("key, value", [("seed", 0), ("claims", ["a"]), ("claims", ["a", "b", "c"]),
                                         ("code", "0.1.0+def"), ("dtype", "float32"), ("scale", 2.0)])
 def test_resume_refuses_another_sweep(finished, key, value):
-    with pytest.raises(InputError, match=f"{key} differ from the first run"):
+    with pytest.raises(InputError, match=f"{key} differs from the first run"):
         resume(finished, **{key: value})
 
 

@@ -332,8 +332,9 @@ class ChunkStore:
         changed = [k for k in RESUME_KEYS if previous.get(k) != manifest.get(k)]
         if changed:
             shown = [f"{k}: {_short(previous.get(k))} then, {_short(manifest.get(k))} now"
-                     for k in changed if k in ("seed", "dtype", "scale", "trials", "chunk_size", "code")]
-            raise InputError(f"cannot resume {folder}: {', '.join(changed)} differ from the first run"
+                     for k in changed if k in ("seed", "dtype", "scale", "trials", "chunk_size", "code", "claims")]
+            raise InputError(f"cannot resume {folder}: {', '.join(changed)} "
+                             f"{'differs' if len(changed) == 1 else 'differ'} from the first run"
                              + (f" ({'; '.join(shown)})" if shown else ""))
         store = cls(folder, previous, log=log)
         store._read(folder / "results.jsonl")
@@ -380,7 +381,8 @@ class ChunkStore:
         changed = [k for k, v in wanted.items() if self.manifest.get(k) != v]
         if changed or claim not in self.manifest["claims"]:
             what = ", ".join(changed) if changed else f"claim {claim} (not in its claim list)"
-            raise InputError(f"the results folder {self.folder} holds another sweep: {what} differ")
+            raise InputError(f"the results folder {self.folder} holds another sweep: {what} "
+                             f"{'differs' if len(changed) <= 1 else 'differ'}")
 
     def get(self, claim: str, chunk: int) -> list[float] | None:
         return self.done.get((claim, chunk))
