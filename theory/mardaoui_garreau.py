@@ -160,8 +160,8 @@ def derive_inverse() -> InverseDerivation:
 
 
 # -- 3b. the inverse in a form float arithmetic can evaluate -------------------------------------
-#: The positive sums the stable form reads besides alpha_0..alpha_2 (docs/theory.md §5, "Rounding at
-#: narrow kernels"): A = alpha_0 - alpha_1, B = alpha_1 - alpha_2 and D, Sigma's determinant factor
+#: The positive sums the stable form reads besides alpha_0..alpha_2 (docs/theory.md §5, "Evaluating
+#: the sigmas"): A = alpha_0 - alpha_1, B = alpha_1 - alpha_2 and D, Sigma's determinant factor
 #: (the denominator of sigma_0 and sigma_1).
 gap_sym = sp.symbols("A B D", real=True)
 #: Power sums S_k = sum_s alpha_summand(0) * s^k: each alpha_p is a combination of S_0..S_2.

@@ -79,7 +79,7 @@ def _evaluated(d: int, nu: Float[Array, ""], *, dtype) -> MGConstants:
     s = jnp.arange(1, d + 1, dtype=dtype)
     terms = [f(s, float(d), nu) for f in summands]
     alpha = jnp.stack([jnp.sum(t) for t in terms])
-    # Sums of nonnegative terms only (docs/theory.md §5, "Rounding at narrow kernels"): A = alpha_0 -
+    # Sums of nonnegative terms only (docs/theory.md §5, "Evaluating the sigmas"): A = alpha_0 -
     # alpha_1, B = alpha_1 - alpha_2 and D = scale * S_0 sum_s w_s (s - mean)^2, w_s alpha_0's terms.
     gap_a, gap_b = (jnp.sum(g(s, float(d), nu)) for g in gaps)
     mean = jnp.sum(terms[0] * s) / alpha[0]
