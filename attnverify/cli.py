@@ -96,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="gumbel: temperatures tau > 0 (default 0.1 0.5 1 2)")
     p.add_argument("--head", type=int, default=None,
                    help="the head whose attention moves (adversarial, fiber; default 0)")
-    p.add_argument("--seed", type=int, default=0, help="optimiser start and Gumbel noise")
+    p.add_argument("--seed", type=int, default=None,
+                   help="optimiser start and Gumbel noise (adversarial, gumbel; default 0)")
     p.set_defaults(run=cmd_related)
 
     p = sub.add_parser("spec", help="print the model spec the flags describe")

@@ -342,8 +342,9 @@ def cmd_related(args: argparse.Namespace) -> int:
     tokens, kept = encode(args.text, loaded.vocab, loaded.spec.max_len)
     _note_truncation(args.text, kept, loaded.spec.max_len)
     modelfile.check_float_range(loaded.params, loaded.spec, tokens, f"{args.model} on this text")
-    given = {"epsilons": args.epsilon, "temperatures": args.temperature, "head": args.head}  # None: the default
-    result = analyse(args.what, loaded, args.text, seed=args.seed,
+    given = {"epsilons": args.epsilon, "temperatures": args.temperature, "head": args.head,
+             "seed": args.seed}  # None: the default
+    result = analyse(args.what, loaded, args.text,
                      **{k: tuple(v) if isinstance(v, list) else v for k, v in given.items() if v is not None})
     validate.require_finite(result, f"related {args.what}")
     print(validate.dumps(result, indent=2))

@@ -157,7 +157,8 @@ def check_explain(args: argparse.Namespace, spec) -> None:
 
 
 #: Which `related` analyses read each of its flags (another would ignore it).
-RELATED_FLAGS = {"epsilon": ("adversarial",), "temperature": ("gumbel",), "head": ("adversarial", "fiber")}
+RELATED_FLAGS = {"epsilon": ("adversarial",), "temperature": ("gumbel",), "head": ("adversarial", "fiber"),
+                 "seed": ("adversarial", "gumbel")}
 
 
 def check_related(args: argparse.Namespace) -> None:

@@ -102,6 +102,8 @@ def validation_cases(tmp: Path, model: Path, huge: Path) -> list[tuple[list, str
         (["related", "gumbel", "--model", model, "--text", TEXT, "--epsilon", "0.1"],
          "--epsilon applies to `related adversarial`, not `related gumbel`"),
         (["related", "protocol", "--model", model, "--text", TEXT, "--head", "1"], "--head applies to"),
+        (["related", "fiber", "--model", model, "--text", TEXT, "--seed", "5"],
+         "--seed applies to `related adversarial / gumbel`, not `related fiber`"),
         (["related", "protocol", "--model", model, "--text", "movie"], "needs at least 2 words"),
         (["derive", "lime", "--d", "10000"], "--d must be in 2..2000"),
         (["sweep-eq19", "--words-per-feature", "nan", "--quiet"], "--words-per-feature"),
