@@ -141,6 +141,13 @@ def test_explain_says_why_a_limit_and_a_shell_form_are_not_numbers(tmp_path, cap
     code, out, _ = cli(capsys, "explain", "--model", model, "--text", "the a an", "--lime-samples", "100",
                        "--nu", "0.25", "--json")
     assert code == 0 and json.loads(out)["lime_limit"] is not None and json.loads(out)["eq19_shell"] is not None
+    # Can fail: at nu = 0.001 Sigma^-1 leaves float64's range and the improved form was NaN, which
+    # stopped explain ("eq19_improved[0] is NaN") without a word about the kernel.
+    code, out, err = cli(capsys, "explain", "--model", model, "--text", "the a an", "--lime-samples", "100",
+                         "--nu", "0.001")
+    assert code == 0 and err == "", err
+    assert "improved: not computed (Sigma^-1 is not computable in floating point at d = 3, nu = 0.001" in out
+    assert "shell: not computed" in out
 
 
 def test_lime_is_linear_in_f_on_a_shared_neighbourhood():

@@ -40,9 +40,9 @@ def lime_summary(
     Returns ``lime_words``, ``lime_coef`` (runs lists of d), ``lime_intercept``,
     ``lime_limit`` (None when undefined), ``lime_limit_method`` (how it was computed, or why
     not), ``lime_limit_stderr``, ``eq19`` (the paper's formula), ``eq19_improved`` (None when
-    not derived for the spec), ``eq19_shell`` (the shell form for the same removal mode; None
-    when not defined for the spec, or lost to rounding: then ``eq19_shell_reason`` says so) and the
-    settings.
+    not derived for the spec, or lost to rounding: then ``eq19_improved_reason`` says so),
+    ``eq19_shell`` (the shell form for the same removal mode; None when not defined for the spec,
+    or lost to rounding: then ``eq19_shell_reason`` says so) and the settings.
     """
     key_lime, key_limit = jax.random.split(jax.random.PRNGKey(seed))
     explanation = lime_explain(params, tokens, spec, key=key_lime, words=words, n_samples=n_samples, runs=runs,
@@ -66,10 +66,13 @@ def lime_summary(
     shell_defined = lime_shell.unsupported(spec, removal) is None and d >= 2
     out["eq19_shell"] = (lime_shell.shell_approximation(params, tokens, spec, nu=nu, removal=removal,
                                                         words=words).tolist() if shell_defined else None)
-    if out["eq19_shell"] is not None and not np.all(np.isfinite(out["eq19_shell"])):
-        out["eq19_shell"] = None  # lost to rounding (`numerics.lime.limit.rounding_bound`): no value, a reason
-        out["eq19_shell_reason"] = (f"Sigma^-1 Gamma is not computable in floating point at d = {d}, nu = {nu} "
-                                    "(Sigma nearly singular at this narrow kernel); use a wider kernel")
+    # Both forms multiply by Sigma^-1 (`numerics.lime.constants`): at a narrow kernel its entries
+    # leave float64's range and the form is lost (docs/theory.md §5): no value, a reason.
+    for form, what in (("eq19_improved", "Sigma^-1"), ("eq19_shell", "Sigma^-1 Gamma")):
+        if out[form] is not None and not np.all(np.isfinite(out[form])):
+            out[form] = None
+            out[f"{form}_reason"] = (f"{what} is not computable in floating point at d = {d}, nu = {nu} "
+                                     "(Sigma nearly singular at this narrow kernel); use a wider kernel")
     if not np.all(np.isfinite(out["eq19"])):
         raise InputError("Eq. (19) is not finite for this model and text")
     return out
@@ -79,6 +82,5 @@ def reasons(result: dict) -> list[str]:
     """The lines that say why forms of an `explain` result are not numbers (after its LIME table)."""
     if result.get("eq19_reason"):  # a plugin model: the paper-model forms do not apply
         return [f"eq19, improved, shell: not computed ({result['eq19_reason']})"]
-    if result.get("eq19_shell_reason"):
-        return [f"shell: not computed ({result['eq19_shell_reason']})"]
-    return []
+    return [f"{name}: not computed ({result[key]})" for name, key in
+            (("improved", "eq19_improved_reason"), ("shell", "eq19_shell_reason")) if result.get(key)]
