@@ -190,17 +190,23 @@ def write_results(result: dict, *, json_path: str | None = None, csv_path: str |
         atomic_write(csv_path, lambda tmp: open(tmp, "w").write(buffer.getvalue()))
 
 
+def _number(x: float, digits: int) -> str:
+    """`digits` decimals, or three significant digits with an exponent from 1000 on (at a narrow
+    kernel LIME's coefficients underflow towards 0 and an error relative to them reaches 1e305)."""
+    return f"{x:.{digits}f}" if abs(x) < 1000 else f"{x:.2e}"
+
+
 def _err(row: dict, digits: int = 4) -> str:
     """A median error for the table; "n/a" where the form is not defined for the spec, or where no
     draw's limit is a number (`_limit` says why)."""
-    return f"{row['rel_l2_median']:.{digits}f}" if np.isfinite(row["rel_l2_median"]) else "n/a"
+    return _number(row["rel_l2_median"], digits) if np.isfinite(row["rel_l2_median"]) else "n/a"
 
 
 def _pair(row: dict) -> str:
     """Median error / correlation, or "n/a" (`_err`)."""
     if not np.isfinite(row["rel_l2_median"]):
         return "n/a"
-    return f"{row['rel_l2_median']:.3f} / {row['corr_median']:.3f}"
+    return f"{_number(row['rel_l2_median'], 3)} / {row['corr_median']:.3f}"
 
 
 def _limit(row: dict) -> str:
