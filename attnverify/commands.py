@@ -138,7 +138,9 @@ def cmd_init_model(args: argparse.Namespace) -> int:
     preflight.check_model_size(spec)  # before a vocabulary of that size is built
     vocab = (vocab or builtin_vocab(spec.vocab_size))[: spec.vocab_size]
     if len(vocab) != spec.vocab_size:
-        raise InputError(f"--vocab-size {spec.vocab_size} exceeds the {len(vocab)} entries of {args.vocab} "
+        asked = (f"--vocab-size {spec.vocab_size}" if args.vocab_size is not None
+                 else f"--sizes {args.sizes} (a vocabulary of {spec.vocab_size}; pass --vocab-size)")
+        raise InputError(f"{asked} exceeds the {len(vocab)} entries of {args.vocab} "
                          f"([CLS], UNK and its {len(vocab) - 2} words)")
     params = draw_params(jax.random.PRNGKey(args.seed), spec, scale=args.scale)
     if args.scale > 1:  # a model every other command would reject (outputs outside the float range)
@@ -215,13 +217,18 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 # -- train, figures, report ----------------------------------------------------------------
 def cmd_train(args: argparse.Namespace) -> int:
+    from attnverify.numerics.training.corpora import DEFAULT_CORPUS
     from attnverify.numerics.training.train import DEFAULT_SPEC, TrainConfig, metrics_path, train_and_save
 
     spec = spec_from_args(args, DEFAULT_SPEC)
+    args.data = DEFAULT_CORPUS if args.data is None else args.data
     preflight.check_train(args, spec)
     config = TrainConfig(epochs=args.epochs, lr=args.lr, batch=args.batch, seed=args.seed)
     result = train_and_save(args.data, args.out, spec, config,
                             progress=not args.quiet)
+    if result.spec.vocab_size < spec.vocab_size:  # `train`: the train split's words, fewer if it has fewer
+        print(f"attnverify: note: the vocabulary has {result.spec.vocab_size} entries, not {spec.vocab_size}: "
+              f"[CLS], UNK and every word of the train split ({result.spec.vocab_size - 2})", file=sys.stderr)
     acc = result.metrics["accuracy"]
     print(f"wrote {args.out} and {metrics_path(args.out)}: test accuracy {acc['test']:.4f} "
           f"(validation {acc['validation']:.4f}, best epoch {result.metrics['best_epoch']}, "
@@ -231,9 +238,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_figures(args: argparse.Namespace) -> int:
     enable_x64()
-    from attnverify.figures.catalog import FIGURES, figures_from_files
+    from attnverify.figures.catalog import FIGURES, check_flags_read, check_names, figures_from_files
 
+    given = [flag for flag in ("--model", "--text", "--seed") if getattr(args, flag[2:]) is not None]
     if args.list:
+        others = [*(["figure names"] if args.names else []), *(["--all"] if args.all else []), *given,
+                  *(["--out"] if args.out else []), *(["--quick"] if args.quick else [])]
+        if others:
+            raise InputError(f"--list lists every figure and draws none: not with {', '.join(others)}")
         for name, (_, description) in FIGURES.items():
             print(f"{name:10s} {description}")
         return 0
@@ -243,8 +255,9 @@ def cmd_figures(args: argparse.Namespace) -> int:
         raise InputError("--out DIR is required (the folder the figures go to)")
     preflight.check_figures(args)
     names = ["all"] if args.all else args.names
-    written = figures_from_files(names, args.out, model=args.model, text=args.text, seed=args.seed,
-                                 quick=args.quick)
+    check_flags_read(check_names(names), given)
+    written = figures_from_files(names, args.out, model=args.model, text=args.text,
+                                 seed=0 if args.seed is None else args.seed, quick=args.quick)
     for name, paths in written.items():
         print(f"{name}: {', '.join(str(p) for p in paths)}")
     return 0
@@ -252,18 +265,22 @@ def cmd_figures(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     enable_x64()
-    from attnverify.figures.catalog import check_names, check_texts, draw_for_report
+    from attnverify.figures.catalog import check_flags_read, check_names, check_texts, draw_for_report
     from attnverify.verification.report.build import ReportOptions, run_report
 
     names = check_names(args.figures)  # a misspelt figure fails before the claims run
     if args.text is not None:  # as `figures`: a text without a word fails now, not as a figure's traceback
+        check_flags_read(names, ["--text"])
         check_texts(names, args.text)
+    if args.data is not None and args.model is not None:
+        raise InputError("--data is the corpus a report trains on when it has no model: not with --model")
     for module in args.claims_module:  # the user's claims run like the built-in ones
         plugins.load_claims_module(module)
     preflight.check_report(args, spec_from_args(args, SMALL))
     preflight.check_report_inputs(args)  # claims, model, data: refused before the folder exists
     options = ReportOptions(
-        out_dir=Path(args.out), model=Path(args.model) if args.model else None, data=args.data,
+        out_dir=Path(args.out), model=Path(args.model) if args.model else None,
+        **({} if args.data is None else {"data": args.data}),
         claims=tuple(args.claims), figures=tuple(args.figures), preset="full" if args.full else "quick",
         trials=args.trials, seed=args.seed, claims_spec=spec_from_args(args, SMALL), text=args.text,
         jobs=args.jobs,

@@ -172,6 +172,11 @@ def check_related(args: argparse.Namespace) -> None:
         validate.number("--epsilon", eps, low=0, low_open=True)
     for tau in args.temperature or ():
         validate.number("--temperature", tau, low=0, low_open=True, allow_inf=True)
+    for flag in ("epsilon", "temperature"):  # one result per value: a repeated value would be one row
+        values = getattr(args, flag) or []
+        repeated = next((v for j, v in enumerate(values) if v in values[:j]), None)
+        if repeated is not None:
+            raise InputError(f"--{flag} {repeated:g} is given twice")
 
 
 #: The largest learning rate `train` takes: AdamW's step is about lr per weight, and far above 1
@@ -235,9 +240,9 @@ def check_report_inputs(args: argparse.Namespace) -> None:
 
         modelfile.load(model)
     else:
-        from attnverify.numerics.training.corpora import load_corpus
+        from attnverify.numerics.training.corpora import DEFAULT_CORPUS, load_corpus
 
-        load_corpus(args.data)
+        load_corpus(DEFAULT_CORPUS if args.data is None else args.data)
 
 
 def check_sweep_eq19(args: argparse.Namespace) -> None:

@@ -158,6 +158,21 @@ NEEDS_MODEL = frozenset({"fig1", "fig3", "fig4", "fig5"})
 READS_TEXT, READS_DOCUMENT = frozenset({"fig1", "fig3", "fig5"}), frozenset({"fig4"})
 #: The figures that read the claims' sweep results (`FigureContext.sweeps`).
 READS_SWEEPS = frozenset({"thm1_hist"})
+#: The figures that draw at random from `FigureContext.seed`, and those that read a model when
+#: one is given (the others draw the same without it).
+READS_SEED = frozenset({"fig1", "fig4", "eq19_nu", "eq19_d", "eq19_n", "jw_permutation", "thm1_hist"})
+READS_MODEL = NEEDS_MODEL | {"architecture", "eq19_nu", "eq19_d", "eq19_n", "jw_permutation"}
+#: What `check_flags_read` checks: a flag, and the figures that read it.
+READERS = {"--model": READS_MODEL, "--text": READS_TEXT | READS_DOCUMENT, "--seed": READS_SEED}
+
+
+def check_flags_read(names: list[str], given: list[str]) -> None:
+    """Refuse a flag of `given` (keys of `READERS`) that none of the figures `names` reads: it
+    would change nothing (``figures fig5 --seed 3`` draws what ``figures fig5`` draws)."""
+    for flag in given:
+        if not READERS[flag] & set(names):
+            raise InputError(f"{flag}: {', '.join(names)} do{'es' if len(names) == 1 else ''} not read it "
+                             f"(read by {', '.join(n for n in FIGURES if n in READERS[flag])})")
 #: The figures a report draws after its claims; the others are drawn beside the claims
 #: (`verification.workers.Beside`). `wp_tradeoff` plots the `wp` claims' stored pools
 #: (`verification.claims.wp.pool`) and reads them back after the claims: drawn beside them, it

@@ -64,6 +64,7 @@ def validation_cases(tmp: Path, model: Path, huge: Path) -> list[tuple[list, str
     (tmp / "v_bin.txt").write_bytes(b"good words \xff\xfe bad")
     (tmp / "v_dup.txt").write_text("alpha beta alpha")
     (tmp / "v_up.txt").write_text("alpha Beta")
+    (tmp / "v_few.txt").write_text("alpha beta gamma")
     out = tmp / "new.npz"
     return [
         # output paths that are folders, empty, unwritable or under a file: refused before the work
@@ -122,6 +123,21 @@ def validation_cases(tmp: Path, model: Path, huge: Path) -> list[tuple[list, str
         # a text without a word for a report's figure: a traceback and exit 1 after the claims, before
         (["report", "--out", tmp / "r", "--model", model, "--claims", "thm1.gradient", "--figures", "fig1",
           "--text", "!!!", *TINY], "figure fig1: the text '!!!' has no words"),
+        # flags that changed nothing: what was drawn, trained on or compared was the same without them
+        (["figures", "fig5", "--model", model, "--out", tmp / "figs", "--seed", "3"], "--seed: fig5 does not read it"),
+        (["figures", "eq19_nu", "--out", tmp / "figs", "--text", "a b"], "--text: eq19_nu does not read it"),
+        (["figures", "thm1_hist", "--out", tmp / "figs", "--model", model], "--model: thm1_hist does not read it"),
+        (["figures", "--list", "fig1"], "--list lists every figure and draws none: not with figure names"),
+        (["report", "--out", tmp / "r", "--model", model, "--claims", "thm1.gradient", "--figures", "eq19_nu",
+          "--text", "a b", *TINY], "--text: eq19_nu does not read it"),
+        (["report", "--out", tmp / "r", "--model", model, "--data", "synthetic:64", *TINY],
+         "--data is the corpus a report trains on when it has no model: not with --model"),
+        (["related", "adversarial", "--model", model, "--text", TEXT, "--epsilon", "0.01", "0.010"],
+         "--epsilon 0.01 is given twice"),
+        (["train", "--data", "synthetic:", "--out", out, "--quiet", *MODEL], "synthetic:N needs an integer N"),
+        # a size the user never gave, named as the one at fault
+        (["init-model", "--out", out, "--vocab", tmp / "v_few.txt", "--sizes", "small"],
+         "--sizes small (a vocabulary of 64; pass --vocab-size) exceeds the 5 entries"),
         # a typo beside `all` ran everything and exited 0
         (["verify", "all", "nosuch", "--quiet"], "unknown claim or group 'nosuch'"),
         (["bench", "all", "nosuch", "--quick"], "unknown benchmark(s) nosuch"),

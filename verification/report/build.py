@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from attnverify.numerics import modelfile
+from attnverify.numerics.training.corpora import DEFAULT_CORPUS
 from attnverify.numerics.training.train import DEFAULT_SPEC, TrainConfig, metrics_path, train_and_save
 from attnverify.verification import claims as _claims  # noqa: F401  (fills the registry)
 from attnverify.verification import workers
@@ -57,7 +58,7 @@ FigureDrawer = Callable[..., tuple[dict[str, list[Path]], list[str], dict[str, s
 class ReportOptions:
     out_dir: Path
     model: Path | None = None  # None: DIR/model.npz if present, else train on `data`
-    data: str = "tweets"
+    data: str = DEFAULT_CORPUS
     claims: tuple[str, ...] = ("all",)
     figures: tuple[str, ...] = ("all",)
     preset: str = "quick"
