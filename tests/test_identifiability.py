@@ -90,6 +90,38 @@ def test_vertex_enumeration_bounds_random_fiber_points(head):
     assert float(jnp.max(jnp.where(inside, njw.jsd(jnp.clip(points, 0), alpha[0][None]), 0))) <= float(best)
 
 
+@pytest.mark.parametrize("T, C", [(9, 2), (8, 3)])
+def test_max_jsd_scored_on_the_support_equals_the_jsd_of_the_whole_vertex(T, C):
+    # `fiber_max_jsd` scores a vertex from its C + 1 entries and the mass off its support, so that a
+    # paper-size model (T = 256) needs no T-vector per support; the whole vectors give the same value.
+    k_s, k_alpha = jax.random.split(jax.random.PRNGKey(T))
+    S, alpha = jax.random.normal(k_s, (T, C)), jax.nn.softmax(2 * jax.random.normal(k_alpha, (T,)))
+    points, valid = nid.fiber_vertices(alpha, S)
+    whole = jnp.where(valid, njw.jsd(points, alpha[None]), -jnp.inf)
+    value, vertex = nid.fiber_max_jsd(alpha, S)
+    assert abs(float(value) - float(whole.max())) < 1e-15 and int(valid.sum()) > 3
+    assert float(jnp.max(jnp.abs(vertex - points[jnp.argmax(whole)]))) == 0.0
+    # Can fail: scored on the support alone (the off-support mass, alpha_t log(2) / 2 each, left
+    # out) the values differ, and so can the vertex chosen.
+    on_support = jnp.where(valid, njw.jsd(points, jnp.where(points > 0, alpha[None], 0.0)), -jnp.inf)
+    assert abs(float(on_support.max()) - float(whole.max())) > 1e-3
+
+
+def test_an_enumeration_too_large_for_memory_and_time_is_one_line(tmp_path, capsys):
+    # Can fail: `related fiber` on a paper-size model (T = 256) ran out of memory (12 GB), and at
+    # T = 512 the 22 million supports would have taken minutes; the latter is now refused.
+    nid.check_supports(256, 3)  # the paper's T with two classes: computed
+    with pytest.raises(InputError, match=r"2.22e\+07 supports of 3 among T = 512 positions"):
+        nid.check_supports(512, 3)
+    model = tmp_path / "long.npz"
+    sizes = ["--max-len", "512", "--d-embed", "4", "--d-att", "2", "--d-out", "2", "--heads", "1", "--vocab-size", "12"]
+    assert main(["init-model", "--out", str(model), *sizes]) == 0
+    capsys.readouterr()
+    assert main(["related", "fiber", "--model", str(model), "--text", "the a an"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("attnverify: error: the fiber's vertices: 2.22e+07 supports") and "\n" not in err
+
+
 # -- effective attention and candidates ---------------------------------------------------------------
 def test_effective_attention_sums_to_one_only_with_ones_in_the_span(head):
     _, alpha, s = head

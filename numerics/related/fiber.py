@@ -18,6 +18,7 @@ exactly the same logits. Here, in JAX (jittable, vmappable):
 from __future__ import annotations
 
 import itertools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -25,6 +26,7 @@ import numpy as np
 from attnverify.numerics.related.jain_wallace import jsd
 from jaxtyping import Array, Float
 
+from attnverify.errors import InputError
 from attnverify.lazy import lazy_module
 
 tid = lazy_module("attnverify.theory.related.identifiability")  # SymPy: loaded on first use
@@ -73,33 +75,78 @@ def joint_system(S_heads: Float[Array, "K T C"], weight: float) -> Float[Array, 
 
 
 # -- vertices and the largest JSD in the fiber ---------------------------------------------------
+#: The most supports (C + 1 of T positions) the vertex enumeration takes: C(256, 3) = 2.8 million
+#: (a paper-size model, two classes) are scored in 0.7 s once compiled (2.8 s with compiling, on
+#: the 2-core machine of docs/benchmarks.md); at T = 490, 19.5 million, 13 s; ten classes at T = 64
+#: would be 1e11 supports.
+MAX_SUPPORTS = 20_000_000
+#: Supports scored together (`jax.lax.map`'s batch): their r x r systems, a few MB.
+SUPPORTS_PER_BATCH = 2**14
+
+
+def check_supports(T: int, r: int) -> None:
+    """Refuse an enumeration of more than `MAX_SUPPORTS` supports, in one line, before any work."""
+    count = math.comb(T, r)
+    if count > MAX_SUPPORTS:
+        raise InputError(f"the fiber's vertices: {count:.3g} supports of {r} among T = {T} positions to enumerate, "
+                         f"more than {MAX_SUPPORTS:,} (use a model with fewer positions or classes)")
+
+
+def _supports(T: int, r: int) -> jnp.ndarray:
+    check_supports(T, r)
+    flat = itertools.chain.from_iterable(itertools.combinations(range(T), r))  # no list of tuples
+    return jnp.asarray(np.fromiter(flat, dtype=np.int32, count=math.comb(T, r) * r).reshape(-1, r))
+
+
+def _basic_solution(B, target, support, tol: float):
+    """The solution of [S 1]^T alpha = target on `support` (r positions), clipped at 0, and
+    whether it is a vertex (the block nonsingular, the solution nonnegative up to `tol`)."""
+    r = support.shape[0]
+    block = B[support].T  # r x r
+    singular = jnp.abs(jnp.linalg.det(block)) < tol * jnp.prod(jnp.linalg.norm(block, axis=0))
+    x = jnp.linalg.solve(jnp.where(singular, jnp.eye(r, dtype=B.dtype), block), target)
+    return jnp.clip(x, 0.0, None), ~singular & jnp.all(x >= -tol)
+
+
 def fiber_vertices(alpha_hat: Float[Array, " T"], S: Float[Array, "T C"], tol: float = 1e-12
                    ) -> tuple[Float[Array, "n T"], jnp.ndarray]:
     """Every basic solution of {alpha >= 0, [S 1]^T alpha = [S 1]^T alpha_hat} with support
     of size C + 1, and whether it is a vertex (nonsingular, nonnegative up to `tol`)."""
-    T, r = S.shape[0], S.shape[1] + 1
-    B = augmented(S)
+    T, B = S.shape[0], augmented(S)
     target = B.T @ alpha_hat
-    supports = jnp.asarray(np.array(list(itertools.combinations(range(T), r)), dtype=np.int32))
 
-    def solve(support):
-        block = B[support].T  # r x r
-        singular = jnp.abs(jnp.linalg.det(block)) < tol * jnp.prod(jnp.linalg.norm(block, axis=0))
-        x = jnp.linalg.solve(jnp.where(singular, jnp.eye(r, dtype=B.dtype), block), target)
-        point = jnp.zeros(T, B.dtype).at[support].set(x)
-        return point, ~singular & jnp.all(x >= -tol)
+    def point(support):
+        x, valid = _basic_solution(B, target, support, tol)
+        return jnp.zeros(T, B.dtype).at[support].set(x), valid
 
-    points, valid = jax.vmap(solve)(supports)
-    return jnp.clip(points, 0.0, None), valid
+    return jax.vmap(point)(_supports(T, S.shape[1] + 1))
 
 
-def fiber_max_jsd(alpha_hat: Float[Array, " T"], S: Float[Array, "T C"]) -> tuple[jnp.ndarray, jnp.ndarray]:
+def fiber_max_jsd(alpha_hat: Float[Array, " T"], S: Float[Array, "T C"], tol: float = 1e-12
+                  ) -> tuple[jnp.ndarray, jnp.ndarray]:
     """max JSD(alpha, alpha_hat) over the fiber (the eps = 0 form of J&W's search), and a
-    vertex attaining it."""
-    points, valid = fiber_vertices(alpha_hat, S)
-    values = jnp.where(valid, jsd(points, alpha_hat[None]), -jnp.inf)
+    vertex attaining it, among the basic solutions of `fiber_vertices`.
+
+    Each is scored from its C + 1 entries alone, `SUPPORTS_PER_BATCH` at a time, so memory is
+    O(#supports), not O(#supports x T) (at T = 256 and two classes the vertices as T-vectors
+    took 5.6 GB). Off its support a vertex is 0 and the mean is alpha_hat_t / 2, so each such
+    position adds alpha_hat_t log(2) / 2 to the JSD (natural log, as `jain_wallace.jsd`); the
+    support's own terms are `jsd` of the r entries."""
+    T, B = S.shape[0], augmented(S)
+    target = B.T @ alpha_hat
+    supports = _supports(T, S.shape[1] + 1)
+    total = jnp.sum(alpha_hat)
+
+    def value(support):
+        x, valid = _basic_solution(B, target, support, tol)
+        q = alpha_hat[support]
+        off_support = (total - jnp.sum(q)) * jnp.log(jnp.asarray(2.0, q.dtype)) / 2
+        return jnp.where(valid, jsd(x, q) + off_support, -jnp.inf)
+
+    values = jax.lax.map(value, supports, batch_size=SUPPORTS_PER_BATCH)
     best = jnp.argmax(values)
-    return values[best], points[best]
+    x, _ = _basic_solution(B, target, supports[best], tol)
+    return values[best], jnp.zeros(T, B.dtype).at[supports[best]].set(x)
 
 
 # -- Brunner's effective attention ---------------------------------------------------------------
