@@ -83,7 +83,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
                     "claims": [c.id for c in chosen], "code": code_version(chosen)}
     elif args.resume:
         raise InputError("--resume needs --out DIR (the folder of the interrupted sweep)")
-    preflight.check_scale_in_range(spec, scale=args.scale, seed=args.seed, dtype=args.dtype)
+    preflight.check_scale_in_range(spec, scale=args.scale, seed=args.seed, dtype=args.dtype, claims=chosen)
     if args.out:  # locked until the sweep ends: a second run into the folder is refused
         store = ChunkStore.open(args.out, manifest, resume=args.resume)
     try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 
 class InputError(ValueError):
     """Bad user input: a malformed file, an impossible size, an unknown name.
@@ -27,3 +29,8 @@ def describe(err: BaseException) -> str:
         return f"SystemExit: exit code {0 if err.code is None else err.code}"
     text = str(err).splitlines()[0] if str(err) else ""
     return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
+def warn(message: str) -> None:
+    """A one-line warning on stderr (the work goes on)."""
+    print(f"attnverify: warning: {message}", file=sys.stderr, flush=True)

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from attnverify import validate
-from attnverify.errors import InputError
+from attnverify.errors import InputError, warn
 from attnverify.spec import ModelSpec
 
 #: Draws per vectorised sweep block (`verification.sweep.BLOCK`): a block holds that many models.
@@ -89,10 +89,12 @@ def _not_in_results_folder(name: str, path, folder) -> None:
                          "give the JSON file another name")
 
 
-def check_scale_in_range(spec, *, scale: float, seed: int, dtype: str) -> None:
+def check_scale_in_range(spec, *, scale: float, seed: int, dtype: str, claims=()) -> None:
     """Refuse an init scale whose random model leaves the float range (draw 0's logits,
     attention, output or gradient not finite): its sweep would report overflow as a failed
-    identity. Only scales above 1 can get there (the embedding is N(0, 1))."""
+    identity. Only scales above 1 can get there (the embedding is N(0, 1)). Below that range,
+    warn when rounding alone may exceed the tolerance of identity claims of `claims`
+    (`warn_rounding_floor`)."""
     if scale <= 1:
         return
     import jax
@@ -103,8 +105,38 @@ def check_scale_in_range(spec, *, scale: float, seed: int, dtype: str) -> None:
 
     key_params, key_doc = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seed), 0))
     params = draw_params(key_params, spec, scale=scale, dtype={"float64": jnp.float64, "float32": jnp.float32}[dtype])
-    check_float_range(params, spec, draw_document(key_doc, spec), f"--scale {scale:g} ({dtype}, draw 0)",
-                      headroom=True)
+    tokens = draw_document(key_doc, spec)
+    check_float_range(params, spec, tokens, f"--scale {scale:g} ({dtype}, draw 0)", headroom=True)
+    if getattr(spec, "plugin", None) is None:  # a plugin's model has no `scores` of the paper's form
+        warn_rounding_floor(spec, params, tokens, scale=scale, dtype=dtype, claims=claims)
+
+
+#: An identity's tolerance is read as broken by rounding from this fraction of it on.
+ROUNDING_MARGIN = 0.1
+
+
+def warn_rounding_floor(spec, params, tokens, *, scale: float, dtype: str, claims) -> None:
+    """Warn when the attention's rounding at this scale reaches `ROUNDING_MARGIN` of an identity
+    claim's tolerance (docs/theory.md §10.5, "The rounding floor of attention"): exp(gamma)
+    computed from a score gamma rounded to eps relative is off by about eps |gamma| relative, so
+    an identity that holds exactly can still fail its tolerance there."""
+    import numpy as np
+
+    from attnverify.numerics.modelfile import score_magnitude
+
+    identities = [c for c in claims if c.holds and c.summary is None]
+    if not identities:
+        return
+    largest = score_magnitude(params, tokens, spec)
+    floor = float(np.finfo(dtype).eps) * largest
+    tolerance = min(c.tolerance[dtype] for c in identities)
+    reached = [c.id for c in identities if floor >= ROUNDING_MARGIN * c.tolerance[dtype]]
+    if reached:
+        named = ", ".join(reached[:3]) + (", ..." if len(reached) > 3 else "")
+        warn(f"--scale {scale:g}: the attention scores reach {largest:.3g} (draw 0), so {dtype} rounding alone "
+             f"moves the attention by about eps x {largest:.3g} = {floor:.2g} relative, near or above the "
+             f"tolerance of {len(reached)} identity claim(s) ({named}; smallest {tolerance:g}): a FAIL there "
+             "may measure rounding, not the identity")
 
 
 def check_init_model(args: argparse.Namespace) -> None:

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from attnverify.theory import memo
 
+from attnverify.errors import warn
 from attnverify.validate import TMP_PREFIX
 
 ENV_VAR = "ATTNVERIFY_CACHE_DIR"
@@ -236,7 +237,7 @@ _FILTER_INSTALLED = False
 def _warn_once(kind: str, message: str) -> None:
     if kind not in _WARNED:
         _WARNED.add(kind)
-        print(f"attnverify: warning: {message}", file=sys.stderr, flush=True)
+        warn(message)
 
 
 def _install_warning_filter() -> None:

@@ -16,8 +16,9 @@ forced install has one of them anyway.
 from __future__ import annotations
 
 import re
-import sys
 from importlib import metadata
+
+from attnverify.errors import warn
 
 #: [first affected, first fixed) releases of jaxlib with the blocking LAPACK batch path.
 LAPACK_POOL_DEADLOCK = ((0, 10, 0), (0, 11, 1))
@@ -54,4 +55,4 @@ def warn_known_defects() -> None:
     reason = known_defect(version) if version else None
     if reason and not _warned:
         _warned = True
-        print(f"attnverify: warning: {reason}", file=sys.stderr)
+        warn(reason)

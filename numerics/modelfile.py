@@ -292,6 +292,19 @@ def _range_quantities(params: Params, tokens, spec: ModelSpec) -> tuple:
             true_model.explained_output(params, e, spec), true_model.output_gradient(params, e, spec))
 
 
+@functools.partial(jax.jit, static_argnames=("spec",))
+def _score_magnitude(params: Params, tokens, spec: ModelSpec) -> jnp.ndarray:
+    from attnverify.numerics import model as true_model
+
+    return jnp.max(jnp.abs(true_model.scores(params, true_model.embed(params, tokens, spec), spec)))
+
+
+def score_magnitude(params: Params, tokens, spec: ModelSpec) -> float:
+    """max |gamma_t^(i)| over heads and positions on `tokens`: the attention scores' size, which
+    sets the rounding of the attention (`attnverify.preflight.warn_rounding_floor`)."""
+    return float(_score_magnitude(params, jnp.asarray(tokens), spec))
+
+
 def check_float_range(params: Params, spec: ModelSpec, tokens, what: str, *, headroom: bool = False) -> None:
     """Refuse a model whose basic quantities overflow on `tokens`: the logits, the attention,
     the explained output and its gradient must be finite (a model with weights near the float

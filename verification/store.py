@@ -35,7 +35,7 @@ from pathlib import Path
 
 from attnverify.numerics.modelfile import atomic_write
 
-from attnverify.errors import InputError
+from attnverify.errors import InputError, warn
 from attnverify.validate import missing_folders, os_error, pid_alive, remove_empty_folders
 
 #: Manifest entries that must match for `--resume` to continue a sweep.
@@ -90,15 +90,11 @@ def spec_hash(spec: dict) -> str:
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _warn(message: str) -> None:
-    print(f"attnverify: warning: {message}", file=sys.stderr, flush=True)
-
-
 # -- the lock ------------------------------------------------------------------------------------
 class FolderLock:
     """An exclusive ``flock`` on ``FOLDER/.attnverify.lock`` holding this process's pid."""
 
-    def __init__(self, folder: Path, log: Callable[[str], None] = _warn):
+    def __init__(self, folder: Path, log: Callable[[str], None] = warn):
         self.path = Path(folder) / LOCK_NAME
         self.log = log
         self._handle = None
@@ -268,7 +264,7 @@ class ChunkStore:
     manifest: dict
     done: dict[tuple[str, int], list[float]] = field(default_factory=dict)
     lock: FolderLock | None = None
-    log: Callable[[str], None] = _warn
+    log: Callable[[str], None] = warn
     #: What `open` made for this run: the folders (deepest first), and the files it created (the
     #: manifest and the results file of a sweep it started where there were none).
     made: list[Path] = field(default_factory=list)
@@ -276,7 +272,7 @@ class ChunkStore:
 
     @classmethod
     def open(cls, folder: str | os.PathLike, manifest: dict, *, resume: bool,
-             log: Callable[[str], None] = _warn) -> ChunkStore:
+             log: Callable[[str], None] = warn) -> ChunkStore:
         absent = [k for k in RESUME_KEYS if k not in manifest]
         if absent:
             raise ValueError(f"a sweep manifest needs {', '.join(absent)}")
