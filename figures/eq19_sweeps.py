@@ -47,7 +47,7 @@ def _documents(ctx: FigureContext, d: int, count: int) -> list[tuple[str, object
         tokens = np.full(spec.max_len, UNK, np.int32)
         tokens[0], tokens[1:1 + d] = CLS, ids
         out.append(("random", params, tokens, [str(i) for i in ids]))
-    if ctx.model is not None:
+    if ctx.model is not None and ctx.model.spec.max_len - 1 >= d:  # else `trained_too_short` says why
         m = ctx.model
         pool = np.arange(2, min(m.spec.vocab_size, 502))
         for c in range(count):
@@ -58,25 +58,39 @@ def _documents(ctx: FigureContext, d: int, count: int) -> list[tuple[str, object
     return out
 
 
+def trained_too_short(ctx: FigureContext, ds) -> str | None:
+    """Why the trained model has no series for some d of `ds`: its T - 1 words hold fewer."""
+    if ctx.model is None or ctx.model.spec.max_len - 1 >= max(ds):
+        return None
+    return (f"the given model reads T - 1 = {ctx.model.spec.max_len - 1} words: "
+            f"no series for d > {ctx.model.spec.max_len - 1}")
+
+
 def _spec_of(ctx: FigureContext, kind: str):
     return ctx.claims_spec if kind == "random" else ctx.model.spec
 
 
 def _errors(ctx: FigureContext, d: int, nus: tuple[float, ...], count: int) -> dict:
-    """errors[kind][approx][nu index] = list over documents of the relative L2 error."""
+    """``errors[kind][approx][nu index]``: list over documents of the relative L2 error, and
+    ``lost[kind][nu index]``: documents whose beta^inf is not a number there (`LimitLost`)."""
     from attnverify.numerics.lime.eq19_form import (  # SymPy-backed: imported when data is computed
         eq19_approximation,
         improved_approximation,
     )
-    from attnverify.numerics.lime.limit import beta_limit  # SymPy-backed: imported when data is computed
+    from attnverify.numerics.lime.limit import LimitLost, beta_limit  # SymPy-backed: imported when data is computed
     from attnverify.numerics.lime.shell_form import shell_approximation  # SymPy-backed: imported when data is computed
     errors: dict[str, dict[str, list[list[float]]]] = {}
+    lost: dict[str, list[int]] = {}
     for kind, params, tokens, words in _documents(ctx, d, count):
         spec = _spec_of(ctx, kind)
         eq19 = eq19_approximation(params, tokens, spec, words=words)
         slot = errors.setdefault(kind, {a: [[] for _ in nus] for a in APPROXIMATIONS})
         for i, nu in enumerate(nus):
-            beta = beta_limit(params, tokens, spec, words=words, nu=nu, removal="replace", method="exact").beta
+            try:
+                beta = beta_limit(params, tokens, spec, words=words, nu=nu, removal="replace", method="exact").beta
+            except LimitLost:  # no target at this width: counted (`lost`) and said in the title, not plotted
+                lost.setdefault(kind, [0] * len(nus))[i] += 1
+                continue
             approximations = {
                 "eq19": eq19,
                 "improved": improved_approximation(params, tokens, spec, nu=nu, words=words),
@@ -85,13 +99,14 @@ def _errors(ctx: FigureContext, d: int, nus: tuple[float, ...], count: int) -> d
             norm = float(np.linalg.norm(beta)) or 1.0
             for name, approx in approximations.items():
                 slot[name][i].append(float(np.linalg.norm(approx - beta)) / norm)
-    return errors
+    return {"errors": errors, "lost": lost}
 
 
 def compute_eq19_nu(ctx: FigureContext) -> dict:
     count = 4 if ctx.quick else 16
-    return {"x": list(NUS), "x_label": "kernel width ν (lime: kernel_width / 100)", "d": D_FOR_NU,
-            "errors": _errors(ctx, D_FOR_NU, NUS, count), "documents_per_model": count,
+    return {"x": list(NUS), "x_label": "kernel width ν (lime: kernel_width / 100)", "x_symbol": "ν", "d": D_FOR_NU,
+            **_errors(ctx, D_FOR_NU, NUS, count), "documents_per_model": count,
+            "note": trained_too_short(ctx, (D_FOR_NU,)),
             "title": f"Eq. 19 vs exact $\\beta^\\infty$ against ν (d = {D_FOR_NU}, in-place UNK replacement)"}
 
 
@@ -99,10 +114,13 @@ def compute_eq19_d(ctx: FigureContext) -> dict:
     count = 4 if ctx.quick else 16
     ds = DS["quick" if ctx.quick else "full"]
     per_d = {d: _errors(ctx, d, (NU_FOR_D,), count) for d in ds}
-    errors = {kind: {a: [per_d[d][kind][a][0] for d in ds] for a in APPROXIMATIONS}
-              for kind in per_d[ds[0]]}
-    return {"x": list(ds), "x_label": "number of distinct words d", "nu": NU_FOR_D, "errors": errors,
-            "documents_per_model": count,
+    kinds = dict.fromkeys(kind for d in ds for kind in per_d[d]["errors"])  # "trained" only where T holds d
+    errors = {kind: {a: [per_d[d]["errors"][kind][a][0] if kind in per_d[d]["errors"] else [] for d in ds]
+                     for a in APPROXIMATIONS} for kind in kinds}
+    lost = {kind: [per_d[d]["lost"].get(kind, [0])[0] for d in ds] for kind in kinds}
+    return {"x": list(ds), "x_label": "number of distinct words d", "x_symbol": "d", "nu": NU_FOR_D, "errors": errors,
+            "lost": {kind: counts for kind, counts in lost.items() if any(counts)},
+            "documents_per_model": count, "note": trained_too_short(ctx, ds),
             "title": f"Eq. 19 vs exact $\\beta^\\infty$ against d (ν = {NU_FOR_D}, in-place UNK replacement)"}
 
 
@@ -113,9 +131,8 @@ def _draw_errors(data: dict, *, log_x: bool) -> plt.Figure:
         for kind, per_approx in data["errors"].items():
             for approx, values in per_approx.items():
                 colour, line, marker = STYLES[(kind, approx)]
-                median = np.array([np.median(v) for v in values])
-                low = np.array([np.quantile(v, 0.25) for v in values])
-                high = np.array([np.quantile(v, 0.75) for v in values])
+                median, low, high = (np.array([np.quantile(v, q) if v else np.nan for v in values])
+                                     for q in (0.5, 0.25, 0.75))  # no document at a point: no point drawn
                 ax.plot(x, median, line, marker=marker, color=colour, label=f"{NAMES[approx]}, {kind} model")
                 ax.fill_between(x, low, high, color=colour, alpha=0.12)
         if log_x:
@@ -124,10 +141,23 @@ def _draw_errors(data: dict, *, log_x: bool) -> plt.Figure:
         ax.set_xlabel(data["x_label"])
         ax.set_ylabel("relative L2 error  ‖approx − $\\beta^\\infty$‖ / ‖$\\beta^\\infty$‖")
         ax.set_title(f"{data['title']}\nmedian and quartiles over {data['documents_per_model']} "
-                     "documents per model", fontsize=11)
+                     f"documents per model{_caveats(data)}", fontsize=11)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend()
     return fig
+
+
+def _caveats(data: dict) -> str:
+    """What the figure leaves out, for its title: documents whose limit is lost at some x (narrow
+    kernels), and a given model too short for some d."""
+    lines = []
+    for kind, counts in data.get("lost", {}).items():
+        at = ", ".join(f"{x:g}" for x, c in zip(data["x"], counts, strict=True) if c)
+        lines.append(f"{kind} model: $\\beta^\\infty$ lost to rounding for up to {max(counts)} of "
+                     f"{data['documents_per_model']} documents at {data['x_symbol']} = {at} (not drawn)")
+    if data.get("note"):
+        lines.append(data["note"])
+    return "".join(f"\n{line}" for line in lines)
 
 
 def draw_eq19_nu(data: dict) -> plt.Figure:

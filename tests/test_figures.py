@@ -151,3 +151,33 @@ def test_cli_figure_errors_are_one_line(tmp_path, capsys, argv):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("attnverify: error:") and "\n" not in err
+
+
+def test_eq19_figures_leave_out_lost_limits_and_short_models_and_say_so(monkeypatch, tmp_path):
+    # Can fail: a limit lost to rounding (a narrow kernel) stopped `figures eq19_nu` with an error,
+    # and a given model reading fewer than d words stopped the report's figure with a broadcasting
+    # error (T = 4: "could not broadcast input array from shape (8,) into shape (3,)").
+    from attnverify.numerics.lime import limit
+
+    real = limit.beta_limit
+
+    def lost_when_narrow(*args, nu, **kwargs):
+        if nu < 0.1:
+            raise limit.LimitLost("lost to rounding (injected)")
+        return real(*args, nu=nu, **kwargs)
+
+    monkeypatch.setattr(limit, "beta_limit", lost_when_narrow)
+    short_spec = TINY.replace(max_len=4)
+    path = tmp_path / "short.npz"
+    vocab = [CLS_TOKEN, UNK_TOKEN] + [f"w{j}" for j in range(short_spec.vocab_size - 2)]
+    modelfile.save(path, short_spec, draw_params(jax.random.PRNGKey(0), short_spec), vocab)
+    ctx = FigureContext(model=modelfile.load(path), claims_spec=TINY, quick=True)
+    data = eq19_sweeps._errors(ctx, 4, (0.05, 0.25), 2)
+    assert list(data["errors"]) == ["random"] and data["lost"] == {"random": [2, 0]}
+    assert [len(v) for v in data["errors"]["random"]["eq19"]] == [0, 2]
+    figure = eq19_sweeps.draw_eq19_nu({"x": [0.05, 0.25], "x_label": "ν", "x_symbol": "ν", "d": 4, **data,
+                                       "documents_per_model": 2, "title": "t",
+                                       "note": eq19_sweeps.trained_too_short(ctx, (4,))})
+    title = figure.axes[0].get_title()
+    assert "lost to rounding for up to 2 of 2 documents at ν = 0.05 (not drawn)" in title
+    assert "the given model reads T - 1 = 3 words: no series for d > 3" in title

@@ -193,6 +193,11 @@ def monte_carlo_normal_equations(
     return jax.lax.map(one_batch, jnp.arange(MC_BATCHES))
 
 
+class LimitLost(InputError):
+    """beta^inf is not a number at this kernel width and d: Sigma singular in floating point, or
+    Sigma^-1 Gamma lost to rounding (docs/theory.md §5, "Rounding at narrow kernels")."""
+
+
 def beta_limit(
     model: Any,
     tokens,
@@ -235,7 +240,7 @@ def beta_limit(
         bound = bound[1:]
         if np.all(np.isfinite(solution)) and bool(lost_to_rounding(solution[1:], bound, scale)):
             size = max(float(jnp.max(jnp.abs(solution[1:]))), float(scale))
-            raise InputError(
+            raise LimitLost(
                 f"LIME limit: lost to rounding at d = {d}, nu = {nu} (Sigma^-1 Gamma is the small difference of huge "
                 f"terms: rounding can move a coefficient by {float(jnp.max(bound)):.2g}, against coefficients and "
                 f"outputs of size {size:.2g}); use a wider kernel")
@@ -259,7 +264,7 @@ def beta_limit(
         raise InputError(f"method must be auto, exact or monte_carlo, got {method!r}")
     solution = np.asarray(solution)
     if not np.all(np.isfinite(solution)):
-        raise InputError(
+        raise LimitLost(
             f"LIME limit: Sigma is numerically singular for d = {d}, nu = {nu} (the kernel weight sits "
             "on masks that remove a single word); use a wider kernel"
         )
