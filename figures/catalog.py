@@ -164,6 +164,11 @@ READS_SEED = frozenset({"fig1", "fig4", "eq19_nu", "eq19_d", "eq19_n", "jw_permu
 READS_MODEL = NEEDS_MODEL | {"architecture", "eq19_nu", "eq19_d", "eq19_n", "jw_permutation"}
 #: What `check_flags_read` checks: a flag, and the figures that read it.
 READERS = {"--model": READS_MODEL, "--text": READS_TEXT | READS_DOCUMENT, "--seed": READS_SEED}
+#: The figures a report draws after its claims; the others are drawn beside the claims
+#: (`verification.workers.Beside`). `wp_tradeoff` plots the `wp` claims' stored pools
+#: (`verification.claims.wp.pool`) and reads them back after the claims: drawn beside them, it
+#: would train the same models and compute the same pools in a second process.
+AFTER_CLAIMS = READS_SWEEPS | {"wp_tradeoff"}
 
 
 def check_flags_read(names: list[str], given: list[str]) -> None:
@@ -173,11 +178,6 @@ def check_flags_read(names: list[str], given: list[str]) -> None:
         if not READERS[flag] & set(names):
             raise InputError(f"{flag}: {', '.join(names)} do{'es' if len(names) == 1 else ''} not read it "
                              f"(read by {', '.join(n for n in FIGURES if n in READERS[flag])})")
-#: The figures a report draws after its claims; the others are drawn beside the claims
-#: (`verification.workers.Beside`). `wp_tradeoff` plots the `wp` claims' stored pools
-#: (`verification.claims.wp.pool`) and reads them back after the claims: drawn beside them, it
-#: would train the same models and compute the same pools in a second process.
-AFTER_CLAIMS = READS_SWEEPS | {"wp_tradeoff"}
 
 
 def draw_for_report(names: list[str], context: dict, out_dir: str | Path, log: Callable[[str], None], *,
