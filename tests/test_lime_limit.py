@@ -141,13 +141,15 @@ def test_explain_says_why_a_limit_and_a_shell_form_are_not_numbers(tmp_path, cap
     code, out, _ = cli(capsys, "explain", "--model", model, "--text", "the a an", "--lime-samples", "100",
                        "--nu", "0.25", "--json")
     assert code == 0 and json.loads(out)["lime_limit"] is not None and json.loads(out)["eq19_shell"] is not None
-    # Can fail: at nu = 0.001 Sigma^-1 leaves float64's range and the improved form was NaN, which
-    # stopped explain ("eq19_improved[0] is NaN") without a word about the kernel.
+    # Can fail: at nu = 0.001 every kernel weight underflows, the mean mask alpha_1 / alpha_0 was
+    # 0/0 and the improved form NaN, which stopped explain ("eq19_improved[0] is NaN"). The mean mask
+    # is now computed without underflow; the shell form (Sigma^-1 Gamma) is lost, with its reason.
     code, out, err = cli(capsys, "explain", "--model", model, "--text", "the a an", "--lime-samples", "100",
-                         "--nu", "0.001")
+                         "--nu", "0.001", "--json")
     assert code == 0 and err == "", err
-    assert "improved: not computed (Sigma^-1 is not computable in floating point at d = 3, nu = 0.001" in out
-    assert "shell: not computed" in out
+    result = json.loads(out)
+    assert np.all(np.isfinite(result["eq19_improved"])) and "eq19_improved_reason" not in result
+    assert result["eq19_shell"] is None and "not computable in floating point" in result["eq19_shell_reason"]
 
 
 def test_lime_is_linear_in_f_on_a_shared_neighbourhood():

@@ -70,6 +70,33 @@ def test_sigma_is_accurate_where_the_textbook_form_cancels_to_nothing():
             assert error < 1e-12, (size, width, error)
 
 
+def test_the_mean_mask_is_accurate_where_the_kernel_weights_underflow():
+    # Can fail: computed as alpha_1 / alpha_0, every weight underflows at nu = 0.001 (alpha_0 = 0 in
+    # float64) and the mean mask was 0/0 = NaN, which made the improved form NaN. 50-digit mpmath of
+    # the ratio alpha_1 / alpha_0 as derived is the truth; as nu -> 0 it tends to (d - 1)/d (s = 1).
+    import mpmath
+    from attnverify.numerics.lime.constants import mean_mask
+
+    summands = [sp.lambdify((s, d, nu), mg.alpha_summand(p), modules="mpmath") for p in range(2)]
+    for size, width in [(3, 0.001), (9, 0.001), (9, 0.01), (3, 0.05), (9, 0.25), (20, 1.0)]:
+        with mpmath.workdps(50):
+            alpha = [mpmath.fsum(f(k, size, mpmath.mpf(width)) for k in range(1, size + 1)) for f in summands]
+            truth = float(alpha[1] / alpha[0])
+        for computed in (mean_mask(size, width), jax.jit(lambda w, n=size: mean_mask(n, w))(width)):
+            assert abs(float(computed) - truth) <= 1e-14 * truth, (size, width, float(computed), truth)
+    assert abs(float(mean_mask(9, 0.001)) - 8 / 9) < 1e-15 and float(mean_mask(9, float("inf"))) == pytest.approx(4 / 9)
+    with np.errstate(invalid="ignore"):
+        old = mg_constants(9, 0.001).alpha
+        assert np.isnan(float(old[1] / old[0]))  # the ratio of the sums themselves: 0/0
+
+
+def test_the_log_kernel_is_the_log_of_the_kernel():
+    # `constants.mean_mask` weighs by exp(log pi - max log pi); a log kernel off by a factor is caught.
+    point = {d: 9, s: 4, nu: sp.Rational(1, 4)}
+    assert abs(sp.N((sp.exp(mg.log_kernel()) - mg.kernel()).subs(point), 30)) < 1e-25
+    assert abs(sp.N((sp.exp(2 * mg.log_kernel()) - mg.kernel()).subs(point), 30)) > 1e-3
+
+
 @pytest.mark.parametrize("size", [3, 4, 6])
 def test_block_inverse_at_explicit_sizes(size):
     assert mg.explicit_inverse_check(size)

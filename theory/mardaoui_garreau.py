@@ -55,6 +55,16 @@ def kernel() -> sp.Expr:
     return sp.simplify(sp.powsimp(weight.subs(kept, d - s)))
 
 
+@functools.lru_cache(maxsize=1)
+def log_kernel() -> sp.Expr:
+    """log pi(s): the exponent of `kernel`, from which ratios of kernel-weighted sums are evaluated
+    without underflow (the weights divided by the largest one). Checked: exp of it is `kernel`."""
+    exponent = sp.simplify(sp.expand_log(sp.log(kernel()), force=True))
+    if sp.simplify(sp.exp(exponent) - kernel()) != 0:
+        raise AssertionError(f"log kernel {exponent} is not the log of {kernel()}")
+    return exponent
+
+
 def psi(t: sp.Expr) -> sp.Expr:
     """psi(t) with t = s/d the removed fraction (docs/theory.md §4)."""
     return kernel().subs(s, t * d)

@@ -88,6 +88,27 @@ def _evaluated(d: int, nu: Float[Array, ""], *, dtype) -> MGConstants:
     return MGConstants(alpha=alpha, sigma=sigma)
 
 
-def mean_mask(constants: MGConstants) -> Float[Array, ""]:
+@functools.lru_cache(maxsize=1)
+def _mean_mask_parts():
+    """log pi(s) and P(a feature kept | s removed) (`theory.mardaoui_garreau`), lambdified for JAX."""
+    log_kernel = sp.lambdify((theory.s, theory.d, theory.nu), theory.log_kernel(), modules="jax")
+    kept = sp.lambdify((theory.s, theory.d), theory.kept_probability(1), modules="jax")
+    return log_kernel, kept
+
+
+def mean_mask(d: int, nu: float, *, dtype=jnp.float64) -> Float[Array, ""]:
     """E_pi[z_j] / E_pi[1] = alpha_1 / alpha_0: the kernel-weighted mean of one mask entry."""
-    return constants.alpha[1] / constants.alpha[0]
+    check_features(d)
+    return _mean_mask(d, jnp.asarray(nu, dtype), dtype=dtype)
+
+
+@functools.partial(jax.jit, static_argnames=("d", "dtype"))
+def _mean_mask(d: int, nu: Float[Array, ""], *, dtype) -> Float[Array, ""]:
+    """alpha_1 / alpha_0 with every kernel weight divided by the largest (the ratio is unchanged):
+    at a narrow kernel the weights underflow to 0 (nu = 0.001: alpha_0 = 0 in float64) and
+    alpha_1 / alpha_0 was 0/0, while the ratio tends to (d - 1)/d, its value at s = 1."""
+    log_kernel, kept = _mean_mask_parts()
+    s = jnp.arange(1, d + 1, dtype=dtype)
+    log_weight = log_kernel(s, float(d), nu)
+    weight = jnp.exp(log_weight - jnp.max(log_weight))
+    return jnp.sum(weight * kept(s, float(d))) / jnp.sum(weight)

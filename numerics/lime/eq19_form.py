@@ -20,7 +20,7 @@ import numpy as np
 from attnverify.numerics import model as nm
 from attnverify.numerics.compile import Evaluator
 from attnverify.numerics.lime import ratio_form as lime_ratio
-from attnverify.numerics.lime.constants import mean_mask, mg_constants
+from attnverify.numerics.lime.constants import mean_mask
 from attnverify.numerics.lime.document import LimeDocument, all_removed, lime_document
 from attnverify.numerics.lime.structured import aggregate, link
 from jaxtyping import Array, Float
@@ -90,14 +90,14 @@ def improved(arrays: Arrays, spec: ModelSpec, d: int, nu: float) -> Float[Array,
     form = theory.derive_improved(spec).derived
     if form is None:
         raise ValueError(theory.derive_improved(spec).note)
-    zbar = mean_mask(mg_constants(d, nu, dtype=arrays["w"].dtype))
+    zbar = mean_mask(d, nu, dtype=arrays["w"].dtype)
     return evaluate(form, {**arrays, "zbar": jnp.reshape(zbar, (1,))}, d)
 
 
 def improved_autodiff(params: nm.Params, doc: LimeDocument, spec: ModelSpec, d: int, nu: float):
     """The same quantity by `jax.grad` of the ratio form's continuous extension at zbar."""
     form = lime_ratio.ratio_form(params, doc, spec, d)
-    zbar = mean_mask(mg_constants(d, nu, dtype=form.B.dtype))
+    zbar = mean_mask(d, nu, dtype=form.B.dtype)
     return jax.grad(lambda z: link(aggregate(lime_ratio.heads(form, z), spec), spec))(
         jnp.full((d,), zbar, form.B.dtype)
     )

@@ -66,13 +66,17 @@ def lime_summary(
     shell_defined = lime_shell.unsupported(spec, removal) is None and d >= 2
     out["eq19_shell"] = (lime_shell.shell_approximation(params, tokens, spec, nu=nu, removal=removal,
                                                         words=words).tolist() if shell_defined else None)
-    # Both forms multiply by Sigma^-1 (`numerics.lime.constants`): at a narrow kernel its entries
-    # leave float64's range and the form is lost (docs/theory.md §5): no value, a reason.
-    for form, what in (("eq19_improved", "Sigma^-1"), ("eq19_shell", "Sigma^-1 Gamma")):
+    # A form that is not a number gets no value and a reason. The shell form multiplies by Sigma^-1,
+    # whose entries leave float64's range at a narrow kernel (docs/theory.md §5); the improved form
+    # needs only the mean mask, computed without underflow (`constants.mean_mask`).
+    reasons_if_lost = {
+        "eq19_improved": f"it is not finite at d = {d}, nu = {nu}",
+        "eq19_shell": (f"Sigma^-1 Gamma is not computable in floating point at d = {d}, nu = {nu} "
+                       "(Sigma nearly singular at this narrow kernel); use a wider kernel"),
+    }
+    for form, reason in reasons_if_lost.items():
         if out[form] is not None and not np.all(np.isfinite(out[form])):
-            out[form] = None
-            out[f"{form}_reason"] = (f"{what} is not computable in floating point at d = {d}, nu = {nu} "
-                                     "(Sigma nearly singular at this narrow kernel); use a wider kernel")
+            out[form], out[f"{form}_reason"] = None, reason
     if not np.all(np.isfinite(out["eq19"])):
         raise InputError("Eq. (19) is not finite for this model and text")
     return out
