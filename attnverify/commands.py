@@ -241,9 +241,10 @@ def cmd_figures(args: argparse.Namespace) -> int:
     from attnverify.figures.catalog import FIGURES, check_flags_read, check_names, figures_from_files
 
     given = [flag for flag in ("--model", "--text", "--seed") if getattr(args, flag[2:]) is not None]
+    given += ["--quick"] if args.quick else []
     if args.list:
         others = [*(["figure names"] if args.names else []), *(["--all"] if args.all else []), *given,
-                  *(["--out"] if args.out else []), *(["--quick"] if args.quick else [])]
+                  *(["--out"] if args.out else [])]
         if others:
             raise InputError(f"--list lists every figure and draws none: not with {', '.join(others)}")
         for name, (_, description) in FIGURES.items():

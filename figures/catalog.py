@@ -158,12 +158,12 @@ NEEDS_MODEL = frozenset({"fig1", "fig3", "fig4", "fig5"})
 READS_TEXT, READS_DOCUMENT = frozenset({"fig1", "fig3", "fig5"}), frozenset({"fig4"})
 #: The figures that read the claims' sweep results (`FigureContext.sweeps`).
 READS_SWEEPS = frozenset({"thm1_hist"})
-#: The figures that draw at random from `FigureContext.seed`, and those that read a model when
-#: one is given (the others draw the same without it).
+#: The figures that draw at random from `FigureContext.seed`, as many draws as `.quick` says,
+#: and those that read a model when one is given (the others draw the same without it).
 READS_SEED = frozenset({"fig1", "fig4", "eq19_nu", "eq19_d", "eq19_n", "jw_permutation", "thm1_hist"})
 READS_MODEL = NEEDS_MODEL | {"architecture", "eq19_nu", "eq19_d", "eq19_n", "jw_permutation"}
 #: What `check_flags_read` checks: a flag, and the figures that read it.
-READERS = {"--model": READS_MODEL, "--text": READS_TEXT | READS_DOCUMENT, "--seed": READS_SEED}
+READERS = {"--model": READS_MODEL, "--text": READS_TEXT | READS_DOCUMENT, "--seed": READS_SEED, "--quick": READS_SEED}
 #: The figures a report draws after its claims; the others are drawn beside the claims
 #: (`verification.workers.Beside`). `wp_tradeoff` plots the `wp` claims' stored pools
 #: (`verification.claims.wp.pool`) and reads them back after the claims: drawn beside them, it

@@ -195,7 +195,7 @@ def compute_eq19_n(ctx: FigureContext) -> dict:
             "eq19_vs_lime": eq19_vs_lime,
             "eq19_vs_limit": float(np.linalg.norm(eq19 - beta) / (np.linalg.norm(beta) or 1.0)),
             "runs": runs, "nu": nu, "d": len(words), "model": kind, "words": words, "beta_limit": beta,
-            "eq19": eq19}
+            "eq19": eq19, "note": trained_too_short(ctx, (D_FOR_NU,))}
 
 
 def draw_eq19_n(data: dict) -> plt.Figure:
@@ -220,6 +220,7 @@ def draw_eq19_n(data: dict) -> plt.Figure:
         for ax in (left, right):
             ax.grid(True, which="both", alpha=0.3)
             ax.legend()
+        note = f"\n{data['note']}: drawn on a random model" if data.get("note") else ""
         fig.suptitle(f"{data['model'].capitalize()} model, one document with d = {data['d']} words, "
-                     f"ν = {data['nu']}, in-place UNK replacement, ridge 0")
+                     f"ν = {data['nu']}, in-place UNK replacement, ridge 0{note}")
     return fig

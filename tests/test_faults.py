@@ -128,6 +128,8 @@ def validation_cases(tmp: Path, model: Path, huge: Path) -> list[tuple[list, str
         (["figures", "eq19_nu", "--out", tmp / "figs", "--text", "a b"], "--text: eq19_nu does not read it"),
         (["figures", "thm1_hist", "--out", tmp / "figs", "--model", model], "--model: thm1_hist does not read it"),
         (["figures", "--list", "fig1"], "--list lists every figure and draws none: not with figure names"),
+        (["figures", "fig5", "architecture", "--model", model, "--out", tmp / "figs", "--quick"],
+         "--quick: fig5, architecture do not read it"),
         (["report", "--out", tmp / "r", "--model", model, "--claims", "thm1.gradient", "--figures", "eq19_nu",
           "--text", "a b", *TINY], "--text: eq19_nu does not read it"),
         (["report", "--out", tmp / "r", "--model", model, "--data", "synthetic:64", *TINY],

@@ -181,3 +181,9 @@ def test_eq19_figures_leave_out_lost_limits_and_short_models_and_say_so(monkeypa
     title = figure.axes[0].get_title()
     assert "lost to rounding for up to 2 of 2 documents at ν = 0.05 (not drawn)" in title
     assert "the given model reads T - 1 = 3 words: no series for d > 3" in title
+    # eq19_n draws one document of d = 8 words: on a random model then, and its title says why.
+    n_data = {"n": [100, 400], "rmse": [0.1, 0.05], "slope": -0.5, "intercept": 0.0, "eq19_vs_lime": [0.5, 0.4],
+              "eq19_vs_limit": 0.4, "runs": 2, "nu": 0.25, "d": 8, "model": "random",
+              "note": eq19_sweeps.trained_too_short(ctx, (eq19_sweeps.D_FOR_NU,))}
+    assert "reads T - 1 = 3 words: no series for d > 3: drawn on a random model" in \
+        eq19_sweeps.draw_eq19_n(n_data)._suptitle.get_text()

@@ -140,3 +140,9 @@ def test_the_attentions_rounding_floor_predicts_an_identitys_error_and_is_warned
     assert "warning: --scale 1000: the attention scores reach" in capsys.readouterr().err
     assert main(["verify", "thm1.derived", "--trials", "4", "--scale", "10", "--quiet"]) == 0
     assert "warning" not in capsys.readouterr().err
+    # Can fail: a count claim's tolerance is 0, and the warning fired for it at any scale above 1.
+    assert main(["verify", "identifiability.fiber_dimension", "--trials", "2", "--scale", "1.01", "--quiet"]) == 0
+    assert "warning" not in capsys.readouterr().err
+    # Another scorer's rounding is not estimated, and the warning says so.
+    main(["verify", "thm1.derived", "--trials", "2", "--scale", "3", "--scorer", "deep", "--quiet"])
+    assert "rounding of the deep scorer is not estimated" in capsys.readouterr().err
