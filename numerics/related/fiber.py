@@ -80,7 +80,7 @@ def joint_system(S_heads: Float[Array, "K T C"], weight: float) -> Float[Array, 
 #: the 2-core machine of docs/benchmarks.md); at T = 490, 19.5 million, 13 s; ten classes at T = 64
 #: would be 1e11 supports.
 MAX_SUPPORTS = 20_000_000
-#: Supports scored together (`jax.lax.map`'s batch): their r x r systems, a few MB.
+#: Supports scored together (a batch of `fiber_max_jsd`'s scan): their r x r systems, a few MB.
 SUPPORTS_PER_BATCH = 2**14
 
 
@@ -127,11 +127,11 @@ def fiber_max_jsd(alpha_hat: Float[Array, " T"], S: Float[Array, "T C"], tol: fl
     """max JSD(alpha, alpha_hat) over the fiber (the eps = 0 form of J&W's search), and a
     vertex attaining it, among the basic solutions of `fiber_vertices`.
 
-    Each is scored from its C + 1 entries alone, `SUPPORTS_PER_BATCH` at a time, so memory is
-    O(#supports), not O(#supports x T) (at T = 256 and two classes the vertices as T-vectors
-    took 5.6 GB). Off its support a vertex is 0 and the mean is alpha_hat_t / 2, so each such
-    position adds alpha_hat_t log(2) / 2 to the JSD (natural log, as `jain_wallace.jsd`); the
-    support's own terms are `jsd` of the r entries."""
+    Each is scored from its C + 1 entries alone, `SUPPORTS_PER_BATCH` at a time, keeping the best
+    so far: memory holds the supports and one batch, not a T-vector per support (at T = 256 and
+    two classes those took 5.6 GB). Off its support a vertex is 0 and the mean is alpha_hat_t / 2,
+    so each such position adds alpha_hat_t log(2) / 2 to the JSD (natural log, as
+    `jain_wallace.jsd`); the support's own terms are `jsd` of the r entries."""
     T, B = S.shape[0], augmented(S)
     target = B.T @ alpha_hat
     supports = _supports(T, S.shape[1] + 1)
@@ -143,10 +143,25 @@ def fiber_max_jsd(alpha_hat: Float[Array, " T"], S: Float[Array, "T C"], tol: fl
         off_support = (total - jnp.sum(q)) * jnp.log(jnp.asarray(2.0, q.dtype)) / 2
         return jnp.where(valid, jsd(x, q) + off_support, -jnp.inf)
 
-    values = jax.lax.map(value, supports, batch_size=SUPPORTS_PER_BATCH)
-    best = jnp.argmax(values)
-    x, _ = _basic_solution(B, target, supports[best], tol)
-    return values[best], jnp.zeros(T, B.dtype).at[supports[best]].set(x)
+    # A running maximum over batches: no value per support is kept, so a sweep's vmap over draws
+    # holds one batch per draw (an array of every support's value was 22 MB a draw at T = 256).
+    count = supports.shape[0]
+    size = min(SUPPORTS_PER_BATCH, count)
+    batches = -(-count // size)
+    padded = jnp.concatenate([supports, jnp.broadcast_to(supports[:1], (batches * size - count, supports.shape[1]))])
+
+    def batch(best, start):
+        values = jax.vmap(value)(jax.lax.dynamic_slice_in_dim(padded, start, size))
+        values = jnp.where(start + jnp.arange(size) < count, values, -jnp.inf)  # the padding: never chosen
+        here = jnp.argmax(values)  # the first of equal values, as over the whole array
+        better = values[here] > best[0]
+        index = (start + here).astype(best[1].dtype)
+        return (jnp.where(better, values[here], best[0]), jnp.where(better, index, best[1])), None
+
+    start = (jnp.asarray(-jnp.inf, B.dtype), jnp.asarray(0, jnp.int32))
+    (best_value, best_index), _ = jax.lax.scan(batch, start, jnp.arange(batches, dtype=jnp.int32) * size)
+    x, _ = _basic_solution(B, target, supports[best_index], tol)
+    return best_value, jnp.zeros(T, B.dtype).at[supports[best_index]].set(x)
 
 
 # -- Brunner's effective attention ---------------------------------------------------------------
