@@ -11,7 +11,7 @@ from pathlib import Path
 
 from attnverify import plugins, preflight, validate
 from attnverify.cli_support import enable_x64, spec_from_args, write_json
-from attnverify.errors import InputError, UserCodeError
+from attnverify.errors import InputError, UserCodeError, warn
 from attnverify.spec import PAPER, SMALL
 
 
@@ -264,6 +264,22 @@ def cmd_figures(args: argparse.Namespace) -> int:
     return 0
 
 
+def _note_cached_model(cached: Path, data: str) -> None:
+    """A report reuses the model an earlier run trained into its folder: warn when `data` is not
+    the corpus that model was trained on (its metrics file says which), since it goes unused."""
+    from attnverify.numerics.training.train import metrics_path
+
+    if not cached.is_file():
+        return
+    try:
+        source = json.loads(metrics_path(cached).read_text()).get("source")
+    except (OSError, ValueError, AttributeError):
+        source = None
+    if source != data:
+        warn(f"--data {data}: not used; the report explains the model cached in {cached}"
+             f"{f', trained on {source}' if source else ''} (remove it to train on --data)")
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     enable_x64()
     from attnverify.figures.catalog import check_flags_read, check_names, check_texts, draw_for_report
@@ -275,6 +291,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         check_texts(names, args.text)
     if args.data is not None and args.model is not None:
         raise InputError("--data is the corpus a report trains on when it has no model: not with --model")
+    if args.data is not None:
+        _note_cached_model(Path(args.out) / preflight.CACHED_MODEL, args.data)
     for module in args.claims_module:  # the user's claims run like the built-in ones
         plugins.load_claims_module(module)
     preflight.check_report(args, spec_from_args(args, SMALL))

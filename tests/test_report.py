@@ -248,3 +248,19 @@ def test_a_figures_takeaway_taken_from_its_caption_is_not_repeated_beneath_it():
     assert present("architecture", None, "One sentence only.")["caption"] == ""
     note = present("architecture", None, "First sentence. Second one.")
     assert (note["takeaway"], note["caption"]) == ("First sentence.", "Second one.")
+
+
+def test_data_that_a_cached_model_makes_unused_is_warned_of(tmp_path, capsys):
+    # Can fail: with OUT/model.npz from an earlier run, `report --data csv:other.csv` explained the
+    # cached model and said nothing; the corpus that model was trained on is in its metrics file.
+    from attnverify.commands import _note_cached_model
+
+    cached = tmp_path / "model.npz"
+    _note_cached_model(cached, "synthetic:500")  # nothing cached: the report trains on --data
+    cached.write_bytes(b"a model")
+    tr.metrics_path(cached).write_text(json.dumps({"source": "synthetic:200"}))
+    _note_cached_model(cached, "synthetic:200")  # the corpus it was trained on: used, no warning
+    assert capsys.readouterr().err == ""
+    _note_cached_model(cached, "synthetic:500")
+    err = capsys.readouterr().err
+    assert err.startswith("attnverify: warning: --data synthetic:500: not used") and "trained on synthetic:200" in err
