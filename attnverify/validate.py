@@ -81,6 +81,15 @@ def seed(name: str, value: int) -> int:
 
 
 # -- output paths -------------------------------------------------------------------------------
+def names_or_all(names: Collection[str], known: Collection[str], *, what: str) -> list[str]:
+    """`names` without repeats, or every known name when there are none or one is ``all``. A name
+    neither known nor ``all`` is refused, beside ``all`` too: a typo is never run over."""
+    unknown = [n for n in names if n not in known and n != "all"]
+    if unknown:
+        raise InputError(f"unknown {what} {', '.join(repr(n) for n in unknown)} (known: {', '.join(known)}, all)")
+    return list(known) if not names or "all" in names else list(dict.fromkeys(names))
+
+
 def _nearest_existing(path: Path) -> Path:
     for parent in (path, *path.parents):
         if parent.exists():

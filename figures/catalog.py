@@ -19,7 +19,7 @@ from attnverify.numerics.tokenize import words
 from attnverify.errors import InputError
 from attnverify.preflight import figure_file_names
 from attnverify.spec import ModelSpec
-from attnverify.validate import entries, missing_folders, remove_added, remove_empty_folders
+from attnverify.validate import entries, missing_folders, names_or_all, remove_added, remove_empty_folders
 
 #: name -> (module, one-line description). Modules are imported on demand.
 FIGURES: dict[str, tuple[str, str]] = {
@@ -38,13 +38,8 @@ FIGURES: dict[str, tuple[str, str]] = {
 
 
 def check_names(names: list[str]) -> list[str]:
-    """`names` with duplicates removed; ``all`` (or none) means every figure."""
-    if not names or "all" in names:
-        return list(FIGURES)
-    unknown = [n for n in names if n not in FIGURES]
-    if unknown:
-        raise InputError(f"unknown figure {unknown[0]!r} (known: {', '.join(FIGURES)}, all)")
-    return list(dict.fromkeys(names))
+    """`names` with duplicates removed; ``all`` (or none) means every figure (`validate.names_or_all`)."""
+    return names_or_all(names, FIGURES, what="figure")
 
 
 def _module(name: str):

@@ -142,7 +142,8 @@ def validation_cases(tmp: Path, model: Path, huge: Path) -> list[tuple[list, str
          "--sizes small (a vocabulary of 64; pass --vocab-size) exceeds the 5 entries"),
         # a typo beside `all` ran everything and exited 0
         (["verify", "all", "nosuch", "--quiet"], "unknown claim or group 'nosuch'"),
-        (["bench", "all", "nosuch", "--quick"], "unknown benchmark(s) nosuch"),
+        (["bench", "all", "nosuch", "--quick"], "unknown benchmark 'nosuch'"),
+        (["figures", "all", "nosuch", "--out", tmp / "figs"], "unknown figure 'nosuch'"),
     ]
 
 

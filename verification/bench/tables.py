@@ -9,6 +9,7 @@ import jax
 from attnverify.verification.bench import measures as bench
 
 from attnverify.errors import InputError
+from attnverify.validate import names_or_all
 
 KNOWN = ("theorem1", "compile", "cache", "scaling", "devices", "lime")
 
@@ -23,10 +24,7 @@ def _lime(quick: bool) -> dict:
 
 def run_benchmarks(which: list[str], *, quick: bool = False) -> tuple[dict, str]:
     """Run benchmarks by name; returns (numbers, printable text)."""
-    unknown = [n for n in which if n not in KNOWN and n != "all"]  # beside `all` too: a typo is never run over
-    if unknown:
-        raise InputError(f"unknown benchmark(s) {', '.join(unknown)} (known: {', '.join(KNOWN)}, all)")
-    names = list(KNOWN) if not which or "all" in which else which
+    names = names_or_all(which, KNOWN, what="benchmark")
     devices = jax.device_count()
     machine = (f"{platform.machine()}, {os.cpu_count()} cores; JAX on {jax.default_backend()}: {devices} "
                f"device{'s' if devices > 1 else ''} ({jax.devices()[0].device_kind})")
