@@ -41,6 +41,8 @@ class FigureContext:
     the caller already has them (``{(claim id, dtype): errors}``)."""
 
     model: ModelFile | None = None
+    #: What the legends call `model`: "trained" (by `attnverify train` or the report) or "given".
+    model_origin: str = "given"
     text: str = RUNNING_SENTENCE
     document: str | None = None  # fig4's document (None: the figure's own default)
     seed: int = 0

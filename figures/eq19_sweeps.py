@@ -5,7 +5,8 @@
   against LIME's exact large-sample limit β^∞
   (`numerics.lime.limit.beta_limit`: enumeration of all 2^d masks, in-place UNK
   replacement, ridge 0), over documents of d distinct words, against the kernel width ν and
-  against d. Models: random draws at the paper's init (the claims' spec) and the trained model.
+  against d. Models: random draws at the paper's init (the claims' spec) and the model explained
+  (trained by the report, or given with ``--model``: the legend says which).
 * ``eq19_n``: root-mean-square error of LIME (`numerics.lime.engine.lime_explain`, ridge 0, in-place
   replacement) against β^∞ as the number of samples n grows, on log-log axes with the fitted
   slope (Monte-Carlo theory: −1/2).
@@ -28,14 +29,14 @@ D_FOR_NU, NU_FOR_D = 8, 0.25
 APPROXIMATIONS = ("eq19", "improved", "shell")
 STYLES = {("random", "eq19"): (NEGATIVE, "-", "x"), ("random", "improved"): (NEGATIVE, "--", "D"),
           ("random", "shell"): (NEGATIVE, ":", "o"),
-          ("trained", "eq19"): (POSITIVE, "-", "x"), ("trained", "improved"): (POSITIVE, "--", "D"),
-          ("trained", "shell"): (POSITIVE, ":", "o")}
+          ("model", "eq19"): (POSITIVE, "-", "x"), ("model", "improved"): (POSITIVE, "--", "D"),
+          ("model", "shell"): (POSITIVE, ":", "o")}
 NAMES = {"eq19": "Eq. 19", "improved": "improved (mean mask)", "shell": "shell form"}
 
 
 def _documents(ctx: FigureContext, d: int, count: int) -> list[tuple[str, object, object, list[str]]]:
     """(model kind, params, tokens, words) for `count` documents of d distinct words per model:
-    random models at the claims' spec (random distinct word ids), and the trained model
+    random models at the claims' spec (random distinct word ids), and the context's model
     (distinct words among its 500 most frequent)."""
     out = []
     root = jax.random.PRNGKey(ctx.seed)
@@ -47,23 +48,28 @@ def _documents(ctx: FigureContext, d: int, count: int) -> list[tuple[str, object
         tokens = np.full(spec.max_len, UNK, np.int32)
         tokens[0], tokens[1:1 + d] = CLS, ids
         out.append(("random", params, tokens, [str(i) for i in ids]))
-    if ctx.model is not None and ctx.model.spec.max_len - 1 >= d:  # else `trained_too_short` says why
+    if ctx.model is not None and ctx.model.spec.max_len - 1 >= d:  # else `model_too_short` says why
         m = ctx.model
         pool = np.arange(2, min(m.spec.vocab_size, 502))
         for c in range(count):
             ids = np.asarray(jax.random.choice(jax.random.fold_in(root, 10**6 + c), pool, (d,), replace=False))
             text = " ".join(m.vocab[i] for i in ids)
             tokens, kept = encode(text, m.vocab, m.spec.max_len)
-            out.append(("trained", m.params, tokens, kept))
+            out.append(("model", m.params, tokens, kept))
     return out
 
 
-def trained_too_short(ctx: FigureContext, ds) -> str | None:
-    """Why the trained model has no series for some d of `ds`: its T - 1 words hold fewer."""
+def model_too_short(ctx: FigureContext, ds) -> str | None:
+    """Why the context's model has no series for some d of `ds`: its T - 1 words hold fewer."""
     if ctx.model is None or ctx.model.spec.max_len - 1 >= max(ds):
         return None
     return (f"the given model reads T - 1 = {ctx.model.spec.max_len - 1} words: "
             f"no series for d > {ctx.model.spec.max_len - 1}")
+
+
+def _labels(ctx: FigureContext) -> dict[str, str]:
+    """Legend words per model kind: the context's model is "trained" or "given" (`model_origin`)."""
+    return {"random": "random", "model": ctx.model_origin}
 
 
 def _spec_of(ctx: FigureContext, kind: str):
@@ -105,8 +111,8 @@ def _errors(ctx: FigureContext, d: int, nus: tuple[float, ...], count: int) -> d
 def compute_eq19_nu(ctx: FigureContext) -> dict:
     count = 4 if ctx.quick else 16
     return {"x": list(NUS), "x_label": "kernel width ν (lime: kernel_width / 100)", "x_symbol": "ν", "d": D_FOR_NU,
-            **_errors(ctx, D_FOR_NU, NUS, count), "documents_per_model": count,
-            "note": trained_too_short(ctx, (D_FOR_NU,)),
+            **_errors(ctx, D_FOR_NU, NUS, count), "documents_per_model": count, "model_labels": _labels(ctx),
+            "note": model_too_short(ctx, (D_FOR_NU,)),
             "title": f"Eq. 19 vs exact $\\beta^\\infty$ against ν (d = {D_FOR_NU}, in-place UNK replacement)"}
 
 
@@ -114,13 +120,13 @@ def compute_eq19_d(ctx: FigureContext) -> dict:
     count = 4 if ctx.quick else 16
     ds = DS["quick" if ctx.quick else "full"]
     per_d = {d: _errors(ctx, d, (NU_FOR_D,), count) for d in ds}
-    kinds = dict.fromkeys(kind for d in ds for kind in per_d[d]["errors"])  # "trained" only where T holds d
+    kinds = dict.fromkeys(kind for d in ds for kind in per_d[d]["errors"])  # "model" only where T holds d
     errors = {kind: {a: [per_d[d]["errors"][kind][a][0] if kind in per_d[d]["errors"] else [] for d in ds]
                      for a in APPROXIMATIONS} for kind in kinds}
     lost = {kind: [per_d[d]["lost"].get(kind, [0])[0] for d in ds] for kind in kinds}
     return {"x": list(ds), "x_label": "number of distinct words d", "x_symbol": "d", "nu": NU_FOR_D, "errors": errors,
             "lost": {kind: counts for kind, counts in lost.items() if any(counts)},
-            "documents_per_model": count, "note": trained_too_short(ctx, ds),
+            "documents_per_model": count, "model_labels": _labels(ctx), "note": model_too_short(ctx, ds),
             "title": f"Eq. 19 vs exact $\\beta^\\infty$ against d (ν = {NU_FOR_D}, in-place UNK replacement)"}
 
 
@@ -128,12 +134,14 @@ def _draw_errors(data: dict, *, log_x: bool) -> plt.Figure:
     with style():
         fig, ax = plt.subplots(figsize=(9, 5.6), constrained_layout=True)
         x = np.asarray(data["x"], float)
+        labels = data.get("model_labels", {})
         for kind, per_approx in data["errors"].items():
             for approx, values in per_approx.items():
                 colour, line, marker = STYLES[(kind, approx)]
                 median, low, high = (np.array([np.quantile(v, q) if v else np.nan for v in values])
                                      for q in (0.5, 0.25, 0.75))  # no document at a point: no point drawn
-                ax.plot(x, median, line, marker=marker, color=colour, label=f"{NAMES[approx]}, {kind} model")
+                ax.plot(x, median, line, marker=marker, color=colour,
+                        label=f"{NAMES[approx]}, {labels.get(kind, kind)} model")
                 ax.fill_between(x, low, high, color=colour, alpha=0.12)
         if log_x:
             ax.set_xscale("log")
@@ -151,9 +159,10 @@ def _caveats(data: dict) -> str:
     """What the figure leaves out, for its title: documents whose limit is lost at some x (narrow
     kernels), and a given model too short for some d."""
     lines = []
+    labels = data.get("model_labels", {})
     for kind, counts in data.get("lost", {}).items():
         at = ", ".join(f"{x:g}" for x, c in zip(data["x"], counts, strict=True) if c)
-        lines.append(f"{kind} model: $\\beta^\\infty$ lost to rounding for up to {max(counts)} of "
+        lines.append(f"{labels.get(kind, kind)} model: $\\beta^\\infty$ lost to rounding for up to {max(counts)} of "
                      f"{data['documents_per_model']} documents at {data['x_symbol']} = {at} (not drawn)")
     if data.get("note"):
         lines.append(data["note"])
@@ -177,7 +186,7 @@ def compute_eq19_n(ctx: FigureContext) -> dict:
     )
     from attnverify.numerics.lime.limit import beta_limit  # SymPy-backed: imported when data is computed
     runs = 8 if ctx.quick else 32
-    kind, params, tokens, words = _documents(ctx, D_FOR_NU, 1)[-1]  # trained model if there is one
+    kind, params, tokens, words = _documents(ctx, D_FOR_NU, 1)[-1]  # the context's model if there is one
     spec = _spec_of(ctx, kind)
     nu = 0.25
     beta = beta_limit(params, tokens, spec, words=words, nu=nu, removal="replace", method="exact").beta
@@ -194,8 +203,9 @@ def compute_eq19_n(ctx: FigureContext) -> dict:
     return {"n": list(ns), "rmse": rmse, "slope": float(slope), "intercept": float(intercept),
             "eq19_vs_lime": eq19_vs_lime,
             "eq19_vs_limit": float(np.linalg.norm(eq19 - beta) / (np.linalg.norm(beta) or 1.0)),
-            "runs": runs, "nu": nu, "d": len(words), "model": kind, "words": words, "beta_limit": beta,
-            "eq19": eq19, "note": trained_too_short(ctx, (D_FOR_NU,))}
+            "runs": runs, "nu": nu, "d": len(words), "model": kind,
+            "model_label": _labels(ctx)[kind], "words": words, "beta_limit": beta,
+            "eq19": eq19, "note": model_too_short(ctx, (D_FOR_NU,))}
 
 
 def draw_eq19_n(data: dict) -> plt.Figure:
@@ -221,6 +231,7 @@ def draw_eq19_n(data: dict) -> plt.Figure:
             ax.grid(True, which="both", alpha=0.3)
             ax.legend()
         note = f"\n{data['note']}: drawn on a random model" if data.get("note") else ""
-        fig.suptitle(f"{data['model'].capitalize()} model, one document with d = {data['d']} words, "
+        model = data.get("model_label", data["model"])
+        fig.suptitle(f"{model.capitalize()} model, one document with d = {data['d']} words, "
                      f"ν = {data['nu']}, in-place UNK replacement, ridge 0{note}")
     return fig

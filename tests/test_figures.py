@@ -177,13 +177,35 @@ def test_eq19_figures_leave_out_lost_limits_and_short_models_and_say_so(monkeypa
     assert [len(v) for v in data["errors"]["random"]["eq19"]] == [0, 2]
     figure = eq19_sweeps.draw_eq19_nu({"x": [0.05, 0.25], "x_label": "ν", "x_symbol": "ν", "d": 4, **data,
                                        "documents_per_model": 2, "title": "t",
-                                       "note": eq19_sweeps.trained_too_short(ctx, (4,))})
+                                       "note": eq19_sweeps.model_too_short(ctx, (4,))})
     title = figure.axes[0].get_title()
     assert "lost to rounding for up to 2 of 2 documents at ν = 0.05 (not drawn)" in title
     assert "the given model reads T - 1 = 3 words: no series for d > 3" in title
     # eq19_n draws one document of d = 8 words: on a random model then, and its title says why.
     n_data = {"n": [100, 400], "rmse": [0.1, 0.05], "slope": -0.5, "intercept": 0.0, "eq19_vs_lime": [0.5, 0.4],
               "eq19_vs_limit": 0.4, "runs": 2, "nu": 0.25, "d": 8, "model": "random",
-              "note": eq19_sweeps.trained_too_short(ctx, (eq19_sweeps.D_FOR_NU,))}
+              "note": eq19_sweeps.model_too_short(ctx, (eq19_sweeps.D_FOR_NU,))}
     assert "reads T - 1 = 3 words: no series for d > 3: drawn on a random model" in \
         eq19_sweeps.draw_eq19_n(n_data)._suptitle.get_text()
+
+
+@pytest.mark.parametrize("metrics", [False, True])
+def test_the_eq19_legends_call_a_given_model_given_and_a_trained_one_trained(tmp_path, monkeypatch, metrics):
+    # Can fail: the legends said "trained model" for any model file, an untrained one from
+    # init-model included. A training record beside the file (`train`'s metrics) makes it trained.
+    path = tmp_path / "m.npz"
+    vocab = [CLS_TOKEN, UNK_TOKEN] + [f"w{j}" for j in range(TINY.vocab_size - 2)]
+    modelfile.save(path, TINY, draw_params(jax.random.PRNGKey(0), TINY), vocab)
+    if metrics:
+        (tmp_path / "m.metrics.json").write_text("{}")
+    seen = {}
+    monkeypatch.setattr(catalog, "make_all", lambda names, ctx, out: seen.setdefault("ctx", ctx))
+    catalog.figures_from_files(["eq19_d"], tmp_path / "figs", model=str(path))
+    origin = "trained" if metrics else "given"
+    assert seen["ctx"].model_origin == origin
+    errors = {kind: {a: [[0.1, 0.2]] for a in eq19_sweeps.APPROXIMATIONS} for kind in ("random", "model")}
+    figure = eq19_sweeps.draw_eq19_d({"x": [4], "x_label": "d", "x_symbol": "d", "errors": errors, "title": "t",
+                                      "documents_per_model": 2, "model_labels": eq19_sweeps._labels(seen["ctx"])})
+    legend = [t.get_text() for t in figure.axes[0].get_legend().get_texts()]
+    assert f"Eq. 19, {origin} model" in legend and "Eq. 19, random model" in legend
+    assert not any(("trained" if origin == "given" else "given") in t for t in legend)

@@ -47,9 +47,15 @@ def test_report_trains_when_no_model_and_lists_every_registered_claim(tmp_path, 
     monkeypatch.setattr(workers, "run_claim", _fake_run_claim)
     monkeypatch.setattr(report, "DEFAULT_SPEC", TINY)
     monkeypatch.setattr(report, "DEFAULT_TRAINING", tr.TrainConfig(epochs=1, lr=1e-2))
-    options = report.ReportOptions(out_dir=tmp_path / "out", data="synthetic:120", claims_spec=TINY)
-    written, status = report.run_report(options, draw_figures=None)
-    assert status == 0
+    options = report.ReportOptions(out_dir=tmp_path / "out", data="synthetic:120", claims_spec=TINY, figures=())
+    origins = []
+
+    def figures(names, context, out_dir, log, **_):  # what the figures' legends call the model
+        origins.append(context["model_origin"])
+        return {}, [], {}
+
+    written, status = report.run_report(options, draw_figures=figures)
+    assert status == 0 and origins == ["trained"]
     assert (tmp_path / "out" / "model.npz").is_file()  # cached for the next run
     md, page = written["report.md"].read_text(), written["report.html"].read_text()
     assert REGISTRY, "the registry is empty"
@@ -62,9 +68,9 @@ def test_report_trains_when_no_model_and_lists_every_registered_claim(tmp_path, 
     for key in ("jax", "sympy", "device", "seed", "dtypes"):
         assert key in results["environment"] and key in md
 
-    # the second run loads the cached model instead of training
-    written, _ = report.run_report(options, draw_figures=None)
-    assert "cached from an earlier run" in written["report.md"].read_text()
+    # the second run loads the cached model instead of training (the report trained it: "trained")
+    written, _ = report.run_report(options, draw_figures=figures)
+    assert "cached from an earlier run" in written["report.md"].read_text() and origins == ["trained"] * 2
 
 
 def test_report_end_to_end_with_a_real_claim_and_an_embedded_figure(tmp_path, tiny_model_path):
@@ -113,6 +119,7 @@ def test_a_failing_claim_or_figure_is_recorded_not_fatal(tmp_path, tiny_model_pa
     monkeypatch.setattr(workers, "run_claim", broken)
 
     def figures(names, context, out_dir, log):
+        assert context["model_origin"] == "given"  # a model file with no training record beside it
         return {}, ["figure fig1: ValueError: simulated"], {}
 
     options = report.ReportOptions(out_dir=tmp_path, model=tiny_model_path, claims=("theorem1",),

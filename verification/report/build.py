@@ -136,8 +136,9 @@ def run_report(options: ReportOptions, draw_figures: FigureDrawer | None = None)
     options.out_dir.mkdir(parents=True, exist_ok=True)
 
     loaded, model_info = obtain_model(options, log)
-    context: dict[str, Any] = dict(model=loaded, seed=options.seed, quick=options.preset == "quick",
-                                   claims_spec=options.claims_spec)
+    trained = model_info["origin"] != "given" or bool(model_info["metrics"])  # a training record beside it
+    context: dict[str, Any] = dict(model=loaded, model_origin="trained" if trained else "given", seed=options.seed,
+                                   quick=options.preset == "quick", claims_spec=options.claims_spec)
     if options.text:
         context["text"] = context["document"] = options.text
     figures_dir = options.out_dir / FIGURES_FOLDER
