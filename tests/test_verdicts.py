@@ -445,3 +445,28 @@ def test_a_refutation_names_the_bound_that_refuted_and_the_log_line_the_nan_draw
     lines = []
     log_outcome(Outcome("test.synthetic", "float64", result=with_nan), lines.append)
     assert "in [" in lines[0] and "15 of 16 draws used; 1 NaN/inf, not explained" in lines[0]
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e-6, 1e4])
+def test_an_unexpected_verdict_off_the_papers_init_says_where_it_was_drawn(scale):
+    # Can fail: at --scale 1e-6 the negative control's left-out term shrinks with the parameters and
+    # it holds; the finding said only "Review the expectation", as if the paper's claim were wrong.
+    control = dataclasses.replace(REGISTRY["thm1.control_no_jacobian"], context=None, proof=None)
+    identity = dataclasses.replace(REGISTRY["thm1.derived"], context=None, proof=None)
+    held = judge_claim(control, SMALL, np.full(8, 1e-13), trials=8, scale=scale)
+    broke = judge_claim(identity, SMALL, np.full(8, 1e-8), trials=8, scale=scale)
+    assert held.unexpected and broke.unexpected
+    if scale == 1.0:
+        assert held.finding.endswith("Review the expectation.") and "--scale" not in held.finding + broke.finding
+    elif scale < 1.0:
+        assert held.finding.endswith(f"Drawn at --scale {scale:g}: what makes it fail at the paper's init (scale 1) "
+                                     "may shrink with the parameters; review the expectation at --scale 1.")
+        assert "Review the expectation." not in held.finding
+    else:
+        assert held.finding.endswith(f"Review the expectation. Drawn at --scale {scale:g}; the expectation is "
+                                     "set at the paper's init (scale 1).")
+    if scale != 1.0:
+        assert broke.finding.endswith(f"Drawn at --scale {scale:g}; the expectation is set at the paper's init "
+                                      "(scale 1).")
+    # an expected verdict says nothing of the scale
+    assert "--scale" not in (judge_claim(control, SMALL, np.full(8, 1.0), trials=8, scale=scale).finding or "")

@@ -289,6 +289,8 @@ def judge_claim(claim: Claim, spec: ModelSpec, errors: np.ndarray, *, trials: in
     refutes = claim.asserted_by if verdict == "expected_fail" else None
     finding = _finding(claim, spec, verdict, judgement, statistics, max_error=max_error, tolerance=tolerance,
                        nonfinite=nonfinite, draws=errors.size, every=every)
+    if verdict == "fail" and scale != 1.0:
+        finding = _off_scale(claim, finding, scale)
     proof = None
     if claim.proof is not None:
         with user_code(claim, "proof", claim.proof):
@@ -338,6 +340,18 @@ def _builtin_proof(claim_id: str, spec: ModelSpec) -> str:
     return REGISTRY[claim_id].proof(spec)
 
 
+def _off_scale(claim: Claim, finding: str, scale: float) -> str:
+    """An unexpected verdict's finding at `--scale` != 1: expectations are set at the paper's init."""
+    if scale < 1.0 and claim.holds is False and finding.endswith(REVIEW):
+        return (f"{finding[:-len(REVIEW)]}Drawn at --scale {scale:g}: what makes it fail at the paper's init "
+                "(scale 1) may shrink with the parameters; review the expectation at --scale 1.")
+    return f"{finding} Drawn at --scale {scale:g}; the expectation is set at the paper's init (scale 1)."
+
+
+#: How an unexpected PASS's finding ends (at scale 1).
+REVIEW = "Review the expectation."
+
+
 def _finding(claim: Claim, spec: ModelSpec, verdict: str, judgement, statistics: dict[str, float], *,
              max_error: float, tolerance: float, nonfinite: int, draws: int, every: dict) -> str | None:
     """The line reported under the table (None for a plain PASS). `every`: an `EveryDrawCheck`'s
@@ -369,8 +383,7 @@ def _finding(claim: Claim, spec: ModelSpec, verdict: str, judgement, statistics:
                     f"and on the others {shown}.")
         return f"Fails outside its hypotheses {where}: {shown}."
     if verdict == "fail" and claim.holds is False:
-        return (f"Holds although expected to fail (expectation: {claim.provenance}): {shown}. "
-                "Review the expectation.")
+        return f"Holds although expected to fail (expectation: {claim.provenance}): {shown}. {REVIEW}"
     if claim.finding:
         try:
             return claim.finding.format(**{**statistics, "max_error": max_error})
