@@ -156,3 +156,16 @@ def test_a_wrong_gxi_closed_form_is_caught_by_thm1_gxi(tiny_spec, monkeypatch, w
     _inject(monkeypatch, gxi_paper=wrong)
     result = _verdict("thm1.gxi", tiny_spec, params, tokens)
     assert not result.passed and result.verdict == "fail" and result.max_error > 1e-3
+
+
+def test_the_gxi_closed_form_needs_no_biases_and_its_claim_says_so(tiny_spec):
+    # Can fail: with biases s_t and gamma_t are not linear in e_t, <e_t, u> != s_t and the G x I form
+    # breaks (measured ~0.2); the claim required only the paper's switches, so `verify --biases`
+    # reported the paper's formula as an unexpected FAIL instead of "outside its hypotheses".
+    from attnverify.verification.registry import REGISTRY
+
+    spec = tiny_spec.replace(biases=True)
+    params, tokens = _draw(spec, 0)
+    gxi, auto_gxi = theorem1(spec, params, tokens, "gxi_paper", "autodiff_gxi")
+    assert _rel(gxi[1:], auto_gxi[1:]) > 1e-3
+    assert REGISTRY["thm1.gxi"].expected(spec) is None and REGISTRY["thm1.gxi"].expected(tiny_spec) is True

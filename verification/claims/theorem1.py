@@ -124,7 +124,8 @@ register(Claim(
     embedding_rows=ROWS_READ,
     tolerance=TOLERANCE,
     tolerance_reason=TOLERANCE_REASON,
-    requires=PAPER_HYPOTHESES,
+    # <e_t, u> = s_t and <e_t, kappa> = gamma_t need s_t and gamma_t linear in e_t (docs/theory.md §3.4)
+    requires={**PAPER_HYPOTHESES, "biases": False},
     proof=_proof("gradient x input (t >= 1)"),
 ))
 
