@@ -82,8 +82,10 @@ def shell_weights(d: int, nu: float, dtype=jnp.float64) -> Float[Array, " d1"]:
 
 def subset_probability(removed: Float[Array, " m"], d: int) -> Float[Array, " m"]:
     """P(z) of one mask with `removed` features removed: 1 / (d * binomial(d, s)) for s >= 1,
-    0 for s = 0 (the original row has probability 0 in the large-sample limit)."""
-    s = jnp.asarray(removed, jnp.result_type(float))
+    0 for s = 0 (the original row has probability 0 in the large-sample limit). In the dtype of
+    `removed` when it is floating (a float32 sweep rounds in float32), else in float64."""
+    s = jnp.asarray(removed)
+    s = s if jnp.issubdtype(s.dtype, jnp.floating) else s.astype(jnp.result_type(float))
     log_binomial = (
         jax.scipy.special.gammaln(d + 1.0) - jax.scipy.special.gammaln(s + 1.0)
         - jax.scipy.special.gammaln(d - s + 1.0)

@@ -93,13 +93,14 @@ def _sigma_inverse(spec: ModelSpec):
 
     def compare(params, tokens):
         doc = document_of(tokens, spec)
-        z = masks_from_index(jnp.arange(2**d), d, jnp.result_type(float))
+        dtype = params.embedding.dtype  # the sweep's: float32 sweeps must round in float32
+        z = masks_from_index(jnp.arange(2**d), d, dtype)
         weight = subset_probability(d - z.sum(axis=1), d) * kernel_weights(z, NU)
         f = lime_eval.outputs(params, doc, z, spec=spec, removal="replace", path="generic")
         x = jnp.concatenate([jnp.ones((2**d, 1), z.dtype), z], axis=1)
         brute = jnp.linalg.solve((x.T * weight) @ x, (x.T * weight) @ f)  # Sigma by enumeration
         gamma, _ = enumerated_gamma(lambda m: lime_eval.outputs(params, doc, m, spec=spec, removal="replace",
-                                                                path="generic"), d, NU)
+                                                                path="generic"), d, NU, dtype=dtype)
         return limit_from_gamma(gamma, d, NU), brute
 
     return compare
@@ -111,7 +112,7 @@ def _additive(spec: ModelSpec):
     def compare(params, tokens):
         c = params.embedding[tokens[1 : d + 1], 0]  # drawn N(0, 1) coefficients
         c0 = params.embedding[tokens[0], 1]
-        gamma, _ = enumerated_gamma(lambda z: c0 + z @ c, d, NU)
+        gamma, _ = enumerated_gamma(lambda z: c0 + z @ c, d, NU, dtype=c.dtype)
         return limit_from_gamma(gamma, d, NU), jnp.concatenate([c0[None], c])
 
     return compare
