@@ -150,6 +150,11 @@ def test_explain_says_why_a_limit_and_a_shell_form_are_not_numbers(tmp_path, cap
     result = json.loads(out)
     assert np.all(np.isfinite(result["eq19_improved"])) and "eq19_improved_reason" not in result
     assert result["eq19_shell"] is None and "not computable in floating point" in result["eq19_shell_reason"]
+    # Can fail: with one word both forms were null (and "nan nan" in the table) with no reason.
+    code, out, err = cli(capsys, "explain", "--model", model, "--text", "the", "--lime-samples", "100")
+    assert code == 0 and err == ""
+    for form in ("improved", "shell"):
+        assert f"{form}: not computed (d = 1: it approximates the large-sample limit, undefined for one word)" in out
 
 
 def test_lime_is_linear_in_f_on_a_shared_neighbourhood():

@@ -40,9 +40,9 @@ def lime_summary(
     Returns ``lime_words``, ``lime_coef`` (runs lists of d), ``lime_intercept``,
     ``lime_limit`` (None when undefined), ``lime_limit_method`` (how it was computed, or why
     not), ``lime_limit_stderr``, ``eq19`` (the paper's formula), ``eq19_improved`` (None when
-    not derived for the spec, or lost to rounding: then ``eq19_improved_reason`` says so),
+    not derived for the spec, d = 1, or lost to rounding: then ``eq19_improved_reason`` says so),
     ``eq19_shell`` (the shell form for the same removal mode; None when not defined for the spec,
-    or lost to rounding: then ``eq19_shell_reason`` says so) and the settings.
+    d = 1, or lost to rounding: then ``eq19_shell_reason`` says so) and the settings.
     """
     key_lime, key_limit = jax.random.split(jax.random.PRNGKey(seed))
     explanation = lime_explain(params, tokens, spec, key=key_lime, words=words, n_samples=n_samples, runs=runs,
@@ -60,12 +60,18 @@ def lime_summary(
         out.update(lime_limit=limit.beta.tolist(), lime_limit_method=method,
                    lime_limit_stderr=None if limit.stderr is None else limit.stderr.tolist())
     out["eq19"] = lime_eq19.eq19_approximation(params, tokens, spec, words=words).tolist()
-    improvable = eq19_theory.derive_improved(spec).derived is not None and not lime_ratio.unsupported(spec)
-    out["eq19_improved"] = (lime_eq19.improved_approximation(params, tokens, spec, nu=nu, words=words).tolist()
-                            if improvable and d >= 2 else None)
-    shell_defined = lime_shell.unsupported(spec, removal) is None and d >= 2
-    out["eq19_shell"] = (lime_shell.shell_approximation(params, tokens, spec, nu=nu, removal=removal,
-                                                        words=words).tolist() if shell_defined else None)
+    # Why a form is not computed at all (None: it is): both approximate beta^inf, undefined for d = 1.
+    one_word = f"d = {d}: it approximates the large-sample limit, undefined for one word" if d < 2 else None
+    not_derived = ("not derived for this spec" if eq19_theory.derive_improved(spec).derived is None
+                   else lime_ratio.unsupported(spec))
+    skipped = {"eq19_improved": not_derived or one_word,
+               "eq19_shell": lime_shell.unsupported(spec, removal) or one_word}
+    out["eq19_improved"] = (None if skipped["eq19_improved"] else
+                            lime_eq19.improved_approximation(params, tokens, spec, nu=nu, words=words).tolist())
+    out["eq19_shell"] = (None if skipped["eq19_shell"] else
+                         lime_shell.shell_approximation(params, tokens, spec, nu=nu, removal=removal,
+                                                        words=words).tolist())
+    out.update({f"{form}_reason": reason for form, reason in skipped.items() if reason})
     # A form that is not a number gets no value and a reason. The shell form multiplies by Sigma^-1,
     # whose entries leave float64's range at a narrow kernel (docs/theory.md §5); the improved form
     # needs only the mean mask, computed without underflow (`constants.mean_mask`).
