@@ -199,7 +199,8 @@ def explain(text: str, *, model: str | Path | None = None, plugin: Any = None, s
     result = {"tokens": kept, **explain_fn(params, tokens, spec, len(kept))}
     if lime_samples is not None:
         result.update(lime_summary(params, tokens, kept, spec, n_samples=lime_samples, runs=lime_runs, nu=nu,
-                                   removal=removal, seed=seed, limit_samples=lime_limit_samples))
+                                   removal=removal, seed=seed, limit_samples=lime_limit_samples,
+                                   output=result["logit"]))
     note = truncation_note(text, kept, spec.max_len)  # as the command line's stderr note
     lines = [f"note: {note}"] if note else []
     lines += [f"explained output ({spec.output_link}, class {spec.explained_class}): {result['logit']:+.6g}",

@@ -185,7 +185,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     result = {"tokens": kept, **explain(loaded.params, tokens, loaded.spec, len(kept))}
     if args.lime_samples is not None:
         result.update(lime_summary(loaded.params, tokens, kept, loaded.spec, n_samples=args.lime_samples,
-                                   **preflight.explain_lime_settings(args)))
+                                   output=result["logit"], **preflight.explain_lime_settings(args)))
     # the results must be finite; the settings are what was asked (--nu inf: written as null, "+inf" beside)
     validate.require_finite({k: v for k, v in result.items() if k != "lime_settings"}, "explain")
     if args.json:

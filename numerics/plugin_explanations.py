@@ -52,12 +52,13 @@ def explain(params, tokens, spec: ModelSpec, n_words: int) -> dict:
 
 
 def lime_summary(params, tokens, words: list[str], spec: ModelSpec, *, n_samples: int = 5000, runs: int = 1,
-                 nu: float = 0.25, removal: str = "delete", seed: int = 0, limit_samples: int = 2**18) -> dict:
+                 nu: float = 0.25, removal: str = "delete", seed: int = 0, limit_samples: int = 2**18,
+                 output: float | None = None) -> dict:
     """LIME runs and beta^inf on the compiled plugin model (generic path), keyed as
     `numerics.lime.summary.lime_summary`; the paper-model forms are None with `eq19_reason`."""
     from attnverify.numerics.lime.engine import lime_explain
     from attnverify.numerics.lime.limit import beta_limit
-    from attnverify.numerics.lime.summary import lime_record
+    from attnverify.numerics.lime.summary import lime_record, limit_fields
 
     f = pm.model_function(params, spec)
     key_lime, key_limit = jax.random.split(jax.random.PRNGKey(seed))
@@ -74,9 +75,7 @@ def lime_summary(params, tokens, words: list[str], spec: ModelSpec, *, n_samples
     except InputError as err:
         out.update(lime_limit=None, lime_limit_method=f"undefined: {err}", lime_limit_stderr=None)
     else:
-        method = (f"exact (enumeration of 2^{d} - 1 masks)" if limit.method == "exact"
-                  else f"monte_carlo ({limit.evaluations} masks, batch-means standard error in lime_limit_stderr)")
-        out.update(lime_limit=limit.beta.tolist(), lime_limit_method=method,
-                   lime_limit_stderr=None if limit.stderr is None else limit.stderr.tolist())
+        output = float(jax.jit(f)(tokens)) if output is None else output
+        out.update(limit_fields(limit, d, output=output, n_samples=n_samples, nu=nu))
     out.update(eq19=None, eq19_improved=None, eq19_shell=None, eq19_reason=EQ19_REASON)
     return out

@@ -9,6 +9,7 @@ import jax
 import numpy as np
 from attnverify.numerics import model as nm
 from attnverify.numerics.lime import eq19_form as lime_eq19
+from attnverify.numerics.lime import finite_n
 from attnverify.numerics.lime import ratio_form as lime_ratio
 from attnverify.numerics.lime import shell_form as lime_shell
 from attnverify.numerics.lime.engine import lime_explain
@@ -31,15 +32,32 @@ def lime_record(explanation, *, n_samples: int, runs: int, nu: float, removal: s
     }
 
 
+def limit_fields(limit, d: int, *, output: float, n_samples: int, nu: float) -> dict:
+    """The JSON fields of a `beta_limit` result: the limit, how it was computed, its standard error,
+    and where LIME sits at `n_samples` to first order (`finite_n.centre_at_n`, ridge 1 as lime):
+    ``lime_centre`` and its relative L2 distance to the limit, ``lime_centre_gap`` (None where
+    the centre is not a number). `output`: the model's output on the document (LIME's row 0)."""
+    method = (f"exact (enumeration of 2^{d} - 1 masks)" if limit.method == "exact"
+              else f"monte_carlo ({limit.evaluations} masks, batch-means standard error in lime_limit_stderr)")
+    centre = finite_n.centre_at_n(limit.intercept, limit.beta, output, nu=nu, n=n_samples, ridge=1.0)
+    return {"lime_limit": limit.beta.tolist(), "lime_limit_method": method,
+            "lime_limit_stderr": None if limit.stderr is None else limit.stderr.tolist(),
+            "lime_centre": None if centre is None else centre.tolist(),
+            "lime_centre_gap": None if centre is None else finite_n.relative_gap(centre, limit.beta)}
+
+
 def lime_summary(
     params: nm.Params, tokens, words: list[str], spec: ModelSpec, *, n_samples: int = 5000, runs: int = 1,
     nu: float = 0.25, removal: str = "delete", seed: int = 0, limit_samples: int = 2**18,
+    output: float | None = None,
 ) -> dict:
     """LIME runs, beta^inf, Eq. (19) and the improved form for the words of one document.
 
     Returns ``lime_words``, ``lime_coef`` (runs lists of d), ``lime_intercept``,
     ``lime_limit`` (None when undefined), ``lime_limit_method`` (how it was computed, or why
-    not), ``lime_limit_stderr``, ``eq19`` (the paper's formula), ``eq19_improved`` (None when
+    not), ``lime_limit_stderr``, ``lime_centre`` and ``lime_centre_gap`` (`limit_fields`; `output`,
+    the model's output on the text, is computed when not given), ``eq19`` (the paper's formula),
+    ``eq19_improved`` (None when
     not derived for the spec, d = 1, or lost to rounding: then ``eq19_improved_reason`` says so),
     ``eq19_shell`` (the shell form for the same removal mode; None when not defined for the spec,
     d = 1, or lost to rounding: then ``eq19_shell_reason`` says so) and the settings.
@@ -55,10 +73,10 @@ def lime_summary(
     except InputError as err:
         out.update(lime_limit=None, lime_limit_method=f"undefined: {err}", lime_limit_stderr=None)
     else:
-        method = (f"exact (enumeration of 2^{d} - 1 masks)" if limit.method == "exact"
-                  else f"monte_carlo ({limit.evaluations} masks, batch-means standard error in lime_limit_stderr)")
-        out.update(lime_limit=limit.beta.tolist(), lime_limit_method=method,
-                   lime_limit_stderr=None if limit.stderr is None else limit.stderr.tolist())
+        if output is None:
+            output = float(jax.jit(nm.explained_output, static_argnames="spec")(
+                params, nm.embed(params, tokens, spec), spec=spec))
+        out.update(limit_fields(limit, d, output=output, n_samples=n_samples, nu=nu))
     out["eq19"] = lime_eq19.eq19_approximation(params, tokens, spec, words=words).tolist()
     # Why a form is not computed at all (None: it is): both approximate beta^inf, undefined for d = 1.
     one_word = f"d = {d}: it approximates the large-sample limit, undefined for one word" if d < 2 else None
@@ -89,8 +107,16 @@ def lime_summary(
 
 
 def reasons(result: dict) -> list[str]:
-    """The lines that say why forms of an `explain` result are not numbers (after its LIME table)."""
+    """The lines that say why forms of an `explain` result are not numbers (after its LIME table),
+    and, where LIME at its n sits far from its limit, how far and why."""
+    lines = []
+    gap = result.get("lime_centre_gap")
+    if gap is not None and gap > finite_n.NOTED_GAP:
+        n = result["lime_settings"]["n_samples"]
+        lines.append(f"note: at n = {n}, LIME's coefficients are centred {gap:.2g} (relative L2) away from the limit: "
+                     "its first sample, the text itself at kernel weight 1, still outweighs the rare masks that fix "
+                     "the limit (centre: lime_centre in --json; docs/theory.md §5, \"LIME at finite n\")")
     if result.get("eq19_reason"):  # a plugin model: the paper-model forms do not apply
-        return [f"eq19, improved, shell: not computed ({result['eq19_reason']})"]
-    return [f"{name}: not computed ({result[key]})" for name, key in
-            (("improved", "eq19_improved_reason"), ("shell", "eq19_shell_reason")) if result.get(key)]
+        return lines + [f"eq19, improved, shell: not computed ({result['eq19_reason']})"]
+    return lines + [f"{name}: not computed ({result[key]})" for name, key in
+                    (("improved", "eq19_improved_reason"), ("shell", "eq19_shell_reason")) if result.get(key)]

@@ -1,0 +1,86 @@
+"""Where LIME sits at n samples (`numerics.lime.finite_n`): its first row, the document itself,
+still counts at lime's default n when the masks that fix the limit are rare (few words)."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+from attnverify.numerics import model as nm
+from attnverify.numerics.lime import finite_n
+from attnverify.numerics.lime.constants import mg_constants
+from attnverify.numerics.lime.engine import lime_explain
+from attnverify.numerics.lime.limit import beta_limit, masks_from_index
+from attnverify.numerics.lime.sampling import kernel_weights, subset_probability
+from helpers import lime_case, tokens_of
+
+from attnverify.spec import ModelSpec
+
+SPEC = ModelSpec(max_len=8, d_embed=6, d_att=4, d_out=4, heads=2, vocab_size=30)
+RUNS = 96
+
+
+def test_sigma_is_the_enumerated_kernel_weighted_second_moment():
+    # Independent of the alpha constants: E[pi x x^T] summed over every mask with its probability.
+    for d, nu in [(2, 0.25), (5, 1.0), (7, 0.1)]:
+        z = np.asarray(masks_from_index(np.arange(2**d), d, np.float64))
+        weight = np.asarray(subset_probability(d - z.sum(axis=1), d) * kernel_weights(z, nu))
+        x = np.hstack([np.ones((2**d, 1)), z])
+        np.testing.assert_allclose(finite_n.sigma_matrix(d, nu), (x.T * weight) @ x, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("n", [1000, 5000])
+def test_the_centre_at_n_is_where_lime_sits_and_the_limit_is_not(n):
+    # Can fail: at d = 2 lime's mean over 96 runs is measured against the centre (within 4 standard
+    # errors) and must be far from the limit; a centre without the first row (the document at weight
+    # 1) is the limit shrunk by the ridge, and is caught as far from LIME as the limit itself.
+    params, doc = lime_case(SPEC, 3, d=2, length=4)
+    tokens = tokens_of(doc)
+    explanation = lime_explain(params, tokens, SPEC, key=jax.random.PRNGKey(0), n_words=4, n_samples=n, runs=RUNS,
+                               nu=0.25, removal="delete")
+    mean = explanation.coef.mean(axis=0)
+    error = explanation.coef.std(axis=0, ddof=1) / np.sqrt(RUNS)
+    limit = beta_limit(params, tokens, SPEC, n_words=4, nu=0.25, removal="delete", method="exact")
+    output = float(nm.explained_output(params, nm.embed(params, tokens, SPEC), SPEC))
+    centre = finite_n.centre_at_n(limit.intercept, limit.beta, output, nu=0.25, n=n, ridge=1.0)
+    assert np.all(np.abs(centre - mean) <= 4 * error), (centre, mean, error)
+    assert finite_n.relative_gap(centre, limit.beta) > finite_n.NOTED_GAP
+    assert np.any(np.abs(limit.beta - mean) > 100 * error)
+
+    def without_first_row(intercept, beta, *, nu, n, ridge):  # the wrong formula: row 0 left out
+        d = beta.size
+        gram = (n - 1) * finite_n.sigma_matrix(d, nu) + ridge * np.diag(np.r_[0.0, np.ones(d)])
+        return np.linalg.solve(gram, (n - 1) * finite_n.sigma_matrix(d, nu) @ np.r_[intercept, beta])[1:]
+
+    wrong = without_first_row(limit.intercept, limit.beta, nu=0.25, n=n, ridge=1.0)
+    assert np.any(np.abs(wrong - mean) > 100 * error)
+
+
+def test_the_centre_reaches_the_limit_as_n_grows_and_with_more_words():
+    # d = 2 at nu = 0.25: the all-removed mask weighs e^-8 / 2 per sample, so n must exceed ~1e4.
+    beta, intercept, output = np.array([0.3, -0.2]), 0.1, 0.9
+    gaps = [finite_n.relative_gap(finite_n.centre_at_n(intercept, beta, output, nu=0.25, n=n, ridge=0.0), beta)
+            for n in (10**3, 10**4, 10**5, 10**6)]
+    assert gaps == sorted(gaps, reverse=True) and gaps[0] > 0.1 > gaps[-1]
+    wide = np.linspace(-0.3, 0.3, 10)
+    assert finite_n.relative_gap(finite_n.centre_at_n(0.1, wide, 0.9, nu=0.25, n=5000, ridge=0.0), wide) < 0.01
+    # a kernel so narrow that every perturbed sample's weight underflows: only the first row counts,
+    # and the ridge holds LIME's coefficients at 0 (as lime's are, about 1e-305: docs/cli.md)
+    assert float(mg_constants(2, 0.001).alpha[0]) == 0.0
+    np.testing.assert_array_equal(finite_n.centre_at_n(intercept, beta, output, nu=0.001, n=5000, ridge=1.0), 0.0)
+
+
+def test_explain_says_when_lime_at_its_n_sits_far_from_the_limit(tmp_path, capsys):
+    from helpers import cli
+
+    tiny = ["--max-len", "8", "--d-embed", "4", "--d-att", "2", "--d-out", "2", "--heads", "1", "--vocab-size", "12"]
+    model = tmp_path / "m.npz"
+    assert cli(capsys, "init-model", "--out", model, *tiny)[0] == 0
+    code, out, err = cli(capsys, "explain", "--model", model, "--text", "the a", "--lime-samples", "5000")
+    assert code == 0 and err == ""
+    assert "note: at n = 5000, LIME's coefficients are centred" in out and "away from the limit" in out
+    code, out, _ = cli(capsys, "explain", "--model", model, "--text", "the a", "--lime-samples", "5000", "--json")
+    result = json.loads(out)
+    assert len(result["lime_centre"]) == 2 and result["lime_centre_gap"] > finite_n.NOTED_GAP
+    code, out, _ = cli(capsys, "explain", "--model", model, "--text", "the a an of to and", "--lime-samples", "5000")
+    assert code == 0 and "note: at n" not in out  # six words: the limit's masks are common enough
