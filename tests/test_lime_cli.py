@@ -157,7 +157,8 @@ def test_sweep_eq19_counts_the_draws_whose_limit_is_lost_and_compares_them_with_
     # Can fail: at nu = 1e-6 LIME's coefficients underflow to ~1e-305, and Eq. (19)'s error relative
     # to them was printed with all 306 of its digits.
     assert lines["1e-06"].split()[6] == "lost" and len(lines["1e-06"]) < 200, lines["1e-06"]
-    assert "e+30" in lines["1e-06"].split()[-3]
+    assert "e+30" in lines["1e-06"].split()[-4] and lines["1e-06"].split()[-1] == "n/a"  # lime vs a lost limit
+    assert float(lines["0.25"].split()[-1]) > 0  # one LIME run at n = 200 against beta^inf
     rows = json.loads(out_json.read_text())["rows"]
     assert {r["nu"]: r["limit_lost_draws"] for r in rows} == {1e-6: 2, 0.05: 2, 0.25: 0}
     assert all(r["rel_l2_median"] is None for r in rows if r["nu"] == 0.05 and r["target"] == "exact")
@@ -170,7 +171,20 @@ def test_sweep_eq19_writes_json_and_csv(capsys, tmp_path):
                         "--csv", str(out_csv), *SMALL_MODEL)
     assert code == 0 and "shell err" in text and "mean-mask err" in text
     data = json.loads(out_json.read_text())
-    assert data["manifest"]["draws"] == 2 and len(data["rows"]) == 2 * 8  # 2 nu x 4 forms x 2 targets
+    # 2 nu x (4 forms x 2 targets + LIME against the limit)
+    assert data["manifest"]["draws"] == 2 and len(data["rows"]) == 2 * 9
     rows = list(csv.DictReader(out_csv.open()))
-    assert {r["approximation"] for r in rows} == {"eq19", "eq19_mg", "improved", "shell"}
+    assert {r["approximation"] for r in rows} == {"eq19", "eq19_mg", "improved", "shell", "lime"}
+    assert {r["target"] for r in rows if r["approximation"] == "lime"} == {"exact"}
     one_line_error(capsys, "sweep-eq19", "--d", "1", "--quiet", *SMALL_MODEL, text="d must be >= 2")
+
+
+def test_a_correlation_of_two_coefficients_is_not_shown_as_information():
+    # Can fail: at d = 2 every correlation was 1.000 (two points always correlate +-1), Eq. (19)
+    # at relative error 2 included.
+    from attnverify.verification.lime_sweep import _pair, metrics
+
+    two = metrics(np.array([1.0, 2.0]), np.array([-3.0, 5.0]))
+    assert np.isnan(two["corr"]) and two["rel_l2"] > 0
+    assert _pair({"rel_l2_median": 1.93, "corr_median": two["corr"]}) == "1.930 / n/a"
+    assert metrics(np.array([1.0, 2.0, 4.0]), np.array([1.0, 2.5, 4.0]))["corr"] == pytest.approx(0.98198, abs=1e-5)

@@ -47,6 +47,8 @@ from attnverify.validate import dumps
 
 APPROXIMATIONS = ("eq19", "eq19_mg", "improved", "shell")
 TARGETS = ("exact", "lime")
+#: (compared, reference) per row: every closed form against both targets, and LIME at n against beta^inf.
+PAIRS = (*itertools.product(APPROXIMATIONS, TARGETS), ("lime", "exact"))
 #: Largest d enumerated exactly, per evaluation path (beyond: Monte Carlo).
 MAX_EXACT_D = {"ratio": 16, "structured": 12, "generic": 10}
 
@@ -123,7 +125,8 @@ def metrics(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
     if not np.all(np.isfinite(a)):
         return {"rel_l2": float("nan"), "corr": float("nan"), "slope": float("nan")}
     rel = np.linalg.norm(a - b) / max(np.linalg.norm(b), np.finfo(float).tiny)
-    corr = np.corrcoef(a, b)[0, 1] if np.std(a) > 0 and np.std(b) > 0 else float("nan")
+    # Two points always correlate +-1: no information at d = 2 (NaN: "n/a" in the table).
+    corr = np.corrcoef(a, b)[0, 1] if a.size > 2 and np.std(a) > 0 and np.std(b) > 0 else float("nan")
     slope = float(a @ b / (a @ a)) if a @ a > 0 else float("nan")
     return {"rel_l2": float(rel), "corr": float(corr), "slope": slope}
 
@@ -146,7 +149,7 @@ def run_point(point: Point, spec: ModelSpec, *, draws: int, seed: int, words_per
     # Draws whose limit is not a number (Sigma singular, or lost to rounding): counted, never compared.
     lost = int(np.sum(~np.all(np.isfinite(out["exact"]), axis=1)))
     rows = []
-    for approx, target in itertools.product(APPROXIMATIONS, TARGETS):
+    for approx, target in PAIRS:
         per_draw = [metrics(out[approx][r], out[target][r]) for r in range(draws)]
         row = {**asdict(point), "length": length, "approximation": approx, "target": target,
                "limit_method": "exact" if exact else f"monte_carlo({n_mc})", "draws": draws,
@@ -206,7 +209,8 @@ def _pair(row: dict) -> str:
     """Median error / correlation, or "n/a" (`_err`)."""
     if not np.isfinite(row["rel_l2_median"]):
         return "n/a"
-    return f"{_number(row['rel_l2_median'], 3)} / {row['corr_median']:.3f}"
+    corr = f"{row['corr_median']:.3f}" if np.isfinite(row["corr_median"]) else "n/a"
+    return f"{_number(row['rel_l2_median'], 3)} / {corr}"
 
 
 def _limit(row: dict) -> str:
@@ -219,23 +223,27 @@ def _limit(row: dict) -> str:
 def sweep_table(rows: list[dict]) -> str:
     """One line per grid point: medians of relative L2 error (and correlation) per closed form."""
     header = ("nu", "d", "T", "K", "scale", "removal", "limit", "eq19 err/corr (exact)", "eq19_mg err",
-              "mean-mask err", "shell err", "gain", "eq19 err/corr (lime)")
+              "mean-mask err", "shell err", "gain", "eq19 err/corr (lime)", "lime err (exact)")
     lines = [header]
     keyed = {(r["nu"], r["d"], r["T"], r["K"], r["scale"], r["removal"], r["approximation"], r["target"]): r
              for r in rows}
     points = sorted({k[:6] for k in keyed}, key=lambda p: (p[2], p[3], p[1], p[5], p[4], p[0]))
     for p in points:
-        e19, mg, imp, shell, lime = (keyed[(*p, a, t)] for a, t in (
-            ("eq19", "exact"), ("eq19_mg", "exact"), ("improved", "exact"), ("shell", "exact"), ("eq19", "lime")))
+        e19, mg, imp, shell, lime, lime_exact = (keyed[(*p, a, t)] for a, t in (
+            ("eq19", "exact"), ("eq19_mg", "exact"), ("improved", "exact"), ("shell", "exact"), ("eq19", "lime"),
+            ("lime", "exact")))
         gain = e19["rel_l2_median"] / shell["rel_l2_median"] if shell["rel_l2_median"] > 0 else float("nan")
         lines.append((f"{p[0]:g}", str(p[1]), str(p[2]), str(p[3]), f"{p[4]:g}", p[5],
                       _limit(e19), _pair(e19), _err(mg, 3),
                       _err(imp), _err(shell), f"{gain:.1f}x" if np.isfinite(gain) else "n/a",
-                      _pair(lime)))
+                      _pair(lime), _err(lime_exact, 3)))
     widths = [max(len(line[j]) for line in lines) for j in range(len(header))]
     text = ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines]
     text.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(text) + ("\n(medians over draws; err = relative L2 error; mean-mask = the improved form "
-                              "expanded at the overall mean mask; gain = eq19 err / shell err; lost = draws whose "
-                              "limit is not a number: Sigma singular or lost to rounding at a narrow kernel, "
-                              "docs/theory.md §5)")
+    return "\n".join(text) + ("\n(medians over draws; err = relative L2 error; corr = Pearson correlation over the d "
+                              "coefficients, n/a at d = 2, where it is always +-1; mean-mask = the improved form "
+                              "expanded at the overall mean mask; gain = eq19 err / shell err; lime err (exact) = one "
+                              "LIME run at --lime-samples against beta^inf: with few words its first sample, the "
+                              "document at weight 1, keeps it away from the limit, docs/theory.md §5 'LIME at finite "
+                              "n'; lost = draws whose limit is not a number: Sigma singular or lost to rounding at a "
+                              "narrow kernel, docs/theory.md §5)")
