@@ -170,7 +170,7 @@ def explain(text: str, *, model: str | Path | None = None, plugin: Any = None, s
     from attnverify.numerics import modelfile
     from attnverify.numerics.draws import draw_params
     from attnverify.numerics.explanations import NAMES
-    from attnverify.numerics.tokenize import builtin_vocab, encode, truncation_note
+    from attnverify.numerics.tokenize import builtin_vocab, encode, text_notes
 
     if model is not None:
         if changes or spec is not None:
@@ -201,8 +201,7 @@ def explain(text: str, *, model: str | Path | None = None, plugin: Any = None, s
         result.update(lime_summary(params, tokens, kept, spec, n_samples=lime_samples, runs=lime_runs, nu=nu,
                                    removal=removal, seed=seed, limit_samples=lime_limit_samples,
                                    output=result["logit"]))
-    note = truncation_note(text, kept, spec.max_len)  # as the command line's stderr note
-    lines = [f"note: {note}"] if note else []
+    lines = [f"note: {note}" for note in text_notes(text, kept, vocab, spec.max_len)]  # the command line's
     lines += [f"explained output ({spec.output_link}, class {spec.explained_class}): {result['logit']:+.6g}",
               f"{'token':>16s}" + "".join(f"{n:>14s}" for n in NAMES)]
     lines += [f"{w[:16]:>16s}" + "".join(f"{result[n][j]:>14.5g}" for n in NAMES) for j, w in enumerate(kept)]

@@ -142,8 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--words-per-feature", type=float, default=1.5,
                    help="document length = min(T - 1, round(this x d)) words")
-    p.add_argument("--mc-samples", type=int, default=2**18,
-                   help="Monte-Carlo masks for the exact limit when d is too large to enumerate")
+    p.add_argument("--mc-samples", type=int, default=None,
+                   help="Monte-Carlo masks for the limit when d is too large to enumerate (default 2^18)")
     p.add_argument("--lime-samples", type=int, default=5000, help="samples of the empirical LIME run (ridge 1)")
     p.add_argument("--json", metavar="PATH", help="write manifest + rows as JSON")
     p.add_argument("--csv", metavar="PATH", help="write the rows as CSV")

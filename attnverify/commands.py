@@ -156,11 +156,10 @@ def cmd_init_model(args: argparse.Namespace) -> int:
     return 0
 
 
-def _note_truncation(text: str, kept: list[str], max_len: int) -> None:
-    from attnverify.numerics.tokenize import truncation_note
+def _note_text(text: str, kept: list[str], vocab: list[str], max_len: int) -> None:
+    from attnverify.numerics.tokenize import text_notes
 
-    note = truncation_note(text, kept, max_len)
-    if note:
+    for note in text_notes(text, kept, vocab, max_len):
         print(f"attnverify: note: {note}", file=sys.stderr)
 
 
@@ -181,13 +180,18 @@ def cmd_explain(args: argparse.Namespace) -> int:
     preflight.check_explain(args, loaded.spec)
     tokens, kept = encode(args.text, loaded.vocab, loaded.spec.max_len)
     modelfile.check_float_range(loaded.params, loaded.spec, tokens, f"{args.model} on this text")
-    _note_truncation(args.text, kept, loaded.spec.max_len)
+    if args.lime_samples is not None:
+        from attnverify.numerics.lime.evaluation import choose_path
+
+        path = "generic" if args.plugin else choose_path(loaded.params, loaded.spec, args.removal or "delete")
+        preflight.check_explain_limit_samples(args, len(dict.fromkeys(kept)), path)
     result = {"tokens": kept, **explain(loaded.params, tokens, loaded.spec, len(kept))}
     if args.lime_samples is not None:
         result.update(lime_summary(loaded.params, tokens, kept, loaded.spec, n_samples=args.lime_samples,
                                    output=result["logit"], **preflight.explain_lime_settings(args)))
     # the results must be finite; the settings are what was asked (--nu inf: written as null, "+inf" beside)
     validate.require_finite({k: v for k, v in result.items() if k != "lime_settings"}, "explain")
+    _note_text(args.text, kept, loaded.vocab, loaded.spec.max_len)  # once nothing can be refused: one line each
     if args.json:
         print(validate.dumps(result, indent=2))
         return 0
@@ -288,7 +292,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     names = check_names(args.figures)  # a misspelt figure fails before the claims run
     if args.text is not None:  # as `figures`: a text without a word fails now, not as a figure's traceback
         check_flags_read(names, ["--text"])
-        check_texts(names, args.text)
+        check_texts(names, args.text, args.text)  # fig4 explains it too
     if args.data is not None and args.model is not None:
         raise InputError("--data is the corpus a report trains on when it has no model: not with --model")
     if args.data is not None:
@@ -359,9 +363,11 @@ def cmd_sweep_eq19(args: argparse.Namespace) -> int:
 
     preflight.check_sweep_eq19(args)
     spec = spec_from_args(args, SMALL)
+    preflight.check_sweep_scales(spec, args)
     points = grid(args.nu, args.d, args.T or [spec.max_len], args.K or [spec.heads], args.scale, args.removal)
     result = run_sweep(points, spec, draws=args.draws, seed=args.seed, progress=not args.quiet,
-                       words_per_feature=args.words_per_feature, n_mc=args.mc_samples, n_lime=args.lime_samples)
+                       words_per_feature=args.words_per_feature, n_mc=args.mc_samples or 2**18,
+                       n_lime=args.lime_samples)
     print(sweep_table(result["rows"]))
     write_results(result, json_path=args.json, csv_path=args.csv)
     return 0
@@ -376,13 +382,13 @@ def cmd_related(args: argparse.Namespace) -> int:
     preflight.check_related(args)
     loaded = modelfile.load(args.model)
     tokens, kept = encode(args.text, loaded.vocab, loaded.spec.max_len)
-    _note_truncation(args.text, kept, loaded.spec.max_len)
     modelfile.check_float_range(loaded.params, loaded.spec, tokens, f"{args.model} on this text")
     given = {"epsilons": args.epsilon, "temperatures": args.temperature, "head": args.head,
              "seed": args.seed}  # None: the default
     result = analyse(args.what, loaded, args.text,
                      **{k: tuple(v) if isinstance(v, list) else v for k, v in given.items() if v is not None})
     validate.require_finite(result, f"related {args.what}")
+    _note_text(args.text, kept, loaded.vocab, loaded.spec.max_len)  # once nothing can be refused: one line each
     print(validate.dumps(result, indent=2))
     return 0
 

@@ -34,3 +34,8 @@ def describe(err: BaseException) -> str:
 def warn(message: str) -> None:
     """A one-line warning on stderr (the work goes on)."""
     print(f"attnverify: warning: {message}", file=sys.stderr, flush=True)
+
+
+def note(message: str) -> None:
+    """A one-line note on stderr: how an input was read (the work goes on)."""
+    print(f"attnverify: note: {message}", file=sys.stderr, flush=True)

@@ -209,10 +209,7 @@ def check_related(args: argparse.Namespace) -> None:
     for tau in args.temperature or ():
         validate.number("--temperature", tau, low=0, low_open=True, allow_inf=True)
     for flag in ("epsilon", "temperature"):  # one result per value: a repeated value would be one row
-        values = getattr(args, flag) or []
-        repeated = next((v for j, v in enumerate(values) if v in values[:j]), None)
-        if repeated is not None:
-            raise InputError(f"--{flag} {repeated:g} is given twice")
+        validate.no_repeats(f"--{flag}", getattr(args, flag))
 
 
 #: The largest learning rate `train` takes: AdamW's step is about lr per weight, and far above 1
@@ -292,9 +289,12 @@ def check_sweep_eq19(args: argparse.Namespace) -> None:
             validate.count(f"--{name}", value)
     for scale in args.scale:
         validate.number("--scale", scale, low=0, low_open=True)
+    for flag in ("nu", "d", "T", "K", "scale", "removal"):  # one row per grid point: a repeat merges silently
+        validate.no_repeats(f"--{flag}", getattr(args, flag))
     validate.count("--draws", args.draws)
     validate.number("--words-per-feature", args.words_per_feature, low=0, low_open=True)
-    validate.count("--mc-samples", args.mc_samples)
+    if args.mc_samples is not None:
+        validate.count("--mc-samples", args.mc_samples)
     validate.count("--lime-samples", args.lime_samples, low=2)
     from attnverify.cli_support import spec_from_args
     from attnverify.spec import SMALL
@@ -304,12 +304,51 @@ def check_sweep_eq19(args: argparse.Namespace) -> None:
         for K in args.K or [spec.heads]:
             validate.spec_fits(spec.replace(max_len=T, heads=K), copies=args.draws, what="the grid's models")
     longest = max([*(args.T or ()), spec.max_len, *args.d])
-    validate.fits_in_memory(f"--mc-samples {args.mc_samples}", args.mc_samples * 8 * longest * 2)
+    if args.mc_samples is not None:
+        _check_mc_samples_used(spec, args)
+        validate.fits_in_memory(f"--mc-samples {args.mc_samples}", args.mc_samples * 8 * longest * 2)
     validate.fits_in_memory(f"--lime-samples {args.lime_samples}", args.lime_samples * 8 * longest * 2)
     for flag in ("json", "csv"):
         if getattr(args, flag) is not None:
             validate.output_file(f"--{flag}", getattr(args, flag))
     validate.distinct_outputs({"--json": args.json, "--csv": args.csv})
+
+
+def _check_mc_samples_used(spec, args: argparse.Namespace) -> None:
+    """`sweep-eq19 --mc-samples` changes nothing when every d of the grid is enumerated exactly."""
+    from attnverify.numerics.lime import evaluation as lime_eval
+    from attnverify.verification.lime_sweep import MAX_EXACT_D
+
+    largest = {}
+    for removal in args.removal:
+        reasons = lime_eval.unavailable(True, spec, removal)
+        largest[removal] = MAX_EXACT_D[next(p for p in ("ratio", "structured", "generic") if reasons[p] is None)]
+    if all(d <= largest[removal] for d in args.d for removal in args.removal):
+        limits = ", ".join(f"d <= {largest[r]} with {r}" for r in args.removal)
+        raise InputError(f"--mc-samples: every d of the grid is enumerated exactly ({limits}), so no Monte-Carlo "
+                         "sample is drawn")
+
+
+def check_sweep_scales(spec, args: argparse.Namespace) -> None:
+    """Refuse an init scale whose random models leave the float range, as `verify` does
+    (`check_scale_in_range`, draw 0 of each grid size): the sweep would compare overflow."""
+    for T in args.T or [spec.max_len]:
+        for K in args.K or [spec.heads]:
+            for scale in args.scale:
+                check_scale_in_range(spec.replace(max_len=T, heads=K), scale=scale, seed=args.seed, dtype="float64")
+
+
+def check_explain_limit_samples(args: argparse.Namespace, d: int, path: str) -> None:
+    """`explain --lime-limit-samples` changes nothing where the limit is enumerated (or undefined)."""
+    from attnverify.numerics.lime.limit import EXACT_BUDGET
+
+    if args.lime_limit_samples is None:
+        return
+    if d < 2:
+        raise InputError(f"--lime-limit-samples: the limit is undefined at d = {d}, so no sample is drawn")
+    if 2**d <= EXACT_BUDGET[path]:
+        raise InputError(f"--lime-limit-samples: the limit at d = {d} is enumerated exactly ({2**d} masks), so no "
+                         "Monte-Carlo sample is drawn")
 
 
 def check_bench(args: argparse.Namespace) -> None:

@@ -307,6 +307,15 @@ def json_dumps(payload: Any, **kwargs) -> str:
     return json.dumps(payload, allow_nan=False, **kwargs)
 
 
+def no_repeats(flag: str, values) -> None:
+    """One result per value: a value given twice would be one row, silently."""
+    values = list(values or ())
+    repeated = next((v for j, v in enumerate(values) if v in values[:j]), None)
+    if repeated is not None:
+        shown = f"{repeated:g}" if isinstance(repeated, float) else str(repeated)
+        raise InputError(f"{flag} {shown} is given twice")
+
+
 # -- what a refused command made ----------------------------------------------------------------
 def missing_folders(folder) -> list[Path]:
     """`folder` and those of its parents that do not exist (deepest first): what making it creates."""

@@ -11,12 +11,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from attnverify.figures.common import FigureContext, save_figure, write_json
+from attnverify.figures.common import RUNNING_SENTENCE, FigureContext, save_figure, write_json
 from attnverify.figures.presentation import present
 from attnverify.numerics import stored_results
 from attnverify.numerics.tokenize import words
 
-from attnverify.errors import InputError
+from attnverify.errors import InputError, note
 from attnverify.preflight import figure_file_names
 from attnverify.spec import ModelSpec
 from attnverify.validate import entries, missing_folders, names_or_all, remove_added, remove_empty_folders
@@ -103,13 +103,31 @@ def check_inputs(names: list[str], ctx: FigureContext) -> None:
 
 
 def check_texts(names: list[str], text: str, document: str | None = None) -> None:
-    """Text with a word for the figures of `names` that explain `text` (or fig4's `document`)."""
+    """Text with a word for the figures of `names` that explain `text`, and two distinct words for
+    fig4's `document` (LIME's limit is undefined for one)."""
     for name in names:
         # fig4 explains `document`, its own default document when that is empty
         value = document if name in READS_DOCUMENT else text if name in READS_TEXT else None
         if value is not None and (value or name in READS_TEXT) and not words(value):
             raise InputError(f"figure {name}: the text {value!r} has no words "
                              "(after lowercasing and splitting on \\W+)", parameter="text")
+        if name in READS_DOCUMENT and value and len(set(words(value))) < 2:
+            raise InputError(f"figure {name}: the text {value!r} has one distinct word; it compares LIME with its "
+                             "large-sample limit, undefined for one word: give at least two", parameter="text")
+
+
+def text_notes(names: list[str], ctx: FigureContext) -> list[str]:
+    """How the model reads a text the user gave (truncation, unknown words), for the figures of
+    `names` that explain it (`numerics.tokenize.text_notes`)."""
+    from attnverify.numerics.tokenize import encode
+    from attnverify.numerics.tokenize import text_notes as notes_of
+
+    readers = [n for n in names if n in READS_TEXT | READS_DOCUMENT]
+    if ctx.model is None or not readers or ctx.text == RUNNING_SENTENCE:
+        return []
+    _, kept = encode(ctx.text, ctx.model.vocab, ctx.model.spec.max_len)
+    return [f"{', '.join(readers)}: {note}" for note in notes_of(ctx.text, kept, ctx.model.vocab,
+                                                                  ctx.model.spec.max_len)]
 
 
 def make_all(names: list[str], ctx: FigureContext, out_dir: str | Path,
@@ -188,6 +206,9 @@ def draw_for_report(names: list[str], context: dict, out_dir: str | Path, log: C
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     drawn, failed = {}, []
+    if after_claims is not True:  # once per report
+        for line in text_notes(names, ctx):
+            log(f"note: {line}")
     for name in names:
         if after_claims is not None and (name in AFTER_CLAIMS) != after_claims:
             continue
@@ -197,7 +218,8 @@ def draw_for_report(names: list[str], context: dict, out_dir: str | Path, log: C
         except Exception as err:  # e.g. LIME not available: the rest of the report still matters
             failed.append(f"figure {name}: {type(err).__name__}: {err}")
             log(f"figure {name} could not be drawn: {type(err).__name__}: {err}")
-            traceback.print_exc(file=sys.stderr)
+            if not isinstance(err, InputError):  # a refusal says all in one line; a defect needs its trace
+                traceback.print_exc(file=sys.stderr)
     notes = {name: present(name, _data(drawn[name]), caption(name)) for name in drawn}
     if before is not None:
         earlier, earlier_failed, earlier_notes = before
@@ -224,4 +246,7 @@ def figures_from_files(names: list[str], out_dir: str | Path, *, model: str | No
                         model_origin="trained" if model and metrics_path(model).is_file() else "given")
     if text is not None:
         ctx.text = ctx.document = text
-    return make_all(names, ctx, out_dir)
+    written = make_all(names, ctx, out_dir)
+    for line in text_notes(names, ctx) if text is not None else ():  # once nothing was refused: one line each
+        note(line)
+    return written

@@ -24,6 +24,7 @@ from matplotlib.colors import LinearSegmentedColormap  # noqa: E402
 
 from attnverify.errors import InputError  # noqa: E402
 from attnverify.spec import SMALL, ModelSpec  # noqa: E402
+from attnverify.validate import dumps  # noqa: E402
 
 POSITIVE, NEGATIVE = "#1a9641", "#d7191c"  # green = pushes towards class 1, red = away
 #: Red-white-green for signed heat maps (the paper's Figure 5 palette).
@@ -63,8 +64,9 @@ def _json_default(value: Any):
 
 
 def write_json(path: Path, data: dict) -> Path:
-    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=2, default=_json_default)
-                                                         + "\n"))
+    """Strict JSON (`validate.dumps`): a non-finite number is null with its reason beside."""
+    plain = json.loads(json.dumps(data, default=_json_default))  # arrays as lists, NaN kept for `dumps`
+    atomic_write(path, lambda tmp: Path(tmp).write_text(dumps(plain, indent=2) + "\n"))
     return path
 
 

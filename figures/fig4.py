@@ -27,12 +27,19 @@ DOCUMENT = ("i love the new phone and the camera is amazing but the battery is a
             "the service was bad so i would not buy it again")
 
 
-def agreement(approx: np.ndarray, lime_mean: np.ndarray) -> dict[str, float]:
-    """Pearson correlation, relative L2 error and least-squares slope of LIME on `approx`."""
+def agreement(approx: np.ndarray, lime_mean: np.ndarray) -> dict[str, float | str]:
+    """Pearson correlation, relative L2 error and least-squares slope of LIME on `approx`; a
+    correlation that carries no information is NaN with ``pearson_reason`` beside it."""
     norm = float(np.linalg.norm(lime_mean)) or 1.0
     slope = float(approx @ lime_mean / (approx @ approx)) if approx @ approx > 0 else float("nan")
-    corr = float(np.corrcoef(approx, lime_mean)[0, 1]) if len(approx) > 1 else float("nan")
-    return {"pearson": corr, "relative_l2": float(np.linalg.norm(approx - lime_mean)) / norm, "slope": slope}
+    out: dict[str, float | str] = {"pearson": float("nan")}
+    if len(approx) < 3:
+        out["pearson_reason"] = f"{len(approx)} words: two points always correlate +-1"
+    elif not (np.std(approx) > 0 and np.std(lime_mean) > 0):
+        out["pearson_reason"] = "a constant vector has no correlation"
+    else:
+        out["pearson"] = float(np.corrcoef(approx, lime_mean)[0, 1])
+    return {**out, "relative_l2": float(np.linalg.norm(approx - lime_mean)) / norm, "slope": slope}
 
 
 def compute(ctx: FigureContext) -> dict:
@@ -95,8 +102,13 @@ FORMS = (("eq19", "Eq. 19", "x", NEGATIVE, 140), ("shell", "shell form", "D", "#
 
 def _agreement_line(data: dict, ref: str) -> str:
     a = data["agreement"]
-    return ", ".join(f"{label} r = {a[k][ref]['pearson']:.2f} / L2 = {a[k][ref]['relative_l2']:.2f}"
+    return ", ".join(f"{label} r = {_r(a[k][ref]['pearson'])} / L2 = {a[k][ref]['relative_l2']:.2f}"
                      for k, label, *_ in FORMS if k in a and not (k == "limit" and ref == "vs_limit"))
+
+
+def _r(pearson: float | None) -> str:
+    """A correlation for a title; n/a where it carries no information (null in the data file)."""
+    return f"{pearson:.2f}" if pearson is not None and np.isfinite(pearson) else "n/a"
 
 
 def draw(data: dict) -> plt.Figure:

@@ -43,6 +43,24 @@ def truncation_note(text: str, kept: list[str], max_len: int) -> str | None:
             "([CLS] is its first token), so the rest are not explained")
 
 
+def unknown_note(kept: list[str], vocab: list[str]) -> str | None:
+    """Which of the kept words the model does not know (None when it knows them all): they read as UNK."""
+    known = set(vocab[2:])
+    unknown = list(dict.fromkeys(w for w in kept if w not in known))
+    if not unknown:
+        return None
+    shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+    if all(w not in known for w in kept):
+        return (f"no word of the text is in the model's vocabulary ({shown}): every one reads as UNK, so what is "
+                "explained is the model's response to UNK at these positions, not to these words")
+    return f"{len(unknown)} of the text's words are not in the model's vocabulary and read as UNK: {shown}"
+
+
+def text_notes(text: str, kept: list[str], vocab: list[str], max_len: int) -> list[str]:
+    """What a user should know about how the model reads `text`: truncation and unknown words."""
+    return [note for note in (truncation_note(text, kept, max_len), unknown_note(kept, vocab)) if note]
+
+
 def check_vocab(vocab: list[str]) -> None:
     """Refuse a vocabulary whose words are repeated or could never match a document word: after
     [CLS] and UNK, every entry must be what `words` makes of it (one lowercase word, no space or

@@ -87,6 +87,22 @@ def test_a_text_longer_than_the_model_reads_is_explained_with_a_note(model_file,
     assert code == 0 and err == ""
 
 
+def test_words_the_model_does_not_know_are_named_in_a_note(model_file, capsys, tmp_path):
+    # Can fail: a text of unknown words was explained as if its words were read; every one is UNK.
+    code, _, err = cli(capsys, "explain", "--model", model_file, "--text", "qqq www", "--json")
+    assert code == 0 and err.strip() == (
+        "attnverify: note: no word of the text is in the model's vocabulary (qqq, www): every one reads as UNK, so "
+        "what is explained is the model's response to UNK at these positions, not to these words")
+    code, _, err = cli(capsys, "explain", "--model", model_file, "--text", "attention qqq based", "--json")
+    assert code == 0 and err.strip() == ("attnverify: note: 1 of the text's words are not in the model's "
+                                         "vocabulary and read as UNK: qqq")
+    # figures say so too, with the truncation `explain` notes (they said nothing)
+    long_text = " ".join([SENTENCE] * 3)
+    code, _, err = cli(capsys, "figures", "fig3", "--model", model_file, "--out", tmp_path / "f", "--text", long_text)
+    assert code == 0 and err.strip() == ("attnverify: note: fig3: the text has 21 words; a model with max_len 12 "
+                                         "reads the first 11 ([CLS] is its first token), so the rest are not explained")
+
+
 @pytest.mark.parametrize(
     "args, text",
     [

@@ -123,6 +123,10 @@ def validation_cases(tmp: Path, model: Path, huge: Path) -> list[tuple[list, str
         # a text without a word for a report's figure: a traceback and exit 1 after the claims, before
         (["report", "--out", tmp / "r", "--model", model, "--claims", "thm1.gradient", "--figures", "fig1",
           "--text", "!!!", *TINY], "figure fig1: the text '!!!' has no words"),
+        # fig4 compares LIME with its limit, undefined for one word: a traceback and exit 1 in a report
+        (["report", "--out", tmp / "r", "--model", model, "--claims", "thm1.gradient", "--figures", "fig4",
+          "--text", "good good", *TINY], "figure fig4: the text 'good good' has one distinct word"),
+        (["figures", "fig4", "--model", model, "--out", tmp / "figs", "--text", "good"], "has one distinct word"),
         # flags that changed nothing: what was drawn, trained on or compared was the same without them
         (["figures", "fig5", "--model", model, "--out", tmp / "figs", "--seed", "3"], "--seed: fig5 does not read it"),
         (["figures", "eq19_nu", "--out", tmp / "figs", "--text", "a b"], "--text: eq19_nu does not read it"),
@@ -137,6 +141,12 @@ def validation_cases(tmp: Path, model: Path, huge: Path) -> list[tuple[list, str
         (["related", "adversarial", "--model", model, "--text", TEXT, "--epsilon", "0.01", "0.010"],
          "--epsilon 0.01 is given twice"),
         (["train", "--data", "synthetic:", "--out", out, "--quiet", *MODEL], "synthetic:N needs an integer N"),
+        (["explain", "--model", model, "--text", TEXT, "--lime-samples", "50", "--lime-limit-samples", "99"],
+         "--lime-limit-samples: the limit at d = 5 is enumerated exactly (32 masks)"),
+        (["sweep-eq19", "--d", "3", "--mc-samples", "99", "--quiet", *MODEL],
+         "--mc-samples: every d of the grid is enumerated exactly"),
+        (["sweep-eq19", "--nu", "0.25", "0.25", "--quiet", *MODEL], "--nu 0.25 is given twice"),
+        (["sweep-eq19", "--d", "3", "--scale", "1e300", "--quiet", *MODEL], "--scale 1e+300 (float64, draw 0)"),
         # a size the user never gave, named as the one at fault
         (["init-model", "--out", out, "--vocab", tmp / "v_few.txt", "--sizes", "small"],
          "--sizes small (a vocabulary of 64; pass --vocab-size) exceeds the 5 entries"),

@@ -209,3 +209,26 @@ def test_the_eq19_legends_call_a_given_model_given_and_a_trained_one_trained(tmp
     legend = [t.get_text() for t in figure.axes[0].get_legend().get_texts()]
     assert f"Eq. 19, {origin} model" in legend and "Eq. 19, random model" in legend
     assert not any(("trained" if origin == "given" else "given") in t for t in legend)
+
+
+def test_a_correlation_without_information_is_null_with_its_reason_in_the_data_file(tmp_path):
+    # Can fail: fig4 wrote NaN tokens (not strict JSON) with no reason, and numpy warned on stderr,
+    # for two words (always +-1) and for a LIME mean of rounding noise against a zero limit.
+    from attnverify.figures.common import write_json
+    from attnverify.figures.presentation import present
+
+    two = fig4.agreement(np.array([1.0, 2.0]), np.array([0.5, -0.5]))
+    flat = fig4.agreement(np.array([1.0, 2.0, 3.0]), np.zeros(3))
+    assert np.isnan(two["pearson"]) and "two points always correlate" in two["pearson_reason"]
+    assert np.isnan(flat["pearson"]) and flat["pearson_reason"] == "a constant vector has no correlation"
+    assert fig4.agreement(np.array([1.0, 2.0, 3.0]), np.array([1.0, 2.0, 3.5]))["pearson"] > 0.9
+    data = {"agreement": {"eq19": {"vs_lime": two, "vs_limit": flat}}, "features": ["a", "b"]}
+    path = write_json(tmp_path / "fig4.json", data)
+
+    def refuse(token):
+        raise ValueError(f"not strict JSON: {token}")
+
+    back = json.loads(path.read_text(), parse_constant=refuse)
+    assert back["agreement"]["eq19"]["vs_lime"]["pearson"] is None
+    assert back["agreement"]["eq19"]["vs_lime"]["pearson_non_finite"] == "NaN"
+    assert "Eq. 19 r = n/a, relative L2" in present("fig4", back, "caption.")["takeaway"]
