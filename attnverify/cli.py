@@ -83,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_bench)
 
     p = sub.add_parser("claims", help="list the registered claims")
+    p.add_argument("--json", action="store_true",
+                   help="every field: source, provenance, both sides, tolerances and why, hypotheses")
     add_plugin_arguments(p, claims=True)
     p.set_defaults(run=cmd_claims)
 

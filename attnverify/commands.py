@@ -115,6 +115,13 @@ def cmd_claims(args: argparse.Namespace) -> int:
         plugins.load_plugin(args.plugin)
     for module in args.claims_module:
         plugins.load_claims_module(module)
+    if args.json:
+        fields = ("id", "group", "statement", "source", "provenance", "lhs", "rhs", "holds", "asserted_by",
+                  "tolerance", "tolerance_reason", "requires")
+        records = [{name: getattr(claim, name) for name in fields} for claim in REGISTRY.values()]
+        print(validate.dumps([{**r, "tolerance": dict(r["tolerance"]), "requires": dict(r["requires"])}
+                              for r in records], indent=2, ensure_ascii=False))
+        return 0
     for claim in REGISTRY.values():
         source = f"; the {claim.asserted_by} asserts it holds" if claim.asserted_by else ""
         holds = f"  [expected to FAIL; {claim.provenance}{source}]" if not claim.holds else ""

@@ -470,3 +470,28 @@ def test_an_unexpected_verdict_off_the_papers_init_says_where_it_was_drawn(scale
                                       "(scale 1).")
     # an expected verdict says nothing of the scale
     assert "--scale" not in (judge_claim(control, SMALL, np.full(8, 1.0), trials=8, scale=scale).finding or "")
+
+
+def test_a_per_draw_summary_is_not_shown_as_a_max_error_below_its_median():
+    # Can fail: identifiability.fiber_max_jsd showed "max 0.00e+00, median 5.05e-01": the max was
+    # 1 - the share of draws above the threshold, the median that of the per-draw values.
+    from attnverify.verification.table import measured_text
+
+    result = _judge(_claim(summary=fraction_above(0.3466, least=1.0)), [0.48, 0.5, 0.52, 0.61])
+    assert result.passed and measured_text(result) == "error 0.00e+00; per draw: median 0.51, min 0.48, fraction 1"
+    assert REGISTRY["identifiability.fiber_max_jsd"].provenance == "measured"  # the threshold is ours
+
+
+def test_claims_json_says_where_each_expectation_and_tolerance_comes_from(capsys):
+    # Can fail: the tolerance's reason and the hypotheses were in the report only, not in any
+    # command's output.
+    import json
+
+    assert main(["claims", "--json"]) == 0
+    records = {r["id"]: r for r in json.loads(capsys.readouterr().out)}
+    assert set(records) == set(REGISTRY)
+    for claim_id, record in records.items():
+        claim = REGISTRY[claim_id]
+        assert record["provenance"] in ("paper", "literature", "measured") and record["tolerance_reason"].strip()
+        assert record["tolerance"] == dict(claim.tolerance) and record["requires"] == dict(claim.requires)
+    assert records["thm1.gxi"]["requires"]["biases"] is False

@@ -155,7 +155,8 @@ register(Claim(
     rhs="the model's logits, 1", build=_vertex, tolerance=TOLERANCE, tolerance_reason=TOLERANCE_REASON,
 ))
 register(Claim(
-    id="identifiability.fiber_max_jsd", group="identifiability", provenance="literature",
+    # measured: the literature says attention is not identifiable; this threshold and T are ours (below)
+    id="identifiability.fiber_max_jsd", group="identifiability", provenance="measured",
     statement="With T = 16 positions and C = 2 classes, on every random draw some attention at JSD > ln(2)/2 "
               "from the model's gives exactly its logits (the fiber shrinks with T: measured false at T <= 8)",
     source=SOURCE + "; vertex enumeration (JSD is convex)", lhs="max JSD over the fiber's vertices",
