@@ -3,7 +3,8 @@
 α-avg and α-max (attention of the [CLS] row), LIME (`numerics.lime.engine.lime_explain`, lime's
 defaults: deletion, ν = 0.25, n = 5000, ridge 1, mean of several runs), and the gradient
 explanations G-avg, G-l1, G-l2 and G×I (`numerics.explanations`, `jax.grad` of the true
-model). Green: positive, red: negative; opacity ∝ |value| / max |value| within each strip.
+model). Green: positive, red: negative; opacity ∝ |value| / max |value| within each strip (a strip
+of rounding noise, |value| <= 1e-12 |logit|, is not coloured).
 Attention and the gradient norms carry no sign, so they are all green (docs/theory.md §2, §7).
 """
 
@@ -80,11 +81,22 @@ def _label(value: float) -> str:
     return f"{value:+.2f}" if abs(value) >= 0.01 else f"{value:+.0e}"
 
 
-def _strip(ax, fig, y: float, words: list[str], values: np.ndarray, x0: float, fontsize: float) -> float:
-    """One row of highlighted words at height y, starting at x0 (both in inches); returns the end x."""
+#: A strip whose largest |value| is at most this times |logit| is rounding noise (a LIME fit of an
+#: output that does not change, say): drawn without colour, not at full opacity.
+NOISE = 1e-12
+
+
+def is_noise(values: np.ndarray, logit: float) -> bool:
+    return float(np.abs(values).max()) <= NOISE * abs(logit)
+
+
+def _strip(ax, fig, y: float, words: list[str], values: np.ndarray, x0: float, fontsize: float,
+           noise: bool = False) -> float:
+    """One row of highlighted words at height y, starting at x0 (both in inches); returns the end x.
+    A strip of rounding noise (`noise`) is not coloured."""
     renderer = fig.canvas.get_renderer()
     inches = fig.dpi_scale_trans
-    scale = float(np.abs(values).max()) or 1.0
+    scale = np.inf if noise else float(np.abs(values).max()) or 1.0
     x = x0
     for word, value in zip(words, values, strict=True):
         colour = POSITIVE if value >= 0 else NEGATIVE
@@ -125,10 +137,11 @@ def draw(data: dict) -> plt.Figure:
         end = 0.0
         for r, (key, label) in enumerate(METHODS):
             y = height - 0.9 - r * row_height
-            ax.text(0.15, y, label, fontsize=fontsize * 0.8, va="center", ha="left", weight="bold",
-                    transform=fig.dpi_scale_trans)
-            end = max(end, _strip(ax, fig, y, words, np.asarray(data["values"][key], float),
-                                  label_width, fontsize))
+            values = np.asarray(data["values"][key], float)
+            noise = is_noise(values, data["logit"])
+            ax.text(0.15, y, label + ("\n≈ 0" if noise else ""), fontsize=fontsize * 0.8, va="center", ha="left",
+                    weight="bold", transform=fig.dpi_scale_trans)
+            end = max(end, _strip(ax, fig, y, words, values, label_width, fontsize, noise))
         unknown = "   * out of vocabulary: read as UNK." if not all(data["in_vocabulary"]) else ""
         paper_words = data.get("paper_words", [])
         if paper_words and paper_words != data["words"]:
@@ -142,7 +155,8 @@ def draw(data: dict) -> plt.Figure:
         paper = (f"  Bottom row: the paper's sentence “{data['paper_text']}” as our vocabulary reads it."
                  if paper_words and paper_words != data["words"] else "")
         header = (f"“{data['text']}”: class-1 logit {data['logit']:+.3f}.  Green: positive, red: negative; "
-                  f"opacity ∝ |value| / max per strip.\nLIME: mean of {lime['runs']} runs, "
+                  "opacity ∝ |value| / max per strip (≈ 0: rounding noise, not coloured)."
+                  f"\nLIME: mean of {lime['runs']} runs, "
                   f"n = {lime['n_samples']}, ν = {lime['nu']}, {lime['removal']} removal.{unknown}\n{paper}")
         title = ax.text(0.15, height - 0.1, header, fontsize=10, va="top", transform=fig.dpi_scale_trans)
         end = max(end, title.get_window_extent(fig.canvas.get_renderer())

@@ -167,7 +167,11 @@ def load(path: str | os.PathLike, *, dtype=np.float64,
     A plugin model file (a ``plugin`` member) loads only with `extras`: the shapes of the
     plugin's declared arrays under the stored spec, read into `ModelFile.extra`.
     """
+    if not os.fspath(path).strip():
+        raise InputError("the model path is empty")
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, not a model file")
     if not path.is_file():
         raise InputError(f"{path}: no such model file")
     try:

@@ -141,6 +141,8 @@ def validation_cases(tmp: Path, model: Path, huge: Path) -> list[tuple[list, str
         (["related", "adversarial", "--model", model, "--text", TEXT, "--epsilon", "0.01", "0.010"],
          "--epsilon 0.01 is given twice"),
         (["train", "--data", "synthetic:", "--out", out, "--quiet", *MODEL], "synthetic:N needs an integer N"),
+        (["explain", "--model", "", "--text", TEXT], "the model path is empty"),
+        (["explain", "--model", tmp, "--text", TEXT], "is a folder, not a model file"),
         (["explain", "--model", model, "--text", TEXT, "--lime-samples", "50", "--lime-limit-samples", "99"],
          "--lime-limit-samples: the limit at d = 5 is enumerated exactly (32 masks)"),
         (["sweep-eq19", "--d", "3", "--mc-samples", "99", "--quiet", *MODEL],

@@ -232,3 +232,23 @@ def test_a_correlation_without_information_is_null_with_its_reason_in_the_data_f
     assert back["agreement"]["eq19"]["vs_lime"]["pearson"] is None
     assert back["agreement"]["eq19"]["vs_lime"]["pearson_non_finite"] == "NaN"
     assert "Eq. 19 r = n/a, relative L2" in present("fig4", back, "caption.")["takeaway"]
+
+
+def test_a_strip_of_rounding_noise_is_not_drawn_at_full_colour():
+    # Can fail: LIME coefficients of 1e-16 (a model whose output does not change) were drawn as
+    # solid green boxes, opacity being |value| / max within the strip.
+    words_ = ["one", "two", "three"]
+    values = {key: [0.3, -0.1, 0.2] for key, _ in fig1.METHODS}
+    values["lime"] = [1.05e-16, 1.04e-16, -1.0e-16]
+    data = {"text": "one two three", "paper_text": "one two three", "paper_words": words_,
+            "paper_in_vocabulary": [True] * 3, "words": words_, "in_vocabulary": [True] * 3, "values": values,
+            "logit": 0.01, "lime": {"runs": 3, "n_samples": 100, "nu": 0.25, "removal": "delete"}}
+    figure = fig1.draw(data)
+    texts = figure.axes[0].texts
+    lime_row = next(i for i, t in enumerate(texts) if t.get_text().startswith("LIME"))
+    assert texts[lime_row].get_text() == "LIME\n≈ 0"
+    boxes = [t.get_bbox_patch() for t in texts[lime_row + 1:lime_row + 7:2]]
+    assert [b.get_alpha() for b in boxes] == [0.0, 0.0, 0.0]
+    other = next(i for i, t in enumerate(texts) if t.get_text() == "G-avg")
+    assert texts[other + 1].get_bbox_patch().get_alpha() == 1.0  # a real strip keeps its colours
+    assert fig1.is_noise(np.array(values["lime"]), 0.01) and not fig1.is_noise(np.array([1e-9]), 0.01)
