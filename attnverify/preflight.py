@@ -271,11 +271,17 @@ def check_report_inputs(args: argparse.Namespace) -> None:
     if args.model or model.is_file():
         from attnverify.numerics import modelfile
 
-        modelfile.load(model)
+        max_len = modelfile.load(model).spec.max_len
     else:
         from attnverify.numerics.training.corpora import DEFAULT_CORPUS, load_corpus
+        from attnverify.numerics.training.train import DEFAULT_SPEC
 
         load_corpus(DEFAULT_CORPUS if args.data is None else args.data)
+        max_len = DEFAULT_SPEC.max_len
+    if args.text is not None:  # fig4's words within the model's window (`check_texts`)
+        from attnverify.figures.catalog import check_names, check_texts
+
+        check_texts(check_names(args.figures), args.text, args.text, max_len=max_len)
 
 
 def check_sweep_eq19(args: argparse.Namespace) -> None:
@@ -319,10 +325,7 @@ def _check_mc_samples_used(spec, args: argparse.Namespace) -> None:
     from attnverify.numerics.lime import evaluation as lime_eval
     from attnverify.verification.lime_sweep import MAX_EXACT_D
 
-    largest = {}
-    for removal in args.removal:
-        reasons = lime_eval.unavailable(True, spec, removal)
-        largest[removal] = MAX_EXACT_D[next(p for p in ("ratio", "structured", "generic") if reasons[p] is None)]
+    largest = {removal: MAX_EXACT_D[lime_eval.fastest_path(True, spec, removal)] for removal in args.removal}
     if all(d <= largest[removal] for d in args.d for removal in args.removal):
         limits = ", ".join(f"d <= {largest[r]} with {r}" for r in args.removal)
         raise InputError(f"--mc-samples: every d of the grid is enumerated exactly ({limits}), so no Monte-Carlo "
@@ -340,13 +343,13 @@ def check_sweep_scales(spec, args: argparse.Namespace) -> None:
 
 def check_explain_limit_samples(args: argparse.Namespace, d: int, path: str) -> None:
     """`explain --lime-limit-samples` changes nothing where the limit is enumerated (or undefined)."""
-    from attnverify.numerics.lime.limit import EXACT_BUDGET
+    from attnverify.numerics.lime.limit import is_enumerated
 
     if args.lime_limit_samples is None:
         return
     if d < 2:
         raise InputError(f"--lime-limit-samples: the limit is undefined at d = {d}, so no sample is drawn")
-    if 2**d <= EXACT_BUDGET[path]:
+    if is_enumerated(d, path):
         raise InputError(f"--lime-limit-samples: the limit at d = {d} is enumerated exactly ({2**d} masks), so no "
                          "Monte-Carlo sample is drawn")
 

@@ -99,21 +99,26 @@ def check_inputs(names: list[str], ctx: FigureContext) -> None:
     for name in names:
         if name in NEEDS_MODEL:
             ctx.need_model(name)
-    check_texts(names, ctx.text, ctx.document)
+    check_texts(names, ctx.text, ctx.document, max_len=None if ctx.model is None else ctx.model.spec.max_len)
 
 
-def check_texts(names: list[str], text: str, document: str | None = None) -> None:
+def check_texts(names: list[str], text: str, document: str | None = None, *, max_len: int | None = None) -> None:
     """Text with a word for the figures of `names` that explain `text`, and two distinct words for
-    fig4's `document` (LIME's limit is undefined for one)."""
+    fig4's `document` (LIME's limit is undefined for one): among the first max_len - 1 words, those
+    a model of that window reads, when `max_len` is given."""
     for name in names:
         # fig4 explains `document`, its own default document when that is empty
         value = document if name in READS_DOCUMENT else text if name in READS_TEXT else None
         if value is not None and (value or name in READS_TEXT) and not words(value):
             raise InputError(f"figure {name}: the text {value!r} has no words "
                              "(after lowercasing and splitting on \\W+)", parameter="text")
-        if name in READS_DOCUMENT and value and len(set(words(value))) < 2:
-            raise InputError(f"figure {name}: the text {value!r} has one distinct word; it compares LIME with its "
-                             "large-sample limit, undefined for one word: give at least two", parameter="text")
+        read = words(value or "")[: None if max_len is None else max_len - 1]
+        if name in READS_DOCUMENT and value and len(set(read)) < 2:
+            window = "" if max_len is None else f" in the model's window of {max_len - 1} words"
+            shown = value if len(value) <= 60 else value[:57] + "..."
+            raise InputError(f"figure {name}: the text {shown!r} has one distinct word{window}; it compares LIME "
+                             "with its large-sample limit, undefined for one word: give at least two",
+                             parameter="text")
 
 
 def text_notes(names: list[str], ctx: FigureContext) -> list[str]:

@@ -81,15 +81,6 @@ def _label(value: float) -> str:
     return f"{value:+.2f}" if abs(value) >= 0.01 else f"{value:+.0e}"
 
 
-#: A strip whose largest |value| is at most this times |logit| is rounding noise (a LIME fit of an
-#: output that does not change, say): drawn without colour, not at full opacity.
-NOISE = 1e-12
-
-
-def is_noise(values: np.ndarray, logit: float) -> bool:
-    return float(np.abs(values).max()) <= NOISE * abs(logit)
-
-
 def _strip(ax, fig, y: float, words: list[str], values: np.ndarray, x0: float, fontsize: float,
            noise: bool = False) -> float:
     """One row of highlighted words at height y, starting at x0 (both in inches); returns the end x.
@@ -125,6 +116,8 @@ def _plain_strip(ax, fig, y: float, words: list[str], known: list[bool], x0: flo
 
 
 def draw(data: dict) -> plt.Figure:
+    from attnverify.numerics.explanations import is_rounding_noise  # SymPy-backed: imported when drawn
+
     words = [w if ok else f"{w}*" for w, ok in zip(data["words"], data["in_vocabulary"], strict=True)]
     fontsize, row_height, label_width = 18, 0.95, 1.2
     rows = len(METHODS)
@@ -138,7 +131,7 @@ def draw(data: dict) -> plt.Figure:
         for r, (key, label) in enumerate(METHODS):
             y = height - 0.9 - r * row_height
             values = np.asarray(data["values"][key], float)
-            noise = is_noise(values, data["logit"])
+            noise = is_rounding_noise(values, data["logit"])  # not coloured: it would show solid
             ax.text(0.15, y, label + ("\n≈ 0" if noise else ""), fontsize=fontsize * 0.8, va="center", ha="left",
                     weight="bold", transform=fig.dpi_scale_trans)
             end = max(end, _strip(ax, fig, y, words, values, label_width, fontsize, noise))

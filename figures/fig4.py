@@ -12,6 +12,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 from attnverify.figures.common import NEGATIVE, FigureContext, plt, style, write_csv
+from attnverify.figures.presentation import correlation_text
 from attnverify.numerics.tokenize import encode
 
 from attnverify.errors import InputError
@@ -102,13 +103,9 @@ FORMS = (("eq19", "Eq. 19", "x", NEGATIVE, 140), ("shell", "shell form", "D", "#
 
 def _agreement_line(data: dict, ref: str) -> str:
     a = data["agreement"]
-    return ", ".join(f"{label} r = {_r(a[k][ref]['pearson'])} / L2 = {a[k][ref]['relative_l2']:.2f}"
+    return ", ".join(f"{label} r = {correlation_text(a[k][ref]['pearson'])} / L2 = {a[k][ref]['relative_l2']:.2f}"
                      for k, label, *_ in FORMS if k in a and not (k == "limit" and ref == "vs_limit"))
 
-
-def _r(pearson: float | None) -> str:
-    """A correlation for a title; n/a where it carries no information (null in the data file)."""
-    return f"{pearson:.2f}" if pearson is not None and np.isfinite(pearson) else "n/a"
 
 
 def draw(data: dict) -> plt.Figure:

@@ -36,8 +36,9 @@ PAPER = {
 }
 
 
-def _r(pearson: float | None) -> str:
-    """A correlation read back from a data file: null (no information, its reason beside) is n/a."""
+def correlation_text(pearson: float | None) -> str:
+    """A correlation for a title or a takeaway: n/a where it carries no information (NaN in memory,
+    null in a data file, its reason beside)."""
     return f"{pearson:.2f}" if pearson is not None and np.isfinite(pearson) else "n/a"
 
 
@@ -47,10 +48,10 @@ def _fig4(data: dict) -> str:
     for form, label in (("eq19", "Eq. 19"), ("shell", "the shell form")):
         if form in a and a[form].get("vs_lime"):
             v = a[form]["vs_lime"]
-            parts.append(f"{label} r = {_r(v['pearson'])}, relative L2 = {v['relative_l2']:.2f}")
+            parts.append(f"{label} r = {correlation_text(v['pearson'])}, relative L2 = {v['relative_l2']:.2f}")
     if "limit" in a and a["limit"].get("vs_lime"):
         v = a["limit"]["vs_lime"]
-        parts.append(f"the exact limit β^∞ r = {_r(v['pearson'])}, relative L2 = {v['relative_l2']:.2f}")
+        parts.append(f"the exact limit β^∞ r = {correlation_text(v['pearson'])}, relative L2 = {v['relative_l2']:.2f}")
     return ("Against the LIME mean over all " + str(len(data.get("features", []))) + " words: "
             + "; ".join(parts) + ".") if parts else "LIME against Eq. 19."
 

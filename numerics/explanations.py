@@ -17,6 +17,17 @@ from attnverify.numerics.related.integrated_gradients import integrated_gradient
 from attnverify.spec import ModelSpec
 
 NAMES = ("alpha_avg", "alpha_max", "grad_avg", "grad_l1", "grad_l2", "grad_x_input")
+#: Explanations whose largest |value| is at most this times |output| are rounding noise: a LIME fit
+#: of an output that its perturbations do not change (every word unknown, say) gives ~1e-16.
+ROUNDING_NOISE = 1e-12
+
+
+def is_rounding_noise(values, output: float) -> bool:
+    """Whether every value is at rounding level next to the model's output (`ROUNDING_NOISE`)."""
+    import numpy as np
+
+    values = np.asarray(values, np.float64)
+    return values.size == 0 or float(np.abs(values).max()) <= ROUNDING_NOISE * abs(output)
 
 
 @functools.partial(jax.jit, static_argnames=("spec",))

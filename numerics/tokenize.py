@@ -53,7 +53,9 @@ def unknown_note(kept: list[str], vocab: list[str]) -> str | None:
     if all(w not in known for w in kept):
         return (f"no word of the text is in the model's vocabulary ({shown}): every one reads as UNK, so what is "
                 "explained is the model's response to UNK at these positions, not to these words")
-    return f"{len(unknown)} of the text's words are not in the model's vocabulary and read as UNK: {shown}"
+    if len(unknown) == 1:
+        return f"1 distinct word of the text is not in the model's vocabulary and reads as UNK: {shown}"
+    return f"{len(unknown)} distinct words of the text are not in the model's vocabulary and read as UNK: {shown}"
 
 
 def text_notes(text: str, kept: list[str], vocab: list[str], max_len: int) -> list[str]:

@@ -94,8 +94,8 @@ def test_words_the_model_does_not_know_are_named_in_a_note(model_file, capsys, t
         "attnverify: note: no word of the text is in the model's vocabulary (qqq, www): every one reads as UNK, so "
         "what is explained is the model's response to UNK at these positions, not to these words")
     code, _, err = cli(capsys, "explain", "--model", model_file, "--text", "attention qqq based", "--json")
-    assert code == 0 and err.strip() == ("attnverify: note: 1 of the text's words are not in the model's "
-                                         "vocabulary and read as UNK: qqq")
+    assert code == 0 and err.strip() == ("attnverify: note: 1 distinct word of the text is not in the model's "
+                                         "vocabulary and reads as UNK: qqq")
     # figures say so too, with the truncation `explain` notes (they said nothing)
     long_text = " ".join([SENTENCE] * 3)
     code, _, err = cli(capsys, "figures", "fig3", "--model", model_file, "--out", tmp_path / "f", "--text", long_text)

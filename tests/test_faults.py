@@ -127,6 +127,9 @@ def validation_cases(tmp: Path, model: Path, huge: Path) -> list[tuple[list, str
         (["report", "--out", tmp / "r", "--model", model, "--claims", "thm1.gradient", "--figures", "fig4",
           "--text", "good good", *TINY], "figure fig4: the text 'good good' has one distinct word"),
         (["figures", "fig4", "--model", model, "--out", tmp / "figs", "--text", "good"], "has one distinct word"),
+        # ... within the model's window (8 tokens: [CLS] and 7 words), not the text's
+        (["report", "--out", tmp / "r", "--model", model, "--claims", "thm1.gradient", "--figures", "fig4",
+          "--text", "good " * 7 + "bad", *TINY], "has one distinct word in the model's window of 7 words"),
         # flags that changed nothing: what was drawn, trained on or compared was the same without them
         (["figures", "fig5", "--model", model, "--out", tmp / "figs", "--seed", "3"], "--seed: fig5 does not read it"),
         (["figures", "eq19_nu", "--out", tmp / "figs", "--text", "a b"], "--text: eq19_nu does not read it"),

@@ -82,5 +82,26 @@ def test_explain_says_when_lime_at_its_n_sits_far_from_the_limit(tmp_path, capsy
     code, out, _ = cli(capsys, "explain", "--model", model, "--text", "the a", "--lime-samples", "5000", "--json")
     result = json.loads(out)
     assert len(result["lime_centre"]) == 2 and result["lime_centre_gap"] > finite_n.NOTED_GAP
+    assert set(result["lime_centre_gap_causes"]) == {"first_sample", "ridge"}
+    # every word unknown and replaced in place: the output does not move, the limit is rounding noise
+    code, out, _ = cli(capsys, "explain", "--model", model, "--text", "qqq www zzz", "--lime-samples", "500",
+                       "--removal", "replace", "--json")
+    result = json.loads(out)
+    assert result["lime_centre_gap"] is None and result["lime_centre_reason"] == (
+        "the limit is rounding noise next to the output")
     code, out, _ = cli(capsys, "explain", "--model", model, "--text", "the a an of to and", "--lime-samples", "5000")
     assert code == 0 and "note: at n" not in out  # six words: the limit's masks are common enough
+
+
+def test_the_two_causes_are_separated_and_each_alone_is_what_it_says():
+    # Can fail: the note blamed the first sample alone; at d = 2 and n = 5000 lime's ridge (1 against
+    # the all-removed masks' expected total weight (n - 1) e^-8 / 2 = 0.84) is most of the gap.
+    beta, intercept, output = np.array([0.0037, 0.00076]), 0.001, 0.0055
+    centre = finite_n.causes(intercept, beta, output, nu=0.25, n=5000, ridge=1.0)
+    assert centre.ridge > 10 * centre.first_sample and centre.gap > finite_n.NOTED_GAP
+    # each cause alone is the centre with the other switched off, and neither gives the limit itself
+    alone = finite_n.causes(intercept, beta, output, nu=0.25, n=5000, ridge=0.0)
+    assert alone.ridge == pytest.approx(0.0, abs=1e-12) and alone.gap == alone.first_sample
+    np.testing.assert_allclose(centre.coef, finite_n.centre_at_n(intercept, beta, output, nu=0.25, n=5000,
+                                                                 ridge=1.0))
+    assert finite_n.causes(intercept, np.array([1e-18, -2e-18]), output, nu=0.25, n=5000, ridge=1.0) is None

@@ -138,8 +138,7 @@ def run_point(point: Point, spec: ModelSpec, *, draws: int, seed: int, words_per
     check_point(point, spec, words_per_feature)
     spec = spec.replace(max_len=point.T, heads=point.K)
     length = document_length(point.d, point.T, words_per_feature)
-    reasons = lime_eval.unavailable(True, spec, point.removal)
-    path = next(p for p in ("ratio", "structured", "generic") if reasons[p] is None)
+    path = lime_eval.fastest_path(True, spec, point.removal)
     exact = point.d <= MAX_EXACT_D[path]
     improved = theory.derive_improved(spec).derived is not None and path != "generic"
     keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.PRNGKey(seed), i))(jnp.arange(draws))
@@ -244,7 +243,7 @@ def sweep_table(rows: list[dict]) -> str:
     return "\n".join(text) + ("\n(medians over draws; err = relative L2 error; corr = Pearson correlation over the d "
                               "coefficients, n/a at d = 2, where it is always +-1; mean-mask = the improved form "
                               "expanded at the overall mean mask; gain = eq19 err / shell err; lime err (exact) = one "
-                              "LIME run at --lime-samples against beta^inf: with few words its first sample, the "
-                              "document at weight 1, keeps it away from the limit, docs/theory.md §5 'LIME at finite "
-                              "n'; lost = draws whose limit is not a number: Sigma singular or lost to rounding at a "
-                              "narrow kernel, docs/theory.md §5)")
+                              "LIME run at --lime-samples against beta^inf: with few words lime's ridge and its first "
+                              "sample (the document, weight 1) keep it away from the limit, docs/theory.md §5 'LIME "
+                              "at finite n'; lost = draws whose limit is not a number: Sigma singular or lost to "
+                              "rounding at a narrow kernel, docs/theory.md §5)")

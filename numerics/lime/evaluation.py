@@ -54,6 +54,12 @@ def unavailable(is_params: bool, spec: ModelSpec, removal: str) -> dict[str, str
     }
 
 
+def fastest_path(is_params: bool, spec: ModelSpec, removal: str) -> str:
+    """The fastest exact path available (`unavailable`): ratio, then structured, then generic."""
+    reasons = unavailable(is_params, spec, removal)
+    return next(p for p in ("ratio", "structured", "generic") if reasons[p] is None)
+
+
 def choose_path(model: Any, spec: ModelSpec, removal: str, path: str = "auto") -> str:
     """The evaluation path: the fastest exact one the model and spec allow, or `path`."""
     if path not in PATHS:
@@ -61,9 +67,9 @@ def choose_path(model: Any, spec: ModelSpec, removal: str, path: str = "auto") -
     is_params = isinstance(model, nm.Params)
     if not is_params and not callable(model):
         raise InputError("model must be a Params tuple or a callable tokens -> output")
-    reasons = unavailable(is_params, spec, removal)
     if path == "auto":
-        return next(p for p in ("ratio", "structured", "generic") if reasons[p] is None)
+        return fastest_path(is_params, spec, removal)
+    reasons = unavailable(is_params, spec, removal)
     if reasons[path] is not None:
         raise InputError(f"path {path!r} is not available: {reasons[path]}")
     return path

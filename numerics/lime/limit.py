@@ -35,6 +35,11 @@ from attnverify.spec import ModelSpec
 #: ratio form take about a second on 2 CPU cores; the other paths cost O(K T) or a full
 #: model call per mask).
 EXACT_BUDGET = {"ratio": 2**20, "structured": 2**16, "generic": 2**12}
+
+
+def is_enumerated(d: int, path: str) -> bool:
+    """Whether ``method="auto"`` enumerates the 2^d masks on `path` (else: Monte Carlo)."""
+    return 2**d <= EXACT_BUDGET[path]
 #: Batches of the Monte-Carlo standard error (batch means).
 MC_BATCHES = 16
 
@@ -228,7 +233,7 @@ def beta_limit(
     chosen = lime_eval.choose_path(model, spec, removal, path)
     data, model_fn = lime_eval.prepare(model, doc, spec, d, chosen)
     if method == "auto":
-        method = "exact" if 2**d <= EXACT_BUDGET[chosen] else "monte_carlo"
+        method = "exact" if is_enumerated(d, chosen) else "monte_carlo"
     if method == "exact":
         if d > 30:
             raise InputError(f"exact enumeration of 2^{d} masks is out of reach; use monte_carlo")

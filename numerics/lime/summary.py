@@ -8,6 +8,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 from attnverify.numerics import model as nm
+from attnverify.numerics.explanations import is_rounding_noise
 from attnverify.numerics.lime import eq19_form as lime_eq19
 from attnverify.numerics.lime import finite_n
 from attnverify.numerics.lime import ratio_form as lime_ratio
@@ -34,16 +35,23 @@ def lime_record(explanation, *, n_samples: int, runs: int, nu: float, removal: s
 
 def limit_fields(limit, d: int, *, output: float, n_samples: int, nu: float) -> dict:
     """The JSON fields of a `beta_limit` result: the limit, how it was computed, its standard error,
-    and where LIME sits at `n_samples` to first order (`finite_n.centre_at_n`, ridge 1 as lime):
-    ``lime_centre`` and its relative L2 distance to the limit, ``lime_centre_gap`` (None where
-    the centre is not a number). `output`: the model's output on the document (LIME's row 0)."""
+    and where LIME sits at `n_samples` (`finite_n.causes`, ridge 1 as lime): ``lime_centre``, its
+    relative L2 distance to the limit ``lime_centre_gap``, and that distance with one cause alone,
+    ``lime_centre_gap_causes`` (``first_sample``: row 0 without the ridge; ``ridge``: the ridge
+    without row 0). None, with ``lime_centre_reason``, where the limit is rounding noise next to the
+    output or the centre is not a number. `output`: the model's output on the document (row 0)."""
     method = (f"exact (enumeration of 2^{d} - 1 masks)" if limit.method == "exact"
               else f"monte_carlo ({limit.evaluations} masks, batch-means standard error in lime_limit_stderr)")
-    centre = finite_n.centre_at_n(limit.intercept, limit.beta, output, nu=nu, n=n_samples, ridge=1.0)
-    return {"lime_limit": limit.beta.tolist(), "lime_limit_method": method,
-            "lime_limit_stderr": None if limit.stderr is None else limit.stderr.tolist(),
-            "lime_centre": None if centre is None else centre.tolist(),
-            "lime_centre_gap": None if centre is None else finite_n.relative_gap(centre, limit.beta)}
+    out = {"lime_limit": limit.beta.tolist(), "lime_limit_method": method,
+           "lime_limit_stderr": None if limit.stderr is None else limit.stderr.tolist()}
+    centre = finite_n.causes(limit.intercept, limit.beta, output, nu=nu, n=n_samples, ridge=1.0)
+    if centre is None:
+        reason = ("the limit is rounding noise next to the output" if is_rounding_noise(limit.beta, output)
+                  else "not a number at this kernel width")
+        return {**out, "lime_centre": None, "lime_centre_gap": None, "lime_centre_gap_causes": None,
+                "lime_centre_reason": reason}
+    return {**out, "lime_centre": centre.coef.tolist(), "lime_centre_gap": centre.gap,
+            "lime_centre_gap_causes": {"first_sample": centre.first_sample, "ridge": centre.ridge}}
 
 
 def lime_summary(
@@ -55,7 +63,7 @@ def lime_summary(
 
     Returns ``lime_words``, ``lime_coef`` (runs lists of d), ``lime_intercept``,
     ``lime_limit`` (None when undefined), ``lime_limit_method`` (how it was computed, or why
-    not), ``lime_limit_stderr``, ``lime_centre`` and ``lime_centre_gap`` (`limit_fields`; `output`,
+    not), ``lime_limit_stderr``, ``lime_centre`` and its gaps (`limit_fields`; `output`,
     the model's output on the text, is computed when not given), ``eq19`` (the paper's formula),
     ``eq19_improved`` (None when
     not derived for the spec, d = 1, or lost to rounding: then ``eq19_improved_reason`` says so),
@@ -112,10 +120,11 @@ def reasons(result: dict) -> list[str]:
     lines = []
     gap = result.get("lime_centre_gap")
     if gap is not None and gap > finite_n.NOTED_GAP:
-        n = result["lime_settings"]["n_samples"]
+        n, alone = result["lime_settings"]["n_samples"], result["lime_centre_gap_causes"]
         lines.append(f"note: at n = {n}, LIME's coefficients are centred {gap:.2g} (relative L2) away from the limit: "
-                     "its first sample, the text itself at kernel weight 1, still outweighs the rare masks that fix "
-                     "the limit (centre: lime_centre in --json; docs/theory.md §5, \"LIME at finite n\")")
+                     f"lime's ridge (1, the intercept free) and its first sample (the text itself, weight 1) weigh "
+                     f"against the rare masks that fix the limit (alone they give {alone['ridge']:.2g} and "
+                     f"{alone['first_sample']:.2g}; lime_centre in --json; docs/theory.md §5, \"LIME at finite n\")")
     if result.get("eq19_reason"):  # a plugin model: the paper-model forms do not apply
         return lines + [f"eq19, improved, shell: not computed ({result['eq19_reason']})"]
     return lines + [f"{name}: not computed ({result[key]})" for name, key in
