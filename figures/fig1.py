@@ -127,11 +127,12 @@ def draw(data: dict) -> plt.Figure:
         ax = fig.add_axes((0, 0, 1, 1))
         ax.axis("off")
         fig.canvas.draw()
-        end = 0.0
+        end, noisy = 0.0, False
         for r, (key, label) in enumerate(METHODS):
             y = height - 0.9 - r * row_height
             values = np.asarray(data["values"][key], float)
             noise = is_rounding_noise(values, data["logit"])  # not coloured: it would show solid
+            noisy |= noise
             ax.text(0.15, y, label + ("\n≈ 0" if noise else ""), fontsize=fontsize * 0.8, va="center", ha="left",
                     weight="bold", transform=fig.dpi_scale_trans)
             end = max(end, _strip(ax, fig, y, words, values, label_width, fontsize, noise))
@@ -148,9 +149,10 @@ def draw(data: dict) -> plt.Figure:
         paper = (f"  Bottom row: the paper's sentence “{data['paper_text']}” as our vocabulary reads it."
                  if paper_words and paper_words != data["words"] else "")
         header = (f"“{data['text']}”: class-1 logit {data['logit']:+.3f}.  Green: positive, red: negative; "
-                  "opacity ∝ |value| / max per strip (≈ 0: rounding noise, not coloured)."
+                  "opacity ∝ |value| / max per strip."
                   f"\nLIME: mean of {lime['runs']} runs, "
-                  f"n = {lime['n_samples']}, ν = {lime['nu']}, {lime['removal']} removal.{unknown}\n{paper}")
+                  f"n = {lime['n_samples']}, ν = {lime['nu']}, {lime['removal']} removal.{unknown}"
+                  f"{'   ≈ 0: rounding noise, not coloured.' if noisy else ''}\n{paper}")
         title = ax.text(0.15, height - 0.1, header, fontsize=10, va="top", transform=fig.dpi_scale_trans)
         end = max(end, title.get_window_extent(fig.canvas.get_renderer())
                   .transformed(fig.dpi_scale_trans.inverted()).x1)
