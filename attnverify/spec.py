@@ -158,6 +158,15 @@ def check_requires(requires: Any) -> None:
     unknown = [k for k in requires if k not in names]
     if unknown:
         raise InputError(f"requires names {unknown[0]!r}, which is not a spec field (fields: {', '.join(names)})")
+    kinds = {f.name: f.type for f in dataclasses.fields(ModelSpec)}  # annotations as strings
+    for name, value in requires.items():  # a value no spec can take: its claim could never be judged
+        if name in CHOICES:
+            if value not in CHOICES[name]:
+                raise InputError(f"requires {name}={value!r}, not one of {', '.join(CHOICES[name])}")
+        elif kinds[name] in ("bool", bool) and not isinstance(value, bool):
+            raise InputError(f"requires {name}={value!r}, not True or False")
+        elif kinds[name] in ("int", int) and (isinstance(value, bool) or not isinstance(value, int)):
+            raise InputError(f"requires {name}={value!r}, not an integer")
 
 
 #: The assumption switches (as opposed to sizes).

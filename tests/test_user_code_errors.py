@@ -65,12 +65,35 @@ BROKEN = {
                        "claim 'mine.c': measure raised RuntimeError: measure"),
     "summary without an error": ("claim(summary=lambda values: {'mean': 1.0})\n",
                                  "claim 'mine.c': summary raised KeyError: 'error'"),
+    # Each of these was a PASS (integer sides wrap: |0 - (-128)| = -128 in int8; a negative or complex
+    # error is below any tolerance) or a traceback and exit 1 (empty or boolean sides, a proof that is
+    # not a sentence)
+    "integer sides": ("claim(build=lambda spec: lambda p, t: (jnp.array([0], jnp.int8),\n"
+                      "                                       jnp.array([-128], jnp.int8)))\n",
+                      "claim 'mine.c': comparison returned lhs of dtype int8, not floating point"),
+    "boolean sides": ("claim(build=lambda spec: lambda p, t: (jnp.ones(3, bool), jnp.ones(3, bool)))\n",
+                      "claim 'mine.c': comparison returned lhs of dtype bool, not floating point"),
+    "empty sides": ("claim(build=lambda spec: lambda p, t: (jnp.zeros(0), jnp.zeros(0)))\n",
+                    "claim 'mine.c': comparison returned an empty lhs (shape (0,))"),
+    "complex error": ("claim(measure=lambda lhs, rhs: jnp.asarray(1e3j))\n",
+                      "claim 'mine.c': measure raised TypeError: returned complex"),
+    "negative error": ("claim(measure=lambda lhs, rhs: -1e6 + 0 * jnp.sum(lhs))\n",
+                       "claim 'mine.c': its measure returned a negative error (-1e+06)"),
+    "proof not a sentence": ("claim(proof=lambda spec: 3)\n", "claim 'mine.c': proof returned int, not a sentence"),
     # at registration: named with the file and the claim
     "build is None": ("claim(build=None)\n", "claim 'mine.c': build must be a function"),
     "tolerance is a string": ("claim(tolerance={'float64': 'tiny', 'float32': 1e-4})\n",
                               "claim 'mine.c': the float64 tolerance must be a number, got 'tiny'"),
     "requires an unknown field": ("claim(requires={'no_such_field': 1})\n",
                                   "claim 'mine.c': requires names 'no_such_field'"),
+    # a value no spec takes, or no expectation: the claim could never be judged (it read "hyp. unmet")
+    "requires a value no spec takes": ("claim(requires={'output_link': 'logt'})\n",
+                                       "claim 'mine.c': requires output_link='logt', not one of logit, sigmoid"),
+    "requires a string for a switch": ("claim(requires={'scale_scores': 'yes'})\n",
+                                       "claim 'mine.c': requires scale_scores='yes', not True or False"),
+    "holds is None": ("claim(holds=None)\n", "claim 'mine.c': holds must be True or False, got None"),
+    "tolerance is an array": ("claim(tolerance={'float64': jnp.array(1e-10), 'float32': 1e-4})\n",
+                              "claim 'mine.c': the float64 tolerance must be a Python number, got ArrayImpl"),
 }
 
 
@@ -109,6 +132,32 @@ def test_a_plugin_that_exits_is_one_line_and_exit_2(tmp_path, capsys):
 def test_ctrl_c_in_user_code_stays_an_interrupt(tmp_path, capsys, body):
     assert main(["verify", "mine", "--claims-module", module(tmp_path, body), "--trials", "2", "--quiet", *TINY]) == 130
     assert capsys.readouterr().err.strip() == "attnverify: interrupted"
+
+
+def test_a_plugin_whose_forward_is_not_finite_is_refused(tmp_path, capsys):
+    # Can fail: SymPy folds output() + nan to nan, a constant: its derived gradient and jax.grad were
+    # both 0 and thm1.derived PASSed with no NaN draw.
+    plugin = tmp_path / "variant.py"
+    for body, name, value in [("def output(self):\n        return super().output() + sympy.nan", "output", "nan"),
+                              ("def score(self, i, t):\n        return sympy.oo", "score", "oo")]:
+        plugin.write_text(f"import sympy\nfrom attnverify.theory import SymbolicModel\nclass Model(SymbolicModel):\n"
+                          f"    {body}\n")
+        one_line(capsys, ["verify", "thm1.derived", "--plugin", str(plugin), "--trials", "2", "--quiet", *TINY],
+                 f"Model.{name} is not finite: SymPy made it {value}")
+
+
+def test_a_finding_that_cannot_be_formatted_falls_back_to_the_generic_one():
+    # Can fail: finding="fails by {0}" raised IndexError after the sweep: a traceback and exit 1.
+    import dataclasses
+
+    import numpy as np
+    from attnverify.verification.sweep import judge_claim
+
+    mine = Claim(id="mine.f", group="mine", statement="s", source="x", lhs="a", rhs="b", build=lambda spec: None,
+                 tolerance={"float64": 1e-10, "float32": 1e-4}, tolerance_reason="r", provenance="measured",
+                 finding="fails by {0} and {max_error.x}")
+    result = judge_claim(dataclasses.replace(mine), ModelSpec(), np.full(4, 0.5), trials=4)
+    assert result.finding == "FAILS where it is claimed to hold: max error 0.5 > 1e-10."
 
 
 def test_registration_checks_what_it_can():

@@ -188,9 +188,20 @@ def check_model(model: type, spec: ModelSpec = PAPER) -> tuple[dict[str, Paramet
         if not isinstance(value, sp.Expr):
             raise InputError(f"Model.{name} returned {type(value).__name__}, not a SymPy expression "
                              "(wrap numbers as sympy.Integer / sympy.Float)")
+        if value.has(sp.nan, sp.zoo, sp.oo, -sp.oo):  # SymPy folds them: a NaN forward is a constant, its gradient 0
+            raise InputError(f"Model.{name} is not finite: SymPy made it {_undefined(value)}, so every gradient of "
+                             "it would be 0 and every comparison of gradients would hold")
     _check_indices_bound(instance)
     _check_alpha_enters_the_forward(model, instance)
     return instance.declarations()
+
+
+def _undefined(value: sp.Expr) -> str:
+    """The first non-finite constant in `value`, as SymPy prints it (nan, zoo, oo, -oo)."""
+    if value in (sp.nan, sp.zoo, sp.oo, -sp.oo):
+        return str(value)
+    found = next((c for c in (sp.nan, sp.zoo, sp.oo, -sp.oo) if value.has(c)), value)
+    return f"an expression holding {found}"
 
 
 #: Index names a forward sums over: none may be free in it.

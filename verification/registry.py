@@ -196,6 +196,12 @@ def check_user_claim(claim: Claim) -> None:
         # only a statistical test without a threshold of its own takes its threshold from it.
         number(f"claim {claim.id!r}: the {dtype} tolerance", value,
                low=None if takes_tolerance(claim.summary) else 0.0)
+    for dtype in ("float64", "float32"):  # a number, not an array that passes as one (JSON fails later)
+        if isinstance(claim.tolerance[dtype], bool) or not isinstance(claim.tolerance[dtype], int | float):
+            raise InputError(f"claim {claim.id!r}: the {dtype} tolerance must be a Python number, "
+                             f"got {type(claim.tolerance[dtype]).__name__}")
+    if not isinstance(claim.holds, bool):
+        raise InputError(f"claim {claim.id!r}: holds must be True or False, got {claim.holds!r}")
     try:
         check_requires(claim.requires)
     except InputError as err:
@@ -257,6 +263,13 @@ def user_comparison(claim: Claim, compare: Comparison, params: Params, tokens: j
         raise UserCodeError(f"claim {claim.id!r}: comparison returned {type(sides).__name__}, not the pair (lhs, rhs)")
     with user_code(claim, "comparison"):  # e.g. a side that is no array
         lhs, rhs = (jnp.asarray(side) for side in sides)
+    for name, side in (("lhs", lhs), ("rhs", rhs)):  # an error is a distance between real numbers
+        if not jnp.issubdtype(side.dtype, jnp.floating):
+            raise UserCodeError(f"claim {claim.id!r}: comparison returned {name} of dtype {side.dtype}, not floating "
+                                "point (integers wrap around, booleans do not subtract: cast to the params' dtype)")
+        if side.size == 0:
+            raise UserCodeError(f"claim {claim.id!r}: comparison returned an empty {name} (shape {side.shape}): "
+                                "nothing to compare")
     try:
         np.broadcast_shapes(lhs.shape, rhs.shape)
     except ValueError:
@@ -272,10 +285,11 @@ def user_measure(claim: Claim, measure: Callable, lhs: jnp.ndarray, rhs: jnp.nda
         value = measure(lhs, rhs)
     if _package_run(claim, measure):
         return value
-    with user_code(claim, "measure"):  # None, a string: not a number
+    with user_code(claim, "measure"):  # None, a string, a complex number: not a real number
         value = jnp.asarray(value)
-        if not (jnp.issubdtype(value.dtype, jnp.number) or value.dtype == bool):
-            raise TypeError(f"returned {value.dtype} values, not numbers")
+        if not (jnp.issubdtype(value.dtype, jnp.number) or value.dtype == bool) \
+                or jnp.issubdtype(value.dtype, jnp.complexfloating):
+            raise TypeError(f"returned {value.dtype} values, not real numbers")
     if value.shape != ():
         raise UserCodeError(f"claim {claim.id!r}: measure returned an array of shape {value.shape} per draw, "
                             "not one number")

@@ -31,7 +31,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
-from attnverify.errors import InputError
+from attnverify.errors import InputError, UserCodeError
 from attnverify.spec import ModelSpec
 
 # BLOCK: draws per vectorised block (see `draw_errors`), part of the results manifest.
@@ -243,6 +243,9 @@ def judge_claim(claim: Claim, spec: ModelSpec, errors: np.ndarray, *, trials: in
                 dtype: str = "float64", scale: float = 1.0) -> ClaimResult:
     """The verdict of `claim` on its per-draw numbers `errors` (the second half of `run_claim`)."""
     errors = np.asarray(errors, dtype=np.float64)
+    if claim.summary is None and not is_builtin(claim) and np.any(errors < 0):  # NaN compares False
+        raise UserCodeError(f"claim {claim.id!r}: its measure returned a negative error ({np.min(errors):.3g}): an "
+                            "error is a distance, >= 0 (a signed quantity needs a summary: verification.empirical)")
     tolerance = claim.tolerance[dtype]
     finite_mask = np.isfinite(errors)
     nonfinite = int(errors.size - finite_mask.sum())
@@ -295,6 +298,8 @@ def judge_claim(claim: Claim, spec: ModelSpec, errors: np.ndarray, *, trials: in
     if claim.proof is not None:
         with user_code(claim, "proof", claim.proof):
             proof = _proof(claim, spec)
+        if not isinstance(proof, str):
+            raise UserCodeError(f"claim {claim.id!r}: proof returned {type(proof).__name__}, not a sentence (str)")
     shown = errors[finite_mask]
     qs = {f"p{q}": float(np.quantile(shown, q / 100)) if shown.size else float("nan") for q in (10, 50, 90, 99)}
     stat = every
@@ -387,8 +392,8 @@ def _finding(claim: Claim, spec: ModelSpec, verdict: str, judgement, statistics:
     if claim.finding:
         try:
             return claim.finding.format(**{**statistics, "max_error": max_error})
-        except (KeyError, ValueError):  # a number it quotes was not measured (e.g. no context)
-            pass
+        except (KeyError, ValueError, IndexError, AttributeError):  # it quotes what was not measured (no context),
+            pass  # or a user's text with "{0}" or "{max_error.x}": the generic finding below
     if judgement is not None:
         return f"REFUTED where it is claimed to hold: {shown}."
     if every:
