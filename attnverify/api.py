@@ -18,7 +18,7 @@ from typing import Any
 
 from attnverify import validate
 from attnverify.errors import InputError
-from attnverify.spec import PAPER, SMALL, ModelSpec
+from attnverify.spec import PAPER, SMALL, ModelSpec, check_types
 
 __all__ = ["DeriveResult", "ExplainResult", "VerifyResult", "derive", "explain", "verify"]
 
@@ -79,6 +79,7 @@ def _spec(spec: ModelSpec | None, default: ModelSpec, changes: dict[str, Any]) -
     unknown = sorted(set(changes) - known)
     if unknown:
         raise InputError(f"unknown spec field(s) {', '.join(unknown)} (fields: {', '.join(sorted(known))})")
+    check_types(changes)
     return spec.replace(**changes)
 
 
@@ -102,8 +103,12 @@ def _with_plugin(plugin: Any, spec: ModelSpec) -> ModelSpec:
     return plugin_spec(plugin, base)
 
 
-def _names(claims: str | Iterable[str]) -> list[str]:
-    return [claims] if isinstance(claims, str) else list(claims)
+def _names(claims: str | Iterable[str], what: str = "claims") -> list[str]:
+    """One name or an iterable of names; anything else is a one-line `InputError`."""
+    names = [claims] if isinstance(claims, str) else list(claims) if isinstance(claims, Iterable) else None
+    if names is None or not all(isinstance(n, str) for n in names):
+        raise InputError(f"{what} must be a name or a list of names, got {claims!r}")
+    return names
 
 
 # -- derive ----------------------------------------------------------------------------------
@@ -140,13 +145,22 @@ def verify(claims: str | Sequence[str] = "all", *, plugin: Any = None, spec: Mod
     from attnverify.cli_support import enable_x64
 
     enable_x64()
+    from attnverify import preflight
     from attnverify.plugins import select_claims
     from attnverify.verification.sweep import check_sweep_arguments, run_claim, verify_records
     from attnverify.verification.table import claims_table
 
     spec = _with_plugin(plugin, _spec(spec, SMALL, changes))
+    # as the command line (`preflight.check_verify`): types, sizes that fit, the float range
+    validate.count("trials", trials)
+    validate.count("chunk_size", chunk_size)
+    validate.seed("seed", seed)
+    validate.number("scale", scale, low=0, low_open=True)
     check_sweep_arguments(trials=trials, chunk_size=chunk_size, scale=scale, dtype=dtype)
-    chosen = select_claims(_names(claims), spec, _names(claims_module))
+    validate.spec_fits(spec, copies=preflight.SWEEP_BLOCK, what="a sweep block")
+    preflight.check_trials_fit(trials)
+    chosen = select_claims(_names(claims), spec, _names(claims_module, "claims_module"))
+    preflight.check_scale_in_range(spec, scale=scale, seed=seed, dtype=dtype, claims=chosen)
     results = tuple(run_claim(c, spec, trials=trials, seed=seed, dtype=dtype, scale=scale, chunk_size=chunk_size,
                               progress=progress) for c in chosen)
     text = (f"spec: {spec.to_json()}\n{trials} draws per claim, seed {seed}, init scale {scale:g}\n\n"
@@ -172,6 +186,15 @@ def explain(text: str, *, model: str | Path | None = None, plugin: Any = None, s
     from attnverify.numerics.explanations import NAMES
     from attnverify.numerics.tokenize import builtin_vocab, encode, text_notes
 
+    # as the command line (`preflight.check_explain`, then its LIME checks once the spec is known)
+    if not isinstance(text, str):
+        raise InputError(f"text must be a string, got {type(text).__name__}")
+    validate.seed("seed", seed)
+    validate.number("nu", nu, low=0, low_open=True, allow_inf=True)
+    validate.count("lime_runs", lime_runs)
+    validate.count("lime_limit_samples", lime_limit_samples)
+    if removal not in ("delete", "replace"):
+        raise InputError(f"removal must be delete or replace, got {removal!r}")
     if model is not None:
         if changes or spec is not None:
             raise InputError("explain: a model file brings its own spec (give model, or spec, not both)")
@@ -194,6 +217,14 @@ def explain(text: str, *, model: str | Path | None = None, plugin: Any = None, s
     else:
         from attnverify.numerics.explanations import explain as explain_fn
         from attnverify.numerics.lime.summary import lime_summary
+    if lime_samples is not None:
+        import argparse
+
+        from attnverify import preflight
+
+        preflight.check_explain(argparse.Namespace(lime_samples=lime_samples, lime_runs=lime_runs, nu=nu,
+                                                   removal=removal, lime_limit_samples=lime_limit_samples,
+                                                   seed=seed), spec)
     tokens, kept = encode(text, vocab, spec.max_len)
     modelfile.check_float_range(params, spec, tokens, "the model on this text")
     result = {"tokens": kept, **explain_fn(params, tokens, spec, len(kept))}
@@ -201,6 +232,7 @@ def explain(text: str, *, model: str | Path | None = None, plugin: Any = None, s
         result.update(lime_summary(params, tokens, kept, spec, n_samples=lime_samples, runs=lime_runs, nu=nu,
                                    removal=removal, seed=seed, limit_samples=lime_limit_samples,
                                    output=result["logit"]))
+    validate.require_finite({k: v for k, v in result.items() if k != "lime_settings"}, "explain")  # as the CLI
     lines = [f"note: {note}" for note in text_notes(text, kept, vocab, spec.max_len)]  # the command line's
     lines += [f"explained output ({spec.output_link}, class {spec.explained_class}): {result['logit']:+.6g}",
               f"{'token':>16s}" + "".join(f"{n:>14s}" for n in NAMES)]

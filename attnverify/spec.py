@@ -132,21 +132,28 @@ class ModelSpec:
         unknown = sorted(set(data) - set(known))
         if unknown:
             raise InputError(f"spec: unknown field(s) {', '.join(unknown)}")
-        for name, value in data.items():
-            want = known[name].type
-            ok = (
-                isinstance(value, bool)
-                if want == "bool"
-                else isinstance(value, int) and not isinstance(value, bool)
-                if want == "int"
-                else isinstance(value, str)
-            )
-            if not ok:
-                raise InputError(f"spec: field {name} must be {want}, got {value!r}")
+        check_types(data)
         return cls(**data)
 
     def replace(self, **changes: Any) -> ModelSpec:
         return dataclasses.replace(self, **changes)
+
+
+def check_types(data: Mapping[str, Any]) -> None:
+    """One-line `InputError` for a spec field given a value of the wrong type (``heads="2"``,
+    ``scale_scores="no"``: the dataclass would take them, and "no" is true)."""
+    known = {f.name: f.type for f in dataclasses.fields(ModelSpec)}
+    for name, value in data.items():
+        want = known[name]
+        ok = (
+            isinstance(value, bool)
+            if want == "bool"
+            else isinstance(value, int) and not isinstance(value, bool)
+            if want == "int"
+            else isinstance(value, str)
+        )
+        if not ok:
+            raise InputError(f"spec: field {name} must be {want}, got {value!r}")
 
 
 def check_requires(requires: Any) -> None:

@@ -2,6 +2,7 @@
 readable reprs, notebook-defined variants, and a light `import attnverify`."""
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -109,3 +110,31 @@ def test_api_bad_input_is_an_input_error(variant):
         attnverify.derive(plugin=variant.with_name("missing.py"))
     with pytest.raises(InputError, match="plugin must be a file path or a SymbolicModel subclass"):
         attnverify.verify(plugin=42, spec=TINY)
+
+
+@pytest.mark.parametrize(("call", "kwargs", "text"), [
+    # Each of these ran (seed 1.5 as seed 1, recorded as 1.5; scale_scores="no" as True), raised a
+    # TypeError from deep inside, or ran for minutes where the command line refuses in one line.
+    ("verify", {"seed": 1.5}, "seed must be an integer, got 1.5"),
+    ("verify", {"seed": -1}, "seed must be in 0..4294967295, got -1"),
+    ("verify", {"trials": 2.5}, "trials must be an integer, got 2.5"),
+    ("verify", {"trials": 10**13}, "needs at least"),
+    ("verify", {"scale": "1"}, "scale must be a number, got '1'"),
+    ("verify", {"claims": None}, "claims must be a name or a list of names, got None"),
+    ("verify", {"heads": "2"}, "spec: field heads must be int, got '2'"),
+    ("verify", {"scale_scores": "no"}, "spec: field scale_scores must be bool, got 'no'"),
+    ("verify", {"vocab_size": 10**9, "d_embed": 10**4}, "a sweep block"),
+    ("explain", {"text": None}, "text must be a string, got NoneType"),
+    ("explain", {"nu": -1}, "nu must be > 0, got -1"),
+    ("explain", {"removal": "bogus"}, "removal must be delete or replace, got 'bogus'"),
+    ("explain", {"lime_samples": 10**12}, "--lime-samples 1000000000000 x --lime-runs 1 needs at least"),
+    ("derive", {"heads": 2.5}, "spec: field heads must be int, got 2.5"),
+])
+def test_bad_arguments_are_one_line_input_errors_as_on_the_command_line(call, kwargs, text):
+    args = {"verify": ("thm1.gradient",), "explain": ("attention based",), "derive": ()}[call]
+    if "text" in kwargs or "claims" in kwargs:  # given by keyword
+        args = ()
+    if call == "verify":
+        kwargs = {"trials": 2, **kwargs}
+    with pytest.raises(InputError, match=re.escape(text)):
+        getattr(attnverify, call)(*args, **kwargs)
