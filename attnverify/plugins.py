@@ -47,8 +47,10 @@ def _line_in(path: Path, err: BaseException) -> str:
 
 def _execute(path: Path, module_name: str) -> tuple[types.ModuleType, tuple[str, ...]]:
     """Run the file as a fresh module; return it and the claim ids it registered."""
+    if str(path) in ("", "."):  # Path("") is "."
+        raise InputError("the plugin or claims-module path is empty")
     if not path.is_file():
-        raise InputError(f"{path}: no such file")
+        raise InputError(f"{path}: {'is a folder, not a file' if path.is_dir() else 'no such file'}")
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:

@@ -230,3 +230,15 @@ def test_an_id_registered_by_another_module_is_not_taken_over(tmp_path, capsys):
              "claim id 'mine.c' is already registered by")
     # the same module loaded again (a re-run notebook cell, a repeated flag) still replaces its claim
     assert main(["claims", "--claims-module", first, "--claims-module", first]) == 0
+
+
+def test_a_free_index_without_a_piecewise_is_not_blamed_on_one(tmp_path, capsys):
+    # Can fail: "SymPy moves a Piecewise out of a Sum" was the reason given for any free index.
+    plugin = tmp_path / "free.py"
+    plugin.write_text("from attnverify.theory import SymbolicModel, symbols\nclass Model(SymbolicModel):\n"
+                      "    def score(self, i, t):\n        return super().score(i, t) + symbols.e[t, symbols.k]\n")
+    err = one_line(capsys, ["derive", "gradient", "--plugin", str(plugin)],
+                   "has the free index k: a method uses an index that no sum of the forward runs over")
+    assert "Piecewise" not in err
+    with pytest.raises(InputError, match="the plugin or claims-module path is empty"):
+        __import__("attnverify").derive(plugin="")

@@ -214,6 +214,10 @@ def _check_indices_bound(instance: SymbolicModel) -> None:
     index leaves that index free, and the forward means something else than was written."""
     free = sorted(str(x) for x in instance.output().free_symbols & set(_BOUND_INDICES))
     if free:
+        if not instance.output().has(sp.Piecewise):
+            raise InputError(f"the forward (Model.output) has the free index {', '.join(free)}: a method uses an "
+                             "index that no sum of the forward runs over (a method gets its indices as arguments: "
+                             "score(i, t), value(i, o, t); sum any other inside the method)")
         raise InputError(f"the forward (Model.output) has the free index {', '.join(free)}: SymPy moves a "
                          "Piecewise out of a Sum over an index its condition names; write such a condition "
                          "with Heaviside or KroneckerDelta (e.g. Heaviside(4 - t, 1) for t < 5, 1 - "
