@@ -298,7 +298,7 @@ def judge_claim(claim: Claim, spec: ModelSpec, errors: np.ndarray, *, trials: in
     if claim.proof is not None:
         with user_code(claim, "proof", claim.proof):
             proof = _proof(claim, spec)
-        if not isinstance(proof, str):
+        if proof is not None and not isinstance(proof, str):  # None: no proof to report
             raise UserCodeError(f"claim {claim.id!r}: proof returned {type(proof).__name__}, not a sentence (str)")
     shown = errors[finite_mask]
     qs = {f"p{q}": float(np.quantile(shown, q / 100)) if shown.size else float("nan") for q in (10, 50, 90, 99)}
