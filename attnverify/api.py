@@ -152,13 +152,8 @@ def verify(claims: str | Sequence[str] = "all", *, plugin: Any = None, spec: Mod
 
     spec = _with_plugin(plugin, _spec(spec, SMALL, changes))
     # as the command line (`preflight.check_verify`): types, sizes that fit, the float range
-    validate.count("trials", trials)
-    validate.count("chunk_size", chunk_size)
-    validate.seed("seed", seed)
-    validate.number("scale", scale, low=0, low_open=True)
+    preflight.check_sweep(spec, trials=trials, chunk_size=chunk_size, seed=seed, scale=scale)
     check_sweep_arguments(trials=trials, chunk_size=chunk_size, scale=scale, dtype=dtype)
-    validate.spec_fits(spec, copies=preflight.SWEEP_BLOCK, what="a sweep block")
-    preflight.check_trials_fit(trials)
     chosen = select_claims(_names(claims), spec, _names(claims_module, "claims_module"))
     preflight.check_scale_in_range(spec, scale=scale, seed=seed, dtype=dtype, claims=chosen)
     results = tuple(run_claim(c, spec, trials=trials, seed=seed, dtype=dtype, scale=scale, chunk_size=chunk_size,

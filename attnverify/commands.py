@@ -293,13 +293,12 @@ def _note_cached_model(cached: Path, data: str) -> None:
 
 def cmd_report(args: argparse.Namespace) -> int:
     enable_x64()
-    from attnverify.figures.catalog import check_flags_read, check_names, check_texts, draw_for_report
+    from attnverify.figures.catalog import check_flags_read, check_names, draw_for_report
     from attnverify.verification.report.build import ReportOptions, run_report
 
     names = check_names(args.figures)  # a misspelt figure fails before the claims run
     if args.text is not None:  # as `figures`: a text without a word fails now, not as a figure's traceback
-        check_flags_read(names, ["--text"])
-        check_texts(names, args.text, args.text)  # fig4 explains it too
+        check_flags_read(names, ["--text"])  # its words: `preflight.check_report_inputs`, in the model's window
     if args.data is not None and args.model is not None:
         raise InputError("--data is the corpus a report trains on when it has no model: not with --model")
     if args.data is not None:

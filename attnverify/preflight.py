@@ -53,18 +53,25 @@ def check_derive(args: argparse.Namespace) -> None:
 
 def check_verify(args: argparse.Namespace, spec) -> None:
     """Everything `verify` can check before its sweeps (the float range: `check_scale_in_range`)."""
-    validate.count("--trials", args.trials)
-    validate.count("--chunk-size", args.chunk_size)
-    _seed(args)
-    validate.number("--scale", args.scale, low=0, low_open=True)
+    check_sweep(spec, trials=args.trials, chunk_size=args.chunk_size, seed=args.seed, scale=args.scale,
+                name=lambda field: f"--{field.replace('_', '-')}")
     if args.json is not None:
         validate.output_file("--json", args.json)
     if args.out is not None:
         validate.output_folder("--out", args.out)
         if args.json is not None:
             _not_in_results_folder("--json", args.json, args.out)
+
+
+def check_sweep(spec, *, trials, chunk_size, seed, scale, name=str) -> None:
+    """A sweep's arguments (`verify` and `attnverify.verify`, which name them by `name`): integers
+    and a number in range, a block of models and the trials' results that fit in memory."""
+    validate.count(name("trials"), trials)
+    validate.count(name("chunk_size"), chunk_size)
+    validate.seed(name("seed"), seed)
+    validate.number(name("scale"), scale, low=0, low_open=True)
     validate.spec_fits(spec, copies=SWEEP_BLOCK, what="a sweep block")
-    check_trials_fit(args.trials)
+    check_trials_fit(trials)
 
 
 def check_trials_fit(trials: int) -> None:

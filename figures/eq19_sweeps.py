@@ -63,7 +63,7 @@ def model_too_short(ctx: FigureContext, ds) -> str | None:
     """Why the context's model has no series for some d of `ds`: its T - 1 words hold fewer."""
     if ctx.model is None or ctx.model.spec.max_len - 1 >= max(ds):
         return None
-    return (f"the given model reads T - 1 = {ctx.model.spec.max_len - 1} words: "
+    return (f"the {ctx.model_origin} model reads T - 1 = {ctx.model.spec.max_len - 1} words: "
             f"no series for d > {ctx.model.spec.max_len - 1}")
 
 
