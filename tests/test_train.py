@@ -62,6 +62,14 @@ def test_training_does_not_depend_on_the_callers_x64_setting():
         assert (x is None and y is None) or np.array_equal(np.asarray(x), np.asarray(y))
 
 
+def test_training_progress_goes_to_stderr_and_leaves_stdout_to_the_result(capsys):
+    # Can fail: tqdm's `write` prints to stdout unless given a file, so each epoch's line
+    # went into whatever a user piped stdout to (`attnverify train ... > log`).
+    tr.train(synthetic_corpus(100, seed=2), SPEC, tr.TrainConfig(epochs=1, lr=1e-2), progress=True)
+    out, err = capsys.readouterr()
+    assert out == "" and "epoch 1/1: train loss" in err
+
+
 def test_adamw_weight_decay_is_pytorchs_default():
     # PyTorch's AdamW, with a zero gradient, moves each weight by -lr * weight_decay * weight.
     config = tr.TrainConfig(lr=0.1)

@@ -177,7 +177,7 @@ def _train(corpus: Corpus, spec: ModelSpec, config: TrainConfig, *, progress: bo
                         "validation_accuracy": val_acc, "validation_loss": val_loss})
         if progress:
             bar.write(f"epoch {epoch}/{config.epochs}: train loss {loss_sum / steps:.4f}, "
-                      f"validation accuracy {val_acc:.4f}")
+                      f"validation accuracy {val_acc:.4f}", file=sys.stderr)  # tqdm writes to stdout unless told
         if (val_acc, -val_loss) > (best[0], -best[1]):
             best, best_params, best_epoch = (val_acc, val_loss), params, epoch
     bar.close()

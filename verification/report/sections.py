@@ -85,16 +85,18 @@ def summary_lines(results: list[ClaimResult], claims: dict[str, dict], errors: l
     first = [r for r in first if r not in users]
     in_paper = [r for r in first if claims.get(r.id, {}).get("group") in PAPER_GROUPS
                 and not is_control(r.id, claims.get(r.id, {}))]
-    # The paper's own statements (provenance "paper"); what we measured about them comes after.
-    paper = [r for r in in_paper if claims.get(r.id, {}).get("provenance") == "paper"]
+    # The paper's own statements (the expectation is the paper's, or the paper asserts what we
+    # measured to fail: `Claim.asserted_by`); what we measured about its results comes after.
+    paper = [r for r in in_paper if "paper" in (claims.get(r.id, {}).get("provenance"),
+                                                claims.get(r.id, {}).get("asserted_by"))]
     ours = [r for r in in_paper if r not in paper]
     for r in paper:
         if _is_finding(r, claims.get(r.id, {})) and r.finding:
             lines.append(f"Finding on the paper ({r.id}): {_finding(r)}")
     if paper:
         ok = sum(r.verdict == "pass" for r in paper)
-        lines.append(f"Of the paper's own statements checked, {ok} of {len(paper)} hold as stated or as "
-                     "derived here; the rest are the findings above.")
+        lines.append(f"Of the paper's own statements checked, {ok} of {len(paper)} hold as stated or as derived here"
+                     + ("." if ok == len(paper) else "; the rest are the findings above."))
     for r in ours:
         if _is_finding(r, claims.get(r.id, {})) and r.finding:
             lines.append(f"Measured here, about the paper's results ({r.id}): {_finding(r)}")
