@@ -52,7 +52,7 @@ j = sp.Symbol("j", integer=True, nonnegative=True)
 k = sp.Symbol("k", integer=True, nonnegative=True)
 D = mg.d  # number of features
 #: The range of the free feature index, passed to every `normal_form` / `prove_equal` here
-#: (docs/theory.md §10.1): only this module's j ranges over the d features, not a symbol
+#: (docs/theory.md §10.6, rule R1): only this module's j ranges over the d features, not a symbol
 #: that some other derivation (a plugin's, say) happens to call j.
 RANGES = {j: (sp.Integer(0), D - 1)}
 

@@ -21,7 +21,8 @@ from attnverify.lazy import lazy_module
 sp = lazy_module("sympy")
 theory = lazy_module("attnverify.theory.mardaoui_garreau")
 
-#: alpha_p is compiled for p = 0..MAX_P (alpha_3 is used by the second-order forms).
+#: alpha_p is compiled for p = 0..MAX_P. Nothing here reads alpha_3 (third moments enter only for tree
+#: models, docs/theory.md §5); it is kept so that the array has the moments a caller may extend to.
 MAX_P = 3
 
 
