@@ -21,7 +21,7 @@ from attnverify.verification.empirical import (
     median_ratio,
     z_within,
 )
-from attnverify.verification.registry import REGISTRY, Claim
+from attnverify.verification.registry import BUILTIN, REGISTRY, Claim
 from attnverify.verification.sweep import judge_claim, run_claim
 from attnverify.verification.table import claims_table
 from attnverify.verification.verdicts import label, parse_verdicts
@@ -290,9 +290,14 @@ def test_scorer_verdicts_at_clear_gaps():
     deep, additive = REGISTRY["info.scorer_deep"], REGISTRY["info.scorer_additive"]
     assert _judge(deep, _values(0.0, 0.01, 32)).verdict == "pass"  # a tie within the margin
     assert _judge(deep, _values(-0.2, 0.01, 32)).verdict == "fail"
-    refuted = _judge(additive, _values(-0.2, 0.01, 32))  # expected (measured) to fail: refutes the literature
-    assert refuted.verdict == "expected_fail" and refuted.refutes == "literature"
-    assert "REFUTES LITERATURE" in label(refuted) and "expected)" not in label(refuted)
+    # Expected (measured) to fail. It refutes no statement of Wen et al.: theirs is known from an
+    # abstract, about the MI of hidden states, and this gap with its margin is our reading of it.
+    refuted = _judge(additive, _values(-0.2, 0.01, 32))
+    assert refuted.verdict == "expected_fail" and refuted.refutes is None
+    assert label(refuted) == "FAIL (expected; measured)"
+    # A claim whose source states the very statement measured to fail is shown as refuting it.
+    asserted = _judge(dataclasses.replace(additive, asserted_by="literature"), _values(-0.2, 0.01, 32))
+    assert asserted.refutes == "literature" and label(asserted) == "FAIL (REFUTES LITERATURE; expectation measured)"
 
 
 def test_a_negative_margin_is_refused():
@@ -382,9 +387,16 @@ def test_every_claim_has_a_provenance_and_measured_failures_name_their_source():
         _claim(provenance="hunch")
     with pytest.raises(ValueError, match="asserted_by"):
         _claim(asserted_by="literature")  # holds=True: nothing to refute
-    for claim_id in ("info.scorer_additive", "info.near_ties_at_chance", "saliency.sensitivity_diverges"):
+    # Can fail: no built-in claim says it refutes a source. The related papers and the paper's
+    # statements are known from abstracts and the authors' code (docs/theory.md), and what our claims
+    # test are our readings of them with our thresholds: "REFUTES LITERATURE" on those overstated what
+    # was measured (info.scorer_additive, info.near_ties_at_chance, saliency.*, wp.*), as "REFUTES
+    # PAPER" did at the [CLS] row, where the authors' own Figure 5 shows the difference.
+    assert [c.id for c in REGISTRY.values() if c.id in BUILTIN and c.asserted_by] == []
+    for claim_id in ("info.scorer_additive", "info.near_ties_at_chance", "saliency.sensitivity_diverges",
+                     "thm1.gradient_cls_row", "thm2.eq19_vs_exact"):
         claim = REGISTRY[claim_id]
-        assert claim.provenance == "measured" and claim.asserted_by == "literature" and not claim.holds
+        assert claim.provenance == "measured" and not claim.holds
 
 
 def test_only_filter_names_are_validated():

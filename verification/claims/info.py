@@ -201,7 +201,7 @@ _chance = mean_within(0.5, 0.1, statistic="|agreement - 0.5|", support=(0.0, 1.0
 
 
 register(Claim(
-    id="info.near_ties_at_chance", group="info", provenance="measured", asserted_by="literature",
+    id="info.near_ties_at_chance", group="info", provenance="measured",
     statement="For near ties (|alpha_a - alpha_b| < 0.1/T) the attention order agrees with |LOO| at chance "
     "(0.5 +- 0.1) [trained bag-of-words model, its task's documents]",
     source=SOURCE + ", claim 3; check 31", lhs="share of near-tie pairs ordered alike", rhs="0.5",

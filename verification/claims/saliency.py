@@ -157,9 +157,9 @@ _GAP = ("mean tau-b among the 5 saliency methods (|occlusion|, |G x I| detached 
 for _task in (None, "needle", "bag_of_words"):
     register(Claim(
         id="saliency.tau_gap" + (f".{_task}" if _task else ""), group="saliency",
-        # Bastings & Filippova assert the gap; on trained models it was measured the other way.
+        # Bastings & Filippova's abstract: saliency fits better than attention. This gap is our check 34's
+        # reading of it (not their statement); on trained models it was measured the other way.
         provenance="literature" if _task is None else "measured",
-        asserted_by=None if _task is None else "literature",
         statement=f"{_GAP} [{_WHERE[_task]}]", source=SOURCE + "; check 34",
         lhs="mean tau-b over the 10 saliency pairs", rhs="mean tau-b(alpha, saliency method)",
         build=_agreement("gap", _task),
@@ -195,7 +195,7 @@ for _name, (_what, _holds, _finding) in _CLOSURE.items():
 for _task in (None, "needle"):
     register(Claim(
         id="saliency.sensitivity_diverges" + (f".{_task}" if _task else ""), group="saliency",
-        provenance="measured", asserted_by="literature",  # asserted by Bastings & Filippova, measured not to
+        provenance="measured",  # our check 35, after Bastings & Filippova's sensitivity/saliency split
         statement=f"Planting large-norm tokens ({PLANT_FACTOR:g}x the embedding rows of words 1..{PLANTED}) "
         f"lowers tau-b(G-l2, |G x I|): sensitivity and saliency rankings diverge [{_WHERE[_task]}]",
         source=SOURCE + "; check 35", lhs="tau-b(G-l2, |G x I|), unplanted", rhs="the same, planted",

@@ -39,7 +39,7 @@ def _rows(lhs_name: str, rhs_name: str, rows: slice):
 
 register(Claim(
     id="thm1.derived",
-    provenance="paper",
+    provenance="measured",  # calculus, established here: no statement of the paper
     group="theorem1",
     statement="SymPy-derived d f/d e_t (all t, [CLS] included) equals jax.grad of the true model",
     source="sympy.diff of the spec's forward expression",
@@ -71,10 +71,12 @@ register(Claim(
 
 register(Claim(
     id="thm1.gradient_cls_row",
+    # The closed form is known from the authors' code for word positions (t >= 1), and their own
+    # Figure 5 shows theory and autodiff apart in row 0: that the paper asserts it at t = 0 is not
+    # known (docs/theory.md §3.3), so this failure refutes no statement of the paper.
     provenance="measured",
-    asserted_by="paper",
     group="theorem1",
-    statement="Theorem 1 closed form at the [CLS] position t = 0",
+    statement="Theorem 1 closed form, read at the [CLS] position t = 0 as at the word positions",
     source=SOURCE,
     lhs="the paper's closed form at t = 0, compiled",
     rhs="jax.grad of the JAX model, row 0",
@@ -86,9 +88,9 @@ register(Claim(
     requires=PAPER_HYPOTHESES,
     holds=False,
     finding=(
-        "The paper's closed form is wrong at the [CLS] position: e_0 also enters through the "
-        "query q = W_q e_0, a path the formula leaves out (max error {max_error:.3g}). Adding "
-        "the query-path term (claim thm1.cls_term) closes the gap."
+        "Theorem 1's closed form does not extend to the [CLS] position: e_0 also enters through the "
+        "query q = W_q e_0, a path the formula leaves out (max error {max_error:.3g}; the authors' "
+        "Figure 5 shows the same row apart). Adding the query-path term (claim thm1.cls_term) closes the gap."
     ),
     proof=_proof("theorem1 at [CLS] (t = 0)"),
 ))
@@ -113,7 +115,7 @@ register(Claim(
 
 register(Claim(
     id="thm1.gxi",
-    provenance="paper",
+    provenance="measured",  # derived here from Theorem 1 (docs/theory.md §3.4)
     group="theorem1",
     statement="G x I_t = 1/K sum_i alpha_t [s_t + gamma_t (s_t - f_i)] for t >= 1",
     source="docs/theory.md §3.4 (from Theorem 1)",

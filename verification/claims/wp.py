@@ -190,10 +190,9 @@ def _value(lhs: jnp.ndarray, rhs: jnp.ndarray) -> jnp.ndarray:
 
 
 def _claim(name: str, statement: str, lhs: str, rhs: str, build, summary, *, holds: bool = True,
-           finding: str | None = None, reason: str = "", measure=_value, provenance: str = "literature",
-           asserted_by: str | None = None) -> Claim:
+           finding: str | None = None, reason: str = "", measure=_value, provenance: str = "literature") -> Claim:
     return register(Claim(
-        id=f"wp.{name}", group="wp", provenance=provenance, asserted_by=asserted_by, statement=statement,
+        id=f"wp.{name}", group="wp", provenance=provenance, statement=statement,
         source=SOURCE, lhs=lhs, rhs=rhs, build=build,
         tolerance=TOLERANCE, tolerance_reason=SE_REASON + reason, requires={"classes": 2}, holds=holds,
         finding=finding, measure=measure, summary=summary,
@@ -254,7 +253,7 @@ for _eps in EPSILONS:
            "mean exact eps-max JSD (vertex enumeration) on the base model, same documents",
            _compare("calibration", CALIBRATION_TASK, lambda m, e=_eps: (m["seed_jsd"], m[f"jw_jsd_{e}"])),
            at_most(MUCH_SMALLER), holds=False, measure=ratio, reason="; '<<' read as an order of magnitude",
-           provenance="measured", asserted_by="literature",
+           provenance="measured",
            finding="the seed JSD is {mean:.3g} of the adversarial JSD (+- {se:.2g}), not << it: retrained "
            "models already disagree where no token matters (documents without the needle)")
 
@@ -311,7 +310,6 @@ for _task in DIAGNOSTIC_TASKS:
                f"accuracy, {_better} attention", f"accuracy, {_worse} attention",
                _compare("diagnostic", _task, lambda m, i=_i, j=_j: (m["correct"][i], m["correct"][j])), _summary,
                holds=not _fails, provenance="measured" if _fails else "literature",
-               asserted_by="literature" if _fails else None,
                finding=(f"{_better} and {_worse} attention are equally accurate on {_task} (gap {{mean:.3g}}): the "
                         "token-wise MLP under uniform pooling already detects the needle (counts)" if _fails else
                         f"{_better} vs {_worse} on {_task}: accuracy gap {{mean:.3g}} (+- {{se:.2g}})"))

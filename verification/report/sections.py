@@ -94,8 +94,8 @@ def summary_lines(results: list[ClaimResult], claims: dict[str, dict], errors: l
         if _is_finding(r, claims.get(r.id, {})) and r.finding:
             lines.append(f"Finding on the paper ({r.id}): {_finding(r)}")
     if paper:
-        ok = sum(r.verdict == "pass" for r in paper)
-        lines.append(f"Of the paper's own statements checked, {ok} of {len(paper)} hold as stated or as derived here"
+        ok, verb = sum(r.verdict == "pass" for r in paper), "holds" if len(paper) == 1 else "hold"
+        lines.append(f"Of the paper's own statements checked, {ok} of {len(paper)} {verb} as stated or as derived here"
                      + ("." if ok == len(paper) else "; the rest are the findings above."))
     for r in ours:
         if _is_finding(r, claims.get(r.id, {})) and r.finding:
