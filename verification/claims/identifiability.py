@@ -239,7 +239,7 @@ for _name, _text in (("projection", "(a) the projection onto col[S 1] is the min
                      ("max_entropy", "(c) the maximum-entropy point of the fiber: same S^T alpha, sums to 1, "
                       "no negative entry, KKT conditions of max H(alpha)")):
     register(Claim(
-        id=f"identifiability.candidate_{_name}", group="identifiability", provenance="literature",
+        id=f"identifiability.candidate_{_name}", group="identifiability", provenance="measured",
         statement=f"Candidate {_text}",
         source=CANDIDATE_SOURCE,
         lhs="[S 1]^T candidate (its most negative entry), KKT stationarity and dual-feasibility residuals "
@@ -323,7 +323,7 @@ def _necessity_contrast(spec: ModelSpec):
 
 
 register(Claim(
-    id="identifiability.support_sufficient.needle", group="identifiability", provenance="literature",
+    id="identifiability.support_sufficient.needle", group="identifiability", provenance="measured",
     statement="Keeping only the min-norm candidate's support (renormalised) keeps the prediction "
     f"[one trained needle model (training seed 0), needle-task documents, {SUPPORT_DOCUMENTS} per draw]",
     source=CANDIDATE_SOURCE + "; check 29", lhs="share of the draw's documents whose prediction is unchanged",
@@ -333,7 +333,7 @@ register(Claim(
     nonfinite_reason=UNDEFINED, context=_undefined_share(("needle",), False),
 ))
 register(Claim(
-    id="identifiability.support_necessary_needle_vs_bow", group="identifiability", provenance="literature",
+    id="identifiability.support_necessary_needle_vs_bow", group="identifiability", provenance="measured",
     statement="Removing the candidate's support flips the prediction more often on the needle task "
     f"than on bag-of-words [one trained model per task (training seed 0), each on {SUPPORT_DOCUMENTS} "
     "documents of its own task per draw]",

@@ -4,6 +4,9 @@ Identities (S/N): each statement of `theory.related.jw`, `.permutation`, `.diver
 compiled and compared with the true JAX model; the symbolic proof (derived == statement)
 is reported alongside. Empirical claims (E): J&W's Kendall-tau protocol, the permutation
 test by Monte Carlo, and the adversarial search against the exact optimum.
+
+The identities' expectations are ours (closed forms derived here for J&W's quantities): provenance
+"measured". J&W's empirical findings (the Kendall-tau protocol, `jw_empirical`) keep "literature".
 """
 
 from __future__ import annotations
@@ -78,7 +81,7 @@ def _detached_gxi(full: bool):
 
 
 register(Claim(
-    id="jw.detached_gxi", group="jw", provenance="literature",
+    id="jw.detached_gxi", group="jw", provenance="measured",
     statement="Detached G x I_t = 1/K sum_i alpha_t^(i) s_t^(i), the token's additive contribution (t >= 1)",
     source=SOURCE, lhs="the statement, compiled", rhs="<e_t, jax.grad with stop_gradient(alpha)>",
     build=_detached_gxi(False), tolerance=TOLERANCE, tolerance_reason=TOLERANCE_REASON, requires=NO_BIAS,
@@ -104,7 +107,7 @@ def _jacobian(spec):
 
 
 register(Claim(
-    id="jw.jacobian_term", group="jw", provenance="literature",
+    id="jw.jacobian_term", group="jw", provenance="measured",
     statement="Full minus detached gradient = 1/K sum_i alpha_t (s_t - f_i) W_k^T q / sqrt(d_att) (t >= 1)",
     source=SOURCE, lhs="jax.grad - jax.grad with stop_gradient(alpha)", rhs="the statement, compiled",
     build=_jacobian, tolerance=TOLERANCE, tolerance_reason=TOLERANCE_REASON, requires=PAPER_HYPOTHESES,
@@ -125,7 +128,7 @@ def _loo(reindexed: bool):
 
 
 register(Claim(
-    id="jw.loo_deletion", group="jw", provenance="literature",
+    id="jw.loo_deletion", group="jw", provenance="measured",
     statement="f(xi) - f(xi_-t) = 1/K sum_i alpha_t (s_t - f_i) / (1 - alpha_t), deletion without re-indexing",
     source=SOURCE, lhs="the statement, compiled", rhs="the JAX model on e with row t removed",
     build=_loo(False), tolerance=CANCELLING, tolerance_reason=CANCELLING_REASON, requires=PAPER_HYPOTHESES,
@@ -162,7 +165,7 @@ def _unk(spec):
 
 
 register(Claim(
-    id="jw.unk_replacement", group="jw", provenance="literature",
+    id="jw.unk_replacement", group="jw", provenance="measured",
     statement="f - f^(j->UNK) = 1/K sum_i sum_Pj [g(s - f_i) - g~(s~ - f_i)] / (G - sum_Pj g + sum_Pj g~)",
     source=SOURCE, lhs="the statement, compiled (z = positions of the first word)",
     rhs="the JAX model with every occurrence of the first word replaced by UNK",
@@ -227,7 +230,7 @@ for _id, _which, _one, _text in (
      "1/(m-1) sum (alpha_t/K - mean)^2 sum (s_t - mean)^2"),
 ):
     register(Claim(
-        id=_id, group="jw", provenance="literature", statement=_text,
+        id=_id, group="jw", provenance="measured", statement=_text,
         source=SOURCE + f"; m = min(T-1, {PERMUTED_MAX}) positions",
         lhs="exact enumeration of all m! permuted outputs (JAX model)", rhs="the statement, compiled",
         build=_moments(_which, _one), tolerance=CANCELLING, tolerance_reason=CANCELLING_REASON,
@@ -254,7 +257,7 @@ def _vertex_jsd(spec):
 
 
 register(Claim(
-    id="jw.jsd_vertex", group="jw", provenance="literature",
+    id="jw.jsd_vertex", group="jw", provenance="measured",
     statement="JSD(e_t, a) = 1/2 ln(2/(1+a_t)) + 1/2 [(1-a_t) ln 2 + a_t ln(2a_t/(1+a_t))] < ln 2",
     source=SOURCE, lhs="the statement (lambdified) at every head's alpha_t",
     rhs="JSD(e_t, alpha) from its definition (JAX)", build=_vertex_jsd,

@@ -123,7 +123,7 @@ _gap_summary = EveryDrawCheck(statistic="max (optimiser - exact)", threshold=Non
 
 for _eps in EPSILONS:
     register(Claim(
-        id=f"jw.adversarial_gap_eps{_eps}", group="jw", provenance="literature",
+        id=f"jw.adversarial_gap_eps{_eps}", group="jw", provenance="measured",
         statement=f"J&W's optimiser (k=5, amsgrad 0.01, 500 steps) never beats the exact eps-max JSD "
         f"(eps = {_eps}); its gap is reported",
         source=SOURCE, lhs="optimiser's eps-max JSD (head 0 moves, hinge at 0.01)",
@@ -134,7 +134,7 @@ for _eps in EPSILONS:
         evaluation="jw.adversarial",
     ))
     register(Claim(
-        id=f"jw.adversarial_vertex_feasible_eps{_eps}", group="jw", provenance="literature",
+        id=f"jw.adversarial_vertex_feasible_eps{_eps}", group="jw", provenance="measured",
         statement=f"The exact optimum's vertex changes the true model's output by at most eps = {_eps}",
         source=SOURCE, lhs="|p(vertex) - p_hat| - eps (true model)", rhs="0",
         build=_adversarial(_eps, feasibility=True), tolerance={"float64": 1e-12, "float32": 1e-6},

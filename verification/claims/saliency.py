@@ -68,7 +68,7 @@ def _ig(lhs: str, kind: str):
 for _kind in ns.BASELINES:
     _where = f"{_kind} baseline, {ns.ORDER}-point Gauss-Legendre"
     register(Claim(
-        id=f"saliency.ig_statement.{_kind}", group="saliency", provenance="literature",
+        id=f"saliency.ig_statement.{_kind}", group="saliency", provenance="measured",
         statement=f"§8.6 IG_t = int 1/K sum_i alpha_t(l)[(s_t - s^b_t) + (g_t - g^b_t)(s_t(l) - f_i(l))] dl "
         f"equals IG of the true model (t >= 1; {_where})",
         source=SOURCE, lhs="the §8.6 integrand as stated (SymPy, compiled), integrated",
@@ -77,7 +77,7 @@ for _kind in ns.BASELINES:
         evaluation=f"saliency.ig.{_kind}", tolerance=TOLERANCE, tolerance_reason=TOLERANCE_REASON, requires=NO_BIAS,
     ))
     register(Claim(
-        id=f"saliency.ig_derived.{_kind}", group="saliency", provenance="literature",
+        id=f"saliency.ig_derived.{_kind}", group="saliency", provenance="measured",
         statement=f"IG with the SymPy-derived gradient equals IG with jax.grad (t >= 1; {_where})",
         source="sympy.diff of the spec's forward expression (theory.derivations), compiled",
         lhs="<derived gradient on the path, e_t - b_t>, integrated", rhs="the same with jax.grad",
