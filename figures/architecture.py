@@ -1,5 +1,5 @@
-"""The model drawn from its spec (the paper's Figure 2): [CLS] and the words, embedded (with
-positions when the spec has them), K heads whose query comes from [CLS] (or the spec's query),
+"""The model drawn from its spec (the paper's architecture figure, probably its Figure 2): [CLS] and
+the words, embedded (with positions when the spec has them), K heads whose query comes from [CLS] (or the spec's query),
 a per-head read-out, and the aggregation over heads; every spec switch that changes the model
 is written on the part it changes (docs/theory.md §1).
 """
@@ -69,5 +69,5 @@ def draw(data: dict) -> plt.Figure:
         ax.text(5.0, 6.6, f"output: {spec.get('output_link')} of class {spec.get('explained_class', 1)} ({bias})",
                 ha="center", fontsize=10)
         drawn = f" ({shown} of {K} heads drawn)" if K > shown else ""
-        ax.set_title(f"The model (the paper's Figure 2), drawn from its spec{drawn}", fontsize=12)
+        ax.set_title(f"The model, drawn from its spec{drawn}", fontsize=12)
     return fig

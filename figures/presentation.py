@@ -11,7 +11,7 @@ import numpy as np
 
 #: name -> title in words (the report's heading for the figure).
 TITLES = {
-    "architecture": "The model: one attention layer, K heads, queried from [CLS] (the paper's Figure 2)",
+    "architecture": "The model: one attention layer, K heads, queried from [CLS] (the paper's architecture figure)",
     "fig1": "Seven explanations of one sentence (the paper's Figure 1)",
     "fig3": "Self-attention of each head (the paper's Figure 3)",
     "fig4": "LIME against Eq. 19, the shell form and LIME's exact limit (the paper's Figure 4)",

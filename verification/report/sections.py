@@ -13,7 +13,7 @@ from attnverify.verification.sweep import ClaimResult
 from attnverify.verification.table import measured_text, target_text
 from attnverify.verification.verdicts import label
 
-#: The paper's setup (docs/theory.md §7, "Training").
+#: The paper's setup, as the authors' code has it (docs/theory.md §7, "Training").
 PAPER_SETUP = {"data": "IMDB (20,000 train / 5,000 validation / 25,000 test reviews)", "T": 256,
                "accuracy": 0.8019}
 
@@ -158,8 +158,8 @@ def model_used(model: dict) -> str:
     else:
         ours = (f"Our model ({model.get('origin', '')}) comes without training metrics (untrained or "
                 f"given as is), with T = {T} positions and a vocabulary of {vocab} words.")
-    diff = (f" The paper trained on {PAPER_SETUP['data']} with T = {PAPER_SETUP['T']} and reports "
-            f"{PAPER_SETUP['accuracy']:.2%} test accuracy.")
+    diff = (f" The paper's authors trained on {PAPER_SETUP['data']} with T = {PAPER_SETUP['T']}, and their "
+            f"code reports {PAPER_SETUP['accuracy']:.2%} test accuracy.")
     notes = []
     if data and "imdb" not in str(data).lower():
         notes.append("our data are not IMDB, so our numbers are not the paper's numbers")
