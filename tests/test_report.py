@@ -227,6 +227,15 @@ def test_summary_puts_the_papers_own_statements_apart_from_what_we_measured_abou
     assert "Finding on the paper (thm2.eq19_vs_exact): an approximation" in text
     assert "1 of 3 hold as stated or as derived here; the rest are the findings above." in text
     assert "Related paper (jw.tau): not on this task" in text
+    # Can fail: what we measured about the paper's own formula, read as stated, comes before what we
+    # measured about our other forms (in the report Eq. (19)'s error came fourth, after the chain's).
+    about = [line for line in lines if line.startswith("Measured here")]
+    claims["thm2.eq19_vs_exact"] = {"group": "theorem2", "provenance": "measured", "lhs": "Eq. (19), compiled"}
+    claims["thm2.shell_gain"]["lhs"] = "relative L2 error of the shell form"
+    reordered = [line for line in summary_lines(results[:1] + results[3:4] + results[2:3], claims, [], {})
+                 if line.startswith("Measured here")]
+    assert about == ["Measured here, about the paper's results (thm2.shell_gain): the shell form is closer"]
+    assert [line.split("(")[1].split(")")[0] for line in reordered] == ["thm2.eq19_vs_exact", "thm2.shell_gain"]
 
 
 def test_a_users_own_claims_are_never_reported_as_the_papers_or_a_related_papers():

@@ -167,7 +167,7 @@ def run_report(options: ReportOptions, draw_figures: FigureDrawer | None = None)
         title="attnverify: verification report (Lopardo, Precioso & Garreau, ICML 2024)",
         results=results,
         claims={c.id: {"group": c.group, "source": c.source, "tolerance_reason": c.tolerance_reason,
-                       "holds": c.holds, "provenance": c.provenance, "asserted_by": c.asserted_by,
+                       "holds": c.holds, "provenance": c.provenance, "asserted_by": c.asserted_by, "lhs": c.lhs,
                        "user": not is_builtin(c)}
                 for c in REGISTRY.values() if any(r.id == c.id for r in results)},
         model=model_info,

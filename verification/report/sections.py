@@ -17,6 +17,9 @@ from attnverify.verification.verdicts import label
 PAPER_SETUP = {"data": "IMDB (20,000 train / 5,000 validation / 25,000 test reviews)", "T": 256,
                "accuracy": 0.8019}
 
+#: How a claim's left-hand side begins when it is the paper's own formula, read as stated.
+PAPERS_FORMULA = ("the paper's", "Eq. (19)")
+
 #: Claim group -> (rank, heading): the paper's own statements first, then the related papers.
 GROUPS = {
     "theorem1": (0, "Lopardo et al. (ICML 2024), Theorem 1: gradients (docs/theory.md §3)"),
@@ -89,7 +92,10 @@ def summary_lines(results: list[ClaimResult], claims: dict[str, dict], errors: l
     # measured to fail: `Claim.asserted_by`); what we measured about its results comes after.
     paper = [r for r in in_paper if "paper" in (claims.get(r.id, {}).get("provenance"),
                                                 claims.get(r.id, {}).get("asserted_by"))]
-    ours = [r for r in in_paper if r not in paper]
+    # What we measured about the paper's results, the paper's own formulas read as stated first (Eq. (19)
+    # against the exact limit, Theorem 1 at the [CLS] row), then the rest in the claims' order.
+    ours = sorted((r for r in in_paper if r not in paper),
+                  key=lambda r: not str(claims.get(r.id, {}).get("lhs", "")).startswith(PAPERS_FORMULA))
     for r in paper:
         if _is_finding(r, claims.get(r.id, {})) and r.finding:
             lines.append(f"Finding on the paper ({r.id}): {_finding(r)}")
