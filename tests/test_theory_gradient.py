@@ -69,3 +69,25 @@ def test_normal_form_eliminates_deltas_and_renames_bound_indices():
     linear = sp.Sum(2 * x[S.t] + 1, (S.t, 0, S.T - 1))
     assert prove_equal(linear, 2 * sp.Sum(x[S.s], (S.s, 0, S.T - 1)) + S.T)
     assert not prove_equal(linear, 2 * sp.Sum(x[S.s], (S.s, 0, S.T - 1)) + S.T - 1)
+
+
+def test_the_softmax_derivative_of_docs_theory_3_1_is_derived_for_all_T_and_a_wrong_one_is_caught():
+    # docs/theory.md §3.1 (checklist 2): d alpha_t / d gamma_u = alpha_t (delta_tu - alpha_u), and
+    # the rows of that Jacobian sum to 0. Derived by sympy.diff from the model's own softmax (its
+    # scores replaced by free symbols g), for symbolic T; the lemma was covered only through Theorem 1.
+    g = sp.IndexedBase("g")
+    u = sp.Symbol("u", integer=True, nonnegative=True)
+
+    class FreeScores(SymbolicModel):
+        def score(self, i, t):
+            return g[i, t]
+
+    model = FreeScores(PAPER)
+    alpha_t, alpha_u = model.alpha(S.i, S.t), model.alpha(S.i, u)
+    jacobian = sp.diff(alpha_t, g[S.i, u])
+    ranges = {S.t: (sp.Integer(0), S.T - 1), u: (sp.Integer(0), S.T - 1)}
+    assert prove_equal(jacobian, alpha_t * (sp.KroneckerDelta(S.t, u) - alpha_u), ranges)
+    assert prove_equal(sp.Sum(jacobian, (u, 0, S.T - 1)), sp.Integer(0), {S.t: ranges[S.t]})
+    # Can fail: the diagonal alone, or the outer product with the wrong sign, is not proved.
+    assert not prove_equal(jacobian, alpha_t * sp.KroneckerDelta(S.t, u), ranges)
+    assert not prove_equal(jacobian, alpha_t * (sp.KroneckerDelta(S.t, u) + alpha_u), ranges)
