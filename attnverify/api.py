@@ -176,18 +176,17 @@ def explain(text: str, *, model: str | Path | None = None, plugin: Any = None, s
     enable_x64()
     import jax
 
+    from attnverify import preflight
     from attnverify.numerics import modelfile
     from attnverify.numerics.draws import draw_params
     from attnverify.numerics.explanations import NAMES
     from attnverify.numerics.tokenize import builtin_vocab, encode, text_notes
 
-    # as the command line (`preflight.check_explain`, then its LIME checks once the spec is known)
+    # as the command line (`preflight.check_explain`: the values now, the memory once the spec is known)
     if not isinstance(text, str):
         raise InputError(f"text must be a string, got {type(text).__name__}")
-    validate.seed("seed", seed)
-    validate.number("nu", nu, low=0, low_open=True, allow_inf=True)
-    validate.count("lime_runs", lime_runs)
-    validate.count("lime_limit_samples", lime_limit_samples)
+    preflight.check_lime_values(seed=seed, nu=nu, lime_runs=lime_runs, lime_limit_samples=lime_limit_samples,
+                                lime_samples=lime_samples, name=str)
     if removal not in ("delete", "replace"):
         raise InputError(f"removal must be delete or replace, got {removal!r}")
     if model is not None:
@@ -213,13 +212,8 @@ def explain(text: str, *, model: str | Path | None = None, plugin: Any = None, s
         from attnverify.numerics.explanations import explain as explain_fn
         from attnverify.numerics.lime.summary import lime_summary
     if lime_samples is not None:
-        import argparse
-
-        from attnverify import preflight
-
-        preflight.check_explain(argparse.Namespace(lime_samples=lime_samples, lime_runs=lime_runs, nu=nu,
-                                                   removal=removal, lime_limit_samples=lime_limit_samples,
-                                                   seed=seed), spec)
+        preflight.check_lime_memory(spec, lime_samples=lime_samples, runs=lime_runs,
+                                    limit_samples=lime_limit_samples, name=str)
     tokens, kept = encode(text, vocab, spec.max_len)
     modelfile.check_float_range(params, spec, tokens, "the model on this text")
     result = {"tokens": kept, **explain_fn(params, tokens, spec, len(kept))}

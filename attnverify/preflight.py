@@ -174,15 +174,11 @@ def explain_lime_settings(args: argparse.Namespace) -> dict:
 
 
 def check_explain(args: argparse.Namespace, spec) -> None:
-    given = [f"--{flag.replace('_', '-')}" for flag in EXPLAIN_LIME_FLAGS if getattr(args, flag) is not None]
+    given = [_flag(flag) for flag in EXPLAIN_LIME_FLAGS if getattr(args, flag) is not None]
     if given and args.lime_samples is None:  # LIME would not run: the flags would change nothing
         raise InputError(f"{', '.join(given)} applies to LIME: add --lime-samples N")
-    _seed(args)
-    if args.nu is not None:
-        validate.number("--nu", args.nu, low=0, low_open=True, allow_inf=True)
-    for flag in ("lime_runs", "lime_limit_samples"):
-        if getattr(args, flag) is not None:
-            validate.count(f"--{flag.replace('_', '-')}", getattr(args, flag))
+    check_lime_values(seed=args.seed, nu=args.nu, lime_runs=args.lime_runs,
+                      lime_limit_samples=args.lime_limit_samples, lime_samples=args.lime_samples)
     if args.lime_samples is not None:
         import inspect
 
@@ -190,13 +186,35 @@ def check_explain(args: argparse.Namespace, spec) -> None:
 
         defaults = {k: p.default for k, p in inspect.signature(lime_summary).parameters.items()}
         settings = {**defaults, **explain_lime_settings(args)}
-        validate.count("--lime-samples", args.lime_samples, low=2)
-        # per run and sample: the mask and perturbed document (T), the model's activations (T x d_e)
-        per_sample = 8 * spec.max_len * (2 + spec.d_embed)
-        validate.fits_in_memory(f"--lime-samples {args.lime_samples} x --lime-runs {settings['runs']}",
-                                args.lime_samples * settings["runs"] * per_sample)
-        validate.fits_in_memory(f"--lime-limit-samples {settings['limit_samples']}",
-                                settings["limit_samples"] * 8 * spec.max_len * 2)
+        check_lime_memory(spec, lime_samples=args.lime_samples, runs=settings["runs"],
+                          limit_samples=settings["limit_samples"])
+
+
+def _flag(field: str) -> str:
+    return f"--{field.replace('_', '-')}"
+
+
+def check_lime_values(*, seed, nu, lime_runs, lime_limit_samples, lime_samples, name=_flag) -> None:
+    """`explain`'s LIME settings, each None where not given: a seed, a width > 0, counts (the
+    command line names them by flag, `attnverify.explain` by argument: `name`)."""
+    if seed is not None:
+        validate.seed(name("seed"), seed)
+    if nu is not None:
+        validate.number(name("nu"), nu, low=0, low_open=True, allow_inf=True)
+    for field, value in (("lime_runs", lime_runs), ("lime_limit_samples", lime_limit_samples)):
+        if value is not None:
+            validate.count(name(field), value)
+    if lime_samples is not None:
+        validate.count(name("lime_samples"), lime_samples, low=2)
+
+
+def check_lime_memory(spec, *, lime_samples: int, runs: int, limit_samples: int, name=_flag) -> None:
+    """LIME's samples and the limit's Monte-Carlo masks fit in memory for `spec`."""
+    # per run and sample: the mask and perturbed document (T), the model's activations (T x d_e)
+    per_sample = 8 * spec.max_len * (2 + spec.d_embed)
+    validate.fits_in_memory(f"{name('lime_samples')} {lime_samples} x {name('lime_runs')} {runs}",
+                            lime_samples * runs * per_sample)
+    validate.fits_in_memory(f"{name('lime_limit_samples')} {limit_samples}", limit_samples * 8 * spec.max_len * 2)
 
 
 #: Which `related` analyses read each of its flags (another would ignore it).

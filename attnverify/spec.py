@@ -139,21 +139,23 @@ class ModelSpec:
         return dataclasses.replace(self, **changes)
 
 
+def _is_a(kind: str, value: Any) -> bool:
+    """Whether `value` has the spec field type `kind` (an annotation string: "bool", "int" or
+    "str"); a bool is no int."""
+    if kind == "bool":
+        return isinstance(value, bool)
+    if kind == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, str)
+
+
 def check_types(data: Mapping[str, Any]) -> None:
     """One-line `InputError` for a spec field given a value of the wrong type (``heads="2"``,
     ``scale_scores="no"``: the dataclass would take them, and "no" is true)."""
     known = {f.name: f.type for f in dataclasses.fields(ModelSpec)}
     for name, value in data.items():
-        want = known[name]
-        ok = (
-            isinstance(value, bool)
-            if want == "bool"
-            else isinstance(value, int) and not isinstance(value, bool)
-            if want == "int"
-            else isinstance(value, str)
-        )
-        if not ok:
-            raise InputError(f"spec: field {name} must be {want}, got {value!r}")
+        if not _is_a(known[name], value):
+            raise InputError(f"spec: field {name} must be {known[name]}, got {value!r}")
 
 
 def check_requires(requires: Any) -> None:
@@ -170,10 +172,9 @@ def check_requires(requires: Any) -> None:
         if name in CHOICES:
             if value not in CHOICES[name]:
                 raise InputError(f"requires {name}={value!r}, not one of {', '.join(CHOICES[name])}")
-        elif kinds[name] in ("bool", bool) and not isinstance(value, bool):
-            raise InputError(f"requires {name}={value!r}, not True or False")
-        elif kinds[name] in ("int", int) and (isinstance(value, bool) or not isinstance(value, int)):
-            raise InputError(f"requires {name}={value!r}, not an integer")
+        elif kinds[name] in ("bool", "int") and not _is_a(kinds[name], value):
+            wanted = "True or False" if kinds[name] == "bool" else "an integer"
+            raise InputError(f"requires {name}={value!r}, not {wanted}")
 
 
 #: The assumption switches (as opposed to sizes).

@@ -107,7 +107,6 @@ def _agreement_line(data: dict, ref: str) -> str:
                      for k, label, *_ in FORMS if k in a and not (k == "limit" and ref == "vs_limit"))
 
 
-
 def draw(data: dict) -> plt.Figure:
     coef = np.asarray(data["coef_per_run"])
     top = data["top"]

@@ -11,6 +11,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from attnverify.numerics import model as nm
 from attnverify.numerics.related.integrated_gradients import integrated_gradients
 
@@ -24,8 +25,6 @@ ROUNDING_NOISE = 1e-12
 
 def is_rounding_noise(values, output: float) -> bool:
     """Whether every value is at rounding level next to the model's output (`ROUNDING_NOISE`)."""
-    import numpy as np
-
     values = np.asarray(values, np.float64)
     return values.size == 0 or float(np.abs(values).max()) <= ROUNDING_NOISE * abs(output)
 

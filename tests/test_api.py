@@ -127,7 +127,7 @@ def test_api_bad_input_is_an_input_error(variant):
     ("explain", {"text": None}, "text must be a string, got NoneType"),
     ("explain", {"nu": -1}, "nu must be > 0, got -1"),
     ("explain", {"removal": "bogus"}, "removal must be delete or replace, got 'bogus'"),
-    ("explain", {"lime_samples": 10**12}, "--lime-samples 1000000000000 x --lime-runs 1 needs at least"),
+    ("explain", {"lime_samples": 10**12}, "lime_samples 1000000000000 x lime_runs 1 needs at least"),
     ("derive", {"heads": 2.5}, "spec: field heads must be int, got 2.5"),
 ])
 def test_bad_arguments_are_one_line_input_errors_as_on_the_command_line(call, kwargs, text):

@@ -104,4 +104,5 @@ def test_the_two_causes_are_separated_and_each_alone_is_what_it_says():
     assert alone.ridge == pytest.approx(0.0, abs=1e-12) and alone.gap == alone.first_sample
     np.testing.assert_allclose(centre.coef, finite_n.centre_at_n(intercept, beta, output, nu=0.25, n=5000,
                                                                  ridge=1.0))
-    assert finite_n.causes(intercept, np.array([1e-18, -2e-18]), output, nu=0.25, n=5000, ridge=1.0) is None
+    assert finite_n.causes(intercept, np.array([1e-18, -2e-18]), output, nu=0.25, n=5000,
+                           ridge=1.0) == "the limit is rounding noise next to the output"

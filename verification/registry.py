@@ -196,10 +196,9 @@ def check_user_claim(claim: Claim) -> None:
         # only a statistical test without a threshold of its own takes its threshold from it.
         number(f"claim {claim.id!r}: the {dtype} tolerance", value,
                low=None if takes_tolerance(claim.summary) else 0.0)
-    for dtype in ("float64", "float32"):  # a number, not an array that passes as one (JSON fails later)
-        if isinstance(claim.tolerance[dtype], bool) or not isinstance(claim.tolerance[dtype], int | float):
+        if isinstance(value, bool) or not isinstance(value, int | float):  # not an array that passes as one
             raise InputError(f"claim {claim.id!r}: the {dtype} tolerance must be a Python number, "
-                             f"got {type(claim.tolerance[dtype]).__name__}")
+                             f"got {type(value).__name__}")
     if not isinstance(claim.holds, bool):
         raise InputError(f"claim {claim.id!r}: holds must be True or False, got {claim.holds!r}")
     try:

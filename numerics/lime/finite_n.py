@@ -75,17 +75,22 @@ def relative_gap(centre: np.ndarray, limit) -> float:
     return float(np.linalg.norm(centre - limit) / max(np.linalg.norm(limit), np.finfo(float).tiny))
 
 
-def causes(intercept: float, beta, f0: float, *, nu: float, n: int, ridge: float) -> Centre | None:
-    """The centre at n and how far it is from beta^inf, with and without each cause. None where
-    the centre is not a number, or beta^inf is rounding noise next to the output (no distance to
-    speak of: `explanations.is_rounding_noise`)."""
+#: Why `causes` gives no centre.
+NOISE_REASON = "the limit is rounding noise next to the output"
+NAN_REASON = "not a number at this kernel width"
+
+
+def causes(intercept: float, beta, f0: float, *, nu: float, n: int, ridge: float) -> Centre | str:
+    """The centre at n and how far it is from beta^inf, with and without each cause; or why there
+    is none: beta^inf is rounding noise next to the output (no distance to speak of:
+    `explanations.is_rounding_noise`), or the centre is not a number."""
     beta = np.asarray(beta, np.float64)
     if is_rounding_noise(beta, f0):
-        return None
+        return NOISE_REASON
     sigma = sigma_matrix(beta.size, nu)
     solutions = [_solve(sigma, intercept, beta, first, n, lam) for first, lam in
                  ((f0, ridge), (f0, 0.0), (None, ridge))]
     if any(s is None for s in solutions):
-        return None
+        return NAN_REASON
     both, first_sample, ridge_only = solutions
     return Centre(both, relative_gap(both, beta), relative_gap(first_sample, beta), relative_gap(ridge_only, beta))

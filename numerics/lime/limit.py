@@ -35,13 +35,13 @@ from attnverify.spec import ModelSpec
 #: ratio form take about a second on 2 CPU cores; the other paths cost O(K T) or a full
 #: model call per mask).
 EXACT_BUDGET = {"ratio": 2**20, "structured": 2**16, "generic": 2**12}
+#: Batches of the Monte-Carlo standard error (batch means).
+MC_BATCHES = 16
 
 
 def is_enumerated(d: int, path: str) -> bool:
     """Whether ``method="auto"`` enumerates the 2^d masks on `path` (else: Monte Carlo)."""
     return 2**d <= EXACT_BUDGET[path]
-#: Batches of the Monte-Carlo standard error (batch means).
-MC_BATCHES = 16
 
 
 @dataclass(frozen=True)

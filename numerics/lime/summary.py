@@ -8,7 +8,6 @@ from __future__ import annotations
 import jax
 import numpy as np
 from attnverify.numerics import model as nm
-from attnverify.numerics.explanations import is_rounding_noise
 from attnverify.numerics.lime import eq19_form as lime_eq19
 from attnverify.numerics.lime import finite_n
 from attnverify.numerics.lime import ratio_form as lime_ratio
@@ -45,11 +44,9 @@ def limit_fields(limit, d: int, *, output: float, n_samples: int, nu: float) -> 
     out = {"lime_limit": limit.beta.tolist(), "lime_limit_method": method,
            "lime_limit_stderr": None if limit.stderr is None else limit.stderr.tolist()}
     centre = finite_n.causes(limit.intercept, limit.beta, output, nu=nu, n=n_samples, ridge=1.0)
-    if centre is None:
-        reason = ("the limit is rounding noise next to the output" if is_rounding_noise(limit.beta, output)
-                  else "not a number at this kernel width")
+    if isinstance(centre, str):  # why there is none
         return {**out, "lime_centre": None, "lime_centre_gap": None, "lime_centre_gap_causes": None,
-                "lime_centre_reason": reason}
+                "lime_centre_reason": centre}
     return {**out, "lime_centre": centre.coef.tolist(), "lime_centre_gap": centre.gap,
             "lime_centre_gap_causes": {"first_sample": centre.first_sample, "ridge": centre.ridge}}
 
