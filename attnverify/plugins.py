@@ -11,6 +11,7 @@ compile, or a claim id that clashes with a built-in claim.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import importlib
 import re
@@ -189,6 +190,8 @@ def _origin(spec: ModelSpec) -> str:
 def load_claims_module(name: str) -> tuple[str, ...]:
     """Import a module of claims, by file path (``my_claims.py``) or dotted module name, and
     return the ids it registered (a re-import replaces them)."""
+    if not name.strip():
+        raise InputError("the claims-module name is empty (give a .py file or an importable module name)")
     path = Path(name)
     if name.endswith(".py") or path.is_file():
         _, claims = _execute(path, _module_name(path, "attnverify_claims"))
@@ -324,14 +327,27 @@ def derivation_payload(derivation) -> dict:
     return payload
 
 
+def _not_empty(what: str):
+    """An argument's type: an empty value (``--plugin "$UNSET"``) is an error naming `what` to
+    give, never a run without the plugin or the claims."""
+
+    def check(text: str) -> str:
+        if not text.strip():
+            raise argparse.ArgumentTypeError(f"empty: give {what}")
+        return text
+
+    return check
+
+
 def add_plugin_arguments(parser, *, plugin: bool = True, claims: bool = False) -> None:
     """The ``--plugin FILE`` and ``--claims-module MODULE`` flags of a command."""
     if plugin:
-        parser.add_argument("--plugin", metavar="FILE",
+        parser.add_argument("--plugin", metavar="FILE", type=_not_empty("a plugin file"),
                             help="a model variant: a Python file defining class Model(SymbolicModel) "
                             "(trusted code, run like a notebook; see docs/plugins.md)")
     if claims:
         parser.add_argument("--claims-module", metavar="MODULE", action="append", default=[],
+                            type=_not_empty("a .py file or an importable module name"),
                             help="a .py file or importable module that registers claims (repeatable)")
 
 

@@ -227,3 +227,22 @@ def test_mean_query_has_no_ratio_form_but_eq19_and_the_limit_still_compute():
     assert np.all(np.isfinite(lime_eq19.eq19_approximation(params, tokens, spec, n_words=LENGTH)))
     with pytest.raises(ValueError, match="query"):
         lime_eq19.improved_approximation(params, tokens, spec, n_words=LENGTH)
+
+
+def test_the_slope_studys_scalar_model_gives_two_thirds_of_eq19_when_every_score_is_equal():
+    # bench/eq19_slope_study.py (docs/theory.md §6.3) builds its own f and Eq. (19). Where every
+    # score is equal, UNK's included, the exact limit is 2/3 of Eq. (19) (§6.3, derived); a study
+    # whose f or Eq. (19) were wired wrongly would show another slope. Can fail: with UNK scored
+    # apart, the limit is no longer 2/3 of Eq. (19).
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "bench" / "eq19_slope_study.py"
+    module_spec = importlib.util.spec_from_file_location("eq19_slope_study", path)
+    study = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(study)
+    read_outs = jax.random.normal(jax.random.PRNGKey(3), (study.D,))
+    for unk_score, nu in ((0.0, 0.25), (0.0, float("inf")), (-4.0, 0.25)):
+        beta, eq19 = map(np.asarray, study.scalar_limit(jnp.zeros(study.D), read_outs, unk_score, nu))
+        equal = np.allclose(beta, 2 / 3 * eq19, rtol=1e-10, atol=1e-14)
+        assert equal == (unk_score == 0.0), (unk_score, nu, beta / eq19)

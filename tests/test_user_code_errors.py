@@ -9,6 +9,7 @@ import textwrap
 
 import pytest
 from attnverify.verification.registry import REGISTRY, Claim, register
+from helpers import cli
 
 from attnverify.cli import main
 from attnverify.errors import InputError
@@ -242,3 +243,15 @@ def test_a_free_index_without_a_piecewise_is_not_blamed_on_one(tmp_path, capsys)
     assert "Piecewise" not in err
     with pytest.raises(InputError, match="the plugin or claims-module path is empty"):
         __import__("attnverify").derive(plugin="")
+
+
+@pytest.mark.parametrize("argv", [["verify", "theorem1", "--plugin", ""], ["derive", "gradient", "--plugin", " "],
+                                  ["claims", "--claims-module", ""]])
+def test_an_empty_plugin_or_claims_module_is_an_error_not_a_run_without_it(argv, capsys):
+    # Can fail: `--plugin ""` (an unset shell variable) ran the built-in model and exited 0, and
+    # `--claims-module ""` said "attnverify: error: : ValueError: Empty module name".
+    code, _, err = cli(capsys, *argv)
+    assert code == 2 and err.startswith(f"attnverify {argv[0]}: error: argument {argv[-2]}: empty: give "), err
+    assert len(err.splitlines()) == 1
+    with pytest.raises(InputError, match="the claims-module name is empty"):
+        __import__("attnverify.plugins").plugins.load_claims_module(" ")
