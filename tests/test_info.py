@@ -150,3 +150,19 @@ def test_gumbel_entropy_claims_reject_an_inverted_temperature(claim_id, monkeypa
     monkeypatch.setattr(ci, "gumbel_softmax", lambda gamma, noise, tau: softmax(gamma, noise, 1 / tau))
     result = _judged(claim_id)
     assert result.estimate > result.threshold + 1e-3 and not result.passed and result.verdict == "fail"
+
+
+def test_the_mi_claim_tests_additive_attention_whatever_the_specs_scorer(monkeypatch):
+    # Wen et al.'s claim 2 is about additive attention. Can fail: the claim trained a model of the
+    # swept spec's scorer (dot by default), testing what the paper does not state.
+    trained = []
+
+    def record(spec, task, **_):
+        trained.append(spec.scorer)
+        raise RuntimeError("recorded")
+
+    monkeypatch.setattr(ci, "trained_model", record)
+    for scorer in ("dot", "deep"):
+        with pytest.raises(RuntimeError, match="recorded"):
+            REGISTRY["info.mi_attention_planted"].build(ModelSpec(scorer=scorer))
+    assert trained == ["additive", "additive"]
