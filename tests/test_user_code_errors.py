@@ -253,5 +253,10 @@ def test_an_empty_plugin_or_claims_module_is_an_error_not_a_run_without_it(argv,
     code, _, err = cli(capsys, *argv)
     assert code == 2 and err.startswith(f"attnverify {argv[0]}: error: argument {argv[-2]}: empty: give "), err
     assert len(err.splitlines()) == 1
+
+
+def test_an_empty_claims_module_name_is_refused_by_the_api_too():
+    from attnverify.plugins import load_claims_module
+
     with pytest.raises(InputError, match="the claims-module name is empty"):
-        __import__("attnverify.plugins").plugins.load_claims_module(" ")
+        load_claims_module(" ")
