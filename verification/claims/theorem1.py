@@ -28,6 +28,27 @@ def _proof(name: str):
     return lambda spec: derivations.derive_gradient(spec).proofs[name].status
 
 
+def _cls_row(lhs_name: str):
+    """The true gradient with row 0 ([CLS]) from `lhs_name`, against the true gradient: its
+    relative error is row 0's error against the whole gradient's scale, as thm1.derived's.
+    Against row 0's own scale it measured cancellation, not the formula: where attention
+    saturates, row 0 is a sum of alpha_s (s_s - f_i) terms cancelling to ~1e-7 of the other rows,
+    and its rounding (~1e-14 of them) read as a relative error of 1e-7 at --scale 30, an
+    unexpected FAIL of a proved identity."""
+
+    def build(spec):
+        q = theorem1_quantities(spec)
+        lhs, rhs = q[lhs_name], q["autodiff"]
+
+        def compare(params, tokens):
+            true = rhs(params, tokens)
+            return true.at[0].set(lhs(params, tokens)[0]), true
+
+        return compare
+
+    return build
+
+
 def _rows(lhs_name: str, rhs_name: str, rows: slice):
     def build(spec):
         q = theorem1_quantities(spec)
@@ -78,9 +99,9 @@ register(Claim(
     group="theorem1",
     statement="Theorem 1 closed form, read at the [CLS] position t = 0 as at the word positions",
     source=SOURCE,
-    lhs="the paper's closed form at t = 0, compiled",
-    rhs="jax.grad of the JAX model, row 0",
-    build=_rows("paper", "autodiff", slice(0, 1)),
+    lhs="the paper's closed form at t = 0, compiled, in row 0 of the true gradient",
+    rhs="jax.grad of the JAX model (the error: row 0's, relative to the whole gradient)",
+    build=_cls_row("paper"),
     evaluation=EVALUATION,
     embedding_rows=ROWS_READ,
     tolerance=TOLERANCE,
@@ -102,9 +123,9 @@ register(Claim(
     statement="At t = 0, closed form + 1/(K sqrt(d_att)) sum_i W_q^T W_k sum_s alpha_s (s_s - f_i) e_s "
     "equals the true gradient",
     source="docs/theory.md §3.3 (derived)",
-    lhs="closed form + query-path term, compiled",
-    rhs="jax.grad of the JAX model, row 0",
-    build=_rows("paper_plus_cls_term", "autodiff", slice(0, 1)),
+    lhs="closed form + query-path term at t = 0, compiled, in row 0 of the true gradient",
+    rhs="jax.grad of the JAX model (the error: row 0's, relative to the whole gradient)",
+    build=_cls_row("paper_plus_cls_term"),
     evaluation=EVALUATION,
     embedding_rows=ROWS_READ,
     tolerance=TOLERANCE,
