@@ -7,9 +7,10 @@ scale) and their Pearson correlation over the d coefficients (`verification.lime
 DRAWS (default 40) random draws per cell; prints two markdown tables.
 
 1. **Random multi-head models**: the project's model at the sweep's sizes (`spec.SMALL`) with
-   K = 3 heads, T = 16, d = 10 words, nu = 0.25; the linear maps drawn from U(-0.1, 0.1) (the
-   paper's initialisation, scale 1) or U(-0.5, 0.5) (scale 5). This is `attnverify sweep-eq19
-   --K 3 --d 10 --removal replace --scale 1 5 --nu 25` (its JSON has the slopes).
+   K = 3 heads, T = 16, d = 10 distinct words over 15 word positions, nu = 0.25; the linear maps
+   drawn from U(-0.1, 0.1) (the paper's initialisation, scale 1) or U(-0.5, 0.5) (scale 5). This
+   is `attnverify sweep-eq19 --K 3 --d 10 --removal replace --scale 1 5 --nu 0.25` (its JSON has
+   the slopes).
 2. **A one-head scalar model**, where the weight the model gives UNK is a free parameter: the
    output is f = sum_t softmax(a)_t v_t over T = 20 positions, `[CLS]` at position 0 (score 0,
    read-out 0), d = 10 words occurring once (scores a_w and read-outs v_w from N(0, 1)), and the

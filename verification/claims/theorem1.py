@@ -34,7 +34,10 @@ def _cls_row(lhs_name: str):
     Against row 0's own scale it measured cancellation, not the formula: where attention
     saturates, row 0 is a sum of alpha_s (s_s - f_i) terms cancelling to ~1e-7 of the other rows,
     and its rounding (~1e-14 of them) read as a relative error of 1e-7 at --scale 30, an
-    unexpected FAIL of a proved identity."""
+    unexpected FAIL of a proved identity.
+    What it gives up: a wrong row-0 term smaller than the tolerance times the largest gradient entry
+    passes (a [CLS] row that gets almost no gradient); the closed form without the query-path term
+    is still off by 0.13-1.1 of the gradient at scales 1 to 100 (tests/test_sweep.py)."""
 
     def build(spec):
         q = theorem1_quantities(spec)
