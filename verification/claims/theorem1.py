@@ -37,7 +37,7 @@ def _cls_row(lhs_name: str):
     unexpected FAIL of a proved identity.
     What it gives up: a wrong row-0 term smaller than the tolerance times the largest gradient entry
     passes (a [CLS] row that gets almost no gradient); the closed form without the query-path term
-    is still off by 0.13-1.1 of the gradient at scales 1 to 100 (tests/test_sweep.py)."""
+    still has a largest error of 0.13-1.1 over a sweep at scales 1 to 100 (tests/test_sweep.py)."""
 
     def build(spec):
         q = theorem1_quantities(spec)
