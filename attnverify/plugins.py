@@ -46,10 +46,15 @@ def _line_in(path: Path, err: BaseException) -> str:
     return f" (line {frames[-1].lineno})" if frames else ""
 
 
+def _check_named(name: str) -> None:
+    """One error for an empty plugin path or claims-module name, from the API as from a file."""
+    if str(name).strip() in ("", "."):  # Path("") is "."
+        raise InputError("the plugin or claims-module path is empty")
+
+
 def _execute(path: Path, module_name: str) -> tuple[types.ModuleType, tuple[str, ...]]:
     """Run the file as a fresh module; return it and the claim ids it registered."""
-    if str(path) in ("", "."):  # Path("") is "."
-        raise InputError("the plugin or claims-module path is empty")
+    _check_named(path)
     if not path.is_file():
         raise InputError(f"{path}: {'is a folder, not a file' if path.is_dir() else 'no such file'}")
     try:
@@ -190,8 +195,7 @@ def _origin(spec: ModelSpec) -> str:
 def load_claims_module(name: str) -> tuple[str, ...]:
     """Import a module of claims, by file path (``my_claims.py``) or dotted module name, and
     return the ids it registered (a re-import replaces them)."""
-    if not name.strip():
-        raise InputError("the claims-module name is empty (give a .py file or an importable module name)")
+    _check_named(name)
     path = Path(name)
     if name.endswith(".py") or path.is_file():
         _, claims = _execute(path, _module_name(path, "attnverify_claims"))

@@ -258,5 +258,6 @@ def test_an_empty_plugin_or_claims_module_is_an_error_not_a_run_without_it(argv,
 def test_an_empty_claims_module_name_is_refused_by_the_api_too():
     from attnverify.plugins import load_claims_module
 
-    with pytest.raises(InputError, match="the claims-module name is empty"):
-        load_claims_module(" ")
+    for name in ("", " "):  # the same words as for an empty plugin path (derive(plugin=""), above)
+        with pytest.raises(InputError, match="the plugin or claims-module path is empty"):
+            load_claims_module(name)
