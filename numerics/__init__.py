@@ -8,6 +8,7 @@ from attnverify._faces import face
 _EXPORTS = {
     "ARRAYS": "modelfile",
     "BIASES": "modelfile",
+    "BoundedEvaluator": "rounding",
     "CacheInfo": "compilation_cache",
     "CacheLocationError": "compilation_cache",
     "CompileError": "compile",
@@ -30,6 +31,7 @@ _EXPORTS = {
     "check_cache_location": "compilation_cache",
     "clear_cache": "compilation_cache",
     "compile_expression": "compile",
+    "compile_with_rounding_bound": "rounding",
     "compiled_quantity": "plugin_model",
     "configure_cache": "compilation_cache",
     "derivation_entries": "compilation_cache",

@@ -35,7 +35,7 @@ S = lazy_module("attnverify.theory.symbols")
 
 
 @functools.cache
-def _elementwise() -> dict[type, Callable]:
+def elementwise_functions() -> dict[type, Callable]:
     """SymPy function -> jnp function. The tables are built on first use, so importing this
     module loads no SymPy (`attnverify.lazy`)."""
     return {
@@ -52,7 +52,7 @@ def _elementwise() -> dict[type, Callable]:
 
 
 @functools.cache
-def _relations() -> dict[type, Callable]:
+def relation_functions() -> dict[type, Callable]:
     return {
         sp.StrictLessThan: lambda a, b: a < b,
         sp.LessThan: lambda a, b: a <= b,
@@ -107,7 +107,7 @@ def unsupported(expr: sp.Basic) -> str | None:
         elif isinstance(node, sp.Heaviside):
             stack.append(node.args[0])
         elif isinstance(node, (sp.Add, sp.Mul, sp.Pow, sp.KroneckerDelta, sp.Max, sp.Min, sp.Not,
-                               *_elementwise(), *_relations(), *_connectives())):
+                               *elementwise_functions(), *relation_functions(), *_connectives())):
             stack.extend(node.args)
         else:
             return _describe(node)
@@ -122,7 +122,7 @@ def check_compilable(expr: sp.Basic) -> None:
 
 
 @dataclass(frozen=True)
-class _Tensor:
+class Tensor:
     """An array together with the index symbol that names each of its axes."""
 
     value: jnp.ndarray
@@ -148,22 +148,22 @@ class _Static:
         return np.reshape(value, [value.shape[own.index(x)] if x in own else 1 for x in axes])
 
 
-def _union(tensors) -> tuple[sp.Symbol, ...]:
+def union_axes(tensors) -> tuple[sp.Symbol, ...]:
     axes: list[sp.Symbol] = []
     for tensor in tensors:
         axes.extend(x for x in tensor.axes if x not in axes)
     return tuple(axes)
 
 
-def _einsum(tensors: list[_Tensor], keep: tuple[sp.Symbol, ...]) -> _Tensor:
-    axes = _union(tensors)
+def contract(tensors: list[Tensor], keep: tuple[sp.Symbol, ...]) -> Tensor:
+    axes = union_axes(tensors)
     if len(axes) > len(string.ascii_letters):
         raise CompileError("too many index symbols in one product")
     letter = dict(zip(axes, string.ascii_letters, strict=False))
     inputs = ",".join("".join(letter[x] for x in t.axes) for t in tensors)
     output = "".join(letter[x] for x in keep)
     value = jnp.einsum(f"{inputs}->{output}", *[t.value for t in tensors], optimize=True)
-    return _Tensor(value, keep)
+    return Tensor(value, keep)
 
 
 class Evaluator:
@@ -203,12 +203,12 @@ class Evaluator:
             if expr in self.sizes:
                 return _Static(np.asarray(int(self.sizes[expr])), ())
             return None
-        if isinstance(expr, (sp.Add, sp.Mul, sp.Max, sp.Min, *_relations(), *_connectives(), sp.Not,
+        if isinstance(expr, (sp.Add, sp.Mul, sp.Max, sp.Min, *relation_functions(), *_connectives(), sp.Not,
                              sp.KroneckerDelta)):
             parts = [self.static(arg) for arg in expr.args]
             if any(p is None for p in parts):
                 return None
-            axes = _union(parts)
+            axes = union_axes(parts)
             values = [p.aligned(axes) for p in parts]
             if isinstance(expr, sp.Add):
                 return _Static(sum(values[1:], values[0]), axes)
@@ -222,8 +222,8 @@ class Evaluator:
                 return _Static(np.logical_not(values[0]), axes)
             if isinstance(expr, sp.KroneckerDelta):
                 return _Static(values[0] == values[1], axes)
-            if type(expr) in _relations():
-                return _Static(np.asarray(_relations()[type(expr)](*values)), axes)
+            if type(expr) in relation_functions():
+                return _Static(np.asarray(relation_functions()[type(expr)](*values)), axes)
             return _Static(np.asarray(_connectives()[type(expr)](values)), axes)
         return None
 
@@ -234,99 +234,103 @@ class Evaluator:
         return found
 
     # -- values ---------------------------------------------------------------------------------
-    def __call__(self, expr: sp.Expr) -> _Tensor:
+    def key(self, expr: sp.Expr) -> tuple:
+        """What a node's value depends on: the node and the current ranges of its free symbols."""
         free = self._free.get(expr)
         if free is None:
             free = self._free[expr] = tuple(sorted(expr.free_symbols, key=str))
-        key = (expr, tuple((x, self.ranges.get(x)) for x in free))
+        return (expr, tuple((x, self.ranges.get(x)) for x in free))
+
+    def __call__(self, expr: sp.Expr) -> Tensor:
+        key = self.key(expr)
         if key not in self._memo:
             self._memo[key] = self._evaluate(expr)
         return self._memo[key]
 
-    def _evaluate(self, expr: sp.Expr) -> _Tensor:
+    def _evaluate(self, expr: sp.Expr) -> Tensor:
         if isinstance(expr, sp.Sum):
             return self.sum(expr)
         if isinstance(expr, sp.Indexed):
             return self.indexed(expr)
         if expr in (sp.true, sp.false):
-            return _Tensor(jnp.asarray(bool(expr)), ())
+            return Tensor(jnp.asarray(bool(expr)), ())
         if expr.is_Number or expr.is_NumberSymbol:
-            return _Tensor(jnp.asarray(float(expr)), ())
+            return Tensor(jnp.asarray(float(expr)), ())
         if isinstance(expr, sp.Symbol):
             if str(expr) in self.arrays:  # a scalar tensor, e.g. the logit shift z^* or a constant
-                return _Tensor(self.arrays[str(expr)], ())
+                return Tensor(self.arrays[str(expr)], ())
             if expr in self.ranges:
-                return _Tensor(jnp.arange(self.ranges[expr]), (expr,))
+                return Tensor(jnp.arange(self.ranges[expr]), (expr,))
             if expr in self.sizes:
-                return _Tensor(jnp.asarray(float(self.sizes[expr])), ())
+                return Tensor(jnp.asarray(float(self.sizes[expr])), ())
             raise CompileError(f"unbound symbol {expr} (no array, size or index range for it)")
-        if isinstance(expr, (sp.KroneckerDelta, *_relations(), *_connectives(), sp.Not)):
+        if isinstance(expr, (sp.KroneckerDelta, *relation_functions(), *_connectives(), sp.Not)):
             return self.condition(expr)
         if isinstance(expr, sp.Add):
             terms = [self(arg) for arg in expr.args]
-            axes = _union(terms)
+            axes = union_axes(terms)
             total = terms[0].aligned(axes)
             for term in terms[1:]:
                 total = total + term.aligned(axes)
-            return _Tensor(total, axes)
+            return Tensor(total, axes)
         if isinstance(expr, sp.Mul):
             factors = [self(arg) for arg in expr.args]
-            return _einsum(factors, _union(factors))
+            return contract(factors, union_axes(factors))
         if isinstance(expr, sp.Pow):
             base, exponent = self(expr.base), expr.exp
             if exponent.is_Integer:
-                return _Tensor(base.value ** int(exponent), base.axes)
+                return Tensor(base.value ** int(exponent), base.axes)
             exp = self(exponent)
-            axes = _union([base, exp])
-            return _Tensor(base.aligned(axes) ** exp.aligned(axes), axes)
+            axes = union_axes([base, exp])
+            return Tensor(base.aligned(axes) ** exp.aligned(axes), axes)
         if isinstance(expr, (sp.Max, sp.Min)):
             parts = [self(arg) for arg in expr.args]
-            axes = _union(parts)
+            axes = union_axes(parts)
             op = jnp.maximum if isinstance(expr, sp.Max) else jnp.minimum
             total = parts[0].aligned(axes)
             for part in parts[1:]:
                 total = op(total, part.aligned(axes))
-            return _Tensor(total, axes)
+            return Tensor(total, axes)
         if isinstance(expr, sp.Heaviside):
             inner = self(expr.args[0])
             at_zero = float(expr.args[1]) if len(expr.args) > 1 else 0.5  # SymPy's H(0) = 1/2
-            return _Tensor(jnp.heaviside(inner.value, at_zero), inner.axes)
+            return Tensor(jnp.heaviside(inner.value, at_zero), inner.axes)
         if isinstance(expr, sp.Piecewise):
             return self.piecewise(expr)
-        if type(expr) in _elementwise():
+        if type(expr) in elementwise_functions():
             (arg,) = expr.args
             inner = self(arg)
-            return _Tensor(_elementwise()[type(expr)](inner.value), inner.axes)
+            return Tensor(elementwise_functions()[type(expr)](inner.value), inner.axes)
         raise CompileError(f"cannot compile {_describe(expr)}: no JAX translation for this node")
 
-    def condition(self, expr: sp.Basic) -> _Tensor:
+    def condition(self, expr: sp.Basic) -> Tensor:
         """A relation, delta or connective: 1.0 / 0.0 (a delta) or a boolean tensor."""
         found = self.static(expr)
         if found is not None:
             if isinstance(expr, sp.KroneckerDelta):
-                return _Tensor(jnp.where(jnp.asarray(found.value), 1.0, 0.0), found.axes)
-            return _Tensor(jnp.asarray(found.value), found.axes)
+                return Tensor(jnp.where(jnp.asarray(found.value), 1.0, 0.0), found.axes)
+            return Tensor(jnp.asarray(found.value), found.axes)
         parts = [self(arg) for arg in expr.args]
-        axes = _union(parts)
+        axes = union_axes(parts)
         values = [p.aligned(axes) for p in parts]
         if isinstance(expr, sp.KroneckerDelta):
-            return _Tensor(jnp.where(values[0] == values[1], 1.0, 0.0), axes)
+            return Tensor(jnp.where(values[0] == values[1], 1.0, 0.0), axes)
         if isinstance(expr, sp.Not):
-            return _Tensor(jnp.logical_not(values[0]), axes)
-        if type(expr) in _relations():
-            return _Tensor(_relations()[type(expr)](*values), axes)
-        return _Tensor(_connectives()[type(expr)](values), axes)
+            return Tensor(jnp.logical_not(values[0]), axes)
+        if type(expr) in relation_functions():
+            return Tensor(relation_functions()[type(expr)](*values), axes)
+        return Tensor(_connectives()[type(expr)](values), axes)
 
-    def piecewise(self, expr: sp.Piecewise) -> _Tensor:
+    def piecewise(self, expr: sp.Piecewise) -> Tensor:
         """The first piece whose condition holds, by `jnp.where` (NaN where none does)."""
         pieces = [(self(value), self(condition)) for value, condition in expr.args]
-        axes = _union([t for piece in pieces for t in piece])
+        axes = union_axes([t for piece in pieces for t in piece])
         result = jnp.asarray(jnp.nan)
         for value, condition in reversed(pieces):  # where() broadcasts over every piece's axes
             result = jnp.where(condition.aligned(axes), value.aligned(axes), result)
-        return _Tensor(result, axes)
+        return Tensor(result, axes)
 
-    def indexed(self, expr: sp.Indexed) -> _Tensor:
+    def indexed(self, expr: sp.Indexed) -> Tensor:
         """An entry read at its indices: a slice where an index is a bound or free index
         symbol, a gather otherwise; NaN where an index falls outside the array's axis."""
         name = str(expr.base)
@@ -353,9 +357,9 @@ class Evaluator:
                     value = jnp.pad(value, pad, constant_values=jnp.nan)
                 index.append(slice(0, want))
                 axes.append(idx)
-            return _Tensor(value[tuple(index)], tuple(axes))
+            return Tensor(value[tuple(index)], tuple(axes))
         parts = [self._index(idx) for idx in expr.indices]
-        axes = _union(parts)
+        axes = union_axes(parts)
         grids = np.broadcast_arrays(*[p.aligned(axes) for p in parts])
         valid = np.ones(grids[0].shape, bool)
         for n, grid in enumerate(grids):
@@ -364,11 +368,18 @@ class Evaluator:
         gathered = value[clipped]
         if not valid.all():
             gathered = jnp.where(jnp.asarray(valid), gathered, jnp.nan)
-        return _Tensor(gathered, axes)
+        return Tensor(gathered, axes)
 
-    def sum(self, expr: sp.Sum) -> _Tensor:
+    def sum(self, expr: sp.Sum) -> Tensor:
         """Sum over one or several indices: one einsum contracting all of them. A range
         that does not start at 0, or whose limits depend on outer indices, is a mask."""
+        summand = self.summand(expr, self)
+        result = contract(summand.factors + summand.masks, summand.keep)
+        return Tensor(result.value * summand.copies, summand.keep) if summand.copies != 1 else result
+
+    def summand(self, expr: sp.Sum, visit: Callable[[sp.Expr], object]) -> Summand:
+        """Bind the sum's indices, apply `visit` to each factor of its body (their values, or
+        whatever a subclass needs, e.g. `numerics.rounding`), and unbind them again."""
         body, bound, masks = expr.function, [], []
         limits = [tuple(limit) for limit in reversed(expr.limits)]  # outermost first
         added: list[sp.Symbol] = []
@@ -387,21 +398,34 @@ class Evaluator:
                 bound.append(x)
                 if lo.axes or hi.axes or int(lo.value) != 0:
                     here = _Static(np.arange(self.ranges[x]), (x,))
-                    axes = _union([here, lo, hi])
+                    axes = union_axes([here, lo, hi])
                     inside = (here.aligned(axes) >= lo.aligned(axes)) & (here.aligned(axes) <= hi.aligned(axes))
-                    masks.append(_Tensor(jnp.where(jnp.asarray(inside), 1.0, 0.0), axes))
-            factors = [self(f) for f in sp.Mul.make_args(body)] + masks
+                    masks.append(Tensor(jnp.where(jnp.asarray(inside), 1.0, 0.0), axes))
+            factors = [self(f) for f in sp.Mul.make_args(body)]
+            visited = factors if visit is self else [visit(f) for f in sp.Mul.make_args(body)]
             sizes = {x: self.ranges[x] for x in bound}
         finally:
             for x in added:
                 del self.ranges[x]
-        keep = tuple(a for a in _union(factors) if a not in bound)
-        result = _einsum(factors, keep)
+        keep = tuple(a for a in union_axes(factors + masks) if a not in bound)
         copies = 1  # indices the summand does not depend on contribute n identical terms
         for x in bound:
-            if not any(x in f.axes for f in factors):
+            if not any(x in f.axes for f in factors + masks):
                 copies *= sizes[x]
-        return _Tensor(result.value * copies, keep) if copies != 1 else result
+        terms = int(np.prod([sizes[x] for x in bound], dtype=np.int64))
+        return Summand(factors=factors, visited=visited, masks=masks, keep=keep, copies=copies, terms=terms)
+
+
+@dataclass(frozen=True)
+class Summand:
+    """A sum's body, evaluated with its indices bound (`Evaluator.summand`)."""
+
+    factors: list[Tensor]  # the body's factors' values
+    visited: list  # what the caller's `visit` made of each factor
+    masks: list[Tensor]  # 1.0 inside the summation range, 0.0 outside (limits that are not 0..n-1)
+    keep: tuple[sp.Symbol, ...]  # the axes left after summing
+    copies: int  # bound indices the body does not depend on: the sum is this many copies
+    terms: int  # the number of terms summed (the product of the bound ranges)
 
 
 def compile_expression(
@@ -421,31 +445,55 @@ def compile_expression(
     declared elsewhere, e.g. a plugin's parameters); sizes are read from the arrays' shapes.
     Raises `CompileError` at once (before any tracing) for a node it cannot translate.
     """
-    expr = sp.sympify(expr)
-    check_compilable(expr)
-    known_axes = {**S.AXES, **(axes or {})}
-    known_ranges = {**S.FREE_SIZES, **(ranges or {})}
-    missing = [x for x in free if x not in known_ranges]
-    if missing:
-        raise CompileError(f"no range known for the free index {missing[0]}")
+    prepared = Prepared.of(expr, free, axes=axes, ranges=ranges)
 
     def evaluate(arrays: Mapping[str, jnp.ndarray]) -> jnp.ndarray:
+        evaluator = prepared.evaluator(Evaluator, arrays)
+        return prepared.output(evaluator, evaluator(prepared.expr))
+
+    return evaluate
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """An expression checked for compilation, with what it needs to know of its arrays."""
+
+    expr: sp.Expr
+    free: tuple[sp.Symbol, ...]
+    known_axes: Mapping[str, tuple]
+    known_ranges: Mapping[sp.Symbol, sp.Expr]
+
+    @classmethod
+    def of(cls, expr, free: tuple = (), *, axes: Mapping[str, tuple] | None = None,
+           ranges: Mapping[sp.Symbol, sp.Expr] | None = None) -> Prepared:
+        """Raises `CompileError` at once for a node that cannot compile or a free index without a range."""
+        expr = sp.sympify(expr)
+        check_compilable(expr)
+        known_ranges = {**S.FREE_SIZES, **(ranges or {})}
+        missing = [x for x in free if x not in known_ranges]
+        if missing:
+            raise CompileError(f"no range known for the free index {missing[0]}")
+        return cls(expr, tuple(free), {**S.AXES, **(axes or {})}, known_ranges)
+
+    def evaluator(self, kind: type, arrays: Mapping[str, jnp.ndarray], **options) -> Evaluator:
+        """An evaluator of class `kind` on `arrays`, sizes read from their shapes, free indices ranged."""
         sizes: dict[sp.Symbol, int] = {}
         for name, array in arrays.items():
-            if name not in known_axes:
+            if name not in self.known_axes:
                 raise CompileError(f"no axes known for the array {name}")
-            if len(known_axes[name]) != jnp.ndim(array):
-                raise CompileError(f"array {name} has {jnp.ndim(array)} axes, expected {len(known_axes[name])}")
-            for size, n in zip(known_axes[name], jnp.shape(array), strict=True):
+            if len(self.known_axes[name]) != jnp.ndim(array):
+                raise CompileError(f"array {name} has {jnp.ndim(array)} axes, expected {len(self.known_axes[name])}")
+            for size, n in zip(self.known_axes[name], jnp.shape(array), strict=True):
                 if not isinstance(size, sp.Symbol):
                     continue
                 if sizes.setdefault(size, n) != n:
                     raise CompileError(f"inconsistent size {size}: {sizes[size]} vs {n}")
-        evaluator = Evaluator(arrays, sizes)
-        for x in free:
-            evaluator.ranges[x] = evaluator.scalar(known_ranges[x])
-        result = evaluator(expr)
-        shape = [evaluator.ranges[x] for x in free]
-        return jnp.broadcast_to(result.aligned(free), shape)
+        evaluator = kind(arrays, sizes, **options)
+        for x in self.free:
+            evaluator.ranges[x] = evaluator.scalar(self.known_ranges[x])
+        return evaluator
 
-    return evaluate
+    def output(self, evaluator: Evaluator, result: Tensor) -> jnp.ndarray:
+        """`result` with one axis per free index, in `free`'s order."""
+        shape = [evaluator.ranges[x] for x in self.free]
+        return jnp.broadcast_to(result.aligned(self.free), shape)

@@ -76,8 +76,25 @@ def relative_error(lhs: jnp.ndarray, rhs: jnp.ndarray) -> jnp.ndarray:
     rhs is exactly zero ("this quantity vanishes") there is no scale: the error is max |lhs|,
     absolute, where dividing by the smallest float made a rounding error of 1e-16 one of 1e292.
     """
+    return jnp.max(jnp.abs(lhs - rhs)) / error_scale(rhs)
+
+
+def error_scale(rhs: jnp.ndarray) -> jnp.ndarray:
+    """What `relative_error` divides by: max |rhs|, or 1 where the rhs is exactly zero."""
     scale = jnp.max(jnp.abs(rhs))
-    return jnp.max(jnp.abs(lhs - rhs)) / jnp.where(scale > 0, scale, jnp.ones_like(scale))
+    return jnp.where(scale > 0, scale, jnp.ones_like(scale))
+
+
+def beyond_rounding(stated: jnp.ndarray, bound: jnp.ndarray, truth: jnp.ndarray, tolerance: dict) -> jnp.ndarray:
+    """`stated`, or NaN where its own rounding bound (`numerics.rounding`) exceeds half its dtype's
+    tolerance relative to the truth's scale (`error_scale`). There the evaluated statement cannot
+    tell a right formula from a wrong one (the other half of the tolerance is left for the truth's
+    own rounding). The claim declares such draws (`Claim.nonfinite_reason`): counted and reported,
+    not judged; a sweep that keeps none is inconclusive. Whether a draw is set aside depends on
+    the bound and the truth's scale only, never on the error."""
+    allowed = tolerance[jnp.dtype(stated.dtype).name] / 2
+    lost = jnp.max(bound) > allowed * error_scale(truth)
+    return jnp.where(lost, jnp.nan, stated)
 
 
 def _remember(cache: OrderedDict, key, make, limit: int):

@@ -38,6 +38,8 @@ def _measured_value(r: ClaimResult) -> str:
     if r.statistic is None and "error" in r.statistics:  # a per-draw summary's error (`fraction_above`, least 1)
         shown = ", ".join(f"{k} {r.statistics[k]:.3g}" for k in ("min", "fraction") if k in r.statistics)
         return f"error {r.max_error:.2e}; per draw: median {r.median_error:.3g}" + (f", {shown}" if shown else "")
+    if r.statistic is None and r.trials and r.nonfinite == r.trials:  # every draw set aside: no error to show
+        return "no error measured"
     if r.statistic is None:
         return f"max {r.max_error:.2e}, median {r.median_error:.2e}"
     if r.bound is None:  # a statistic of every draw (`EveryDrawCheck`): no confidence bound
