@@ -16,8 +16,10 @@ from attnverify.numerics.rounding import compile_with_rounding_bound
 from attnverify.theory import symbols as S
 from attnverify.theory.model import SymbolicModel
 from attnverify.theory.related import jw as tjw
+from attnverify.theory.related import permutation
 from attnverify.verification import claims as _claims  # noqa: F401
 from attnverify.verification.blocks import draw_program, relative_error
+from attnverify.verification.claims import jw as cjw
 from attnverify.verification.registry import REGISTRY
 from attnverify.verification.sweep import run_claim
 from attnverify.verification.table import measured_text
@@ -118,7 +120,7 @@ def test_saturated_leave_one_out_is_lost_not_refuted():
     saturated = run_claim(REGISTRY["jw.loo_deletion"], SMALL, trials=8, scale=10.0, progress=False)
     assert saturated.verdict == "inconclusive" and saturated.nonfinite == 8, saturated
     assert measured_text(saturated) == "no error measured (0 of 8 draws used; 8 NaN/inf, declared)"
-    assert "own rounding bound" in saturated.finding
+    assert "own rounding exceeds half the tolerance" in saturated.finding
     paper_init = run_claim(REGISTRY["jw.loo_deletion"], SMALL, trials=8, progress=False)
     assert paper_init.verdict == "pass" and paper_init.nonfinite == 0, paper_init
 
@@ -148,3 +150,29 @@ def test_a_wrong_unk_statement_is_still_caught_where_attention_saturates(monkeyp
     assert forgets_unk(SymbolicModel(SPEC)) != original(SymbolicModel(SPEC))
     wrong = _errors(claim, SMALL, scale=10.0, trials=16)
     assert np.isfinite(wrong).sum() > 0 and np.nanmax(wrong) > 1e-3, wrong
+
+
+def test_a_saturated_permutation_variance_is_set_aside_and_a_wrong_one_still_caught(monkeypatch):
+    """jw.permutation_variance_one_head compares the statement with the variance of the m!
+    permuted outputs. At --scale 10 those outputs can differ by less than their own rounding
+    (the old max error was 3e12 relative to a variance near 0): such draws are set aside, judged
+    from the enumeration alone. A variance with 1/m for 1/(m-1) still fails on the draws kept."""
+    claim = REGISTRY["jw.permutation_variance_one_head"]
+    right = _errors(claim, SMALL, scale=10.0, trials=16)
+    kept = np.isfinite(right)
+    assert 0 < kept.sum() < 16 and np.max(right[kept]) < claim.tolerance["float64"], right
+    original = permutation.single_head_statement
+
+    def population_variance():
+        mean, variance = original()
+        return mean, variance * (permutation.M - 1) / permutation.M
+
+    cjw.moment_statement.cache_clear()
+    try:
+        monkeypatch.setattr(permutation, "single_head_statement", population_variance)
+        wrong = _errors(claim, SMALL, scale=10.0, trials=16)
+    finally:
+        monkeypatch.undo()
+        cjw.moment_statement.cache_clear()
+    assert np.array_equal(np.isfinite(wrong), kept)  # the same draws set aside: the statement has no say
+    assert np.nanmax(wrong) > 1e-3, wrong

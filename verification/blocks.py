@@ -85,15 +85,16 @@ def error_scale(rhs: jnp.ndarray) -> jnp.ndarray:
     return jnp.where(scale > 0, scale, jnp.ones_like(scale))
 
 
-def beyond_rounding(stated: jnp.ndarray, bound: jnp.ndarray, truth: jnp.ndarray, tolerance: dict) -> jnp.ndarray:
-    """`stated`, or NaN where its own rounding bound (`numerics.rounding`) exceeds half its dtype's
-    tolerance relative to the truth's scale (`error_scale`). There the evaluated statement cannot
-    tell a right formula from a wrong one (the other half of the tolerance is left for the truth's
-    own rounding). The claim declares such draws (`Claim.nonfinite_reason`): counted and reported,
-    not judged; a sweep that keeps none is inconclusive. Whether a draw is set aside depends on
-    the bound and the truth's scale only, never on the error."""
+def beyond_rounding(stated: jnp.ndarray, bound: jnp.ndarray, truth: jnp.ndarray, tolerance: dict,
+                    truth_rounding: jnp.ndarray | float = 0.0) -> jnp.ndarray:
+    """`stated`, or NaN where the two sides' own rounding, the statement's bound (`numerics.rounding`)
+    plus the truth's (`truth_rounding`, absolute), exceeds half its dtype's tolerance relative to the
+    truth's scale (`error_scale`). There the comparison cannot tell a right formula from a wrong
+    one. The claim declares such draws (`Claim.nonfinite_reason`): counted and reported, not
+    judged; a sweep that keeps none is inconclusive. Whether a draw is set aside depends on the
+    rounding and the truth's scale only, never on the error."""
     allowed = tolerance[jnp.dtype(stated.dtype).name] / 2
-    lost = jnp.max(bound) > allowed * error_scale(truth)
+    lost = jnp.max(bound) + truth_rounding > allowed * error_scale(truth)
     return jnp.where(lost, jnp.nan, stated)
 
 
