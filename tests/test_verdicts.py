@@ -66,6 +66,12 @@ def test_990_nan_draws_fail_instead_of_passing_on_10_equal_values():
     allowed = _judge(declared, spread)
     assert allowed.verdict == "pass" and allowed.nonfinite == 990 and allowed.statistics["draws"] == 10
     assert "(10 of 1000 draws used; 990 NaN/inf, declared)" in claims_table([allowed])
+    # A pass that left draws out says why, under the table (the reason is the claim's, not ours).
+    assert allowed.finding == "990 of 1000 draws NaN/inf, not judged (declared: test: undefined draws)."
+    identity = _claim(summary=None, tolerance={"float64": 1e-10, "float32": 1e-4}, nonfinite_reason="test: lost")
+    kept = _judge(identity, [1e-12, np.nan, 2e-12])
+    assert kept.verdict == "pass" and kept.finding == "1 of 3 draws NaN/inf, not judged (declared: test: lost)."
+    assert _judge(identity, [1e-12, 3e-12]).finding is None  # a plain pass
     # ... and 10 equal ones, without spread or a declared range, bound nothing (see below).
     assert _judge(declared, values).verdict == "inconclusive"
 

@@ -359,9 +359,11 @@ REVIEW = "Review the expectation."
 
 def _finding(claim: Claim, spec: ModelSpec, verdict: str, judgement, statistics: dict[str, float], *,
              max_error: float, tolerance: float, nonfinite: int, draws: int, every: dict) -> str | None:
-    """The line reported under the table (None for a plain PASS). `every`: an `EveryDrawCheck`'s
-    statistic, estimate and target (empty for other claims)."""
+    """The line reported under the table (None for a plain PASS; a PASS that left draws out says
+    why). `every`: an `EveryDrawCheck`'s statistic, estimate and target (empty for other claims)."""
     if verdict == "pass":
+        if nonfinite and claim.nonfinite_reason:
+            return f"{nonfinite} of {draws} draws NaN/inf, not judged (declared: {claim.nonfinite_reason})."
         return None
     if verdict == "fail" and nonfinite and claim.nonfinite_reason is None:
         return (f"{nonfinite} of {draws} draws are NaN/inf: a draw that cannot be computed is no evidence, and "
