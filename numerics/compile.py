@@ -475,7 +475,7 @@ class Prepared:
             raise CompileError(f"no range known for the free index {missing[0]}")
         return cls(expr, tuple(free), {**S.AXES, **(axes or {})}, known_ranges)
 
-    def evaluator(self, kind: type, arrays: Mapping[str, jnp.ndarray], **options) -> Evaluator:
+    def evaluator(self, kind: type, arrays: Mapping[str, jnp.ndarray]) -> Evaluator:
         """An evaluator of class `kind` on `arrays`, sizes read from their shapes, free indices ranged."""
         sizes: dict[sp.Symbol, int] = {}
         for name, array in arrays.items():
@@ -488,7 +488,7 @@ class Prepared:
                     continue
                 if sizes.setdefault(size, n) != n:
                     raise CompileError(f"inconsistent size {size}: {sizes[size]} vs {n}")
-        evaluator = kind(arrays, sizes, **options)
+        evaluator = kind(arrays, sizes)
         for x in self.free:
             evaluator.ranges[x] = evaluator.scalar(self.known_ranges[x])
         return evaluator

@@ -85,17 +85,25 @@ def error_scale(rhs: jnp.ndarray) -> jnp.ndarray:
     return jnp.where(scale > 0, scale, jnp.ones_like(scale))
 
 
+#: The relative error reported for a statement that is NaN or inf on a draw that is judged: a failure,
+#: never a draw set aside (NaN there would read as the claim's declared reason).
+NONFINITE_STATEMENT_ERROR = 1e6
+
+
 def beyond_rounding(stated: jnp.ndarray, bound: jnp.ndarray, truth: jnp.ndarray, tolerance: dict,
                     truth_rounding: jnp.ndarray | float = 0.0) -> jnp.ndarray:
-    """`stated`, or NaN where the two sides' own rounding, the statement's bound (`numerics.rounding`)
-    plus the truth's (`truth_rounding`, absolute), exceeds half its dtype's tolerance relative to the
-    truth's scale (`error_scale`). There the comparison cannot tell a right formula from a wrong
-    one. The claim declares such draws (`Claim.nonfinite_reason`): counted and reported, not
-    judged; a sweep that keeps none is inconclusive. Whether a draw is set aside depends on the
-    rounding and the truth's scale only, never on the error."""
-    allowed = tolerance[jnp.dtype(stated.dtype).name] / 2
-    lost = jnp.max(bound) + truth_rounding > allowed * error_scale(truth)
-    return jnp.where(lost, jnp.nan, stated)
+    """`stated`, or NaN where the comparison's own rounding exceeds half its dtype's tolerance
+    relative to the truth's scale (`error_scale`): `bound` bounds a closed form's rounding
+    (`numerics.rounding`), `truth_rounding` the truth's, absolute. There no comparison can tell
+    a right formula from a wrong one. The claim declares such draws (`Claim.nonfinite_reason`):
+    counted and reported, not judged; a sweep that keeps none is inconclusive. Which draws are
+    set aside never depends on the error. Where `bound` is the statement's own (not a derived
+    form's), a wrong statement lost on every draw makes the sweep inconclusive, never a PASS. A
+    statement that is NaN or inf on a judged draw counts as an error of NONFINITE_STATEMENT_ERROR."""
+    scale = error_scale(truth)
+    lost = jnp.max(bound) + truth_rounding > tolerance[jnp.dtype(stated.dtype).name] / 2 * scale
+    judged = jnp.where(jnp.isfinite(stated), stated, truth + NONFINITE_STATEMENT_ERROR * scale)
+    return jnp.where(lost, jnp.nan, judged)
 
 
 def _remember(cache: OrderedDict, key, make, limit: int):

@@ -215,7 +215,9 @@ def log_outcome(outcome: Outcome, log: Callable[[str], None]) -> None:
         return
     result = outcome.result
     # As the table shows it: a statistic with both bounds, and the NaN/inf draws whenever there are any.
-    measured = (f"max error {result.max_error:.2e}{nonfinite_text(result)}" if result.statistic is None
-                else f"{result.statistic} {measured_text(result)}")
+    every_draw_lost = result.statistic is None and result.trials and result.nonfinite == result.trials
+    measured = (f"max error {result.max_error:.2e}{nonfinite_text(result)}"
+                if result.statistic is None and not every_draw_lost
+                else measured_text(result) if every_draw_lost else f"{result.statistic} {measured_text(result)}")
     log(f"claim {outcome.claim_id:32s} {outcome.dtype}: {result.verdict} ({measured}"
         f"{', UNEXPECTED' if result.unexpected else ''})")
