@@ -373,13 +373,13 @@ class Evaluator:
     def sum(self, expr: sp.Sum) -> Tensor:
         """Sum over one or several indices: one einsum contracting all of them. A range
         that does not start at 0, or whose limits depend on outer indices, is a mask."""
-        summand = self.summand(expr, self)
+        summand = self.summand(expr)
         result = contract(summand.factors + summand.masks, summand.keep)
         return Tensor(result.value * summand.copies, summand.keep) if summand.copies != 1 else result
 
-    def summand(self, expr: sp.Sum, visit: Callable[[sp.Expr], object]) -> Summand:
-        """Bind the sum's indices, apply `visit` to each factor of its body (their values, or
-        whatever a subclass needs, e.g. `numerics.rounding`), and unbind them again."""
+    def summand(self, expr: sp.Sum, visit: Callable[[sp.Expr], object] | None = None) -> Summand:
+        """Bind the sum's indices, evaluate each factor of its body (and apply `visit` to each,
+        e.g. `numerics.rounding`'s error bound), and unbind them again."""
         body, bound, masks = expr.function, [], []
         limits = [tuple(limit) for limit in reversed(expr.limits)]  # outermost first
         added: list[sp.Symbol] = []
@@ -402,7 +402,7 @@ class Evaluator:
                     inside = (here.aligned(axes) >= lo.aligned(axes)) & (here.aligned(axes) <= hi.aligned(axes))
                     masks.append(Tensor(jnp.where(jnp.asarray(inside), 1.0, 0.0), axes))
             factors = [self(f) for f in sp.Mul.make_args(body)]
-            visited = factors if visit is self else [visit(f) for f in sp.Mul.make_args(body)]
+            visited = [visit(f) for f in sp.Mul.make_args(body)] if visit is not None else []
             sizes = {x: self.ranges[x] for x in bound}
         finally:
             for x in added:
@@ -421,7 +421,7 @@ class Summand:
     """A sum's body, evaluated with its indices bound (`Evaluator.summand`)."""
 
     factors: list[Tensor]  # the body's factors' values
-    visited: list  # what the caller's `visit` made of each factor
+    visited: list  # what the caller's `visit` made of each factor (empty without one)
     masks: list[Tensor]  # 1.0 inside the summation range, 0.0 outside (limits that are not 0..n-1)
     keep: tuple[sp.Symbol, ...]  # the axes left after summing
     copies: int  # bound indices the body does not depend on: the sum is this many copies

@@ -103,21 +103,21 @@ class BoundedEvaluator(Evaluator):
     def _error(self, expr: sp.Expr) -> Tensor | None:
         if isinstance(expr, sp.Sum):
             return self._summed(expr)
-        value, u = self(expr), self.u
+        value = self(expr)
         if isinstance(expr, (sp.Indexed, sp.Symbol)) or expr in (sp.true, sp.false):
             return None
         if expr.is_Number or expr.is_NumberSymbol:  # exact when float32 holds it (integers to 2^24, 1/2, ...)
             exact = expr.is_Rational and abs(expr) <= 2 ** 24 and sp.Rational(float(np.float32(float(expr)))) == expr
-            return None if exact else Tensor(u * jnp.abs(value.value) + self.tiny, ())
+            return None if exact else Tensor(self.u * jnp.abs(value.value) + self.tiny, ())
         if isinstance(expr, (sp.KroneckerDelta, *relation_functions(), sp.And, sp.Or, sp.Not)):
             return None  # conditions are taken as computed (module docstring)
         if isinstance(expr, sp.Add):
-            return self._added(expr, u)
+            return self._added(expr)
         if isinstance(expr, sp.Mul):
             factors = [self(arg) for arg in expr.args]
-            return self._product(factors, [self.error(arg) for arg in expr.args], value.axes, terms=1, u=u)
+            return self._product(factors, [self.error(arg) for arg in expr.args], value.axes, terms=1)
         if isinstance(expr, sp.Pow):
-            return self._power(expr, value, u)
+            return self._power(expr, value)
         if isinstance(expr, (sp.Max, sp.Min)):
             return self._largest([self.error(arg) for arg in expr.args])
         if isinstance(expr, sp.Heaviside) or type(expr) is sp.sign:
@@ -130,20 +130,20 @@ class BoundedEvaluator(Evaluator):
         if isinstance(expr, sp.Piecewise):
             return self._piecewise(expr)
         if type(expr) in elementwise_functions():
-            return self._function(expr, value, u)
+            return self._function(expr, value)
         raise CompileError(f"no rounding rule for {type(expr).__name__}")  # every node compile.py evaluates has one
 
-    def _added(self, expr: sp.Add, u: float) -> Tensor:
+    def _added(self, expr: sp.Add) -> Tensor:
         terms = [self(arg) for arg in expr.args]
         total = Tensor(jnp.abs(terms[0].value), terms[0].axes)
         for term in terms[1:]:
             total = _plus(total, _abs(term))
-        bound = Tensor(gamma(len(terms) - 1, u) * total.value + (len(terms) - 1) * self.tiny, total.axes)
+        bound = Tensor(gamma(len(terms) - 1, self.u) * total.value + (len(terms) - 1) * self.tiny, total.axes)
         for arg in expr.args:
             bound = _plus(bound, self.error(arg))
         return bound
 
-    def _product(self, factors: list[Tensor], errors: list, keep: tuple, *, terms: int, u: float) -> Tensor:
+    def _product(self, factors: list[Tensor], errors: list, keep: tuple, *, terms: int) -> Tensor:
         """A sum of `terms` products of `factors` (one einsum): the operands' errors carried
         through exactly (``einsum(|x| + e) - einsum(|x|)``) and the einsum's own rounding."""
         magnitudes = [_abs(f) for f in factors]
@@ -151,19 +151,19 @@ class BoundedEvaluator(Evaluator):
         upper = contract(widened, keep)
         carried = 0.0 if all(e is None for e in errors) else upper.value - contract(magnitudes, keep).value
         # Its own rounding, plus that of computing `carried` as a difference of two roundings of it.
-        own = 3 * gamma(terms + len(factors), u) * upper.value + 2 * (terms + len(factors)) * self.tiny
+        own = 3 * gamma(terms + len(factors), self.u) * upper.value + 2 * (terms + len(factors)) * self.tiny
         return Tensor(carried + own, keep)
 
     def _summed(self, expr: sp.Sum) -> Tensor:
-        summand, u = self.summand(expr, self.error), self.u
+        summand = self.summand(expr, self.error)
         bound = self._product(summand.factors + summand.masks, summand.visited + [None] * len(summand.masks),
-                              summand.keep, terms=summand.terms, u=u)
+                              summand.keep, terms=summand.terms)
         if summand.copies != 1:  # the sum times the number of identical copies: one more rounding
-            bound = Tensor(bound.value * summand.copies * (1 + u)
-                            + u * jnp.abs(self(expr).aligned(summand.keep)) + self.tiny, summand.keep)
+            bound = Tensor(bound.value * summand.copies * (1 + self.u)
+                            + self.u * jnp.abs(self(expr).aligned(summand.keep)) + self.tiny, summand.keep)
         return bound
 
-    def _power(self, expr: sp.Pow, value: Tensor, u: float) -> Tensor | None:
+    def _power(self, expr: sp.Pow, value: Tensor) -> Tensor | None:
         base, bound = self(expr.base), self.error(expr.base)
         exponent = expr.exp
         if exponent.is_Integer:
@@ -171,7 +171,7 @@ class BoundedEvaluator(Evaluator):
             if n == 0:
                 return None
             magnitude = jnp.abs(base.value)
-            own = gamma(2 * abs(n) + 1, u) * jnp.abs(value.value) + (2 * abs(n) + 1) * self.tiny
+            own = gamma(2 * abs(n) + 1, self.u) * jnp.abs(value.value) + (2 * abs(n) + 1) * self.tiny
             if bound is None:
                 return Tensor(own, base.axes)
             e = bound.aligned(base.axes)
@@ -191,13 +191,13 @@ class BoundedEvaluator(Evaluator):
                                   jnp.abs(jnp.maximum(magnitude - e, 0.0) ** y - magnitude ** y))
         if power_bound is not None:  # b ** (y + d) = b ** y * b ** d
             carried = carried + (v + carried) * jnp.expm1(jnp.abs(jnp.log(magnitude)) * power_bound.aligned(axes))
-        return Tensor(carried + FUNCTION_ROUNDING["pow"] * u * (v + carried) + self.tiny, axes)
+        return Tensor(carried + FUNCTION_ROUNDING["pow"] * self.u * (v + carried) + self.tiny, axes)
 
-    def _function(self, expr: sp.Expr, value: Tensor, u: float) -> Tensor | None:
+    def _function(self, expr: sp.Expr, value: Tensor) -> Tensor | None:
         name = type(expr).__name__
         inner, bound = self(expr.args[0]), self.error(expr.args[0])
         v = jnp.abs(value.value)
-        own = FUNCTION_ROUNDING.get(name, 0) * u * v + (self.tiny if FUNCTION_ROUNDING.get(name, 0) else 0.0)
+        own = FUNCTION_ROUNDING.get(name, 0) * self.u * v + (self.tiny if FUNCTION_ROUNDING.get(name, 0) else 0.0)
         if bound is None:
             return Tensor(own, value.axes) if name != "Abs" else None
         e, x = bound.aligned(value.axes), inner.aligned(value.axes)

@@ -1,6 +1,7 @@
 """The rounding bound of a compiled expression (`numerics.rounding`, docs/theory.md §10.5): it must
 cover what rounding does, the check of that can fail, and claims use it to set aside draws that
-no float64 evaluation of their statement could judge, never draws where a formula is wrong."""
+no float64 comparison could judge; a wrong formula is still caught on the draws kept, and a wrong
+leave-one-out statement cannot set its own draws aside."""
 
 import jax
 import jax.numpy as jnp

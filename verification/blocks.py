@@ -90,7 +90,7 @@ def error_scale(rhs: jnp.ndarray) -> jnp.ndarray:
 NONFINITE_STATEMENT_ERROR = 1e6
 
 
-def beyond_rounding(stated: jnp.ndarray, bound: jnp.ndarray, truth: jnp.ndarray, tolerance: dict,
+def set_aside_lost(stated: jnp.ndarray, bound: jnp.ndarray, truth: jnp.ndarray, tolerance: dict,
                     truth_rounding: jnp.ndarray | float = 0.0) -> jnp.ndarray:
     """`stated`, or NaN where the comparison's own rounding exceeds half its dtype's tolerance
     relative to the truth's scale (`error_scale`): `bound` bounds a closed form's rounding

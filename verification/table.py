@@ -34,11 +34,16 @@ def nonfinite_text(r: ClaimResult) -> str:
     return f" ({r.trials - r.nonfinite} of {r.trials} draws used; {r.nonfinite} NaN/inf, {why})"
 
 
+def no_error_measured(r: ClaimResult) -> bool:
+    """An identity whose every draw was NaN / inf (declared or not): there is no error to show."""
+    return r.statistic is None and bool(r.trials) and r.nonfinite == r.trials
+
+
 def _measured_value(r: ClaimResult) -> str:
     if r.statistic is None and "error" in r.statistics:  # a per-draw summary's error (`fraction_above`, least 1)
         shown = ", ".join(f"{k} {r.statistics[k]:.3g}" for k in ("min", "fraction") if k in r.statistics)
         return f"error {r.max_error:.2e}; per draw: median {r.median_error:.3g}" + (f", {shown}" if shown else "")
-    if r.statistic is None and r.trials and r.nonfinite == r.trials:  # every draw set aside: no error to show
+    if no_error_measured(r):
         return "no error measured"
     if r.statistic is None:
         return f"max {r.max_error:.2e}, median {r.median_error:.2e}"

@@ -42,7 +42,7 @@ from typing import Any
 from attnverify.numerics import host_devices
 from attnverify.verification.registry import REGISTRY, Claim, is_builtin
 from attnverify.verification.sweep import ClaimResult, run_claim
-from attnverify.verification.table import measured_text, nonfinite_text
+from attnverify.verification.table import measured_text, no_error_measured, nonfinite_text
 
 from attnverify.errors import InputError
 from attnverify.spec import ModelSpec
@@ -215,9 +215,11 @@ def log_outcome(outcome: Outcome, log: Callable[[str], None]) -> None:
         return
     result = outcome.result
     # As the table shows it: a statistic with both bounds, and the NaN/inf draws whenever there are any.
-    every_draw_lost = result.statistic is None and result.trials and result.nonfinite == result.trials
-    measured = (f"max error {result.max_error:.2e}{nonfinite_text(result)}"
-                if result.statistic is None and not every_draw_lost
-                else measured_text(result) if every_draw_lost else f"{result.statistic} {measured_text(result)}")
+    if result.statistic is not None:
+        measured = f"{result.statistic} {measured_text(result)}"
+    elif no_error_measured(result):
+        measured = measured_text(result)
+    else:
+        measured = f"max error {result.max_error:.2e}{nonfinite_text(result)}"
     log(f"claim {outcome.claim_id:32s} {outcome.dtype}: {result.verdict} ({measured}"
         f"{', UNEXPECTED' if result.unexpected else ''})")

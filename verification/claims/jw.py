@@ -19,8 +19,8 @@ from attnverify.numerics import model as nm
 from attnverify.numerics.compile import compile_expression
 from attnverify.numerics.quantities import symbol_arrays
 from attnverify.numerics.related import jain_wallace as njw
-from attnverify.numerics.rounding import compile_with_rounding_bound
-from attnverify.verification.blocks import beyond_rounding
+from attnverify.numerics.rounding import compile_with_rounding_bound, unit_roundoff
+from attnverify.verification.blocks import set_aside_lost
 from attnverify.verification.registry import PAPER_HYPOTHESES, Claim, register
 
 from attnverify.lazy import lazy_module
@@ -140,7 +140,7 @@ def output_rounding(params, embeddings: tuple, spec: ModelSpec) -> jnp.ndarray:
     OUTPUT_ROUNDING u (1 + max |gamma|) max |s|. A score's rounding, eps |gamma|, is the weights'
     relative error (docs/theory.md §10.5), and |f| <= max |s| for a logit-link mean of heads.
     Two outputs computed from different documents differ by up to twice this in rounding alone."""
-    u = float(jnp.finfo(embeddings[0].dtype).eps) / 2
+    u, _ = unit_roundoff(embeddings[0].dtype)
     scores = jnp.max(jnp.stack([jnp.max(jnp.abs(nm.scores(params, e, spec))) for e in embeddings]))
     readouts = jnp.max(jnp.stack([jnp.max(jnp.abs(nm.readouts(params, e, spec)[:, :, spec.explained_class]))
                                   for e in embeddings]))
@@ -161,7 +161,7 @@ def _loo(reindexed: bool):
         def compare(params, tokens, e):
             (_, bound), truth = derived(params, e), njw.loo_no_reindex(params, e, spec)
             rounding = 2 * output_rounding(params, (e,), spec)  # f and f(xi_-t): the rows of e
-            return beyond_rounding(stated(params, e)[1:], bound[1:], truth, CANCELLING, rounding), truth
+            return set_aside_lost(stated(params, e)[1:], bound[1:], truth, CANCELLING, rounding), truth
 
         return compare
 
@@ -208,7 +208,7 @@ def _unk(spec):
         truth = jnp.where(jnp.any(replaced != tokens), truth, 0.0)
         value, bound = bounded(params, e, extra)
         rounding = 2 * output_rounding(params, (e, e_replaced), spec)
-        return beyond_rounding(value, bound, truth, CANCELLING, rounding), truth
+        return set_aside_lost(value, bound, truth, CANCELLING, rounding), truth
 
     return compare
 
@@ -257,10 +257,11 @@ def _moments(which: int, one_head: bool = False):
             alpha = nm.attention(params, e, spec)
             s = nm.readouts(params, e, spec)[:, :, spec.explained_class]
             rest = njw.unpermuted_rest(params, e, spec, m, heads)
-            moments = stated(moment_arrays(alpha, s, m, one_head))
-            if which == 1:
-                enumerated = _variance_beyond_rounding(enumerated, outputs, alpha, s)
-            return enumerated, moments[which] + (rest if which == 0 else 0.0)
+            moment = stated(moment_arrays(alpha, s, m, one_head))[which] + (rest if which == 0 else 0.0)
+            if which == 1:  # the variance's own rounding: decided from the enumeration, never the statement
+                moment = set_aside_lost(moment, 0.0, enumerated, CANCELLING,
+                                        _variance_rounding(enumerated, outputs, alpha, s))
+            return enumerated, moment
 
         return compare
 
@@ -272,20 +273,16 @@ def _moments(which: int, one_head: bool = False):
 PERMUTED_ROUNDING = 16
 
 
-def _variance_beyond_rounding(variance, outputs, alpha, s):
-    """The enumerated variance, or NaN where the outputs' own rounding (delta each) could move it
-    by more than half the tolerance (2 sqrt(V) delta + delta^2 > tol / 2 V): where attention
-    saturates, the m! outputs can differ by less than their rounding, and their variance is
-    then rounding noise (docs/theory.md §10.5). Decided from the enumeration and the model's
-    terms, never from the statement or the error."""
+def _variance_rounding(variance, outputs, alpha, s):
+    """How far the outputs' own rounding (delta each) can move their variance V: 2 sqrt(V) delta +
+    delta^2. Where attention saturates, the m! outputs can differ by less than their rounding, and
+    their variance is then rounding noise (docs/theory.md §10.5)."""
     # What differs between two permutations is only the permuted weights' sum and the final
     # additions: alpha is computed once and read by both sides, so its rounding is no discrepancy.
-    u = float(jnp.finfo(variance.dtype).eps) / 2
+    u, _ = unit_roundoff(variance.dtype)
     terms = jnp.max(jnp.abs(outputs)) + jnp.sum(jnp.abs(alpha * s)) / alpha.shape[0]
     delta = PERMUTED_ROUNDING * u * terms
-    moved = 2 * jnp.sqrt(variance) * delta + delta ** 2
-    lost = moved > CANCELLING[jnp.dtype(variance.dtype).name] / 2 * variance
-    return jnp.where(lost, jnp.nan, variance)
+    return 2 * jnp.sqrt(variance) * delta + delta ** 2
 
 
 def _permutation_proof(spec: ModelSpec) -> str:
