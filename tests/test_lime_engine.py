@@ -127,6 +127,23 @@ def test_paths_agree_with_the_true_model(changes):
         assert float(jnp.max(jnp.abs(other - ref))) > 1e-6
 
 
+def test_deletion_carries_only_the_positions_that_hold_words():
+    # A 5-word document at T = 12: the sums over original positions stop at the word span
+    # (6 = [CLS] + 5 words), still exact; a span that cuts off a word is caught.
+    params = draw_params(jax.random.PRNGKey(2), SPEC, scale=4.0)
+    doc = random_document(jax.random.PRNGKey(4), 4, 5, SPEC.max_len, SPEC.vocab_size)
+    assert lime_structured.word_span(doc.feature, multiple=1) == 6
+    assert lime_structured.word_span(doc.feature) == SPEC.max_len  # 16 rounds past T = 12
+    assert lime_structured.word_span(np.r_[-1, [0] * 20, [-1] * 279]) == 32  # 21 rounds up to 32
+    z = sample_masks(jax.random.PRNGKey(5), 64, 4)
+    ref = lime_eval.outputs(params, doc, z, spec=SPEC, removal="delete", path="generic")
+    data, _ = lime_eval.prepare(params, doc, SPEC, 4, "structured")
+    for span, exact in ((6, True), (9, True), (5, False)):
+        got = lime_eval.outputs(data, doc, z, spec=SPEC, removal="delete", path="structured", span=span)
+        error = float(jnp.max(jnp.abs(got - ref)))
+        assert (error <= 1e-12 * float(jnp.max(jnp.abs(ref)))) == exact, (span, error)
+
+
 def test_structured_path_falls_back_when_weights_underflow():
     # Init scale 300: scores spread by thousands, exp(a - max a) underflows; the structured
     # path must notice (normaliser bound) and use the stable softmax, staying exact.

@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from attnverify.numerics.lime import evaluation as lime_eval
+from attnverify.numerics.lime import structured as lime_structured
 from attnverify.numerics.lime.constants import check_width
 from attnverify.numerics.lime.document import LimeDocument, check_removal, lime_document
 from attnverify.numerics.lime.ridge import RidgeFit, shell_ridge
@@ -77,10 +78,10 @@ def _masks(key: PRNGKeyArray, *, n: int, d: int, dtype) -> jnp.ndarray:
     return sample_masks(key, n, d, dtype=dtype)
 
 
-@functools.partial(jax.jit, static_argnames=("spec", "removal", "path", "model_fn", "chunk_size"))
-def _outputs(data, doc, z, *, spec, removal, path, model_fn, chunk_size) -> tuple[jnp.ndarray, jnp.ndarray]:
+@functools.partial(jax.jit, static_argnames=("spec", "removal", "path", "model_fn", "chunk_size", "span"))
+def _outputs(data, doc, z, *, spec, removal, path, model_fn, chunk_size, span) -> tuple[jnp.ndarray, jnp.ndarray]:
     y = lime_eval.outputs(data, doc, z, spec=spec, removal=removal, path=path, model_fn=model_fn,
-                          chunk_size=chunk_size)
+                          chunk_size=chunk_size, span=span)
     return y, jnp.all(jnp.isfinite(y))
 
 
@@ -103,8 +104,9 @@ def lime_runs(
     path: str,
     model_fn: lime_eval.ModelFn | None = None,
     chunk_size: int = 1000,
-) -> tuple[RidgeFit, jnp.ndarray]:
-    """One LIME fit per key: fits with a leading run axis, and whether all outputs were finite.
+) -> tuple[RidgeFit, bool]:
+    """One LIME fit per key: fits (NumPy arrays) with a leading run axis, and whether all
+    outputs were finite.
 
     Each run is three compiled programs (masks, model outputs, ridge), dispatched in turn
     without waiting (one run's arrays alive at a time; the structured path's underflow check
@@ -112,14 +114,18 @@ def lime_runs(
     vmapped over runs) XLA made them up to 1.5x slower.
     """
     dtype = doc_dtype(data)
+    span = lime_structured.word_span(doc.feature) if path == "structured" and removal == "delete" else None
     fits, finite = [], []
     for key in keys:
         z = _masks(key, n=n, d=d, dtype=dtype)
         y, ok = _outputs(data, doc, z, spec=spec, removal=removal, path=path, model_fn=model_fn,
-                         chunk_size=chunk_size)
+                         chunk_size=chunk_size, span=span)
         fits.append(_fit(z, y, nu, ridge))
         finite.append(ok)
-    return jax.tree_util.tree_map(lambda *runs: jnp.stack(runs), *fits), jnp.all(jnp.stack(finite))
+    # Gathered on the host: the runs are done by then, and a stack of each field per run would
+    # be one more dispatched operation each.
+    all_finite = all(bool(ok) for ok in finite)
+    return RidgeFit(*(np.stack([np.asarray(field) for field in runs]) for runs in zip(*fits, strict=True))), all_finite
 
 
 def doc_dtype(data: Any):
@@ -161,14 +167,14 @@ def lime_explain(
     keys = jax.random.split(key, runs)
     fits, finite = lime_runs(data, doc, keys, nu, ridge, spec=spec, n=n_samples, d=d, removal=removal,
                              path=chosen, model_fn=model_fn, chunk_size=chunk_size)
-    if not bool(jnp.all(finite)):
+    if not finite:
         raise InputError("LIME: the model returned NaN or inf on some perturbed documents")
     return LimeExplanation(
         words=names,
-        coef=np.asarray(fits.coef),
-        intercept=np.asarray(fits.intercept),
-        score=np.asarray(fits.score),
-        local_pred=np.asarray(fits.local_pred),
+        coef=fits.coef,
+        intercept=fits.intercept,
+        score=fits.score,
+        local_pred=fits.local_pred,
         n_samples=n_samples,
         nu=float(nu),
         removal=removal,

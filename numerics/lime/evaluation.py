@@ -88,7 +88,7 @@ def prepare(model: Any, doc: LimeDocument, spec: ModelSpec, d: int, path: str) -
     return (model, None) if isinstance(model, nm.Params) else (None, model)
 
 
-@functools.partial(jax.jit, static_argnames=("spec", "removal", "path", "model_fn", "chunk_size"))
+@functools.partial(jax.jit, static_argnames=("spec", "removal", "path", "model_fn", "chunk_size", "span"))
 def outputs(
     data: Any,
     doc: LimeDocument,
@@ -99,13 +99,15 @@ def outputs(
     path: str,
     model_fn: ModelFn | None = None,
     chunk_size: int = 1000,
+    span: int | None = None,
 ) -> Float[Array, " n"]:
     """f(x(z)) for each mask row of z; `data` and `model_fn` come from `prepare`.
 
     Rows are processed `chunk_size` at a time (`jax.lax.map` over chunks). The structured
     path multiplies precomputed word and position weights (no exp per sample; deletion
     without building token arrays) and falls back to a stable softmax when a normaliser
-    could underflow.
+    could underflow. span: for deletion on the structured path, the original positions
+    that can hold words (`lime_structured.word_span`; default all T).
     """
     n, d = z.shape
     chunk = min(chunk_size, n)
@@ -114,7 +116,7 @@ def outputs(
     perturb_all = jax.vmap(perturb, in_axes=(None, 0, None))
 
     if path == "structured":
-        form = lime_structured.delete_form(data, doc.tokens, doc.feature, d) if removal == "delete" else None
+        form = lime_structured.delete_form(data, doc.tokens, doc.feature, d, span) if removal == "delete" else None
 
         def fast_chunk(masks):
             if removal == "delete":

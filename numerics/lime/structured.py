@@ -15,6 +15,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from attnverify.numerics import model as nm
 from jaxtyping import Array, Float, Int
 
@@ -166,8 +167,18 @@ class DeleteForm(NamedTuple):
     cls_numerator: Float[Array, "K C"]
 
 
-def delete_form(tab: Tables, tokens: Int[Array, " T"], feature: Int[Array, " T"], d: int) -> DeleteForm:
-    """Per-document precomputation for `delete_outputs`: O(T K + d T)."""
+def delete_form(
+    tab: Tables, tokens: Int[Array, " T"], feature: Int[Array, " T"], d: int, span: int | None = None
+) -> DeleteForm:
+    """Per-document precomputation for `delete_outputs`: O(T K + d T).
+
+    span: how many original positions to carry (static; default T). Every word must lie
+    before it (`word_span`): the positions after the last word hold no word, contribute
+    nothing to the sums over t (their weights are 0) and are left out, so a short document
+    costs O(K span) per sample, not O(K T). The new positions p keep all T.
+    """
+    cls_token = tokens[0]
+    tokens, feature = tokens[:span], feature[:span]
     is_word = feature >= 0
     ww = jnp.where(is_word[:, None], tab.word_weight[tokens], 0.0)
     wc = jnp.where(is_word[:, None, None], tab.word_weighted_readout[tokens], 0.0)
@@ -184,7 +195,7 @@ def delete_form(tab: Tables, tokens: Int[Array, " T"], feature: Int[Array, " T"]
         return jnp.concatenate([x, jnp.zeros_like(x[:1])])
 
     membership = feature[None, :] == jnp.arange(d)[:, None]
-    cls_w, cls_wc = tab.word_weight[tokens[0]], tab.word_weighted_readout[tokens[0]]
+    cls_w, cls_wc = tab.word_weight[cls_token], tab.word_weighted_readout[cls_token]
     return DeleteForm(
         occurrences=jnp.cumsum(membership, axis=1).astype(jnp.float32),
         feature=jnp.where(is_word, feature, 0), is_word=is_word,
@@ -195,6 +206,16 @@ def delete_form(tab: Tables, tokens: Int[Array, " T"], feature: Int[Array, " T"]
     )
 
 
+def word_span(feature, multiple: int = 16) -> int:
+    """The `span` of `delete_form` for a document (host-side): one past its last word position,
+    rounded up to a multiple of `multiple` (so documents of similar length share one compiled
+    program) and at most T."""
+    feature = np.asarray(feature)
+    words = np.nonzero(feature >= 0)[0]
+    last = int(words[-1]) if words.size else 0
+    return min(feature.shape[0], -(-(last + 1) // multiple) * multiple)
+
+
 def delete_outputs(form: DeleteForm, tab: Tables, z: Float[Array, "n d"], spec: ModelSpec) -> jnp.ndarray:
     """f for binary masks z under deletion (valid when `normaliser_bound` is far from underflow).
 
@@ -203,7 +224,8 @@ def delete_outputs(form: DeleteForm, tab: Tables, z: Float[Array, "n d"], spec: 
     CPU); removed words point at the tables' zero row; two gathers of position weights and
     the UNK tail from suffix sums: O(K T) per sample, no scatter.
     """
-    T, K, C = form.word_weighted_readout.shape
+    C = form.word_weighted_readout.shape[-1]
+    T = form.position_weight.shape[0] - 1  # the zero row
     position = jnp.matmul(z.astype(jnp.float32), form.occurrences, precision=jax.lax.Precision.HIGHEST)
     position = (position + 0.5).astype(jnp.int32)  # (n, T): p_t if word t is kept
     kept = position[:, -1]  # L', the number of kept words
