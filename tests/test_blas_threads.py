@@ -26,7 +26,9 @@ def _threads(**env: str) -> dict[str, int]:
 
 def test_jaxlibs_blas_runs_on_one_thread_and_a_users_choice_is_kept():
     default = _threads()
-    assert default and set(default.values()) == {1}
+    if not default:
+        pytest.skip("scipy's BLAS is not its bundled OpenBLAS here")
+    assert set(default.values()) == {1}
     # Can fail: the user's own setting must win (and it is visible to threadpoolctl).
     chosen = _threads(OPENBLAS_NUM_THREADS="2")
     assert set(chosen.values()) == {2}

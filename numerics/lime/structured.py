@@ -222,7 +222,7 @@ def delete_outputs(form: DeleteForm, tab: Tables, z: Float[Array, "n d"], spec: 
     Per sample: the new position of every word, p_t = z @ O (kept words up to t: one float32
     matmul, exact for integer counts below 2^24, and much faster than a cumulative sum on
     CPU); removed words point at the tables' zero row; two gathers of position weights and
-    the UNK tail from suffix sums: O(K T) per sample, no scatter.
+    the UNK tail from suffix sums: O(K span) per sample (`delete_form`), no scatter.
     """
     C = form.word_weighted_readout.shape[-1]
     T = form.position_weight.shape[0] - 1  # the zero row
