@@ -103,7 +103,7 @@ def bench_versus_lime(quick: bool) -> dict:
         # (numerics/__init__.py), and on a thread per core, OpenBLAS's own default: lime's
         # faster time is the one compared.
         lime_by_threads = {}
-        for threads in (1, os.cpu_count() or 1):
+        for threads in sorted({1, os.cpu_count() or 1}):
             with threadpool_limits(limits=threads, user_api="blas"):
                 start = time.perf_counter()
                 for _ in range(1 if quick else 3):
