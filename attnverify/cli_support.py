@@ -54,11 +54,14 @@ def spec_from_args(args: argparse.Namespace, default: ModelSpec) -> ModelSpec:
 def enable_x64() -> None:
     # Identity checks run in float64; this must happen before any array exists. Every command
     # and API call that computes starts here, so this is also where a known defect of the
-    # installed JAX is reported (numerics.known_defects), and where XLA is asked for one CPU
-    # device per core (numerics.host_devices: before JAX's import, or it has no effect).
+    # installed JAX is reported (numerics.known_defects), where XLA is asked for one CPU
+    # device per core (numerics.host_devices: before JAX's import, or it has no effect), and
+    # the BLAS under JAX's linear algebra for one thread (numerics.blas_threads).
+    from attnverify.numerics.blas_threads import configure_blas_threads
     from attnverify.numerics.host_devices import configure_host_devices
 
     configure_host_devices()
+    configure_blas_threads()
     import jax
 
     from attnverify.numerics.known_defects import warn_known_defects

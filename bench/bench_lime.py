@@ -4,9 +4,9 @@ import argparse
 import json
 import sys
 
-import jax
+from attnverify.cli_support import enable_x64
 
-jax.config.update("jax_enable_x64", True)
+enable_x64()  # as `attnverify bench lime`: float64, a CPU device per core, one BLAS thread
 
 from attnverify.verification.bench.lime_vs_package import lime_benchmarks  # noqa: E402
 

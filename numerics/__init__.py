@@ -3,17 +3,7 @@ explanations. The LIME engine lives in `numerics.lime`, the related papers' quan
 `numerics.related`, corpora and training in `numerics.training`.
 """
 
-import os as _os
-
 from attnverify._faces import face
-
-# XLA owns the cores. On CPU, jaxlib's LAPACK (jnp.linalg.solve, eigh, ...) is scipy's
-# OpenBLAS, whose worker threads busy-wait after every call and so took the cores from the
-# next XLA program: a LIME explanation's evaluation after its ridge solve ran in 19.5 ms
-# instead of 11.3 ms (median, d = 196, two cores; docs/benchmarks.md). Our matrices are at most
-# a few hundred wide, where one BLAS thread loses nothing. Read when scipy's library loads
-# (JAX's first linear-algebra call); a value the user set is kept.
-_os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 _EXPORTS = {
     "ARRAYS": "modelfile",
@@ -43,6 +33,7 @@ _EXPORTS = {
     "compile_expression": "compile",
     "compile_with_rounding_bound": "rounding",
     "compiled_quantity": "plugin_model",
+    "configure_blas_threads": "blas_threads",
     "configure_cache": "compilation_cache",
     "derivation_entries": "compilation_cache",
     "draw_document": "draws",

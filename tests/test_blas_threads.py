@@ -1,6 +1,6 @@
-"""scipy's OpenBLAS, which jaxlib's LAPACK calls on CPU, runs on one thread once the JAX layer is
-imported (`numerics/__init__.py`: its idle threads busy-wait and took the cores from XLA), and a
-thread count the user set is kept."""
+"""scipy's OpenBLAS, which jaxlib's LAPACK calls on CPU, runs on one thread in every command and
+API call (`numerics.blas_threads`, from `cli_support.enable_x64`: its idle threads busy-waited and
+took the cores from XLA), and a thread count the user set is kept."""
 
 import json
 import os
@@ -11,7 +11,9 @@ import pytest
 
 threadpoolctl = pytest.importorskip("threadpoolctl")  # scikit-learn's, in the test extras
 
-_PROBE = ("import attnverify.numerics, jax.numpy as jnp, json, threadpoolctl\n"
+_PROBE = ("from attnverify.cli_support import enable_x64\n"
+          "enable_x64()\n"
+          "import jax.numpy as jnp, json, threadpoolctl\n"
           "jnp.linalg.solve(jnp.eye(3), jnp.ones(3)).block_until_ready()\n"
           "print(json.dumps({i['filepath']: i['num_threads'] for i in threadpoolctl.threadpool_info()"
           " if 'scipy' in i['filepath']}))\n")
