@@ -100,7 +100,7 @@ def bench_versus_lime(quick: bool) -> dict:
         explainer = LimeTextExplainer(random_state=0, **lime_options)  # kernel_width=25
         d = len(set(ws)) if lime_options["bow"] else len(ws)
         # lime's BLAS (scikit-learn's ridge) on one thread, as the JAX layer sets it
-        # (numerics/__init__.py), and on a thread per core, OpenBLAS's own default: lime's
+        # (numerics/blas_threads.py), and on a thread per core, OpenBLAS's own default: lime's
         # faster time is the one compared.
         lime_by_threads = {}
         for threads in sorted({1, os.cpu_count() or 1}):
