@@ -152,13 +152,15 @@ def outputs_fast(tab: Tables, tokens: Int[Array, "n T"], spec: ModelSpec) -> jnp
 
 class DeleteForm(NamedTuple):
     """Deletion without building token arrays: the word at original position t keeps its word
-    part and moves to p_t = (kept words up to t); UNK fills positions L' + 1 .. T - 1."""
+    part and moves to p_t = (kept words up to t); UNK fills positions L' + 1 .. T - 1. The
+    original positions t run over 0..S-1 (S, the span, at most T: `delete_form`), the new
+    positions p over all T."""
 
-    occurrences: Float[Array, "d T"]  # O[j, t] = occurrences of feature j at positions <= t (float32)
-    feature: Int[Array, " T"]  # feature of word position t (0 elsewhere, where `is_word` is False)
-    is_word: Array  # (T,) bool
-    word_weight: Float[Array, "T K"]  # exp(a(w_t)) at original word positions (0 elsewhere)
-    word_weighted_readout: Float[Array, "T K C"]  # exp(a(w_t)) c(w_t)
+    occurrences: Float[Array, "d S"]  # O[j, t] = occurrences of feature j at positions <= t (float32)
+    feature: Int[Array, " S"]  # feature of word position t (0 elsewhere, where `is_word` is False)
+    is_word: Array  # (S,) bool
+    word_weight: Float[Array, "S K"]  # exp(a(w_t)) at original word positions (0 elsewhere)
+    word_weighted_readout: Float[Array, "S K C"]  # exp(a(w_t)) c(w_t)
     position_weight: Float[Array, "T1 K"]  # exp(b(p)), p = 0..T-1, then a zero row (removed words)
     position_weighted_readout: Float[Array, "T1 K C"]  # exp(b(p)) d(p), then a zero row
     tail_weight: Float[Array, "T1 K"]  # sum_{p >= q} exp(a(UNK) + b(p)), q = 0..T
@@ -227,7 +229,7 @@ def delete_outputs(form: DeleteForm, tab: Tables, z: Float[Array, "n d"], spec: 
     C = form.word_weighted_readout.shape[-1]
     T = form.position_weight.shape[0] - 1  # the zero row
     position = jnp.matmul(z.astype(jnp.float32), form.occurrences, precision=jax.lax.Precision.HIGHEST)
-    position = (position + 0.5).astype(jnp.int32)  # (n, T): p_t if word t is kept
+    position = (position + 0.5).astype(jnp.int32)  # (n, S): p_t if word t is kept
     kept = position[:, -1]  # L', the number of kept words
     keep = (jnp.take(z, form.feature, axis=1) > 0.5) & form.is_word
     index = jnp.where(keep, position, T)  # removed words and [CLS]/padding read the zero row
