@@ -197,7 +197,8 @@ class BoundedEvaluator(Evaluator):
         name = type(expr).__name__
         inner, bound = self(expr.args[0]), self.error(expr.args[0])
         v = jnp.abs(value.value)
-        own = FUNCTION_ROUNDING.get(name, 0) * self.u * v + (self.tiny if FUNCTION_ROUNDING.get(name, 0) else 0.0)
+        units = FUNCTION_ROUNDING.get(name, 0)  # Abs: exact
+        own = units * self.u * v + (self.tiny if units else 0.0)
         if bound is None:
             return Tensor(own, value.axes) if name != "Abs" else None
         e, x = bound.aligned(value.axes), inner.aligned(value.axes)
