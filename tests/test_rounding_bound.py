@@ -3,6 +3,8 @@ cover what rounding does, the check of that can fail, and claims use it to set a
 no float64 comparison could judge; a wrong formula is still caught on the draws kept, and a wrong
 leave-one-out statement cannot set its own draws aside."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -67,11 +69,24 @@ def _model_cases(spec: ModelSpec, scale: float, seed: int):
     yield "unk", tjw.unk_replacement_statement(model), (), {}, {**arrays, **unk}
 
 
-def _uncovered(expr, free, axes, arrays32) -> float:
+def _bounded(expr, free, axes):
+    """The jitted value and bound of `expr` (built and traced anew at each call)."""
+    return jax.jit(compile_with_rounding_bound(expr, free, axes=axes, ranges={t: T}))
+
+
+@functools.cache
+def _bounded_once(expr, free, axes_items):
+    """`_bounded`, built and traced once per expression (every seed and scale has the same
+    shapes), so the sweep below compiles each expression once per dtype."""
+    return _bounded(expr, free, dict(axes_items))
+
+
+def _uncovered(expr, free, axes, arrays32, *, evaluate=None) -> float:
     """The largest |float32 value - float64 value| over the float32 bound (plus the float64 one,
     which the float64 value carries): above 1 the bound does not cover the float32 rounding. Both
-    evaluations read the same numbers (the float32 arrays, widened exactly)."""
-    evaluate = jax.jit(compile_with_rounding_bound(expr, free, axes=axes, ranges={t: T}))
+    evaluations read the same numbers (the float32 arrays, widened exactly). `evaluate`: the
+    bounded evaluation to use (default `_bounded_once`)."""
+    evaluate = evaluate or _bounded_once(expr, free, tuple(sorted(axes.items())))
     v32, b32 = evaluate(arrays32)
     v64, b64 = evaluate({k: jnp.asarray(a, jnp.float64) for k, a in arrays32.items()})
     gap = np.abs(np.asarray(v32, np.float64) - np.asarray(v64))
@@ -102,7 +117,9 @@ def test_a_bound_without_rounding_is_caught(monkeypatch):
     monkeypatch.setattr(rounding, "FUNCTION_ROUNDING", dict.fromkeys(rounding.FUNCTION_ROUNDING, 0))
     monkeypatch.setattr(rounding, "unit_roundoff", lambda dtype: (0.0, 0.0))
     arrays = _synthetic_arrays(jax.random.PRNGKey(0), 1.0)
-    assert _uncovered(SYNTHETIC["softmax average"], (t,), AXES, arrays) > 1.0
+    expr = SYNTHETIC["softmax average"]
+    # Built here, under the patch: `_bounded_once` may hold the same expression with every rounding in.
+    assert _uncovered(expr, (t,), AXES, arrays, evaluate=_bounded(expr, (t,), AXES)) > 1.0
 
 
 def test_the_value_is_compile_expressions():
