@@ -82,6 +82,7 @@ def check_cache_location(path: Path, *, create: bool) -> None:
     if is_file:
         raise CacheLocationError(f"compilation cache {path} is a file, not a folder")
     if not create:
+        _check_creatable(path)
         return
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -89,6 +90,23 @@ def check_cache_location(path: Path, *, create: bool) -> None:
         raise CacheLocationError(f"cannot create compilation cache folder {path}: {err.strerror or err}") from None
     if not os.access(path, os.W_OK | os.X_OK):
         raise CacheLocationError(f"compilation cache folder {path} is not writable")
+
+
+def _check_creatable(path: Path) -> None:
+    """Raise `CacheLocationError` when a missing `path` could never be made: its nearest existing
+    ancestor is a file, or a folder this process cannot write to (what `mkdir` would refuse)."""
+    missing = path
+    try:
+        while not missing.exists() and missing.parent != missing:
+            missing = missing.parent
+    except OSError as err:
+        raise CacheLocationError(f"cannot reach compilation cache folder {path}: {err.strerror or err}") from None
+    if missing == path:
+        return
+    if not missing.is_dir():
+        raise CacheLocationError(f"cannot create compilation cache folder {path}: {missing} is a file")
+    if not os.access(missing, os.W_OK | os.X_OK):
+        raise CacheLocationError(f"cannot create compilation cache folder {path}: {missing} is not writable")
 
 
 def configure_cache(path: Path | None) -> Path | None:

@@ -165,7 +165,10 @@ def test_an_unwritable_cache_location_falls_back_to_no_cache(own_cache, capsys, 
     assert main(["spec", "--max-len", "8"]) == 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("attnverify: warning: cannot create compilation cache folder")
-    assert main(["cache", "info"]) == 0  # reported, not created
+    # `cache info` reports the location as unusable (it said "does not exist yet", exit 0), creating nothing.
+    assert main(["cache", "info"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"attnverify: error: cannot create compilation cache folder {blocker / 'xla'}: {blocker} is a file"]
     assert not (blocker / "xla").exists()
 
 
