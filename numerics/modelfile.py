@@ -15,6 +15,7 @@ import functools
 import os
 import struct
 import tempfile
+import tokenize
 import zipfile
 import zlib
 from collections.abc import Callable, Mapping
@@ -62,7 +63,8 @@ class ModelFile:
 
 
 def atomic_write(path: str | os.PathLike, write) -> None:
-    """Call ``write(tmp_path)`` then rename onto `path`: no half-written file on failure.
+    """Call ``write(tmp_path)`` then rename onto `path`: no half-written file on failure. A
+    `path` that is a symbolic link is written through: its target is replaced, the link stays.
 
     The temporary file sits beside `path` as ``.attnverify-tmp-PID-NAME.XXXX``: removed on any
     exception (the CLI turns SIGINT and SIGTERM into one), and, after a SIGKILL, by the next
@@ -73,6 +75,10 @@ def atomic_write(path: str | os.PathLike, write) -> None:
     if not text.strip():
         raise InputError("the output path is empty")
     path = Path(text)
+    if path.is_symlink():  # written through, as a shell's `>` does: the rename must not replace the link
+        path = Path(os.path.realpath(path))
+        if path.exists() and not path.is_file():
+            raise InputError(f"{text}: links to {path}, which is not a regular file")
     if path.is_dir():
         raise InputError(f"{path}: is a folder, not a file")
     folder = path.parent
@@ -153,7 +159,8 @@ MAX_WORD_CHARS = 1 << 10
 #: Errors a damaged archive or .npy member can raise while being read (zip, zlib, numpy's
 #: header parser); each becomes one `InputError` line. The fuzz test holds this list complete.
 READ_ERRORS = (OSError, ValueError, EOFError, KeyError, SyntaxError, zipfile.BadZipFile, zlib.error,
-               NotImplementedError, RuntimeError, struct.error, OverflowError, TypeError)
+               NotImplementedError, RuntimeError, struct.error, OverflowError, TypeError,
+               tokenize.TokenError)  # NumPy's parser of a member's .npy header raises the last
 
 
 def load(path: str | os.PathLike, *, dtype=np.float64,

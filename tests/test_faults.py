@@ -252,6 +252,30 @@ def test_a_write_stopped_by_a_signal_leaves_no_temporary(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_write_through_a_symbolic_link_replaces_its_target_and_keeps_the_link(tmp_path):
+    # Can fail: the rename replaced the link itself with a file, leaving its target as it was (and,
+    # run as root with --json /dev/stdout redirected to a file, replaced /dev/stdout).
+    from attnverify.numerics.modelfile import atomic_write
+
+    from attnverify.errors import InputError
+
+    target, link = tmp_path / "target.json", tmp_path / "link.json"
+    target.write_text("old")
+    link.symlink_to(target.name)
+    atomic_write(link, lambda tmp: Path(tmp).write_text("new"))
+    assert link.is_symlink() and target.read_text() == "new"
+    dangling = tmp_path / "dangling.json"
+    dangling.symlink_to(tmp_path / "made.json")
+    atomic_write(dangling, lambda tmp: Path(tmp).write_text("made"))
+    assert dangling.is_symlink() and (tmp_path / "made.json").read_text() == "made"
+    to_folder = tmp_path / "folder.json"
+    to_folder.symlink_to(tmp_path)
+    with pytest.raises(InputError, match="which is not a regular file"):
+        atomic_write(to_folder, lambda tmp: Path(tmp).write_text("x"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dangling.json", "folder.json", "link.json", "made.json",
+                                                          "target.json"]
+
+
 def test_a_swallowed_ctrl_c_is_delivered_again(default_signals):
     # JAX swallows a KeyboardInterrupt in a bare `except:` or a gc callback; a Ctrl-C must still stop
     # the command (it used to run to its end and exit 0).

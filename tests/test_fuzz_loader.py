@@ -89,6 +89,18 @@ def test_fortran_order_and_float32_members_load_as_their_values(tmp_path, valid)
     np.testing.assert_array_equal(loaded.params.W_q, w_q.astype(np.float32).astype(np.float64))
 
 
+@pytest.mark.parametrize("byte", [b" ", b"\t", b"\xff"])
+@pytest.mark.parametrize("member", ["W_v.npy", "spec.npy"])
+def test_a_damaged_npy_header_is_one_line(tmp_path, valid, member, byte):
+    # Can fail: the header's opening brace replaced, NumPy's header parser raised tokenize.TokenError,
+    # which the loader did not catch (a traceback and exit code 1 from every command reading --model).
+    content = members(valid)
+    header = content[member]
+    content[member] = header[:10] + byte + header[11:]
+    with pytest.raises(InputError, match="not a readable .npz model file"):
+        load_bytes(tmp_path, archive(content))
+
+
 @FUZZ
 @given(st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), min_size=1, max_size=8))
 def test_fuzz_flipped_bytes(tmp_path, valid, flips):
