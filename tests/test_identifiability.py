@@ -126,6 +126,21 @@ def test_an_enumeration_too_large_for_memory_and_time_is_one_line(tmp_path, caps
     assert err.startswith("attnverify: error: the fiber's vertices: 2.22e+07 supports") and "\n" not in err
 
 
+def test_a_model_with_no_more_positions_than_classes_has_no_vertex_to_enumerate(tmp_path, capsys):
+    # Can fail: with T <= C there is no support of C + 1 positions, and `related fiber` divided by the
+    # zero count (ZeroDivisionError: a traceback and exit code 1).
+    with pytest.raises(InputError, match="no support of 4 positions among T = 3"):
+        nid.check_supports(3, 4)
+    model = tmp_path / "short.npz"
+    sizes = ["--max-len", "3", "--d-embed", "4", "--d-att", "2", "--d-out", "2", "--heads", "1", "--vocab-size", "12",
+             "--classes", "3"]
+    assert main(["init-model", "--out", str(model), *sizes]) == 0
+    capsys.readouterr()
+    assert main(["related", "fiber", "--model", str(model), "--text", "the a"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("attnverify: error: the fiber's vertices: no support of 4 positions") and "\n" not in err
+
+
 # -- effective attention and candidates ---------------------------------------------------------------
 def test_effective_attention_sums_to_one_only_with_ones_in_the_span(head):
     _, alpha, s = head

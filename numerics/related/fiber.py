@@ -85,8 +85,12 @@ SUPPORTS_PER_BATCH = 2**14
 
 
 def check_supports(T: int, r: int) -> None:
-    """Refuse an enumeration of more than `MAX_SUPPORTS` supports, in one line, before any work."""
+    """Refuse an enumeration of more than `MAX_SUPPORTS` supports, or of none (T < r), in one line,
+    before any work."""
     count = math.comb(T, r)
+    if count == 0:
+        raise InputError(f"the fiber's vertices: no support of {r} positions among T = {T} (a vertex has C + 1 "
+                         f"positions: use a model with more positions than classes)")
     if count > MAX_SUPPORTS:
         raise InputError(f"the fiber's vertices: {count:.3g} supports of {r} among T = {T} positions to enumerate, "
                          f"more than {MAX_SUPPORTS:,} (use a model with fewer positions or classes)")
