@@ -185,6 +185,32 @@ def check_compiles(spec: ModelSpec, *, derived: bool = False) -> None:
         node = unsupported(expr)
         if node is not None:
             raise InputError(f"{_origin(spec)}: {what} cannot be compiled to JAX: {node}")
+    if getattr(spec, "plugin", None) is not None:
+        _check_evaluates(spec)
+
+
+def _check_evaluates(spec: ModelSpec) -> None:
+    """One-line `InputError` when the plugin model's compiled forward, attention or logits cannot
+    be evaluated on a model of `spec`'s shapes: a symbol bound to no array, size or index, or a
+    parameter read with another number of indices than it was declared with. Traced abstractly
+    (`jax.eval_shape`): nothing is drawn or compiled."""
+    import jax
+    import jax.numpy as jnp
+
+    from attnverify.numerics import plugin_model as pm
+    from attnverify.numerics.compile import CompileError
+
+    dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32  # `derive` runs without x64
+
+    def quantities(key):
+        params = pm.draw_plugin_params(key, spec, dtype=dtype)
+        e = pm.embed(params, jnp.zeros((spec.max_len,), jnp.int32), spec)
+        return pm.explained_output(params, e, spec), pm.attention(params, e, spec), pm.logits(params, e, spec)
+
+    try:
+        jax.eval_shape(quantities, jax.random.PRNGKey(0))
+    except CompileError as err:
+        raise InputError(f"{_origin(spec)}: the model cannot be evaluated: {err}") from None
 
 
 def _origin(spec: ModelSpec) -> str:

@@ -58,6 +58,14 @@ BAD = {
                      "        return super().score(i, t) + b[i, t]\n", "unknown size L"),
     "uncompilable": ("class Model(SymbolicModel):\n" + SCORE + "        return sp.erf(super().score(i, t))\n",
                      "cannot be compiled to JAX: erf"),
+    # Accepted by `derive` and `init-model`, these crashed `verify` and `explain` with a CompileError traceback.
+    "unbound_symbol": ("class Model(SymbolicModel):\n" + SCORE +
+                       "        return super().score(i, t) + sp.Symbol('zz')\n",
+                       "the model cannot be evaluated: unbound symbol zz"),
+    "wrong_index_count": ("class Model(SymbolicModel):\n" + SCORE +
+                          "        b = self.parameter('b', (symbols.K,))\n"
+                          "        return super().score(i, t) + b[i, t]\n",
+                          "the model cannot be evaluated: b[i, t] has 2 indices, the array b has 1 axes"),
     # SymPy's Sum moves the Piecewise out of itself, condition and all: t and s would be free.
     "piecewise_on_a_summed_index": ("class Model(SymbolicModel):\n    def weight(self, i, t):\n"
                                     "        return sp.Piecewise((super().weight(i, t), t < 5), (0, True))\n",
