@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 from pathlib import Path
 from typing import Any
 
+from attnverify.errors import InputError
 from attnverify.spec import CHOICES, HELP, PAPER, SMALL, ModelSpec
 
 
@@ -69,6 +71,12 @@ def enable_x64() -> None:
     warn_known_defects()
 
     jax.config.update("jax_enable_x64", True)
+    try:  # the backend starts here rather than at the first array: a bad JAX_PLATFORMS is one line
+        jax.devices()
+    except RuntimeError as err:
+        chosen = os.environ.get("JAX_PLATFORMS")
+        setting = f" (JAX_PLATFORMS={chosen!r})" if chosen is not None else ""
+        raise InputError(f"JAX could not start its backend{setting}: {str(err).strip().splitlines()[0]}") from None
 
 
 def write_json(path: str, payload: Any) -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import sys
 
+from attnverify.errors import InputError
 from attnverify.validate import env_count
 
 ENV_VAR = "ATTNVERIFY_CPU_DEVICES"
@@ -36,12 +37,25 @@ def host_device_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def check_xla_flags(flags: str) -> None:
+    """One-line `InputError` for an ``XLA_FLAGS`` that XLA would end the process over: a word
+    that is not an option (XLA reads it as a file of flags), or a device count that is not a
+    positive integer. (An option XLA does not know still ends it: XLA alone knows its options.)"""
+    for word in flags.split():
+        if not word.startswith("--") or len(word) < 3:
+            raise InputError(f"XLA_FLAGS: {word!r} is not an XLA option (--name or --name=value)")
+        name, _, value = word.partition("=")
+        if name == FLAG and not (value.isdigit() and int(value) > 0):
+            raise InputError(f"XLA_FLAGS: {FLAG} must be a positive integer, got {value!r}")
+
+
 def configure_host_devices() -> int | None:
     """Ask XLA for `host_device_count` CPU devices. Returns the count set, or None when it was
     left alone: JAX is already imported (its backend may have started: a notebook, the tests),
-    or ``XLA_FLAGS`` already names a count."""
+    or ``XLA_FLAGS`` already names a count. A malformed ``XLA_FLAGS`` is an `InputError`."""
     count = host_device_count()  # a bad $ATTNVERIFY_CPU_DEVICES is an error wherever it is read
     flags = os.environ.get("XLA_FLAGS", "")
+    check_xla_flags(flags)
     if "jax" in sys.modules or FLAG in flags:
         return None
     os.environ["XLA_FLAGS"] = f"{flags} {FLAG}={count}".strip()

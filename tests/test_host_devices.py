@@ -53,3 +53,39 @@ def test_a_bad_count_is_a_one_line_error(value, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("attnverify: error:")
     assert f"ATTNVERIFY_CPU_DEVICES must be a number of CPU devices in 1..1024, got {value!r}" in err
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    ("garbage", "XLA_FLAGS: 'garbage' is not an XLA option"),
+    ("--xla_cpu_enable_fast_math=false -- ", "XLA_FLAGS: '--' is not an XLA option"),
+    (f"{host_devices.FLAG}=abc", f"{host_devices.FLAG} must be a positive integer, got 'abc'"),
+    (f"{host_devices.FLAG}=0", f"{host_devices.FLAG} must be a positive integer, got '0'"),
+])
+def test_a_malformed_xla_flags_is_a_one_line_error(flags, message, monkeypatch, capsys):
+    # Can fail: XLA read a word that is not an option as a file of flags, or a count of 0 or 'abc',
+    # and ended the process with a fatal log line or a traceback (exit code 1).
+    monkeypatch.setenv("XLA_FLAGS", flags)
+    assert main(["spec"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("attnverify: error: ") and message in err
+
+
+def test_well_formed_xla_flags_pass():
+    host_devices.check_xla_flags(f" --xla_cpu_enable_fast_math=false  {host_devices.FLAG}=3 --xla_dump_to=/tmp/x ")
+
+
+def test_a_backend_that_cannot_start_is_a_one_line_error(monkeypatch):
+    # Can fail: JAX_PLATFORMS=bogus (or a backend XLA cannot start) raised a RuntimeError traceback.
+    import jax
+
+    from attnverify.cli_support import enable_x64
+    from attnverify.errors import InputError
+
+    def fails():
+        raise RuntimeError("Unable to initialize backend 'bogus': Backend 'bogus' is not in the list\nmore")
+
+    monkeypatch.setattr(jax, "devices", fails)
+    monkeypatch.setenv("JAX_PLATFORMS", "bogus")
+    with pytest.raises(InputError, match=r"^JAX could not start its backend \(JAX_PLATFORMS='bogus'\): "
+                                         r"Unable to initialize backend 'bogus': .* list$"):
+        enable_x64()
