@@ -101,8 +101,10 @@ def check_scale_in_range(spec, *, scale: float, seed: int, dtype: str, claims=()
     attention, output or gradient not finite): its sweep would report overflow as a failed
     identity. Only scales above 1 can get there (the embedding is N(0, 1)). Below that range,
     warn when rounding alone may exceed the tolerance of identity claims of `claims`
-    (`warn_rounding_floor`)."""
-    if scale <= 1:
+    (`warn_rounding_floor`). Refuse, too, a scale below 1 whose gradient underflows (draw 0's
+    below the square root of the smallest normal float): there both sides of an identity are
+    0, and it would PASS with an error of 0."""
+    if scale == 1:
         return
     import jax
     import jax.numpy as jnp
@@ -113,7 +115,10 @@ def check_scale_in_range(spec, *, scale: float, seed: int, dtype: str, claims=()
     key_params, key_doc = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seed), 0))
     params = draw_params(key_params, spec, scale=scale, dtype={"float64": jnp.float64, "float32": jnp.float32}[dtype])
     tokens = draw_document(key_doc, spec)
-    check_float_range(params, spec, tokens, f"--scale {scale:g} ({dtype}, draw 0)", headroom=True)
+    check_float_range(params, spec, tokens, f"--scale {scale:g} ({dtype}, draw 0)", headroom=True,
+                      footroom=scale < 1)
+    if scale < 1:
+        return
     if getattr(spec, "plugin", None) is None:  # a plugin's model has no `scores` of the paper's form
         warn_rounding_floor(spec, params, tokens, scale=scale, dtype=dtype, claims=claims)
 

@@ -316,13 +316,23 @@ def score_magnitude(params: Params, tokens, spec: ModelSpec) -> float:
     return float(_score_magnitude(params, jnp.asarray(tokens), spec))
 
 
-def check_float_range(params: Params, spec: ModelSpec, tokens, what: str, *, headroom: bool = False) -> None:
+def check_float_range(params: Params, spec: ModelSpec, tokens, what: str, *, headroom: bool = False,
+                      footroom: bool = False) -> None:
     """Refuse a model whose basic quantities overflow on `tokens`: the logits, the attention,
     the explained output and its gradient must be finite (a model with weights near the float
     range gives NaN explanations otherwise, or a 0 where the truth is undefined). With
     `headroom`, each must also stay below the square root of the largest float: a claim
-    multiplies such quantities, and a product of two must not overflow either."""
+    multiplies such quantities, and a product of two must not overflow either. With `footroom`,
+    the gradient must reach the square root of the smallest normal float: below it a product
+    of two underflows, and an identity between two sides that are both 0 would hold vacuously."""
     values = _range_quantities(params, jnp.asarray(tokens), spec)
+    gradient = np.asarray(values[-1])
+    floor = float(np.sqrt(np.finfo(gradient.dtype).tiny))
+    largest = float(np.abs(gradient).max(initial=0.0))
+    if footroom and np.all(np.isfinite(gradient)) and largest < floor:
+        raise InputError(f"{what}: the gradient of the explained output is at most {largest:.3g}, "
+                         f"below {floor:.3g}: products of such numbers underflow to 0, where every identity would "
+                         f"hold vacuously (hyp. unmet: outside float range)")
     for quantity, value in zip(RANGE_QUANTITIES, values, strict=True):
         value = np.asarray(value)
         if not np.all(np.isfinite(value)):

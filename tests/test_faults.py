@@ -94,6 +94,9 @@ def validation_cases(tmp: Path, model: Path, huge: Path) -> list[tuple[list, str
         # by operation the logits were finite (5.97e197), and every draw of the sweep was NaN
         ([*SWEEP, "--scale", "1e100"], "the logits are NaN, outside the float64 range"),
         ([*SWEEP, "--scale", "1e15", "--dtype", "float32"], "outside the float32 range"),
+        # an underflowing gradient: both sides of every identity 0, each PASS with an error of 0
+        ([*SWEEP, "--scale", "1e-300"], "products of such numbers underflow to 0"),
+        (["sweep-eq19", "--d", "3", "--draws", "1", "--scale", "1e-300", "--quiet"], "underflow to 0"),
         (["train", "--data", "synthetic:64", "--out", out, "--lr", "1e300", "--quiet", *MODEL], "--lr must be <= 1000"),
         ([*SWEEP, "--seed", str(2**64)], "--seed must be in 0..4294967295"),
         (["report", "--out", tmp / "r", "--model", model, "--jobs", str(10**9), *TINY], "--jobs must be in 1..1024"),
@@ -566,6 +569,27 @@ def test_logits_too_large_to_multiply_are_refused_with_their_size():
     check_float_range(huge, spec, tokens, "huge")  # finite: without headroom it passes
     with pytest.raises(InputError, match=r"huge: the logits reach .*e\+1[5-9]\d, above 1.34e\+154: a product of two"):
         check_float_range(huge, spec, tokens, "huge", headroom=True)
+
+
+def test_a_gradient_too_small_to_multiply_is_refused_with_its_size():
+    # Can fail: at --scale 1e-300 the gradient underflowed to 0 on both sides of every identity, and
+    # each PASSed with an error of 0; `footroom` refuses a gradient below sqrt(smallest normal).
+    import jax
+    from attnverify.numerics.draws import draw_document, draw_params
+    from attnverify.numerics.modelfile import check_float_range
+
+    from attnverify.errors import InputError
+    from attnverify.spec import ModelSpec
+
+    spec = ModelSpec(max_len=4, d_embed=4, d_att=2, d_out=2, heads=2, vocab_size=16)
+    params = draw_params(jax.random.PRNGKey(0), spec)
+    tokens = draw_document(jax.random.PRNGKey(1), spec)
+    check_float_range(params, spec, tokens, "small", footroom=True)  # nothing to refuse
+    tiny = params._replace(W_l=params.W_l * 1e-160)
+    check_float_range(tiny, spec, tokens, "tiny")  # finite: without footroom it passes
+    with pytest.raises(InputError, match=r"tiny: the gradient of the explained output is at most .*e-16\d, "
+                                         r"below 1.49e-154: products of such numbers underflow"):
+        check_float_range(tiny, spec, tokens, "tiny", footroom=True)
 
 
 def test_xla_running_out_of_memory_is_one_line_not_a_traceback(tmp_path, capsys, model, monkeypatch):
