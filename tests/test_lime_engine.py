@@ -200,3 +200,27 @@ def test_bad_lime_input_is_one_line_error():
 
     with pytest.raises(InputError, match="NaN or inf"):
         lime_explain(broken, tokens, SPEC, key=key, n_samples=50)
+
+
+@pytest.mark.parametrize("d", [1, 2, 3, 4, 7, 100])
+def test_the_vanishing_weights_check_is_the_kernels_own(d):
+    # `every_weight_vanishes` (NumPy, before any work) must say what `shell_weights` computes: at a
+    # width where it wrongly said "vanish" a valid explanation would be refused, and vice versa.
+    from attnverify.numerics.lime.engine import every_weight_vanishes
+    from attnverify.numerics.lime.sampling import shell_weights
+
+    for nu in (0.25, 1e-3, 1e-8, 1e-12, 1e-20, 1e-100, 1e-170, 5e-324, np.inf):
+        weights = np.asarray(shell_weights(d, nu))
+        assert every_weight_vanishes(d, nu) == (not np.any(weights > 0)), (d, nu, weights[:2])
+
+
+def test_a_kernel_so_narrow_that_every_weight_vanishes_is_one_line():
+    # Can fail: at nu = 1e-20 the original document's weight underflowed too (its cosine distance to
+    # itself rounds to ~1e-16), the weights summed to 0 and the fit was 0/0: `explain` stopped with
+    # "lime_coef[0][0] is NaN", which does not say why. nu = 0.001 still runs (the original weighs 1).
+    params = draw_params(jax.random.PRNGKey(0), SPEC)
+    tokens = np.asarray(_doc().tokens)
+    key = jax.random.PRNGKey(0)
+    with pytest.raises(InputError, match="at kernel width nu = 1e-20 every sample's kernel weight underflows"):
+        lime_explain(params, tokens, SPEC, key=key, nu=1e-20, n_samples=50)
+    assert np.all(np.isfinite(lime_explain(params, tokens, SPEC, key=key, nu=1e-3, n_samples=50).coef))

@@ -63,6 +63,10 @@ def check_lime_arguments(d: int, n_samples: int, runs: int, nu: float, ridge: fl
     if runs < 1:
         raise InputError(f"LIME: runs must be >= 1, got {runs}")
     check_width(nu)
+    if every_weight_vanishes(d, nu):
+        raise InputError(f"LIME: at kernel width nu = {nu:g} every sample's kernel weight underflows in float64, "
+                         "the original document's included (its cosine distance to itself rounds to ~1e-16): the "
+                         "weighted fit would be 0/0; use a larger nu")
     check_removal(removal)
     if not (ridge >= 0 and math.isfinite(ridge)):
         raise InputError(f"LIME: ridge must be a finite number >= 0, got {ridge}")
@@ -71,6 +75,17 @@ def check_lime_arguments(d: int, n_samples: int, runs: int, nu: float, ridge: fl
             f"LIME: n_samples = {n_samples} < d + 1 = {d + 1}: the unpenalised system is singular; "
             "use more samples or a ridge > 0"
         )
+
+
+def every_weight_vanishes(d: int, nu: float) -> bool:
+    """Whether lime's kernel gives every mask of d features weight 0 (or NaN) in float64, the
+    all-ones mask included: `sampling.shell_weights`' formula, in NumPy."""
+    kept = np.arange(d, -1, -1, dtype=np.float64)
+    similarity = np.where(kept > 0, kept / np.where(kept > 0, np.sqrt(kept) * np.sqrt(np.float64(d)), 1.0), 0.0)
+    distance = 100.0 * (1.0 - similarity)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
+        weights = np.exp(-(distance**2) / (2.0 * (100.0 * np.float64(nu)) ** 2))
+    return not np.any(weights > 0)
 
 
 @functools.partial(jax.jit, static_argnames=("n", "d", "dtype"))
