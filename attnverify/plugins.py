@@ -20,7 +20,7 @@ import traceback
 import types
 from pathlib import Path
 
-from attnverify.errors import InputError
+from attnverify.errors import InputError, warn
 from attnverify.spec import ModelSpec
 
 _REGISTRY = "attnverify.verification.registry"
@@ -390,4 +390,26 @@ def load_plugin_model(model_path: str | Path, args):
     plugin = args.__dict__.get("_loaded_plugin")
     if plugin is None:
         plugin = args.__dict__["_loaded_plugin"] = load_plugin(args.plugin)
-    return load_model(model_path, lambda stored: plugin_spec(plugin, stored))
+    loaded = load_model(model_path, lambda stored: plugin_spec(plugin, stored))
+    note_another_plugin_version(model_path, loaded.plugin, plugin)
+    return loaded
+
+
+def note_another_plugin_version(model_path, stored: str | None, plugin) -> None:
+    """Warn, in one line, when the model file was written by another version of the plugin file
+    (another SHA-256) or its record of the plugin cannot be read: the file's own parameters and
+    constants are used, whatever the plugin file now says."""
+    import json
+
+    if not plugin.digest:  # a class given in Python (`attnverify.explain`): no file to compare
+        return
+    try:
+        digest = json.loads(stored).get("sha256") if stored is not None else None
+    except (ValueError, AttributeError):
+        digest = None
+    if digest is None:
+        warn(f"{model_path}: its record of the plugin that wrote it cannot be read; the file's parameters and "
+             f"constants are used with {plugin.path or plugin.name}")
+    elif digest != plugin.digest:
+        warn(f"{model_path}: written by another version of {plugin.path or plugin.name} (sha256 {digest[:12]}, "
+             f"now {plugin.digest[:12]}); the file's parameters and constants are used, not the plugin file's")

@@ -398,3 +398,24 @@ def test_a_plugins_claims_run_under_that_plugin_only():
         select_claims(["temperature.theorem1"], TINY)
     with pytest.raises(InputError, match="does not run on a plugin model"):
         select_claims(["lime"], spec)
+
+
+def test_a_model_file_of_another_version_of_the_plugin_is_warned_of(tmp_path, capsys):
+    # Can fail: a model file made with `temperature = 2.0` was explained, after the plugin file was
+    # edited to 3.0, with the file's stored 2.0 and not a word (the stored SHA-256 was never read).
+    path = plugin_file(tmp_path, HEADER + "class Model(SymbolicModel):\n" + SCORE +
+                       "        return super().score(i, t) / self.constant('temperature', 2.0)\n")
+    model = tmp_path / "model.npz"
+    sizes = ["--max-len", "5", "--d-embed", "6", "--vocab-size", "12"]
+    assert main(["init-model", "--plugin", str(path), "--out", str(model), *sizes]) == 0
+    explain = ["explain", "--model", str(model), "--plugin", str(path), "--text", "the a", "--json"]
+    capsys.readouterr()
+    assert main(explain) == 0
+    first = capsys.readouterr()
+    assert first.err == ""
+    path.write_text(path.read_text().replace("2.0", "3.0"))
+    assert main(explain) == 0
+    again = capsys.readouterr()
+    err = again.err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"attnverify: warning: {model}: written by another version of {path}")
+    assert again.out == first.out  # the file's constant, as the warning says
