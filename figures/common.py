@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from attnverify.numerics.modelfile import ModelFile, atomic_write  # noqa: E402
 from matplotlib.colors import LinearSegmentedColormap  # noqa: E402
 
-from attnverify.errors import InputError  # noqa: E402
+from attnverify.errors import InputError, warn  # noqa: E402
 from attnverify.spec import SMALL, ModelSpec  # noqa: E402
 from attnverify.validate import dumps  # noqa: E402
 
@@ -85,14 +86,33 @@ def save_figure(fig: plt.Figure, out_dir: Path, name: str) -> list[Path]:
     """``NAME.png`` (150 dpi) and ``NAME.pdf`` in `out_dir`, each written atomically; closes `fig`."""
     paths = []
     try:
-        for suffix, options in ((".png", {"dpi": 150}), (".pdf", {})):
-            path = out_dir / f"{name}{suffix}"
-            atomic_write(path, lambda tmp, o=options, s=suffix: fig.savefig(
-                tmp, format=s[1:], bbox_inches="tight", **o))
-            paths.append(path)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for suffix, options in ((".png", {"dpi": 150}), (".pdf", {})):
+                path = out_dir / f"{name}{suffix}"
+                atomic_write(path, lambda tmp, o=options, s=suffix: fig.savefig(
+                    tmp, format=s[1:], bbox_inches="tight", **o))
+                paths.append(path)
     finally:
         plt.close(fig)
+    _report_warnings(name, caught)
     return paths
+
+
+def _report_warnings(name: str, caught: list) -> None:
+    """Matplotlib's warnings while a figure was written, as one line: the glyphs its font lacks
+    (a text in a script the font does not cover), else the first warning's text."""
+    if not caught:
+        return
+    messages = [str(w.message) for w in caught]
+    glyphs = sorted({chr(int(m.split()[1])) for m in messages
+                     if m.startswith("Glyph ") and "missing from font" in m and m.split()[1].isdigit()})
+    if glyphs:
+        shown = " ".join(glyphs[:8]) + (f" and {len(glyphs) - 8} more" if len(glyphs) > 8 else "")
+        warn(f"{name}: the figure's font has no glyph for {len(glyphs)} character(s) of the text ({shown}): "
+             "they are drawn as empty boxes")
+    else:
+        warn(f"{name}: {messages[0].splitlines()[0]}")
 
 
 def style():

@@ -254,3 +254,33 @@ def test_a_strip_of_rounding_noise_is_not_drawn_at_full_colour():
     from attnverify.numerics.explanations import is_rounding_noise
 
     assert is_rounding_noise(values["lime"], 0.01) and not is_rounding_noise([1e-9], 0.01)
+
+
+def test_glyphs_the_font_lacks_are_one_warning_line(tmp_path, capsys):
+    # Can fail: a text in a script the font does not cover (Japanese, say) printed matplotlib's raw
+    # "UserWarning: Glyph ... missing from font(s)" lines, about 30 of them for two words.
+    import matplotlib.pyplot as plt
+    from attnverify.figures.common import save_figure
+
+    fig, ax = plt.subplots()
+    ax.set_title("日本語 テキスト")
+    save_figure(fig, tmp_path, "title")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["attnverify: warning: title: the figure's font has no glyph for 7 character(s) of the text "
+                   "(キ ス テ ト 日 本 語): they are drawn as empty boxes"]
+    fig, ax = plt.subplots()
+    ax.set_title("attention based explanations")
+    save_figure(fig, tmp_path, "plain")
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize(("names", "message"), [
+    (["fig5", "--all"], "--all draws every figure: not with figure names (fig5)"),
+    (["fig5", "fig3", "fig5"], "figure 'fig5' is named twice"),
+])
+def test_figure_names_with_all_or_twice_are_refused(tmp_path, capsys, names, message):
+    # Can fail: `figures fig5 --all` drew every figure, and `figures fig5 fig5` drew fig5 once, silently.
+    assert main(["figures", *names, "--out", str(tmp_path / "figs")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"attnverify: error: {message}" + (" (each figure is drawn once)" if "twice" in message else "")]
+    assert not (tmp_path / "figs").exists()
