@@ -219,6 +219,10 @@ def test_report_records_a_broken_user_claim_in_one_line(tmp_path, capsys):
     ("claim(id='theorem1')\n", "claim id 'theorem1' is the name of the group 'theorem1'"),
     ("claim(id='', group='')\n", "id '' cannot be selected"),
     ("claim(id='mine.all', group='all')\n", "group 'all' cannot be selected"),
+    # accepted: the table broke over two lines, and `verify` could not name the claim
+    ("claim(id='mine ok\\nsecond')\n", "id 'mine ok\\nsecond' holds a space or a control character"),
+    ("claim(group='my group')\n", "group 'my group' holds a space"),
+    ("claim(statement='')\n", "statement '' is empty"),
 ])
 def test_a_users_claim_names_must_select_it_and_hide_no_other(tmp_path, capsys, body, text):
     one_line(capsys, ["claims", "--claims-module", module(tmp_path, body)], text)

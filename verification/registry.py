@@ -161,6 +161,12 @@ def _check_user_names(claim: Claim, caller: str) -> None:
     for what, value in (("id", claim.id), ("group", claim.group)):
         if not isinstance(value, str) or not value.strip() or value == "all":
             raise InputError(f"claim {claim.id!r}: {what} {value!r} cannot be selected (an empty name or 'all')")
+        if any(ch.isspace() or not ch.isprintable() for ch in value):
+            # `verify NAME` takes one word, and the table shows one line per claim
+            raise InputError(f"claim {claim.id!r}: {what} {value!r} holds a space or a control character "
+                             "(a name is one word)")
+    if not isinstance(claim.statement, str) or not claim.statement.strip():
+        raise InputError(f"claim {claim.id!r}: statement {claim.statement!r} is empty (say what is claimed)")
     named = groups()
     if claim.id in named and named[claim.id] != [claim.id]:
         raise InputError(f"claim id {claim.id!r} is the name of the group {claim.id!r}: "
