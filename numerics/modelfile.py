@@ -326,13 +326,14 @@ def check_float_range(params: Params, spec: ModelSpec, tokens, what: str, *, hea
     the gradient must reach the square root of the smallest normal float: below it a product
     of two underflows, and an identity between two sides that are both 0 would hold vacuously."""
     values = _range_quantities(params, jnp.asarray(tokens), spec)
-    gradient = np.asarray(values[-1])
-    floor = float(np.sqrt(np.finfo(gradient.dtype).tiny))
-    largest = float(np.abs(gradient).max(initial=0.0))
-    if footroom and np.all(np.isfinite(gradient)) and largest < floor:
-        raise InputError(f"{what}: the gradient of the explained output is at most {largest:.3g}, "
-                         f"below {floor:.3g}: products of such numbers underflow to 0, where every identity would "
-                         f"hold vacuously (hyp. unmet: outside float range)")
+    if footroom:
+        gradient = np.asarray(values[-1])
+        floor = float(np.sqrt(np.finfo(gradient.dtype).tiny))
+        largest = float(np.abs(gradient).max(initial=0.0))
+        if np.all(np.isfinite(gradient)) and largest < floor:
+            raise InputError(f"{what}: the gradient of the explained output is at most {largest:.3g}, below "
+                             f"{floor:.3g}: products of such numbers underflow to 0, where every identity would "
+                             f"hold vacuously (hyp. unmet: outside float range)")
     for quantity, value in zip(RANGE_QUANTITIES, values, strict=True):
         value = np.asarray(value)
         if not np.all(np.isfinite(value)):
