@@ -88,7 +88,8 @@ def read_vocab(path: str | os.PathLike) -> list[str]:
     `check_vocab`; [CLS] and UNK in the file are skipped)."""
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"{path}: no such vocabulary file")
+        what = "is a folder, not a vocabulary file" if path.is_dir() else "no such vocabulary file"
+        raise InputError(f"{path}: {what}")
     data = path.read_bytes()
     try:
         text = data.decode("utf-8")

@@ -119,6 +119,8 @@ def test_csv_text_label_columns(tmp_path):
     ("text,label,label\ngood,1,0\nbad,0,0\nok,1,0\n", "the column.s. label appear more than once"),
     (b"text,label\ncaf\xe9 na\xefve,1\nbad,0\nok,1\n", "not UTF-8 text"),
     ("text,label\ngood,1\nbad,0,0\nok,1\n", "line 3: 3 fields, the header names 2"),
+    # Can fail: a quote left open read the rest of the file as one text, whose label was then ''.
+    ('text,label\n"unterminated,1\nok,0\nbad,0\n', "line 2: not valid CSV .unexpected end of data"),
 ])
 def test_bad_csv_is_a_one_line_input_error(tmp_path, content, message):
     path = tmp_path / "bad.csv"

@@ -121,6 +121,7 @@ def validation_cases(tmp: Path, model: Path, huge: Path) -> list[tuple[list, str
         (["related", "adversarial", "--model", huge, "--text", TEXT], "outside float range"),
         (["init-model", "--out", out, "--vocab", tmp / "v_bin.txt", "--vocab-size", "4"], "not UTF-8"),
         (["init-model", "--out", out, "--vocab", tmp / "v_dup.txt"], "appears twice"),
+        (["init-model", "--out", out, "--vocab", tmp], "is a folder, not a vocabulary file"),
         (["init-model", "--out", out, "--vocab", tmp / "v_up.txt"], "can never match"),
         (["figures", "fig5", "--model", model, "--out", tmp / "figs", "--text", "a $x^ b"], "cannot be drawn"),
         # a text without a word for a report's figure: a traceback and exit 1 after the claims, before

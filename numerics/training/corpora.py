@@ -185,7 +185,8 @@ def load_csv(path: str | Path) -> Corpus:
     # utf-8-sig: a spreadsheet's CSV export starts with a byte-order mark, which is not part of "text".
     # Strict UTF-8: a Latin-1 file read with replacement characters trained on split words ("caf", "na").
     with open(path, encoding="utf-8-sig", newline="") as handle:
-        reader = csv.DictReader(handle, restkey=EXTRA_FIELDS)
+        # strict: a quote left open is an error, not one field that runs to the end of the file
+        reader = csv.DictReader(handle, restkey=EXTRA_FIELDS, strict=True)
         try:
             fields = reader.fieldnames or []
             missing = {"text", "label"} - set(fields)
