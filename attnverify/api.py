@@ -198,9 +198,6 @@ def explain(text: str, *, model: str | Path | None = None, plugin: Any = None, s
 
             probe = _with_plugin(plugin, PAPER)
             loaded = load_model(model, lambda stored: plugin_spec(probe.plugin, stored))
-            from attnverify.plugins import note_another_plugin_version
-
-            note_another_plugin_version(model, loaded.plugin, probe.plugin)
         else:
             loaded = modelfile.load(model)
         spec, params, vocab = loaded.spec, loaded.params, loaded.vocab

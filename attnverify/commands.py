@@ -265,9 +265,6 @@ def cmd_figures(args: argparse.Namespace) -> int:
         raise InputError("name the figures to draw (see --list) or pass --all")
     if args.all and args.names:
         raise InputError(f"--all draws every figure: not with figure names ({' '.join(args.names)})")
-    repeated = sorted({name for name in args.names if args.names.count(name) > 1})
-    if repeated:
-        raise InputError(f"figure {repeated[0]!r} is named twice (each figure is drawn once)")
     if not args.out:
         raise InputError("--out DIR is required (the folder the figures go to)")
     preflight.check_figures(args)

@@ -20,7 +20,7 @@ import traceback
 import types
 from pathlib import Path
 
-from attnverify.errors import InputError, warn
+from attnverify.errors import InputError
 from attnverify.spec import ModelSpec
 
 _REGISTRY = "attnverify.verification.registry"
@@ -190,25 +190,23 @@ def check_compiles(spec: ModelSpec, *, derived: bool = False) -> None:
 
 
 def _check_evaluates(spec: ModelSpec) -> None:
-    """One-line `InputError` when the plugin model's compiled forward, attention or logits cannot
-    be evaluated on a model of `spec`'s shapes: a symbol bound to no array, size or index, or a
-    parameter read with another number of indices than it was declared with. Traced abstractly
-    (`jax.eval_shape`): nothing is drawn or compiled."""
+    """One-line `InputError` when the plugin model's basic quantities (`numerics.modelfile.
+    range_quantities`: logits, attention, output and its gradient) cannot be evaluated on a model of
+    `spec`'s shapes: a symbol bound to no array, size or index, or a parameter read with another
+    number of indices than it was declared with. Traced abstractly (`jax.eval_shape`): nothing is
+    drawn or compiled."""
     import jax
     import jax.numpy as jnp
 
-    from attnverify.numerics import plugin_model as pm
     from attnverify.numerics.compile import CompileError
+    from attnverify.numerics.modelfile import range_quantities
+    from attnverify.numerics.plugin_model import draw_plugin_params
 
     dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32  # `derive` runs without x64
-
-    def quantities(key):
-        params = pm.draw_plugin_params(key, spec, dtype=dtype)
-        e = pm.embed(params, jnp.zeros((spec.max_len,), jnp.int32), spec)
-        return pm.explained_output(params, e, spec), pm.attention(params, e, spec), pm.logits(params, e, spec)
-
+    tokens = jnp.zeros((spec.max_len,), jnp.int32)
     try:
-        jax.eval_shape(quantities, jax.random.PRNGKey(0))
+        jax.eval_shape(lambda key: range_quantities(draw_plugin_params(key, spec, dtype=dtype), tokens, spec),
+                       jax.random.PRNGKey(0))
     except CompileError as err:
         raise InputError(f"{_origin(spec)}: the model cannot be evaluated: {err}") from None
 
@@ -390,26 +388,4 @@ def load_plugin_model(model_path: str | Path, args):
     plugin = args.__dict__.get("_loaded_plugin")
     if plugin is None:
         plugin = args.__dict__["_loaded_plugin"] = load_plugin(args.plugin)
-    loaded = load_model(model_path, lambda stored: plugin_spec(plugin, stored))
-    note_another_plugin_version(model_path, loaded.plugin, plugin)
-    return loaded
-
-
-def note_another_plugin_version(model_path, stored: str | None, plugin) -> None:
-    """Warn, in one line, when the model file was written by another version of the plugin file
-    (another SHA-256) or its record of the plugin cannot be read: the file's own parameters and
-    constants are used, whatever the plugin file now says."""
-    import json
-
-    if not plugin.digest:  # a class given in Python (`attnverify.explain`): no file to compare
-        return
-    try:
-        digest = json.loads(stored).get("sha256") if stored is not None else None
-    except (ValueError, AttributeError):
-        digest = None
-    if digest is None:
-        warn(f"{model_path}: its record of the plugin that wrote it cannot be read; the file's parameters and "
-             f"constants are used with {plugin.path or plugin.name}")
-    elif digest != plugin.digest:
-        warn(f"{model_path}: written by another version of {plugin.path or plugin.name} (sha256 {digest[:12]}, "
-             f"now {plugin.digest[:12]}); the file's parameters and constants are used, not the plugin file's")
+    return load_model(model_path, lambda stored: plugin_spec(plugin, stored))

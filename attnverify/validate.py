@@ -82,15 +82,20 @@ def seed(name: str, value: int) -> int:
 
 # -- output paths -------------------------------------------------------------------------------
 def names_or_all(names: Collection[str], known: Collection[str], *, what: str) -> list[str]:
-    """`names` without repeats, or every known name when there are none or one is ``all``. A name
-    neither known nor ``all`` is refused, beside ``all`` too: a typo is never run over."""
+    """`names`, or every known name when there are none or one is ``all``. A name neither known
+    nor ``all`` is refused, beside ``all`` too: a typo is never run over; so is a name given twice
+    (as `sweep-eq19` refuses a repeated value: the second would merge silently)."""
     unknown = [n for n in names if n not in known and n != "all"]
     if unknown:
         raise InputError(f"unknown {what} {', '.join(repr(n) for n in unknown)} (known: {', '.join(known)}, all)")
-    return list(known) if not names or "all" in names else list(dict.fromkeys(names))
+    repeated = [n for n in dict.fromkeys(names) if list(names).count(n) > 1]
+    if repeated:
+        raise InputError(f"{what} {repeated[0]!r} is named twice (each {what} runs once)")
+    return list(known) if not names or "all" in names else list(names)
 
 
-def _nearest_existing(path: Path) -> Path:
+def nearest_existing(path: Path) -> Path:
+    """`path` or its nearest ancestor that exists (the current folder for a relative path)."""
     for parent in (path, *path.parents):
         if parent.exists():
             return parent
@@ -120,11 +125,11 @@ def output_file(name: str, path: str | os.PathLike) -> Path:
         raise InputError(f"{name} {text}: exists and is not a regular file")
     folder = path.parent
     if not folder.exists():
-        above = _nearest_existing(folder)
+        above = nearest_existing(folder)
         if above.is_dir():
             raise InputError(f"{name} {text}: folder {folder} does not exist")
     if not folder.is_dir():
-        raise InputError(f"{name} {text}: {_nearest_existing(folder)} is not a folder")
+        raise InputError(f"{name} {text}: {nearest_existing(folder)} is not a folder")
     _probe_folder(folder, f"{name} {text}")
     return path
 
@@ -162,7 +167,7 @@ def output_folder(name: str, path: str | os.PathLike) -> Path:
     path = Path(text)
     if path.exists() and not path.is_dir():
         raise InputError(f"{name} {text}: exists and is not a folder")
-    above = _nearest_existing(path)
+    above = nearest_existing(path)
     if not above.is_dir():
         raise InputError(f"{name} {text}: {above} is a file, not a folder")
     _probe_folder(above, f"{name} {text}")

@@ -38,7 +38,7 @@ FIGURES: dict[str, tuple[str, str]] = {
 
 
 def check_names(names: list[str]) -> list[str]:
-    """`names` with duplicates removed; ``all`` (or none) means every figure (`validate.names_or_all`)."""
+    """`names`, checked; ``all`` (or none) means every figure (`validate.names_or_all`)."""
     return names_or_all(names, FIGURES, what="figure")
 
 

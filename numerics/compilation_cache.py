@@ -31,7 +31,7 @@ from pathlib import Path
 from attnverify.theory import memo
 
 from attnverify.errors import warn
-from attnverify.validate import TMP_PREFIX
+from attnverify.validate import TMP_PREFIX, nearest_existing
 
 ENV_VAR = "ATTNVERIFY_CACHE_DIR"
 #: Every program that takes longer than this to compile is written (XLA CPU programs take
@@ -95,18 +95,16 @@ def check_cache_location(path: Path, *, create: bool) -> None:
 def _check_creatable(path: Path) -> None:
     """Raise `CacheLocationError` when a missing `path` could never be made: its nearest existing
     ancestor is a file, or a folder this process cannot write to (what `mkdir` would refuse)."""
-    missing = path
     try:
-        while not missing.exists() and missing.parent != missing:
-            missing = missing.parent
+        above = nearest_existing(path)
     except OSError as err:
         raise CacheLocationError(f"cannot reach compilation cache folder {path}: {err.strerror or err}") from None
-    if missing == path:
+    if above == path:
         return
-    if not missing.is_dir():
-        raise CacheLocationError(f"cannot create compilation cache folder {path}: {missing} is a file")
-    if not os.access(missing, os.W_OK | os.X_OK):
-        raise CacheLocationError(f"cannot create compilation cache folder {path}: {missing} is not writable")
+    if not above.is_dir():
+        raise CacheLocationError(f"cannot create compilation cache folder {path}: {above} is a file")
+    if not os.access(above, os.W_OK | os.X_OK):
+        raise CacheLocationError(f"cannot create compilation cache folder {path}: {above} is not writable")
 
 
 def configure_cache(path: Path | None) -> Path | None:

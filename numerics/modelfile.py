@@ -291,7 +291,7 @@ RANGE_QUANTITIES = ("the logits", "the attention", "the explained output", "the 
 
 
 @functools.partial(jax.jit, static_argnames=("spec",))
-def _range_quantities(params: Params, tokens, spec: ModelSpec) -> tuple:
+def range_quantities(params: Params, tokens, spec: ModelSpec) -> tuple:
     """`RANGE_QUANTITIES` on `tokens`, one compiled program (the persistent cache keeps it; computed
     operation by operation, the check compiled about 60 small programs in every command)."""
     if getattr(spec, "plugin", None) is not None:  # a plugin's true model: its compiled forward
@@ -325,7 +325,7 @@ def check_float_range(params: Params, spec: ModelSpec, tokens, what: str, *, hea
     multiplies such quantities, and a product of two must not overflow either. With `footroom`,
     the gradient must reach the square root of the smallest normal float: below it a product
     of two underflows, and an identity between two sides that are both 0 would hold vacuously."""
-    values = _range_quantities(params, jnp.asarray(tokens), spec)
+    values = range_quantities(params, jnp.asarray(tokens), spec)
     if footroom:
         gradient = np.asarray(values[-1])
         floor = float(np.sqrt(np.finfo(gradient.dtype).tiny))

@@ -33,6 +33,7 @@ from attnverify.theory.derivations import derive_gradient
 from attnverify.theory.model import Constant, Parameter, SymbolicModel
 from attnverify.theory.plugin import shifts_cancel
 
+from attnverify.errors import warn
 from attnverify.spec import ModelSpec
 from attnverify.validate import fits_in_memory
 
@@ -291,8 +292,30 @@ def load_model(path, spec_of: Callable[[ModelSpec], ModelSpec], *, dtype=None):
     loaded = modelfile.load(path, dtype=dtype or np.float64,
                             extras=lambda stored: expected_extra_shapes(spec_of(stored)))
     spec = spec_of(loaded.spec)
+    _note_another_version(path, loaded.plugin, spec.plugin)
     params = jax.tree_util.tree_map(jnp.asarray, PluginParams(loaded.params, dict(loaded.extra)))
     return dataclasses.replace(loaded, spec=spec, params=params)
+
+
+def _note_another_version(path, stored: str | None, plugin) -> None:
+    """Warn, in one line, when the model file was written by another version of the plugin file
+    (another SHA-256) or its record of the plugin cannot be read: the file's own parameters and
+    constants are used, whatever the plugin file now says. A plugin given as a class (no file,
+    no digest) has nothing to compare."""
+    import json
+
+    if not plugin.digest:
+        return
+    try:
+        digest = json.loads(stored).get("sha256") if stored is not None else None
+    except (ValueError, AttributeError):
+        digest = None
+    if digest is None:
+        warn(f"{path}: its record of the plugin that wrote it cannot be read; the file's parameters and "
+             f"constants are used with {plugin.path or plugin.name}")
+    elif digest != plugin.digest:
+        warn(f"{path}: written by another version of {plugin.path or plugin.name} (sha256 {digest[:12]}, "
+             f"now {plugin.digest[:12]}); the file's parameters and constants are used, not the plugin file's")
 
 
 def logits(params: Any, e: jnp.ndarray, spec: ModelSpec) -> jnp.ndarray:

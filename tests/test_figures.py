@@ -282,5 +282,5 @@ def test_figure_names_with_all_or_twice_are_refused(tmp_path, capsys, names, mes
     # Can fail: `figures fig5 --all` drew every figure, and `figures fig5 fig5` drew fig5 once, silently.
     assert main(["figures", *names, "--out", str(tmp_path / "figs")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"attnverify: error: {message}" + (" (each figure is drawn once)" if "twice" in message else "")]
+    assert err == [f"attnverify: error: {message}" + (" (each figure runs once)" if "twice" in message else "")]
     assert not (tmp_path / "figs").exists()

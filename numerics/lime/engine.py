@@ -79,13 +79,9 @@ def check_lime_arguments(d: int, n_samples: int, runs: int, nu: float, ridge: fl
 
 def every_weight_vanishes(d: int, nu: float) -> bool:
     """Whether lime's kernel gives every mask of d features weight 0 (or NaN) in float64, the
-    all-ones mask included: `sampling.shell_weights`' formula, in NumPy."""
-    kept = np.arange(d, -1, -1, dtype=np.float64)
-    similarity = np.where(kept > 0, kept / np.where(kept > 0, np.sqrt(kept) * np.sqrt(np.float64(d)), 1.0), 0.0)
-    distance = 100.0 * (1.0 - similarity)
+    all-ones mask included: `shell_weights` evaluated in NumPy, before any compilation."""
     with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
-        weights = np.exp(-(distance**2) / (2.0 * (100.0 * np.float64(nu)) ** 2))
-    return not np.any(weights > 0)
+        return not np.any(shell_weights(d, nu, np.float64, xp=np) > 0)
 
 
 @functools.partial(jax.jit, static_argnames=("n", "d", "dtype"))

@@ -47,15 +47,16 @@ def sample_masks(
     return masks
 
 
-def _kernel(kept: Array, squared_norm: Array, d: int, nu) -> Array:
+def _kernel(kept: Array, squared_norm: Array, d: int, nu, xp=jnp) -> Array:
     """lime's kernel of masks with `kept` ones and squared norm `squared_norm` (d features):
     D = 100 * cosine distance to the all-ones vector (1 for the all-zero mask, sklearn's
-    convention: a zero vector stays unnormalised), pi = exp(-D^2 / (2 w^2)), w = 100 nu."""
-    norm = jnp.sqrt(squared_norm) * jnp.sqrt(jnp.asarray(d, kept.dtype))
-    similarity = jnp.where(kept > 0, kept / jnp.where(kept > 0, norm, 1.0), 0.0)
+    convention: a zero vector stays unnormalised), pi = exp(-D^2 / (2 w^2)), w = 100 nu. `xp`:
+    the array module (`jax.numpy`, or `numpy` for a check on the host before any compilation)."""
+    norm = xp.sqrt(squared_norm) * xp.sqrt(xp.asarray(d, kept.dtype))
+    similarity = xp.where(kept > 0, kept / xp.where(kept > 0, norm, 1.0), 0.0)
     distance = 100.0 * (1.0 - similarity)
-    width = 100.0 * jnp.asarray(nu, kept.dtype)
-    return jnp.exp(-(distance**2) / (2.0 * width**2))
+    width = 100.0 * xp.asarray(nu, kept.dtype)
+    return xp.exp(-(distance**2) / (2.0 * width**2))
 
 
 def cosine_distance(z: Float[Array, "n d"]) -> Float[Array, " n"]:
@@ -73,11 +74,12 @@ def kernel_weights(z: Float[Array, "n d"], nu: float) -> Float[Array, " n"]:
     return _kernel(jnp.sum(z, axis=-1), jnp.sum(z * z, axis=-1), z.shape[-1], nu)
 
 
-def shell_weights(d: int, nu: float, dtype=jnp.float64) -> Float[Array, " d1"]:
+def shell_weights(d: int, nu: float, dtype=jnp.float64, xp=jnp) -> Float[Array, " d1"]:
     """pi(s), s = 0..d: the kernel weight of every binary mask with s of its d features removed,
-    bit for bit the `kernel_weights` of such a mask (its sum and squared norm are both d - s)."""
-    kept = jnp.arange(d, -1, -1).astype(dtype)
-    return _kernel(kept, kept, d, nu)
+    bit for bit the `kernel_weights` of such a mask (its sum and squared norm are both d - s).
+    With ``xp=numpy`` the same formula runs in NumPy (no compilation)."""
+    kept = xp.arange(d, -1, -1).astype(dtype)
+    return _kernel(kept, kept, d, nu, xp)
 
 
 def subset_probability(removed: Float[Array, " m"], d: int) -> Float[Array, " m"]:
