@@ -141,7 +141,8 @@ def verify(claims: str | Sequence[str] = "all", *, plugin: Any = None, spec: Mod
     """``attnverify verify``: sweep the claims (ids or groups; default all, under a plugin
     the claims that run on it) over `trials` random draws of the model of `spec` (default:
     the small sweep sizes). Float64 needs ``jax_enable_x64``: it is switched on here, before
-    any array is made, as the CLI does."""
+    any array is made, as the CLI does, with the few JAX options the programs are written for
+    (`numerics.jax_options`: promotion, random numbers, matmul precision)."""
     from attnverify.cli_support import enable_x64
 
     enable_x64()

@@ -11,6 +11,7 @@ import argparse
 import os
 import signal
 import sys
+from pathlib import Path
 
 from attnverify.cli_support import Parser, add_spec_arguments, spec_from_args  # noqa: F401 (re-exported)
 from attnverify.commands import (
@@ -241,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as err:
             if interrupts.received is None and _out_of_memory(err):
                 status = _error("out of memory (use smaller sizes)")
+            elif interrupts.received is None and _bad_jax_option(err):
+                status = _error(f"JAX could not read its options from the environment: {str(err).splitlines()[0]}")
             elif interrupts.received is None:  # a bug: its traceback is wanted
                 raise
             # else a library turned the signal into another error (an extension module
@@ -264,6 +267,18 @@ def _out_of_memory(err: Exception) -> bool:
     """XLA's allocator ran out (JAX raises its own error, not MemoryError): sizes the checks before
     the work let through, e.g. the intermediates of a very long document."""
     return type(err).__name__ == "JaxRuntimeError" and ("RESOURCE_EXHAUSTED" in str(err) or "Out of memory" in str(err))
+
+
+def _bad_jax_option(err: Exception) -> bool:
+    """JAX reads its options from the environment (``JAX_ENABLE_X64``, ``JAX_NUMPY_RANK_PROMOTION``,
+    ...) when it is first imported, wherever that is, and raises a ValueError for a value it does
+    not accept: the innermost frame is its option parser."""
+    if not isinstance(err, ValueError) or err.__traceback__ is None:
+        return False
+    innermost = err.__traceback__
+    while innermost.tb_next is not None:
+        innermost = innermost.tb_next
+    return Path(innermost.tb_frame.f_code.co_filename).as_posix().endswith("jax/_src/config.py")
 
 
 def _error(message: str) -> int:

@@ -66,30 +66,19 @@ def enable_x64() -> None:
     configure_blas_threads()
     import jax
 
+    from attnverify.numerics.jax_options import pin_jax_options
     from attnverify.numerics.known_defects import warn_known_defects
 
     warn_known_defects()
 
     jax.config.update("jax_enable_x64", True)
-    _refuse_stopping_on_nan(jax.config)
+    pin_jax_options(jax.config)  # promotion, random numbers and matmul precision as the programs expect
     try:  # the backend starts here rather than at the first array: a bad JAX_PLATFORMS is one line
         jax.devices()
     except RuntimeError as err:
         chosen = os.environ.get("JAX_PLATFORMS")
         setting = f" (JAX_PLATFORMS={chosen!r})" if chosen is not None else ""
         raise InputError(f"JAX could not start its backend{setting}: {str(err).strip().splitlines()[0]}") from None
-
-
-def _refuse_stopping_on_nan(config) -> None:
-    """JAX's NaN and infinity checks (``JAX_DEBUG_NANS``, ``JAX_DEBUG_INFS``) stop at the first
-    non-finite output of a compiled program. The sweeps carry such values on purpose (the embedding
-    rows that no token of a draw reads are NaN, so that a read of one shows: `numerics.draws`; a
-    draw's NaN is counted and reported, never dropped), so under either check a command would end
-    in JAX's traceback: it is a one-line error instead."""
-    for option, variable in (("jax_debug_nans", "JAX_DEBUG_NANS"), ("jax_debug_infs", "JAX_DEBUG_INFS")):
-        if getattr(config, option):
-            raise InputError(f"{variable} is on: attnverify counts non-finite results itself (a NaN draw is "
-                             f"reported, never dropped) and JAX would stop at the first one; unset {variable}")
 
 
 def write_json(path: str, payload: Any) -> None:

@@ -18,6 +18,11 @@ os.environ.setdefault("ATTNVERIFY_JOBS", "1")
 import jax  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
+# The options every command and API call sets (numerics.jax_options), set here from the start, so
+# that every test traces the programs users run, whichever test first calls a command in-process.
+from attnverify.numerics.jax_options import pin_jax_options  # noqa: E402
+
+pin_jax_options(jax.config)
 
 import pytest  # noqa: E402
 from attnverify.numerics import compilation_cache  # noqa: E402

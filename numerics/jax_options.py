@@ -1,0 +1,75 @@
+"""The JAX options attnverify's programs are written for, set before any array exists.
+
+JAX reads a few process-wide options from the environment (``JAX_NUMPY_RANK_PROMOTION=raise``,
+say, in a researcher's shell profile). Some change what a program means, not only how it runs:
+
+- rank and dtype promotion (``jax_numpy_rank_promotion``, ``jax_numpy_dtype_promotion``): the
+  model and the derived formulas broadcast and mix dtypes as NumPy does; under ``raise`` or
+  ``strict`` a sweep ended in JAX's traceback;
+- the random-number generator (``jax_default_prng_impl``, ``jax_threefry_partitionable``): a
+  sweep's draws are Threefry's, in JAX's partitionable scheme (`numerics.threefry`), so that a
+  seed gives the same draws on every machine; under ``rbg`` a sweep ended in a traceback;
+- the precision of float32 matrix products (``jax_default_matmul_precision``): on a GPU JAX's
+  default rounds their inputs to TensorFloat-32 (10 bits of mantissa), far above the float32
+  tolerances, which are set for full float32 products. On the CPU it changes no number
+  (measured: every Theorem 1, Theorem 2 and LIME claim, 32 draws, both dtypes).
+
+`pin_jax_options` sets these to the values below. An option the user set to another value is
+overridden with a one-line warning (unset, the default, silently). Two debugging options are
+refused instead (`refuse_stopping_on_nan`). Every command and API call that computes comes here
+through `attnverify.cli_support.enable_x64`, and the test suite at its start (tests/conftest.py),
+so that tests trace the programs users run.
+"""
+
+from __future__ import annotations
+
+from attnverify.errors import InputError, warn
+
+#: option -> (the value attnverify's programs are written for, the environment variable).
+PINNED = {
+    "jax_numpy_rank_promotion": ("allow", "JAX_NUMPY_RANK_PROMOTION"),
+    "jax_numpy_dtype_promotion": ("standard", "JAX_NUMPY_DTYPE_PROMOTION"),
+    "jax_default_prng_impl": ("threefry2x32", "JAX_DEFAULT_PRNG_IMPL"),
+    "jax_threefry_partitionable": (True, "JAX_THREEFRY_PARTITIONABLE"),
+    "jax_default_matmul_precision": ("highest", "JAX_DEFAULT_MATMUL_PRECISION"),
+}
+
+#: Options that stop a program at its first non-finite output, and their environment variables.
+STOP_AT_NAN = {"jax_debug_nans": "JAX_DEBUG_NANS", "jax_debug_infs": "JAX_DEBUG_INFS"}
+
+
+def refuse_stopping_on_nan(config) -> None:
+    """JAX's NaN and infinity checks stop at the first non-finite output of a compiled program.
+    The sweeps carry such values on purpose (the embedding rows that no token of a draw reads are
+    NaN, so that a read of one shows: `numerics.draws`; a draw's NaN is counted and reported, never
+    dropped), so under either check a command would end in JAX's traceback: a one-line error instead."""
+    for option, variable in STOP_AT_NAN.items():
+        if getattr(config, option):
+            raise InputError(f"{variable} is on: attnverify counts non-finite results itself (a NaN draw is "
+                             f"reported, never dropped) and JAX would stop at the first one; unset {variable}")
+
+
+def pin_jax_options(config) -> None:
+    """Set every `PINNED` option; warn, once per option and process, where the user chose another."""
+    refuse_stopping_on_nan(config)
+    for option, (value, variable) in PINNED.items():
+        current = getattr(config, option)
+        if current == value:
+            continue
+        if current is not None:
+            warn(f"{variable}={_shown(current)} is not used: attnverify's programs run with {_shown(value)} "
+                 f"({_WHY[option]})")
+        config.update(option, value)
+
+
+_WHY = {
+    "jax_numpy_rank_promotion": "they broadcast as NumPy does",
+    "jax_numpy_dtype_promotion": "they mix dtypes as NumPy does",
+    "jax_default_prng_impl": "a seed gives the same Threefry draws everywhere",
+    "jax_threefry_partitionable": "a seed gives the same Threefry draws everywhere",
+    "jax_default_matmul_precision": "float32 tolerances are set for full float32 products",
+}
+
+
+def _shown(value) -> str:
+    return str(value).lower() if isinstance(value, bool) else repr(str(value))

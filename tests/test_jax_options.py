@@ -1,0 +1,73 @@
+"""JAX options from a user's environment: those that change what a program means are set to the
+values the programs are written for, with a warning; the debugging stops at NaN are refused; a
+value JAX cannot read is one line (numerics/jax_options.py, attnverify/cli.py)."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import pytest
+from attnverify.numerics.jax_options import PINNED, STOP_AT_NAN
+from helpers import assert_one_line_error, cli
+
+_BESIDE = Path(sys.executable).with_name("attnverify")
+EXE = str(_BESIDE) if _BESIDE.exists() else shutil.which("attnverify")
+
+#: A value of each pinned option other than attnverify's, as a researcher's shell might set it.
+OTHER = {"jax_numpy_rank_promotion": "raise", "jax_numpy_dtype_promotion": "strict",
+         "jax_default_prng_impl": "rbg", "jax_threefry_partitionable": False,
+         "jax_default_matmul_precision": "bfloat16"}
+
+
+@pytest.fixture
+def pinned_afterwards():
+    yield
+    for option, (value, _) in PINNED.items():  # as tests/conftest.py set them, whatever the test did
+        jax.config.update(option, value)
+
+
+def test_options_that_change_a_program_are_set_back_with_a_warning(pinned_afterwards, capsys):
+    # Can fail: under JAX_NUMPY_RANK_PROMOTION=raise, JAX_NUMPY_DTYPE_PROMOTION=strict or
+    # JAX_DEFAULT_PRNG_IMPL=rbg, `verify theorem1` ended in JAX's traceback (measured, each alone).
+    assert set(OTHER) == set(PINNED)
+    for option, value in OTHER.items():
+        jax.config.update(option, value)
+    code, out, err = cli(capsys, "verify", "theorem1", "--trials", "1", "--quiet")
+    assert code == 0, err
+    assert "4 pass, 0 fail (unexpected), 2 expected fail" in out
+    warnings = err.strip().splitlines()
+    assert len(warnings) == len(PINNED), err
+    for (option, (value, variable)), line in zip(PINNED.items(), warnings, strict=True):
+        assert line.startswith(f"attnverify: warning: {variable}=") and "is not used" in line, line
+        assert getattr(jax.config, option) == value
+    assert cli(capsys, "verify", "thm1.gradient", "--trials", "1", "--quiet")[2] == ""  # set: no warning again
+
+
+@pytest.mark.parametrize(("option", "variable"), list(STOP_AT_NAN.items()))
+def test_jax_stopping_at_a_nan_is_a_one_line_error(option, variable, capsys):
+    # Can fail: under JAX_DEBUG_NANS=1 `verify theorem1` ended in JAX's FloatingPointError traceback
+    # (the embedding rows no token of a draw reads are NaN on purpose: numerics.draws).
+    jax.config.update(option, True)
+    try:
+        code, _, err = cli(capsys, "verify", "theorem1", "--trials", "1")
+    finally:
+        jax.config.update(option, False)
+    assert_one_line_error(code, err, f"{variable} is on: ")
+    assert f"unset {variable}" in err
+
+
+@pytest.mark.parametrize(("setting", "message"), [
+    ("JAX_NUMPY_RANK_PROMOTION=bogus", 'Invalid value "bogus" for JAX flag jax_numpy_rank_promotion'),
+    ("JAX_ENABLE_X64=bogus", "invalid truth value 'bogus' for environment 'JAX_ENABLE_X64'"),
+])
+def test_an_option_jax_cannot_read_is_a_one_line_error(setting, message):
+    # Can fail: JAX reads its options when it is first imported, and a value it does not accept
+    # raised a ValueError traceback from wherever that import was (here: the claim registry's).
+    variable, value = setting.split("=")
+    env = {**os.environ, variable: value}
+    proc = subprocess.run([EXE, "claims"], capture_output=True, text=True, env=env, timeout=300)
+    assert_one_line_error(proc.returncode, proc.stderr,
+                          f"JAX could not read its options from the environment: {message}")
