@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib.pyplot as plt
-from attnverify.figures.common import style
+from attnverify.figures.common import plt, style  # pyplot once common has chosen the backend
 from attnverify.numerics.modelfile import atomic_write
 
 from attnverify.errors import InputError

@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+# Files only, no display: Agg, whatever the environment asks. matplotlib reads $MPLBACKEND when it
+# is first imported, and a value it does not know ended the command in its traceback.
+os.environ["MPLBACKEND"] = "Agg"
+import matplotlib  # noqa: E402
 
-matplotlib.use("Agg")  # files only, no display; must precede pyplot
+matplotlib.use("Agg")  # also where matplotlib was imported before (a notebook); must precede pyplot
 
 import matplotlib.pyplot as plt  # noqa: E402
 from attnverify.numerics.modelfile import ModelFile, atomic_write  # noqa: E402

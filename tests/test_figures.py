@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -284,3 +287,14 @@ def test_figure_names_with_all_or_twice_are_refused(tmp_path, capsys, names, mes
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"attnverify: error: {message}" + (" (each figure runs once)" if "twice" in message else "")]
     assert not (tmp_path / "figs").exists()
+
+
+def test_a_backend_matplotlib_does_not_know_is_not_used(tmp_path):
+    # Can fail: matplotlib reads $MPLBACKEND when it is first imported, and `MPLBACKEND=bogus`
+    # (or a notebook's inline backend in a plain shell) ended `figures` in its ValueError traceback.
+    exe = os.path.join(os.path.dirname(sys.executable), "attnverify")
+    proc = subprocess.run([exe if os.path.exists(exe) else "attnverify", "figures", "architecture", "--out",
+                           str(tmp_path)], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "MPLBACKEND": "bogus"})
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["architecture.json", "architecture.pdf", "architecture.png"]
