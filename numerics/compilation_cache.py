@@ -65,12 +65,14 @@ class CacheInfo:
 
 
 def cache_location() -> Path:
-    """``$ATTNVERIFY_CACHE_DIR``, else ``${XDG_CACHE_HOME:-~/.cache}/attnverify/xla``."""
+    """``$ATTNVERIFY_CACHE_DIR``, else ``${XDG_CACHE_HOME:-~/.cache}/attnverify/xla``. A relative
+    ``$XDG_CACHE_HOME`` is ignored, as the XDG specification asks (it would give every working
+    folder a cache of its own)."""
     chosen = os.environ.get(ENV_VAR)
     if chosen:
         return Path(chosen).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base).expanduser() / "attnverify" / "xla"
+    base = Path(os.environ.get("XDG_CACHE_HOME", "")).expanduser()
+    return (base if base.is_absolute() else Path.home() / ".cache") / "attnverify" / "xla"
 
 
 def check_cache_location(path: Path, *, create: bool) -> None:

@@ -103,6 +103,9 @@ def test_location_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert compilation_cache.cache_location() == tmp_path / "home" / ".cache" / "attnverify" / "xla"
+    for ignored in ("", "relative/cache"):  # XDG: a relative path is invalid and ignored
+        monkeypatch.setenv("XDG_CACHE_HOME", ignored)
+        assert compilation_cache.cache_location() == tmp_path / "home" / ".cache" / "attnverify" / "xla"
 
 
 def test_cache_info_and_clear(own_cache, capsys):
