@@ -17,9 +17,14 @@ from pathlib import Path
 from typing import Any
 
 # Files only, no display: Agg, whatever the environment asks. matplotlib reads $MPLBACKEND when it
-# is first imported, and a value it does not know ended the command in its traceback.
-os.environ["MPLBACKEND"] = "Agg"
-import matplotlib  # noqa: E402
+# is first imported, and a value it does not know ended the command in its traceback: it is
+# hidden from that import, then put back for the processes this one starts.
+_CHOSEN_BACKEND = os.environ.pop("MPLBACKEND", None)
+try:
+    import matplotlib
+finally:
+    if _CHOSEN_BACKEND is not None:
+        os.environ["MPLBACKEND"] = _CHOSEN_BACKEND
 
 matplotlib.use("Agg")  # also where matplotlib was imported before (a notebook); must precede pyplot
 
