@@ -214,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run one command. An interrupted run (Ctrl-C: 130, SIGTERM: 143; `attnverify.interrupts`)
     closes its files, and as the program (`argv` None) leaves with `os._exit`: letting the
     interpreter tear down JAX's runtime threads mid-computation crashed it (SIGSEGV)."""
+    _streams_closed_at_start_to_devnull()
     args = build_parser().parse_args(argv)
     status, leave_now = 0, False
     with Interrupts() as interrupts:
@@ -267,6 +268,16 @@ def _out_of_memory(err: Exception) -> bool:
     """XLA's allocator ran out (JAX raises its own error, not MemoryError): sizes the checks before
     the work let through, e.g. the intermediates of a very long document."""
     return type(err).__name__ == "JaxRuntimeError" and ("RESOURCE_EXHAUSTED" in str(err) or "Out of memory" in str(err))
+
+
+def _streams_closed_at_start_to_devnull() -> None:
+    """A process started with its stdout or stderr closed (``2>&-``) has ``sys.stderr`` None:
+    the first progress bar or warning then raised, and the traceback had nowhere to go (exit 1,
+    no word). What was closed was not wanted: it is written to the null device instead, and the
+    exit code still says how the command ended."""
+    for name in ("stdout", "stderr"):
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(os.devnull, "w"))
 
 
 def _bad_jax_option(err: Exception) -> bool:

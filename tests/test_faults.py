@@ -235,6 +235,15 @@ def test_a_full_disk_leaves_no_partial_file(tmp_path, capsys):
     assert not out.exists() and not temporaries(tmp_path)
 
 
+def test_a_command_started_with_its_output_streams_closed_still_runs(tmp_path):
+    # Can fail: started with stderr closed (`2>&-`), `verify` raised at its first progress bar
+    # (Python's sys.stderr is None then) and ended with exit code 1 and no word anywhere.
+    out = tmp_path / "results.json"
+    proc = subprocess.run([EXE, "verify", "thm1.gradient", "--trials", "1", "--json", str(out)], timeout=300,
+                          preexec_fn=lambda: (os.close(1), os.close(2)))
+    assert proc.returncode == 0 and [r["verdict"] for r in json.loads(out.read_text())] == ["pass"]
+
+
 def test_a_full_disk_during_a_sweep_keeps_whole_records_only(tmp_path, capsys):
     folder = tmp_path / "sweep"
     with file_size_limit(2048):  # the manifest fits, the first record (~3 KB) does not
