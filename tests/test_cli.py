@@ -38,6 +38,16 @@ def assert_one_line_error(proc, text):
     assert "Traceback" not in proc.stderr
 
 
+def test_python_dash_m_runs_the_command_line():
+    # Can fail: `python -m attnverify` said "'attnverify' is a package and cannot be directly executed".
+    proc = subprocess.run([sys.executable, "-m", "attnverify", "spec", "--heads", "2"], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0 and json.loads(proc.stdout)["heads"] == 2, proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "attnverify", "spec", "--heads", "0"], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 2 and proc.stderr.startswith("attnverify: error: spec: heads must be >= 1")
+
+
 def test_derive_gradient_text_and_json():
     text = run("derive", "gradient").stdout
     assert "derived by sympy.diff" in text and "proved for all sizes" in text
