@@ -14,6 +14,7 @@ import numpy as np
 from attnverify.figures.common import RUNNING_SENTENCE, FigureContext, save_figure, write_json
 from attnverify.figures.presentation import present
 from attnverify.numerics import stored_results
+from attnverify.numerics.modelfile import written_together
 from attnverify.numerics.tokenize import words
 
 from attnverify.errors import InputError, note
@@ -53,11 +54,12 @@ def make(name: str, ctx: FigureContext, out_dir: str | Path) -> list[Path]:
     compute: Callable[..., dict] = getattr(module, f"compute_{name}", None) or module.compute
     draw: Callable[[dict], object] = getattr(module, f"draw_{name}", None) or module.draw
     data = computed(name, compute, ctx)
-    paths = [write_json(out_dir / f"{name}.json", data)]
-    writer = getattr(module, "write_table", None)
-    if writer is not None:
-        paths.append(writer(out_dir / f"{name}.csv", data))
-    return save_figure(draw(data), out_dir, name) + paths
+    with written_together():  # a figure's files: all new or all as they were, never a mix of two runs
+        paths = [write_json(out_dir / f"{name}.json", data)]
+        writer = getattr(module, "write_table", None)
+        if writer is not None:
+            paths.append(writer(out_dir / f"{name}.csv", data))
+        return save_figure(draw(data), out_dir, name) + paths
 
 
 def computed(name: str, compute: Callable[[FigureContext], dict], ctx: FigureContext) -> dict:

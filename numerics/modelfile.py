@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import struct
 import tempfile
+import threading
 import tokenize
 import zipfile
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -97,6 +100,10 @@ def atomic_write(path: str | os.PathLike, write) -> None:
     try:
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file ordinary permissions
         write(tmp)
+        pending = getattr(_TOGETHER, "pending", None)
+        if pending is not None:  # renamed with the others at the end of `written_together`
+            pending.append((tmp, path))
+            return
         os.replace(tmp, path)
     except OSError as err:
         Path(tmp).unlink(missing_ok=True)
@@ -104,6 +111,61 @@ def atomic_write(path: str | os.PathLike, write) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+_TOGETHER = threading.local()
+
+
+@contextmanager
+def written_together() -> Iterator[None]:
+    """`atomic_write`s that belong together (a figure's image, PDF and data file): each file is
+    written to its temporary as usual, and all are renamed onto their paths at the end of the
+    block, with SIGINT and SIGTERM held back for the renames (`_signals_held`). An error or a
+    signal before then removes every temporary: the folder keeps all of the earlier files or
+    gets all of the new ones, never a mix of two runs. A block inside another joins it."""
+    if getattr(_TOGETHER, "pending", None) is not None:
+        yield
+        return
+    pending: list[tuple[str, Path]] = []
+    _TOGETHER.pending = pending
+    try:
+        yield
+    except BaseException:
+        for tmp, _ in pending:
+            Path(tmp).unlink(missing_ok=True)
+        raise
+    finally:
+        _TOGETHER.pending = None
+    with _signals_held():
+        for done, (tmp, path) in enumerate(pending):
+            try:
+                os.replace(tmp, path)
+            except OSError as err:
+                for left, _ in pending[done:]:
+                    Path(left).unlink(missing_ok=True)
+                raise os_error(path, err) from None
+
+
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    """SIGINT and SIGTERM that arrive during the block are held, then sent again as it ends, to
+    the handlers that were there (the command's `attnverify.interrupts`, or Python's own). Only
+    the main thread can change handlers; elsewhere the block runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    previous = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(signum) not in (signal.SIG_IGN, None):
+            previous[signum] = signal.signal(signum, lambda number, frame: held.append(number))
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if held:
+            os.kill(os.getpid(), held[0])
 
 
 def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:

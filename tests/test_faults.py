@@ -239,8 +239,8 @@ def test_a_command_started_with_its_output_streams_closed_still_runs(tmp_path):
     # Can fail: started with stderr closed (`2>&-`), `verify` raised at its first progress bar
     # (Python's sys.stderr is None then) and ended with exit code 1 and no word anywhere.
     out = tmp_path / "results.json"
-    proc = subprocess.run([EXE, "verify", "thm1.gradient", "--trials", "1", "--json", str(out)], timeout=300,
-                          preexec_fn=lambda: (os.close(1), os.close(2)))
+    proc = subprocess.run(["sh", "-c", 'exec "$0" "$@" >&- 2>&-', EXE, "verify", "thm1.gradient", "--trials", "1",
+                           "--json", str(out)], timeout=300)
     assert proc.returncode == 0 and [r["verdict"] for r in json.loads(out.read_text())] == ["pass"]
 
 
@@ -251,6 +251,56 @@ def test_a_full_disk_during_a_sweep_keeps_whole_records_only(tmp_path, capsys):
     assert_one_line_error(code, err, "results.jsonl")
     assert (folder / "manifest.json").is_file() and (folder / "results.jsonl").read_bytes() == b""
     assert cli(capsys, *SWEEP, "--out", folder, "--resume")[0] == 0  # and the sweep can go on
+
+
+def test_files_written_together_are_all_new_or_all_as_they_were(tmp_path):
+    # Can fail: each file was renamed as soon as it was written, so a run stopped between two of
+    # them left one file of the new run beside the others of the old one.
+    from attnverify.numerics.modelfile import atomic_write, written_together
+
+    paths = [tmp_path / "a.json", tmp_path / "b.png"]
+    for path in paths:
+        path.write_text("old")
+    with pytest.raises(KeyboardInterrupt), written_together():
+        atomic_write(paths[0], lambda tmp: Path(tmp).write_text("new"))
+        assert paths[0].read_text() == "old"  # not renamed yet
+        raise KeyboardInterrupt  # stopped before the second file
+    assert [p.read_text() for p in paths] == ["old", "old"] and not temporaries(tmp_path)
+    with written_together():
+        for path in paths:
+            atomic_write(path, lambda tmp: Path(tmp).write_text("new"))
+    assert [p.read_text() for p in paths] == ["new", "new"] and not temporaries(tmp_path)
+
+
+def test_a_signal_during_the_renames_is_held_until_they_are_done(default_signals):
+    # Can fail: a Ctrl-C between two renames of `written_together` split the files of one figure.
+    from attnverify.numerics.modelfile import _signals_held
+
+    reached = False
+    with pytest.raises(KeyboardInterrupt):
+        with _signals_held():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.2)  # Python would run the handler here, at the next instruction
+            reached = True
+        time.sleep(1)  # the held signal is sent again as the block ends
+    assert reached and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_figure_stopped_while_drawn_leaves_the_earlier_run_s_files(tmp_path, capsys, monkeypatch):
+    # Can fail: a figure's data file was renamed into place before the figure was drawn, so a
+    # run stopped while drawing left the new data beside the earlier run's images.
+    from attnverify.figures import architecture
+
+    out = tmp_path / "figs"
+    assert cli(capsys, "figures", "architecture", "--out", out)[0] == 0
+    before = {p.name: p.stat().st_ino for p in out.iterdir()}
+
+    def stopped(data):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(architecture, "draw", stopped)
+    assert cli(capsys, "figures", "architecture", "--out", out)[0] == 130
+    assert {p.name: p.stat().st_ino for p in out.iterdir()} == before
 
 
 def test_a_write_stopped_by_a_signal_leaves_no_temporary(tmp_path):
