@@ -21,6 +21,7 @@ import types
 from pathlib import Path
 
 from attnverify.errors import InputError
+from attnverify.numerics.jax_options import check_after_user_code, computing
 from attnverify.spec import ModelSpec
 
 _REGISTRY = "attnverify.verification.registry"
@@ -68,7 +69,7 @@ def _execute(path: Path, module_name: str) -> tuple[types.ModuleType, tuple[str,
     module = types.ModuleType(module_name)
     module.__file__ = str(path)
     module.__dict__["__digest__"] = hashlib.sha256(text.encode()).hexdigest()
-    before = _registry_snapshot()
+    before, was_computing = _registry_snapshot(), computing()
     sys.modules[module_name] = module  # dataclasses and pickling look the module up
     try:
         exec(code, module.__dict__)  # noqa: S102 (a plugin is trusted code the user chose to run)
@@ -79,6 +80,7 @@ def _execute(path: Path, module_name: str) -> tuple[types.ModuleType, tuple[str,
     except Exception as err:  # noqa: BLE001 (user code: any error becomes one line)
         message = str(err).splitlines()[0] if str(err) else ""
         raise InputError(f"{path}: {type(err).__name__}{_line_in(path, err)}: {message}") from None
+    check_after_user_code(str(path), was_computing)  # JAX's options as the programs need them
     return module, _registered_since(before)
 
 
@@ -224,7 +226,7 @@ def load_claims_module(name: str) -> tuple[str, ...]:
     if name.endswith(".py") or path.is_file():
         _, claims = _execute(path, _module_name(path, "attnverify_claims"))
         return claims
-    before = _registry_snapshot()
+    before, was_computing = _registry_snapshot(), computing()
     try:
         if name in sys.modules:
             importlib.reload(sys.modules[name])
@@ -242,6 +244,7 @@ def load_claims_module(name: str) -> tuple[str, ...]:
     except Exception as err:  # noqa: BLE001
         message = str(err).splitlines()[0] if str(err) else ""
         raise InputError(f"{name}: {type(err).__name__}: {message}") from None
+    check_after_user_code(name, was_computing)
     return _registered_since(before)
 
 

@@ -18,10 +18,14 @@ say, in a researcher's shell profile). Some change what a program means, not onl
 overridden with a one-line warning (unset, the default, silently). Two debugging options are
 refused instead (`refuse_stopping_on_nan`). Every command and API call that computes comes here
 through `attnverify.cli_support.enable_x64`, and the test suite at its start (tests/conftest.py),
-so that tests trace the programs users run.
+so that tests trace the programs users run. A plugin file or claims module that changes them as
+it is loaded is answered the same way, naming the file (`check_after_user_code`); one that turns
+64-bit mode off is refused.
 """
 
 from __future__ import annotations
+
+import sys
 
 from attnverify.errors import InputError, warn
 
@@ -38,28 +42,55 @@ PINNED = {
 STOP_AT_NAN = {"jax_debug_nans": "JAX_DEBUG_NANS", "jax_debug_infs": "JAX_DEBUG_INFS"}
 
 
-def refuse_stopping_on_nan(config) -> None:
+def refuse_stopping_on_nan(config, origin: str | None = None) -> None:
     """JAX's NaN and infinity checks stop at the first non-finite output of a compiled program.
     The sweeps carry such values on purpose (the embedding rows that no token of a draw reads are
     NaN, so that a read of one shows: `numerics.draws`; a draw's NaN is counted and reported, never
-    dropped), so under either check a command would end in JAX's traceback: a one-line error instead."""
+    dropped), so under either check a command would end in JAX's traceback: a one-line error instead.
+    `origin`: the user's code that turned the check on (else the environment did)."""
     for option, variable in STOP_AT_NAN.items():
         if getattr(config, option):
-            raise InputError(f"{variable} is on: attnverify counts non-finite results itself (a NaN draw is "
-                             f"reported, never dropped) and JAX would stop at the first one; unset {variable}")
+            who, undo = ((f"{variable} is on", f"unset {variable}") if origin is None
+                         else (f"{origin} turned {option} on", "leave it off"))
+            raise InputError(f"{who}: attnverify counts non-finite results itself (a NaN draw is reported, "
+                             f"never dropped) and JAX would stop at the first one; {undo}")
 
 
-def pin_jax_options(config) -> None:
-    """Set every `PINNED` option; warn, once per option and process, where the user chose another."""
-    refuse_stopping_on_nan(config)
+def pin_jax_options(config, origin: str | None = None) -> None:
+    """Set every `PINNED` option; warn, once per option and process, where the user chose another
+    (`origin`: the user's code that set it, else the environment did)."""
+    refuse_stopping_on_nan(config, origin)
     for option, (value, variable) in PINNED.items():
         current = getattr(config, option)
         if current == value:
             continue
         if current is not None:
-            warn(f"{variable}={_shown(current)} is not used: attnverify's programs run with {_shown(value)} "
-                 f"({_WHY[option]})")
+            said = (f"{variable}={_shown(current)}" if origin is None
+                    else f"{option}={_shown(current)}, set by {origin},")
+            warn(f"{said} is not used: attnverify's programs run with {_shown(value)} ({_WHY[option]})")
         config.update(option, value)
+
+
+def computing() -> bool:
+    """Whether this process runs attnverify's programs: JAX is imported and 64-bit mode is on
+    (`attnverify.cli_support.enable_x64`; ``derive`` and ``claims`` compute nothing)."""
+    jax = sys.modules.get("jax")
+    return jax is not None and bool(jax.config.jax_enable_x64)
+
+
+def check_after_user_code(origin: str, was_computing: bool) -> None:
+    """After a plugin file or a claims module has run (`attnverify.plugins`): the options it changed
+    are set back with a warning, as the environment's are, and 64-bit mode turned off, which
+    cannot be taken back once arrays exist, is a one-line error. Nothing to keep where the process
+    computed nothing before (`computing`)."""
+    if not was_computing:
+        return
+    import jax
+
+    if not jax.config.jax_enable_x64:
+        raise InputError(f"{origin} turned JAX's 64-bit mode off (jax_enable_x64): the float64 checks need it; "
+                         "leave it on")
+    pin_jax_options(jax.config, origin)
 
 
 _WHY = {

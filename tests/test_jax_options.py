@@ -71,3 +71,29 @@ def test_an_option_jax_cannot_read_is_a_one_line_error(setting, message):
     proc = subprocess.run([EXE, "claims"], capture_output=True, text=True, env=env, timeout=300)
     assert_one_line_error(proc.returncode, proc.stderr,
                           f"JAX could not read its options from the environment: {message}")
+
+
+@pytest.fixture
+def restored_afterwards():
+    yield
+    for option in (*STOP_AT_NAN, "jax_numpy_rank_promotion"):
+        jax.config.update(option, PINNED.get(option, (False,))[0])
+    jax.config.update("jax_enable_x64", True)
+
+
+@pytest.mark.parametrize(("line", "code", "said"), [
+    ('jax.config.update("jax_numpy_rank_promotion", "raise")', 0,
+     "attnverify: warning: jax_numpy_rank_promotion='raise', set by {path}, is not used: "),
+    ('jax.config.update("jax_enable_x64", False)', 2,
+     "attnverify: error: {path} turned JAX's 64-bit mode off (jax_enable_x64): the float64 checks need it"),
+    ('jax.config.update("jax_debug_nans", True)', 2, "attnverify: error: {path} turned jax_debug_nans on: "),
+])
+def test_a_claims_module_that_changes_jax_options_is_answered_naming_it(line, code, said, tmp_path, capsys,
+                                                                       restored_afterwards):
+    # Can fail: a claims module (or plugin file) that set an option for its own code made
+    # `verify` end in JAX's traceback: a broadcast refused, or "float64 sweeps need jax_enable_x64".
+    path = tmp_path / "mine.py"
+    path.write_text(f"import jax\n{line}\n")
+    got, out, err = cli(capsys, "verify", "thm1.gradient", "--trials", "1", "--quiet", "--claims-module", path)
+    assert got == code and err.startswith(said.format(path=path)) and err.count("\n") == 1, err
+    assert "Traceback" not in err and (code != 0 or "1 pass, 0 fail (unexpected)" in out)
