@@ -121,6 +121,8 @@ def test_csv_text_label_columns(tmp_path):
     ("text,label\ngood,1\nbad,0,0\nok,1\n", "line 3: 3 fields, the header names 2"),
     # Can fail: a quote left open read the rest of the file as one text, whose label was then ''.
     ('text,label\n"unterminated,1\nok,0\nbad,0\n', "line 2: not valid CSV .unexpected end of data"),
+    # Can fail: the names were shown unquoted ("found: text, label"), hiding the space that made " label" no match.
+    ("text, label\ngood,1\nbad,0\nok,1\n", "found: 'text', ' label'; names are matched exactly"),
 ])
 def test_bad_csv_is_a_one_line_input_error(tmp_path, content, message):
     path = tmp_path / "bad.csv"
@@ -128,6 +130,29 @@ def test_bad_csv_is_a_one_line_input_error(tmp_path, content, message):
     with pytest.raises(InputError, match=message) as err:
         data.load_corpus(f"csv:{path}")
     assert "\n" not in str(err.value)
+
+
+def test_csv_rows_whose_text_has_no_word_are_skipped_with_a_note(tmp_path, capsys):
+    # Can fail: 16 of 80 rows were dropped without a word on stderr.
+    path = tmp_path / "d.csv"
+    rows = [("" if j % 10 == 0 else " !! " if j % 10 == 5 else f"good movie {j}", j % 2) for j in range(80)]
+    with open(path, "w", newline="") as handle:
+        csv.writer(handle).writerows([("text", "label"), *rows])
+    assert data.load_corpus(f"csv:{path}").sizes() == {"train": 52, "validation": 6, "test": 6}
+    assert capsys.readouterr().err == (f"attnverify: note: csv:{path}: skipped 16 rows whose text has no word "
+                                       "(empty, or only spaces and punctuation)\n")
+    data.load_corpus(f"csv:{path}")  # `report` reads it twice: one note
+    assert capsys.readouterr().err == ""
+
+
+def test_a_class_whose_texts_are_all_empty_is_named_in_one_line(tmp_path, capsys):
+    # Can fail: the error said every document has label 1, of a file that holds both labels.
+    path = tmp_path / "d.csv"
+    path.write_text("text,label\n" + "good,1\n,0\n" * 5)
+    code = main(["train", "--data", f"csv:{path}", "--out", str(tmp_path / "m.npz"), "--quiet"])
+    assert code == 2 and capsys.readouterr().err == (
+        f"attnverify: error: csv:{path}: the 5 rows labelled 0 all have a text with no word "
+        "(empty, or only spaces and punctuation); need both classes\n")
 
 
 def test_a_spreadsheet_csv_with_a_byte_order_mark_is_read(tmp_path):

@@ -155,6 +155,18 @@ def test_declaring_a_parameter_twice_differently_is_refused():
         Twice(TINY).output()
 
 
+def test_a_constant_may_be_a_numpy_scalar_but_must_be_finite():
+    # Can fail: np.float32(2.0) was refused as "not a finite number"; 10**400 raised OverflowError.
+    model = SymbolicModel(TINY)
+    assert model.constant("temp", np.float32(2.0)).is_positive
+    assert model.constant("temp", 2.0) == model.constant("temp", np.float64(2.0))  # the same declaration
+    assert model.constant("shift", np.int64(-3)).is_real and model.declared_constants["shift"].value == -3.0
+    assert type(model.declared_constants["temp"].value) is float
+    for value in (np.float32("inf"), np.float64("nan"), np.bool_(True), True, 10**400, "2.0"):
+        with pytest.raises(InputError, match="value must be a finite number"):
+            model.constant("bad", value)
+
+
 # -- the compiled forward is the true model ---------------------------------------------------------
 @pytest.mark.parametrize("changes", [{}, {"output_link": "softmax", "classes": 3, "biases": True},
                                      {"scorer": "additive", "query": "mean", "value_nonlinearity": "tanh"}])

