@@ -18,6 +18,8 @@ import re
 import sys
 import traceback
 import types
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from attnverify.errors import InputError
@@ -39,6 +41,23 @@ def _registered_since(before: dict) -> tuple[str, ...]:
     # The built-in claims load on the first registration: they are nobody's own.
     return tuple(cid for cid, claim in module.REGISTRY.items()
                  if before.get(cid) is not claim and cid not in module.BUILTIN)
+
+
+@contextmanager
+def _registers_only_if_loaded(before: dict) -> Iterator[None]:
+    """A plugin file or claims module that fails while it loads registers nothing: the claims it
+    registered before failing are taken out again (those it replaced put back), so that a later
+    command in the same process (a notebook's next cell) does not run them."""
+    try:
+        yield
+    except BaseException:
+        module = sys.modules.get(_REGISTRY)
+        for cid in _registered_since(before) if module is not None else ():
+            if cid in before:
+                module.REGISTRY[cid] = before[cid]
+            else:
+                del module.REGISTRY[cid]
+        raise
 
 
 def _line_in(path: Path, err: BaseException) -> str:
@@ -71,16 +90,17 @@ def _execute(path: Path, module_name: str) -> tuple[types.ModuleType, tuple[str,
     module.__dict__["__digest__"] = hashlib.sha256(text.encode()).hexdigest()
     before, was_computing = _registry_snapshot(), computing()
     sys.modules[module_name] = module  # dataclasses and pickling look the module up
-    try:
-        exec(code, module.__dict__)  # noqa: S102 (a plugin is trusted code the user chose to run)
-    except InputError as err:
-        raise InputError(f"{path}: {err}") from None
-    except SystemExit as err:  # sys.exit in user code: not the command's exit (KeyboardInterrupt stays one)
-        raise InputError(f"{path}: {_exit_message(err, _line_in(path, err))}") from None
-    except Exception as err:  # noqa: BLE001 (user code: any error becomes one line)
-        message = str(err).splitlines()[0] if str(err) else ""
-        raise InputError(f"{path}: {type(err).__name__}{_line_in(path, err)}: {message}") from None
-    check_after_user_code(str(path), was_computing)  # JAX's options as the programs need them
+    with _registers_only_if_loaded(before):
+        try:
+            exec(code, module.__dict__)  # noqa: S102 (a plugin is trusted code the user chose to run)
+        except InputError as err:
+            raise InputError(f"{path}: {err}") from None
+        except SystemExit as err:  # sys.exit in user code: not the command's exit (KeyboardInterrupt stays one)
+            raise InputError(f"{path}: {_exit_message(err, _line_in(path, err))}") from None
+        except Exception as err:  # noqa: BLE001 (user code: any error becomes one line)
+            message = str(err).splitlines()[0] if str(err) else ""
+            raise InputError(f"{path}: {type(err).__name__}{_line_in(path, err)}: {message}") from None
+        check_after_user_code(str(path), was_computing)  # JAX's options as the programs need them
     return module, _registered_since(before)
 
 
@@ -227,24 +247,25 @@ def load_claims_module(name: str) -> tuple[str, ...]:
         _, claims = _execute(path, _module_name(path, "attnverify_claims"))
         return claims
     before, was_computing = _registry_snapshot(), computing()
-    try:
-        if name in sys.modules:
-            importlib.reload(sys.modules[name])
-        else:
-            importlib.import_module(name)
-    except ModuleNotFoundError as err:
-        if err.name and name.startswith(err.name):
-            raise InputError(f"{name}: no such claims module (give a .py file or an importable module name)") \
-                from None
-        raise InputError(f"{name}: ModuleNotFoundError: {err}") from None
-    except InputError as err:
-        raise InputError(f"{name}: {err}") from None
-    except SystemExit as err:
-        raise InputError(f"{name}: {_exit_message(err)}") from None
-    except Exception as err:  # noqa: BLE001
-        message = str(err).splitlines()[0] if str(err) else ""
-        raise InputError(f"{name}: {type(err).__name__}: {message}") from None
-    check_after_user_code(name, was_computing)
+    with _registers_only_if_loaded(before):
+        try:
+            if name in sys.modules:
+                importlib.reload(sys.modules[name])
+            else:
+                importlib.import_module(name)
+        except ModuleNotFoundError as err:
+            if err.name and name.startswith(err.name):
+                raise InputError(f"{name}: no such claims module (give a .py file or an importable module "
+                                 "name)") from None
+            raise InputError(f"{name}: ModuleNotFoundError: {err}") from None
+        except InputError as err:
+            raise InputError(f"{name}: {err}") from None
+        except SystemExit as err:
+            raise InputError(f"{name}: {_exit_message(err)}") from None
+        except Exception as err:  # noqa: BLE001
+            message = str(err).splitlines()[0] if str(err) else ""
+            raise InputError(f"{name}: {type(err).__name__}: {message}") from None
+        check_after_user_code(name, was_computing)
     return _registered_since(before)
 
 

@@ -77,6 +77,9 @@ class ModelSpec:
     scorer: str = "dot"
 
     def __post_init__(self) -> None:
+        # Types first: a dataclass takes anything, and ModelSpec(scale_scores="no") would be a
+        # scaled model ("no" is true) whose records say "no"; heads=2.0 a traceback from JAX.
+        check_types({f.name: getattr(self, f.name) for f in dataclasses.fields(ModelSpec)})
         for name in ("d_embed", "d_att", "d_out", "heads", "vocab_size"):
             if getattr(self, name) < 1:
                 raise InputError(f"spec: {name} must be >= 1, got {getattr(self, name)}")

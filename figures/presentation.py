@@ -64,8 +64,12 @@ def _fig1(data: dict) -> str:
                if not ok]
     extra = f" The paper's sentence has {len(unknown)} word(s) out of our vocabulary ({', '.join(unknown)})." \
         if unknown else ""
-    return (f"LIME gives “{words[low]}” the most negative weight ({lime[low]:+.3g}); the unsigned "
-            f"attention and gradient-norm strips cannot show that sign.{extra}")
+    if lime[low] < 0:
+        return (f"LIME gives “{words[low]}” the most negative weight ({lime[low]:+.3g}); the unsigned "
+                f"attention and gradient-norm strips cannot show that sign.{extra}")
+    return (f"Every LIME weight is positive on this sentence (the smallest, {lime[low]:+.3g}, for "
+            f"“{words[low]}”): no word pushes away from the class here, which the unsigned attention and "
+            f"gradient-norm strips could not show either way.{extra}")
 
 
 def _fig3(data: dict) -> str:
@@ -75,8 +79,23 @@ def _fig3(data: dict) -> str:
 
 
 def _fig5(data: dict) -> str:
-    return "Closed form and autodiff agree on every word row; they differ only in the [CLS] row (Theorem 1 misses " \
-           "the query's dependence on e_0)."
+    """Read from the differences, relative to the largest gradient entry. Rounding stays below the
+    square root of the dtype's epsilon of it (1.5e-8 in float64: the rounding floor of attention,
+    ε·max|γ|, is 1e-12 at scores of 100, docs/theory.md §10.5), and an unmet hypothesis of Theorem 1
+    (a value nonlinearity, say) shows far above it."""
+    scale = data["max_abs_gradient"]
+    agree = np.sqrt(np.finfo(np.dtype(data.get("dtype", "float64"))).eps) * scale
+    cls, words = data["max_abs_diff_cls_row"], data["max_abs_diff_other_rows"]
+    relative = (lambda x: f"{x / scale:.1e} of the largest entry") if scale > 0 else (lambda x: f"{x:.1e}")
+    if words > agree:
+        return (f"Closed form and autodiff differ on the word rows too (by up to {relative(words)}): Theorem 1 "
+                "does not hold for this model (the Theorem 1 claims name the hypotheses it does not meet).")
+    if cls > agree:
+        return (f"Closed form and autodiff agree on every word row (up to {relative(words)}); they differ in the "
+                f"[CLS] row (by up to {relative(cls)}: Theorem 1 misses the query's dependence on e_0).")
+    return (f"Closed form and autodiff agree on every row, the [CLS] row included (up to {relative(max(cls, words))}): "
+            "on this text the query's dependence on e_0 adds nothing.")
+
 
 
 TAKEAWAYS: dict[str, Callable[[dict], str]] = {"fig1": _fig1, "fig3": _fig3, "fig4": _fig4, "fig5": _fig5}

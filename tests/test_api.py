@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 
 import attnverify
@@ -138,3 +139,17 @@ def test_bad_arguments_are_one_line_input_errors_as_on_the_command_line(call, kw
         kwargs = {"trials": 2, **kwargs}
     with pytest.raises(InputError, match=re.escape(text)):
         getattr(attnverify, call)(*args, **kwargs)
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"scale_scores": "no"}, "spec: field scale_scores must be bool, got 'no'"),
+    ({"heads": 2.0}, "spec: field heads must be int, got 2.0"),
+    ({"heads": np.int64(2)}, "spec: field heads must be int, got np.int64(2)"),
+])
+def test_a_spec_built_with_a_wrong_type_is_refused_as_it_is_built(fields, message):
+    # Can fail: verify(spec=ModelSpec(scale_scores="no")) ran the scaled model ("no" is true) and
+    # recorded "no"; heads=2.0 ended in JAX's TypeError; np.int64(2) failed only when the results
+    # were written, after the whole sweep.
+    with pytest.raises(InputError, match=re.escape(message)):
+        ModelSpec(**fields)
+    assert ModelSpec(heads=2, scale_scores=False).heads == 2

@@ -290,3 +290,43 @@ def test_data_that_a_cached_model_makes_unused_is_warned_of(tmp_path, capsys):
     _note_cached_model(cached, "synthetic:500")
     err = capsys.readouterr().err
     assert err.startswith("attnverify: warning: --data synthetic:500: not used") and "trained on synthetic:200" in err
+
+
+def test_figure_takeaways_follow_their_data():
+    # Can fail: fig5's takeaway was one fixed sentence ("agree on every word row") whatever the
+    # data, and fig1's called the smallest of all-positive LIME weights "the most negative".
+    from attnverify.figures.presentation import present
+
+    def fig5(words, cls, dtype="float64"):
+        data = {"max_abs_gradient": 0.5, "max_abs_diff_other_rows": words, "max_abs_diff_cls_row": cls, "dtype": dtype}
+        return present("fig5", data, "c.")["takeaway"]
+
+    assert fig5(1e-16, 0.2).startswith("Closed form and autodiff agree on every word row (up to 2.0e-16 of the ")
+    assert "they differ in the [CLS] row (by up to 4.0e-01" in fig5(1e-16, 0.2)
+    assert fig5(0.38, 0.2).startswith("Closed form and autodiff differ on the word rows too (by up to 7.6e-01")
+    assert fig5(1e-16, 1e-16).startswith("Closed form and autodiff agree on every row, the [CLS] row included")
+    # 2e-6 of the largest entry: float32's rounding (sqrt(eps) = 3.5e-4), far above float64's (1.5e-8)
+    assert fig5(1e-6, 0.2, "float32").startswith("Closed form and autodiff agree on every word row")
+    assert fig5(1e-6, 0.2, "float64").startswith("Closed form and autodiff differ on the word rows too")
+
+    def fig1(lime):
+        data = {"values": {"lime": lime}, "words": ["good", "but", "bad"]}
+        return present("fig1", data, "c.")["takeaway"]
+
+    assert fig1([0.3, -0.1, 0.2]).startswith("LIME gives “but” the most negative weight (-0.1)")
+    assert fig1([0.3, 0.1, 0.2]).startswith("Every LIME weight is positive on this sentence (the smallest, +0.1, "
+                                            "for “but”)")
+
+
+def test_model_used_names_every_assumption_that_is_not_the_papers():
+    # Can fail: a model with tanh values was described as "Architecture as in the paper".
+    from attnverify.verification.report.sections import model_used
+
+    from attnverify.spec import SMALL
+
+    assert model_used({"spec": SMALL.to_json()}).endswith("Architecture as in the paper: 8 heads, d_e = 32, "
+                                                           "query from [CLS].")
+    changed = SMALL.replace(value_nonlinearity="tanh", scale_scores=False).to_json()
+    assert model_used({"spec": changed}).endswith("Architecture: 8 heads, d_e = 32; unlike the paper's, "
+                                                  "scale_scores = false (paper: true), value_nonlinearity = tanh "
+                                                  "(paper: none).")

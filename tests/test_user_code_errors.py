@@ -147,8 +147,9 @@ def test_a_plugin_whose_forward_is_not_finite_is_refused(tmp_path, capsys):
                  f"Model.{name} is not finite: SymPy made it {value}")
 
 
-def test_a_finding_that_cannot_be_formatted_falls_back_to_the_generic_one():
-    # Can fail: finding="fails by {0}" raised IndexError after the sweep: a traceback and exit 1.
+def test_a_finding_that_cannot_be_formatted_falls_back_to_the_generic_one_with_a_warning(capsys):
+    # Can fail: finding="fails by {0}" raised IndexError after the sweep: a traceback and exit 1;
+    # then a typo ("{max_eror}") was swallowed without a word.
     import dataclasses
 
     import numpy as np
@@ -157,8 +158,39 @@ def test_a_finding_that_cannot_be_formatted_falls_back_to_the_generic_one():
     mine = Claim(id="mine.f", group="mine", statement="s", source="x", lhs="a", rhs="b", build=lambda spec: None,
                  tolerance={"float64": 1e-10, "float32": 1e-4}, tolerance_reason="r", provenance="measured",
                  finding="fails by {0} and {max_error.x}")
-    result = judge_claim(dataclasses.replace(mine), ModelSpec(), np.full(4, 0.5), trials=4)
-    assert result.finding == "FAILS where it is claimed to hold: max error 0.5 > 1e-10."
+    for finding in ("fails by {0} and {max_error.x}", "fails by {max_eror:.3g}"):
+        result = judge_claim(dataclasses.replace(mine, finding=finding), ModelSpec(), np.full(4, 0.5), trials=4)
+        assert result.finding == "FAILS where it is claimed to hold: max error 0.5 > 1e-10."
+        err = capsys.readouterr().err
+        assert err.startswith("attnverify: warning: claim mine.f: its finding does not format (") and \
+            err.count("\n") == 1 and "the generic one is shown" in err, err
+
+
+def test_the_generic_finding_of_a_claim_expected_to_fail_says_so():
+    # Can fail: a user's claim with holds=False that failed, as expected, read "FAILS where it is
+    # claimed to hold" under a table that said "FAIL (expected)".
+    import numpy as np
+    from attnverify.verification.sweep import judge_claim
+
+    mine = Claim(id="mine.x", group="mine", statement="s", source="x", lhs="a", rhs="b", build=lambda spec: None,
+                 tolerance={"float64": 1e-10, "float32": 1e-4}, tolerance_reason="r", provenance="measured",
+                 holds=False)
+    result = judge_claim(mine, ModelSpec(), np.full(4, 0.5), trials=4)
+    assert result.verdict == "expected_fail"
+    assert result.finding == "Fails as expected (measured): max error 0.5 > 1e-10."
+
+
+@pytest.mark.parametrize("how", ["file", "module"])
+def test_a_claims_module_that_fails_while_loading_registers_nothing(how, tmp_path, capsys, monkeypatch):
+    # Can fail: the claims registered before the module's error stayed in the process, and the
+    # next command without the module (a notebook's next cell) ran them.
+    body = 'claim(id="half.a", group="half")\nraise RuntimeError("broken below the first claim")\n'
+    path = module(tmp_path, body, name="half_loaded.py")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    name = path if how == "file" else "half_loaded"
+    code, _, err = cli(capsys, "claims", "--claims-module", name)
+    assert code == 2 and "broken below the first claim" in err
+    assert "half.a" not in REGISTRY
 
 
 def test_registration_checks_what_it_can():

@@ -24,14 +24,14 @@ from attnverify.verification.blocks import (  # noqa: F401 (re-exported)
 )
 from attnverify.verification.confidence import ALPHA, STATISTICAL_TESTS, takes_tolerance
 from attnverify.verification.empirical import EveryDrawCheck
-from attnverify.verification.registry import REGISTRY, Claim, check_user_claim, is_builtin, user_code
+from attnverify.verification.registry import BUILTIN, REGISTRY, Claim, check_user_claim, is_builtin, user_code
 from attnverify.verification.store import ChunkStore
 from attnverify.verification.verdicts import decide_verdict, inconclusive_finding
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
-from attnverify.errors import InputError, UserCodeError
+from attnverify.errors import InputError, UserCodeError, warn
 from attnverify.spec import ModelSpec
 
 # BLOCK: draws per vectorised block (see `draw_errors`), part of the results manifest.
@@ -394,11 +394,16 @@ def _finding(claim: Claim, spec: ModelSpec, verdict: str, judgement, statistics:
     if claim.finding:
         try:
             return claim.finding.format(**{**statistics, "max_error": max_error})
-        except (KeyError, ValueError, IndexError, AttributeError):  # it quotes what was not measured (no context),
-            pass  # or a user's text with "{0}" or "{max_error.x}": the generic finding below
+        except (KeyError, ValueError, IndexError, AttributeError) as err:  # it quotes what was not measured
+            if claim.id not in BUILTIN:  # (a built-in's context, left out); a user's typo is said
+                warn(f"claim {claim.id}: its finding does not format ({type(err).__name__}: {err}; it may name "
+                     f"max_error and {', '.join(sorted(statistics)) or 'no statistic'}): the generic one is shown")
+    # the generic finding: a refutation is a bug where the claim is claimed to hold, and what was
+    # expected where it is claimed not to (Claim.holds False: verdict expected_fail)
+    said = f"as expected ({claim.provenance})" if claim.holds is False else "where it is claimed to hold"
     if judgement is not None:
-        return f"REFUTED where it is claimed to hold: {shown}."
+        return f"{'Refuted' if claim.holds is False else 'REFUTED'} {said}: {shown}."
+    fails = "Fails" if claim.holds is False else "FAILS"
     if every:
-        return (f"FAILS where it is claimed to hold: {every['statistic']} {every['estimate']:.4g} > "
-                f"{every['threshold']:.4g}.")
-    return f"FAILS where it is claimed to hold: max error {max_error:.3g} > {tolerance:g}."
+        return f"{fails} {said}: {every['statistic']} {every['estimate']:.4g} > {every['threshold']:.4g}."
+    return f"{fails} {said}: max error {max_error:.3g} > {tolerance:g}."

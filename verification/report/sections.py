@@ -173,10 +173,26 @@ def model_used(model: dict) -> str:
         notes.append(f"T differs ({T} vs 256), which changes how much attention mass goes to padding")
     if acc is not None and isinstance(acc, float):
         notes.append(f"accuracy differs by {100 * (acc - PAPER_SETUP['accuracy']):+.1f} points")
+    return ours + diff + (" Differences: " + "; ".join(notes) + "." if notes else "") + _architecture(spec)
+
+
+def _architecture(spec: dict) -> str:
+    """The model's sizes, and every assumption switch on which it is not the paper's model
+    (`attnverify.spec.SWITCHES`): a figure or a claim read without them would be misread."""
+    from attnverify.spec import PAPER, SWITCHES
+
     heads = spec.get("heads", "?")
-    arch = (f" Architecture as in the paper: {heads} heads, d_e = {spec.get('d_embed', '?')}, "
-            f"query from [CLS].")
-    return ours + diff + (" Differences: " + "; ".join(notes) + "." if notes else "") + arch
+    sizes = f"{heads} heads, d_e = {spec.get('d_embed', '?')}"
+    paper = json.loads(PAPER.to_json())
+    unlike = [f"{name} = {_switch(spec[name])} (paper: {_switch(paper[name])})"
+              for name in SWITCHES if name in spec and spec[name] != paper[name]]
+    if not unlike:
+        return f" Architecture as in the paper: {sizes}, query from [CLS]."
+    return f" Architecture: {sizes}; unlike the paper's, {', '.join(unlike)}."
+
+
+def _switch(value) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def claim_row(r: ClaimResult) -> list[str]:
