@@ -103,12 +103,22 @@ def _with_plugin(plugin: Any, spec: ModelSpec) -> ModelSpec:
     return plugin_spec(plugin, base)
 
 
-def _names(claims: str | Iterable[str], what: str = "claims") -> list[str]:
-    """One name or an iterable of names; anything else is a one-line `InputError`."""
+def _names(claims: str | Iterable[str], what: str = "claims", *, empty: bool = False) -> list[str]:
+    """One name or an iterable of names (none only where `empty`); anything else is a one-line
+    `InputError`."""
     names = [claims] if isinstance(claims, str) else list(claims) if isinstance(claims, Iterable) else None
     if names is None or not all(isinstance(n, str) for n in names):
         raise InputError(f"{what} must be a name or a list of names, got {claims!r}")
+    if not names and not empty:  # [] ran every claim, as "all" does: a list that lost its names, most likely
+        raise InputError(f"{what}: an empty list names nothing (give 'all' for every claim)")
     return names
+
+
+def _flag(name: str, value: Any) -> bool:
+    """A True/False argument; "no" or 0 is a one-line `InputError` ("no" is true in Python)."""
+    if not isinstance(value, bool):
+        raise InputError(f"{name} must be True or False, got {value!r}")
+    return value
 
 
 # -- derive ----------------------------------------------------------------------------------
@@ -125,7 +135,7 @@ def derive(what: str = "gradient", *, plugin: Any = None, spec: ModelSpec | None
         raise InputError(f"derive: only 'gradient' has a Python API (got {what!r}); "
                          "`attnverify derive lime|eq19` prints the others")
     spec = _with_plugin(plugin, _spec(spec, PAPER, changes))
-    derivation = derive_gradient(spec, explicit_check=explicit_check)
+    derivation = derive_gradient(spec, explicit_check=_flag("explicit_check", explicit_check))
     text = derivation_text(derivation)
     if getattr(spec, "plugin", None) is not None:
         check_compiles(spec, derived=True)
@@ -155,7 +165,8 @@ def verify(claims: str | Sequence[str] = "all", *, plugin: Any = None, spec: Mod
     # as the command line (`preflight.check_verify`): types, sizes that fit, the float range
     preflight.check_sweep(spec, trials=trials, chunk_size=chunk_size, seed=seed, scale=scale)
     check_sweep_arguments(trials=trials, chunk_size=chunk_size, scale=scale, dtype=dtype)
-    chosen = select_claims(_names(claims), spec, _names(claims_module, "claims_module"))
+    _flag("progress", progress)
+    chosen = select_claims(_names(claims), spec, _names(claims_module, "claims_module", empty=True))
     preflight.check_scale_in_range(spec, scale=scale, seed=seed, dtype=dtype, claims=chosen)
     results = tuple(run_claim(c, spec, trials=trials, seed=seed, dtype=dtype, scale=scale, chunk_size=chunk_size,
                               progress=progress) for c in chosen)

@@ -105,6 +105,15 @@ def test_a_broken_user_claim_is_one_line_and_exit_2(tmp_path, capsys, case):
              "attnverify: error: ", text)
 
 
+def test_a_claim_that_fails_mid_sweep_says_so_on_a_line_of_its_own(tmp_path, capsys):
+    # Can fail: with the progress bar on, the error was written at the end of the bar's line
+    # ("mine.c:   0%| | 0/2 [00:00<?, ?draw/s]attnverify: error: ...").
+    body, _ = BROKEN["comparison raises"]
+    assert main(["verify", "mine", "--claims-module", module(tmp_path, body), "--trials", "2", *TINY]) == 2
+    shown = capsys.readouterr().err.rstrip("\n").split("\r")[-1]  # what a terminal shows last
+    assert shown.startswith("attnverify: error: claim 'mine.c': comparison raised"), shown
+
+
 @pytest.mark.parametrize(("body", "text"), [("sys.exit(3)\n", "sys.exit(3)"), ("raise SystemExit('bye')\n", "bye"),
                                             ("sys.exit()\n", "sys.exit(0)")])
 @pytest.mark.parametrize("command", ["verify", "claims"])
@@ -255,6 +264,8 @@ def test_report_records_a_broken_user_claim_in_one_line(tmp_path, capsys):
     ("claim(id='mine ok\\nsecond')\n", "id 'mine ok\\nsecond' holds a space or a control character"),
     ("claim(group='my group')\n", "group 'my group' holds a space"),
     ("claim(statement='')\n", "statement '' is empty"),
+    # accepted: the statement's second line broke the table's row in two
+    ("claim(statement='line one\\nline two')\n", "statement 'line one\\nline two' holds a line break"),
 ])
 def test_a_users_claim_names_must_select_it_and_hide_no_other(tmp_path, capsys, body, text):
     one_line(capsys, ["claims", "--claims-module", module(tmp_path, body)], text)

@@ -167,6 +167,9 @@ def _check_user_names(claim: Claim, caller: str) -> None:
                              "(a name is one word)")
     if not isinstance(claim.statement, str) or not claim.statement.strip():
         raise InputError(f"claim {claim.id!r}: statement {claim.statement!r} is empty (say what is claimed)")
+    if not claim.statement.isprintable():  # a line break or a tab would split the table's row
+        raise InputError(f"claim {claim.id!r}: statement {claim.statement!r} holds a line break or another control "
+                         "character (the table shows it on one line)")
     named = groups()
     if claim.id in named and named[claim.id] != [claim.id]:
         raise InputError(f"claim id {claim.id!r} is the name of the group {claim.id!r}: "

@@ -164,26 +164,28 @@ def draw_errors(
     # One chunk is dispatched ahead: its blocks start on the devices while the chunk before is
     # read back and stored, so the devices do not wait at each chunk's end. Chunks are still
     # finished (stored, counted) in order.
-    ahead = None  # (number, start, stop, the chunk's pending blocks)
-    for number, start in enumerate(range(0, trials, chunk)):
-        stop = min(start + chunk, trials)
-        cached = store.get(claim.id, number) if store is not None else None
-        if cached is not None:
+    try:  # the bar is taken off the line whatever ends the sweep: an error says its line alone
+        ahead = None  # (number, start, stop, the chunk's pending blocks)
+        for number, start in enumerate(range(0, trials, chunk)):
+            stop = min(start + chunk, trials)
+            cached = store.get(claim.id, number) if store is not None else None
+            if cached is not None:
+                if ahead is not None:
+                    finish(*ahead[:3], _collect_chunk(ahead[3])[: ahead[2] - ahead[1]].tolist())
+                    ahead = None
+                errors.append(np.asarray(cached, dtype=np.float64))
+                bar.update(stop - start)
+                continue
+            if block is None:
+                block = claim_block(claim, spec, seed=seed, dtype=dtype, scale=scale)
+            submitted = (number, start, stop, _submit_chunk(block, devices, start, chunk, block_size(trials)))
             if ahead is not None:
                 finish(*ahead[:3], _collect_chunk(ahead[3])[: ahead[2] - ahead[1]].tolist())
-                ahead = None
-            errors.append(np.asarray(cached, dtype=np.float64))
-            bar.update(stop - start)
-            continue
-        if block is None:
-            block = claim_block(claim, spec, seed=seed, dtype=dtype, scale=scale)
-        submitted = (number, start, stop, _submit_chunk(block, devices, start, chunk, block_size(trials)))
+            ahead = submitted
         if ahead is not None:
             finish(*ahead[:3], _collect_chunk(ahead[3])[: ahead[2] - ahead[1]].tolist())
-        ahead = submitted
-    if ahead is not None:
-        finish(*ahead[:3], _collect_chunk(ahead[3])[: ahead[2] - ahead[1]].tolist())
-    bar.close()
+    finally:
+        bar.close()
     return np.concatenate(errors)
 
 
