@@ -13,7 +13,12 @@ import signal
 import sys
 from pathlib import Path
 
-from attnverify.cli_support import Parser, add_spec_arguments, spec_from_args  # noqa: F401 (re-exported)
+from attnverify.cli_support import (  # noqa: F401 (Parser, add_spec_arguments, spec_from_args: re-exported)
+    Parser,
+    add_spec_arguments,
+    results_apart,
+    spec_from_args,
+)
 from attnverify.commands import (
     apply_cache_option,
     cmd_bench,
@@ -221,7 +226,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             configure_host_devices()  # before JAX starts: one CPU device per core (numerics.host_devices)
             apply_cache_option(args)
-            status = args.run(args)
+            with results_apart(getattr(args, "json", None) is True):  # `--json` to stdout: the JSON alone there
+                status = args.run(args)
         except InputError as err:
             # The library names its parameter; the command line names the flag that set it.
             flag = f"argument --{err.parameter.replace('_', '-')}: " if err.parameter else ""

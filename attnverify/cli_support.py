@@ -6,6 +6,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +82,32 @@ def enable_x64() -> None:
         chosen = os.environ.get("JAX_PLATFORMS")
         setting = f" (JAX_PLATFORMS={chosen!r})" if chosen is not None else ""
         raise InputError(f"JAX could not start its backend{setting}: {str(err).strip().splitlines()[0]}") from None
+
+
+#: Where `emit` writes: the command's stdout, also while `results_apart` sends everything else to stderr.
+_RESULTS: list = []
+
+
+@contextmanager
+def results_apart(on: bool) -> Iterator[None]:
+    """With `on` (a command whose stdout is one JSON document: ``--json`` of derive, claims and
+    explain), whatever else prints while the command runs (a plugin's or claims module's ``print``,
+    in its file or in its methods) goes to stderr, and only `emit` writes to stdout, so that the
+    output stays a document `json.load` reads."""
+    if not on:
+        yield
+        return
+    _RESULTS.append(sys.stdout)
+    try:
+        with redirect_stdout(sys.stderr):
+            yield
+    finally:
+        _RESULTS.pop()
+
+
+def emit(text: str) -> None:
+    """Print a command's result to its stdout (see `results_apart`)."""
+    print(text, file=_RESULTS[-1] if _RESULTS else sys.stdout)
 
 
 def write_json(path: str, payload: Any) -> None:

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from attnverify import plugins, preflight, validate
-from attnverify.cli_support import enable_x64, spec_from_args, write_json
+from attnverify.cli_support import emit, enable_x64, spec_from_args, write_json
 from attnverify.errors import InputError, UserCodeError, warn
 from attnverify.spec import PAPER, SMALL
 
@@ -30,8 +30,8 @@ def cmd_derive(args: argparse.Namespace) -> int:
         if args.plugin:  # a model variant: its derived gradient and statements must compile too
             plugins.check_compiles(spec, derived=True)
         if args.json:
-            print(validate.dumps(plugins.derivation_payload(derivation) if args.plugin
-                                 else derivation_json(derivation), indent=2))
+            emit(validate.dumps(plugins.derivation_payload(derivation) if args.plugin
+                                else derivation_json(derivation), indent=2))
         else:
             text = derivation_text(derivation, latex=args.latex)
             if args.plugin:
@@ -47,7 +47,7 @@ def cmd_derive(args: argparse.Namespace) -> int:
             text, payload = lime_display.lime_text, lime_display.lime_json
         else:
             derivation, text, payload = spec, lime_display.eq19_text, lime_display.eq19_json
-        print(validate.dumps(payload(derivation), indent=2, default=str) if args.json else text(derivation))
+        emit(validate.dumps(payload(derivation), indent=2, default=str) if args.json else text(derivation))
         return 0
     raise InputError(f"unknown derivation {args.what!r}")
 
@@ -119,8 +119,8 @@ def cmd_claims(args: argparse.Namespace) -> int:
         fields = ("id", "group", "statement", "source", "provenance", "lhs", "rhs", "holds", "asserted_by",
                   "tolerance", "tolerance_reason", "requires")
         records = [{name: getattr(claim, name) for name in fields} for claim in REGISTRY.values()]
-        print(validate.dumps([{**r, "tolerance": dict(r["tolerance"]), "requires": dict(r["requires"])}
-                              for r in records], indent=2, ensure_ascii=False))
+        emit(validate.dumps([{**r, "tolerance": dict(r["tolerance"]), "requires": dict(r["requires"])}
+                             for r in records], indent=2, ensure_ascii=False))
         return 0
     for claim in REGISTRY.values():
         source = f"; the {claim.asserted_by} asserts it holds" if claim.asserted_by else ""
@@ -200,7 +200,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     validate.require_finite({k: v for k, v in result.items() if k != "lime_settings"}, "explain")
     _note_text(args.text, kept, loaded.vocab, loaded.spec.max_len)  # once nothing can be refused: one line each
     if args.json:
-        print(validate.dumps(result, indent=2))
+        emit(validate.dumps(result, indent=2))
         return 0
     print(f"explained output ({loaded.spec.output_link}, class {loaded.spec.explained_class}): "
           f"{result['logit']:+.6g}")

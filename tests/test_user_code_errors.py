@@ -308,3 +308,16 @@ def test_an_empty_claims_module_name_is_refused_by_the_api_too():
     for name in ("", " "):  # the same words as for an empty plugin path (derive(plugin=""), above)
         with pytest.raises(InputError, match="the plugin or claims-module path is empty"):
             load_claims_module(name)
+
+
+def test_a_plugin_that_prints_leaves_the_json_on_stdout_alone(tmp_path, capsys):
+    # Can fail: `claims --plugin F --json` (and derive, explain) began with the plugin's own lines,
+    # and json.loads of the output failed at line 1.
+    path = tmp_path / "prints.py"
+    path.write_text("from attnverify.theory import SymbolicModel\nprint('hello from the file')\n\n"
+                    "class Model(SymbolicModel):\n    def score(self, i, t):\n"
+                    "        print('hello from a method')\n        return super().score(i, t)\n")
+    code, out, err = cli(capsys, "claims", "--plugin", path, "--json")
+    assert code == 0 and "thm1.gradient" in {record["id"] for record in json.loads(out)}
+    assert "hello from the file" in err and "hello from a method" in err
+    assert "hello from a method" in cli(capsys, "claims", "--plugin", path)[1]  # a table: printed where it was
