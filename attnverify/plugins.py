@@ -44,6 +44,21 @@ def _registered_since(before: dict) -> tuple[str, ...]:
 
 
 @contextmanager
+def _folder_searched(path: Path) -> Iterator[None]:
+    """The file's folder first on ``sys.path`` while it runs, as when Python runs a script: a plugin
+    or claims file may import a helper module beside it (``from base import ...``)."""
+    folder = str(path.resolve().parent)
+    sys.path.insert(0, folder)
+    try:
+        yield
+    finally:
+        try:
+            sys.path.remove(folder)
+        except ValueError:  # the file took it off itself
+            pass
+
+
+@contextmanager
 def _registers_only_if_loaded(before: dict) -> Iterator[None]:
     """A plugin file or claims module that fails while it loads registers nothing: the claims it
     registered before failing are taken out again (those it replaced put back), so that a later
@@ -90,7 +105,7 @@ def _execute(path: Path, module_name: str) -> tuple[types.ModuleType, tuple[str,
     module.__dict__["__digest__"] = hashlib.sha256(text.encode()).hexdigest()
     before, was_computing = _registry_snapshot(), computing()
     sys.modules[module_name] = module  # dataclasses and pickling look the module up
-    with _registers_only_if_loaded(before):
+    with _registers_only_if_loaded(before), _folder_searched(path):
         try:
             exec(code, module.__dict__)  # noqa: S102 (a plugin is trusted code the user chose to run)
         except InputError as err:

@@ -48,6 +48,16 @@ def test_python_dash_m_runs_the_command_line():
     assert proc.returncode == 2 and proc.stderr.startswith("attnverify: error: spec: heads must be >= 1")
 
 
+def test_python_dash_m_imports_a_claims_module_as_the_script_does(tmp_path):
+    # Can fail: `python -m` put the current folder on sys.path, so `--claims-module NAME` found a
+    # module there that the `attnverify` script could not.
+    (tmp_path / "here_only.py").write_text("")
+    for command in ([sys.executable, "-m", "attnverify"], [EXE]):
+        proc = subprocess.run([*command, "claims", "--claims-module", "here_only"], capture_output=True, text=True,
+                              cwd=tmp_path, timeout=300)
+        assert proc.returncode == 2 and "here_only: no such claims module" in proc.stderr, (command, proc.stderr)
+
+
 def test_derive_gradient_text_and_json():
     text = run("derive", "gradient").stdout
     assert "derived by sympy.diff" in text and "proved for all sizes" in text

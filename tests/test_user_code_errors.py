@@ -5,6 +5,7 @@ an error in the package's own code is still a bug, with its traceback."""
 from __future__ import annotations
 
 import json
+import sys
 import textwrap
 
 import pytest
@@ -321,3 +322,13 @@ def test_a_plugin_that_prints_leaves_the_json_on_stdout_alone(tmp_path, capsys):
     assert code == 0 and "thm1.gradient" in {record["id"] for record in json.loads(out)}
     assert "hello from the file" in err and "hello from a method" in err
     assert "hello from a method" in cli(capsys, "claims", "--plugin", path)[1]  # a table: printed where it was
+
+
+def test_a_claims_file_imports_a_helper_module_beside_it(tmp_path, capsys):
+    # Can fail: `from base import GROUP` in a claims file raised ModuleNotFoundError under the
+    # `attnverify` script (its folder was not searched) and worked under `python -m attnverify`.
+    (tmp_path / "helper_beside.py").write_text("GROUP = 'beside'\n")
+    path = module(tmp_path, "from helper_beside import GROUP\nclaim(id='beside.one', group=GROUP)\n")
+    code, out, err = cli(capsys, "claims", "--claims-module", path)
+    assert code == 0 and "beside.one" in out, err
+    assert str(tmp_path) not in sys.path  # searched while the file ran, not after
