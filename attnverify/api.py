@@ -191,7 +191,6 @@ def explain(text: str, *, model: str | Path | None = None, plugin: Any = None, s
     from attnverify import preflight
     from attnverify.numerics import modelfile
     from attnverify.numerics.draws import draw_params
-    from attnverify.numerics.explanations import NAMES
     from attnverify.numerics.tokenize import builtin_vocab, encode, text_notes
 
     # as the command line (`preflight.check_explain`: the values now, the memory once the spec is known)
@@ -234,18 +233,8 @@ def explain(text: str, *, model: str | Path | None = None, plugin: Any = None, s
                                    removal=removal, seed=seed, limit_samples=lime_limit_samples,
                                    output=result["logit"]))
     validate.require_finite({k: v for k, v in result.items() if k != "lime_settings"}, "explain")  # as the CLI
-    lines = [f"note: {note}" for note in text_notes(text, kept, vocab, spec.max_len)]  # the command line's
-    lines += [f"explained output ({spec.output_link}, class {spec.explained_class}): {result['logit']:+.6g}",
-              f"{'token':>16s}" + "".join(f"{n:>14s}" for n in NAMES)]
-    lines += [f"{w[:16]:>16s}" + "".join(f"{result[n][j]:>14.5g}" for n in NAMES) for j, w in enumerate(kept)]
-    if lime_samples is not None:
-        lines.append(f"LIME ({removal}, nu={nu:g}, n={lime_samples}, mean of {lime_runs} run(s)); "
-                     f"limit: {result['lime_limit_method']}")
-        for j, word in enumerate(result["lime_words"]):
-            coef = sum(run[j] for run in result["lime_coef"]) / lime_runs
-            limit = result["lime_limit"][j] if result["lime_limit"] is not None else float("nan")
-            lines.append(f"{word[:16]:>16s}  lime {coef:+.5g}  limit {limit:+.5g}")
-        from attnverify.numerics.lime.summary import reasons
+    from attnverify.commands import explain_text
 
-        lines += reasons(result)
-    return ExplainResult(records=result, text="\n".join(lines))
+    notes = [f"note: {note}" for note in text_notes(text, kept, vocab, spec.max_len)]  # the command line's stderr
+    return ExplainResult(records=result, text="\n".join([*notes, explain_text(result, spec,
+                                                                               lime_samples=lime_samples)]))

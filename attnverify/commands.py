@@ -173,7 +173,7 @@ def _note_text(text: str, kept: list[str], vocab: list[str], max_len: int) -> No
 def cmd_explain(args: argparse.Namespace) -> int:
     enable_x64()
     from attnverify.numerics import modelfile
-    from attnverify.numerics.explanations import NAMES, explain
+    from attnverify.numerics.explanations import explain
     from attnverify.numerics.tokenize import encode
 
     if args.plugin:  # the plugin's compiled forward; LIME through the generic path
@@ -202,28 +202,33 @@ def cmd_explain(args: argparse.Namespace) -> int:
     if args.json:
         emit(validate.dumps(result, indent=2))
         return 0
-    print(f"explained output ({loaded.spec.output_link}, class {loaded.spec.explained_class}): "
-          f"{result['logit']:+.6g}")
-    header = f"{'token':>16s}" + "".join(f"{n:>14s}" for n in NAMES)
-    print(header)
-    for j, word in enumerate(kept):
-        print(f"{word[:16]:>16s}" + "".join(f"{result[n][j]:>14.5g}" for n in NAMES))
-    if args.lime_samples is not None:
-        settings = result["lime_settings"]
-        print(f"\nLIME ({settings['removal']}, nu={settings['nu']:g}, n={args.lime_samples}, "
-              f"mean of {settings['runs']} run(s)); "
-              f"limit: {result['lime_limit_method']}")
-        print(f"{'word':>16s}{'lime':>12s}{'limit':>12s}{'eq19':>12s}{'improved':>12s}{'shell':>12s}")
-        coef = [sum(run[j] for run in result["lime_coef"]) / settings["runs"] for j in range(len(result["lime_words"]))]
-        for j, word in enumerate(result["lime_words"]):
-            cells = [coef[j]] + [result[k][j] if result[k] is not None else float("nan")
-                                 for k in ("lime_limit", "eq19", "eq19_improved", "eq19_shell")]
-            print(f"{word[:16]:>16s}" + "".join(f"{c:>12.5g}" for c in cells))
+    print(explain_text(result, loaded.spec, lime_samples=args.lime_samples))
+    return 0
+
+
+def explain_text(result: dict, spec, *, lime_samples: int | None) -> str:
+    """`explain`'s text output (the command's, and the API's `ExplainResult` repr): the explained
+    output, a row per token, and with LIME a row per word beside its limit and closed forms."""
+    from attnverify.numerics.explanations import NAMES
+
+    lines = [f"explained output ({spec.output_link}, class {spec.explained_class}): {result['logit']:+.6g}",
+             f"{'token':>16s}" + "".join(f"{n:>14s}" for n in NAMES)]
+    lines += [f"{word[:16]:>16s}" + "".join(f"{result[n][j]:>14.5g}" for n in NAMES)
+              for j, word in enumerate(result["tokens"])]
+    if lime_samples is not None:
         from attnverify.numerics.lime.summary import reasons
 
-        for line in reasons(result):
-            print(line)
-    return 0
+        settings = result["lime_settings"]
+        lines += ["", f"LIME ({settings['removal']}, nu={settings['nu']:g}, n={lime_samples}, "
+                      f"mean of {settings['runs']} run(s)); limit: {result['lime_limit_method']}",
+                  f"{'word':>16s}{'lime':>12s}{'limit':>12s}{'eq19':>12s}{'improved':>12s}{'shell':>12s}"]
+        for j, word in enumerate(result["lime_words"]):
+            cells = [sum(run[j] for run in result["lime_coef"]) / settings["runs"]]
+            cells += [result[k][j] if result[k] is not None else float("nan")
+                      for k in ("lime_limit", "eq19", "eq19_improved", "eq19_shell")]
+            lines.append(f"{word[:16]:>16s}" + "".join(f"{c:>12.5g}" for c in cells))
+        lines += reasons(result)
+    return "\n".join(lines)
 
 
 # -- train, figures, report ----------------------------------------------------------------

@@ -97,6 +97,9 @@ def test_explain_records_are_the_cli_json(variant, tmp_path, capsys):
     cli = json.loads(capsys.readouterr().out)
     result = attnverify.explain("attention is not popular", model=model, plugin=variant, lime_samples=64)
     assert result.records == cli
+    # and its repr is the command's text (it lacked the closed forms' columns and the blank line)
+    assert main([*argv[:-3], "--lime-samples", "64", "--plugin", str(variant)]) == 0
+    assert repr(result) == capsys.readouterr().out.rstrip("\n")
     assert cli["lime_settings"]["path"] == "generic" and cli["eq19"] is None and cli["eq19_reason"]
     assert set(cli["lime_paths_refused"]) == {"ratio", "structured"}
     # Without the plugin the file is refused, in one line.
