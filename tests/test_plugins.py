@@ -165,6 +165,12 @@ def test_a_constant_may_be_a_numpy_scalar_but_must_be_finite():
     for value in (np.float32("inf"), np.float64("nan"), np.bool_(True), True, 10**400, "2.0"):
         with pytest.raises(InputError, match="value must be a finite number"):
             model.constant("bad", value)
+    # a parameter's init scale the same way (np.float32(0.5) was refused; True taken as 1)
+    model.parameter("w_s", (S.K,), scale=np.float32(0.5))
+    assert model.declared_parameters["w_s"].scale == 0.5
+    for value in (np.float32("inf"), -1.0, True, "0.5"):
+        with pytest.raises(InputError, match="scale must be a finite number >= 0"):
+            model.parameter("w_bad", (S.K,), scale=value)
 
 
 # -- the compiled forward is the true model ---------------------------------------------------------

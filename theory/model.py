@@ -140,9 +140,10 @@ class SymbolicModel:
                                  "or a positive integer)")
         if init not in INITS:
             raise InputError(f"parameter {name}: init must be one of {', '.join(INITS)}, got {init!r}")
-        if not (isinstance(scale, (int, float)) and scale >= 0 and scale == scale and scale != float("inf")):
+        number = _finite(scale)  # NumPy real scalars too, as `constant` takes
+        if number is None or number < 0:
             raise InputError(f"parameter {name}: scale must be a finite number >= 0, got {scale!r}")
-        declared = Parameter(name, tuple(axes), init, float(scale))
+        declared = Parameter(name, tuple(axes), init, number)
         previous = self.declared_parameters.setdefault(name, declared)
         if previous != declared:
             raise InputError(f"parameter {name} declared twice differently: {previous} and {declared}")
