@@ -5,6 +5,7 @@ the figure's data, and the paper's published number where the paper has the same
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 import numpy as np
@@ -42,16 +43,22 @@ def correlation_text(pearson: float | None) -> str:
     return f"{pearson:.2f}" if pearson is not None and np.isfinite(pearson) else "n/a"
 
 
+def _l2(value: float | None) -> str:
+    """A relative L2 error; n/a where it is null in the data file (its reason beside)."""
+    return f"{value:.2f}" if value is not None and np.isfinite(value) else "n/a"
+
+
 def _fig4(data: dict) -> str:
     a = data.get("agreement", {})
     parts = []
     for form, label in (("eq19", "Eq. 19"), ("shell", "the shell form")):
         if form in a and a[form].get("vs_lime"):
             v = a[form]["vs_lime"]
-            parts.append(f"{label} r = {correlation_text(v['pearson'])}, relative L2 = {v['relative_l2']:.2f}")
+            parts.append(f"{label} r = {correlation_text(v['pearson'])}, relative L2 = {_l2(v['relative_l2'])}")
     if "limit" in a and a["limit"].get("vs_lime"):
         v = a["limit"]["vs_lime"]
-        parts.append(f"the exact limit β^∞ r = {correlation_text(v['pearson'])}, relative L2 = {v['relative_l2']:.2f}")
+        parts.append(f"the exact limit β^∞ r = {correlation_text(v['pearson'])}, relative L2 = "
+                     f"{_l2(v['relative_l2'])}")
     return ("Against the LIME mean over all " + str(len(data.get("features", []))) + " words: "
             + "; ".join(parts) + ".") if parts else "LIME against Eq. 19."
 
@@ -64,6 +71,9 @@ def _fig1(data: dict) -> str:
                if not ok]
     extra = f" The paper's sentence has {len(unknown)} word(s) out of our vocabulary ({', '.join(unknown)})." \
         if unknown else ""
+    if lime[low] == 0:
+        return (f"No LIME weight is negative on this sentence (the smallest, 0, for “{words[low]}”); the "
+                f"unsigned attention and gradient-norm strips could not show a sign either way.{extra}")
     if lime[low] < 0:
         return (f"LIME gives “{words[low]}” the most negative weight ({lime[low]:+.3g}); the unsigned "
                 f"attention and gradient-norm strips cannot show that sign.{extra}")
@@ -73,9 +83,19 @@ def _fig1(data: dict) -> str:
 
 
 def _fig3(data: dict) -> str:
-    totals = np.asarray(data["cls_row_total"], float)
-    return (f"Each head attends differently (each on its own colour scale); the [CLS] row shown sums to "
-            f"{totals.min():.2f}–{totals.max():.2f}, the rest of the mass going to padding.")
+    totals, attention = np.asarray(data["cls_row_total"], float), np.asarray(data["attention"], float)
+    rows = attention[:, 0, :]  # each head's [CLS] row over the positions shown
+    if len(rows) == 1:
+        heads = "One head (on its own colour scale)"
+    elif np.abs(rows - rows[0]).max() > 0.05 * max(rows.max(), np.finfo(float).tiny):
+        heads = "The heads attend differently (each on its own colour scale)"
+    else:
+        heads = f"The {len(rows)} heads attend alike (within 5 % of the largest weight)"
+    sums = f"{totals.min():.2f}" if np.isclose(totals.min(), totals.max(), atol=5e-3) else \
+        f"{totals.min():.2f}–{totals.max():.2f}"
+    rest = (", the rest of the mass going to positions not shown (UNK padding, or words past the first ones)"
+            if totals.min() < 0.995 else ": nearly all of the mass is on the positions shown")
+    return f"{heads}; the [CLS] row shown sums to {sums}{rest}."
 
 
 def _fig5(data: dict) -> str:
@@ -89,7 +109,7 @@ def _fig5(data: dict) -> str:
     relative = (lambda x: f"{x / scale:.1e} of the largest entry") if scale > 0 else (lambda x: f"{x:.1e}")
     if words > agree:
         return (f"Closed form and autodiff differ on the word rows too (by up to {relative(words)}): Theorem 1 "
-                "does not hold for this model (the Theorem 1 claims name the hypotheses it does not meet).")
+                "does not hold for this model (Model used lists where it is not the paper's).")
     if cls > agree:
         return (f"Closed form and autodiff agree on every word row (up to {relative(words)}); they differ in the "
                 f"[CLS] row (by up to {relative(cls)}: Theorem 1 misses the query's dependence on e_0).")
@@ -99,6 +119,17 @@ def _fig5(data: dict) -> str:
 
 
 TAKEAWAYS: dict[str, Callable[[dict], str]] = {"fig1": _fig1, "fig3": _fig3, "fig4": _fig4, "fig5": _fig5}
+
+
+#: A sentence ends at a full stop, then a space and a capital, but not after an abbreviation the
+#: captions use ("Eq. 19", "w.r.t. e_t", "e.g. the", "i.e. its").
+_SENTENCE_END = re.compile(r"(?<!\bEq)(?<!\bEqs)(?<!\bw\.r\.t)(?<!\be\.g)(?<!\bi\.e)\.\s+(?=[A-Z(“\"])")
+
+
+def _first_sentence(text: str) -> tuple[str, str]:
+    """(the first sentence, the rest) of `text`."""
+    end = _SENTENCE_END.search(text)
+    return (text, "") if end is None else (text[: end.start() + 1], text[end.end():])
 
 
 def present(name: str, data: dict | None, caption: str) -> dict[str, str]:
@@ -112,7 +143,7 @@ def present(name: str, data: dict | None, caption: str) -> dict[str, str]:
         except (KeyError, ValueError, TypeError, IndexError):
             takeaway = ""
     if not takeaway:  # the caption's first sentence, then not repeated beneath it
-        first, _, caption = caption.partition(". ")
+        first, caption = _first_sentence(caption)
         takeaway = first.rstrip(".") + "."
     return {"title": TITLES.get(name, name), "caption": caption, "takeaway": takeaway,
             "paper": PAPER.get(name, "")}

@@ -319,14 +319,84 @@ def test_figure_takeaways_follow_their_data():
 
 
 def test_model_used_names_every_assumption_that_is_not_the_papers():
-    # Can fail: a model with tanh values was described as "Architecture as in the paper".
+    # Can fail: a model with tanh values, or with 2 heads of width 8, was described as
+    # "Architecture as in the paper".
     from attnverify.verification.report.sections import model_used
+
+    from attnverify.spec import PAPER, SMALL
+
+    assert model_used({"spec": PAPER.to_json()}).endswith(
+        "The model has 6 heads and d_e = 128, as the paper's; its assumptions are the paper's (query from [CLS], "
+        "scaled scores, no value nonlinearity).")
+    changed = SMALL.replace(heads=1, value_nonlinearity="tanh", scale_scores=False, classes=3).to_json()
+    assert model_used({"spec": changed}).endswith(
+        "The model has 1 head and d_e = 32 (the paper's: 6 heads, d_e = 128); unlike the paper's model, "
+        "scale_scores = false (paper: true), value_nonlinearity = tanh (paper: none), classes = 3 (paper: 2).")
+
+
+def test_the_summary_reads_each_claims_worst_run_and_counts_what_held():
+    # Can fail: the Summary read only each claim's first (float64) run, so a float32 failure left
+    # "1 of 1 holds"; and it counted an unexpected PASS (a statement expected to fail that held)
+    # among the statements that do not hold.
+    from attnverify.verification.report.sections import summary_lines
+
+    def result(cid, dtype, passed, expected, finding=None):
+        return ClaimResult(id=cid, statement=cid, dtype=dtype, tolerance=1e-10, trials=8, max_error=0.0,
+                           median_error=0.0, passed=passed, finding=finding, expected=expected)
+
+    claims = {"thm1.gradient": {"group": "theorem1", "provenance": "paper"},
+              "jw.a": {"group": "jw", "provenance": "literature"}, "jw.b": {"group": "jw", "provenance": "measured"}}
+    results = [result("thm1.gradient", "float64", True, True),
+               result("thm1.gradient", "float32", False, True, "FAILS where it is claimed to hold: max error 1"),
+               result("jw.a", "float64", True, True),
+               result("jw.b", "float64", True, False, "Holds although expected to fail")]
+    text = "\n".join(summary_lines(results, claims, [], {}))
+    assert "Finding on the paper (thm1.gradient): In float32: FAILS where it is claimed to hold" in text
+    assert "0 of 1 holds as stated or as derived here; the rest are the findings above." in text
+    assert "Related papers: 2 of 2 statements hold on our models." in text
+
+
+def test_figure_takeaways_of_fig3_and_fig4_and_a_captions_first_sentence_follow_the_data():
+    # Can fail: fig3's takeaway said "Each head attends differently ... the rest of the mass going
+    # to padding" for one head whose row summed to 1; a null relative L2 made fig4's takeaway fall
+    # back to a caption cut at "Eq."; fig1 called a zero weight positive.
+    import numpy as np
+    from attnverify.figures.presentation import present
+
+    one_head = {"cls_row_total": [1.0], "attention": np.full((1, 3, 3), 1 / 3)}
+    assert present("fig3", one_head, "c.")["takeaway"] == (
+        "One head (on its own colour scale); the [CLS] row shown sums to 1.00: nearly all of the mass is on the "
+        "positions shown.")
+    alike = {"cls_row_total": [0.6, 0.6], "attention": np.full((2, 3, 3), 0.2)}
+    assert present("fig3", alike, "c.")["takeaway"].startswith("The 2 heads attend alike")
+    apart = {"cls_row_total": [0.6, 0.9], "attention": np.stack([np.full((3, 3), 0.2), np.full((3, 3), 0.3)])}
+    assert present("fig3", apart, "c.")["takeaway"] == (
+        "The heads attend differently (each on its own colour scale); the [CLS] row shown sums to 0.60–0.90, the "
+        "rest of the mass going to positions not shown (UNK padding, or words past the first ones).")
+    fig4 = {"features": ["a", "b"], "agreement": {"eq19": {"vs_lime": {"pearson": None, "relative_l2": None}}}}
+    assert present("fig4", fig4, "c.")["takeaway"] == "Against the LIME mean over all 2 words: Eq. 19 r = n/a, " \
+                                                      "relative L2 = n/a."
+    cut = present("eq19_nu", None, "New figures: how good Eq. 19 is, w.r.t. e_t. Second sentence.")
+    assert (cut["takeaway"], cut["caption"]) == ("New figures: how good Eq. 19 is, w.r.t. e_t.", "Second sentence.")
+    zero = {"values": {"lime": [0.0, 0.3]}, "words": ["good", "bad"]}
+    assert present("fig1", zero, "c.")["takeaway"].startswith("No LIME weight is negative on this sentence")
+
+
+def test_findings_of_one_sided_and_two_sided_tests_do_not_say_which_side():
+    # Can fail: a gap significantly below zero was reported as "equally accurate" (W&P's diagnostic)
+    # or "as accurate as learned attention" (uniform baseline), and agreement below chance as
+    # near ties that "still order LOO".
+    import numpy as np
+    from attnverify.verification.sweep import judge_claim
 
     from attnverify.spec import SMALL
 
-    assert model_used({"spec": SMALL.to_json()}).endswith("Architecture as in the paper: 8 heads, d_e = 32, "
-                                                           "query from [CLS].")
-    changed = SMALL.replace(value_nonlinearity="tanh", scale_scores=False).to_json()
-    assert model_used({"spec": changed}).endswith("Architecture: 8 heads, d_e = 32; unlike the paper's, "
-                                                  "scale_scores = false (paper: true), value_nonlinearity = tanh "
-                                                  "(paper: none).")
+    below = -0.05 + 0.01 * np.random.default_rng(0).standard_normal(32)
+    said = {cid: judge_claim(REGISTRY[cid], SMALL, below, trials=32).finding
+            for cid in ("wp.diagnostic_self_trained_vs_uniform.needle", "wp.uniform_baseline.needle")}
+    assert said["wp.diagnostic_self_trained_vs_uniform.needle"].startswith(
+        "self_trained attention is not more accurate than uniform attention on needle (gap -0.0")
+    assert said["wp.uniform_baseline.needle"].startswith(
+        "learned attention is not 10 accuracy points above uniform attention on needle (mean gap -0.0")
+    ties = judge_claim(REGISTRY["info.near_ties_at_chance"], SMALL, 0.25 + below - below.mean(), trials=32).finding
+    assert "outside chance (0.5 +- 0.1)" in ties and "one way or the other" in ties

@@ -114,7 +114,7 @@ register(Claim(
     finding=(
         "Theorem 1's closed form does not extend to the [CLS] position: e_0 also enters through the "
         "query q = W_q e_0, a path the formula leaves out (max error {max_error:.3g}; the authors' "
-        "Figure 5 shows the same row apart). Adding the query-path term (claim thm1.cls_term) closes the gap."
+        "Figure 5 shows the same row apart). Claim thm1.cls_term adds the query-path term."
     ),
     proof=_proof("theorem1 at [CLS] (t = 0)"),
 ))

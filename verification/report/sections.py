@@ -49,7 +49,22 @@ def is_users(info: dict) -> bool:
 
 
 def _finding(r: ClaimResult) -> str:
-    return " ".join((r.finding or "").split())
+    said = " ".join((r.finding or "").split())
+    return said if r.dtype == "float64" else f"In {r.dtype}: {said}"
+
+
+#: Which of a claim's runs (one per dtype) the Summary reads: an unexpected result first, then an
+#: undecided one, then any other that is not a plain pass, so that a float32 run is not hidden
+#: behind its float64 pass.
+_SHOWN_FIRST = {"fail": 0, "inconclusive": 1, "hyp_unmet": 2, "expected_fail": 3, "pass": 4}
+
+
+def _one_run_per_claim(results: list[ClaimResult]) -> list[ClaimResult]:
+    """Per claim, in the claims' order, the run the Summary reads (`_SHOWN_FIRST`; float64 on a tie)."""
+    runs: dict[str, list[ClaimResult]] = {}
+    for r in results:
+        runs.setdefault(r.id, []).append(r)
+    return [min(rs, key=lambda r: (_SHOWN_FIRST.get(r.verdict, 0), r.dtype != "float64")) for rs in runs.values()]
 
 
 def _is_finding(r: ClaimResult, info: dict) -> bool:
@@ -75,12 +90,7 @@ def summary_lines(results: list[ClaimResult], claims: dict[str, dict], errors: l
                   figure_notes: dict) -> list[str]:
     """The Summary, ranked: what the paper claims; our findings about its own statements; the
     related papers; the figures' numbers; the negative controls and anything that could not run."""
-    seen: set[str] = set()
-    first = []
-    for r in results:  # one run per claim (float64 first) is enough for the summary
-        if r.id not in seen:
-            seen.add(r.id)
-            first.append(r)
+    first = _one_run_per_claim(results)
     lines = ["What the paper claims: for a one-layer multi-head attention classifier queried from [CLS], "
              "gradient explanations have a closed form in the attention weights (Theorem 1), and LIME's "
              "large-sample limit is approximately a linear function of them (Theorem 2, Eq. 19)."]
@@ -100,7 +110,8 @@ def summary_lines(results: list[ClaimResult], claims: dict[str, dict], errors: l
         if _is_finding(r, claims.get(r.id, {})) and r.finding:
             lines.append(f"Finding on the paper ({r.id}): {_finding(r)}")
     if paper:
-        ok, verb = sum(r.verdict == "pass" for r in paper), "holds" if len(paper) == 1 else "hold"
+        # holds: measured to hold, as expected or not (an unexpected PASS is a statement that holds)
+        ok, verb = sum(r.passed for r in paper), "holds" if len(paper) == 1 else "hold"
         lines.append(f"Of the paper's own statements checked, {ok} of {len(paper)} {verb} as stated or as derived here"
                      + ("." if ok == len(paper) else "; the rest are the findings above."))
     for r in ours:
@@ -108,20 +119,21 @@ def summary_lines(results: list[ClaimResult], claims: dict[str, dict], errors: l
             lines.append(f"Measured here, about the paper's results ({r.id}): {_finding(r)}")
     fig4 = figure_notes.get("fig4")
     if isinstance(fig4, dict) and fig4.get("takeaway"):
-        lines.append(f"Figure 4 (our model): {fig4['takeaway']} For comparison, the {fig4.get('paper', '')}")
+        lines.append(f"The paper's Figure 4 on our model (fig4): {fig4['takeaway']} For comparison, the "
+                     f"{fig4.get('paper', '')}")
     related = [r for r in first if claims.get(r.id, {}).get("group") not in PAPER_GROUPS
                and not is_control(r.id, claims.get(r.id, {}))]
     for r in related:
         if _is_finding(r, claims.get(r.id, {})) and r.finding:
             lines.append(f"Related paper ({r.id}): {_finding(r)}")
     if related:
-        ok = sum(r.verdict == "pass" for r in related)
+        ok = sum(r.passed for r in related)
         lines.append(f"Related papers: {ok} of {len(related)} statements hold on our models.")
     for r in users:
         if r.verdict != "pass" and r.finding:
             lines.append(f"Your claim ({r.id}): {_finding(r)}")
     if users:
-        ok = sum(r.verdict == "pass" for r in users)
+        ok = sum(r.passed for r in users)
         lines.append(f"Your own claims: {ok} of {len(users)} hold.")
     controls = [r for r in first if is_control(r.id, claims.get(r.id, {}))]
     if controls:
@@ -181,14 +193,16 @@ def _architecture(spec: dict) -> str:
     (`attnverify.spec.SWITCHES`): a figure or a claim read without them would be misread."""
     from attnverify.spec import PAPER, SWITCHES
 
-    heads = spec.get("heads", "?")
-    sizes = f"{heads} heads, d_e = {spec.get('d_embed', '?')}"
     paper = json.loads(PAPER.to_json())
+    heads, width = spec.get("heads", "?"), spec.get("d_embed", "?")
+    sizes = f"The model has {heads} head{'' if heads == 1 else 's'} and d_e = {width}" + (
+        ", as the paper's" if (heads, width) == (paper["heads"], paper["d_embed"])
+        else f" (the paper's: {paper['heads']} heads, d_e = {paper['d_embed']})")
     unlike = [f"{name} = {_switch(spec[name])} (paper: {_switch(paper[name])})"
-              for name in SWITCHES if name in spec and spec[name] != paper[name]]
+              for name in (*SWITCHES, "classes", "explained_class") if name in spec and spec[name] != paper[name]]
     if not unlike:
-        return f" Architecture as in the paper: {sizes}, query from [CLS]."
-    return f" Architecture: {sizes}; unlike the paper's, {', '.join(unlike)}."
+        return f" {sizes}; its assumptions are the paper's (query from [CLS], scaled scores, no value nonlinearity)."
+    return f" {sizes}; unlike the paper's model, {', '.join(unlike)}."
 
 
 def _switch(value) -> str:
