@@ -400,3 +400,17 @@ def test_findings_of_one_sided_and_two_sided_tests_do_not_say_which_side():
         "learned attention is not 10 accuracy points above uniform attention on needle (mean gap -0.0")
     ties = judge_claim(REGISTRY["info.near_ties_at_chance"], SMALL, 0.25 + below - below.mean(), trials=32).finding
     assert "outside chance (0.5 +- 0.1)" in ties and "one way or the other" in ties
+
+
+def test_model_used_says_when_the_claims_are_swept_under_other_assumptions():
+    # Can fail: with `report --model tanh.npz` and the claims swept without tanh, the Summary's
+    # verdicts and fig5's takeaway described two models, and nothing said so.
+    from attnverify.verification.report.sections import model_used
+
+    from attnverify.spec import SMALL
+
+    tanh = SMALL.replace(value_nonlinearity="tanh").to_json()
+    assert model_used({"spec": tanh, "claims_spec": SMALL.to_json()}).endswith(
+        "The claims are swept on random models whose assumptions differ from this model's: value_nonlinearity = "
+        "none there (tanh here); the figures explain this model.")
+    assert "The claims are swept" not in model_used({"spec": tanh, "claims_spec": tanh})

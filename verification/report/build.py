@@ -170,7 +170,7 @@ def run_report(options: ReportOptions, draw_figures: FigureDrawer | None = None)
                        "holds": c.holds, "provenance": c.provenance, "asserted_by": c.asserted_by, "lhs": c.lhs,
                        "user": not is_builtin(c)}
                 for c in REGISTRY.values() if any(r.id == c.id for r in results)},
-        model=model_info,
+        model={**model_info, "claims_spec": options.claims_spec.to_json()},  # Model used compares the two
         figures=figure_files,
         figure_notes=notes,
         environment=environment(seed=options.seed, dtypes=DTYPES[options.preset],

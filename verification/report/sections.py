@@ -185,7 +185,25 @@ def model_used(model: dict) -> str:
         notes.append(f"T differs ({T} vs 256), which changes how much attention mass goes to padding")
     if acc is not None and isinstance(acc, float):
         notes.append(f"accuracy differs by {100 * (acc - PAPER_SETUP['accuracy']):+.1f} points")
-    return ours + diff + (" Differences: " + "; ".join(notes) + "." if notes else "") + _architecture(spec)
+    return (ours + diff + (" Differences: " + "; ".join(notes) + "." if notes else "") + _architecture(spec)
+            + _claims_elsewhere(spec, model.get("claims_spec")))
+
+
+def _claims_elsewhere(spec: dict, claims_spec: str | None) -> str:
+    """A sentence where the claims' random models make other assumptions than the model the
+    figures explain (`report --model M --value-nonlinearity tanh`, say): a claim's verdict and a
+    figure's takeaway then describe different models."""
+    from attnverify.spec import SWITCHES
+
+    try:
+        swept = json.loads(claims_spec) if claims_spec else {}
+    except ValueError:
+        return ""
+    other = [f"{name} = {_switch(swept[name])} there ({_switch(spec[name])} here)"
+             for name in (*SWITCHES, "classes", "explained_class")
+             if name in swept and name in spec and swept[name] != spec[name]]
+    return (" The claims are swept on random models whose assumptions differ from this model's: "
+            f"{', '.join(other)}; the figures explain this model." if other else "")
 
 
 def _architecture(spec: dict) -> str:
