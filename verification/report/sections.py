@@ -72,9 +72,10 @@ def _is_finding(r: ClaimResult, info: dict) -> bool:
 
 
 def _refuted(r: ClaimResult) -> bool:
-    """A control was caught: refuted (outside its hypotheses too), not NaN, not undecided, not held."""
-    unexplained = bool(r.nonfinite) and not r.nonfinite_reason
-    return r.verdict == "expected_fail" or (r.verdict == "hyp_unmet" and not unexplained)
+    """A control was caught: refuted within its hypotheses (not NaN, not undecided, not held).
+    Outside them (`ClaimResult.expected` None) the formula it perturbs fails too, so its failure
+    tells nothing: such a control is not counted at all (`summary_lines`)."""
+    return r.verdict == "expected_fail"
 
 
 def summary(results: list[ClaimResult], errors: list[str]) -> str:
@@ -135,7 +136,9 @@ def summary_lines(results: list[ClaimResult], claims: dict[str, dict], errors: l
     if users:
         ok = sum(r.passed for r in users)
         lines.append(f"Your own claims: {ok} of {len(users)} hold.")
-    controls = [r for r in first if is_control(r.id, claims.get(r.id, {}))]
+    every_control = [r for r in first if is_control(r.id, claims.get(r.id, {}))]
+    controls = [r for r in every_control if r.expected is not None]
+    outside = sorted(r.id for r in every_control if r.expected is None)
     if controls:
         missed = sorted({r.id for r in controls if not _refuted(r)})
         caught = sum(_refuted(r) for r in controls)
@@ -143,6 +146,9 @@ def summary_lines(results: list[ClaimResult], claims: dict[str, dict], errors: l
                      "(each must fail, or the checks could not fail)."
                      + (f" Not caught (held, could not be computed, or undecided): {', '.join(missed)}."
                         if missed else ""))
+    if outside:
+        lines.append(f"Negative controls outside their hypotheses, where the formula each perturbs fails too, so "
+                     f"that catching them tells nothing (not counted): {', '.join(outside)}.")
     unexpected = [r.id for r in results if r.verdict == "fail"]
     if unexpected:
         lines.append(f"Unexpected results (bugs to look at): {', '.join(sorted(set(unexpected)))}.")
