@@ -117,7 +117,6 @@ def _fig5(data: dict) -> str:
             "on this text the query's dependence on e_0 adds nothing.")
 
 
-
 TAKEAWAYS: dict[str, Callable[[dict], str]] = {"fig1": _fig1, "fig3": _fig3, "fig4": _fig4, "fig5": _fig5}
 
 
