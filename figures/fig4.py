@@ -12,7 +12,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 from attnverify.figures.common import NEGATIVE, FigureContext, plt, style, write_csv
-from attnverify.figures.presentation import correlation_text
+from attnverify.figures.presentation import correlation_text, l2_text
 from attnverify.numerics.tokenize import encode
 
 from attnverify.errors import InputError
@@ -30,17 +30,23 @@ DOCUMENT = ("i love the new phone and the camera is amazing but the battery is a
 
 def agreement(approx: np.ndarray, lime_mean: np.ndarray) -> dict[str, float | str]:
     """Pearson correlation, relative L2 error and least-squares slope of LIME on `approx`; a
-    correlation that carries no information is NaN with ``pearson_reason`` beside it."""
-    norm = float(np.linalg.norm(lime_mean)) or 1.0
+    correlation that carries no information, or an error relative to a LIME mean of zero, is NaN
+    with its reason beside it (``pearson_reason``, ``relative_l2_reason``)."""
+    norm = float(np.linalg.norm(lime_mean))
     slope = float(approx @ lime_mean / (approx @ approx)) if approx @ approx > 0 else float("nan")
     out: dict[str, float | str] = {"pearson": float("nan")}
+    if norm > 0:
+        out["relative_l2"] = float(np.linalg.norm(approx - lime_mean)) / norm
+    else:  # it was divided by 1: an absolute error, reported as relative
+        out["relative_l2"] = float("nan")
+        out["relative_l2_reason"] = "every LIME coefficient is 0: no error is relative to it"
     if len(approx) < 3:
         out["pearson_reason"] = f"{len(approx)} words: two points always correlate +-1"
     elif not (np.std(approx) > 0 and np.std(lime_mean) > 0):
         out["pearson_reason"] = "a constant vector has no correlation"
     else:
         out["pearson"] = float(np.corrcoef(approx, lime_mean)[0, 1])
-    return {**out, "relative_l2": float(np.linalg.norm(approx - lime_mean)) / norm, "slope": slope}
+    return {**out, "slope": slope}
 
 
 def compute(ctx: FigureContext) -> dict:
@@ -103,7 +109,8 @@ FORMS = (("eq19", "Eq. 19", "x", NEGATIVE, 140), ("shell", "shell form", "D", "#
 
 def _agreement_line(data: dict, ref: str) -> str:
     a = data["agreement"]
-    return ", ".join(f"{label} r = {correlation_text(a[k][ref]['pearson'])} / L2 = {a[k][ref]['relative_l2']:.2f}"
+    return ", ".join(f"{label} r = {correlation_text(a[k][ref]['pearson'])} / L2 = "
+                     f"{l2_text(a[k][ref]['relative_l2'])}"
                      for k, label, *_ in FORMS if k in a and not (k == "limit" and ref == "vs_limit"))
 
 

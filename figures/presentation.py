@@ -43,7 +43,7 @@ def correlation_text(pearson: float | None) -> str:
     return f"{pearson:.2f}" if pearson is not None and np.isfinite(pearson) else "n/a"
 
 
-def _l2(value: float | None) -> str:
+def l2_text(value: float | None) -> str:
     """A relative L2 error; n/a where it is null in the data file (its reason beside)."""
     return f"{value:.2f}" if value is not None and np.isfinite(value) else "n/a"
 
@@ -54,11 +54,11 @@ def _fig4(data: dict) -> str:
     for form, label in (("eq19", "Eq. 19"), ("shell", "the shell form")):
         if form in a and a[form].get("vs_lime"):
             v = a[form]["vs_lime"]
-            parts.append(f"{label} r = {correlation_text(v['pearson'])}, relative L2 = {_l2(v['relative_l2'])}")
+            parts.append(f"{label} r = {correlation_text(v['pearson'])}, relative L2 = {l2_text(v['relative_l2'])}")
     if "limit" in a and a["limit"].get("vs_lime"):
         v = a["limit"]["vs_lime"]
         parts.append(f"the exact limit β^∞ r = {correlation_text(v['pearson'])}, relative L2 = "
-                     f"{_l2(v['relative_l2'])}")
+                     f"{l2_text(v['relative_l2'])}")
     return ("Against the LIME mean over all " + str(len(data.get("features", []))) + " words: "
             + "; ".join(parts) + ".") if parts else "LIME against Eq. 19."
 

@@ -235,6 +235,10 @@ def test_a_correlation_without_information_is_null_with_its_reason_in_the_data_f
     assert back["agreement"]["eq19"]["vs_lime"]["pearson"] is None
     assert back["agreement"]["eq19"]["vs_lime"]["pearson_non_finite"] == "NaN"
     assert "Eq. 19 r = n/a, relative L2" in present("fig4", back, "caption.")["takeaway"]
+    # Can fail: against a LIME mean of zero the error was divided by 1 and reported as relative.
+    assert np.isnan(flat["relative_l2"]) and flat["relative_l2_reason"].startswith("every LIME coefficient is 0")
+    assert back["agreement"]["eq19"]["vs_limit"]["relative_l2"] is None
+    assert fig4._agreement_line(back, "vs_limit") == "Eq. 19 r = n/a / L2 = n/a"
 
 
 def test_a_strip_of_rounding_noise_is_not_drawn_at_full_colour():

@@ -256,7 +256,8 @@ for _eps in EPSILONS:
            at_most(MUCH_SMALLER), holds=False, measure=ratio, reason="; '<<' read as an order of magnitude",
            provenance="measured",
            finding="the seed JSD is {mean:.3g} of the adversarial JSD (+- {se:.2g}), not << it: retrained "
-           "models already disagree where no token matters (documents without the needle)")
+           "models already move attention a large part of the adversary's way (figure wp_tradeoff splits the "
+           "documents with and without the needle)")
 
 
 # -- 24: model-consistent adversary ---------------------------------------------------------------------
