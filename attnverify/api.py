@@ -114,13 +114,6 @@ def _names(claims: str | Iterable[str], what: str = "claims", *, empty: bool = F
     return names
 
 
-def _flag(name: str, value: Any) -> bool:
-    """A True/False argument; "no" or 0 is a one-line `InputError` ("no" is true in Python)."""
-    if not isinstance(value, bool):
-        raise InputError(f"{name} must be True or False, got {value!r}")
-    return value
-
-
 # -- derive ----------------------------------------------------------------------------------
 def derive(what: str = "gradient", *, plugin: Any = None, spec: ModelSpec | None = None,
            explicit_check: bool = False, **changes: Any) -> DeriveResult:
@@ -135,7 +128,7 @@ def derive(what: str = "gradient", *, plugin: Any = None, spec: ModelSpec | None
         raise InputError(f"derive: only 'gradient' has a Python API (got {what!r}); "
                          "`attnverify derive lime|eq19` prints the others")
     spec = _with_plugin(plugin, _spec(spec, PAPER, changes))
-    derivation = derive_gradient(spec, explicit_check=_flag("explicit_check", explicit_check))
+    derivation = derive_gradient(spec, explicit_check=validate.flag("explicit_check", explicit_check))
     text = derivation_text(derivation)
     if getattr(spec, "plugin", None) is not None:
         check_compiles(spec, derived=True)
@@ -165,7 +158,7 @@ def verify(claims: str | Sequence[str] = "all", *, plugin: Any = None, spec: Mod
     # as the command line (`preflight.check_verify`): types, sizes that fit, the float range
     preflight.check_sweep(spec, trials=trials, chunk_size=chunk_size, seed=seed, scale=scale)
     check_sweep_arguments(trials=trials, chunk_size=chunk_size, scale=scale, dtype=dtype)
-    _flag("progress", progress)
+    validate.flag("progress", progress)
     chosen = select_claims(_names(claims), spec, _names(claims_module, "claims_module", empty=True))
     preflight.check_scale_in_range(spec, scale=scale, seed=seed, dtype=dtype, claims=chosen)
     results = tuple(run_claim(c, spec, trials=trials, seed=seed, dtype=dtype, scale=scale, chunk_size=chunk_size,

@@ -25,6 +25,8 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 #: Seconds between deliveries of a signal the command has not yet stopped for.
 RESEND_S = 1.0
@@ -110,3 +112,26 @@ class Interrupts:
     def _again(self, signum: int) -> None:
         if not self._done.is_set():
             os.kill(os.getpid(), signum)
+
+
+@contextmanager
+def signals_held() -> Iterator[None]:
+    """SIGINT and SIGTERM that arrive during the block are held, then sent again as it ends, to
+    the handlers that were there (a command's `Interrupts`, or Python's own): what is written in it
+    (`numerics.modelfile.written_together`'s renames) is never split by them. Only
+    the main thread can change handlers; elsewhere the block runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    previous = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(signum) not in (signal.SIG_IGN, None):
+            previous[signum] = signal.signal(signum, lambda number, frame: held.append(number))
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if held:
+            os.kill(os.getpid(), held[0])

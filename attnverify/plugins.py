@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from attnverify.errors import InputError
-from attnverify.numerics.jax_options import check_after_user_code, computing
+from attnverify.numerics.jax_options import kept_while
 from attnverify.spec import ModelSpec
 
 _REGISTRY = "attnverify.verification.registry"
@@ -103,9 +103,10 @@ def _execute(path: Path, module_name: str) -> tuple[types.ModuleType, tuple[str,
     module = types.ModuleType(module_name)
     module.__file__ = str(path)
     module.__dict__["__digest__"] = hashlib.sha256(text.encode()).hexdigest()
-    before, was_computing = _registry_snapshot(), computing()
+    before = _registry_snapshot()
     sys.modules[module_name] = module  # dataclasses and pickling look the module up
-    with _registers_only_if_loaded(before), _folder_searched(path):
+    # kept_while: the JAX options the programs need, checked once the file has run
+    with _registers_only_if_loaded(before), _folder_searched(path), kept_while(str(path)):
         try:
             exec(code, module.__dict__)  # noqa: S102 (a plugin is trusted code the user chose to run)
         except InputError as err:
@@ -115,7 +116,6 @@ def _execute(path: Path, module_name: str) -> tuple[types.ModuleType, tuple[str,
         except Exception as err:  # noqa: BLE001 (user code: any error becomes one line)
             message = str(err).splitlines()[0] if str(err) else ""
             raise InputError(f"{path}: {type(err).__name__}{_line_in(path, err)}: {message}") from None
-        check_after_user_code(str(path), was_computing)  # JAX's options as the programs need them
     return module, _registered_since(before)
 
 
@@ -261,8 +261,8 @@ def load_claims_module(name: str) -> tuple[str, ...]:
     if name.endswith(".py") or path.is_file():
         _, claims = _execute(path, _module_name(path, "attnverify_claims"))
         return claims
-    before, was_computing = _registry_snapshot(), computing()
-    with _registers_only_if_loaded(before):
+    before = _registry_snapshot()
+    with _registers_only_if_loaded(before), kept_while(name):
         try:
             if name in sys.modules:
                 importlib.reload(sys.modules[name])
@@ -280,7 +280,6 @@ def load_claims_module(name: str) -> tuple[str, ...]:
         except Exception as err:  # noqa: BLE001
             message = str(err).splitlines()[0] if str(err) else ""
             raise InputError(f"{name}: {type(err).__name__}: {message}") from None
-        check_after_user_code(name, was_computing)
     return _registered_since(before)
 
 

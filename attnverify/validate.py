@@ -38,6 +38,10 @@ def number(name: str, value: float, *, low: float | None = None, high: float | N
         value = float(value)  # a 0-d array
     if not isinstance(value, numbers.Real):
         raise InputError(f"{name} must be a number, got {value!r}")
+    try:
+        float(value)
+    except OverflowError:  # an int past float's range (10**400): math.isnan would raise
+        raise InputError(f"{name} must be a finite number, got an integer of {len(str(abs(value)))} digits") from None
     if math.isnan(value) or (math.isinf(value) and not allow_inf):
         raise InputError(f"{name} must be a {'number (inf allowed)' if allow_inf else 'finite number'}, got {value}")
     if low is not None and (value <= low if low_open else value < low):
@@ -62,6 +66,13 @@ def env_count(variable: str, what: str, high: int = MAX_COUNT) -> int | None:
         value = 0
     if value < 1 or value > high:
         raise InputError(f"${variable} must be a number of {what} in 1..{high}, got {text!r}")
+    return value
+
+
+def flag(name: str, value: bool) -> bool:
+    """True or False; anything else (``"no"``, which Python reads as true, or 0) is an `InputError`."""
+    if not isinstance(value, bool):
+        raise InputError(f"{name} must be True or False, got {value!r}")
     return value
 
 

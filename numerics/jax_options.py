@@ -19,23 +19,28 @@ overridden with a one-line warning (unset, the default, silently). Two debugging
 refused instead (`refuse_stopping_on_nan`). Every command and API call that computes comes here
 through `attnverify.cli_support.enable_x64`, and the test suite at its start (tests/conftest.py),
 so that tests trace the programs users run. A plugin file or claims module that changes them as
-it is loaded is answered the same way, naming the file (`check_after_user_code`); one that turns
+it is loaded is answered the same way, naming the file (`kept_while`); one that turns
 64-bit mode off is refused.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from attnverify.errors import InputError, warn
 
-#: option -> (the value attnverify's programs are written for, the environment variable).
+#: option -> (the value attnverify's programs are written for, the environment variable, why).
 PINNED = {
-    "jax_numpy_rank_promotion": ("allow", "JAX_NUMPY_RANK_PROMOTION"),
-    "jax_numpy_dtype_promotion": ("standard", "JAX_NUMPY_DTYPE_PROMOTION"),
-    "jax_default_prng_impl": ("threefry2x32", "JAX_DEFAULT_PRNG_IMPL"),
-    "jax_threefry_partitionable": (True, "JAX_THREEFRY_PARTITIONABLE"),
-    "jax_default_matmul_precision": ("highest", "JAX_DEFAULT_MATMUL_PRECISION"),
+    "jax_numpy_rank_promotion": ("allow", "JAX_NUMPY_RANK_PROMOTION", "they broadcast as NumPy does"),
+    "jax_numpy_dtype_promotion": ("standard", "JAX_NUMPY_DTYPE_PROMOTION", "they mix dtypes as NumPy does"),
+    "jax_default_prng_impl": ("threefry2x32", "JAX_DEFAULT_PRNG_IMPL",
+                              "a seed gives the same Threefry draws everywhere"),
+    "jax_threefry_partitionable": (True, "JAX_THREEFRY_PARTITIONABLE",
+                                   "a seed gives the same Threefry draws everywhere"),
+    "jax_default_matmul_precision": ("highest", "JAX_DEFAULT_MATMUL_PRECISION",
+                                     "float32 tolerances are set for full float32 products"),
 }
 
 #: Options that stop a program at its first non-finite output, and their environment variables.
@@ -60,46 +65,33 @@ def pin_jax_options(config, origin: str | None = None) -> None:
     """Set every `PINNED` option; warn, once per option and process, where the user chose another
     (`origin`: the user's code that set it, else the environment did)."""
     refuse_stopping_on_nan(config, origin)
-    for option, (value, variable) in PINNED.items():
+    for option, (value, variable, why) in PINNED.items():
         current = getattr(config, option)
         if current == value:
             continue
         if current is not None:
             said = (f"{variable}={_shown(current)}" if origin is None
                     else f"{option}={_shown(current)}, set by {origin},")
-            warn(f"{said} is not used: attnverify's programs run with {_shown(value)} ({_WHY[option]})")
+            warn(f"{said} is not used: attnverify's programs run with {_shown(value)} ({why})")
         config.update(option, value)
 
 
-def computing() -> bool:
-    """Whether this process runs attnverify's programs: JAX is imported and 64-bit mode is on
-    (`attnverify.cli_support.enable_x64`; ``derive`` and ``claims`` compute nothing)."""
+@contextmanager
+def kept_while(origin: str) -> Iterator[None]:
+    """Run a plugin file or a claims module (`attnverify.plugins`) and answer the JAX options it
+    changed as the environment's are: set back with a warning, or refused; 64-bit mode turned
+    off, which cannot be taken back once arrays exist, is a one-line error. Only where the process
+    computes (JAX imported, 64-bit mode on: `attnverify.cli_support.enable_x64`); ``derive`` and
+    ``claims`` compute nothing, and set nothing to keep."""
     jax = sys.modules.get("jax")
-    return jax is not None and bool(jax.config.jax_enable_x64)
-
-
-def check_after_user_code(origin: str, was_computing: bool) -> None:
-    """After a plugin file or a claims module has run (`attnverify.plugins`): the options it changed
-    are set back with a warning, as the environment's are, and 64-bit mode turned off, which
-    cannot be taken back once arrays exist, is a one-line error. Nothing to keep where the process
-    computed nothing before (`computing`)."""
-    if not was_computing:
+    computing = jax is not None and bool(jax.config.jax_enable_x64)
+    yield
+    if not computing:
         return
-    import jax
-
     if not jax.config.jax_enable_x64:
         raise InputError(f"{origin} turned JAX's 64-bit mode off (jax_enable_x64): the float64 checks need it; "
                          "leave it on")
     pin_jax_options(jax.config, origin)
-
-
-_WHY = {
-    "jax_numpy_rank_promotion": "they broadcast as NumPy does",
-    "jax_numpy_dtype_promotion": "they mix dtypes as NumPy does",
-    "jax_default_prng_impl": "a seed gives the same Threefry draws everywhere",
-    "jax_threefry_partitionable": "a seed gives the same Threefry draws everywhere",
-    "jax_default_matmul_precision": "float32 tolerances are set for full float32 products",
-}
 
 
 def _shown(value) -> str:

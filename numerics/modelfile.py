@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import os
-import signal
 import struct
 import tempfile
 import threading
@@ -32,6 +31,7 @@ from attnverify.numerics.model import Params
 from attnverify.numerics.tokenize import CLS_TOKEN, UNK_TOKEN, check_vocab
 
 from attnverify.errors import InputError
+from attnverify.interrupts import signals_held
 from attnverify.spec import ModelSpec
 from attnverify.validate import TMP_PREFIX, fits_in_memory, os_error, pid_alive, spec_bytes
 
@@ -120,9 +120,9 @@ _TOGETHER = threading.local()
 def written_together() -> Iterator[None]:
     """`atomic_write`s that belong together (a figure's image, PDF and data file): each file is
     written to its temporary as usual, and all are renamed onto their paths at the end of the
-    block, with SIGINT and SIGTERM held back for the renames (`_signals_held`). An error or a
-    signal before then removes every temporary: the folder keeps all of the earlier files or
-    gets all of the new ones, never a mix of two runs. A block inside another joins it."""
+    block, with SIGINT and SIGTERM held back for the renames (`attnverify.interrupts.signals_held`).
+    An error or a signal before then removes every temporary: the folder keeps all of the earlier
+    files or gets all of the new ones, never a mix of two runs. A block inside another joins it."""
     if getattr(_TOGETHER, "pending", None) is not None:
         yield
         return
@@ -136,7 +136,7 @@ def written_together() -> Iterator[None]:
         raise
     finally:
         _TOGETHER.pending = None
-    with _signals_held():
+    with signals_held():
         for done, (tmp, path) in enumerate(pending):
             try:
                 os.replace(tmp, path)
@@ -144,28 +144,6 @@ def written_together() -> Iterator[None]:
                 for left, _ in pending[done:]:
                     Path(left).unlink(missing_ok=True)
                 raise os_error(path, err) from None
-
-
-@contextmanager
-def _signals_held() -> Iterator[None]:
-    """SIGINT and SIGTERM that arrive during the block are held, then sent again as it ends, to
-    the handlers that were there (the command's `attnverify.interrupts`, or Python's own). Only
-    the main thread can change handlers; elsewhere the block runs as it is."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    held: list[int] = []
-    previous = {}
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        if signal.getsignal(signum) not in (signal.SIG_IGN, None):
-            previous[signum] = signal.signal(signum, lambda number, frame: held.append(number))
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-        if held:
-            os.kill(os.getpid(), held[0])
 
 
 def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:

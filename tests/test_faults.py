@@ -274,11 +274,11 @@ def test_files_written_together_are_all_new_or_all_as_they_were(tmp_path):
 
 def test_a_signal_during_the_renames_is_held_until_they_are_done(default_signals):
     # Can fail: a Ctrl-C between two renames of `written_together` split the files of one figure.
-    from attnverify.numerics.modelfile import _signals_held
+    from attnverify.interrupts import signals_held
 
     reached = False
     with pytest.raises(KeyboardInterrupt):
-        with _signals_held():
+        with signals_held():
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(0.2)  # Python would run the handler here, at the next instruction
             reached = True

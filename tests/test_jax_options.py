@@ -25,7 +25,7 @@ OTHER = {"jax_numpy_rank_promotion": "raise", "jax_numpy_dtype_promotion": "stri
 @pytest.fixture
 def pinned_afterwards():
     yield
-    for option, (value, _) in PINNED.items():  # as tests/conftest.py set them, whatever the test did
+    for option, (value, *_) in PINNED.items():  # as tests/conftest.py set them, whatever the test did
         jax.config.update(option, value)
 
 
@@ -40,7 +40,7 @@ def test_options_that_change_a_program_are_set_back_with_a_warning(pinned_afterw
     assert "4 pass, 0 fail (unexpected), 2 expected fail" in out
     warnings = err.strip().splitlines()
     assert len(warnings) == len(PINNED), err
-    for (option, (value, variable)), line in zip(PINNED.items(), warnings, strict=True):
+    for (option, (value, variable, _)), line in zip(PINNED.items(), warnings, strict=True):
         assert line.startswith(f"attnverify: warning: {variable}=") and "is not used" in line, line
         assert getattr(jax.config, option) == value
     assert cli(capsys, "verify", "thm1.gradient", "--trials", "1", "--quiet")[2] == ""  # set: no warning again

@@ -2,6 +2,7 @@
 hypotheses, the model file, and the registry's replacement semantics (docs/plugins.md)."""
 
 import dataclasses
+import re
 import textwrap
 from pathlib import Path
 
@@ -162,14 +163,19 @@ def test_a_constant_may_be_a_numpy_scalar_but_must_be_finite():
     assert model.constant("temp", 2.0) == model.constant("temp", np.float64(2.0))  # the same declaration
     assert model.constant("shift", np.int64(-3)).is_real and model.declared_constants["shift"].value == -3.0
     assert type(model.declared_constants["temp"].value) is float
-    for value in (np.float32("inf"), np.float64("nan"), np.bool_(True), True, 10**400, "2.0"):
-        with pytest.raises(InputError, match="value must be a finite number"):
+    for value, said in ((np.float32("inf"), "must be a finite number, got inf"),
+                        (np.float64("nan"), "must be a finite number, got nan"),
+                        (np.bool_(True), "must be a number, got np.True_"), (True, "must be a number, got True"),
+                        (10**400, "must be a finite number, got an integer of 401 digits"),
+                        ("2.0", "must be a number, got '2.0'")):
+        with pytest.raises(InputError, match=re.escape(f"constant bad: value {said}")):
             model.constant("bad", value)
     # a parameter's init scale the same way (np.float32(0.5) was refused; True taken as 1)
     model.parameter("w_s", (S.K,), scale=np.float32(0.5))
     assert model.declared_parameters["w_s"].scale == 0.5
-    for value in (np.float32("inf"), -1.0, True, "0.5"):
-        with pytest.raises(InputError, match="scale must be a finite number >= 0"):
+    for value, said in ((np.float32("inf"), "must be a finite number, got inf"), (-1.0, "must be >= 0, got -1"),
+                        (True, "must be a number, got True"), ("0.5", "must be a number, got '0.5'")):
+        with pytest.raises(InputError, match=re.escape(f"parameter w_bad: scale {said}")):
             model.parameter("w_bad", (S.K,), scale=value)
 
 

@@ -17,13 +17,12 @@ plugin (`theory.plugin.PluginSpec`), the plugin's class.
 from __future__ import annotations
 
 import keyword
-import math
-import numbers
 from dataclasses import dataclass
 
 import sympy as sp
 from attnverify.theory import symbols as S
 
+from attnverify import validate
 from attnverify.errors import InputError
 from attnverify.spec import PAPER, ModelSpec
 
@@ -64,18 +63,6 @@ class Constant:
 #: Names a declaration may not take: the model's own tensors, sizes and indices.
 RESERVED = frozenset(S.AXES) | {str(x) for x in (*SIZES, S.i, S.t, S.s, S.r, S.k, S.a, S.o, S.h, S.c, S.tau, S.m)} \
     | {"embedding", "vocab", "spec", "plugin"}
-
-
-def _finite(value) -> float | None:
-    """`value` as a float when it is a finite real number, else None. NumPy's real scalars count
-    (numbers.Real: a plugin may well write np.float32(2.0) or an array's entry); a bool does not."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        return None
-    try:
-        number = float(value)
-    except OverflowError:  # an int past float's range: not finite either
-        return None
-    return number if math.isfinite(number) else None
 
 
 class SymbolicModel:
@@ -140,9 +127,7 @@ class SymbolicModel:
                                  "or a positive integer)")
         if init not in INITS:
             raise InputError(f"parameter {name}: init must be one of {', '.join(INITS)}, got {init!r}")
-        number = _finite(scale)  # NumPy real scalars too, as `constant` takes
-        if number is None or number < 0:
-            raise InputError(f"parameter {name}: scale must be a finite number >= 0, got {scale!r}")
+        number = float(validate.number(f"parameter {name}: scale", scale, low=0))  # NumPy scalars too
         declared = Parameter(name, tuple(axes), init, number)
         previous = self.declared_parameters.setdefault(name, declared)
         if previous != declared:
@@ -153,9 +138,7 @@ class SymbolicModel:
         """Declare a scalar constant with its value and return its symbol (positive when
         the value is, else real). Derivations keep the symbol; numerics bind the value."""
         self._check_name(name, "constant")
-        number = _finite(value)
-        if number is None:
-            raise InputError(f"constant {name}: value must be a finite number, got {value!r}")
+        number = float(validate.number(f"constant {name}: value", value))  # NumPy scalars too, not bools
         symbol = sp.Symbol(name, positive=True) if number > 0 else sp.Symbol(name, real=True)
         declared = Constant(name, number, symbol)
         previous = self.declared_constants.setdefault(name, declared)

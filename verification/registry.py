@@ -24,7 +24,7 @@ from attnverify.verification.confidence import takes_tolerance
 
 from attnverify.errors import InputError, UserCodeError, describe
 from attnverify.spec import ModelSpec, check_requires
-from attnverify.validate import number
+from attnverify.validate import flag, number
 
 #: ``(params, tokens) -> (lhs, rhs)``: both sides on one draw, any matching shapes.
 Comparison = Callable[[Params, jnp.ndarray], tuple[jnp.ndarray, jnp.ndarray]]
@@ -208,8 +208,7 @@ def check_user_claim(claim: Claim) -> None:
         if isinstance(value, bool) or not isinstance(value, int | float):  # not an array that passes as one
             raise InputError(f"claim {claim.id!r}: the {dtype} tolerance must be a Python number, "
                              f"got {type(value).__name__}")
-    if not isinstance(claim.holds, bool):
-        raise InputError(f"claim {claim.id!r}: holds must be True or False, got {claim.holds!r}")
+    flag(f"claim {claim.id!r}: holds", claim.holds)
     try:
         check_requires(claim.requires)
     except InputError as err:

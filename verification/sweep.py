@@ -153,7 +153,6 @@ def draw_errors(
     block = None  # compiled on the first chunk not in the store (a finished sweep compiles nothing)
     devices = list(draw_mesh().devices.flat)
     errors = []
-    bar = tqdm(total=trials, desc=claim.id, unit="draw", disable=not progress, file=sys.stderr, leave=False)
 
     def finish(number: int, start: int, stop: int, values: list) -> None:
         if store is not None:
@@ -164,7 +163,8 @@ def draw_errors(
     # One chunk is dispatched ahead: its blocks start on the devices while the chunk before is
     # read back and stored, so the devices do not wait at each chunk's end. Chunks are still
     # finished (stored, counted) in order.
-    try:  # the bar is taken off the line whatever ends the sweep: an error says its line alone
+    # The bar (`finish` updates it) is taken off the line whatever ends the sweep: an error has its own line.
+    with tqdm(total=trials, desc=claim.id, unit="draw", disable=not progress, file=sys.stderr, leave=False) as bar:
         ahead = None  # (number, start, stop, the chunk's pending blocks)
         for number, start in enumerate(range(0, trials, chunk)):
             stop = min(start + chunk, trials)
@@ -184,8 +184,6 @@ def draw_errors(
             ahead = submitted
         if ahead is not None:
             finish(*ahead[:3], _collect_chunk(ahead[3])[: ahead[2] - ahead[1]].tolist())
-    finally:
-        bar.close()
     return np.concatenate(errors)
 
 

@@ -20,6 +20,7 @@ not depend on the training seed. Nothing is downloaded.
 from __future__ import annotations
 
 import csv
+import functools
 import random
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -219,16 +220,14 @@ def load_csv(path: str | Path) -> Corpus:
         raise InputError(f"{source}: the {_rows(labels.count(lost))} labelled {lost} all have a text with no word "
                          f"(empty, or only spaces and punctuation); need both classes")
     corpus = split_three(source, kept_texts, kept_labels)
-    # After the split: a refused file gets its one error line only. Once per process: `report`
-    # reads the corpus twice (its checks, then training).
-    if skipped and (source, skipped) not in _noted_skips:
-        _noted_skips.add((source, skipped))
-        note(f"{source}: skipped {_rows(skipped)} whose text has no word (empty, or only spaces and punctuation)")
+    if skipped:  # after the split: a refused file gets its one error line only
+        _note_skipped(source, skipped)
     return corpus
 
 
-#: The (source, count) of the skipped rows `load_csv` has noted in this process.
-_noted_skips: set[tuple[str, int]] = set()
+@functools.cache  # once per process: `report` reads the corpus twice (its checks, then training)
+def _note_skipped(source: str, skipped: int) -> None:
+    note(f"{source}: skipped {_rows(skipped)} whose text has no word (empty, or only spaces and punctuation)")
 
 
 #: Where `csv.DictReader` puts a row's fields beyond the header's (`load_csv` refuses such rows).

@@ -199,34 +199,38 @@ def _claims_elsewhere(spec: dict, claims_spec: str | None) -> str:
     """A sentence where the claims' random models make other assumptions than the model the
     figures explain (`report --model M --value-nonlinearity tanh`, say): a claim's verdict and a
     figure's takeaway then describe different models."""
-    from attnverify.spec import SWITCHES
-
     try:
         swept = json.loads(claims_spec) if claims_spec else {}
     except ValueError:
         return ""
-    other = [f"{name} = {_switch(swept[name])} there ({_switch(spec[name])} here)"
-             for name in (*SWITCHES, "classes", "explained_class")
-             if name in swept and name in spec and swept[name] != spec[name]]
+    other = [f"{name} = {_switch(swept[name])} there ({_switch(spec[name])} here)" for name in _unlike(spec, swept)]
     return (" The claims are swept on random models whose assumptions differ from this model's: "
             f"{', '.join(other)}; the figures explain this model." if other else "")
 
 
 def _architecture(spec: dict) -> str:
-    """The model's sizes, and every assumption switch on which it is not the paper's model
-    (`attnverify.spec.SWITCHES`): a figure or a claim read without them would be misread."""
-    from attnverify.spec import PAPER, SWITCHES
+    """The model's sizes, and every assumption on which it is not the paper's model (`_unlike`):
+    a figure or a claim read without them would be misread."""
+    from attnverify.spec import PAPER
 
     paper = json.loads(PAPER.to_json())
     heads, width = spec.get("heads", "?"), spec.get("d_embed", "?")
     sizes = f"The model has {heads} head{'' if heads == 1 else 's'} and d_e = {width}" + (
         ", as the paper's" if (heads, width) == (paper["heads"], paper["d_embed"])
         else f" (the paper's: {paper['heads']} heads, d_e = {paper['d_embed']})")
-    unlike = [f"{name} = {_switch(spec[name])} (paper: {_switch(paper[name])})"
-              for name in (*SWITCHES, "classes", "explained_class") if name in spec and spec[name] != paper[name]]
+    unlike = [f"{name} = {_switch(spec[name])} (paper: {_switch(paper[name])})" for name in _unlike(spec, paper)]
     if not unlike:
         return f" {sizes}; its assumptions are the paper's (query from [CLS], scaled scores, no value nonlinearity)."
     return f" {sizes}; unlike the paper's model, {', '.join(unlike)}."
+
+
+def _unlike(spec: dict, other: dict) -> list[str]:
+    """The assumptions (`attnverify.spec.SWITCHES`, the classes and the explained one) on which two
+    specs, as JSON objects, differ; a field either lacks is not compared."""
+    from attnverify.spec import SWITCHES
+
+    return [name for name in (*SWITCHES, "classes", "explained_class")
+            if name in spec and name in other and spec[name] != other[name]]
 
 
 def _switch(value) -> str:
