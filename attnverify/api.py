@@ -18,7 +18,7 @@ from typing import Any
 
 from attnverify import validate
 from attnverify.errors import InputError
-from attnverify.spec import PAPER, SMALL, ModelSpec, check_types
+from attnverify.spec import PAPER, SMALL, SWITCHES, ModelSpec, check_types
 
 __all__ = ["DeriveResult", "ExplainResult", "VerifyResult", "derive", "explain", "verify"]
 
@@ -127,7 +127,12 @@ def derive(what: str = "gradient", *, plugin: Any = None, spec: ModelSpec | None
     if what != "gradient":
         raise InputError(f"derive: only 'gradient' has a Python API (got {what!r}); "
                          "`attnverify derive lime|eq19` prints the others")
-    spec = _with_plugin(plugin, _spec(spec, PAPER, changes))
+    spec = _spec(spec, PAPER, changes)  # types first, as everywhere
+    sizes = sorted(set(changes) - set(SWITCHES))
+    if sizes:  # as the command line, which has no size flags for derive
+        raise InputError(f"derive: {', '.join(sizes)}: the derivation holds for every size; only the switches "
+                         f"change it ({', '.join(SWITCHES)})")
+    spec = _with_plugin(plugin, spec)
     derivation = derive_gradient(spec, explicit_check=validate.flag("explicit_check", explicit_check))
     text = derivation_text(derivation)
     if getattr(spec, "plugin", None) is not None:
@@ -193,6 +198,14 @@ def explain(text: str, *, model: str | Path | None = None, plugin: Any = None, s
                                 lime_samples=lime_samples, name=str)
     if removal not in ("delete", "replace"):
         raise InputError(f"removal must be delete or replace, got {removal!r}")
+    if lime_samples is None:  # as the command line: a LIME setting without LIME is a mistake, not a no-op
+        given = [name for name, value, default in (("lime_runs", lime_runs, 1), ("nu", nu, 0.25),
+                                                   ("removal", removal, "delete"),
+                                                   ("lime_limit_samples", lime_limit_samples, 2**18))
+                 if value != default]
+        if given:
+            raise InputError(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} to LIME: "
+                             "give lime_samples too")
     if model is not None:
         if changes or spec is not None:
             raise InputError("explain: a model file brings its own spec (give model, or spec, not both)")
@@ -226,7 +239,7 @@ def explain(text: str, *, model: str | Path | None = None, plugin: Any = None, s
                                    removal=removal, seed=seed, limit_samples=lime_limit_samples,
                                    output=result["logit"]))
     validate.require_finite({k: v for k, v in result.items() if k != "lime_settings"}, "explain")  # as the CLI
-    from attnverify.commands import explain_text
+    from attnverify.numerics.explanations import explain_text
 
     notes = [f"note: {note}" for note in text_notes(text, kept, vocab, spec.max_len)]  # the command line's stderr
     return ExplainResult(records=result, text="\n".join([*notes, explain_text(result, spec,

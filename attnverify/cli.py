@@ -40,6 +40,10 @@ from attnverify.interrupts import Interrupts, Terminated  # noqa: F401 (Terminat
 from attnverify.numerics.host_devices import configure_host_devices
 from attnverify.plugins import add_plugin_arguments
 
+#: Where each command's spec comes from, as its --help says (`attnverify spec` prints either).
+SMALL_DEFAULTS = "the small preset, printed by `attnverify spec --sizes small`"
+PAPER_DEFAULTS = "the paper's sizes, printed by `attnverify spec`"
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="attnverify", description=__doc__.splitlines()[0])
@@ -55,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also prove each comparison at explicit small sizes (slower)")
     p.add_argument("--d", type=int, default=None, help="lime: number of features for numeric values")
     p.add_argument("--nu", type=float, default=None, help="lime: kernel width / 100 (default 0.25; inf allowed)")
-    add_spec_arguments(p, sizes=False)
+    add_spec_arguments(p, sizes=False, title="the model's switches (defaults: the paper's; a derivation holds for "
+                                               "every size)")
     add_plugin_arguments(p)
     p.set_defaults(run=cmd_derive)
 
@@ -75,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", metavar="VERDICT[,VERDICT]",
                    help="show only these verdicts in the table: pass, fail, expected_fail, hyp_unmet, "
                    "inconclusive (the summary line still counts every claim)")
-    add_spec_arguments(p)
+    add_spec_arguments(p, title=f"model spec (defaults: {SMALL_DEFAULTS})")
     add_plugin_arguments(p, claims=True)
     p.set_defaults(run=cmd_verify)
 
@@ -109,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_related)
 
     p = sub.add_parser("spec", help="print the model spec the flags describe")
-    add_spec_arguments(p)
+    add_spec_arguments(p, title=f"model spec (defaults: {PAPER_DEFAULTS})")
     p.set_defaults(run=cmd_spec)
 
     p = sub.add_parser("init-model", help="write a randomly initialised model file")
@@ -117,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output .npz path")
     p.add_argument("--scale", type=float, default=1.0, help="multiplies the U(-0.1, 0.1) init bound")
     p.add_argument("--vocab", help="file of words (whitespace-separated); default: a built-in list")
-    add_spec_arguments(p)
+    add_spec_arguments(p, title=f"model spec (defaults: {PAPER_DEFAULTS}, --vocab-size from --vocab)")
     add_plugin_arguments(p)
     p.set_defaults(run=cmd_init_model)
 
@@ -156,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="PATH", help="write manifest + rows as JSON")
     p.add_argument("--csv", metavar="PATH", help="write the rows as CSV")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    add_spec_arguments(p)
+    add_spec_arguments(p, title=f"model spec (defaults: {SMALL_DEFAULTS})")
     p.set_defaults(run=cmd_sweep_eq19)
 
     p = sub.add_parser("train", help="train the model on a labelled corpus (AdamW, best validation)")
@@ -169,7 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=16, help="batch size (paper: 16)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    add_spec_arguments(p)
+    add_spec_arguments(p, title="model spec (defaults: T=64, d_e=128, K=6, d_att=d_out=64, V=5000; the "
+                                "vocabulary is the train split's words, fewer if it has fewer)")
     p.set_defaults(run=cmd_train)
 
     p = sub.add_parser("figures", help="draw the paper's figures and new ones (PNG, PDF, data)")
@@ -198,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "else one per core; 1: none)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--text", help="the sentence the figures explain")
-    add_spec_arguments(p, title="the spec the claims are swept on (defaults: see `attnverify spec`; the figures "
+    add_spec_arguments(p, title=f"the spec the claims are swept on (defaults: {SMALL_DEFAULTS}; the figures "
                                 "explain --model, whatever its own spec)")
     add_plugin_arguments(p, plugin=False, claims=True)
     p.set_defaults(run=cmd_report)
@@ -211,8 +217,18 @@ def build_parser() -> argparse.ArgumentParser:
     for p in sub.choices.values():  # every command: compiled programs come from, and go to, the cache
         p.add_argument("--no-cache", action="store_true",
                        help="compile everything afresh, without the persistent compilation cache "
-                       "($ATTNVERIFY_CACHE_DIR, else ~/.cache/attnverify/xla)")
+                       "($ATTNVERIFY_CACHE_DIR, else ${XDG_CACHE_HOME:-~/.cache}/attnverify/xla)")
     return parser
+
+
+def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """`parser.parse_args`, with a flag no command knows refused by its command's parser, as a bad
+    value is (``attnverify verify: error: unrecognized arguments: --bogus``)."""
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        commands.choices[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -220,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     closes its files, and as the program (`argv` None) leaves with `os._exit`: letting the
     interpreter tear down JAX's runtime threads mid-computation crashed it (SIGSEGV)."""
     _streams_closed_at_start_to_devnull()
-    args = build_parser().parse_args(argv)
+    args = parse(build_parser(), argv)
     status, leave_now = 0, False
     with Interrupts() as interrupts:
         try:

@@ -25,7 +25,7 @@ class Parser(argparse.ArgumentParser):
 
 # -- spec flags, generated from the dataclass so they never drift ---------------------------
 def add_spec_arguments(parser: argparse.ArgumentParser, *, sizes: bool = True,
-                       title: str = "model spec (defaults: see `attnverify spec`)") -> None:
+                       title: str = "model spec") -> None:
     group = parser.add_argument_group(title)
     if sizes:
         group.add_argument("--sizes", choices=("small", "paper"), default=None,

@@ -198,37 +198,14 @@ def cmd_explain(args: argparse.Namespace) -> int:
                                    output=result["logit"], **preflight.explain_lime_settings(args)))
     # the results must be finite; the settings are what was asked (--nu inf: written as null, "+inf" beside)
     validate.require_finite({k: v for k, v in result.items() if k != "lime_settings"}, "explain")
-    _note_text(args.text, kept, loaded.vocab, loaded.spec.max_len)  # once nothing can be refused: one line each
     if args.json:
         emit(validate.dumps(result, indent=2))
-        return 0
-    print(explain_text(result, loaded.spec, lime_samples=args.lime_samples))
+    else:
+        from attnverify.numerics.explanations import explain_text
+
+        print(explain_text(result, loaded.spec, lime_samples=args.lime_samples), flush=True)
+    _note_text(args.text, kept, loaded.vocab, loaded.spec.max_len)  # after the result: one line each
     return 0
-
-
-def explain_text(result: dict, spec, *, lime_samples: int | None) -> str:
-    """`explain`'s text output (the command's, and the API's `ExplainResult` repr): the explained
-    output, a row per token, and with LIME a row per word beside its limit and closed forms."""
-    from attnverify.numerics.explanations import NAMES
-
-    lines = [f"explained output ({spec.output_link}, class {spec.explained_class}): {result['logit']:+.6g}",
-             f"{'token':>16s}" + "".join(f"{n:>14s}" for n in NAMES)]
-    lines += [f"{word[:16]:>16s}" + "".join(f"{result[n][j]:>14.5g}" for n in NAMES)
-              for j, word in enumerate(result["tokens"])]
-    if lime_samples is not None:
-        from attnverify.numerics.lime.summary import reasons
-
-        settings = result["lime_settings"]
-        lines += ["", f"LIME ({settings['removal']}, nu={settings['nu']:g}, n={lime_samples}, "
-                      f"mean of {settings['runs']} run(s)); limit: {result['lime_limit_method']}",
-                  f"{'word':>16s}{'lime':>12s}{'limit':>12s}{'eq19':>12s}{'improved':>12s}{'shell':>12s}"]
-        for j, word in enumerate(result["lime_words"]):
-            cells = [sum(run[j] for run in result["lime_coef"]) / settings["runs"]]
-            cells += [result[k][j] if result[k] is not None else float("nan")
-                      for k in ("lime_limit", "eq19", "eq19_improved", "eq19_shell")]
-            lines.append(f"{word[:16]:>16s}" + "".join(f"{c:>12.5g}" for c in cells))
-        lines += reasons(result)
-    return "\n".join(lines)
 
 
 # -- train, figures, report ----------------------------------------------------------------
@@ -242,13 +219,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = TrainConfig(epochs=args.epochs, lr=args.lr, batch=args.batch, seed=args.seed)
     result = train_and_save(args.data, args.out, spec, config,
                             progress=not args.quiet)
-    if result.spec.vocab_size < spec.vocab_size:  # `train`: the train split's words, fewer if it has fewer
-        print(f"attnverify: note: the vocabulary has {result.spec.vocab_size} entries, not {spec.vocab_size}: "
-              f"[CLS], UNK and every word of the train split ({result.spec.vocab_size - 2})", file=sys.stderr)
     acc = result.metrics["accuracy"]
     print(f"wrote {args.out} and {metrics_path(args.out)}: test accuracy {acc['test']:.4f} "
           f"(validation {acc['validation']:.4f}, best epoch {result.metrics['best_epoch']}, "
-          f"{result.metrics['seconds']:.0f} s)")
+          f"{result.metrics['seconds']:.0f} s)", flush=True)
+    if result.spec.vocab_size < spec.vocab_size:  # `train`: the train split's words, fewer if it has fewer
+        print(f"attnverify: note: the vocabulary has {result.spec.vocab_size} entries, not {spec.vocab_size}: "
+              f"[CLS], UNK and every word of the train split ({result.spec.vocab_size - 2})", file=sys.stderr)
     return 0
 
 
@@ -285,14 +262,11 @@ def cmd_figures(args: argparse.Namespace) -> int:
 def _note_cached_model(cached: Path, data: str) -> None:
     """A report reuses the model an earlier run trained into its folder: warn when `data` is not
     the corpus that model was trained on (its metrics file says which), since it goes unused."""
-    from attnverify.numerics.training.train import metrics_path
+    from attnverify.numerics.training.train import read_metrics
 
     if not cached.is_file():
         return
-    try:
-        source = json.loads(metrics_path(cached).read_text()).get("source")
-    except (OSError, ValueError, AttributeError):
-        source = None
+    source = (read_metrics(cached) or {}).get("source")
     if source != data:
         warn(f"--data {data}: not used; the report explains the model cached in {cached}"
              f"{f', trained on {source}' if source else ''} (remove it to train on --data)")

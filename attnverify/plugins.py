@@ -102,8 +102,10 @@ def _execute(path: Path, module_name: str) -> tuple[types.ModuleType, tuple[str,
         raise InputError(f"{path}: syntax error at line {err.lineno}: {err.msg}") from None
     module = types.ModuleType(module_name)
     module.__file__ = str(path)
-    module.__dict__["__digest__"] = hashlib.sha256(text.encode()).hexdigest()
     before = _registry_snapshot()
+    for helper in _HELPERS.pop(str(path.resolve()), ()):  # imported afresh: a notebook may have edited it
+        sys.modules.pop(helper, None)
+    imported = set(sys.modules)
     sys.modules[module_name] = module  # dataclasses and pickling look the module up
     # kept_while: the JAX options the programs need, checked once the file has run
     with _registers_only_if_loaded(before), _folder_searched(path), kept_while(str(path)):
@@ -116,7 +118,43 @@ def _execute(path: Path, module_name: str) -> tuple[types.ModuleType, tuple[str,
         except Exception as err:  # noqa: BLE001 (user code: any error becomes one line)
             message = str(err).splitlines()[0] if str(err) else ""
             raise InputError(f"{path}: {type(err).__name__}{_line_in(path, err)}: {message}") from None
+    helpers = _helpers_imported(path, set(sys.modules) - imported - {module_name})
+    _HELPERS[str(path.resolve())] = tuple(helpers)
+    module.__dict__["__digest__"] = _digest(path, helpers.values())
     return module, _registered_since(before)
+
+
+#: The helper modules each user file (by resolved path) imported from its own folder while it ran.
+_HELPERS: dict[str, tuple[str, ...]] = {}
+
+
+def _helpers_imported(path: Path, names: set[str]) -> dict[str, Path]:
+    """Of the modules first imported while the file at `path` ran (`names`), those whose file lies
+    in its folder or below (``from base import ...``, `_folder_searched`), by module name."""
+    folder = path.resolve().parent
+    helpers = {}
+    for name in names:
+        file = getattr(sys.modules.get(name), "__file__", None)
+        if not file or name.split(".")[0] == "attnverify":  # the package's own modules, loaded lazily
+            continue
+        file = Path(file).resolve()
+        # a virtual environment inside the folder holds libraries, not helpers
+        if file.is_relative_to(folder) and not {"site-packages", "dist-packages"} & set(file.parts):
+            helpers[name] = file
+    return helpers
+
+
+def _digest(path: Path, helpers) -> str:
+    """SHA-256 of a user file and of the helper files it imported from its folder (sorted): what
+    identifies its code, in a run's manifest and a model file. A helper that cannot be read now
+    counts as changed."""
+    digest = hashlib.sha256(path.read_bytes())
+    for helper in sorted(helpers):
+        try:
+            digest.update(b"\0" + str(helper).encode() + b"\0" + helper.read_bytes())
+        except OSError:
+            digest.update(b"\0unreadable")
+    return digest.hexdigest()
 
 
 def _exit_message(err: SystemExit, where: str = "") -> str:
@@ -191,7 +229,9 @@ def _cached(path: Path):
     the claims it registered are still registered as it left them; else None."""
     try:
         plugin = _LOADED.get((str(path.resolve()), str(path)))
-        if plugin is None or hashlib.sha256(path.read_bytes()).hexdigest() != plugin.digest:
+        helpers = [Path(file) for name in _HELPERS.get(str(path.resolve()), ())
+                   if (file := getattr(sys.modules.get(name), "__file__", None))]
+        if plugin is None or _digest(path, helpers) != plugin.digest:
             return None
     except OSError:
         return None
@@ -236,9 +276,11 @@ def _check_evaluates(spec: ModelSpec) -> None:
     import jax.numpy as jnp
 
     from attnverify.numerics.compile import CompileError
+    from attnverify.numerics.jax_options import pin_jax_options
     from attnverify.numerics.modelfile import range_quantities
     from attnverify.numerics.plugin_model import draw_plugin_params
 
+    pin_jax_options(jax.config)  # `derive` and `claims` set no options of their own: the environment's
     dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32  # `derive` runs without x64
     tokens = jnp.zeros((spec.max_len,), jnp.int32)
     try:

@@ -246,11 +246,11 @@ def figures_from_files(names: list[str], out_dir: str | Path, *, model: str | No
                        text: str | None = None, seed: int = 0, quick: bool = False) -> dict[str, list[Path]]:
     """`attnverify figures`: load the model file (if given) and draw `names` into `out_dir`."""
     from attnverify.numerics import modelfile
-    from attnverify.numerics.training.train import metrics_path
+    from attnverify.numerics.training.train import read_metrics
 
     names = check_names(names)
     ctx = FigureContext(model=modelfile.load(model) if model else None, seed=seed, quick=quick,
-                        model_origin="trained" if model and metrics_path(model).is_file() else "given")
+                        model_origin="trained" if model and read_metrics(model) is not None else "given")
     if text is not None:
         ctx.text = ctx.document = text
     written = make_all(names, ctx, out_dir)

@@ -12,7 +12,15 @@ from __future__ import annotations
 
 import jax
 import numpy as np
-from attnverify.figures.common import NEGATIVE, POSITIVE, FigureContext, plt, style, write_csv
+from attnverify.figures.common import (
+    NEGATIVE,
+    POSITIVE,
+    RUNNING_SENTENCE,
+    FigureContext,
+    plt,
+    style,
+    write_csv,
+)
 from attnverify.numerics.tokenize import encode
 
 NAME = "fig1"
@@ -55,6 +63,7 @@ def compute(ctx: FigureContext) -> dict:
     return {
         "text": text,
         "paper_text": ctx.text,
+        "paper_sentence": ctx.text == RUNNING_SENTENCE,  # else the user's --text
         "paper_words": paper_words,
         "paper_in_vocabulary": [loaded.vocab[int(t)] == w
                                 for t, w in zip(paper_tokens[1:], paper_words, strict=False)],
@@ -138,15 +147,18 @@ def draw(data: dict) -> plt.Figure:
             end = max(end, _strip(ax, fig, y, words, values, label_width, fontsize, noise))
         unknown = "   * out of vocabulary: read as UNK." if not all(data["in_vocabulary"]) else ""
         paper_words = data.get("paper_words", [])
+        paper_sentence = data.get("paper_sentence", True)
         if paper_words and paper_words != data["words"]:
             y = height - 0.9 - rows * row_height
-            ax.text(0.15, y, "paper", fontsize=fontsize * 0.8, va="center", ha="left", weight="bold",
+            ax.text(0.15, y, "paper" if paper_sentence else "given", fontsize=fontsize * 0.8, va="center",
+                    ha="left", weight="bold",
                     color="#555555", transform=fig.dpi_scale_trans)
             marked = [w if ok else f"{w} = UNK" for w, ok in zip(paper_words, data["paper_in_vocabulary"],
                                                                    strict=True)]
             end = max(end, _plain_strip(ax, fig, y, marked, data["paper_in_vocabulary"], label_width, fontsize))
         lime = data["lime"]
-        paper = (f"  Bottom row: the paper's sentence “{data['paper_text']}” as our vocabulary reads it."
+        whose = "the paper's" if paper_sentence else "the given"
+        paper = (f"  Bottom row: {whose} sentence “{data['paper_text']}” as our vocabulary reads it."
                  if paper_words and paper_words != data["words"] else "")
         header = (f"“{data['text']}”: class-1 logit {data['logit']:+.3f}.  Green: positive, red: negative; "
                   "opacity ∝ |value| / max per strip."

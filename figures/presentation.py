@@ -69,7 +69,8 @@ def _fig1(data: dict) -> str:
     low = int(np.argmin(lime))
     unknown = [w for w, ok in zip(data.get("paper_words", []), data.get("paper_in_vocabulary", []), strict=False)
                if not ok]
-    extra = f" The paper's sentence has {len(unknown)} word(s) out of our vocabulary ({', '.join(unknown)})." \
+    whose = "The paper's sentence" if data.get("paper_sentence", True) else "The given sentence"
+    extra = f" {whose} has {len(unknown)} word(s) out of our vocabulary ({', '.join(unknown)})." \
         if unknown else ""
     if lime[low] == 0:
         return (f"No LIME weight is negative on this sentence (the smallest, 0, for “{words[low]}”); the "

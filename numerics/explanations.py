@@ -65,3 +65,26 @@ def explain(params: nm.Params, tokens: jnp.ndarray, spec: ModelSpec, n_words: in
     out["ig"] = [float(x) for x in ig[1 : n_words + 1]]
     out["ig_baseline"] = IG_BASELINE
     return out
+
+
+def explain_text(result: dict, spec, *, lime_samples: int | None) -> str:
+    """`explain`'s text output (the command's, and the API's `ExplainResult` repr): the explained
+    output, a row per token, and with LIME a row per word beside its limit and closed forms."""
+    lines = [f"explained output ({spec.output_link}, class {spec.explained_class}): {result['logit']:+.6g}",
+             f"{'token':>16s}" + "".join(f"{n:>14s}" for n in NAMES)]
+    lines += [f"{word[:16]:>16s}" + "".join(f"{result[n][j]:>14.5g}" for n in NAMES)
+              for j, word in enumerate(result["tokens"])]
+    if lime_samples is not None:
+        from attnverify.numerics.lime.summary import reasons
+
+        settings = result["lime_settings"]
+        lines += ["", f"LIME ({settings['removal']}, nu={settings['nu']:g}, n={lime_samples}, "
+                      f"mean of {settings['runs']} run(s)); limit: {result['lime_limit_method']}",
+                  f"{'word':>16s}{'lime':>12s}{'limit':>12s}{'eq19':>12s}{'improved':>12s}{'shell':>12s}"]
+        for j, word in enumerate(result["lime_words"]):
+            cells = [sum(run[j] for run in result["lime_coef"]) / settings["runs"]]
+            cells += [result[k][j] if result[k] is not None else float("nan")
+                      for k in ("lime_limit", "eq19", "eq19_improved", "eq19_shell")]
+            lines.append(f"{word[:16]:>16s}" + "".join(f"{c:>12.5g}" for c in cells))
+        lines += reasons(result)
+    return "\n".join(lines)

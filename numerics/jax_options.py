@@ -79,16 +79,17 @@ def pin_jax_options(config, origin: str | None = None) -> None:
 @contextmanager
 def kept_while(origin: str) -> Iterator[None]:
     """Run a plugin file or a claims module (`attnverify.plugins`) and answer the JAX options it
-    changed as the environment's are: set back with a warning, or refused; 64-bit mode turned
-    off, which cannot be taken back once arrays exist, is a one-line error. Only where the process
-    computes (JAX imported, 64-bit mode on: `attnverify.cli_support.enable_x64`); ``derive`` and
-    ``claims`` compute nothing, and set nothing to keep."""
+    changed as the environment's are: set back with a warning, or refused. Turning 64-bit mode
+    off, which cannot be taken back once arrays exist, is a one-line error where the process
+    computes in float64 (`attnverify.cli_support.enable_x64` turned it on); ``derive`` and
+    ``claims`` leave it off, but check a plugin's model under the other options all the same."""
     jax = sys.modules.get("jax")
-    computing = jax is not None and bool(jax.config.jax_enable_x64)
+    x64 = jax is not None and bool(jax.config.jax_enable_x64)
     yield
-    if not computing:
+    jax = sys.modules.get("jax")  # the file may have imported it
+    if jax is None:
         return
-    if not jax.config.jax_enable_x64:
+    if x64 and not jax.config.jax_enable_x64:
         raise InputError(f"{origin} turned JAX's 64-bit mode off (jax_enable_x64): the float64 checks need it; "
                          "leave it on")
     pin_jax_options(jax.config, origin)

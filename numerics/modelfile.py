@@ -378,7 +378,11 @@ def check_float_range(params: Params, spec: ModelSpec, tokens, what: str, *, hea
         value = np.asarray(value)
         if not np.all(np.isfinite(value)):
             bad = "NaN" if np.isnan(value).any() else "inf"
-            raise InputError(f"{what}: {quantity} {'are' if quantity.endswith('s') else 'is'} {bad}, outside "
+            verb = "are" if quantity.endswith("s") else "is"
+            if bad == "NaN" and getattr(spec, "plugin", None) is not None:  # a domain error as likely as overflow
+                raise InputError(f"{what}: {quantity} {verb} NaN: the plugin's model is undefined there (a log or "
+                                 "square root of a negative number, 0/0) or leaves the float range")
+            raise InputError(f"{what}: {quantity} {verb} {bad}, outside "
                              f"the {value.dtype} range (hyp. unmet: outside float range)")
         limit = float(np.sqrt(np.finfo(value.dtype).max))
         if headroom and np.abs(value).max(initial=0.0) > limit:

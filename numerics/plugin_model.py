@@ -18,6 +18,7 @@ import functools
 import math
 import zlib
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
@@ -298,24 +299,30 @@ def load_model(path, spec_of: Callable[[ModelSpec], ModelSpec], *, dtype=None):
 
 
 def _note_another_version(path, stored: str | None, plugin) -> None:
-    """Warn, in one line, when the model file was written by another version of the plugin file
-    (another SHA-256) or its record of the plugin cannot be read: the file's own parameters and
-    constants are used, whatever the plugin file now says. A plugin given as a class (no file,
-    no digest) has nothing to compare."""
+    """Warn, in one line, when the model file was written by another plugin, or another version of
+    this one (another SHA-256), or its record of the plugin cannot be read: the file's own
+    parameters and constants are used, whatever the plugin now says. A plugin given as a class (no
+    file, no digest) is compared by name."""
     import json
 
-    if not plugin.digest:
-        return
     try:
-        digest = json.loads(stored).get("sha256") if stored is not None else None
+        record = json.loads(stored) if stored is not None else None
+        writer, digest = (record.get("file") or record.get("name"), record.get("sha256"))
     except (ValueError, AttributeError):
-        digest = None
-    if digest is None:
+        record = writer = digest = None
+    used = plugin.path or plugin.name
+    if record is None:
         warn(f"{path}: its record of the plugin that wrote it cannot be read; the file's parameters and "
-             f"constants are used with {plugin.path or plugin.name}")
+             f"constants are used with {used}")
+    elif not plugin.digest:  # a class: no file to compare
+        if record.get("name") != plugin.name:
+            warn(f"{path}: written by plugin {writer}, used with {plugin.name}; the file's parameters and constants "
+                 "are used")
     elif digest != plugin.digest:
-        warn(f"{path}: written by another version of {plugin.path or plugin.name} (sha256 {digest[:12]}, "
-             f"now {plugin.digest[:12]}); the file's parameters and constants are used, not the plugin file's")
+        same = writer is not None and Path(str(writer)).name == Path(used).name
+        wrote = f"another version of {used}" if same else f"{writer}"
+        warn(f"{path}: written by {wrote} (sha256 {str(digest)[:12]}), used with {used} (sha256 "
+             f"{plugin.digest[:12]}); the file's parameters and constants are used, not the plugin file's")
 
 
 def logits(params: Any, e: jnp.ndarray, spec: ModelSpec) -> jnp.ndarray:

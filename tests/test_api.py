@@ -136,6 +136,10 @@ def test_api_bad_input_is_an_input_error(variant):
     ("explain", {"removal": "bogus"}, "removal must be delete or replace, got 'bogus'"),
     ("explain", {"lime_samples": 10**12}, "lime_samples 1000000000000 x lime_runs 1 needs at least"),
     ("derive", {"heads": 2.5}, "spec: field heads must be int, got 2.5"),
+    # Each of these was accepted and ignored, where the command line refuses it
+    ("derive", {"max_len": 5}, "derive: max_len: the derivation holds for every size; only the switches change it"),
+    ("explain", {"nu": 0.5, "lime_runs": 3}, "lime_runs, nu apply to LIME: give lime_samples too"),
+    ("explain", {"removal": "replace"}, "removal applies to LIME: give lime_samples too"),
 ])
 def test_bad_arguments_are_one_line_input_errors_as_on_the_command_line(call, kwargs, text):
     args = {"verify": ("thm1.gradient",), "explain": ("attention based",), "derive": ()}[call]

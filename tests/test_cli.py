@@ -131,6 +131,9 @@ def test_words_the_model_does_not_know_are_named_in_a_note(model_file, capsys, t
         (["verify", "--max-len", "1", "theorem1"], "max_len"),
         (["explain", "--model", "missing.npz", "--text", "x"], "no such model file"),
         (["verify", "--dtype", "float16"], "invalid choice"),
+        # a flag no command knows is refused by its command, as a bad value is (it read "attnverify: error:")
+        (["verify", "--bogus"], "attnverify verify: error: unrecognized arguments: --bogus"),
+        (["report", "--plugin", "x.py"], "attnverify report: error: unrecognized arguments: --plugin x.py"),
     ],
 )
 def test_bad_input_is_one_line(args, text):

@@ -676,3 +676,15 @@ def test_a_plugin_parameter_too_large_for_memory_is_refused_before_it_is_drawn(t
     code, _, err = cli(capsys, "init-model", "--plugin", plugin, "--out", tmp_path / "o.npz", *MODEL)
     assert_one_line_error(code, err, "one draw of the plugin's parameters (b (2, 10000000000)) needs at least")
     assert not (tmp_path / "o.npz").exists()
+
+
+def test_resume_with_the_same_claims_in_another_order_says_so(tmp_path, capsys):
+    # Can fail: the refusal read "claims, code differ" (the code's hash followed the order), with both
+    # lists cut short, though nothing but the order had changed.
+    folder = tmp_path / "run"
+    first = ["verify", "thm1.gradient", "thm1.derived", "--trials", "4", "--quiet", *TINY, "--out", folder]
+    assert cli(capsys, *first)[0] == 0
+    code, _, err = cli(capsys, "verify", "thm1.derived", "thm1.gradient", *first[3:], "--resume")
+    assert_one_line_error(code, err, "claims differs from the first run (the same claims in another order: give "
+                                     "them as the first run did, thm1.gradient thm1.derived)")
+    assert "code" not in err

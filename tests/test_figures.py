@@ -302,3 +302,16 @@ def test_a_backend_matplotlib_does_not_know_is_not_used(tmp_path):
                           env={**os.environ, "MPLBACKEND": "bogus"})
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr  # (matplotlib may note a font cache)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["architecture.json", "architecture.pdf", "architecture.png"]
+
+
+def test_fig1s_takeaway_names_the_sentence_it_explains():
+    # Can fail: `report --text "..."` said "The paper's sentence has 1 word(s) out of our vocabulary"
+    # about the user's own sentence.
+    from attnverify.figures.presentation import present
+
+    data = {"values": {"lime": [-0.2, 0.1]}, "words": ["not", "bad"], "paper_words": ["not", "zz"],
+            "paper_in_vocabulary": [True, False], "paper_text": "not zz", "paper_sentence": False}
+    given = present("fig1", data, "caption.")["takeaway"]
+    assert given.endswith("The given sentence has 1 word(s) out of our vocabulary (zz).") and "paper" not in given
+    paper = present("fig1", {**data, "paper_sentence": True}, "caption.")["takeaway"]
+    assert paper.endswith("The paper's sentence has 1 word(s) out of our vocabulary (zz).")

@@ -97,3 +97,16 @@ def test_a_claims_module_that_changes_jax_options_is_answered_naming_it(line, co
     got, out, err = cli(capsys, "verify", "thm1.gradient", "--trials", "1", "--quiet", "--claims-module", path)
     assert got == code and err.startswith(said.format(path=path)) and err.count("\n") == 1, err
     assert "Traceback" not in err and (code != 0 or "1 pass, 0 fail (unexpected)" in out)
+
+
+@pytest.mark.parametrize("command", ["derive", "claims"])
+def test_derive_and_claims_keep_the_options_a_plugin_changes(command, tmp_path, capsys, restored_afterwards):
+    # Can fail: `derive gradient --plugin` and `claims --plugin` checked the plugin's model under the
+    # rank promotion it had set ("raise"), and ended in JAX's traceback; `verify` warned.
+    path = tmp_path / "strict.py"
+    path.write_text('import jax\njax.config.update("jax_numpy_rank_promotion", "raise")\n'
+                    "from attnverify.theory import SymbolicModel\n\nclass Model(SymbolicModel):\n    pass\n")
+    argv = ["derive", "gradient", "--plugin", path] if command == "derive" else ["claims", "--plugin", path]
+    code, out, err = cli(capsys, *argv)
+    assert code == 0 and "Traceback" not in err, err
+    assert err.startswith(f"attnverify: warning: jax_numpy_rank_promotion='raise', set by {path}, is not used")

@@ -106,3 +106,19 @@ def test_the_two_causes_are_separated_and_each_alone_is_what_it_says():
                                                                  ridge=1.0))
     assert finite_n.causes(intercept, np.array([1e-18, -2e-18]), output, nu=0.25, n=5000,
                            ridge=1.0) == "the limit is rounding noise next to the output"
+
+
+def test_the_convergence_rate_claim_holds_at_n_to_the_minus_half_and_refutes_n_to_the_minus_third():
+    # Can fail: the claim passed every draw whose slope was within 0.2 of -1/2 (relative error 0.4),
+    # so an n^(-1/3) rate (slope -0.33) passed too. It now bounds the mean slope within -1/2 +- 0.1:
+    # the slopes measured, and the same slopes scaled by 2/3 (an n^(-1/3) rate), judged by the claim.
+    from attnverify.verification import claims as _claims  # noqa: F401  (fills the registry)
+    from attnverify.verification.registry import REGISTRY
+    from attnverify.verification.sweep import judge_claim, run_claim
+
+    claim = REGISTRY["lime.convergence_rate"]
+    result = run_claim(claim, SPEC, trials=32, progress=False)
+    slopes = np.asarray(result.errors)
+    assert result.verdict == "pass" and abs(slopes.mean() + 0.5) < 0.05, slopes.mean()
+    third = judge_claim(claim, SPEC, slopes * 2 / 3, trials=32)
+    assert third.verdict == "fail" and third.unexpected and third.statistics["lower"] > 0.1, third.statistics

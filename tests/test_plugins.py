@@ -443,3 +443,46 @@ def test_a_model_file_of_another_version_of_the_plugin_is_warned_of(tmp_path, ca
     err = again.err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"attnverify: warning: {model}: written by another version of {path}")
     assert again.out == first.out  # the file's constant, as the warning says
+
+
+def test_resume_refuses_the_results_of_a_plugin_whose_helper_module_changed(tmp_path, capsys):
+    # Can fail: a plugin read its temperature from a helper module beside it; after the helper was
+    # edited, `--resume` read back the first run's errors (the run was identified by the plugin file
+    # alone), where a fresh run failed.
+    (tmp_path / "temperature_of_run.py").write_text("TEMP = 1.0\n")
+    path = plugin_file(tmp_path, "from temperature_of_run import TEMP\n" + HEADER + "class Model(SymbolicModel):\n"
+                       + SCORE + "        return super().score(i, t) / self.constant('temp', TEMP)\n", name="hot.py")
+    sizes = ["--max-len", "5", "--d-embed", "6", "--d-att", "3", "--d-out", "4", "--heads", "2", "--vocab-size", "20"]
+    argv = ["verify", "thm1.gradient", "--plugin", str(path), "--trials", "4", "--quiet", "--out",
+            str(tmp_path / "run"), *sizes]
+    assert main(argv) == 0
+    capsys.readouterr()
+    (tmp_path / "temperature_of_run.py").write_text("TEMP = 0.2\n")
+    one_line_error(capsys, [*argv, "--resume"], "spec differs from the first run", "plugin sha256",
+                   "the plugin or a helper module it imports changed")
+
+
+def test_a_hypothesis_unmet_names_the_switch_and_the_plugin_apart():
+    # Can fail: under the identity plugin, --output-link sigmoid was reported as every switch being
+    # "plugin identity"; under a temperature plugin, as six switches each set to the plugin.
+    from attnverify.verification import claims as _claims  # noqa: F401  (fills the registry)
+    from attnverify.verification.registry import REGISTRY
+    from attnverify.verification.sweep import _unmet_text
+
+    class Same(SymbolicModel):
+        def score(self, i, t):
+            return super().score(i, t)
+
+    class Hotter(SymbolicModel):
+        def score(self, i, t):
+            return super().score(i, t) / 2
+
+    claim = REGISTRY["thm1.gradient"]
+    sigmoid = TINY.replace(output_link="sigmoid")
+    assert claim.unmet(plugin_spec(Plugin("same", Same), sigmoid)) == {"output_link": "sigmoid"}
+    assert _unmet_text(claim, plugin_spec(Plugin("same", Same), sigmoid)) == \
+        "(output_link=sigmoid; the statement assumes output_link=logit)"
+    text = _unmet_text(claim, plugin_spec(Plugin("hotter", Hotter), sigmoid))
+    assert text.startswith("(output_link=sigmoid; the statement assumes output_link=logit; plugin hotter: its model "
+                           "is not proved to be the one the statement assumes, ") and text.count("plugin hotter") == 1
+    assert "output_link=logit" not in text.split("plugin hotter")[1]

@@ -189,16 +189,38 @@ def test_divergent_sums_are_not_split_by_linearity():
     assert not prove_equal(telescoping, sp.Sum(1 / n, (n, 1, sp.oo)) - sp.Sum(1 / (n + 1), (n, 1, sp.oo)))
 
 
-def test_floats_are_compared_exactly():
-    # (b + y)(b - y) + 1 and b**2 - y**2 differ by 1; expanded in Float arithmetic, b**2 + 1
-    # rounds to b**2 and the difference vanished. Each Float is now the rational it stores.
+def test_a_float_is_never_proved_equal_to_anything():
+    # SymPy rounds Float arithmetic while it builds an expression, before any prover sees it:
+    # x (1 + 1e-20) is built as x * 1.0, and 0.1 * 10 as 1.0 (the double 0.1 is not 1/10).
+    # (b + y)(b - y) + 1 and b**2 - y**2 differ by 1, but expanded in Float arithmetic b**2 + 1
+    # rounds to b**2. A Float in either side is "not proved", by every prover.
     b = sp.Float(2**53)
     y0 = sp.Symbol("y")
-    lhs, rhs = (b + y0) * (b - y0) + 1, b**2 - y0**2
-    assert sp.expand(lhs - rhs) == 0  # the rounding
-    assert sp.Rational(b**2) == 2**106  # b**2 is stored exactly, so the two sides really differ by 1
-    assert not prove_equal(lhs, rhs)
-    assert prove_equal(b * (y0 + 1), b * y0 + b)  # exact either way
+    assert sp.expand((b + y0) * (b - y0) + 1 - (b**2 - y0**2)) == 0  # the rounding
+    assert x[0] * (1 + sp.Float(1e-20)) == x[0] * sp.Float(1.0)  # what the prover is given
+    cases = [((b + y0) * (b - y0) + 1, b**2 - y0**2), (y0 * (1 + sp.Float(1e-20)), y0),
+             (y0 * sp.Float(0.1) * 10, y0), (b * (y0 + 1), b * y0 + b)]  # the last one true, still refused
+    for prove in _all_provers():
+        for lhs, rhs in cases:
+            assert not prove(lhs, rhs), (prove.__name__, lhs, rhs)
+    assert prove_equal(sp.Rational(1, 10) * 10 * y0, y0)  # a number written exactly is proved
+
+
+def test_a_sum_whose_range_breaks_its_index_assumptions_is_refused_by_every_prover():
+    # j is nonnegative, so SymPy built Abs(j) as j and delta(j, -1) as 0 inside sums that run
+    # from -1: both sides are already wrong when the prover gets them (T = 1: 1 against -1; the
+    # delta sum is 1, not 0).
+    j = sp.Symbol("j", integer=True, nonnegative=True)
+    assert sp.Sum(sp.Abs(j), (j, -1, T - 1)) == sp.Sum(j, (j, -1, T - 1))  # built equal
+    delta = sp.Sum(sp.KroneckerDelta(j, -1), (j, -1, 0))
+    nested = sp.Sum(x[t] * sp.Sum(sp.Abs(j), (j, t - 2, t)), (t, 0, T - 1))  # t - 2 < 0 at t = 0, 1
+    for prove in _all_provers():
+        assert not prove(sp.Sum(sp.Abs(j), (j, -1, T - 1)), sp.Sum(j, (j, -1, T - 1))), prove.__name__
+        assert not prove(delta, 0), prove.__name__
+        assert not prove(nested, nested), prove.__name__
+    # within range, and with a limit that the enclosing sum keeps in range, still proved
+    inner = sp.Sum(x[t] * sp.Sum(sp.Abs(j), (j, t - 1, t)), (t, 1, T - 1))
+    assert prove_equal(inner, sp.Sum(x[t] * sp.Sum(j, (j, t - 1, t)), (t, 1, T - 1)))
 
 
 def _all_provers():

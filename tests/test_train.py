@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from attnverify.numerics import modelfile
+from attnverify.numerics.draws import draw_params
 from attnverify.numerics.training import train as tr
 from attnverify.numerics.training.corpora import synthetic_corpus
 
@@ -120,7 +121,9 @@ def test_cli_train_writes_model_and_metrics(tmp_path, capsys):
 @pytest.mark.parametrize("flags, message", [
     (["--epochs", "0"], "epochs"),
     (["--lr", "-1"], "lr"),
-    (["--batch", "1000"], "fewer than one batch"),
+    # 1250 documents: validation and test 125 each (10 %), train 1000; the message gave no minimum
+    (["--batch", "1000"], "train split has 80 of the 100 documents (80/10/10, validation and test at least 1 each), "
+                          "fewer than one batch of 1000: give at least 1250 documents, or a smaller --batch"),
 ])
 def test_bad_training_arguments_are_one_line_errors(tmp_path, capsys, flags, message):
     code = main(["train", "--data", "synthetic:100", "--out", str(tmp_path / "m.npz"), "--quiet", *flags])
@@ -167,3 +170,22 @@ def test_factored_logits_are_the_models_logits_and_gradients(changes):
         no_value_bias = params._replace(b_v=jnp.zeros_like(params.b_v))
         assert not np.allclose(factored.logits(no_value_bias, tokens, spec), reference(params), atol=1e-6)
     assert not factored.foldable(spec.replace(query="mean"))
+
+
+def test_a_training_record_describes_only_the_model_file_it_was_written_with(tmp_path, capsys):
+    # Can fail: `init-model --out m.npz` over a trained m.npz left m.metrics.json beside it, and the
+    # report's "Model used" (and the figures' "trained" label) described the random model as trained
+    # on the old corpus, with its accuracy.
+    out = tmp_path / "m.npz"
+    params = draw_params(jax.random.PRNGKey(0), SPEC)
+    vocab = ["[CLS]", "UNK", *(f"w{j}" for j in range(SPEC.vocab_size - 2))]
+    tr.save(tr.TrainResult(SPEC, params, vocab, {"source": "csv:old.csv"}), out)
+    assert tr.read_metrics(out)["source"] == "csv:old.csv"
+    capsys.readouterr()
+    assert main(["init-model", "--out", str(out), "--sizes", "small", "--seed", "1"]) == 0
+    capsys.readouterr()
+    assert tr.read_metrics(out) is None
+    err = capsys.readouterr().err
+    assert err.startswith(f"attnverify: warning: {tr.metrics_path(out)}: describes another model file than {out}")
+    tr.metrics_path(out).write_text("{")
+    assert tr.read_metrics(out) is None and "cannot read it (JSONDecodeError)" in capsys.readouterr().err

@@ -61,6 +61,10 @@ BROKEN = {
                          "claim 'mine.c': comparison raised SystemExit: bye"),
     "shapes differ": ("claim(build=lambda spec: lambda p, t: (jnp.zeros(3), jnp.zeros(4)))\n",
                       "claim 'mine.c': comparison returned lhs of shape (3,) and rhs of shape (4,)"),
+    # (T, d) against (d,) broadcast, compared entries the claim never paired: a FAIL "of the mathematics"
+    "shapes broadcast": ("claim(build=lambda spec: lambda p, t: (jnp.zeros((3, 4)), jnp.zeros(4)))\n",
+                         "claim 'mine.c': comparison returned lhs of shape (3, 4) and rhs of shape (4,): they must "
+                         "have the same shape (or one side be a single number)"),
     "not a pair": ("claim(build=lambda spec: lambda p, t: jnp.zeros(3))\n",
                    "claim 'mine.c': comparison returned"),
     "measure raises": ("def m(lhs, rhs):\n    raise RuntimeError('measure')\nclaim(measure=m)\n",
@@ -332,3 +336,19 @@ def test_a_claims_file_imports_a_helper_module_beside_it(tmp_path, capsys):
     code, out, err = cli(capsys, "claims", "--claims-module", path)
     assert code == 0 and "beside.one" in out, err
     assert str(tmp_path) not in sys.path  # searched while the file ran, not after
+
+
+def test_nan_draws_of_an_identity_leave_its_error_to_the_finite_draws(tmp_path, capsys):
+    # Can fail: a measure NaN on some draws was reported as "max inf, median nan", with every
+    # quantile 0 and max_error null in the JSON, though no draw was inf: the NaN draws are counted
+    # apart (and fail the claim, undeclared); the error is that of the others.
+    body = ("claim(build=lambda spec: lambda p, t: (p.embedding[t[1]], jnp.zeros_like(p.embedding[t[1]])),\n"
+            "      measure=lambda lhs, rhs: jnp.where(lhs[0] > 0, jnp.nan, 0.0))\n")
+    out = tmp_path / "r.json"
+    code, text, err = cli(capsys, "verify", "mine", "--claims-module", module(tmp_path, body), "--trials", "32",
+                          "--json", out, *TINY)
+    (record,) = json.loads(out.read_text())
+    assert code == 1 and record["verdict"] == "fail" and 0 < record["nonfinite"] < 32, (text, err)
+    assert record["max_error"] == 0.0 and record["median_error"] == 0.0
+    assert f"max 0.00e+00, median 0.00e+00 ({32 - record['nonfinite']} of 32 draws used; " in text
+    assert "NaN/inf: a draw that cannot be computed is no evidence" in record["finding"]

@@ -145,6 +145,25 @@ def test_draws_equal_up_to_the_sweeps_rounding_have_no_spread():
     assert MeanTest(threshold=0.09).judge(tenths + _values(0.0, 1e-3, 8), dtype="float32").outcome == "holds"
 
 
+def test_draws_of_a_ranged_statistic_spread_over_a_sliver_of_its_range_are_judged_as_without_spread():
+    """The no-spread rule once stopped at 4 machine epsilons: two draws [1, 1 + 1e-9] held "mean > 0"
+    by the t bound (while [1, 1] was inconclusive), and a statistic at 0.02 +- 1e-6 with a 2 % chance
+    of -2 (mean -0.02) held "mean > 0" in 27 % of 64-draw sweeps. Below a thousandth of the declared
+    range, the bounds are the distribution-free ones from the least and largest draw:
+    L = x_(1) - p (x_(1) - a), U = x_(n) + p (b - x_(n))."""
+    tau = MeanTest(threshold=0.0, strict=True, support=(-2.0, 2.0))
+    two = tau.judge([1.0, 1.0 + 1e-9])
+    assert two.outcome == "inconclusive" and "less than 0.001 of the range" in two.note
+    p = 1 - 0.0013498980316301035 ** (1 / 64)  # ALPHA = Phi(-3), from a table
+    lump = 0.02 + 1e-6 * _values(0.0, 1.0, 64)  # the 2 % at -2 unseen, as in a quarter of such sweeps
+    judged = tau.judge(lump)
+    assert judged.outcome == "inconclusive"
+    assert judged.numbers["lower"] == pytest.approx(lump.min() - p * (lump.min() + 2.0))
+    assert judged.numbers["upper"] == pytest.approx(lump.max() + p * (2.0 - lump.max()))
+    # a spread over a good part of the range is judged by the t bound, as before
+    assert tau.judge(0.5 + 0.04 * _values(0.0, 1.0, 64)).outcome == "holds"
+
+
 def test_mean_test_fields_are_checked_and_numeric_scalars_accepted():
     assert MeanTest(threshold=np.float32(0.5)).judge(_values(1.0, 0.1, 8)).outcome == "holds"
     assert MeanTest(threshold=jnp.asarray(0.5)).judge(_values(1.0, 0.1, 8)).outcome == "holds"

@@ -37,9 +37,10 @@ range that names it (it would be read as a bound by the inner x).
 
 Two expressions whose normal forms differ by an expression that expands to zero are
 equal for every size (and every value of the free indices in their declared ranges):
-that is what `prove_equal` checks, in exact arithmetic (`exact`: each Float is the rational it
-stores; an infinite limit or value is not proved). It answers False ("not proved") whenever a rule does
-not apply; it never answers True for a false identity.
+that is what `prove_equal` checks, in exact arithmetic, wherever both sides are defined. It
+answers False ("not proved") whenever a rule does not apply, and for an input that SymPy may
+already have changed while building it (`exact`: a Float, a sum whose range breaks its index's
+assumptions) or that holds an infinity; it never answers True for a false identity.
 """
 
 from __future__ import annotations
@@ -350,25 +351,49 @@ def at_cls_position(expr: sp.Expr, tau: sp.Symbol = S.tau) -> sp.Expr:
 
 def prove_equal(lhs: sp.Expr, rhs: sp.Expr, ranges: Ranges | None = None) -> bool:
     """True when lhs - rhs normalises and expands to exactly zero: equal for every size and
-    every value of the free indices in their ranges (`normal_form`'s `ranges`). False means
-    "not proved", never "disproved"."""
-    lhs, rhs = exact(lhs), exact(rhs)
+    every value of the free indices in their ranges (`normal_form`'s `ranges`), wherever both
+    sides are defined. False means "not proved", never "disproved"; so is any input that `exact`
+    refuses (a Float, an infinity, a sum whose range breaks its index's assumptions)."""
+    lhs, rhs = exact(lhs, ranges), exact(rhs, ranges)
     if lhs is None or rhs is None:
         return False
     return sp.expand(normal_form(lhs, ranges) - normal_form(rhs, ranges)) == 0
 
 
-def exact(expr: sp.Expr) -> sp.Expr | None:
+def exact(expr: sp.Expr, ranges: Ranges | None = None) -> sp.Expr | None:
     """`expr` ready to be compared, or None when the rules do not apply to it.
 
-    Each Float becomes the rational number it stores, so that expanding is exact arithmetic
-    (Float arithmetic rounds, and a rounded difference may vanish; a Float rounded when the
-    expression was built is what the prover is given). An infinite limit or value gives None:
-    the rules are for finite sums, and linearity does not hold for divergent ones."""
+    The prover sees an expression as SymPy built it, and SymPy evaluates while it builds: it
+    rounds Float arithmetic (``x * (1 + Float(1e-20))`` is built as ``x * 1.0``), and it
+    simplifies a summand under its index's assumptions (``Abs(j)`` is built as ``j`` for a
+    nonnegative j, even inside a sum from -1). Neither can be undone afterwards, so an
+    expression that holds a Float, or a sum whose range gives its index a value its assumptions
+    exclude (`_range_implies_assumptions`, under `ranges` and the enclosing sums' limits), is
+    refused: write numbers as ``sympy.Rational`` or declare them (`SymbolicModel.constant`). An
+    infinite limit or value is refused too: the rules are for finite sums, and linearity does not
+    hold for divergent ones."""
     expr = sp.sympify(expr)
-    if expr.has(sp.oo, -sp.oo, sp.zoo, sp.nan):
+    if expr.has(sp.oo, -sp.oo, sp.zoo, sp.nan) or expr.atoms(sp.Float):
         return None
-    return expr.xreplace({f: sp.Rational(f) for f in expr.atoms(sp.Float)})
+    return expr if _assumptions_hold(expr, frozenset(_known(ranges).items())) else None
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _assumptions_hold(expr: sp.Basic, scope: frozenset) -> bool:
+    """Whether every sum in `expr` gives its index only values its assumptions allow, where the
+    ranges `scope` (as items) are known; an enclosing sum's limits are known inside it."""
+    if not isinstance(expr, sp.Basic) or not expr.has(sp.Sum):
+        return True
+    if not isinstance(expr, sp.Sum):
+        return all(_assumptions_hold(arg, scope) for arg in expr.args)
+    known = dict(scope)
+    for x, lower, upper in reversed(expr.limits):  # outermost first
+        outer = frozenset(known.items())
+        if not (_assumptions_hold(lower, outer) and _assumptions_hold(upper, outer)
+                and _range_implies_assumptions(x, lower, upper, known)):
+            return False
+        known = _inside(known, x, lower, upper)
+    return _assumptions_hold(expr.function, frozenset(known.items()))
 
 
 def explicit(expr: sp.Expr, sizes: dict[sp.Symbol, int]) -> sp.Expr:

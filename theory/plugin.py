@@ -84,13 +84,19 @@ class PluginSpec(ModelSpec):
         """``{hypothesis: what this model has}`` for the hypotheses that do not hold (empty when
         they all do). A size is compared by value: a proof holds for every size, so it cannot
         settle one (a threshold measured at T = 16 says nothing at T = 8). A switch is proved;
-        a plugin is not a switch value, so each unmet switch reads as the plugin."""
+        a plugin is not a switch value: a switch set to another value (a flag) reads as that value,
+        and when the plugin's model with the assumed switches is still not proved to be the assumed
+        one, every other assumed switch reads as the plugin (``plugin NAME``)."""
         check_requires(requires)
         sizes = {k: getattr(self, k) for k, v in requires.items() if k not in SWITCHES and getattr(self, k) != v}
         switches = {k: v for k, v in requires.items() if k in SWITCHES}
-        if switches and not is_model_of(self, self.base.replace(**switches)):
-            return {**sizes, **{name: f"plugin {self.plugin.name}" for name in switches}}
-        return sizes
+        if not switches or is_model_of(self, self.base.replace(**switches)):
+            return sizes
+        flagged = {k: getattr(self, k) for k, v in switches.items() if getattr(self, k) != v}
+        assumed = self.base.replace(**switches)
+        if flagged and is_model_of(plugin_spec(self.plugin, assumed), assumed):
+            return {**sizes, **flagged}
+        return {**sizes, **flagged, **{k: f"plugin {self.plugin.name}" for k in switches if k not in flagged}}
 
 
 def plugin_spec(plugin: Plugin, spec: ModelSpec = PAPER) -> PluginSpec:
@@ -187,7 +193,7 @@ def check_model(model: type, spec: ModelSpec = PAPER) -> tuple[dict[str, Paramet
             raise InputError(f"Model.{name} raised {describe(err)}") from None
         if not isinstance(value, sp.Expr):
             raise InputError(f"Model.{name} returned {type(value).__name__}, not a SymPy expression "
-                             "(wrap numbers as sympy.Integer / sympy.Float)")
+                             "(wrap numbers as sympy.Integer or sympy.Rational; a measured value: self.constant)")
         if value.has(sp.nan, sp.zoo, sp.oo, -sp.oo):  # SymPy folds them: a NaN forward is a constant, its gradient 0
             raise InputError(f"Model.{name} is not finite: SymPy made it {_undefined(value)}, so every gradient of "
                              "it would be 0 and every comparison of gradients would hold")

@@ -47,6 +47,10 @@ Z = 3.0
 ALPHA = 0.5 * math.erfc(Z / math.sqrt(2))  # Phi(-Z) = 0.00135: one-sided level of each bound
 LEVEL = f"{100 * (1 - ALPHA):.2f} %"
 MIN_DRAWS = 2  # fewer finite draws: no estimate of the spread, so inconclusive
+#: Draws of a statistic with a declared range that span less than this share of it are judged as
+#: draws without spread (docs/theory.md §11.3): the t bound's width would then be set by the spread
+#: seen, while one unseen draw anywhere in the range could move the mean by far more.
+NARROW = 1e-3
 DIRECTIONS = ("above", "below")
 
 
@@ -233,8 +237,9 @@ class MeanTest:
             if outside.size:
                 raise InputError(f"the {self.statistic} is {outside[0]:.6g} in a draw, outside its declared "
                                  f"support [{a:g}, {b:g}]")
-        if _no_spread(finite, dtype, threshold, *span):
-            return self._judge_without_spread(mean, n, threshold, base)
+        equal = _no_spread(finite, dtype, threshold, *span)
+        if equal or (span and float(np.ptp(finite)) <= NARROW * span[0]):
+            return self._judge_without_spread(finite, threshold, base, equal=equal)
         sd = float(finite.std(ddof=1))
         se = sd * math.sqrt(1 / n + self.pool_share)
         q = _t_quantile(1 - ALPHA, n - 1)
@@ -261,20 +266,24 @@ class MeanTest:
         # refuting bound takes ALPHA/2 on each side.
         return max(lo_either - self.center, self.center - hi_either, 0.0), max(hi - self.center, self.center - lo)
 
-    def _judge_without_spread(self, c: float, n: int, threshold: float, base: dict) -> Judgement:
-        nonfinite = base["nonfinite"]
-        numbers = {"mean": c, "se": 0.0, "draws": float(n), "nonfinite": float(nonfinite)}
+    def _judge_without_spread(self, finite: np.ndarray, threshold: float, base: dict, *, equal: bool) -> Judgement:
+        """Draws with no spread (`equal`: up to rounding), or (with `support`) a spread below NARROW
+        of the range: not the t bound."""
+        nonfinite, n, mean = base["nonfinite"], finite.size, float(finite.mean())
+        numbers = {"mean": mean, "se": 0.0, "draws": float(n), "nonfinite": float(nonfinite)}
         if self.support is None:
-            note = (f"all {n} finite draws equal {c:.6g}: with no spread, and no range declared for the "
+            note = (f"all {n} finite draws equal {mean:.6g}: with no spread, and no range declared for the "
                     f"{self.statistic}, nothing bounds its mean (a t bound would have no width)")
             return Judgement(outcome="inconclusive", bound=float("nan"), counter_bound=float("nan"),
                              draws_needed=None, numbers=numbers, note=note, **base)
         a, b = self.support
-        c = min(max(c, a), b)  # within rounding of the range (`judge` refused any value beyond it)
+        # within rounding of the range (`judge` refused any value beyond it)
+        low, high = min(max(float(finite.min()), a), b), min(max(float(finite.max()), a), b)
 
         def bounds(m):
             p, p_either = float(other_share_bound(m)), float(other_share_bound(m, ALPHA / 2))
-            return self._bounds(c - p * (c - a), c + p * (b - c), c - p_either * (c - a), c + p_either * (b - c))
+            return self._bounds(low - p * (low - a), high + p * (b - high),
+                                low - p_either * (low - a), high + p_either * (b - high))
 
         lower, upper = bounds(n)
         outcome = decide(lower, upper, threshold, self.direction, self.strict)
@@ -285,8 +294,10 @@ class MeanTest:
             needed = _scaled(int(settled[0]) if settled else None, n, nonfinite)
         bound, counter = (lower, upper) if self.direction == "above" else (upper, lower)
         numbers.update(lower=lower, upper=upper, other_share=float(other_share_bound(n)))
-        note = (f"all {n} finite draws equal {c:.6g}: the bounds are those of a statistic in "
-                f"[{a:g}, {b:g}] that differs from it in at most {float(other_share_bound(n)):.3g} of draws")
+        seen = (f"all {n} finite draws equal {mean:.6g}" if equal else
+                f"all {n} finite draws lie in [{low:.6g}, {high:.6g}], less than {NARROW:g} of the range")
+        note = (f"{seen}: the bounds are those of a statistic in [{a:g}, {b:g}] whose share of draws below "
+                f"the least seen, or above the largest, is at most {float(other_share_bound(n)):.3g}")
         return Judgement(outcome=outcome, bound=bound, counter_bound=counter, draws_needed=needed,
                          numbers=numbers, note=note, **base)
 

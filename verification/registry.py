@@ -277,11 +277,11 @@ def user_comparison(claim: Claim, compare: Comparison, params: Params, tokens: j
         if side.size == 0:
             raise UserCodeError(f"claim {claim.id!r}: comparison returned an empty {name} (shape {side.shape}): "
                                 "nothing to compare")
-    try:
-        np.broadcast_shapes(lhs.shape, rhs.shape)
-    except ValueError:
+    # The same shape, or a number against an array; broadcasting (T, d) against (d,) would compare
+    # entries the claim never paired, and report a silent mistake as a failure of the mathematics.
+    if lhs.shape != rhs.shape and () not in (lhs.shape, rhs.shape):
         raise UserCodeError(f"claim {claim.id!r}: comparison returned lhs of shape {lhs.shape} and rhs of shape "
-                            f"{rhs.shape}: they must match") from None
+                            f"{rhs.shape}: they must have the same shape (or one side be a single number)")
     return lhs, rhs
 
 

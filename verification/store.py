@@ -69,19 +69,24 @@ def environment() -> dict:
 
 def code_version(claims: Iterable) -> str:
     """``PACKAGE_VERSION+HASH``: the package version and a hash of the source of the modules
-    that define `claims` (their ids included), so results of edited claims are never reused."""
+    that define `claims` (their ids included; a plugin or claims file with the helper modules it
+    imported from its folder, `plugins._digest`), so results of edited claims are never reused."""
     import attnverify
 
     digest = hashlib.sha256()
-    files = set()
-    for claim in claims:
+    files, user_files = set(), {}
+    for claim in sorted(claims, key=lambda c: c.id):  # the same claims in another order: the same code
         digest.update(claim.id.encode())
         build = getattr(claim.build, "func", claim.build)  # a functools.partial's function
         module = sys.modules.get(getattr(build, "__module__", "") or "")
-        if module is not None and getattr(module, "__file__", None):
+        if module is not None and getattr(module, "__digest__", None):  # a user's file, with its helpers
+            user_files[module.__file__] = module.__digest__
+        elif module is not None and getattr(module, "__file__", None):
             files.add(module.__file__)
     for path in sorted(files):
         digest.update(Path(path).read_bytes())
+    for path in sorted(user_files):
+        digest.update(user_files[path].encode())
     return f"{attnverify.__version__}+{digest.hexdigest()[:12]}"
 
 
@@ -249,6 +254,27 @@ def run_identity(manifest: dict) -> dict:
             "scale": manifest["scale"], "code": manifest["code"]}
 
 
+def _difference(key: str, then, now) -> str:
+    """What changed in a manifest entry, for a refused `--resume`: a spec's changed fields (a
+    plugin's file or code by name), another entry's two values."""
+    if key == "claims" and isinstance(then, list) and isinstance(now, list) and sorted(then) == sorted(now):
+        return f"the same claims in another order: give them as the first run did, {' '.join(then)}"
+    if key == "spec" and isinstance(then, dict) and isinstance(now, dict):
+        fields = sorted(k for k in then.keys() | now.keys() if then.get(k) != now.get(k))
+        parts = []
+        for field_name in fields:
+            a, b = then.get(field_name), now.get(field_name)
+            if field_name == "plugin" and isinstance(a, dict) and isinstance(b, dict):
+                parts += [f"plugin {k} {str(a.get(k))[:12]} then, {str(b.get(k))[:12]} now"
+                          for k in ("file", "sha256") if a.get(k) != b.get(k)]
+                if a.get("sha256") != b.get("sha256"):
+                    parts[-1] += " (the plugin or a helper module it imports changed)"
+            else:
+                parts.append(f"{field_name}: {_short(a)} then, {_short(b)} now")
+        return "spec: " + ", ".join(parts) if parts else "spec"
+    return f"{key}: {_short(then)} then, {_short(now)} now"
+
+
 def _short(value) -> str:
     text = json.dumps(value) if not isinstance(value, str) else repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
@@ -313,7 +339,8 @@ class ChunkStore:
     def _start(cls, folder: Path, manifest: dict, log) -> ChunkStore:
         results = folder / "results.jsonl"
         if results.exists() and results.stat().st_size > 0:
-            raise InputError(f"{folder} already holds results: resume them, or choose another folder")
+            raise InputError(f"{folder} already holds results: add --resume to continue them, or choose another "
+                             "folder")
         manifest = {**manifest, "environment": environment()}
         atomic_write(folder / "manifest.json", lambda tmp: Path(tmp).write_text(json.dumps(manifest, indent=2)))
         try:
@@ -327,8 +354,7 @@ class ChunkStore:
         previous = read_manifest(folder / "manifest.json")
         changed = [k for k in RESUME_KEYS if previous.get(k) != manifest.get(k)]
         if changed:
-            shown = [f"{k}: {_short(previous.get(k))} then, {_short(manifest.get(k))} now"
-                     for k in changed if k in ("seed", "dtype", "scale", "trials", "chunk_size", "code", "claims")]
+            shown = [_difference(k, previous.get(k), manifest.get(k)) for k in changed if k != "block"]
             raise InputError(f"cannot resume {folder}: {', '.join(changed)} "
                              f"{'differs' if len(changed) == 1 else 'differ'} from the first run"
                              + (f" ({'; '.join(shown)})" if shown else ""))

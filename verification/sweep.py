@@ -276,9 +276,10 @@ def judge_claim(claim: Claim, spec: ModelSpec, errors: np.ndarray, *, trials: in
                 with user_code(claim, "summary", claim.summary):
                     statistics = {name: float(value) for name, value in claim.summary(kept).items()}
                     max_error = statistics["error"]
-        else:
-            max_error = float(np.max(kept)) if kept.size and np.all(np.isfinite(kept)) else float("inf")
-        median_error = float(np.median(kept)) if kept.size else float("nan")
+        else:  # over the finite draws: NaN / inf draws are counted apart, and fail the claim unless declared
+            finite = errors[finite_mask]
+            max_error = float(np.max(finite)) if finite.size else float("inf")
+        median_error = float(np.median(errors[finite_mask])) if finite_mask.any() else float("nan")
         # Every draw's NaN declared legitimate: nothing was checked.
         outcome = ("holds" if bool(np.isfinite(max_error)) and max_error <= tolerance else "refuted") \
             if kept.size else "inconclusive"
@@ -357,6 +358,23 @@ def _off_scale(claim: Claim, finding: str, scale: float) -> str:
 REVIEW = "Review the expectation."
 
 
+def _unmet_text(claim: Claim, spec: ModelSpec) -> str:
+    """The hypotheses `spec` does not meet, in parentheses: each value against the assumed one; a
+    plugin whose model is not proved to be the assumed one named once, with the switches assumed."""
+    unmet = claim.unmet(spec)
+    plugin = sorted({v for v in unmet.values() if isinstance(v, str) and v.startswith("plugin ")})
+    values = {k: v for k, v in unmet.items() if v not in plugin}
+    parts = []
+    if values:
+        parts.append(f"{', '.join(f'{k}={v}' for k, v in values.items())}; "
+                     f"the statement assumes {', '.join(f'{k}={claim.requires[k]}' for k in values)}")
+    for name in plugin:
+        assumed = [k for k, v in unmet.items() if v == name]
+        parts.append(f"{name}: its model is not proved to be the one the statement assumes, "
+                     f"{', '.join(f'{k}={claim.requires[k]}' for k in assumed)}")
+    return f"({'; '.join(parts)})"
+
+
 def _finding(claim: Claim, spec: ModelSpec, verdict: str, judgement, statistics: dict[str, float], *,
              max_error: float, tolerance: float, nonfinite: int, draws: int, every: dict) -> str | None:
     """The line reported under the table (None for a plain PASS; a PASS that left draws out says
@@ -366,8 +384,11 @@ def _finding(claim: Claim, spec: ModelSpec, verdict: str, judgement, statistics:
             return f"{nonfinite} of {draws} draws NaN/inf, not judged (declared: {claim.nonfinite_reason})."
         return None
     if verdict == "fail" and nonfinite and claim.nonfinite_reason is None:
+        plugin = getattr(spec, "plugin", None)
+        where = (f" The model of plugin {plugin.name} may be undefined on these draws (a log or square root of a "
+                 "negative number, 0/0) or overflow there." if plugin is not None else "")
         return (f"{nonfinite} of {draws} draws are NaN/inf: a draw that cannot be computed is no evidence, and "
-                "the claim declares no reason for them (Claim.nonfinite_reason).")
+                f"the claim declares no reason for them (Claim.nonfinite_reason).{where}")
     if verdict == "inconclusive":
         if judgement is None:
             return f"Inconclusive: no finite draw ({nonfinite} NaN/inf, allowed: {claim.nonfinite_reason})."
@@ -380,9 +401,7 @@ def _finding(claim: Claim, spec: ModelSpec, verdict: str, judgement, statistics:
     else:
         shown = f"max error {max_error:.3g}"
     if verdict == "hyp_unmet":
-        unmet = claim.unmet(spec)
-        where = (f"({', '.join(f'{k}={v}' for k, v in unmet.items())}; "
-                 f"the statement assumes {', '.join(f'{k}={claim.requires[k]}' for k in unmet)})")
+        where = _unmet_text(claim, spec)
         if nonfinite and claim.nonfinite_reason is None:
             if nonfinite == draws:
                 return f"Not computed outside its hypotheses {where}: all {draws} draws are NaN/inf."

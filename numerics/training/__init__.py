@@ -34,6 +34,7 @@ _EXPORTS = {
     "load_imdb": "corpora",
     "load_tweets": "corpora",
     "metrics_path": "train",
+    "read_metrics": "train",
     "optimiser": "train",
     "parse_label": "corpora",
     "save": "train",

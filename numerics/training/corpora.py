@@ -79,11 +79,24 @@ def _checked(source: str, texts: list[str], labels: list[int], minimum: int) -> 
         raise InputError(f"{source}: every document has label {labels[0]}; need both classes")
 
 
+def held_out(n: int) -> int:
+    """The size of the validation split, and of the test split, of n documents (10 %, at least 1)."""
+    return max(1, round(0.1 * n))
+
+
+def documents_for(train: int) -> int:
+    """The fewest documents whose train split (`split_three`) holds at least `train`."""
+    n = 3
+    while n - 2 * held_out(n) < train:
+        n += 1
+    return n
+
+
 def split_three(source: str, texts: list[str], labels: list[int], *, seed: int = SPLIT_SEED) -> Corpus:
     """A seeded 80/10/10 train/validation/test split (each part non-empty)."""
     _checked(source, texts, labels, minimum=3)
     order = np.random.default_rng(seed).permutation(len(texts))
-    n_val = n_test = max(1, round(0.1 * len(texts)))
+    n_val = n_test = held_out(len(texts))
     return Corpus(
         source,
         train=_subset(texts, labels, order[n_val + n_test:]),

@@ -18,6 +18,7 @@ per batch), and the paper's model is evaluated with its maps folded first
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import sys
 import time
@@ -32,10 +33,10 @@ from attnverify.numerics import model as nm
 from attnverify.numerics import modelfile
 from attnverify.numerics.draws import draw_params
 from attnverify.numerics.training import factored
-from attnverify.numerics.training.corpora import Corpus, build_vocab, encode_texts, load_corpus
+from attnverify.numerics.training.corpora import Corpus, build_vocab, documents_for, encode_texts, load_corpus
 from tqdm.auto import tqdm
 
-from attnverify.errors import InputError
+from attnverify.errors import InputError, warn
 from attnverify.spec import PAPER, ModelSpec
 
 #: The default trained model (`attnverify train`, the report's tweet model): the paper's widths
@@ -151,7 +152,11 @@ def _train(corpus: Corpus, spec: ModelSpec, config: TrainConfig, *, progress: bo
                                ("test", corpus.test))}
     n_train = len(corpus.train)
     if n_train < config.batch:
-        raise InputError(f"train split has {n_train} documents, fewer than one batch of {config.batch}")
+        total = n_train + len(corpus.validation) + len(corpus.test)
+        raise InputError(f"train split has {n_train} of the {total} documents (80/10/10, validation and test at "
+                         f"least 1 each), fewer than one batch of "
+                         f"{config.batch}: give at least {documents_for(config.batch)} documents, or a smaller "
+                         "--batch")
     steps = n_train // config.batch
     root = jax.random.PRNGKey(config.seed)
     params = draw_params(jax.random.fold_in(root, 0), spec, dtype=jnp.float32)
@@ -208,12 +213,40 @@ def metrics_path(model_path: str | Path) -> Path:
     return model_path.with_name(model_path.stem + ".metrics.json")
 
 
+def _file_sha256(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 def save(result: TrainResult, model_path: str | Path) -> Path:
-    """Write the model file (`numerics.modelfile`) and its metrics JSON, each atomically."""
+    """Write the model file (`numerics.modelfile`) and its metrics JSON, each atomically; the
+    metrics name the model file they describe by its SHA-256 (`read_metrics`)."""
     modelfile.save(model_path, result.spec, result.params, result.vocab)
     out = metrics_path(model_path)
-    modelfile.atomic_write(out, lambda tmp: Path(tmp).write_text(json.dumps(result.metrics, indent=2) + "\n"))
+    metrics = {**result.metrics, "model_sha256": _file_sha256(model_path)}
+    modelfile.atomic_write(out, lambda tmp: Path(tmp).write_text(json.dumps(metrics, indent=2) + "\n"))
     return out
+
+
+def read_metrics(model_path: str | Path) -> dict | None:
+    """The training record beside a model file (`save`), or None when there is none, or when it
+    describes another model file (one written over it since, e.g. by ``init-model``: warned) or
+    cannot be read (warned)."""
+    path = metrics_path(model_path)
+    if not path.is_file():
+        return None
+    try:
+        metrics = json.loads(path.read_text())
+        if not isinstance(metrics, dict):
+            raise ValueError("not a JSON object")
+        described = metrics.get("model_sha256")
+        if described is not None and described != _file_sha256(model_path):
+            warn(f"{path}: describes another model file than {model_path} (written over since it was trained); "
+                 "not used")
+            return None
+    except (OSError, ValueError) as err:
+        warn(f"{path}: cannot read it ({type(err).__name__}); the model's training is not reported")
+        return None
+    return metrics
 
 
 def train_and_save(source: str, model_path: str | Path, spec: ModelSpec,

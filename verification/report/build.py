@@ -15,7 +15,6 @@ written; the exit status says so.
 from __future__ import annotations
 
 import functools
-import json
 import sys
 import time
 from collections.abc import Callable
@@ -25,7 +24,7 @@ from typing import Any
 
 from attnverify.numerics import modelfile
 from attnverify.numerics.training.corpora import DEFAULT_CORPUS
-from attnverify.numerics.training.train import DEFAULT_SPEC, TrainConfig, metrics_path, train_and_save
+from attnverify.numerics.training.train import DEFAULT_SPEC, TrainConfig, read_metrics, train_and_save
 from attnverify.verification import claims as _claims  # noqa: F401  (fills the registry)
 from attnverify.verification import workers
 from attnverify.verification.registry import REGISTRY, is_builtin, select
@@ -92,8 +91,7 @@ def obtain_model(options: ReportOptions, log: Callable[[str], None]) -> tuple[mo
             f"{DEFAULT_SPEC.d_embed=}, {DEFAULT_SPEC.heads=}, {DEFAULT_TRAINING.epochs} epochs)")
         train_and_save(options.data, path, DEFAULT_SPEC, DEFAULT_TRAINING)
     loaded = modelfile.load(path)
-    metrics_file = metrics_path(path)
-    metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+    metrics = read_metrics(path) or {}
     return loaded, {"path": str(path), "origin": origin, "metrics": metrics, "spec": loaded.spec.to_json()}
 
 
