@@ -294,10 +294,14 @@ class MeanTest:
             needed = _scaled(int(settled[0]) if settled else None, n, nonfinite)
         bound, counter = (lower, upper) if self.direction == "above" else (upper, lower)
         numbers.update(lower=lower, upper=upper, other_share=float(other_share_bound(n)))
-        seen = (f"all {n} finite draws equal {mean:.6g}" if equal else
-                f"all {n} finite draws lie in [{low:.6g}, {high:.6g}], less than {NARROW:g} of the range")
-        note = (f"{seen}: the bounds are those of a statistic in [{a:g}, {b:g}] whose share of draws below "
-                f"the least seen, or above the largest, is at most {float(other_share_bound(n)):.3g}")
+        share = float(other_share_bound(n))
+        if equal:
+            note = (f"all {n} finite draws equal {mean:.6g}: the bounds are those of a statistic in [{a:g}, {b:g}] "
+                    f"that differs from it in at most {share:.3g} of draws")
+        else:
+            note = (f"all {n} finite draws lie in [{low:.6g}, {high:.6g}], less than {NARROW:g} of the range: the "
+                    f"bounds are those of a statistic in [{a:g}, {b:g}] with at most {share:.3g} of draws outside "
+                    "that band")
         return Judgement(outcome=outcome, bound=bound, counter_bound=counter, draws_needed=needed,
                          numbers=numbers, note=note, **base)
 
