@@ -12,6 +12,7 @@ compile, or a claim id that clashes with a built-in claim.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import importlib
 import re
@@ -138,10 +139,22 @@ def _helpers_imported(path: Path, names: set[str]) -> dict[str, Path]:
         if not file or name.split(".")[0] == "attnverify":  # the package's own modules, loaded lazily
             continue
         file = Path(file).resolve()
-        # a virtual environment inside the folder holds libraries, not helpers
-        if file.is_relative_to(folder) and not {"site-packages", "dist-packages"} & set(file.parts):
+        # Python's own library and installed packages (a Python or a virtual environment inside the
+        # folder) are libraries, not helpers: never hashed, never imported afresh
+        if file.is_relative_to(folder) and not {"site-packages", "dist-packages"} & set(file.parts) \
+                and not any(file.is_relative_to(library) for library in _libraries()):
             helpers[name] = file
     return helpers
+
+
+@functools.cache
+def _libraries() -> tuple[Path, ...]:
+    """The folders of Python's standard library and installed packages, and its prefixes."""
+    import sysconfig
+
+    paths = {sysconfig.get_paths().get(k) for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+    paths |= {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
+    return tuple(Path(p).resolve() for p in paths if p)
 
 
 def _digest(path: Path, helpers) -> str:
@@ -280,7 +293,9 @@ def _check_evaluates(spec: ModelSpec) -> None:
     from attnverify.numerics.modelfile import range_quantities
     from attnverify.numerics.plugin_model import draw_plugin_params
 
-    pin_jax_options(jax.config)  # `derive` and `claims` set no options of their own: the environment's
+    # `derive` and `claims` set no options of their own: the environment's (nothing is computed here,
+    # so a NaN check cannot stop anything)
+    pin_jax_options(jax.config, computing=bool(jax.config.jax_enable_x64))
     dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32  # `derive` runs without x64
     tokens = jnp.zeros((spec.max_len,), jnp.int32)
     try:
@@ -386,6 +401,8 @@ def select_claims(names: list[str], spec: ModelSpec, claims_modules: list[str] |
 def derivation_lines(spec: ModelSpec) -> list[str]:
     """What `derive` adds for a plugin model: the file, what it overrides and declares, and
     whether its forward is proved to be the paper's (which decides the paper's hypotheses)."""
+    import sympy as sp
+
     from attnverify.theory.model import SymbolicModel
     from attnverify.theory.plugin import forward_proof, overridden, paper_switches, unequal_quantities
 
@@ -398,10 +415,14 @@ def derivation_lines(spec: ModelSpec) -> list[str]:
     caveat = (" (statements that assume the paper's model: hypotheses unmet)" if proof != "proved" else
               f", but not its {', '.join(unequal)}, which the statements are written in (hypotheses unmet)"
               if unequal else "")
+    floats = ", ".join(f"{float(x):g}" for x in sorted(SymbolicModel(spec).output().atoms(sp.Float))[:3])
     return [
         f"plugin: {plugin.path or plugin.name} (Model overrides: {', '.join(overridden(plugin.model)) or 'nothing'}; "
         f"declares: {', '.join(declared) or 'nothing'})",
         f"forward = the paper's model: {proof}{caveat}",
+        *([f"note: the forward holds floating-point numbers ({floats}), so nothing with it is proved "
+           "for all sizes (SymPy rounds Float arithmetic as it builds): write them as sympy.Rational, or declare "
+           "them with self.constant"] if floats else []),
     ]
 
 
@@ -416,6 +437,7 @@ def derivation_payload(derivation) -> dict:
     plugin = getattr(spec, "plugin", None)
     if plugin is None:
         return derivation_json(derivation)
+
     from attnverify.theory.model import SymbolicModel
     from attnverify.theory.plugin import forward_proof, overridden, paper_switches, unequal_quantities
 

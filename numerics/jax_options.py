@@ -47,13 +47,15 @@ PINNED = {
 STOP_AT_NAN = {"jax_debug_nans": "JAX_DEBUG_NANS", "jax_debug_infs": "JAX_DEBUG_INFS"}
 
 
-def refuse_stopping_on_nan(config, origin: str | None = None) -> None:
+def refuse_stopping_on_nan(config, origin: str | None = None, options: tuple[str, ...] = tuple(STOP_AT_NAN)) -> None:
     """JAX's NaN and infinity checks stop at the first non-finite output of a compiled program.
     The sweeps carry such values on purpose (the embedding rows that no token of a draw reads are
     NaN, so that a read of one shows: `numerics.draws`; a draw's NaN is counted and reported, never
     dropped), so under either check a command would end in JAX's traceback: a one-line error instead.
-    `origin`: the user's code that turned the check on (else the environment did)."""
-    for option, variable in STOP_AT_NAN.items():
+    `origin`: the user's code that turned the check on (else the environment did); `options`:
+    the checks to look at."""
+    for option in options:
+        variable = STOP_AT_NAN[option]
         if getattr(config, option):
             who, undo = ((f"{variable} is on", f"unset {variable}") if origin is None
                          else (f"{origin} turned {option} on", "leave it off"))
@@ -61,38 +63,52 @@ def refuse_stopping_on_nan(config, origin: str | None = None) -> None:
                              f"never dropped) and JAX would stop at the first one; {undo}")
 
 
-def pin_jax_options(config, origin: str | None = None) -> None:
+def pin_jax_options(config, origin: str | None = None, *, changed: frozenset[str] | None = None,
+                    computing: bool = True) -> None:
     """Set every `PINNED` option; warn, once per option and process, where the user chose another
-    (`origin`: the user's code that set it, else the environment did)."""
-    refuse_stopping_on_nan(config, origin)
+    (`origin`: the user's code that set the options in `changed`, all of them when None; the
+    others the environment set). `computing`: the process runs programs, so stopping at a NaN is
+    refused (`derive` and `claims` only trace a plugin's model abstractly, where it cannot stop)."""
+    def who(option: str) -> str | None:
+        return origin if changed is None or option in changed else None
+
+    if computing:
+        for option in STOP_AT_NAN:  # one at a time, each named after whoever turned it on
+            if getattr(config, option):
+                refuse_stopping_on_nan(config, who(option), (option,))
     for option, (value, variable, why) in PINNED.items():
         current = getattr(config, option)
         if current == value:
             continue
         if current is not None:
-            said = (f"{variable}={_shown(current)}" if origin is None
-                    else f"{option}={_shown(current)}, set by {origin},")
+            said = (f"{variable}={_shown(current)}" if who(option) is None
+                    else f"{option}={_shown(current)}, set by {who(option)},")
             warn(f"{said} is not used: attnverify's programs run with {_shown(value)} ({why})")
         config.update(option, value)
+
+
+def _options(config) -> dict[str, object]:
+    return {option: getattr(config, option) for option in (*PINNED, *STOP_AT_NAN)}
 
 
 @contextmanager
 def kept_while(origin: str) -> Iterator[None]:
     """Run a plugin file or a claims module (`attnverify.plugins`) and answer the JAX options it
-    changed as the environment's are: set back with a warning, or refused. Turning 64-bit mode
-    off, which cannot be taken back once arrays exist, is a one-line error where the process
-    computes in float64 (`attnverify.cli_support.enable_x64` turned it on); ``derive`` and
-    ``claims`` leave it off, but check a plugin's model under the other options all the same."""
+    changed as the environment's are: set back with a warning naming the file, or refused. Turning
+    64-bit mode off, which cannot be taken back once arrays exist, is a one-line error where the
+    process computes in float64 (`attnverify.cli_support.enable_x64` turned it on); ``derive`` and
+    ``claims`` leave it off, and check a plugin's model under the pinned options all the same. An
+    option the file did not change is the environment's, and named so."""
     jax = sys.modules.get("jax")
-    x64 = jax is not None and bool(jax.config.jax_enable_x64)
+    if jax is None:  # imported now, so that what the file changes can be told from what the shell set
+        import jax
+    x64, before = bool(jax.config.jax_enable_x64), _options(jax.config)
     yield
-    jax = sys.modules.get("jax")  # the file may have imported it
-    if jax is None:
-        return
     if x64 and not jax.config.jax_enable_x64:
         raise InputError(f"{origin} turned JAX's 64-bit mode off (jax_enable_x64): the float64 checks need it; "
                          "leave it on")
-    pin_jax_options(jax.config, origin)
+    after = _options(jax.config)
+    pin_jax_options(jax.config, origin, changed=frozenset(k for k in after if after[k] != before[k]), computing=x64)
 
 
 def _shown(value) -> str:

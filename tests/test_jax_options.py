@@ -113,3 +113,16 @@ def test_derive_and_claims_keep_the_options_a_plugin_changes(command, tmp_path):
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
     assert proc.stderr.startswith(f"attnverify: warning: jax_numpy_rank_promotion='raise', set by {path}, is not "
                                   "used"), proc.stderr
+
+
+def test_a_plugin_is_not_blamed_for_the_shells_options_nor_stopped_by_a_nan_check_it_cannot_meet(tmp_path):
+    # Can fail: under JAX_NUMPY_RANK_PROMOTION=raise, `claims --plugin identity.py` warned that the
+    # plugin had set it (JAX was first imported while the file ran), and under JAX_DEBUG_NANS=1 it
+    # refused "identity.py turned jax_debug_nans on"; `claims` traces nothing, so it cannot stop.
+    identity = Path(__file__).resolve().parents[1] / "examples" / "identity.py"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_")}
+    proc = subprocess.run([EXE, "claims", "--plugin", str(identity)], capture_output=True, text=True,
+                          env={**env, "JAX_NUMPY_RANK_PROMOTION": "raise", "JAX_DEBUG_NANS": "1"}, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ("attnverify: warning: JAX_NUMPY_RANK_PROMOTION='raise' is not used: attnverify's programs "
+                           "run with 'allow' (they broadcast as NumPy does)\n")

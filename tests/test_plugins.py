@@ -46,6 +46,12 @@ def one_line_error(capsys, argv, *texts):
 # -- bad plugin files: one line naming the file and the reason, exit 2, no output file --------
 HEADER = "from attnverify.theory import SymbolicModel, symbols\nimport sympy as sp\n"
 BAD = {
+    # The prover refuses a Float, so "not proved" would read as "alpha is not weight / normaliser"
+    "float_in_alpha": ("class Model(SymbolicModel):\n"
+                       "    def weight(self, i, t):\n        return 1 / (1 + sp.exp(-0.5 * self.score(i, t)))\n"
+                       "    def normaliser(self, i):\n        return sp.Integer(1)\n"
+                       "    def alpha(self, i, t):\n        return 1 / (1 + sp.exp(-0.5 * self.score(i, t)))\n",
+                       "Model.alpha or weight / normaliser holds a floating-point number"),
     "missing": (None, "no such file"),
     "syntax": ("class Model(SymbolicModel)\n    pass\n", "syntax error at line"),
     "no_model": ("class Other(SymbolicModel):\n    pass\n", "defines no Model"),
@@ -486,3 +492,12 @@ def test_a_hypothesis_unmet_names_the_switch_and_the_plugin_apart():
     assert text.startswith("(output_link=sigmoid; the statement assumes output_link=logit; plugin hotter: its model "
                            "is not proved to be the one the statement assumes, ") and text.count("plugin hotter") == 1
     assert "output_link=logit" not in text.split("plugin hotter")[1]
+
+
+def test_derive_says_why_a_forward_with_a_float_is_not_proved(tmp_path, capsys):
+    # Can fail: a score * 0.5 made every comparison "not proved" (the prover refuses a Float), with no word why.
+    path = plugin_file(tmp_path, HEADER + "class Model(SymbolicModel):\n" + SCORE
+                       + "        return super().score(i, t) * 0.5\n", name="half.py")
+    assert main(["derive", "gradient", "--plugin", str(path)]) == 0
+    assert "note: the forward holds floating-point numbers (0.5), so nothing with it is proved for all sizes" \
+        in capsys.readouterr().out

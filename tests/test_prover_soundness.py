@@ -218,6 +218,17 @@ def test_a_sum_whose_range_breaks_its_index_assumptions_is_refused_by_every_prov
         assert not prove(sp.Sum(sp.Abs(j), (j, -1, T - 1)), sp.Sum(j, (j, -1, T - 1))), prove.__name__
         assert not prove(delta, 0), prove.__name__
         assert not prove(nested, nested), prove.__name__
+    # The same through the other binders, whose bodies SymPy simplifies too (|j| over j = -1 is 1, not -1;
+    # |x| for a positive x integrated over [-1, 0] is 1/2, not -1/2), and through a declared range
+    # (max(j, 0) = j is false at j = -3).
+    xp = sp.Symbol("xp", positive=True)
+    plain = sp.Symbol("xr")
+    for prove in _all_provers():
+        assert not prove(sp.Product(sp.Abs(j), (j, -1, -1)), sp.Product(j, (j, -1, -1))), prove.__name__
+        assert not prove(sp.Integral(sp.Abs(xp), (xp, -1, 0)), sp.Integral(xp, (xp, -1, 0))), prove.__name__
+    assert not prove_equal(sp.Max(j, 0), j, {j: (-3, -1)})
+    assert prove_equal(sp.Max(j, 0), j, {j: (0, 3)})
+    assert prove_equal(sp.Integral(plain**2, (plain, 0, 1)), sp.Integral(plain**2, (plain, 0, 1)))
     # within range, and with a limit that the enclosing sum keeps in range, still proved
     inner = sp.Sum(x[t] * sp.Sum(sp.Abs(j), (j, t - 1, t)), (t, 1, T - 1))
     assert prove_equal(inner, sp.Sum(x[t] * sp.Sum(j, (j, t - 1, t)), (t, 1, T - 1)))

@@ -375,15 +375,29 @@ def exact(expr: sp.Expr, ranges: Ranges | None = None) -> sp.Expr | None:
     expr = sp.sympify(expr)
     if expr.has(sp.oo, -sp.oo, sp.zoo, sp.nan) or expr.atoms(sp.Float):
         return None
-    return expr if _assumptions_hold(expr, frozenset(_known(ranges).items())) else None
+    known = _known(ranges)
+    free = expr.free_symbols
+    # a declared range that breaks its index's assumptions (a nonnegative j said to run over -3..-1)
+    if not all(_range_implies_assumptions(x, lo, hi, {}) for x, (lo, hi) in known.items() if x in free):
+        return None
+    return expr if _assumptions_hold(expr, frozenset(known.items())) else None
 
 
 @functools.lru_cache(maxsize=1 << 14)
 def _assumptions_hold(expr: sp.Basic, scope: frozenset) -> bool:
     """Whether every sum in `expr` gives its index only values its assumptions allow, where the
     ranges `scope` (as items) are known; an enclosing sum's limits are known inside it."""
-    if not isinstance(expr, sp.Basic) or not expr.has(sp.Sum):
+    if not isinstance(expr, sp.Basic) or not expr.has(ExprWithLimits):
         return True
+    if isinstance(expr, ExprWithLimits) and not isinstance(expr, sp.Sum):
+        # Another binder (a Product, an Integral) is an atom to the rules, but SymPy simplified its
+        # body under its variable's assumptions all the same: a Product's index is checked as a
+        # sum's; any other binder's variable may carry no assumption a range could break.
+        if isinstance(expr, sp.Product):
+            return _assumptions_hold(sp.Sum(expr.function, *expr.limits), scope)
+        plain = {"commutative": True}
+        return all(limit[0].assumptions0 == plain for limit in expr.limits) and \
+            all(_assumptions_hold(arg, scope) for arg in expr.args)
     if not isinstance(expr, sp.Sum):
         return all(_assumptions_hold(arg, scope) for arg in expr.args)
     known = dict(scope)

@@ -237,7 +237,12 @@ def _check_alpha_enters_the_forward(model: type, instance: SymbolicModel) -> Non
     if "alpha" not in overridden(model) or "head_output" in overridden(model):
         return
     i, t = _arguments("alpha")
-    if not prove_equal(instance.alpha(i, t), instance.weight(i, t) / instance.normaliser(i)):
+    alpha, ratio = instance.alpha(i, t), instance.weight(i, t) / instance.normaliser(i)
+    if alpha.atoms(sp.Float) or ratio.atoms(sp.Float):  # the prover refuses a Float: say why
+        raise InputError("Model.alpha or weight / normaliser holds a floating-point number, which the prover "
+                         "cannot check (SymPy rounds Float arithmetic as it builds): write it as sympy.Rational, "
+                         "or declare it with self.constant")
+    if not prove_equal(alpha, ratio):
         raise InputError("Model.alpha is not weight / normaliser, and the forward uses those two (through "
                          "head_output): override weight and normaliser instead (e.g. weight = sigmoid(score), "
                          "normaliser = 1), or head_output as well")

@@ -240,13 +240,19 @@ def read_metrics(model_path: str | Path) -> dict | None:
             raise ValueError("not a JSON object")
         described = metrics.get("model_sha256")
         if described is not None and described != _file_sha256(model_path):
-            warn(f"{path}: describes another model file than {model_path} (written over since it was trained); "
-                 "not used")
+            _warn_once(f"{path}: describes another model file than {model_path} (written over since it was "
+                       "trained); not used")
             return None
     except (OSError, ValueError) as err:
-        warn(f"{path}: cannot read it ({type(err).__name__}); the model's training is not reported")
+        _warn_once(f"{path}: cannot read it ({type(err).__name__}); the model's training is not reported")
         return None
     return metrics
+
+
+@functools.cache
+def _warn_once(message: str) -> None:
+    """`warn`, once per message and process (a report reads a model's record twice)."""
+    warn(message)
 
 
 def train_and_save(source: str, model_path: str | Path, spec: ModelSpec,
