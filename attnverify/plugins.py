@@ -120,13 +120,14 @@ def _execute(path: Path, module_name: str) -> tuple[types.ModuleType, tuple[str,
             message = str(err).splitlines()[0] if str(err) else ""
             raise InputError(f"{path}: {type(err).__name__}{_line_in(path, err)}: {message}") from None
     helpers = _helpers_imported(path, set(sys.modules) - imported - {module_name})
-    _HELPERS[str(path.resolve())] = tuple(helpers)
+    _HELPERS[str(path.resolve())] = helpers
     module.__dict__["__digest__"] = _digest(path, helpers.values())
     return module, _registered_since(before)
 
 
-#: The helper modules each user file (by resolved path) imported from its own folder while it ran.
-_HELPERS: dict[str, tuple[str, ...]] = {}
+#: The helper modules each user file (by resolved path) imported from its own folder while it ran:
+#: module name -> file.
+_HELPERS: dict[str, dict[str, Path]] = {}
 
 
 def _helpers_imported(path: Path, names: set[str]) -> dict[str, Path]:
@@ -242,9 +243,7 @@ def _cached(path: Path):
     the claims it registered are still registered as it left them; else None."""
     try:
         plugin = _LOADED.get((str(path.resolve()), str(path)))
-        helpers = [Path(file) for name in _HELPERS.get(str(path.resolve()), ())
-                   if (file := getattr(sys.modules.get(name), "__file__", None))]
-        if plugin is None or _digest(path, helpers) != plugin.digest:
+        if plugin is None or _digest(path, _HELPERS.get(str(path.resolve()), {}).values()) != plugin.digest:
             return None
     except OSError:
         return None
@@ -407,7 +406,8 @@ def derivation_lines(spec: ModelSpec) -> list[str]:
     from attnverify.theory.plugin import forward_proof, overridden, paper_switches, unequal_quantities
 
     plugin = spec.plugin
-    parameters, constants = SymbolicModel(spec).declarations()
+    model = SymbolicModel(spec)
+    parameters, constants = model.declarations()
     declared = [f"parameter {p.name} {tuple(str(a) for a in p.shape)} init={p.init}" for p in parameters.values()]
     declared += [f"constant {c.name} = {c.value:g}" for c in constants.values()]
     proof = forward_proof(spec)
@@ -415,7 +415,7 @@ def derivation_lines(spec: ModelSpec) -> list[str]:
     caveat = (" (statements that assume the paper's model: hypotheses unmet)" if proof != "proved" else
               f", but not its {', '.join(unequal)}, which the statements are written in (hypotheses unmet)"
               if unequal else "")
-    floats = ", ".join(f"{float(x):g}" for x in sorted(SymbolicModel(spec).output().atoms(sp.Float))[:3])
+    floats = ", ".join(f"{float(x):g}" for x in sorted(model.output().atoms(sp.Float))[:3])
     return [
         f"plugin: {plugin.path or plugin.name} (Model overrides: {', '.join(overridden(plugin.model)) or 'nothing'}; "
         f"declares: {', '.join(declared) or 'nothing'})",
@@ -442,7 +442,8 @@ def derivation_payload(derivation) -> dict:
     from attnverify.theory.plugin import forward_proof, overridden, paper_switches, unequal_quantities
 
     payload = derivation_json(dataclasses.replace(derivation, spec=spec.base))
-    parameters, constants = SymbolicModel(spec).declarations()
+    model = SymbolicModel(spec)
+    parameters, constants = model.declarations()
     payload["spec"] = json.loads(spec.to_json())
     payload["plugin"] = {
         **plugin.describe(),

@@ -280,17 +280,23 @@ def test_what_the_refusals_advise_derives_and_compiles_to_the_true_gradient(tmp_
 
 
 # -- hypotheses decided by proof ----------------------------------------------------------------------
+class Same(SymbolicModel):
+    """The paper's score, overridden: proved the paper's model."""
+
+    def score(self, i, t):
+        return super().score(i, t)
+
+
+class Hotter(SymbolicModel):
+    """A temperature of 2: not the paper's model."""
+
+    def score(self, i, t):
+        return super().score(i, t) / 2
+
+
 def test_hypotheses_hold_only_when_the_forward_is_proved_the_papers():
     from attnverify.verification import claims as _claims  # noqa: F401  (fills the registry)
     from attnverify.verification.registry import PAPER_HYPOTHESES, REGISTRY
-
-    class Same(SymbolicModel):
-        def score(self, i, t):
-            return super().score(i, t)
-
-    class Hotter(SymbolicModel):
-        def score(self, i, t):
-            return super().score(i, t) / 2
 
     claim = REGISTRY["thm1.gradient"]
     same, hotter = plugin_spec(Plugin("same", Same), TINY), plugin_spec(Plugin("hotter", Hotter), TINY)
@@ -474,14 +480,6 @@ def test_a_hypothesis_unmet_names_the_switch_and_the_plugin_apart():
     from attnverify.verification import claims as _claims  # noqa: F401  (fills the registry)
     from attnverify.verification.registry import REGISTRY
     from attnverify.verification.sweep import _unmet_text
-
-    class Same(SymbolicModel):
-        def score(self, i, t):
-            return super().score(i, t)
-
-    class Hotter(SymbolicModel):
-        def score(self, i, t):
-            return super().score(i, t) / 2
 
     claim = REGISTRY["thm1.gradient"]
     sigmoid = TINY.replace(output_link="sigmoid")

@@ -293,8 +293,8 @@ class MeanTest:
                        != "inconclusive"]
             needed = _scaled(int(settled[0]) if settled else None, n, nonfinite)
         bound, counter = (lower, upper) if self.direction == "above" else (upper, lower)
-        numbers.update(lower=lower, upper=upper, other_share=float(other_share_bound(n)))
         share = float(other_share_bound(n))
+        numbers.update(lower=lower, upper=upper, other_share=share)
         if equal:
             note = (f"all {n} finite draws equal {mean:.6g}: the bounds are those of a statistic in [{a:g}, {b:g}] "
                     f"that differs from it in at most {share:.3g} of draws")

@@ -277,8 +277,7 @@ def judge_claim(claim: Claim, spec: ModelSpec, errors: np.ndarray, *, trials: in
                     statistics = {name: float(value) for name, value in claim.summary(kept).items()}
                     max_error = statistics["error"]
         else:  # over the finite draws: NaN / inf draws are counted apart, and fail the claim unless declared
-            finite = errors[finite_mask]
-            max_error = float(np.max(finite)) if finite.size else float("inf")
+            max_error = float(np.max(errors[finite_mask])) if finite_mask.any() else float("inf")
         median_error = float(np.median(errors[finite_mask])) if finite_mask.any() else float("nan")
         # Every draw's NaN declared legitimate: nothing was checked.
         outcome = ("holds" if bool(np.isfinite(max_error)) and max_error <= tolerance else "refuted") \
