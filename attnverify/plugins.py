@@ -104,8 +104,7 @@ def _execute(path: Path, module_name: str) -> tuple[types.ModuleType, tuple[str,
     module = types.ModuleType(module_name)
     module.__file__ = str(path)
     before = _registry_snapshot()
-    for helper in _HELPERS.pop(str(path.resolve()), ()):  # imported afresh: a notebook may have edited it
-        sys.modules.pop(helper, None)
+    _forget_helpers_in(path.resolve().parent)
     imported = set(sys.modules)
     sys.modules[module_name] = module  # dataclasses and pickling look the module up
     # kept_while: the JAX options the programs need, checked once the file has run
@@ -128,6 +127,18 @@ def _execute(path: Path, module_name: str) -> tuple[types.ModuleType, tuple[str,
 #: The helper modules each user file (by resolved path) imported from its own folder while it ran:
 #: module name -> file.
 _HELPERS: dict[str, dict[str, Path]] = {}
+
+
+def _forget_helpers_in(folder: Path) -> None:
+    """Take every helper module a user file imported from `folder` (or below) out of
+    `sys.modules`, whichever file imported it first: the next file run imports them afresh (a
+    notebook may have edited one), and so counts them as its own helpers. Two plugins beside one
+    shared helper each count it; before, only the first did, and the second's digest missed an
+    edit of it."""
+    for helpers in _HELPERS.values():
+        for name, file in helpers.items():
+            if file.is_relative_to(folder):
+                sys.modules.pop(name, None)
 
 
 def _helpers_imported(path: Path, names: set[str]) -> dict[str, Path]:

@@ -499,3 +499,19 @@ def test_derive_says_why_a_forward_with_a_float_is_not_proved(tmp_path, capsys):
     assert main(["derive", "gradient", "--plugin", str(path)]) == 0
     assert "note: the forward holds floating-point numbers (0.5), so nothing with it is proved for all sizes" \
         in capsys.readouterr().out
+
+
+def test_two_plugins_sharing_a_helper_each_count_its_edits(tmp_path):
+    # Can fail: the second plugin beside a helper the first had imported found it in sys.modules, did not count
+    # it as its own, and after the helper was edited was served from memory, with the old digest.
+    (tmp_path / "shared_temperature.py").write_text("TEMP = 1.0\n")
+    body = "from shared_temperature import TEMP\n" + HEADER + "class Model(SymbolicModel):\n" + SCORE \
+        + "        return super().score(i, t) / self.constant('temp', TEMP)\n"
+    first, second = plugin_file(tmp_path, body, name="first.py"), plugin_file(tmp_path, "# the other\n" + body,
+                                                                              name="second.py")
+    load_plugin(first, TINY, compile_check=False)
+    before = load_plugin(second, TINY, compile_check=False)
+    (tmp_path / "shared_temperature.py").write_text("TEMP = 0.2\n")
+    after = load_plugin(second, TINY, compile_check=False)
+    assert after is not before and after.digest != before.digest
+    assert load_plugin(first, TINY, compile_check=False).digest not in (before.digest, after.digest)
