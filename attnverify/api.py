@@ -150,7 +150,10 @@ def verify(claims: str | Sequence[str] = "all", *, plugin: Any = None, spec: Mod
     the claims that run on it) over `trials` random draws of the model of `spec` (default:
     the small sweep sizes). Float64 needs ``jax_enable_x64``: it is switched on here, before
     any array is made, as the CLI does, with the few JAX options the programs are written for
-    (`numerics.jax_options`: promotion, random numbers, matmul precision)."""
+    (`numerics.jax_options`: promotion, random numbers, matmul precision). The claims a
+    `claims_module` registers stay registered in this process, as an imported module stays
+    imported: a later ``verify("all")`` runs them too (`verification.registry.unregister` takes
+    one out)."""
     from attnverify.cli_support import enable_x64
 
     enable_x64()

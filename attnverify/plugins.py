@@ -231,13 +231,21 @@ def load_plugin(path: str | Path, spec: ModelSpec | None = None, *, compile_chec
     if compile_check:
         check_compiles(plugin_spec(plugin, spec or PAPER))
     _LOADED[(str(path.resolve()), plugin.path)] = plugin
-    _OWNED.update({cid: (str(path.resolve()), str(path)) for cid in claims})
+    registry = sys.modules[_REGISTRY].REGISTRY if claims else {}
+    _OWNED.update({cid: (str(path.resolve()), str(path), registry[cid]) for cid in claims})
     return plugin
 
 
-#: The claims a plugin file registered, by id (and the file: resolved, as given): they run under
+#: The claims a plugin file registered, by id (and the file: resolved, as given; and the claim, so
+#: that an id unregistered and then registered from elsewhere is not the plugin's): they run under
 #: that plugin only.
-_OWNED: dict[str, tuple[str, str]] = {}
+_OWNED: dict[str, tuple[str, str, object]] = {}
+
+
+def _owned_by(claim) -> tuple[str, str] | None:
+    """The plugin file (resolved, as given) that registered `claim`, or None."""
+    owned = _OWNED.get(claim.id)
+    return owned[:2] if owned is not None and owned[2] is claim else None
 
 
 def _owner(spec: ModelSpec) -> str | None:
@@ -388,11 +396,11 @@ def select_claims(names: list[str], spec: ModelSpec, claims_modules: list[str] |
         load_claims_module(module)
     chosen = select(names)
     owner = _owner(spec)
-    elsewhere = [c.id for c in chosen if _OWNED.get(c.id, (owner,))[0] != owner]  # another plugin's claims
+    elsewhere = [c for c in chosen if (_owned_by(c) or (owner,))[0] != owner]  # another plugin's claims
     if elsewhere and names and "all" not in names:
-        raise InputError(f"claim {elsewhere[0]} belongs to the plugin {_OWNED[elsewhere[0]][1]}: "
+        raise InputError(f"claim {elsewhere[0].id} belongs to the plugin {_owned_by(elsewhere[0])[1]}: "
                          "run it with that plugin")
-    chosen = [c for c in chosen if c.id not in elsewhere]
+    chosen = [c for c in chosen if c not in elsewhere]
     plugin = getattr(spec, "plugin", None)
     if plugin is None:
         return chosen

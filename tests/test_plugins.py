@@ -18,6 +18,8 @@ from attnverify.numerics.draws import draw_document, draw_params
 from attnverify.theory import SymbolicModel
 from attnverify.theory import symbols as S
 from attnverify.theory.plugin import Plugin, plugin_spec
+from attnverify.verification import REGISTRY, register, select, unregister
+from attnverify.verification import claims as _claims  # noqa: F401  (fills the registry)
 
 from attnverify.cli import main
 from attnverify.errors import InputError
@@ -109,7 +111,6 @@ def test_plugin_claim_clashing_with_a_builtin_id(tmp_path, capsys):
 
 
 def test_registering_again_replaces_a_user_claim_not_a_builtin():
-    from attnverify.verification import REGISTRY, register
     from attnverify.verification.registry import BUILTIN
 
     mine = dataclasses.replace(REGISTRY["thm1.derived"], id="mine.derived")
@@ -120,6 +121,28 @@ def test_registering_again_replaces_a_user_claim_not_a_builtin():
     with pytest.raises(InputError, match="clashes with a built-in claim"):
         register(dataclasses.replace(mine, id="thm1.gradient"))
     assert REGISTRY["thm1.gradient"].id == "thm1.gradient" and "thm1.gradient" in BUILTIN
+    unregister("mine.derived")
+
+
+def test_unregister_takes_a_users_claim_out_and_frees_its_id():
+    # Can fail: a claims module's claim stayed in the registry for good (a later verify("all") ran it), and its
+    # id could not be registered from another module.
+    mine = dataclasses.replace(REGISTRY["thm1.derived"], id="mine.unregistered")
+    register(mine)
+    assert "mine.unregistered" in [c.id for c in select(["all"])]
+    other = {"__name__": "another_cell", "register": register, "claim": dataclasses.replace(mine, statement="x")}
+    with pytest.raises(InputError, match="already registered by .* or unregister it first"):
+        exec("register(claim)", other)  # noqa: S102
+    assert unregister("mine.unregistered") is mine
+    assert "mine.unregistered" not in [c.id for c in select(["all"])]
+    exec("register(claim)", other)  # noqa: S102  (the id is free)
+    assert REGISTRY["mine.unregistered"].statement == "x"
+    unregister("mine.unregistered")
+    with pytest.raises(InputError, match="built in"):
+        unregister("thm1.gradient")
+    with pytest.raises(InputError, match="no user claim 'mine.unregistered'"):
+        unregister("mine.unregistered")
+    assert "thm1.gradient" in REGISTRY
 
 
 # -- declarations --------------------------------------------------------------------------------
@@ -295,7 +318,6 @@ class Hotter(SymbolicModel):
 
 
 def test_hypotheses_hold_only_when_the_forward_is_proved_the_papers():
-    from attnverify.verification import claims as _claims  # noqa: F401  (fills the registry)
     from attnverify.verification.registry import PAPER_HYPOTHESES, REGISTRY
 
     claim = REGISTRY["thm1.gradient"]
@@ -314,7 +336,6 @@ def test_the_papers_forward_in_other_quantities_does_not_meet_the_papers_hypothe
     # written in the model's own query, which they then scale twice. Judged on the forward alone,
     # Theorem 1 came out an unexpected FAIL and thm1.gradient_cls_row "refutes the paper".
     from attnverify.theory.plugin import forward_proof, unequal_quantities
-    from attnverify.verification import claims as _claims  # noqa: F401  (fills the registry)
     from attnverify.verification.registry import PAPER_HYPOTHESES, REGISTRY
 
     class ScaledQuery(SymbolicModel):
@@ -434,6 +455,10 @@ def test_a_plugins_claims_run_under_that_plugin_only():
         select_claims(["temperature.theorem1"], TINY)
     with pytest.raises(InputError, match="does not run on a plugin model"):
         select_claims(["lime"], spec)
+    # an id the plugin registered, unregistered and registered here, is this module's claim, not the plugin's
+    register(dataclasses.replace(unregister("temperature.theorem1"), id="temperature.theorem1"))
+    assert [c.id for c in select_claims(["temperature.theorem1"], TINY)] == ["temperature.theorem1"]
+    unregister("temperature.theorem1")
 
 
 def test_a_model_file_of_another_version_of_the_plugin_is_warned_of(tmp_path, capsys):
@@ -477,7 +502,6 @@ def test_resume_refuses_the_results_of_a_plugin_whose_helper_module_changed(tmp_
 def test_a_hypothesis_unmet_names_the_switch_and_the_plugin_apart():
     # Can fail: under the identity plugin, --output-link sigmoid was reported as every switch being
     # "plugin identity"; under a temperature plugin, as six switches each set to the plugin.
-    from attnverify.verification import claims as _claims  # noqa: F401  (fills the registry)
     from attnverify.verification.registry import REGISTRY
     from attnverify.verification.sweep import _unmet_text
 

@@ -75,6 +75,7 @@ _EXPORTS = {
     "select": "registry",
     "summary_line": "table",
     "sweep_table": "lime_sweep",
+    "unregister": "registry",
     "write_results": "lime_sweep",
     "z_within": "empirical",
 }

@@ -153,6 +153,22 @@ def register(claim: Claim) -> Claim:
 _ORIGIN: dict[str, str] = {}
 
 
+def unregister(claim_id: str) -> Claim:
+    """Take a user's claim (a plugin file's, a claims module's, a notebook's) out of the registry
+    and return it; its id may then be registered again from anywhere. A built-in claim, or an id
+    not registered, is an `InputError`."""
+    if not isinstance(claim_id, str):
+        raise InputError(f"a claim id is a string, got {type(claim_id).__name__}")
+    if claim_id in BUILTIN:
+        raise InputError(f"claim {claim_id} is built in: it cannot be unregistered")
+    if claim_id not in REGISTRY:
+        close = difflib.get_close_matches(claim_id, [c for c in REGISTRY if c not in BUILTIN], n=3)
+        raise InputError(f"no user claim {claim_id!r} is registered"
+                         + (f" (did you mean {', '.join(close)}?)" if close else ""))
+    _ORIGIN.pop(claim_id, None)
+    return REGISTRY.pop(claim_id)
+
+
 def _check_user_names(claim: Claim, caller: str) -> None:
     """A user's id and group must select what they name (`select`): not empty, not ``all``, an id
     that is not another group's name and a group that is not another claim's id (either would hide
@@ -179,7 +195,8 @@ def _check_user_names(claim: Claim, caller: str) -> None:
                          f"`verify {claim.group}` would no longer run that claim (choose another group)")
     earlier = _ORIGIN.get(claim.id)
     if claim.id in REGISTRY and earlier is not None and earlier != caller:
-        raise InputError(f"claim id {claim.id!r} is already registered by {earlier} (choose another id)")
+        raise InputError(f"claim id {claim.id!r} is already registered by {earlier} "
+                         "(choose another id, or unregister it first)")
 
 
 def check_user_claim(claim: Claim) -> None:
