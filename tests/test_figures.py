@@ -8,13 +8,17 @@ import subprocess
 import sys
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
+import scipy.special
 from attnverify.figures import catalog, eq19_sweeps, fig1, fig4
 from attnverify.figures.common import RUNNING_SENTENCE, FigureContext
+from attnverify.figures.fig3 import MAX_WORDS as MAX_WORDS_FIG3
+from attnverify.numerics import model as nm
 from attnverify.numerics import modelfile
 from attnverify.numerics.draws import draw_params
-from attnverify.numerics.tokenize import CLS_TOKEN, UNK_TOKEN, words
+from attnverify.numerics.tokenize import CLS_TOKEN, UNK_TOKEN, encode, words
 from matplotlib.text import Text
 
 from attnverify.cli import main
@@ -106,25 +110,56 @@ def test_fig5_data_shows_the_cls_row_discrepancy(drawn):
     assert data["max_abs_diff_cls_row"] > 1e-6 * data["max_abs_gradient"]
 
 
+def _attention_by_hand(loaded, tokens) -> np.ndarray:
+    """Every head's self-attention (K, T, T) in NumPy from the model file's weights (the paper's dot
+    scorer over sqrt(d_att), no biases): the oracle of the figures' attention."""
+    params, spec = loaded.params, loaded.spec
+    assert spec.scorer == "dot" and spec.scale_scores and not spec.biases
+    e = np.asarray(nm.embed(params, jnp.asarray(tokens), spec), np.float64)
+    q = np.einsum("iak,uk->iua", np.asarray(params.W_q, np.float64), e)
+    k = np.einsum("iak,tk->ita", np.asarray(params.W_k, np.float64), e)
+    return scipy.special.softmax(np.einsum("iua,ita->iut", q, k) / np.sqrt(q.shape[-1]), axis=-1)
+
+
 def test_fig1_and_fig3_data_are_what_the_model_says(drawn, tiny_model):
+    # Can fail: the strips' attention and gradients, word by word, against the model's [CLS] attention row
+    # (computed here in NumPy) and jax.grad of the model; fig3's matrices against the full self-attention.
     strips = json.loads((drawn[1] / "fig1.json").read_text())
     assert strips["words"] == words(RUNNING_SENTENCE)
     assert set(strips["values"]) == {key for key, _ in fig1.METHODS}
-    assert np.all(np.asarray(strips["values"]["alpha_avg"]) >= 0)
     assert len(strips["values"]["lime"]) == len(strips["words"])
+    tokens, kept = encode(strips["text"], tiny_model.vocab, TINY.max_len)
+    n = len(kept)
+    assert kept == strips["words"] and n >= 3
+    cls_row = _attention_by_hand(tiny_model, tokens)[:, 0, 1:n + 1]
+    values = {key: np.asarray(v) for key, v in strips["values"].items()}
+    np.testing.assert_allclose(values["alpha_avg"], cls_row.mean(axis=0), rtol=1e-5)
+    np.testing.assert_allclose(values["alpha_max"], cls_row.max(axis=0), rtol=1e-5)
+    e = nm.embed(tiny_model.params, jnp.asarray(tokens), TINY)
+    g = np.asarray(jax.grad(nm.explained_output, argnums=1)(tiny_model.params, e, TINY))[1:n + 1]
+    np.testing.assert_allclose(values["grad_l2"], np.linalg.norm(g, axis=1), rtol=1e-5)
+    np.testing.assert_allclose(values["grad_x_input"], (g * np.asarray(e)[1:n + 1]).sum(axis=1), rtol=1e-4,
+                               atol=1e-7)
     fig3 = json.loads((drawn[1] / "fig3.json").read_text())
-    attention = np.asarray(fig3["attention"])
-    assert attention.shape[0] == TINY.heads
-    assert np.all(attention.sum(axis=2) <= 1 + 1e-12)  # a window of a softmax over T positions
+    tokens3, kept3 = encode(fig3["text"], tiny_model.vocab, TINY.max_len)
+    m = 1 + len(kept3[:MAX_WORDS_FIG3])
+    np.testing.assert_allclose(np.asarray(fig3["attention"]), _attention_by_hand(tiny_model, tokens3)[:, :m, :m],
+                               rtol=1e-5, atol=1e-12)
 
 
-def test_fig4_marks_eq19_for_the_top_words(drawn):
+def test_fig4_marks_eq19_for_the_top_words(drawn, tiny_model):
+    # Can fail: the top words are the first run's largest |coefficients| in order, and Eq. (19)'s values are
+    # those of the figure's document, feature by feature
+    from attnverify.numerics.lime.eq19_form import eq19_approximation
+
     data = json.loads((drawn[1] / "fig4.json").read_text())
     coef = np.asarray(data["coef_per_run"])
-    assert coef.shape[0] == 5 and len(data["top"]) == min(fig4.TOP, coef.shape[1])
-    assert len(data["eq19"]) == coef.shape[1]
-    first = np.abs(coef[0])
-    assert first[data["top"][0]] == first.max()
+    assert coef.shape[0] == 5 and len(data["top"]) == min(fig4.TOP, coef.shape[1]) >= 3
+    assert data["top"] == list(np.argsort(-np.abs(coef[0]), kind="stable")[:fig4.TOP])
+    tokens, kept = encode(data["text"], tiny_model.vocab, TINY.max_len)
+    assert data["features"] == list(dict.fromkeys(kept))
+    np.testing.assert_allclose(data["eq19"], eq19_approximation(tiny_model.params, tokens, TINY, words=kept),
+                               rtol=1e-12)
 
 
 def test_eq19_n_slope_is_fitted_to_the_points(drawn):

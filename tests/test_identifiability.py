@@ -43,16 +43,28 @@ def logits(params, alpha, s, head_alpha):
 # -- symbolic ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize("T, C, dim", [(3, 1, 1), (5, 1, 3), (6, 2, 3)])
 def test_generic_fiber_dimension(T, C, dim):
+    # Can fail: `dim` is typed, T - (C + 1) for a generic S (docs/theory.md §8.3); derived and stated agree by
+    # rank-nullity once the rank is known, so the rank is checked against the generic one, C + 1
     for symbolic in (True, False):
         fiber = tid.generic_fiber(T, C, symbolic=symbolic)
-        assert fiber["derived"] == fiber["stated"] == dim
+        assert fiber["derived"] == fiber["stated"] == dim and fiber["rank"] == C + 1
+    # a read-out column constant over positions (parallel to 1) is not generic: one dimension more
+    constant = sp.Matrix(T, C, lambda t, c: 1 if c == 0 else sp.Rational(t * t + c, 3))
+    assert len(tid.fiber_directions(constant)) == dim + 1
 
 
-def test_minimum_norm_point_is_the_projection():
+def test_minimum_norm_point_is_the_projection(monkeypatch):
     assert tid.prove_minimum_norm(3)
     S, a = sp.Matrix([[1], [2], [4]]), sp.Matrix([sp.Rational(1, 2), sp.Rational(1, 3), sp.Rational(1, 6)])
-    wrong = tid.minimum_norm_statement(S, a) + sp.Matrix([1, -1, 0]) / 10  # still feasible, not minimal
-    assert tid.minimum_norm_derived(S, a) != wrong
+    B = S.row_join(sp.ones(3, 1))
+    statement = tid.minimum_norm_statement(S, a)
+    wrong = statement + tid.fiber_directions(S)[0] / 10  # on the fiber (feasible), not minimal
+    assert B.T * wrong == B.T * a and (wrong.T * wrong)[0] > (statement.T * statement)[0]
+    assert tid.minimum_norm_derived(S, a) == statement != wrong
+    # Can fail: the prover refuses a statement that moves the projection along the fiber
+    right = tid.minimum_norm_statement
+    monkeypatch.setattr(tid, "minimum_norm_statement", lambda S, a: right(S, a) + tid.fiber_directions(S)[0] / 10)
+    assert not tid.prove_minimum_norm.__wrapped__(3)  # not the cached proof
 
 
 def test_too_few_positions_is_an_input_error():

@@ -212,7 +212,19 @@ def test_permutation_figure_draws_from_its_data():
     panel = {"max_attention": rng.uniform(0, 1, 40).tolist(), "median_tvd": rng.uniform(0, 0.5, 40).tolist()}
     data = {"panels": {"a": panel, "b": panel}, "permutations": 100, "bins": list(jw_permutation.BINS), "T": 8}
     fig = jw_permutation.draw(data)
-    assert len(fig.axes) == 2
+    visible = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(visible) == 2
+    # Can fail: each panel draws one violin per max-attention bin holding two or more documents, labelled with
+    # its count, its median line at the median output change of the documents in that bin
+    peak, change = np.asarray(panel["max_attention"]), np.asarray(panel["median_tvd"])
+    which = np.digitize(peak, jw_permutation.BINS[1:-1])  # the bin of each document (the last one closed)
+    filled = [b for b in range(len(jw_permutation.BINS) - 1) if np.sum(which == b) > 1]
+    assert len(filled) >= 3  # the data spread over the bins: the checks below are not vacuous
+    for ax in visible:
+        assert [t.get_text() for t in ax.texts] == [f"n={np.sum(which == b)}" for b in filled]
+        medians = ax.collections[-1].get_segments()  # violinplot's median lines come last
+        np.testing.assert_allclose([seg[0, 1] for seg in medians], [np.median(change[which == b]) for b in filled])
+        np.testing.assert_allclose([seg[:, 0].mean() for seg in medians], filled)
 
 
 # -- wrong formulas against the claims' own checks (one draw each) --------------------------------

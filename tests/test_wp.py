@@ -70,6 +70,8 @@ def test_curve_reach_and_steps_by_hand():
     np.testing.assert_allclose(wp.tradeoff_increments(tvds, jsds), 0.02)
     dip = jnp.array([0.0, 0.5, 0.1, 0.6])  # a non-monotone fake curve
     assert float(wp.tradeoff_increments(dip, jsds)) == pytest.approx(-0.4)
+    # Can fail: the JSD's steps count too (TVD rises, JSD falls by 0.4)
+    assert float(wp.tradeoff_increments(jnp.array([0.0, 0.1, 0.2]), jnp.array([0.5, 0.1, 0.6]))) == pytest.approx(-0.4)
 
 
 def test_diagnostic_arms_pool_the_token_outputs():

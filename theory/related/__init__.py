@@ -72,6 +72,7 @@ _EXPORTS = {
     "unk_replacement_statement": "jw",
     "vertex_jsd_statement": "divergence",
     "with_alpha": "jw",
+    "zero_temperature_limit": "info",
 }
 __all__ = list(_EXPORTS)
 __getattr__, __dir__ = face(__name__, _EXPORTS)

@@ -57,9 +57,17 @@ def prove_gumbel_max(T: int) -> bool:
                for t in range(T))
 
 
+def zero_temperature_limit(gap: sp.Expr) -> sp.Expr:
+    """lim_{tau -> 0+} softmax((x_0, x_1)/tau)_0 for perturbed scores with x_0 - x_1 = `gap`,
+    derived from the softmax itself (x_1 stays a symbol; SymPy cancels it, then takes the limit)."""
+    x1 = sp.Symbol("x_1", real=True)
+    scores = (x1 + gap, x1)
+    weight = sp.exp(scores[0] / TAU) / sum(sp.exp(x / TAU) for x in scores)
+    return sp.limit(sp.simplify(weight), TAU, 0, "+")
+
+
 @functools.lru_cache(maxsize=2)
 def prove_zero_temperature_limit() -> bool:
-    """For two perturbed scores x_0 > x_1 (gap d > 0), softmax((x_0, x_1)/tau)_0 -> 1 as tau -> 0+."""
-    d = sp.Symbol("d", positive=True)
-    weight = 1 / (1 + sp.exp(-d / TAU))  # softmax((x_0, x_1)/tau)_0 with x_0 - x_1 = d
-    return sp.limit(weight, TAU, 0, "+") == 1
+    """For two perturbed scores x_0 > x_1 (gap d > 0), softmax((x_0, x_1)/tau)_0 -> 1 as tau -> 0+:
+    the winner's weight tends to one, the sample to the argmax's one-hot."""
+    return zero_temperature_limit(sp.Symbol("d", positive=True)) == 1
