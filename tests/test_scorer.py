@@ -233,8 +233,9 @@ def test_check32_claims_run_and_a_gap_matches_scipy(monkeypatch):
                     "gap_min"):
             assert np.isfinite(stats[key]), key
         assert result.expected is (scorer == "deep") and (result.finding is None) == result.passed
-    # one draw's gap recomputed independently: scipy's tau-b of each seed's average attention (the true
-    # model on the draw's task document) against that model's plug-in MI, additive minus dot
+    # one draw's gap recomputed: scipy's tau-b of each seed's average attention (the true model on the draw's
+    # task document) against that model's plug-in MI, additive minus dot. The MI is the models' own (the
+    # plug-in estimator is checked against exact laws in test_info); the ranking and the gap are independent
     params, tokens = _draw(CHECK_SPEC)
     gap, _ = check32._gap("additive")(CHECK_SPEC)(params, tokens)
     document = seeded_document(tokens, check32.TASK, CHECK_SPEC)
