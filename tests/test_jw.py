@@ -338,3 +338,23 @@ def test_an_exact_optimum_at_a_wrong_epsilon_is_caught(monkeypatch, kind, factor
     monkeypatch.setattr(cjwe, "exact_max_jsd", lambda slab, epsilon: right(slab, factor * epsilon))
     for result in verdicts():
         assert result.verdict == "fail" and result.estimate > 1e-3, result
+
+
+def test_the_protocol_of_a_text_ranks_its_words_with_shares_that_sum_to_one(tmp_path):
+    # Can fail: the |G x I| shares of `related protocol` were normalised over all T-1 positions, UNK padding
+    # included, and summed to about 0.55 over the words they list; every tau-b is scipy's on the lists given
+    from attnverify.numerics import modelfile
+    from attnverify.numerics.tokenize import CLS_TOKEN, UNK_TOKEN
+    from attnverify.verification.related import analyse
+
+    spec = ModelSpec(max_len=12, d_embed=6, d_att=3, d_out=4, heads=2, vocab_size=10)
+    vocab = [CLS_TOKEN, UNK_TOKEN, "the", "movie", "was", "good", "but", "long", "plot", "bad"]
+    path = tmp_path / "m.npz"
+    modelfile.save(path, spec, _draw(spec, 3, scale=3.0)[0], vocab)
+    out = analyse("protocol", modelfile.load(path), "the movie was good but long")
+    assert out["words"] == ["the", "movie", "was", "good", "but", "long"]
+    for name in ("grad_detached", "grad_full"):
+        assert len(out["importances"][name]) == 6 and sum(out["importances"][name]) == pytest.approx(1, rel=1e-12)
+    for a, b in njw.PAIRS:
+        expected = scipy.stats.kendalltau(out["importances"][a], out["importances"][b])
+        assert out["kendall"][f"{a} vs {b}"]["tau_b"] == pytest.approx(expected[0], abs=1e-12)

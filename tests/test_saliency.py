@@ -131,6 +131,11 @@ def test_planting_scales_the_chosen_rows_only():
     for w in range(SPEC.vocab_size):
         factor = 4.0 if w in rows else 1.0
         np.testing.assert_allclose(planted.embedding[w], factor * params.embedding[w], rtol=1e-15)
+    # Can fail: a word at two of the planted positions is scaled 4x, not 4 x 4 (one factor per occurrence)
+    repeated = tokens.at[2].set(tokens[1])
+    planted = ns.plant(params, repeated, 3, 4.0)
+    np.testing.assert_allclose(planted.embedding[int(tokens[1])], 4.0 * params.embedding[int(tokens[1])], rtol=1e-15)
+    assert planted.embedding.dtype == params.embedding.dtype
 
 
 # -- claims at small trials --------------------------------------------------------------------------------

@@ -104,9 +104,13 @@ def analyse(what: str, loaded: ModelFile, text: str, *, epsilons=(0.01, 0.05), t
         out["gumbel_max_largest_gap"] = float(jnp.max(jnp.abs(ninfo.hard_attention_frequencies(gamma, noise)
                                                              - alpha[head])))
     else:
-        # Over the words only (J&W leave special tokens out; here [CLS] and UNK padding).
+        # Over the words only (J&W leave special tokens out; here [CLS] and UNK padding). The |G x I|
+        # importances are shares: normalised again over the words, so that they sum to 1 there too
+        # (a rescaling: no tau-b changes)
         n = len(kept)
         importance = {name: v[:n] for name, v in njw.importances(params, tokens, spec).items()}
+        for name in ("grad_detached", "grad_full"):
+            importance[name] = importance[name] / jnp.sum(importance[name])
         out["importances"] = {name: _floats(v) for name, v in importance.items()}
         out["kendall"] = {}
         for a, b in njw.PAIRS:

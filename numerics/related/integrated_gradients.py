@@ -215,9 +215,11 @@ def agreement(imp: dict[str, jnp.ndarray]) -> dict[str, jnp.ndarray]:
 # -- check 35: sensitivity vs saliency -------------------------------------------------------------
 def plant(params: nm.Params, tokens: Int[Array, " T"], positions: int, factor: float) -> nm.Params:
     """The model with the embedding rows of the words at positions 1..`positions` scaled by
-    `factor` (tokens with a large ||e||)."""
-    rows = tokens[1:positions + 1]
-    return params._replace(embedding=params.embedding.at[rows].multiply(factor))
+    `factor` (tokens with a large ||e||). A word at two of those positions is scaled once
+    (`.at[rows].multiply` would scale it once per occurrence: 16x for a repeated word)."""
+    chosen = jnp.zeros(params.embedding.shape[0], bool).at[tokens[1:positions + 1]].set(True)
+    return params._replace(embedding=params.embedding * jnp.where(chosen, factor, 1.0)[:, None].astype(
+        params.embedding.dtype))
 
 
 @functools.partial(jax.jit, static_argnames=("spec",))

@@ -103,7 +103,7 @@ register(Claim(
 ))
 
 register(Claim(
-    id="jw.control_full_gxi", group="jw", provenance="literature",
+    id="jw.control_full_gxi", group="jw", provenance="measured",  # jw.detached_gxi's: a control's is its formula's
     statement="Negative control: the detached G x I statement against the full (attention-path) G x I",
     source="a deliberately mismatched pair; must FAIL", lhs="the detached statement, compiled",
     rhs="<e_t, jax.grad> through every path",

@@ -61,7 +61,7 @@ def _monte_carlo(spec: ModelSpec):
 
 
 register(Claim(
-    id="jw.permutation_monte_carlo", group="jw", provenance="literature",
+    id="jw.permutation_monte_carlo", group="jw", provenance="measured",  # the moments are derived here (§8.1)
     statement=f"{MC_PERMUTATIONS} random permutations of alpha over all T-1 word positions match the "
     "closed-form mean and variance",
     source=SOURCE, lhs="max(|z| of the sample mean, |z| of the sample variance)",
@@ -203,25 +203,25 @@ def _taus(first: tuple[str, str], second: tuple[str, str] | None, task: str | No
 # Only robust statements are claims (each cleared its 99.87 % bound by a wide margin at 100+
 # draws). They were chosen after looking at the full table (every pair, p < 0.05 shares), which
 # `bench/bench_related.py` prints from its own keys: a PASS here replicates a statement on the
-# sweep's draws; it is not a test fixed before any data was seen. Their provenance is the
-# literature because each restates a finding of J&W's.
+# sweep's draws; it is not a test fixed before any data was seen. The first three restate findings
+# of J&W's (provenance: the literature); the sign's role is this project's check 17 (measured).
 PROTOCOL = [
     ("tau_grad_loo_above_alpha_loo", ("grad_detached", "loo"), ("alpha", "loo"), None,
-     "tau-b(gradient, LOO) exceeds tau-b(alpha, LOO) on average (J&W: gradients and LOO agree more)"),
+     "tau-b(gradient, LOO) exceeds tau-b(alpha, LOO) on average (J&W: gradients and LOO agree more)", "literature"),
     ("tau_alpha_grad", ("alpha", "grad_detached"), None, "needle",
-     "tau-b(alpha, |detached G x I|) is clearly positive (the importance is |alpha_t s_t| / sum)"),
+     "tau-b(alpha, |detached G x I|) is clearly positive (the importance is |alpha_t s_t| / sum)", "literature"),
     ("tau_alpha_grad", ("alpha", "grad_detached"), None, "bag_of_words",
-     "tau-b(alpha, |detached G x I|) is clearly positive (the importance is |alpha_t s_t| / sum)"),
+     "tau-b(alpha, |detached G x I|) is clearly positive (the importance is |alpha_t s_t| / sum)", "literature"),
     ("tau_sign_matters", ("alpha", "grad_detached"), ("alpha", "grad_detached_signed"), "needle",
-     "tau-b(alpha, |G x I|) exceeds tau-b(alpha, signed G x I): attention is unsigned"),
+     "tau-b(alpha, |G x I|) exceeds tau-b(alpha, signed G x I): attention is unsigned", "measured"),
     ("tau_sign_matters", ("alpha", "grad_detached"), ("alpha", "grad_detached_signed"), "bag_of_words",
-     "tau-b(alpha, |G x I|) exceeds tau-b(alpha, signed G x I): attention is unsigned"),
+     "tau-b(alpha, |G x I|) exceeds tau-b(alpha, signed G x I): attention is unsigned", "measured"),
 ]
-for _name, _first, _second, _task, _text in PROTOCOL:
+for _name, _first, _second, _task, _text, _provenance in PROTOCOL:
     where = (f"trained {_task} model, documents of its task" if _task else "random models and documents") + \
         f", mean of {DOCUMENTS_PER_DRAW} per draw"
     register(Claim(
-        id=f"jw.{_name}" + (f".{_task}" if _task else ""), group="jw", provenance="literature",
+        id=f"jw.{_name}" + (f".{_task}" if _task else ""), group="jw", provenance=_provenance,
         statement=f"{_text} [{where}]",
         source=SOURCE + "; protocol per instance, scipy-equivalent tau-b",
         lhs=f"tau-b{_first}", rhs=f"tau-b{_second}" if _second else "0",
