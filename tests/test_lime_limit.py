@@ -196,6 +196,16 @@ def test_a_wrong_aggregation_is_caught_by_lime_linearity(wrong, monkeypatch):
     assert not result.passed and result.verdict == "fail" and result.max_error > 1e-3
 
 
+@pytest.mark.parametrize("change", [{"head_aggregation": "sum"}, {"output_link": "sigmoid"}])
+def test_lime_linearity_compares_with_the_true_model(change):
+    # Can fail: the claim fitted the heads' mean on both sides, so it held for any model (ridge is linear in y); it
+    # now fits the true model's output, which the heads' mean is not under a summed aggregation or a sigmoid link
+    spec = SPEC.replace(**change)
+    params, tokens = draw(spec, 0, scale=5.0)
+    result = judged(["lime.linearity"], spec, params, tokens)[0][1]
+    assert not result.passed and result.verdict == "hyp_unmet" and result.max_error > 1e-3
+
+
 def test_empirical_lime_converges_at_rate_one_over_root_n():
     params, tokens = _limit_case(2, 5.0)
     exact = beta_limit(params, tokens, SPEC, n_words=9, removal="replace", method="exact").beta

@@ -103,7 +103,8 @@ register(Claim(
 ))
 
 register(Claim(
-    id="jw.control_full_gxi", group="jw", provenance="measured",  # jw.detached_gxi's: a control's is its formula's
+    # a control's provenance is that of the correct formula it breaks: here jw.detached_gxi's (thm1's control: paper)
+    id="jw.control_full_gxi", group="jw", provenance="measured",
     statement="Negative control: the detached G x I statement against the full (attention-path) G x I",
     source="a deliberately mismatched pair; must FAIL", lhs="the detached statement, compiled",
     rhs="<e_t, jax.grad> through every path",

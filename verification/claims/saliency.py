@@ -101,7 +101,8 @@ for _kind in ns.BASELINES:
     ))
 
 register(Claim(
-    id="saliency.control_ig_no_score_term", group="saliency", provenance="measured",  # the §8.6 integrand's
+    # a control's provenance is that of the correct formula it breaks: saliency.ig_statement.zero's
+    id="saliency.control_ig_no_score_term", group="saliency", provenance="measured",
     statement="Negative control: the §8.6 integrand without its (g_t - g^b_t)(s_t(l) - f_i(l)) term",
     source="a deliberately wrong formula; must FAIL", lhs="the truncated integrand, integrated",
     rhs="IG of the true model (zero baseline)", build=_ig("wrong", "zero"),

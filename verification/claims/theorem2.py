@@ -395,7 +395,8 @@ register(Claim(
     rhs="c",
     build=_shell_linear,
     tolerance=EXACT,
-    tolerance_reason="sums over d shells times sigma (<= 30); measured ~1e-15 (1e-13 at nu = 0.05)",
+    tolerance_reason="sums over d shells times sigma (<= 30); measured max 7.6e-14, median 3.6e-14 (32 draws, "
+    "nu = 0.25)",
     requires=HYPOTHESES,
     proof=_proof_of_shell,
 ))
