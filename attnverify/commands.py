@@ -85,7 +85,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         raise InputError("--resume needs --out DIR (the folder of the interrupted sweep)")
     preflight.check_scale_in_range(spec, scale=args.scale, seed=args.seed, dtype=args.dtype, claims=chosen)
     if args.out:  # locked until the sweep ends: a second run into the folder is refused
-        store = ChunkStore.open(args.out, manifest, resume=args.resume)
+        store = ChunkStore.open(args.out, manifest, resume=args.resume,
+                                distances=[c.id for c in chosen if c.summary is None])
     try:
         results = [
             run_claim(c, spec, trials=args.trials, seed=args.seed, dtype=args.dtype, scale=args.scale,

@@ -79,6 +79,9 @@ BAD = {
     "piecewise_on_a_summed_index": ("class Model(SymbolicModel):\n    def weight(self, i, t):\n"
                                     "        return sp.Piecewise((super().weight(i, t), t < 5), (0, True))\n",
                                     "the forward (Model.output) has the free index s, t"),
+    # Every gradient 0, both sides of thm1.derived 0 on every draw: it passed, vacuously.
+    "constant_output": ("class Model(SymbolicModel):\n    def output(self):\n        return sp.Integer(1)\n",
+                        "Model.output does not depend on the token embeddings e (it is 1)"),
     # Sigmoid attention written as alpha alone: the forward (weight / normaliser) would not change.
     "alpha_alone": ("class Model(SymbolicModel):\n    def alpha(self, i, t):\n"
                     "        return 1 / (1 + sp.exp(-self.score(i, t)))\n", "Model.alpha is not weight / normaliser"),

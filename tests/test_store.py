@@ -291,3 +291,35 @@ def test_fuzz_record_parser_fields(key, value):
         assert all(isinstance(x, float) for x in errors)
     else:
         assert isinstance(result, str) and result
+
+
+def test_a_record_with_a_huge_integer_or_a_negative_distance_is_recomputed():
+    # Can fail: an error written as a 401-digit integer raised OverflowError (a traceback on --resume), and a
+    # negative error of an identity claim was read back as its error, which then passed any tolerance
+    huge = {**valid_record(), "errors": [10**400] + [1e-16] * 43}
+    assert parse_record(json.dumps(huge).encode(), MANIFEST) == \
+        "errors must be floating-point numbers, found an integer of 401 digits"
+    negative = json.dumps({**valid_record(), "errors": [-5.0] * 44}).encode()
+    assert parse_record(negative, MANIFEST, distances={"a"}) == \
+        "a negative error for a (an identity's error is a distance)"
+    assert parse_record(negative, MANIFEST, distances={"b"}) == ("a", 2, [-5.0] * 44)  # a statistic may be negative
+
+
+def test_resume_recomputes_an_identitys_negative_errors(tmp_path, capsys):
+    # Can fail: the first run's errors edited to -5 were resumed as a PASS with max error -5
+    from attnverify.cli import main
+
+    out = tmp_path / "sw"
+    argv = ["verify", "thm1.gradient", "--trials", "4", "--out", str(out), "--quiet",
+            "--json", str(tmp_path / "r.json"), "--max-len", "5", "--d-embed", "6", "--d-att", "3", "--d-out", "4",
+            "--heads", "2", "--vocab-size", "20"]
+    assert main(argv) == 0
+    first = json.loads((tmp_path / "r.json").read_text())
+    results = out / "results.jsonl"
+    record = json.loads(results.read_text())
+    results.write_text(json.dumps({**record, "errors": [-5.0] * len(record["errors"])}) + "\n")
+    assert main([*argv, "--resume"]) == 0
+    captured = capsys.readouterr()
+    assert "line 1: a negative error for thm1.gradient (an identity's error is a distance); its chunk is recomputed" \
+        in captured.err
+    assert json.loads((tmp_path / "r.json").read_text()) == first

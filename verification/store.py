@@ -14,9 +14,9 @@ per finished chunk, written and fsync'ed as soon as the chunk is done) and ``.at
   the strings ``"NaN"``, ``"Infinity"``, ``"-Infinity"``: every line is strict JSON.
 * **Resume checks everything.** The manifest must match the new run in `RESUME_KEYS` (the
   claim list and code version included). Every record is checked against the manifest: a
-  corrupt line (torn by a kill, edited, wrong size) or a record of another run is reported with
-  its line number and its chunk recomputed; no line is ever deleted, and appends always start
-  on a new line.
+  corrupt line (torn by a kill, edited, wrong size, a negative error of an identity claim) or a
+  record of another run is reported with its line number and its chunk recomputed; no line is
+  ever deleted, and appends always start on a new line.
 """
 
 from __future__ import annotations
@@ -207,9 +207,10 @@ def encode_errors(errors: Iterable[float]) -> list:
     return out
 
 
-def parse_record(line: bytes, manifest: dict) -> tuple[str, int, list[float]] | str:
+def parse_record(line: bytes, manifest: dict, distances: Iterable[str] = ()) -> tuple[str, int, list[float]] | str:
     """``(claim, chunk, errors)`` of one results line that belongs to the sweep of `manifest`,
-    else a one-line reason (never an exception): the record is then recomputed, not trusted."""
+    else a one-line reason (never an exception): the record is then recomputed, not trusted. The
+    errors of the claims in `distances` (identities: an error is a distance) must not be negative."""
     try:
         record = json.loads(line)
     except (ValueError, RecursionError):  # includes UnicodeDecodeError
@@ -244,7 +245,12 @@ def parse_record(line: bytes, manifest: dict) -> tuple[str, int, list[float]] | 
     for x in errors:
         if isinstance(x, bool) or not isinstance(x, int | float | str) or (isinstance(x, str) and x not in _NON_FINITE):
             return f"errors must be numbers, found {_short(x)}"
-        values.append(_NON_FINITE[x] if isinstance(x, str) else float(x))
+        try:
+            values.append(_NON_FINITE[x] if isinstance(x, str) else float(x))
+        except OverflowError:  # an integer of hundreds of digits
+            return f"errors must be floating-point numbers, found an integer of {len(str(x))} digits"
+    if claim in distances and any(v < 0 for v in values):
+        return f"a negative error for {claim} (an identity's error is a distance)"
     return claim, chunk, values
 
 
@@ -295,10 +301,12 @@ class ChunkStore:
     #: manifest and the results file of a sweep it started where there were none).
     made: list[Path] = field(default_factory=list)
     created: tuple[str, ...] = ()
+    #: The claims whose errors are distances (identities): a negative one read back is refused.
+    distances: frozenset[str] = frozenset()
 
     @classmethod
     def open(cls, folder: str | os.PathLike, manifest: dict, *, resume: bool,
-             log: Callable[[str], None] = warn) -> ChunkStore:
+             log: Callable[[str], None] = warn, distances: Iterable[str] = ()) -> ChunkStore:
         absent = [k for k in RESUME_KEYS if k not in manifest]
         if absent:
             raise ValueError(f"a sweep manifest needs {', '.join(absent)}")
@@ -322,7 +330,8 @@ class ChunkStore:
             raise
         created = () if resume else tuple(n for n in ("manifest.json", "results.jsonl") if not (folder / n).exists())
         try:
-            store = cls._resume(folder, manifest, log) if resume else cls._start(folder, manifest, log)
+            store = (cls._resume(folder, manifest, log, frozenset(distances)) if resume
+                     else cls._start(folder, manifest, log))
         except BaseException as err:
             # A refusal leaves the folder as it was: no lock file this run created, and no
             # folder (nor the files this run began in it) if the folder is this run's.
@@ -350,7 +359,7 @@ class ChunkStore:
         return cls(folder, manifest, log=log)
 
     @classmethod
-    def _resume(cls, folder: Path, manifest: dict, log) -> ChunkStore:
+    def _resume(cls, folder: Path, manifest: dict, log, distances: frozenset[str] = frozenset()) -> ChunkStore:
         previous = read_manifest(folder / "manifest.json")
         changed = [k for k in RESUME_KEYS if previous.get(k) != manifest.get(k)]
         if changed:
@@ -358,7 +367,7 @@ class ChunkStore:
             raise InputError(f"cannot resume {folder}: {', '.join(changed)} "
                              f"{'differs' if len(changed) == 1 else 'differ'} from the first run"
                              + (f" ({'; '.join(shown)})" if shown else ""))
-        store = cls(folder, previous, log=log)
+        store = cls(folder, previous, log=log, distances=distances)
         store._read(folder / "results.jsonl")
         return store
 
@@ -376,7 +385,7 @@ class ChunkStore:
         for number, line in enumerate(data.split(b"\n"), start=1):
             if not line.strip():
                 continue
-            parsed = parse_record(line, self.manifest)
+            parsed = parse_record(line, self.manifest, self.distances)
             if isinstance(parsed, str):
                 problems.setdefault(parsed, []).append(number)
                 continue
