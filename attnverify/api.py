@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -210,6 +211,8 @@ def explain(text: str, *, model: str | Path | None = None, plugin: Any = None, s
             raise InputError(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} to LIME: "
                              "give lime_samples too")
     if model is not None:
+        if not isinstance(model, str | os.PathLike) or isinstance(model, bytes):
+            raise InputError(f"model must be a model file's path, got {type(model).__name__}")
         if changes or spec is not None:
             raise InputError("explain: a model file brings its own spec (give model, or spec, not both)")
         if plugin is not None:
@@ -223,6 +226,7 @@ def explain(text: str, *, model: str | Path | None = None, plugin: Any = None, s
         spec, params, vocab = loaded.spec, loaded.params, loaded.vocab
     else:
         spec = _with_plugin(plugin, _spec(spec, SMALL, changes))
+        validate.spec_fits(spec)  # as `init-model`: sizes that do not fit are refused before any draw
         vocab = builtin_vocab(spec.vocab_size)
         params = draw_params(jax.random.PRNGKey(seed), spec)
     if getattr(spec, "plugin", None) is not None:
@@ -235,6 +239,11 @@ def explain(text: str, *, model: str | Path | None = None, plugin: Any = None, s
         preflight.check_lime_memory(spec, lime_samples=lime_samples, runs=lime_runs,
                                     limit_samples=lime_limit_samples, name=str)
     tokens, kept = encode(text, vocab, spec.max_len)
+    if lime_samples is not None and lime_limit_samples != 2**18:  # as `explain --lime-limit-samples`
+        from attnverify.numerics.lime.evaluation import choose_path
+
+        path = "generic" if getattr(spec, "plugin", None) is not None else choose_path(params, spec, removal)
+        preflight.check_limit_samples_used(len(dict.fromkeys(kept)), path, "lime_limit_samples")
     modelfile.check_float_range(params, spec, tokens, "the model on this text")
     result = {"tokens": kept, **explain_fn(params, tokens, spec, len(kept))}
     if lime_samples is not None:

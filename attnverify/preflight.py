@@ -360,6 +360,10 @@ def _check_mc_samples_used(spec, args: argparse.Namespace) -> None:
         limits = ", ".join(f"d <= {largest[r]} with {r}" for r in args.removal)
         raise InputError(f"--mc-samples: every d of the grid is enumerated exactly ({limits}), so no Monte-Carlo "
                          "sample is drawn")
+    from attnverify.numerics.lime.limit import check_mc_samples
+
+    check_mc_samples(args.mc_samples, max(d for d in args.d if any(d > largest[r] for r in args.removal)),
+                     "--mc-samples: ")
 
 
 def check_sweep_scales(spec, args: argparse.Namespace) -> None:
@@ -373,14 +377,19 @@ def check_sweep_scales(spec, args: argparse.Namespace) -> None:
 
 def check_explain_limit_samples(args: argparse.Namespace, d: int, path: str) -> None:
     """`explain --lime-limit-samples` changes nothing where the limit is enumerated (or undefined)."""
+    if args.lime_limit_samples is not None:
+        check_limit_samples_used(d, path)
+
+
+def check_limit_samples_used(d: int, path: str, name: str = "--lime-limit-samples") -> None:
+    """A Monte-Carlo sample size for LIME's limit, given for a text of d distinct words whose limit
+    is enumerated (or undefined), would change nothing: one-line `InputError`."""
     from attnverify.numerics.lime.limit import is_enumerated
 
-    if args.lime_limit_samples is None:
-        return
     if d < 2:
-        raise InputError(f"--lime-limit-samples: the limit is undefined at d = {d}, so no sample is drawn")
+        raise InputError(f"{name}: the limit is undefined at d = {d}, so no sample is drawn")
     if is_enumerated(d, path):
-        raise InputError(f"--lime-limit-samples: the limit at d = {d} is enumerated exactly ({2**d} masks), so no "
+        raise InputError(f"{name}: the limit at d = {d} is enumerated exactly ({2**d} masks), so no "
                          "Monte-Carlo sample is drawn")
 
 

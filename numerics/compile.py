@@ -79,6 +79,12 @@ def _reduce(np_op, jnp_op, values):
     return total
 
 
+#: The most values a summation index may take: the compiled program holds arrays of an index's values
+#: (masks, conditions), so a user's Sum up to 10**9 would need gigabytes per array. A model's own axes
+#: (positions, heads, embedding and attention sizes) stay far below it.
+MAX_RANGE = 2**24
+
+
 class CompileError(ValueError):
     """An expression the compiler cannot translate (one line, naming the node)."""
 
@@ -395,6 +401,9 @@ class Evaluator:
                                       for y, a, b in limits[n + 1:]]
                 self.ranges[x] = max(int(np.max(hi.value)) + 1, 0)
                 added.append(x)
+                if self.ranges[x] > MAX_RANGE:  # an index becomes an array of its values (masks, conditions)
+                    raise CompileError(f"the sum over {x} in {_describe(expr)} runs over {self.ranges[x]} values, "
+                                       f"more than {MAX_RANGE} (2**24): too many to hold as arrays")
                 bound.append(x)
                 if lo.axes or hi.axes or int(lo.value) != 0:
                     here = _Static(np.arange(self.ranges[x]), (x,))

@@ -140,6 +140,15 @@ def test_api_bad_input_is_an_input_error(variant):
     ("derive", {"max_len": 5}, "derive: max_len: the derivation holds for every size; only the switches change it"),
     ("explain", {"nu": 0.5, "lime_runs": 3}, "lime_runs, nu apply to LIME: give lime_samples too"),
     ("explain", {"removal": "replace"}, "removal applies to LIME: give lime_samples too"),
+    # Without a model file: a max_len of 1e8 hung in the float-range check, 2**40 heads raised from the draws
+    ("explain", {"max_len": 10**8}, "the model (V=64, T=100000000"),
+    ("explain", {"heads": 2**40}, "K=1099511627776"),
+    # TypeErrors from pathlib
+    ("explain", {"model": 5}, "model must be a model file's path, got int"),
+    ("explain", {"model": b"m.npz"}, "model must be a model file's path, got bytes"),
+    # accepted, and changing nothing, where the command line refuses it
+    ("explain", {"lime_samples": 10, "lime_limit_samples": 5},
+     "lime_limit_samples: the limit at d = 2 is enumerated exactly (4 masks)"),
 ])
 def test_bad_arguments_are_one_line_input_errors_as_on_the_command_line(call, kwargs, text):
     args = {"verify": ("thm1.gradient",), "explain": ("attention based",), "derive": ()}[call]

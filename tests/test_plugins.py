@@ -79,6 +79,10 @@ BAD = {
     "piecewise_on_a_summed_index": ("class Model(SymbolicModel):\n    def weight(self, i, t):\n"
                                     "        return sp.Piecewise((super().weight(i, t), t < 5), (0, True))\n",
                                     "the forward (Model.output) has the free index s, t"),
+    # A sum up to 10**9 was compiled into arrays of 10**9 values: 16 GB, and the process was killed (2**25 here)
+    "huge_sum": ("class Model(SymbolicModel):\n" + SCORE
+                 + "        return sp.Sum(super().score(i, t), (symbols.s, 0, 2**25))\n",
+                 "runs over 33554433 values, more than 16777216 (2**24)"),
     # Every gradient 0, both sides of thm1.derived 0 on every draw: it passed, vacuously.
     "constant_output": ("class Model(SymbolicModel):\n    def output(self):\n        return sp.Integer(1)\n",
                         "Model.output does not depend on the token embeddings e (it is 1)"),

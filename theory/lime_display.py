@@ -51,9 +51,17 @@ def lime_values(size: int, width: float) -> dict[str, float]:
     underflow = any(floats[k] == 0 and values[k] != 0 for k in values)  # alpha_2 = 0 exactly at d = 2
     if not all(math.isfinite(v) for v in floats.values()) or underflow:
         raise InputError(f"Sigma's constants at d = {size}, nu = {width} are beyond float64's range "
-                         f"(alpha_0 = {sp.N(values['alpha_0'], 3)}, sigma_0 = {sp.N(values['sigma_0'], 3)}); "
+                         f"(alpha_0 {_size_of(values['alpha_0'])}, sigma_0 {_size_of(values['sigma_0'])}); "
                          "use a wider kernel")
     return floats
+
+
+def _size_of(value: sp.Expr) -> str:
+    """'= 3.47e-400', or, for an exponent of many digits, how far out of float64's range."""
+    text = str(sp.N(value, 3))  # str: a SymPy Float's format() goes through `decimal`, which refuses such exponents
+    if len(text) <= 24:
+        return f"= {text}"
+    return "far below 1e-308" if abs(value) < 1 else "far above 1e+308"
 
 
 def lime_derivation(size: int | None = None, width: float = 0.25) -> dict:

@@ -172,6 +172,14 @@ def exact_gamma(
     return enumerated_gamma(f_of_masks, d, nu, chunk_size=chunk_size, with_magnitude=with_magnitude)
 
 
+def check_mc_samples(n_mc: int, d: int, prefix: str = "") -> None:
+    """The Monte-Carlo limit draws `MC_BATCHES` batches, each of at least d + 1 masks (a batch's
+    normal equations must be solvable): one-line `InputError` for fewer samples."""
+    if n_mc < MC_BATCHES * (d + 1):
+        raise InputError(f"{prefix}the Monte-Carlo limit at d = {d} needs at least {MC_BATCHES * (d + 1)} samples "
+                         f"({MC_BATCHES} batches of d + 1 masks), got {n_mc}")
+
+
 @functools.partial(
     jax.jit, static_argnames=("spec", "d", "removal", "path", "model_fn", "n", "chunk_size")
 )
@@ -254,8 +262,7 @@ def beta_limit(
         if key is None:
             raise InputError("monte_carlo needs a PRNG key")
         chunk = max(1, min(chunk_size, n_mc // MC_BATCHES))
-        if n_mc < MC_BATCHES * chunk or chunk < d + 1:
-            raise InputError(f"monte_carlo needs n_mc >= {MC_BATCHES * (d + 1)}, got {n_mc}")
+        check_mc_samples(n_mc, d)
         G, g, finite = monte_carlo_normal_equations(data, doc, nu, key, spec=spec, d=d, removal=removal,
                                                     path=chosen, n=n_mc, model_fn=model_fn,
                                                     chunk_size=chunk)
