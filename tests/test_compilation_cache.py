@@ -83,6 +83,28 @@ def test_results_are_identical_with_the_cache_cold_warm_corrupt_and_off(tmp_path
     assert compilation_cache.derivation_entries(cache) == [] and compilation_cache.traced_entries(cache) == []
 
 
+def test_a_kept_entry_that_is_not_the_one_its_name_says_is_computed_again(tmp_path, capsys, monkeypatch):
+    # Can fail: an entry holding a valid pickle of something else (edited, or another entry's file copied over it)
+    # was returned as the result: a claim's proof came out a dict ("proof returned dict, not a sentence")
+    from attnverify.theory import memo
+
+    monkeypatch.setattr(compilation_cache, "_WARNED", set())
+    previous = memo.set_derivations_folder(tmp_path)
+    try:
+        assert memo.kept("answer", "call", lambda: "derived") == "derived"
+        (entry,) = tmp_path.glob("answer-*")
+        for content, reason in ((pickle.dumps({"not": "this entry"}), "not the entry its name says"),
+                                (entry.read_bytes()[:9], "damaged: UnpicklingError")):
+            entry.write_bytes(content)
+            compilation_cache._WARNED.clear()
+            assert memo.kept("answer", "call", lambda: "derived again") == "derived again"
+            err = capsys.readouterr().err
+            assert err.count("\n") == 1 and f"unreadable compilation cache entry ({entry.name}: {reason})" in err
+            assert memo.kept("answer", "call", lambda: "not called") == "derived again"  # rewritten: read back
+    finally:
+        memo.set_derivations_folder(previous)
+
+
 def test_a_program_with_lapack_calls_read_back_runs_and_gives_the_same_numbers(tmp_path):
     # Can fail: jaxlib finds its LAPACK routines only when it lowers a linear-algebra operation, and
     # a warm run lowers none (its programs are read back, traced): without the initialisation in

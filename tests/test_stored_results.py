@@ -84,7 +84,7 @@ def test_an_unreadable_entry_is_trained_again_and_rewritten(folder, tiny_spec, t
     memo.forget()
     again, accuracy_again = _train(tiny_spec)
     assert len(trainings) == 2 and _same_bits(again, params) and accuracy_again == accuracy
-    assert _same_bits(pickle.loads(entry.read_bytes())[0], params)  # rewritten, readable
+    assert _same_bits(pickle.loads(entry.read_bytes())[2][0], params)  # rewritten (memo.ENTRY, key, result)
 
 
 def test_another_xla_option_is_another_entry_but_another_device_count_is_not(monkeypatch):

@@ -6,7 +6,8 @@ arguments' ``repr``, the SymPy and Python versions and a digest of every source 
 `attnverify.theory` and `attnverify.spec`: any change to them derives afresh. Results are
 only ever read back from the folder the command line chose (`set_derivations_folder`, called with the
 persistent compilation cache's folder, `numerics.compilation_cache`); without one, nothing
-is stored. An entry that cannot be read is derived again and rewritten. Like the compiled
+is stored. An entry that cannot be read, or that is not the entry its name says (truncated,
+edited, another entry's content), is derived again and rewritten, after one warning line. Like the compiled
 programs beside it, the folder is trusted: only its owner should be able to write to it.
 
 The same store keeps numerical results of the layers above (`numerics.stored_results`: trained
@@ -116,15 +117,38 @@ def kept(name: str, call: str, compute: Callable[[], Any], *, digest: Callable[[
     are not plain arguments (`on_disk`): it builds `call` itself, e.g. from a digest of arrays."""
     if _folder is None:
         return compute()
-    key = hashlib.sha256(f"{digest()} {call}".encode()).hexdigest()[:32]
+    key = hashlib.sha256(f"{ENTRY} {digest()} {call}".encode()).hexdigest()[:32]
     path = _folder / f"{name}-{key}{suffix}"
     try:
-        return pickle.loads(path.read_bytes())
-    except Exception:  # missing, truncated or from a broken write: derive again
-        pass
+        data = path.read_bytes()
+    except FileNotFoundError:
+        data = None
+    except OSError as err:  # a folder in its place, no permission: derive again, and say so once
+        data = None
+        _unreadable(path, type(err).__name__)
+    if data is not None:
+        try:
+            entry = pickle.loads(data)
+        except Exception as err:  # noqa: BLE001 (truncated, or from a broken write)
+            _unreadable(path, f"damaged: {type(err).__name__}")
+        else:
+            if isinstance(entry, tuple) and len(entry) == 3 and entry[:2] == (ENTRY, key):
+                return entry[2]
+            _unreadable(path, "not the entry its name says")
     result = compute()
-    _store(path, result)
+    _store(path, (ENTRY, key, result))
     return result
+
+
+#: Each stored entry is (ENTRY, its key, the result): a file whose first two fields are not these
+#: (truncated, edited, copied from another entry) is derived again, with one warning line.
+ENTRY = "attnverify-kept-1"
+
+
+def _unreadable(path: Path, reason: str) -> None:
+    from attnverify.numerics.compilation_cache import _warn_once  # the command's one warning per kind
+
+    _warn_once("read", f"unreadable compilation cache entry ({path.name}: {reason}); computing it again")
 
 
 def _store(path: Path, result: Any) -> None:
