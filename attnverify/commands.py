@@ -151,9 +151,10 @@ def cmd_init_model(args: argparse.Namespace) -> int:
         raise InputError(f"{asked} exceeds the {len(vocab)} entries of {args.vocab} "
                          f"([CLS], UNK and its {len(vocab) - 2} words)")
     params = draw_params(jax.random.PRNGKey(args.seed), spec, scale=args.scale)
-    if args.scale > 1:  # a model every other command would reject (outputs outside the float range)
+    if args.scale > 1 or args.plugin:  # a model every other command would reject (outside the float range, or a
+        # plugin's model undefined: a division by a constant 0, a log of a negative number)
         modelfile.check_float_range(params, spec, [j % spec.vocab_size for j in range(spec.max_len)],
-                                    f"--scale {args.scale:g}")
+                                    f"--scale {args.scale:g}" if args.scale > 1 else "the drawn model")
     if args.plugin:  # the plugin's declared arrays and its description go into the file too
         from attnverify.numerics.plugin_model import save_model
 

@@ -546,3 +546,13 @@ def test_two_plugins_sharing_a_helper_each_count_its_edits(tmp_path):
     after = load_plugin(second, TINY, compile_check=False)
     assert after is not before and after.digest != before.digest
     assert load_plugin(first, TINY, compile_check=False).digest not in (before.digest, after.digest)
+
+
+def test_init_model_refuses_a_plugin_model_undefined_at_its_draw(tmp_path, capsys):
+    # Can fail: a score divided by a constant 0 was written to a model file (exit 0) that every later command refused
+    path = plugin_file(tmp_path, HEADER + "class Model(SymbolicModel):\n" + SCORE
+                       + "        return super().score(i, t) / self.constant('cc', 0.0)\n", name="zero.py")
+    out = tmp_path / "z.npz"
+    one_line_error(capsys, ["init-model", "--plugin", str(path), "--out", str(out), "--max-len", "5", "--d-embed", "6"],
+                   "the drawn model: the logits are NaN: the plugin's model is undefined there")
+    assert not out.exists()
