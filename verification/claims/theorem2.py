@@ -416,9 +416,10 @@ register(Claim(
     requires=STRUCTURED,
 ))
 
-#: Where the >= 5x target holds (measured here: `attnverify verify theorem2 --trials 128`, see the
-#: module docstring): at init scales 1 and 2 in both modes; at scale 3 sharper attention erodes the
-#: first-order expansion and the median gain falls below 5x.
+#: Where the >= 5x target holds (measured here, see the module docstring): at init scales 1 and 2 in
+#: both modes; at scale 3 sharper attention erodes the first-order expansion and the median gain
+#: falls below 5x by the estimates (median ratios 0.30 and 0.25 at 128 draws), though neither bound
+#: has yet excluded 0.2 there (inconclusive at 32 and at 128 draws: docs/lime.md).
 GAIN_HOLDS = {1.0: True, 2.0: True, 3.0: False}
 GAIN_FINDING = ("At init scale {scale:g} the target is missed: the median ratio of the shell form's error to "
                 "Eq. (19)'s is {{median_ratio:.3g}} (target <= 0.2, a 5x gain; 90 % of draws below "
