@@ -71,12 +71,12 @@ def check_sweep(spec, *, trials, chunk_size, seed, scale, name=str) -> None:
     validate.seed(name("seed"), seed)
     validate.number(name("scale"), scale, low=0, low_open=True)
     validate.spec_fits(spec, copies=SWEEP_BLOCK, what="a sweep block")
-    check_trials_fit(trials)
+    check_trials_fit(trials, name("trials"))
 
 
-def check_trials_fit(trials: int) -> None:
+def check_trials_fit(trials: int, name: str = "--trials") -> None:
     """The errors of one claim's `trials` draws fit in memory (`verify` and `report`)."""
-    validate.fits_in_memory(f"--trials {trials} (the errors of one claim)", trials * ERROR_BYTES)
+    validate.fits_in_memory(f"{name} {trials} (the errors of one claim)", trials * ERROR_BYTES)
 
 
 #: What a sweep writes into its ``--out`` folder (`verification.store`).

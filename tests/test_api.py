@@ -122,7 +122,7 @@ def test_api_bad_input_is_an_input_error(variant):
     ("verify", {"seed": 1.5}, "seed must be an integer, got 1.5"),
     ("verify", {"seed": -1}, "seed must be in 0..4294967295, got -1"),
     ("verify", {"trials": 2.5}, "trials must be an integer, got 2.5"),
-    ("verify", {"trials": 10**13}, "needs at least"),
+    ("verify", {"trials": 10**13}, "trials 10000000000000 (the errors of one claim) needs at least"),  # not --trials
     ("verify", {"scale": "1"}, "scale must be a number, got '1'"),
     ("verify", {"claims": None}, "claims must be a name or a list of names, got None"),
     ("verify", {"claims": []}, "claims: an empty list names nothing (give 'all' for every claim)"),

@@ -132,6 +132,14 @@ def test_bad_csv_is_a_one_line_input_error(tmp_path, content, message):
     assert "\n" not in str(err.value)
 
 
+def test_a_csv_source_that_is_a_folder_says_so(tmp_path):
+    # Can fail: a folder was reported as "no such file"
+    with pytest.raises(InputError, match="is a folder, not a file"):
+        data.load_corpus(f"csv:{tmp_path}")
+    with pytest.raises(InputError, match="no such file"):
+        data.load_corpus(f"csv:{tmp_path / 'absent.csv'}")
+
+
 def test_csv_rows_whose_text_has_no_word_are_skipped_with_a_note(tmp_path, capsys):
     # Can fail: 16 of 80 rows were dropped without a word on stderr.
     path = tmp_path / "d.csv"

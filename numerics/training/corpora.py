@@ -198,7 +198,7 @@ def load_csv(path: str | Path) -> Corpus:
     path = Path(path)
     source = f"csv:{path}"
     if not path.is_file():
-        raise InputError(f"{source}: no such file")
+        raise InputError(f"{source}: {'is a folder, not a file' if path.is_dir() else 'no such file'}")
     texts, labels = [], []
     # Python's csv refuses a field over 128 KiB by default; a long review can be longer.
     csv.field_size_limit(max(csv.field_size_limit(), MAX_FIELD_CHARS))
