@@ -181,7 +181,7 @@ def verify(claims: str | Sequence[str] = "all", *, plugin: Any = None, spec: Mod
 # -- explain ---------------------------------------------------------------------------------
 def explain(text: str, *, model: str | Path | None = None, plugin: Any = None, spec: ModelSpec | None = None,
             seed: int = 0, lime_samples: int | None = None, lime_runs: int = 1, nu: float = 0.25,
-            removal: str = "delete", lime_limit_samples: int = 2**18, **changes: Any) -> ExplainResult:
+            removal: str = "delete", lime_limit_samples: int | None = None, **changes: Any) -> ExplainResult:
     """``attnverify explain``: attention, gradient and (with `lime_samples`) LIME explanations
     of `text`. The model is the model file `model`, or, without one, a random model of
     `spec` (default: the small sizes) drawn with `seed` over the built-in vocabulary."""
@@ -205,7 +205,7 @@ def explain(text: str, *, model: str | Path | None = None, plugin: Any = None, s
     if lime_samples is None:  # as the command line: a LIME setting without LIME is a mistake, not a no-op
         given = [name for name, value, default in (("lime_runs", lime_runs, 1), ("nu", nu, 0.25),
                                                    ("removal", removal, "delete"),
-                                                   ("lime_limit_samples", lime_limit_samples, 2**18))
+                                                   ("lime_limit_samples", lime_limit_samples, None))
                  if value != default]
         if given:
             raise InputError(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} to LIME: "
@@ -235,21 +235,24 @@ def explain(text: str, *, model: str | Path | None = None, plugin: Any = None, s
     else:
         from attnverify.numerics.explanations import explain as explain_fn
         from attnverify.numerics.lime.summary import lime_summary
+    limit_samples = {} if lime_limit_samples is None else {"limit_samples": lime_limit_samples}  # else the default
     if lime_samples is not None:
+        import inspect
+
+        default = inspect.signature(lime_summary).parameters["limit_samples"].default
         preflight.check_lime_memory(spec, lime_samples=lime_samples, runs=lime_runs,
-                                    limit_samples=lime_limit_samples, name=str)
+                                    limit_samples=limit_samples.get("limit_samples", default), name=str)
     tokens, kept = encode(text, vocab, spec.max_len)
-    if lime_samples is not None and lime_limit_samples != 2**18:  # as `explain --lime-limit-samples`
+    if lime_samples is not None and lime_limit_samples is not None:  # as `explain --lime-limit-samples`
         from attnverify.numerics.lime.evaluation import choose_path
 
         path = "generic" if getattr(spec, "plugin", None) is not None else choose_path(params, spec, removal)
-        preflight.check_limit_samples_used(len(dict.fromkeys(kept)), path, "lime_limit_samples")
+        preflight.check_limit_samples(lime_limit_samples, len(dict.fromkeys(kept)), path, "lime_limit_samples")
     modelfile.check_float_range(params, spec, tokens, "the model on this text")
     result = {"tokens": kept, **explain_fn(params, tokens, spec, len(kept))}
     if lime_samples is not None:
         result.update(lime_summary(params, tokens, kept, spec, n_samples=lime_samples, runs=lime_runs, nu=nu,
-                                   removal=removal, seed=seed, limit_samples=lime_limit_samples,
-                                   output=result["logit"]))
+                                   removal=removal, seed=seed, output=result["logit"], **limit_samples))
     validate.require_finite({k: v for k, v in result.items() if k != "lime_settings"}, "explain")  # as the CLI
     from attnverify.numerics.explanations import explain_text
 

@@ -376,21 +376,23 @@ def check_sweep_scales(spec, args: argparse.Namespace) -> None:
 
 
 def check_explain_limit_samples(args: argparse.Namespace, d: int, path: str) -> None:
-    """`explain --lime-limit-samples` changes nothing where the limit is enumerated (or undefined)."""
+    """`explain --lime-limit-samples`: see `check_limit_samples`."""
     if args.lime_limit_samples is not None:
-        check_limit_samples_used(d, path)
+        check_limit_samples(args.lime_limit_samples, d, path)
 
 
-def check_limit_samples_used(d: int, path: str, name: str = "--lime-limit-samples") -> None:
-    """A Monte-Carlo sample size for LIME's limit, given for a text of d distinct words whose limit
-    is enumerated (or undefined), would change nothing: one-line `InputError`."""
-    from attnverify.numerics.lime.limit import is_enumerated
+def check_limit_samples(n: int, d: int, path: str, name: str = "--lime-limit-samples") -> None:
+    """A Monte-Carlo sample size for LIME's limit, given for a text of d distinct words: refused
+    (one-line `InputError`) where the limit is enumerated or undefined, so that it would change
+    nothing, and where it is too small for the Monte-Carlo limit's batches."""
+    from attnverify.numerics.lime.limit import check_mc_samples, is_enumerated
 
     if d < 2:
         raise InputError(f"{name}: the limit is undefined at d = {d}, so no sample is drawn")
     if is_enumerated(d, path):
         raise InputError(f"{name}: the limit at d = {d} is enumerated exactly ({2**d} masks), so no "
                          "Monte-Carlo sample is drawn")
+    check_mc_samples(n, d, f"{name}: ")
 
 
 def check_bench(args: argparse.Namespace) -> None:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import jax.numpy as jnp
 import numpy as np
 
+from attnverify.errors import UserCodeError
 from attnverify.lazy import lazy_module
 
 sp = lazy_module("sympy")
@@ -79,14 +80,16 @@ def _reduce(np_op, jnp_op, values):
     return total
 
 
-#: The most values a summation index may take: the compiled program holds arrays of an index's values
-#: (masks, conditions), so a user's Sum up to 10**9 would need gigabytes per array. A model's own axes
-#: (positions, heads, embedding and attention sizes) stay far below it.
+#: The most values of a summation index the compiled program holds as an array (for a mask, a
+#: condition on the index, or the index in a formula): a user's Sum up to 10**9 with such a use would
+#: need gigabytes per array. A sum that only sets an einsum axis builds no such array, at any size.
 MAX_RANGE = 2**24
 
 
-class CompileError(ValueError):
-    """An expression the compiler cannot translate (one line, naming the node)."""
+class CompileError(UserCodeError):
+    """An expression the compiler cannot translate (one line, naming the node). Only a user's
+    expression (a plugin's model, and what SymPy derives from it) can fail to compile: found while
+    a sweep traces it, it is refused as the user's code is (`errors.UserCodeError`), in one line."""
 
 
 def _describe(node: sp.Basic) -> str:
@@ -195,6 +198,15 @@ class Evaluator:
             raise CompileError(f"cannot resolve size {expr}")
         return int(value)
 
+    def values_of(self, index: sp.Symbol) -> np.ndarray:
+        """The values 0..n-1 of a bound index, as an array (for a mask, a condition, or the index
+        itself in a formula). A sum whose range only sets an einsum axis needs none of them."""
+        n = self.ranges[index]
+        if n > MAX_RANGE:
+            raise CompileError(f"the sum over {index} runs up to {n - 1}, and its values would be held as an array "
+                               f"of {n} (more than {MAX_RANGE}, 2**24)")
+        return np.arange(n)
+
     # -- integer and boolean expressions of the indices, evaluated statically ------------------
     def static(self, expr: sp.Basic) -> _Static | None:
         """`expr` as a numpy array over its index axes when it is an integer (or boolean)
@@ -205,7 +217,7 @@ class Evaluator:
             return _Static(np.asarray(bool(expr)), ())
         if isinstance(expr, sp.Symbol):
             if expr in self.ranges:
-                return _Static(np.arange(self.ranges[expr]), (expr,))
+                return _Static(self.values_of(expr), (expr,))
             if expr in self.sizes:
                 return _Static(np.asarray(int(self.sizes[expr])), ())
             return None
@@ -266,7 +278,7 @@ class Evaluator:
             if str(expr) in self.arrays:  # a scalar tensor, e.g. the logit shift z^* or a constant
                 return Tensor(self.arrays[str(expr)], ())
             if expr in self.ranges:
-                return Tensor(jnp.arange(self.ranges[expr]), (expr,))
+                return Tensor(jnp.asarray(self.values_of(expr)), (expr,))
             if expr in self.sizes:
                 return Tensor(jnp.asarray(float(self.sizes[expr])), ())
             raise CompileError(f"unbound symbol {expr} (no array, size or index range for it)")
@@ -401,12 +413,9 @@ class Evaluator:
                                       for y, a, b in limits[n + 1:]]
                 self.ranges[x] = max(int(np.max(hi.value)) + 1, 0)
                 added.append(x)
-                if self.ranges[x] > MAX_RANGE:  # an index becomes an array of its values (masks, conditions)
-                    raise CompileError(f"the sum over {x} in {_describe(expr)} runs over {self.ranges[x]} values, "
-                                       f"more than {MAX_RANGE} (2**24): too many to hold as arrays")
                 bound.append(x)
                 if lo.axes or hi.axes or int(lo.value) != 0:
-                    here = _Static(np.arange(self.ranges[x]), (x,))
+                    here = _Static(self.values_of(x), (x,))
                     axes = union_axes([here, lo, hi])
                     inside = (here.aligned(axes) >= lo.aligned(axes)) & (here.aligned(axes) <= hi.aligned(axes))
                     masks.append(Tensor(jnp.where(jnp.asarray(inside), 1.0, 0.0), axes))

@@ -141,7 +141,7 @@ def test_api_bad_input_is_an_input_error(variant):
     ("explain", {"nu": 0.5, "lime_runs": 3}, "lime_runs, nu apply to LIME: give lime_samples too"),
     ("explain", {"removal": "replace"}, "removal applies to LIME: give lime_samples too"),
     # Without a model file: a max_len of 1e8 hung in the float-range check, 2**40 heads raised from the draws
-    ("explain", {"max_len": 10**8}, "the model (V=64, T=100000000"),
+    ("explain", {"max_len": 10**11}, "the model (V=64, T=100000000000"),  # terabytes: no machine has them free
     ("explain", {"heads": 2**40}, "K=1099511627776"),
     # TypeErrors from pathlib
     ("explain", {"model": 5}, "model must be a model file's path, got int"),
@@ -149,6 +149,12 @@ def test_api_bad_input_is_an_input_error(variant):
     # accepted, and changing nothing, where the command line refuses it
     ("explain", {"lime_samples": 10, "lime_limit_samples": 5},
      "lime_limit_samples: the limit at d = 2 is enumerated exactly (4 masks)"),
+    ("explain", {"lime_samples": 10, "lime_limit_samples": 2**18},  # the default, given: refused as on the CLI
+     "lime_limit_samples: the limit at d = 2 is enumerated exactly (4 masks)"),
+    # 17 distinct words, past the structured path's enumeration: 5 samples for 16 batches, printed as "undefined"
+    ("explain", {"text": "attention based explanations are popular but questionable the a an and or not no is was be",
+                 "max_len": 20, "lime_samples": 10,
+                 "lime_limit_samples": 5}, "lime_limit_samples: the Monte-Carlo limit at d = 17 needs at least 288"),
 ])
 def test_bad_arguments_are_one_line_input_errors_as_on_the_command_line(call, kwargs, text):
     args = {"verify": ("thm1.gradient",), "explain": ("attention based",), "derive": ()}[call]

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import jax
 import jax.export
+import numpy as np
 import pytest
 from attnverify.numerics import compilation_cache
 
@@ -94,6 +95,8 @@ def test_a_kept_entry_that_is_not_the_one_its_name_says_is_computed_again(tmp_pa
         assert memo.kept("answer", "call", lambda: "derived") == "derived"
         (entry,) = tmp_path.glob("answer-*")
         for content, reason in ((pickle.dumps({"not": "this entry"}), "not the entry its name says"),
+                                # a tuple whose first field is an array: comparing it raised ValueError
+                                (pickle.dumps((np.arange(3), "x", 1)), "not the entry its name says"),
                                 (entry.read_bytes()[:9], "damaged: UnpicklingError")):
             entry.write_bytes(content)
             compilation_cache._WARNED.clear()

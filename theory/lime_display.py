@@ -61,7 +61,8 @@ def _size_of(value: sp.Expr) -> str:
     text = str(sp.N(value, 3))  # str: a SymPy Float's format() goes through `decimal`, which refuses such exponents
     if len(text) <= 24:
         return f"= {text}"
-    return "far below 1e-308" if abs(value) < 1 else "far above 1e+308"
+    size = "far below 1e-308" if abs(value) < 1 else "far above 1e+308"
+    return f"{size} in size, negative" if value < 0 else size
 
 
 def lime_derivation(size: int | None = None, width: float = 0.25) -> dict:

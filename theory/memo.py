@@ -132,7 +132,8 @@ def kept(name: str, call: str, compute: Callable[[], Any], *, digest: Callable[[
         except Exception as err:  # noqa: BLE001 (truncated, or from a broken write)
             _unreadable(path, f"damaged: {type(err).__name__}")
         else:
-            if isinstance(entry, tuple) and len(entry) == 3 and entry[:2] == (ENTRY, key):
+            if type(entry) is tuple and len(entry) == 3 and all(type(x) is str for x in entry[:2]) \
+                    and entry[:2] == (ENTRY, key):
                 return entry[2]
             _unreadable(path, "not the entry its name says")
     result = compute()

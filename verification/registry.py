@@ -157,6 +157,8 @@ def unregister(claim_id: str) -> Claim:
     """Take a user's claim (a plugin file's, a claims module's, a notebook's) out of the registry
     and return it; its id may then be registered again from anywhere. A built-in claim, or an id
     not registered, is an `InputError`."""
+    if _BUILTIN_PACKAGE not in sys.modules:
+        importlib.import_module(_BUILTIN_PACKAGE)  # built-ins first, so that one is named as built in
     if not isinstance(claim_id, str):
         raise InputError(f"a claim id is a string, got {type(claim_id).__name__}")
     if claim_id in BUILTIN:

@@ -110,7 +110,8 @@ def analyse(what: str, loaded: ModelFile, text: str, *, epsilons=(0.01, 0.05), t
         n = len(kept)
         importance = {name: v[:n] for name, v in njw.importances(params, tokens, spec).items()}
         for name in ("grad_detached", "grad_full"):
-            importance[name] = importance[name] / jnp.sum(importance[name])
+            total = jnp.sum(importance[name])  # 0 only if every word's |G x I| is: then the zeros stay
+            importance[name] = jnp.where(total > 0, importance[name] / jnp.where(total > 0, total, 1), 0.0)
         out["importances"] = {name: _floats(v) for name, v in importance.items()}
         out["kendall"] = {}
         for a, b in njw.PAIRS:

@@ -131,17 +131,19 @@ def _max_jsd(spec: ModelSpec):
 register(Claim(
     id="identifiability.fiber_dimension", group="identifiability", provenance="literature",
     statement="dim{alpha in simplex : [S 1]^T alpha = [S 1]^T alpha_hat} = T - rank[S 1], and a generic read-out "
-              "S has rank[S 1] = C + 1: dim = T - C - 1 on every draw (head 0, all C logits)",
+              "S has rank[S 1] = min(T, C + 1): dim = T - min(T, C + 1) on every draw (head 0, all C logits)",
     source=SOURCE, lhs="T - numerical rank of the draw's [S 1] (SVD, JAX)",
-    rhs="length of SymPy's nullspace() of [S 1]^T for a generic (random rational) S: T - C - 1", build=_dimension,
+    rhs="length of SymPy's nullspace() of [S 1]^T for a generic (random rational) S: T - min(T, C + 1)",
+    build=_dimension,
     tolerance=COUNT, tolerance_reason="integer counts: equal or not",
 ))
 register(Claim(
     id="identifiability.joint_fiber_dimension", group="identifiability", provenance="literature",
     statement="Heads moved jointly, only the averaged logits kept: dim = KT - rank of the (K + C) x KT system, "
-              "which generic read-outs make full: KT - K - C on every draw",
+              "which generic read-outs make full: KT - min(KT, K + C) on every draw",
     source=SOURCE, lhs="KT - numerical rank of the draw's system (SVD, JAX)",
-    rhs="SymPy nullspace() of the system on a random rational (generic) instance: KT - K - C", build=_joint,
+    rhs="SymPy nullspace() of the system on a random rational (generic) instance: KT - min(KT, K + C)",
+    build=_joint,
     tolerance=COUNT, tolerance_reason="integer counts: equal or not",
 ))
 register(Claim(
