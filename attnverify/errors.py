@@ -36,6 +36,17 @@ def warn(message: str) -> None:
     print(f"attnverify: warning: {message}", file=sys.stderr, flush=True)
 
 
+#: The kinds of warning already given in this process (`warn_once`).
+WARNED: set[str] = set()
+
+
+def warn_once(kind: str, message: str) -> None:
+    """`warn`, the first time only for each `kind` (e.g. every unreadable cache entry of a run: one line)."""
+    if kind not in WARNED:
+        WARNED.add(kind)
+        warn(message)
+
+
 def note(message: str) -> None:
     """A one-line note on stderr: how an input was read (the work goes on)."""
     print(f"attnverify: note: {message}", file=sys.stderr, flush=True)

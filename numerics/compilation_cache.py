@@ -30,7 +30,7 @@ from pathlib import Path
 
 from attnverify.theory import memo
 
-from attnverify.errors import warn
+from attnverify.errors import warn_once
 from attnverify.validate import TMP_PREFIX, nearest_existing
 
 ENV_VAR = "ATTNVERIFY_CACHE_DIR"
@@ -117,7 +117,7 @@ def configure_cache(path: Path | None) -> Path | None:
         try:
             check_cache_location(path, create=True)
         except CacheLocationError as err:
-            _warn_once(str(err), f"{err}; compiling without it")
+            warn_once(str(err), f"{err}; compiling without it")
             path = None
     # XLA's C++ log lines off (unless the user chose a level). Each program loaded from the cache
     # logs noise: jaxlib 0.9 a warning ("Assume version compatibility"), and on CPUs whose LLVM
@@ -248,14 +248,7 @@ def remove_unreadable_entries(path: Path, module: str) -> int:
 
 
 # -- one-line warnings ----------------------------------------------------------------------
-_WARNED: set[str] = set()
 _FILTER_INSTALLED = False
-
-
-def _warn_once(kind: str, message: str) -> None:
-    if kind not in _WARNED:
-        _WARNED.add(kind)
-        warn(message)
 
 
 def _install_warning_filter() -> None:
@@ -274,10 +267,10 @@ def _install_warning_filter() -> None:
             if cache is not None:
                 remove_unreadable_entries(cache, module)
             reason = text.split("': ", 1)[-1]
-            _warn_once("read", f"unreadable compilation cache entry ({reason[:120]}); recompiling")
+            warn_once("read", f"unreadable compilation cache entry ({reason[:120]}); recompiling")
         elif text.startswith(_JAX_WRITE_ERROR):
             reason = text.split("': ", 1)[-1]
-            _warn_once("write", f"cannot write to the compilation cache ({reason[:120]}); continuing without")
+            warn_once("write", f"cannot write to the compilation cache ({reason[:120]}); continuing without")
         else:
             previous(message, category, filename, lineno, file, line)
 

@@ -42,7 +42,7 @@ from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
-from attnverify.errors import InputError
+from attnverify.errors import InputError, warn_once
 
 # JAX is imported where a program is made, not here: the command line sets the folder before
 # it knows whether it will compile anything (`numerics.compilation_cache.configure_cache`).
@@ -155,9 +155,7 @@ class StoredProgram:
                         _initialise_lapack()
                     return jax.jit(exported.call)
                 except Exception as err:  # truncated or corrupt: trace again, and rewrite it
-                    from attnverify.numerics.compilation_cache import _warn_once
-
-                    _warn_once("read", f"unreadable compilation cache entry (traced program {path.name}: "
+                    warn_once("read", f"unreadable compilation cache entry (traced program {path.name}: "
                                        f"{type(err).__name__}); tracing again")
         structs = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), args)
         try:

@@ -89,7 +89,9 @@ def test_a_kept_entry_that_is_not_the_one_its_name_says_is_computed_again(tmp_pa
     # was returned as the result: a claim's proof came out a dict ("proof returned dict, not a sentence")
     from attnverify.theory import memo
 
-    monkeypatch.setattr(compilation_cache, "_WARNED", set())
+    from attnverify import errors
+
+    monkeypatch.setattr(errors, "WARNED", set())
     previous = memo.set_derivations_folder(tmp_path)
     try:
         assert memo.kept("answer", "call", lambda: "derived") == "derived"
@@ -99,7 +101,7 @@ def test_a_kept_entry_that_is_not_the_one_its_name_says_is_computed_again(tmp_pa
                                 (pickle.dumps((np.arange(3), "x", 1)), "not the entry its name says"),
                                 (entry.read_bytes()[:9], "damaged: UnpicklingError")):
             entry.write_bytes(content)
-            compilation_cache._WARNED.clear()
+            errors.WARNED.clear()
             assert memo.kept("answer", "call", lambda: "derived again") == "derived again"
             err = capsys.readouterr().err
             assert err.count("\n") == 1 and f"unreadable compilation cache entry ({entry.name}: {reason})" in err

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from attnverify.errors import warn_once
 from attnverify.spec import ModelSpec
 from attnverify.validate import TMP_PREFIX
 
@@ -147,9 +148,7 @@ ENTRY = "attnverify-kept-1"
 
 
 def _unreadable(path: Path, reason: str) -> None:
-    from attnverify.numerics.compilation_cache import _warn_once  # the command's one warning per kind
-
-    _warn_once("read", f"unreadable compilation cache entry ({path.name}: {reason}); computing it again")
+    warn_once("read", f"unreadable compilation cache entry ({path.name}: {reason}); computing it again")
 
 
 def _store(path: Path, result: Any) -> None:
