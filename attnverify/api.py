@@ -237,11 +237,8 @@ def explain(text: str, *, model: str | Path | None = None, plugin: Any = None, s
         from attnverify.numerics.lime.summary import lime_summary
     limit_samples = {} if lime_limit_samples is None else {"limit_samples": lime_limit_samples}  # else the default
     if lime_samples is not None:
-        import inspect
-
-        default = inspect.signature(lime_summary).parameters["limit_samples"].default
         preflight.check_lime_memory(spec, lime_samples=lime_samples, runs=lime_runs,
-                                    limit_samples=limit_samples.get("limit_samples", default), name=str)
+                                    limit_samples=lime_limit_samples, name=str)
     tokens, kept = encode(text, vocab, spec.max_len)
     if lime_samples is not None and lime_limit_samples is not None:  # as `explain --lime-limit-samples`
         from attnverify.numerics.lime.evaluation import choose_path

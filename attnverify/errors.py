@@ -40,8 +40,10 @@ def warn(message: str) -> None:
 WARNED: set[str] = set()
 
 
-def warn_once(kind: str, message: str) -> None:
-    """`warn`, the first time only for each `kind` (e.g. every unreadable cache entry of a run: one line)."""
+def warn_once(message: str, kind: str | None = None) -> None:
+    """`warn`, the first time only for each `kind` (e.g. every unreadable cache entry of a run: one
+    line); without one, for each message (a report reads a model's training record twice)."""
+    kind = message if kind is None else kind
     if kind not in WARNED:
         WARNED.add(kind)
         warn(message)

@@ -185,14 +185,8 @@ def check_explain(args: argparse.Namespace, spec) -> None:
     check_lime_values(seed=args.seed, nu=args.nu, lime_runs=args.lime_runs,
                       lime_limit_samples=args.lime_limit_samples, lime_samples=args.lime_samples)
     if args.lime_samples is not None:
-        import inspect
-
-        from attnverify.numerics.lime.summary import lime_summary
-
-        defaults = {k: p.default for k, p in inspect.signature(lime_summary).parameters.items()}
-        settings = {**defaults, **explain_lime_settings(args)}
-        check_lime_memory(spec, lime_samples=args.lime_samples, runs=settings["runs"],
-                          limit_samples=settings["limit_samples"])
+        check_lime_memory(spec, lime_samples=args.lime_samples, runs=args.lime_runs,
+                          limit_samples=args.lime_limit_samples)
 
 
 def _flag(field: str) -> str:
@@ -213,8 +207,20 @@ def check_lime_values(*, seed, nu, lime_runs, lime_limit_samples, lime_samples, 
         validate.count(name("lime_samples"), lime_samples, low=2)
 
 
-def check_lime_memory(spec, *, lime_samples: int, runs: int, limit_samples: int, name=_flag) -> None:
-    """LIME's samples and the limit's Monte-Carlo masks fit in memory for `spec`."""
+def _lime_default(field: str):
+    """`lime_summary`'s default for `field` (the checks follow the library's defaults)."""
+    import inspect
+
+    from attnverify.numerics.lime.summary import lime_summary
+
+    return inspect.signature(lime_summary).parameters[field].default
+
+
+def check_lime_memory(spec, *, lime_samples: int, runs: int | None, limit_samples: int | None, name=_flag) -> None:
+    """LIME's samples and the limit's Monte-Carlo masks fit in memory for `spec` (runs and
+    limit_samples None: `lime_summary`'s defaults)."""
+    runs = _lime_default("runs") if runs is None else runs
+    limit_samples = _lime_default("limit_samples") if limit_samples is None else limit_samples
     # per run and sample: the mask and perturbed document (T), the model's activations (T x d_e)
     per_sample = 8 * spec.max_len * (2 + spec.d_embed)
     validate.fits_in_memory(f"{name('lime_samples')} {lime_samples} x {name('lime_runs')} {runs}",

@@ -252,6 +252,11 @@ def spec_fits(spec, *, copies: int = 1, what: str = "the model") -> None:
 
 
 # -- finite results and strict JSON ---------------------------------------------------------------
+def shortened(text: str, width: int = 40) -> str:
+    """`text`, cut to `width` characters with "..." when longer (a value quoted in a one-line message)."""
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
 def _non_finite(value: float) -> str | None:
     if isinstance(value, float) and not math.isfinite(value):
         return "NaN" if math.isnan(value) else ("+inf" if value > 0 else "-inf")

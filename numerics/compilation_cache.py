@@ -117,7 +117,7 @@ def configure_cache(path: Path | None) -> Path | None:
         try:
             check_cache_location(path, create=True)
         except CacheLocationError as err:
-            warn_once(str(err), f"{err}; compiling without it")
+            warn_once(f"{err}; compiling without it", kind=str(err))
             path = None
     # XLA's C++ log lines off (unless the user chose a level). Each program loaded from the cache
     # logs noise: jaxlib 0.9 a warning ("Assume version compatibility"), and on CPUs whose LLVM
@@ -267,10 +267,10 @@ def _install_warning_filter() -> None:
             if cache is not None:
                 remove_unreadable_entries(cache, module)
             reason = text.split("': ", 1)[-1]
-            warn_once("read", f"unreadable compilation cache entry ({reason[:120]}); recompiling")
+            warn_once(f"unreadable compilation cache entry ({reason[:120]}); recompiling", kind="read")
         elif text.startswith(_JAX_WRITE_ERROR):
             reason = text.split("': ", 1)[-1]
-            warn_once("write", f"cannot write to the compilation cache ({reason[:120]}); continuing without")
+            warn_once(f"cannot write to the compilation cache ({reason[:120]}); continuing without", kind="write")
         else:
             previous(message, category, filename, lineno, file, line)
 

@@ -30,6 +30,7 @@ import numpy as np
 
 from attnverify.errors import UserCodeError
 from attnverify.lazy import lazy_module
+from attnverify.validate import shortened
 
 sp = lazy_module("sympy")
 S = lazy_module("attnverify.theory.symbols")
@@ -94,7 +95,7 @@ class CompileError(UserCodeError):
 
 def _describe(node: sp.Basic) -> str:
     text = sp.sstr(node)
-    return f"{type(node).__name__} ({text if len(text) <= 80 else text[:77] + '...'})"
+    return f"{type(node).__name__} ({shortened(text, 80)})"
 
 
 def unsupported(expr: sp.Basic) -> str | None:

@@ -155,8 +155,8 @@ class StoredProgram:
                         _initialise_lapack()
                     return jax.jit(exported.call)
                 except Exception as err:  # truncated or corrupt: trace again, and rewrite it
-                    warn_once("read", f"unreadable compilation cache entry (traced program {path.name}: "
-                                       f"{type(err).__name__}); tracing again")
+                    warn_once(f"unreadable compilation cache entry (traced program {path.name}: "
+                              f"{type(err).__name__}); tracing again", kind="read")
         structs = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), args)
         try:
             exported = jax.export.export(self._traced())(*structs)

@@ -148,7 +148,7 @@ ENTRY = "attnverify-kept-1"
 
 
 def _unreadable(path: Path, reason: str) -> None:
-    warn_once("read", f"unreadable compilation cache entry ({path.name}: {reason}); computing it again")
+    warn_once(f"unreadable compilation cache entry ({path.name}: {reason}); computing it again", kind="read")
 
 
 def _store(path: Path, result: Any) -> None:

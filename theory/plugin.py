@@ -29,6 +29,7 @@ from attnverify.theory.model import QUANTITIES, Constant, Parameter, SymbolicMod
 
 from attnverify.errors import InputError, describe
 from attnverify.spec import PAPER, SWITCHES, ModelSpec, check_requires
+from attnverify.validate import shortened
 
 
 @dataclass(frozen=True, eq=False)
@@ -199,15 +200,11 @@ def check_model(model: type, spec: ModelSpec = PAPER) -> tuple[dict[str, Paramet
                              "it would be 0 and every comparison of gradients would hold")
     _check_indices_bound(instance)
     _check_alpha_enters_the_forward(model, instance)
-    if not instance.output().has(S.e):  # e.g. a constant output, or terms in e that SymPy cancelled
-        raise InputError(f"Model.output does not depend on the token embeddings e (it is {_short(instance.output())}), "
+    forward = instance.output()
+    if not forward.has(S.e):  # e.g. a constant output, or terms in e that SymPy cancelled
+        raise InputError(f"Model.output does not depend on the token embeddings e (it is {shortened(str(forward))}), "
                          "so every gradient of it would be 0 and every comparison of gradients would hold")
     return instance.declarations()
-
-
-def _short(value: sp.Expr) -> str:
-    text = str(value)
-    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _undefined(value: sp.Expr) -> str:

@@ -36,7 +36,7 @@ from pathlib import Path
 from attnverify.numerics.modelfile import atomic_write
 
 from attnverify.errors import InputError, warn
-from attnverify.validate import missing_folders, os_error, pid_alive, remove_empty_folders
+from attnverify.validate import missing_folders, os_error, pid_alive, remove_empty_folders, shortened
 
 #: Manifest entries that must match for `--resume` to continue a sweep.
 RESUME_KEYS = ("spec", "seed", "dtype", "scale", "trials", "chunk_size", "block", "claims", "code")
@@ -282,8 +282,7 @@ def _difference(key: str, then, now) -> str:
 
 
 def _short(value) -> str:
-    text = json.dumps(value) if not isinstance(value, str) else repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
+    return shortened(json.dumps(value) if not isinstance(value, str) else repr(value))
 
 
 # -- the store -----------------------------------------------------------------------------------

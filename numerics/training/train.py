@@ -36,7 +36,7 @@ from attnverify.numerics.training import factored
 from attnverify.numerics.training.corpora import Corpus, build_vocab, documents_for, encode_texts, load_corpus
 from tqdm.auto import tqdm
 
-from attnverify.errors import InputError, warn
+from attnverify.errors import InputError, warn_once
 from attnverify.spec import PAPER, ModelSpec
 
 #: The default trained model (`attnverify train`, the report's tweet model): the paper's widths
@@ -240,19 +240,13 @@ def read_metrics(model_path: str | Path) -> dict | None:
             raise ValueError("not a JSON object")
         described = metrics.get("model_sha256")
         if described is not None and described != _file_sha256(model_path):
-            _warn_once(f"{path}: describes another model file than {model_path} (written over since it was "
+            warn_once(f"{path}: describes another model file than {model_path} (written over since it was "
                        "trained); not used")
             return None
     except (OSError, ValueError) as err:
-        _warn_once(f"{path}: cannot read it ({type(err).__name__}); the model's training is not reported")
+        warn_once(f"{path}: cannot read it ({type(err).__name__}); the model's training is not reported")
         return None
     return metrics
-
-
-@functools.cache
-def _warn_once(message: str) -> None:
-    """`warn`, once per message and process (a report reads a model's record twice)."""
-    warn(message)
 
 
 def train_and_save(source: str, model_path: str | Path, spec: ModelSpec,
