@@ -35,6 +35,11 @@ def _registry_snapshot() -> dict:
     return dict(module.REGISTRY) if module is not None else {}
 
 
+def _origins_snapshot() -> dict:
+    module = sys.modules.get(_REGISTRY)
+    return dict(module._ORIGIN) if module is not None else {}
+
+
 def _registered_since(before: dict) -> tuple[str, ...]:
     module = sys.modules.get(_REGISTRY)
     if module is None:
@@ -61,18 +66,22 @@ def _folder_searched(path: Path) -> Iterator[None]:
 
 @contextmanager
 def _registers_only_if_loaded(before: dict) -> Iterator[None]:
-    """A plugin file or claims module that fails while it loads registers nothing: the claims it
-    registered before failing are taken out again (those it replaced put back), so that a later
-    command in the same process (a notebook's next cell) does not run them."""
+    """A plugin file or claims module that fails while it loads changes no registration: the claims
+    it registered before failing are taken out again, and those it replaced or unregistered are put
+    back with their origins, so that a later command in the same process (a notebook's next cell)
+    runs what it ran before."""
+    origins = _origins_snapshot()
     try:
         yield
     except BaseException:
         module = sys.modules.get(_REGISTRY)
-        for cid in _registered_since(before) if module is not None else ():
-            if cid in before:
-                module.REGISTRY[cid] = before[cid]
-            else:
-                del module.REGISTRY[cid]
+        if module is not None:  # in the order they had (built-ins loaded meanwhile are kept)
+            loaded = {cid: c for cid, c in module.REGISTRY.items() if cid in module.BUILTIN and cid not in before}
+            module.REGISTRY.clear()
+            module.REGISTRY.update({**before, **loaded})
+            for cid in [c for c in module._ORIGIN if c not in module.REGISTRY]:
+                del module._ORIGIN[cid]
+            module._ORIGIN.update({cid: origins[cid] for cid in before if cid in origins})
         raise
 
 

@@ -207,6 +207,21 @@ def test_a_claims_module_that_fails_while_loading_registers_nothing(how, tmp_pat
     assert "half.a" not in REGISTRY
 
 
+def test_a_claims_file_that_unregisters_and_then_fails_changes_no_registration(tmp_path, capsys):
+    # Can fail: only the claims a failing file added were undone, so the claim it had unregistered
+    # before its error stayed out of the process (and its origin was forgotten).
+    from attnverify.verification.registry import _ORIGIN
+
+    kept = register(Claim(id="keep.me", group="keep", statement="s", source="x", lhs="a", rhs="b",
+                          build=lambda spec: None, tolerance={"float64": 1e-3, "float32": 1e-3},
+                          tolerance_reason="r", provenance="measured"))
+    order, origin = list(REGISTRY), _ORIGIN["keep.me"]
+    body = 'from attnverify.verification import unregister\nunregister("keep.me")\nraise RuntimeError("after")\n'
+    code, _, err = cli(capsys, "claims", "--claims-module", module(tmp_path, body, name="drops_one.py"))
+    assert code == 2 and "after" in err
+    assert REGISTRY.get("keep.me") is kept and list(REGISTRY) == order and _ORIGIN["keep.me"] == origin
+
+
 def test_registration_checks_what_it_can():
     base = dict(id="mine.r", group="mine", statement="s", source="x", lhs="a", rhs="b", build=lambda spec: None,
                 tolerance={"float64": 1e-3, "float32": 1e-3}, tolerance_reason="r", provenance="measured")
