@@ -219,12 +219,13 @@ def load_plugin(path: str | Path, spec: ModelSpec | None = None, *, compile_chec
     path = Path(path)
     cached = _cached(path)
     if cached is not None:  # the same file, unchanged: the same plugin (caches stay warm)
-        try:
-            check_model(cached.model, spec or PAPER)
-        except InputError as err:
-            raise InputError(f"{path}: {err}") from None
-        if compile_check:
-            check_compiles(plugin_spec(cached, spec or PAPER))
+        with kept_while(str(path)):  # the model's methods run here: what they change is the file's
+            try:
+                check_model(cached.model, spec or PAPER)
+            except InputError as err:
+                raise InputError(f"{path}: {err}") from None
+            if compile_check:
+                check_compiles(plugin_spec(cached, spec or PAPER))
         return cached
     module, claims = _execute(path, _module_name(path, "attnverify_plugin"))
     model = module.__dict__.get("Model")
@@ -232,13 +233,14 @@ def load_plugin(path: str | Path, spec: ModelSpec | None = None, *, compile_chec
         raise InputError(f"{path}: defines no Model (a subclass of attnverify.theory.SymbolicModel)")
     if not (isinstance(model, type) and issubclass(model, SymbolicModel)):
         raise InputError(f"{path}: Model is not a subclass of attnverify.theory.SymbolicModel")
-    try:
-        check_model(model, spec or PAPER)
-    except InputError as err:
-        raise InputError(f"{path}: {err}") from None
     plugin = Plugin(name=path.stem, model=model, path=str(path), digest=module.__digest__, claims=claims)
-    if compile_check:
-        check_compiles(plugin_spec(plugin, spec or PAPER))
+    with kept_while(str(path)):  # the model's methods run here: what they change is the file's
+        try:
+            check_model(model, spec or PAPER)
+        except InputError as err:
+            raise InputError(f"{path}: {err}") from None
+        if compile_check:
+            check_compiles(plugin_spec(plugin, spec or PAPER))
     _LOADED[(str(path.resolve()), plugin.path)] = plugin
     registry = sys.modules[_REGISTRY].REGISTRY if claims else {}
     _OWNED.update({cid: (str(path.resolve()), str(path), registry[cid]) for cid in claims})
@@ -330,6 +332,8 @@ def _check_evaluates(spec: ModelSpec) -> None:
                        jax.random.PRNGKey(0))
     except CompileError as err:
         raise InputError(f"{_origin(spec)}: the model cannot be evaluated: {err}") from None
+    except InputError as err:  # e.g. parameters too large to draw
+        raise InputError(f"{_origin(spec)}: {err}") from None
 
 
 def _origin(spec: ModelSpec) -> str:

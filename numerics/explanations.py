@@ -67,10 +67,22 @@ def explain(params: nm.Params, tokens: jnp.ndarray, spec: ModelSpec, n_words: in
     return out
 
 
+def _output_named(spec) -> str:
+    """The output link, or, for a plugin that writes its own output, that plugin's ``Model.output``
+    (a tanh of the logit is not the logit the spec's link names)."""
+    plugin = getattr(spec, "plugin", None)
+    if plugin is not None:
+        from attnverify.theory.plugin import overridden
+
+        if "output" in overridden(plugin.model):
+            return f"{plugin.name}'s Model.output"
+    return spec.output_link
+
+
 def explain_text(result: dict, spec, *, lime_samples: int | None) -> str:
     """`explain`'s text output (the command's, and the API's `ExplainResult` repr): the explained
     output, a row per token, and with LIME a row per word beside its limit and closed forms."""
-    lines = [f"explained output ({spec.output_link}, class {spec.explained_class}): {result['logit']:+.6g}",
+    lines = [f"explained output ({_output_named(spec)}, class {spec.explained_class}): {result['logit']:+.6g}",
              f"{'token':>16s}" + "".join(f"{n:>14s}" for n in NAMES)]
     lines += [f"{word[:16]:>16s}" + "".join(f"{result[n][j]:>14.5g}" for n in NAMES)
               for j, word in enumerate(result["tokens"])]

@@ -32,7 +32,7 @@ from attnverify.theory import statements
 from attnverify.theory import symbols as S
 from attnverify.theory.derivations import derive_gradient
 from attnverify.theory.model import Constant, Parameter, SymbolicModel
-from attnverify.theory.plugin import shifts_cancel
+from attnverify.theory.plugin import shift_exponent, shifts_cancel
 
 from attnverify.errors import warn
 from attnverify.spec import ModelSpec
@@ -137,6 +137,10 @@ class CompiledModel(NamedTuple):
     axes: dict  # the declared tensors' axes (for further compilations)
     uses_logit_shift: bool
     shifts_cancel: bool = True  # the forward is proved free of gamma^* and z^* (`theory.plugin.shifts_cancel`)
+    #: A plugin's weight exp(E_0 - r gamma^*) with E_0 other than the score (`theory.plugin.shift_exponent`):
+    #: E_0 (K, T) and r (a number, or a function giving (K,)); None: E_0 is the score and r is 1.
+    exponent: Callable | None = None
+    rate: Callable | float = 1.0
 
 
 @functools.lru_cache(maxsize=32)
@@ -156,7 +160,15 @@ def compiled_model(spec: ModelSpec) -> CompiledModel:
     )
     if base_spec(spec) is spec:  # the built-in model: its softmax and output links cancel the shifts
         return compiled
-    return compiled._replace(shifts_cancel=shifts_cancel(spec))
+    if not shifts_cancel(spec):
+        return compiled._replace(shifts_cancel=False)
+    parts = shift_exponent(spec)
+    if parts is None or (parts[1] == 1 and parts[0] == model.score(S.i, S.t)):
+        return compiled
+    base, rate = parts
+    return compiled._replace(
+        exponent=compile_expression(base, (S.i, S.t), axes=axes, ranges=free),
+        rate=float(rate) if rate.is_Number else compile_expression(rate, (S.i,), axes=axes, ranges=free))
 
 
 def _tensor_arrays(params: Any, e: jnp.ndarray) -> dict[str, jnp.ndarray]:
@@ -169,9 +181,23 @@ def _tensor_arrays(params: Any, e: jnp.ndarray) -> dict[str, jnp.ndarray]:
     return arrays
 
 
+def _gamma_shift(compiled: CompiledModel, arrays: dict) -> jnp.ndarray:
+    """Each head's gamma^* where the largest exponent of its weights exp(E_0 - r gamma^*) over t
+    is 0: max_t E_0 / r for r > 0 (the scores' max for the built-in weight), min_t for r < 0."""
+    if compiled.exponent is None:
+        return jnp.max(compiled.score(arrays), axis=1)
+    base = compiled.exponent(arrays)
+    rate = compiled.rate(arrays) if callable(compiled.rate) else jnp.full(base.shape[:1], compiled.rate, base.dtype)
+    rate = jnp.broadcast_to(rate, base.shape[:1])[:, None]
+    safe = jnp.where(rate == 0, 1, rate)  # r = 0: the weight does not depend on gamma^*
+    ratio = base / safe
+    return jnp.where(rate[:, 0] > 0, jnp.max(ratio, axis=1), jnp.where(rate[:, 0] < 0, jnp.min(ratio, axis=1), 0))
+
+
 def _shifts(compiled: CompiledModel, arrays: dict, spec: ModelSpec) -> dict[str, jnp.ndarray]:
-    """gamma^* and z^* at the compiled scores' max over t and the logits' max (sigmoid: max(0, z))."""
-    shifts = {"gamma^*": jax.lax.stop_gradient(jnp.max(compiled.score(arrays), axis=1))}
+    """gamma^* where each head's largest weight is exp(0) (`_gamma_shift`), and z^* at the logits'
+    max (sigmoid: max(0, z))."""
+    shifts = {"gamma^*": jax.lax.stop_gradient(_gamma_shift(compiled, arrays))}
     if compiled.uses_logit_shift:
         z = compiled.logits({**arrays, **shifts})
         shift = jnp.maximum(0.0, z[spec.explained_class]) if spec.output_link == "sigmoid" else jnp.max(z)
@@ -181,8 +207,9 @@ def _shifts(compiled: CompiledModel, arrays: dict, spec: ModelSpec) -> dict[str,
 
 def symbol_arrays(params: Any, e: jnp.ndarray, spec: ModelSpec) -> dict[str, jnp.ndarray]:
     """Bind every SymPy tensor name of `spec`'s model to an array. The shifts gamma^* and
-    z^* may be any constants (exact); they are bound to the compiled scores' max over t
-    and to the logits' max (sigmoid: max(0, z)), so that exp never overflows. A plugin whose
+    z^* may be any constants (exact); they are bound where each head's largest weight is exp(0)
+    (`_gamma_shift`: the scores' max over t when the weight is exp(score - gamma^*)) and to the
+    logits' max (sigmoid: max(0, z)), so that exp never overflows. A plugin whose
     forward is not proved free of them (`theory.plugin.shifts_cancel`) gets them at 0: the model
     exactly as its expression reads, exp's overflow unguarded (an overflowing draw is NaN/inf,
     and counted)."""

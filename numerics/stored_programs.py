@@ -160,6 +160,8 @@ class StoredProgram:
         structs = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), args)
         try:
             exported = jax.export.export(self._traced())(*structs)
+        except InputError:  # a user's code refused while it was traced: tracing it again would run it twice
+            raise
         except Exception:  # not serialisable (e.g. a host callback): a plain jit, in every run
             return self._traced()
         if path is not None:

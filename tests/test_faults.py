@@ -679,8 +679,12 @@ def test_a_plugin_parameter_too_large_for_memory_is_refused_before_it_is_drawn(t
                       "        b = self.parameter('b', (symbols.K, 10**10))\n"
                       "        return super().score(i, t) + b[i, 0]\n")
     code, _, err = cli(capsys, "init-model", "--plugin", plugin, "--out", tmp_path / "o.npz", *MODEL)
-    assert_one_line_error(code, err, "one draw of the plugin's parameters (b (2, 10000000000)) needs at least")
+    # ... and names the file (it did not when the draw was checked while the plugin loaded: derive)
+    assert_one_line_error(code, err,
+                          f"{plugin}: one draw of the plugin's parameters (b (2, 10000000000)) needs at least")
     assert not (tmp_path / "o.npz").exists()
+    code, _, err = cli(capsys, "derive", "gradient", "--plugin", plugin)  # the paper's K
+    assert_one_line_error(code, err, f"{plugin}: one draw of the plugin's parameters (b (")
 
 
 def test_resume_with_the_same_claims_in_another_order_says_so(tmp_path, capsys):

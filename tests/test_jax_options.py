@@ -99,6 +99,32 @@ def test_a_claims_module_that_changes_jax_options_is_answered_naming_it(line, co
     assert "Traceback" not in err and (code != 0 or "1 pass, 0 fail (unexpected)" in out)
 
 
+X64_OFF = 'jax.config.update("jax_enable_x64", False)'
+
+
+@pytest.mark.parametrize("where", ["plugin_method", "claim_build"])
+def test_64_bit_mode_turned_off_after_loading_is_one_line(where, tmp_path, capsys, restored_afterwards):
+    # Can fail: a plugin method that turned 64-bit mode off ended `verify` in a traceback
+    # ("float64 sweeps need jax_enable_x64"); a claim's build that did was run a second time when
+    # its first trace was refused, and then its "float64" sweep ran in float32 and passed.
+    path = tmp_path / "late.py"
+    if where == "plugin_method":
+        path.write_text("import jax\nfrom attnverify.theory import SymbolicModel\n\nclass Model(SymbolicModel):\n"
+                        f"    def score(self, i, t):\n        {X64_OFF}\n        return super().score(i, t)\n")
+        argv, said = ("thm1.derived", "--plugin", path), f"attnverify: error: {path} turned JAX's 64-bit mode off"
+    else:
+        path.write_text("import jax\nfrom attnverify.numerics import autodiff_gradient\n"
+                        "from attnverify.verification import Claim, register\n\ndef build(spec):\n"
+                        f"    {X64_OFF}\n    g = autodiff_gradient(spec)\n"
+                        "    return lambda p, t: (g(p, t), g(p, t))\n\n"
+                        'register(Claim(id="late.off", group="late", statement="s", source="s", lhs="l", rhs="r", '
+                        'build=build, tolerance={"float64": 1e-10, "float32": 1e-4}, tolerance_reason="r", '
+                        'provenance="measured"))\n')
+        argv, said = ("late.off", "--claims-module", path), "attnverify: error: claim 'late.off': build turned JAX's"
+    got, out, err = cli(capsys, "verify", *argv, "--trials", "1", "--quiet")
+    assert got == 2 and err.startswith(said) and err.count("\n") == 1, err
+
+
 @pytest.mark.parametrize("command", ["derive", "claims"])
 def test_derive_and_claims_keep_the_options_a_plugin_changes(command, tmp_path):
     # Can fail: `derive gradient --plugin` and `claims --plugin` (which leave 64-bit mode off, so

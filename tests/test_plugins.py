@@ -295,11 +295,50 @@ def test_the_shift_is_proved_free_where_it_cancels():
         assert shifts_cancel(spec), link
 
 
+#: A temperature written in the weight, where the shift subtracts from the scaled score: the
+#: scores' max as gamma^* left exp(max score (1 / temp - 1)) = e^354 or more in float64.
+HOT_WEIGHT = {
+    "over_temp": "        return sp.exp(self.score(i, t) / self.constant('temp', 0.0005) - symbols.gamma_shift[i])\n",
+    "power": "        return sp.exp(self.score(i, t) - symbols.gamma_shift[i]) ** 2000\n",  # rate 2000
+    "learned": ("        hot = self.parameter('hot', (symbols.K,), init='ones')\n"  # rate 1, E_0 = 2000 hot score
+                "        return sp.exp(2000 * hot[i] * self.score(i, t) - symbols.gamma_shift[i])\n"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOT_WEIGHT))
+def test_a_weight_that_scales_its_score_is_shifted_by_its_own_exponent(tmp_path, name):
+    """Can fail: gamma^* was the scores' max whatever the weight's exponent, so a temperature of
+    0.002 written in `weight` overflowed the normaliser's square in the backward pass: explain's
+    gradients were off by up to 500x (grad_l1; here 356x), with no NaN, and thm1.derived passed on them."""
+    body = "class Model(SymbolicModel):\n    def weight(self, i, t):\n" + HOT_WEIGHT[name]
+    path = plugin_file(tmp_path, HEADER + body)
+    spec = plugin_spec(load_plugin(path, TINY), TINY)
+    params = pm.draw_plugin_params(jax.random.PRNGKey(3), spec, scale=4.0)
+    e = pm.embed(params, draw_document(jax.random.PRNGKey(4), TINY), spec)
+    base = params.base
+
+    def written(e):  # softmax(2000 gamma) by hand: jax.nn.softmax shifts by its own max
+        q, k = jnp.einsum("iak,k->ia", base.W_q, e[0]), jnp.einsum("iak,tk->ita", base.W_k, e)
+        alpha = jax.nn.softmax(2000 * jnp.einsum("ia,ita->it", q, k) / jnp.sqrt(TINY.d_att), axis=1)
+        s = jnp.einsum("io,ito->it", base.W_l[:, TINY.explained_class], jnp.einsum("iok,tk->ito", base.W_v, e))
+        return jnp.mean(jnp.sum(alpha * s, axis=1))
+
+    assert pm.compiled_model(spec).shifts_cancel
+    f, g, truth = pm.explained_output(params, e, spec), pm.output_gradient(params, e, spec), jax.grad(written)(e)
+    assert abs(float(f - written(e))) <= 1e-12 * abs(float(written(e)))
+    assert float(jnp.max(jnp.abs(g - truth)) / jnp.max(jnp.abs(truth))) <= 1e-10
+    derived = pm.plugin_theorem1_quantities(spec)["derived"](params, draw_document(jax.random.PRNGKey(4), TINY))
+    assert float(jnp.max(jnp.abs(derived - truth)) / jnp.max(jnp.abs(truth))) <= 1e-10
+
+
 @pytest.mark.parametrize("body", [
     SCORE + "        return sp.Abs(super().score(i, t))\n",  # SymPy's d|a| has re(a), im(a) unless a is real
     "    def weight(self, i, t):\n        return sp.Heaviside(3 - t, 1) * super().weight(i, t)\n",  # t < 4
     "    def alpha(self, i, t):\n        return self.weight(i, t) / self.normaliser(i)\n",  # alpha as the forward's
-], ids=["abs", "heaviside_window", "alpha_as_the_forwards"])
+    # steps of a value (ReLU): their derivative was left as Derivative(sign) or DiracDelta, and refused
+    "    def value(self, i, o, t):\n        v = super().value(i, o, t)\n        return v * (1 + sp.sign(v)) / 2\n",
+    "    def value(self, i, o, t):\n        v = super().value(i, o, t)\n        return v * sp.Heaviside(v)\n",
+], ids=["abs", "heaviside_window", "alpha_as_the_forwards", "sign_gate", "heaviside_gate"])
 def test_what_the_refusals_advise_derives_and_compiles_to_the_true_gradient(tmp_path, body):
     """An absolute value, a window on positions written with Heaviside (as the refusal of a
     Piecewise advises), and an alpha that is the forward's own: the SymPy gradient compiles and
@@ -572,3 +611,16 @@ def test_a_sum_over_too_many_values_to_hold_is_refused_in_one_line(tmp_path, cap
                             "2", "--vocab-size", "20"],
                    "runs up to 33554432, and its values would be held as an array of 33554433 (more than 16777216")
     assert not out.exists()
+
+
+def test_explain_names_a_plugins_own_output(tmp_path):
+    # Can fail: a plugin whose output was tanh(logit) was explained as "explained output (logit, ...)".
+    from attnverify.numerics.explanations import NAMES, explain_text
+
+    result = {"logit": 0.25, "tokens": ["w"], **{name: [0.0] for name in NAMES}}
+    path = plugin_file(tmp_path, HEADER + "class Model(SymbolicModel):\n    def output(self):\n"
+                       "        return sp.tanh(self.logit())\n", name="tanh_link.py")
+    text = explain_text(result, plugin_spec(load_plugin(path, TINY), TINY), lime_samples=None)
+    assert text.startswith("explained output (tanh_link's Model.output, class 1): +0.25"), text
+    same = plugin_spec(load_plugin(EXAMPLES / "temperature.py", TINY), TINY)  # the link's output
+    assert explain_text(result, same, lime_samples=None).startswith("explained output (logit, class 1)")

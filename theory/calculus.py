@@ -333,7 +333,12 @@ def gradient(expr: sp.Expr, tau: sp.Symbol = S.tau, m: sp.Symbol = S.m) -> sp.Ex
     # Every quantity of the model is real, which SymPy does not know of an Indexed entry: |a| is
     # max(a, -a), whose derivative it writes with Heaviside, where that of Abs has re(a) and im(a).
     real = expr.replace(sp.Abs, lambda arg: sp.Max(arg, -arg))
-    return normal_form(sp.diff(real, S.e[tau, m]), ranges)
+    # sign and Heaviside are steps: their derivative is 0 wherever it exists (as jax.grad takes
+    # it), so sign(a) is written H(a) - H(-a) (equal at 0 too, H(0) = 1/2) and every DiracDelta
+    # that diff writes, a term that lives only where a step's argument is exactly 0, is dropped.
+    real = real.replace(sp.sign, lambda arg: sp.Heaviside(arg) - sp.Heaviside(-arg))
+    derivative = sp.diff(real, S.e[tau, m]).replace(lambda x: isinstance(x, sp.DiracDelta), lambda x: sp.Integer(0))
+    return normal_form(derivative, ranges)
 
 
 def at_word_position(expr: sp.Expr, tau: sp.Symbol = S.tau) -> sp.Expr:

@@ -45,6 +45,7 @@ from attnverify.verification.registry import (
     user_measure,
 )
 
+from attnverify.errors import InputError
 from attnverify.spec import ModelSpec
 
 BLOCK = 128  # draws per vectorised block; part of the results manifest
@@ -211,6 +212,7 @@ class ClaimBlock:
         index = jax.device_put(np.arange(first, first + size, dtype=_index_dtype()), device)
         params, tokens = self.draws(seed, index)
         outputs = self.measures(params, tokens)
+        _check_x64(self.dtype)  # a claim's own code may have turned it off while the programs were traced
         for member, value in outputs.items():
             if member != self.claim.id:
                 _SHARED[(*key, member, first)] = value
@@ -228,9 +230,15 @@ def _index_dtype():
     return np.int64 if jax.config.jax_enable_x64 else np.int32
 
 
-def claim_block(claim: Claim, spec: ModelSpec, *, seed: int, dtype: str, scale: float) -> ClaimBlock:
+def _check_x64(dtype: str) -> None:
+    """A float64 sweep computed with 64-bit mode off would be float32 under a float64 label."""
     if dtype == "float64" and not jax.config.jax_enable_x64:
-        raise RuntimeError("float64 sweeps need jax_enable_x64 set before any array is made")
+        raise InputError("JAX's 64-bit mode (jax_enable_x64) is off, and float64 sweeps need it: something in this "
+                         "process turned it off (a plugin's method, a claim's code, a notebook cell); leave it on")
+
+
+def claim_block(claim: Claim, spec: ModelSpec, *, seed: int, dtype: str, scale: float) -> ClaimBlock:
+    _check_x64(dtype)
     return ClaimBlock(claim, spec, seed, dtype, scale, len(group_of(claim)) > 1,
                       draw_program(spec, dtype=dtype, scale=scale, embedding_rows=embedding_rows(claim)),
                       measure_program(claim, spec, dtype=dtype))

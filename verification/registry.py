@@ -259,12 +259,25 @@ def user_code(claim: Claim, what: str, fn: Any = None) -> Iterator[None]:
     if _package_run(claim, fn):
         yield
         return
+    x64 = _x64()
     try:
         yield
     except InputError as err:
         raise UserCodeError(f"claim {claim.id!r}: {what}: {err}") from None
     except (Exception, SystemExit) as err:  # noqa: BLE001 (user code: any error, or an exit, is one line)
+        if x64 and not _x64():  # what failed is likely the float32 arrays that followed
+            raise UserCodeError(_X64_OFF.format(claim.id, what)) from None
         raise UserCodeError(f"claim {claim.id!r}: {what} raised {describe(err)}") from None
+    if x64 and not _x64():
+        raise UserCodeError(_X64_OFF.format(claim.id, what))
+
+
+_X64_OFF = "claim {!r}: {} turned JAX's 64-bit mode off (jax_enable_x64): the float64 checks need it; leave it on"
+
+
+def _x64() -> bool:
+    jax = sys.modules.get("jax")
+    return jax is not None and bool(jax.config.jax_enable_x64)
 
 
 def build_comparison(claim: Claim, spec: ModelSpec) -> Comparison:
