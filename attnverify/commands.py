@@ -398,6 +398,11 @@ def apply_cache_option(args: argparse.Namespace) -> None:
         compilation_cache.configure_cache(None if args.no_cache else compilation_cache.cache_location())
 
 
+def _entries(count: int, kind: str = "") -> str:
+    """"1 entry", "3 other entries"."""
+    return " ".join(filter(None, (str(count), kind, "entry" if count == 1 else "entries")))
+
+
 def cmd_cache(args: argparse.Namespace) -> int:
     from attnverify.numerics import compilation_cache
 
@@ -414,10 +419,10 @@ def cmd_cache(args: argparse.Namespace) -> int:
                 print(f"nothing to clear: {path} does not exist")
                 return 0
             removed, others = compilation_cache.clear_cache(path)
-            print(f"removed {removed} entries from {path}")
+            print(f"removed {_entries(removed)} from {path}")
             if others:
                 shown = ", ".join(p.name for p in others[:3]) + (", ..." if len(others) > 3 else "")
-                print(f"kept {len(others)} other entries there, which the cache did not write ({shown})")
+                print(f"kept {_entries(len(others), 'other')} there, which the cache did not write ({shown})")
     except compilation_cache.CacheLocationError as err:
         raise InputError(str(err)) from None
     except OSError as err:

@@ -45,6 +45,8 @@ def check_derive(args: argparse.Namespace) -> None:
              if getattr(args, f.name, None) is not None] + (["--sizes"] if getattr(args, "sizes", None) else [])
     if sized and args.what == "lime":  # LIME's constants do not depend on the model
         raise InputError(f"{', '.join(sized)} applies to `derive gradient` and `derive eq19`, not `derive lime`")
+    if args.what == "lime" and args.nu is not None and args.d is None:  # the symbolic forms have no value of nu
+        raise InputError("--nu needs --d: without it `derive lime` prints the constants for every d and nu")
     if args.d is not None:
         validate.count("--d", args.d, low=2, high=MAX_DERIVE_D)
     if args.nu is not None:

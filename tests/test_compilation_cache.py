@@ -154,6 +154,16 @@ def test_cache_info_and_clear(own_cache, capsys):
     assert compilation_cache.cache_entries(own_cache) == [] and own_cache.is_dir()
 
 
+def test_cache_clear_counts_one_entry_in_the_singular(own_cache, capsys):
+    # Can fail: it printed "kept 1 other entries".
+    own_cache.mkdir()
+    (own_cache / f"jit_a-{'0123456789abcdef' * 4}-cache").write_text("x")
+    (own_cache / "notes.txt").write_text("x")
+    assert main(["cache", "clear"]) == 0
+    out = capsys.readouterr().out
+    assert "removed 1 entry from" in out and "kept 1 other entry there, which the cache did not write" in out
+
+
 def test_cache_clear_removes_only_what_the_cache_wrote(own_cache, capsys):
     # Can fail: `cache clear` removed every file in the folder, so a cache location pointed at a
     # folder of the user's (ATTNVERIFY_CACHE_DIR=$HOME, say) lost the user's files.

@@ -75,6 +75,7 @@ def test_lime_values_flags_are_refused_by_the_other_derivations(capsys, args):
 @pytest.mark.parametrize("args, message", [
     (["lime", "--latex"], "--latex applies to `derive gradient`, not `derive lime`"),
     (["eq19", "--explicit-check"], "--explicit-check applies to `derive gradient`, not `derive eq19`"),
+    (["lime", "--nu", "0.5"], "--nu needs --d: without it `derive lime` prints the constants for every d and nu"),
     (["lime", "--scorer", "deep", "--biases"], "--biases, --scorer applies to `derive gradient` and `derive eq19`"),
 ])
 def test_flags_a_derivation_would_ignore_are_refused(capsys, args, message):
