@@ -15,6 +15,7 @@ import argparse
 import functools
 import hashlib
 import importlib
+import os
 import re
 import sys
 import traceback
@@ -202,7 +203,7 @@ def _exit_message(err: SystemExit, where: str = "") -> str:
 
 def _module_name(path: Path, prefix: str) -> str:
     stem = re.sub(r"\W", "_", path.stem) or "plugin"
-    return f"{prefix}_{stem}_{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:8]}"
+    return f"{prefix}_{stem}_{hashlib.sha256(os.fsencode(path.resolve())).hexdigest()[:8]}"  # any bytes
 
 
 def load_plugin(path: str | Path, spec: ModelSpec | None = None, *, compile_check: bool = True):

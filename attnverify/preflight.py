@@ -81,19 +81,16 @@ def check_trials_fit(trials: int, name: str = "--trials") -> None:
     validate.fits_in_memory(f"{name} {trials} (the errors of one claim)", trials * ERROR_BYTES)
 
 
-#: What a sweep writes into its ``--out`` folder (`verification.store`).
-RESULTS_FOLDER_FILES = ("manifest.json", "results.jsonl", ".attnverify.lock")
-
-
 def _not_in_results_folder(name: str, path, folder) -> None:
     """Refuse an output file that is the results folder itself, or one of the files the sweep
-    keeps in it: found out only when the sweep is over, or clobbering the sweep's own records."""
+    keeps in it (`validate.SWEEP_RECORDS`), through links too: found out only when the sweep is
+    over, or clobbering the sweep's own records."""
     given = folder
-    target, folder = Path(os.path.abspath(path)), Path(os.path.abspath(folder))
+    target, folder = Path(os.path.realpath(path)), Path(os.path.realpath(folder))
     if target == folder:
         raise InputError(f"{name} {path}: is the --out folder (the sweep's results go there); "
                          "give the JSON file another name")
-    if target.parent == folder and target.name in RESULTS_FOLDER_FILES:
+    if target.parent == folder and target.name in validate.SWEEP_RECORDS:
         raise InputError(f"{name} {path}: is the sweep's own {target.name} in --out {given}; "
                          "give the JSON file another name")
 
@@ -426,6 +423,10 @@ def check_drawable(name: str, text: str) -> None:
     bad = next((c for c in text if ord(c) < 32 and c not in "\t\n"), None)
     if bad is not None:
         raise InputError(f"{name}: contains the control character {bad!r}, which cannot be drawn")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a byte that is not UTF-8, as Python reads it (a lone surrogate)
+        raise InputError(f"{name}: is not UTF-8 text, which cannot be drawn") from None
 
 
 def make_folder(name: str, path) -> Path:

@@ -134,6 +134,7 @@ def output_file(name: str, path: str | os.PathLike) -> Path:
         raise InputError(f"{name} {text}: is a folder, not a file")
     if path.exists() and not path.is_file():
         raise InputError(f"{name} {text}: exists and is not a regular file")
+    _not_a_sweeps_record(name, text)
     folder = path.parent
     if not folder.exists():
         above = nearest_existing(folder)
@@ -143,6 +144,19 @@ def output_file(name: str, path: str | os.PathLike) -> Path:
         raise InputError(f"{name} {text}: {nearest_existing(folder)} is not a folder")
     _probe_folder(folder, f"{name} {text}")
     return path
+
+
+#: What a sweep keeps in its results folder (`verification.store`), beside ``manifest.json``.
+SWEEP_RECORDS = ("manifest.json", "results.jsonl", ".attnverify.lock")
+
+
+def _not_a_sweeps_record(name: str, text: str) -> None:
+    """Refuse an output that is (through any link) a file a sweep keeps in its results folder:
+    writing it would destroy the records of that sweep, finished or still running."""
+    real = Path(os.path.realpath(text))
+    if real.name in SWEEP_RECORDS and (real.parent / "manifest.json").is_file():
+        raise InputError(f"{name} {text}: is the {real.name} of the sweep results in {real.parent}; "
+                         "give the file another name")
 
 
 def distinct_outputs(outputs: dict[str, str | os.PathLike | None],

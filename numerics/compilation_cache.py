@@ -78,6 +78,10 @@ def cache_location() -> Path:
 def check_cache_location(path: Path, *, create: bool) -> None:
     """Raise `CacheLocationError` (one line) unless `path` is, or can become, a writable folder."""
     try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:  # a byte that is not UTF-8: JAX takes the folder as UTF-8 text (a traceback)
+        raise CacheLocationError(f"compilation cache folder {str(path)!r} is not UTF-8 text") from None
+    try:
         is_file = path.exists() and not path.is_dir()
     except OSError as err:  # e.g. a parent folder that cannot be searched: Path.exists raises EACCES
         raise CacheLocationError(f"cannot reach compilation cache folder {path}: {err.strerror or err}") from None

@@ -212,6 +212,16 @@ def test_an_unwritable_cache_location_falls_back_to_no_cache(own_cache, capsys, 
     assert not (blocker / "xla").exists()
 
 
+def test_a_cache_location_that_is_not_utf8_falls_back_to_no_cache(own_cache, capsys, monkeypatch):
+    # Can fail: a byte that is not UTF-8 in $ATTNVERIFY_CACHE_DIR (or $XDG_CACHE_HOME) reached JAX's
+    # option bindings, and every command ended in a 36-line TypeError.
+    bad = str(own_cache.parent / "xla\udcff")  # as Python reads the byte 0xff from the environment
+    monkeypatch.setenv(compilation_cache.ENV_VAR, bad)
+    assert main(["spec", "--max-len", "8"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"attnverify: warning: compilation cache folder {bad!r} is not UTF-8 text; compiling without it"]
+
+
 def test_a_cache_under_a_folder_that_cannot_be_searched_falls_back_to_no_cache(own_cache, capsys, monkeypatch):
     # Can fail: under a chmod-000 parent Path.exists raised PermissionError, and every command stopped
     # with "error: ...: Permission denied" (exit 2) instead of compiling without the cache. The

@@ -124,6 +124,9 @@ def validation_cases(tmp: Path, model: Path, huge: Path) -> list[tuple[list, str
         (["init-model", "--out", out, "--vocab", tmp], "is a folder, not a vocabulary file"),
         (["init-model", "--out", out, "--vocab", tmp / "v_up.txt"], "can never match"),
         (["figures", "fig5", "--model", model, "--out", tmp / "figs", "--text", "a $x^ b"], "cannot be drawn"),
+        # a byte that is not UTF-8 (as Python reads argv): matplotlib's 70-line traceback
+        (["figures", "fig5", "--model", model, "--out", tmp / "figs", "--text", "based \udcff b"],
+         "--text: is not UTF-8 text, which cannot be drawn"),
         # a text without a word for a report's figure: a traceback and exit 1 after the claims, before
         (["report", "--out", tmp / "r", "--model", model, "--claims", "thm1.gradient", "--figures", "fig1",
           "--text", "!!!", *TINY], "figure fig1: the text '!!!' has no words"),

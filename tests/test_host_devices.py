@@ -58,8 +58,11 @@ def test_a_bad_count_is_a_one_line_error(value, monkeypatch, capsys):
 @pytest.mark.parametrize(("flags", "message"), [
     ("garbage", "XLA_FLAGS: 'garbage' is not an XLA option"),
     ("--xla_cpu_enable_fast_math=false -- ", "XLA_FLAGS: '--' is not an XLA option"),
-    (f"{host_devices.FLAG}=abc", f"{host_devices.FLAG} must be a positive integer, got 'abc'"),
-    (f"{host_devices.FLAG}=0", f"{host_devices.FLAG} must be a positive integer, got '0'"),
+    (f"{host_devices.FLAG}=abc", f"{host_devices.FLAG} must be a number of CPU devices in 1..1024, got 'abc'"),
+    (f"{host_devices.FLAG}=0", f"{host_devices.FLAG} must be a number of CPU devices in 1..1024, got '0'"),
+    # 2**31 ended XLA's flag parser in 95 lines; 2**31 - 1 was killed for memory at 23 GB
+    (f"{host_devices.FLAG}=2147483647", f"{host_devices.FLAG} must be a number of CPU devices in 1..1024"),
+    ("--xla_dump_to=/tmp/x\udcff", "is not UTF-8 text"),  # a non-UTF-8 byte, as Python reads it: a traceback
 ])
 def test_a_malformed_xla_flags_is_a_one_line_error(flags, message, monkeypatch, capsys):
     # Can fail: XLA read a word that is not an option as a file of flags, or a count of 0 or 'abc',

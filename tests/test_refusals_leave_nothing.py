@@ -323,3 +323,20 @@ def test_json_into_the_results_folder_is_refused_up_front(tmp_path, capsys, json
     code, out, err = cli(capsys, *VERIFY, "--json", json_name, "--out", "d")
     assert_one_line_error(code, err, f"--json {json_name}: is ")
     assert out == "" and tree(tmp_path) == before  # refused before the sweep (it prints its table)
+
+
+def test_json_onto_a_sweeps_records_is_refused_through_a_link_or_in_another_sweeps_folder(tmp_path, capsys):
+    # Can fail: the check compared paths as written, so `--out d --json link/results.jsonl` (link -> d)
+    # replaced the sweep's records with the JSON report; and a --json into another sweep's folder,
+    # running or finished, replaced its records (214 of a running sweep's chunks lost).
+    (tmp_path / "d").mkdir()
+    (tmp_path / "link").symlink_to("d")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "manifest.json").write_text("{}")
+    (tmp_path / "other" / "results.jsonl").write_text("")
+    before = tree(tmp_path)
+    code, out, err = cli(capsys, *VERIFY, "--json", "link/results.jsonl", "--out", "d")
+    assert_one_line_error(code, err, "--json link/results.jsonl: is the sweep's own results.jsonl in --out d")
+    code, out, err = cli(capsys, *VERIFY, "--json", "other/results.jsonl")
+    assert_one_line_error(code, err, "--json other/results.jsonl: is the results.jsonl of the sweep results in ")
+    assert out == "" and tree(tmp_path) == before

@@ -32,6 +32,8 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
+import time
 import traceback
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
@@ -120,7 +122,7 @@ def sweep_claims(chosen: list[Claim], spec: ModelSpec, *, dtypes: tuple[str, ...
     try:
         pool = ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=_start_worker,
-                                   initargs=(None if folder is None else str(folder),))
+                                   initargs=(None if folder is None else str(folder), os.getpid()))
     finally:
         if quiet is None:
             del os.environ["PYTHONWARNINGS"]
@@ -175,12 +177,13 @@ def _terminate(pool: ProcessPoolExecutor) -> None:
     pool.shutdown(wait=True)
 
 
-def _start_worker(folder: str | None) -> None:
+def _start_worker(folder: str | None, parent: int) -> None:
     """A worker's start-up, as the command line's: float64, and the same cache folder and stores
     (None: none). Its XLA flags are the calling process's, device count included: XLA's cache
     key holds them, so a worker's programs are the ones a later `verify` or report reads back.
     (The command has already said what there was to say about the installed JAX.)"""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the calling process's to handle
+    _ends_with(parent)
     from pathlib import Path
 
     import jax
@@ -189,6 +192,18 @@ def _start_worker(folder: str | None) -> None:
     jax.config.update("jax_enable_x64", True)
     configure_cache(None if folder is None else Path(folder))
     from attnverify.verification import claims as _claims  # noqa: F401  (fills the registry)
+
+
+def _ends_with(parent: int) -> None:
+    """End this worker once `parent`, the command that started it, is gone. A command killed with
+    SIGKILL cannot stop its workers: they went on, unlocked, writing the killed run's figures into
+    a folder that the next report had taken over, and then waited forever."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="attnverify-parent-watch", daemon=True).start()
 
 
 def _sweep_family(claim_ids: list[str], spec: ModelSpec, dtypes: tuple[str, ...], trials: int,
