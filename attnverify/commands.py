@@ -56,7 +56,7 @@ def cmd_derive(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     enable_x64()
     from attnverify.verification import claims as _claims  # noqa: F401  (fills the registry)
-    from attnverify.verification.store import ChunkStore, code_version
+    from attnverify.verification.store import ChunkStore, code_version, computation_digest
     from attnverify.verification.sweep import (
         BLOCK,
         check_sweep_arguments,
@@ -80,7 +80,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         manifest = {"spec": json.loads(spec.to_json()), "seed": args.seed, "dtype": args.dtype,
                     "scale": args.scale, "trials": args.trials,
                     "chunk_size": effective_chunk_size(min(args.chunk_size, args.trials)), "block": BLOCK,
-                    "claims": [c.id for c in chosen], "code": code_version(chosen)}
+                    "claims": [c.id for c in chosen], "code": code_version(chosen),
+                    "computation": computation_digest()}
     elif args.resume:
         raise InputError("--resume needs --out DIR (the folder of the interrupted sweep)")
     preflight.check_scale_in_range(spec, scale=args.scale, seed=args.seed, dtype=args.dtype, claims=chosen)

@@ -340,3 +340,23 @@ def test_json_onto_a_sweeps_records_is_refused_through_a_link_or_in_another_swee
     code, out, err = cli(capsys, *VERIFY, "--json", "other/results.jsonl")
     assert_one_line_error(code, err, "--json other/results.jsonl: is the results.jsonl of the sweep results in ")
     assert out == "" and tree(tmp_path) == before
+
+
+def test_resume_under_other_xla_options_or_edited_package_code_is_refused(tmp_path, capsys, monkeypatch):
+    # Can fail: the manifest recorded only the claims' own modules, so a sweep resumed under
+    # --xla_cpu_enable_fast_math=true (or after an edit of the draws) mixed its chunks with the first
+    # run's, silently: a table equal to neither run.
+    from attnverify.numerics.stored_programs import environment_digest
+
+    code, _, err = cli(capsys, *VERIFY, "--out", "s")
+    assert code == 0, err
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_enable_fast_math=true")
+    environment_digest.cache_clear()
+    try:
+        before = tree(tmp_path)
+        code, out, err = cli(capsys, *VERIFY, "--out", "s", "--resume")
+    finally:
+        monkeypatch.delenv("XLA_FLAGS")
+        environment_digest.cache_clear()
+    assert_one_line_error(code, err, "computation differs from the first run (computation: the package's source, ")
+    assert tree(tmp_path) == before

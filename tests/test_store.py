@@ -26,7 +26,7 @@ from attnverify.errors import InputError
 
 TRIALS, WIDTH = 300, 128  # chunks of 128, 128 and 44 draws
 MANIFEST = {"spec": {"max_len": 4}, "seed": 1, "dtype": "float64", "scale": 1.0, "trials": TRIALS,
-            "chunk_size": WIDTH, "block": 128, "claims": ["a", "b"], "code": "0.1.0+abc"}
+            "chunk_size": WIDTH, "block": 128, "claims": ["a", "b"], "code": "0.1.0+abc", "computation": "c0ffee"}
 
 
 def chunk_errors(claim: str, chunk: int) -> list[float]:

@@ -39,7 +39,7 @@ from attnverify.errors import InputError, warn
 from attnverify.validate import missing_folders, os_error, pid_alive, remove_empty_folders, shortened
 
 #: Manifest entries that must match for `--resume` to continue a sweep.
-RESUME_KEYS = ("spec", "seed", "dtype", "scale", "trials", "chunk_size", "block", "claims", "code")
+RESUME_KEYS = ("spec", "seed", "dtype", "scale", "trials", "chunk_size", "block", "claims", "code", "computation")
 LOCK_NAME = ".attnverify.lock"
 #: A record's identity fields: each must equal the run's (`ChunkStore.identity`).
 IDENTITY = ("seed", "spec", "dtype", "scale", "code")
@@ -88,6 +88,16 @@ def code_version(claims: Iterable) -> str:
     for path in sorted(user_files):
         digest.update(user_files[path].encode())
     return f"{attnverify.__version__}+{digest.hexdigest()[:12]}"
+
+
+def computation_digest() -> str:
+    """What else decides a sweep's bits (`numerics.stored_programs.environment_digest`): the whole
+    package's source, the libraries' versions, JAX's tracing options, ``$XLA_FLAGS`` but for the
+    device count, and the machine. A resumed sweep must match it: its chunks under fast-math XLA
+    flags, or after an edit of the draws, were silently mixed with the first run's."""
+    from attnverify.numerics.stored_programs import environment_digest
+
+    return environment_digest()[:16]
 
 
 def spec_hash(spec: dict) -> str:
@@ -278,6 +288,9 @@ def _difference(key: str, then, now) -> str:
             else:
                 parts.append(f"{field_name}: {_short(a)} then, {_short(b)} now")
         return "spec: " + ", ".join(parts) if parts else "spec"
+    if key == "computation":
+        return ("computation: the package's source, a library's version, a JAX option, $XLA_FLAGS or the machine "
+                "changed")
     return f"{key}: {_short(then)} then, {_short(now)} now"
 
 
