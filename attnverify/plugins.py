@@ -118,7 +118,8 @@ def _execute(path: Path, module_name: str) -> tuple[types.ModuleType, tuple[str,
     imported = set(sys.modules)
     sys.modules[module_name] = module  # dataclasses and pickling look the module up
     # kept_while: the JAX options the programs need, checked once the file has run
-    with _registers_only_if_loaded(before), _folder_searched(path), kept_while(str(path)):
+    with _helpers_forgotten_if_failed(path, imported, module_name), _registers_only_if_loaded(before), \
+            _folder_searched(path), kept_while(str(path)):
         try:
             exec(code, module.__dict__)  # noqa: S102 (a plugin is trusted code the user chose to run)
         except InputError as err:
@@ -132,6 +133,19 @@ def _execute(path: Path, module_name: str) -> tuple[types.ModuleType, tuple[str,
     _HELPERS[str(path.resolve())] = helpers
     module.__dict__["__digest__"] = _digest(path, helpers.values())
     return module, _registered_since(before)
+
+
+@contextmanager
+def _helpers_forgotten_if_failed(path: Path, imported: set[str], module_name: str) -> Iterator[None]:
+    """A file that fails while it runs leaves neither itself nor the helper modules it imported from
+    its folder in ``sys.modules``: a kept helper was not run again when the mended file was loaded,
+    so the claims it registers, taken out with the failed file's, were gone without a word."""
+    try:
+        yield
+    except BaseException:
+        for name in [module_name, *_helpers_imported(path, set(sys.modules) - imported - {module_name})]:
+            sys.modules.pop(name, None)
+        raise
 
 
 #: The helper modules each user file (by resolved path) imported from its own folder while it ran:
@@ -220,7 +234,7 @@ def load_plugin(path: str | Path, spec: ModelSpec | None = None, *, compile_chec
     path = Path(path)
     cached = _cached(path)
     if cached is not None:  # the same file, unchanged: the same plugin (caches stay warm)
-        with kept_while(str(path)):  # the model's methods run here: what they change is the file's
+        with kept_while(str(path)):  # the model's methods run here: 64-bit mode turned off there is the file's
             try:
                 check_model(cached.model, spec or PAPER)
             except InputError as err:
@@ -228,20 +242,23 @@ def load_plugin(path: str | Path, spec: ModelSpec | None = None, *, compile_chec
             if compile_check:
                 check_compiles(plugin_spec(cached, spec or PAPER))
         return cached
-    module, claims = _execute(path, _module_name(path, "attnverify_plugin"))
-    model = module.__dict__.get("Model")
-    if model is None:
-        raise InputError(f"{path}: defines no Model (a subclass of attnverify.theory.SymbolicModel)")
-    if not (isinstance(model, type) and issubclass(model, SymbolicModel)):
-        raise InputError(f"{path}: Model is not a subclass of attnverify.theory.SymbolicModel")
-    plugin = Plugin(name=path.stem, model=model, path=str(path), digest=module.__digest__, claims=claims)
-    with kept_while(str(path)):  # the model's methods run here: what they change is the file's
-        try:
-            check_model(model, spec or PAPER)
-        except InputError as err:
-            raise InputError(f"{path}: {err}") from None
-        if compile_check:
-            check_compiles(plugin_spec(plugin, spec or PAPER))
+    # A file refused after it ran (no Model, a model that does not build or compile) changes no
+    # registration either: its claims would otherwise run, unowned, under any spec.
+    with _registers_only_if_loaded(_registry_snapshot()):
+        module, claims = _execute(path, _module_name(path, "attnverify_plugin"))
+        model = module.__dict__.get("Model")
+        if model is None:
+            raise InputError(f"{path}: defines no Model (a subclass of attnverify.theory.SymbolicModel)")
+        if not (isinstance(model, type) and issubclass(model, SymbolicModel)):
+            raise InputError(f"{path}: Model is not a subclass of attnverify.theory.SymbolicModel")
+        plugin = Plugin(name=path.stem, model=model, path=str(path), digest=module.__digest__, claims=claims)
+        with kept_while(str(path)):  # the model's methods run here: 64-bit mode turned off there is the file's
+            try:
+                check_model(model, spec or PAPER)
+            except InputError as err:
+                raise InputError(f"{path}: {err}") from None
+            if compile_check:
+                check_compiles(plugin_spec(plugin, spec or PAPER))
     _LOADED[(str(path.resolve()), plugin.path)] = plugin
     registry = sys.modules[_REGISTRY].REGISTRY if claims else {}
     _OWNED.update({cid: (str(path.resolve()), str(path), registry[cid]) for cid in claims})

@@ -137,10 +137,12 @@ class CompiledModel(NamedTuple):
     axes: dict  # the declared tensors' axes (for further compilations)
     uses_logit_shift: bool
     shifts_cancel: bool = True  # the forward is proved free of gamma^* and z^* (`theory.plugin.shifts_cancel`)
-    #: A plugin's weight exp(E_0 - r gamma^*) with E_0 other than the score (`theory.plugin.shift_exponent`):
-    #: E_0 (K, T) and r (a number, or a function giving (K,)); None: E_0 is the score and r is 1.
+    #: A plugin's weight F exp(E_0 - r gamma^*) other than exp(score - gamma^*) (`theory.plugin.
+    #: shift_exponent`): E_0 (K, T), r (a number, or a function giving (K,)) and F (None: 1, else a
+    #: function giving (K, T)); exponent None: E_0 is the score, r is 1 and F is 1.
     exponent: Callable | None = None
     rate: Callable | float = 1.0
+    factor: Callable | None = None
 
 
 @functools.lru_cache(maxsize=32)
@@ -163,12 +165,13 @@ def compiled_model(spec: ModelSpec) -> CompiledModel:
     if not shifts_cancel(spec):
         return compiled._replace(shifts_cancel=False)
     parts = shift_exponent(spec)
-    if parts is None or (parts[1] == 1 and parts[0] == model.score(S.i, S.t)):
+    if parts is None or parts[1:] == (1, 1) and parts[0] == model.score(S.i, S.t):
         return compiled
-    base, rate = parts
+    base, rate, factor = parts
     return compiled._replace(
         exponent=compile_expression(base, (S.i, S.t), axes=axes, ranges=free),
-        rate=float(rate) if rate.is_Number else compile_expression(rate, (S.i,), axes=axes, ranges=free))
+        rate=float(rate) if rate.is_Number else compile_expression(rate, (S.i,), axes=axes, ranges=free),
+        factor=None if factor == 1 else compile_expression(factor, (S.i, S.t), axes=axes, ranges=free))
 
 
 def _tensor_arrays(params: Any, e: jnp.ndarray) -> dict[str, jnp.ndarray]:
@@ -182,16 +185,23 @@ def _tensor_arrays(params: Any, e: jnp.ndarray) -> dict[str, jnp.ndarray]:
 
 
 def _gamma_shift(compiled: CompiledModel, arrays: dict) -> jnp.ndarray:
-    """Each head's gamma^* where the largest exponent of its weights exp(E_0 - r gamma^*) over t
-    is 0: max_t E_0 / r for r > 0 (the scores' max for the built-in weight), min_t for r < 0."""
+    """Each head's gamma^* where the largest exponent of its weights F exp(E_0 - r gamma^*), over
+    the positions F does not zero, is 0: max_t E_0 / r there for r > 0 (the scores' max for the
+    built-in weight), min_t for r < 0; 0 where r = 0 or no position is live. Over every position,
+    a window (F = 0 at the largest E_0) left every live weight at exp(-Delta / temp), which
+    underflowed."""
     if compiled.exponent is None:
         return jnp.max(compiled.score(arrays), axis=1)
     base = compiled.exponent(arrays)
     rate = compiled.rate(arrays) if callable(compiled.rate) else jnp.full(base.shape[:1], compiled.rate, base.dtype)
     rate = jnp.broadcast_to(rate, base.shape[:1])[:, None]
-    safe = jnp.where(rate == 0, 1, rate)  # r = 0: the weight does not depend on gamma^*
-    ratio = base / safe
-    return jnp.where(rate[:, 0] > 0, jnp.max(ratio, axis=1), jnp.where(rate[:, 0] < 0, jnp.min(ratio, axis=1), 0))
+    live = jnp.ones(base.shape, bool) if compiled.factor is None else jnp.broadcast_to(compiled.factor(arrays) != 0,
+                                                                                       base.shape)
+    ratio = base / jnp.where(rate == 0, 1, rate)
+    largest = jnp.max(jnp.where(live, ratio, -jnp.inf), axis=1)
+    smallest = jnp.min(jnp.where(live, ratio, jnp.inf), axis=1)
+    shift = jnp.where(rate[:, 0] > 0, largest, jnp.where(rate[:, 0] < 0, smallest, 0))
+    return jnp.where(jnp.isinf(shift), 0, shift)  # no live position: any shift
 
 
 def _shifts(compiled: CompiledModel, arrays: dict, spec: ModelSpec) -> dict[str, jnp.ndarray]:

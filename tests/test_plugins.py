@@ -296,12 +296,27 @@ def test_the_shift_is_proved_free_where_it_cancels():
 
 
 #: A temperature written in the weight, where the shift subtracts from the scaled score: the
-#: scores' max as gamma^* left exp(max score (1 / temp - 1)) = e^354 or more in float64.
+#: scores' max as gamma^* left exp(max score (1 / temp - 1)) = e^354 or more in float64. Each: the
+#: weight's body, and by hand its softmax's logits and live positions from the scores g (K, T) and
+#: the plugin's parameters.
 HOT_WEIGHT = {
-    "over_temp": "        return sp.exp(self.score(i, t) / self.constant('temp', 0.0005) - symbols.gamma_shift[i])\n",
-    "power": "        return sp.exp(self.score(i, t) - symbols.gamma_shift[i]) ** 2000\n",  # rate 2000
+    "over_temp": ("        return sp.exp(self.score(i, t) / self.constant('temp', 0.0005) - symbols.gamma_shift[i])\n",
+                  lambda g, extra: (2000 * g, None)),
+    "power": ("        return sp.exp(self.score(i, t) - symbols.gamma_shift[i]) ** 2000\n",  # rate 2000
+              lambda g, extra: (2000 * g, None)),
     "learned": ("        hot = self.parameter('hot', (symbols.K,), init='ones')\n"  # rate 1, E_0 = 2000 hot score
-                "        return sp.exp(2000 * hot[i] * self.score(i, t) - symbols.gamma_shift[i])\n"),
+                "        return sp.exp(2000 * hot[i] * self.score(i, t) - symbols.gamma_shift[i])\n",
+                lambda g, extra: (2000 * extra["hot"][:, None] * g, None)),
+    "negative_rate": ("        return sp.exp(-2000 * (self.score(i, t) - symbols.gamma_shift[i]))\n",  # rate -2000
+                      lambda g, extra: (-2000 * g, None)),
+    # a rate per head, of either sign (set below): compiled, and the min or the max by its sign
+    "signed_rates": ("        hot = self.parameter('hot', (symbols.K,))\n"
+                     "        return sp.exp(2000 * hot[i] * (self.score(i, t) - symbols.gamma_shift[i]))\n",
+                     lambda g, extra: (2000 * extra["hot"][:, None] * g, None)),
+    # a window: the shift is taken over the live positions (over all, every live weight underflowed)
+    "window": ("        return sp.Heaviside(1 - t, 1) * sp.exp(self.score(i, t) / self.constant('temp', 0.0005)"
+               " - symbols.gamma_shift[i])\n",
+               lambda g, extra: (2000 * g, jnp.arange(g.shape[1]) <= 1)),
 }
 
 
@@ -310,16 +325,20 @@ def test_a_weight_that_scales_its_score_is_shifted_by_its_own_exponent(tmp_path,
     """Can fail: gamma^* was the scores' max whatever the weight's exponent, so a temperature of
     0.002 written in `weight` overflowed the normaliser's square in the backward pass: explain's
     gradients were off by up to 500x (grad_l1; here 356x), with no NaN, and thm1.derived passed on them."""
-    body = "class Model(SymbolicModel):\n    def weight(self, i, t):\n" + HOT_WEIGHT[name]
-    path = plugin_file(tmp_path, HEADER + body)
+    body, logits = HOT_WEIGHT[name]
+    path = plugin_file(tmp_path, HEADER + "class Model(SymbolicModel):\n    def weight(self, i, t):\n" + body)
     spec = plugin_spec(load_plugin(path, TINY), TINY)
     params = pm.draw_plugin_params(jax.random.PRNGKey(3), spec, scale=4.0)
-    e = pm.embed(params, draw_document(jax.random.PRNGKey(4), TINY), spec)
-    base = params.base
+    if name == "signed_rates":  # one head of each sign
+        params = params._replace(extra={"hot": jnp.asarray([1.0, -0.7])})
+    tokens = draw_document(jax.random.PRNGKey(4), TINY)
+    e, base = pm.embed(params, tokens, spec), params.base
 
-    def written(e):  # softmax(2000 gamma) by hand: jax.nn.softmax shifts by its own max
+    def written(e):  # the softmax by hand: jax.nn.softmax shifts by its own max (over `where`)
         q, k = jnp.einsum("iak,k->ia", base.W_q, e[0]), jnp.einsum("iak,tk->ita", base.W_k, e)
-        alpha = jax.nn.softmax(2000 * jnp.einsum("ia,ita->it", q, k) / jnp.sqrt(TINY.d_att), axis=1)
+        z, live = logits(jnp.einsum("ia,ita->it", q, k) / jnp.sqrt(TINY.d_att), params.extra)
+        alpha = jax.nn.softmax(z, axis=1, where=live) if live is not None else jax.nn.softmax(z, axis=1)
+        alpha = jnp.where(live, alpha, 0) if live is not None else alpha
         s = jnp.einsum("io,ito->it", base.W_l[:, TINY.explained_class], jnp.einsum("iok,tk->ito", base.W_v, e))
         return jnp.mean(jnp.sum(alpha * s, axis=1))
 
@@ -327,7 +346,7 @@ def test_a_weight_that_scales_its_score_is_shifted_by_its_own_exponent(tmp_path,
     f, g, truth = pm.explained_output(params, e, spec), pm.output_gradient(params, e, spec), jax.grad(written)(e)
     assert abs(float(f - written(e))) <= 1e-12 * abs(float(written(e)))
     assert float(jnp.max(jnp.abs(g - truth)) / jnp.max(jnp.abs(truth))) <= 1e-10
-    derived = pm.plugin_theorem1_quantities(spec)["derived"](params, draw_document(jax.random.PRNGKey(4), TINY))
+    derived = pm.plugin_theorem1_quantities(spec)["derived"](params, tokens)
     assert float(jnp.max(jnp.abs(derived - truth)) / jnp.max(jnp.abs(truth))) <= 1e-10
 
 

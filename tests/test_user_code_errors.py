@@ -212,14 +212,46 @@ def test_a_claims_file_that_unregisters_and_then_fails_changes_no_registration(t
     # before its error stayed out of the process (and its origin was forgotten).
     from attnverify.verification.registry import _ORIGIN
 
-    kept = register(Claim(id="keep.me", group="keep", statement="s", source="x", lhs="a", rhs="b",
-                          build=lambda spec: None, tolerance={"float64": 1e-3, "float32": 1e-3},
-                          tolerance_reason="r", provenance="measured"))
+    fields = dict(group="keep", statement="s", source="x", lhs="a", rhs="b", build=lambda spec: None,
+                  tolerance={"float64": 1e-3, "float32": 1e-3}, tolerance_reason="r", provenance="measured")
+    kept = register(Claim(id="keep.me", **fields))
+    register(Claim(id="keep.last", **fields))  # after it: put back at the end, keep.me would move
     order, origin = list(REGISTRY), _ORIGIN["keep.me"]
     body = 'from attnverify.verification import unregister\nunregister("keep.me")\nraise RuntimeError("after")\n'
     code, _, err = cli(capsys, "claims", "--claims-module", module(tmp_path, body, name="drops_one.py"))
     assert code == 2 and "after" in err
     assert REGISTRY.get("keep.me") is kept and list(REGISTRY) == order and _ORIGIN["keep.me"] == origin
+
+
+def test_a_plugin_refused_after_it_ran_changes_no_registration(tmp_path):
+    # Can fail: only an error while the file ran was undone; a file refused afterwards (its model
+    # does not compile) kept the claim it registered, which then ran, unowned, under any spec.
+    from attnverify.plugins import load_plugin
+
+    body = ('claim(id="regfail.c", group="regfail")\nimport sympy as sp\n'
+            "from attnverify.theory import SymbolicModel\n\nclass Model(SymbolicModel):\n"
+            "    def score(self, i, t):\n        return sp.erf(super().score(i, t))\n")
+    with pytest.raises(InputError, match="cannot be compiled"):
+        load_plugin(module(tmp_path, body, name="regfail.py"))
+    assert "regfail.c" not in REGISTRY
+
+
+def test_a_helper_of_a_file_that_failed_runs_again_when_the_file_is_mended(tmp_path, monkeypatch):
+    # Can fail: the helper module stayed imported after the file's error, so loading the mended file
+    # did not run it again: the claim it registers, taken out with the failed file's, stayed gone.
+    from attnverify.plugins import load_plugin
+
+    (tmp_path / "helper_claims.py").write_text(HEAD + 'claim(id="helper.c", group="helper")\n')
+    monkeypatch.delitem(sys.modules, "helper_claims", raising=False)
+    model = "from attnverify.theory import SymbolicModel\n\nclass Model(SymbolicModel):\n    pass\n"
+    path = tmp_path / "mine.py"
+    path.write_text("import helper_claims\n" + model + "raise RuntimeError('not yet')\n")
+    with pytest.raises(InputError, match="not yet"):
+        load_plugin(path)
+    assert "helper.c" not in REGISTRY
+    path.write_text("import helper_claims\n" + model)
+    assert load_plugin(path).claims == ("helper.c",) and "helper.c" in REGISTRY
+    monkeypatch.delitem(sys.modules, "helper_claims", raising=False)
 
 
 def test_registration_checks_what_it_can():

@@ -324,7 +324,8 @@ def normal_form(expr: sp.Expr, ranges: Ranges | None = None) -> sp.Expr:
 
 
 def gradient(expr: sp.Expr, tau: sp.Symbol = S.tau, m: sp.Symbol = S.m) -> sp.Expr:
-    """d expr / d e[tau, m] by `sympy.diff`, in normal form (deltas eliminated).
+    """d expr / d e[tau, m] by `sympy.diff`, in normal form (deltas eliminated), steps
+    (sign, Heaviside) differentiated as 0 wherever their derivative exists.
 
     ``e[tau, m]`` is an entry of e, so tau and m range over e's axes (``symbols.AXES``).
     """
@@ -337,7 +338,9 @@ def gradient(expr: sp.Expr, tau: sp.Symbol = S.tau, m: sp.Symbol = S.m) -> sp.Ex
     # it), so sign(a) is written H(a) - H(-a) (equal at 0 too, H(0) = 1/2) and every DiracDelta
     # that diff writes, a term that lives only where a step's argument is exactly 0, is dropped.
     real = real.replace(sp.sign, lambda arg: sp.Heaviside(arg) - sp.Heaviside(-arg))
-    derivative = sp.diff(real, S.e[tau, m]).replace(lambda x: isinstance(x, sp.DiracDelta), lambda x: sp.Integer(0))
+    derivative = sp.diff(real, S.e[tau, m])
+    if not expr.has(sp.DiracDelta):  # one in the input is the caller's, and its derivative too
+        derivative = derivative.replace(lambda x: isinstance(x, sp.DiracDelta), lambda x: sp.Integer(0))
     return normal_form(derivative, ranges)
 
 

@@ -154,17 +154,19 @@ def shifts_cancel(spec: ModelSpec) -> bool:
     return S.logit_shift not in output.free_symbols or prove_equal(sp.diff(output, S.logit_shift), sp.Integer(0))
 
 
-def shift_exponent(spec: ModelSpec) -> tuple[sp.Expr, sp.Expr] | None:
-    """``(E_0, r)`` with the attention weight of `spec`'s model ``exp(E_0(i, t) - r(i) gamma^*_i)``
-    times a factor free of the shifts, E_0 and r free of them and r free of t; None when the weight
-    has no such exponent. The numerics then put gamma^*_i where the largest exponent over t is 0
-    (the max of E_0 / r for r > 0), so that exp never overflows: the built-in weight has
-    ``(score, 1)``, and a plugin's ``exp(score / temp - gamma^*)`` has ``(score / temp, 1)``. Its
-    largest weight is e^{max score (1 / temp - 1)} at the scores' max, which overflowed for
-    temp = 0.002 in float64 and silently zeroed the softmax Jacobian in the backward pass."""
+def shift_exponent(spec: ModelSpec) -> tuple[sp.Expr, sp.Expr, sp.Expr] | None:
+    """``(E_0, r, F)`` with the attention weight of `spec`'s model ``F(i, t) exp(E_0(i, t) - r(i)
+    gamma^*_i)``, where F, E_0 and r are free of the shifts and r of t; None when the weight has no
+    such exponent. The numerics then put gamma^*_i where the largest exponent over the positions
+    that F does not zero is 0 (the max of E_0 / r for r > 0), so that exp never overflows, nor
+    underflows at every live position: the built-in weight has ``(score, 1, 1)``, and a plugin's
+    ``exp(score / temp - gamma^*)`` has ``(score / temp, 1, 1)``. Its largest weight was
+    e^{max score (1 / temp - 1)} at the scores' max, which overflowed for temp = 0.002 in float64
+    and silently zeroed the softmax Jacobian in the backward pass."""
     shift = S.gamma_shift[S.i]
     weight = sp.powsimp(SymbolicModel(spec).weight(S.i, S.t))
-    shifted = [f for f in sp.Mul.make_args(weight) if f.has(S.gamma_shift)]
+    factors = sp.Mul.make_args(weight)
+    shifted = [f for f in factors if f.has(S.gamma_shift)]
     if len(shifted) != 1 or not isinstance(shifted[0], sp.exp):
         return None
     exponent = shifted[0].args[0]
@@ -173,7 +175,9 @@ def shift_exponent(spec: ModelSpec) -> tuple[sp.Expr, sp.Expr] | None:
     if rate.has(S.gamma_shift) or rate.has(S.t):
         return None
     base = exponent.subs(shift, 0)  # the exponent is linear in gamma^*_i: its derivative is free of it
-    return None if base.has(S.gamma_shift) else (base, rate)
+    if base.has(S.gamma_shift):
+        return None
+    return base, rate, sp.Mul(*[f for f in factors if f is not shifted[0]])
 
 
 def forward_proof(spec: ModelSpec) -> str:
