@@ -345,10 +345,11 @@ def check_sweep_eq19(args: argparse.Namespace) -> None:
         for K in args.K or [spec.heads]:
             validate.spec_fits(spec.replace(max_len=T, heads=K), copies=args.draws, what="the grid's models")
     longest = max([*(args.T or ()), spec.max_len, *args.d])
+    words = f"on documents of {longest} words (--d, --T)"  # a huge --d is as likely the cause as the samples
     if args.mc_samples is not None:
         _check_mc_samples_used(spec, args)
-        validate.fits_in_memory(f"--mc-samples {args.mc_samples}", args.mc_samples * 8 * longest * 2)
-    validate.fits_in_memory(f"--lime-samples {args.lime_samples}", args.lime_samples * 8 * longest * 2)
+        validate.fits_in_memory(f"--mc-samples {args.mc_samples} {words}", args.mc_samples * 8 * longest * 2)
+    validate.fits_in_memory(f"--lime-samples {args.lime_samples} {words}", args.lime_samples * 8 * longest * 2)
     for flag in ("json", "csv"):
         if getattr(args, flag) is not None:
             validate.output_file(f"--{flag}", getattr(args, flag))

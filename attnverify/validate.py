@@ -192,6 +192,8 @@ def output_folder(name: str, path: str | os.PathLike) -> Path:
     path = Path(text)
     if path.exists() and not path.is_dir():
         raise InputError(f"{name} {text}: exists and is not a folder")
+    if path.is_symlink() and not path.exists():  # mkdir would say "File exists"
+        raise InputError(f"{name} {text}: is a link to {os.readlink(path)}, which does not exist")
     above = nearest_existing(path)
     if not above.is_dir():
         raise InputError(f"{name} {text}: {above} is a file, not a folder")

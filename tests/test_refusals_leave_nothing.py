@@ -360,3 +360,10 @@ def test_resume_under_other_xla_options_or_edited_package_code_is_refused(tmp_pa
         environment_digest.cache_clear()
     assert_one_line_error(code, err, "computation differs from the first run (computation: the package's source, ")
     assert tree(tmp_path) == before
+
+
+def test_an_out_folder_that_is_a_dangling_link_is_named_so(tmp_path, capsys):
+    # Can fail: the link was followed to create the folder, and the error read "d: File exists".
+    (tmp_path / "d").symlink_to(tmp_path / "gone" / "x")
+    code, _, err = cli(capsys, *VERIFY, "--out", "d")
+    assert_one_line_error(code, err, f"--out d: is a link to {tmp_path / 'gone' / 'x'}, which does not exist")
