@@ -456,6 +456,8 @@ def figure_file_names(names) -> set[str]:
 
 #: The hidden folder an earlier report is set aside in, by the pid of the run that set it aside.
 EARLIER_REPORT = "{prefix}{pid}-earlier-report"
+#: Its name's suffix once the run's own report is written, while it is being removed.
+DISCARDED = "-discarded"
 
 
 class EarlierReport:
@@ -479,17 +481,23 @@ class EarlierReport:
         self.count = 0
 
     def recover(self) -> int:
-        """Put back the files of an earlier report that a run which is gone set aside and never restored
-        (a file of the same name written since stays); says on stderr how many. Call it holding the
-        folder's lock."""
+        """Put back the files of an earlier report that a run which is gone set aside and never restored,
+        over the files of the same name that run wrote (a run that finished renamed its stash before
+        removing it: `discard`); says on stderr how many. Call it holding the folder's lock."""
         count = 0
-        for stash in sorted(self.folder.glob(EARLIER_REPORT.format(prefix=validate.TMP_PREFIX, pid="*"))):
+        for stash in sorted(self.folder.glob(f"{validate.TMP_PREFIX}*-earlier-report*")):
             pid = stash.name[len(validate.TMP_PREFIX):].split("-", 1)[0]
-            if stash.is_dir() and pid.isdigit() and (int(pid) == os.getpid() or not validate.pid_alive(int(pid))):
-                count += _move_back(stash, self.folder, overwrite=False)
+            if not (stash.is_dir() and pid.isdigit() and (int(pid) == os.getpid() or not validate.pid_alive(int(pid)))):
+                continue
+            if stash.name.endswith(DISCARDED):  # its run had written its report: the earlier one goes
+                shutil.rmtree(stash, ignore_errors=True)
+            elif stash.name.endswith("-earlier-report"):
+                # The run never finished, so a file of the same name is its part-written report's (a
+                # figure beside the earlier pages): the earlier report is the folder as it was.
+                count += _move_back(stash, self.folder, overwrite=True)
         if count:
-            print(f"attnverify: note: put back {count} files of an earlier report that an interrupted run had set "
-                  f"aside in {self.folder}", file=sys.stderr)
+            print(f"attnverify: note: put back {count} file{'' if count == 1 else 's'} of an earlier report that an "
+                  f"interrupted run had set aside in {self.folder}", file=sys.stderr)
         return count
 
     def set_aside(self) -> EarlierReport:
@@ -507,8 +515,16 @@ class EarlierReport:
         return self
 
     def discard(self) -> None:
-        """Remove the earlier report (the new one is written); says on stderr how many files it had."""
-        shutil.rmtree(self.aside, ignore_errors=True)
+        """Remove the earlier report (the new one is written); says on stderr how many files it had.
+        The hidden folder is renamed first, in one step, so that a run killed while removing it leaves
+        a folder the next report removes (`recover`), never one it would put back over this report."""
+        if self.aside.is_dir():
+            doomed = self.aside.with_name(self.aside.name + DISCARDED)
+            try:
+                os.replace(self.aside, doomed)
+            except OSError:
+                doomed = self.aside
+            shutil.rmtree(doomed, ignore_errors=True)
         if self.count:
             print(f"attnverify: note: {self.folder} held an earlier report; its {self.count} files were removed "
                   "(this report takes its place)", file=sys.stderr)

@@ -491,7 +491,9 @@ def test_a_reused_report_folder_sets_the_earlier_report_aside_and_can_put_it_bac
 
 
 def test_an_earlier_report_a_killed_run_set_aside_is_put_back_by_the_next(tmp_path, capsys):
-    # Can fail: a run killed while the earlier report was set aside left it hidden for good.
+    # Can fail: a run killed while the earlier report was set aside left it hidden for good; and,
+    # put back beside the killed run's figure of the same name, the folder showed the earlier pages
+    # with the killed run's figure (the earlier figure stayed hidden, through every later report).
     from attnverify.preflight import EarlierReport
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
@@ -500,12 +502,29 @@ def test_an_earlier_report_a_killed_run_set_aside_is_put_back_by_the_next(tmp_pa
     (stash / "report.html").write_text("earlier")
     (stash / "figures" / "fig3.png").write_text("earlier")
     (tmp_path / "figures").mkdir()
-    (tmp_path / "figures" / "fig3.png").write_text("newer")  # written since: kept
-    assert EarlierReport(tmp_path, ["fig3"]).recover() == 1
+    (tmp_path / "figures" / "fig3.png").write_text("killed run's")
+    assert EarlierReport(tmp_path, ["fig3"]).recover() == 2
     assert (tmp_path / "report.html").read_text() == "earlier"
-    assert (tmp_path / "figures" / "fig3.png").read_text() == "newer"
-    assert "put back 1 files of an earlier report" in capsys.readouterr().err
-    assert (stash / "figures" / "fig3.png").exists()  # not put back over the newer one, so not lost either
+    assert (tmp_path / "figures" / "fig3.png").read_text() == "earlier"
+    assert "put back 2 files of an earlier report" in capsys.readouterr().err
+    assert not stash.exists()
+
+
+def test_an_earlier_report_a_finished_run_was_removing_is_not_put_back(tmp_path, capsys):
+    # Can fail (with the stash put back over same-named files): a run killed while it removed the
+    # earlier report, its own report written, would have had the earlier figures put back over its own.
+    from attnverify.preflight import EarlierReport
+
+    (tmp_path / "figures").mkdir()
+    (tmp_path / "figures" / "fig3.png").write_text("new")
+    (tmp_path / "report.html").write_text("new")
+    earlier = EarlierReport(tmp_path, ["fig3"])
+    earlier.aside.mkdir()
+    (earlier.aside / "report.html").write_text("earlier")
+    doomed = earlier.aside.with_name(earlier.aside.name + "-discarded")
+    os.replace(earlier.aside, doomed)  # as `discard` leaves it when killed before removing it
+    assert EarlierReport(tmp_path, ["fig3"]).recover() == 0
+    assert (tmp_path / "report.html").read_text() == "new" and not doomed.exists()
 
 
 # -- the results folder: locked, checked on resume ---------------------------------------------------
