@@ -550,7 +550,7 @@ def test_a_model_file_of_another_version_of_the_plugin_is_warned_of(tmp_path, ca
     assert again.out == first.out  # the file's constant, as the warning says
 
 
-def test_resume_refuses_the_results_of_a_plugin_whose_helper_module_changed(tmp_path, capsys):
+def test_resume_refuses_the_results_of_a_plugin_whose_helper_module_changed(tmp_path, capsys, monkeypatch):
     # Can fail: a plugin read its temperature from a helper module beside it; after the helper was
     # edited, `--resume` read back the first run's errors (the run was identified by the plugin file
     # alone), where a fresh run failed.
@@ -562,6 +562,9 @@ def test_resume_refuses_the_results_of_a_plugin_whose_helper_module_changed(tmp_
             str(tmp_path / "run"), *sizes]
     assert main(argv) == 0
     capsys.readouterr()
+    # the same file named another way (relative, from its folder) is the same plugin: resumed (it was refused)
+    monkeypatch.chdir(tmp_path)
+    assert main([*argv[:3], "hot.py", *argv[4:], "--resume"]) == 0
     (tmp_path / "temperature_of_run.py").write_text("TEMP = 0.2\n")
     one_line_error(capsys, [*argv, "--resume"], "spec differs from the first run", "plugin sha256",
                    "the plugin or a helper module it imports changed")

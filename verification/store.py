@@ -270,6 +270,14 @@ def run_identity(manifest: dict) -> dict:
             "scale": manifest["scale"], "code": manifest["code"]}
 
 
+def _compared(key: str, value):
+    """What must match on resume: a spec's plugin by its code (sha256), not by the path it was given by
+    (the same file named from another folder, or by its absolute path, is the same plugin)."""
+    if key == "spec" and isinstance(value, dict) and isinstance(value.get("plugin"), dict):
+        return {**value, "plugin": {k: v for k, v in value["plugin"].items() if k != "file"}}
+    return value
+
+
 def _difference(key: str, then, now) -> str:
     """What changed in a manifest entry, for a refused `--resume`: a spec's changed fields (a
     plugin's file or code by name), another entry's two values."""
@@ -281,10 +289,13 @@ def _difference(key: str, then, now) -> str:
         for field_name in fields:
             a, b = then.get(field_name), now.get(field_name)
             if field_name == "plugin" and isinstance(a, dict) and isinstance(b, dict):
-                parts += [f"plugin {k} {str(a.get(k))[:12]} then, {str(b.get(k))[:12]} now"
-                          for k in ("file", "sha256") if a.get(k) != b.get(k)]
                 if a.get("sha256") != b.get("sha256"):
-                    parts[-1] += " (the plugin or a helper module it imports changed)"
+                    files = (f"{shortened(str(a.get('file')))} then, {shortened(str(b.get('file')))} now; "
+                             if a.get("file") != b.get("file") else "")
+                    parts.append(f"plugin sha256 {str(a.get('sha256'))[:12]} then, {str(b.get('sha256'))[:12]} now "
+                                 f"({files}the plugin or a helper module it imports changed)")
+                parts += [f"plugin {k}: {_short(a.get(k))} then, {_short(b.get(k))} now"
+                          for k in sorted(a.keys() | b.keys()) if k not in ("file", "sha256") and a.get(k) != b.get(k)]
             else:
                 parts.append(f"{field_name}: {_short(a)} then, {_short(b)} now")
         return "spec: " + ", ".join(parts) if parts else "spec"
@@ -373,7 +384,7 @@ class ChunkStore:
     @classmethod
     def _resume(cls, folder: Path, manifest: dict, log, distances: frozenset[str] = frozenset()) -> ChunkStore:
         previous = read_manifest(folder / "manifest.json")
-        changed = [k for k in RESUME_KEYS if previous.get(k) != manifest.get(k)]
+        changed = [k for k in RESUME_KEYS if _compared(k, previous.get(k)) != _compared(k, manifest.get(k))]
         if changed:
             shown = [_difference(k, previous.get(k), manifest.get(k)) for k in changed if k != "block"]
             raise InputError(f"cannot resume {folder}: {', '.join(changed)} "
@@ -421,7 +432,7 @@ class ChunkStore:
         """Refuse to serve a sweep other than the manifest's (a caller's mistake, never silent)."""
         wanted = {"spec": spec, "seed": seed, "dtype": dtype, "scale": scale, "trials": trials,
                   "chunk_size": chunk_size}
-        changed = [k for k, v in wanted.items() if self.manifest.get(k) != v]
+        changed = [k for k, v in wanted.items() if _compared(k, self.manifest.get(k)) != _compared(k, v)]
         if changed or claim not in self.manifest["claims"]:
             what = ", ".join(changed) if changed else f"claim {claim} (not in its claim list)"
             raise InputError(f"the results folder {self.folder} holds another sweep: {what} "
