@@ -367,3 +367,21 @@ def test_an_out_folder_that_is_a_dangling_link_is_named_so(tmp_path, capsys):
     (tmp_path / "d").symlink_to(tmp_path / "gone" / "x")
     code, _, err = cli(capsys, *VERIFY, "--out", "d")
     assert_one_line_error(code, err, f"--out d: is a link to {tmp_path / 'gone' / 'x'}, which does not exist")
+
+
+@pytest.mark.parametrize("what", ["fifo", "folder"])
+def test_resume_refuses_records_or_a_manifest_that_are_not_files(tmp_path, capsys, what):
+    # Can fail: a FIFO named results.jsonl blocked `--resume` for good; a folder named manifest.json
+    # read as "nothing to resume (no manifest.json)".
+    code, _, err = cli(capsys, *VERIFY, "--out", "s")
+    assert code == 0, err
+    if what == "fifo":
+        (tmp_path / "s" / "results.jsonl").unlink()
+        os.mkfifo(tmp_path / "s" / "results.jsonl")
+        said = "results.jsonl: is not a regular file, so the sweep's records cannot be read back"
+    else:
+        (tmp_path / "s" / "manifest.json").unlink()
+        (tmp_path / "s" / "manifest.json").mkdir()
+        said = "manifest.json: is not a regular file, so it cannot be resumed"
+    code, _, err = cli(capsys, *VERIFY, "--out", "s", "--resume")
+    assert_one_line_error(code, err, said)

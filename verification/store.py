@@ -127,8 +127,8 @@ class FolderLock:
                 owner = _read_pid(handle)
                 handle.close()
                 who = f"pid {owner}" if owner is not None else "another process"
-                raise InputError(f"{self.path.parent}: folder in use by {who} (a sweep is writing there; "
-                                 f"wait for it, or choose another folder)") from None
+                raise InputError(f"{self.path.parent}: folder in use by {who} (a sweep or a report is writing "
+                                 f"there; wait for it, or choose another folder)") from None
             except OSError as err:
                 handle.close()
                 raise os_error(self.path, err) from None
@@ -338,6 +338,8 @@ class ChunkStore:
             raise InputError("the results folder path is empty")
         if folder.exists() and not folder.is_dir():
             raise InputError(f"{folder}: exists and is not a folder")
+        if resume and (folder / "manifest.json").exists() and not (folder / "manifest.json").is_file():
+            raise InputError(f"{folder / 'manifest.json'}: is not a regular file, so it cannot be resumed")
         if resume and not (folder / "manifest.json").is_file():
             raise InputError(f"{folder}: nothing to resume (no manifest.json)")
         made = missing_folders(folder)  # the folders this run creates, deepest first
@@ -399,6 +401,8 @@ class ChunkStore:
         if not results.exists():
             results.touch()
             return
+        if not results.is_file():  # a FIFO blocked the read for good; a folder cannot be appended to
+            raise InputError(f"{results}: is not a regular file, so the sweep's records cannot be read back")
         try:
             data = results.read_bytes()
         except OSError as err:
