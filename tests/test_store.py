@@ -254,6 +254,33 @@ def test_code_version_follows_the_claims_source(tmp_path, monkeypatch):
     assert code_version([claim]) != version
 
 
+def test_code_version_follows_the_helpers_of_a_claims_package(tmp_path, monkeypatch):
+    # Can fail: a claims module named by its dotted name was identified by its own file alone, so a
+    # resume after an edit of the helper module it imports mixed the two runs' chunks, silently.
+    import importlib
+
+    from attnverify.verification.registry import REGISTRY
+
+    package = tmp_path / "mine_pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "helpers.py").write_text("FACTOR = 1.0\n")
+    (package / "claims.py").write_text(
+        "import dataclasses\nfrom attnverify.verification import REGISTRY, register\n"
+        "from mine_pkg.helpers import FACTOR\n\n"
+        "def build(spec):\n    return lambda params, tokens: (FACTOR * params.W_q, params.W_q)\n\n"
+        "register(dataclasses.replace(REGISTRY['thm1.gradient'], id='mine.scaled', build=build))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.import_module("mine_pkg.claims")
+    try:
+        version = code_version([REGISTRY["mine.scaled"]])
+        (package / "helpers.py").write_text("FACTOR = 2.0\n")
+        assert code_version([REGISTRY["mine.scaled"]]) != version
+    finally:
+        for name in ("mine_pkg", "mine_pkg.claims", "mine_pkg.helpers"):
+            sys.modules.pop(name, None)
+
+
 # -- fuzz: the record parser answers every line with a record or a reason, never an exception --------
 VALID = {"claim": "a", "seed": 1, "spec": None, "dtype": "float64", "scale": 1.0, "code": "0.1.0+abc",
          "chunk": 2, "start": 256, "stop": 300, "size": 44, "errors": [1e-16] * 44}

@@ -83,11 +83,24 @@ def code_version(claims: Iterable) -> str:
             user_files[module.__file__] = module.__digest__
         elif module is not None and getattr(module, "__file__", None):
             files.add(module.__file__)
+            files.update(_package_sources(module))
     for path in sorted(files):
         digest.update(Path(path).read_bytes())
     for path in sorted(user_files):
         digest.update(user_files[path].encode())
     return f"{attnverify.__version__}+{digest.hexdigest()[:12]}"
+
+
+def _package_sources(module) -> set[str]:
+    """The source files of the top-level package of a user's claims module named by its dotted name
+    (``mypkg.claims``): a helper module beside it (``mypkg.helpers``) is part of its code, and an
+    edited one is another code version (a resume had mixed its chunks with the first run's). This
+    package's own modules are in `computation_digest`."""
+    top = module.__name__.split(".")[0]
+    package = sys.modules.get(top)
+    if "." not in module.__name__ or top == "attnverify" or package is None:
+        return set()
+    return {str(p) for folder in getattr(package, "__path__", []) for p in sorted(Path(folder).rglob("*.py"))}
 
 
 def computation_digest() -> str:
