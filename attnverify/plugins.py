@@ -229,18 +229,12 @@ def load_plugin(path: str | Path, spec: ModelSpec | None = None, *, compile_chec
     """
     from attnverify.spec import PAPER
     from attnverify.theory.model import SymbolicModel
-    from attnverify.theory.plugin import Plugin, check_model, plugin_spec
+    from attnverify.theory.plugin import Plugin
 
     path = Path(path)
     cached = _cached(path)
     if cached is not None:  # the same file, unchanged: the same plugin (caches stay warm)
-        with kept_while(str(path)):  # the model's methods run here: 64-bit mode turned off there is the file's
-            try:
-                check_model(cached.model, spec or PAPER)
-            except InputError as err:
-                raise InputError(f"{path}: {err}") from None
-            if compile_check:
-                check_compiles(plugin_spec(cached, spec or PAPER))
+        _check_loaded(path, cached, spec or PAPER, compile_check)
         return cached
     # A file refused after it ran (no Model, a model that does not build or compile) changes no
     # registration either: its claims would otherwise run, unowned, under any spec.
@@ -252,17 +246,26 @@ def load_plugin(path: str | Path, spec: ModelSpec | None = None, *, compile_chec
         if not (isinstance(model, type) and issubclass(model, SymbolicModel)):
             raise InputError(f"{path}: Model is not a subclass of attnverify.theory.SymbolicModel")
         plugin = Plugin(name=path.stem, model=model, path=str(path), digest=module.__digest__, claims=claims)
-        with kept_while(str(path)):  # the model's methods run here: 64-bit mode turned off there is the file's
-            try:
-                check_model(model, spec or PAPER)
-            except InputError as err:
-                raise InputError(f"{path}: {err}") from None
-            if compile_check:
-                check_compiles(plugin_spec(plugin, spec or PAPER))
+        _check_loaded(path, plugin, spec or PAPER, compile_check)
     _LOADED[(str(path.resolve()), plugin.path)] = plugin
     registry = sys.modules[_REGISTRY].REGISTRY if claims else {}
     _OWNED.update({cid: (str(path.resolve()), str(path), registry[cid]) for cid in claims})
     return plugin
+
+
+def _check_loaded(path: Path, plugin, spec: ModelSpec, compile_check: bool) -> None:
+    """Build `plugin`'s model under `spec` (and, with `compile_check`, check that it compiles), one
+    line naming the file for what fails. The model's methods run here: 64-bit mode turned off there
+    is the file's (`kept_while`)."""
+    from attnverify.theory.plugin import check_model, plugin_spec
+
+    with kept_while(str(path)):
+        try:
+            check_model(plugin.model, spec)
+        except InputError as err:
+            raise InputError(f"{path}: {err}") from None
+        if compile_check:
+            check_compiles(plugin_spec(plugin, spec))
 
 
 #: The claims a plugin file registered, by id (and the file: resolved, as given; and the claim, so

@@ -424,10 +424,8 @@ def check_drawable(name: str, text: str) -> None:
     bad = next((c for c in text if ord(c) < 32 and c not in "\t\n"), None)
     if bad is not None:
         raise InputError(f"{name}: contains the control character {bad!r}, which cannot be drawn")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:  # a byte that is not UTF-8, as Python reads it (a lone surrogate)
-        raise InputError(f"{name}: is not UTF-8 text, which cannot be drawn") from None
+    if not validate.is_utf8(text):
+        raise InputError(f"{name}: is not UTF-8 text, which cannot be drawn")
 
 
 def make_folder(name: str, path) -> Path:
@@ -485,13 +483,14 @@ class EarlierReport:
         over the files of the same name that run wrote (a run that finished renamed its stash before
         removing it: `discard`); says on stderr how many. Call it holding the folder's lock."""
         count = 0
-        for stash in sorted(self.folder.glob(f"{validate.TMP_PREFIX}*-earlier-report*")):
+        aside = EARLIER_REPORT.format(prefix="", pid="")  # the name's end, "-earlier-report"
+        for stash in sorted(self.folder.glob(EARLIER_REPORT.format(prefix=validate.TMP_PREFIX, pid="*") + "*")):
             pid = stash.name[len(validate.TMP_PREFIX):].split("-", 1)[0]
             if not (stash.is_dir() and pid.isdigit() and (int(pid) == os.getpid() or not validate.pid_alive(int(pid)))):
                 continue
-            if stash.name.endswith(DISCARDED):  # its run had written its report: the earlier one goes
+            if stash.name.endswith(aside + DISCARDED):  # its run had written its report: the earlier one goes
                 shutil.rmtree(stash, ignore_errors=True)
-            elif stash.name.endswith("-earlier-report"):
+            elif stash.name.endswith(aside):
                 # The run never finished, so a file of the same name is its part-written report's (a
                 # figure beside the earlier pages): the earlier report is the folder as it was.
                 count += _move_back(stash, self.folder, overwrite=True)

@@ -146,15 +146,15 @@ def output_file(name: str, path: str | os.PathLike) -> Path:
     return path
 
 
-#: What a sweep keeps in its results folder (`verification.store`), beside ``manifest.json``.
-SWEEP_RECORDS = ("manifest.json", "results.jsonl", ".attnverify.lock")
+#: What a sweep keeps in its results folder (`verification.store`): its manifest, its records, its lock.
+SWEEP_RECORDS = MANIFEST_NAME, RESULTS_NAME, LOCK_NAME = ("manifest.json", "results.jsonl", ".attnverify.lock")
 
 
 def _not_a_sweeps_record(name: str, text: str) -> None:
     """Refuse an output that is (through any link) a file a sweep keeps in its results folder:
     writing it would destroy the records of that sweep, finished or still running."""
     real = Path(os.path.realpath(text))
-    if real.name in SWEEP_RECORDS and (real.parent / "manifest.json").is_file():
+    if real.name in SWEEP_RECORDS and (real.parent / MANIFEST_NAME).is_file():
         raise InputError(f"{name} {text}: is the {real.name} of the sweep results in {real.parent}; "
                          "give the file another name")
 
@@ -268,6 +268,17 @@ def spec_fits(spec, *, copies: int = 1, what: str = "the model") -> None:
 
 
 # -- finite results and strict JSON ---------------------------------------------------------------
+def is_utf8(text: str) -> bool:
+    """Whether `text` can be written as UTF-8: a byte that is not (in argv, the environment or a
+    path) reaches Python as a lone surrogate, which JAX's bindings and matplotlib answer with a
+    traceback."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def shortened(text: str, width: int = 40) -> str:
     """`text`, cut to `width` characters with "..." when longer (a value quoted in a one-line message)."""
     return text if len(text) <= width else text[: width - 3] + "..."

@@ -31,7 +31,7 @@ from pathlib import Path
 from attnverify.theory import memo
 
 from attnverify.errors import warn_once
-from attnverify.validate import TMP_PREFIX, nearest_existing
+from attnverify.validate import TMP_PREFIX, is_utf8, nearest_existing
 
 ENV_VAR = "ATTNVERIFY_CACHE_DIR"
 #: Every program that takes longer than this to compile is written (XLA CPU programs take
@@ -77,10 +77,8 @@ def cache_location() -> Path:
 
 def check_cache_location(path: Path, *, create: bool) -> None:
     """Raise `CacheLocationError` (one line) unless `path` is, or can become, a writable folder."""
-    try:
-        str(path).encode("utf-8")
-    except UnicodeEncodeError:  # a byte that is not UTF-8: JAX takes the folder as UTF-8 text (a traceback)
-        raise CacheLocationError(f"compilation cache folder {str(path)!r} is not UTF-8 text") from None
+    if not is_utf8(str(path)):  # JAX takes the folder as UTF-8 text
+        raise CacheLocationError(f"compilation cache folder {str(path)!r} is not UTF-8 text")
     try:
         is_file = path.exists() and not path.is_dir()
     except OSError as err:  # e.g. a parent folder that cannot be searched: Path.exists raises EACCES

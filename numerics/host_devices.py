@@ -23,7 +23,7 @@ import os
 import sys
 
 from attnverify.errors import InputError
-from attnverify.validate import MAX_COUNT, env_count
+from attnverify.validate import MAX_COUNT, env_count, is_utf8
 
 ENV_VAR = "ATTNVERIFY_CPU_DEVICES"
 FLAG = "--xla_force_host_platform_device_count"
@@ -41,10 +41,8 @@ def check_xla_flags(flags: str) -> None:
     """One-line `InputError` for an ``XLA_FLAGS`` that XLA would end the process over: a word
     that is not an option (XLA reads it as a file of flags), or a device count that is not a
     positive integer. (An option XLA does not know still ends it: XLA alone knows its options.)"""
-    try:
-        flags.encode("utf-8")
-    except UnicodeEncodeError:  # XLA takes its options as UTF-8 text: a traceback from its bindings
-        raise InputError(f"XLA_FLAGS: {flags!r} is not UTF-8 text") from None
+    if not is_utf8(flags):  # XLA takes its options as UTF-8 text
+        raise InputError(f"XLA_FLAGS: {flags!r} is not UTF-8 text")
     for word in flags.split():
         if not word.startswith("--") or len(word) < 3:
             raise InputError(f"XLA_FLAGS: {word!r} is not an XLA option (--name or --name=value)")

@@ -91,6 +91,11 @@ def _options(config) -> dict[str, object]:
     return {option: getattr(config, option) for option in (*PINNED, *STOP_AT_NAN)}
 
 
+def x64_turned_off(who: str) -> str:
+    """The one-line refusal of code (`who`: a file, a claim's build) that turned 64-bit mode off."""
+    return f"{who} turned JAX's 64-bit mode off (jax_enable_x64): the float64 checks need it; leave it on"
+
+
 @contextmanager
 def kept_while(origin: str) -> Iterator[None]:
     """Run a plugin file or a claims module (`attnverify.plugins`) and answer the JAX options it
@@ -105,8 +110,7 @@ def kept_while(origin: str) -> Iterator[None]:
     x64, before = bool(jax.config.jax_enable_x64), _options(jax.config)
     yield
     if x64 and not jax.config.jax_enable_x64:
-        raise InputError(f"{origin} turned JAX's 64-bit mode off (jax_enable_x64): the float64 checks need it; "
-                         "leave it on")
+        raise InputError(x64_turned_off(origin))
     after = _options(jax.config)
     pin_jax_options(jax.config, origin, changed=frozenset(k for k in after if after[k] != before[k]), computing=x64)
 

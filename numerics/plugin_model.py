@@ -195,8 +195,7 @@ def _gamma_shift(compiled: CompiledModel, arrays: dict) -> jnp.ndarray:
     base = compiled.exponent(arrays)
     rate = compiled.rate(arrays) if callable(compiled.rate) else jnp.full(base.shape[:1], compiled.rate, base.dtype)
     rate = jnp.broadcast_to(rate, base.shape[:1])[:, None]
-    live = jnp.ones(base.shape, bool) if compiled.factor is None else jnp.broadcast_to(compiled.factor(arrays) != 0,
-                                                                                       base.shape)
+    live = True if compiled.factor is None else compiled.factor(arrays) != 0  # where broadcasts it
     ratio = base / jnp.where(rate == 0, 1, rate)
     largest = jnp.max(jnp.where(live, ratio, -jnp.inf), axis=1)
     smallest = jnp.min(jnp.where(live, ratio, jnp.inf), axis=1)

@@ -19,6 +19,7 @@ from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
+from attnverify.numerics.jax_options import x64_turned_off
 from attnverify.numerics.model import Params
 from attnverify.verification.confidence import takes_tolerance
 
@@ -266,13 +267,10 @@ def user_code(claim: Claim, what: str, fn: Any = None) -> Iterator[None]:
         raise UserCodeError(f"claim {claim.id!r}: {what}: {err}") from None
     except (Exception, SystemExit) as err:  # noqa: BLE001 (user code: any error, or an exit, is one line)
         if x64 and not _x64():  # what failed is likely the float32 arrays that followed
-            raise UserCodeError(_X64_OFF.format(claim.id, what)) from None
+            raise UserCodeError(x64_turned_off(f"claim {claim.id!r}: {what}")) from None
         raise UserCodeError(f"claim {claim.id!r}: {what} raised {describe(err)}") from None
     if x64 and not _x64():
-        raise UserCodeError(_X64_OFF.format(claim.id, what))
-
-
-_X64_OFF = "claim {!r}: {} turned JAX's 64-bit mode off (jax_enable_x64): the float64 checks need it; leave it on"
+        raise UserCodeError(x64_turned_off(f"claim {claim.id!r}: {what}"))
 
 
 def _x64() -> bool:

@@ -36,11 +36,10 @@ from pathlib import Path
 from attnverify.numerics.modelfile import atomic_write
 
 from attnverify.errors import InputError, warn
-from attnverify.validate import missing_folders, os_error, pid_alive, remove_empty_folders, shortened
+from attnverify.validate import LOCK_NAME, missing_folders, os_error, pid_alive, remove_empty_folders, shortened
 
 #: Manifest entries that must match for `--resume` to continue a sweep.
 RESUME_KEYS = ("spec", "seed", "dtype", "scale", "trials", "chunk_size", "block", "claims", "code", "computation")
-LOCK_NAME = ".attnverify.lock"
 #: A record's identity fields: each must equal the run's (`ChunkStore.identity`).
 IDENTITY = ("seed", "spec", "dtype", "scale", "code")
 _NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
