@@ -32,7 +32,7 @@ from attnverify.theory import statements
 from attnverify.theory import symbols as S
 from attnverify.theory.derivations import derive_gradient
 from attnverify.theory.model import Constant, Parameter, SymbolicModel
-from attnverify.theory.plugin import shift_exponent, shifts_cancel
+from attnverify.theory.plugin import logit_shift_exponents, overridden, shift_exponent, shifts_cancel
 
 from attnverify.errors import warn
 from attnverify.spec import ModelSpec
@@ -143,6 +143,11 @@ class CompiledModel(NamedTuple):
     exponent: Callable | None = None
     rate: Callable | float = 1.0
     factor: Callable | None = None
+    #: A plugin's own output whose exps hold z^* as exp(E_0 - r z^*) (`theory.plugin.
+    #: logit_shift_exponents`): a function giving every E_0 / r, flattened, and the sign of the
+    #: rates; None: z^* at the logits' max (sigmoid: max(0, z)), as the built-in links read.
+    logit_exponents: Callable | None = None
+    logit_rate_sign: int = 1
 
 
 @functools.lru_cache(maxsize=32)
@@ -165,13 +170,29 @@ def compiled_model(spec: ModelSpec) -> CompiledModel:
     if not shifts_cancel(spec):
         return compiled._replace(shifts_cancel=False)
     parts = shift_exponent(spec)
-    if parts is None or parts[1:] == (1, 1) and parts[0] == model.score(S.i, S.t):
+    if parts is not None and not (parts[1:] == (1, 1) and parts[0] == model.score(S.i, S.t)):
+        base, rate, factor = parts
+        compiled = compiled._replace(
+            exponent=compile_expression(base, (S.i, S.t), axes=axes, ranges=free),
+            rate=float(rate) if rate.is_Number else compile_expression(rate, (S.i,), axes=axes, ranges=free),
+            factor=None if factor == 1 else compile_expression(factor, (S.i, S.t), axes=axes, ranges=free))
+    if compiled.uses_logit_shift and "output" in overridden(type(model)):
+        compiled = _with_logit_exponents(compiled, logit_shift_exponents(spec), axes)
+    return compiled
+
+
+def _with_logit_exponents(compiled: CompiledModel, parts: tuple | None, axes: dict) -> CompiledModel:
+    """`compiled` with z^* read from a plugin's own output (`theory.plugin.logit_shift_exponents`);
+    unchanged when z^* enters that output otherwise."""
+    if parts is None:
         return compiled
-    base, rate, factor = parts
-    return compiled._replace(
-        exponent=compile_expression(base, (S.i, S.t), axes=axes, ranges=free),
-        rate=float(rate) if rate.is_Number else compile_expression(rate, (S.i,), axes=axes, ranges=free),
-        factor=None if factor == 1 else compile_expression(factor, (S.i, S.t), axes=axes, ranges=free))
+    ratios = [(compile_expression(base, tuple(ranges), axes=axes, ranges=ranges), float(rate))
+              for base, rate, ranges in parts]
+
+    def exponents(arrays: dict) -> jnp.ndarray:
+        return jnp.concatenate([jnp.ravel(ratio(arrays) / rate) for ratio, rate in ratios])
+
+    return compiled._replace(logit_exponents=exponents, logit_rate_sign=1 if parts[0][1] > 0 else -1)
 
 
 def _tensor_arrays(params: Any, e: jnp.ndarray) -> dict[str, jnp.ndarray]:
@@ -204,10 +225,14 @@ def _gamma_shift(compiled: CompiledModel, arrays: dict) -> jnp.ndarray:
 
 
 def _shifts(compiled: CompiledModel, arrays: dict, spec: ModelSpec) -> dict[str, jnp.ndarray]:
-    """gamma^* where each head's largest weight is exp(0) (`_gamma_shift`), and z^* at the logits'
-    max (sigmoid: max(0, z))."""
+    """gamma^* where each head's largest weight is exp(0) (`_gamma_shift`), and z^* where the
+    output's largest exponent is 0: a plugin's own output's max E_0 / r (min for r < 0:
+    `CompiledModel.logit_exponents`), else the logits' max (sigmoid: max(0, z))."""
     shifts = {"gamma^*": jax.lax.stop_gradient(_gamma_shift(compiled, arrays))}
-    if compiled.uses_logit_shift:
+    if compiled.logit_exponents is not None:
+        exponents = compiled.logit_rate_sign * compiled.logit_exponents({**arrays, **shifts})
+        shifts["z^*"] = jax.lax.stop_gradient(compiled.logit_rate_sign * jnp.max(exponents))
+    elif compiled.uses_logit_shift:
         z = compiled.logits({**arrays, **shifts})
         shift = jnp.maximum(0.0, z[spec.explained_class]) if spec.output_link == "sigmoid" else jnp.max(z)
         shifts["z^*"] = jax.lax.stop_gradient(shift)
@@ -217,8 +242,8 @@ def _shifts(compiled: CompiledModel, arrays: dict, spec: ModelSpec) -> dict[str,
 def symbol_arrays(params: Any, e: jnp.ndarray, spec: ModelSpec) -> dict[str, jnp.ndarray]:
     """Bind every SymPy tensor name of `spec`'s model to an array. The shifts gamma^* and
     z^* may be any constants (exact); they are bound where each head's largest weight is exp(0)
-    (`_gamma_shift`: the scores' max over t when the weight is exp(score - gamma^*)) and to the
-    logits' max (sigmoid: max(0, z)), so that exp never overflows. A plugin whose
+    (`_gamma_shift`: the scores' max over t when the weight is exp(score - gamma^*)) and where the
+    output's largest exponent is 0 (the logits' max; sigmoid: max(0, z)), so that exp never overflows. A plugin whose
     forward is not proved free of them (`theory.plugin.shifts_cancel`) gets them at 0: the model
     exactly as its expression reads, exp's overflow unguarded (an overflowing draw is NaN/inf,
     and counted)."""

@@ -19,7 +19,7 @@ from attnverify.numerics.compile import CompileError, compile_expression, unsupp
 from attnverify.numerics.draws import draw_document, draw_params
 from attnverify.theory import SymbolicModel
 from attnverify.theory import symbols as S
-from attnverify.theory.plugin import Plugin, plugin_spec
+from attnverify.theory.plugin import Plugin, logit_shift_exponents, plugin_spec
 from attnverify.verification import REGISTRY, register, select, unregister
 from attnverify.verification import claims as _claims  # noqa: F401  (fills the registry)
 
@@ -348,6 +348,51 @@ def test_a_weight_that_scales_its_score_is_shifted_by_its_own_exponent(tmp_path,
     assert float(jnp.max(jnp.abs(g - truth)) / jnp.max(jnp.abs(truth))) <= 1e-10
     derived = pm.plugin_theorem1_quantities(spec)["derived"](params, tokens)
     assert float(jnp.max(jnp.abs(derived - truth)) / jnp.max(jnp.abs(truth))) <= 1e-10
+
+
+#: Outputs that scale the logits z by 1 / temp, written with z^*. Each: the output's body and temp. At
+#: temp = 0.0004 the logits' max as z^* left exp(max z (1 / temp - 1)), up to e^{362} here, whose square
+#: overflowed in the backward pass; at 0.00005 the spread of z / temp (540) does the same if the min of a
+#: negative rate's E_0 / r is taken for its max.
+SOFTMAX_OVER_TEMP = ("        return sp.exp(z / temp {sign} symbols.logit_shift) / sp.Sum(\n"
+                     "            sp.exp(self.logit(symbols.c) / temp {sign} symbols.logit_shift), (symbols.c, 0, symbols.C - 1))\n")
+HOT_OUTPUT = {"softmax": (SOFTMAX_OVER_TEMP.format(sign="-"), 0.0004),
+              "negative_rate": (SOFTMAX_OVER_TEMP.format(sign="+"), 0.00005)}  # rate -1: z^* at the min
+
+
+@pytest.mark.parametrize("name", sorted(HOT_OUTPUT))
+def test_an_output_that_scales_its_logits_is_shifted_by_its_own_exponent(tmp_path, name):
+    """Can fail: z^* was the logits' max whatever the output's exponents, so a softmax of z / 0.0004
+    written in `output` gave gradients 94-100 % off jax.grad of the same function written by hand
+    (and 218 where the true gradient is 0), with no NaN."""
+    body, temp = HOT_OUTPUT[name]
+    path = plugin_file(tmp_path, HEADER + "class Model(SymbolicModel):\n    def output(self):\n"
+                       f"        z, temp = self.logit(), self.constant('temp', {temp})\n" + body)
+    spec = plugin_spec(load_plugin(path, TINY), TINY)
+    assert pm.compiled_model(spec).shifts_cancel and pm.compiled_model(spec).logit_exponents is not None
+    params = pm.draw_plugin_params(jax.random.PRNGKey(0), spec, scale=4.0)
+    e = pm.embed(params, draw_document(jax.random.PRNGKey(10), TINY), spec)
+
+    def written(e):  # jax.nn.softmax shifts by its own max
+        return jax.nn.softmax(nm.logits(params.base, e, TINY) / temp)[TINY.explained_class]
+
+    f, g, truth = pm.explained_output(params, e, spec), pm.output_gradient(params, e, spec), jax.grad(written)(e)
+    assert 0 < float(written(e)) < 1e-20  # the first draw's z is not saturated in float64, nor its gradient
+    assert abs(float(f - written(e))) <= 1e-10 * abs(float(written(e)))
+    assert float(jnp.max(jnp.abs(g - truth)) / jnp.max(jnp.abs(truth))) <= 1e-10
+
+
+@pytest.mark.parametrize("link", ["softmax", "sigmoid"])
+def test_the_built_in_links_exponents_give_the_logits_max(link):
+    # Can fail: read from the output as a plugin's would be, the exponents of the built-in links put z^* where
+    # the numerics put it for them: max_c z_c (softmax), max(0, z) (sigmoid).
+    spec = TINY.replace(output_link=link)
+    parts = logit_shift_exponents(spec)
+    z = SymbolicModel(spec).logit()
+    got = {(sp.simplify(base - z) == 0, base == 0, rate, tuple(ranges)) for base, rate, ranges in parts}
+    want = {(True, False, 1, ()), (False, False, 1, (S.c,))} if link == "softmax" else {(True, False, 1, ()),
+                                                                                        (False, True, 1, ())}
+    assert got == want, parts
 
 
 @pytest.mark.parametrize("body", [
