@@ -355,7 +355,8 @@ def test_a_weight_that_scales_its_score_is_shifted_by_its_own_exponent(tmp_path,
 #: overflowed in the backward pass; at 0.00005 the spread of z / temp (540) does the same if the min of a
 #: negative rate's E_0 / r is taken for its max.
 SOFTMAX_OVER_TEMP = ("        return sp.exp(z / temp {sign} symbols.logit_shift) / sp.Sum(\n"
-                     "            sp.exp(self.logit(symbols.c) / temp {sign} symbols.logit_shift), (symbols.c, 0, symbols.C - 1))\n")
+                     "            sp.exp(self.logit(symbols.c) / temp {sign} symbols.logit_shift),\n"
+                     "            (symbols.c, 0, symbols.C - 1))\n")
 HOT_OUTPUT = {"softmax": (SOFTMAX_OVER_TEMP.format(sign="-"), 0.0004),
               "negative_rate": (SOFTMAX_OVER_TEMP.format(sign="+"), 0.00005)}  # rate -1: z^* at the min
 
