@@ -13,12 +13,7 @@ import signal
 import sys
 from pathlib import Path
 
-from attnverify.cli_support import (  # noqa: F401 (Parser, add_spec_arguments, spec_from_args: re-exported)
-    Parser,
-    add_spec_arguments,
-    results_apart,
-    spec_from_args,
-)
+from attnverify.cli_support import Parser, add_spec_arguments, results_apart
 from attnverify.commands import (
     apply_cache_option,
     cmd_bench,
@@ -36,7 +31,7 @@ from attnverify.commands import (
     cmd_verify,
 )
 from attnverify.errors import InputError
-from attnverify.interrupts import Interrupts, Terminated  # noqa: F401 (Terminated re-exported)
+from attnverify.interrupts import Interrupts, Terminated
 from attnverify.numerics.host_devices import configure_host_devices
 from attnverify.plugins import add_plugin_arguments
 

@@ -6,12 +6,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import sys
 from pathlib import Path
 
 from attnverify import plugins, preflight, validate
 from attnverify.cli_support import emit, enable_x64, spec_from_args, write_json
-from attnverify.errors import InputError, UserCodeError, warn
+from attnverify.errors import InputError, UserCodeError, note, warn
 from attnverify.spec import PAPER, SMALL
 
 
@@ -59,7 +58,6 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from attnverify.verification.store import ChunkStore, code_version, computation_digest
     from attnverify.verification.sweep import (
         BLOCK,
-        check_sweep_arguments,
         effective_chunk_size,
         run_claim,
         verify_records,
@@ -69,7 +67,6 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     spec = spec_from_args(args, SMALL)
     chosen = plugins.select_claims(args.claims, spec, args.claims_module)
-    check_sweep_arguments(trials=args.trials, chunk_size=args.chunk_size, scale=args.scale, dtype=args.dtype)
     preflight.check_verify(args, spec)
     try:
         only = parse_verdicts(args.only) if args.only is not None else None
@@ -172,8 +169,8 @@ def cmd_init_model(args: argparse.Namespace) -> int:
 def _note_text(text: str, kept: list[str], vocab: list[str], max_len: int) -> None:
     from attnverify.numerics.tokenize import text_notes
 
-    for note in text_notes(text, kept, vocab, max_len):
-        print(f"attnverify: note: {note}", file=sys.stderr)
+    for line in text_notes(text, kept, vocab, max_len):
+        note(line)
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -230,8 +227,8 @@ def cmd_train(args: argparse.Namespace) -> int:
           f"(validation {acc['validation']:.4f}, best epoch {result.metrics['best_epoch']}, "
           f"{result.metrics['seconds']:.0f} s)", flush=True)
     if result.spec.vocab_size < spec.vocab_size:  # `train`: the train split's words, fewer if it has fewer
-        print(f"attnverify: note: the vocabulary has {result.spec.vocab_size} entries, not {spec.vocab_size}: "
-              f"[CLS], UNK and every word of the train split ({result.spec.vocab_size - 2})", file=sys.stderr)
+        note(f"the vocabulary has {result.spec.vocab_size} entries, not {spec.vocab_size}: "
+             f"[CLS], UNK and every word of the train split ({result.spec.vocab_size - 2})")
     return 0
 
 
@@ -440,6 +437,3 @@ def _size(n: int) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} GiB"
-
-
-# -- parser ---------------------------------------------------------------------------------

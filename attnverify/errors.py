@@ -1,4 +1,5 @@
-"""The one exception type the CLI turns into a one-line message and exit code 2."""
+"""The exceptions the CLI turns into a one-line message and exit code 2 (`InputError`, and
+`UserCodeError` for a researcher's own code), and the one-line warnings and notes on stderr."""
 
 from __future__ import annotations
 

@@ -12,15 +12,12 @@ import argparse
 import dataclasses
 import os
 import shutil
-import sys
 from pathlib import Path
 
 from attnverify import validate
-from attnverify.errors import InputError, warn
+from attnverify.errors import InputError, note, warn
 from attnverify.spec import ModelSpec
 
-#: Draws per vectorised sweep block (`verification.sweep.BLOCK`): a block holds that many models.
-SWEEP_BLOCK = 128
 #: `derive lime --d`: SymPy sums d terms at 30 digits per constant, ~0.03 s per unit of d on one
 #: core (measured: d = 100 in 7.6 s, d = 400 in 15.7 s, start-up included), so d = 2000 takes about
 #: a minute; beyond it the command would run for many minutes to print seven numbers.
@@ -72,8 +69,15 @@ def check_sweep(spec, *, trials, chunk_size, seed, scale, name=str) -> None:
     validate.count(name("chunk_size"), chunk_size)
     validate.seed(name("seed"), seed)
     validate.number(name("scale"), scale, low=0, low_open=True)
-    validate.spec_fits(spec, copies=SWEEP_BLOCK, what="a sweep block")
+    _sweep_block_fits(spec)
     check_trials_fit(trials, name("trials"))
+
+
+def _sweep_block_fits(spec) -> None:
+    """A vectorised sweep block (`verification.blocks.BLOCK` models) fits in memory."""
+    from attnverify.verification.blocks import BLOCK
+
+    validate.spec_fits(spec, copies=BLOCK, what="a sweep block")
 
 
 def check_trials_fit(trials: int, name: str = "--trials") -> None:
@@ -105,15 +109,12 @@ def check_scale_in_range(spec, *, scale: float, seed: int, dtype: str, claims=()
     0, and it would PASS with an error of 0."""
     if scale == 1:
         return
-    import jax
     import jax.numpy as jnp
 
-    from attnverify.numerics.draws import draw_document, draw_params
+    from attnverify.numerics.draws import sweep_draw
     from attnverify.numerics.modelfile import check_float_range
 
-    key_params, key_doc = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seed), 0))
-    params = draw_params(key_params, spec, scale=scale, dtype={"float64": jnp.float64, "float32": jnp.float32}[dtype])
-    tokens = draw_document(key_doc, spec)
+    params, tokens = sweep_draw(seed, 0, spec, scale=scale, dtype=jnp.dtype(dtype))  # the sweep's draw 0
     check_float_range(params, spec, tokens, f"--scale {scale:g} ({dtype}, draw 0)", headroom=True,
                       footroom=scale < 1)
     if scale < 1:
@@ -288,7 +289,7 @@ def check_report(args: argparse.Namespace, spec) -> None:
 
         default_jobs()  # a bad $ATTNVERIFY_JOBS fails before any work
     validate.output_folder("--out", args.out)
-    validate.spec_fits(spec, copies=SWEEP_BLOCK, what="a sweep block")
+    _sweep_block_fits(spec)
     if args.text is not None:
         check_drawable("--text", args.text)
 
@@ -485,8 +486,8 @@ class EarlierReport:
         count = 0
         aside = EARLIER_REPORT.format(prefix="", pid="")  # the name's end, "-earlier-report"
         for stash in sorted(self.folder.glob(EARLIER_REPORT.format(prefix=validate.TMP_PREFIX, pid="*") + "*")):
-            pid = stash.name[len(validate.TMP_PREFIX):].split("-", 1)[0]
-            if not (stash.is_dir() and pid.isdigit() and (int(pid) == os.getpid() or not validate.pid_alive(int(pid)))):
+            pid = validate.temporary_owner(stash.name)
+            if not (stash.is_dir() and pid is not None and (pid == os.getpid() or not validate.pid_alive(pid))):
                 continue
             if stash.name.endswith(aside + DISCARDED):  # its run had written its report: the earlier one goes
                 shutil.rmtree(stash, ignore_errors=True)
@@ -495,8 +496,8 @@ class EarlierReport:
                 # figure beside the earlier pages): the earlier report is the folder as it was.
                 count += _move_back(stash, self.folder, overwrite=True)
         if count:
-            print(f"attnverify: note: put back {count} file{'' if count == 1 else 's'} of an earlier report that an "
-                  f"interrupted run had set aside in {self.folder}", file=sys.stderr)
+            note(f"put back {count} file{'' if count == 1 else 's'} of an earlier report that an "
+                 f"interrupted run had set aside in {self.folder}")
         return count
 
     def set_aside(self) -> EarlierReport:
@@ -525,8 +526,8 @@ class EarlierReport:
                 doomed = self.aside
             shutil.rmtree(doomed, ignore_errors=True)
         if self.count:
-            print(f"attnverify: note: {self.folder} held an earlier report; its {self.count} files were removed "
-                  "(this report takes its place)", file=sys.stderr)
+            note(f"{self.folder} held an earlier report; its {self.count} files were removed "
+                 "(this report takes its place)")
 
     def restore(self) -> None:
         """Put back whatever the hidden folder holds, quietly: a file that cannot be put back stays there."""

@@ -23,6 +23,13 @@ SEED_MAX = 2**32 - 1
 #: The prefix of every temporary file an atomic write makes beside its target
 #: (``.attnverify-tmp-PID-NAME...``): an interrupted write is recognised by it and removed.
 TMP_PREFIX = ".attnverify-tmp-"
+
+
+def temporary_owner(name: str) -> int | None:
+    """The id of the process that made the temporary file or folder `name` (``TMP_PREFIX`` + pid +
+    ``-...``); None for any other name."""
+    pid = name[len(TMP_PREFIX):].split("-", 1)[0] if name.startswith(TMP_PREFIX) else ""
+    return int(pid) if pid.isdigit() else None
 FLOAT64_BYTES = 8
 
 
@@ -404,7 +411,7 @@ def remove_added(before: set[Path], names: Collection[str], *folders) -> None:
     among them left empty. Quietly: what cannot be removed stays. Nothing that was there before,
     and nothing by another name (a file someone else saved there meanwhile), is touched."""
     added = [path for path in entries(*folders) - before
-             if path.name in names or path.name.startswith(".attnverify-tmp-")]
+             if path.name in names or path.name.startswith(TMP_PREFIX)]
     for path in sorted(added, key=lambda p: len(p.parts), reverse=True):
         try:
             path.rmdir() if path.is_dir() and not path.is_symlink() else path.unlink()

@@ -42,7 +42,8 @@ def draw(data: dict) -> plt.Figure:
         ax.set_xlim(0, 10)
         ax.set_ylim(0, 7)
         ax.axis("off")
-        tokens = ["[CLS]", "w1", "w2", "…", f"w{spec.get('max_len', 'T')}"]
+        last = spec.get("max_len")  # T positions: [CLS] at 0, words (or UNK padding) at 1..T - 1
+        tokens = ["[CLS]", "w1", "w2", "…", f"w{last - 1}" if isinstance(last, int) else "w(T−1)"]
         for i, t in enumerate(tokens):
             _box(ax, 0.6 + 1.8 * i, 0.3, 1.4, 0.6, t, "#fff4d6" if i == 0 else "#f5f5f5")
         positional = "word + position embedding" if spec.get("positional") else "word embedding (no positions)"
@@ -53,10 +54,11 @@ def draw(data: dict) -> plt.Figure:
         query = spec.get("query", "cls")
         for h in range(shown):
             x = 0.6 + h * width
-            label = f"head {h + 1}" if (h < shown - 1 or shown == K) else f"head {K}"
+            # the last box drawn is head K: "… head K" says heads were left out before it
+            label = f"head {h + 1}" if (h < shown - 1 or shown == K) else f"… head {K}"
             _box(ax, x + 0.1, 2.4, width - 0.2, 1.5,
                  f"{label}\nquery from {query}\nscore: {spec.get('scorer')}"
-                 f"{' /√d' if spec.get('scale_scores') else ''}\nsoftmax over T", "#e3f4e3", size=9)
+                 f"{' /√d_att' if spec.get('scale_scores') else ''}\nsoftmax over T", "#e3f4e3", size=9)
             nonlinearity = spec.get("value_nonlinearity")
             readout = "read-out" + ("" if nonlinearity in (None, "none") else f" ({nonlinearity})")
             _box(ax, x + 0.1, 4.3, width - 0.2, 0.7, readout, "#eef3fb", size=9)

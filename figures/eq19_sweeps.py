@@ -6,7 +6,8 @@
   (`numerics.lime.limit.beta_limit`: enumeration of all 2^d masks, in-place UNK
   replacement, ridge 0), over documents of d distinct words, against the kernel width ν and
   against d. Models: random draws at the paper's init (the claims' spec) and the model explained
-  (trained by the report, or given with ``--model``: the legend says which).
+  (trained by the report, or given with ``--model``: the legend says which). Its documents are d
+  distinct words drawn at random from its 500 most frequent, not sentences of its corpus.
 * ``eq19_n``: root-mean-square error of LIME (`numerics.lime.engine.lime_explain`, ridge 0, in-place
   replacement) against β^∞ as the number of samples n grows, on log-log axes with the fitted
   slope (Monte-Carlo theory: −1/2).
@@ -132,7 +133,7 @@ def compute_eq19_d(ctx: FigureContext) -> dict:
 
 def _draw_errors(data: dict, *, log_x: bool) -> plt.Figure:
     with style():
-        fig, ax = plt.subplots(figsize=(9, 5.6), constrained_layout=True)
+        fig, ax = plt.subplots(figsize=(9, 6.4), constrained_layout=True)
         x = np.asarray(data["x"], float)
         labels = data.get("model_labels", {})
         for kind, per_approx in data["errors"].items():
@@ -151,7 +152,7 @@ def _draw_errors(data: dict, *, log_x: bool) -> plt.Figure:
         ax.set_title(f"{data['title']}\nmedian and quartiles over {data['documents_per_model']} "
                      f"documents per model{_caveats(data)}", fontsize=11)
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend()
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, fontsize=9)  # below: covers no point
     return fig
 
 

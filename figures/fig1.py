@@ -1,7 +1,8 @@
 """Figure 1: seven explanations of one sentence, one highlighted strip each.
 
 α-avg and α-max (attention of the [CLS] row), LIME (`numerics.lime.engine.lime_explain`, lime's
-defaults: deletion, ν = 0.25, n = 5000, ridge 1, mean of several runs), and the gradient
+defaults: deletion, ν = 0.25, ridge 1, n = 5000 samples, the mean of 5 runs; 2000 samples and 3 runs
+in the report's quick preset, as the figure says), and the gradient
 explanations G-avg, G-l1, G-l2 and G×I (`numerics.explanations`, `jax.grad` of the true
 model). Green: positive, red: negative; opacity ∝ |value| / max |value| within each strip (a strip
 of rounding noise, |value| <= 1e-12 |logit|, is not coloured).

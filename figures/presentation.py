@@ -59,8 +59,14 @@ def _fig4(data: dict) -> str:
         v = a["limit"]["vs_lime"]
         parts.append(f"the exact limit β^∞ r = {correlation_text(v['pearson'])}, relative L2 = "
                      f"{l2_text(v['relative_l2'])}")
-    return ("Against the LIME mean over all " + str(len(data.get("features", []))) + " words: "
-            + "; ".join(parts) + ".") if parts else "LIME against Eq. 19."
+    if not parts:
+        return "LIME against Eq. 19."
+    signs = ""
+    if data.get("eq19") is not None and data.get("limit") is not None:
+        eq19, limit = np.asarray(data["eq19"], float), np.asarray(data["limit"], float)
+        signs = (f" Eq. 19 has the sign of β^∞ on {int(np.sum(np.sign(eq19) == np.sign(limit)))} of {limit.size} "
+                 "words: a high r does not mean the signs are right.")
+    return f"Against the LIME mean over all {len(data.get('features', []))} words: " + "; ".join(parts) + "." + signs
 
 
 def _fig1(data: dict) -> str:
@@ -72,6 +78,11 @@ def _fig1(data: dict) -> str:
     whose = "The paper's sentence" if data.get("paper_sentence", True) else "The given sentence"
     extra = f" {whose} has {len(unknown)} word(s) out of our vocabulary ({', '.join(unknown)})." \
         if unknown else ""
+    paper_words = data.get("paper_words", [])
+    if unknown and len(paper_words) == len(words):  # each stand-in's own weight: the paper's point was about its word
+        swaps = [f"“{theirs}” by “{ours}” (LIME {lime[j]:+.2g})"
+                 for j, (theirs, ours) in enumerate(zip(paper_words, words, strict=True)) if theirs != ours]
+        extra += f" Replaced: {', '.join(swaps)}." if swaps else ""
     if lime[low] == 0:
         return (f"No LIME weight is negative on this sentence (the smallest, 0, for “{words[low]}”); the "
                 f"unsigned attention and gradient-norm strips could not show a sign either way.{extra}")
@@ -118,7 +129,63 @@ def _fig5(data: dict) -> str:
             "on this text the query's dependence on e_0 adds nothing.")
 
 
-TAKEAWAYS: dict[str, Callable[[dict], str]] = {"fig1": _fig1, "fig3": _fig3, "fig4": _fig4, "fig5": _fig5}
+def _span(values) -> str:
+    """``a`` or ``a–b``, two significant digits, from finite values."""
+    values = np.asarray(values, float)
+    values = values[np.isfinite(values)]
+    low, high = f"{values.min():.2g}", f"{values.max():.2g}"
+    return low if low == high else f"{low}–{high}"
+
+
+def _eq19_sweep(data: dict) -> str:
+    """The median over documents of each form's relative error, its range over the x values."""
+    forms = (("eq19", "Eq. 19"), ("improved", "the improved form"), ("shell", "the shell form"))
+    parts = []
+    for model, errors in data["errors"].items():
+        medians = {form: [np.nanmedian(np.asarray(point, float)) for point in errors[form]]
+                   for form, _ in forms if form in errors}
+        text = ", ".join(f"{label} {_span(medians[form])}" for form, label in forms if form in medians)
+        parts.append(f"{data['model_labels'].get(model, model)} models: {text}")
+    x = np.asarray(data["x"], float)
+    return (f"Median relative error against LIME's exact limit β^∞ over {data['x_symbol']} = {x.min():g}–{x.max():g} "
+            f"({data['documents_per_model']} documents a model); " + "; ".join(parts) + ".")
+
+
+def _eq19_n(data: dict) -> str:
+    return (f"LIME's error to its limit β^∞ falls as n^{data['slope']:.2f} (Monte Carlo: n^-0.5), from "
+            f"{data['rmse'][0]:.2g} at n = {data['n'][0]} to {data['rmse'][-1]:.2g} at n = {data['n'][-1]}; Eq. 19 "
+            f"stays {data['eq19_vs_limit']:.2f} (relative L2) from β^∞ whatever n: its error is not sampling noise.")
+
+
+def _thm1_hist(data: dict) -> str:
+    parts = []
+    for dtype, errors in data["errors"].items():
+        word = np.asarray(errors.get("thm1.gradient", []), float)
+        cls = np.asarray(errors.get("thm1.gradient_cls_row", []), float)
+        if word.size:
+            parts.append(f"{dtype}: the word rows' largest error {np.nanmax(word):.2g} over {word.size} models "
+                         f"(tolerance {data['tolerance'][dtype]:g}), the [CLS] row read as a word row up to "
+                         f"{np.nanmax(cls):.2g}" if cls.size else f"{dtype}: {np.nanmax(word):.2g}")
+    return "Theorem 1 at the word rows is an identity and its [CLS] row is not; " + "; ".join(parts) + "."
+
+
+def _jw_permutation(data: dict) -> str:
+    medians = {name: float(np.nanmedian(np.asarray(panel["median_tvd"], float)))
+               for name, panel in data["panels"].items()}
+    text = "; ".join(f"{name.split(' (')[0]}: {value:.2g}" for name, value in medians.items())
+    return (f"Median output change (TVD) when the attention is permuted, the median over documents, "
+            f"{data['permutations']} permutations each: {text}.")
+
+
+def _wp_tradeoff(data: dict) -> str:
+    return (f"The {data['seeds'] - 1} retrained seeds' attention is {data['seed_jsd']:.2g} (JSD) from the base on "
+            f"average, but {data['seed_jsd_needle']:.2g} on documents with the needle and "
+            f"{data['seed_jsd_no_needle']:.2g} on those without: seeds agree where the output depends on one word.")
+
+
+TAKEAWAYS: dict[str, Callable[[dict], str]] = {
+    "fig1": _fig1, "fig3": _fig3, "fig4": _fig4, "fig5": _fig5, "eq19_nu": _eq19_sweep, "eq19_d": _eq19_sweep,
+    "eq19_n": _eq19_n, "thm1_hist": _thm1_hist, "jw_permutation": _jw_permutation, "wp_tradeoff": _wp_tradeoff}
 
 
 #: A sentence ends at a full stop, then a space and a capital, but not after an abbreviation the

@@ -58,13 +58,15 @@ def draw(data: dict) -> plt.Figure:
                 values = np.asarray(values, float)
                 # An exact zero (possible in float32) is drawn at the left edge.
                 logs = np.log10(np.clip(values, 10 ** (low + 0.01), None))
-                ax.hist(logs, bins=bins, alpha=0.7, color=COLOURS.get(cid),
-                        label=f"{cid}: {LEGEND.get(cid, '')} (n={len(values)})")
+                ax.hist(logs, bins=bins, alpha=0.7, color=COLOURS.get(cid), label=f"{cid}: {LEGEND.get(cid, '')}")
             tolerance = data["tolerance"][dtype]
             ax.axvline(np.log10(tolerance), color="black", linestyle="--", label="tolerance")
             ax.text(np.log10(tolerance) + 0.2, 0.97, f"tolerance\n{tolerance:g}", va="top",
                     transform=ax.get_xaxis_transform())
-            ax.set_title(f"{dtype}")
+            # the legend is shared; the number of draws is each panel's own (a report's float32 draws are
+            # the figure's, its float64 draws the claims' sweeps)
+            counts = sorted({len(values) for values in data["errors"][dtype].values()})
+            ax.set_title(f"{dtype} ({' / '.join(map(str, counts))} random models)")
             ax.set_xlabel("log10 relative error  max|lhs − rhs| / max|rhs|")
         axes[0].set_ylabel("random draws")
         handles, labels = axes[0].get_legend_handles_labels()

@@ -9,13 +9,11 @@ accuracy and F1 (class 1) per task and arm.
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
-from attnverify.figures.common import FigureContext, plt, style
-from attnverify.numerics.modelfile import atomic_write
+from attnverify.figures.common import FigureContext, plt, style, write_csv
 from attnverify.numerics.related import wiegreffe_pinter as wp
 from attnverify.numerics.related import wp_diagnostic as wd
 
@@ -69,37 +67,47 @@ def compute(ctx: FigureContext) -> dict:
 
 
 def write_table(path: Path, data: dict) -> Path:
-    def write(tmp: str) -> None:
-        with open(tmp, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=["study", "task", "arm", "accuracy", "f1"])
-            writer.writeheader()
-            writer.writerows(data["arms"])
-
-    atomic_write(path, write)
-    return Path(path)
+    fields = ("study", "task", "arm", "accuracy", "f1")
+    return write_csv(Path(path), fields, [[arm[field] for field in fields] for arm in data["arms"]])
 
 
 def draw(data: dict) -> plt.Figure:
     with style():
-        fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.6), constrained_layout=True)
-        left.plot(data["curve_tvd"], data["curve_jsd"], "o-", label="W&P adversaries (trained)")
+        fig, (left, right) = plt.subplots(1, 2, figsize=(10, 5.6), constrained_layout=True)
+        # markers only: a line between adversaries would show trade-offs no adversary was trained for
+        left.plot(data["curve_tvd"], data["curve_jsd"], "o", label="W&P adversaries (trained)")
         for k, (lam, x, y) in enumerate(zip(data["lambdas"], data["curve_tvd"], data["curve_jsd"], strict=True)):
             # saturated adversaries sit on one point: stack their labels
-            left.annotate(f"λ={lam:g}", (x, y), xytext=(-40, -12 - 10 * k), textcoords="offset points", fontsize=8)
-        for eps, point in data["jw"].items():
-            left.plot(point["tvd"], point["jsd"], "s", label=f"J&W exact ε-max JSD, ε={eps}")
-        left.axhline(data["seed_jsd"], color="grey", ls="--", label=f"{data['seeds'] - 1} retrained seeds")
-        left.axhline(np.log(2), color="black", lw=0.5)
+            left.annotate(f"λ={lam:g}", (x, y), xytext=(8, -4) if x < 0.1 else (-40, -12 - 10 * k),
+                          textcoords="offset points", fontsize=8)
+        for k, (eps, point) in enumerate(data["jw"].items()):
+            colour = f"C{k + 1}"
+            left.plot(point["tvd"], point["jsd"], "s", color=colour, label=f"J&W exact ε-max JSD, ε={eps}")
+            # the pooled mean hides two groups: documents with the needle and without it
+            left.plot([point["tvd"]] * 2, [point["jsd_needle"], point["jsd_no_needle"]], "v", color=colour,
+                      mfc="none", label=f"  with / without the needle: {point['jsd_needle']:.2g} / "
+                                        f"{point['jsd_no_needle']:.2g}")
+        seeds = data["seeds"] - 1
+        left.axhline(data["seed_jsd"], color="grey", ls="--", label=f"{seeds} retrained seeds ({data['seed_jsd']:.2g})")
+        left.axhline(data["seed_jsd_needle"], color="grey", ls=":",
+                     label=f"  with the needle ({data['seed_jsd_needle']:.2g})")
+        left.axhline(data["seed_jsd_no_needle"], color="grey", ls="-.",
+                     label=f"  without it ({data['seed_jsd_no_needle']:.2g})")
+        left.axhline(np.log(2), color="black", lw=0.5, label="ln 2, the largest JSD")
         left.set_xlabel("mean TVD of the output vs the base")
         left.set_ylabel("mean JSD of the attention vs the base")
         left.set_title(f"Trade-off on {data['task']} ({data['documents']} documents)", fontsize=10)
-        left.legend(fontsize=8, loc="lower right")
+        left.set_ylim(-0.02, 0.76)
+        left.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
         rows = data["arms"]
         labels = [f"{r['task']}\n{r['arm']}" for r in rows]
         colours = ["C0" if r["study"].startswith("uniform") else "C1" for r in rows]
         right.bar(range(len(rows)), [r["accuracy"] for r in rows], color=colours)
         right.set_xticks(range(len(rows)), labels, rotation=90, fontsize=8)
-        right.set_ylim(0.4, 1.02)
+        right.axhline(0.5, color="black", lw=0.5, ls="--")
+        right.annotate("0.5", (len(rows) - 0.5, 0.5), xytext=(2, 0), textcoords="offset points", va="center",
+                       fontsize=8)
+        right.set_ylim(0, 1.02)
         right.set_ylabel("test accuracy")
         right.set_title("Uniform baseline (blue, seed 0) and diagnostic MLP (orange)", fontsize=10)
         fig.suptitle("Wiegreffe & Pinter's tests on the §1 model (K = 1)")

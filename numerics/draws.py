@@ -81,6 +81,16 @@ def draw_params(key: PRNGKeyArray, spec: ModelSpec, *, scale: float = 1.0, dtype
     )
 
 
+def sweep_draw(seed, index, spec: ModelSpec, *, scale: float, dtype, document_rows: bool = False) -> tuple:
+    """Draw `index` of a sweep with `seed`: ``(params, tokens)`` from keys of the seed and the index
+    alone (``fold_in(PRNGKey(seed), index)`` split into a parameter key and a document key), so a
+    result depends on neither chunks nor devices. With `document_rows` the embedding table holds
+    the document's rows and NaN elsewhere (`draw_params`' ``rows``)."""
+    key_params, key_doc = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seed), index))
+    tokens = draw_document(key_doc, spec)
+    return draw_params(key_params, spec, scale=scale, dtype=dtype, rows=tokens if document_rows else None), tokens
+
+
 def draw_document(key: PRNGKeyArray, spec: ModelSpec) -> Int[Array, " T"]:
     """[CLS] followed by T - 1 ids drawn uniformly from the rest of the vocabulary (UNK included)."""
     return _document(key, spec.max_len, spec.vocab_size)

@@ -134,6 +134,12 @@ def logits(params: Params, e: Float[Array, "T d_e"], spec: ModelSpec) -> Float[A
     return heads.mean(axis=0) if spec.head_aggregation == "mean" else heads.sum(axis=0)
 
 
+def logit_shift(z: Float[Array, " C"], spec: ModelSpec) -> Float[Array, ""]:
+    """Where the SymPy forward's output link puts z^* (a constant that cancels: docs/theory.md §10.3)
+    so that exp never overflows: max(0, z) for the sigmoid, the logits' max for the softmax."""
+    return jnp.maximum(0.0, z[spec.explained_class]) if spec.output_link == "sigmoid" else jnp.max(z)
+
+
 def explained_output(params: Params, e: Float[Array, "T d_e"], spec: ModelSpec) -> Float[Array, ""]:
     """The explained scalar: class logit (paper), its sigmoid, or the softmax probability."""
     z = logits(params, e, spec)

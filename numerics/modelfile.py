@@ -33,7 +33,7 @@ from attnverify.numerics.tokenize import CLS_TOKEN, UNK_TOKEN, check_vocab
 from attnverify.errors import InputError
 from attnverify.interrupts import signals_held
 from attnverify.spec import ModelSpec
-from attnverify.validate import TMP_PREFIX, fits_in_memory, os_error, pid_alive, spec_bytes
+from attnverify.validate import TMP_PREFIX, fits_in_memory, os_error, pid_alive, spec_bytes, temporary_owner
 
 ARRAYS = ("embedding", "W_q", "W_k", "W_v", "W_l")
 BIASES = ("b_q", "b_k", "b_v", "b_l")
@@ -155,8 +155,8 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
     except OSError:
         return removed
     for candidate in candidates:
-        pid = candidate.name[len(TMP_PREFIX):].split("-", 1)[0]
-        if pid.isdigit() and not pid_alive(int(pid)) and candidate.is_file():
+        pid = temporary_owner(candidate.name)
+        if pid is not None and not pid_alive(pid) and candidate.is_file():
             try:
                 candidate.unlink()
                 removed.append(candidate)

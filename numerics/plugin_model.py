@@ -233,9 +233,7 @@ def _shifts(compiled: CompiledModel, arrays: dict, spec: ModelSpec) -> dict[str,
         exponents = compiled.logit_rate_sign * compiled.logit_exponents({**arrays, **shifts})
         shifts["z^*"] = jax.lax.stop_gradient(compiled.logit_rate_sign * jnp.max(exponents))
     elif compiled.uses_logit_shift:
-        z = compiled.logits({**arrays, **shifts})
-        shift = jnp.maximum(0.0, z[spec.explained_class]) if spec.output_link == "sigmoid" else jnp.max(z)
-        shifts["z^*"] = jax.lax.stop_gradient(shift)
+        shifts["z^*"] = jax.lax.stop_gradient(nm.logit_shift(compiled.logits({**arrays, **shifts}), spec))
     return shifts
 
 

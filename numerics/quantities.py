@@ -47,9 +47,7 @@ def symbol_arrays(params: nm.Params, e: jnp.ndarray, spec: ModelSpec) -> dict[st
         if getattr(params, name) is not None:
             arrays[name] = getattr(params, name)
     if spec.output_link != "logit":
-        z = nm.logits(params, e, spec)
-        shift = jnp.maximum(0.0, z[spec.explained_class]) if spec.output_link == "sigmoid" else jnp.max(z)
-        arrays["z^*"] = jax.lax.stop_gradient(shift)
+        arrays["z^*"] = jax.lax.stop_gradient(nm.logit_shift(nm.logits(params, e, spec), spec))
     return arrays
 
 

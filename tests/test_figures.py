@@ -347,6 +347,11 @@ def test_fig1s_takeaway_names_the_sentence_it_explains():
     data = {"values": {"lime": [-0.2, 0.1]}, "words": ["not", "bad"], "paper_words": ["not", "zz"],
             "paper_in_vocabulary": [True, False], "paper_text": "not zz", "paper_sentence": False}
     given = present("fig1", data, "caption.")["takeaway"]
-    assert given.endswith("The given sentence has 1 word(s) out of our vocabulary (zz).") and "paper" not in given
+    assert given.endswith("The given sentence has 1 word(s) out of our vocabulary (zz). Replaced: “zz” by “bad” "
+                          "(LIME +0.1).") and "paper" not in given
     paper = present("fig1", {**data, "paper_sentence": True}, "caption.")["takeaway"]
-    assert paper.endswith("The paper's sentence has 1 word(s) out of our vocabulary (zz).")
+    assert paper.endswith("The paper's sentence has 1 word(s) out of our vocabulary (zz). Replaced: “zz” by “bad” "
+                          "(LIME +0.1).")
+    # Can fail: the stand-in's own weight was not given, so the paper's point about its word read as ours.
+    assert present("fig1", {**data, "paper_words": ["not", "bad"], "paper_in_vocabulary": [True, True]},
+                   "caption.")["takeaway"].endswith("cannot show that sign.")

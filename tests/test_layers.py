@@ -92,3 +92,25 @@ def test_the_graph_check_catches_an_upward_import(tmp_path):
     modules = _imports(bad)
     assert _layer_of("attnverify.numerics.model") == "numerics" and "attnverify.cli" in modules
     assert {_layer_of(m) for m in modules} - {None} - {"theory"} == {"numerics", "verification"}
+
+
+def test_every_name_a_face_lists_resolves():
+    # Can fail: a face listed `STEPS_PER_CALL` after `train.py` no longer defined it, so
+    # `from attnverify.numerics.training import *` raised AttributeError. In a fresh interpreter
+    # (a face caches what it resolves).
+    code = ("import importlib, pkgutil, sys\n"
+            "import attnverify\n"
+            "bad = []\n"
+            "for layer in ('theory', 'numerics', 'verification', 'figures'):\n"
+            "    top = importlib.import_module('attnverify.' + layer)\n"
+            "    packages = [top] + [importlib.import_module(m.name) for m in pkgutil.walk_packages(\n"
+            "        top.__path__, top.__name__ + '.') if m.ispkg]\n"
+            "    for package in packages:\n"
+            "        for name in getattr(package, '_EXPORTS', {}):\n"
+            "            try:\n"
+            "                getattr(package, name)\n"
+            "            except AttributeError:\n"
+            "                bad.append(package.__name__ + '.' + name)\n"
+            "print(bad)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout

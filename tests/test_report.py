@@ -318,6 +318,38 @@ def test_figure_takeaways_follow_their_data():
                                             "for “but”)")
 
 
+def test_the_new_figures_takeaways_carry_their_numbers():
+    # Can fail: eq19_nu, eq19_d, eq19_n, thm1_hist, jw_permutation and wp_tradeoff had the caption's first
+    # sentence as their takeaway, the same words for the three Eq. 19 figures and no number in any.
+    from attnverify.figures.presentation import present
+
+    sweep = {"x": [0.25, 2.0], "x_symbol": "ν", "documents_per_model": 3, "model_labels": {"random": "random"},
+             "errors": {"random": {"eq19": [[0.3, 0.5, 0.4], [0.2, 0.6, 0.7]], "improved": [[0.01, 0.02, 0.03],
+                                                                                             [0.01, 0.01, 0.01]]}}}
+    assert present("eq19_nu", sweep, "c.")["takeaway"] == (
+        "Median relative error against LIME's exact limit β^∞ over ν = 0.25–2 (3 documents a model); random models: "
+        "Eq. 19 0.4–0.6, the improved form 0.01–0.02.")
+    rates = {"n": [100, 400], "rmse": [0.02, 0.01], "slope": -0.5, "eq19_vs_limit": 0.8}
+    assert present("eq19_n", rates, "c.")["takeaway"].startswith(
+        "LIME's error to its limit β^∞ falls as n^-0.50 (Monte Carlo: n^-0.5), from 0.02 at n = 100 to 0.01 at "
+        "n = 400; Eq. 19 stays 0.80")
+    hist = {"errors": {"float64": {"thm1.gradient": [1e-16, 3e-16], "thm1.gradient_cls_row": [0.2, 0.9]}},
+            "tolerance": {"float64": 1e-10}}
+    assert "float64: the word rows' largest error 3e-16 over 2 models (tolerance 1e-10), the [CLS] row read as a " \
+           "word row up to 0.9." in present("thm1_hist", hist, "c.")["takeaway"]
+    panels = {"panels": {"a (x)": {"median_tvd": [0.1, 0.3, 0.2]}, "b": {"median_tvd": [0.0, 0.0]}}, "permutations": 5}
+    assert present("jw_permutation", panels, "c.")["takeaway"].endswith("5 permutations each: a: 0.2; b: 0.")
+    fig4 = {"features": ["a", "b", "c"], "eq19": [0.5, -0.2, 0.1], "limit": [0.4, 0.3, 0.2],
+            "agreement": {"eq19": {"vs_lime": {"pearson": 0.9, "relative_l2": 0.3}}}}
+    assert present("fig4", fig4, "c.")["takeaway"].endswith(
+        "Eq. 19 r = 0.90, relative L2 = 0.30. Eq. 19 has the sign of β^∞ on 2 of 3 words: a high r does not mean the "
+        "signs are right.")
+    seeds = {"seeds": 10, "seed_jsd": 0.3, "seed_jsd_needle": 0.001, "seed_jsd_no_needle": 0.6}
+    assert present("wp_tradeoff", seeds, "c.")["takeaway"].startswith(
+        "The 9 retrained seeds' attention is 0.3 (JSD) from the base on average, but 0.001 on documents with the "
+        "needle and 0.6 on those without")
+
+
 def test_model_used_names_every_assumption_that_is_not_the_papers():
     # Can fail: a model with tanh values, or with 2 heads of width 8, was described as
     # "Architecture as in the paper".

@@ -87,19 +87,19 @@ def test_bad_sweep_input(tiny_spec):
 
 def test_compiled_blocks_cache_is_bounded(tiny_spec):
     # Every compiled executable holds memory mappings; a long process (the report sweeps every
-    # claim in two dtypes) must not keep them all (see `sweep.MAX_CACHED_BLOCKS`).
-    from attnverify.verification import blocks, sweep
+    # claim in two dtypes) must not keep them all (see `blocks.MAX_CACHED_PROGRAMS`).
+    from attnverify.verification import blocks
 
     def build(spec):
         return lambda p, x: (p.W_q, p.W_q)
 
-    for n in range(sweep.MAX_CACHED_BLOCKS + 3):
+    for n in range(blocks.MAX_CACHED_PROGRAMS + 3):
         claim = Claim(id=f"test.cache{n}", group="test", statement="W_q = W_q", source="test", lhs="W_q",
                       rhs="W_q", build=build, tolerance={"float64": 0.0, "float32": 0.0}, tolerance_reason="exact",
                       provenance="measured")
         assert run_claim(claim, tiny_spec, trials=1, progress=False).passed
-        assert len(blocks._MEASURES) <= sweep.MAX_CACHED_BLOCKS
-    assert len(blocks._MEASURES) == sweep.MAX_CACHED_BLOCKS
+        assert len(blocks._MEASURES) <= blocks.MAX_CACHED_PROGRAMS
+    assert len(blocks._MEASURES) == blocks.MAX_CACHED_PROGRAMS
 
 
 def test_the_error_against_a_right_side_of_zeros_is_absolute():

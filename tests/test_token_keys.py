@@ -17,7 +17,7 @@ DRAWS = 1000
 
 
 def _sweep_documents(spec, n, seed=0):
-    """The documents the sweep hands to draws 0..n-1 (`verification.sweep._claim_block`'s key split)."""
+    """The documents the sweep hands to draws 0..n-1 (the key split of `numerics.draws.sweep_draw`, written again)."""
     root = jax.random.PRNGKey(seed)
     return jax.vmap(lambda i: draw_document(jax.random.split(jax.random.fold_in(root, i))[1], spec))(jnp.arange(n))
 

@@ -36,9 +36,8 @@ d = sp.Symbol("d", integer=True, positive=True)
 nu = sp.Symbol("nu", positive=True)
 #: Number of removed features in one sample (1..d).
 s = sp.Symbol("s", integer=True, positive=True)
-#: The constants as free symbols (alpha_p) and the unknown inverse entries (sigma_k).
+#: The constants as free symbols (alpha_p).
 alpha_sym = sp.symbols("alpha_0:5", real=True)
-sigma_sym = sp.symbols("sigma_0:4", real=True)
 
 
 # -- 1. kernel -----------------------------------------------------------------------------------

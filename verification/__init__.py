@@ -16,7 +16,6 @@ _EXPORTS = {
     "ClaimResult": "sweep",
     "DTYPES": "sweep",
     "Judgement": "confidence",
-    "MAX_CACHED_BLOCKS": "sweep",
     "MAX_CACHED_PROGRAMS": "blocks",
     "MAX_EXACT_D": "lime_sweep",
     "MAX_SHARED": "blocks",

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 import numpy as np
-from attnverify.numerics.draws import draw_document, draw_params
+from attnverify.numerics.draws import sweep_draw
 from attnverify.numerics.evaluations import shared_evaluations
 from attnverify.numerics.stored_programs import StoredProgram
 from attnverify.verification.registry import (
@@ -125,11 +125,7 @@ def draw_program(spec: ModelSpec, *, dtype: str, scale: float, embedding_rows: s
 
     def make():
         def draw(seed, index):
-            # Keys from the seed and the draw index alone: results do not depend on chunks or devices.
-            key_params, key_doc = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seed), index))
-            tokens = draw_document(key_doc, spec)
-            rows = tokens if document_rows else None
-            return draw_params(key_params, spec, scale=scale, dtype=DTYPES[dtype], rows=rows), tokens
+            return sweep_draw(seed, index, spec, scale=scale, dtype=DTYPES[dtype], document_rows=document_rows)
 
         return jax.vmap(draw, in_axes=(None, 0))
 

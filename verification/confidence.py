@@ -45,7 +45,6 @@ from attnverify.validate import number
 
 Z = 3.0
 ALPHA = 0.5 * math.erfc(Z / math.sqrt(2))  # Phi(-Z) = 0.00135: one-sided level of each bound
-LEVEL = f"{100 * (1 - ALPHA):.2f} %"
 MIN_DRAWS = 2  # fewer finite draws: no estimate of the spread, so inconclusive
 #: Draws of a statistic with a declared range that span less than this share of it are judged as
 #: draws without spread (docs/theory.md §11.3): the t bound's width would then be set by the spread
@@ -63,7 +62,6 @@ def _stats():
     return stats
 
 
-OUTCOMES = ("holds", "refuted", "inconclusive")
 MAX_DRAWS = 10**9  # draws_needed beyond this is reported as "no number of draws"
 
 
@@ -432,7 +430,6 @@ class MedianTest:
         return self.judge(values).numbers
 
 
-StatisticalTest = MeanTest | ShareTest | MedianTest
 STATISTICAL_TESTS = (MeanTest, ShareTest, MedianTest)
 
 

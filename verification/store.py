@@ -36,7 +36,16 @@ from pathlib import Path
 from attnverify.numerics.modelfile import atomic_write
 
 from attnverify.errors import InputError, warn
-from attnverify.validate import LOCK_NAME, missing_folders, os_error, pid_alive, remove_empty_folders, shortened
+from attnverify.validate import (
+    LOCK_NAME,
+    MANIFEST_NAME,
+    RESULTS_NAME,
+    missing_folders,
+    os_error,
+    pid_alive,
+    remove_empty_folders,
+    shortened,
+)
 
 #: Manifest entries that must match for `--resume` to continue a sweep.
 RESUME_KEYS = ("spec", "seed", "dtype", "scale", "trials", "chunk_size", "block", "claims", "code", "computation")
@@ -350,10 +359,10 @@ class ChunkStore:
             raise InputError("the results folder path is empty")
         if folder.exists() and not folder.is_dir():
             raise InputError(f"{folder}: exists and is not a folder")
-        if resume and (folder / "manifest.json").exists() and not (folder / "manifest.json").is_file():
-            raise InputError(f"{folder / 'manifest.json'}: is not a regular file, so it cannot be resumed")
-        if resume and not (folder / "manifest.json").is_file():
-            raise InputError(f"{folder}: nothing to resume (no manifest.json)")
+        if resume and (folder / MANIFEST_NAME).exists() and not (folder / MANIFEST_NAME).is_file():
+            raise InputError(f"{folder / MANIFEST_NAME}: is not a regular file, so it cannot be resumed")
+        if resume and not (folder / MANIFEST_NAME).is_file():
+            raise InputError(f"{folder}: nothing to resume (no {MANIFEST_NAME})")
         made = missing_folders(folder)  # the folders this run creates, deepest first
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -365,7 +374,7 @@ class ChunkStore:
             if made:
                 _remove_folder(folder, made)
             raise
-        created = () if resume else tuple(n for n in ("manifest.json", "results.jsonl") if not (folder / n).exists())
+        created = () if resume else tuple(n for n in (MANIFEST_NAME, RESULTS_NAME) if not (folder / n).exists())
         try:
             store = (cls._resume(folder, manifest, log, frozenset(distances)) if resume
                      else cls._start(folder, manifest, log))
@@ -374,7 +383,7 @@ class ChunkStore:
             # folder (nor the files this run began in it) if the folder is this run's.
             refused = isinstance(err, InputError)
             if refused and made:
-                _remove_folder(folder, made, ("manifest.json", "results.jsonl"), lock=lock)
+                _remove_folder(folder, made, (MANIFEST_NAME, RESULTS_NAME), lock=lock)
             else:
                 lock.release(discard=refused)
             raise
@@ -383,12 +392,12 @@ class ChunkStore:
 
     @classmethod
     def _start(cls, folder: Path, manifest: dict, log) -> ChunkStore:
-        results = folder / "results.jsonl"
+        results = folder / RESULTS_NAME
         if results.exists() and results.stat().st_size > 0:
             raise InputError(f"{folder} already holds results: add --resume to continue them, or choose another "
                              "folder")
         manifest = {**manifest, "environment": environment()}
-        atomic_write(folder / "manifest.json", lambda tmp: Path(tmp).write_text(json.dumps(manifest, indent=2)))
+        atomic_write(folder / MANIFEST_NAME, lambda tmp: Path(tmp).write_text(json.dumps(manifest, indent=2)))
         try:
             results.touch()
         except OSError as err:
@@ -397,7 +406,7 @@ class ChunkStore:
 
     @classmethod
     def _resume(cls, folder: Path, manifest: dict, log, distances: frozenset[str] = frozenset()) -> ChunkStore:
-        previous = read_manifest(folder / "manifest.json")
+        previous = read_manifest(folder / MANIFEST_NAME)
         changed = [k for k in RESUME_KEYS if _compared(k, previous.get(k)) != _compared(k, manifest.get(k))]
         if changed:
             shown = [_difference(k, previous.get(k), manifest.get(k)) for k in changed if k != "block"]
@@ -405,7 +414,7 @@ class ChunkStore:
                              f"{'differs' if len(changed) == 1 else 'differ'} from the first run"
                              + (f" ({'; '.join(shown)})" if shown else ""))
         store = cls(folder, previous, log=log, distances=distances)
-        store._read(folder / "results.jsonl")
+        store._read(folder / RESULTS_NAME)
         return store
 
     def _read(self, results: Path) -> None:
@@ -463,7 +472,7 @@ class ChunkStore:
             raise ValueError(f"chunk {chunk}: {len(errors)} errors for draws {start}..{stop}")
         record = {"claim": claim, **run_identity(self.manifest), "chunk": chunk, "start": start, "stop": stop,
                   "size": stop - start, "errors": encode_errors(errors)}
-        self._write(self.folder / "results.jsonl", (json.dumps(record, allow_nan=False) + "\n").encode())
+        self._write(self.folder / RESULTS_NAME, (json.dumps(record, allow_nan=False) + "\n").encode())
         self.done[(claim, chunk)] = [float(x) for x in errors]
 
     def _write(self, path: Path, data: bytes) -> None:

@@ -16,7 +16,6 @@ from attnverify.numerics import stored_results
 from attnverify.verification.blocks import (  # noqa: F401 (re-exported)
     BLOCK,
     DTYPES,
-    MAX_CACHED_PROGRAMS,
     ClaimBlock,
     block_size,
     claim_block,
@@ -36,7 +35,6 @@ from attnverify.spec import ModelSpec
 
 # BLOCK: draws per vectorised block (see `draw_errors`), part of the results manifest.
 # Compiled programs (draws; one measure program per claim or evaluation group) live in `blocks`.
-MAX_CACHED_BLOCKS = MAX_CACHED_PROGRAMS
 
 
 @dataclass
@@ -61,7 +59,7 @@ class ClaimResult:
     statistics: dict[str, float] = field(default_factory=dict)  # empirical claims' summary
     errors: list[float] = field(default_factory=list, repr=False)
     # The verdict (`verification.verdicts.VERDICTS`): pass, fail (unexpected), expected_fail,
-    # hyp_unmet, inconclusive. Left empty it is derived from passed / expected / unexpected.
+    # hyp_unmet, inconclusive. Left empty it is derived from passed and expected (`decide_verdict`).
     verdict: str = ""
     provenance: str = ""  # the claim's: paper, literature or measured
     refutes: str | None = None  # "paper" / "literature": an expected failure that refutes that source
@@ -87,8 +85,8 @@ class ClaimResult:
         if not self.verdict:
             if self.bound is not None:  # judged by a confidence bound: passed / expected cannot tell
                 raise ValueError(f"{self.id}: a statistical result needs its verdict (it may be inconclusive)")
-            self.verdict = ("fail" if self.unexpected else "pass" if self.passed
-                            else "hyp_unmet" if self.expected is None else "expected_fail")
+            self.verdict = decide_verdict("holds" if self.passed else "refuted", self.expected,
+                                          unexplained_nonfinite=False)
 
     def to_json(self, *, with_errors: bool = False) -> dict:
         """The record written by ``verify --json`` and the report. A claim judged by a statistic

@@ -15,7 +15,6 @@ _EXPORTS = {
     "POSITIVE_WORDS": "corpora",
     "SENTIMENT_WORDS": "synthetic_tasks",
     "SPLIT_SEED": "corpora",
-    "STEPS_PER_CALL": "train",
     "Split": "corpora",
     "TASKS": "synthetic_tasks",
     "TrainConfig": "train",
