@@ -258,7 +258,7 @@ def test_a_users_own_claims_are_never_reported_as_the_papers_or_a_related_papers
     assert "Finding on the paper" not in text and "Related paper" not in text
     # Can fail: with every one of the paper's statements holding there are no findings above to
     # point to ("...; the rest are the findings above." was printed whatever the count).
-    assert "Of the paper's own statements checked, 1 of 1 holds as stated or as derived here." in text
+    assert "Of the paper's own statements checked (thm1.gradient), 1 of 1 holds as stated or as derived here." in text
     assert "the rest are the findings above" not in text
     sections = dict(claim_sections(results, claims))
     assert [r.id for r in sections["Your own claims (theorem1)"]] == ["mine.in_theorem1"]

@@ -288,8 +288,8 @@ def judge_claim(claim: Claim, spec: ModelSpec, errors: np.ndarray, *, trials: in
     verdict = decide_verdict(outcome, expected, unexplained_nonfinite=unexplained)
     passed = outcome == "holds" and not unexplained
     refutes = claim.asserted_by if verdict == "expected_fail" else None
-    finding = _finding(claim, spec, verdict, judgement, statistics, max_error=max_error, tolerance=tolerance,
-                       nonfinite=nonfinite, draws=errors.size, every=every)
+    finding = _finding(claim, spec, verdict, judgement, statistics, max_error=max_error, median_error=median_error,
+                       tolerance=tolerance, nonfinite=nonfinite, draws=errors.size, every=every)
     if verdict == "fail" and scale != 1.0:
         finding = _off_scale(claim, finding, scale)
     proof = None
@@ -373,9 +373,11 @@ def _unmet_text(claim: Claim, spec: ModelSpec) -> str:
 
 
 def _finding(claim: Claim, spec: ModelSpec, verdict: str, judgement, statistics: dict[str, float], *,
-             max_error: float, tolerance: float, nonfinite: int, draws: int, every: dict) -> str | None:
+             max_error: float, median_error: float, tolerance: float, nonfinite: int, draws: int,
+             every: dict) -> str | None:
     """The line reported under the table (None for a plain PASS; a PASS that left draws out says
-    why). `every`: an `EveryDrawCheck`'s statistic, estimate and target (empty for other claims)."""
+    why). `every`: an `EveryDrawCheck`'s statistic, estimate and target (empty for other claims).
+    A claim's own finding may quote ``max_error``, ``median_error``, ``draws`` and its statistics."""
     if verdict == "pass":
         if nonfinite and claim.nonfinite_reason:
             return f"{nonfinite} of {draws} draws NaN/inf, not judged (declared: {claim.nonfinite_reason})."
@@ -409,11 +411,13 @@ def _finding(claim: Claim, spec: ModelSpec, verdict: str, judgement, statistics:
         return f"Holds although expected to fail (expectation: {claim.provenance}): {shown}. {REVIEW}"
     if claim.finding:
         try:
-            return claim.finding.format(**{**statistics, "max_error": max_error})
+            return claim.finding.format(**{**statistics, "max_error": max_error, "median_error": median_error,
+                                           "draws": draws})
         except (KeyError, ValueError, IndexError, AttributeError) as err:  # it quotes what was not measured
             if claim.id not in BUILTIN:  # (a built-in's context, left out); a user's typo is said
                 warn(f"claim {claim.id}: its finding does not format ({type(err).__name__}: {err}; it may name "
-                     f"max_error and {', '.join(sorted(statistics)) or 'no statistic'}): the generic one is shown")
+                     f"max_error, median_error, draws and {', '.join(sorted(statistics)) or 'no statistic'}): the "
+                     "generic one is shown")
     # the generic finding: a refutation is a bug where the claim is claimed to hold, and what was
     # expected where it is claimed not to (Claim.holds False: verdict expected_fail)
     said = f"as expected ({claim.provenance})" if claim.holds is False else "where it is claimed to hold"
