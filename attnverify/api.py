@@ -11,6 +11,7 @@ them. Bad input raises `attnverify.InputError` with the CLI's one-line message.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import os
 from collections.abc import Iterable, Sequence
@@ -203,10 +204,10 @@ def explain(text: str, *, model: str | Path | None = None, plugin: Any = None, s
     if removal not in ("delete", "replace"):
         raise InputError(f"removal must be delete or replace, got {removal!r}")
     if lime_samples is None:  # as the command line: a LIME setting without LIME is a mistake, not a no-op
-        given = [name for name, value, default in (("lime_runs", lime_runs, 1), ("nu", nu, 0.25),
-                                                   ("removal", removal, "delete"),
-                                                   ("lime_limit_samples", lime_limit_samples, None))
-                 if value != default]
+        defaults = inspect.signature(explain).parameters
+        given = [name for name, value in (("lime_runs", lime_runs), ("nu", nu), ("removal", removal),
+                                          ("lime_limit_samples", lime_limit_samples))
+                 if value != defaults[name].default]
         if given:
             raise InputError(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} to LIME: "
                              "give lime_samples too")
