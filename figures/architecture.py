@@ -1,4 +1,4 @@
-"""The model drawn from its spec (the paper's architecture figure, probably its Figure 2): [CLS] and
+"""The model drawn from its spec (the paper's architecture figure): [CLS] and
 the words, embedded (with positions when the spec has them), K heads whose query comes from [CLS] (or the spec's query),
 a per-head read-out, and the aggregation over heads; every spec switch that changes the model
 is written on the part it changes (docs/theory.md §1).

@@ -1,4 +1,4 @@
-"""Figure 3: each head's full self-attention matrix over [CLS] and the words of one text.
+"""Figure 3: each head's self-attention matrix over [CLS] and the first words of one text.
 
 The model computes every row but only the [CLS] row (the query q = W_q e_0) reaches the
 output; it is outlined. The softmax runs over all T positions, UNK padding included, so a

@@ -28,19 +28,21 @@ TITLES = {
 
 #: name -> what the paper (or its authors' notebook) published for the same figure.
 PAPER = {
-    "fig1": "paper (IMDB model): LIME, G-avg and G×I give “questionable” the most negative weight "
+    "fig1": "On the authors' IMDB model, LIME, G-avg and G×I give “questionable” the most negative weight "
             "(LIME −1.012, G×I −3.332); α-max ranks it second (0.316).",
-    "fig3": "paper: a 2×3 grid of heads over [CLS] and 7 words, each head on its own colour scale.",
-    "fig4": "paper's notebook on its IMDB test review: Pearson r = 0.97, relative L2 = 0.25 between the "
+    "fig3": "A 2×3 grid of heads over [CLS] and 7 words, each head on its own colour scale.",
+    "fig4": "the authors' notebook on its IMDB test review gives Pearson r = 0.97, relative L2 = 0.25 between the "
             "LIME mean and Eq. 19 over 71 words.",
-    "fig5": "paper: the two maps agree except in the [CLS] row.",
+    "fig5": "The two maps agree except in the [CLS] row.",
 }
 
 
 def correlation_text(pearson: float | None) -> str:
     """A correlation for a title or a takeaway: n/a where it carries no information (NaN in memory,
     null in a data file, its reason beside)."""
-    return f"{pearson:.2f}" if pearson is not None and np.isfinite(pearson) else "n/a"
+    if pearson is None or not np.isfinite(pearson):
+        return "n/a"
+    return f"{pearson:.2f}" if abs(pearson) < 0.99 else f"{pearson:.3f}"  # 0.996 is not 1.00
 
 
 def l2_text(value: float | None) -> str:
@@ -66,7 +68,8 @@ def _fig4(data: dict) -> str:
         eq19, limit = np.asarray(data["eq19"], float), np.asarray(data["limit"], float)
         signs = (f" Eq. 19 has the sign of β^∞ on {int(np.sum(np.sign(eq19) == np.sign(limit)))} of {limit.size} "
                  "words: a high r does not mean the signs are right.")
-    return f"Against the LIME mean over all {len(data.get('features', []))} words: " + "; ".join(parts) + "." + signs
+    text = f"On “{data['text']}”, against" if data.get("text") else "Against"
+    return f"{text} the LIME mean over all {len(data.get('features', []))} words: " + "; ".join(parts) + "." + signs
 
 
 def _fig1(data: dict) -> str:
@@ -173,8 +176,8 @@ def _jw_permutation(data: dict) -> str:
     medians = {name: float(np.nanmedian(np.asarray(panel["median_tvd"], float)))
                for name, panel in data["panels"].items()}
     text = "; ".join(f"{name.split(' (')[0]}: {value:.2g}" for name, value in medians.items())
-    return (f"Median output change (TVD) when the attention is permuted, the median over documents, "
-            f"{data['permutations']} permutations each: {text}.")
+    return (f"Output change |Δp| when the attention is permuted (the median over {data['permutations']} permutations, "
+            f"then over documents): {text}.")
 
 
 def _wp_tradeoff(data: dict) -> str:
@@ -212,5 +215,8 @@ def present(name: str, data: dict | None, caption: str) -> dict[str, str]:
     if not takeaway:  # the caption's first sentence, then not repeated beneath it
         first, caption = _first_sentence(caption)
         takeaway = first.rstrip(".") + "."
+    # "Figure 1: ..." in a caption is the paper's numbering, not the report's
+    caption = re.sub(r"^Figure (\d+):", r"The paper's Figure \1:", caption)
+    takeaway = re.sub(r"^Figure (\d+):", r"The paper's Figure \1:", takeaway)
     return {"title": TITLES.get(name, name), "caption": caption, "takeaway": takeaway,
             "paper": PAPER.get(name, "")}

@@ -338,7 +338,8 @@ def test_the_new_figures_takeaways_carry_their_numbers():
     assert "float64: the word rows' largest error 3e-16 over 2 models (tolerance 1e-10), the [CLS] row read as a " \
            "word row up to 0.9." in present("thm1_hist", hist, "c.")["takeaway"]
     panels = {"panels": {"a (x)": {"median_tvd": [0.1, 0.3, 0.2]}, "b": {"median_tvd": [0.0, 0.0]}}, "permutations": 5}
-    assert present("jw_permutation", panels, "c.")["takeaway"].endswith("5 permutations each: a: 0.2; b: 0.")
+    assert present("jw_permutation", panels, "c.")["takeaway"].endswith(
+        "(the median over 5 permutations, then over documents): a: 0.2; b: 0.")
     fig4 = {"features": ["a", "b", "c"], "eq19": [0.5, -0.2, 0.1], "limit": [0.4, 0.3, 0.2],
             "agreement": {"eq19": {"vs_lime": {"pearson": 0.9, "relative_l2": 0.3}}}}
     assert present("fig4", fig4, "c.")["takeaway"].endswith(
@@ -366,6 +367,27 @@ def test_model_used_names_every_assumption_that_is_not_the_papers():
         "scale_scores = false (paper: true), value_nonlinearity = tanh (paper: none), classes = 3 (paper: 2).")
 
 
+def test_the_summary_lists_inconclusive_claims_on_one_line_and_counts_each_verdict():
+    # Can fail: each inconclusive claim was a bullet of its own with its bounds (eleven of the report's 29
+    # bullets), and "57 of 74 hold" left the reader to guess what the other 17 were.
+    from attnverify.verification.report.sections import summary_lines
+
+    def result(cid, verdict, needed=None):
+        return ClaimResult(id=cid, statement=cid, dtype="float64", tolerance=1e-10, trials=32, max_error=0.0,
+                           median_error=0.0, passed=verdict == "pass", finding=None if verdict == "pass" else "why",
+                           expected=True, verdict=verdict, draws_needed=needed)
+
+    claims = {f"jw.{k}": {"group": "jw", "provenance": "literature"} for k in "abcd"}
+    results = [result("jw.a", "pass"), result("jw.b", "inconclusive", 60), result("jw.c", "inconclusive"),
+               result("jw.d", "expected_fail")]
+    lines = summary_lines(results, claims, [], {})
+    assert "Related paper (jw.b): why" not in lines and "Related paper (jw.d): why" in lines
+    assert "Related papers, inconclusive at 32 draws (neither held nor refuted at the confidence level; each " \
+           "claim's table gives its bounds and the draws that would settle it): jw.b (~60 draws), jw.c." in lines
+    assert lines[-1] == ("Related papers: 1 of 4 statements hold on our models; 1 failing as the literature or our "
+                         "measurement expects (the findings above); 2 inconclusive.")
+
+
 def test_the_summary_reads_each_claims_worst_run_and_counts_what_held():
     # Can fail: the Summary read only each claim's first (float64) run, so a float32 failure left
     # "1 of 1 holds"; and it counted an unexpected PASS (a statement expected to fail that held)
@@ -385,7 +407,7 @@ def test_the_summary_reads_each_claims_worst_run_and_counts_what_held():
     text = "\n".join(summary_lines(results, claims, [], {}))
     assert "Finding on the paper (thm1.gradient): In float32: FAILS where it is claimed to hold" in text
     assert "0 of 1 holds as stated or as derived here; the rest are the findings above." in text
-    assert "Related papers: 2 of 2 statements hold on our models." in text
+    assert "Related papers: 2 of 2 statements hold on our models; 1 with an unexpected verdict (below)." in text
 
 
 def test_figure_takeaways_of_fig3_and_fig4_and_a_captions_first_sentence_follow_the_data():

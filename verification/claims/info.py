@@ -229,7 +229,7 @@ register(Claim(
     tolerance_reason="|mean - 0.5| <= 0.1 by two one-sided 99.87 % Student-t bounds (docs/theory.md §11)",
     requires={"classes": 2}, measure=left, summary=_chance, holds=False,
     nonfinite_reason="a draw whose document has no near-tie pair has no agreement share (NaN)",
-    finding="Not on this model: near ties agree with the |LOO| order in {mean:.3g} of pairs "
-    "(standard error {se:.2g}), outside chance (0.5 +- 0.1); |LOO_t| ~ alpha_t |s_t - f| / K, so small "
+    finding="Not on the bag-of-words model this claim trains: near ties agree with the |LOO| order in {mean:.3g} "
+    "of pairs (standard error {se:.2g}), outside chance (0.5 +- 0.1); |LOO_t| ~ alpha_t |s_t - f| / K, so small "
     "absolute gaps in alpha can still order LOO, one way or the other.",
 ))

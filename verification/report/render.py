@@ -11,6 +11,7 @@ import base64
 import html
 import os
 import platform
+import re
 import sys
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -33,6 +34,13 @@ CLAIMS_LEGEND = ("Identity claims: maximum error against a tolerance. Every-draw
                  "(max |z|, max (lhs - rhs)) against its threshold, rounding only. Statistical claims: the statistic "
                  "against its threshold (≥ above, ≤ below) and its estimate with the one-sided confidence bound that "
                  "decides it (docs/theory.md §11). Provenance: where the expectation comes from.")
+
+
+#: What the claims run on, said beside the model the figures explain (a reader took a claim's
+#: "this model" for the given one).
+CLAIMS_MODELS = ("The claims do not read this model: each is swept over random models of the claims' spec, or over "
+                 "small models it trains on its own synthetic task (needle, bag-of-words, planted: docs/related.md). "
+                 "The figures of the paper's sentences explain this model.")
 
 
 @dataclass
@@ -101,7 +109,7 @@ def markdown(content: ReportContent, *, figure_dir: str = "figures") -> str:
     Model used, Figures, Claims (by paper and section, negative controls apart), details."""
     out = [f"# {content.title}", "", "## Summary", ""]
     out += [f"- {line}" for line in _summary(content)]
-    out += ["", "## Model used", "", model_used(content.model), ""]
+    out += ["", "## Model used", "", model_used(content.model), "", CLAIMS_MODELS, ""]
     if content.figures:
         out += ["## Figures", ""]
         for i, (name, png) in enumerate(content.figures.items(), 1):
@@ -132,7 +140,9 @@ body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1000px; 
        line-height: 1.45; }
 table { border-collapse: collapse; font-size: 0.85em; margin: 1em 0; table-layout: fixed; width: 100%; }
 th, td { border: 1px solid #ccc; padding: 3px 6px; text-align: left; vertical-align: top;
-         overflow-wrap: anywhere; }
+         overflow-wrap: break-word; }
+.wide { overflow-x: auto; } .wide table { min-width: 860px; }
+nav { font-size: 0.9em; } nav a { margin-right: 0.8em; }
 th { background: #f0f0f0; }
 td.PASS { background: #e3f4e3; } td.FAIL { background: #fbe3e3; } td.UNEXPECTED { background: #f6b0b0; }
 td.INCONCLUSIVE { background: #fff4cc; }
@@ -145,6 +155,15 @@ code { background: #f5f5f5; padding: 0 3px; overflow-wrap: anywhere; }
 _WIDTHS = (16, 30, 7, 13, 13, 12, 9)
 
 
+def _inline(text: str) -> str:
+    """`text` escaped for HTML, with Markdown's `code` spans as <code> (they showed their backticks)."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
+
+
+def _anchor(heading: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", heading.lower()).strip("-")
+
+
 def _cell_class(verdict: str) -> str:
     return "UNEXPECTED" if "UNEXPECTED" in verdict else verdict.split()[0]
 
@@ -155,46 +174,51 @@ def html_page(content: ReportContent) -> str:
     e = html.escape
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'>"
              f"<meta name='viewport' content='width=device-width, initial-scale=1'><title>{e(content.title)}</title>"
-             f"<style>{STYLE}</style></head><body>", f"<h1>{e(content.title)}</h1>",
-             "<h2>Summary</h2><ul class='summary'>"]
-    parts += [f"<li>{e(line)}</li>" for line in _summary(content)]
-    parts.append(f"</ul><h2>Model used</h2><p>{e(model_used(content.model)).replace('**', '').replace('`', '')}</p>")
+             f"<style>{STYLE}</style></head><body>", f"<h1>{e(content.title)}</h1>"]
+    sections = ["Summary", "Model used"] + (["Figures"] if content.figures else []) + ["Claims"] + \
+        (["Could not run"] if content.errors else []) + ["Model details", "Tolerances", "Environment"]
+    parts.append("<nav>" + "".join(f"<a href='#{_anchor(s)}'>{e(s)}</a>" for s in sections) + "</nav>")
+    parts.append("<h2 id='summary'>Summary</h2><ul class='summary'>")
+    parts += [f"<li>{_inline(line)}</li>" for line in _summary(content)]
+    used = e(model_used(content.model)).replace("**", "").replace("`", "")
+    parts.append(f"</ul><h2 id='model-used'>Model used</h2><p>{used}</p><p>{_inline(CLAIMS_MODELS)}</p>")
     if content.figures:
-        parts.append("<h2>Figures</h2>")
+        parts.append("<h2 id='figures'>Figures</h2>")
         for i, (name, png) in enumerate(content.figures.items(), 1):
             note = _note(content, name)
             data = base64.b64encode(png.read_bytes()).decode("ascii")
-            paper = f"<br><b>Paper.</b> {e(note['paper'])}" if note["paper"] else ""
+            paper = f"<br><b>Paper.</b> {_inline(note['paper'])}" if note["paper"] else ""
             parts.append(f"<figure id='{e(name)}'><h3>Figure {i}. {e(note['title'])}</h3>"
                          f"<img alt='{e(note['title'])}' src='data:image/png;base64,{data}'>"
-                         f"<figcaption><b>Takeaway.</b> {e(note['takeaway'])}{paper}<br>"
-                         + (f"<i>{e(note['caption'])}</i> " if note["caption"] else "")
+                         f"<figcaption><b>Takeaway.</b> {_inline(note['takeaway'])}{paper}<br>"
+                         + (f"<i>{_inline(note['caption'])}</i> " if note["caption"] else "")
                          + f"(<code>{e(name)}</code>)</figcaption></figure>")
-    parts.append(f"<h2>Claims</h2><p>{e(CLAIMS_LEGEND)}</p>")
+    parts.append(f"<h2 id='claims'>Claims</h2><p>{_inline(CLAIMS_LEGEND)}</p>")
     colgroup = "<colgroup>" + "".join(f"<col style='width:{w}%'>" for w in _WIDTHS) + "</colgroup>"
     for heading, rows in claim_sections(content.results, content.claims):
-        parts.append(f"<h3>{e(heading)}</h3><table>{colgroup}<tr>"
+        parts.append(f"<h3>{e(heading)}</h3><div class='wide'><table>{colgroup}<tr>"
                      + "".join(f"<th>{e(h)}</th>" for h in HEADER) + "</tr>")
         for r in rows:
             row = claim_row(r)
             cells = [f"<td>{e(c)}</td>" for c in row]
             cells[5] = f"<td class='{_cell_class(row[5])}'>{e(row[5])}</td>"
             parts.append("<tr>" + "".join(cells) + "</tr>")
-        parts.append("</table>")
+        parts.append("</table></div>")
         found = [r for r in rows if r.finding]
         if found:
-            parts.append("<ul>" + "".join(f"<li><b>{e(r.id)}</b> ({e(r.dtype)}): {e(r.finding)}</li>"
+            parts.append("<ul>" + "".join(f"<li><b>{e(r.id)}</b> ({e(r.dtype)}): {_inline(r.finding)}</li>"
                                           for r in found) + "</ul>")
     if content.errors:
-        parts.append("<h2>Could not run</h2><ul>" + "".join(f"<li>{e(x)}</li>" for x in content.errors) + "</ul>")
-    parts.append("<h2>Model details</h2><ul>")
+        parts.append("<h2 id='could-not-run'>Could not run</h2><ul>"
+                     + "".join(f"<li>{e(x)}</li>" for x in content.errors) + "</ul>")
+    parts.append("<h2 id='model-details'>Model details</h2><ul>")
     for line in _model_lines(content.model):
         text = e(line.removeprefix("- ")).replace("**", "")
         parts.append(f"<li>{text.replace('`', '')}</li>")
-    parts.append("</ul><h2>Tolerances</h2><ul>")
-    parts += [f"<li><code>{e(cid)}</code>: {e(info.get('tolerance_reason', ''))}</li>"
+    parts.append("</ul><h2 id='tolerances'>Tolerances</h2><ul>")
+    parts += [f"<li><code>{e(cid)}</code>: {_inline(info.get('tolerance_reason', ''))}</li>"
               for cid, info in content.claims.items()]
-    parts.append("</ul><h2>Environment</h2><table><colgroup><col style='width:20%'><col></colgroup>")
+    parts.append("</ul><h2 id='environment'>Environment</h2><table><colgroup><col style='width:20%'><col></colgroup>")
     parts += [f"<tr><th>{e(k)}</th><td><code>{e(v)}</code></td></tr>" for k, v in content.environment.items()]
     parts.append("</table></body></html>")
     return "\n".join(parts) + "\n"

@@ -71,6 +71,18 @@ def _is_finding(r: ClaimResult, info: dict) -> bool:
     return r.verdict != "pass" and not is_control(r.id, info)
 
 
+def _undecided(results: list[ClaimResult], what: str) -> list[str]:
+    """One line for the inconclusive results among `results` (their bounds and the draws that would
+    settle each are in their tables), instead of one line each."""
+    undecided = [r for r in results if r.verdict == "inconclusive"]
+    if not undecided:
+        return []
+    trials = sorted({r.trials for r in undecided})
+    named = ", ".join(r.id + (f" (~{r.draws_needed} draws)" if r.draws_needed else "") for r in undecided)
+    return [f"{what}, inconclusive at {' / '.join(map(str, trials))} draws (neither held nor refuted at the "
+            f"confidence level; each claim's table gives its bounds and the draws that would settle it): {named}."]
+
+
 def _refuted(r: ClaimResult) -> bool:
     """A control was caught: refuted within its hypotheses (not NaN, not undecided, not held).
     Outside them (`ClaimResult.expected` None) the formula it perturbs fails too, so its failure
@@ -119,20 +131,27 @@ def summary_lines(results: list[ClaimResult], claims: dict[str, dict], errors: l
         lines.append(f"Of the paper's own statements checked{named}, {ok} of {len(paper)} {verb} as stated or as "
                      "derived here" + ("." if ok == len(paper) else "; the rest are the findings above.") + measured)
     for r in ours:
-        if _is_finding(r, claims.get(r.id, {})) and r.finding:
+        if _is_finding(r, claims.get(r.id, {})) and r.finding and r.verdict != "inconclusive":
             lines.append(f"Measured here, about the paper's results ({r.id}): {_finding(r)}")
+    lines += _undecided(ours, "About the paper's results")
     fig4 = figure_notes.get("fig4")
     if isinstance(fig4, dict) and fig4.get("takeaway"):
-        lines.append(f"The paper's Figure 4 on our model (fig4): {fig4['takeaway']} For comparison, the "
-                     f"{fig4.get('paper', '')}")
+        lines.append(f"The paper's Figure 4 on our model: {fig4['takeaway']} For comparison, {fig4.get('paper', '')}")
     related = [r for r in first if claims.get(r.id, {}).get("group") not in PAPER_GROUPS
                and not is_control(r.id, claims.get(r.id, {}))]
     for r in related:
-        if _is_finding(r, claims.get(r.id, {})) and r.finding:
+        if _is_finding(r, claims.get(r.id, {})) and r.finding and r.verdict != "inconclusive":
             lines.append(f"Related paper ({r.id}): {_finding(r)}")
+    lines += _undecided(related, "Related papers")
     if related:
         ok = sum(r.passed for r in related)
-        lines.append(f"Related papers: {ok} of {len(related)} statements hold on our models.")
+        rest = [(sum(r.verdict == verdict for r in related), label) for verdict, label in (
+            ("expected_fail", "failing as the literature or our measurement expects (the findings above)"),
+            ("inconclusive", "inconclusive"), ("hyp_unmet", "outside their hypotheses"),
+            ("fail", "with an unexpected verdict (below)"))]
+        tail = "; ".join(f"{n} {label}" for n, label in rest if n)
+        lines.append(f"Related papers: {ok} of {len(related)} statements hold on our models" + (f"; {tail}." if tail
+                                                                                              else "."))
     for r in users:
         if r.verdict != "pass" and r.finding:
             lines.append(f"Your claim ({r.id}): {_finding(r)}")
