@@ -37,6 +37,14 @@ def explain_positions(params: nm.Params, tokens: jnp.ndarray, spec: ModelSpec) -
     return {"logit": nm.explained_output(params, e, spec), **per_position(nm.attention(params, e, spec), g, e)}
 
 
+def l2_norm(g: jnp.ndarray) -> jnp.ndarray:
+    """Each row's Euclidean norm, scaled by its largest entry first: the squares of a row of 1e-158
+    underflowed to 0 (and those of 1e155 would overflow), and G-l2 printed 0 beside a G-l1 of 4.8e-158."""
+    scale = jnp.max(jnp.abs(g), axis=1)
+    safe = jnp.where(scale > 0, scale, 1)
+    return jnp.where(scale > 0, safe * jnp.sqrt(((g / safe[:, None]) ** 2).sum(axis=1)), 0)
+
+
 def per_position(alpha: jnp.ndarray, g: jnp.ndarray, e: jnp.ndarray) -> dict[str, jnp.ndarray]:
     """The attention and gradient explanations of every position, from the attention weights
     alpha (K, T), the gradient g and the embeddings e (T, d_e), for any model."""
@@ -45,7 +53,7 @@ def per_position(alpha: jnp.ndarray, g: jnp.ndarray, e: jnp.ndarray) -> dict[str
         "alpha_max": alpha.max(axis=0),
         "grad_avg": g.mean(axis=1),
         "grad_l1": jnp.abs(g).sum(axis=1),
-        "grad_l2": jnp.sqrt((g * g).sum(axis=1)),
+        "grad_l2": l2_norm(g),
         "grad_x_input": (e * g).sum(axis=1),
     }
 

@@ -10,6 +10,7 @@ of T token ids, position 0 being [CLS].
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -146,8 +147,38 @@ def explained_output(params: Params, e: Float[Array, "T d_e"], spec: ModelSpec) 
     if spec.output_link == "logit":
         return z[spec.explained_class]
     if spec.output_link == "sigmoid":
-        return jax.nn.sigmoid(z[spec.explained_class])
-    return jax.nn.softmax(z)[spec.explained_class]
+        return sigmoid(z[spec.explained_class])
+    return softmax_probability(z, spec.explained_class)
+
+
+@jax.custom_jvp
+def sigmoid(z: jnp.ndarray) -> jnp.ndarray:
+    """sigma(z), with the derivative sigma(z) sigma(-z). JAX's sigma (1 - sigma) rounds 1 - sigma to a
+    multiple of 2^-53 near 1: at z = 35 the gradient was 5.6-8.5 % off, at z = 90 it was 0 (the true
+    one 1e-37), without a NaN."""
+    return jax.nn.sigmoid(z)
+
+
+@sigmoid.defjvp
+def _sigmoid_jvp(primals, tangents):
+    (z,), (tangent,) = primals, tangents
+    return jax.nn.sigmoid(z), jax.nn.sigmoid(z) * jax.nn.sigmoid(-z) * tangent
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
+def softmax_probability(z: jnp.ndarray, c: int) -> jnp.ndarray:
+    """softmax(z)_c, with the derivative p_c sum_{c' != c} p_{c'} (dz_c - dz_{c'}): JAX's
+    p_c (dz_c - sum p dz) cancels as p_c nears 1 (up to 1.2 % off an entry at z_c - z_other = 27). The others' weights
+    are summed without p_c, so that reverse mode does not bring the cancellation back."""
+    return jax.nn.softmax(z)[c]
+
+
+@softmax_probability.defjvp
+def _softmax_probability_jvp(c, primals, tangents):
+    (z,), (tangent,) = primals, tangents
+    p = jax.nn.softmax(z)
+    others = p.at[c].set(0)
+    return p[c], p[c] * (tangent[c] * jnp.sum(others) - jnp.sum(others * tangent))
 
 
 def output_gradient(params: Params, e: Float[Array, "T d_e"], spec: ModelSpec) -> Float[Array, "T d_e"]:

@@ -148,6 +148,10 @@ class CompiledModel(NamedTuple):
     #: rates; None: z^* at the logits' max (sigmoid: max(0, z)), as the built-in links read.
     logit_exponents: Callable | None = None
     logit_rate_sign: int = 1
+    #: A plugin's attention weights (K, T) and normalisers (K,), for `_gradient_scale`; None for the
+    #: built-in model, whose weights are at most exp(0).
+    weight: Callable | None = None
+    normaliser: Callable | None = None
 
 
 @functools.lru_cache(maxsize=32)
@@ -167,6 +171,9 @@ def compiled_model(spec: ModelSpec) -> CompiledModel:
     )
     if base_spec(spec) is spec:  # the built-in model: its softmax and output links cancel the shifts
         return compiled
+    compiled = compiled._replace(
+        weight=compile_expression(model.weight(S.i, S.t), (S.i, S.t), axes=axes, ranges=free),
+        normaliser=compile_expression(model.normaliser(S.i), (S.i,), axes=axes, ranges=free))
     if not shifts_cancel(spec):
         return compiled._replace(shifts_cancel=False)
     parts = shift_exponent(spec)
@@ -259,7 +266,36 @@ def symbol_arrays(params: Any, e: jnp.ndarray, spec: ModelSpec) -> dict[str, jnp
 
 def explained_output(params: Any, e: jnp.ndarray, spec: ModelSpec) -> jnp.ndarray:
     """f(e): the compiled forward."""
-    return compiled_model(spec).output(symbol_arrays(params, e, spec))
+    compiled = compiled_model(spec)
+    arrays = symbol_arrays(params, e, spec)
+    return _gradient_unless_lost(compiled.output(arrays), jax.lax.stop_gradient(_gradient_scale(compiled, arrays)))
+
+
+def _gradient_scale(compiled: CompiledModel, arrays: dict) -> jnp.ndarray:
+    """1, or NaN where the gradient would lose terms without a NaN of its own: an attention weight or
+    normaliser beyond the square root of the float range, whose square (the quotient rule's
+    denominator) overflows in the backward pass, so that the softmax Jacobian's term becomes 0. A
+    weight written without gamma^* (``exp(score / temp)``), or with a factor that grows with the
+    score (``cosh(score)``), gets there at temp = 0.0012 or a scale of 30; the forward stays exact,
+    and the gradient was 4-239x off, and both sides of `thm1.derived` agreed on it (docs/theory.md §10.3)."""
+    if compiled.weight is None:
+        return jnp.ones((), arrays["e"].dtype)
+    limit = jnp.sqrt(jnp.finfo(arrays["e"].dtype).max)
+    largest = jnp.maximum(jnp.max(jnp.abs(compiled.weight(arrays))), jnp.max(jnp.abs(compiled.normaliser(arrays))))
+    return jnp.where(largest > limit, jnp.nan, 1.0).astype(arrays["e"].dtype)
+
+
+@jax.custom_jvp
+def _gradient_unless_lost(f: jnp.ndarray, scale: jnp.ndarray) -> jnp.ndarray:
+    """`f`, whose derivative is multiplied by `scale` (`_gradient_scale`: NaN marks a lost gradient,
+    and the forward keeps its exact value)."""
+    return f
+
+
+@_gradient_unless_lost.defjvp
+def _gradient_unless_lost_jvp(primals, tangents):
+    (f, scale), (tangent, _) = primals, tangents
+    return f, tangent * scale
 
 
 def output_gradient(params: Any, e: jnp.ndarray, spec: ModelSpec) -> jnp.ndarray:

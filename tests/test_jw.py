@@ -214,17 +214,26 @@ def test_permutation_figure_draws_from_its_data():
     fig = jw_permutation.draw(data)
     visible = [ax for ax in fig.axes if ax.get_visible()]
     assert len(visible) == 2
-    # Can fail: each panel draws one violin per max-attention bin holding two or more documents, labelled with
-    # its count, its median line at the median output change of the documents in that bin
+    # Can fail: each panel labels every max-attention bin with its count, draws every document as a point
+    # (a bin of one document was left out, and a violin of constant values draws nothing), and a violin per
+    # bin of two or more documents with its median line at the median output change of that bin
     peak, change = np.asarray(panel["max_attention"]), np.asarray(panel["median_tvd"])
-    which = np.digitize(peak, jw_permutation.BINS[1:-1])  # the bin of each document (the last one closed)
-    filled = [b for b in range(len(jw_permutation.BINS) - 1) if np.sum(which == b) > 1]
+    bins = jw_permutation.BINS
+    which = np.digitize(peak, bins[1:-1])  # the bin of each document (the last one closed)
+    filled = [b for b in range(len(bins) - 1) if np.sum(which == b) > 1]
     assert len(filled) >= 3  # the data spread over the bins: the checks below are not vacuous
     for ax in visible:
-        assert [t.get_text() for t in ax.texts] == [f"n={np.sum(which == b)}" for b in filled]
-        medians = ax.collections[-1].get_segments()  # violinplot's median lines come last
-        np.testing.assert_allclose([seg[0, 1] for seg in medians], [np.median(change[which == b]) for b in filled])
-        np.testing.assert_allclose([seg[:, 0].mean() for seg in medians], filled)
+        assert [t.get_text() for t in ax.get_xticklabels()] == [
+            f"{bins[b]:.2g}-{bins[b + 1]:.2g}\nn={np.sum(which == b)}" for b in range(len(bins) - 1)]
+        for b in range(len(bins) - 1):
+            drawn = np.concatenate([line.get_ydata() for line in ax.lines
+                                    if np.all(np.abs(line.get_xdata() - b) < 0.5)])
+            np.testing.assert_array_equal(np.sort(drawn), np.sort(change[which == b]))
+        flat = [seg for c in ax.collections if hasattr(c, "get_segments") for seg in c.get_segments()
+                if len(seg) == 2 and seg[0, 1] == seg[1, 1]]  # the violins' horizontal lines: min, max, median
+        for b in filled:
+            assert any(abs(seg[:, 0].mean() - b) < 0.5 and np.isclose(seg[0, 1], np.median(change[which == b]))
+                       for seg in flat), b
 
 
 # -- wrong formulas against the claims' own checks (one draw each) --------------------------------

@@ -169,3 +169,43 @@ def test_the_gxi_closed_form_needs_no_biases_and_its_claim_says_so(tiny_spec):
     gxi, auto_gxi = theorem1(spec, params, tokens, "gxi_paper", "autodiff_gxi")
     assert _rel(gxi[1:], auto_gxi[1:]) > 1e-3
     assert REGISTRY["thm1.gxi"].expected(spec) is None and REGISTRY["thm1.gxi"].expected(tiny_spec) is True
+
+
+@pytest.mark.parametrize("link, margin", [("sigmoid", 35.0), ("sigmoid", 90.0), ("softmax", 27.0)])
+def test_a_saturated_output_link_keeps_its_gradient(link, margin):
+    # Can fail: JAX differentiates sigma as sigma (1 - sigma) and softmax as p (dz_c - sum p dz), which
+    # round 1 - p to a multiple of 2^-53: at a margin of 35 the gradient was 5.6 % off (of its largest
+    # entry), at 90 it was 0 (the true one ~1e-37), at a softmax margin of 27 3.4e-5 off; no NaN, no warning.
+    import jax
+
+    spec = ModelSpec(max_len=5, d_embed=6, d_att=3, d_out=4, heads=2, vocab_size=20, output_link=link)
+    params, tokens = _draw(spec, 0)
+    e = nm.embed(params, tokens, spec)
+    c = spec.explained_class
+
+    def margin_of(params, e):  # sigmoid: z_c; softmax over two classes: z_c - z_other
+        z = nm.logits(params, e, spec)
+        return z[c] if link == "sigmoid" else z[c] - z[1 - c]
+
+    params = params._replace(W_l=params.W_l * (margin / float(margin_of(params, e))))
+    m = float(margin_of(params, e))
+    assert abs(m - margin) < 1e-9 * margin
+    slope = np.exp(-abs(m)) / (1 + np.exp(-abs(m))) ** 2  # sigma'(m), with no 1 - sigma in it
+    truth = slope * jax.grad(margin_of, argnums=1)(params, e)
+    got = nm.output_gradient(params, e, spec)
+    assert float(jnp.max(jnp.abs(got - truth)) / jnp.max(jnp.abs(truth))) < 1e-12
+
+
+@pytest.mark.parametrize("size", [1e-158, 1.0, 1e155])
+def test_grad_l2_neither_underflows_nor_overflows(size):
+    # Can fail: sqrt(sum g^2) gave 0 for a row of 1e-158 (explain printed G-l2 0 beside G-l1 4.8e-158)
+    # and would give inf for 1e155. Against math.hypot, which scales; a zero row stays 0.
+    import math
+
+    from attnverify.numerics.explanations import l2_norm
+
+    rows = np.array([[3.0, -4.0, 12.0], [0.5, 0.25, -2.0], [0.0, 0.0, 0.0]]) * size
+    got = np.asarray(l2_norm(jnp.asarray(rows)))
+    want = [math.hypot(*row) for row in rows]
+    np.testing.assert_allclose(got, want, rtol=1e-15)
+    assert got[2] == 0

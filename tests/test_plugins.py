@@ -383,6 +383,35 @@ def test_an_output_that_scales_its_logits_is_shifted_by_its_own_exponent(tmp_pat
     assert float(jnp.max(jnp.abs(g - truth)) / jnp.max(jnp.abs(truth))) <= 1e-10
 
 
+@pytest.mark.parametrize("exponent", [250.0, 500.0])
+def test_a_weight_too_large_to_square_gives_a_nan_gradient_not_a_wrong_one(tmp_path, exponent):
+    """Can fail: a weight written without gamma^*, exp(score / temp), whose largest exponent is 500
+    (e^500 fits in float64, its square does not) gave gradients 239x off jax.grad of the same softmax
+    written with jax.nn.softmax, without a NaN (the quotient rule's b^2 overflowed), and thm1.derived
+    passed on them. The forward stays exact; the gradient is NaN there, and exact at 250."""
+    params = pm.draw_plugin_params(jax.random.PRNGKey(3), TINY, scale=4.0)
+    tokens = draw_document(jax.random.PRNGKey(4), TINY)
+    e = pm.embed(params, tokens, TINY)
+    temp = float(jnp.max(nm.scores(params.base, e, TINY))) / exponent
+    path = plugin_file(tmp_path, HEADER + "class Model(SymbolicModel):\n    def weight(self, i, t):\n"
+                       f"        return sp.exp(self.score(i, t) / self.constant('temp', {temp!r}))\n")
+    spec = plugin_spec(load_plugin(path, TINY), TINY)
+    params = pm.draw_plugin_params(jax.random.PRNGKey(3), spec, scale=4.0)
+    base = params.base
+
+    def written(e):
+        alpha = jax.nn.softmax(nm.scores(base, e, TINY) / temp, axis=1)
+        s = jnp.einsum("io,ito->it", base.W_l[:, TINY.explained_class], jnp.einsum("iok,tk->ito", base.W_v, e))
+        return jnp.mean(jnp.sum(alpha * s, axis=1))
+
+    f, g, truth = pm.explained_output(params, e, spec), pm.output_gradient(params, e, spec), jax.grad(written)(e)
+    assert abs(float(f - written(e))) <= 1e-12 * abs(float(written(e)))
+    if exponent < 354:  # e^(2 x 250) fits: nothing lost, nothing flagged
+        assert float(jnp.max(jnp.abs(g - truth)) / jnp.max(jnp.abs(truth))) <= 1e-10
+    else:
+        assert bool(jnp.all(jnp.isnan(g))), g
+
+
 @pytest.mark.parametrize("link", ["softmax", "sigmoid"])
 def test_the_built_in_links_exponents_give_the_logits_max(link):
     # Can fail: read from the output as a plugin's would be, the exponents of the built-in links put z^* where

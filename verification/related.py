@@ -98,9 +98,10 @@ def analyse(what: str, loaded: ModelFile, text: str, *, epsilons=(0.01, 0.05), t
     elif what == "gumbel":
         gamma = nm.scores(params, e, spec)[head]
         noise = ninfo.gumbel_noise(key, samples, spec.max_len, gamma.dtype)
-        out["entropy_softmax"] = float(ninfo.mean_entropy(alpha[head][None]))
+        out["entropy_softmax"] = float(ninfo.softmax_entropy(gamma))  # alpha[head] = softmax(gamma)
         out["entropy_by_temperature"] = {
-            str(tau): float(ninfo.mean_entropy(ninfo.gumbel_softmax(gamma, noise, tau))) for tau in temperatures}
+            str(tau): float(jnp.mean(ninfo.softmax_entropy(ninfo.gumbel_logits(gamma, noise, tau))))
+            for tau in temperatures}
         out["gumbel_max_largest_gap"] = float(jnp.max(jnp.abs(ninfo.hard_attention_frequencies(gamma, noise)
                                                              - alpha[head])))
     else:

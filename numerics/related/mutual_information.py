@@ -103,10 +103,26 @@ def hard_attention_frequencies(gamma: Float[Array, " T"], noise: Float[Array, "n
 
 def gumbel_softmax(gamma: Float[Array, " T"], noise: Float[Array, "n T"], tau) -> Float[Array, "n T"]:
     """Gumbel-softmax samples softmax((gamma + g) / tau)."""
+    return jax.nn.softmax(gumbel_logits(gamma, noise, tau), axis=1)
+
+
+def gumbel_logits(gamma: Float[Array, " T"], noise: Float[Array, "n T"], tau) -> Float[Array, "n T"]:
+    """The logits (gamma + g) / tau of Gumbel-softmax samples (their entropy: `softmax_entropy`)."""
     check_temperature(tau)
-    return jax.nn.softmax((gamma[None] + noise) / tau, axis=1)
+    return (gamma[None] + noise) / tau
 
 
 def mean_entropy(samples: Float[Array, "n T"]) -> Float[Array, ""]:
     """The mean per-sample entropy (nats)."""
     return jnp.mean(jax.vmap(_entropy)(samples))
+
+
+def softmax_entropy(logits: Float[Array, "... T"]) -> Float[Array, ...]:
+    """The entropy (nats) of softmax(logits) over the last axis, from the logits: with m their max,
+    H = sum_t alpha_t (m - gamma_t) + log1p(sum_{t != argmax} exp(gamma_t - m)). From the
+    probabilities, the top term -alpha log alpha ~ delta is lost once 1 - alpha nears 2^-53: at
+    1 - max alpha = 2.7e-16 the entropy was 0.5 % off, at 5.4e-19 2.3 % (no NaN)."""
+    shifted = logits - jnp.max(logits, axis=-1, keepdims=True)
+    top = jax.nn.one_hot(jnp.argmax(logits, axis=-1), logits.shape[-1], dtype=bool)
+    rest = jnp.sum(jnp.where(top, 0.0, jnp.exp(shifted)), axis=-1)
+    return jnp.sum(jax.nn.softmax(logits, axis=-1) * -shifted, axis=-1) + jnp.log1p(rest)

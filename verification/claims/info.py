@@ -13,13 +13,13 @@ from attnverify.numerics.related.mutual_information import (
     TEMPERATURES,
     counts,
     enumerate_documents,
+    gumbel_logits,
     gumbel_noise,
-    gumbel_softmax,
     hard_attention_frequencies,
-    mean_entropy,
     pair_agreement,
     plugin_mi,
     position_mi,
+    softmax_entropy,
 )
 from attnverify.numerics.token_keys import token_key
 from attnverify.numerics.training.synthetic_tasks import (
@@ -90,11 +90,11 @@ register(Claim(
 
 def _entropies(spec: ModelSpec, skew: bool):
     def compare(params, tokens):
-        gamma, alpha = _scores_and_alpha(params, tokens, spec)
+        gamma, _ = _scores_and_alpha(params, tokens, spec)
         noise = gumbel_noise(jax.random.PRNGKey(1), 2000, spec.max_len, gamma.dtype)
-        H = jnp.stack([mean_entropy(gumbel_softmax(gamma, noise, tau)) for tau in TEMPERATURES])
-        if skew:  # tau < 1 against softmax attention itself
-            H_alpha = mean_entropy(alpha[None])
+        H = jnp.stack([jnp.mean(softmax_entropy(gumbel_logits(gamma, noise, tau))) for tau in TEMPERATURES])
+        if skew:  # tau < 1 against softmax attention itself (alpha = softmax(gamma))
+            H_alpha = softmax_entropy(gamma)
             below_one = jnp.array([tau < 1 for tau in TEMPERATURES])
             return jnp.max(jnp.where(below_one, H - H_alpha, -jnp.inf)), jnp.asarray(0.0, H.dtype)
         return jnp.max(H[:-1] - H[1:]), jnp.asarray(0.0, H.dtype)
