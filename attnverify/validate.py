@@ -23,6 +23,7 @@ SEED_MAX = 2**32 - 1
 #: The prefix of every temporary file an atomic write makes beside its target
 #: (``.attnverify-tmp-PID-NAME...``): an interrupted write is recognised by it and removed.
 TMP_PREFIX = ".attnverify-tmp-"
+FLOAT64_BYTES = 8
 
 
 def temporary_owner(name: str) -> int | None:
@@ -30,7 +31,6 @@ def temporary_owner(name: str) -> int | None:
     ``-...``); None for any other name."""
     pid = name[len(TMP_PREFIX):].split("-", 1)[0] if name.startswith(TMP_PREFIX) else ""
     return int(pid) if pid.isdigit() else None
-FLOAT64_BYTES = 8
 
 
 # -- numbers ------------------------------------------------------------------------------------
