@@ -31,7 +31,7 @@ PAPER = {
     "fig1": "On the authors' IMDB model, LIME, G-avg and G×I give “questionable” the most negative weight "
             "(LIME −1.012, G×I −3.332); α-max ranks it second (0.316).",
     "fig3": "A 2×3 grid of heads over [CLS] and 7 words, each head on its own colour scale.",
-    "fig4": "the authors' notebook on its IMDB test review gives Pearson r = 0.97, relative L2 = 0.25 between the "
+    "fig4": "The authors' notebook on its IMDB test review gives Pearson r = 0.97, relative L2 = 0.25 between the "
             "LIME mean and Eq. 19 over 71 words.",
     "fig5": "The two maps agree except in the [CLS] row.",
 }

@@ -41,8 +41,9 @@ def l2_norm(g: jnp.ndarray) -> jnp.ndarray:
     """Each row's Euclidean norm, scaled by its largest entry first: the squares of a row of 1e-158
     underflowed to 0 (and those of 1e155 would overflow), and G-l2 printed 0 beside a G-l1 of 4.8e-158."""
     scale = jnp.max(jnp.abs(g), axis=1)
-    safe = jnp.where(scale > 0, scale, 1)
-    return jnp.where(scale > 0, safe * jnp.sqrt(((g / safe[:, None]) ** 2).sum(axis=1)), 0)
+    scalable = jnp.isfinite(scale) & (scale > 0)
+    safe = jnp.where(scalable, scale, 1)
+    return jnp.where(scalable, safe * jnp.sqrt(((g / safe[:, None]) ** 2).sum(axis=1)), scale)  # 0, NaN, inf kept
 
 
 def per_position(alpha: jnp.ndarray, g: jnp.ndarray, e: jnp.ndarray) -> dict[str, jnp.ndarray]:

@@ -143,7 +143,11 @@ def logit_shift(z: Float[Array, " C"], spec: ModelSpec) -> Float[Array, ""]:
 
 def explained_output(params: Params, e: Float[Array, "T d_e"], spec: ModelSpec) -> Float[Array, ""]:
     """The explained scalar: class logit (paper), its sigmoid, or the softmax probability."""
-    z = logits(params, e, spec)
+    return output_from_logits(logits(params, e, spec), spec)
+
+
+def output_from_logits(z: Float[Array, " C"], spec: ModelSpec) -> Float[Array, ""]:
+    """The spec's output link applied to the logits z: z_c, sigma(z_c) or softmax(z)_c."""
     if spec.output_link == "logit":
         return z[spec.explained_class]
     if spec.output_link == "sigmoid":

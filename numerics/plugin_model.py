@@ -277,7 +277,9 @@ def _gradient_scale(compiled: CompiledModel, arrays: dict) -> jnp.ndarray:
     denominator) overflows in the backward pass, so that the softmax Jacobian's term becomes 0. A
     weight written without gamma^* (``exp(score / temp)``), or with a factor that grows with the
     score (``cosh(score)``), gets there at temp = 0.0012 or a scale of 30; the forward stays exact,
-    and the gradient was 4-239x off, and both sides of `thm1.derived` agreed on it (docs/theory.md §10.3)."""
+    and the gradient was 4-239x off, and both sides of `thm1.derived` agreed on it (docs/theory.md §10.3).
+    Cautious: a weight that large is flagged even where nothing divides by it (a normaliser of 1), and
+    gives a NaN gradient there, never a wrong one; an `alpha` overridden alone is not read."""
     if compiled.weight is None:
         return jnp.ones((), arrays["e"].dtype)
     limit = jnp.sqrt(jnp.finfo(arrays["e"].dtype).max)

@@ -193,3 +193,6 @@ def test_the_entropy_of_peaked_attention_keeps_its_digits(gap):
     assert abs(float(ninfo.softmax_entropy(gamma)) - truth) <= 1e-13 * truth
     if gap == 5.0:
         assert abs(float(ninfo.mean_entropy(jax.nn.softmax(gamma)[None])) - truth) <= 1e-13 * truth
+        # a position of weight 0 (a -inf logit) adds nothing: 0 * inf was NaN
+        with_zero = jnp.concatenate([gamma, jnp.asarray([-jnp.inf])])
+        assert abs(float(ninfo.softmax_entropy(with_zero)) - truth) <= 1e-13 * truth

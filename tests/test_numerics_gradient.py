@@ -209,3 +209,6 @@ def test_grad_l2_neither_underflows_nor_overflows(size):
     want = [math.hypot(*row) for row in rows]
     np.testing.assert_allclose(got, want, rtol=1e-15)
     assert got[2] == 0
+    # a lost gradient stays NaN and an infinite one inf (scaling them gave 0 and NaN)
+    lost = np.asarray(l2_norm(jnp.asarray([[1.0, np.nan], [1.0, np.inf]])))
+    assert np.isnan(lost[0]) and lost[1] == np.inf

@@ -7,8 +7,8 @@ from attnverify.spec import PAPER, SMALL, ModelSpec
 
 
 def test_paper_defaults_match_theory_md():
-    # Can fail: the sizes are read from the table in docs/theory.md §1, the switches from its text
-    # (heads averaged, the raw logit of class 1 explained, no bias, the [CLS] query, no value map).
+    # Can fail: the sizes are read from the table in docs/theory.md §1; the switches are those its text
+    # states (heads averaged, the raw logit of class 1 explained, no bias, the [CLS] query, no value map).
     table = (Path(__file__).resolve().parents[1] / "docs" / "theory.md").read_text()
     header = "| $T$ | $d_e$ | $d_{att}$ | $d_{out}$ | $K$ | $C$ | initialisation |"
     row = table.split(header, 1)[1].splitlines()[2]

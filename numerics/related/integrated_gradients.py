@@ -175,6 +175,7 @@ def importances(params: nm.Params, tokens: Int[Array, " T"], spec: ModelSpec, *,
     attention alpha (head mean), two multi-head readings of alpha_t |s_t| (per head,
     1/K sum_i alpha_t^(i) |s_t^(i)|; and alpha-avg_t |s-avg_t| with s-avg_t = 1/K sum_i s_t^(i)),
     and the sensitivity G-l2 = ||grad_{e_t} f||."""
+    from attnverify.numerics.explanations import l2_norm  # (explanations imports this module)
     from attnverify.numerics.related import jain_wallace as njw  # J&W's detached / full gradient
 
     e = nm.embed(params, tokens, spec)
@@ -190,7 +191,7 @@ def importances(params: nm.Params, tokens: Int[Array, " T"], spec: ModelSpec, *,
         "alpha": alpha.mean(axis=0)[1:],
         "alpha_abs_s": jnp.mean(alpha * jnp.abs(s), axis=0)[1:],
         "alpha_avg_abs_s": (alpha.mean(axis=0) * jnp.abs(s.mean(axis=0)))[1:],
-        "grad_l2": jnp.sqrt(jnp.sum(g_full * g_full, axis=1))[1:],
+        "grad_l2": l2_norm(g_full)[1:],
     }
 
 

@@ -39,17 +39,13 @@ def logits_from(params: nm.Params, spec: ModelSpec, alpha: Float[Array, "K T"],
 
 
 def explained_from(z: Float[Array, " C"], spec: ModelSpec) -> Float[Array, ""]:
-    """The spec's explained output from the logits (raw logit, sigmoid or softmax)."""
-    if spec.output_link == "logit":
-        return z[spec.explained_class]
-    if spec.output_link == "sigmoid":
-        return jax.nn.sigmoid(z[spec.explained_class])
-    return jax.nn.softmax(z)[spec.explained_class]
+    """The spec's explained output from the logits (raw logit, sigmoid or softmax), as the model's."""
+    return nm.output_from_logits(z, spec)
 
 
 def probability(z: Float[Array, " C"], spec: ModelSpec) -> Float[Array, ""]:
     """J&W's output: the probability of the explained class (softmax of the logits)."""
-    return jax.nn.softmax(z)[spec.explained_class]
+    return nm.softmax_probability(z, spec.explained_class)
 
 
 def output_with_attention(params: nm.Params, e: Float[Array, "T d_e"], spec: ModelSpec,

@@ -125,4 +125,5 @@ def softmax_entropy(logits: Float[Array, "... T"]) -> Float[Array, ...]:
     shifted = logits - jnp.max(logits, axis=-1, keepdims=True)
     top = jax.nn.one_hot(jnp.argmax(logits, axis=-1), logits.shape[-1], dtype=bool)
     rest = jnp.sum(jnp.where(top, 0.0, jnp.exp(shifted)), axis=-1)
-    return jnp.sum(jax.nn.softmax(logits, axis=-1) * -shifted, axis=-1) + jnp.log1p(rest)
+    alpha = jax.nn.softmax(logits, axis=-1)
+    return jnp.sum(jnp.where(alpha > 0, alpha * -shifted, 0.0), axis=-1) + jnp.log1p(rest)  # a -inf logit: 0

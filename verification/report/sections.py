@@ -136,7 +136,9 @@ def summary_lines(results: list[ClaimResult], claims: dict[str, dict], errors: l
     lines += _undecided(ours, "About the paper's results")
     fig4 = figure_notes.get("fig4")
     if isinstance(fig4, dict) and fig4.get("takeaway"):
-        lines.append(f"The paper's Figure 4 on our model: {fig4['takeaway']} For comparison, {fig4.get('paper', '')}")
+        paper = fig4.get("paper", "")
+        lines.append(f"The paper's Figure 4 on our model: {fig4['takeaway']} For comparison, "
+                     f"{paper[:1].lower()}{paper[1:]}")
     related = [r for r in first if claims.get(r.id, {}).get("group") not in PAPER_GROUPS
                and not is_control(r.id, claims.get(r.id, {}))]
     for r in related:
@@ -145,10 +147,12 @@ def summary_lines(results: list[ClaimResult], claims: dict[str, dict], errors: l
     lines += _undecided(related, "Related papers")
     if related:
         ok = sum(r.passed for r in related)
-        rest = [(sum(r.verdict == verdict for r in related), label) for verdict, label in (
+        # the statements that do not hold, by verdict (an unexpected PASS holds: it is counted above, and
+        # listed with the unexpected results at the end)
+        rest = [(sum(r.verdict == verdict and not r.passed for r in related), label) for verdict, label in (
             ("expected_fail", "failing as the literature or our measurement expects (the findings above)"),
             ("inconclusive", "inconclusive"), ("hyp_unmet", "outside their hypotheses"),
-            ("fail", "with an unexpected verdict (below)"))]
+            ("fail", "failing unexpectedly (listed at the end)"))]
         tail = "; ".join(f"{n} {label}" for n, label in rest if n)
         lines.append(f"Related papers: {ok} of {len(related)} statements hold on our models" + (f"; {tail}." if tail
                                                                                               else "."))
