@@ -151,8 +151,8 @@ def cmd_init_model(args: argparse.Namespace) -> int:
     params = draw_params(jax.random.PRNGKey(args.seed), spec, scale=args.scale)
     if args.scale > 1 or args.plugin:  # a model every other command would reject (outside the float range, or a
         # plugin's model undefined: a division by a constant 0, a log of a negative number)
-        # with headroom, as `verify` checks its draws: a product of two (grad_l2 squares the gradient)
-        # must not overflow either (at --scale 1e100 the model was written, and explain refused it)
+        # with headroom, as `verify` checks its draws: a product of two must not overflow either
+        # (at --scale 1e100 the model was written, and explain refused it)
         modelfile.check_float_range(params, spec, [j % spec.vocab_size for j in range(spec.max_len)],
                                     f"--scale {args.scale:g}" if args.scale > 1 else "the drawn model",
                                     headroom=True)

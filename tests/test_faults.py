@@ -86,7 +86,7 @@ def validation_cases(tmp: Path, model: Path, huge: Path) -> list[tuple[list, str
         (["init-model", "--out", out, "--scale", "nan", *MODEL], "--scale must be a finite number"),
         (["init-model", "--out", out, "--scale", "inf", *MODEL], "--scale must be a finite number"),
         (["init-model", "--out", out, "--scale", "1e300", *MODEL], "outside float range"),
-        # finite, but a product of two overflows (explain's grad_l2): written, then refused by every command
+        # finite, but a product of two overflows: written, then refused by every command
         (["init-model", "--out", out, "--scale", "1e100", "--sizes", "small"], "a product of two would leave"),
         (["init-model", "--out", out, "--seed", "-1", *MODEL], "--seed must be in 0..4294967295"),
         (["train", "--data", "synthetic:64", "--out", out, "--lr", "inf", "--quiet", *MODEL], "--lr"),
