@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from attnverify.numerics import model as nm
-from attnverify.numerics.related.integrated_gradients import integrated_gradients
+from attnverify.numerics.related.integrated_gradients import baseline, integrated_gradients, refined
 
 from attnverify.spec import ModelSpec
 
@@ -70,10 +70,23 @@ def explain(params: nm.Params, tokens: jnp.ndarray, spec: ModelSpec, n_words: in
     out = {"logit": float(values["logit"])}
     for name in NAMES:
         out[name] = [float(x) for x in values[name][1 : n_words + 1]]
-    ig = integrated_gradients(params, jnp.asarray(tokens), spec, kind=IG_BASELINE)  # jitted
-    out["ig"] = [float(x) for x in ig[1 : n_words + 1]]
-    out["ig_baseline"] = IG_BASELINE
-    return out
+    tokens = jnp.asarray(tokens)
+    target = out["logit"] - float(_output_at(params, baseline(params, tokens, spec, IG_BASELINE), spec))
+    ig, nodes, reason = refined(lambda order: integrated_gradients(params, tokens, spec, kind=IG_BASELINE, order=order),
+                                target)  # jitted, per order
+    return {**out, **ig_record(ig, nodes, reason, n_words)}
+
+
+def ig_record(ig, nodes: int, reason: str | None, n_words: int) -> dict:
+    """`explain`'s IG keys: ``ig`` of words 1..n_words (None where it did not converge, with
+    ``ig_reason``), the baseline and the Gauss-Legendre nodes used (`integrated_gradients.refined`)."""
+    out = {"ig": None if ig is None else [float(x) for x in ig[1 : n_words + 1]], "ig_baseline": IG_BASELINE,
+           "ig_nodes": nodes}
+    return out if reason is None else {**out, "ig_reason": reason}
+
+
+#: The explained output, one compiled program per spec (f at IG's baseline).
+_output_at = jax.jit(nm.explained_output, static_argnames="spec")
 
 
 def _output_named(spec) -> str:

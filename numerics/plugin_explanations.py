@@ -16,9 +16,9 @@ import functools
 import jax
 import jax.numpy as jnp
 from attnverify.numerics import plugin_model as pm
-from attnverify.numerics.explanations import IG_BASELINE, NAMES, per_position
+from attnverify.numerics.explanations import IG_BASELINE, NAMES, ig_record, per_position
 from attnverify.numerics.lime import evaluation as lime_eval
-from attnverify.numerics.related.integrated_gradients import ORDER, baseline, ig_of_gradient
+from attnverify.numerics.related.integrated_gradients import ORDER, baseline, ig_of_gradient, refined
 
 from attnverify.errors import InputError
 from attnverify.spec import ModelSpec
@@ -38,17 +38,28 @@ def explain_positions(params, tokens: jnp.ndarray, spec: ModelSpec) -> dict[str,
         "logit": pm.explained_output(params, e, spec),
         **per_position(alpha, g, e),
         "ig": ig_of_gradient(lambda p, x: pm.output_gradient(p, x, spec), params, e, b, ORDER),
+        "baseline_output": pm.explained_output(params, b, spec),
     }
+
+
+@functools.partial(jax.jit, static_argnames=("spec", "order"))
+def _ig(params, tokens: jnp.ndarray, spec: ModelSpec, order: int) -> jnp.ndarray:
+    """IG with `order` nodes (`integrated_gradients.refined` asks for more than ORDER)."""
+    e = pm.embed(params, tokens, spec)
+    b = baseline(pm.base_params(params), tokens, pm.base_spec(spec), IG_BASELINE)
+    return ig_of_gradient(lambda p, x: pm.output_gradient(p, x, spec), params, e, b, order)
 
 
 def explain(params, tokens, spec: ModelSpec, n_words: int) -> dict:
     """Plain-Python explanations of words 1..n_words, keyed as `numerics.explanations.explain`."""
-    values = explain_positions(params, jnp.asarray(tokens), spec)
+    tokens = jnp.asarray(tokens)
+    values = explain_positions(params, tokens, spec)
     out = {"logit": float(values["logit"])}
-    for name in (*NAMES, "ig"):
+    for name in NAMES:
         out[name] = [float(x) for x in values[name][1 : n_words + 1]]
-    out["ig_baseline"] = IG_BASELINE
-    return out
+    ig, nodes, reason = refined(lambda order: values["ig"] if order == ORDER else _ig(params, tokens, spec, order),
+                                out["logit"] - float(values["baseline_output"]))
+    return {**out, **ig_record(ig, nodes, reason, n_words)}
 
 
 def lime_summary(params, tokens, words: list[str], spec: ModelSpec, *, n_samples: int = 5000, runs: int = 1,

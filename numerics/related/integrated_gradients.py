@@ -41,6 +41,9 @@ symbolic = lazy_module("attnverify.theory.model")
 ts = lazy_module("attnverify.theory.related.saliency")
 
 ORDER = 64  # Gauss-Legendre nodes (converged: see the module docstring)
+#: `refined`: the gap to completeness accepted, relative to the larger of |f(e) - f(b)| and max |IG|,
+#: and the most nodes tried.
+COMPLETENESS, MAX_ORDER = 1e-9, 1024
 BASELINES = ("zero", "unk")
 
 #: ``(params, e) -> (T, d_e)`` gradient of the explained output, or ``(params, e, b, lambda) -> (T,)``
@@ -91,6 +94,26 @@ def ig_of_gradient(gradient: Gradient, params: nm.Params, e: Float[Array, "T d_e
         return jnp.sum(gradient(params, b + lam * (e - b)) * (e - b), axis=1)
 
     return _integrate(step, order, e.dtype)
+
+
+def refined(ig_at: Callable[[int], jnp.ndarray], target: float) -> tuple[np.ndarray | None, int, str | None]:
+    """``(IG, nodes, reason)``: IG with ORDER nodes, doubled until sum_t IG_t = f(e) - f(b) (`target`) to
+    COMPLETENESS, at most MAX_ORDER; past it IG is None and `reason` says why. At the paper's init 64
+    nodes suffice; at init scale 30, where attention sharpens along the path, they left IG 8.5 % off and
+    its sum 17 % off f(e) - f(b), with no warning. A NaN IG is returned as it is (not hidden)."""
+    order = ORDER
+    while True:
+        ig = np.asarray(ig_at(order), np.float64)
+        if not np.all(np.isfinite(ig)):
+            return ig, order, None
+        scale = max(abs(target), float(np.max(np.abs(ig))), np.finfo(np.float64).tiny)
+        gap = abs(float(ig.sum()) - target) / scale
+        if gap <= COMPLETENESS:
+            return ig, order, None
+        if order >= MAX_ORDER:
+            return None, order, (f"Integrated Gradients did not converge: with {order} Gauss-Legendre nodes their sum "
+                                 f"misses f(e) - f(b) by {gap:.2g} of it")
+        order *= 2
 
 
 @functools.partial(jax.jit, static_argnames=("spec", "kind", "order"))
