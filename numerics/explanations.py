@@ -71,7 +71,7 @@ def explain(params: nm.Params, tokens: jnp.ndarray, spec: ModelSpec, n_words: in
     for name in NAMES:
         out[name] = [float(x) for x in values[name][1 : n_words + 1]]
     tokens = jnp.asarray(tokens)
-    target = out["logit"] - float(_output_at(params, baseline(params, tokens, spec, IG_BASELINE), spec))
+    target = out["logit"] - float(_baseline_output(params, tokens, spec))
     ig, nodes, reason = refined(lambda order: integrated_gradients(params, tokens, spec, kind=IG_BASELINE, order=order),
                                 target)  # jitted, per order
     return {**out, **ig_record(ig, nodes, reason, n_words)}
@@ -85,8 +85,11 @@ def ig_record(ig, nodes: int, reason: str | None, n_words: int) -> dict:
     return out if reason is None else {**out, "ig_reason": reason}
 
 
-#: The explained output, one compiled program per spec (f at IG's baseline).
-_output_at = jax.jit(nm.explained_output, static_argnames="spec")
+@functools.partial(jax.jit, static_argnames="spec")
+def _baseline_output(params: nm.Params, tokens: jnp.ndarray, spec: ModelSpec) -> jnp.ndarray:
+    """f at IG's baseline, one compiled program (operation by operation, each step would be an XLA
+    compilation of its own in every command)."""
+    return nm.explained_output(params, baseline(params, tokens, spec, IG_BASELINE), spec)
 
 
 def _output_named(spec) -> str:
