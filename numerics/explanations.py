@@ -29,12 +29,18 @@ def is_rounding_noise(values, output: float) -> bool:
     return values.size == 0 or float(np.abs(values).max()) <= ROUNDING_NOISE * abs(output)
 
 
+#: Integrated Gradients of the true model (docs/theory.md §8.6), from the all-UNK document.
+IG_BASELINE = "unk"
+
+
 @functools.partial(jax.jit, static_argnames=("spec",))
 def explain_positions(params: nm.Params, tokens: jnp.ndarray, spec: ModelSpec) -> dict[str, jnp.ndarray]:
-    """Every explanation at every position (length-T arrays) plus the explained output."""
+    """Every explanation at every position (length-T arrays) plus the explained output, and the
+    output at IG's baseline (`explain` checks IG's completeness against their difference)."""
     e = nm.embed(params, tokens, spec)
     g = nm.output_gradient(params, e, spec)
-    return {"logit": nm.explained_output(params, e, spec), **per_position(nm.attention(params, e, spec), g, e)}
+    return {"logit": nm.explained_output(params, e, spec), **per_position(nm.attention(params, e, spec), g, e),
+            "baseline_output": nm.explained_output(params, baseline(params, tokens, spec, IG_BASELINE), spec)}
 
 
 def l2_norm(g: jnp.ndarray) -> jnp.ndarray:
@@ -59,19 +65,17 @@ def per_position(alpha: jnp.ndarray, g: jnp.ndarray, e: jnp.ndarray) -> dict[str
     }
 
 
-#: Integrated Gradients of the true model (docs/theory.md §8.6), from the all-UNK document.
-IG_BASELINE = "unk"
 
 
 def explain(params: nm.Params, tokens: jnp.ndarray, spec: ModelSpec, n_words: int) -> dict:
     """Plain-Python explanations of words 1..n_words: ``{name: [float]}``, ``logit``, and ``ig``
     (Integrated Gradients with the UNK baseline, named in ``ig_baseline``)."""
-    values = explain_positions(params, jnp.asarray(tokens), spec)
+    tokens = jnp.asarray(tokens)
+    values = explain_positions(params, tokens, spec)
     out = {"logit": float(values["logit"])}
     for name in NAMES:
         out[name] = [float(x) for x in values[name][1 : n_words + 1]]
-    tokens = jnp.asarray(tokens)
-    target = out["logit"] - float(_baseline_output(params, tokens, spec))
+    target = out["logit"] - float(values["baseline_output"])
     ig, nodes, reason = refined(lambda order: integrated_gradients(params, tokens, spec, kind=IG_BASELINE, order=order),
                                 target)  # jitted, per order
     return {**out, **ig_record(ig, nodes, reason, n_words)}
@@ -84,12 +88,6 @@ def ig_record(ig, nodes: int, reason: str | None, n_words: int) -> dict:
            "ig_nodes": nodes}
     return out if reason is None else {**out, "ig_reason": reason}
 
-
-@functools.partial(jax.jit, static_argnames="spec")
-def _baseline_output(params: nm.Params, tokens: jnp.ndarray, spec: ModelSpec) -> jnp.ndarray:
-    """f at IG's baseline, one compiled program (operation by operation, each step would be an XLA
-    compilation of its own in every command)."""
-    return nm.explained_output(params, baseline(params, tokens, spec, IG_BASELINE), spec)
 
 
 def _output_named(spec) -> str:

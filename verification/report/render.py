@@ -164,6 +164,11 @@ def _anchor(heading: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", heading.lower()).strip("-")
 
 
+def _h2(heading: str) -> str:
+    """A section heading with the anchor the index links to (`_anchor`)."""
+    return f"<h2 id='{_anchor(heading)}'>{html.escape(heading)}</h2>"
+
+
 def _cell_class(verdict: str) -> str:
     return "UNEXPECTED" if "UNEXPECTED" in verdict else verdict.split()[0]
 
@@ -178,12 +183,12 @@ def html_page(content: ReportContent) -> str:
     sections = ["Summary", "Model used"] + (["Figures"] if content.figures else []) + ["Claims"] + \
         (["Could not run"] if content.errors else []) + ["Model details", "Tolerances", "Environment"]
     parts.append("<nav>" + "".join(f"<a href='#{_anchor(s)}'>{e(s)}</a>" for s in sections) + "</nav>")
-    parts.append("<h2 id='summary'>Summary</h2><ul class='summary'>")
+    parts.append(f"{_h2('Summary')}<ul class='summary'>")
     parts += [f"<li>{_inline(line)}</li>" for line in _summary(content)]
     used = e(model_used(content.model)).replace("**", "").replace("`", "")
-    parts.append(f"</ul><h2 id='model-used'>Model used</h2><p>{used}</p><p>{_inline(CLAIMS_MODELS)}</p>")
+    parts.append(f"</ul>{_h2('Model used')}<p>{used}</p><p>{_inline(CLAIMS_MODELS)}</p>")
     if content.figures:
-        parts.append("<h2 id='figures'>Figures</h2>")
+        parts.append(_h2("Figures"))
         for i, (name, png) in enumerate(content.figures.items(), 1):
             note = _note(content, name)
             data = base64.b64encode(png.read_bytes()).decode("ascii")
@@ -193,7 +198,7 @@ def html_page(content: ReportContent) -> str:
                          f"<figcaption><b>Takeaway.</b> {_inline(note['takeaway'])}{paper}<br>"
                          + (f"<i>{_inline(note['caption'])}</i> " if note["caption"] else "")
                          + f"(<code>{e(name)}</code>)</figcaption></figure>")
-    parts.append(f"<h2 id='claims'>Claims</h2><p>{_inline(CLAIMS_LEGEND)}</p>")
+    parts.append(f"{_h2('Claims')}<p>{_inline(CLAIMS_LEGEND)}</p>")
     colgroup = "<colgroup>" + "".join(f"<col style='width:{w}%'>" for w in _WIDTHS) + "</colgroup>"
     for heading, rows in claim_sections(content.results, content.claims):
         parts.append(f"<h3>{e(heading)}</h3><div class='wide'><table>{colgroup}<tr>"
@@ -209,16 +214,16 @@ def html_page(content: ReportContent) -> str:
             parts.append("<ul>" + "".join(f"<li><b>{e(r.id)}</b> ({e(r.dtype)}): {_inline(r.finding)}</li>"
                                           for r in found) + "</ul>")
     if content.errors:
-        parts.append("<h2 id='could-not-run'>Could not run</h2><ul>"
+        parts.append(f"{_h2('Could not run')}<ul>"
                      + "".join(f"<li>{e(x)}</li>" for x in content.errors) + "</ul>")
-    parts.append("<h2 id='model-details'>Model details</h2><ul>")
+    parts.append(f"{_h2('Model details')}<ul>")
     for line in _model_lines(content.model):
         text = e(line.removeprefix("- ")).replace("**", "")
         parts.append(f"<li>{text.replace('`', '')}</li>")
-    parts.append("</ul><h2 id='tolerances'>Tolerances</h2><ul>")
+    parts.append(f"</ul>{_h2('Tolerances')}<ul>")
     parts += [f"<li><code>{e(cid)}</code>: {_inline(info.get('tolerance_reason', ''))}</li>"
               for cid, info in content.claims.items()]
-    parts.append("</ul><h2 id='environment'>Environment</h2><table><colgroup><col style='width:20%'><col></colgroup>")
+    parts.append(f"</ul>{_h2('Environment')}<table><colgroup><col style='width:20%'><col></colgroup>")
     parts += [f"<tr><th>{e(k)}</th><td><code>{e(v)}</code></td></tr>" for k, v in content.environment.items()]
     parts.append("</table></body></html>")
     return "\n".join(parts) + "\n"
