@@ -319,6 +319,9 @@ def check_compiles(spec: ModelSpec, *, derived: bool = False) -> None:
         from attnverify.theory.derivations import derive_gradient
 
         d = derive_gradient(spec)
+        if d.gradient == 0:  # e.g. a step of the output (sign, floor): its derivative is 0 where it exists
+            raise InputError(f"{_origin(spec)}: the gradient of Model.output is 0 wherever it exists (SymPy "
+                             "derives 0), so every comparison of gradients would hold vacuously")
         exprs.update({"the derived gradient": d.gradient, "Theorem 1 in the model's quantities": d.paper,
                       "the query-path term": d.cls_term, "the G x I closed form": d.gxi_paper})
     for what, expr in exprs.items():

@@ -265,10 +265,14 @@ def symbol_arrays(params: Any, e: jnp.ndarray, spec: ModelSpec) -> dict[str, jnp
 
 
 def explained_output(params: Any, e: jnp.ndarray, spec: ModelSpec) -> jnp.ndarray:
-    """f(e): the compiled forward."""
+    """f(e): the compiled forward. Where it is not finite (a log of a negative number, an overflow)
+    its gradient is NaN too: ``jax.grad`` of ``log(z)`` is a finite 1/z at z < 0, where the model is
+    undefined, and such a draw is no evidence for any statement about the gradient."""
     compiled = compiled_model(spec)
     arrays = symbol_arrays(params, e, spec)
-    return _gradient_unless_lost(compiled.output(arrays), jax.lax.stop_gradient(_gradient_scale(compiled, arrays)))
+    f = compiled.output(arrays)
+    scale = _gradient_scale(compiled, arrays) * jnp.where(jnp.isfinite(f), 1.0, jnp.nan).astype(f.dtype)
+    return _gradient_unless_lost(f, jax.lax.stop_gradient(scale))
 
 
 def _gradient_scale(compiled: CompiledModel, arrays: dict) -> jnp.ndarray:

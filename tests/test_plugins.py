@@ -84,6 +84,9 @@ BAD = {
     # Every gradient 0, both sides of thm1.derived 0 on every draw: it passed, vacuously.
     "constant_output": ("class Model(SymbolicModel):\n    def output(self):\n        return sp.Integer(1)\n",
                         "Model.output does not depend on the token embeddings e (it is 1)"),
+    # A value of 0: the forward still holds e (in its attention) but is Sum(0, ...): PASS with error 0.
+    "zero_value": ("class Model(SymbolicModel):\n    def value(self, i, o, t):\n        return sp.Integer(0)\n",
+                   "Model.output does not depend on the token embeddings e"),
     # Sigmoid attention written as alpha alone: the forward (weight / normaliser) would not change.
     "alpha_alone": ("class Model(SymbolicModel):\n    def alpha(self, i, t):\n"
                     "        return 1 / (1 + sp.exp(-self.score(i, t)))\n", "Model.alpha is not weight / normaliser"),
@@ -410,6 +413,59 @@ def test_a_weight_too_large_to_square_gives_a_nan_gradient_not_a_wrong_one(tmp_p
         assert float(jnp.max(jnp.abs(g - truth)) / jnp.max(jnp.abs(truth))) <= 1e-10
     else:
         assert bool(jnp.all(jnp.isnan(g))), g
+
+
+def test_a_step_of_the_output_is_refused_where_gradients_are_compared(tmp_path, capsys):
+    # Can fail: sign(f) has the gradient 0 wherever it exists; thm1.derived passed with an error of 0.
+    path = plugin_file(tmp_path, HEADER + "class Model(SymbolicModel):\n    def output(self):\n"
+                       "        return sp.sign(super().output())\n")
+    for argv in (["derive", "gradient", "--plugin", str(path)],
+                 ["verify", "thm1.derived", "--plugin", str(path), "--trials", "4", "--max-len", "5"]):
+        one_line_error(capsys, argv, str(path), "the gradient of Model.output is 0 wherever it exists")
+
+
+def test_a_misspelt_override_is_warned_of(tmp_path, capsys):
+    # Can fail: `scroe` overrode nothing, the plugin was the paper's model, and every verdict was the paper's.
+    path = plugin_file(tmp_path, HEADER + "class Model(SymbolicModel):\n    def scroe(self, i, t):\n"
+                       "        return 2 * super().score(i, t)\n    def _own_helper(self):\n        return 1\n")
+    load_plugin(path, TINY)
+    err = capsys.readouterr().err
+    assert "Model.scroe overrides nothing" in err and "did you mean score?" in err and "_own_helper" not in err
+
+
+def test_the_gradient_is_nan_where_the_output_is_undefined(tmp_path):
+    # Can fail: jax.grad of log(f) is a finite f'/f at f < 0, where the model is undefined; thm1.derived
+    # passed counting those draws. Where f > 0 the gradient is f'/f, compared with jax.grad written here.
+    path = plugin_file(tmp_path, HEADER + "class Model(SymbolicModel):\n    def output(self):\n"
+                       "        return sp.log(super().output())\n")
+    spec = plugin_spec(load_plugin(path, TINY), TINY)
+    signs = set()
+    for seed in range(8):
+        params = pm.draw_plugin_params(jax.random.PRNGKey(seed), spec)
+        e = pm.embed(params, draw_document(jax.random.PRNGKey(100 + seed), TINY), spec)
+        z = nm.explained_output(params.base, e, TINY)
+        g = pm.output_gradient(params, e, spec)
+        if float(z) > 0:
+            truth = jax.grad(lambda x, base=params.base: jnp.log(nm.explained_output(base, x, TINY)))(e)
+            assert float(jnp.max(jnp.abs(g - truth)) / jnp.max(jnp.abs(truth))) <= 1e-12
+        else:
+            assert bool(jnp.all(jnp.isnan(g))) and bool(jnp.isnan(pm.explained_output(params, e, spec)))
+        signs.add(float(z) > 0)
+    assert signs == {True, False}  # both cases were met
+
+
+def test_integrated_gradients_undefined_at_the_baseline_is_null_with_its_reason():
+    # Can fail: a plugin's model undefined at the all-UNK baseline (ReLU-normalised attention with every
+    # score <= 0: 0/0) made `explain` refuse the whole text, attention and gradients too.
+    from attnverify.numerics.related.integrated_gradients import ORDER, refined
+
+    calls = []
+    ig, nodes, reason = refined(lambda order: calls.append(order) or np.ones(3), float("nan"))
+    assert ig is None and nodes == ORDER and "f(e) - f(b) is not finite" in reason and not calls
+    ig, nodes, reason = refined(lambda order: np.array([1.0, np.nan, 0.0]), 1.0)
+    assert ig is None and "NaN or infinite on the straight path" in reason
+    ig, nodes, reason = refined(lambda order: np.array([0.25, 0.75]), 1.0)
+    assert reason is None and list(ig) == [0.25, 0.75]
 
 
 @pytest.mark.parametrize("link", ["softmax", "sigmoid"])

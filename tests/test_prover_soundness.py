@@ -256,6 +256,67 @@ def test_a_renamed_index_keeps_its_own_assumptions(lhs, rhs):
         assert not prove(lhs, rhs), prove.__name__
 
 
+def test_a_sum_whose_limits_are_not_integers_is_refused():
+    # x runs over 1/2, 3/2, 5/2, where delta(x, 1) is 0: the sum is 0, not 1. SymPy's own
+    # Sum.doit (and so calculus.unroll) gives 1 here: only the refusal keeps it out.
+    plain, a = sp.Symbol("xh"), sp.Symbol("a")
+    half = sp.Rational(1, 2)
+    wrong = sp.Sum(sp.KroneckerDelta(plain, 1) * plain, (plain, half, 5 * half))
+    assert sum((sp.KroneckerDelta(plain, 1) * plain).subs(plain, v) for v in (half, 3 * half, 5 * half)) == 0
+    for prove in _all_provers():
+        assert not prove(wrong, 1), prove.__name__
+    # a lower limit a in [0, 1] may be 1/2 too
+    assert not prove_equal(sp.Sum(sp.KroneckerDelta(plain, 1) * plain, (plain, a, a + 2)), 1, {a: (0, 1)})
+    assert prove_equal(sp.Sum(sp.KroneckerDelta(plain, 1) * plain, (plain, 0, 2)), 1)  # integer limits: proved
+
+
+@pytest.mark.parametrize("n", [sp.Symbol("N", infinite=True, extended_positive=True),
+                               sp.Symbol("N", extended_positive=True), sp.Symbol("N")])
+def test_a_limit_that_may_be_infinite_does_not_let_sums_be_interchanged(n):
+    # At N = oo: summed over j first every inner sum is 0; over i first the inner sums are
+    # 1, 0, 0, ... The order of a conditionally convergent double sum matters.
+    i0, j0 = sp.symbols("i0 j0")
+    a = sp.KroneckerDelta(i0, j0) - sp.KroneckerDelta(j0, i0 + 1)
+    inner_j = [sum(int(iv == jv) - int(jv == iv + 1) for jv in range(50)) for iv in range(5)]
+    inner_i = [sum(int(iv == jv) - int(jv == iv + 1) for iv in range(50)) for jv in range(5)]
+    assert inner_j == [0] * 5 and inner_i == [1, 0, 0, 0, 0]
+    lhs, rhs = sp.Sum(sp.Sum(a, (j0, 0, n)), (i0, 0, n)), sp.Sum(sp.Sum(a, (i0, 0, n)), (j0, 0, n))
+    for prove in _all_provers():
+        assert not prove(lhs, rhs), prove.__name__
+
+
+def test_no_substitution_into_a_binder_the_rules_do_not_know():
+    # LaplaceTransform(t, w, s) binds w: substituting floor(w) for t would be captured. The left side
+    # is floor(w)/s, the right side 1/(s (e^s - 1)) whatever w (w = 0, s = 1: 0 against 0.58).
+    w, s0 = sp.Symbol("w", nonnegative=True), sp.Symbol("s0", positive=True)
+    lhs = sp.Sum(sp.KroneckerDelta(t, sp.floor(w)) * sp.LaplaceTransform(t, w, s0), (t, 0, sp.floor(w)))
+    rhs = sp.LaplaceTransform(sp.floor(w), w, s0)
+    assert sp.LaplaceTransform(t, w, s0).doit() == t / s0
+    for prove in _all_provers():
+        assert not prove(lhs, rhs), prove.__name__
+    # A binder's variable with an assumption no range states: SymPy built |xp| as xp for a positive xp,
+    # but the transform integrates over every real xp, and Subs puts xp = -1 (1 against -1).
+    xp, kk = sp.Symbol("xp", positive=True), sp.Symbol("kk")
+    for prove in _all_provers():
+        assert not prove(sp.Subs(sp.Abs(xp), xp, -1), sp.Subs(xp, xp, -1)), prove.__name__
+        assert not prove(sp.FourierTransform(sp.exp(-xp**2) * sp.Abs(xp), xp, kk),
+                         sp.FourierTransform(sp.exp(-xp**2) * xp, xp, kk)), prove.__name__
+    plain = sp.Symbol("xr")
+    assert prove_equal(sp.Subs(plain**2, plain, 2) + x[0], x[0] + sp.Subs(plain**2, plain, 2))  # still proved
+
+
+def test_noncommuting_factors_are_not_reordered():
+    # With 2x2 matrices, T = 2, A = [[0, 1], [0, 0]], F(0) = [[1, 0], [0, 0]], F(1) = 0:
+    # Sum F(t) A = [[0, 1], [0, 0]], while A Sum F(t) = 0.
+    a_nc, f_nc = sp.Symbol("Anc", commutative=False), sp.Function("Fnc", commutative=False)
+    m_nc = sp.IndexedBase("Mnc", commutative=False)
+    a_np, f0 = np.array([[0, 1], [0, 0]]), np.array([[1, 0], [0, 0]])
+    assert (f0 @ a_np != a_np @ f0).any()
+    for prove in _all_provers():
+        assert not prove(sp.Sum(f_nc(t) * a_nc, (t, 0, T - 1)), a_nc * sp.Sum(f_nc(t), (t, 0, T - 1))), prove.__name__
+        assert not prove(sp.Sum(m_nc[t] * a_nc, (t, 0, T - 1)), a_nc * sp.Sum(m_nc[t], (t, 0, T - 1))), prove.__name__
+
+
 def test_a_sum_that_breaks_its_index_assumptions_is_left_alone():
     # t is nonnegative, but summed from -T: the inner delta's range 0 <= t is not known (T = 2:
     # 0 against e[-1] + e[-2]).

@@ -18,7 +18,8 @@ form applies only sound rewriting rules for finite sums (``docs/theory.md §10``
   the summand or the limits (rule R2), so renaming never captures a free symbol.
 * substitution (``g(y)`` above) renames any inner bound index that occurs in y first,
   so y is never captured by an inner sum (rule R2 again; SymPy's ``subs`` would).
-* any other binder (a ``Product``, an ``Integral``, a ``Lambda``) is an opaque atom: nothing
+* any other binder (a ``Product``, an ``Integral``, a ``Lambda``, any node in which a symbol free
+  in its arguments is not free: ``LaplaceTransform(f, w, s)`` binds w) is an opaque atom: nothing
   inside it is normalised, and no delta is eliminated by substituting into it.
 
 R1, what is known about an index: its SymPy assumptions (every index here is
@@ -142,13 +143,30 @@ def _bound_symbol(x: sp.Symbol, upper: sp.Expr, height: int, taken: set[sp.Symbo
     return _fresh(f"{stem}_{height}", taken, like=x)
 
 
+#: Node types that bind no variable; any other node is checked by `_binds`.
+_PLAIN = (sp.Atom, sp.Add, sp.Mul, sp.Pow, sp.Indexed, sp.KroneckerDelta, sp.Piecewise, sp.Max, sp.Min, sp.Abs,
+          sp.sign, sp.Heaviside, sp.DiracDelta, sp.exp, sp.log, sp.tanh, sp.Tuple, sp.core.relational.Relational,
+          sp.logic.boolalg.BooleanFunction, sp.functions.elementary.piecewise.ExprCondPair)
+
+
+def _binds(expr: sp.Basic) -> set[sp.Symbol]:
+    """The symbols `expr` binds: free in one of its arguments, not free in it. This finds any
+    binder, also one the rules never heard of (SymPy's ``LaplaceTransform(f, w, s)`` binds w)."""
+    if isinstance(expr, _PLAIN) or not expr.args:
+        return set()
+    inner = set().union(*(arg.free_symbols for arg in expr.args if isinstance(arg, sp.Basic)))
+    return inner - expr.free_symbols
+
+
 def _opaque(expr: sp.Basic) -> bool:
-    """A binder other than `Sum` (a `Product`, an `Integral`, a `Lambda`, ...) or a `Derivative`,
-    or a `Sum` whose range breaks its index's assumptions: the rules are stated for sums whose
-    indices are what their assumptions say, so nothing is normalised or substituted inside one."""
+    """A binder other than `Sum` (a `Product`, an `Integral`, a `Lambda`, an integral transform,
+    ...) or a `Derivative`, or a `Sum` whose range breaks its index's assumptions: the rules are
+    stated for sums whose indices are what their assumptions say, so nothing is normalised or
+    substituted inside one."""
     if isinstance(expr, sp.Sum):  # a sum the rules leave alone is left alone by substitution too
         return not all(_range_implies_assumptions(x, lower, upper, {}) for x, lower, upper in expr.limits)
-    return isinstance(expr, (ExprWithLimits, sp.Lambda, sp.Derivative, sp.Subs, sp.Limit, sp.Order))
+    return isinstance(expr, (ExprWithLimits, sp.Lambda, sp.Derivative, sp.Subs, sp.Limit, sp.Order)) \
+        or bool(_binds(expr))
 
 
 def _has_opaque(expr: sp.Basic) -> bool:
@@ -270,8 +288,8 @@ def _range_implies_assumptions(x: sp.Symbol, lower: sp.Expr, upper: sp.Expr, sco
     when reversed) has x's assumptions: the rules trust them (``x >= 0`` is known for an
     index), so a sum that breaks them (x nonnegative summed from -T) is left as it is."""
     if not (lower.is_integer and upper.is_integer):
-        implied = {}
-    elif _sign(lower - 1, scope) is True and _sign(upper, scope) is True:
+        return False  # x would run over lower, lower + 1, ...: no rule is stated for such a sum
+    if _sign(lower - 1, scope) is True and _sign(upper, scope) is True:
         implied = sp.Dummy(integer=True, positive=True).assumptions0
     elif _sign(lower, scope) is True and _sign(upper + 1, scope) is True:
         implied = sp.Dummy(integer=True, nonnegative=True).assumptions0
@@ -297,6 +315,8 @@ def _normal_in(expr: sp.Expr, scope: frozenset) -> sp.Expr:
 
 
 def _normal_uncached(expr: sp.Expr, scope: Ranges) -> sp.Expr:
+    if expr.is_commutative is False:  # the rules move factors freely: not for A * B != B * A
+        return expr
     if isinstance(expr, sp.Sum):
         limits = [tuple(limit) for limit in expr.limits]  # innermost first
         scopes = [scope]  # scopes[n]: what is known outside limit n (outermost first here)
@@ -379,9 +399,14 @@ def exact(expr: sp.Expr, ranges: Ranges | None = None) -> sp.Expr | None:
     exclude (`_range_implies_assumptions`, under `ranges` and the enclosing sums' limits), is
     refused: write numbers as ``sympy.Rational`` or declare them (`SymbolicModel.constant`). An
     infinite limit or value is refused too: the rules are for finite sums, and linearity does not
-    hold for divergent ones."""
+    hold for divergent ones. So is a sum whose limits are not proved integers (a plain symbol may be
+    infinite, and from 1/2 an index runs over 1/2, 3/2, ...), an expression with a factor that does
+    not commute (the rules move factors), and a binder other than a sum whose variable carries an
+    assumption (``Subs(Abs(x), x, -1)`` for a positive x is built as ``Subs(x, x, -1)``)."""
     expr = sp.sympify(expr)
     if expr.has(sp.oo, -sp.oo, sp.zoo, sp.nan) or expr.atoms(sp.Float):
+        return None
+    if not _commutative(expr):  # the rules move factors freely
         return None
     known = _known(ranges)
     free = expr.free_symbols
@@ -391,11 +416,17 @@ def exact(expr: sp.Expr, ranges: Ranges | None = None) -> sp.Expr | None:
     return expr if _assumptions_hold(expr, frozenset(known.items())) else None
 
 
+def _commutative(expr: sp.Basic) -> bool:
+    """Whether every node of `expr` commutes (no ``Symbol(..., commutative=False)`` anywhere)."""
+    return all(node.is_commutative is not False for node in sp.preorder_traversal(expr))
+
+
 @functools.lru_cache(maxsize=1 << 14)
 def _assumptions_hold(expr: sp.Basic, scope: frozenset) -> bool:
     """Whether every sum in `expr` gives its index only values its assumptions allow, where the
     ranges `scope` (as items) are known; an enclosing sum's limits are known inside it."""
-    if not isinstance(expr, sp.Basic) or not expr.has(ExprWithLimits):
+    if not isinstance(expr, sp.Basic) or not any(
+            isinstance(node, ExprWithLimits) or _binds(node) for node in sp.preorder_traversal(expr)):
         return True
     if isinstance(expr, ExprWithLimits) and not isinstance(expr, sp.Sum):
         # Another binder (a Product, an Integral) is an atom to the rules, but SymPy simplified its
@@ -407,6 +438,10 @@ def _assumptions_hold(expr: sp.Basic, scope: frozenset) -> bool:
         return all(limit[0].assumptions0 == plain for limit in expr.limits) and \
             all(_assumptions_hold(arg, scope) for arg in expr.args)
     if not isinstance(expr, sp.Sum):
+        # Any other binder (a Subs, an integral transform) runs its variable over values no range
+        # states: it may carry no assumption (Subs(|x|, x, -1) for a positive x is built as Subs(x, ...)).
+        if any(x.assumptions0 != {"commutative": True} for x in _binds(expr)):
+            return False
         return all(_assumptions_hold(arg, scope) for arg in expr.args)
     known = dict(scope)
     for x, lower, upper in reversed(expr.limits):  # outermost first

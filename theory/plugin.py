@@ -17,6 +17,7 @@ hypotheses are unmet: the statement's verdict is then "hypotheses unmet", never 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
 import json
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from attnverify.theory import symbols as S
 from attnverify.theory.calculus import normal_form, prove_equal
 from attnverify.theory.model import QUANTITIES, Constant, Parameter, SymbolicModel
 
-from attnverify.errors import InputError, describe
+from attnverify.errors import InputError, describe, warn_once
 from attnverify.spec import PAPER, SWITCHES, ModelSpec, check_requires
 from attnverify.validate import shortened
 
@@ -268,11 +269,29 @@ def check_model(model: type, spec: ModelSpec = PAPER) -> tuple[dict[str, Paramet
                              "it would be 0 and every comparison of gradients would hold")
     _check_indices_bound(instance)
     _check_alpha_enters_the_forward(model, instance)
+    _warn_near_misses(model)
     forward = instance.output()
-    if not forward.has(S.e):  # e.g. a constant output, or terms in e that SymPy cancelled
+    # e.g. a constant output, terms in e that SymPy cancelled, or a factor Sum(0, ...) (a value of 0)
+    if not forward.has(S.e) or normal_form(forward) == 0:
         raise InputError(f"Model.output does not depend on the token embeddings e (it is {shortened(str(forward))}), "
                          "so every gradient of it would be 0 and every comparison of gradients would hold")
     return instance.declarations()
+
+
+def _warn_near_misses(model: type) -> None:
+    """Warn of a public method of `model` that SymbolicModel does not have but whose name is close to
+    one it has: a misspelt override (``scroe``) is never called, and the plugin is the paper's model."""
+    known = [name for name in dir(SymbolicModel) if not name.startswith("_")]
+    for klass in model.__mro__:
+        if klass is SymbolicModel or not issubclass(klass, SymbolicModel):
+            continue
+        for name, value in vars(klass).items():
+            if name.startswith("_") or name in known or not callable(value):
+                continue
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+            if close:
+                warn_once(f"Model.{name} overrides nothing: SymbolicModel has no method {name} (did you mean "
+                          f"{close[0]}? a helper of your own is best named _{name})")
 
 
 def _undefined(value: sp.Expr) -> str:

@@ -100,12 +100,18 @@ def refined(ig_at: Callable[[int], jnp.ndarray], target: float) -> tuple[np.ndar
     """``(IG, nodes, reason)``: IG with ORDER nodes, doubled until sum_t IG_t = f(e) - f(b) (`target`) to
     COMPLETENESS, at most MAX_ORDER; past it IG is None and `reason` says why. At the paper's init 64
     nodes suffice; at init scale 30, where attention sharpens along the path, they left IG 8.5 % off and
-    its sum 17 % off f(e) - f(b), with no warning. A NaN IG is returned as it is (not hidden)."""
+    its sum 17 % off f(e) - f(b), with no warning. Where f(b) or the gradient on the path is not
+    finite (a plugin's model undefined at the baseline), IG is None and `reason` says so: the other
+    explanations of the text stay defined."""
+    if not np.isfinite(target):
+        return None, ORDER, ("Integrated Gradients is undefined: f(e) - f(b) is not finite (the model is undefined "
+                             "or overflows at the baseline, or at the text)")
     order = ORDER
     while True:
         ig = np.asarray(ig_at(order), np.float64)
         if not np.all(np.isfinite(ig)):
-            return ig, order, None
+            return None, order, ("Integrated Gradients is undefined: the gradient is NaN or infinite on the straight "
+                                 "path from the baseline to the text")
         scale = max(abs(target), float(np.max(np.abs(ig))), np.finfo(np.float64).tiny)
         gap = abs(float(ig.sum()) - target) / scale
         if gap <= COMPLETENESS:
