@@ -97,10 +97,15 @@ def test_model_is_an_attention_weighted_mean_of_readouts(tiny_spec):
                                float(nm.explained_output(params, e, tiny_spec)), rtol=1e-13)
 
 
-def test_positional_encoding_first_row():
-    pe = nm.positional_encoding(4, 6, jnp.float64)
-    np.testing.assert_array_equal(np.asarray(pe[0]), [0, 1, 0, 1, 0, 1])
-    np.testing.assert_allclose(float(pe[3, 0]), np.sin(3.0))
+@pytest.mark.parametrize("T, d_e", [(4, 6), (9, 7)])
+def test_positional_encoding_is_the_sinusoids_of_docs_theory(T, d_e):
+    # Every entry against the formula written in NumPy (docs/theory.md §1.1): the first row and
+    # column alone do not depend on the base 10000, and every other test reads the PE on both sides.
+    pe = np.asarray(nm.positional_encoding(T, d_e, jnp.float64))
+    t, c = np.arange(T)[:, None], np.arange(d_e)[None, :]
+    angle = t / 10000.0 ** (2 * (c // 2) / d_e)
+    np.testing.assert_allclose(pe, np.where(c % 2 == 0, np.sin(angle), np.cos(angle)), rtol=0, atol=1e-15)
+    np.testing.assert_array_equal(pe[0], np.arange(d_e) % 2)
 
 
 def test_compiler_handles_multi_index_sums_and_shadowing():

@@ -132,3 +132,32 @@ def test_document_rows_draws_hold_the_tables_rows_and_nan_elsewhere():
     assert np.asarray(rows.embedding)[used].tobytes() == np.asarray(full.embedding)[used].tobytes()
     assert np.isnan(np.asarray(rows.embedding)[~used]).all()
     assert _same(rows._replace(embedding=full.embedding), full)  # every other array as drawn
+
+
+# -- what the draws are, against docs/theory.md §1.2, not against themselves ------------------------
+def test_a_documents_ids_are_cls_then_uniform_over_the_rest_of_the_vocabulary():
+    # [CLS] (id 0) first, then ids uniform on 1..V-1, UNK (1) included: each id's count over
+    # 2,000 documents within 6 standard deviations of its binomial mean.
+    spec = ModelSpec(max_len=8, vocab_size=12)
+    docs = np.asarray(jax.vmap(lambda k: draws.draw_document(k, spec))(jax.random.split(jax.random.PRNGKey(0), 2000)))
+    assert (docs[:, 0] == 0).all() and docs[:, 1:].min() >= 1 and docs[:, 1:].max() <= spec.vocab_size - 1
+    counts = np.bincount(docs[:, 1:].ravel(), minlength=spec.vocab_size)[1:]
+    n, p = docs[:, 1:].size, 1 / (spec.vocab_size - 1)
+    assert np.all(np.abs(counts - n * p) <= 6 * np.sqrt(n * p * (1 - p))), counts
+
+
+@pytest.mark.parametrize("scale", [1.0, 3.0])
+def test_linear_maps_are_uniform_on_the_papers_bound_times_the_scale(scale):
+    # U(-0.1, 0.1) per entry at scale 1 (the paper's init): never past the bound, and on the 4,096
+    # entries of W_q, W_k and W_v the bound reached to 0.5 % and the variance bound**2 / 3 to 10 %; the
+    # embedding is N(0, 1), whatever the scale.
+    spec = ModelSpec(max_len=8, d_embed=32, d_att=16, d_out=16, heads=8, vocab_size=64, biases=True)
+    params = draws.draw_params(jax.random.PRNGKey(1), spec, scale=scale)
+    bound = 0.1 * scale
+    for name in ("W_q", "W_k", "W_v", "W_l", "b_q", "b_k", "b_v", "b_l"):
+        w = np.asarray(getattr(params, name))
+        assert np.abs(w).max() <= bound, name
+        if w.size >= 4096:
+            assert np.abs(w).max() >= 0.995 * bound and abs(w.var() / (bound**2 / 3) - 1) <= 0.1, name
+    emb = np.asarray(params.embedding)
+    assert abs(emb.std() - 1) <= 0.05 and abs(emb.mean()) <= 0.05

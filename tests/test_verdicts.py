@@ -72,6 +72,11 @@ def test_990_nan_draws_fail_instead_of_passing_on_10_equal_values():
     kept = _judge(identity, [1e-12, np.nan, 2e-12])
     assert kept.verdict == "pass" and kept.finding == "1 of 3 draws NaN/inf, not judged (declared: test: lost)."
     assert _judge(identity, [1e-12, 3e-12]).finding is None  # a plain pass
+    # One NaN draw, undeclared, among passing ones is enough to fail (two were always caught).
+    undeclared = _judge(_claim(summary=None, tolerance={"float64": 1e-10, "float32": 1e-4}), [1e-12, np.nan, 2e-12])
+    assert undeclared.verdict == "fail" and "1 of 3 draws are NaN/inf" in undeclared.finding
+    one_nan = _judge(_claim(), np.r_[np.nan, _values(0.5, 0.05, 99)])
+    assert one_nan.verdict == "fail" and one_nan.nonfinite == 1
     # ... and 10 equal ones, without spread or a declared range, bound nothing (see below).
     assert _judge(declared, values).verdict == "inconclusive"
 
@@ -341,6 +346,22 @@ def test_a_share_of_draws_needs_enough_draws():
     assert test.judge(np.ones(100)).outcome == "holds"
     assert test.judge(np.r_[np.ones(40), np.zeros(60)]).outcome == "refuted"
     assert fraction_above(0.5, least=1.0)(np.r_[np.ones(99), 0.0])["error"] > 0  # every draw: per-draw check
+    # "above" is strict: a draw exactly at the cut does not count (16 of 32 documents is a share of 0.5).
+    at_cut = fraction_above(0.5, least=0.9).judge(np.full(200, 0.5))
+    assert at_cut.estimate == 0 and at_cut.outcome == "refuted"
+    assert fraction_above(0.5, least=1.0)(np.array([0.5]))["error"] == 1
+
+
+def test_the_medians_order_statistic_is_the_binomial_quantile():
+    # x_(k) bounds the median at level 1 - ALPHA: k is the smallest with P(Bin(n, 1/2) <= k - 1) >= 1 - ALPHA,
+    # checked against SciPy's binomial CDF for every n up to 300 (one less would exceed the level).
+    from attnverify.verification.confidence import _order_index
+    from scipy.stats import binom
+
+    n = np.arange(2, 301)
+    k = _order_index(n)
+    assert np.all(binom.cdf(k - 1, n, 0.5) >= 1 - ALPHA)
+    assert np.all(binom.cdf(k - 2, n, 0.5) < 1 - ALPHA)
 
 
 def test_the_median_is_judged_by_order_statistics():
