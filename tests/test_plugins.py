@@ -454,6 +454,27 @@ def test_the_gradient_is_nan_where_the_output_is_undefined(tmp_path):
     assert signs == {True, False}  # both cases were met
 
 
+def test_a_model_that_declares_where_it_is_undefined_has_those_draws_left_out_and_named(tmp_path, capsys):
+    # Without the declaration a NaN draw fails the claim; with it the draw is counted, named and left out.
+    # A claim's own reason comes first; a reason that is no one-line sentence is refused.
+    from attnverify.verification.sweep import judge_claim
+
+    body = "class Model(SymbolicModel):\n{}    def output(self):\n        return sp.log(super().output())\n"
+    errors = np.array([1e-15, np.nan, 2e-15, np.nan])
+    plain = plugin_spec(load_plugin(plugin_file(tmp_path, HEADER + body.format(""), "plain.py"), TINY), TINY)
+    declared = plugin_spec(load_plugin(plugin_file(tmp_path, HEADER + body.format(
+        "    nonfinite_reason = 'log of a logit <= 0'\n"), "declared.py"), TINY), TINY)
+    claim = REGISTRY["thm1.derived"]
+    assert judge_claim(claim, plain, errors, trials=4).verdict == "fail"
+    result = judge_claim(claim, declared, errors, trials=4)
+    assert result.verdict == "pass" and result.nonfinite == 2
+    assert result.finding == "2 of 4 draws NaN/inf, not judged (declared: declared's model: log of a logit <= 0)."
+    own = dataclasses.replace(claim, nonfinite_reason="the claim's own")
+    assert "declared: the claim's own" in judge_claim(own, declared, errors, trials=4).finding
+    bad = plugin_file(tmp_path, HEADER + "class Model(SymbolicModel):\n    nonfinite_reason = 3\n", "bad.py")
+    one_line_error(capsys, ["derive", "gradient", "--plugin", str(bad)], "Model.nonfinite_reason must be a sentence")
+
+
 def test_integrated_gradients_undefined_at_the_baseline_is_null_with_its_reason():
     # Can fail: a plugin's model undefined at the all-UNK baseline (ReLU-normalised attention with every
     # score <= 0: 0/0) made `explain` refuse the whole text, attention and gradients too.

@@ -72,6 +72,11 @@ class SymbolicModel:
     (the plugin's class when `spec` carries one).
     """
 
+    #: Where a variant's model is undefined by construction, in a sentence (a head whose scores are
+    #: all <= 0 divides 0 by 0 under ReLU-normalised attention): the claims run on it then leave such
+    #: NaN draws out, counted and named, instead of failing on them (`Claim.nonfinite_reason`).
+    nonfinite_reason: str | None = None
+
     def __new__(cls, spec: ModelSpec | None = None, *args, **kwargs):
         plugin = getattr(spec, "plugin", None)
         if cls is SymbolicModel and plugin is not None:

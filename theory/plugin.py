@@ -248,6 +248,9 @@ def check_model(model: type, spec: ModelSpec = PAPER) -> tuple[dict[str, Paramet
     or returns something that is not a SymPy expression."""
     if not (isinstance(model, type) and issubclass(model, SymbolicModel)):
         raise InputError(f"Model is not a subclass of SymbolicModel (got {model!r})")
+    reason = model.nonfinite_reason
+    if reason is not None and not (isinstance(reason, str) and reason.strip() and "\n" not in reason):
+        raise InputError(f"Model.nonfinite_reason must be a sentence on one line (str), got {shortened(repr(reason))}")
     try:
         instance = model(spec)
     except InputError:

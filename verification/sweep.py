@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import jax
 import numpy as np
@@ -237,6 +237,17 @@ def run_claim(claim: Claim, spec: ModelSpec, *, trials: int, seed: int = 0, dtyp
     return judge_claim(claim, spec, errors, trials=trials, seed=seed, dtype=dtype, scale=scale)
 
 
+def _with_the_models_reason(claim: Claim, spec: ModelSpec) -> Claim:
+    """`claim`, or, run on a plugin's model that declares where it is undefined
+    (``Model.nonfinite_reason``, docs/plugins.md), a copy that declares that reason for its NaN draws
+    (a claim's own reason comes first)."""
+    plugin = getattr(spec, "plugin", None)
+    reason = getattr(getattr(plugin, "model", None), "nonfinite_reason", None)
+    if reason is None or claim.nonfinite_reason is not None:
+        return claim
+    return replace(claim, nonfinite_reason=f"{plugin.name}'s model: {reason}")
+
+
 def judge_claim(claim: Claim, spec: ModelSpec, errors: np.ndarray, *, trials: int, seed: int = 0,
                 dtype: str = "float64", scale: float = 1.0) -> ClaimResult:
     """The verdict of `claim` on its per-draw numbers `errors` (the second half of `run_claim`)."""
@@ -244,6 +255,7 @@ def judge_claim(claim: Claim, spec: ModelSpec, errors: np.ndarray, *, trials: in
     if claim.summary is None and not is_builtin(claim) and np.any(errors < 0):  # NaN compares False
         raise UserCodeError(f"claim {claim.id!r}: its measure returned a negative error ({np.min(errors):.3g}): an "
                             "error is a distance, >= 0 (a signed quantity needs a summary: verification.empirical)")
+    claim = _with_the_models_reason(claim, spec)
     tolerance = claim.tolerance[dtype]
     finite_mask = np.isfinite(errors)
     nonfinite = int(errors.size - finite_mask.sum())
