@@ -150,6 +150,44 @@ def test_draws_equal_up_to_the_sweeps_rounding_have_no_spread():
     assert MeanTest(threshold=0.09).judge(tenths + _values(0.0, 1e-3, 8), dtype="float32").outcome == "holds"
 
 
+def test_draws_without_a_range_spread_over_a_sliver_of_their_magnitude_decide_nothing():
+    """Without a declared range the sliver rule stopped at rounding: [1, 1 + 1e-9] held "mean > 0" from
+    two draws (info.miller_madow passed on them), and a statistic at 1 + 1e-9 U that is -30 in 5 % of
+    draws (mean -0.55) held the false "mean > 0" in 90 % of 2-draw sweeps and 20 % of 32-draw ones.
+    Draws within a thousandth of their own magnitude are now inconclusive, as equal draws are."""
+    two = mean_exceeds_zero.judge([1.0, 1.0 + 1e-9])
+    assert two.outcome == "inconclusive" and "less than 0.001 of their magnitude" in two.note
+    assert _judge(REGISTRY["info.miller_madow"], [1.0, 1.0 + 1e-9]).verdict == "inconclusive"
+    rng = np.random.default_rng(0)
+    held = sum(mean_exceeds_zero.judge(np.where(rng.random(2) < 0.95, 1 + 1e-9 * rng.random(2), -30.0)).outcome
+               == "holds" for _ in range(200))
+    assert held == 0
+    assert mean_exceeds_zero.judge(_values(1.0, 0.01, 32)).outcome == "holds"  # a spread of 1 % still judges
+
+
+def test_draws_too_small_to_square_keep_their_spread():
+    # Can fail: std of [1e-165, 2e-165] underflowed to 0, a bound of no width held "mean > 0" from two
+    # draws where [1, 2] x 1e-150 is inconclusive; the same relative data must judge alike at any scale.
+    data = np.array([1.0, 2.0, 1.5, 0.2, -0.1])
+    for factor in (1.0, 1e-150, 1e-170, 1e-300):
+        judged = mean_exceeds_zero.judge(data * factor)
+        assert judged.outcome == "inconclusive", factor
+        assert judged.numbers["se"] == pytest.approx(np.std(data, ddof=1) / np.sqrt(5) * factor, rel=1e-12)
+
+
+def test_a_summary_that_gives_nan_on_finite_draws_is_a_fail_never_a_caught_control():
+    # Can fail: {"error": nan} (0/0 in a user's summary) was "refuted": a negative control expected to fail
+    # counted as caught ("max error nan > 1e-10").
+    def undefined(values):
+        return {"error": float("nan")}
+
+    for holds in (False, True):
+        result = _judge(_claim(summary=undefined, holds=holds, tolerance={"float64": 1e-10, "float32": 1e-4}),
+                        np.zeros(32))
+        assert result.verdict == "fail" and result.unexpected and not result.passed, holds
+        assert result.finding.startswith("Its summary gave NaN on 32 finite draws")
+
+
 def test_draws_of_a_ranged_statistic_spread_over_a_sliver_of_its_range_are_judged_as_without_spread():
     """The no-spread rule once stopped at 4 machine epsilons: two draws [1, 1 + 1e-9] held "mean > 0"
     by the t bound (while [1, 1] was inconclusive), and a statistic at 0.02 +- 1e-6 with a 2 % chance

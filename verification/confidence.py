@@ -236,9 +236,11 @@ class MeanTest:
                 raise InputError(f"the {self.statistic} is {outside[0]:.6g} in a draw, outside its declared "
                                  f"support [{a:g}, {b:g}]")
         equal = _no_spread(finite, dtype, threshold, *span)
-        if equal or (span and float(np.ptp(finite)) <= NARROW * span[0]):
+        peak = float(np.max(np.abs(finite)))
+        # a sliver of the range, or without one, of the draws' own magnitude ([1, 1 + 1e-9])
+        if equal or float(np.ptp(finite)) <= NARROW * (span[0] if span else peak):
             return self._judge_without_spread(finite, threshold, base, equal=equal)
-        sd = float(finite.std(ddof=1))
+        sd = peak * float((finite / peak).std(ddof=1))  # scaled: the squares of 1e-165 underflow to 0
         se = sd * math.sqrt(1 / n + self.pool_share)
         q = _t_quantile(1 - ALPHA, n - 1)
         q_either = _t_quantile(1 - ALPHA / 2, n - 1)  # |mean - center|'s refuting side: two ways
@@ -270,8 +272,11 @@ class MeanTest:
         nonfinite, n, mean = base["nonfinite"], finite.size, float(finite.mean())
         numbers = {"mean": mean, "se": 0.0, "draws": float(n), "nonfinite": float(nonfinite)}
         if self.support is None:
-            note = (f"all {n} finite draws equal {mean:.6g}: with no spread, and no range declared for the "
-                    f"{self.statistic}, nothing bounds its mean (a t bound would have no width)")
+            low, high = float(finite.min()), float(finite.max())
+            seen = f"equal {mean:.6g}" if equal else \
+                f"lie in [{low:.6g}, {high:.6g}], less than {NARROW:g} of their magnitude"
+            note = (f"all {n} finite draws {seen}: with so little spread, and no range declared for the "
+                    f"{self.statistic}, nothing bounds its mean (a t bound would have next to no width)")
             return Judgement(outcome="inconclusive", bound=float("nan"), counter_bound=float("nan"),
                              draws_needed=None, numbers=numbers, note=note, **base)
         a, b = self.support

@@ -264,6 +264,7 @@ def judge_claim(claim: Claim, spec: ModelSpec, errors: np.ndarray, *, trials: in
     statistics: dict[str, float] = {}
     judgement, every = None, {}
     tolerance_judged = True
+    undefined = False  # a summary's number NaN on finite draws: nothing was judged
     if isinstance(claim.summary, STATISTICAL_TESTS):  # a statistical claim: three-way
         tolerance_judged = takes_tolerance(claim.summary)
         judgement = claim.summary.judge(errors, tolerance if tolerance_judged else None, dtype=dtype)
@@ -277,6 +278,7 @@ def judge_claim(claim: Claim, spec: ModelSpec, errors: np.ndarray, *, trials: in
         statistics = {name: float(v) for name, v in numbers.items()}
         max_error = median_error = float("nan")  # no "error": see statistic, estimate, threshold
         outcome = ("holds" if value <= check.limit(tolerance) else "refuted") if kept.size else "inconclusive"
+        undefined = bool(kept.size) and np.isnan(value)
         every = dict(statistic=check.statistic, estimate=value, threshold=check.limit(tolerance),
                      direction="below", target=check.target(tolerance))
     else:
@@ -292,16 +294,20 @@ def judge_claim(claim: Claim, spec: ModelSpec, errors: np.ndarray, *, trials: in
         # Every draw's NaN declared legitimate: nothing was checked.
         outcome = ("holds" if bool(np.isfinite(max_error)) and max_error <= tolerance else "refuted") \
             if kept.size else "inconclusive"
+        undefined = claim.summary is not None and bool(kept.size) and np.isnan(max_error)
     if claim.context is not None:  # reported numbers, not judged (never the "error" entry)
         with user_code(claim, "context", claim.context):
             statistics.update({k: v for k, v in _context(claim, spec).items() if k != "error"})
     expected = claim.expected(spec)
-    unexplained = nonfinite > 0 and not allowed
+    unexplained = (nonfinite > 0 and not allowed) or undefined
     verdict = decide_verdict(outcome, expected, unexplained_nonfinite=unexplained)
     passed = outcome == "holds" and not unexplained
     refutes = claim.asserted_by if verdict == "expected_fail" else None
     finding = _finding(claim, spec, verdict, judgement, statistics, max_error=max_error, median_error=median_error,
                        tolerance=tolerance, nonfinite=nonfinite, draws=errors.size, every=every)
+    if undefined:  # neither a pass nor a caught failure: NaN is never read as a number
+        finding = (f"Its summary gave NaN on {kept.size} finite draws: nothing was judged, and a NaN is neither a "
+                   "pass nor a failure caught.")
     if verdict == "fail" and scale != 1.0:
         finding = _off_scale(claim, finding, scale)
     proof = None
