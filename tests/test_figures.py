@@ -160,6 +160,14 @@ def test_fig4_marks_eq19_for_the_top_words(drawn, tiny_model):
     assert data["features"] == list(dict.fromkeys(kept))
     np.testing.assert_allclose(data["eq19"], eq19_approximation(tiny_model.params, tokens, TINY, words=kept),
                                rtol=1e-12)
+    # The agreement is with the mean of the runs, recomputed here with SciPy and a least-squares fit.
+    from scipy import stats
+
+    mean, eq19 = coef.mean(axis=0), np.asarray(data["eq19"])
+    vs_lime = data["agreement"]["eq19"]["vs_lime"]
+    assert vs_lime["pearson"] == pytest.approx(stats.pearsonr(eq19, mean)[0], rel=1e-12)
+    assert vs_lime["relative_l2"] == pytest.approx(np.linalg.norm(eq19 - mean) / np.linalg.norm(mean), rel=1e-12)
+    assert vs_lime["slope"] == pytest.approx(np.linalg.lstsq(eq19[:, None], mean, rcond=None)[0][0], rel=1e-12)
 
 
 def test_eq19_n_slope_is_fitted_to_the_points(drawn):
@@ -355,3 +363,25 @@ def test_fig1s_takeaway_names_the_sentence_it_explains():
     # Can fail: the stand-in's own weight was not given, so the paper's point about its word read as ours.
     assert present("fig1", {**data, "paper_words": ["not", "bad"], "paper_in_vocabulary": [True, True]},
                    "caption.")["takeaway"].endswith("cannot show that sign.")
+
+
+def test_wp_tradeoffs_needle_split_follows_the_documents_labels(monkeypatch):
+    # Can fail: the split of the seed JSD and of J&W's points by needle (label 1) against no needle,
+    # on pools written here, averaged by hand; swapping the two groups flips the figure's takeaway.
+    from attnverify.figures import wp_tradeoff
+    from attnverify.numerics.related import wiegreffe_pinter as wp
+    from attnverify.verification.claims import wp as cw
+
+    n = 4
+    calibration = {"seed_jsd": np.array([0.1, 0.5, 0.2, 0.9])}
+    for eps in cw.EPSILONS:
+        calibration |= {f"jw_tvd_{eps}": np.zeros(n), f"jw_jsd_{eps}": np.array([1.0, 2.0, 3.0, 4.0])}
+    curve = {"tvd": np.zeros((len(wp.LAMBDAS), n)), "jsd": np.zeros((len(wp.LAMBDAS), n))}
+    monkeypatch.setattr(cw, "pool", lambda spec, kind, task, dtype: curve if kind == "curve" else calibration)
+    monkeypatch.setattr(cw, "pool_documents", lambda spec, task: (None, np.array([1, 0, 1, 0])))
+    monkeypatch.setattr(wp_tradeoff, "_arms", lambda spec: [])
+    data = wp_tradeoff.compute(FigureContext(claims_spec=TINY))
+    assert data["seed_jsd_needle"] == pytest.approx(0.15) and data["seed_jsd_no_needle"] == pytest.approx(0.7)
+    assert data["seed_jsd"] == pytest.approx(0.425)
+    for eps in cw.EPSILONS:
+        assert data["jw"][str(eps)]["jsd_needle"] == 2.0 and data["jw"][str(eps)]["jsd_no_needle"] == 3.0

@@ -125,6 +125,29 @@ def test_mixing_control_makes_permutations_harmless(tiny_spec):
     assert float(change) > 1e-6 and float(mixed) < 1e-15
 
 
+def test_the_permutation_test_is_the_median_over_permutations_written_out(tiny_spec):
+    # J&W's statistic: the median over permutations of |p(permuted attention) - p|, each permutation
+    # applied in NumPy to every head's word positions, beside the largest average attention of a word.
+    params, tokens = _draw(tiny_spec, 2, scale=5.0)
+    e = nm.embed(params, tokens, tiny_spec)
+    perms = njw.random_permutations(jax.random.PRNGKey(1), 21, tiny_spec.max_len - 1)
+    top, change = njw.permutation_tvd(params, e, tiny_spec, perms)
+    alpha, s = np.asarray(nm.attention(params, e, tiny_spec)), np.asarray(nm.readouts(params, e, tiny_spec))
+
+    def p_of(a):  # heads averaged, softmax of the explained class
+        z = np.einsum("it,itc->c", a, s) / a.shape[0]
+        return np.exp(z - z.max())[tiny_spec.explained_class] / np.exp(z - z.max()).sum()
+
+    changes = []
+    for perm in np.asarray(perms):
+        permuted = alpha.copy()
+        permuted[:, 1:] = alpha[:, 1 + perm]
+        changes.append(abs(p_of(permuted) - p_of(alpha)))
+    assert float(change) == pytest.approx(np.median(changes), rel=1e-12)
+    assert np.mean(changes) != pytest.approx(np.median(changes), rel=1e-3)  # the median, not the mean
+    assert float(top) == pytest.approx(alpha.mean(axis=0)[1:].max(), rel=1e-15)
+
+
 # -- Kendall tau-b: scipy is the oracle -----------------------------------------------------------
 @pytest.mark.parametrize("n", [3, 8, 15, 40])
 def test_kendall_matches_scipy_with_and_without_ties(n):

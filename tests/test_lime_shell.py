@@ -157,3 +157,19 @@ def test_shell_form_bad_input():
         lime_shell.shell_approximation(params, tokens, SPEC, n_words=LENGTH, nu=0.0)
     with pytest.raises(InputError, match="d = 1"):
         lime_shell.shell_approximation(params, tokens, SPEC, words=["a"] * LENGTH)
+
+
+def test_position_widths_are_the_removed_counts_variance_plus_the_floor_squared():
+    # docs/theory.md §6.5: w_t^2 = Var(P_t | s) + 0.5^2. The variance by enumerating every subset of
+    # s of the d features (P_t moves back by the removed features' occurrences up to t).
+    import types
+
+    feature = [0, 1, 0, 2, 3, 1]  # the word positions' features, d = 4
+    d = 4
+    occurrences = np.array([[sum(f == j for f in feature[: t + 1]) for t in range(len(feature))] for j in range(d)],
+                           float)
+    form = types.SimpleNamespace(occurrences=jnp.asarray(occurrences))
+    for s in range(d + 1):
+        removed = np.array([occurrences[list(subset)].sum(axis=0) for subset in itertools.combinations(range(d), s)])
+        widths = np.asarray(lime_shell.position_widths(form, jnp.asarray(float(s)), float(d)))
+        np.testing.assert_allclose(widths**2, removed.var(axis=0) + 0.5**2, rtol=1e-12, atol=1e-12)

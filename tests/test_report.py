@@ -472,3 +472,23 @@ def test_model_used_says_when_the_claims_are_swept_under_other_assumptions():
         "The claims are swept on random models whose assumptions differ from this model's: value_nonlinearity = "
         "none there (tanh here); the figures explain this model.")
     assert "The claims are swept" not in model_used({"spec": tanh, "claims_spec": tanh})
+
+
+def test_a_control_that_held_is_not_counted_as_caught_and_a_tie_quotes_float64():
+    # Can fail: counting a control's "fail" (it held: the check could not catch it) as caught gave
+    # "2 of 2 ... caught"; and on a tie of verdicts the Summary must quote the float64 run.
+    from attnverify.verification.report.sections import summary_lines
+
+    def result(cid, dtype, passed, expected, finding=None):
+        return ClaimResult(id=cid, statement=cid, dtype=dtype, tolerance=1e-10, trials=8, max_error=0.0,
+                           median_error=0.0, passed=passed, finding=finding, expected=expected)
+
+    claims = {cid: {"group": "jw", "provenance": "measured"} for cid in ("jw.control_a", "jw.control_b", "jw.c")}
+    results = [result("jw.control_a", "float64", False, False, "caught"),
+               result("jw.control_b", "float64", True, False, "Holds although expected to fail"),
+               result("jw.c", "float32", False, False, "Fails as expected: in float32"),
+               result("jw.c", "float64", False, False, "Fails as expected: in float64")]
+    text = "\n".join(summary_lines(results, claims, [], {}))
+    assert "Negative controls: 1 of 2 deliberately wrong formulas were caught" in text
+    assert "Not caught (held, could not be computed, or undecided): jw.control_b." in text
+    assert "in float64" in text and "in float32" not in text

@@ -86,6 +86,27 @@ def test_adamw_weight_decay_is_pytorchs_default():
     assert not np.allclose(other["w"], updates["w"])
 
 
+def test_the_defaults_are_the_papers_recipe_and_the_steps_pytorchs_adamw():
+    # The paper's recipe (docs/theory.md §7): AdamW, lr 1e-4, batch 16, 10 epochs, PyTorch's decay 1e-2.
+    config = tr.TrainConfig()
+    assert (config.epochs, config.lr, config.batch, config.weight_decay) == (10, 1e-4, 16, 1e-2)
+    # Three steps with nonzero gradients against PyTorch's AdamW written out (betas 0.9, 0.999, eps 1e-8):
+    # w <- w (1 - lr wd); m, v moments; w <- w - lr mhat / (sqrt(vhat) + eps). A zero gradient sees no beta.
+    lr, wd = 1e-3, 1e-2
+    opt = tr.optimiser(tr.TrainConfig(lr=lr))
+    params = {"w": jnp.array([0.5, -1.0, 2.0])}
+    state = opt.init(params)
+    w, m, v = np.array([0.5, -1.0, 2.0]), np.zeros(3), np.zeros(3)
+    for k, g in enumerate([[0.1, -0.2, 0.3], [-0.05, 0.4, 0.1], [0.2, 0.2, -0.1]], start=1):
+        g = np.array(g)
+        updates, state = opt.update({"w": jnp.asarray(g)}, state, params)
+        params = {"w": params["w"] + updates["w"]}
+        w = w * (1 - lr * wd)
+        m, v = 0.9 * m + 0.1 * g, 0.999 * v + 0.001 * g**2
+        w = w - lr * (m / (1 - 0.9**k)) / (np.sqrt(v / (1 - 0.999**k)) + 1e-8)
+        np.testing.assert_allclose(np.asarray(params["w"]), w, rtol=1e-12, atol=0)
+
+
 def test_cross_entropy_matches_a_direct_computation(trained):
     corpus = synthetic_corpus(40, seed=5)
     from attnverify.numerics.training.corpora import encode_texts
