@@ -431,6 +431,10 @@ def test_a_misspelt_override_is_warned_of(tmp_path, capsys):
     load_plugin(path, TINY)
     err = capsys.readouterr().err
     assert "Model.scroe overrides nothing" in err and "did you mean score?" in err and "_own_helper" not in err
+    typo = plugin_file(tmp_path, HEADER + "class Model(SymbolicModel):\n    nonfinite_reasn = 'log of z < 0'\n",
+                       "typo.py")
+    load_plugin(typo, TINY)
+    assert "Model.nonfinite_reasn overrides nothing" in capsys.readouterr().err
 
 
 def test_the_gradient_is_nan_where_the_output_is_undefined(tmp_path):
@@ -471,6 +475,8 @@ def test_a_model_that_declares_where_it_is_undefined_has_those_draws_left_out_an
     assert result.finding == "2 of 4 draws NaN/inf, not judged (declared: declared's model: log of a logit <= 0)."
     own = dataclasses.replace(claim, nonfinite_reason="the claim's own")
     assert "declared: the claim's own" in judge_claim(own, declared, errors, trials=4).finding
+    # a user's claim (here a copy of the built-in one) states its own reason: its NaN may be its own code's
+    assert judge_claim(dataclasses.replace(claim), declared, errors, trials=4).verdict == "fail"
     bad = plugin_file(tmp_path, HEADER + "class Model(SymbolicModel):\n    nonfinite_reason = 3\n", "bad.py")
     one_line_error(capsys, ["derive", "gradient", "--plugin", str(bad)], "Model.nonfinite_reason must be a sentence")
 

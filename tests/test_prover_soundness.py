@@ -303,6 +303,8 @@ def test_no_substitution_into_a_binder_the_rules_do_not_know():
                          sp.FourierTransform(sp.exp(-xp**2) * xp, xp, kk)), prove.__name__
     plain = sp.Symbol("xr")
     assert prove_equal(sp.Subs(plain**2, plain, 2) + x[0], x[0] + sp.Subs(plain**2, plain, 2))  # still proved
+    i5 = sp.Idx("i5", 5)  # an Idx's free symbol is itself, its argument a plain Symbol: it binds nothing
+    assert prove_equal(W[i5] + 1, 1 + W[i5]) and not prove_equal(W[i5] + 1, W[i5])
 
 
 def test_noncommuting_factors_are_not_reordered():

@@ -173,6 +173,11 @@ def test_draws_too_small_to_square_keep_their_spread():
         judged = mean_exceeds_zero.judge(data * factor)
         assert judged.outcome == "inconclusive", factor
         assert judged.numbers["se"] == pytest.approx(np.std(data, ddof=1) / np.sqrt(5) * factor, rel=1e-12)
+    # subnormal draws, whose standard error itself underflows, and draws whose sum overflows
+    subnormal = mean_exceeds_zero.judge(np.array([5e-324, 1e-323, 1.5e-323, 1e-323]))
+    assert subnormal.outcome == "inconclusive"
+    huge = MeanTest(threshold=1.75e308, direction="below").judge(np.array([1e308, 1.5e308, 1.7e308, 1.2e308]))
+    assert huge.numbers["mean"] == pytest.approx(1.35e308, rel=1e-12) and huge.outcome != "refuted"
 
 
 def test_a_summary_that_gives_nan_on_finite_draws_is_a_fail_never_a_caught_control():
@@ -186,6 +191,10 @@ def test_a_summary_that_gives_nan_on_finite_draws_is_a_fail_never_a_caught_contr
                         np.zeros(32))
         assert result.verdict == "fail" and result.unexpected and not result.passed, holds
         assert result.finding.startswith("Its summary gave NaN on 32 finite draws")
+    # NaN draws of its own, undeclared: the finding names them, not the summary
+    nan_draws = _judge(_claim(summary=undefined, tolerance={"float64": 1e-10, "float32": 1e-4}),
+                       np.r_[np.nan, np.zeros(31)])
+    assert nan_draws.verdict == "fail" and "1 of 32 draws are NaN/inf" in nan_draws.finding
 
 
 def test_draws_of_a_ranged_statistic_spread_over_a_sliver_of_its_range_are_judged_as_without_spread():

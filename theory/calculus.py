@@ -143,15 +143,18 @@ def _bound_symbol(x: sp.Symbol, upper: sp.Expr, height: int, taken: set[sp.Symbo
     return _fresh(f"{stem}_{height}", taken, like=x)
 
 
-#: Node types that bind no variable; any other node is checked by `_binds`.
-_PLAIN = (sp.Atom, sp.Add, sp.Mul, sp.Pow, sp.Indexed, sp.KroneckerDelta, sp.Piecewise, sp.Max, sp.Min, sp.Abs,
-          sp.sign, sp.Heaviside, sp.DiracDelta, sp.exp, sp.log, sp.tanh, sp.Tuple, sp.core.relational.Relational,
-          sp.logic.boolalg.BooleanFunction, sp.functions.elementary.piecewise.ExprCondPair)
+#: Node types that bind no variable; any other node is checked by `_binds`. (An `Idx`'s free symbol is
+#: itself, its argument a plain Symbol: read by `_binds`, it would seem to bind that Symbol.)
+_PLAIN = (sp.Atom, sp.Add, sp.Mul, sp.Pow, sp.Indexed, sp.IndexedBase, sp.Idx, sp.KroneckerDelta, sp.Piecewise,
+          sp.Max, sp.Min, sp.Abs, sp.sign, sp.Heaviside, sp.DiracDelta, sp.exp, sp.log, sp.tanh, sp.Tuple,
+          sp.core.relational.Relational, sp.logic.boolalg.BooleanFunction,
+          sp.functions.elementary.piecewise.ExprCondPair)
 
 
 def _binds(expr: sp.Basic) -> set[sp.Symbol]:
-    """The symbols `expr` binds: free in one of its arguments, not free in it. This finds any
-    binder, also one the rules never heard of (SymPy's ``LaplaceTransform(f, w, s)`` binds w)."""
+    """The symbols `expr` binds: free in one of its arguments, not free in it. This finds binders the
+    rules never heard of (SymPy's ``LaplaceTransform(f, w, s)`` binds w), but not one whose variable is
+    also free in another argument: the known binders are listed in `_opaque` for that."""
     if isinstance(expr, _PLAIN) or not expr.args:
         return set()
     inner = set().union(*(arg.free_symbols for arg in expr.args if isinstance(arg, sp.Basic)))
@@ -416,6 +419,10 @@ def exact(expr: sp.Expr, ranges: Ranges | None = None) -> sp.Expr | None:
     return expr if _assumptions_hold(expr, frozenset(known.items())) else None
 
 
+#: The assumptions of a symbol declared with none.
+_NO_ASSUMPTION = {"commutative": True}
+
+
 def _commutative(expr: sp.Basic) -> bool:
     """Whether every node of `expr` commutes (no ``Symbol(..., commutative=False)`` anywhere)."""
     return all(node.is_commutative is not False for node in sp.preorder_traversal(expr))
@@ -434,13 +441,12 @@ def _assumptions_hold(expr: sp.Basic, scope: frozenset) -> bool:
         # sum's; any other binder's variable may carry no assumption a range could break.
         if isinstance(expr, sp.Product):
             return _assumptions_hold(sp.Sum(expr.function, *expr.limits), scope)
-        plain = {"commutative": True}
-        return all(limit[0].assumptions0 == plain for limit in expr.limits) and \
+        return all(limit[0].assumptions0 == _NO_ASSUMPTION for limit in expr.limits) and \
             all(_assumptions_hold(arg, scope) for arg in expr.args)
     if not isinstance(expr, sp.Sum):
         # Any other binder (a Subs, an integral transform) runs its variable over values no range
         # states: it may carry no assumption (Subs(|x|, x, -1) for a positive x is built as Subs(x, ...)).
-        if any(x.assumptions0 != {"commutative": True} for x in _binds(expr)):
+        if any(x.assumptions0 != _NO_ASSUMPTION for x in _binds(expr)):
             return False
         return all(_assumptions_hold(arg, scope) for arg in expr.args)
     known = dict(scope)

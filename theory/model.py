@@ -73,8 +73,8 @@ class SymbolicModel:
     """
 
     #: Where a variant's model is undefined by construction, in a sentence (a head whose scores are
-    #: all <= 0 divides 0 by 0 under ReLU-normalised attention): the claims run on it then leave such
-    #: NaN draws out, counted and named, instead of failing on them (`Claim.nonfinite_reason`).
+    #: all <= 0 divides 0 by 0 under ReLU-normalised attention): the built-in claims run on it then
+    #: leave every NaN draw out, counted and named, instead of failing on it (`Claim.nonfinite_reason`).
     nonfinite_reason: str | None = None
 
     def __new__(cls, spec: ModelSpec | None = None, *args, **kwargs):

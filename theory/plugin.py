@@ -282,18 +282,19 @@ def check_model(model: type, spec: ModelSpec = PAPER) -> tuple[dict[str, Paramet
 
 
 def _warn_near_misses(model: type) -> None:
-    """Warn of a public method of `model` that SymbolicModel does not have but whose name is close to
-    one it has: a misspelt override (``scroe``) is never called, and the plugin is the paper's model."""
+    """Warn of a public method or attribute of `model` that SymbolicModel does not have but whose name is
+    close to one it has: a misspelt override (``scroe``, ``nonfinite_reasn``) is never read, and the
+    plugin is the paper's model, or its NaN draws are not declared."""
     known = [name for name in dir(SymbolicModel) if not name.startswith("_")]
     for klass in model.__mro__:
         if klass is SymbolicModel or not issubclass(klass, SymbolicModel):
             continue
-        for name, value in vars(klass).items():
-            if name.startswith("_") or name in known or not callable(value):
+        for name in vars(klass):
+            if name.startswith("_") or name in known:
                 continue
             close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
             if close:
-                warn_once(f"Model.{name} overrides nothing: SymbolicModel has no method {name} (did you mean "
+                warn_once(f"Model.{name} overrides nothing: SymbolicModel has no {name} (did you mean "
                           f"{close[0]}? a helper of your own is best named _{name})")
 
 

@@ -46,9 +46,10 @@ from attnverify.validate import number
 Z = 3.0
 ALPHA = 0.5 * math.erfc(Z / math.sqrt(2))  # Phi(-Z) = 0.00135: one-sided level of each bound
 MIN_DRAWS = 2  # fewer finite draws: no estimate of the spread, so inconclusive
-#: Draws of a statistic with a declared range that span less than this share of it are judged as
-#: draws without spread (docs/theory.md §11.3): the t bound's width would then be set by the spread
-#: seen, while one unseen draw anywhere in the range could move the mean by far more.
+#: Draws of a statistic with a declared range that span less than this share of it, or without one,
+#: less than this share of their own largest magnitude, are judged as draws without spread
+#: (docs/theory.md §11.3): the t bound's width would then be set by the spread seen, while one unseen
+#: draw anywhere in the range could move the mean by far more.
 NARROW = 1e-3
 DIRECTIONS = ("above", "below")
 
@@ -183,7 +184,8 @@ class MeanTest:
     it is not used (docs/theory.md §11.3): with `support` (the statistic's a-priori range [a, b],
     e.g. (-1, 1) for a difference of accuracies) the mean lies in
     [c - p (c - a), c + p (b - c)], p = `other_share_bound(n)`, whatever the distribution;
-    without it nothing bounds the mean and the outcome is inconclusive.
+    without it nothing bounds the mean and the outcome is inconclusive. So it is for draws spread
+    over less than NARROW of the range, or without a range, of their own largest magnitude.
     """
 
     statistic: str = "mean"
@@ -219,7 +221,9 @@ class MeanTest:
         _check_finite("threshold", threshold)
         finite, nonfinite = _split(values)
         n = finite.size
-        mean = float(finite.mean()) if n else float("nan")
+        peak = float(np.max(np.abs(finite))) if n else 0.0
+        # scaled: the mean of 1e308s overflows, the squares of 1e-165s underflow
+        mean = peak * float((finite / peak).mean()) if peak > 0 else (0.0 if n else float("nan"))
         estimate = mean if self.center is None else abs(mean - self.center)
         base = dict(statistic=self.statistic, estimate=estimate, threshold=threshold, direction=self.direction,
                     strict=self.strict, draws=n, nonfinite=nonfinite)
@@ -236,12 +240,13 @@ class MeanTest:
                 raise InputError(f"the {self.statistic} is {outside[0]:.6g} in a draw, outside its declared "
                                  f"support [{a:g}, {b:g}]")
         equal = _no_spread(finite, dtype, threshold, *span)
-        peak = float(np.max(np.abs(finite)))
         # a sliver of the range, or without one, of the draws' own magnitude ([1, 1 + 1e-9])
         if equal or float(np.ptp(finite)) <= NARROW * (span[0] if span else peak):
             return self._judge_without_spread(finite, threshold, base, equal=equal)
-        sd = peak * float((finite / peak).std(ddof=1))  # scaled: the squares of 1e-165 underflow to 0
+        sd = peak * float((finite / peak).std(ddof=1))
         se = sd * math.sqrt(1 / n + self.pool_share)
+        if not se > 0:  # subnormal draws: the standard error itself underflows
+            return self._judge_without_spread(finite, threshold, base, equal=equal)
         q = _t_quantile(1 - ALPHA, n - 1)
         q_either = _t_quantile(1 - ALPHA / 2, n - 1)  # |mean - center|'s refuting side: two ways
         lower, upper = self._bounds(mean - q * se, mean + q * se, mean - q_either * se, mean + q_either * se)
@@ -267,9 +272,11 @@ class MeanTest:
         return max(lo_either - self.center, self.center - hi_either, 0.0), max(hi - self.center, self.center - lo)
 
     def _judge_without_spread(self, finite: np.ndarray, threshold: float, base: dict, *, equal: bool) -> Judgement:
-        """Draws with no spread (`equal`: up to rounding), or (with `support`) a spread below NARROW
-        of the range: not the t bound."""
-        nonfinite, n, mean = base["nonfinite"], finite.size, float(finite.mean())
+        """Draws with no spread (`equal`: up to rounding), or a spread below NARROW of the range (without
+        one, of the draws' magnitude), or one whose standard error underflows: not the t bound."""
+        nonfinite, n = base["nonfinite"], finite.size
+        peak = float(np.max(np.abs(finite)))
+        mean = peak * float((finite / peak).mean()) if peak > 0 else 0.0
         numbers = {"mean": mean, "se": 0.0, "draws": float(n), "nonfinite": float(nonfinite)}
         if self.support is None:
             low, high = float(finite.min()), float(finite.max())
@@ -312,7 +319,8 @@ class MeanTest:
         if not (effect > 0 and math.isfinite(effect)) or sd == 0:
             return None
         m, t = _t_quantiles(level, n)
-        settled = t * sd * np.sqrt(1 / m + self.pool_share) < effect
+        with np.errstate(over="ignore"):  # draws near the float range: an infinite width settles nothing
+            settled = t * sd * np.sqrt(1 / m + self.pool_share) < effect
         return int(m[np.argmax(settled)]) if settled.any() else None
 
     def __call__(self, values) -> dict[str, float]:

@@ -238,12 +238,12 @@ def run_claim(claim: Claim, spec: ModelSpec, *, trials: int, seed: int = 0, dtyp
 
 
 def _with_the_models_reason(claim: Claim, spec: ModelSpec) -> Claim:
-    """`claim`, or, run on a plugin's model that declares where it is undefined
-    (``Model.nonfinite_reason``, docs/plugins.md), a copy that declares that reason for its NaN draws
-    (a claim's own reason comes first)."""
+    """`claim`, or, for a built-in claim run on a plugin's model that declares where it is undefined
+    (``Model.nonfinite_reason``, docs/plugins.md), a copy that declares that reason for its NaN draws.
+    A user's claim states its own (`Claim.nonfinite_reason`): its NaN may be its own code's."""
     plugin = getattr(spec, "plugin", None)
     reason = getattr(getattr(plugin, "model", None), "nonfinite_reason", None)
-    if reason is None or claim.nonfinite_reason is not None:
+    if reason is None or claim.nonfinite_reason is not None or not is_builtin(claim):
         return claim
     return replace(claim, nonfinite_reason=f"{plugin.name}'s model: {reason}")
 
@@ -278,7 +278,7 @@ def judge_claim(claim: Claim, spec: ModelSpec, errors: np.ndarray, *, trials: in
         statistics = {name: float(v) for name, v in numbers.items()}
         max_error = median_error = float("nan")  # no "error": see statistic, estimate, threshold
         outcome = ("holds" if value <= check.limit(tolerance) else "refuted") if kept.size else "inconclusive"
-        undefined = bool(kept.size) and np.isnan(value)
+        undefined = bool(kept.size) and bool(np.isfinite(kept).all()) and np.isnan(value)
         every = dict(statistic=check.statistic, estimate=value, threshold=check.limit(tolerance),
                      direction="below", target=check.target(tolerance))
     else:
@@ -294,7 +294,8 @@ def judge_claim(claim: Claim, spec: ModelSpec, errors: np.ndarray, *, trials: in
         # Every draw's NaN declared legitimate: nothing was checked.
         outcome = ("holds" if bool(np.isfinite(max_error)) and max_error <= tolerance else "refuted") \
             if kept.size else "inconclusive"
-        undefined = claim.summary is not None and bool(kept.size) and np.isnan(max_error)
+        undefined = claim.summary is not None and bool(kept.size) and bool(np.isfinite(kept).all()) \
+            and np.isnan(max_error)
     if claim.context is not None:  # reported numbers, not judged (never the "error" entry)
         with user_code(claim, "context", claim.context):
             statistics.update({k: v for k, v in _context(claim, spec).items() if k != "error"})
@@ -305,7 +306,7 @@ def judge_claim(claim: Claim, spec: ModelSpec, errors: np.ndarray, *, trials: in
     refutes = claim.asserted_by if verdict == "expected_fail" else None
     finding = _finding(claim, spec, verdict, judgement, statistics, max_error=max_error, median_error=median_error,
                        tolerance=tolerance, nonfinite=nonfinite, draws=errors.size, every=every)
-    if undefined:  # neither a pass nor a caught failure: NaN is never read as a number
+    if undefined and verdict == "fail":  # neither a pass nor a caught failure: NaN is never read as a number
         finding = (f"Its summary gave NaN on {kept.size} finite draws: nothing was judged, and a NaN is neither a "
                    "pass nor a failure caught.")
     if verdict == "fail" and scale != 1.0:
