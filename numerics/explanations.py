@@ -65,29 +65,26 @@ def per_position(alpha: jnp.ndarray, g: jnp.ndarray, e: jnp.ndarray) -> dict[str
     }
 
 
-
-
 def explain(params: nm.Params, tokens: jnp.ndarray, spec: ModelSpec, n_words: int) -> dict:
     """Plain-Python explanations of words 1..n_words: ``{name: [float]}``, ``logit``, and ``ig``
     (Integrated Gradients with the UNK baseline, named in ``ig_baseline``)."""
     tokens = jnp.asarray(tokens)
-    values = explain_positions(params, tokens, spec)
+    return explained(explain_positions(params, tokens, spec), n_words,
+                     lambda order: integrated_gradients(params, tokens, spec, kind=IG_BASELINE, order=order))
+
+
+def explained(values: dict, n_words: int, ig_at) -> dict:
+    """`explain`'s record, for any model, from its `explain_positions` values (``logit``, `NAMES`,
+    ``baseline_output``) and ``ig_at(order)``, IG with that many nodes: words 1..n_words of each
+    explanation, and ``ig`` (None where it is undefined or did not converge, with ``ig_reason``), its
+    baseline and the Gauss-Legendre nodes used (`integrated_gradients.refined`)."""
     out = {"logit": float(values["logit"])}
     for name in NAMES:
         out[name] = [float(x) for x in values[name][1 : n_words + 1]]
-    target = out["logit"] - float(values["baseline_output"])
-    ig, nodes, reason = refined(lambda order: integrated_gradients(params, tokens, spec, kind=IG_BASELINE, order=order),
-                                target)  # jitted, per order
-    return {**out, **ig_record(ig, nodes, reason, n_words)}
-
-
-def ig_record(ig, nodes: int, reason: str | None, n_words: int) -> dict:
-    """`explain`'s IG keys: ``ig`` of words 1..n_words (None where it did not converge, with
-    ``ig_reason``), the baseline and the Gauss-Legendre nodes used (`integrated_gradients.refined`)."""
-    out = {"ig": None if ig is None else [float(x) for x in ig[1 : n_words + 1]], "ig_baseline": IG_BASELINE,
-           "ig_nodes": nodes}
+    ig, nodes, reason = refined(ig_at, out["logit"] - float(values["baseline_output"]))
+    out |= {"ig": None if ig is None else [float(x) for x in ig[1 : n_words + 1]], "ig_baseline": IG_BASELINE,
+            "ig_nodes": nodes}
     return out if reason is None else {**out, "ig_reason": reason}
-
 
 
 def _output_named(spec) -> str:

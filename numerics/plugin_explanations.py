@@ -16,9 +16,9 @@ import functools
 import jax
 import jax.numpy as jnp
 from attnverify.numerics import plugin_model as pm
-from attnverify.numerics.explanations import IG_BASELINE, NAMES, ig_record, per_position
+from attnverify.numerics.explanations import IG_BASELINE, explained, per_position
 from attnverify.numerics.lime import evaluation as lime_eval
-from attnverify.numerics.related.integrated_gradients import ORDER, baseline, ig_of_gradient, refined
+from attnverify.numerics.related.integrated_gradients import ORDER, baseline, ig_of_gradient
 
 from attnverify.errors import InputError
 from attnverify.spec import ModelSpec
@@ -54,12 +54,8 @@ def explain(params, tokens, spec: ModelSpec, n_words: int) -> dict:
     """Plain-Python explanations of words 1..n_words, keyed as `numerics.explanations.explain`."""
     tokens = jnp.asarray(tokens)
     values = explain_positions(params, tokens, spec)
-    out = {"logit": float(values["logit"])}
-    for name in NAMES:
-        out[name] = [float(x) for x in values[name][1 : n_words + 1]]
-    ig, nodes, reason = refined(lambda order: values["ig"] if order == ORDER else _ig(params, tokens, spec, order),
-                                out["logit"] - float(values["baseline_output"]))
-    return {**out, **ig_record(ig, nodes, reason, n_words)}
+    return explained(values, n_words,
+                     lambda order: values["ig"] if order == ORDER else _ig(params, tokens, spec, order))
 
 
 def lime_summary(params, tokens, words: list[str], spec: ModelSpec, *, n_samples: int = 5000, runs: int = 1,

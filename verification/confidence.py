@@ -242,11 +242,11 @@ class MeanTest:
         equal = _no_spread(finite, dtype, threshold, *span)
         # a sliver of the range, or without one, of the draws' own magnitude ([1, 1 + 1e-9])
         if equal or float(np.ptp(finite)) <= NARROW * (span[0] if span else peak):
-            return self._judge_without_spread(finite, threshold, base, equal=equal)
+            return self._judge_without_spread(finite, mean, threshold, base, equal=equal)
         sd = peak * float((finite / peak).std(ddof=1))
         se = sd * math.sqrt(1 / n + self.pool_share)
         if not se > 0:  # subnormal draws: the standard error itself underflows
-            return self._judge_without_spread(finite, threshold, base, equal=equal)
+            return self._judge_without_spread(finite, mean, threshold, base, equal=equal)
         q = _t_quantile(1 - ALPHA, n - 1)
         q_either = _t_quantile(1 - ALPHA / 2, n - 1)  # |mean - center|'s refuting side: two ways
         lower, upper = self._bounds(mean - q * se, mean + q * se, mean - q_either * se, mean + q_either * se)
@@ -271,12 +271,11 @@ class MeanTest:
         # refuting bound takes ALPHA/2 on each side.
         return max(lo_either - self.center, self.center - hi_either, 0.0), max(hi - self.center, self.center - lo)
 
-    def _judge_without_spread(self, finite: np.ndarray, threshold: float, base: dict, *, equal: bool) -> Judgement:
+    def _judge_without_spread(self, finite: np.ndarray, mean: float, threshold: float, base: dict, *,
+                              equal: bool) -> Judgement:
         """Draws with no spread (`equal`: up to rounding), or a spread below NARROW of the range (without
         one, of the draws' magnitude), or one whose standard error underflows: not the t bound."""
         nonfinite, n = base["nonfinite"], finite.size
-        peak = float(np.max(np.abs(finite)))
-        mean = peak * float((finite / peak).mean()) if peak > 0 else 0.0
         numbers = {"mean": mean, "se": 0.0, "draws": float(n), "nonfinite": float(nonfinite)}
         if self.support is None:
             low, high = float(finite.min()), float(finite.max())
