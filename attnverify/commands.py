@@ -255,8 +255,24 @@ def cmd_figures(args: argparse.Namespace) -> int:
     preflight.check_figures(args)
     names = ["all"] if args.all else args.names
     check_flags_read(check_names(names), given)
-    written = figures_from_files(names, args.out, model=args.model, text=args.text,
-                                 seed=0 if args.seed is None else args.seed, quick=args.quick)
+    from attnverify.verification.store import FolderLock
+
+    made = validate.missing_folders(Path(args.out))  # deepest first
+    lock = FolderLock(preflight.make_folder("--out", args.out))
+    try:
+        lock.acquire()  # one run per folder at a time: two would mix their figures
+    except BaseException:
+        validate.remove_empty_folders(made)
+        raise
+    try:
+        written = figures_from_files(names, args.out, model=args.model, text=args.text,
+                                     seed=0 if args.seed is None else args.seed, quick=args.quick)
+    except BaseException:  # refused (nothing drawn stays) or interrupted (the finished figures stay)
+        lock.release(discard=True)
+        validate.remove_empty_folders(made)
+        raise
+    finally:
+        lock.release()
     for name, paths in written.items():
         print(f"{name}: {', '.join(str(p) for p in paths)}")
     return 0

@@ -62,6 +62,25 @@ def test_a_refused_figure_leaves_an_existing_folder_as_it_was(tmp_path, capsys):
     assert tree(tmp_path) == ["figs", "figs/mine.txt"]
 
 
+def test_figures_into_a_folder_another_run_is_writing_are_refused(tmp_path, capsys):
+    # Can fail: `figures --out` took no lock, so two runs (two models, say) mixed their figures in
+    # one folder. Another run holds the lock here (this process, through another open file).
+    from attnverify.verification.store import LOCK_NAME, FolderLock
+
+    figs = tmp_path / "figs"
+    figs.mkdir()
+    (figs / "mine.txt").write_text("kept")
+    other = FolderLock(figs).acquire()
+    try:
+        code, _, err = cli(capsys, "figures", "architecture", "--out", figs)
+        assert_one_line_error(code, err, f"folder in use by pid {os.getpid()}")
+        assert tree(tmp_path) == ["figs", f"figs/{LOCK_NAME}", "figs/mine.txt"]
+    finally:
+        other.release()
+    assert cli(capsys, "figures", "architecture", "--out", figs)[0] == 0  # the folder free again: drawn
+    assert (figs / "architecture.png").is_file() and (figs / LOCK_NAME).read_text() == ""
+
+
 @pytest.mark.parametrize("existing", [False, True])
 def test_make_all_removes_what_it_drew_when_a_figure_is_refused(tmp_path, monkeypatch, existing):
     """The last line of defence: a figure refused while drawing takes what this call drew, and the
