@@ -202,3 +202,17 @@ def test_explain_refines_ig_until_it_is_complete_or_says_it_did_not_converge(mon
     out = explain(params, tokens, SMALL, 10)
     assert out["ig"] is None and out["ig_reason"].startswith(
         "Integrated Gradients did not converge: with 128 Gauss-Legendre nodes their sum misses f(e) - f(b) by ")
+
+
+@pytest.mark.parametrize("name", ["alpha_abs_s", "alpha_avg_abs_s"])
+def test_a_closure_claim_declares_the_range_its_number_lies_in(name):
+    # Can fail: without a declared range, draws that all give one number are inconclusive
+    # (docs/theory.md §11.3); with one too narrow, a real draw is refused. A closure's number is
+    # (T - A) - share (S - A) for mean tau-b T, S, A in [-1, 1]: its extremes are at the cube's corners.
+    from attnverify.verification.claims.saliency import CLOSURE_SHARE
+
+    corners = [(t - a) - CLOSURE_SHARE * (s - a) for t in (-1, 1) for s in (-1, 1) for a in (-1, 1)]
+    summary = REGISTRY[f"saliency.tau_closure.{name}"].summary
+    assert summary.support == (min(corners), max(corners))
+    assert summary.judge(np.full(32, 1.0)).outcome == "holds"  # without a range: inconclusive
+    assert summary.judge(np.full(32, -1.0)).outcome == "refuted"

@@ -17,7 +17,7 @@ from attnverify.numerics.evaluations import shared
 from attnverify.numerics.related import integrated_gradients as ns
 from attnverify.numerics.token_keys import token_key
 from attnverify.numerics.training.synthetic_tasks import cast, seeded_document, trained_model
-from attnverify.verification.empirical import MEAN_REASON, difference, mean_exceeds_zero, tau_exceeds_zero
+from attnverify.verification.empirical import MEAN_REASON, difference, tau_exceeds_zero
 from attnverify.verification.registry import PAPER_HYPOTHESES, Claim, register
 
 from attnverify.spec import ModelSpec
@@ -189,7 +189,8 @@ for _name, (_what, _holds, _finding) in _CLOSURE.items():
         rhs=f"{CLOSURE_SHARE} x the gap", build=_agreement(_name, None),
         evaluation="saliency.agreement", tolerance=MEAN_TOLERANCE,
         tolerance_reason=MEAN_REASON, requires={"output_link": "logit"}, measure=difference,
-        summary=mean_exceeds_zero, holds=_holds, finding=_finding,
+        # lhs - rhs = T - share S - (1 - share) A for mean tau-b T, S, A in [-1, 1] and share in [0, 1]: in [-2, 2]
+        summary=tau_exceeds_zero, holds=_holds, finding=_finding,
     ))
 
 
