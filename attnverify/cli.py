@@ -117,6 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output .npz path")
     p.add_argument("--scale", type=float, default=1.0, help="multiplies the U(-0.1, 0.1) init bound")
     p.add_argument("--vocab", help="file of words (whitespace-separated); default: a built-in list")
+    p.add_argument("--draw", type=int, default=None, metavar="I",
+                   help="write the model of draw I of `verify --seed S --scale X` with the same spec flags "
+                        "(whose defaults are then verify's: --sizes small), and print its document")
+    p.add_argument("--dtype", choices=("float64", "float32"), default=None,
+                   help="with --draw: the sweep's dtype (a float32 sweep draws other numbers; default float64)")
     add_spec_arguments(p, title=f"model spec (defaults: {PAPER_DEFAULTS}, --vocab-size from --vocab)")
     add_plugin_arguments(p)
     p.set_defaults(run=cmd_init_model)

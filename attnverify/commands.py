@@ -140,7 +140,7 @@ def cmd_init_model(args: argparse.Namespace) -> int:
     preflight.check_init_model(args)
     vocab = read_vocab(args.vocab) if args.vocab else None
     default = PAPER.replace(vocab_size=len(vocab) if vocab else len(builtin_vocab()))
-    spec = spec_from_args(args, default)
+    spec = spec_from_args(args, SMALL if args.draw is not None else default)  # a draw: verify's defaults
     preflight.check_model_size(spec)  # before a vocabulary of that size is built
     vocab = (vocab or builtin_vocab(spec.vocab_size))[: spec.vocab_size]
     if len(vocab) != spec.vocab_size:
@@ -148,7 +148,15 @@ def cmd_init_model(args: argparse.Namespace) -> int:
                  else f"--sizes {args.sizes} (a vocabulary of {spec.vocab_size}; pass --vocab-size)")
         raise InputError(f"{asked} exceeds the {len(vocab)} entries of {args.vocab} "
                          f"([CLS], UNK and its {len(vocab) - 2} words)")
-    params = draw_params(jax.random.PRNGKey(args.seed), spec, scale=args.scale)
+    tokens = None
+    if args.draw is not None:  # draw I of a sweep: its parameters and its document, as `verify` draws them
+        from attnverify.numerics.draws import sweep_draw
+
+        dtype = {"float64": jax.numpy.float64, "float32": jax.numpy.float32}[args.dtype or "float64"]
+        params, tokens = sweep_draw(args.seed, args.draw, spec, scale=args.scale, dtype=dtype)
+        params = jax.tree.map(lambda x: x.astype(jax.numpy.float64), params)  # float32 numbers are float64 ones
+    else:
+        params = draw_params(jax.random.PRNGKey(args.seed), spec, scale=args.scale)
     if args.scale > 1 or args.plugin:  # a model every other command would reject (outside the float range, or a
         # plugin's model undefined: a division by a constant 0, a log of a negative number)
         # with headroom, as `verify` checks its draws: a product of two must not overflow either
@@ -163,6 +171,8 @@ def cmd_init_model(args: argparse.Namespace) -> int:
     else:
         modelfile.save(args.out, spec, params, vocab)
     print(f"wrote {args.out}: {spec.to_json()}")
+    if tokens is not None:  # UNK's entry is read as an unknown word by `explain --text`, i.e. as UNK again
+        print(f"draw {args.draw} (seed {args.seed}) document: {' '.join(vocab[int(i)] for i in tokens[1:])}")
     return 0
 
 

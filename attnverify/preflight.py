@@ -157,6 +157,12 @@ def warn_rounding_floor(spec, params, tokens, *, scale: float, dtype: str, claim
 
 def check_init_model(args: argparse.Namespace) -> None:
     _seed(args)
+    if getattr(args, "draw", None) is not None:
+        validate.count("--draw", args.draw, low=0, high=validate.SEED_MAX)  # folded into the key as a uint32
+        if args.vocab:  # a sweep's documents are ids of the built-in vocabulary's size
+            raise InputError("--vocab: a sweep's draw is written with the built-in vocabulary, not with --vocab")
+    elif getattr(args, "dtype", None) is not None:
+        raise InputError("--dtype applies to `init-model --draw` (the sweep's dtype), not to a plain init-model")
     validate.number("--scale", args.scale, low=0, low_open=True)
     validate.output_file("--out", args.out)
     validate.distinct_outputs({"--out": args.out}, {"--vocab": args.vocab})

@@ -160,3 +160,39 @@ def test_failed_write_leaves_no_file(tmp_path):
     out = tmp_path / "missing-dir" / "model.npz"
     assert_one_line_error(run("init-model", "--out", str(out), *SMALL_MODEL, check=False), "does not exist")
     assert not out.exists()
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_init_model_draw_writes_the_model_and_document_a_sweep_measured(tmp_path, capsys, dtype):
+    # Can fail: the draw's index, seed, dtype or spec defaults not the sweep's, or its document not the one
+    # swept. The sweep's own per-draw error of a negative control (O(1), so any other model or document
+    # gives another number) is measured again on the written model and the printed document, re-tokenised.
+    import jax
+    import jax.numpy as jnp
+    from attnverify.numerics import modelfile
+    from attnverify.numerics.tokenize import encode
+    from attnverify.verification import claims as _claims  # noqa: F401
+    from attnverify.verification.blocks import measure_program
+    from attnverify.verification.registry import REGISTRY
+    from attnverify.verification.sweep import run_claim
+
+    from attnverify.spec import SMALL
+
+    spec = SMALL.replace(max_len=6, d_embed=4, d_att=2, d_out=2, heads=2)  # SMALL's vocabulary: verify's default
+    sizes = ["--max-len", "6", "--d-embed", "4", "--d-att", "2", "--d-out", "2", "--heads", "2"]
+    claim = REGISTRY["thm1.control_no_jacobian"]
+    result = run_claim(claim, spec, trials=8, seed=3, dtype=dtype, progress=False)
+    worst = result.worst_draw
+    assert worst == int(np.argmax(result.errors)) and f"Worst: draw {worst} (seed 3)" not in (result.finding or "")
+    path = tmp_path / "m.npz"
+    code, out, _ = cli(capsys, "init-model", "--draw", worst, "--seed", 3, "--dtype", dtype, "--out", path, *sizes)
+    assert code == 0
+    model = modelfile.load(path)
+    text = out.strip().splitlines()[-1].split("document: ", 1)[1]
+    tokens, _ = encode(text, model.vocab, spec.max_len)
+    cast = {"float64": jnp.float64, "float32": jnp.float32}[dtype]
+    params = jax.tree.map(lambda x: jnp.asarray(x, cast)[None], model.params)
+    again = float(measure_program(claim, spec, dtype=dtype)(params, jnp.asarray(tokens)[None])[claim.id][0])
+    assert model.spec == spec and again == pytest.approx(result.errors[worst], rel=1e-5 if dtype == "float32" else 1e-9)
+    others = [e for j, e in enumerate(result.errors) if j != worst]
+    assert min(abs(e - again) for e in others) > 1e-3 * again  # another draw would have been told apart

@@ -89,6 +89,9 @@ def validation_cases(tmp: Path, model: Path, huge: Path) -> list[tuple[list, str
         # finite, but a product of two overflows: written, then refused by every command
         (["init-model", "--out", out, "--scale", "1e100", "--sizes", "small"], "a product of two would leave"),
         (["init-model", "--out", out, "--seed", "-1", *MODEL], "--seed must be in 0..4294967295"),
+        (["init-model", "--out", out, "--draw", "-1", *MODEL], "--draw must be in 0..4294967295"),
+        (["init-model", "--out", out, "--dtype", "float32", *MODEL], "--dtype applies to `init-model --draw`"),
+        (["init-model", "--out", out, "--draw", "0", "--vocab", tmp / "v_few.txt"], "--vocab: a sweep's draw"),
         (["train", "--data", "synthetic:64", "--out", out, "--lr", "inf", "--quiet", *MODEL], "--lr"),
         (["train", "--data", "synthetic:64", "--out", out, "--epochs", "0", "--quiet", *MODEL], "--epochs"),
         ([*SWEEP, "--scale", "1e300"], "outside float range"),

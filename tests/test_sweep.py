@@ -39,6 +39,9 @@ def test_a_deliberately_wrong_formula_is_reported_fail(tiny_spec):
     result = run_claim(wrong, tiny_spec, trials=TRIALS, progress=False)
     assert not result.passed and result.unexpected
     assert "FAILS where it is claimed to hold" in result.finding
+    # the draw to inspect (`init-model --draw`): the largest error's
+    worst = int(np.argmax(result.errors))
+    assert result.worst_draw == worst and result.finding.endswith(f"Worst: draw {worst} (seed 0).")
 
 
 @pytest.mark.parametrize("changes", [{"output_link": "sigmoid"}, {"query": "mean"},

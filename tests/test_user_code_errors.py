@@ -174,7 +174,7 @@ def test_a_finding_that_cannot_be_formatted_falls_back_to_the_generic_one_with_a
                  finding="fails by {0} and {max_error.x}")
     for finding in ("fails by {0} and {max_error.x}", "fails by {max_eror:.3g}"):
         result = judge_claim(dataclasses.replace(mine, finding=finding), ModelSpec(), np.full(4, 0.5), trials=4)
-        assert result.finding == "FAILS where it is claimed to hold: max error 0.5 > 1e-10."
+        assert result.finding == "FAILS where it is claimed to hold: max error 0.5 > 1e-10. Worst: draw 0 (seed 0)."
         err = capsys.readouterr().err
         assert err.startswith("attnverify: warning: claim mine.f: its finding does not format (") and \
             err.count("\n") == 1 and "the generic one is shown" in err, err

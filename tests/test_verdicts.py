@@ -565,6 +565,9 @@ def test_an_unexpected_verdict_off_the_papers_init_says_where_it_was_drawn(scale
     held = judge_claim(control, SMALL, np.full(8, 1e-13), trials=8, scale=scale)
     broke = judge_claim(identity, SMALL, np.full(8, 1e-8), trials=8, scale=scale)
     assert held.unexpected and broke.unexpected
+    for result in (held, broke):  # each names the draw to inspect (all equal: the first), then is read as before
+        assert result.finding.endswith(" Worst: draw 0 (seed 0).")
+        result.finding = result.finding.removesuffix(" Worst: draw 0 (seed 0).")
     if scale == 1.0:
         assert held.finding.endswith("Review the expectation.") and "--scale" not in held.finding + broke.finding
     elif scale < 1.0:

@@ -65,6 +65,9 @@ class ClaimResult:
     refutes: str | None = None  # "paper" / "literature": an expected failure that refutes that source
     nonfinite: int = 0  # NaN / inf draws
     nonfinite_reason: str | None = None  # why the claim allows them (they are then left out)
+    # Identity claims: the draw with the largest error, or the first NaN / inf one (None for a
+    # statistical claim, which no single draw decides). `init-model --draw` writes a draw's model.
+    worst_draw: int | None = None
     # Statistical claims (`verification.confidence`; None for identity claims, whose max_error
     # is judged against the tolerance): the statistic judged, its estimate, the threshold it is
     # claimed to be above or below, the one-sided confidence bound used (lower for "above",
@@ -309,8 +312,15 @@ def judge_claim(claim: Claim, spec: ModelSpec, errors: np.ndarray, *, trials: in
     if undefined and verdict == "fail":  # neither a pass nor a caught failure: NaN is never read as a number
         finding = (f"Its summary gave NaN on {kept.size} finite draws: nothing was judged, and a NaN is neither a "
                    "pass nor a failure caught.")
+    worst_draw = None
+    if claim.summary is None:  # an undeclared NaN / inf draw is the worst; declared ones are left out
+        bad = np.flatnonzero(~finite_mask) if not allowed else np.array([], int)
+        if bad.size or finite_mask.any():
+            worst_draw = int(bad[0]) if bad.size else int(np.argmax(np.where(finite_mask, errors, -np.inf)))
     if verdict == "fail" and scale != 1.0:
         finding = _off_scale(claim, finding, scale)
+    if verdict == "fail" and worst_draw is not None:  # the draw to inspect (`init-model --draw`)
+        finding = f"{finding} Worst: draw {worst_draw} (seed {seed})."
     proof = None
     if claim.proof is not None:
         with user_code(claim, "proof", claim.proof):
@@ -330,7 +340,7 @@ def judge_claim(claim: Claim, spec: ModelSpec, errors: np.ndarray, *, trials: in
         finding=finding, expected=expected, unexpected=verdict == "fail",
         proof=proof, seed=seed, scale=scale, quantiles=qs, errors=errors.tolist(), statistics=statistics,
         verdict=verdict, provenance=claim.provenance, refutes=refutes, nonfinite=nonfinite,
-        nonfinite_reason=claim.nonfinite_reason, tolerance_judged=tolerance_judged, **stat,
+        nonfinite_reason=claim.nonfinite_reason, tolerance_judged=tolerance_judged, worst_draw=worst_draw, **stat,
     )
 
 
