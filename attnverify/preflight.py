@@ -310,10 +310,12 @@ def check_report_inputs(args: argparse.Namespace) -> None:
 
     select(list(args.claims))
     model = Path(args.model) if args.model else Path(args.out) / CACHED_MODEL
+    loaded = None
     if args.model or model.is_file():
         from attnverify.numerics import modelfile
 
-        max_len = modelfile.load(model).spec.max_len
+        loaded = modelfile.load(model)
+        max_len = loaded.spec.max_len
     else:
         from attnverify.numerics.training.corpora import DEFAULT_CORPUS, load_corpus
         from attnverify.numerics.training.train import DEFAULT_SPEC
@@ -324,6 +326,11 @@ def check_report_inputs(args: argparse.Namespace) -> None:
         from attnverify.figures.catalog import check_names, check_texts
 
         check_texts(check_names(args.figures), args.text, args.text, max_len=max_len)
+    if loaded is not None:  # the report's figures explain --text (fig4 too), else their own sentences
+        from attnverify.figures.catalog import check_model_on_texts, check_names
+        from attnverify.figures.common import RUNNING_SENTENCE
+
+        check_model_on_texts(check_names(args.figures), loaded, args.text or RUNNING_SENTENCE, args.text)
 
 
 def check_sweep_eq19(args: argparse.Namespace) -> None:

@@ -102,6 +102,32 @@ def check_inputs(names: list[str], ctx: FigureContext) -> None:
         if name in NEEDS_MODEL:
             ctx.need_model(name)
     check_texts(names, ctx.text, ctx.document, max_len=None if ctx.model is None else ctx.model.spec.max_len)
+    if ctx.model is not None:
+        check_model_on_texts(names, ctx.model, ctx.text, ctx.document)
+
+
+def check_model_on_texts(names: list[str], model, text: str, document: str | None) -> None:
+    """The model file `model` computes finite logits, attention, output and gradient on each text
+    the figures `names` explain (`modelfile.check_float_range`, as `explain` checks its text):
+    weights near the float range gave NaN, and fig1 a traceback, fig3 and fig5 figures of nulls
+    without a reason, fig4 a "Sigma is singular" that no kernel width mends."""
+    from attnverify.numerics.modelfile import check_float_range
+    from attnverify.numerics.tokenize import encode
+
+    checked = set()
+    for name in names:
+        if name in READS_TEXT:
+            value = text
+        elif name in READS_DOCUMENT:
+            from attnverify.figures.fig4 import DOCUMENT
+
+            value = document or DOCUMENT
+        else:
+            continue
+        if value not in checked:
+            checked.add(value)
+            tokens, _ = encode(value, model.vocab, model.spec.max_len)
+            check_float_range(model.params, model.spec, tokens, f"figure {name}: the model on this text")
 
 
 def check_texts(names: list[str], text: str, document: str | None = None, *, max_len: int | None = None) -> None:

@@ -124,6 +124,12 @@ def validation_cases(tmp: Path, model: Path, huge: Path) -> list[tuple[list, str
         # models whose outputs leave the float range; vocabularies that cannot match
         (["explain", "--model", huge, "--text", TEXT, "--json"], "outside float range"),
         (["related", "adversarial", "--model", huge, "--text", TEXT], "outside float range"),
+        # the figures and a report's figures too (before: fig1 a traceback, fig3 and fig5 nulls with exit 0,
+        # fig4 "Sigma is numerically singular ... use a wider kernel")
+        *[(["figures", name, "--model", huge, "--out", tmp / "figs", "--text", TEXT],
+           f"figure {name}: the model on this text: the logits are NaN") for name in ("fig1", "fig3", "fig4", "fig5")],
+        (["report", "--out", tmp / "r", "--model", huge, "--claims", "thm1.gradient", "--figures", "fig5", *TINY],
+         "figure fig5: the model on this text: the logits are NaN"),
         (["init-model", "--out", out, "--vocab", tmp / "v_bin.txt", "--vocab-size", "4"], "not UTF-8"),
         (["init-model", "--out", out, "--vocab", tmp / "v_dup.txt"], "appears twice"),
         (["init-model", "--out", out, "--vocab", tmp], "is a folder, not a vocabulary file"),
