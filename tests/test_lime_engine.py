@@ -224,3 +224,31 @@ def test_a_kernel_so_narrow_that_every_weight_vanishes_is_one_line():
     with pytest.raises(InputError, match="at kernel width nu = 1e-20 every sample's kernel weight underflows"):
         lime_explain(params, tokens, SPEC, key=key, nu=1e-20, n_samples=50)
     assert np.all(np.isfinite(lime_explain(params, tokens, SPEC, key=key, nu=1e-3, n_samples=50).coef))
+
+
+# -- numerics.lime.document: random documents draw word ids from 2..V-1; T - 1 words at most (D2, D3)
+def test_random_documents_never_use_cls_or_unk_as_a_word_and_reach_the_last_id():
+    from attnverify.numerics.lime.document import random_document
+
+    V, T, d, length = 8, 10, 6, 8
+    seen = set()
+    for seed in range(40):
+        doc = random_document(jax.random.PRNGKey(seed), d, length, T, V)
+        tokens, feature = np.asarray(doc.tokens), np.asarray(doc.feature)
+        words = tokens[feature >= 0]
+        assert tokens[0] == 0 and np.all((words >= 2) & (words <= V - 1)), tokens  # CLS = 0, UNK = 1
+        assert len(set(words.tolist())) == d
+        seen |= set(words.tolist())
+    assert seen == set(range(2, V))  # d = 6 of the 6 ids 2..7 each time
+
+
+def test_a_document_of_t_positions_holds_at_most_t_minus_one_words():
+    from attnverify.numerics.lime.document import lime_document
+
+    from attnverify.errors import InputError
+
+    tokens = np.array([0, 5, 6, 7, 8, 9])  # T = 6 positions
+    _, names = lime_document(tokens, words=list("abcde"))  # T - 1 = 5 words: fine
+    assert names == list("abcde")
+    with pytest.raises(InputError, match="at most 5 words"):
+        lime_document(tokens, words=list("abcdef"))  # T words: no room for [CLS]

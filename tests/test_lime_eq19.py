@@ -246,3 +246,33 @@ def test_the_slope_studys_scalar_model_gives_two_thirds_of_eq19_when_every_score
         beta, eq19 = map(np.asarray, study.scalar_limit(jnp.zeros(study.D), read_outs, unk_score, nu))
         equal = np.allclose(beta, 2 / 3 * eq19, rtol=1e-10, atol=1e-14)
         assert equal == (unk_score == 0.0), (unk_score, nu, beta / eq19)
+
+
+# -- theory.eq19: every non-logit link is an unmet assumption of the chain (kills E1) --------------
+@pytest.mark.parametrize("link", ["sigmoid", "softmax"])
+def test_eq19_names_every_output_link_but_the_raw_logit_as_unmet(link):
+    from attnverify.theory.eq19 import spec_assumptions
+
+    from attnverify.spec import PAPER
+
+    # sigmoid and softmax of an additive logit are not additive in z (e.g. softmax over 2 classes is
+    # sigmoid of the logit difference), so step 2's additivity fails for both
+    assert "output_link" not in spec_assumptions(PAPER)
+    assert "output_link" in spec_assumptions(PAPER.replace(output_link=link))
+
+
+# -- theory.eq19.equal_score_case: its proof fails when LIME does not recover an additive f (kills E4)
+def test_equal_score_case_is_not_proved_when_lime_does_not_recover_an_additive_function(monkeypatch):
+    from attnverify.theory import eq19
+
+    from attnverify.spec import PAPER
+
+    eq19.equal_score_case.cache_clear()
+    try:
+        assert eq19.equal_score_case(PAPER)["proved"] is True
+        eq19.equal_score_case.cache_clear()
+        # a wrong step 4 (LIME returning 2 c_j on an additive f): the 2/3 no longer follows from it
+        monkeypatch.setattr(eq19, "additive_beta", lambda *a, **k: 2 * eq19.c_j)
+        assert eq19.equal_score_case(PAPER)["proved"] is False
+    finally:
+        eq19.equal_score_case.cache_clear()

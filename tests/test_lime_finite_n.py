@@ -122,3 +122,12 @@ def test_the_convergence_rate_claim_holds_at_n_to_the_minus_half_and_refutes_n_t
     assert result.verdict == "pass" and abs(slopes.mean() + 0.5) < 0.05, slopes.mean()
     third = judge_claim(claim, SPEC, slopes * 2 / 3, trials=32)
     assert third.verdict == "fail" and third.unexpected and third.statistics["lower"] > 0.1, third.statistics
+
+
+# -- numerics.lime.finite_n.relative_gap: measured against the limit, not the centre (kills F3) ------
+def test_relative_gap_is_relative_to_the_limit():
+    from attnverify.numerics.lime.finite_n import relative_gap
+
+    limit, centre = np.array([3.0, 4.0]), np.array([6.0, 8.0])  # ||limit|| = 5, ||centre - limit|| = 5
+    assert relative_gap(centre, limit) == pytest.approx(1.0, rel=1e-15)
+    assert relative_gap(limit, centre) == pytest.approx(0.5, rel=1e-15)

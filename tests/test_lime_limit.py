@@ -1,7 +1,9 @@
 """beta^inf: exact enumeration, Monte Carlo, and the Mardaoui-Garreau consequences."""
 
 import functools
+import itertools
 import json
+import math
 
 import jax
 import jax.numpy as jnp
@@ -232,3 +234,73 @@ def test_limit_bad_input():
         beta_limit(params, tokens, SPEC, n_words=9, method="monte_carlo")
     with pytest.raises(InputError, match="nu"):
         beta_limit(params, tokens, SPEC, n_words=9, nu=-1.0)
+
+
+# -- numerics.lime.limit: evaluation count and the batch-means standard error (kill L6, L5) --------
+def _small_case(d=4, length=6, seed=0):
+    from attnverify.numerics.draws import draw_params
+    from attnverify.numerics.lime.document import random_document
+
+    from attnverify.spec import ModelSpec
+
+    spec = ModelSpec(max_len=10, d_embed=8, d_att=4, d_out=4, heads=2, vocab_size=30)
+    params = draw_params(jax.random.PRNGKey(seed), spec, scale=2.0)
+    doc = random_document(jax.random.PRNGKey(seed + 50), d, length, spec.max_len, spec.vocab_size)
+    return spec, params, np.asarray(doc.tokens), length
+
+
+def test_exact_limit_counts_one_evaluation_per_mask_with_a_removal():
+    from attnverify.numerics.lime.limit import beta_limit
+
+    spec, params, tokens, length = _small_case(d=4)
+    result = beta_limit(params, tokens, spec, n_words=length, method="exact")
+    d = len(result.words)
+    # every mask but the all-kept one (probability 0 in the limit) is evaluated once
+    assert result.evaluations == sum(1 for z in itertools.product((0, 1), repeat=d) if 0 in z) == 2**d - 1
+
+
+def test_monte_carlo_standard_error_is_the_batch_means_formula():
+    from attnverify.numerics.lime import evaluation as lime_eval
+    from attnverify.numerics.lime.document import lime_document
+    from attnverify.numerics.lime.limit import MC_BATCHES, beta_limit, monte_carlo_normal_equations
+
+    spec, params, tokens, length = _small_case(d=4)
+    key, n_mc, chunk = jax.random.PRNGKey(3), 2**12, 2**8
+    result = beta_limit(params, tokens, spec, n_words=length, method="monte_carlo", n_mc=n_mc, key=key,
+                        chunk_size=chunk, path="generic")
+    assert result.evaluations == n_mc
+    doc, names = lime_document(tokens, n_words=length)
+    d = len(names)
+    data, model_fn = lime_eval.prepare(params, doc, spec, d, "generic")
+    G, g, _ = monte_carlo_normal_equations(data, doc, 0.25, key, spec=spec, d=d, removal="replace",
+                                           path="generic", n=n_mc, model_fn=model_fn, chunk_size=chunk)
+    G, g = np.asarray(G), np.asarray(g)
+    per_batch = np.array([np.linalg.solve(G[b], g[b]) for b in range(MC_BATCHES)])[:, 1:]
+    # batch means: the sample standard deviation (n - 1 in the denominator) of the batch estimates / sqrt(B)
+    want = np.sqrt(((per_batch - per_batch.mean(0)) ** 2).sum(0) / (MC_BATCHES - 1)) / math.sqrt(MC_BATCHES)
+    np.testing.assert_allclose(result.stderr, want, rtol=1e-9)
+    np.testing.assert_allclose(result.beta, np.linalg.solve(G.sum(0), g.sum(0))[1:], rtol=1e-9, atol=1e-12)
+
+
+# -- numerics.lime.limit.is_enumerated: 2^d masks that fit the budget exactly are enumerated (kills L1)
+def test_auto_enumerates_up_to_and_including_the_budget():
+    from attnverify.numerics.lime.limit import EXACT_BUDGET, is_enumerated
+
+    for path, budget in EXACT_BUDGET.items():
+        d = int(math.log2(budget))
+        assert 2**d == budget  # the budgets are powers of two: d masks fill one exactly
+        assert is_enumerated(d, path) and not is_enumerated(d + 1, path), path
+
+
+# -- numerics.lime.limit.check_mc_samples: each batch needs d + 1 masks for d + 1 unknowns (kills L7)
+@pytest.mark.parametrize("d", [2, 6, 40])
+def test_monte_carlo_needs_d_plus_one_masks_per_batch(d):
+    from attnverify.numerics.lime.limit import MC_BATCHES, check_mc_samples
+
+    from attnverify.errors import InputError
+
+    check_mc_samples(MC_BATCHES * (d + 1), d)  # intercept + d coefficients: d + 1 rows can determine them
+    with pytest.raises(InputError):
+        check_mc_samples(MC_BATCHES * (d + 1) - 1, d)  # one batch would have only d rows: singular
+    with pytest.raises(InputError):
+        check_mc_samples(MC_BATCHES * d, d)

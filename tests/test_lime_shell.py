@@ -1,6 +1,7 @@
 """The shell form of LIME's limit: its moments, its exact cases, its accuracy, its bad input."""
 
 import itertools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -173,3 +174,65 @@ def test_position_widths_are_the_removed_counts_variance_plus_the_floor_squared(
         removed = np.array([occurrences[list(subset)].sum(axis=0) for subset in itertools.combinations(range(d), s)])
         widths = np.asarray(lime_shell.position_widths(form, jnp.asarray(float(s)), float(d)))
         np.testing.assert_allclose(widths**2, removed.var(axis=0) + 0.5**2, rtol=1e-12, atol=1e-12)
+
+
+def _small_case(d=4, length=6, seed=0):
+    from attnverify.numerics.draws import draw_params
+    from attnverify.numerics.lime.document import random_document
+
+    from attnverify.spec import ModelSpec
+
+    spec = ModelSpec(max_len=10, d_embed=8, d_att=4, d_out=4, heads=2, vocab_size=30)
+    params = draw_params(jax.random.PRNGKey(seed), spec, scale=2.0)
+    doc = random_document(jax.random.PRNGKey(seed + 50), d, length, spec.max_len, spec.vocab_size)
+    return spec, params, np.asarray(doc.tokens), length
+
+
+# -- theory.lime_shell: the within-shell variance of a linear statistic (kills LS1) ---------------
+def test_shell_variance_of_a_linear_statistic_is_the_enumerated_one():
+    import sympy as sp
+    from attnverify.theory import lime_shell as ls
+    from attnverify.theory import mardaoui_garreau as mg
+
+    variance = sp.lambdify((ls.sum_c, ls.sum_c2, mg.s, mg.d), ls.derive_shell().variance)
+    rng = np.random.default_rng(0)
+    for d in (2, 3, 5, 6):
+        c = rng.standard_normal(d)
+        for s in range(1, d + 1):  # s removed, a uniform (d - s)-subset kept
+            stats = [c[list(kept)].sum() for kept in itertools.combinations(range(d), d - s)]
+            want = np.var(stats)  # population variance over the equally likely subsets
+            got = variance(c.sum(), (c**2).sum(), s, d)
+            assert abs(got - want) <= 1e-12 * max(1.0, abs(want)), (d, s, got, want)
+
+
+# -- numerics.lime.shell_form at small d, where the default 4 held words exceed d - 2 (kills SF4) ---
+def _kernel_np(s, d, nu):
+    """lime's kernel sqrt(exp(-D^2 / w^2)), D = 100 (1 - cos), w = 100 nu, written from lime's code."""
+    cos = np.sqrt(d - s) / np.sqrt(d)
+    return np.sqrt(np.exp(-((100 * (1 - cos)) ** 2) / (100 * nu) ** 2))
+
+
+def _enumerated_limit(params, tokens, spec, length, nu):
+    """beta^inf by NumPy: all 2^d masks, P(z) = 1/(d C(d, s)), Sigma and Gamma summed, np.linalg.solve."""
+    from attnverify.numerics.lime import evaluation as lime_eval
+    from attnverify.numerics.lime.document import lime_document
+
+    doc, names = lime_document(tokens, n_words=length)
+    d = len(names)
+    z = np.array([m for m in itertools.product((0.0, 1.0), repeat=d) if 0.0 in m])
+    s = d - z.sum(1)
+    w = _kernel_np(s, d, nu) / (d * np.array([math.comb(d, int(k)) for k in s]))
+    f = np.asarray(lime_eval.outputs(params, doc, jnp.asarray(z), spec=spec, removal="replace", path="generic"))
+    x = np.hstack([np.ones((len(z), 1)), z])
+    return np.linalg.solve((x.T * w) @ x, (x.T * w) @ f)[1:]
+
+
+@pytest.mark.parametrize("d", [3, 4, 5])
+def test_shell_form_with_the_default_held_words_is_a_number_at_small_d(d):
+    from attnverify.numerics.lime.shell_form import shell_approximation
+
+    spec, params, tokens, length = _small_case(d=d, length=d + 1, seed=1)
+    got = np.asarray(shell_approximation(params, tokens, spec, nu=0.25, n_words=length))  # default exact_words = 4
+    assert np.all(np.isfinite(got)), got
+    want = _enumerated_limit(params, tokens, spec, length, 0.25)
+    assert np.linalg.norm(got - want) <= 0.02 * np.linalg.norm(want), (got, want)  # measured: < 7e-4

@@ -83,3 +83,42 @@ def test_without_x64_the_gram_is_the_matmul():
             "np.testing.assert_allclose(gram, want, rtol=1e-6)\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+# -- packed_gram: the capacity check at its exact boundary (kills P1) -----------------------------
+def _masks_with_shell_sizes(sizes: dict[int, int], d: int, seed=0) -> np.ndarray:
+    """Binary masks, sizes[s] rows with s removed features each (uniform s-subsets)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for s, count in sizes.items():
+        for _ in range(count):
+            z = np.ones(d)
+            z[rng.choice(d, s, replace=False)] = 0.0
+            rows.append(z)
+    z = np.array(rows)
+    return z[rng.permutation(len(z))]
+
+
+@pytest.mark.parametrize("extra", [0, 1])
+def test_a_shell_one_row_over_its_words_is_not_packed_and_the_gram_is_exact(extra):
+    from attnverify.numerics.lime import packed_gram as pg
+    from attnverify.numerics.lime.sampling import shell_weights
+
+    n_target, d = 5000, 40
+    words = pg.words_per_shell(n_target, d)
+    capacity = words * pg.WORD
+    sizes = {1: capacity + extra}
+    rest = n_target - sizes[1]
+    for s in range(2, d + 1):  # spread the rest over the other shells, each well under capacity
+        sizes[s] = rest // (d - 1) + (1 if s - 2 < rest % (d - 1) else 0)
+    z = jnp.asarray(_masks_with_shell_sizes(sizes, d))
+    n = z.shape[0]
+    assert pg.packing_pays(n, d) and pg.words_per_shell(n, d) == words
+    shell = pg.shells(z)
+    _, fits = jax.jit(pg.pack, static_argnums=2)(z, shell, words)
+    assert bool(fits) == (extra == 0)  # capacity rows fit, capacity + 1 do not
+    weight = np.asarray(shell_weights(d, 0.25))
+    zn = np.asarray(z)
+    want = (zn.T * weight[zn.shape[1] - zn.sum(1).astype(int)]) @ zn  # NumPy oracle
+    got = np.asarray(jax.jit(pg.weighted_gram)(z, shell, jnp.asarray(weight)))
+    np.testing.assert_allclose(got, want, rtol=1e-12)
