@@ -142,14 +142,18 @@ def output_file(name: str, path: str | os.PathLike) -> Path:
     if path.exists() and not path.is_file():
         raise InputError(f"{name} {text}: exists and is not a regular file")
     _not_a_sweeps_record(name, text)
+    label = f"{name} {text}"
     folder = path.parent
+    if path.is_symlink():  # written through (`modelfile.atomic_write`): the link's target is what is written
+        label += f" (a link to {os.readlink(path)})"
+        folder = Path(os.path.realpath(text)).parent
     if not folder.exists():
         above = nearest_existing(folder)
         if above.is_dir():
-            raise InputError(f"{name} {text}: folder {folder} does not exist")
+            raise InputError(f"{label}: folder {folder} does not exist")
     if not folder.is_dir():
-        raise InputError(f"{name} {text}: {nearest_existing(folder)} is not a folder")
-    _probe_folder(folder, f"{name} {text}")
+        raise InputError(f"{label}: {nearest_existing(folder)} is a file, not a folder")
+    _probe_folder(folder, label)
     return path
 
 

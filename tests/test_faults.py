@@ -66,12 +66,23 @@ def validation_cases(tmp: Path, model: Path, huge: Path) -> list[tuple[list, str
     (tmp / "v_up.txt").write_text("alpha Beta")
     (tmp / "v_few.txt").write_text("alpha beta gamma")
     out = tmp / "new.npz"
+    # links written through (atomic_write replaces the target): one into a missing folder, one under a file
+    dangling, under_file = tmp / "dangling.json", tmp / "m2.metrics.json"
+    for link, target in ((dangling, tmp / "nodir" / "x"), (under_file, file / "x")):
+        if not link.is_symlink():
+            link.symlink_to(target)
     return [
         # output paths that are folders, empty, unwritable or under a file: refused before the work
         (["init-model", "--out", folder, *MODEL], "is a folder, not a file"),
         (["init-model", "--out", "", *MODEL], "the path is empty"),
         (["init-model", "--out", "/proc/x.npz", *MODEL], "cannot write in /proc"),
-        (["init-model", "--out", file / "x.npz", *MODEL], "is not a folder"),
+        (["init-model", "--out", file / "x.npz", *MODEL], "is a file, not a folder"),
+        # before: refused only once written, after the sweep, the run or the training (its model file left)
+        ([*SWEEP, "--json", dangling], f"--json {dangling} (a link to {tmp / 'nodir' / 'x'}): folder"),
+        (["sweep-eq19", "--csv", dangling, "--quiet"], "(a link to"),
+        (["bench", "scaling", "--quick", "--json", dangling], "(a link to"),
+        (["train", "--data", "synthetic:64", "--out", tmp / "m2.npz", "--quiet", *MODEL],
+         f"--out (its metrics file) {under_file} (a link to {file / 'x'}): {file} is a file, not a folder"),
         ([*SWEEP, "--json", folder], "--json"),
         ([*SWEEP, "--json", "/proc/x.json"], "cannot write in /proc"),
         ([*SWEEP, "--out", file], "exists and is not a folder"),
