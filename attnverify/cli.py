@@ -13,6 +13,7 @@ import signal
 import sys
 from pathlib import Path
 
+from attnverify import preflight
 from attnverify.cli_support import Parser, add_spec_arguments, results_apart
 from attnverify.commands import (
     apply_cache_option,
@@ -242,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             configure_host_devices()  # before JAX starts: one CPU device per core (numerics.host_devices)
             apply_cache_option(args)
+            preflight.outputs_spare_sources(args)  # before a command reads the plugin it would overwrite
             with results_apart(getattr(args, "json", None) is True):  # `--json` to stdout: the JSON alone there
                 status = args.run(args)
         except InputError as err:

@@ -155,6 +155,22 @@ def warn_rounding_floor(spec, params, tokens, *, scale: float, dtype: str, claim
              f"{min(c.tolerance[dtype] for c in reached):g}): a FAIL there may measure rounding, not the identity")
 
 
+#: The flags that name what a command writes (a file, or a folder, which is never a source file).
+OUTPUT_FLAGS = ("out", "json", "csv", "figure")
+
+
+def outputs_spare_sources(args: argparse.Namespace) -> None:
+    """No output is the plugin or claims-module file the command reads (`init-model --out` over the
+    plugin wrote a model archive in place of its code; `verify --json` over a claims module, JSON)."""
+    sources = [("--plugin", args.plugin)] if getattr(args, "plugin", None) else []
+    # a claims module named by its path (one named as a dotted module is not a file here)
+    sources += [("--claims-module", m) for m in getattr(args, "claims_module", None) or () if Path(m).is_file()]
+    outputs = {f"--{flag}": value for flag in OUTPUT_FLAGS
+               if isinstance(value := getattr(args, flag, None), str | os.PathLike)}
+    for flag, source in sources:
+        validate.distinct_outputs(outputs, {flag: source})
+
+
 def check_init_model(args: argparse.Namespace) -> None:
     _seed(args)
     if getattr(args, "draw", None) is not None:

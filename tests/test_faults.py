@@ -77,6 +77,10 @@ def validation_cases(tmp: Path, model: Path, huge: Path) -> list[tuple[list, str
         (["init-model", "--out", "", *MODEL], "the path is empty"),
         (["init-model", "--out", "/proc/x.npz", *MODEL], "cannot write in /proc"),
         (["init-model", "--out", file / "x.npz", *MODEL], "is a file, not a folder"),
+        # an output over the plugin or claims module the command reads (before: replaced, exit 0)
+        (["init-model", "--out", file, "--plugin", file, *MODEL], f"--out {file}: is the file --plugin reads"),
+        ([*SWEEP, "--plugin", file, "--json", file], f"--json {file}: is the file --plugin reads"),
+        (["verify", "my.claim", "--claims-module", file, "--json", file], "is the file --claims-module reads"),
         # before: refused only once written, after the sweep, the run or the training (its model file left)
         ([*SWEEP, "--json", dangling], f"--json {dangling} (a link to {tmp / 'nodir' / 'x'}): folder"),
         (["sweep-eq19", "--csv", dangling, "--quiet"], "(a link to"),
