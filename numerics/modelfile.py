@@ -243,7 +243,8 @@ def _load(archive: zipfile.ZipFile, path: Path, dtype, extras=None) -> ModelFile
         members[name] = info
     known = ("spec", "vocab", *ARRAYS, *BIASES, *SCORER)
     if "plugin" in members and extras is None:
-        raise InputError(f"{path}: a plugin model's file: give the plugin file that wrote it")
+        raise InputError(f"{path}: a plugin model's file: `explain --plugin FILE` reads it, given the plugin file "
+                         "that wrote it (related, figures and report read the paper's model only)")
     for name in members:
         if name not in known and extras is None:
             raise InputError(f"{path}: unknown array {name!r} (a model file holds {', '.join(known)})")

@@ -104,7 +104,7 @@ def test_explain_records_are_the_cli_json(variant, tmp_path, capsys):
     assert set(cli["lime_paths_refused"]) == {"ratio", "structured"}
     # Without the plugin the file is refused, in one line.
     assert main(["explain", "--model", str(model), "--text", "attention is not popular"]) == 2
-    assert "give the plugin file that wrote it" in capsys.readouterr().err
+    assert "`explain --plugin FILE` reads it, given the plugin file that wrote it" in capsys.readouterr().err
 
 
 def test_api_bad_input_is_an_input_error(variant):
