@@ -28,8 +28,13 @@ def describe(err: BaseException) -> str:
     (``Type`` alone when it says nothing; a `SystemExit` without a message: ``exit code N``)."""
     if isinstance(err, SystemExit) and not isinstance(err.code, str):
         return f"SystemExit: exit code {0 if err.code is None else err.code}"
-    text = str(err).splitlines()[0] if str(err) else ""
+    text = first_line(err)
     return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of `err`'s message that says something ("" when none does)."""
+    return next((line.strip() for line in str(err).splitlines() if line.strip()), "")
 
 
 def warn(message: str) -> None:

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from attnverify.errors import InputError
+from attnverify.errors import InputError, describe, first_line
 from attnverify.numerics.jax_options import kept_while
 from attnverify.spec import ModelSpec
 
@@ -127,8 +127,9 @@ def _execute(path: Path, module_name: str) -> tuple[types.ModuleType, tuple[str,
         except SystemExit as err:  # sys.exit in user code: not the command's exit (KeyboardInterrupt stays one)
             raise InputError(f"{path}: {_exit_message(err, _line_in(path, err))}") from None
         except Exception as err:  # noqa: BLE001 (user code: any error becomes one line)
-            message = str(err).splitlines()[0] if str(err) else ""
-            raise InputError(f"{path}: {type(err).__name__}{_line_in(path, err)}: {message}") from None
+            message = first_line(err)  # a MemoryError says nothing: its type alone, not "MemoryError:"
+            raise InputError(f"{path}: {type(err).__name__}{_line_in(path, err)}{': ' if message else ''}{message}") \
+                from None
     helpers = _helpers_imported(path, set(sys.modules) - imported - {module_name})
     _HELPERS[str(path.resolve())] = helpers
     module.__dict__["__digest__"] = _digest(path, helpers.values())
@@ -390,8 +391,7 @@ def load_claims_module(name: str) -> tuple[str, ...]:
         except SystemExit as err:
             raise InputError(f"{name}: {_exit_message(err)}") from None
         except Exception as err:  # noqa: BLE001
-            message = str(err).splitlines()[0] if str(err) else ""
-            raise InputError(f"{name}: {type(err).__name__}: {message}") from None
+            raise InputError(f"{name}: {describe(err)}") from None
     return _registered_since(before)
 
 

@@ -275,9 +275,13 @@ def check_related(args: argparse.Namespace) -> None:
 MAX_LEARNING_RATE = 1e3
 
 
+#: The most epochs `train` takes: a count beyond any training (10**20 ran until killed, its ETA 1.9e14 h).
+MAX_EPOCHS = 10_000
+
+
 def check_train(args: argparse.Namespace, spec) -> None:
     _seed(args)
-    validate.count("--epochs", args.epochs)
+    validate.count("--epochs", args.epochs, high=MAX_EPOCHS)
     validate.count("--batch", args.batch)
     validate.number("--lr", args.lr, low=0, low_open=True, high=MAX_LEARNING_RATE)
     out = validate.output_file("--out", args.out)

@@ -109,6 +109,8 @@ def validation_cases(tmp: Path, model: Path, huge: Path) -> list[tuple[list, str
         (["init-model", "--out", out, "--draw", "0", "--vocab", tmp / "v_few.txt"], "--vocab: a sweep's draw"),
         (["train", "--data", "synthetic:64", "--out", out, "--lr", "inf", "--quiet", *MODEL], "--lr"),
         (["train", "--data", "synthetic:64", "--out", out, "--epochs", "0", "--quiet", *MODEL], "--epochs"),
+        (["train", "--data", "synthetic:64", "--out", out, "--epochs", str(10**20), "--quiet", *MODEL],
+         "--epochs must be in 1..10000"),
         ([*SWEEP, "--scale", "1e300"], "outside float range"),
         # the model's compiled program (the one the sweep runs) gives NaN at draw 0; computed operation
         # by operation the logits were finite (5.97e197), and every draw of the sweep was NaN

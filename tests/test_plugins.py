@@ -105,6 +105,16 @@ def test_bad_plugin_is_one_line_naming_the_file(tmp_path, capsys, case):
     assert not out.exists() and not list(tmp_path.glob(".attnverify*"))
 
 
+@pytest.mark.parametrize("raised, shown", [("MemoryError()", "MemoryError (line 3)"),
+                                           ("ValueError('\\n  the reason')", "ValueError (line 3): the reason")])
+def test_an_error_raised_by_the_file_is_named_with_what_it_says(tmp_path, capsys, raised, shown):
+    # Can fail: an error that says nothing ended its line in "MemoryError (line 3): ", and one whose
+    # message starts with a blank line showed that blank line as its reason.
+    path = plugin_file(tmp_path, HEADER + f"raise {raised}\n")
+    for flag in ("--plugin", "--claims-module"):
+        assert one_line_error(capsys, ["claims", flag, str(path)]) == f"attnverify: error: {path}: {shown}"
+
+
 def test_plugin_claim_clashing_with_a_builtin_id(tmp_path, capsys):
     path = plugin_file(tmp_path, HEADER + textwrap.dedent("""
         from attnverify.verification import Claim, register

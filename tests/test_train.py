@@ -153,6 +153,19 @@ def test_bad_training_arguments_are_one_line_errors(tmp_path, capsys, flags, mes
     assert not (tmp_path / "m.npz").exists()
 
 
+def test_a_batch_too_large_for_imdb_names_its_own_split(tmp_path, capsys):
+    # Can fail: the message said "80/10/10" for aclImdb, whose train folders split 80/20 and whose test is its own.
+    for part in ("train", "test"):
+        for name in ("neg", "pos"):
+            (tmp_path / "acl" / part / name).mkdir(parents=True)
+            for j in range(3):
+                (tmp_path / "acl" / part / name / f"{j}.txt").write_text(f"a {name} review number {j}")
+    code = main(["train", "--data", f"imdb:{tmp_path / 'acl'}", "--out", str(tmp_path / "m.npz"), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err and "train split has 5 of the 12 documents (aclImdb's train folders split " \
+        "80/20 into train and validation, its test folders kept), fewer than one batch of 16" in err, err
+
+
 def test_missing_output_folder_is_an_input_error(tmp_path):
     with pytest.raises(InputError, match="does not exist"):
         tr.train_and_save("synthetic:100", tmp_path / "no" / "m.npz", SPEC, FAST, progress=False)

@@ -153,8 +153,9 @@ def _train(corpus: Corpus, spec: ModelSpec, config: TrainConfig, *, progress: bo
     n_train = len(corpus.train)
     if n_train < config.batch:
         total = n_train + len(corpus.validation) + len(corpus.test)
-        raise InputError(f"train split has {n_train} of the {total} documents (80/10/10, validation and test at "
-                         f"least 1 each), fewer than one batch of "
+        split = ("aclImdb's train folders split 80/20 into train and validation, its test folders kept"
+                 if corpus.source.startswith("imdb:") else "80/10/10, validation and test at least 1 each")
+        raise InputError(f"train split has {n_train} of the {total} documents ({split}), fewer than one batch of "
                          f"{config.batch}: give at least {documents_for(config.batch)} documents, or a smaller "
                          "--batch")
     steps = n_train // config.batch
