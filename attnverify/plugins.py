@@ -102,7 +102,9 @@ def _execute(path: Path, module_name: str) -> tuple[types.ModuleType, tuple[str,
     """Run the file as a fresh module; return it and the claim ids it registered."""
     _check_named(path)
     if not path.is_file():
-        raise InputError(f"{path}: {'is a folder, not a file' if path.is_dir() else 'no such file'}")
+        kind = ("is a folder, not a file" if path.is_dir() else
+                "is not a regular file" if path.exists() else "no such file")  # a pipe would block the read
+        raise InputError(f"{path}: {kind}")
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:

@@ -219,8 +219,8 @@ def load(path: str | os.PathLike, *, dtype=np.float64,
     path = Path(path)
     if path.is_dir():
         raise InputError(f"{path}: is a folder, not a model file")
-    if not path.is_file():
-        raise InputError(f"{path}: no such model file")
+    if not path.is_file():  # a pipe or a device would block the read, or never end
+        raise InputError(f"{path}: {'is not a regular file' if path.exists() else 'no such model file'}")
     try:
         with zipfile.ZipFile(path) as archive:
             return _load(archive, path, dtype, extras)
