@@ -109,6 +109,8 @@ def names_or_all(names: Collection[str], known: Collection[str], *, what: str) -
     repeated = [n for n in dict.fromkeys(names) if list(names).count(n) > 1]
     if repeated:
         raise InputError(f"{what} {repeated[0]!r} is named twice (each {what} runs once)")
+    if "all" in names and len(names) > 1:  # as a repeat: the names beside it would change nothing
+        raise InputError(f"'all' runs every {what}: not with {', '.join(repr(n) for n in names if n != 'all')}")
     return list(known) if not names or "all" in names else list(names)
 
 

@@ -199,6 +199,8 @@ def validation_cases(tmp: Path, model: Path, huge: Path) -> list[tuple[list, str
         (["verify", "all", "nosuch", "--quiet"], "unknown claim or group 'nosuch'"),
         (["bench", "all", "nosuch", "--quick"], "unknown benchmark 'nosuch'"),
         (["figures", "all", "nosuch", "--out", tmp / "figs"], "unknown figure 'nosuch'"),
+        (["figures", "all", "fig5", "--out", tmp / "figs"], "'all' runs every figure: not with 'fig5'"),
+        (["bench", "all", "theorem1", "--quick"], "'all' runs every benchmark: not with 'theorem1'"),
     ]
 
 
