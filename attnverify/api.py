@@ -11,6 +11,7 @@ them. Bad input raises `attnverify.InputError` with the CLI's one-line message.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import json
 import os
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from attnverify import validate
-from attnverify.errors import InputError
+from attnverify.errors import InputError, out_of_memory
 from attnverify.spec import PAPER, SMALL, SWITCHES, ModelSpec, check_types
 
 __all__ = ["DeriveResult", "ExplainResult", "VerifyResult", "derive", "explain", "verify"]
@@ -117,6 +118,23 @@ def _names(claims: str | Iterable[str], what: str = "claims", *, empty: bool = F
 
 
 # -- derive ----------------------------------------------------------------------------------
+def _memory_refused(function):
+    """`function`, raising `InputError` where it runs out of memory, as the command line refuses
+    that in one line (XLA's allocator raises its own error, with a stack of JAX frames)."""
+    @functools.wraps(function)
+    def call(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except MemoryError:
+            raise InputError("out of memory (use smaller sizes)") from None
+        except Exception as err:
+            if out_of_memory(err):
+                raise InputError("out of memory (use smaller sizes)") from None
+            raise
+
+    return call
+
+
 def derive(what: str = "gradient", *, plugin: Any = None, spec: ModelSpec | None = None,
            explicit_check: bool = False, **changes: Any) -> DeriveResult:
     """``attnverify derive gradient``: nabla_{e_t} f by `sympy.diff` of the model's output, and
@@ -145,6 +163,7 @@ def derive(what: str = "gradient", *, plugin: Any = None, spec: ModelSpec | None
 
 
 # -- verify ----------------------------------------------------------------------------------
+@_memory_refused
 def verify(claims: str | Sequence[str] = "all", *, plugin: Any = None, spec: ModelSpec | None = None,
            claims_module: str | Sequence[str] = (), trials: int = 64, seed: int = 0, dtype: str = "float64",
            scale: float = 1.0, chunk_size: int = 256, progress: bool = False, **changes: Any) -> VerifyResult:
@@ -167,10 +186,13 @@ def verify(claims: str | Sequence[str] = "all", *, plugin: Any = None, spec: Mod
     spec = _with_plugin(plugin, _spec(spec, SMALL, changes))
     # as the command line (`preflight.check_verify`): types, sizes that fit, the float range
     preflight.check_sweep(spec, trials=trials, chunk_size=chunk_size, seed=seed, scale=scale)
+    scale = validate.number("scale", scale, low=0, low_open=True)  # a Python float (a NumPy or JAX scalar too)
+    if not isinstance(dtype, str) or dtype not in ("float64", "float32"):
+        raise InputError(f"dtype must be 'float64' or 'float32', got {dtype!r}", parameter="dtype")
     check_sweep_arguments(trials=trials, chunk_size=chunk_size, scale=scale, dtype=dtype)
     validate.flag("progress", progress)
     chosen = select_claims(_names(claims), spec, _names(claims_module, "claims_module", empty=True))
-    preflight.check_scale_in_range(spec, scale=scale, seed=seed, dtype=dtype, claims=chosen)
+    preflight.check_scale_in_range(spec, scale=scale, seed=seed, dtype=dtype, claims=chosen, name=str)
     results = tuple(run_claim(c, spec, trials=trials, seed=seed, dtype=dtype, scale=scale, chunk_size=chunk_size,
                               progress=progress) for c in chosen)
     text = (f"spec: {spec.to_json()}\n{trials} draws per claim, seed {seed}, init scale {scale:g}\n\n"
@@ -180,6 +202,7 @@ def verify(claims: str | Sequence[str] = "all", *, plugin: Any = None, spec: Mod
 
 
 # -- explain ---------------------------------------------------------------------------------
+@_memory_refused
 def explain(text: str, *, model: str | Path | None = None, plugin: Any = None, spec: ModelSpec | None = None,
             seed: int = 0, lime_samples: int | None = None, lime_runs: int = 1, nu: float = 0.25,
             removal: str = "delete", lime_limit_samples: int | None = None, **changes: Any) -> ExplainResult:
@@ -199,8 +222,11 @@ def explain(text: str, *, model: str | Path | None = None, plugin: Any = None, s
     # as the command line (`preflight.check_explain`: the values now, the memory once the spec is known)
     if not isinstance(text, str):
         raise InputError(f"text must be a string, got {type(text).__name__}")
+    if nu is None:  # as the command line: not given, LIME's default width
+        nu = inspect.signature(explain).parameters["nu"].default
     preflight.check_lime_values(seed=seed, nu=nu, lime_runs=lime_runs, lime_limit_samples=lime_limit_samples,
                                 lime_samples=lime_samples, name=str)
+    nu = validate.number("nu", nu, low=0, low_open=True, allow_inf=True)  # a Python float, as the CLI's
     if removal not in ("delete", "replace"):
         raise InputError(f"removal must be delete or replace, got {removal!r}")
     if lime_samples is None:  # as the command line: a LIME setting without LIME is a mistake, not a no-op

@@ -31,7 +31,7 @@ from attnverify.commands import (
     cmd_train,
     cmd_verify,
 )
-from attnverify.errors import InputError
+from attnverify.errors import InputError, out_of_memory
 from attnverify.interrupts import Interrupts, Terminated
 from attnverify.numerics.host_devices import configure_host_devices
 from attnverify.plugins import add_plugin_arguments
@@ -265,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
             if interrupts.received is None:
                 status = _error(f"{err.filename + ': ' if err.filename else ''}{err.strerror or err}")
         except Exception as err:
-            if interrupts.received is None and _out_of_memory(err):
+            if interrupts.received is None and out_of_memory(err):
                 status = _error("out of memory (use smaller sizes)")
             elif interrupts.received is None and _bad_jax_option(err):
                 status = _error(f"JAX could not read its options from the environment: {str(err).splitlines()[0]}")
@@ -286,12 +286,6 @@ def main(argv: list[str] | None = None) -> int:
                     pass
             os._exit(status)
     return status
-
-
-def _out_of_memory(err: Exception) -> bool:
-    """XLA's allocator ran out (JAX raises its own error, not MemoryError): sizes the checks before
-    the work let through, e.g. the intermediates of a very long document."""
-    return type(err).__name__ == "JaxRuntimeError" and ("RESOURCE_EXHAUSTED" in str(err) or "Out of memory" in str(err))
 
 
 def _streams_closed_at_start_to_devnull() -> None:

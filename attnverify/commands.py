@@ -281,8 +281,7 @@ def cmd_figures(args: argparse.Namespace) -> int:
         lock.release(discard=True)
         validate.remove_empty_folders(made)
         raise
-    finally:
-        lock.release()
+    lock.release(discard=lock.created)  # no lock file left beside the figures, unless one was there before
     for name, paths in written.items():
         print(f"{name}: {', '.join(str(p) for p in paths)}")
     return 0

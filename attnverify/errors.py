@@ -37,6 +37,12 @@ def first_line(err: BaseException) -> str:
     return next((line.strip() for line in str(err).splitlines() if line.strip()), "")
 
 
+def out_of_memory(err: BaseException) -> bool:
+    """XLA's allocator ran out (JAX raises its own error, not MemoryError): sizes the checks before
+    the work let through, e.g. the intermediates of a very long document."""
+    return type(err).__name__ == "JaxRuntimeError" and ("RESOURCE_EXHAUSTED" in str(err) or "Out of memory" in str(err))
+
+
 def warn(message: str) -> None:
     """A one-line warning on stderr (the work goes on)."""
     print(f"attnverify: warning: {message}", file=sys.stderr, flush=True)

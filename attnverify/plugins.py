@@ -373,7 +373,7 @@ def load_claims_module(name: str) -> tuple[str, ...]:
     return the ids it registered (a re-import replaces them)."""
     _check_named(name)
     path = Path(name)
-    if name.endswith(".py") or path.is_file():
+    if name.endswith(".py") or path.is_file() or (path.exists() and not path.is_dir()):  # a pipe: refused there
         _, claims = _execute(path, _module_name(path, "attnverify_claims"))
         return claims
     before = _registry_snapshot()

@@ -26,6 +26,10 @@ MAX_DERIVE_D = 2000
 ERROR_BYTES = 32 + 8
 
 
+def _flag(field: str) -> str:
+    return f"--{field.replace('_', '-')}"
+
+
 def _seed(args: argparse.Namespace) -> None:
     if getattr(args, "seed", None) is not None:
         validate.seed("--seed", args.seed)
@@ -99,7 +103,7 @@ def _not_in_results_folder(name: str, path, folder) -> None:
                          "give the JSON file another name")
 
 
-def check_scale_in_range(spec, *, scale: float, seed: int, dtype: str, claims=()) -> None:
+def check_scale_in_range(spec, *, scale: float, seed: int, dtype: str, claims=(), name=_flag) -> None:
     """Refuse an init scale whose random model leaves the float range (draw 0's logits,
     attention, output or gradient not finite): its sweep would report overflow as a failed
     identity. Only scales above 1 can get there (the embedding is N(0, 1)). Below that range,
@@ -115,7 +119,7 @@ def check_scale_in_range(spec, *, scale: float, seed: int, dtype: str, claims=()
     from attnverify.numerics.modelfile import check_float_range
 
     params, tokens = sweep_draw(seed, 0, spec, scale=scale, dtype=jnp.dtype(dtype))  # the sweep's draw 0
-    check_float_range(params, spec, tokens, f"--scale {scale:g} ({dtype}, draw 0)", headroom=True,
+    check_float_range(params, spec, tokens, f"{name('scale')} {scale:g} ({dtype}, draw 0)", headroom=True,
                       footroom=scale < 1)
     if scale < 1:
         return
@@ -209,10 +213,6 @@ def check_explain(args: argparse.Namespace, spec) -> None:
     if args.lime_samples is not None:
         check_lime_memory(spec, lime_samples=args.lime_samples, runs=args.lime_runs,
                           limit_samples=args.lime_limit_samples)
-
-
-def _flag(field: str) -> str:
-    return f"--{field.replace('_', '-')}"
 
 
 def check_lime_values(*, seed, nu, lime_runs, lime_limit_samples, lime_samples, name=_flag) -> None:

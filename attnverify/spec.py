@@ -121,6 +121,8 @@ class ModelSpec:
 
     @classmethod
     def from_json(cls, text: str) -> ModelSpec:
+        if not isinstance(text, str | bytes):
+            raise InputError(f"spec: expected JSON text, got {type(text).__name__}")
         try:
             data = json.loads(text)
         except json.JSONDecodeError as err:
@@ -131,14 +133,19 @@ class ModelSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelSpec:
+        if not isinstance(data, dict):
+            raise InputError(f"spec: expected a dict of fields, got {type(data).__name__}")
         known = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - set(known))
+        unknown = sorted(str(name) for name in set(data) - set(known))
         if unknown:
             raise InputError(f"spec: unknown field(s) {', '.join(unknown)}")
         check_types(data)
         return cls(**data)
 
     def replace(self, **changes: Any) -> ModelSpec:
+        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            raise InputError(f"spec: unknown field(s) {', '.join(unknown)}")
         return dataclasses.replace(self, **changes)
 
 

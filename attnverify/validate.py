@@ -55,7 +55,7 @@ def number(name: str, value: float, *, low: float | None = None, high: float | N
         raise InputError(f"{name} must be {'>' if low_open else '>='} {low:g}, got {value:g}")
     if high is not None and value > high:
         raise InputError(f"{name} must be <= {high:g}, got {value:g}")
-    return value
+    return float(value)  # a Python float: hashable, JSON, whatever number type was given
 
 
 #: The most worker processes or CPU devices a command starts (more only exhausts the machine).
@@ -154,7 +154,8 @@ def output_file(name: str, path: str | os.PathLike) -> Path:
         if above.is_dir():
             raise InputError(f"{label}: folder {folder} does not exist")
     if not folder.is_dir():
-        raise InputError(f"{label}: {nearest_existing(folder)} is a file, not a folder")
+        above = nearest_existing(folder)
+        raise InputError(f"{label}: {above} is {'a file, not a folder' if above.is_file() else 'not a folder'}")
     _probe_folder(folder, label)
     return path
 
@@ -268,7 +269,9 @@ def spec_bytes(spec) -> int:
     (embeddings, queries, keys, values, readouts, scores) and their gradient."""
     K, A, O, D, C, V, T = (spec.heads, spec.d_att, spec.d_out, spec.d_embed, spec.classes,
                            spec.vocab_size, spec.max_len)
-    params = V * D + K * A * D * 2 + K * O * D + K * C * O + K * (2 * A + O + C) + K * A * (A + 1)
+    scorer = getattr(spec, "scorer", "dot")  # v_score for the additive and deep scorers, U_score for the deep
+    params = V * D + K * A * D * 2 + K * O * D + K * C * O + K * (2 * A + O + C) \
+        + (K * A if scorer != "dot" else 0) + (K * A * A if scorer == "deep" else 0)
     activations = 2 * T * D + K * T * (2 * A + O + C + 2)
     return FLOAT64_BYTES * (params + activations)
 

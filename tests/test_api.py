@@ -7,13 +7,16 @@ import subprocess
 import sys
 import textwrap
 
+import jax
 import numpy as np
 import pytest
+from attnverify.verification import register
 
 import attnverify
+from attnverify import validate
 from attnverify.cli import main
 from attnverify.errors import InputError
-from attnverify.spec import ModelSpec
+from attnverify.spec import SMALL, ModelSpec
 
 TINY = ModelSpec(max_len=5, d_embed=6, d_att=3, d_out=4, heads=2, vocab_size=30)
 FLAGS = ["--max-len", "5", "--d-embed", "6", "--d-att", "3", "--d-out", "4", "--heads", "2", "--vocab-size", "30"]
@@ -178,3 +181,69 @@ def test_a_spec_built_with_a_wrong_type_is_refused_as_it_is_built(fields, messag
     with pytest.raises(InputError, match=re.escape(message)):
         ModelSpec(**fields)
     assert ModelSpec(heads=2, scale_scores=False).heads == 2
+
+
+# -- what a notebook passes: NumPy and JAX numbers, None for "not given", wrong types --------------------
+def test_numbers_of_any_kind_are_the_floats_they_hold(capsys):
+    # Can fail: scale=np.array(0.5) crashed in the sweep's cache (unhashable), np.float32(0.5) after the whole
+    # sweep (its records not JSON), nu=np.float32(0.5) left explain's to_json() unwritable, nu=None a TypeError.
+    from fractions import Fraction
+
+    import numpy as np
+
+    tiny = dict(max_len=6, d_embed=4, d_att=2, d_out=2, heads=1, vocab_size=12)
+    plain = attnverify.verify("thm1.derived", trials=2, scale=0.5, **tiny).records
+    for scale in (np.array(0.5), jax.numpy.asarray(0.5), np.float32(0.5), Fraction(1, 2)):
+        assert attnverify.verify("thm1.derived", trials=2, scale=scale, **tiny).records == plain
+    base = attnverify.explain("good movie", lime_samples=20, nu=0.5, **tiny).records
+    for nu in (np.float32(0.5), np.array(0.5)):
+        records = attnverify.explain("good movie", lime_samples=20, nu=nu, **tiny).records
+        assert records == base and json.loads(json.dumps(records)) == records
+    default = attnverify.explain("good movie", lime_samples=20, **tiny).records
+    assert attnverify.explain("good movie", lime_samples=20, nu=None, **tiny).records == default
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: attnverify.verify("thm1.derived", trials=2, dtype=["float64"]), "dtype must be 'float64' or 'float32'"),
+    (lambda: attnverify.verify("thm1.derived", trials=2, scale=1e300), "scale 1e+300 (float64, draw 0)"),
+    (lambda: SMALL.replace(bogus=1), "spec: unknown field(s) bogus"),
+    (lambda: ModelSpec.from_dict(None), "spec: expected a dict of fields, got NoneType"),
+    (lambda: ModelSpec.from_dict({1: 2}), "spec: unknown field(s) 1"),
+    (lambda: ModelSpec.from_json(None), "spec: expected JSON text, got NoneType"),
+    (lambda: register(None), "register takes a Claim, got NoneType"),
+])
+def test_a_wrong_argument_is_an_input_error_naming_it(call, message):
+    # Can fail: each raised TypeError, AttributeError or an InputError naming the CLI's --scale.
+    with pytest.raises(InputError) as caught:
+        call()
+    assert message in str(caught.value) and "--" not in str(caught.value)
+
+
+def test_running_out_of_memory_is_an_input_error(monkeypatch):
+    # Can fail: XLA's allocator error reached the notebook as a JaxRuntimeError with its JAX frames, where the
+    # command line refuses it in one line.
+    from attnverify.numerics import explanations
+
+    class JaxRuntimeError(RuntimeError):  # what jaxlib raises, by its name
+        pass
+
+    def exhausted(*args, **kwargs):
+        raise JaxRuntimeError("RESOURCE_EXHAUSTED: Out of memory allocating 53264000576 bytes")
+
+    monkeypatch.setattr(explanations, "explain", exhausted)
+    with pytest.raises(InputError, match=r"^out of memory \(use smaller sizes\)$"):
+        attnverify.explain("good movie", max_len=6, d_embed=4, d_att=2, d_out=2, heads=1, vocab_size=12)
+
+
+@pytest.mark.parametrize("scorer", ["dot", "additive", "deep"])
+def test_a_models_memory_counts_the_arrays_it_draws(scorer):
+    # Can fail: U_score (K x A x A) was counted for every scorer, so a dot model with d_att = 2048 was refused as
+    # needing 33.6 GiB. The oracle: the arrays `draw_params` draws, by scorer, against the dot model's.
+    import numpy as np
+    from attnverify.numerics.draws import draw_params
+
+    spec = ModelSpec(max_len=6, d_embed=4, d_att=3, d_out=2, heads=2, vocab_size=12, scorer=scorer)
+    dot = spec.replace(scorer="dot")
+    size = {s: sum(np.size(x) for x in jax.tree.leaves(draw_params(jax.random.PRNGKey(0), s))) for s in (spec, dot)}
+    assert validate.spec_bytes(spec) - validate.spec_bytes(dot) == 8 * (size[spec] - size[dot])
+

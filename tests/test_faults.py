@@ -150,6 +150,10 @@ def validation_cases(tmp: Path, model: Path, huge: Path) -> list[tuple[list, str
         (["init-model", "--out", out, "--vocab", tmp / "v_bin.txt", "--vocab-size", "4"], "not UTF-8"),
         (["init-model", "--out", out, "--vocab", tmp / "v_dup.txt"], "appears twice"),
         (["init-model", "--out", out, "--vocab", tmp], "is a folder, not a vocabulary file"),
+        # a pipe or a device is not "missing" (before: "no such model file", "no such file", "no such claims module")
+        (["explain", "--model", "/dev/zero", "--text", TEXT], "/dev/zero: is not a regular file"),
+        (["claims", "--plugin", "/dev/null"], "/dev/null: is not a regular file"),
+        (["claims", "--claims-module", "/dev/null"], "/dev/null: is not a regular file"),
         (["init-model", "--out", out, "--vocab", tmp / "v_up.txt"], "can never match"),
         (["figures", "fig5", "--model", model, "--out", tmp / "figs", "--text", "a $x^ b"], "cannot be drawn"),
         # a byte that is not UTF-8 (as Python reads argv): matplotlib's 70-line traceback

@@ -115,6 +115,17 @@ def test_an_error_raised_by_the_file_is_named_with_what_it_says(tmp_path, capsys
         assert one_line_error(capsys, ["claims", flag, str(path)]) == f"attnverify: error: {path}: {shown}"
 
 
+def test_a_claims_module_named_as_a_module_that_raises_is_named_with_what_it_says(tmp_path, monkeypatch):
+    # Can fail: imported by its dotted name (not its path), an error that says nothing ended in "MemoryError: ".
+    from attnverify.plugins import load_claims_module
+
+    (tmp_path / "says_nothing_claims.py").write_text("raise MemoryError()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(InputError) as caught:
+        load_claims_module("says_nothing_claims")
+    assert str(caught.value) == "says_nothing_claims: MemoryError"
+
+
 def test_plugin_claim_clashing_with_a_builtin_id(tmp_path, capsys):
     path = plugin_file(tmp_path, HEADER + textwrap.dedent("""
         from attnverify.verification import Claim, register

@@ -44,6 +44,30 @@ def test_a_deliberately_wrong_formula_is_reported_fail(tiny_spec):
     assert result.worst_draw == worst and result.finding.endswith(f"Worst: draw {worst} (seed 0).")
 
 
+
+@pytest.mark.parametrize("claim_id", ["thm1.gradient", "info.gumbel_max"])  # an identity, a check of every draw
+def test_the_worst_draw_is_the_largest_number_or_the_first_undeclared_nan(claim_id):
+    # Can fail: NaN draws not put first when undeclared, or not left out when declared; a check of every draw
+    # (its statistic is the draws' largest) named no draw.
+    import dataclasses
+
+    from attnverify.verification.sweep import judge_claim
+
+    from attnverify.spec import SMALL
+
+    claim = dataclasses.replace(REGISTRY[claim_id], context=None, proof=None)
+    errors = np.array([1e-12, 0.5, np.nan, 1e6, np.inf, 0.1])  # the largest finite number is draw 3
+    undeclared = judge_claim(claim, SMALL, errors, trials=6, seed=4)
+    assert undeclared.worst_draw == 2 and undeclared.finding.endswith("Worst: draw 2 (seed 4).")
+    declared = judge_claim(dataclasses.replace(claim, nonfinite_reason="test"), SMALL, errors, trials=6, seed=4)
+    assert declared.worst_draw == 3
+    nothing = judge_claim(dataclasses.replace(claim, nonfinite_reason="test"), SMALL, np.full(3, np.nan), trials=3)
+    assert nothing.worst_draw is None and nothing.verdict == "inconclusive"
+    statistical = judge_claim(dataclasses.replace(REGISTRY["info.miller_madow"], context=None, proof=None), SMALL,
+                              np.linspace(0.1, 1, 32), trials=32)
+    assert statistical.worst_draw is None  # a mean, decided by no single draw
+
+
 @pytest.mark.parametrize("changes", [{"output_link": "sigmoid"}, {"query": "mean"},
                                      {"value_nonlinearity": "tanh"}])
 def test_changed_assumption_derived_passes_paper_fails(tiny_spec, changes):

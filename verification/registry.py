@@ -129,6 +129,8 @@ def register(claim: Claim) -> Claim:
     replaces the earlier one, so a re-run notebook cell works; a user's claim whose id is a
     built-in one's, or whose fields cannot work (`check_user_claim`), is an `InputError`.
     """
+    if not isinstance(claim, Claim):
+        raise InputError(f"register takes a Claim, got {type(claim).__name__}")
     caller = sys._getframe(1).f_globals.get("__name__", "")
     builtin = caller == _BUILTIN_PACKAGE or caller.startswith(_BUILTIN_PACKAGE + ".")
     if not builtin and _BUILTIN_PACKAGE not in sys.modules:

@@ -148,8 +148,8 @@ class FolderLock:
                 owner = _read_pid(handle)
                 handle.close()
                 who = f"pid {owner}" if owner is not None else "another process"
-                raise InputError(f"{self.path.parent}: folder in use by {who} (a sweep or a report is writing "
-                                 f"there; wait for it, or choose another folder)") from None
+                raise InputError(f"{self.path.parent}: folder in use by {who} (a sweep, a report or a figures run "
+                                 f"is writing there; wait for it, or choose another folder)") from None
             except OSError as err:
                 handle.close()
                 raise os_error(self.path, err) from None

@@ -65,8 +65,8 @@ class ClaimResult:
     refutes: str | None = None  # "paper" / "literature": an expected failure that refutes that source
     nonfinite: int = 0  # NaN / inf draws
     nonfinite_reason: str | None = None  # why the claim allows them (they are then left out)
-    # Identity claims: the draw with the largest error, or the first NaN / inf one (None for a
-    # statistical claim, which no single draw decides). `init-model --draw` writes a draw's model.
+    # Identity claims and checks of every draw: the draw with the largest number, or the first NaN / inf
+    # one (None for a statistical claim, which no single draw decides). `init-model --draw` writes its model.
     worst_draw: int | None = None
     # Statistical claims (`verification.confidence`; None for identity claims, whose max_error
     # is judged against the tolerance): the statistic judged, its estimate, the threshold it is
@@ -313,7 +313,9 @@ def judge_claim(claim: Claim, spec: ModelSpec, errors: np.ndarray, *, trials: in
         finding = (f"Its summary gave NaN on {kept.size} finite draws: nothing was judged, and a NaN is neither a "
                    "pass nor a failure caught.")
     worst_draw = None
-    if claim.summary is None:  # an undeclared NaN / inf draw is the worst; declared ones are left out
+    # an identity, or a check of every draw (its statistic is their largest): one draw decides it. An undeclared
+    # NaN / inf draw is the worst; declared ones are left out.
+    if claim.summary is None or isinstance(claim.summary, EveryDrawCheck):
         bad = np.flatnonzero(~finite_mask) if not allowed else np.array([], int)
         if bad.size or finite_mask.any():
             worst_draw = int(bad[0]) if bad.size else int(np.argmax(np.where(finite_mask, errors, -np.inf)))
