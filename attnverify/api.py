@@ -186,9 +186,7 @@ def verify(claims: str | Sequence[str] = "all", *, plugin: Any = None, spec: Mod
     spec = _with_plugin(plugin, _spec(spec, SMALL, changes))
     # as the command line (`preflight.check_verify`): types, sizes that fit, the float range
     preflight.check_sweep(spec, trials=trials, chunk_size=chunk_size, seed=seed, scale=scale)
-    scale = validate.number("scale", scale, low=0, low_open=True)  # a Python float (a NumPy or JAX scalar too)
-    if not isinstance(dtype, str) or dtype not in ("float64", "float32"):
-        raise InputError(f"dtype must be 'float64' or 'float32', got {dtype!r}", parameter="dtype")
+    scale = float(scale)  # checked above: a NumPy or JAX scalar, a Fraction, as the float it holds
     check_sweep_arguments(trials=trials, chunk_size=chunk_size, scale=scale, dtype=dtype)
     validate.flag("progress", progress)
     chosen = select_claims(_names(claims), spec, _names(claims_module, "claims_module", empty=True))
@@ -226,7 +224,7 @@ def explain(text: str, *, model: str | Path | None = None, plugin: Any = None, s
         nu = inspect.signature(explain).parameters["nu"].default
     preflight.check_lime_values(seed=seed, nu=nu, lime_runs=lime_runs, lime_limit_samples=lime_limit_samples,
                                 lime_samples=lime_samples, name=str)
-    nu = validate.number("nu", nu, low=0, low_open=True, allow_inf=True)  # a Python float, as the CLI's
+    nu = float(nu)  # checked above: a Python float, as the CLI's
     if removal not in ("delete", "replace"):
         raise InputError(f"removal must be delete or replace, got {removal!r}")
     if lime_samples is None:  # as the command line: a LIME setting without LIME is a mistake, not a no-op

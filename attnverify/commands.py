@@ -152,8 +152,8 @@ def cmd_init_model(args: argparse.Namespace) -> int:
     if args.draw is not None:  # draw I of a sweep: its parameters and its document, as `verify` draws them
         from attnverify.numerics.draws import sweep_draw
 
-        dtype = {"float64": jax.numpy.float64, "float32": jax.numpy.float32}[args.dtype or "float64"]
-        params, tokens = sweep_draw(args.seed, args.draw, spec, scale=args.scale, dtype=dtype)
+        params, tokens = sweep_draw(args.seed, args.draw, spec, scale=args.scale,
+                                    dtype=jax.numpy.dtype(args.dtype or "float64"))
         params = jax.tree.map(lambda x: x.astype(jax.numpy.float64), params)  # float32 numbers are float64 ones
     else:
         params = draw_params(jax.random.PRNGKey(args.seed), spec, scale=args.scale)

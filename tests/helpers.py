@@ -28,6 +28,16 @@ def lime_case(spec: ModelSpec, seed: int, *, d: int, length: int, scale: float =
     return params, doc
 
 
+#: A small model whose LIME limit is enumerated over all 2^d masks in a fraction of a second.
+LIME_SMALL = ModelSpec(max_len=10, d_embed=8, d_att=4, d_out=4, heads=2, vocab_size=30)
+
+
+def small_lime_case(d: int = 4, length: int = 6, seed: int = 0):
+    """``(spec, params, tokens, length)``: `lime_case` on `LIME_SMALL` at init scale 2."""
+    params, doc = lime_case(LIME_SMALL, seed, d=d, length=length, scale=2.0)
+    return LIME_SMALL, params, tokens_of(doc), length
+
+
 def tokens_of(doc) -> np.ndarray:
     return np.asarray(doc.tokens)
 

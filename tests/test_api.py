@@ -204,7 +204,8 @@ def test_numbers_of_any_kind_are_the_floats_they_hold(capsys):
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda: attnverify.verify("thm1.derived", trials=2, dtype=["float64"]), "dtype must be 'float64' or 'float32'"),
+    (lambda: attnverify.verify("thm1.derived", trials=2, dtype=["float64"]),
+     "dtype must be float64 or float32, got ['float64']"),
     (lambda: attnverify.verify("thm1.derived", trials=2, scale=1e300), "scale 1e+300 (float64, draw 0)"),
     (lambda: SMALL.replace(bogus=1), "spec: unknown field(s) bogus"),
     (lambda: ModelSpec.from_dict(None), "spec: expected a dict of fields, got NoneType"),

@@ -27,7 +27,7 @@ from attnverify.numerics.lime.limit import (
 from attnverify.numerics.lime.ridge import weighted_ridge
 from attnverify.numerics.lime.sampling import kernel_weights, sample_masks, subset_probability
 from attnverify.verification.claims import lime as lime_claims
-from helpers import cli, draw, judged, lime_case, tokens_of
+from helpers import cli, draw, judged, lime_case, small_lime_case, tokens_of
 
 from attnverify.errors import InputError
 from attnverify.spec import ModelSpec
@@ -237,22 +237,10 @@ def test_limit_bad_input():
 
 
 # -- numerics.lime.limit: evaluation count and the batch-means standard error (kill L6, L5) --------
-def _small_case(d=4, length=6, seed=0):
-    from attnverify.numerics.draws import draw_params
-    from attnverify.numerics.lime.document import random_document
-
-    from attnverify.spec import ModelSpec
-
-    spec = ModelSpec(max_len=10, d_embed=8, d_att=4, d_out=4, heads=2, vocab_size=30)
-    params = draw_params(jax.random.PRNGKey(seed), spec, scale=2.0)
-    doc = random_document(jax.random.PRNGKey(seed + 50), d, length, spec.max_len, spec.vocab_size)
-    return spec, params, np.asarray(doc.tokens), length
-
-
 def test_exact_limit_counts_one_evaluation_per_mask_with_a_removal():
     from attnverify.numerics.lime.limit import beta_limit
 
-    spec, params, tokens, length = _small_case(d=4)
+    spec, params, tokens, length = small_lime_case(d=4)
     result = beta_limit(params, tokens, spec, n_words=length, method="exact")
     d = len(result.words)
     # every mask but the all-kept one (probability 0 in the limit) is evaluated once
@@ -264,7 +252,7 @@ def test_monte_carlo_standard_error_is_the_batch_means_formula():
     from attnverify.numerics.lime.document import lime_document
     from attnverify.numerics.lime.limit import MC_BATCHES, beta_limit, monte_carlo_normal_equations
 
-    spec, params, tokens, length = _small_case(d=4)
+    spec, params, tokens, length = small_lime_case(d=4)
     key, n_mc, chunk = jax.random.PRNGKey(3), 2**12, 2**8
     result = beta_limit(params, tokens, spec, n_words=length, method="monte_carlo", n_mc=n_mc, key=key,
                         chunk_size=chunk, path="generic")

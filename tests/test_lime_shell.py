@@ -17,6 +17,7 @@ from attnverify.numerics.lime.limit import beta_limit, enumerated_gamma, limit_f
 from attnverify.numerics.lime.sampling import sample_masks
 from attnverify.theory import mardaoui_garreau as lime_theory
 from attnverify.theory.lime_shell import derive_shell
+from helpers import small_lime_case
 
 from attnverify.errors import InputError
 from attnverify.spec import ModelSpec
@@ -176,18 +177,6 @@ def test_position_widths_are_the_removed_counts_variance_plus_the_floor_squared(
         np.testing.assert_allclose(widths**2, removed.var(axis=0) + 0.5**2, rtol=1e-12, atol=1e-12)
 
 
-def _small_case(d=4, length=6, seed=0):
-    from attnverify.numerics.draws import draw_params
-    from attnverify.numerics.lime.document import random_document
-
-    from attnverify.spec import ModelSpec
-
-    spec = ModelSpec(max_len=10, d_embed=8, d_att=4, d_out=4, heads=2, vocab_size=30)
-    params = draw_params(jax.random.PRNGKey(seed), spec, scale=2.0)
-    doc = random_document(jax.random.PRNGKey(seed + 50), d, length, spec.max_len, spec.vocab_size)
-    return spec, params, np.asarray(doc.tokens), length
-
-
 # -- theory.lime_shell: the within-shell variance of a linear statistic (kills LS1) ---------------
 def test_shell_variance_of_a_linear_statistic_is_the_enumerated_one():
     import sympy as sp
@@ -231,7 +220,7 @@ def _enumerated_limit(params, tokens, spec, length, nu):
 def test_shell_form_with_the_default_held_words_is_a_number_at_small_d(d):
     from attnverify.numerics.lime.shell_form import shell_approximation
 
-    spec, params, tokens, length = _small_case(d=d, length=d + 1, seed=1)
+    spec, params, tokens, length = small_lime_case(d=d, length=d + 1, seed=1)
     got = np.asarray(shell_approximation(params, tokens, spec, nu=0.25, n_words=length))  # default exact_words = 4
     assert np.all(np.isfinite(got)), got
     want = _enumerated_limit(params, tokens, spec, length, 0.25)

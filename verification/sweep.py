@@ -217,7 +217,7 @@ def check_sweep_arguments(*, trials: int, chunk_size: int, scale: float, dtype: 
         raise InputError(f"chunk_size must be >= 1, got {chunk_size}", parameter="chunk_size")
     if not (scale > 0 and np.isfinite(scale)):
         raise InputError(f"scale must be a positive number, got {scale}", parameter="scale")
-    if dtype not in DTYPES:
+    if not isinstance(dtype, str) or dtype not in DTYPES:  # a list is unhashable
         raise InputError(f"dtype must be float64 or float32, got {dtype!r}", parameter="dtype")
 
 
