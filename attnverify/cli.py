@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from attnverify import preflight
-from attnverify.cli_support import Parser, add_spec_arguments, results_apart
+from attnverify.cli_support import Parser, add_spec_arguments, forget_flags_given, refuse_repeated_flags, results_apart
 from attnverify.commands import (
     apply_cache_option,
     cmd_bench,
@@ -219,6 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--no-cache", action="store_true",
                        help="compile everything afresh, without the persistent compilation cache "
                        "($ATTNVERIFY_CACHE_DIR, else ${XDG_CACHE_HOME:-~/.cache}/attnverify/xla)")
+    refuse_repeated_flags(parser)
     return parser
 
 
@@ -226,6 +227,7 @@ def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.N
     """`parser.parse_args`, with a flag no command knows refused by its command's parser, as a bad
     value is (``attnverify verify: error: unrecognized arguments: --bogus``)."""
     args, unknown = parser.parse_known_args(argv)
+    forget_flags_given(args)
     if unknown:
         commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
         commands.choices[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")

@@ -23,6 +23,47 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+def refuse_repeated_flags(parser: argparse.ArgumentParser) -> None:
+    """Make every flag of `parser`'s commands refuse a second occurrence, which argparse would let
+    silently replace the first (``explain --text a --text b`` explained b alone; ``--nu 0.1 --nu 0.2``
+    swept 0.2 alone). Abbreviated and ``--flag=value`` forms count: the check is in the action,
+    which argparse calls once per occurrence, however the flag was spelled."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for command in action.choices.values():
+                refuse_repeated_flags(command)
+        elif action.option_strings and not isinstance(action, _REPEATABLE):
+            action.__class__ = _given_once(type(action))
+
+
+#: Flags meant to be given again: each occurrence adds (``--claims-module a --claims-module b``) or acts.
+_REPEATABLE = (argparse._AppendAction, argparse._AppendConstAction, argparse._CountAction, argparse._HelpAction,
+               argparse._VersionAction)
+
+
+_ONCE: dict[type, type] = {}
+_GIVEN = "_flags_given"  # the namespace's record of the flags seen; `forget_flags_given` removes it
+
+
+def _given_once(kind: type) -> type:
+    def __call__(self, parser, namespace, values, option_string=None):
+        given = namespace.__dict__.setdefault(_GIVEN, {})
+        if self.dest in given:
+            also = "" if given[self.dest] == option_string else f" (as {given[self.dest]})"
+            parser.error(f"argument {option_string}: given twice{also}; give it once"
+                         + (", with all its values" if self.nargs in ("+", "*") else ""))
+        given[self.dest] = option_string
+        kind.__call__(self, parser, namespace, values, option_string)
+
+    return _ONCE.setdefault(kind, type(f"Once{kind.__name__}", (kind,), {"__call__": __call__}))
+
+
+def forget_flags_given(args: argparse.Namespace) -> argparse.Namespace:
+    """`args` without `refuse_repeated_flags`' record."""
+    vars(args).pop(_GIVEN, None)
+    return args
+
+
 # -- spec flags, generated from the dataclass so they never drift ---------------------------
 def add_spec_arguments(parser: argparse.ArgumentParser, *, sizes: bool = True,
                        title: str = "model spec") -> None:

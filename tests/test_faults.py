@@ -136,7 +136,7 @@ def validation_cases(tmp: Path, model: Path, huge: Path) -> list[tuple[list, str
         # sizes whose arrays cannot fit: refused with the bytes they need, not an abort
         (["init-model", "--out", out, "--vocab-size", str(10**11)], "needs at least"),
         (["init-model", "--out", out, "--d-embed", str(10**10)], "needs at least"),
-        ([*SWEEP, "--max-len", str(10**7)], "needs at least"),
+        ([*SWEEP[:-len(TINY)], *TINY[2:], "--max-len", str(10**7)], "needs at least"),
         (["explain", "--model", model, "--text", TEXT, "--lime-samples", str(10**12)], "--lime-samples"),
         # models whose outputs leave the float range; vocabularies that cannot match
         (["explain", "--model", huge, "--text", TEXT, "--json"], "outside float range"),
@@ -220,6 +220,23 @@ def test_bad_input_is_refused_before_any_work(tmp_path, capsys, model, huge_weig
             failures.append(f"{' '.join(map(str, argv))}: {failure}")
     assert not failures, "\n".join(failures)
     assert not temporaries(tmp_path)
+
+
+@pytest.mark.parametrize("argv, message", [
+    # argparse kept the last: b was explained alone, 0.2 swept alone, the model drawn with biases off
+    (["explain", "--model", "m.npz", "--text", "a", "--tex=b"], "explain: error: argument --text: given twice; "
+                                                                 "give it once"),
+    (["sweep-eq19", "--nu", "0.1", "--nu", "0.2"], "sweep-eq19: error: argument --nu: given twice; give it once, "
+                                                   "with all its values"),
+    (["verify", "--biases", "--no-biases"], "verify: error: argument --no-biases: given twice (as --biases); "
+                                            "give it once"),
+    (["report", "--out", "r", "--no-cache", "--no-cache"], "report: error: argument --no-cache: given twice; "
+                                                          "give it once"),
+])
+def test_a_flag_given_twice_is_refused(tmp_path, capsys, monkeypatch, argv, message):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = cli(capsys, *argv)
+    assert code == 2 and err == f"attnverify {message}\n" and not any(tmp_path.iterdir()), err
 
 
 # -- finite results, strict JSON -------------------------------------------------------------------
