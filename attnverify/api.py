@@ -14,6 +14,7 @@ import dataclasses
 import functools
 import inspect
 import json
+import operator
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -118,11 +119,26 @@ def _names(claims: str | Iterable[str], what: str = "claims", *, empty: bool = F
 
 
 # -- derive ----------------------------------------------------------------------------------
+def _as_int(value: Any) -> Any:
+    """`value`, or the Python int a NumPy or JAX integer (a scalar, a 0-d array) holds: a count
+    computed in NumPy (``trials=np.int64(8)``, ``max_len=len_array.max()``) is that count, as a
+    NumPy float is the float it holds (`verify`'s scale). Anything else is left to the checks."""
+    if isinstance(value, int) or isinstance(value, str | bytes) or not hasattr(type(value), "__index__"):
+        return value
+    try:
+        return operator.index(value)
+    except TypeError:  # an array of several numbers: the checks refuse it, naming the parameter
+        return value
+
+
 def _memory_refused(function):
     """`function`, raising `InputError` where it runs out of memory, as the command line refuses
-    that in one line (XLA's allocator raises its own error, with a stack of JAX frames)."""
+    that in one line (XLA's allocator raises its own error, with a stack of JAX frames). Its
+    arguments' NumPy and JAX integers are the ints they hold (`_as_int`)."""
     @functools.wraps(function)
     def call(*args, **kwargs):
+        args = tuple(map(_as_int, args))
+        kwargs = {name: _as_int(value) for name, value in kwargs.items()}
         try:
             return function(*args, **kwargs)
         except MemoryError:
@@ -135,6 +151,7 @@ def _memory_refused(function):
     return call
 
 
+@_memory_refused
 def derive(what: str = "gradient", *, plugin: Any = None, spec: ModelSpec | None = None,
            explicit_check: bool = False, **changes: Any) -> DeriveResult:
     """``attnverify derive gradient``: nabla_{e_t} f by `sympy.diff` of the model's output, and

@@ -184,9 +184,10 @@ def test_a_spec_built_with_a_wrong_type_is_refused_as_it_is_built(fields, messag
 
 
 # -- what a notebook passes: NumPy and JAX numbers, None for "not given", wrong types --------------------
-def test_numbers_of_any_kind_are_the_floats_they_hold(capsys):
+def test_numbers_of_any_kind_are_the_numbers_they_hold(capsys):
     # Can fail: scale=np.array(0.5) crashed in the sweep's cache (unhashable), np.float32(0.5) after the whole
-    # sweep (its records not JSON), nu=np.float32(0.5) left explain's to_json() unwritable, nu=None a TypeError.
+    # sweep (its records not JSON), nu=np.float32(0.5) left explain's to_json() unwritable, nu=None a TypeError;
+    # trials=np.int64(2), a size or lime_samples as a NumPy or JAX integer was refused as "not an integer".
     from fractions import Fraction
 
     import numpy as np
@@ -201,6 +202,14 @@ def test_numbers_of_any_kind_are_the_floats_they_hold(capsys):
         assert records == base and json.loads(json.dumps(records)) == records
     default = attnverify.explain("good movie", lime_samples=20, **tiny).records
     assert attnverify.explain("good movie", lime_samples=20, nu=None, **tiny).records == default
+    counts = dict(tiny, max_len=np.int32(6), heads=np.array(1), d_embed=jax.numpy.asarray(4))
+    assert attnverify.verify("thm1.derived", trials=np.int64(2), seed=np.uint8(0), scale=0.5, **counts).records \
+        == plain
+    assert attnverify.explain("good movie", lime_samples=np.int64(20), lime_runs=np.int16(1), **counts).records \
+        == default
+    for trials in (np.True_, np.array([2, 2]), 2.0):  # a truth value, several numbers, a float: still refused
+        with pytest.raises(InputError, match="trials must be an integer"):
+            attnverify.verify("thm1.derived", trials=trials, **tiny)
 
 
 @pytest.mark.parametrize("call, message", [
