@@ -480,24 +480,47 @@ def test_the_gradient_is_nan_where_the_output_is_undefined(tmp_path):
 
 
 def test_a_model_that_declares_where_it_is_undefined_has_those_draws_left_out_and_named(tmp_path, capsys):
-    # Without the declaration a NaN draw fails the claim; with it the draw is counted, named and left out.
-    # A claim's own reason comes first; a reason that is no one-line sentence is refused.
-    from attnverify.verification.sweep import judge_claim
+    # Without the declaration a NaN draw fails the claim; with it a draw where the model's output is NaN is
+    # counted, named and left out. A NaN where the model is a number is the claim's own: it still fails (it was
+    # excused too, whatever made it NaN). A claim's own reason comes first; a reason that is no one-line
+    # sentence is refused.
+    from attnverify.numerics.draws import sweep_draw
+    from attnverify.verification.sweep import judge_claim, model_undefined, run_claim
 
     body = "class Model(SymbolicModel):\n{}    def output(self):\n        return sp.log(super().output())\n"
-    errors = np.array([1e-15, np.nan, 2e-15, np.nan])
     plain = plugin_spec(load_plugin(plugin_file(tmp_path, HEADER + body.format(""), "plain.py"), TINY), TINY)
     declared = plugin_spec(load_plugin(plugin_file(tmp_path, HEADER + body.format(
         "    nonfinite_reason = 'log of a logit <= 0'\n"), "declared.py"), TINY), TINY)
+    # where log(f) is undefined, computed here from the paper's model on each sweep draw: f <= 0; over more
+    # than one block of draws (BLOCK = 128), as the sweep computes them
+    params, tokens = jax.vmap(lambda d: sweep_draw(0, d, declared, scale=1.0, dtype=jnp.float64))(jnp.arange(130))
+    f = jax.vmap(lambda p, x: nm.explained_output(p.base, nm.embed(p.base, x, TINY), TINY))(params, tokens)
+    assert np.array_equal(model_undefined(declared, trials=130, seed=0, dtype="float64", scale=1.0), f <= 0)
+    undefined = np.asarray(f[:8] <= 0)
+    assert 0 < undefined.sum() < 8  # both kinds of draw are met
+    errors = np.where(undefined, np.nan, 1e-15)
     claim = REGISTRY["thm1.derived"]
-    assert judge_claim(claim, plain, errors, trials=4).verdict == "fail"
-    result = judge_claim(claim, declared, errors, trials=4)
-    assert result.verdict == "pass" and result.nonfinite == 2
-    assert result.finding == "2 of 4 draws NaN/inf, not judged (declared: declared's model: log of a logit <= 0)."
+    assert judge_claim(claim, plain, errors, trials=8).verdict == "fail"
+    result = judge_claim(claim, declared, errors, trials=8)
+    n = int(undefined.sum())
+    assert result.verdict == "pass" and result.nonfinite == n
+    assert result.finding == f"{n} of 8 draws NaN/inf, not judged (declared: declared's model: log of a logit <= 0)."
+    # the sweep itself: the derived gradient is NaN exactly where the model is undefined
+    swept = run_claim(claim, declared, trials=8, progress=False)
+    assert swept.verdict == "pass" and np.array_equal(np.isnan(swept.errors), undefined)
+    # a NaN on a draw where the model is a number is not covered by the model's reason
+    first = int(np.flatnonzero(~undefined)[0])
+    own_nan = errors.copy()
+    own_nan[first] = np.nan
+    result = judge_claim(claim, declared, own_nan, trials=8)
+    assert result.verdict == "fail" and result.worst_draw == first, result
+    assert result.finding.startswith(f"{n + 1} of 8 draws are NaN/inf, 1 of them where the output of plugin "
+                                     f"declared's model is a number (first: draw {first}): what the model "
+                                     "declares (log of a logit <= 0) covers the draws where it is undefined")
     own = dataclasses.replace(claim, nonfinite_reason="the claim's own")
-    assert "declared: the claim's own" in judge_claim(own, declared, errors, trials=4).finding
+    assert "declared: the claim's own" in judge_claim(own, declared, errors, trials=8).finding
     # a user's claim (here a copy of the built-in one) states its own reason: its NaN may be its own code's
-    assert judge_claim(dataclasses.replace(claim), declared, errors, trials=4).verdict == "fail"
+    assert judge_claim(dataclasses.replace(claim), declared, errors, trials=8).verdict == "fail"
     bad = plugin_file(tmp_path, HEADER + "class Model(SymbolicModel):\n    nonfinite_reason = 3\n", "bad.py")
     one_line_error(capsys, ["derive", "gradient", "--plugin", str(bad)], "Model.nonfinite_reason must be a sentence")
 

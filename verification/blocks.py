@@ -240,11 +240,37 @@ def claim_block(claim: Claim, spec: ModelSpec, *, seed: int, dtype: str, scale: 
                       measure_program(claim, spec, dtype=dtype))
 
 
+_UNDEFINED: OrderedDict[tuple, Callable] = OrderedDict()
+
+
+def model_undefined(spec: ModelSpec, *, trials: int, seed: int, dtype: str, scale: float) -> np.ndarray:
+    """Per draw 0..trials-1 of a plugin spec's sweep: True where the model's explained output itself
+    is NaN or infinite on the draw's parameters and document (where a model that declares
+    ``nonfinite_reason`` is undefined), computed from the very draws the claims were swept on, in the
+    same blocks (`block_size`)."""
+    from attnverify.numerics import plugin_model as pm
+
+    def make():
+        def undefined(params, tokens):
+            return ~jnp.isfinite(pm.explained_output(params, pm.embed(params, tokens, spec), spec))
+
+        return jax.jit(jax.vmap(undefined))
+
+    program = _remember(_UNDEFINED, (spec, dtype), make, MAX_CACHED_PROGRAMS)
+    draws = draw_program(spec, dtype=dtype, scale=scale)
+    size = block_size(trials)
+    seed_array = jnp.asarray(seed, dtype=_index_dtype())
+    blocks = [program(*draws(seed_array, jnp.arange(first, first + size, dtype=_index_dtype())))
+              for first in range(0, trials, size)]
+    return np.concatenate([np.asarray(b) for b in blocks])[:trials]
+
+
 def forget_programs() -> None:
     """Drop every compiled program and shared array held here (e.g. before a cold measurement)."""
     _DRAWS.clear()
     _MEASURES.clear()
     _SHARED.clear()
+    _UNDEFINED.clear()
 
 
 # -- compile time ---------------------------------------------------------------------------

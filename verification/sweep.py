@@ -19,6 +19,7 @@ from attnverify.verification.blocks import (  # noqa: F401 (re-exported)
     ClaimBlock,
     block_size,
     claim_block,
+    model_undefined,
     relative_error,
 )
 from attnverify.verification.confidence import ALPHA, STATISTICAL_TESTS, takes_tolerance
@@ -240,15 +241,25 @@ def run_claim(claim: Claim, spec: ModelSpec, *, trials: int, seed: int = 0, dtyp
     return judge_claim(claim, spec, errors, trials=trials, seed=seed, dtype=dtype, scale=scale)
 
 
-def _with_the_models_reason(claim: Claim, spec: ModelSpec) -> Claim:
+def _with_the_models_reason(claim: Claim, spec: ModelSpec, errors: np.ndarray, *, seed: int, dtype: str,
+                            scale: float) -> tuple[Claim, np.ndarray | None]:
     """`claim`, or, for a built-in claim run on a plugin's model that declares where it is undefined
-    (``Model.nonfinite_reason``, docs/plugins.md), a copy that declares that reason for its NaN draws.
-    A user's claim states its own (`Claim.nonfinite_reason`): its NaN may be its own code's."""
+    (``Model.nonfinite_reason``, docs/plugins.md), a copy that declares that reason for its NaN draws,
+    provided the model's output is NaN or infinite on each of them (`blocks.model_undefined`). A NaN
+    draw where the model is a number is the claim's own (a derived gradient NaN where the model and
+    `jax.grad` are finite): the reason does not cover it, and the claim is returned as it is, with
+    those draws (else None). A user's claim states its own reason (`Claim.nonfinite_reason`)."""
     plugin = getattr(spec, "plugin", None)
     reason = getattr(getattr(plugin, "model", None), "nonfinite_reason", None)
     if reason is None or claim.nonfinite_reason is not None or not is_builtin(claim):
-        return claim
-    return replace(claim, nonfinite_reason=f"{plugin.name}'s model: {reason}")
+        return claim, None
+    nonfinite = ~np.isfinite(errors)
+    if nonfinite.any():
+        uncovered = np.flatnonzero(nonfinite & ~model_undefined(spec, trials=errors.size, seed=seed, dtype=dtype,
+                                                                 scale=scale))
+        if uncovered.size:
+            return claim, uncovered
+    return replace(claim, nonfinite_reason=f"{plugin.name}'s model: {reason}"), None
 
 
 def judge_claim(claim: Claim, spec: ModelSpec, errors: np.ndarray, *, trials: int, seed: int = 0,
@@ -258,7 +269,7 @@ def judge_claim(claim: Claim, spec: ModelSpec, errors: np.ndarray, *, trials: in
     if claim.summary is None and not is_builtin(claim) and np.any(errors < 0):  # NaN compares False
         raise UserCodeError(f"claim {claim.id!r}: its measure returned a negative error ({np.min(errors):.3g}): an "
                             "error is a distance, >= 0 (a signed quantity needs a summary: verification.empirical)")
-    claim = _with_the_models_reason(claim, spec)
+    claim, uncovered = _with_the_models_reason(claim, spec, errors, seed=seed, dtype=dtype, scale=scale)
     tolerance = claim.tolerance[dtype]
     finite_mask = np.isfinite(errors)
     nonfinite = int(errors.size - finite_mask.sum())
@@ -308,7 +319,7 @@ def judge_claim(claim: Claim, spec: ModelSpec, errors: np.ndarray, *, trials: in
     passed = outcome == "holds" and not unexplained
     refutes = claim.asserted_by if verdict == "expected_fail" else None
     finding = _finding(claim, spec, verdict, judgement, statistics, max_error=max_error, median_error=median_error,
-                       tolerance=tolerance, nonfinite=nonfinite, draws=errors.size, every=every)
+                       tolerance=tolerance, nonfinite=nonfinite, draws=errors.size, every=every, uncovered=uncovered)
     if undefined and verdict == "fail":  # neither a pass nor a caught failure: NaN is never read as a number
         finding = (f"Its summary gave NaN on {kept.size} finite draws: nothing was judged, and a NaN is neither a "
                    "pass nor a failure caught.")
@@ -317,6 +328,7 @@ def judge_claim(claim: Claim, spec: ModelSpec, errors: np.ndarray, *, trials: in
     # NaN / inf draw is the worst; declared ones are left out.
     if claim.summary is None or isinstance(claim.summary, EveryDrawCheck):
         bad = np.flatnonzero(~finite_mask) if not allowed else np.array([], int)
+        bad = uncovered if uncovered is not None else bad  # the NaN draws the model's reason does not cover
         if bad.size or finite_mask.any():
             worst_draw = int(bad[0]) if bad.size else int(np.argmax(np.where(finite_mask, errors, -np.inf)))
     if verdict == "fail" and scale != 1.0:
@@ -405,9 +417,10 @@ def _unmet_text(claim: Claim, spec: ModelSpec) -> str:
 
 def _finding(claim: Claim, spec: ModelSpec, verdict: str, judgement, statistics: dict[str, float], *,
              max_error: float, median_error: float, tolerance: float, nonfinite: int, draws: int,
-             every: dict) -> str | None:
+             every: dict, uncovered: np.ndarray | None = None) -> str | None:
     """The line reported under the table (None for a plain PASS; a PASS that left draws out says
     why). `every`: an `EveryDrawCheck`'s statistic, estimate and target (empty for other claims).
+    `uncovered`: NaN draws where a plugin's model that declares where it is undefined is a number.
     A claim's own finding may quote ``max_error``, ``median_error``, ``draws`` and its statistics."""
     if verdict == "pass":
         if nonfinite and claim.nonfinite_reason:
@@ -417,6 +430,11 @@ def _finding(claim: Claim, spec: ModelSpec, verdict: str, judgement, statistics:
         plugin = getattr(spec, "plugin", None)
         where = (f" The model of plugin {plugin.name} may be undefined on these draws (a log or square root of a "
                  "negative number, 0/0) or overflow there." if plugin is not None else "")
+        if uncovered is not None:
+            return (f"{nonfinite} of {draws} draws are NaN/inf, {uncovered.size} of them where the output of plugin "
+                    f"{plugin.name}'s model is a number (first: draw {uncovered[0]}): what the model declares "
+                    f"({plugin.model.nonfinite_reason}) covers the draws where it is undefined, not these, which are "
+                    "the claim's own.")
         return (f"{nonfinite} of {draws} draws are NaN/inf: a draw that cannot be computed is no evidence, and "
                 f"the claim declares no reason for them (Claim.nonfinite_reason).{where}")
     if verdict == "inconclusive":
