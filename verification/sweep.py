@@ -433,8 +433,9 @@ def _finding(claim: Claim, spec: ModelSpec, verdict: str, judgement, statistics:
         if uncovered is not None:
             return (f"{nonfinite} of {draws} draws are NaN/inf, {uncovered.size} of them where the output of plugin "
                     f"{plugin.name}'s model is a number (first: draw {uncovered[0]}): what the model declares "
-                    f"({plugin.model.nonfinite_reason}) covers the draws where it is undefined, not these, which are "
-                    "the claim's own.")
+                    f"({plugin.model.nonfinite_reason}) covers the draws where it is undefined, not these, where a "
+                    "side of the comparison is NaN (a formula undefined where the model is not, or a gradient lost "
+                    "to overflow).")
         return (f"{nonfinite} of {draws} draws are NaN/inf: a draw that cannot be computed is no evidence, and "
                 f"the claim declares no reason for them (Claim.nonfinite_reason).{where}")
     if verdict == "inconclusive":
