@@ -367,3 +367,32 @@ def test_fiber_moves_that_leave_the_fiber_are_caught(wrong, monkeypatch):
     monkeypatch.setattr(nid, "fiber_moves", moves)
     (lhs, rhs), result = _judged(claim, SPEC)
     assert float(relative_error(lhs, rhs)) > 1e-3 and not result.passed and result.verdict == "fail"
+
+
+# -- mutation testing, round 4: each test below fails on a mutant the file's other tests let through --
+
+
+# -- numerics/related/fiber.py
+# Can fail (a mutant the other tests let through): the sign of the dual infeasibility flipped
+def test_kkt_residuals_reject_a_vertex_whose_multiplier_is_negative_and_accept_the_optimum():
+    """T = 3, one class, s = (0, 1, 2), alpha_hat = (0.2, 0.3, 0.5): the fiber is alpha(c) =
+    (c - 0.3, 1.3 - 2c, c), c in [0.3, 0.65]; |alpha|^2 / 2 is least at c = 29/60 (by hand: its derivative
+    is 12c - 5.8), inside. Each end of the segment is a vertex stationary on its own support (two free
+    rows fit mu exactly), but not optimal: its zero row's multiplier is negative, which only the dual
+    infeasibility sees. A vertex that *is* optimal (alpha_hat chosen so that the optimum is clipped at 0)
+    must pass."""
+
+    S = jnp.array([[0.0], [1.0], [2.0]])
+    best = 29 / 60
+    optimum = jnp.array([best - 0.3, 1.3 - 2 * best, best])
+    assert float(jnp.max(nid.kkt_residuals("min_norm", optimum, S))) < 1e-12
+    for c in (0.3, 0.65):  # the two vertices, both worse than the optimum
+        vertex = jnp.array([c - 0.3, 1.3 - 2 * c, c])
+        assert 0.5 * float(vertex @ vertex) > 0.5 * float(optimum @ optimum)
+        stationarity, infeasible = (float(v) for v in nid.kkt_residuals("min_norm", vertex, S))
+        assert stationarity < 1e-12 and infeasible > 1e-2, (c, stationarity, infeasible)
+    # Its own fiber (s . alpha = 1.95, sum 1) is alpha(c) = (c - 0.95, 1.95 - 2c, c), c in [0.95, 0.975]; the
+    # derivative 12c - 9.7 vanishes at c = 0.808 < 0.95, so the optimum is the vertex c = 0.95, (0, 0.05, 0.95),
+    # with a positive multiplier on its zero row.
+    clipped = jnp.array([0.0, 0.05, 0.95])
+    assert float(jnp.max(nid.kkt_residuals("min_norm", clipped, S))) < 1e-12

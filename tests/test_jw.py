@@ -390,3 +390,53 @@ def test_the_protocol_of_a_text_ranks_its_words_with_shares_that_sum_to_one(tmp_
     for a, b in njw.PAIRS:
         expected = scipy.stats.kendalltau(out["importances"][a], out["importances"][b])
         assert out["kendall"][f"{a} vs {b}"]["tau_b"] == pytest.approx(expected[0], abs=1e-12)
+
+
+# -- mutation testing, round 4: each test below fails on a mutant the file's other tests let through --
+
+
+# -- numerics/related/kendall.py
+# Can fail (a mutant the other tests let through): a tie term of the variance dropped (x0 y0 / (9 m (n - 2)))
+@pytest.mark.parametrize("n", [8, 15, 40])
+def test_kendall_matches_scipy_with_ties_in_both_inputs(n):
+    """The existing scipy comparison ties x only (y = x + noise, or fresh normals): the variance terms in
+    both inputs' tie sums (2 xtie ytie / m, x0 y0 / (9 m (n - 2))) were then always 0."""
+    import jax
+
+    rng = np.random.default_rng(100 + n)
+    tau_b = jax.jit(kendall_tau_b)
+    for trial in range(6):
+        x = rng.integers(0, 3, n).astype(float)
+        y = rng.integers(0, 4, n).astype(float) if trial % 2 else x + rng.integers(0, 2, n)
+        ours = tau_b(jnp.asarray(x), jnp.asarray(y))
+        theirs = scipy.stats.kendalltau(x, y)
+        assert np.allclose([float(v) for v in ours], [theirs.statistic, theirs.pvalue], rtol=1e-12, atol=1e-14)
+
+
+# Can fail (a mutant the other tests let through): the exact p-value's size limit moved off scipy's 33
+@pytest.mark.parametrize("n", [33, 34])
+def test_kendall_p_value_is_exact_up_to_scipys_size_limit(n):
+    """scipy's method='auto' takes the exact null law up to n = 33 without ties, the normal one beyond:
+    on either side of the switch the p-value must be scipy's (they differ by ~1e-3 relative here)."""
+
+    rng = np.random.default_rng(n)
+    x = rng.normal(size=n)
+    y = x + 2.0 * rng.normal(size=n)
+    tau, p = kendall_tau_b(jnp.asarray(x), jnp.asarray(y))
+    theirs = scipy.stats.kendalltau(x, y)
+    assert float(tau) == pytest.approx(theirs.statistic, rel=1e-12)
+    assert float(p) == pytest.approx(theirs.pvalue, rel=1e-12)
+    assert 1e-6 < theirs.pvalue < 0.5  # a p-value where exact and normal laws differ
+
+
+# -- numerics/related/adversarial.py
+# Can fail (a mutant the other tests let through): the eps-max JSD over every candidate, feasible or not
+def test_the_optimisers_eps_max_jsd_counts_only_candidates_within_eps():
+    """selected_max_jsd: the largest JSD among candidates with |dp| <= eps, 0 if none (its docstring)."""
+
+    search = nadv.Search(candidates=jnp.full((4, 3), 1 / 3), jsd=jnp.array([0.10, 0.50, 0.30, 0.20]),
+                         delta_p=jnp.array([0.005, 0.020, 0.010, 0.0]))
+    assert float(nadv.selected_max_jsd(search, 0.01)) == 0.30  # 0.50 moves the output by 0.02 > eps
+    assert float(nadv.selected_max_jsd(search, 0.05)) == 0.50
+    none = search._replace(delta_p=jnp.full(4, 0.5))
+    assert float(nadv.selected_max_jsd(none, 0.01)) == 0.0

@@ -292,3 +292,45 @@ def test_monte_carlo_needs_d_plus_one_masks_per_batch(d):
         check_mc_samples(MC_BATCHES * (d + 1) - 1, d)  # one batch would have only d rows: singular
     with pytest.raises(InputError):
         check_mc_samples(MC_BATCHES * d, d)
+
+
+# -- mutation testing, round 4: each test below fails on a mutant the file's other tests let through --
+
+
+# -- numerics/lime/limit.py
+def _additive_case(d, nu):
+    from attnverify.numerics.lime.limit import enumerated_gamma
+
+    c0, c = 0.5, jnp.linspace(-1e-3, 1.4e-3, d)  # as tests/test_lime_limit.py's _bound_holds
+    gamma, _, magnitude = enumerated_gamma(lambda z: c0 + z @ c, d, nu, with_magnitude=True)
+    return c0, c, gamma, magnitude
+
+
+# Can fail (a mutant the other tests let through): output_scale's division by alpha[0] dropped
+@pytest.mark.parametrize("d, nu", [(3, 0.25), (5, 0.05), (10, 0.1), (4, float("inf"))])
+def test_the_output_scale_is_a_weighted_mean_of_abs_f(d, nu):
+    """output_scale is the kernel-weighted mean of |f| over the masks: it lies between the least and
+    the largest |f| (whatever the weights), and is |f| for a constant f."""
+    from attnverify.numerics.lime.constants import mg_constants
+    from attnverify.numerics.lime.limit import enumerated_gamma, masks_from_index, output_scale
+
+    c0, c, _, magnitude = _additive_case(d, nu)
+    scale = float(output_scale(magnitude, mg_constants(d, nu)))
+    f = np.abs(c0 + np.asarray(masks_from_index(jnp.arange(2**d), d, jnp.float64)) @ np.asarray(c))
+    assert f.min() * (1 - 1e-12) <= scale <= f.max() * (1 + 1e-12)
+    _, _, constant = enumerated_gamma(lambda z: jnp.full(z.shape[0], -2.0), d, nu, with_magnitude=True)
+    assert float(output_scale(constant, mg_constants(d, nu))) == pytest.approx(2.0, rel=1e-12)
+
+
+# Can fail (a mutant the other tests let through): an accurate limit at a narrow kernel refused
+def test_an_accurate_limit_at_a_narrow_kernel_is_kept():
+    """d = 5, nu = 0.05: beta^inf of an additive f is its coefficients; the one computed is within
+    1e-2 sqrt(eps) of the output's size (0.5), so nowhere near half its digits are lost: it is kept."""
+    from attnverify.numerics.lime.limit import checked_limit, lost_to_rounding
+
+    d, nu = 5, 0.05
+    c0, c, gamma, magnitude = _additive_case(d, nu)
+    solution, bound, scale = checked_limit(gamma, magnitude, d, nu)
+    error = float(np.max(np.abs(np.asarray(solution[1:]) - np.asarray(c))))
+    assert error < 1e-2 * np.sqrt(np.finfo(np.float64).eps) * c0
+    assert not bool(lost_to_rounding(solution[1:], bound[1:], scale))

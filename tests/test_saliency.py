@@ -216,3 +216,52 @@ def test_a_closure_claim_declares_the_range_its_number_lies_in(name):
     assert summary.support == (min(corners), max(corners))
     assert summary.judge(np.full(32, 1.0)).outcome == "holds"  # without a range: inconclusive
     assert summary.judge(np.full(32, -1.0)).outcome == "refuted"
+
+
+# -- mutation testing, round 4: each test below fails on a mutant the file's other tests let through --
+
+
+# Can fail (a mutant the other tests let through): tau-b of the signed importances
+def test_saliency_tau_ranks_magnitudes_not_signed_values():
+    from scipy.stats import kendalltau
+
+    x = np.array([0.3, -2.0, 0.1, -0.5, 1.2])
+    y = np.array([-0.2, 1.5, -0.05, 0.4, -1.0])
+    assert float(ns.tau(jnp.asarray(x), jnp.asarray(y))) == pytest.approx(
+        kendalltau(np.abs(x), np.abs(y)).statistic, abs=1e-12)
+    assert float(ns.tau(jnp.asarray(x), jnp.asarray(-x))) == pytest.approx(1.0, abs=1e-12)  # same magnitudes
+
+
+# Can fail (a mutant the other tests let through): a method paired with itself in the saliency mean
+def test_agreement_is_the_mean_tau_over_distinct_pairs_and_over_the_saliency_methods():
+    from scipy.stats import kendalltau
+
+    params, tokens = draw(SPEC, 3)
+    imp = ns.importances(params, tokens, SPEC)
+    out = ns.agreement(imp)
+
+    def tau(a, b):
+        return kendalltau(np.abs(np.asarray(imp[a])), np.abs(np.asarray(imp[b]))).statistic
+
+    methods = ns.SALIENCY
+    pairs = [(a, b) for i, a in enumerate(methods) for b in methods[i + 1:]]
+    assert len(pairs) == len(methods) * (len(methods) - 1) // 2
+    assert float(out["saliency"]) == pytest.approx(np.mean([tau(a, b) for a, b in pairs]), abs=1e-12)
+    for name in ns.ATTENTION:
+        assert float(out[name]) == pytest.approx(np.mean([tau(name, m) for m in methods]), abs=1e-12)
+
+
+# Can fail (a mutant the other tests let through): alpha-avg |s-avg| read as alpha-avg x mean |s|
+def test_the_two_multi_head_readings_of_alpha_abs_s_are_as_defined():
+    """importances' docstring: alpha_abs_s = 1/K sum_i alpha_t^(i) |s_t^(i)|, alpha_avg_abs_s =
+    alpha-avg_t |s-avg_t| with s-avg_t = 1/K sum_i s_t^(i); the existing test has one head, where they agree."""
+
+    params, tokens = draw(SPEC, 9)
+    imp = ns.importances(params, tokens, SPEC)
+    e = nm.embed(params, tokens, SPEC)
+    alpha = np.asarray(nm.attention(params, e, SPEC))
+    s = np.asarray(nm.readouts(params, e, SPEC))[:, :, SPEC.explained_class]
+    assert np.max(np.abs(s).mean(axis=0) - np.abs(s.mean(axis=0))) > 1e-3  # heads disagree in sign somewhere
+    np.testing.assert_allclose(imp["alpha_avg_abs_s"], (alpha.mean(axis=0) * np.abs(s.mean(axis=0)))[1:],
+                               rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(imp["alpha_abs_s"], (alpha * np.abs(s)).mean(axis=0)[1:], rtol=1e-12, atol=1e-15)

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from attnverify.verification import claims  # noqa: F401  (fills the registry)
-from attnverify.verification.confidence import ALPHA, STATISTICAL_TESTS, MeanTest, decide
+from attnverify.verification.confidence import ALPHA, STATISTICAL_TESTS, MeanTest, MedianTest, decide
 from attnverify.verification.empirical import (
     EveryDrawCheck,
     at_least_as_good,
@@ -607,3 +607,157 @@ def test_claims_json_says_where_each_expectation_and_tolerance_comes_from(capsys
         assert record["provenance"] in ("paper", "literature", "measured") and record["tolerance_reason"].strip()
         assert record["tolerance"] == dict(claim.tolerance) and record["requires"] == dict(claim.requires)
     assert records["thm1.gxi"]["requires"]["biases"] is False
+
+
+# -- mutation testing, round 4: each test below fails on a mutant the file's other tests let through --
+ALPHA_TABLE = 0.0013498980316301035  # Phi(-3), the one-sided level, from a table (not from the code)
+
+
+# -- verification/confidence.py
+# Can fail (a mutant the other tests let through): pool_share dropped from the standard error
+def test_a_pool_share_adds_variance_that_more_draws_do_not_reduce():
+    """SE = sd sqrt(1/n + pool_share) (MeanTest's docstring), bound = mean - t_{n-1}(1 - ALPHA) SE."""
+    from scipy.stats import t
+
+    x = _values(1.0, 0.1, 100)  # sd 1 over 100 draws
+    sd = np.std(x, ddof=1)
+    pooled = MeanTest(threshold=0.0, pool_share=0.25).judge(x)
+    assert pooled.numbers["se"] == pytest.approx(sd * np.sqrt(1 / 100 + 0.25), rel=1e-12)
+    assert pooled.bound == pytest.approx(1.0 - t.ppf(1 - ALPHA_TABLE, 99) * sd * np.sqrt(0.26), rel=1e-9)
+    assert pooled.outcome == "inconclusive"  # 1 - 3.17 * 0.51 < 0: the pool's variance does not average out
+    assert MeanTest(threshold=0.0).judge(x).outcome == "holds"  # without a pool the same draws settle it
+
+
+# Can fail (a mutant the other tests let through): |mean - c| <= h held at ALPHA/2, not ALPHA
+def test_closeness_holds_on_one_sided_bounds_at_level_alpha():
+    """|mean - c| <= h holds when both one-sided bounds, each at level 1 - ALPHA, lie within c +- h (a two
+    one-sided test); only the refuting side takes ALPHA/2 (MeanTest._bounds' comment)."""
+    from scipy.stats import t
+
+    n, se = 16, 0.01
+    q_one, q_two = t.ppf(1 - ALPHA_TABLE, n - 1), t.ppf(1 - ALPHA_TABLE / 2, n - 1)
+    half_width = (q_one + q_two) / 2 * se  # between the two widths
+    judged = mean_within(0.0, half_width).judge(_values(0.0, se, n))
+    assert judged.numbers["upper"] == pytest.approx(q_one * se, rel=1e-9)
+    assert judged.outcome == "holds"
+
+
+# Can fail (a mutant the other tests let through): the refuting side of a no-spread |mean - c| test at ALPHA
+def test_closeness_without_spread_refutes_at_alpha_over_two_on_each_side():
+    """All n draws equal 0.5 in [-1, 1]: at level 1 - a the mean lies in [0.5 - 1.5 p, 0.5 + 0.5 p],
+    p = 1 - a^(1/n) (MeanTest's docstring). |mean - 0| <= 0.1 is refuted when 0.5 - 1.5 p > 0.1 with
+    a = ALPHA/2 (two ways to err), i.e. from n = 24; with a = ALPHA it would be from n = 22."""
+    test = mean_within(0.0, 0.1, support=(-1.0, 1.0))
+    for n in (22, 23, 24, 40):
+        judged = test.judge(np.full(n, 0.5))
+        p_refute, p_hold = 1 - (ALPHA_TABLE / 2) ** (1 / n), 1 - ALPHA_TABLE ** (1 / n)
+        assert judged.numbers["lower"] == pytest.approx(0.5 - 1.5 * p_refute, rel=1e-12)
+        assert judged.numbers["upper"] == pytest.approx(0.5 + 0.5 * p_hold, rel=1e-12)
+        assert judged.outcome == ("refuted" if n >= 24 else "inconclusive"), n
+
+
+# Can fail (a mutant the other tests let through): Clopper-Pearson parameters off by one
+@pytest.mark.parametrize("k, n", [(0, 10), (3, 10), (10, 10), (17, 40), (95, 100), (1, 2)])
+def test_share_bounds_are_the_exact_binomial_ones(k, n):
+    """Clopper-Pearson at level 1 - ALPHA each side: P(Bin(n, L) >= k) = ALPHA and P(Bin(n, U) <= k) = ALPHA
+    (L = 0 at k = 0, U = 1 at k = n), checked with SciPy's binomial tails, not the beta quantiles used."""
+    from scipy.stats import binom
+
+    judged = fraction_above(0.5, least=0.5).judge(np.r_[np.ones(k), np.zeros(n - k)])
+    lower, upper = judged.numbers["lower"], judged.numbers["upper"]
+    if k == 0:
+        assert lower == 0.0
+    else:
+        assert binom.sf(k - 1, n, lower) == pytest.approx(ALPHA_TABLE, rel=1e-6)
+    if k == n:
+        assert upper == 1.0
+    else:
+        assert binom.cdf(k, n, upper) == pytest.approx(ALPHA_TABLE, rel=1e-6)
+
+
+# Can fail (a mutant the other tests let through): the median's lower order statistic one place too high
+@pytest.mark.parametrize("n", [8, 10, 17, 64, 201])
+def test_the_medians_bounds_are_the_order_statistics_at_level_alpha(n):
+    """x_(j) (1-based) is a lower bound on the median at level 1 - ALPHA when P(x_(j) > median) =
+    P(Bin(n, 1/2) <= j - 1) <= ALPHA; the tightest is the largest such j, and x_(n + 1 - j) is the upper
+    bound by symmetry. No such j (n = 8: 2^-8 > ALPHA): the bounds are -inf and inf."""
+    from scipy.stats import binom
+
+    x = np.random.default_rng(n).permutation(np.arange(n, dtype=float))  # x_(j) = j - 1
+    js = [j for j in range(1, n + 1) if binom.cdf(j - 1, n, 0.5) <= ALPHA_TABLE]
+    lower, upper = (float(js[-1] - 1), float(n - js[-1])) if js else (-np.inf, np.inf)
+    assert MedianTest(threshold=0.0, direction="above").judge(x).bound == lower
+    assert MedianTest(threshold=0.0, direction="below").judge(x).bound == upper
+    assert MedianTest(threshold=0.0, direction="above").judge(x).counter_bound == upper
+
+
+# Can fail (a mutant the other tests let through): "below" strictness swapped
+@pytest.mark.parametrize("lower, upper, direction, strict, outcome", [
+    (-0.5, 0.0, "below", False, "holds"), (-0.5, 0.0, "below", True, "inconclusive"),
+    (0.0, 0.5, "below", True, "refuted"), (0.0, 0.5, "below", False, "inconclusive"),
+])
+def test_decide_at_the_threshold_below(lower, upper, direction, strict, outcome):
+    """The module docstring: holds when U <= threshold (< if strict); refuted when L > threshold (>=)."""
+    assert decide(lower, upper, 0.0, direction, strict) == outcome
+
+
+# Can fail (a mutant the other tests let through): draws_needed not scaled by the share of finite draws
+def test_draws_needed_count_the_declared_nan_draws_too():
+    """draws_needed is the number of draws in all: when half of them come out NaN, twice as many."""
+    finite = _values(0.198, 0.076, 8)
+    alone = mean_exceeds_zero.judge(finite)
+    half_nan = mean_exceeds_zero.judge(np.r_[finite, np.full(8, np.nan)])
+    assert alone.outcome == half_nan.outcome == "inconclusive" and half_nan.nonfinite == 8
+    assert alone.draws_needed is not None and half_nan.draws_needed == 2 * alone.draws_needed
+
+
+# -- verification/empirical.py
+# Can fail (a mutant the other tests let through): TAU_RANGE widened
+def test_a_difference_of_two_tau_b_lies_in_minus_two_two():
+    """tau-b lies in [-1, 1], so a tau-b or a difference of two lies in [-2, 2]: a draw outside is
+    refused, and equal draws c give the mean's lower bound c - p (c + 2), p = 1 - ALPHA^(1/n)."""
+    from attnverify.verification.empirical import tau_exceeds_zero
+
+    with pytest.raises(InputError, match="outside its declared support"):
+        tau_exceeds_zero.judge(np.full(8, 2.5))
+    judged = tau_exceeds_zero.judge(np.full(64, 0.5))
+    p = 1 - ALPHA_TABLE ** (1 / 64)
+    assert judged.numbers["lower"] == pytest.approx(0.5 - p * 2.5, rel=1e-12)
+    assert judged.numbers["upper"] == pytest.approx(0.5 + p * 1.5, rel=1e-12)
+
+
+# Can fail (a mutant the other tests let through): the claim's tolerance dropped from an every-draw limit
+def test_an_every_draw_check_allows_its_threshold_plus_the_claims_tolerance():
+    """EveryDrawCheck: the statistic must be at most `threshold` plus the claim's tolerance."""
+    z = _claim(summary=z_within(5.5), tolerance={"float64": 0.5, "float32": 0.5})
+    held = _judge(z, [0.5, 5.8, 1.0]).to_json()
+    assert held["verdict"] == "pass" and held["threshold"] == 6.0
+    assert held["target"] == "max |z| <= 6 (every draw)"
+    assert _judge(z, [0.5, 6.2, 1.0]).verdict == "fail"
+
+
+# Can fail (a mutant the other tests let through): np.all -> np.any in EveryDrawCheck.judge
+@pytest.mark.parametrize("bad", [np.nan, -np.inf, np.inf])
+def test_an_every_draw_statistic_is_inf_when_any_draw_is_not_finite(bad):
+    """EveryDrawCheck.judge: "the statistic, with inf if any draw is NaN / inf" (a -inf draw must not
+    leave the largest finite draw as the statistic, nor NaN)."""
+    value, numbers = z_within(3.0).judge(np.array([0.5, bad, 1.0]), 0.0)
+    assert value == np.inf and numbers["max |z|"] == np.inf
+
+
+# Can fail (a mutant the other tests let through): ratio's operands swapped
+def test_per_draw_measures_are_the_difference_the_ratio_and_the_left_side():
+    from attnverify.verification.empirical import difference, left, ratio
+
+    lhs, rhs = jnp.asarray(1.0), jnp.asarray(4.0)
+    assert float(ratio(lhs, rhs)) == 0.25 and float(difference(lhs, rhs)) == -3.0 and float(left(lhs, rhs)) == 1.0
+    assert ratio(lhs, rhs).shape == difference(lhs, rhs).shape == left(lhs, rhs).shape == ()
+
+
+# Can fail (a mutant the other tests let through): mean_within without its center
+def test_closeness_to_a_center_is_refuted_on_either_side_and_holds_at_it():
+    test = mean_within(0.5, 0.1)  # |mean - 0.5| <= 0.1
+    assert test.judge(_values(0.1, 0.01, 32)).outcome == "refuted"  # 0.4 below the center
+    assert test.judge(_values(0.9, 0.01, 32)).outcome == "refuted"  # 0.4 above it
+    assert test.judge(_values(0.5, 0.01, 32)).outcome == "holds"
+    assert test.judge(_values(0.1, 0.01, 32)).estimate == pytest.approx(0.4)

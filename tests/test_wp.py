@@ -177,7 +177,10 @@ def test_summaries_by_hand():
     assert cw.at_least(-0.02, support=cw.GAP).judge(np.zeros(400)).outcome == "holds"
     values = np.array([0.1, 0.2, 0.3, 0.4])
     se = cw.at_least(0.0)(values)["se"]
-    assert se > values.std(ddof=1) / 2  # the pool's own error is added to the draws' standard error
+    # the pool's own error is added to the draws' standard error: sd sqrt(1/n + pool share) (a bound
+    # "> sd / 2" let a mutant without the pool's share pass by 2 ulps)
+    assert se == pytest.approx(values.std(ddof=1) * np.sqrt(1 / 4 + cw.POOL_SHARE), rel=1e-12)
+    assert cw.POOL_SHARE > 0.01  # large enough that dropping it moves se by far more than the rel above
 
 
 def test_pool_documents_follow_the_task():
