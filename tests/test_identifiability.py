@@ -372,7 +372,7 @@ def test_fiber_moves_that_leave_the_fiber_are_caught(wrong, monkeypatch):
 # -- mutation testing, round 4: each test below fails on a mutant the file's other tests let through --
 
 
-# -- numerics/related/fiber.py
+# numerics/related/fiber.py
 # Can fail (a mutant the other tests let through): the sign of the dual infeasibility flipped
 def test_kkt_residuals_reject_a_vertex_whose_multiplier_is_negative_and_accept_the_optimum():
     """T = 3, one class, s = (0, 1, 2), alpha_hat = (0.2, 0.3, 0.5): the fiber is alpha(c) =
@@ -381,7 +381,6 @@ def test_kkt_residuals_reject_a_vertex_whose_multiplier_is_negative_and_accept_t
     rows fit mu exactly), but not optimal: its zero row's multiplier is negative, which only the dual
     infeasibility sees. A vertex that *is* optimal (alpha_hat chosen so that the optimum is clipped at 0)
     must pass."""
-
     S = jnp.array([[0.0], [1.0], [2.0]])
     best = 29 / 60
     optimum = jnp.array([best - 0.3, 1.3 - 2 * best, best])

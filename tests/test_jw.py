@@ -395,14 +395,12 @@ def test_the_protocol_of_a_text_ranks_its_words_with_shares_that_sum_to_one(tmp_
 # -- mutation testing, round 4: each test below fails on a mutant the file's other tests let through --
 
 
-# -- numerics/related/kendall.py
+# numerics/related/kendall.py
 # Can fail (a mutant the other tests let through): a tie term of the variance dropped (x0 y0 / (9 m (n - 2)))
 @pytest.mark.parametrize("n", [8, 15, 40])
 def test_kendall_matches_scipy_with_ties_in_both_inputs(n):
-    """The existing scipy comparison ties x only (y = x + noise, or fresh normals): the variance terms in
+    """The other scipy comparison ties x only (y = x + noise, or fresh normals): the variance terms in
     both inputs' tie sums (2 xtie ytie / m, x0 y0 / (9 m (n - 2))) were then always 0."""
-    import jax
-
     rng = np.random.default_rng(100 + n)
     tau_b = jax.jit(kendall_tau_b)
     for trial in range(6):
@@ -418,7 +416,6 @@ def test_kendall_matches_scipy_with_ties_in_both_inputs(n):
 def test_kendall_p_value_is_exact_up_to_scipys_size_limit(n):
     """scipy's method='auto' takes the exact null law up to n = 33 without ties, the normal one beyond:
     on either side of the switch the p-value must be scipy's (they differ by ~1e-3 relative here)."""
-
     rng = np.random.default_rng(n)
     x = rng.normal(size=n)
     y = x + 2.0 * rng.normal(size=n)
@@ -429,11 +426,10 @@ def test_kendall_p_value_is_exact_up_to_scipys_size_limit(n):
     assert 1e-6 < theirs.pvalue < 0.5  # a p-value where exact and normal laws differ
 
 
-# -- numerics/related/adversarial.py
+# numerics/related/adversarial.py
 # Can fail (a mutant the other tests let through): the eps-max JSD over every candidate, feasible or not
 def test_the_optimisers_eps_max_jsd_counts_only_candidates_within_eps():
     """selected_max_jsd: the largest JSD among candidates with |dp| <= eps, 0 if none (its docstring)."""
-
     search = nadv.Search(candidates=jnp.full((4, 3), 1 / 3), jsd=jnp.array([0.10, 0.50, 0.30, 0.20]),
                          delta_p=jnp.array([0.005, 0.020, 0.010, 0.0]))
     assert float(nadv.selected_max_jsd(search, 0.01)) == 0.30  # 0.50 moves the output by 0.02 > eps

@@ -297,11 +297,11 @@ def test_monte_carlo_needs_d_plus_one_masks_per_batch(d):
 # -- mutation testing, round 4: each test below fails on a mutant the file's other tests let through --
 
 
-# -- numerics/lime/limit.py
+# numerics/lime/limit.py
 def _additive_case(d, nu):
     from attnverify.numerics.lime.limit import enumerated_gamma
 
-    c0, c = 0.5, jnp.linspace(-1e-3, 1.4e-3, d)  # as tests/test_lime_limit.py's _bound_holds
+    c0, c = 0.5, jnp.linspace(-1e-3, 1.4e-3, d)  # as `_bound_holds` above
     gamma, _, magnitude = enumerated_gamma(lambda z: c0 + z @ c, d, nu, with_magnitude=True)
     return c0, c, gamma, magnitude
 

@@ -254,8 +254,7 @@ def test_agreement_is_the_mean_tau_over_distinct_pairs_and_over_the_saliency_met
 # Can fail (a mutant the other tests let through): alpha-avg |s-avg| read as alpha-avg x mean |s|
 def test_the_two_multi_head_readings_of_alpha_abs_s_are_as_defined():
     """importances' docstring: alpha_abs_s = 1/K sum_i alpha_t^(i) |s_t^(i)|, alpha_avg_abs_s =
-    alpha-avg_t |s-avg_t| with s-avg_t = 1/K sum_i s_t^(i); the existing test has one head, where they agree."""
-
+    alpha-avg_t |s-avg_t| with s-avg_t = 1/K sum_i s_t^(i); the other test has one head, where they agree."""
     params, tokens = draw(SPEC, 9)
     imp = ns.importances(params, tokens, SPEC)
     e = nm.embed(params, tokens, SPEC)

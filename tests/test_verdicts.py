@@ -613,7 +613,7 @@ def test_claims_json_says_where_each_expectation_and_tolerance_comes_from(capsys
 ALPHA_TABLE = 0.0013498980316301035  # Phi(-3), the one-sided level, from a table (not from the code)
 
 
-# -- verification/confidence.py
+# verification/confidence.py
 # Can fail (a mutant the other tests let through): pool_share dropped from the standard error
 def test_a_pool_share_adds_variance_that_more_draws_do_not_reduce():
     """SE = sd sqrt(1/n + pool_share) (MeanTest's docstring), bound = mean - t_{n-1}(1 - ALPHA) SE."""
@@ -711,7 +711,7 @@ def test_draws_needed_count_the_declared_nan_draws_too():
     assert alone.draws_needed is not None and half_nan.draws_needed == 2 * alone.draws_needed
 
 
-# -- verification/empirical.py
+# verification/empirical.py
 # Can fail (a mutant the other tests let through): TAU_RANGE widened
 def test_a_difference_of_two_tau_b_lies_in_minus_two_two():
     """tau-b lies in [-1, 1], so a tau-b or a difference of two lies in [-2, 2]: a draw outside is
