@@ -22,7 +22,7 @@ from typing import Any
 
 from attnverify import validate
 from attnverify.errors import InputError, out_of_memory
-from attnverify.spec import PAPER, SMALL, SWITCHES, ModelSpec, check_types
+from attnverify.spec import PAPER, SMALL, SWITCHES, ModelSpec, check_types, refuse_unknown_fields
 
 __all__ = ["DeriveResult", "ExplainResult", "VerifyResult", "derive", "explain", "verify"]
 
@@ -79,10 +79,7 @@ def _spec(spec: ModelSpec | None, default: ModelSpec, changes: dict[str, Any]) -
     spec = default if spec is None else spec
     if not isinstance(spec, ModelSpec):
         raise InputError(f"spec must be a ModelSpec, got {type(spec).__name__}")
-    known = {f.name for f in dataclasses.fields(ModelSpec)}
-    unknown = sorted(set(changes) - known)
-    if unknown:
-        raise InputError(f"unknown spec field(s) {', '.join(unknown)} (fields: {', '.join(sorted(known))})")
+    refuse_unknown_fields(type(spec), changes)  # before check_types, which reads each name's field
     check_types(changes)
     return spec.replace(**changes)
 
@@ -131,10 +128,11 @@ def _as_int(value: Any) -> Any:
         return value
 
 
-def _memory_refused(function):
-    """`function`, raising `InputError` where it runs out of memory, as the command line refuses
-    that in one line (XLA's allocator raises its own error, with a stack of JAX frames). Its
-    arguments' NumPy and JAX integers are the ints they hold (`_as_int`)."""
+def _as_the_command_line(function):
+    """`function` taking its arguments and refusing what it cannot do as the command line does: a
+    NumPy or JAX integer argument is the int it holds (`_as_int`), and running out of memory is an
+    `InputError` (the command line's one line; XLA's allocator raises its own error, with a stack of
+    JAX frames)."""
     @functools.wraps(function)
     def call(*args, **kwargs):
         args = tuple(map(_as_int, args))
@@ -151,7 +149,7 @@ def _memory_refused(function):
     return call
 
 
-@_memory_refused
+@_as_the_command_line
 def derive(what: str = "gradient", *, plugin: Any = None, spec: ModelSpec | None = None,
            explicit_check: bool = False, **changes: Any) -> DeriveResult:
     """``attnverify derive gradient``: nabla_{e_t} f by `sympy.diff` of the model's output, and
@@ -180,7 +178,7 @@ def derive(what: str = "gradient", *, plugin: Any = None, spec: ModelSpec | None
 
 
 # -- verify ----------------------------------------------------------------------------------
-@_memory_refused
+@_as_the_command_line
 def verify(claims: str | Sequence[str] = "all", *, plugin: Any = None, spec: ModelSpec | None = None,
            claims_module: str | Sequence[str] = (), trials: int = 64, seed: int = 0, dtype: str = "float64",
            scale: float = 1.0, chunk_size: int = 256, progress: bool = False, **changes: Any) -> VerifyResult:
@@ -217,7 +215,7 @@ def verify(claims: str | Sequence[str] = "all", *, plugin: Any = None, spec: Mod
 
 
 # -- explain ---------------------------------------------------------------------------------
-@_memory_refused
+@_as_the_command_line
 def explain(text: str, *, model: str | Path | None = None, plugin: Any = None, spec: ModelSpec | None = None,
             seed: int = 0, lime_samples: int | None = None, lime_runs: int = 1, nu: float = 0.25,
             removal: str = "delete", lime_limit_samples: int | None = None, **changes: Any) -> ExplainResult:

@@ -23,6 +23,13 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+#: Flags meant to be given again: each occurrence adds (``--claims-module a --claims-module b``) or acts.
+_REPEATABLE = (argparse._AppendAction, argparse._AppendConstAction, argparse._CountAction, argparse._HelpAction,
+               argparse._VersionAction)
+_ONCE: dict[type, type] = {}  # an action class -> its subclass that refuses a second occurrence
+_GIVEN = "_flags_given"  # the namespace's record of the flags seen; `forget_flags_given` removes it
+
+
 def refuse_repeated_flags(parser: argparse.ArgumentParser) -> None:
     """Make every flag of `parser`'s commands refuse a second occurrence, which argparse would let
     silently replace the first (``explain --text a --text b`` explained b alone; ``--nu 0.1 --nu 0.2``
@@ -34,15 +41,6 @@ def refuse_repeated_flags(parser: argparse.ArgumentParser) -> None:
                 refuse_repeated_flags(command)
         elif action.option_strings and not isinstance(action, _REPEATABLE):
             action.__class__ = _given_once(type(action))
-
-
-#: Flags meant to be given again: each occurrence adds (``--claims-module a --claims-module b``) or acts.
-_REPEATABLE = (argparse._AppendAction, argparse._AppendConstAction, argparse._CountAction, argparse._HelpAction,
-               argparse._VersionAction)
-
-
-_ONCE: dict[type, type] = {}
-_GIVEN = "_flags_given"  # the namespace's record of the flags seen; `forget_flags_given` removes it
 
 
 def _given_once(kind: type) -> type:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -135,18 +135,21 @@ class ModelSpec:
     def from_dict(cls, data: dict[str, Any]) -> ModelSpec:
         if not isinstance(data, dict):
             raise InputError(f"spec: expected a dict of fields, got {type(data).__name__}")
-        known = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(str(name) for name in set(data) - set(known))
-        if unknown:
-            raise InputError(f"spec: unknown field(s) {', '.join(unknown)}")
+        refuse_unknown_fields(cls, data)
         check_types(data)
         return cls(**data)
 
     def replace(self, **changes: Any) -> ModelSpec:
-        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
-        if unknown:
-            raise InputError(f"spec: unknown field(s) {', '.join(unknown)}")
+        refuse_unknown_fields(type(self), changes)
         return dataclasses.replace(self, **changes)
+
+
+def refuse_unknown_fields(cls: type, names: Iterable[Any]) -> None:
+    """One-line `InputError` naming those of `names` that are no field of the spec class `cls`."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(str(name) for name in set(names) - known)
+    if unknown:
+        raise InputError(f"spec: unknown field(s) {', '.join(unknown)} (fields: {', '.join(sorted(known))})")
 
 
 def _is_a(kind: str, value: Any) -> bool:

@@ -111,7 +111,7 @@ def test_explain_records_are_the_cli_json(variant, tmp_path, capsys):
 
 
 def test_api_bad_input_is_an_input_error(variant):
-    with pytest.raises(InputError, match="unknown spec field"):
+    with pytest.raises(InputError, match="spec: unknown field"):
         attnverify.derive(plugin=variant, heads_count=3)
     with pytest.raises(InputError, match="no such file"):
         attnverify.derive(plugin=variant.with_name("missing.py"))

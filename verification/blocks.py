@@ -241,13 +241,20 @@ def claim_block(claim: Claim, spec: ModelSpec, *, seed: int, dtype: str, scale: 
 
 
 _UNDEFINED: OrderedDict[tuple, Callable] = OrderedDict()
+_UNDEFINED_DRAWS: OrderedDict[tuple, np.ndarray] = OrderedDict()
 
 
 def model_undefined(spec: ModelSpec, *, trials: int, seed: int, dtype: str, scale: float) -> np.ndarray:
     """Per draw 0..trials-1 of a plugin spec's sweep: True where the model's explained output itself
     is NaN or infinite on the draw's parameters and document (where a model that declares
     ``nonfinite_reason`` is undefined), computed from the very draws the claims were swept on, in the
-    same blocks (`block_size`)."""
+    same blocks (`block_size`); once per sweep settings, for every claim judged on them."""
+    return _remember(_UNDEFINED_DRAWS, (spec, trials, seed, dtype, scale),
+                     lambda: _model_undefined(spec, trials=trials, seed=seed, dtype=dtype, scale=scale),
+                     MAX_CACHED_PROGRAMS)
+
+
+def _model_undefined(spec: ModelSpec, *, trials: int, seed: int, dtype: str, scale: float) -> np.ndarray:
     from attnverify.numerics import plugin_model as pm
 
     def make():
@@ -271,6 +278,7 @@ def forget_programs() -> None:
     _MEASURES.clear()
     _SHARED.clear()
     _UNDEFINED.clear()
+    _UNDEFINED_DRAWS.clear()
 
 
 # -- compile time ---------------------------------------------------------------------------

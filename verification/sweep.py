@@ -327,8 +327,10 @@ def judge_claim(claim: Claim, spec: ModelSpec, errors: np.ndarray, *, trials: in
     # an identity, or a check of every draw (its statistic is their largest): one draw decides it. An undeclared
     # NaN / inf draw is the worst; declared ones are left out.
     if claim.summary is None or isinstance(claim.summary, EveryDrawCheck):
-        bad = np.flatnonzero(~finite_mask) if not allowed else np.array([], int)
-        bad = uncovered if uncovered is not None else bad  # the NaN draws the model's reason does not cover
+        if uncovered is not None:  # the NaN draws a plugin model's reason does not cover
+            bad = uncovered
+        else:
+            bad = np.flatnonzero(~finite_mask) if not allowed else np.array([], int)
         if bad.size or finite_mask.any():
             worst_draw = int(bad[0]) if bad.size else int(np.argmax(np.where(finite_mask, errors, -np.inf)))
     if verdict == "fail" and scale != 1.0:
@@ -428,14 +430,14 @@ def _finding(claim: Claim, spec: ModelSpec, verdict: str, judgement, statistics:
         return None
     if verdict == "fail" and nonfinite and claim.nonfinite_reason is None:
         plugin = getattr(spec, "plugin", None)
-        where = (f" The model of plugin {plugin.name} may be undefined on these draws (a log or square root of a "
-                 "negative number, 0/0) or overflow there." if plugin is not None else "")
         if uncovered is not None:
             return (f"{nonfinite} of {draws} draws are NaN/inf, {uncovered.size} of them where the output of plugin "
                     f"{plugin.name}'s model is a number (first: draw {uncovered[0]}): what the model declares "
                     f"({plugin.model.nonfinite_reason}) covers the draws where it is undefined, not these, where a "
                     "side of the comparison is NaN (a formula undefined where the model is not, or a gradient lost "
                     "to overflow).")
+        where = (f" The model of plugin {plugin.name} may be undefined on these draws (a log or square root of a "
+                 "negative number, 0/0) or overflow there." if plugin is not None else "")
         return (f"{nonfinite} of {draws} draws are NaN/inf: a draw that cannot be computed is no evidence, and "
                 f"the claim declares no reason for them (Claim.nonfinite_reason).{where}")
     if verdict == "inconclusive":
