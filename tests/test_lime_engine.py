@@ -6,11 +6,14 @@ import numpy as np
 import pytest
 from attnverify.numerics.draws import draw_params
 from attnverify.numerics.lime import evaluation as lime_eval
+from attnverify.numerics.lime import ratio_form as lime_ratio
 from attnverify.numerics.lime import structured as lime_structured
 from attnverify.numerics.lime.document import lime_document, perturb, random_document
 from attnverify.numerics.lime.engine import lime_explain
+from attnverify.numerics.lime.limit import masks_from_index
 from attnverify.numerics.lime.ridge import weighted_ridge
 from attnverify.numerics.lime.sampling import cosine_distance, kernel_weights, sample_masks
+from attnverify.numerics.lime.structured import aggregate, link
 from sklearn.linear_model import Ridge
 
 from attnverify.errors import InputError
@@ -125,6 +128,67 @@ def test_paths_agree_with_the_true_model(changes):
         other = lime_eval.outputs(params, doc, z, spec=spec, removal="replace" if removal == "delete"
                                   else "delete", path="generic")
         assert float(jnp.max(jnp.abs(other - ref))) > 1e-6
+
+
+def _written_ratio(form, z):
+    """(A + z.u) / (B + z.v) per head, as docs/theory.md §6.5 writes it: the formula under test."""
+    numerator = form.A + jnp.einsum("nj,ijc->nic", z, form.u)
+    return numerator / (form.B + z @ form.v.T)[..., None] + form.head_bias
+
+
+@pytest.mark.parametrize("scale, dtype, seed, one_shift", [
+    (30.0, jnp.float64, 3, True),  # UNK outweighs a word: the written form cancels (4e-11)
+    (1000.0, jnp.float64, 2, False),  # scores spread beyond exp's range: one shift per mask
+    (300.0, jnp.float32, 2, False),
+])
+def test_the_ratio_path_is_exact_where_attention_saturates(scale, dtype, seed, one_shift):
+    # Every one of the 2^6 masks against the true model (the generic path), within the claims'
+    # tolerances (lime.ratio_form_exact: 1e-12 in float64, 1e-4 in float32) relative to the
+    # largest output. Controls: the written form from the same sums, and the one-shift branch
+    # alone where the per-mask one is taken, miss it (or are NaN) on these draws.
+    params = draw_params(jax.random.PRNGKey(seed), SPEC, scale=scale, dtype=dtype)
+    doc = _doc(1)
+    z = masks_from_index(jnp.arange(2**6), 6, dtype)
+    truth = lime_eval.outputs(params, doc, z, spec=SPEC, removal="replace", path="generic")
+    form = lime_ratio.ratio_form(params, doc, SPEC, 6)
+    tolerance = (1e-12 if dtype == jnp.float64 else 1e-4) * float(jnp.max(jnp.abs(truth)))
+
+    def error(heads):
+        return float(jnp.max(jnp.abs(link(aggregate(heads, SPEC), SPEC) - truth)))
+
+    assert bool(jnp.all(form.floor() - form.top() > 0.5 * jnp.log(jnp.finfo(dtype).tiny))) == one_shift
+    assert error(lime_ratio.heads(form, z)) <= tolerance
+    assert not error(_written_ratio(form, z)) <= tolerance  # NaN fails too
+    if not one_shift:
+        assert not error(lime_ratio._one_shift(form, z, True) + form.head_bias) <= tolerance
+
+
+def test_the_ratio_paths_two_branches_have_the_same_values_and_derivatives():
+    # The extension to real z (docs/theory.md §6.5) is one function, whatever the shift: both
+    # branches and the written form agree at init scale 1, where none of them loses precision, in
+    # value and in jax.grad, at the mean mask and at binary masks (where the per-mask branch's
+    # derivative reads terms the mask does not weight).
+    params = draw_params(jax.random.PRNGKey(3), SPEC)
+    form = lime_ratio.ratio_form(params, _doc(1), SPEC, 6)
+    # On this draw one head scores UNK above every word and [CLS]: at z = 1 its per-mask shift m
+    # is below a term the mask does not weight, whose factor exp(g - m) > 1 the derivative reads.
+    assert bool(jnp.any(form.unk.top.max(axis=1) > jnp.maximum(form.fixed.top[:, 0], form.word.top.max(axis=1))))
+    branches = {"one shift": lambda z: lime_ratio._one_shift(form, z, True) + form.head_bias,
+                "per mask": lambda z: lime_ratio._shift_per_mask(form, z, True) + form.head_bias,
+                "written": lambda z: _written_ratio(form, z[None])[0]}
+    points = [jnp.full(6, 5 / 12), jnp.ones(6), jnp.zeros(6), jnp.array([1.0, 0, 1, 1, 0, 0])]
+    for z in points:
+        values = {name: jax.value_and_grad(lambda z, f=f: link(aggregate(f(z), SPEC), SPEC))(z)
+                  for name, f in branches.items()}
+        value, grad = values["written"]
+        for name, (v, g) in values.items():
+            assert abs(float(v - value)) <= 1e-12 * abs(float(value)), (name, z)
+            np.testing.assert_allclose(g, grad, rtol=1e-10, atol=1e-14 * float(jnp.max(jnp.abs(grad))),
+                                       err_msg=f"{name} at {z}")
+    # Can fail: a branch that dropped the UNK terms' derivative is another function.
+    dropped = jax.grad(lambda z: link(aggregate(lime_ratio._shift_per_mask(
+        form._replace(unk=form.unk._replace(weight=form.unk.weight * 0)), z, True) + form.head_bias, SPEC), SPEC))
+    assert not np.allclose(dropped(points[-1]), grad, rtol=1e-6)
 
 
 def test_deletion_carries_only_the_positions_that_hold_words():

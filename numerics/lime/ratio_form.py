@@ -12,6 +12,17 @@ weight w_t = exp(gamma_t), read-out s_t) or UNK (z_j = 0: w~_t, s~_t), and for b
 where the tilde quantities are those of the all-UNK document. This is exact on binary
 masks, for any value map (tanh included), and costs O(K d) per mask: the fast path of the
 exact limit in ``replace`` mode and the object the improved closed form linearises.
+
+**How it is evaluated** (docs/theory.md §10.5). Not as written: B_i + z.v_i adds w~_t in B_i and
+takes it away in v_ij for every kept word, which cancels where UNK outweighs the word; and one
+softmax shift for every mask underflows a mask whose weighted scores all lie far below the largest
+(at ``--scale 10`` the written form was off by 8e-11 in float64 and 4e-4 in float32; at scale 30
+it gave NaN). `RatioForm` keeps, per head and feature, the sums with the word and with UNK apart,
+each shifted by its own largest score g (`Shifted`); `heads` adds only the terms a mask weights
+(z_j times the word's, 1 - z_j times UNK's, and those of [CLS] and padding), each scaled by
+exp(g - m): m is the head's largest score where that keeps every binary mask's denominator above
+sqrt(tiny), else each mask's own largest weighted score. Nothing is subtracted, and any m gives
+the same ratio and the same derivative in z.
 """
 
 from __future__ import annotations
@@ -29,12 +40,50 @@ from jaxtyping import Array, Float
 from attnverify.spec import ModelSpec
 
 
+class Shifted(NamedTuple):
+    """Per head and group of positions (a feature's, or the positions no mask touches: [CLS] and
+    padding): the largest score g, and the sums of exp(gamma_t - g) and exp(gamma_t - g) s_t."""
+
+    top: Float[Array, "K G"]
+    weight: Float[Array, "K G"]
+    readout: Float[Array, "K G C"]
+
+
 class RatioForm(NamedTuple):
-    A: Float[Array, "K C"]
-    B: Float[Array, " K"]
-    u: Float[Array, "K d C"]
-    v: Float[Array, "K d"]
+    word: Shifted  # positions of feature j holding its word (G = d)
+    unk: Shifted  # the same positions holding UNK (G = d)
+    fixed: Shifted  # [CLS] and padding, the same in every mask (G = 1)
     head_bias: Float[Array, "K C"]
+
+    def top(self) -> Float[Array, " K"]:
+        """Each head's largest score, over every group."""
+        return jnp.maximum(self.fixed.top[:, 0], jnp.maximum(self.word.top.max(axis=1), self.unk.top.max(axis=1)))
+
+    def floor(self) -> Float[Array, " K"]:
+        """A score that every binary mask weights at least one term of: [CLS]'s, or for a feature the
+        smaller of its word's and UNK's (one of the two is in every mask)."""
+        return jnp.maximum(self.fixed.top[:, 0], jnp.minimum(self.word.top, self.unk.top).max(axis=1))
+
+    def scaled(self, part: Shifted) -> tuple[Float[Array, "K G"], Float[Array, "K G C"]]:
+        """A group's sums of w_t and w_t s_t with one shift for the whole head (`top`)."""
+        scale = jnp.exp(part.top - self.top()[:, None])
+        return scale * part.weight, scale[..., None] * part.readout
+
+    @property
+    def A(self) -> Float[Array, "K C"]:
+        return self.scaled(self.fixed)[1][:, 0] + self.scaled(self.unk)[1].sum(axis=1)
+
+    @property
+    def B(self) -> Float[Array, " K"]:
+        return self.scaled(self.fixed)[0][:, 0] + self.scaled(self.unk)[0].sum(axis=1)
+
+    @property
+    def u(self) -> Float[Array, "K d C"]:
+        return self.scaled(self.word)[1] - self.scaled(self.unk)[1]
+
+    @property
+    def v(self) -> Float[Array, "K d"]:
+        return self.scaled(self.word)[0] - self.scaled(self.unk)[0]
 
 
 def unsupported(spec: ModelSpec) -> str | None:
@@ -55,30 +104,66 @@ def per_position(params: nm.Params, tokens, spec: ModelSpec):
     return nm.scores(params, e, spec), nm.readouts(params, e, spec)
 
 
-@functools.partial(jax.jit, static_argnames=("spec", "d"))
-def ratio_form(params: nm.Params, doc: LimeDocument, spec: ModelSpec, d: int) -> RatioForm:
-    """A, B, u, v of every head for the document (requires ``query="cls"``)."""
-    gamma, s = per_position(params, doc.tokens, spec)
-    gamma_t, s_t = per_position(params, all_removed(doc), spec)
-    shift = jax.lax.stop_gradient(jnp.maximum(gamma.max(axis=1), gamma_t.max(axis=1)))[:, None]
-    w, w_t = jnp.exp(gamma - shift), jnp.exp(gamma_t - shift)  # (K, T), all <= 1
-    u = feature_sum(jnp.moveaxis(w[..., None] * s - w_t[..., None] * s_t, 1, 0), doc, d)
-    v = feature_sum((w - w_t).T, doc, d)
-    bias = params.b_l if spec.biases else jnp.zeros(s.shape[::2], s.dtype)
-    return RatioForm(
-        A=jnp.einsum("it,itc->ic", w_t, s_t),
-        B=w_t.sum(axis=1),
-        u=jnp.moveaxis(u, 0, 1),
-        v=v.T,
-        head_bias=bias,
+def shifted(gamma: Float[Array, "K T"], s: Float[Array, "K T C"], doc: LimeDocument, d: int) -> Shifted:
+    """`Shifted` sums of one token array over the d features' positions and, last, the others."""
+    segment = jnp.where(doc.feature >= 0, doc.feature, d)
+    top = jax.ops.segment_max(gamma.T, segment, num_segments=d + 1).T  # (K, d + 1)
+    w = jnp.exp(gamma - top[:, segment])  # at most 1 in each group
+    return Shifted(
+        top=top,
+        weight=jax.ops.segment_sum(w.T, segment, num_segments=d + 1).T,
+        readout=jnp.moveaxis(jax.ops.segment_sum(jnp.moveaxis(w[..., None] * s, 1, 0), segment,
+                                                 num_segments=d + 1), 0, 1),
     )
 
 
+@functools.partial(jax.jit, static_argnames=("spec", "d"))
+def ratio_form(params: nm.Params, doc: LimeDocument, spec: ModelSpec, d: int) -> RatioForm:
+    """The shifted sums of every head for the document (requires ``query="cls"``)."""
+    word = shifted(*per_position(params, doc.tokens, spec), doc, d)
+    unk = shifted(*per_position(params, all_removed(doc), spec), doc, d)
+    split = lambda part, group: Shifted(*(x[:, group] for x in part))  # noqa: E731
+    bias = params.b_l if spec.biases else jnp.zeros(word.readout.shape[::2], word.readout.dtype)
+    return RatioForm(word=split(word, slice(0, d)), unk=split(unk, slice(0, d)),
+                     fixed=split(word, slice(d, d + 1)), head_bias=bias)
+
+
 def heads(form: RatioForm, z: Float[Array, "*b d"]) -> Float[Array, "*b K C"]:
-    """f_i for masks z (binary for the exact model; any real z for its extension)."""
-    numerator = form.A + jnp.einsum("...j,ijc->...ic", z, form.u)
-    denominator = form.B + jnp.einsum("...j,ij->...i", z, form.v)
-    return numerator / denominator[..., None] + form.head_bias
+    """f_i for masks z (binary for the exact model; any real z for its extension), as the
+    weighted terms' sums (no term subtracted): with one shift per head where that leaves every
+    binary mask's denominator above sqrt(tiny), else with one shift per mask."""
+    safe = jnp.all(form.floor() - form.top() > 0.5 * jnp.log(jnp.finfo(form.word.weight.dtype).tiny))
+    return jax.lax.cond(safe, _one_shift, _shift_per_mask, form, z, safe) + form.head_bias
+
+
+def _one_shift(form: RatioForm, z: Float[Array, "*b d"], safe) -> Float[Array, "*b K C"]:
+    (word_w, word_s), (unk_w, unk_s), (fixed_w, fixed_s) = map(form.scaled, (form.word, form.unk, form.fixed))
+    numerator = fixed_s[:, 0] + jnp.einsum("...j,ijc->...ic", z, word_s) + jnp.einsum("...j,ijc->...ic", 1 - z, unk_s)
+    denominator = fixed_w[:, 0] + jnp.einsum("...j,ij->...i", z, word_w) + jnp.einsum("...j,ij->...i", 1 - z, unk_w)
+    # Under vmap both branches run; where this one is not `safe` its denominator may underflow to 0,
+    # and 1 in its place keeps that unused value, and its derivative, finite (never NaN).
+    return numerator / jnp.where(safe, denominator, 1)[..., None]
+
+
+def _shift_per_mask(form: RatioForm, z: Float[Array, "*b d"], _safe) -> Float[Array, "*b K C"]:
+    z = z[..., None, :]  # (*b, 1, d): the same mask for every head
+    # m: the largest score among the terms the mask weights ([CLS] always; a word where z_j != 0,
+    # UNK where z_j != 1). Any m gives the same ratio; this one keeps every weighted term <= 1.
+    m = jax.lax.stop_gradient(jnp.maximum(
+        form.fixed.top[:, 0],
+        jnp.maximum(jnp.max(jnp.where(z != 0, form.word.top, -jnp.inf), axis=-1),
+                    jnp.max(jnp.where(z != 1, form.unk.top, -jnp.inf), axis=-1))))  # (*b, K)
+    # A term the mask does not weight may score above m: its factor is capped (the value multiplies
+    # it by 0; only a derivative at a binary mask reads it).
+    cap = 0.5 * jnp.log(jnp.finfo(form.word.weight.dtype).max)
+    on = z * jnp.exp(jnp.minimum(form.word.top - m[..., None], cap))
+    off = (1 - z) * jnp.exp(jnp.minimum(form.unk.top - m[..., None], cap))
+    fixed = jnp.exp(form.fixed.top[:, 0] - m)  # (*b, K), at most 1
+    numerator = (fixed[..., None] * form.fixed.readout[:, 0] + jnp.einsum("...ij,ijc->...ic", on, form.word.readout)
+                 + jnp.einsum("...ij,ijc->...ic", off, form.unk.readout))
+    denominator = (fixed * form.fixed.weight[:, 0] + jnp.einsum("...ij,ij->...i", on, form.word.weight)
+                   + jnp.einsum("...ij,ij->...i", off, form.unk.weight))
+    return numerator / denominator[..., None]
 
 
 def output(form: RatioForm, z: Float[Array, "*b d"], spec: ModelSpec) -> Float[Array, "*b"]:
