@@ -7,10 +7,17 @@ such calls at once as the pool has threads (one per core), every thread of the p
 work that no thread is left to do, and the run hangs at 0 % CPU. On a 2-core machine two
 independent calls suffice: the support-necessity claim compares two trained models, each with
 a batched least-squares solve, and with jaxlib 0.10.2 it hung in about one run in ten (native
-stacks: both pool threads in ``jax::ParallelBatchMap`` under ``lapack_dgesdd_ffi``). jaxlib
-0.9.2 has no such path, and from 0.11.1 open-source builds leave it out, so the package's
-requirements exclude 0.10.* and 0.11.0 (pyproject.toml). `warn_known_defects` says so when a
-forced install has one of them anyway.
+stacks: both pool threads in ``jax::ParallelBatchMap`` under ``lapack_dgesdd_ffi``). From 0.11.1
+open-source builds leave that path out, so the package's requirements exclude 0.10.* and 0.11.0
+(pyproject.toml). `warn_known_defects` says so when a forced install has one of them anyway.
+
+**jaxlib 0.9.2: the SVD alone.** Its SVD kernels are the only LAPACK kernels that take the pool
+(``nm`` of ``jaxlib/cpu/_lapack.so``), and they do the same: ``verify --scale 10`` hung at 0 % CPU
+after 20 minutes, both pool threads in ``jax::SingularValueDecomposition`` under
+``lapack_dgesdd_ffi`` (an identifiability claim's two sweep blocks, one on each CPU device), and
+a batch of 128 SVDs of 64 x 64 matrices on each of the two devices hangs within a minute. The
+package's SVDs therefore go through `numerics.svd`, which under `jax.vmap` calls the kernel one
+matrix at a time (the same stress test then runs 100 rounds).
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from attnverify.numerics.related.jain_wallace import jsd
+from attnverify.numerics.svd import least_squares, left_singular_vectors, singular_values
 from jaxtyping import Array, Float
 
 from attnverify.errors import InputError
@@ -42,7 +43,7 @@ def augmented(S: Float[Array, "T C"]) -> Float[Array, "T r"]:
 
 def numerical_rank(M: Float[Array, "m n"], rtol: float | None = None) -> jnp.ndarray:
     """Number of singular values above rtol * largest (default: max(m, n) * machine epsilon)."""
-    sigma = jnp.linalg.svd(M, compute_uv=False)
+    sigma = singular_values(M)
     if rtol is None:
         rtol = max(M.shape) * jnp.finfo(M.dtype).eps
     return jnp.sum(sigma > rtol * sigma[0])
@@ -52,8 +53,7 @@ def fiber_directions(S: Float[Array, "T C"]) -> Float[Array, "T T-C-1"]:
     """An orthonormal basis of {delta : S^T delta = 0, 1^T delta = 0}, for a generic S
     (rank[S 1] = C + 1): the last T - C - 1 left singular vectors of [S 1]."""
     tid.check_positions(S.shape[0])
-    U, _, _ = jnp.linalg.svd(augmented(S), full_matrices=True)
-    return U[:, S.shape[1] + 1:]
+    return left_singular_vectors(augmented(S))[:, S.shape[1] + 1:]
 
 
 def fiber_moves(alpha_hat: Float[Array, " T"], S: Float[Array, "T C"], fraction: float = 0.5
@@ -171,8 +171,7 @@ def fiber_max_jsd(alpha_hat: Float[Array, " T"], S: Float[Array, "T C"], tol: fl
 # -- Brunner's effective attention ---------------------------------------------------------------
 def projection(M: Float[Array, "T n"], alpha: Float[Array, " T"]) -> Float[Array, " T"]:
     """The orthogonal projection of alpha onto col(M) (least squares, rank-revealing)."""
-    coefficients, *_ = jnp.linalg.lstsq(M, alpha)
-    return M @ coefficients
+    return M @ least_squares(M, alpha)
 
 
 def effective_attention(alpha_hat: Float[Array, " T"], M: Float[Array, "T n"]) -> Float[Array, " T"]:
@@ -216,7 +215,7 @@ def candidate_min_norm(alpha_hat: Float[Array, " T"], S: Float[Array, "T C"]) ->
     mu minimising the dual |max(0, [S 1] mu)|^2 / 2 - mu^T [S 1]^T alpha_hat."""
     B = augmented(S)
     target = B.T @ alpha_hat
-    start, *_ = jnp.linalg.lstsq(B.T @ B, target)
+    start = least_squares(B.T @ B, target)
 
     def dual(mu):
         return 0.5 * jnp.sum(jax.nn.relu(B @ mu) ** 2) - mu @ target
@@ -277,7 +276,7 @@ def kkt_residuals(name: str, alpha: Float[Array, " T"], S: Float[Array, "T C"]) 
     B = augmented(S)
     g = jax.grad(objective)(alpha)
     free = alpha > 0 if nonnegative else jnp.ones(alpha.shape, bool)
-    mu, *_ = jnp.linalg.lstsq(jnp.where(free[:, None], B, 0.0), jnp.where(free, g, 0.0))
+    mu = least_squares(jnp.where(free[:, None], B, 0.0), jnp.where(free, g, 0.0))
     r = g - B @ mu
     scale = jnp.max(jnp.where(free, jnp.abs(g), 0.0))
     stationarity = jnp.max(jnp.where(free, jnp.abs(r), 0.0)) / scale
