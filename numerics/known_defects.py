@@ -12,10 +12,11 @@ open-source builds leave that path out, so the package's requirements exclude 0.
 (pyproject.toml). `warn_known_defects` says so when a forced install has one of them anyway.
 
 **jaxlib 0.9.2: the SVD alone.** Its SVD kernels are the only LAPACK kernels that take the pool
-(``nm`` of ``jaxlib/cpu/_lapack.so``), and they do the same: ``verify --scale 10`` hung at 0 % CPU
-after 20 minutes, both pool threads in ``jax::SingularValueDecomposition`` under
-``lapack_dgesdd_ffi`` (an identifiability claim's two sweep blocks, one on each CPU device), and
-a batch of 128 SVDs of 64 x 64 matrices on each of the two devices hangs within a minute. The
+(``nm`` of ``jaxlib/cpu/_lapack.so``), and they do the same: ``verify identifiability --scale 10
+--trials 1000`` hung at 0 % CPU within two minutes, both pool threads in
+``jax::SingularValueDecomposition`` under ``lapack_dgesdd_ffi`` (a claim's two sweep blocks, one
+on each CPU device), and a batch of 128 SVDs of 64 x 64 matrices on each of the two devices hangs
+within a minute. The
 package's SVDs therefore go through `numerics.svd`, which under `jax.vmap` calls the kernel one
 matrix at a time (the same stress test then runs 100 rounds).
 """

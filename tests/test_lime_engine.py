@@ -131,7 +131,7 @@ def test_paths_agree_with_the_true_model(changes):
 
 
 def _written_ratio(form, z):
-    """(A + z.u) / (B + z.v) per head, as docs/theory.md §6.5 writes it: the formula under test."""
+    """(A + z.u) / (B + z.v) per head, evaluated as docs/theory.md §6.5 writes it (the control)."""
     numerator = form.A + jnp.einsum("nj,ijc->nic", z, form.u)
     return numerator / (form.B + z @ form.v.T)[..., None] + form.head_bias
 
@@ -156,7 +156,7 @@ def test_the_ratio_path_is_exact_where_attention_saturates(scale, dtype, seed, o
     def error(heads):
         return float(jnp.max(jnp.abs(link(aggregate(heads, SPEC), SPEC) - truth)))
 
-    assert bool(jnp.all(form.floor() - form.top() > 0.5 * jnp.log(jnp.finfo(dtype).tiny))) == one_shift
+    assert bool(jnp.all(form.floor() - form.highest() > 0.5 * jnp.log(jnp.finfo(dtype).tiny))) == one_shift
     assert error(lime_ratio.heads(form, z)) <= tolerance
     assert not error(_written_ratio(form, z)) <= tolerance  # NaN fails too
     if not one_shift:
@@ -185,7 +185,7 @@ def test_the_ratio_paths_two_branches_have_the_same_values_and_derivatives():
             assert abs(float(v - value)) <= 1e-12 * abs(float(value)), (name, z)
             np.testing.assert_allclose(g, grad, rtol=1e-10, atol=1e-14 * float(jnp.max(jnp.abs(grad))),
                                        err_msg=f"{name} at {z}")
-    # Can fail: a branch that dropped the UNK terms' derivative is another function.
+    # Can fail: another function (UNK's weights dropped) is told apart by its gradient here.
     dropped = jax.grad(lambda z: link(aggregate(lime_ratio._shift_per_mask(
         form._replace(unk=form.unk._replace(weight=form.unk.weight * 0)), z, True) + form.head_bias, SPEC), SPEC))
     assert not np.allclose(dropped(points[-1]), grad, rtol=1e-6)

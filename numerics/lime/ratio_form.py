@@ -55,7 +55,7 @@ class RatioForm(NamedTuple):
     fixed: Shifted  # [CLS] and padding, the same in every mask (G = 1)
     head_bias: Float[Array, "K C"]
 
-    def top(self) -> Float[Array, " K"]:
+    def highest(self) -> Float[Array, " K"]:
         """Each head's largest score, over every group."""
         return jnp.maximum(self.fixed.top[:, 0], jnp.maximum(self.word.top.max(axis=1), self.unk.top.max(axis=1)))
 
@@ -65,8 +65,8 @@ class RatioForm(NamedTuple):
         return jnp.maximum(self.fixed.top[:, 0], jnp.minimum(self.word.top, self.unk.top).max(axis=1))
 
     def scaled(self, part: Shifted) -> tuple[Float[Array, "K G"], Float[Array, "K G C"]]:
-        """A group's sums of w_t and w_t s_t with one shift for the whole head (`top`)."""
-        scale = jnp.exp(part.top - self.top()[:, None])
+        """A group's sums of w_t and w_t s_t with one shift for the whole head (`highest`)."""
+        scale = jnp.exp(part.top - self.highest()[:, None])
         return scale * part.weight, scale[..., None] * part.readout
 
     @property
@@ -90,12 +90,6 @@ def unsupported(spec: ModelSpec) -> str | None:
     if spec.query != "cls":
         return "query='mean' changes with the mask, so a head is not a ratio of affine functions"
     return None
-
-
-def feature_sum(values: Float[Array, " T *rest"], doc: LimeDocument, d: int) -> Float[Array, " d *rest"]:
-    """Sum of `values` over the positions of each feature (P_j); [CLS] and padding dropped."""
-    segment = jnp.where(doc.feature >= 0, doc.feature, d)
-    return jax.ops.segment_sum(values, segment, num_segments=d + 1)[:d]
 
 
 def per_position(params: nm.Params, tokens, spec: ModelSpec):
@@ -132,7 +126,7 @@ def heads(form: RatioForm, z: Float[Array, "*b d"]) -> Float[Array, "*b K C"]:
     """f_i for masks z (binary for the exact model; any real z for its extension), as the
     weighted terms' sums (no term subtracted): with one shift per head where that leaves every
     binary mask's denominator above sqrt(tiny), else with one shift per mask."""
-    safe = jnp.all(form.floor() - form.top() > 0.5 * jnp.log(jnp.finfo(form.word.weight.dtype).tiny))
+    safe = jnp.all(form.floor() - form.highest() > 0.5 * jnp.log(jnp.finfo(form.word.weight.dtype).tiny))
     return jax.lax.cond(safe, _one_shift, _shift_per_mask, form, z, safe) + form.head_bias
 
 
