@@ -116,10 +116,10 @@ def ratio_form(params: nm.Params, doc: LimeDocument, spec: ModelSpec, d: int) ->
     """The shifted sums of every head for the document (requires ``query="cls"``)."""
     word = shifted(*per_position(params, doc.tokens, spec), doc, d)
     unk = shifted(*per_position(params, all_removed(doc), spec), doc, d)
-    split = lambda part, group: Shifted(*(x[:, group] for x in part))  # noqa: E731
+    features, others = (lambda x: x[:, :d]), (lambda x: x[:, d:])  # the last group: [CLS] and padding
     bias = params.b_l if spec.biases else jnp.zeros(word.readout.shape[::2], word.readout.dtype)
-    return RatioForm(word=split(word, slice(0, d)), unk=split(unk, slice(0, d)),
-                     fixed=split(word, slice(d, d + 1)), head_bias=bias)
+    return RatioForm(word=jax.tree.map(features, word), unk=jax.tree.map(features, unk),
+                     fixed=jax.tree.map(others, word), head_bias=bias)
 
 
 def heads(form: RatioForm, z: Float[Array, "*b d"]) -> Float[Array, "*b K C"]:
@@ -131,6 +131,9 @@ def heads(form: RatioForm, z: Float[Array, "*b d"]) -> Float[Array, "*b K C"]:
 
 
 def _one_shift(form: RatioForm, z: Float[Array, "*b d"], safe) -> Float[Array, "*b K C"]:
+    """One shift per head: the sums are scaled once, and the masks contract with them directly
+    (no per-mask exponential, and no (masks, K, d) array: the fast branch, hence not written
+    through `_shift_per_mask` with a constant m)."""
     (word_w, word_s), (unk_w, unk_s), (fixed_w, fixed_s) = map(form.scaled, (form.word, form.unk, form.fixed))
     numerator = fixed_s[:, 0] + jnp.einsum("...j,ijc->...ic", z, word_s) + jnp.einsum("...j,ijc->...ic", 1 - z, unk_s)
     denominator = fixed_w[:, 0] + jnp.einsum("...j,ij->...i", z, word_w) + jnp.einsum("...j,ij->...i", 1 - z, unk_w)
