@@ -147,12 +147,47 @@ def test_gumbel_max_z_check_rejects_a_wrong_law(monkeypatch):
     assert result.passed and result.estimate <= result.threshold
     # the threshold is the tolerance's own statement: P(|z| > Z) of a standard normal about 4e-8
     assert 3e-8 <= 2 * norm.sf(result.threshold) <= 4e-8
-    frequencies = ci.hard_attention_frequencies
+    counts = ci.hard_attention_counts
     for factor in (2.0, 1.1):  # softmax(1.1 gamma) too: a law 10 % off in its scores (max |z| 7.7)
-        monkeypatch.setattr(ci, "hard_attention_frequencies",
-                            lambda gamma, noise, factor=factor: frequencies(factor * gamma, noise))
+        monkeypatch.setattr(ci, "hard_attention_counts",
+                            lambda gamma, noise, factor=factor: counts(factor * gamma, noise))
         result = _judged("info.gumbel_max")
         assert result.estimate > result.threshold and not result.passed and result.verdict == "fail", factor
+
+
+@pytest.mark.parametrize("index", [193, 727])  # draws of verify --scale 10: alpha_t = 1; one win at n alpha_t = 0.0095
+def test_gumbel_max_z_is_a_number_where_attention_saturates(index):
+    """Can fail: at --scale 10 with 1000 draws the claim failed a true law. On draw 193 alpha_t = 1 in
+    float64: its variance, floored at tiny and divided by n, was subnormal, which XLA on CPU flushes
+    to 0 (NaN), and the jitted mean of 20,000 wins is 1 - 1e-16 (|z| 4.5e139). On draw 727 a position
+    of alpha_t = 4.7e-7 won once, a 1 % event that the normal approximation put at |z| = 10.2."""
+    from attnverify.numerics.draws import sweep_draw
+
+    from attnverify.spec import SMALL
+
+    params, tokens = sweep_draw(0, index, SMALL, scale=10.0, dtype=jnp.float64)
+    _, alpha = ci._scores_and_alpha(params, tokens, SMALL)
+    assert float(jnp.max(alpha)) > 0.999  # saturated
+    z, limit = jax.jit(ci._gumbel_max(SMALL))(params, tokens)
+    assert np.isfinite(float(z)) and float(z) <= float(limit)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float64, jnp.float32])
+def test_binomial_z_is_the_exact_binomial_test_on_the_normal_scale(dtype):
+    """Oracle: SciPy's binomial tails. Can fail: a normal approximation (count - n p) / sd is 10.2
+    standard errors for one success at n p = 0.0095, and undefined at p = 1."""
+    n = 20_000
+    cases = [(1, 4.7297e-7), (24, 8.6142e-4), (19974, 0.99905), (0, 0.5), (10_000, 0.5), (10_300, 0.5),
+             (9_700, 0.5), (n, 1.0), (n - 1, 1.0), (0, 0.0), (3, 1e-5)]
+    k, p = (np.array(c, float) for c in zip(*cases, strict=True))
+    q = np.minimum(scipy.stats.binom.sf(k - 1, n, p), scipy.stats.binom.cdf(k, n, p))
+    expected = np.maximum(scipy.stats.norm.isf(np.minimum(q, 0.5)), 0.0)
+    got = np.asarray(ninfo.binomial_z(jnp.asarray(k, dtype), n, jnp.asarray(p, dtype)), float)
+    finite = np.isfinite(expected)
+    assert np.array_equal(np.isfinite(got), finite) and expected[8] == np.inf  # n - 1 wins of a sure thing
+    close = dict(rtol=1e-9, atol=1e-9) if dtype == jnp.float64 else dict(rtol=0.02, atol=0.02)
+    np.testing.assert_allclose(got[finite], expected[finite], **close)
+    assert 2.3 < got[0] < 2.4 and (1 - n * p[0]) / np.sqrt(n * p[0] * (1 - p[0])) > 10
 
 
 @pytest.mark.parametrize("claim_id", ["info.gumbel_entropy_temperature", "info.gumbel_skewed"])

@@ -436,3 +436,29 @@ def test_the_optimisers_eps_max_jsd_counts_only_candidates_within_eps():
     assert float(nadv.selected_max_jsd(search, 0.05)) == 0.50
     none = search._replace(delta_p=jnp.full(4, 0.5))
     assert float(nadv.selected_max_jsd(none, 0.01)) == 0.0
+
+
+def test_a_variance_of_outputs_that_round_alike_is_set_aside_not_judged():
+    """Can fail: at --scale 10, draw 599 failed jw.permutation_variance_one_head with a relative
+    error of 1. Its permuted weights are 1e-22: the 720 outputs round to one number (variance 0)
+    while the statement's true variance is 5e-46, and a variance of 0 was judged as if its scale
+    were 1. The draw is set aside (declared, VARIANCE_LOST); the correct statement still passes
+    where the variance is a number (test_a_wrong_one_head_permutation_variance_is_caught)."""
+    from attnverify.numerics.draws import sweep_draw
+
+    from attnverify.spec import SMALL
+
+    params, tokens = sweep_draw(0, 599, SMALL, scale=10.0, dtype=jnp.float64)
+    (enumerated, stated), result = judged(["jw.permutation_variance_one_head"], SMALL, params, tokens)[0]
+    assert float(enumerated) == 0.0 and np.isnan(float(stated))
+    assert result.verdict == "inconclusive" and result.nonfinite == 1 and result.nonfinite_reason == cjw.VARIANCE_LOST
+
+
+def test_deletion_that_reindexes_sets_aside_the_closed_forms_zero_over_zero():
+    """Can fail: at --scale 10 jw.loo_reindexed failed unexpectedly, with NaN draws it did not
+    declare: where a head's alpha_t rounds to 1 the closed form is 0 / 0. Such draws are set aside
+    by the closed form's rounding bound, as jw.loo_deletion's are (the same statement)."""
+    from attnverify.spec import SMALL
+
+    result = run_claim(REGISTRY["jw.loo_reindexed"], SMALL, trials=47, scale=10.0, progress=False)
+    assert result.nonfinite >= 1 and result.nonfinite_reason == cjw.LOST_TO_ROUNDING and not result.unexpected

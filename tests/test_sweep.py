@@ -68,6 +68,25 @@ def test_the_worst_draw_is_the_largest_number_or_the_first_undeclared_nan(claim_
     assert statistical.worst_draw is None  # a mean, decided by no single draw
 
 
+def test_a_property_of_every_draw_above_a_threshold_names_its_least_draw():
+    # Can fail: identifiability.fiber_max_jsd failed at --scale 10 ("max error 0.34 > 0") and named no draw,
+    # as if a share of draws had no worst one; the least value's draw is the one to inspect.
+    import dataclasses
+
+    from attnverify.verification.sweep import judge_claim
+
+    from attnverify.spec import SMALL  # the claim's own T = 16, C = 2
+
+    claim = dataclasses.replace(REGISTRY["identifiability.fiber_max_jsd"], context=None, proof=None)
+    values = np.array([0.6, 0.2, 0.65, 1e-16, 0.5, 0.4])  # threshold ln(2)/2 = 0.347: draws 3 and 1 miss it
+    below = judge_claim(claim, SMALL, values, trials=6, seed=5)
+    assert below.verdict == "fail" and below.worst_draw == 3 and below.finding.endswith("Worst: draw 3 (seed 5).")
+    undeclared = judge_claim(claim, SMALL, np.r_[values, np.nan], trials=7, seed=5)
+    assert undeclared.worst_draw == 6  # an undeclared NaN first
+    above = judge_claim(claim, SMALL, np.full(6, 0.5), trials=6)
+    assert above.verdict == "pass" and "Worst" not in (above.finding or "")
+
+
 @pytest.mark.parametrize("changes", [{"output_link": "sigmoid"}, {"query": "mean"},
                                      {"value_nonlinearity": "tanh"}])
 def test_changed_assumption_derived_passes_paper_fails(tiny_spec, changes):

@@ -92,16 +92,18 @@ NONFINITE_STATEMENT_ERROR = 1e6
 
 
 def set_aside_lost(stated: jnp.ndarray, bound: jnp.ndarray, truth: jnp.ndarray, tolerance: dict,
-                    truth_rounding: jnp.ndarray | float = 0.0) -> jnp.ndarray:
+                    truth_rounding: jnp.ndarray | float = 0.0, *, zero_is_lost: bool = False) -> jnp.ndarray:
     """`stated`, or NaN where the comparison's own rounding exceeds half its dtype's tolerance
     relative to the truth's scale (`error_scale`): `bound` bounds a closed form's rounding
-    (`numerics.rounding`), `truth_rounding` the truth's, absolute. There no comparison can tell
+    (`numerics.rounding`), `truth_rounding` the truth's, absolute. With `zero_is_lost` a truth
+    that is exactly 0 is its own scale, not 1: any rounding then loses it (a variance of outputs
+    that all round to the same number says nothing of the true one). There no comparison can tell
     a right formula from a wrong one. The claim declares such draws (`Claim.nonfinite_reason`):
     counted and reported, not judged; a sweep that keeps none is inconclusive. Which draws are
     set aside never depends on the error. Where `bound` is the statement's own (not a derived
     form's), a wrong statement lost on every draw makes the sweep inconclusive, never a PASS. A
     statement that is NaN or inf on a judged draw counts as an error of NONFINITE_STATEMENT_ERROR."""
-    scale = error_scale(truth)
+    scale = jnp.max(jnp.abs(truth)) if zero_is_lost else error_scale(truth)
     lost = jnp.max(bound) + truth_rounding > tolerance[jnp.dtype(stated.dtype).name] / 2 * scale
     judged = jnp.where(jnp.isfinite(stated), stated, truth + NONFINITE_STATEMENT_ERROR * scale)
     return jnp.where(lost, jnp.nan, judged)

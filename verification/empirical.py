@@ -9,7 +9,7 @@ the draw (a Kendall tau, a gap, a violation) and `summary` judges the whole swee
 * per-draw checks judged like identities, rounding only (`EveryDrawCheck`: a statistic of all
   draws against its threshold, never a negative "error"): `largest_violation` (an inequality on
   every draw), `z_within` (every draw's |z| within a limit); and `fraction_above` with ``least=1``
-  (a property of every draw: error = the share of draws that miss it).
+  (`EveryDrawAbove`, a property of every draw: error = the share of draws that miss it).
 
 NaN and inf draws are counted, never dropped silently: `run_claim` fails a claim that has any,
 unless the claim declares why they are legitimate (`Claim.nonfinite_reason`).
@@ -119,23 +119,40 @@ def z_within(limit: float, *, mean_name: str = "mean |z|") -> EveryDrawCheck:
                           extra=lambda values: {mean_name: float(np.mean(values))})
 
 
-def fraction_above(threshold: float, *, least: float) -> ShareTest | Callable[[np.ndarray], dict[str, float]]:
+@dataclass(frozen=True)
+class EveryDrawAbove:
+    """A property of every draw: its value is above `threshold`. Judged like an identity at
+    tolerance 0 (`COUNT`): error = 1 - the share of draws above, with that share, the mean and the
+    least value reported. The draw to inspect when it fails is the one with the least value
+    (`worst`)."""
+
+    threshold: float
+
+    def __call__(self, values: np.ndarray) -> dict[str, float]:
+        values = np.asarray(values, dtype=np.float64)
+        share = float(np.mean(values > self.threshold))
+        return {"error": 1.0 - share, "fraction": share, "mean": float(np.mean(values)),
+                "min": float(np.min(values))}
+
+    @staticmethod
+    def worst(values: np.ndarray) -> int:
+        """The index of the least finite value (-1 if none is finite)."""
+        values = np.asarray(values, dtype=np.float64)
+        finite = np.isfinite(values)
+        return int(np.argmin(np.where(finite, values, np.inf))) if finite.any() else -1
+
+
+def fraction_above(threshold: float, *, least: float) -> ShareTest | EveryDrawAbove:
     """The share of draws with value > threshold is at least `least`.
 
     For least < 1 a statistical claim (`ShareTest`: exact binomial bounds). For least = 1 a claim
-    about every draw: error = 1 - share, PASS at tolerance 0 iff every draw is above."""
+    about every draw (`EveryDrawAbove`): error = 1 - share, PASS at tolerance 0 iff every draw is
+    above."""
     if not 0 < least <= 1:
         raise InputError(f"least must be in (0, 1], got {least}")
     if least < 1:
         return ShareTest(cut=threshold, least=least)
-
-    def summary(values: np.ndarray) -> dict[str, float]:
-        values = np.asarray(values, dtype=np.float64)
-        share = float(np.mean(values > threshold))
-        return {"error": 1.0 - share, "fraction": share, "mean": float(np.mean(values)),
-                "min": float(np.min(values))}
-
-    return summary
+    return EveryDrawAbove(threshold)
 
 
 #: The shell-gain target: the median per-draw ratio is at most the claim's tolerance (order-statistic bound).

@@ -23,7 +23,7 @@ from attnverify.verification.blocks import (  # noqa: F401 (re-exported)
     relative_error,
 )
 from attnverify.verification.confidence import ALPHA, STATISTICAL_TESTS, takes_tolerance
-from attnverify.verification.empirical import EveryDrawCheck
+from attnverify.verification.empirical import EveryDrawAbove, EveryDrawCheck
 from attnverify.verification.registry import BUILTIN, REGISTRY, Claim, check_user_claim, is_builtin, user_code
 from attnverify.verification.store import ChunkStore
 from attnverify.verification.verdicts import decide_verdict, inconclusive_finding
@@ -324,15 +324,18 @@ def judge_claim(claim: Claim, spec: ModelSpec, errors: np.ndarray, *, trials: in
         finding = (f"Its summary gave NaN on {kept.size} finite draws: nothing was judged, and a NaN is neither a "
                    "pass nor a failure caught.")
     worst_draw = None
-    # an identity, or a check of every draw (its statistic is their largest): one draw decides it. An undeclared
-    # NaN / inf draw is the worst; declared ones are left out.
-    if claim.summary is None or isinstance(claim.summary, EveryDrawCheck):
+    # an identity, or a check of every draw (its statistic is their largest, or for `EveryDrawAbove` their
+    # least): one draw decides it. An undeclared NaN / inf draw is the worst; declared ones are left out.
+    if claim.summary is None or isinstance(claim.summary, (EveryDrawCheck, EveryDrawAbove)):
         if uncovered is not None:  # the NaN draws a plugin model's reason does not cover
             bad = uncovered
         else:
             bad = np.flatnonzero(~finite_mask) if not allowed else np.array([], int)
-        if bad.size or finite_mask.any():
-            worst_draw = int(bad[0]) if bad.size else int(np.argmax(np.where(finite_mask, errors, -np.inf)))
+        if bad.size:
+            worst_draw = int(bad[0])
+        elif finite_mask.any():
+            worst_draw = (claim.summary.worst(errors) if isinstance(claim.summary, EveryDrawAbove)
+                          else int(np.argmax(np.where(finite_mask, errors, -np.inf))))
     if verdict == "fail" and scale != 1.0:
         finding = _off_scale(claim, finding, scale)
     if verdict == "fail" and worst_draw is not None:  # the draw to inspect (`init-model --draw`)

@@ -72,6 +72,8 @@ _EXPORTS = {
     "gumbel_noise": "mutual_information",
     "gumbel_logits": "mutual_information",
     "gumbel_softmax": "mutual_information",
+    "binomial_z": "mutual_information",
+    "hard_attention_counts": "mutual_information",
     "hard_attention_frequencies": "mutual_information",
     "head_slab": "adversarial",
     "ig_of_gradient": "integrated_gradients",

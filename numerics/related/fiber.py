@@ -186,25 +186,36 @@ def candidate_projection(alpha_hat: Float[Array, " T"], S: Float[Array, "T C"]) 
 
 
 def _newton(dual, mu):
-    """Minimise a convex C^1 dual function by (generalised) Newton steps with backtracking."""
+    """Minimise a convex C^1 dual function by (generalised) Newton steps with backtracking. Where
+    no Newton step decreases it, a step damped by the gradient's norm (Levenberg-Marquardt) is
+    taken instead: where few rows of [S 1] are active the generalised Hessian is singular, the
+    Newton direction is huge along its null space, and at --scale 10 the minimum-norm candidate
+    stalled there with a residual of 1. Damping every step instead slowed the smooth
+    maximum-entropy dual (1e-3 off after NEWTON_STEPS)."""
     backtrack = jnp.asarray(BACKTRACK, mu.dtype)
     ridge = 1e-14 if mu.dtype == jnp.float64 else 1e-6  # keeps a singular generalised Hessian solvable
+    eye = jnp.eye(mu.shape[0], dtype=mu.dtype)
 
     def step(mu, _):
         gradient = jax.grad(dual)(mu)
         hessian = jax.hessian(dual)(mu)
-        hessian = hessian + ridge * jnp.trace(hessian) * jnp.eye(mu.shape[0], dtype=mu.dtype)
-        direction = -jnp.linalg.solve(hessian, gradient)
-        trial = mu + backtrack[:, None] * direction
-        values = jax.vmap(dual)(trial)
-        norms = jnp.linalg.norm(jax.vmap(jax.grad(dual))(trial), axis=1)
-        # Armijo on the dual's value, or a smaller gradient: near the optimum the value's decrease
-        # falls below its rounding (a gradient of ~1e-8 changes an O(1) value by ~1e-16) while the
-        # gradient, which is the constraint's residual, still shrinks quadratically.
-        ok = (values <= dual(mu) + 1e-4 * backtrack * (gradient @ direction)) | \
-            (norms <= (1 - 1e-4 * backtrack) * jnp.linalg.norm(gradient))
-        t = jnp.where(jnp.any(ok), backtrack[jnp.argmax(ok)], jnp.zeros((), mu.dtype))
-        return mu + t * direction, None
+        here, norm = dual(mu), jnp.linalg.norm(gradient)
+
+        def search(damping):
+            direction = -jnp.linalg.solve(hessian + damping * eye, gradient)
+            trial = mu + backtrack[:, None] * direction
+            values = jax.vmap(dual)(trial)
+            norms = jnp.linalg.norm(jax.vmap(jax.grad(dual))(trial), axis=1)
+            # Armijo on the dual's value, or a smaller gradient: near the optimum the value's decrease
+            # falls below its rounding (a gradient of ~1e-8 changes an O(1) value by ~1e-16) while the
+            # gradient, which is the constraint's residual, still shrinks quadratically.
+            ok = (values <= here + 1e-4 * backtrack * (gradient @ direction)) | \
+                (norms <= (1 - 1e-4 * backtrack) * norm)
+            return jnp.any(ok), jnp.where(jnp.any(ok), backtrack[jnp.argmax(ok)], jnp.zeros((), mu.dtype)) * direction
+
+        newton_ok, newton = search(ridge * jnp.trace(hessian))
+        _, damped = search(ridge * jnp.trace(hessian) + norm)
+        return mu + jnp.where(newton_ok, newton, damped), None
 
     mu, _ = jax.lax.scan(step, mu, None, length=NEWTON_STEPS)
     return mu

@@ -6,8 +6,9 @@
   With an injective embedding I(e_t; y) = I(xi_t; y), so token ids stand for hidden states.
 * The near-tie test: per document, do pairs of positions ordered by attention agree with
   their order by |leave-one-out|, separately for near ties |alpha_a - alpha_b| < delta?
-* Gumbel: hard attention argmax(gamma + g) (Gumbel-max) and the Gumbel-softmax sample
-  softmax((gamma + g) / tau), with its entropy.
+* Gumbel: hard attention argmax(gamma + g) (Gumbel-max), how often each position wins against
+  its law (an exact binomial test), and the Gumbel-softmax sample softmax((gamma + g) / tau),
+  with its entropy.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import itertools
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.scipy.special import betainc, ndtri
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from attnverify.errors import InputError
@@ -95,10 +97,28 @@ def gumbel_noise(key: PRNGKeyArray, n: int, T: int, dtype=jnp.float64) -> Float[
     return jax.random.gumbel(key, (n, T), dtype)
 
 
+def hard_attention_counts(gamma: Float[Array, " T"], noise: Float[Array, "n T"]) -> Float[Array, " T"]:
+    """How often each t is argmax_t (gamma_t + g_t) over the n samples: whole numbers, exact in
+    gamma's dtype (n <= 2^24 in float32)."""
+    winners = jnp.argmax(gamma[None] + noise, axis=1)
+    return jax.nn.one_hot(winners, gamma.shape[0], dtype=gamma.dtype).sum(axis=0)
+
+
 def hard_attention_frequencies(gamma: Float[Array, " T"], noise: Float[Array, "n T"]) -> Float[Array, " T"]:
     """Empirical law of argmax_t (gamma_t + g_t) (Gumbel-max: it should be softmax(gamma))."""
-    winners = jnp.argmax(gamma[None] + noise, axis=1)
-    return jax.nn.one_hot(winners, gamma.shape[0], dtype=gamma.dtype).mean(axis=0)
+    return hard_attention_counts(gamma, noise) / noise.shape[0]
+
+
+def binomial_z(count: Float[Array, ...], n: int, p: Float[Array, ...]) -> Float[Array, ...]:
+    """The exact binomial test of `count` successes in `n` trials of probability `p`, on the
+    normal scale: z = Phi^-1(1 - q) >= 0, with q the smaller of the tails P(X >= count) and
+    P(X <= count) (regularised incomplete beta functions), 0 where q >= 1/2. For any `p`,
+    P(z > c) <= 2 Phi(-c): the tails are exact, so a rare event is not c standard errors away
+    where n p is small (count 1 at n p = 0.0095 is z = 2.35, where (count - n p) / sd is 10.2)."""
+    count, p = jnp.asarray(count), jnp.asarray(p, jnp.result_type(count))
+    upper = jnp.where(count > 0, betainc(jnp.maximum(count, 1), n - count + 1, p), 1.0)
+    lower = jnp.where(count < n, betainc(jnp.maximum(n - count, 1), count + 1, 1 - p), 1.0)
+    return jnp.maximum(-ndtri(jnp.minimum(jnp.minimum(upper, lower), 0.5)), 0.0)
 
 
 def gumbel_softmax(gamma: Float[Array, " T"], noise: Float[Array, "n T"], tau) -> Float[Array, "n T"]:
