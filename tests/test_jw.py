@@ -462,3 +462,19 @@ def test_deletion_that_reindexes_sets_aside_the_closed_forms_zero_over_zero():
 
     result = run_claim(REGISTRY["jw.loo_reindexed"], SMALL, trials=47, scale=10.0, progress=False)
     assert result.nonfinite >= 1 and result.nonfinite_reason == cjw.LOST_TO_ROUNDING and not result.unexpected
+
+
+def test_the_vertex_jsd_statement_is_read_where_a_weight_underflowed_to_zero():
+    """Can fail: float32 at --scale 10 (draw 10 of seed 0) underflows weights to exactly 0, where the
+    statement's a ln(2a / (1 + a)) is 0 * (-inf): 3 of 32 draws were NaN, undeclared."""
+    from attnverify.numerics.draws import sweep_draw
+    from attnverify.verification.sweep import relative_error
+
+    from attnverify.spec import SMALL
+
+    params, tokens = sweep_draw(0, 10, SMALL, scale=10.0, dtype=jnp.float32)
+    alpha = nm.attention(params, nm.embed(params, tokens, SMALL), SMALL)
+    assert float(jnp.min(alpha)) == 0.0  # underflowed
+    claim = REGISTRY["jw.jsd_vertex"]
+    stated, direct = jax.jit(claim.build(SMALL))(params, tokens)
+    assert bool(jnp.all(jnp.isfinite(stated))) and float(relative_error(stated, direct)) <= claim.tolerance["float32"]

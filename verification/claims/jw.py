@@ -331,7 +331,9 @@ def _vertex_jsd(spec):
         alpha = nm.attention(params, nm.embed(params, tokens, spec), spec)  # (K, T)
         eye = jnp.eye(alpha.shape[1], dtype=alpha.dtype)
         direct = jax.vmap(lambda a: njw.jsd(eye, a[None]))(alpha)  # JSD(e_t, alpha^(i)) for all i, t
-        return stated(alpha), direct
+        # The statement's a ln(2a / (1 + a)) is 0 * (-inf) at a weight that underflowed to 0 (float32 at
+        # --scale 10: NaN); its domain is a > 0, so it is read at the least positive number there
+        return stated(jnp.maximum(alpha, jnp.finfo(alpha.dtype).tiny)), direct
 
     return compare
 
