@@ -189,10 +189,13 @@ def tvd(p: Float[Array, ...], q: Float[Array, ...]) -> Float[Array, ...]:
 def jsd(p: Float[Array, "... T"], q: Float[Array, "... T"], *, floor: float = 0.0) -> Float[Array, ...]:
     """Jensen-Shannon divergence (natural log), with 0 log 0 = 0; `floor` is added inside
     the logarithms as J&W's code does (1e-10), 0 for the exact value."""
-    m = (p + q) / 2
+    # log of the mixture m = (p + q) / 2 as log(p + q + 2 floor) - log 2: m itself is subnormal where a
+    # weight is near the least normal number, and XLA on CPU flushes it to 0 (log m = -inf, JSD inf:
+    # float32 at --scale 10)
+    log_m = jnp.log(p + q + 2 * floor) - jnp.log(jnp.asarray(2.0, jnp.result_type(p, q)))
 
     def kl(a):
-        ratio = jnp.log(jnp.where(a > 0, a, 1.0) + floor) - jnp.log(m + floor)
+        ratio = jnp.log(jnp.where(a > 0, a, 1.0) + floor) - log_m
         return jnp.sum(jnp.where(a > 0, a * ratio, 0.0), axis=-1)
 
     return (kl(p) + kl(q)) / 2
