@@ -281,6 +281,32 @@ def test_the_minimum_norm_candidate_is_found_where_few_positions_are_active():
     assert np.all(errors <= 1e-14), errors
 
 
+@pytest.mark.parametrize("dtype", [jnp.float64, jnp.float32])
+def test_kkt_residuals_decide_dual_feasibility_where_the_multipliers_are_not_unique(dtype):
+    # One class, T = 3, S = (0, s_1, s_2): e_0 has one position, so its multipliers mu (two of them) are not
+    # unique. With S = (0, 1, 2) the fiber of e_0 is e_0 alone, so it is optimal: the least-squares mu = (0, 1)
+    # left r = (0, -1, -1) (dual infeasibility 1, a false failure), while mu = (-1, 1) is dual-feasible. With
+    # S = (0, -1, 1) the fiber is the segment from e_0 to (0, 1/2, 1/2), whose minimum-norm point is
+    # (1/3, 1/3, 1/3): e_0 is not optimal, and no mu is dual-feasible.
+    e0 = jnp.asarray([1.0, 0.0, 0.0], dtype)
+    lone = nid.kkt_residuals("min_norm", e0, jnp.asarray([[0.0], [1.0], [2.0]], dtype))
+    assert float(jnp.max(lone)) <= 1e-6, lone
+    segment = jnp.asarray([[0.0], [-1.0], [1.0]], dtype)
+    assert float(nid.kkt_residuals("min_norm", e0, segment)[1]) > 0.5
+    third = jnp.full(3, 1 / 3, dtype)
+    assert float(jnp.max(nid.kkt_residuals("min_norm", third, segment))) <= 1e-6
+
+
+def test_the_minimum_norm_candidate_passes_where_attention_is_a_vertex():
+    # Draw 193 of seed 0 at --scale 10: head 0's attention is e_0 in float64, and so is the candidate, which is
+    # right; its least-squares multipliers showed a dual infeasibility of 0.33 (error 0.092, an unexpected FAIL).
+    from attnverify.verification.blocks import claim_block
+
+    claim = REGISTRY["identifiability.candidate_min_norm"]
+    errors = np.asarray(claim_block(claim, SMALL, seed=0, dtype="float64", scale=10.0)(jnp.asarray([193, 5])))
+    assert np.all(errors <= 1e-14), errors
+
+
 # -- negative controls: a wrong formula in a fiber claim's build is caught by the claim itself --------
 def _judged(claim_id, spec, *, scale=2.0):
     """((lhs, rhs), the claim's verdict) on draw 0 (`helpers.judged`)."""

@@ -272,6 +272,11 @@ OBJECTIVES = {
 }
 
 
+#: What `fiber_vertices` lets a vertex's entries fall below 0 by, and how near singular its block may be,
+#: per dtype: its rounding, with a margin (1e-12 is float64's default).
+VERTEX_TOL = {"float64": 1e-12, "float32": 1e-5}
+
+
 def kkt_residuals(name: str, alpha: Float[Array, " T"], S: Float[Array, "T C"]) -> Float[Array, " 2"]:
     """(stationarity, dual infeasibility) of `alpha` for candidate `name`'s problem, relative to max |grad|.
 
@@ -282,16 +287,27 @@ def kkt_residuals(name: str, alpha: Float[Array, " T"], S: Float[Array, "T C"]) 
     (every row without the sign constraint); the residual r = grad phi - [S 1] mu must vanish on
     those rows (stationarity) and be >= 0 on the others (lambda = r). Feasibility is checked
     separately (the claims compare [S 1]^T alpha). Both are 0 up to rounding at the optimum.
+
+    Where those rows have rank below C + 1 (a support of fewer positions: a vertex of the simplex, or
+    an edge, where attention saturates), mu is not unique and the least-squares one need not be
+    dual-feasible although another is (at --scale 10 a right answer showed 0.33). Dual feasibility
+    is then decided by the equivalent first-order condition over the fiber of alpha itself, at its
+    vertices (`fiber_vertices`: it is their convex hull): grad phi . (v - alpha) >= 0 for each v.
     """
     objective, nonnegative = OBJECTIVES[name]
     B = augmented(S)
     g = jax.grad(objective)(alpha)
     free = alpha > 0 if nonnegative else jnp.ones(alpha.shape, bool)
-    mu = least_squares(jnp.where(free[:, None], B, 0.0), jnp.where(free, g, 0.0))
+    rows = jnp.where(free[:, None], B, 0.0)
+    mu = least_squares(rows, jnp.where(free, g, 0.0))
     r = g - B @ mu
     scale = jnp.max(jnp.where(free, jnp.abs(g), 0.0))
     stationarity = jnp.max(jnp.where(free, jnp.abs(r), 0.0)) / scale
     infeasible = jnp.max(jnp.where(free, 0.0, jax.nn.relu(-r))) / scale
+    if nonnegative:
+        vertices, valid = fiber_vertices(alpha, S, tol=VERTEX_TOL[jnp.dtype(alpha.dtype).name])
+        descent = jnp.max(jnp.where(valid, jax.nn.relu((alpha[None] - vertices) @ g), 0.0)) / scale
+        infeasible = jnp.where(numerical_rank(rows) < B.shape[1], descent, infeasible)
     return jnp.stack([stationarity, infeasible])
 
 
