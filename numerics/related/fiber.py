@@ -186,38 +186,38 @@ def candidate_projection(alpha_hat: Float[Array, " T"], S: Float[Array, "T C"]) 
 
 
 def _newton(dual, mu):
-    """Minimise a convex C^1 dual function by (generalised) Newton steps with backtracking. Where
-    no Newton step decreases it, a step damped by the gradient's norm (Levenberg-Marquardt) is
-    taken instead: where few rows of [S 1] are active the generalised Hessian is singular, the
-    Newton direction is huge along its null space, and at --scale 10 the minimum-norm candidate
-    stalled there with a residual of 1. Damping every step instead slowed the smooth
-    maximum-entropy dual (1e-3 off after NEWTON_STEPS)."""
+    """Minimise a convex C^1 dual function by (generalised) Newton steps with backtracking, damped
+    as Levenberg-Marquardt's: where no backtracked step decreases the dual, the point stays and the
+    next direction is damped by max(10 lambda, |gradient|); each accepted step divides lambda by 10,
+    so it returns to Newton's. Where few rows of [S 1] are active the generalised Hessian is
+    singular and the Newton direction huge along its null space: at --scale 10 the minimum-norm
+    candidate stalled there with a residual of 1. Damping every step instead slowed the smooth
+    maximum-entropy dual (1e-3 off after NEWTON_STEPS); trying both directions every step cost
+    the identifiability claims half their time again."""
     backtrack = jnp.asarray(BACKTRACK, mu.dtype)
     ridge = 1e-14 if mu.dtype == jnp.float64 else 1e-6  # keeps a singular generalised Hessian solvable
     eye = jnp.eye(mu.shape[0], dtype=mu.dtype)
 
-    def step(mu, _):
+    def step(state, _):
+        mu, damping = state
         gradient = jax.grad(dual)(mu)
         hessian = jax.hessian(dual)(mu)
-        here, norm = dual(mu), jnp.linalg.norm(gradient)
+        norm = jnp.linalg.norm(gradient)
+        direction = -jnp.linalg.solve(hessian + (ridge * jnp.trace(hessian) + damping) * eye, gradient)
+        trial = mu + backtrack[:, None] * direction
+        values = jax.vmap(dual)(trial)
+        norms = jnp.linalg.norm(jax.vmap(jax.grad(dual))(trial), axis=1)
+        # Armijo on the dual's value, or a smaller gradient: near the optimum the value's decrease
+        # falls below its rounding (a gradient of ~1e-8 changes an O(1) value by ~1e-16) while the
+        # gradient, which is the constraint's residual, still shrinks quadratically.
+        ok = (values <= dual(mu) + 1e-4 * backtrack * (gradient @ direction)) | \
+            (norms <= (1 - 1e-4 * backtrack) * norm)
+        accepted = jnp.any(ok)
+        t = jnp.where(accepted, backtrack[jnp.argmax(ok)], jnp.zeros((), mu.dtype))
+        damping = jnp.where(accepted, damping / 10, jnp.maximum(10 * damping, norm))
+        return (mu + t * direction, damping), None
 
-        def search(damping):
-            direction = -jnp.linalg.solve(hessian + damping * eye, gradient)
-            trial = mu + backtrack[:, None] * direction
-            values = jax.vmap(dual)(trial)
-            norms = jnp.linalg.norm(jax.vmap(jax.grad(dual))(trial), axis=1)
-            # Armijo on the dual's value, or a smaller gradient: near the optimum the value's decrease
-            # falls below its rounding (a gradient of ~1e-8 changes an O(1) value by ~1e-16) while the
-            # gradient, which is the constraint's residual, still shrinks quadratically.
-            ok = (values <= here + 1e-4 * backtrack * (gradient @ direction)) | \
-                (norms <= (1 - 1e-4 * backtrack) * norm)
-            return jnp.any(ok), jnp.where(jnp.any(ok), backtrack[jnp.argmax(ok)], jnp.zeros((), mu.dtype)) * direction
-
-        newton_ok, newton = search(ridge * jnp.trace(hessian))
-        _, damped = search(ridge * jnp.trace(hessian) + norm)
-        return mu + jnp.where(newton_ok, newton, damped), None
-
-    mu, _ = jax.lax.scan(step, mu, None, length=NEWTON_STEPS)
+    (mu, _), _ = jax.lax.scan(step, (mu, jnp.zeros((), mu.dtype)), None, length=NEWTON_STEPS)
     return mu
 
 
