@@ -272,8 +272,8 @@ def test_candidates_are_feasible_to_rounding_where_the_line_search_used_to_stall
 def test_the_minimum_norm_candidate_is_found_where_few_positions_are_active():
     # Draw 918 of seed 0 at --scale 10: two positions active at the optimum, so the dual's generalised
     # Hessian is singular; the Newton direction was huge along its null space, no backtracked step
-    # decreased the dual, and the candidate stopped with [S 1]^T alpha off by 1 (error 3.79). A step
-    # damped by the gradient's norm is taken where Newton's is refused (numerics.related.fiber._newton).
+    # decreased the dual, and the candidate stopped with [S 1]^T alpha off by 1 (error 3.79). Where no step
+    # is accepted, the next direction is damped (Levenberg-Marquardt: numerics.related.fiber._newton).
     from attnverify.verification.blocks import claim_block
 
     claim = REGISTRY["identifiability.candidate_min_norm"]
