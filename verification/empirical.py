@@ -136,10 +136,9 @@ class EveryDrawAbove:
 
     @staticmethod
     def worst(values: np.ndarray) -> int:
-        """The index of the least finite value (-1 if none is finite)."""
+        """The index of the least finite value (the sweep asks only where one is finite)."""
         values = np.asarray(values, dtype=np.float64)
-        finite = np.isfinite(values)
-        return int(np.argmin(np.where(finite, values, np.inf))) if finite.any() else -1
+        return int(np.argmin(np.where(np.isfinite(values), values, np.inf)))
 
 
 def fraction_above(threshold: float, *, least: float) -> ShareTest | EveryDrawAbove:

@@ -64,6 +64,11 @@ class RatioForm(NamedTuple):
         smaller of its word's and UNK's (one of the two is in every mask)."""
         return jnp.maximum(self.fixed.top[:, 0], jnp.minimum(self.word.top, self.unk.top).max(axis=1))
 
+    def one_shift_is_safe(self) -> jnp.ndarray:
+        """Whether one shift per head (`highest`) keeps every binary mask's denominator above
+        sqrt(tiny): the lowest top score of any mask is within ln(tiny) / 2 of the highest."""
+        return jnp.all(self.floor() - self.highest() > 0.5 * jnp.log(jnp.finfo(self.word.weight.dtype).tiny))
+
     def scaled(self, part: Shifted) -> tuple[Float[Array, "K G"], Float[Array, "K G C"]]:
         """A group's sums of w_t and w_t s_t with one shift for the whole head (`highest`)."""
         scale = jnp.exp(part.top - self.highest()[:, None])
@@ -126,7 +131,7 @@ def heads(form: RatioForm, z: Float[Array, "*b d"]) -> Float[Array, "*b K C"]:
     """f_i for masks z (binary for the exact model; any real z for its extension), as the
     weighted terms' sums (no term subtracted): with one shift per head where that leaves every
     binary mask's denominator above sqrt(tiny), else with one shift per mask."""
-    safe = jnp.all(form.floor() - form.highest() > 0.5 * jnp.log(jnp.finfo(form.word.weight.dtype).tiny))
+    safe = form.one_shift_is_safe()
     return jax.lax.cond(safe, _one_shift, _shift_per_mask, form, z, safe) + form.head_bias
 
 
