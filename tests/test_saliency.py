@@ -1,19 +1,21 @@
 """Bastings & Filippova (docs/theory.md §8.6, checks 34-35): Integrated Gradients three ways, quadrature,
 completeness, the wrong-formula control, the tau-based claims, and bad input."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from attnverify.numerics import model as nm
+from attnverify.numerics.draws import sweep_draw
 from attnverify.numerics.explanations import explain
 from attnverify.numerics.related import integrated_gradients as ns
 from attnverify.verification import claims as _claims  # noqa: F401
 from attnverify.verification.registry import REGISTRY
-from attnverify.verification.sweep import run_claim
+from attnverify.verification.sweep import relative_error, run_claim
 from helpers import draw, judged
 
 from attnverify.errors import InputError
-from attnverify.spec import ModelSpec
+from attnverify.spec import SMALL, ModelSpec
 
 SPEC = ModelSpec(max_len=8, d_embed=6, d_att=4, d_out=5, heads=3, vocab_size=30)
 
@@ -95,6 +97,28 @@ def test_completeness_holds_and_catches_the_wrong_formula(kind):
     # completeness fails for a wrong formula: the truncated integrand's sum misses f(xi) - f(b)
     wrong = ns.statement_integrated_gradients(params, tokens, SPEC, kind=kind, wrong=True)
     assert abs(float(jnp.sum(wrong[1:]) - difference)) > 1e-6
+
+
+def test_completeness_sets_aside_an_unconverged_quadrature_and_catches_a_wrong_target(monkeypatch):
+    """At --scale 10, 64 nodes can miss: on draw 130 of seed 0 (SMALL) the sum of IG misses f(xi) - f(0)
+    by 4.7e-3 of it, and 128 nodes differ from 64 by as much. The claim sets that draw aside (NaN, its
+    declared reason) instead of failing completeness for the quadrature's error; on draw 0 (converged:
+    4e-13) it is judged and passes. A wrong target, f(xi) - f(UNK document) for the zero baseline, is
+    caught on draw 0: the quadrature's convergence is decided from the two sums of IG alone."""
+    claim = REGISTRY["saliency.ig_completeness.zero"]
+    assert claim.nonfinite_reason and "not converged" in claim.nonfinite_reason
+
+    def error(index):
+        params, tokens = sweep_draw(0, index, SMALL, scale=10.0, dtype=jnp.float64)
+        lhs, rhs = jax.jit(claim.build(SMALL))(params, tokens)
+        return float(relative_error(lhs, rhs))
+
+    assert np.isnan(error(130))
+    assert error(0) < 1e-12
+    right = ns.completeness_gap
+    monkeypatch.setattr(ns, "completeness_gap", lambda params, tokens, spec, kind: (
+        right(params, tokens, spec, kind=kind)[0], right(params, tokens, spec, kind="unk")[1]))
+    assert error(0) > 0.1  # 2.4: judged, and far above the tolerance 1e-10
 
 
 def test_cls_and_unk_positions_get_no_ig_from_the_unk_baseline():
