@@ -584,6 +584,38 @@ def test_an_unexpected_verdict_off_the_papers_init_says_where_it_was_drawn(scale
     assert "--scale" not in (judge_claim(control, SMALL, np.full(8, 1.0), trials=8, scale=scale).finding or "")
 
 
+def test_an_unexpected_measured_verdict_on_another_model_says_what_changed():
+    # Can fail: with --scorer additive, thm2.shell_gain_replace.scale3 (expected to fail, measured on the paper's
+    # model) held, and its finding said only "Review the expectation", as if the measurement were wrong.
+    gain = dataclasses.replace(REGISTRY["thm2.shell_gain_replace.scale3"], context=None, proof=None)
+    additive = SMALL.replace(scorer="additive", biases=True)
+    held = judge_claim(gain, additive, np.full(32, 0.01), trials=32)
+    assert held.unexpected and held.finding.endswith(
+        "Review the expectation. Swept with biases=True, scorer=additive; the expectation is set for the "
+        "paper's model.")
+    assert "Swept with" not in judge_claim(gain, SMALL, np.full(32, 0.01), trials=32).finding  # the paper's model
+    # a switch the claim itself requires is where it was measured, not a change of model
+    on_additive = dataclasses.replace(gain, requires={**gain.requires, "scorer": "additive"})
+    assert judge_claim(on_additive, additive, np.full(32, 0.01), trials=32).finding.endswith(
+        "Swept with biases=True; the expectation is set for the paper's model.")
+    # a statistic from the literature is set for the paper's model too
+    literature = dataclasses.replace(REGISTRY["wp.diagnostic_uniform_vs_adversarial.planted"], context=None, proof=None)
+    assert literature.provenance == "literature" and literature.summary is not None
+    refuted = judge_claim(literature, additive, np.full(32, -0.24) + np.linspace(-0.01, 0.01, 32), trials=32)
+    assert refuted.unexpected and refuted.finding.endswith(
+        "Swept with biases=True, scorer=additive; the expectation is set for the paper's model.")
+    # an expected verdict, and a derived identity, say nothing of it
+    assert "Swept with" not in (judge_claim(gain, additive, np.full(32, 1.0), trials=32).finding or "")
+    identity = dataclasses.replace(REGISTRY["thm1.derived"], context=None, proof=None)  # derived for each spec
+    assert identity.provenance == "measured" and identity.summary is None and identity.holds
+    assert "Swept with" not in judge_claim(identity, additive, np.full(8, 1e-8), trials=8).finding
+    departs = dataclasses.replace(REGISTRY["jw.loo_reindexed"], context=None, proof=None)  # measured to fail
+    assert departs.provenance == "measured" and departs.summary is None and not departs.holds
+    assert judge_claim(departs, additive, np.full(8, 1e-13), trials=8).finding.endswith(
+        "Swept with biases=True, scorer=additive; the expectation is set for the paper's model. "
+        "Worst: draw 0 (seed 0).")
+
+
 def test_a_per_draw_summary_is_not_shown_as_a_max_error_below_its_median():
     # Can fail: identifiability.fiber_max_jsd showed "max 0.00e+00, median 5.05e-01": the max was
     # 1 - the share of draws above the threshold, the median that of the per-draw values.
