@@ -76,8 +76,9 @@ def _ig(lhs: str, kind: str):
 def _completeness(total, difference, doubled):
     """Completeness's (lhs, rhs): the sum of IG with ORDER nodes against f(xi) - f(b), the draw set aside
     (NaN) where the quadrature is not converged: where the sum with 2 ORDER nodes differs from it by more
-    than half the tolerance, the comparison measures the quadrature, not completeness. Decided by the
-    two quadratures alone, never by f(xi) - f(b); a sum or an f that is not finite fails, as before."""
+    than half the tolerance relative to f(xi) - f(b), the comparison measures the quadrature, not completeness.
+    Decided by the two quadratures on that scale, never by the error; a sum or an f that is not finite fails,
+    as before."""
     estimate = jnp.nan_to_num(jnp.abs(doubled - total), nan=jnp.inf)
     kept = set_aside_lost(total, estimate, difference, QUADRATURE)
     defined = jnp.isfinite(total) & jnp.isfinite(difference)
