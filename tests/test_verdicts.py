@@ -604,6 +604,11 @@ def test_an_unexpected_measured_verdict_on_another_model_says_what_changed():
     refuted = judge_claim(literature, additive, np.full(32, -0.24) + np.linspace(-0.01, 0.01, 32), trials=32)
     assert refuted.unexpected and refuted.finding.endswith(
         "Swept with biases=True, scorer=additive; the expectation is set for the paper's model.")
+    # a claim's own finding without a full stop gets one before the note
+    margin = dataclasses.replace(REGISTRY["wp.jw_above_curve_eps0.01"], context=None, proof=None)
+    assert not margin.finding.rstrip().endswith(".")
+    assert "(margin -0.145). Swept with scorer=additive" in judge_claim(
+        margin, SMALL.replace(scorer="additive"), np.full(32, -0.145) + np.linspace(-0.01, 0.01, 32), trials=32).finding
     # an expected verdict, and a derived identity, say nothing of it
     assert "Swept with" not in (judge_claim(gain, additive, np.full(32, 1.0), trials=32).finding or "")
     identity = dataclasses.replace(REGISTRY["thm1.derived"], context=None, proof=None)  # derived for each spec

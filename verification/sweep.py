@@ -341,7 +341,7 @@ def judge_claim(claim: Claim, spec: ModelSpec, errors: np.ndarray, *, trials: in
     if verdict == "fail" and (claim.summary is not None or (not claim.holds and claim.provenance == "measured")):
         finding = _off_spec(claim, finding, spec)  # a statistic, or a measured failure; not an identity
     if verdict == "fail" and worst_draw is not None:  # the draw to inspect (`init-model --draw`)
-        finding = f"{finding} Worst: draw {worst_draw} (seed {seed})."
+        finding = f"{_ended(finding)} Worst: draw {worst_draw} (seed {seed})."
     proof = None
     if claim.proof is not None:
         with user_code(claim, "proof", claim.proof):
@@ -398,11 +398,16 @@ def _off_scale(claim: Claim, finding: str, scale: float) -> str:
     if scale < 1.0 and claim.holds is False and finding.endswith(REVIEW):
         return (f"{finding[:-len(REVIEW)]}Drawn at --scale {scale:g}: what makes it fail at the paper's init "
                 "(scale 1) may shrink with the parameters; review the expectation at --scale 1.")
-    return f"{finding} Drawn at --scale {scale:g}; the expectation is set at the paper's init (scale 1)."
+    return f"{_ended(finding)} Drawn at --scale {scale:g}; the expectation is set at the paper's init (scale 1)."
 
 
 #: How an unexpected PASS's finding ends (at scale 1).
 REVIEW = "Review the expectation."
+
+
+def _ended(finding: str) -> str:
+    """`finding` as a sentence that another can follow: a claim's own finding may end without a full stop."""
+    return finding if finding.rstrip().endswith((".", "!", "?")) else f"{finding.rstrip()}."
 
 
 def _off_spec(claim: Claim, finding: str, spec: ModelSpec) -> str:
@@ -414,7 +419,7 @@ def _off_spec(claim: Claim, finding: str, spec: ModelSpec) -> str:
     if not changed:
         return finding
     swept = ", ".join(f"{name}={value}" for name, value in sorted(changed.items()))
-    return f"{finding} Swept with {swept}; the expectation is set for the paper's model."
+    return f"{_ended(finding)} Swept with {swept}; the expectation is set for the paper's model."
 
 
 def _unmet_text(claim: Claim, spec: ModelSpec) -> str:
