@@ -121,6 +121,20 @@ def test_completeness_sets_aside_an_unconverged_quadrature_and_catches_a_wrong_t
     assert error(0) > 0.1  # 2.4: judged, and far above the tolerance 1e-10
 
 
+def test_quadrature_holds_a_few_nodes_intermediates_at_once_not_all():
+    # Can fail: every node's integrand was evaluated at once (vmap), so a sweep block held every node's
+    # intermediates: with the deep scorer's derived gradient, 22 GB at 128 nodes and 128 draws. XLA's own
+    # account of the compiled program's scratch memory, for 16 draws: 128 nodes must cost about what one batch does.
+    spec = SPEC.replace(scorer="deep")
+    params, tokens = jax.vmap(lambda i: sweep_draw(0, i, spec, scale=1.0, dtype=jnp.float64))(jnp.arange(16))
+
+    def scratch(order):
+        ig = jax.vmap(lambda p, t: ns.derived_integrated_gradients.__wrapped__(p, t, spec, order=order))
+        return jax.jit(ig).lower(params, tokens).compile().memory_analysis().temp_size_in_bytes
+
+    assert scratch(128) < 3 * scratch(4)  # 4 nodes: one batch (ns.NODE_BATCH)
+
+
 def test_cls_and_unk_positions_get_no_ig_from_the_unk_baseline():
     params, tokens = draw(SPEC, 5)
     tokens = tokens.at[2].set(nm.UNK)
