@@ -609,6 +609,9 @@ def test_an_unexpected_measured_verdict_on_another_model_says_what_changed():
     assert not margin.finding.rstrip().endswith(".")
     assert "(margin -0.145). Swept with scorer=additive" in judge_claim(
         margin, SMALL.replace(scorer="additive"), np.full(32, -0.145) + np.linspace(-0.01, 0.01, 32), trials=32).finding
+    # a user's claim sets its own expectation, for the user's model
+    users = dataclasses.replace(gain, id="user.shell_gain")
+    assert "Swept with" not in judge_claim(users, additive, np.full(32, 0.01), trials=32).finding
     # an expected verdict, and a derived identity, say nothing of it
     assert "Swept with" not in (judge_claim(gain, additive, np.full(32, 1.0), trials=32).finding or "")
     identity = dataclasses.replace(REGISTRY["thm1.derived"], context=None, proof=None)  # derived for each spec

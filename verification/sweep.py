@@ -338,7 +338,8 @@ def judge_claim(claim: Claim, spec: ModelSpec, errors: np.ndarray, *, trials: in
                           else int(np.argmax(np.where(finite_mask, errors, -np.inf))))
     if verdict == "fail" and scale != 1.0:
         finding = _off_scale(claim, finding, scale)
-    if verdict == "fail" and (claim.summary is not None or (not claim.holds and claim.provenance == "measured")):
+    if verdict == "fail" and claim.id in BUILTIN and (claim.summary is not None
+                                                     or (not claim.holds and claim.provenance == "measured")):
         finding = _off_spec(claim, finding, spec)  # a statistic, or a measured failure; not an identity
     if verdict == "fail" and worst_draw is not None:  # the draw to inspect (`init-model --draw`)
         finding = f"{_ended(finding)} Worst: draw {worst_draw} (seed {seed})."
@@ -411,10 +412,11 @@ def _ended(finding: str) -> str:
 
 
 def _off_spec(claim: Claim, finding: str, spec: ModelSpec) -> str:
-    """An unexpected verdict of a statistic (whatever its expectation's source), or of a statement measured here to
-    fail, swept on a spec whose switches differ from the paper's model beyond the claim's own hypotheses: the
-    expectation is set for the paper's model, so the finding says what changed. (A derived identity holds on every
-    spec that meets its hypotheses: its unexpected FAIL gets no such note.)"""
+    """An unexpected verdict of a built-in statistic (whatever its expectation's source), or of a built-in
+    statement measured here to fail, swept on a spec whose switches differ from the paper's model beyond the
+    claim's own hypotheses: the expectation is set for the paper's model, so the finding says what changed. (A
+    derived identity holds on every spec that meets its hypotheses: its unexpected FAIL gets no such note; a
+    user's claim states its own expectation, for the user's model.)"""
     changed = {name: value for name, value in spec.deviations().items() if name not in claim.requires}
     if not changed:
         return finding
