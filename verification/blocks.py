@@ -97,11 +97,10 @@ def set_aside_lost(stated: jnp.ndarray, bound: jnp.ndarray, truth: jnp.ndarray, 
     relative to the truth's scale (`error_scale`): `bound` bounds a closed form's rounding
     (`numerics.rounding`), `truth_rounding` the truth's, absolute. With `zero_is_lost` a truth
     that is exactly 0 is its own scale, not 1: any rounding then loses it (a variance of outputs
-    that all round to the same number says nothing of the true one). Not the default: as the rule
+    that all round to the same number says nothing of the true one; not the default: as the rule
     for every claim it set aside 4 more of 256 draws of jw.unk_replacement at scale 1, whose
-    differences of outputs can be 0 where the true one is.
-    There no comparison can tell
-    a right formula from a wrong one. The claim declares such draws (`Claim.nonfinite_reason`):
+    differences of outputs can be 0 where the true one is). On a draw set aside no comparison can
+    tell a right formula from a wrong one. The claim declares such draws (`Claim.nonfinite_reason`):
     counted and reported, not judged; a sweep that keeps none is inconclusive. Which draws are
     set aside never depends on the error. Where `bound` is the statement's own (not a derived
     form's), a wrong statement lost on every draw makes the sweep inconclusive, never a PASS. A

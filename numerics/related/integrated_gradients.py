@@ -178,13 +178,19 @@ def statement_integrated_gradients(params: nm.Params, tokens: Int[Array, " T"], 
     return _integrate(lambda lam: integrand(params, e, b, lam), order, e.dtype)
 
 
+@functools.partial(jax.jit, static_argnames=("spec", "kind"))
+def output_change(params: nm.Params, tokens: Int[Array, " T"], spec: ModelSpec, *, kind: str = "zero") -> jnp.ndarray:
+    """f(xi) - f(baseline): what the attributions of IG add up to (completeness)."""
+    e, b = nm.embed(params, tokens, spec), baseline(params, tokens, spec, kind)
+    return nm.explained_output(params, e, spec) - nm.explained_output(params, b, spec)
+
+
 @functools.partial(jax.jit, static_argnames=("spec", "kind", "order"))
 def completeness_gap(params: nm.Params, tokens: Int[Array, " T"], spec: ModelSpec, *, kind: str = "zero",
                      order: int = ORDER) -> tuple[jnp.ndarray, jnp.ndarray]:
     """(sum_{t >= 1} IG_t, f(xi) - f(baseline)): equal up to quadrature error."""
-    e, b = nm.embed(params, tokens, spec), baseline(params, tokens, spec, kind)
     ig = integrated_gradients(params, tokens, spec, kind=kind, order=order)
-    return jnp.sum(ig[1:]), nm.explained_output(params, e, spec) - nm.explained_output(params, b, spec)
+    return jnp.sum(ig[1:]), output_change(params, tokens, spec, kind=kind)
 
 
 # -- check 34: which saliency agrees with what ---------------------------------------------------

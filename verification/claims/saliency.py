@@ -64,7 +64,7 @@ def _ig(lhs: str, kind: str):
             if lhs == "derived":
                 return ns.derived_integrated_gradients(params, tokens, spec, kind=kind)[1:], truth
             if lhs == "completeness":
-                return _completeness(*ns.completeness_gap(params, tokens, spec, kind=kind),
+                return _completeness(jnp.sum(truth), ns.output_change(params, tokens, spec, kind=kind),
                                      jnp.sum(doubled_of(params, tokens)))
             return truth, doubled_of(params, tokens)  # "converged": ORDER nodes against 2 ORDER
 
