@@ -92,3 +92,26 @@ def test_a_backend_that_cannot_start_is_a_one_line_error(monkeypatch):
     with pytest.raises(InputError, match=r"^JAX could not start its backend \(JAX_PLATFORMS='bogus'\): "
                                          r"Unable to initialize backend 'bogus': .* list$"):
         enable_x64()
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    ("--xla_no_such_option=1", "Unknown flag in XLA_FLAGS: --xla_no_such_option=1"),
+    # a value XLA cannot read printed its whole usage text (hundreds of lines) after the error
+    ("--xla_cpu_enable_fast_math=maybe", "Couldn't interpret value maybe for flag xla_cpu_enable_fast_math."),
+])
+def test_an_option_xla_refuses_is_a_one_line_error_before_jax_starts(flags, message):
+    # Can fail: XLA ended the command when its backend started, with exit code 1 and its own log line
+    # (or the usage text). `verify` starts the backend; run as a command, JAX is not imported before.
+    clean = {k: v for k, v in os.environ.items() if k != host_devices.ENV_VAR}
+    out = subprocess.run([sys.executable, "-m", "attnverify", "verify", "thm1.gradient", "--trials", "8", "--no-cache"],
+                         env={**clean, "XLA_FLAGS": flags}, capture_output=True, text=True, timeout=300, check=False)
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert out.stderr == f"attnverify: error: XLA_FLAGS: XLA cannot read them: {message}\n"
+
+
+def test_options_xla_knows_are_let_through_and_a_child_that_fails_otherwise_is_no_verdict(monkeypatch):
+    # Can fail: a known option refused, or a child that failed for a reason of its own (no XLA error
+    # line: a broken interpreter, say) taken for a refusal of the user's options.
+    host_devices.check_xla_options_known(f"--xla_cpu_enable_fast_math=false {host_devices.FLAG}=2")
+    monkeypatch.setattr(host_devices, "_START_XLA", "raise SystemExit('no XLA here')")
+    host_devices.check_xla_options_known("--xla_no_such_option=1")
