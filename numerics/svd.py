@@ -10,6 +10,12 @@ SVD inside them. Under `jax.vmap` each function here runs as a loop of single-ma
 (`jax.custom_batching.sequential_vmap`), which the kernel does not split: the same LAPACK call on
 each matrix as the batched kernel makes, without the pool. Call these, never ``jnp.linalg.svd``
 or ``jnp.linalg.lstsq`` (which is an SVD) directly (a test reads the package for them).
+
+LAPACK's full SVD never returns on a matrix holding an infinity (measured with jaxlib 0.9.2: ``gesdd``
+with U and V loops at 100 % CPU; a matrix of read-outs near 1e250 overflows a Gram matrix to
+infinity, and ``related fiber`` hung there). A matrix that is not finite is therefore never passed
+to it: the kernel gets zeros and the result is NaN, which the callers report as not finite. A
+finite matrix goes through unchanged, so its numbers are bit for bit those of the kernel.
 """
 
 from __future__ import annotations
@@ -19,19 +25,30 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 
+def _finite_or_zeros(M: Float[Array, "m n"]) -> tuple[jnp.ndarray, Float[Array, "m n"]]:
+    """Whether every entry of M is finite, and M where it is, else zeros (what LAPACK may be given)."""
+    finite = jnp.all(jnp.isfinite(M))
+    return finite, jnp.where(finite, M, jnp.zeros_like(M))
+
+
 @jax.custom_batching.sequential_vmap
 def singular_values(M: Float[Array, "m n"]) -> Float[Array, " k"]:
-    """The singular values of M, largest first."""
-    return jnp.linalg.svd(M, compute_uv=False)
+    """The singular values of M, largest first (NaN if M is not finite)."""
+    finite, M = _finite_or_zeros(M)
+    return jnp.where(finite, jnp.linalg.svd(M, compute_uv=False), jnp.nan)
 
 
 @jax.custom_batching.sequential_vmap
 def left_singular_vectors(M: Float[Array, "m n"]) -> Float[Array, "m m"]:
-    """U of the full SVD M = U diag(sigma) V^T (m x m), columns in the order of sigma."""
-    return jnp.linalg.svd(M, full_matrices=True)[0]
+    """U of the full SVD M = U diag(sigma) V^T (m x m), columns in the order of sigma (NaN if M is
+    not finite)."""
+    finite, M = _finite_or_zeros(M)
+    return jnp.where(finite, jnp.linalg.svd(M, full_matrices=True)[0], jnp.nan)
 
 
 @jax.custom_batching.sequential_vmap
 def least_squares(M: Float[Array, "m n"], b: Float[Array, " m"]) -> Float[Array, " n"]:
-    """The minimum-norm x minimising |M x - b| (``jnp.linalg.lstsq``'s solution)."""
-    return jnp.linalg.lstsq(M, b)[0]
+    """The minimum-norm x minimising |M x - b| (``jnp.linalg.lstsq``'s solution; NaN if M is not
+    finite)."""
+    finite, M = _finite_or_zeros(M)
+    return jnp.where(finite, jnp.linalg.lstsq(M, b)[0], jnp.nan)

@@ -56,3 +56,33 @@ def test_the_package_calls_an_svd_only_through_numerics_svd():
     # Can fail: the scan finds numerics/svd.py's own three calls.
     assert sorted(c.split(":")[0] for c in calls if c.startswith("numerics/svd.py")) == ["numerics/svd.py"] * 3
     assert [c for c in calls if not c.startswith("numerics/svd.py")] == []
+
+
+_INFINITE = """
+import jax, jax.numpy as jnp
+jax.config.update("jax_enable_x64", True)
+from attnverify.numerics import svd
+M = jnp.array([[jnp.inf, 2.0, 1.0], [3.0, 1.0, 1.0], [1.0, 5.0, 1.0], [2.0, 2.0, 1.0]])
+outs = (svd.left_singular_vectors(M), svd.least_squares(M, M[:, 1]), svd.singular_values(M),
+        jax.vmap(svd.least_squares)(M[None], M[None, :, 1]))
+print(*(bool(jnp.all(jnp.isnan(x))) for x in outs))
+"""
+
+
+def test_a_matrix_holding_an_infinity_gives_nan_and_never_reaches_lapacks_svd():
+    # Can fail: LAPACK's full SVD looped forever on it (related fiber on a model whose read-outs
+    # overflow hung past any limit). In a child process, so that a hang ends at the timeout.
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _INFINITE], capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == 0 and out.stdout.split() == ["True"] * 4, out.stderr[-2000:]
+
+
+def test_a_finite_matrix_gives_the_kernels_numbers_bit_for_bit():
+    # Can fail: the guard changed a finite matrix (a where() that rounded, or zeros let through).
+    M = jax.random.normal(jax.random.PRNGKey(3), (7, 4), jnp.float64)
+    b = jnp.arange(7.0)
+    assert np.array_equal(svd.least_squares(M, b), jnp.linalg.lstsq(M, b)[0])
+    assert np.array_equal(svd.left_singular_vectors(M), jnp.linalg.svd(M, full_matrices=True)[0])
+    assert np.array_equal(svd.singular_values(M), jnp.linalg.svd(M, compute_uv=False))
