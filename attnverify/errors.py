@@ -33,8 +33,13 @@ def describe(err: BaseException) -> str:
 
 
 def first_line(err: BaseException) -> str:
-    """The first line of `err`'s message that says something ("" when none does)."""
-    return next((line.strip() for line in str(err).splitlines() if line.strip()), "")
+    """The first line of `err`'s message that says something ("" when none does, or when a user's
+    exception cannot even say it: its ``__str__`` raises)."""
+    try:
+        text = str(err)
+    except Exception:
+        return ""
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
 
 
 def out_of_memory(err: BaseException) -> bool:

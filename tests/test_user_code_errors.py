@@ -86,6 +86,11 @@ BROKEN = {
     "negative error": ("claim(measure=lambda lhs, rhs: -1e6 + 0 * jnp.sum(lhs))\n",
                        "claim 'mine.c': its measure returned a negative error (-1e+06)"),
     "proof not a sentence": ("claim(proof=lambda spec: 3)\n", "claim 'mine.c': proof returned int, not a sentence"),
+    # a line break split the table's row in two; an empty proof printed an empty cell (exit 0 both)
+    "proof on two lines": ("claim(proof=lambda spec: 'one\\ntwo')\n",
+                           "claim 'mine.c': proof returned 'one\\ntwo', not a sentence on one line"),
+    "proof blank": ("claim(proof=lambda spec: ' ')\n",
+                    "claim 'mine.c': proof returned ' ', not a sentence on one line"),
     # at registration: named with the file and the claim
     "build is None": ("claim(build=None)\n", "claim 'mine.c': build must be a function"),
     "tolerance is a string": ("claim(tolerance={'float64': 'tiny', 'float32': 1e-4})\n",
@@ -126,6 +131,19 @@ def test_a_claims_module_that_exits_is_one_line_and_exit_2(tmp_path, capsys, bod
     path = module(tmp_path, body)
     argv = ["verify", "thm1.gradient", "--trials", "2", "--quiet", *TINY] if command == "verify" else ["claims"]
     one_line(capsys, [*argv, "--claims-module", path], f"{path}: SystemExit (line ", text)
+
+
+def test_an_exception_whose_message_itself_raises_is_named_by_its_type(tmp_path, capsys):
+    # Can fail: the one-line message called str() on the user's exception, whose __str__ raised in turn:
+    # a 32-line traceback ("During handling of the above exception...") and exit code 1.
+    body = """\
+        class Unspeakable(Exception):
+            def __str__(self):
+                raise ValueError("not this either")
+        raise Unspeakable()
+        """
+    path = module(tmp_path, body)
+    one_line(capsys, ["claims", "--claims-module", path], f"{path}: Unspeakable (line ")
 
 
 def test_a_plugin_that_exits_is_one_line_and_exit_2(tmp_path, capsys):

@@ -349,6 +349,8 @@ def judge_claim(claim: Claim, spec: ModelSpec, errors: np.ndarray, *, trials: in
             proof = _proof(claim, spec)
         if proof is not None and not isinstance(proof, str):  # None: no proof to report
             raise UserCodeError(f"claim {claim.id!r}: proof returned {type(proof).__name__}, not a sentence (str)")
+        if proof is not None and not (proof.strip() and proof.isprintable()):  # a table row's cell, as the statement
+            raise UserCodeError(f"claim {claim.id!r}: proof returned {proof!r}, not a sentence on one line")
     shown = errors[finite_mask]
     qs = {f"p{q}": float(np.quantile(shown, q / 100)) if shown.size else float("nan") for q in (10, 50, 90, 99)}
     stat = every
