@@ -131,3 +131,13 @@ def test_relative_gap_is_relative_to_the_limit():
     limit, centre = np.array([3.0, 4.0]), np.array([6.0, 8.0])  # ||limit|| = 5, ||centre - limit|| = 5
     assert relative_gap(centre, limit) == pytest.approx(1.0, rel=1e-15)
     assert relative_gap(limit, centre) == pytest.approx(0.5, rel=1e-15)
+
+
+def test_a_gap_whose_norms_overflow_is_not_finite_without_numpys_warnings():
+    # Can fail: NumPy warned of an overflow in the norm and an invalid division, on stderr, before
+    # `explain --lime-samples` refused the number in its one line (a model whose output is near 1e305).
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert not np.isfinite(finite_n.relative_gap(np.array([1e300, -1e300]), np.array([2e300, 1e300])))

@@ -70,9 +70,11 @@ def centre_at_n(intercept: float, beta, f0: float, *, nu: float, n: int, ridge: 
 
 
 def relative_gap(centre: np.ndarray, limit) -> float:
-    """||centre - beta^inf|| / ||beta^inf||."""
+    """||centre - beta^inf|| / ||beta^inf||: not finite, without NumPy's warnings, where the norms
+    overflow (an output near 1e305: the caller reports the number as not finite)."""
     limit = np.asarray(limit, np.float64)
-    return float(np.linalg.norm(centre - limit) / max(np.linalg.norm(limit), np.finfo(float).tiny))
+    with np.errstate(all="ignore"):
+        return float(np.linalg.norm(centre - limit) / max(np.linalg.norm(limit), np.finfo(float).tiny))
 
 
 #: Why `causes` gives no centre.
