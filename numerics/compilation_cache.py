@@ -79,6 +79,8 @@ def check_cache_location(path: Path, *, create: bool) -> None:
     """Raise `CacheLocationError` (one line) unless `path` is, or can become, a writable folder."""
     if not is_utf8(str(path)):  # JAX takes the folder as UTF-8 text
         raise CacheLocationError(f"compilation cache folder {str(path)!r} is not UTF-8 text")
+    if not str(path).strip():  # `$ATTNVERIFY_CACHE_DIR=" "` would make a folder named " " here
+        raise CacheLocationError(f"compilation cache folder {str(path)!r} is blank")
     try:
         is_file = path.exists() and not path.is_dir()
     except OSError as err:  # e.g. a parent folder that cannot be searched: Path.exists raises EACCES

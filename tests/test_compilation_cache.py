@@ -181,6 +181,17 @@ def test_cache_clear_removes_only_what_the_cache_wrote(own_cache, capsys):
     assert main(["cache", "info"]) == 0 and "size: 0 B" in capsys.readouterr().out  # the user's files: not counted
 
 
+def test_a_blank_cache_location_is_warned_of_and_makes_no_folder(own_cache, capsys, monkeypatch, tmp_path):
+    # Can fail: ATTNVERIFY_CACHE_DIR=" " made a folder named " " in the working folder and cached there.
+    monkeypatch.setenv(compilation_cache.ENV_VAR, " ")
+    monkeypatch.chdir(tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert main(["spec", "--max-len", "8"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["attnverify: warning: compilation cache folder ' ' is blank; compiling without it"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
 def test_a_cache_location_that_is_a_file(own_cache, capsys):
     own_cache.write_text("not a folder")
     for action in ("info", "clear"):
