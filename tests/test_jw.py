@@ -393,6 +393,24 @@ def test_the_protocol_of_a_text_ranks_its_words_with_shares_that_sum_to_one(tmp_
         assert out["kendall"][f"{a} vs {b}"]["tau_b"] == pytest.approx(expected[0], abs=1e-12)
 
 
+def test_a_text_whose_words_the_model_reads_alike_is_refused_with_the_reason(tmp_path):
+    # Can fail: repeated words without positional embeddings have equal importances, tau-b is 0/0, and the
+    # command refused after the work with "kendall.alpha vs loo.tau_b is NaN (the results are not finite)".
+    from attnverify.numerics import modelfile
+    from attnverify.numerics.tokenize import CLS_TOKEN, UNK_TOKEN
+    from attnverify.verification.related import analyse
+
+    from attnverify.errors import InputError
+
+    spec = ModelSpec(max_len=8, d_embed=6, d_att=3, d_out=4, heads=2, vocab_size=6, positional=False)
+    path = tmp_path / "m.npz"
+    modelfile.save(path, spec, _draw(spec, 3, scale=3.0)[0], [CLS_TOKEN, UNK_TOKEN, "good", "bad", "plot", "long"])
+    with pytest.raises(InputError, match=r"^related protocol: every word of the text has the same alpha and .*"
+                                         r"importance, so Kendall's tau-b has no order to compare"):
+        analyse("protocol", modelfile.load(path), "good good good")
+    assert analyse("protocol", modelfile.load(path), "good bad plot")["kendall"]  # words read apart: ranked
+
+
 # -- mutation testing, round 4: each test below fails on a mutant the file's other tests let through --
 
 

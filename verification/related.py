@@ -113,6 +113,11 @@ def analyse(what: str, loaded: ModelFile, text: str, *, epsilons=(0.01, 0.05), t
         for name in ("grad_detached", "grad_full"):
             total = jnp.sum(importance[name])  # 0 only if every word's |G x I| is: then the zeros stay
             importance[name] = jnp.where(total > 0, importance[name] / jnp.where(total > 0, total, 1), 0.0)
+        alike = [name for name, v in importance.items() if float(jnp.max(v)) == float(jnp.min(v))]
+        if alike:  # tau-b of a ranking that is all ties is 0/0 (NaN, as scipy's): no order to compare
+            raise InputError(f"related protocol: every word of the text has the same {' and '.join(alike)} "
+                             "importance, so Kendall's tau-b has no order to compare (the model reads the words "
+                             "alike: repeated or unknown words)")
         out["importances"] = {name: _floats(v) for name, v in importance.items()}
         out["kendall"] = {}
         for a, b in njw.PAIRS:
