@@ -11,10 +11,11 @@ SVD inside them. Under `jax.vmap` each function here runs as a loop of single-ma
 each matrix as the batched kernel makes, without the pool. Call these, never ``jnp.linalg.svd``
 or ``jnp.linalg.lstsq`` (which is an SVD) directly (a test reads the package for them).
 
-LAPACK's full SVD never returns on a matrix holding an infinity (measured with jaxlib 0.9.2: ``gesdd``
-with U and V loops at 100 % CPU; a matrix of read-outs near 1e250 overflows a Gram matrix to
-infinity, and ``related fiber`` hung there). A matrix that is not finite is therefore never passed
-to it: the kernel gets zeros and the result is NaN, which the callers report as not finite. A
+LAPACK's SVD with U and V did not return on a matrix holding an infinity (jaxlib 0.9.2: a 3 x 3
+``jnp.linalg.svd`` with one ``inf`` was still running when killed at 20 s; with a NaN, or without U
+and V, it returns NaN at once). Read-outs near 1e250 overflow a Gram matrix to infinity, and
+``related fiber`` hung there past 150 s. A matrix that is not finite is therefore never passed
+to LAPACK: the kernel gets zeros and the result is NaN, which the callers report as not finite. A
 finite matrix goes through unchanged, so its numbers are bit for bit those of the kernel.
 """
 

@@ -70,7 +70,7 @@ print(*(bool(jnp.all(jnp.isnan(x))) for x in outs))
 
 
 def test_a_matrix_holding_an_infinity_gives_nan_and_never_reaches_lapacks_svd():
-    # Can fail: LAPACK's full SVD looped forever on it (related fiber on a model whose read-outs
+    # Can fail: LAPACK's SVD with U and V never returned on it (related fiber on a model whose read-outs
     # overflow hung past any limit). In a child process, so that a hang ends at the timeout.
     import subprocess
     import sys
