@@ -102,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epsilon", type=float, nargs="+", default=None,
                    help="adversarial: output budgets (default 0.01 0.05)")
     p.add_argument("--temperature", type=float, nargs="+", default=None,
-                   help="gumbel: temperatures tau > 0 (default 0.1 0.5 1 2)")
+                   help="gumbel: temperatures tau >= 2.2e-308, the smallest normal float64 (default 0.1 0.5 1 2)")
     p.add_argument("--head", type=int, default=None,
                    help="the head whose attention moves (adversarial, fiber; default 0)")
     p.add_argument("--seed", type=int, default=None,

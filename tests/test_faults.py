@@ -131,6 +131,9 @@ def validation_cases(tmp: Path, model: Path, huge: Path) -> list[tuple[list, str
         (["related", "fiber", "--model", model, "--text", TEXT, "--seed", "5"],
          "--seed applies to `related adversarial / gumbel`, not `related fiber`"),
         (["related", "protocol", "--model", model, "--text", "movie"], "needs at least 2 words"),
+        # a subnormal temperature is 0 to XLA: "entropy_by_temperature.5e-324 is NaN" after the work, before
+        (["related", "gumbel", "--model", model, "--text", TEXT, "--temperature", "5e-324"],
+         "tau must be at least 2.22507e-308, the smallest normal float64"),
         (["derive", "lime", "--d", "10000"], "--d must be in 2..2000"),
         (["sweep-eq19", "--words-per-feature", "nan", "--quiet"], "--words-per-feature"),
         # sizes whose arrays cannot fit: refused with the bytes they need, not an abort

@@ -51,6 +51,26 @@ def test_gumbel_frequencies_and_entropy():
         ninfo.gumbel_softmax(gamma, noise, 0.0)
 
 
+def test_gumbel_softmax_at_the_smallest_temperatures_is_its_one_hot_limit():
+    # Can fail: unshifted, (gamma + g) / 3e-308 overflows to inf wherever |gamma + g| > 5.4 and the
+    # softmax is inf - inf = NaN. The limit tau -> 0+ is the one-hot of the argmax (entropy 0), and
+    # tau = inf gives the uniform law (entropy log T).
+    gamma = jnp.array([10.0, -10.0, 20.0, 0.0])
+    noise = ninfo.gumbel_noise(jax.random.PRNGKey(0), 64, 4)
+    for tau in (3e-308, 1e-300):
+        samples = ninfo.gumbel_softmax(gamma, noise, tau)
+        winners = np.argmax(np.asarray(gamma)[None] + np.asarray(noise), axis=1)
+        np.testing.assert_array_equal(np.asarray(samples), np.eye(4)[winners])
+        assert float(jnp.max(ninfo.softmax_entropy(ninfo.gumbel_logits(gamma, noise, tau)))) == 0.0
+    uniform = ninfo.softmax_entropy(ninfo.gumbel_logits(gamma, noise, float("inf")))
+    np.testing.assert_allclose(np.asarray(uniform), np.log(4), rtol=1e-15)
+    # Below the smallest normal number XLA on CPU computes as if tau were 0 (0 / 0): refused, per dtype.
+    with pytest.raises(InputError, match="smallest normal float64"):
+        ninfo.gumbel_logits(gamma, noise, 5e-324)
+    with pytest.raises(InputError, match="smallest normal float32"):
+        ninfo.gumbel_logits(gamma.astype(jnp.float32), noise.astype(jnp.float32), 1e-40)
+    assert np.isfinite(np.asarray(ninfo.gumbel_logits(gamma, noise, 1e-40))[:, 0]).all()  # normal in float64
+
 # -- mutual information ---------------------------------------------------------------------------------
 def test_exact_mi_of_known_laws():
     assert float(ninfo.exact_mi(jnp.full((3, 2), 1 / 6))) == pytest.approx(0.0, abs=1e-15)

@@ -43,8 +43,9 @@ def analyse(what: str, loaded: ModelFile, text: str, *, epsilons=(0.01, 0.05), t
         raise InputError(f"head must be in 0..{spec.heads - 1}, got {head}", parameter="head")
     for eps in epsilons:
         nadv.check_epsilon(eps)
+    dtype = jnp.result_type(*jax.tree_util.tree_leaves(loaded.params))
     for tau in temperatures:
-        ninfo.check_temperature(tau)
+        ninfo.check_temperature(tau, dtype)
     tokens, kept = encode(text, loaded.vocab, spec.max_len)
     if what == "protocol" and len(kept) < 2:  # Kendall's tau ranks the words: one word has no order
         raise InputError(f"related protocol: the text needs at least 2 words (Kendall's tau ranks them), "

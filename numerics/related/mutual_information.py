@@ -88,9 +88,17 @@ def pair_agreement(alpha: Float[Array, " n"], importance: Float[Array, " n"], de
 
 
 # -- Gumbel ------------------------------------------------------------------------------------
-def check_temperature(tau) -> None:
-    if isinstance(tau, (int, float)) and not tau > 0:
+def check_temperature(tau, dtype=jnp.float64) -> None:
+    """A temperature the logits can be divided by in `dtype`: > 0, and not below the smallest normal
+    number, since XLA on CPU computes with subnormal numbers flushed to 0 (tau = 5e-324 gave 0 / 0)."""
+    if not isinstance(tau, (int, float)):
+        return  # traced: checked where it is a number
+    if not tau > 0:
         raise InputError(f"Gumbel-softmax: temperature tau must be > 0, got {tau}")
+    tiny = float(jnp.finfo(dtype).tiny)
+    if tau < tiny:
+        raise InputError(f"Gumbel-softmax: temperature tau must be at least {tiny:g}, the smallest normal "
+                         f"{jnp.dtype(dtype).name} (XLA computes smaller numbers as 0), got {tau}")
 
 
 def gumbel_noise(key: PRNGKeyArray, n: int, T: int, dtype=jnp.float64) -> Float[Array, "n T"]:
@@ -127,9 +135,14 @@ def gumbel_softmax(gamma: Float[Array, " T"], noise: Float[Array, "n T"], tau) -
 
 
 def gumbel_logits(gamma: Float[Array, " T"], noise: Float[Array, "n T"], tau) -> Float[Array, "n T"]:
-    """The logits (gamma + g) / tau of Gumbel-softmax samples (their entropy: `softmax_entropy`)."""
-    check_temperature(tau)
-    return (gamma[None] + noise) / tau
+    """The logits (gamma + g) / tau of Gumbel-softmax samples (their entropy: `softmax_entropy`), each
+    sample shifted by its largest logit: (gamma + g - max_t (gamma_t + g_t)) / tau. The shift leaves
+    the softmax unchanged, and the largest logit is then 0 at any tau > 0. Unshifted, a tau as small as
+    5e-324 made the logits infinite and the softmax NaN; shifted, they are 0 and -inf, the one-hot
+    limit tau -> 0+ (entropy 0)."""
+    perturbed = gamma[None] + noise
+    check_temperature(tau, perturbed.dtype)
+    return (perturbed - jnp.max(perturbed, axis=1, keepdims=True)) / tau
 
 
 def mean_entropy(samples: Float[Array, "n T"]) -> Float[Array, ""]:
