@@ -17,10 +17,10 @@ say, in a researcher's shell profile). Some change what a program means, not onl
 `pin_jax_options` sets these to the values below. An option the user set to another value is
 overridden with a one-line warning (unset, the default, silently). Two debugging options are
 refused instead (`refuse_stopping_on_nan`). Every command and API call that computes comes here
-through `attnverify.cli_support.enable_x64`, and the test suite at its start (tests/conftest.py),
-so that tests trace the programs users run. A plugin file or claims module that changes them as
-it is loaded is answered the same way, naming the file (`kept_while`); one that turns
-64-bit mode off is refused.
+through `attnverify.cli_support.enable_x64`, a report's worker processes through `set_pinned`,
+and the test suite at its start (tests/conftest.py), so that tests trace the programs users run.
+A plugin file or claims module that changes them as it is loaded is answered the same way,
+naming the file (`kept_while`); one that turns 64-bit mode off is refused.
 """
 
 from __future__ import annotations
@@ -84,6 +84,14 @@ def pin_jax_options(config, origin: str | None = None, *, changed: frozenset[str
             said = (f"{variable}={_shown(current)}" if who(option) is None
                     else f"{option}={_shown(current)}, set by {who(option)},")
             warn(f"{said} is not used: attnverify's programs run with {_shown(value)} ({why})")
+        config.update(option, value)
+
+
+def set_pinned(config) -> None:
+    """Set every `PINNED` option without a word: in a worker process of a command
+    (`verification.workers`), which inherits the user's environment, and whose command has
+    already warned about it (`pin_jax_options`)."""
+    for option, (value, _, _) in PINNED.items():
         config.update(option, value)
 
 

@@ -23,7 +23,20 @@ from attnverify.cli import main
 CLAIMS = ("thm1.derived", "thm1.gxi", "identifiability.fiber_dimension", "identifiability.fiber_moves")
 
 
-def test_workers_give_the_results_of_one_process_in_the_same_order(tmp_path, tiny_spec):
+def worker_state() -> tuple[int, dict, str]:
+    """What a worker computes under: its pid, JAX's pinned options, and the key of its stored results."""
+    import jax
+    from attnverify.numerics.jax_options import PINNED
+    from attnverify.numerics.stored_programs import environment_digest
+
+    return os.getpid(), {option: getattr(jax.config, option) for option in PINNED}, environment_digest()
+
+
+def test_workers_give_the_results_of_one_process_in_the_same_order(tmp_path, tiny_spec, monkeypatch):
+    # Can fail: the workers inherit the user's environment, and a worker that kept an option this
+    # process pinned (`numerics.jax_options`) failed every claim under this one, or stored its results
+    # under another key (JAX's default matrix-product precision), which the report could not read back.
+    monkeypatch.setenv("JAX_NUMPY_RANK_PROMOTION", "raise")
     options = report.ReportOptions(out_dir=tmp_path, claims=CLAIMS, claims_spec=tiny_spec, trials=4)
     chosen = select(list(CLAIMS))
     assert workers.worker_count(chosen, tiny_spec, 2) == 2
@@ -40,13 +53,14 @@ def test_workers_give_the_results_of_one_process_in_the_same_order(tmp_path, tin
             pids.add(outcome.pid)
             yield outcome
 
-    beside = workers.Beside(os.getpid, ())  # work beside the claims: here, where it ran
+    beside = workers.Beside(worker_state, ())  # work beside the claims: here, what it ran under
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(workers, "sweep_claims", recording)
         parallel, errors = report.run_claims(dataclasses.replace(options, jobs=2), log, beside)
         assert not errors and len(pids) == 2 and os.getpid() not in pids  # two other processes swept them
         assert "on 2 worker processes, the figures beside them" in logged[0]
-        assert beside.ran and beside.error is None and beside.result in pids
+        assert beside.ran and beside.error is None and beside.result[0] in pids
+        assert beside.result[1:] == worker_state()[1:]  # this process's options (tests/conftest.py)
         pids.clear()
         serial, errors = report.run_claims(dataclasses.replace(options, jobs=1), log)
         assert not errors and pids == {os.getpid()}

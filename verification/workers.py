@@ -178,18 +178,27 @@ def _terminate(pool: ProcessPoolExecutor) -> None:
 
 
 def _start_worker(folder: str | None, parent: int) -> None:
-    """A worker's start-up, as the command line's: float64, and the same cache folder and stores
-    (None: none). Its XLA flags are the calling process's, device count included: XLA's cache
-    key holds them, so a worker's programs are the ones a later `verify` or report reads back.
-    (The command has already said what there was to say about the installed JAX.)"""
+    """A worker's start-up, as the command line's: float64, the JAX options the programs are written
+    for (`numerics.jax_options`), and the same cache folder and stores (None: none). Its XLA flags
+    are the calling process's, device count included: XLA's cache key holds them, so a worker's
+    programs are the ones a later `verify` or report reads back. (The command has already said what
+    there was to say about the installed JAX and the user's options.)
+
+    Without the pinned options a worker kept the environment's: under
+    ``JAX_NUMPY_RANK_PROMOTION=raise``, which the command said it did not use, every claim and
+    figure in a worker failed; and with JAX's default matrix-product precision, a worker's stored
+    results and programs had another key than the calling process's, so a report computed the
+    `wp` pools again after its claims to draw `wp_tradeoff` (30 s)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the calling process's to handle
     _ends_with(parent)
     from pathlib import Path
 
     import jax
     from attnverify.numerics.compilation_cache import configure_cache
+    from attnverify.numerics.jax_options import set_pinned
 
     jax.config.update("jax_enable_x64", True)
+    set_pinned(jax.config)
     configure_cache(None if folder is None else Path(folder))
     from attnverify.verification import claims as _claims  # noqa: F401  (fills the registry)
 
