@@ -144,7 +144,8 @@ def test_cli_train_writes_model_and_metrics(tmp_path, capsys):
     (["--lr", "-1"], "lr"),
     # 1250 documents: validation and test 125 each (10 %), train 1000; the message gave no minimum
     (["--batch", "1000"], "train split has 80 of the 100 documents (80/10/10, validation and test at least 1 each), "
-                          "fewer than one batch of 1000: give at least 1250 documents, or a smaller --batch"),
+                          "fewer than one batch of 1000: give at least 1250 documents (or, training with "
+                          "`attnverify train`, a smaller --batch)"),
 ])
 def test_bad_training_arguments_are_one_line_errors(tmp_path, capsys, flags, message):
     code = main(["train", "--data", "synthetic:100", "--out", str(tmp_path / "m.npz"), "--quiet", *flags])

@@ -156,8 +156,8 @@ def _train(corpus: Corpus, spec: ModelSpec, config: TrainConfig, *, progress: bo
         split = ("aclImdb's train folders split 80/20 into train and validation, its test folders kept"
                  if corpus.source.startswith("imdb:") else "80/10/10, validation and test at least 1 each")
         raise InputError(f"train split has {n_train} of the {total} documents ({split}), fewer than one batch of "
-                         f"{config.batch}: give at least {documents_for(config.batch)} documents, or a smaller "
-                         "--batch")
+                         f"{config.batch}: give at least {documents_for(config.batch)} documents (or, training with "
+                         "`attnverify train`, a smaller --batch)")
     steps = n_train // config.batch
     root = jax.random.PRNGKey(config.seed)
     params = draw_params(jax.random.fold_in(root, 0), spec, dtype=jnp.float32)
@@ -258,7 +258,8 @@ def train_and_save(source: str, model_path: str | Path, spec: ModelSpec,
         raise InputError(f"{model_path}: folder {model_path.parent} does not exist")
     corpus = load_corpus(source)
     if progress:
-        print(f"data {corpus.source}: {corpus.sizes()}", file=sys.stderr)
+        print(f"data {corpus.source}: " + ", ".join(f"{n} {part}" for part, n in corpus.sizes().items()) + " documents",
+              file=sys.stderr)
     result = train(corpus, spec, config, progress=progress)
     save(result, model_path)
     return result

@@ -87,8 +87,8 @@ def obtain_model(options: ReportOptions, log: Callable[[str], None]) -> tuple[mo
         log(f"model: loading {path} ({origin})")
     else:
         origin = f"trained now on {options.data}"
-        log(f"model: none at {path}; training on {options.data} ({DEFAULT_SPEC.max_len=}, "
-            f"{DEFAULT_SPEC.d_embed=}, {DEFAULT_SPEC.heads=}, {DEFAULT_TRAINING.epochs} epochs)")
+        log(f"model: none at {path}; training on {options.data} (T = {DEFAULT_SPEC.max_len}, "
+            f"d_embed = {DEFAULT_SPEC.d_embed}, K = {DEFAULT_SPEC.heads} heads, {DEFAULT_TRAINING.epochs} epochs)")
         train_and_save(options.data, path, DEFAULT_SPEC, DEFAULT_TRAINING)
     loaded = modelfile.load(path)
     metrics = read_metrics(path) or {}
