@@ -147,7 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sweep-eq19", help="Eq. (19) and the improved form vs LIME's exact limit, over a grid")
     p.add_argument("--nu", type=float, nargs="+", default=[0.05, 0.1, 0.25, 1.0, 10.0, float("inf")],
                    help="kernel widths / 100 (inf allowed)")
-    p.add_argument("--d", type=int, nargs="+", default=[5, 10, 20], help="numbers of distinct words")
+    p.add_argument("--d", type=int, nargs="+", default=None,
+                   help="numbers of distinct words (default: those of 5 10 20 that fit every T)")
     p.add_argument("--T", type=int, nargs="+", default=None, help="sequence lengths (default: the spec's)")
     p.add_argument("--K", type=int, nargs="+", default=None, help="numbers of heads (default: the spec's)")
     p.add_argument("--scale", type=float, nargs="+", default=[1.0], help="init scales (x U(-0.1, 0.1))")

@@ -354,14 +354,32 @@ def check_report_inputs(args: argparse.Namespace) -> None:
 
 
 def check_sweep_eq19(args: argparse.Namespace) -> None:
+    """Also sets ``args.d`` where it was not given: the default numbers of words that fit the grid."""
     _seed(args)
     for nu in args.nu:
         validate.number("--nu", nu, low=0, low_open=True, allow_inf=True)
-    for d in args.d:
-        validate.count("--d", d, low=1)
+    for d in args.d or ():
+        validate.count("--d", d, low=2)
     for name in ("T", "K"):
         for value in getattr(args, name) or ():
             validate.count(f"--{name}", value)
+    from attnverify.cli_support import spec_from_args
+    from attnverify.spec import SMALL
+    from attnverify.verification.lime_sweep import DEFAULT_DS, default_ds, largest_d
+
+    spec = spec_from_args(args, SMALL)
+    Ts = args.T or [spec.max_len]
+    if args.d is None:
+        args.d = default_ds(spec, Ts)
+        if not args.d:
+            raise InputError(f"--d: none of the defaults {' '.join(map(str, DEFAULT_DS))} fits T = {min(Ts)} "
+                             f"(at most {largest_d(min(Ts), spec)} distinct words); give --d")
+    for T in Ts:
+        too_many = [d for d in args.d if d > largest_d(T, spec)]
+        if too_many:
+            raise InputError(f"--d {too_many[0]}: a document of T = {T} tokens and a vocabulary of {spec.vocab_size} "
+                             f"holds at most {largest_d(T, spec)} distinct words (T - 1 after [CLS], the vocabulary "
+                             "but [CLS] and UNK)")
     for scale in args.scale:
         validate.number("--scale", scale, low=0, low_open=True)
     for flag in ("nu", "d", "T", "K", "scale", "removal"):  # one row per grid point: a repeat merges silently
@@ -371,11 +389,7 @@ def check_sweep_eq19(args: argparse.Namespace) -> None:
     if args.mc_samples is not None:
         validate.count("--mc-samples", args.mc_samples)
     validate.count("--lime-samples", args.lime_samples, low=2)
-    from attnverify.cli_support import spec_from_args
-    from attnverify.spec import SMALL
-
-    spec = spec_from_args(args, SMALL)
-    for T in args.T or [spec.max_len]:
+    for T in Ts:
         for K in args.K or [spec.heads]:
             validate.spec_fits(spec.replace(max_len=T, heads=K), copies=args.draws, what="the grid's models")
     longest = max([*(args.T or ()), spec.max_len, *args.d])

@@ -8,6 +8,7 @@ import pytest
 from attnverify.numerics.lime.constants import mg_constants
 
 from attnverify.cli import main
+from attnverify.errors import InputError
 
 # The sizes of the other LIME test files (compiled functions are shared within one pytest run).
 SMALL_MODEL = ["--max-len", "12", "--d-embed", "8", "--d-att", "4", "--d-out", "5", "--heads", "3",
@@ -178,6 +179,27 @@ def test_sweep_eq19_writes_json_and_csv(capsys, tmp_path):
     assert {r["approximation"] for r in rows} == {"eq19", "eq19_mg", "improved", "shell", "lime"}
     assert {r["target"] for r in rows if r["approximation"] == "lime"} == {"exact"}
     one_line_error(capsys, "sweep-eq19", "--d", "1", "--quiet", *SMALL_MODEL, text="d must be >= 2")
+
+
+def test_sweep_eq19_checks_every_grid_point_before_any_work(capsys, monkeypatch):
+    # Can fail: the default --d 5 10 20 never fitted the default spec (T = 16), and `sweep-eq19` with
+    # no flags was refused at d = 20 after 55 s of the other points' work.
+    from attnverify.verification import lime_sweep
+
+    from attnverify import preflight
+    from attnverify.cli import build_parser
+    from attnverify.spec import SMALL
+
+    args = build_parser().parse_args(["sweep-eq19"])
+    preflight.check_sweep_eq19(args)
+    assert args.d == [d for d in (5, 10, 20) if d <= SMALL.max_len - 1] == [5, 10]
+    ran = []
+    monkeypatch.setattr(lime_sweep, "run_point", lambda point, *a, **k: ran.append(point) or [])
+    one_line_error(capsys, "sweep-eq19", "--d", "5", "20", "--quiet", text="--d 20: a document of T = 16 tokens")
+    one_line_error(capsys, "sweep-eq19", "--T", "3", "--quiet", text="none of the defaults 5 10 20 fits T = 3")
+    with pytest.raises(InputError, match="d = 20 needs T >= d"):  # the API: every point, then the work
+        lime_sweep.run_sweep(lime_sweep.grid([0.25], [5, 20], [16], [2], [1.0], ["replace"]), SMALL, progress=False)
+    assert ran == []
 
 
 def test_a_correlation_of_two_coefficients_is_not_shown_as_information():

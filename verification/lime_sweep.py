@@ -68,6 +68,21 @@ def grid(nus, ds, Ts, Ks, scales, removals) -> list[Point]:
             for T, K, d, rm, sc, nu in itertools.product(Ts, Ks, ds, removals, scales, nus)]
 
 
+#: `sweep-eq19`'s numbers of distinct words when none are given: those that fit the grid (`default_ds`).
+DEFAULT_DS = (5, 10, 20)
+
+
+def largest_d(T: int, spec: ModelSpec) -> int:
+    """The most distinct words a document can hold: T - 1 positions after [CLS], and the vocabulary
+    but [CLS] and UNK."""
+    return min(T - 1, spec.vocab_size - 2)
+
+
+def default_ds(spec: ModelSpec, Ts) -> list[int]:
+    """`DEFAULT_DS` that fit every T of the grid (on SMALL, T = 16: 5 and 10)."""
+    return [d for d in DEFAULT_DS if d <= min(largest_d(T, spec) for T in Ts)]
+
+
 def document_length(d: int, T: int, words_per_feature: float) -> int:
     return int(min(T - 1, max(d, round(words_per_feature * d))))
 
@@ -75,7 +90,7 @@ def document_length(d: int, T: int, words_per_feature: float) -> int:
 def check_point(point: Point, spec: ModelSpec, words_per_feature: float) -> None:
     if point.d < 2:
         raise InputError(f"sweep: d must be >= 2 (LIME's limit is undefined for d = {point.d})")
-    if point.d > min(point.T - 1, spec.vocab_size - 2):
+    if point.d > largest_d(point.T, spec):
         raise InputError(f"sweep: d = {point.d} needs T >= d + 1 and vocab_size >= d + 2")
     if not point.nu > 0 or not point.scale > 0:
         raise InputError(f"sweep: nu and scale must be > 0, got nu={point.nu}, scale={point.scale}")
@@ -168,6 +183,8 @@ def run_sweep(points: list[Point], spec: ModelSpec, *, draws: int = 8, seed: int
     """All grid points; returns ``{"manifest": ..., "rows": [...]}``."""
     if draws < 1:
         raise InputError(f"sweep: draws must be >= 1, got {draws}")
+    for point in points:  # every point before any work: d = 20 at T = 16 was refused after the others had run
+        check_point(point, spec, options.get("words_per_feature", 1.5))
     rows = []
     for point in tqdm(points, desc="sweep-eq19", disable=not progress, file=sys.stderr, leave=False):
         rows.extend(run_point(point, spec, draws=draws, seed=seed, **options))
