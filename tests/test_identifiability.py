@@ -153,6 +153,18 @@ def test_a_model_with_no_more_positions_than_classes_has_no_vertex_to_enumerate(
     assert err.startswith("attnverify: error: the fiber's vertices: no support of 4 positions") and "\n" not in err
 
 
+def test_read_outs_of_too_low_a_rank_are_named_not_a_non_finite_max_jsd(tmp_path, capsys):
+    # Can fail: with d_out = 1 < C = 2 every (C + 1)-row block of [S 1] is singular, and `related fiber`
+    # refused with "max_jsd is -inf (the results are not finite)", a symptom, not the cause.
+    model = tmp_path / "rank.npz"
+    sizes = ["--max-len", "8", "--d-embed", "4", "--d-att", "2", "--d-out", "1", "--heads", "1", "--vocab-size", "12"]
+    assert main(["init-model", "--out", str(model), *sizes]) == 0
+    capsys.readouterr()
+    assert main(["related", "fiber", "--model", str(model), "--text", "the a an"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "[S 1] have rank 2, below min(T, C + 1) = 3" in err and "d_out = 1" in err and "\n" not in err
+
+
 # -- effective attention and candidates ---------------------------------------------------------------
 def test_effective_attention_sums_to_one_only_with_ones_in_the_span(head):
     _, alpha, s = head

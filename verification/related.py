@@ -70,6 +70,11 @@ def analyse(what: str, loaded: ModelFile, text: str, *, epsilons=(0.01, 0.05), t
             }
     elif what == "fiber":
         S = s[head]
+        rank, full = int(nid.numerical_rank(nid.augmented(S))), min(spec.max_len, spec.classes + 1)
+        if rank < full:  # the vertices' (C + 1)-row solves are singular: the max JSD was -inf, the rest NaN
+            raise InputError(f"related fiber: head {head}'s read-outs and the sum-to-one row [S 1] have rank {rank}, "
+                             f"below min(T, C + 1) = {full}: the fiber's vertices assume read-outs of full rank "
+                             f"(here d_out = {spec.d_out}, d_embed = {spec.d_embed}, C = {spec.classes} classes)")
         exact = tid.rational_matrix(np.asarray(S))
         value, vertex = nid.fiber_max_jsd(alpha[head], S)
         effective = nid.effective_attention(alpha[head], S)
