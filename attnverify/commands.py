@@ -157,13 +157,14 @@ def cmd_init_model(args: argparse.Namespace) -> int:
         params = jax.tree.map(lambda x: x.astype(jax.numpy.float64), params)  # float32 numbers are float64 ones
     else:
         params = draw_params(jax.random.PRNGKey(args.seed), spec, scale=args.scale)
-    if args.scale > 1 or args.plugin:  # a model every other command would reject (outside the float range, or a
+    if args.scale != 1 or args.plugin:  # a model every other command would reject (outside the float range, or a
         # plugin's model undefined: a division by a constant 0, a log of a negative number)
         # with headroom, as `verify` checks its draws: a product of two must not overflow either
-        # (at --scale 1e100 the model was written, and explain refused it)
+        # (at --scale 1e100 the model was written, and explain refused it); with footroom, as `verify` too: at
+        # --scale 1e-200 the gradient underflowed, and explain printed every explanation as exactly 0
         modelfile.check_float_range(params, spec, [j % spec.vocab_size for j in range(spec.max_len)],
-                                    f"--scale {args.scale:g}" if args.scale > 1 else "the drawn model",
-                                    headroom=True)
+                                    f"--scale {args.scale:g}" if args.scale != 1 else "the drawn model",
+                                    headroom=True, footroom=args.scale < 1)
     if args.plugin:  # the plugin's declared arrays and its description go into the file too
         from attnverify.numerics.plugin_model import save_model
 

@@ -119,6 +119,8 @@ def validation_cases(tmp: Path, model: Path, huge: Path) -> list[tuple[list, str
         # an underflowing gradient: both sides of every identity 0, each PASS with an error of 0
         ([*SWEEP, "--scale", "1e-300"], "products of such numbers underflow to 0"),
         (["sweep-eq19", "--d", "3", "--draws", "1", "--scale", "1e-300", "--quiet"], "underflow to 0"),
+        # written before, and `explain` then printed every explanation as exactly 0 (the truth ~1e-400)
+        (["init-model", "--out", out, "--scale", "1e-200", "--sizes", "small"], "underflow to 0"),
         (["train", "--data", "synthetic:64", "--out", out, "--lr", "1e300", "--quiet", *MODEL], "--lr must be <= 1000"),
         ([*SWEEP, "--seed", str(2**64)], "--seed must be in 0..4294967295"),
         (["report", "--out", tmp / "r", "--model", model, "--jobs", str(10**9), *TINY], "--jobs must be in 1..1024"),
