@@ -195,7 +195,7 @@ def validation_cases(tmp: Path, model: Path, huge: Path) -> list[tuple[list, str
         (["sweep-eq19", "--d", "3", "--mc-samples", "99", "--quiet", *MODEL],
          "--mc-samples: every d of the grid is enumerated exactly"),
         # a ZeroDivisionError traceback: 16 batches of 0 masks
-        (["sweep-eq19", "--d", "20", "--removal", "replace", "--mc-samples", "5", "--quiet", *MODEL],
+        (["sweep-eq19", "--d", "20", "--T", "24", "--removal", "replace", "--mc-samples", "5", "--quiet", *MODEL],
          "--mc-samples: the Monte-Carlo limit at d = 20 needs at least 336 samples"),
         # a traceback: SymPy's Float could not format an exponent of 600 digits
         (["derive", "lime", "--nu", "1e-300", "--d", "3"], "(alpha_0 far below 1e-308, sigma_0 far above 1e+308)"),
