@@ -342,14 +342,13 @@ def check_report_inputs(args: argparse.Namespace) -> None:
 
         load_corpus(DEFAULT_CORPUS if args.data is None else args.data)
         max_len = DEFAULT_SPEC.max_len
-    if args.text is not None:  # fig4's words within the model's window (`check_texts`)
-        from attnverify.figures.catalog import check_names, check_texts
+    from attnverify.figures.catalog import check_model_on_texts, check_names, check_texts
+    from attnverify.figures.common import RUNNING_SENTENCE
 
-        check_texts(check_names(args.figures), args.text, args.text, max_len=max_len)
-    if loaded is not None:  # the report's figures explain --text (fig4 too), else their own sentences
-        from attnverify.figures.catalog import check_model_on_texts, check_names
-        from attnverify.figures.common import RUNNING_SENTENCE
-
+    # the report's figures explain --text (fig4 too), else their own sentences: fig4's words within the
+    # model's window, whichever text it explains (`check_texts`)
+    check_texts(check_names(args.figures), args.text or RUNNING_SENTENCE, args.text, max_len=max_len)
+    if loaded is not None:
         check_model_on_texts(check_names(args.figures), loaded, args.text or RUNNING_SENTENCE, args.text)
 
 

@@ -140,8 +140,15 @@ def check_texts(names: list[str], text: str, document: str | None = None, *, max
         if value is not None and (value or name in READS_TEXT) and not words(value):
             raise InputError(f"figure {name}: the text {value!r} has no words "
                              "(after lowercasing and splitting on \\W+)", parameter="text")
+        if name in READS_DOCUMENT:
+            if max_len is not None and max_len < 3:  # no text can help: say so, not "give two words"
+                raise InputError(f"figure {name}: a model of T = {max_len} reads {max_len - 1} word of a text; {name} "
+                                 "compares LIME with its large-sample limit, undefined for one word: leave it out")
+            from attnverify.figures.fig4 import DOCUMENT
+
+            value = value or DOCUMENT
         read = words(value or "")[: None if max_len is None else max_len - 1]
-        if name in READS_DOCUMENT and value and len(set(read)) < 2:
+        if name in READS_DOCUMENT and len(set(read)) < 2:
             window = "" if max_len is None else f" in the model's window of {max_len - 1} words"
             shown = value if len(value) <= 60 else value[:57] + "..."
             raise InputError(f"figure {name}: the text {shown!r} has one distinct word{window}; it compares LIME "

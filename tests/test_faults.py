@@ -227,6 +227,21 @@ def test_bad_input_is_refused_before_any_work(tmp_path, capsys, model, huge_weig
     assert not temporaries(tmp_path)
 
 
+def test_a_figure_no_text_can_feed_is_refused_before_the_claims(tmp_path, capsys):
+    # Can fail: with a model that reads one word (T = 2) a report checked fig4's words only for a --text it
+    # was given: without one, its claims ran, then fig4 "could not be drawn" and the report exited 1.
+    model = tmp_path / "t2.npz"
+    assert main(["init-model", "--out", str(model), "--max-len", "2", *MODEL[2:]]) == 0
+    capsys.readouterr()
+    made = sorted(tmp_path.rglob("*"))
+    for argv in (["report", "--model", model, "--claims", "thm1.gradient", "--trials", "2", "--out", tmp_path / "r",
+                  "--figures", "fig4", "fig5"],
+                 ["figures", "fig4", "--model", model, "--out", tmp_path / "figs"]):
+        code, _, err = cli(capsys, *argv)
+        assert_one_line_error(code, err, "figure fig4: a model of T = 2 reads 1 word of a text")
+        assert sorted(tmp_path.rglob("*")) == made
+
+
 @pytest.mark.parametrize("argv, message", [
     # argparse kept the last: b was explained alone, 0.2 swept alone, the model drawn with biases off
     (["explain", "--model", "m.npz", "--text", "a", "--tex=b"], "explain: error: argument --text: given twice; "
