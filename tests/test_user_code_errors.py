@@ -342,10 +342,11 @@ def test_a_users_claim_names_must_select_it_and_hide_no_other(tmp_path, capsys, 
 
 
 def test_an_id_registered_by_another_module_is_not_taken_over(tmp_path, capsys):
-    # Can fail: the second module's claim silently replaced the first's (only B's was listed, exit 0).
+    # Can fail: the second module's claim silently replaced the first's (only B's was listed, exit 0); the
+    # message then named the first by its generated module name (attnverify_claims_dup_a_...), not its file.
     first, second = (module(tmp_path, "claim()\n", name) for name in ("dup_a.py", "dup_b.py"))
     one_line(capsys, ["claims", "--claims-module", first, "--claims-module", second],
-             "claim id 'mine.c' is already registered by")
+             f"claim id 'mine.c' is already registered by {first} (")
     # the same module loaded again (a re-run notebook cell, a repeated flag) still replaces its claim
     assert main(["claims", "--claims-module", first, "--claims-module", first]) == 0
 

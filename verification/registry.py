@@ -200,8 +200,11 @@ def _check_user_names(claim: Claim, caller: str) -> None:
                          f"`verify {claim.group}` would no longer run that claim (choose another group)")
     earlier = _ORIGIN.get(claim.id)
     if claim.id in REGISTRY and earlier is not None and earlier != caller:
-        raise InputError(f"claim id {claim.id!r} is already registered by {earlier} "
-                         "(choose another id, or unregister it first)")
+        module = sys.modules.get(earlier)  # a plugin file's or claims module's module: its generated name
+        where = getattr(module, "__file__", None) or earlier  # says nothing to the user; its file does
+        raise InputError(f"claim id {claim.id!r} is already registered by {where} "
+                         "(choose another id, or unregister it first; or one file was given twice, as a plugin "
+                         "and as a claims module?)")
 
 
 def check_user_claim(claim: Claim) -> None:
