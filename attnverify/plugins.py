@@ -343,6 +343,7 @@ def _check_evaluates(spec: ModelSpec) -> None:
     drawn or compiled."""
     import jax
     import jax.numpy as jnp
+    import numpy as np
 
     from attnverify.numerics.compile import CompileError
     from attnverify.numerics.jax_options import pin_jax_options
@@ -354,9 +355,10 @@ def _check_evaluates(spec: ModelSpec) -> None:
     pin_jax_options(jax.config, computing=bool(jax.config.jax_enable_x64))
     dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32  # `derive` runs without x64
     tokens = jnp.zeros((spec.max_len,), jnp.int32)
-    try:
-        jax.eval_shape(lambda key: range_quantities(draw_plugin_params(key, spec, dtype=dtype), tokens, spec),
-                       jax.random.PRNGKey(0))
+    try:  # shapes only: a constant above float32's range (1e39 without x64) printed NumPy's cast warnings
+        with np.errstate(over="ignore", invalid="ignore"):
+            jax.eval_shape(lambda key: range_quantities(draw_plugin_params(key, spec, dtype=dtype), tokens, spec),
+                           jax.random.PRNGKey(0))
     except CompileError as err:
         raise InputError(f"{_origin(spec)}: the model cannot be evaluated: {err}") from None
     except InputError as err:  # e.g. parameters too large to draw

@@ -242,6 +242,22 @@ def test_a_constant_may_be_a_numpy_scalar_but_must_be_finite():
             model.parameter("w_bad", (S.K,), scale=value)
 
 
+def test_a_constant_beyond_float32_is_checked_without_numpys_warnings(tmp_path, capsys):
+    # Can fail: `derive` and `claims` check a plugin's model in float32 (64-bit mode off there), and a
+    # constant of 1e39 printed four lines of NumPy's "overflow encountered in cast" before their output.
+    path = tmp_path / "c39.py"
+    path.write_text("from attnverify.theory import SymbolicModel\n"
+                    "class Model(SymbolicModel):\n"
+                    "    def score(self, i, t):\n"
+                    "        return super().score(i, t) * self.constant('temp', 1e39)\n")
+    import warnings
+
+    with jax.enable_x64(False), warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        assert main(["claims", "--plugin", str(path)]) == 0
+    assert capsys.readouterr().err == ""
+
+
 # -- the compiled forward is the true model ---------------------------------------------------------
 @pytest.mark.parametrize("changes", [{}, {"output_link": "softmax", "classes": 3, "biases": True},
                                      {"scorer": "additive", "query": "mean", "value_nonlinearity": "tanh"}])
