@@ -433,6 +433,9 @@ def _entries(count: int, kind: str = "") -> str:
 def cmd_cache(args: argparse.Namespace) -> int:
     from attnverify.numerics import compilation_cache
 
+    if args.no_cache:  # `cache clear --no-cache` cleared the cache all the same
+        raise InputError(f"--no-cache: `cache {args.action}` reads or empties the cache folder and compiles "
+                         "nothing; leave it out")
     path = compilation_cache.cache_location()
     try:
         if args.action == "info":

@@ -449,6 +449,12 @@ def check_limit_samples(n: int, d: int, path: str, name: str = "--lime-limit-sam
 
 
 def check_bench(args: argparse.Namespace) -> None:
+    from attnverify.verification.bench.tables import KNOWN
+
+    chosen = set(KNOWN) if not args.which or "all" in args.which else set(args.which)
+    if args.no_cache and chosen <= {"cache", "compile"}:  # each sets up caches of its own: ignored, silently
+        raise InputError(f"--no-cache: bench {' and '.join(sorted(chosen))} measure{'s' if len(chosen) == 1 else ''} "
+                         "with compilation caches of their own (cold, warm, off); it would change nothing")
     for flag in ("json", "figure"):
         if getattr(args, flag) is not None:
             validate.output_file(f"--{flag}", getattr(args, flag))

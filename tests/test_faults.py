@@ -133,6 +133,9 @@ def validation_cases(tmp: Path, model: Path, huge: Path) -> list[tuple[list, str
         (["related", "fiber", "--model", model, "--text", TEXT, "--seed", "5"],
          "--seed applies to `related adversarial / gumbel`, not `related fiber`"),
         (["related", "protocol", "--model", model, "--text", "movie"], "needs at least 2 words"),
+        # --no-cache where nothing reads it: `cache clear` cleared the cache all the same; `bench cache` ignored it
+        (["cache", "clear", "--no-cache"], "--no-cache: `cache clear` reads or empties the cache folder"),
+        (["bench", "cache", "--quick", "--no-cache"], "--no-cache: bench cache measures with compilation caches"),
         # a subnormal temperature is 0 to XLA: "entropy_by_temperature.5e-324 is NaN" after the work, before
         (["related", "gumbel", "--model", model, "--text", TEXT, "--temperature", "5e-324"],
          "tau must be at least 2.22507e-308, the smallest normal float64"),

@@ -500,6 +500,9 @@ def test_only_filter_names_are_validated():
     assert parse_verdicts("fail, inconclusive") == ("fail", "inconclusive")
     with pytest.raises(InputError, match="unknown verdict 'bogus'"):
         parse_verdicts("fail,bogus")
+    # Can fail: accepted, and the table said "(showing 1 of 1: pass, pass)"
+    with pytest.raises(InputError, match="verdict 'pass' is given twice in 'pass, pass'"):
+        parse_verdicts("pass, pass")
 
 
 # -- the CLI: exit status and the verdict filter ---------------------------------------------------

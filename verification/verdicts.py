@@ -45,6 +45,9 @@ def parse_verdicts(text: str) -> tuple[str, ...]:
     if unknown or not names:
         raise InputError(f"unknown verdict {', '.join(repr(n) for n in unknown) or repr(text)} "
                          f"(verdicts: {', '.join(VERDICTS)})")
+    repeated = next((n for j, n in enumerate(names) if n in names[:j]), None)
+    if repeated is not None:  # the table said "(showing 1 of 1: pass, pass)", as if two had been asked for
+        raise InputError(f"verdict {repeated!r} is given twice in {text!r}")
     return names
 
 
