@@ -49,7 +49,8 @@ def analyse(what: str, loaded: ModelFile, text: str, *, epsilons=(0.01, 0.05), t
     tokens, kept = encode(text, loaded.vocab, spec.max_len)
     if what == "protocol" and len(kept) < 2:  # Kendall's tau ranks the words: one word has no order
         raise InputError(f"related protocol: the text needs at least 2 words (Kendall's tau ranks them), "
-                         f"got {len(kept)}")
+                         f"got {len(kept)} within the model's window of {spec.max_len - 1} word"
+                         f"{'s' if spec.max_len != 2 else ''} (T = {spec.max_len})")
     tokens = jnp.asarray(tokens)
     params = jax.tree_util.tree_map(jnp.asarray, loaded.params)
     e = nm.embed(params, tokens, spec)
