@@ -362,6 +362,11 @@ def check_sweep_eq19(args: argparse.Namespace) -> None:
     for name in ("T", "K"):
         for value in getattr(args, name) or ():
             validate.count(f"--{name}", value)
+    for grid, size in (("T", "max_len"), ("K", "heads")):  # the grid's values replace the spec's: one was ignored
+        if getattr(args, grid) and getattr(args, size) is not None:
+            flag = "--" + size.replace("_", "-")
+            raise InputError(f"{flag}: the grid's --{grid} sets the spec's {size} at each point, so {flag} would be "
+                             f"ignored; give one of them")
     from attnverify.cli_support import spec_from_args
     from attnverify.spec import SMALL
     from attnverify.verification.lime_sweep import DEFAULT_DS, default_ds, largest_d

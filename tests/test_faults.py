@@ -133,6 +133,9 @@ def validation_cases(tmp: Path, model: Path, huge: Path) -> list[tuple[list, str
         (["related", "fiber", "--model", model, "--text", TEXT, "--seed", "5"],
          "--seed applies to `related adversarial / gumbel`, not `related fiber`"),
         (["related", "protocol", "--model", model, "--text", "movie"], "needs at least 2 words"),
+        # a spec size the grid replaces at every point (the table showed the grid's, silently)
+        (["sweep-eq19", "--d", "5", "--T", "20", "--max-len", "30", "--quiet"], "--max-len: the grid's --T sets"),
+        (["sweep-eq19", "--d", "5", "--K", "2", "--heads", "3", "--quiet"], "--heads: the grid's --K sets"),
         # --no-cache where nothing reads it: `cache clear` cleared the cache all the same; `bench cache` ignored it
         (["cache", "clear", "--no-cache"], "--no-cache: `cache clear` reads or empties the cache folder"),
         (["bench", "cache", "--quick", "--no-cache"], "--no-cache: bench cache measures with compilation caches"),
@@ -198,7 +201,7 @@ def validation_cases(tmp: Path, model: Path, huge: Path) -> list[tuple[list, str
         (["sweep-eq19", "--d", "3", "--mc-samples", "99", "--quiet", *MODEL],
          "--mc-samples: every d of the grid is enumerated exactly"),
         # a ZeroDivisionError traceback: 16 batches of 0 masks
-        (["sweep-eq19", "--d", "20", "--T", "24", "--removal", "replace", "--mc-samples", "5", "--quiet", *MODEL],
+        (["sweep-eq19", "--d", "20", "--T", "24", "--removal", "replace", "--mc-samples", "5", "--quiet", *MODEL[2:]],
          "--mc-samples: the Monte-Carlo limit at d = 20 needs at least 336 samples"),
         # a traceback: SymPy's Float could not format an exponent of 600 digits
         (["derive", "lime", "--nu", "1e-300", "--d", "3"], "(alpha_0 far below 1e-308, sigma_0 far above 1e+308)"),
