@@ -146,6 +146,9 @@ def test_cli_train_writes_model_and_metrics(tmp_path, capsys):
     (["--batch", "1000"], "train split has 80 of the 100 documents (80/10/10, validation and test at least 1 each), "
                           "fewer than one batch of 1000: give at least 1250 documents (or, training with "
                           "`attnverify train`, a smaller --batch)"),
+    # trained silently before: a model of 3 classes on labels 0 and 1 (test accuracy 0.2)
+    (["--classes", "3"], "the labels of synthetic:100 are 0..1 (2 classes), the spec has 3: no document would teach "
+                         "class 2 (give --classes 2)"),
 ])
 def test_bad_training_arguments_are_one_line_errors(tmp_path, capsys, flags, message):
     code = main(["train", "--data", "synthetic:100", "--out", str(tmp_path / "m.npz"), "--quiet", *flags])

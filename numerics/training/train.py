@@ -147,6 +147,9 @@ def _train(corpus: Corpus, spec: ModelSpec, config: TrainConfig, *, progress: bo
     n_classes = 1 + max(int(part.labels.max()) for part in (corpus.train, corpus.validation, corpus.test))
     if n_classes > spec.classes:
         raise InputError(f"the labels need {n_classes} classes, the spec has {spec.classes}")
+    if n_classes < spec.classes:  # a class no document has: trained to be never predicted, without a word
+        raise InputError(f"the labels of {corpus.source} are 0..{n_classes - 1} ({n_classes} classes), the spec has "
+                         f"{spec.classes}: no document would teach class {n_classes} (give --classes {n_classes})")
     data = {name: (encode_texts(part.texts, vocab, spec.max_len), part.labels)
             for name, part in (("train", corpus.train), ("validation", corpus.validation),
                                ("test", corpus.test))}
