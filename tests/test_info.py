@@ -71,6 +71,7 @@ def test_gumbel_softmax_at_the_smallest_temperatures_is_its_one_hot_limit():
         ninfo.gumbel_logits(gamma.astype(jnp.float32), noise.astype(jnp.float32), 1e-40)
     assert np.isfinite(np.asarray(ninfo.gumbel_logits(gamma, noise, 1e-40))[:, 0]).all()  # normal in float64
 
+
 # -- mutual information ---------------------------------------------------------------------------------
 def test_exact_mi_of_known_laws():
     assert float(ninfo.exact_mi(jnp.full((3, 2), 1 / 6))) == pytest.approx(0.0, abs=1e-15)

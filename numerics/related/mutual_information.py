@@ -137,9 +137,9 @@ def gumbel_softmax(gamma: Float[Array, " T"], noise: Float[Array, "n T"], tau) -
 def gumbel_logits(gamma: Float[Array, " T"], noise: Float[Array, "n T"], tau) -> Float[Array, "n T"]:
     """The logits (gamma + g) / tau of Gumbel-softmax samples (their entropy: `softmax_entropy`), each
     sample shifted by its largest logit: (gamma + g - max_t (gamma_t + g_t)) / tau. The shift leaves
-    the softmax unchanged, and the largest logit is then 0 at any tau > 0. Unshifted, a tau as small as
-    5e-324 made the logits infinite and the softmax NaN; shifted, they are 0 and -inf, the one-hot
-    limit tau -> 0+ (entropy 0)."""
+    the softmax unchanged, and the largest logit is then 0 at any tau > 0. Unshifted, at tau = 3e-308
+    every |gamma_t + g_t| > 5.4 overflowed to inf and the softmax was inf - inf = NaN; shifted, the
+    logits are 0 and -inf there, the one-hot limit tau -> 0+ (entropy 0)."""
     perturbed = gamma[None] + noise
     check_temperature(tau, perturbed.dtype)
     return (perturbed - jnp.max(perturbed, axis=1, keepdims=True)) / tau
