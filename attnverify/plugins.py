@@ -376,7 +376,12 @@ def load_claims_module(name: str) -> tuple[str, ...]:
     _check_named(name)
     path = Path(name)
     if name.endswith(".py") or path.is_file() or (path.exists() and not path.is_dir()):  # a pipe: refused there
-        _, claims = _execute(path, _module_name(path, "attnverify_claims"))
+        with _registers_only_if_loaded(_registry_snapshot()):
+            module, claims = _execute(path, _module_name(path, "attnverify_claims"))
+            model = module.__dict__.get("Model")  # defined here (not imported): a plugin file, whose claims
+            if isinstance(model, type) and model.__module__ == module.__name__:  # read the plugin's symbols
+                raise InputError(f"{path}: defines Model, a plugin's model, which a claims module does not load "
+                                 f"(its claims would run without that model): give the file with --plugin {path}")
         return claims
     before = _registry_snapshot()
     with _registers_only_if_loaded(before), kept_while(name):

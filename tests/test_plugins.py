@@ -728,6 +728,16 @@ def test_claims_module_runs_in_verify_and_is_listed(tmp_path, capsys):
                    "no_such_module_xyz: no such claims module")
 
 
+def test_a_plugin_file_given_as_a_claims_module_is_named_so(capsys):
+    # Can fail: its claims ran without the plugin's model and failed with "unbound symbol temperature"
+    # (`verify`), or landed under "Could not run" with exit 1 (`report`); its claims are not left registered.
+    path = EXAMPLES / "temperature.py"
+    said = one_line_error(capsys, ["verify", "temperature", "--claims-module", str(path), "--trials", "2"],
+                          "defines Model, a plugin's model")
+    assert said.endswith(f"give the file with --plugin {path}")
+    assert not [claim_id for claim_id in REGISTRY if claim_id.startswith("temperature.")]
+
+
 def test_a_plugins_claims_run_under_that_plugin_only():
     from pathlib import Path
 
