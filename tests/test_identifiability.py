@@ -123,19 +123,26 @@ def test_max_jsd_scored_on_the_support_equals_the_jsd_of_the_whole_vertex(T, C, 
     assert abs(float(on_support.max()) - float(whole.max())) > 1e-3
 
 
+def fiber_refusal(tmp_path, capsys, sizes: list[str], text: str) -> str:
+    """`related fiber` on a random model of `sizes`: exit 2, and its one line on stderr."""
+    model = tmp_path / "model.npz"
+    assert main(["init-model", "--out", str(model), *sizes]) == 0
+    capsys.readouterr()
+    assert main(["related", "fiber", "--model", str(model), "--text", text]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err, err
+    return err
+
+
 def test_an_enumeration_too_large_for_memory_and_time_is_one_line(tmp_path, capsys):
     # Can fail: `related fiber` on a paper-size model (T = 256) ran out of memory (12 GB), and at
     # T = 512 the 22 million supports would have taken minutes; the latter is now refused.
     nid.check_supports(256, 3)  # the paper's T with two classes: computed
     with pytest.raises(InputError, match=r"2.22e\+07 supports of 3 among T = 512 positions"):
         nid.check_supports(512, 3)
-    model = tmp_path / "long.npz"
     sizes = ["--max-len", "512", "--d-embed", "4", "--d-att", "2", "--d-out", "2", "--heads", "1", "--vocab-size", "12"]
-    assert main(["init-model", "--out", str(model), *sizes]) == 0
-    capsys.readouterr()
-    assert main(["related", "fiber", "--model", str(model), "--text", "the a an"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("attnverify: error: the fiber's vertices: 2.22e+07 supports") and "\n" not in err
+    err = fiber_refusal(tmp_path, capsys, sizes, "the a an")
+    assert err.startswith("attnverify: error: the fiber's vertices: 2.22e+07 supports")
 
 
 def test_a_model_with_no_more_positions_than_classes_has_no_vertex_to_enumerate(tmp_path, capsys):
@@ -143,26 +150,19 @@ def test_a_model_with_no_more_positions_than_classes_has_no_vertex_to_enumerate(
     # zero count (ZeroDivisionError: a traceback and exit code 1).
     with pytest.raises(InputError, match="no support of 4 positions among T = 3"):
         nid.check_supports(3, 4)
-    model = tmp_path / "short.npz"
     sizes = ["--max-len", "3", "--d-embed", "4", "--d-att", "2", "--d-out", "2", "--heads", "1", "--vocab-size", "12",
              "--classes", "3"]
-    assert main(["init-model", "--out", str(model), *sizes]) == 0
-    capsys.readouterr()
-    assert main(["related", "fiber", "--model", str(model), "--text", "the a"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("attnverify: error: the fiber's vertices: no support of 4 positions") and "\n" not in err
+    err = fiber_refusal(tmp_path, capsys, sizes, "the a")
+    assert err.startswith("attnverify: error: the fiber's vertices: no support of 4 positions")
 
 
 def test_read_outs_of_too_low_a_rank_are_named_not_a_non_finite_max_jsd(tmp_path, capsys):
     # Can fail: with d_out = 1 < C = 2 every (C + 1)-row block of [S 1] is singular, and `related fiber`
     # refused with "max_jsd is -inf (the results are not finite)", a symptom, not the cause.
-    model = tmp_path / "rank.npz"
     sizes = ["--max-len", "8", "--d-embed", "4", "--d-att", "2", "--d-out", "1", "--heads", "1", "--vocab-size", "12"]
-    assert main(["init-model", "--out", str(model), *sizes]) == 0
-    capsys.readouterr()
-    assert main(["related", "fiber", "--model", str(model), "--text", "the a an"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert "[S 1] have rank 2, below min(T, C + 1) = 3" in err and "d_out = 1" in err and "\n" not in err
+    err = fiber_refusal(tmp_path, capsys, sizes, "the a an")
+    assert err.startswith("attnverify: error: related fiber: head 0's read-outs and the sum-to-one row [S 1] have "
+                          "rank 2, below min(T, C + 1) = 3") and "d_out = 1" in err
 
 
 # -- effective attention and candidates ---------------------------------------------------------------

@@ -82,7 +82,7 @@ def analyse(what: str, loaded: ModelFile, text: str, *, epsilons=(0.01, 0.05), t
         on_values = nid.effective_attention(alpha[head], nm.values(params, e, spec)[head])
         z = njw.logits_from(params, spec, alpha, s)
         out.update({
-            "dimension_numerical": int(spec.max_len - nid.numerical_rank(nid.augmented(S))),
+            "dimension_numerical": spec.max_len - rank,
             "dimension_exact_sympy": len(tid.fiber_directions(exact)) if spec.max_len >= tid.MIN_POSITIONS else 0,
             "max_jsd": float(value), "max_jsd_vertex_support": [int(t) for t in np.flatnonzero(vertex > 1e-12)],
             "logit_change_at_vertex": float(jnp.max(jnp.abs(
