@@ -2,6 +2,7 @@
 effective attention and the efficient-attention candidates, against SymPy and scipy oracles."""
 
 import io
+import json
 from contextlib import redirect_stderr
 
 import jax
@@ -145,24 +146,71 @@ def test_an_enumeration_too_large_for_memory_and_time_is_one_line(tmp_path, caps
     assert err.startswith("attnverify: error: the fiber's vertices: 2.22e+07 supports")
 
 
-def test_a_model_with_no_more_positions_than_classes_has_no_vertex_to_enumerate(tmp_path, capsys):
+def related_fiber(tmp_path, capsys, sizes: list[str], text: str) -> dict:
+    """`related fiber` on a random model of `sizes`: exit 0, its JSON."""
+    model = tmp_path / "model.npz"
+    assert main(["init-model", "--out", str(model), *sizes]) == 0
+    capsys.readouterr()
+    assert main(["related", "fiber", "--model", str(model), "--text", text]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_a_model_with_no_more_positions_than_classes_has_a_fiber_of_one_point(tmp_path, capsys):
     # Can fail: with T <= C there is no support of C + 1 positions, and `related fiber` divided by the
-    # zero count (ZeroDivisionError: a traceback and exit code 1).
+    # zero count (ZeroDivisionError: a traceback and exit code 1), then refused the model. [S 1] has
+    # rank T there: the fiber is alpha_hat alone, a vertex of T positions at JSD 0.
     with pytest.raises(InputError, match="no support of 4 positions among T = 3"):
         nid.check_supports(3, 4)
-    sizes = ["--max-len", "3", "--d-embed", "4", "--d-att", "2", "--d-out", "2", "--heads", "1", "--vocab-size", "12",
+    sizes = ["--max-len", "3", "--d-embed", "4", "--d-att", "2", "--d-out", "3", "--heads", "1", "--vocab-size", "12",
              "--classes", "3"]
-    err = fiber_refusal(tmp_path, capsys, sizes, "the a")
-    assert err.startswith("attnverify: error: the fiber's vertices: no support of 4 positions")
+    out = related_fiber(tmp_path, capsys, sizes, "the a")
+    assert out["dimension_numerical"] == out["dimension_generic_sympy"] == 0
+    assert abs(out["max_jsd"]) < 1e-15 and out["max_jsd_vertex_support"] == [0, 1, 2]
+    assert out["logit_change_at_vertex"] < 1e-15
 
 
-def test_read_outs_of_too_low_a_rank_are_named_not_a_non_finite_max_jsd(tmp_path, capsys):
-    # Can fail: with d_out = 1 < C = 2 every (C + 1)-row block of [S 1] is singular, and `related fiber`
-    # refused with "max_jsd is -inf (the results are not finite)", a symptom, not the cause.
+# -- read-outs whose rank the model's widths bound (d_out < C) --------------------------------------------
+@pytest.mark.parametrize("changes, rank", [
+    ({}, 3),  # free read-outs: min(T, C + 1), C = 2
+    ({"classes": 3, "d_out": 2}, 3),  # S = V W_l^T: rank S <= d_out
+    ({"classes": 3, "d_out": 1, "value_nonlinearity": "tanh"}, 2),
+    ({"classes": 3, "d_embed": 1}, 2),  # V = E W_v^T: rank <= d_e
+    ({"classes": 3, "d_embed": 1, "value_nonlinearity": "tanh"}, 4),  # tanh(E W_v^T) is not of rank d_e
+    ({"classes": 3, "d_embed": 1, "biases": True}, 2),  # the bias's column W_l b_v lies in col[S 1] already
+    ({"classes": 5, "max_len": 3}, 3),  # T rows
+])
+def test_the_generic_rank_of_the_read_outs_is_derived_from_the_models_expression(changes, rank):
+    # The expected ranks are linear algebra, typed here: rank(A B) <= min(rank A, rank B), and the
+    # entrywise tanh of a rank-1 matrix is generically of full rank. Can fail: before the rank was
+    # derived from the model's read-out expression, every spec had min(T, C + 1) (4 at C = 3).
+    spec = SMALL.replace(**changes)
+    assert tid.generic_readout_rank(spec) == rank
+    # every head moved jointly: K heads' (C + 1)-dimensional images span all K + C rows here
+    assert tid.generic_joint_rank(spec) == min(spec.heads * spec.max_len, spec.heads + spec.classes)
+
+
+def test_a_model_with_d_out_below_c_has_its_fiber_and_vertices(tmp_path, capsys):
+    # Can fail: with d_out = 1 < C = 2 every (C + 1)-row block of [S 1] is singular: `related fiber`
+    # said "max_jsd is -inf (the results are not finite)", then refused the model. Its vertices have
+    # rank[S 1] = d_out + 1 = 2 positions.
     sizes = ["--max-len", "8", "--d-embed", "4", "--d-att", "2", "--d-out", "1", "--heads", "1", "--vocab-size", "12"]
-    err = fiber_refusal(tmp_path, capsys, sizes, "the a an")
-    assert err.startswith("attnverify: error: related fiber: head 0's read-outs and the sum-to-one row [S 1] have "
-                          "rank 2, below min(T, C + 1) = 3") and "d_out = 1" in err
+    out = related_fiber(tmp_path, capsys, sizes, "the a an")
+    assert out["dimension_numerical"] == out["dimension_generic_sympy"] == 8 - 2
+    assert 0 < out["max_jsd"] <= np.log(2) and len(out["max_jsd_vertex_support"]) == 2
+    assert out["logit_change_at_vertex"] < 1e-12
+
+
+def test_fiber_claims_hold_with_d_out_below_c_and_the_free_entries_rank_is_caught(monkeypatch):
+    # Can fail: with d_out = 2 < C = 3 the fiber's dimension was compared with T - min(T, C + 1) (one
+    # too few: FAIL, unexpected) and the vertex's (C + 1)-row solves were singular (FAIL).
+    spec = SMALL.replace(classes=3, d_out=2, output_link="softmax")
+    ids = ["identifiability.fiber_dimension", "identifiability.fiber_vertex", "identifiability.candidate_min_norm"]
+    for claim_id, (_, result) in zip(ids, judged(ids, spec, *draw(spec, 0)), strict=True):
+        assert result.passed, claim_id
+    # the rank of free read-outs, min(T, C + 1), in place of the derived one: caught
+    monkeypatch.setattr(tid, "generic_readout_rank", lambda spec: min(spec.max_len, spec.classes + 1))
+    (lhs, rhs), result = judged(ids[:1], spec, *draw(spec, 0))[0]
+    assert float(lhs - rhs) == 1.0 and not result.passed and result.verdict == "fail"
 
 
 # -- effective attention and candidates ---------------------------------------------------------------
@@ -357,7 +405,7 @@ def test_fiber_vertex_outside_the_fiber_is_caught(wrong, monkeypatch):
     claim = "identifiability.fiber_vertex"
     assert _judged(claim, SPEC)[1].passed
 
-    def vertex(alpha_hat, S):
+    def vertex(alpha_hat, S, rank=None):
         if wrong == "one_hot":
             return jnp.asarray(1.0, S.dtype), jnp.zeros_like(alpha_hat).at[jnp.argmin(alpha_hat)].set(1.0)
         U, _, _ = jnp.linalg.svd(S, full_matrices=True)
@@ -380,7 +428,7 @@ def test_fiber_max_jsd_at_a_non_vertex_fiber_point_is_caught(monkeypatch):
     claim = REGISTRY["identifiability.fiber_max_jsd"]
     _, result = _judged(claim.id, SMALL, scale=1.0)
     assert result.passed and claim.summary(result.errors)["error"] == 0.0
-    monkeypatch.setattr(nid, "fiber_max_jsd", lambda alpha_hat, S: (
+    monkeypatch.setattr(nid, "fiber_max_jsd", lambda alpha_hat, S, rank=None: (
         njw.jsd(nid.fiber_moves(alpha_hat, S)[0], alpha_hat), nid.fiber_moves(alpha_hat, S)[0]))
     _, result = _judged(claim.id, SMALL, scale=1.0)
     assert claim.summary(result.errors)["error"] > 0 and not result.passed and result.verdict == "fail"
@@ -410,9 +458,9 @@ def test_fiber_moves_that_leave_the_fiber_are_caught(wrong, monkeypatch):
     assert _judged(claim, SPEC)[1].passed
     right = nid.fiber_moves
 
-    def moves(alpha_hat, S, fraction=0.5):
+    def moves(alpha_hat, S, fraction=0.5, rank=None):
         off = jnp.ones_like(alpha_hat) if wrong == "ones" else S[:, 0] / jnp.max(jnp.abs(S[:, 0]))
-        return right(alpha_hat, S, fraction) + 0.01 * off[None]
+        return right(alpha_hat, S, fraction, rank) + 0.01 * off[None]
 
     monkeypatch.setattr(nid, "fiber_moves", moves)
     (lhs, rhs), result = _judged(claim, SPEC)

@@ -71,19 +71,18 @@ def analyse(what: str, loaded: ModelFile, text: str, *, epsilons=(0.01, 0.05), t
             }
     elif what == "fiber":
         S = s[head]
-        rank, full = int(nid.numerical_rank(nid.augmented(S))), min(spec.max_len, spec.classes + 1)
-        if rank < full:  # the vertices' (C + 1)-row solves are singular: the max JSD was -inf, the rest NaN
-            raise InputError(f"related fiber: head {head}'s read-outs and the sum-to-one row [S 1] have rank {rank}, "
-                             f"below min(T, C + 1) = {full}: the fiber's vertices assume read-outs of full rank "
-                             f"(here d_out = {spec.d_out}, d_embed = {spec.d_embed}, C = {spec.classes} classes)")
-        exact = tid.rational_matrix(np.asarray(S))
-        value, vertex = nid.fiber_max_jsd(alpha[head], S)
+        # The fiber's vertices have rank[S 1] positions: C + 1 for generic read-outs, fewer where the model's
+        # widths bound the rank (d_out < C) or its weights are not generic (`nid.constraint_basis`).
+        rank = int(nid.numerical_rank(nid.augmented(S)))
+        value, vertex = nid.fiber_max_jsd(alpha[head], S, rank=rank)
         effective = nid.effective_attention(alpha[head], S)
         on_values = nid.effective_attention(alpha[head], nm.values(params, e, spec)[head])
         z = njw.logits_from(params, spec, alpha, s)
         out.update({
             "dimension_numerical": spec.max_len - rank,
-            "dimension_exact_sympy": len(tid.fiber_directions(exact)) if spec.max_len >= tid.MIN_POSITIONS else 0,
+            # What a generic model of this spec has (derived from its SymPy read-outs): the exact rank of the
+            # float S itself says less, since rounding makes a rank-deficient S = V W_l^T (d_out < C) full rank.
+            "dimension_generic_sympy": spec.max_len - tid.generic_readout_rank(spec),
             "max_jsd": float(value), "max_jsd_vertex_support": [int(t) for t in np.flatnonzero(vertex > 1e-12)],
             "logit_change_at_vertex": float(jnp.max(jnp.abs(
                 njw.logits_from(params, spec, alpha.at[head].set(vertex), s) - z))),

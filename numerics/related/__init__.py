@@ -49,6 +49,7 @@ _EXPORTS = {
     "check_seeds": "wiegreffe_pinter",
     "check_temperature": "mutual_information",
     "completeness_gap": "integrated_gradients",
+    "constraint_basis": "fiber",
     "output_change": "integrated_gradients",
     "counts": "mutual_information",
     "curve_reach": "wiegreffe_pinter",

@@ -5,7 +5,8 @@ so every alpha in the fiber {alpha in simplex : [S 1]^T alpha = [S 1]^T alpha_ha
 exactly the same logits. Here, in JAX (jittable, vmappable):
 
 * the fiber's directions (SVD of [S 1]) and moves along them;
-* its vertices (basic solutions with C + 1 nonzero entries) and the largest JSD among them
+* its vertices (basic solutions with rank[S 1] nonzero entries: C + 1 for generic read-outs, fewer
+  where the model's structure bounds the rank, `constraint_basis`) and the largest JSD among them
   (JSD(., alpha_hat) is convex: its maximum over the fiber is at a vertex);
 * Brunner's effective attention, the projection onto col(S) or col(V), which need not be
   a distribution;
@@ -49,18 +50,34 @@ def numerical_rank(M: Float[Array, "m n"], rtol: float | None = None) -> jnp.nda
     return jnp.sum(sigma > rtol * sigma[0])
 
 
-def fiber_directions(S: Float[Array, "T C"]) -> Float[Array, "T T-C-1"]:
-    """An orthonormal basis of {delta : S^T delta = 0, 1^T delta = 0}, for a generic S
-    (rank[S 1] = C + 1): the last T - C - 1 left singular vectors of [S 1]."""
+def full_rank(S: Float[Array, "T C"]) -> int:
+    """rank[S 1] of read-outs with free entries, min(T, C + 1): the default `rank` below."""
+    return min(S.shape[0], S.shape[1] + 1)
+
+
+def constraint_basis(S: Float[Array, "T C"], rank: int | None = None) -> Float[Array, "T r"]:
+    """The fiber's constraint matrix B, with {alpha : B^T alpha = B^T alpha_hat} the affine fiber: [S 1]
+    itself where its rank is `full_rank`, else an orthonormal basis of col[S 1], its first `rank` left
+    singular vectors (the same conditions, without the dependent ones). `rank` is what the model's
+    structure allows (`theory.related.identifiability.generic_readout_rank`: d_out + 1 where d_out < C),
+    decided by the spec, not by the draw, so that the shapes below are static."""
+    if rank is None or rank == S.shape[1] + 1:
+        return augmented(S)
+    return left_singular_vectors(augmented(S))[:, :rank]
+
+
+def fiber_directions(S: Float[Array, "T C"], rank: int | None = None) -> Float[Array, "T T-r"]:
+    """An orthonormal basis of {delta : S^T delta = 0, 1^T delta = 0}, where rank[S 1] = `rank`
+    (default `full_rank`): the last T - rank left singular vectors of [S 1]."""
     tid.check_positions(S.shape[0])
-    return left_singular_vectors(augmented(S))[:, S.shape[1] + 1:]
+    return left_singular_vectors(augmented(S))[:, full_rank(S) if rank is None else rank:]
 
 
-def fiber_moves(alpha_hat: Float[Array, " T"], S: Float[Array, "T C"], fraction: float = 0.5
-                ) -> Float[Array, "T-C-1 T"]:
+def fiber_moves(alpha_hat: Float[Array, " T"], S: Float[Array, "T C"], fraction: float = 0.5,
+                rank: int | None = None) -> Float[Array, "T-r T"]:
     """alpha_hat + step * delta for each fiber direction delta, the step keeping every entry
     >= (1 - fraction) * min alpha_hat > 0: distinct distributions with the same logits."""
-    directions = fiber_directions(S).T
+    directions = fiber_directions(S, rank).T
     step = fraction * jnp.min(alpha_hat) / jnp.max(jnp.abs(directions), axis=1)
     return alpha_hat[None] + step[:, None] * directions
 
@@ -89,8 +106,8 @@ def check_supports(T: int, r: int) -> None:
     before any work."""
     count = math.comb(T, r)
     if count == 0:
-        raise InputError(f"the fiber's vertices: no support of {r} positions among T = {T} (a vertex has C + 1 "
-                         f"positions: use a model with more positions than classes)")
+        raise InputError(f"the fiber's vertices: no support of {r} positions among T = {T} (a vertex has rank[S 1] "
+                         f"positions, C + 1 for generic read-outs: use a model with more positions than classes)")
     if count > MAX_SUPPORTS:
         raise InputError(f"the fiber's vertices: {count:.3g} supports of {r} among T = {T} positions to enumerate, "
                          f"more than {MAX_SUPPORTS:,} (use a model with fewer positions or classes)")
@@ -112,33 +129,35 @@ def _basic_solution(B, target, support, tol: float):
     return jnp.clip(x, 0.0, None), ~singular & jnp.all(x >= -tol)
 
 
-def fiber_vertices(alpha_hat: Float[Array, " T"], S: Float[Array, "T C"], tol: float = 1e-12
-                   ) -> tuple[Float[Array, "n T"], jnp.ndarray]:
+def fiber_vertices(alpha_hat: Float[Array, " T"], S: Float[Array, "T C"], tol: float = 1e-12,
+                   rank: int | None = None) -> tuple[Float[Array, "n T"], jnp.ndarray]:
     """Every basic solution of {alpha >= 0, [S 1]^T alpha = [S 1]^T alpha_hat} with support
-    of size C + 1, and whether it is a vertex (nonsingular, nonnegative up to `tol`)."""
-    T, B = S.shape[0], augmented(S)
+    of size rank[S 1] (`constraint_basis`; C + 1 by default), and whether it is a vertex
+    (nonsingular, nonnegative up to `tol`)."""
+    T, B = S.shape[0], constraint_basis(S, rank)
     target = B.T @ alpha_hat
 
     def point(support):
         x, valid = _basic_solution(B, target, support, tol)
         return jnp.zeros(T, B.dtype).at[support].set(x), valid
 
-    return jax.vmap(point)(_supports(T, S.shape[1] + 1))
+    return jax.vmap(point)(_supports(T, B.shape[1]))
 
 
-def fiber_max_jsd(alpha_hat: Float[Array, " T"], S: Float[Array, "T C"], tol: float = 1e-12
-                  ) -> tuple[jnp.ndarray, jnp.ndarray]:
+def fiber_max_jsd(alpha_hat: Float[Array, " T"], S: Float[Array, "T C"], tol: float = 1e-12,
+                  rank: int | None = None) -> tuple[jnp.ndarray, jnp.ndarray]:
     """max JSD(alpha, alpha_hat) over the fiber (the eps = 0 form of J&W's search), and a
-    vertex attaining it, among the basic solutions of `fiber_vertices`.
+    vertex attaining it, among the basic solutions of `fiber_vertices` (supports of rank[S 1]
+    positions: `rank`, C + 1 by default).
 
-    Each is scored from its C + 1 entries alone, `SUPPORTS_PER_BATCH` at a time, keeping the best
+    Each is scored from its r = rank[S 1] entries alone, `SUPPORTS_PER_BATCH` at a time, keeping the best
     so far: memory holds the supports and one batch, not a T-vector per support (at T = 256 and
     two classes those took 5.6 GB). Off its support a vertex is 0 and the mean is alpha_hat_t / 2,
     so each such position adds alpha_hat_t log(2) / 2 to the JSD (natural log, as
     `jain_wallace.jsd`); the support's own terms are `jsd` of the r entries."""
-    T, B = S.shape[0], augmented(S)
+    T, B = S.shape[0], constraint_basis(S, rank)
     target = B.T @ alpha_hat
-    supports = _supports(T, S.shape[1] + 1)
+    supports = _supports(T, B.shape[1])
     total = jnp.sum(alpha_hat)
 
     def value(support):
@@ -281,7 +300,8 @@ VERTEX_TOL = {"float64": 1e-12, "float32": 1e-5}
 MAX_VERTEX_CHECK = 100_000
 
 
-def kkt_residuals(name: str, alpha: Float[Array, " T"], S: Float[Array, "T C"]) -> Float[Array, " 2"]:
+def kkt_residuals(name: str, alpha: Float[Array, " T"], S: Float[Array, "T C"], rank: int | None = None
+                  ) -> Float[Array, " 2"]:
     """(stationarity, dual infeasibility) of `alpha` for candidate `name`'s problem, relative to max |grad|.
 
     The problem is min phi(alpha) s.t. [S 1]^T alpha = [S 1]^T alpha_hat (and alpha >= 0); phi and
@@ -292,12 +312,13 @@ def kkt_residuals(name: str, alpha: Float[Array, " T"], S: Float[Array, "T C"]) 
     those rows (stationarity) and be >= 0 on the others (lambda = r). Feasibility is checked
     separately (the claims compare [S 1]^T alpha). Both are 0 up to rounding at the optimum.
 
-    Where those rows have rank below C + 1 (a support of fewer positions: a vertex of the simplex, or
-    an edge, where attention saturates), mu is not unique and the least-squares one need not be
-    dual-feasible although another is (at --scale 10 a right answer showed 0.33). Dual feasibility
-    is then decided by the equivalent first-order condition over the fiber of alpha itself, at its
-    vertices (`fiber_vertices`: it is their convex hull): grad phi . (v - alpha) >= 0 for each v,
-    for up to `MAX_VERTEX_CHECK` supports of C + 1 positions (decided by T and C, not by the draw).
+    Where those rows have rank below rank[S 1] (`rank`, C + 1 by default: a support of fewer
+    positions, a vertex of the simplex, or an edge, where attention saturates), mu is not unique
+    and the least-squares one need not be dual-feasible although another is (at --scale 10 a right
+    answer showed 0.33). Dual feasibility is then decided by the equivalent first-order condition
+    over the fiber of alpha itself, at its vertices (`fiber_vertices`: it is their convex hull):
+    grad phi . (v - alpha) >= 0 for each v, for up to `MAX_VERTEX_CHECK` supports of rank[S 1]
+    positions (decided by the spec, not by the draw).
     """
     objective, nonnegative = OBJECTIVES[name]
     B = augmented(S)
@@ -309,10 +330,11 @@ def kkt_residuals(name: str, alpha: Float[Array, " T"], S: Float[Array, "T C"]) 
     scale = jnp.max(jnp.where(free, jnp.abs(g), 0.0))
     stationarity = jnp.max(jnp.where(free, jnp.abs(r), 0.0)) / scale
     infeasible = jnp.max(jnp.where(free, 0.0, jax.nn.relu(-r))) / scale
-    if nonnegative and math.comb(*B.shape) <= MAX_VERTEX_CHECK:
-        vertices, valid = fiber_vertices(alpha, S, tol=VERTEX_TOL[jnp.dtype(alpha.dtype).name])
+    r = B.shape[1] if rank is None else rank
+    if nonnegative and math.comb(B.shape[0], r) <= MAX_VERTEX_CHECK:
+        vertices, valid = fiber_vertices(alpha, S, tol=VERTEX_TOL[jnp.dtype(alpha.dtype).name], rank=rank)
         descent = jnp.max(jnp.where(valid, jax.nn.relu((alpha[None] - vertices) @ g), 0.0)) / scale
-        infeasible = jnp.where(numerical_rank(rows) < B.shape[1], descent, infeasible)
+        infeasible = jnp.where(numerical_rank(rows) < r, descent, infeasible)
     return jnp.stack([stationarity, infeasible])
 
 

@@ -6,6 +6,11 @@ read-outs). The fiber F = {alpha in simplex : S^T alpha = S^T alpha_hat} has dir
 the statement is dim F = T - rank[S 1]. The derived dimension is the length of SymPy's
 `nullspace()` of [S 1]^T, for symbolic (generic) or exact rational S.
 
+What rank[S 1] a draw of the model has is derived from the model's own read-out expression
+(`SymbolicModel.readout`, so a switch or a plugin that changes it is followed): evaluated at a
+random rational point, it gives the generic rank (`generic_readout_rank`). A T x C matrix of free
+entries has min(T, C + 1); the model's S = V W_l^T has at most d_out + 1 (docs/theory.md §8.3).
+
 Also derived: the minimum-norm point of the affine fiber, from the Lagrange conditions
 solved by `sympy.solve`, equals the orthogonal projection of alpha_hat onto col[S 1].
 """
@@ -16,9 +21,13 @@ import functools
 import random
 from fractions import Fraction
 
+import mpmath
 import sympy as sp
+from attnverify.theory import symbols as symbols_
+from attnverify.theory.model import SymbolicModel
 
 from attnverify.errors import InputError
+from attnverify.spec import ModelSpec
 
 MIN_POSITIONS = 3  # below T = 3 a one-class fiber is a point: nothing to identify
 
@@ -98,6 +107,84 @@ def minimum_norm_derived(S: sp.Matrix, alpha_hat: sp.Matrix) -> sp.Matrix:
     if len(solution) != 1:
         raise ValueError("the Lagrange system has no unique solution (rank-deficient [S 1])")
     return x.subs(solution[0])
+
+
+# -- the rank a draw of the model has ------------------------------------------------------------------
+#: Significant digits of the evaluation at a random point (`model_readouts`): a rank deficiency the
+#: model's structure forces leaves singular values at its rounding, about 10^-DIGITS of the largest,
+#: where random rational entries leave generic ones of order 1 (`RANK_RTOL` lies between).
+DIGITS = 60
+RANK_RTOL = "1e-30"
+
+
+class _RandomPoint:
+    """Entries of one tensor at a random rational point, drawn on first read (-99..99 / 1..99)."""
+
+    def __init__(self, rng: random.Random):
+        self.rng, self.entries = rng, {}
+
+    def __getitem__(self, index):
+        if index not in self.entries:
+            self.entries[index] = mpmath.mpf(self.rng.randint(-99, 99)) / self.rng.randint(1, 99)
+        return self.entries[index]
+
+
+def model_readouts(spec: ModelSpec, heads: int, rows: int, seed: int = 0) -> list[mpmath.matrix]:
+    """Each of the first `heads` heads' read-outs s_t^(i) (rows x C), from the model's SymPy expression
+    (`SymbolicModel.readout`) at `rows` positions of a random rational point: every entry of the embedded
+    document e[t, k] and of every parameter drawn at random, a plugin's constants at their values, and the
+    expression evaluated at `DIGITS` significant digits (`sympy.lambdify` to mpmath)."""
+    model = SymbolicModel(spec)
+    sizes = {symbols_.T: spec.max_len, symbols_.d_e: spec.d_embed, symbols_.d_att: spec.d_att,
+             symbols_.d_out: spec.d_out, symbols_.K: spec.heads, symbols_.C: spec.classes}
+    expression = model.readout(symbols_.i, symbols_.t, symbols_.c).subs(sizes)
+    expression = expression.subs({c.symbol: sp.Rational(Fraction(c.value)) for c in model.declared_constants.values()})
+    tensors = sorted(expression.atoms(sp.IndexedBase), key=str)
+    evaluate = sp.lambdify([symbols_.i, symbols_.t, symbols_.c, *tensors], expression, modules="mpmath")
+    rng = random.Random(seed)
+    with mpmath.workdps(DIGITS):
+        point = [_RandomPoint(rng) for _ in tensors]
+        return [mpmath.matrix([[evaluate(i, t, c, *point) for c in range(spec.classes)] for t in range(rows)])
+                for i in range(heads)]
+
+
+def numerical_rank(M: mpmath.matrix) -> int:
+    """Singular values above `RANK_RTOL` times the largest, at `DIGITS` digits."""
+    with mpmath.workdps(DIGITS):
+        sigma = mpmath.svd_r(M, compute_uv=False)
+        return sum(1 for x in sigma if x > mpmath.mpf(RANK_RTOL) * max(sigma))
+
+
+def _positions(spec: ModelSpec) -> int:
+    """Positions enough for a generic rank: the [S 1] rows of a head span their whole image (of dimension
+    at most C + 1) at min(T, C + 1) generic positions, so more rows add no rank (docs/theory.md §8.3)."""
+    return min(spec.max_len, spec.classes + 1)
+
+
+@functools.lru_cache(maxsize=16)
+def generic_readout_rank(spec: ModelSpec) -> int:
+    """rank[S 1] of head 0 at generic positions of the model of `spec`: min(T, C + 1) for free read-outs,
+    less where the model's structure bounds it (S = V W_l^T: at most d_out + 1)."""
+    (S,) = model_readouts(spec, 1, _positions(spec))
+    with mpmath.workdps(DIGITS):
+        return numerical_rank(mpmath.matrix([[*row, 1] for row in S.tolist()]))
+
+
+@functools.lru_cache(maxsize=16)
+def generic_joint_rank(spec: ModelSpec) -> int:
+    """Rank of the joint system of every head (`joint_constraint_matrix`: 1^T delta^(i) = 0 per head and
+    sum_i S^(i)T delta^(i) = 0) at generic positions shared by the heads, as on a draw: the system's
+    columns of head i span that head's image at min(T, C + 1) positions, as for one head."""
+    heads, rows = spec.heads, _positions(spec)
+    S_heads = model_readouts(spec, heads, rows)
+    with mpmath.workdps(DIGITS):
+        system = mpmath.zeros(heads + spec.classes, heads * rows)
+        for i, S in enumerate(S_heads):
+            for t in range(rows):
+                system[i, i * rows + t] = 1
+                for c in range(spec.classes):
+                    system[heads + c, i * rows + t] = S[t, c]
+        return numerical_rank(system)
 
 
 @functools.lru_cache(maxsize=4)

@@ -7,8 +7,6 @@ three constructions checked here are *candidates*, not their definition.
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -62,7 +60,7 @@ def _logits_with(params, spec, alpha, s, head_alpha):
 # -- 26: the fiber ---------------------------------------------------------------------------------
 def _dimension(spec: ModelSpec):
     parts = _head(spec)
-    derived = tid.generic_fiber(spec.max_len, spec.classes)["derived"]
+    derived = spec.max_len - tid.generic_readout_rank(spec)
 
     def compare(params, tokens):
         _, s, _ = parts(params, tokens)
@@ -72,16 +70,9 @@ def _dimension(spec: ModelSpec):
     return compare
 
 
-@functools.lru_cache(maxsize=8)
-def _joint_dimension_sympy(K: int, T: int, C: int) -> int:
-    """SymPy nullspace dimension of the joint system on a random rational (generic) instance."""
-    heads = [tid.random_rational_matrix(T, C, seed=i) for i in range(K)]
-    return len(tid.joint_constraint_matrix(heads).nullspace())
-
-
 def _joint(spec: ModelSpec):
     parts = _head(spec)
-    derived = _joint_dimension_sympy(spec.heads, spec.max_len, spec.classes)
+    derived = spec.heads * spec.max_len - tid.generic_joint_rank(spec)
     weight = 1.0 / spec.heads if spec.head_aggregation == "mean" else 1.0
 
     def compare(params, tokens):
@@ -93,11 +84,11 @@ def _joint(spec: ModelSpec):
 
 
 def _moves(spec: ModelSpec):
-    parts = _head(spec)
+    parts, rank = _head(spec), tid.generic_readout_rank(spec)
 
     def compare(params, tokens):
         alpha, s, z = parts(params, tokens)
-        moved = nid.fiber_moves(alpha[0], s[0])
+        moved = nid.fiber_moves(alpha[0], s[0], rank=rank)
         logits = jax.vmap(lambda a: _logits_with(params, spec, alpha, s, a))(moved)
         measured = jnp.concatenate([logits.ravel(), moved.sum(axis=1), jnp.min(moved, axis=1) > 0])
         # A weight that underflowed to 0 (float32 at --scale 10) leaves no step that keeps every entry > 0
@@ -110,11 +101,11 @@ def _moves(spec: ModelSpec):
 
 
 def _vertex(spec: ModelSpec):
-    parts = _head(spec)
+    parts, rank = _head(spec), tid.generic_readout_rank(spec)
 
     def compare(params, tokens):
         alpha, s, z = parts(params, tokens)
-        _, vertex = nid.fiber_max_jsd(alpha[0], s[0])
+        _, vertex = nid.fiber_max_jsd(alpha[0], s[0], rank=rank)
         return (jnp.concatenate([_logits_with(params, spec, alpha, s, vertex), vertex.sum()[None]]),
                 jnp.concatenate([z, jnp.ones(1, z.dtype)]))
 
@@ -122,11 +113,11 @@ def _vertex(spec: ModelSpec):
 
 
 def _max_jsd(spec: ModelSpec):
-    parts = _head(spec)
+    parts, rank = _head(spec), tid.generic_readout_rank(spec)
 
     def compare(params, tokens):
         alpha, s, _ = parts(params, tokens)
-        value, _ = nid.fiber_max_jsd(alpha[0], s[0])
+        value, _ = nid.fiber_max_jsd(alpha[0], s[0], rank=rank)
         return value, jnp.log(2.0) / 2
 
     return compare
@@ -134,19 +125,21 @@ def _max_jsd(spec: ModelSpec):
 
 register(Claim(
     id="identifiability.fiber_dimension", group="identifiability", provenance="literature",
-    statement="dim{alpha in simplex : [S 1]^T alpha = [S 1]^T alpha_hat} = T - rank[S 1], and a generic read-out "
-              "S has rank[S 1] = min(T, C + 1): dim = T - min(T, C + 1) on every draw (head 0, all C logits)",
+    statement="dim{alpha in simplex : [S 1]^T alpha = [S 1]^T alpha_hat} = T - rank[S 1] on every draw (head 0, "
+              "all C logits), with rank[S 1] that of generic read-outs of the model: min(T, C + 1) for free "
+              "entries, at most d_out + 1 for S = V W_l^T",
     source=SOURCE, lhs="T - numerical rank of the draw's [S 1] (SVD, JAX)",
-    rhs="length of SymPy's nullspace() of [S 1]^T for a generic (random rational) S: T - min(T, C + 1)",
+    rhs="T - rank[S 1] of the model's SymPy read-out expression at a random rational point (60 digits)",
     build=_dimension,
     tolerance=COUNT, tolerance_reason="integer counts: equal or not",
 ))
 register(Claim(
     id="identifiability.joint_fiber_dimension", group="identifiability", provenance="literature",
     statement="Heads moved jointly, only the averaged logits kept: dim = KT - rank of the (K + C) x KT system, "
-              "which generic read-outs make full: KT - min(KT, K + C) on every draw",
+              "the rank of generic read-outs of the model (KT - min(KT, K + C) for free entries) on every draw",
     source=SOURCE, lhs="KT - numerical rank of the draw's system (SVD, JAX)",
-    rhs="SymPy nullspace() of the system on a random rational (generic) instance: KT - min(KT, K + C)",
+    rhs="KT - rank of the system built from the model's SymPy read-out expressions at a random rational point "
+        "(60 digits)",
     build=_joint,
     tolerance=COUNT, tolerance_reason="integer counts: equal or not",
 ))
@@ -159,7 +152,8 @@ register(Claim(
 ))
 register(Claim(
     id="identifiability.fiber_vertex", group="identifiability", provenance="literature",
-    statement="The fiber's max-JSD vertex (support C + 1) is a distribution with exactly the model's logits",
+    statement="The fiber's max-JSD vertex (support rank[S 1]: C + 1 for generic read-outs) is a distribution with "
+              "exactly the model's logits",
     source=SOURCE + "; the eps = 0 form of Jain & Wallace's search", lhs="logits and sum at the vertex",
     rhs="the model's logits, 1", build=_vertex, tolerance=TOLERANCE, tolerance_reason=TOLERANCE_REASON,
 ))
@@ -219,7 +213,7 @@ register(Claim(
 # -- 28: candidates for efficient attention ----------------------------------------------------------
 def _candidate(name: str):
     def build(spec: ModelSpec):
-        parts = _head(spec)
+        parts, rank = _head(spec), tid.generic_readout_rank(spec)
         construct = nid.CANDIDATES[name]
 
         def compare(params, tokens):
@@ -228,7 +222,7 @@ def _candidate(name: str):
             B = nid.augmented(s[0])  # its last column gives the sum
             # Optimality on every draw: KKT residuals of the candidate's own problem (0 at its optimum;
             # any other point of the fiber, alpha_hat included, leaves them nonzero).
-            optimality = nid.kkt_residuals(name, candidate, s[0])
+            optimality = nid.kkt_residuals(name, candidate, s[0], rank=rank)
             zeros = jnp.zeros(2, s.dtype)
             if name == "projection":  # not asserted to be >= 0: it can be negative (bench)
                 return jnp.concatenate([B.T @ candidate, optimality]), jnp.concatenate([B.T @ alpha[0], zeros])
