@@ -170,23 +170,26 @@ def test_a_model_with_no_more_positions_than_classes_has_a_fiber_of_one_point(tm
 
 
 # -- read-outs whose rank the model's widths bound (d_out < C) --------------------------------------------
-@pytest.mark.parametrize("changes, rank", [
-    ({}, 3),  # free read-outs: min(T, C + 1), C = 2
-    ({"classes": 3, "d_out": 2}, 3),  # S = V W_l^T: rank S <= d_out
-    ({"classes": 3, "d_out": 1, "value_nonlinearity": "tanh"}, 2),
-    ({"classes": 3, "d_embed": 1}, 2),  # V = E W_v^T: rank <= d_e
-    ({"classes": 3, "d_embed": 1, "value_nonlinearity": "tanh"}, 4),  # tanh(E W_v^T) is not of rank d_e
-    ({"classes": 3, "d_embed": 1, "biases": True}, 2),  # the bias's column W_l b_v lies in col[S 1] already
-    ({"classes": 5, "max_len": 3}, 3),  # T rows
+@pytest.mark.parametrize("changes, rank, joint", [
+    ({}, 3, 10),  # free read-outs: min(T, C + 1), C = 2; jointly min(KT, K + C), K = 8
+    ({"classes": 3, "d_out": 2}, 3, 11),  # S = V W_l^T: rank S <= d_out
+    ({"classes": 3, "d_out": 1, "value_nonlinearity": "tanh"}, 2, 11),
+    ({"classes": 5, "d_out": 2, "value_nonlinearity": "tanh"}, 3, 13),  # entries up to 99 saturated tanh: 2
+    ({"classes": 3, "d_embed": 1}, 2, 11),  # V = E W_v^T: rank <= d_e
+    ({"classes": 3, "d_embed": 1, "value_nonlinearity": "tanh"}, 4, 11),  # tanh(E W_v^T) is not of rank d_e
+    ({"classes": 3, "d_embed": 1, "biases": True}, 2, 11),  # the bias's column W_l b_v lies in col[S 1] already
+    ({"classes": 5, "max_len": 3}, 3, 13),  # T rows
+    ({"heads": 1, "classes": 3, "d_out": 1}, 2, 2),  # jointly K + min(C, K d_out): one head is one head
+    ({"heads": 2, "classes": 4, "d_out": 1}, 2, 4),
 ])
-def test_the_generic_rank_of_the_read_outs_is_derived_from_the_models_expression(changes, rank):
-    # The expected ranks are linear algebra, typed here: rank(A B) <= min(rank A, rank B), and the
-    # entrywise tanh of a rank-1 matrix is generically of full rank. Can fail: before the rank was
-    # derived from the model's read-out expression, every spec had min(T, C + 1) (4 at C = 3).
+def test_the_generic_rank_of_the_read_outs_is_derived_from_the_models_expression(changes, rank, joint):
+    # The expected ranks are linear algebra, typed here: rank(A B) <= min(rank A, rank B), the entrywise
+    # tanh of a rank-1 matrix is generically of full rank, and K heads moved jointly span the K rows of
+    # ones and the sum of their read-outs' column spaces, K + min(C, K rank S). Can fail: before the ranks
+    # were derived from the model's read-out expression, every spec had min(T, C + 1) and min(KT, K + C).
     spec = SMALL.replace(**changes)
     assert tid.generic_readout_rank(spec) == rank
-    # every head moved jointly: K heads' (C + 1)-dimensional images span all K + C rows here
-    assert tid.generic_joint_rank(spec) == min(spec.heads * spec.max_len, spec.heads + spec.classes)
+    assert tid.generic_joint_rank(spec) == joint
 
 
 def test_a_model_with_d_out_below_c_has_its_fiber_and_vertices(tmp_path, capsys):

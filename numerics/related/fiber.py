@@ -330,11 +330,11 @@ def kkt_residuals(name: str, alpha: Float[Array, " T"], S: Float[Array, "T C"], 
     scale = jnp.max(jnp.where(free, jnp.abs(g), 0.0))
     stationarity = jnp.max(jnp.where(free, jnp.abs(r), 0.0)) / scale
     infeasible = jnp.max(jnp.where(free, 0.0, jax.nn.relu(-r))) / scale
-    r = B.shape[1] if rank is None else rank
-    if nonnegative and math.comb(B.shape[0], r) <= MAX_VERTEX_CHECK:
+    positions = B.shape[1] if rank is None else rank  # a vertex's
+    if nonnegative and math.comb(B.shape[0], positions) <= MAX_VERTEX_CHECK:
         vertices, valid = fiber_vertices(alpha, S, tol=VERTEX_TOL[jnp.dtype(alpha.dtype).name], rank=rank)
         descent = jnp.max(jnp.where(valid, jax.nn.relu((alpha[None] - vertices) @ g), 0.0)) / scale
-        infeasible = jnp.where(numerical_rank(rows) < r, descent, infeasible)
+        infeasible = jnp.where(numerical_rank(rows) < positions, descent, infeasible)
     return jnp.stack([stationarity, infeasible])
 
 

@@ -112,27 +112,32 @@ def minimum_norm_derived(S: sp.Matrix, alpha_hat: sp.Matrix) -> sp.Matrix:
 # -- the rank a draw of the model has ------------------------------------------------------------------
 #: Significant digits of the evaluation at a random point (`model_readouts`): a rank deficiency the
 #: model's structure forces leaves singular values at its rounding, about 10^-DIGITS of the largest,
-#: where random rational entries leave generic ones of order 1 (`RANK_RTOL` lies between).
+#: far below `RANK_RTOL`. A rank the structure allows can only be missed, never invented: at an unlucky
+#: point (an entry of 0, a saturated tanh: with entries up to 99 it rounded to exactly 1 at 60 digits)
+#: rows coincide. Entries are therefore of order 1 and never 0, and the rank is the largest at `POINTS`
+#: independent points.
 DIGITS = 60
 RANK_RTOL = "1e-30"
+POINTS = 2
 
 
 class _RandomPoint:
-    """Entries of one tensor at a random rational point, drawn on first read (-99..99 / 1..99)."""
+    """Entries of one tensor at a random rational point, drawn on first read: +-k / 10^6, k in 1..10^6 (two
+    positions whose embeddings coincide would have equal rows: with k / 100, 3 points in 200 did at d_e = 1)."""
 
     def __init__(self, rng: random.Random):
         self.rng, self.entries = rng, {}
 
     def __getitem__(self, index):
         if index not in self.entries:
-            self.entries[index] = mpmath.mpf(self.rng.randint(-99, 99)) / self.rng.randint(1, 99)
+            self.entries[index] = self.rng.choice((-1, 1)) * mpmath.mpf(self.rng.randint(1, 10**6)) / 10**6
         return self.entries[index]
 
 
 def model_readouts(spec: ModelSpec, heads: int, rows: int, seed: int = 0) -> list[mpmath.matrix]:
     """Each of the first `heads` heads' read-outs s_t^(i) (rows x C), from the model's SymPy expression
-    (`SymbolicModel.readout`) at `rows` positions of a random rational point: every entry of the embedded
-    document e[t, k] and of every parameter drawn at random, a plugin's constants at their values, and the
+    (`SymbolicModel.readout`) at `rows` positions of a random rational point (`_RandomPoint`): every entry of
+    the embedded document e[t, k] and of every parameter drawn at random, a plugin's constants at their values, and the
     expression evaluated at `DIGITS` significant digits (`sympy.lambdify` to mpmath)."""
     model = SymbolicModel(spec)
     sizes = {symbols_.T: spec.max_len, symbols_.d_e: spec.d_embed, symbols_.d_att: spec.d_att,
@@ -165,9 +170,12 @@ def _positions(spec: ModelSpec) -> int:
 def generic_readout_rank(spec: ModelSpec) -> int:
     """rank[S 1] of head 0 at generic positions of the model of `spec`: min(T, C + 1) for free read-outs,
     less where the model's structure bounds it (S = V W_l^T: at most d_out + 1)."""
-    (S,) = model_readouts(spec, 1, _positions(spec))
-    with mpmath.workdps(DIGITS):
-        return numerical_rank(mpmath.matrix([[*row, 1] for row in S.tolist()]))
+    ranks = []
+    for seed in range(POINTS):
+        (S,) = model_readouts(spec, 1, _positions(spec), seed)
+        with mpmath.workdps(DIGITS):
+            ranks.append(numerical_rank(mpmath.matrix([[*row, 1] for row in S.tolist()])))
+    return max(ranks)
 
 
 @functools.lru_cache(maxsize=16)
@@ -176,15 +184,18 @@ def generic_joint_rank(spec: ModelSpec) -> int:
     sum_i S^(i)T delta^(i) = 0) at generic positions shared by the heads, as on a draw: the system's
     columns of head i span that head's image at min(T, C + 1) positions, as for one head."""
     heads, rows = spec.heads, _positions(spec)
-    S_heads = model_readouts(spec, heads, rows)
-    with mpmath.workdps(DIGITS):
-        system = mpmath.zeros(heads + spec.classes, heads * rows)
-        for i, S in enumerate(S_heads):
-            for t in range(rows):
-                system[i, i * rows + t] = 1
-                for c in range(spec.classes):
-                    system[heads + c, i * rows + t] = S[t, c]
-        return numerical_rank(system)
+    ranks = []
+    for seed in range(POINTS):
+        S_heads = model_readouts(spec, heads, rows, seed)
+        with mpmath.workdps(DIGITS):
+            system = mpmath.zeros(heads + spec.classes, heads * rows)
+            for i, S in enumerate(S_heads):
+                for t in range(rows):
+                    system[i, i * rows + t] = 1
+                    for c in range(spec.classes):
+                        system[heads + c, i * rows + t] = S[t, c]
+            ranks.append(numerical_rank(system))
+    return max(ranks)
 
 
 @functools.lru_cache(maxsize=4)
