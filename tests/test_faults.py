@@ -233,6 +233,14 @@ def test_bad_input_is_refused_before_any_work(tmp_path, capsys, model, huge_weig
     assert not temporaries(tmp_path)
 
 
+def test_lime_claims_on_a_spec_of_one_distinct_word_name_the_flags_that_made_it(capsys):
+    # Can fail: the refusal was LIME's own, "LIME: d = 1: every LIME sample removes the only word, ...", which
+    # named neither the claims nor the flag (--vocab-size 3: one word besides [CLS] and UNK).
+    code, _, err = cli(capsys, "verify", "lime.sigma_inverse", "--trials", "2", "--vocab-size", "3", "--quiet")
+    assert_one_line_error(code, err, "the LIME claims' documents have d = min(6, T - 1, V - 2) = 1 distinct word at "
+                                     "--max-len 16, --vocab-size 3")
+
+
 def test_a_figure_no_text_can_feed_is_refused_before_the_claims(tmp_path, capsys):
     # Can fail: with a model that reads one word (T = 2) a report checked fig4's words only for a --text it
     # was given: without one, its claims ran, then fig4 "could not be drawn" and the report exited 1.

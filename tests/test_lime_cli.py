@@ -64,6 +64,11 @@ def test_derive_lime_refuses_constants_beyond_float64(capsys):
     assert all(abs(float(computed[k]) / values[f"sigma_{k}"] - 1) < 1e-12 for k in range(4))
     code, out, _ = run(capsys, "derive", "lime", "--d", "2", "--nu", "inf", "--json")  # alpha_2 = 0 exactly
     assert code == 0 and json.loads(out)["alpha_2"] == 0 and json.loads(out)["sigma_0"] == 2
+    # Can fail: at nu = inf the values were 30-digit sums, and sigma_3 = -6(d - 3)/((d - 1)(d + 1)) (docs/theory.md
+    # §5, typed here) printed as 7.48802e-31 at d = 3 where it is 0; exact rationals there give exactly 0 and -1/2
+    for d, sigma_3 in ((3, 0.0), (5, -0.5)):
+        code, out, _ = run(capsys, "derive", "lime", "--d", str(d), "--nu", "inf", "--json")
+        assert code == 0 and json.loads(out)["sigma_3"] == sigma_3 == -6 * (d - 3) / ((d - 1) * (d + 1))
 
 
 @pytest.mark.parametrize("args", [["gradient", "--d", "3"], ["eq19", "--nu", "0.5"]])

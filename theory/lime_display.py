@@ -26,8 +26,11 @@ def lime_values(size: int, width: float) -> dict[str, float]:
         raise InputError(f"nu must be > 0 (or inf), got {width}", parameter="nu")
     nu_value = sp.oo if math.isinf(width) else sp.Float(width, 30)
 
-    def terms(summand: sp.Expr) -> list[sp.Expr]:  # a summand at s = 1..size, 30 digits
-        at = sp.limit(summand, mg.nu, sp.oo) if nu_value is sp.oo else summand.subs({mg.nu: nu_value})
+    def terms(summand: sp.Expr) -> list[sp.Expr]:  # a summand at s = 1..size, 30 digits (exact at nu = inf)
+        if nu_value is sp.oo:  # rationals: a constant that is 0 (sigma_3 at d = 3) is 0, not 30 digits of noise
+            at = sp.limit(summand, mg.nu, sp.oo)
+            return [at.subs({mg.d: size, mg.s: k}) for k in range(1, size + 1)]
+        at = summand.subs({mg.nu: nu_value})
         return [sp.N(at.subs({mg.d: size, mg.s: k}), 30) for k in range(1, size + 1)]
 
     weights = terms(mg.alpha_summand(0))
@@ -104,7 +107,8 @@ def lime_text(derivation: dict) -> str:
     lines += ["", "== proofs =="] + [f"{'yes' if ok else 'NO '}  {name}" for name, ok in derivation["proofs"].items()]
     if "values" in derivation:
         v = derivation["values"]
-        lines += ["", f"== values at d = {v['d']}, nu = {v['nu']:g} (SymPy, 30 digits) =="]
+        digits = "exact" if math.isinf(v["nu"]) else "30 digits"
+        lines += ["", f"== values at d = {v['d']}, nu = {v['nu']:g} (SymPy, {digits}) =="]
         lines += [f"{k} = {v[k]:.6g}" for k in ("alpha_0", "alpha_1", "alpha_2", "sigma_0", "sigma_1",
                                               "sigma_2", "sigma_3")]
     return "\n".join(lines)

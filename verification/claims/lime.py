@@ -19,6 +19,7 @@ from attnverify.numerics.token_keys import token_key
 from attnverify.verification.empirical import left, mean_within
 from attnverify.verification.registry import Claim, register
 
+from attnverify.errors import InputError
 from attnverify.spec import ModelSpec
 
 SOURCE = "Mardaoui & Garreau (AISTATS 2021); the lime package; docs/theory.md §4-5"
@@ -32,9 +33,16 @@ EVALUATION = "lime"
 
 
 def sizes(spec: ModelSpec) -> tuple[int, int]:
-    """(d, L): features and word positions of the claims' documents."""
+    """(d, L): features and word positions of the claims' documents; a one-line `InputError` naming the
+    spec's flags where they leave fewer than two distinct words (LIME's limit is undefined there)."""
     length = min(spec.max_len - 1, 12)
-    return min(6, length, spec.vocab_size - 2), length
+    d = min(6, length, spec.vocab_size - 2)
+    if d < 2:
+        raise InputError(f"the LIME claims' documents have d = min(6, T - 1, V - 2) = {d} distinct word"
+                         f"{'s' if d != 1 else ''} at --max-len {spec.max_len}, --vocab-size {spec.vocab_size} "
+                         "(V counts [CLS] and UNK): LIME's large-sample limit needs d >= 2 (with one word every "
+                         "sample removes it); give a larger spec or leave the lime and theorem2 claims out")
+    return d, length
 
 
 def document_of(tokens: jnp.ndarray, spec: ModelSpec) -> LimeDocument:
