@@ -58,9 +58,9 @@ def full_rank(S: Float[Array, "T C"]) -> int:
 def constraint_basis(S: Float[Array, "T C"], rank: int | None = None) -> Float[Array, "T r"]:
     """The fiber's constraint matrix B, with {alpha : B^T alpha = B^T alpha_hat} the affine fiber: [S 1]
     itself where its rank is `full_rank`, else an orthonormal basis of col[S 1], its first `rank` left
-    singular vectors (the same conditions, without the dependent ones). `rank` is what the model's
-    structure allows (`theory.related.identifiability.generic_readout_rank`: d_out + 1 where d_out < C),
-    decided by the spec, not by the draw, so that the shapes below are static."""
+    singular vectors (the same conditions, without the dependent ones). A static int: in a sweep, what the
+    model's structure allows (`theory.related.identifiability.generic_readout_rank`: d_out + 1 where
+    d_out < C), decided by the spec, not by the draw; `related fiber` passes its one model's numerical rank."""
     if rank is None or rank == S.shape[1] + 1:
         return augmented(S)
     return left_singular_vectors(augmented(S))[:, :rank]
@@ -330,7 +330,7 @@ def kkt_residuals(name: str, alpha: Float[Array, " T"], S: Float[Array, "T C"], 
     scale = jnp.max(jnp.where(free, jnp.abs(g), 0.0))
     stationarity = jnp.max(jnp.where(free, jnp.abs(r), 0.0)) / scale
     infeasible = jnp.max(jnp.where(free, 0.0, jax.nn.relu(-r))) / scale
-    positions = B.shape[1] if rank is None else rank  # a vertex's
+    positions = B.shape[1] if rank is None else rank  # a vertex's support
     if nonnegative and math.comb(B.shape[0], positions) <= MAX_VERTEX_CHECK:
         vertices, valid = fiber_vertices(alpha, S, tol=VERTEX_TOL[jnp.dtype(alpha.dtype).name], rank=rank)
         descent = jnp.max(jnp.where(valid, jax.nn.relu((alpha[None] - vertices) @ g), 0.0)) / scale

@@ -7,8 +7,8 @@ the statement is dim F = T - rank[S 1]. The derived dimension is the length of S
 `nullspace()` of [S 1]^T, for symbolic (generic) or exact rational S.
 
 What rank[S 1] a draw of the model has is derived from the model's own read-out expression
-(`SymbolicModel.readout`, so a switch or a plugin that changes it is followed): evaluated at a
-random rational point, it gives the generic rank (`generic_readout_rank`). A T x C matrix of free
+(`SymbolicModel.readout`, so a switch or a plugin that changes it is followed): evaluated at
+random rational points, it gives the generic rank (`generic_readout_rank`). A T x C matrix of free
 entries has min(T, C + 1); the model's S = V W_l^T has at most d_out + 1 (docs/theory.md §8.3).
 
 Also derived: the minimum-norm point of the affine fiber, from the Lagrange conditions

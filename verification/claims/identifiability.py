@@ -129,7 +129,8 @@ register(Claim(
               "all C logits), with rank[S 1] that of generic read-outs of the model: min(T, C + 1) for free "
               "entries, at most d_out + 1 for S = V W_l^T",
     source=SOURCE, lhs="T - numerical rank of the draw's [S 1] (SVD, JAX)",
-    rhs="T - rank[S 1] of the model's SymPy read-out expression at a random rational point (60 digits)",
+    rhs="T - rank[S 1] of the model's SymPy read-out expression at random rational points (60 digits, the "
+        "largest rank of two points)",
     build=_dimension,
     tolerance=COUNT, tolerance_reason="integer counts: equal or not",
 ))
@@ -138,8 +139,8 @@ register(Claim(
     statement="Heads moved jointly, only the averaged logits kept: dim = KT - rank of the (K + C) x KT system, "
               "the rank of generic read-outs of the model (KT - min(KT, K + C) for free entries) on every draw",
     source=SOURCE, lhs="KT - numerical rank of the draw's system (SVD, JAX)",
-    rhs="KT - rank of the system built from the model's SymPy read-out expressions at a random rational point "
-        "(60 digits)",
+    rhs="KT - rank of the system built from the model's SymPy read-out expressions at random rational points "
+        "(60 digits, the largest rank of two points)",
     build=_joint,
     tolerance=COUNT, tolerance_reason="integer counts: equal or not",
 ))
@@ -152,7 +153,7 @@ register(Claim(
 ))
 register(Claim(
     id="identifiability.fiber_vertex", group="identifiability", provenance="literature",
-    statement="The fiber's max-JSD vertex (support rank[S 1]: C + 1 for generic read-outs) is a distribution with "
+    statement="The fiber's max-JSD vertex (support rank[S 1]: C + 1 for free read-outs) is a distribution with "
               "exactly the model's logits",
     source=SOURCE + "; the eps = 0 form of Jain & Wallace's search", lhs="logits and sum at the vertex",
     rhs="the model's logits, 1", build=_vertex, tolerance=TOLERANCE, tolerance_reason=TOLERANCE_REASON,
