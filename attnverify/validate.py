@@ -241,7 +241,17 @@ def pid_alive(pid: int) -> bool:
 
 # -- memory -------------------------------------------------------------------------------------
 def available_memory() -> int | None:
-    """Bytes of physical memory free now (None when the platform does not say)."""
+    """Bytes of physical memory available now: Linux's MemAvailable (free pages plus the page cache and
+    other memory the kernel reclaims on demand), else the free pages, else None when the platform does
+    not say. Free pages alone understate it: with the page cache full after a test run, 5.74 GiB were
+    free of 23 GiB available, and a training that fits was refused for memory."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024  # kB
+    except (OSError, ValueError, IndexError):
+        pass
     try:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
@@ -261,7 +271,7 @@ def fits_in_memory(what: str, nbytes: int) -> None:
     free = available_memory()
     if free is not None and nbytes > free:
         raise InputError(f"{what} needs at least {_bytes(nbytes)} of memory ({nbytes} bytes); "
-                         f"{_bytes(free)} are free")
+                         f"{_bytes(free)} are available")
 
 
 def spec_bytes(spec) -> int:
