@@ -166,16 +166,22 @@ def _positions(spec: ModelSpec) -> int:
     return min(spec.max_len, spec.classes + 1)
 
 
+def _largest_rank(matrix_at) -> int:
+    """The largest `numerical_rank` of `matrix_at(seed)` over `POINTS` random points (rounding can only
+    hide rank, never invent it)."""
+    with mpmath.workdps(DIGITS):
+        return max(numerical_rank(matrix_at(seed)) for seed in range(POINTS))
+
+
 @functools.lru_cache(maxsize=16)
 def generic_readout_rank(spec: ModelSpec) -> int:
     """rank[S 1] of head 0 at generic positions of the model of `spec`: min(T, C + 1) for free read-outs,
     less where the model's structure bounds it (S = V W_l^T: at most d_out + 1)."""
-    ranks = []
-    for seed in range(POINTS):
+    def augmented(seed):
         (S,) = model_readouts(spec, 1, _positions(spec), seed)
-        with mpmath.workdps(DIGITS):
-            ranks.append(numerical_rank(mpmath.matrix([[*row, 1] for row in S.tolist()])))
-    return max(ranks)
+        return mpmath.matrix([[*row, 1] for row in S.tolist()])
+
+    return _largest_rank(augmented)
 
 
 @functools.lru_cache(maxsize=16)
@@ -184,18 +190,17 @@ def generic_joint_rank(spec: ModelSpec) -> int:
     sum_i S^(i)T delta^(i) = 0) at generic positions shared by the heads, as on a draw: the system's
     columns of head i span that head's image at min(T, C + 1) positions, as for one head."""
     heads, rows = spec.heads, _positions(spec)
-    ranks = []
-    for seed in range(POINTS):
-        S_heads = model_readouts(spec, heads, rows, seed)
-        with mpmath.workdps(DIGITS):
-            system = mpmath.zeros(heads + spec.classes, heads * rows)
-            for i, S in enumerate(S_heads):
-                for t in range(rows):
-                    system[i, i * rows + t] = 1
-                    for c in range(spec.classes):
-                        system[heads + c, i * rows + t] = S[t, c]
-            ranks.append(numerical_rank(system))
-    return max(ranks)
+
+    def system(seed):
+        matrix = mpmath.zeros(heads + spec.classes, heads * rows)
+        for i, S in enumerate(model_readouts(spec, heads, rows, seed)):
+            for t in range(rows):
+                matrix[i, i * rows + t] = 1
+                for c in range(spec.classes):
+                    matrix[heads + c, i * rows + t] = S[t, c]
+        return matrix
+
+    return _largest_rank(system)
 
 
 @functools.lru_cache(maxsize=4)
