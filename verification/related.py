@@ -75,6 +75,12 @@ def analyse(what: str, loaded: ModelFile, text: str, *, epsilons=(0.01, 0.05), t
         # widths bound the rank (d_out < C) or its weights are not generic (`nid.constraint_basis`).
         rank = int(nid.numerical_rank(nid.augmented(S)))
         value, vertex = nid.fiber_max_jsd(alpha[head], S, rank=rank)
+        if not jnp.isfinite(value):
+            singular = np.linalg.svd(np.asarray(nid.augmented(S)), compute_uv=False)
+            raise InputError(f"related fiber: no vertex of head {head}'s fiber is certified on this text: every "
+                             f"{rank}-position block of [S 1] is singular within rounding or its solution negative "
+                             f"beyond it ([S 1]'s singular values run from {singular[0]:.3g} down to "
+                             f"{singular[rank - 1]:.3g}: ill-conditioned read-outs)")
         effective = nid.effective_attention(alpha[head], S)
         on_values = nid.effective_attention(alpha[head], nm.values(params, e, spec)[head])
         z = njw.logits_from(params, spec, alpha, s)

@@ -152,7 +152,8 @@ def fiber_max_jsd(alpha_hat: Float[Array, " T"], S: Float[Array, "T C"], tol: fl
 
     Each is scored from its r = rank[S 1] entries alone, `SUPPORTS_PER_BATCH` at a time, keeping the best
     so far: memory holds the supports and one batch, not a T-vector per support (at T = 256 and
-    two classes those took 5.6 GB). Off its support a vertex is 0 and the mean is alpha_hat_t / 2,
+    two classes those took 5.6 GB). Where no basic solution is certified a vertex (`_basic_solution`),
+    both are NaN. Off its support a vertex is 0 and the mean is alpha_hat_t / 2,
     so each such position adds alpha_hat_t log(2) / 2 to the JSD (natural log, as
     `jain_wallace.jsd`); the support's own terms are `jsd` of the r entries."""
     T, B = S.shape[0], constraint_basis(S, rank)
@@ -184,7 +185,11 @@ def fiber_max_jsd(alpha_hat: Float[Array, " T"], S: Float[Array, "T C"], tol: fl
     start = (jnp.asarray(-jnp.inf, B.dtype), jnp.asarray(0, jnp.int32))
     (best_value, best_index), _ = jax.lax.scan(batch, start, jnp.arange(batches, dtype=jnp.int32) * size)
     x, _ = _basic_solution(B, target, supports[best_index], tol)
-    return best_value, jnp.zeros(T, B.dtype).at[supports[best_index]].set(x)
+    # No support certified (every block singular within `tol`, or its solution negative beyond it: read-outs
+    # whose [S 1] is ill-conditioned, as d_e = 1 with tanh): NaN, not the first support's solution.
+    found = jnp.isfinite(best_value)
+    vertex = jnp.zeros(T, B.dtype).at[supports[best_index]].set(x)
+    return jnp.where(found, best_value, jnp.nan), jnp.where(found, vertex, jnp.nan)
 
 
 # -- Brunner's effective attention ---------------------------------------------------------------

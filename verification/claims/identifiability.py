@@ -33,6 +33,10 @@ SOURCE = "Brunner et al. (ICLR 2020); docs/theory.md §8.3 (derived)"
 CANDIDATE_SOURCE = "Naim & Asher (ECAI 2024), 'efficient attention': candidate constructions, docs/theory.md §8.4"
 TOLERANCE = {"float64": 1e-10, "float32": 1e-4}
 TOLERANCE_REASON = "relative rounding of T-term sums and small (C+1)-dimensional solves, >= 100x margin"
+#: Draws where `fiber_max_jsd` certifies no vertex (NaN): left out of the vertex claims, and counted.
+NO_VERTEX_REASON = ("no basic solution certified a vertex in this dtype: every rank[S 1]-position block was singular "
+                    "within rounding or its solution negative beyond it (an ill-conditioned [S 1], as at d_e = 1 with "
+                    "tanh)")
 COUNT = {"float64": 0.0, "float32": 0.0}
 DEFECT = 1e-9  # a vector farther than this from the simplex is not a distribution (float64 rounding ~1e-15)
 #: What rounding alone can make of a T-term projection's defect, per dtype: float32's 1.2e-7 per
@@ -157,6 +161,7 @@ register(Claim(
               "exactly the model's logits",
     source=SOURCE + "; the eps = 0 form of Jain & Wallace's search", lhs="logits and sum at the vertex",
     rhs="the model's logits, 1", build=_vertex, tolerance=TOLERANCE, tolerance_reason=TOLERANCE_REASON,
+    nonfinite_reason=NO_VERTEX_REASON,
 ))
 register(Claim(
     # measured: the literature says attention is not identifiable; this threshold and T are ours (below)
@@ -169,7 +174,7 @@ register(Claim(
     measure=left, summary=fraction_above(float(np.log(2) / 2), least=1.0),
     # The threshold is ours, measured at SMALL's T and C (256 draws: below it in 66 % of draws at
     # T = 7, 9 % at T = 8, none from T = 10 on): no verdict is expected elsewhere.
-    requires={"max_len": 16, "classes": 2},
+    requires={"max_len": 16, "classes": 2}, nonfinite_reason=NO_VERTEX_REASON,
 ))
 
 
