@@ -489,6 +489,24 @@ def test_a_counterexample_withholds_the_proof_and_only_a_real_difference_counts(
     assert derivations._explicit_equal(sp.sqrt(-x ** 2 - 1), x, [{}]) is None
 
 
+def test_sums_too_long_to_unroll_decide_nothing_and_end_at_once():
+    # Can fail: a plugin's sum over 2**25 values ran term by term in mpmath, for minutes, in the
+    # counterexample search before each proof (`verify theorem1 --plugin` never ended). Past
+    # MAX_UNROLLED_TERMS the evaluator stops: no counterexample is shown, the explicit check is undecided.
+    u, b = sp.Symbol("u", integer=True), sp.IndexedBase("b")
+    long_sum = sp.Sum(sp.cos(u) * b[u], (u, 0, 2**25 - 1))
+    with pytest.raises(derivations.TooLargeToUnroll, match="the sum over u runs over 33,554,432 values"):
+        derivations.Unrolled(derivations.EXPLICIT_SIZES)(long_sum)
+    assert not derivations._differs(derivations.Unrolled(derivations.EXPLICIT_SIZES), long_sum, 2 * long_sum, {})
+    assert derivations._explicit_equal(long_sum, 2 * long_sum, [{}]) is None
+    # the budget counts every term: ten sums that fit alone do not fit together
+    pieces = sp.Add(*[sp.Sum(b[u] * k, (u, 0, derivations.MAX_UNROLLED_TERMS // 10)) for k in range(1, 11)])
+    with pytest.raises(derivations.TooLargeToUnroll):
+        derivations.Unrolled(derivations.EXPLICIT_SIZES)(pieces)
+    short = sp.Sum(b[u], (u, 0, 9))  # a short sum is still unrolled and compared
+    assert derivations._differs(derivations.Unrolled(derivations.EXPLICIT_SIZES), short, 2 * short, {})
+
+
 def test_the_proofs_of_a_changed_model_are_withheld_without_the_prover(monkeypatch):
     # Every statement of the paper is false for a model whose output is tripled (the statements
     # are typed in its attention and read-outs, which do not change): each is refused by its
