@@ -138,7 +138,9 @@ def check_texts(names: list[str], text: str, document: str | None = None, *, max
         # fig4 explains `document`, its own default document when that is empty
         value = document if name in READS_DOCUMENT else text if name in READS_TEXT else None
         if value is not None and (value or name in READS_TEXT) and not words(value):
-            raise InputError(f"figure {name}: the text {value!r} has no words "
+            shown = (f"{value!r}" if value.strip() or not value  # the one-line error would fold the spaces
+                     else f"of {len(value)} whitespace character{'s' * (len(value) != 1)}")
+            raise InputError(f"figure {name}: the text {shown} has no words "
                              "(after lowercasing and splitting on \\W+)", parameter="text")
         if name in READS_DOCUMENT:
             if max_len is not None and max_len < 3:  # no text can help: say so, not "give two words"

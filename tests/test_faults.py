@@ -173,6 +173,9 @@ def validation_cases(tmp: Path, model: Path, huge: Path) -> list[tuple[list, str
         # a text without a word for a report's figure: a traceback and exit 1 after the claims, before
         (["report", "--out", tmp / "r", "--model", model, "--claims", "thm1.gradient", "--figures", "fig1",
           "--text", "!!!", *TINY], "figure fig1: the text '!!!' has no words"),
+        # blank: the one-line error folded its spaces and echoed it as ' '
+        (["figures", "fig5", "--model", model, "--out", tmp / "figs", "--text", "   "],
+         "figure fig5: the text of 3 whitespace characters has no words"),
         # fig4 compares LIME with its limit, undefined for one word: a traceback and exit 1 in a report
         (["report", "--out", tmp / "r", "--model", model, "--claims", "thm1.gradient", "--figures", "fig4",
           "--text", "good good", *TINY], "figure fig4: the text 'good good' has one distinct word"),
