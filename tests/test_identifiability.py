@@ -525,6 +525,19 @@ def test_kkt_residuals_reject_a_vertex_whose_multiplier_is_negative_and_accept_t
     assert float(jnp.max(nid.kkt_residuals("min_norm", clipped, S))) < 1e-12
 
 
+def test_dual_feasibility_without_a_certified_vertex_is_not_vacuous(monkeypatch):
+    """T = 3, one class, s = (0, 1, 2), alpha = (0, 1, 0): its fiber is (c, 1 - 2c, c), c in [0, 1/2], and
+    |alpha|^2 / 2 is least at c = 1/3 (derivative 12c - 4, by hand), so alpha is not optimal. Its one free
+    row has rank 1 < rank[S 1] = 2: dual feasibility is decided at the fiber's vertices. Can fail: where
+    `fiber_vertices` certified none (an ill-conditioned [S 1]), the largest descent over an empty set was 0,
+    and any such point passed. The least-squares multipliers' residual (1.5 here, by hand) stays instead."""
+    S, alpha = jnp.array([[0.0], [1.0], [2.0]]), jnp.array([0.0, 1.0, 0.0])
+    assert float(nid.kkt_residuals("min_norm", alpha, S)[1]) > 0.5  # (alpha - (1/2, 0, 1/2)) . alpha = 1
+    certified = nid.fiber_vertices
+    monkeypatch.setattr(nid, "fiber_vertices", lambda *a, **k: (certified(*a, **k)[0], jnp.zeros(3, bool)))
+    assert float(nid.kkt_residuals("min_norm", alpha, S)[1]) == pytest.approx(1.5, abs=1e-12)
+
+
 def test_fiber_moves_set_aside_a_draw_whose_attention_underflowed():
     # Can fail: float32 at --scale 10 (draw 27 of seed 0) underflows a weight to 0, the step that keeps
     # every entry positive is then 0, and "min > 0" of the unmoved alpha_hat failed the claim (error 0.152).

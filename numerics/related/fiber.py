@@ -323,7 +323,9 @@ def kkt_residuals(name: str, alpha: Float[Array, " T"], S: Float[Array, "T C"], 
     answer showed 0.33). Dual feasibility is then decided by the equivalent first-order condition
     over the fiber of alpha itself, at its vertices (`fiber_vertices`: it is their convex hull):
     grad phi . (v - alpha) >= 0 for each v, for up to `MAX_VERTEX_CHECK` supports of rank[S 1]
-    positions (decided by the spec, not by the draw).
+    positions (decided by the spec, not by the draw). Where no vertex is certified
+    (`fiber_vertices`: an ill-conditioned [S 1]) the least-squares multipliers' residual stays:
+    it can only overstate the infeasibility, where an empty set of vertices would show none.
     """
     objective, nonnegative = OBJECTIVES[name]
     B = augmented(S)
@@ -339,7 +341,8 @@ def kkt_residuals(name: str, alpha: Float[Array, " T"], S: Float[Array, "T C"], 
     if nonnegative and math.comb(B.shape[0], positions) <= MAX_VERTEX_CHECK:
         vertices, valid = fiber_vertices(alpha, S, tol=VERTEX_TOL[jnp.dtype(alpha.dtype).name], rank=rank)
         descent = jnp.max(jnp.where(valid, jax.nn.relu((alpha[None] - vertices) @ g), 0.0)) / scale
-        infeasible = jnp.where(numerical_rank(rows) < positions, descent, infeasible)
+        # No vertex certified: the least-squares multipliers' infeasibility stays (it may only overstate), not 0.
+        infeasible = jnp.where((numerical_rank(rows) < positions) & jnp.any(valid), descent, infeasible)
     return jnp.stack([stationarity, infeasible])
 
 
