@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 
 import jax
 import numpy as np
@@ -32,7 +32,7 @@ from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
 from attnverify.errors import InputError, UserCodeError, warn
-from attnverify.spec import ModelSpec
+from attnverify.spec import SMALL, SWITCHES, ModelSpec
 
 # BLOCK: draws per vectorised block (see `draw_errors`), part of the results manifest.
 # Compiled programs (draws; one measure program per claim or evaluation group) live in `blocks`.
@@ -420,10 +420,16 @@ def _off_spec(claim: Claim, finding: str, spec: ModelSpec) -> str:
     derived identity holds on every spec that meets its hypotheses: its unexpected FAIL gets no such note; a
     user's claim states its own expectation, for the user's model.)"""
     changed = {name: value for name, value in spec.deviations().items() if name not in claim.requires}
-    if not changed:
+    # ... and at verify's default sizes (SMALL), where the measured expectations were set (heads=1 changes what
+    # some statistics compare: with one head, alpha_t |s_t| is detached G x I itself)
+    resized = {f.name: getattr(spec, f.name) for f in fields(ModelSpec)
+               if f.name not in SWITCHES and f.name not in claim.requires
+               and getattr(spec, f.name) != getattr(SMALL, f.name)}
+    if not changed and not resized:
         return finding
-    swept = ", ".join(f"{name}={value}" for name, value in sorted(changed.items()))
-    return f"{_ended(finding)} Swept with {swept}; the expectation is set for the paper's model."
+    swept = ", ".join(f"{name}={value}" for name, value in sorted({**changed, **resized}.items()))
+    at = " at the default sizes (--sizes small)" if resized else ""
+    return f"{_ended(finding)} Swept with {swept}; the expectation is set for the paper's model{at}."
 
 
 def _unmet_text(claim: Claim, spec: ModelSpec) -> str:
