@@ -94,6 +94,20 @@ def test_miller_madow_removes_the_plugin_bias():
     assert abs(float(corrected.mean())) < 4 * standard_error
 
 
+def test_miller_madow_on_a_model_that_predicts_one_class_compares_nothing():
+    # Can fail: at --heads 1 the planted model predicts class 1 on all 81 enumerated documents, so every MI and
+    # both estimators were exactly 0 on every draw, and the claim read "inconclusive: nothing bounds its mean",
+    # as if more draws could help. Those draws are NaN now, with the reason; at SMALL the predictions vary.
+    from attnverify.spec import SMALL
+
+    one_head = SMALL.replace(heads=1)
+    (lhs, rhs), result = judged(["info.miller_madow"], one_head, *draw(one_head, 0))[0]
+    assert bool(jnp.isnan(lhs)) and bool(jnp.isnan(rhs)) and result.verdict == "inconclusive"
+    assert result.nonfinite == 1 and "predicts one class on every enumerated document" in result.nonfinite_reason
+    (lhs, rhs), _ = judged(["info.miller_madow"], SMALL, *draw(SMALL, 0))[0]
+    assert bool(jnp.isfinite(lhs)) and float(lhs) > 0  # the plug-in's error on a model whose MI is not 0
+
+
 def test_enumeration_and_position_mi():
     docs = ninfo.enumerate_documents([2, 3], 4)
     assert docs.shape == (8, 4) and (docs[:, 0] == 0).all()

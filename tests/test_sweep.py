@@ -81,8 +81,11 @@ def test_a_property_of_every_draw_above_a_threshold_names_its_least_draw():
     values = np.array([0.6, 0.2, 0.65, 1e-16, 0.5, 0.4])  # threshold ln(2)/2 = 0.347: draws 3 and 1 miss it
     below = judge_claim(claim, SMALL, values, trials=6, seed=5)
     assert below.verdict == "fail" and below.worst_draw == 3 and below.finding.endswith("Worst: draw 3 (seed 5).")
-    undeclared = judge_claim(claim, SMALL, np.r_[values, np.nan], trials=7, seed=5)
+    undeclared = judge_claim(dataclasses.replace(claim, nonfinite_reason=None), SMALL, np.r_[values, np.nan],
+                             trials=7, seed=5)
     assert undeclared.worst_draw == 6  # an undeclared NaN first
+    declared = judge_claim(claim, SMALL, np.r_[values, np.nan], trials=7, seed=5)  # no certified vertex: left out
+    assert declared.worst_draw == 3 and declared.nonfinite == 1
     above = judge_claim(claim, SMALL, np.full(6, 0.5), trials=6)
     assert above.verdict == "pass" and "Worst" not in (above.finding or "")
 
