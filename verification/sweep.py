@@ -415,13 +415,13 @@ def _ended(finding: str) -> str:
 
 def _off_spec(claim: Claim, finding: str, spec: ModelSpec) -> str:
     """An unexpected verdict of a built-in statistic (whatever its expectation's source), or of a built-in
-    statement measured here to fail, swept on a spec whose switches differ from the paper's model beyond the
-    claim's own hypotheses: the expectation is set for the paper's model, so the finding says what changed. (A
+    statement measured here to fail, swept on a spec whose switches differ from the paper's model, or whose sizes
+    differ from verify's defaults (SMALL), beyond the claim's own hypotheses: the expectation is set for the
+    paper's model at those sizes, so the finding says what changed. (A
     derived identity holds on every spec that meets its hypotheses: its unexpected FAIL gets no such note; a
     user's claim states its own expectation, for the user's model.)"""
     changed = {name: value for name, value in spec.deviations().items() if name not in claim.requires}
-    # ... and at verify's default sizes (SMALL), where the measured expectations were set (heads=1 changes what
-    # some statistics compare: with one head, alpha_t |s_t| is detached G x I itself)
+    # heads=1 changes what some statistics compare: with one head, alpha_t |s_t| is detached G x I itself
     resized = {f.name: getattr(spec, f.name) for f in fields(ModelSpec)
                if f.name not in SWITCHES and f.name not in claim.requires
                and getattr(spec, f.name) != getattr(SMALL, f.name)}
