@@ -509,3 +509,18 @@ def test_jsd_is_a_number_where_the_mixture_of_a_small_weight_is_subnormal():
     for dtype in (jnp.float64, jnp.float32):
         got = float(jax.jit(njw.jsd)(jnp.asarray(vertex, dtype), jnp.asarray(alpha, dtype)))
         assert got == pytest.approx(expected, rel=1e-12 if dtype == jnp.float64 else 1e-5), dtype
+
+
+def test_a_protocol_document_of_one_repeated_word_is_declared_not_an_unexplained_failure():
+    # Can fail: at --max-len 5 --vocab-size 8 draw 37 (seed 0) has a document "[CLS] 5 5 5 5": deleting any word
+    # leaves the same document, |LOO| is constant, tau-b undefined, and the undeclared NaN FAILED
+    # jw.tau_grad_loo_above_alpha_loo (unexpected). The draw is NaN with its reason now; the others are judged.
+    from attnverify.numerics.draws import sweep_draw
+
+    spec = ModelSpec(max_len=5, d_embed=32, d_att=16, d_out=16, heads=8, vocab_size=8)
+    claim = "jw.tau_grad_loo_above_alpha_loo"
+    (lhs, _), result = judged([claim], spec, *sweep_draw(0, 37, spec, scale=1.0, dtype=jnp.float64))[0]
+    assert bool(jnp.isnan(lhs)) and result.verdict == "inconclusive" and result.nonfinite == 1
+    assert "every word the same" in result.nonfinite_reason
+    (lhs, _), _ = judged([claim], spec, *sweep_draw(0, 36, spec, scale=1.0, dtype=jnp.float64))[0]
+    assert bool(jnp.isfinite(lhs))
