@@ -48,10 +48,10 @@ CANCELLING_REASON = "rounding of f relative to a difference of outputs (cancella
 # Which draws those are is decided by the truth's own rounding and by a rounding bound: for the
 # leave-one-out form, the SymPy-derived form's (proved equal to the statement), not the statement's.
 LOST_TO_ROUNDING = ("the comparison's own rounding exceeds half the tolerance on this draw (saturated attention: the "
-                    "closed form divides by 1 - alpha_t or G - sum g, known only to eps, or the outputs' difference is "
-                    "below their rounding)")
-VARIANCE_LOST = ("the permuted outputs differ by less than their own rounding on this draw (saturated attention): "
-                 "their variance is rounding noise")
+                    "closed form divides by 1 - alpha_t or G - sum g, known only to eps; or the outputs' difference is "
+                    "below their rounding, as where attention is near uniform or the output barely depends on it)")
+VARIANCE_LOST = ("the permuted outputs differ by less than their own rounding on this draw (saturated attention, or "
+                 "attention near uniform, or an output that barely depends on it): their variance is rounding noise")
 NO_BIAS = {**PAPER_HYPOTHESES, "biases": False}
 PERMUTED_MAX = 6  # positions permuted exactly (6! = 720 permutations)
 MC_PERMUTATIONS, MC_Z = 10_000, 5.0
