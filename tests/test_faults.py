@@ -176,7 +176,7 @@ def validation_cases(tmp: Path, model: Path, huge: Path) -> list[tuple[list, str
         # a vocabulary too small for the synthetic tasks: "synthetic tasks need vocab_size >= 11", naming no flag (it
         # comes when the first claim that trains is built, after the claims before it: --quiet, one line)
         (["verify", "info.miller_madow", "--vocab-size", "8", "--trials", "8", "--quiet"],
-         "the synthetic tasks (task 'planted': the claims that train on one"),
+         "the synthetic tasks (task 'planted', which claims of the groups identifiability, info"),
         # blank: the one-line error folded its spaces and echoed it as ' '
         (["figures", "fig5", "--model", model, "--out", tmp / "figs", "--text", "   "],
          "figure fig5: the text of 3 whitespace characters has no words"),

@@ -40,10 +40,10 @@ def check_task(task: str, spec: ModelSpec) -> None:
     if task not in TASKS:
         raise InputError(f"unknown synthetic task {task!r} (known: {', '.join(TASKS)})")
     if spec.vocab_size < 3 + 2 * SENTIMENT_WORDS or spec.max_len <= PLANTED_POSITION:
-        raise InputError(f"the synthetic tasks (task {task!r}: the claims that train on one, in the groups "
-                         f"identifiability, info, jw, saliency and wp) need --vocab-size >= "
+        raise InputError(f"the synthetic tasks (task {task!r}, which claims of the groups identifiability, info, jw, "
+                         f"saliency and wp, and some figures, train on) need --vocab-size >= "
                          f"{3 + 2 * SENTIMENT_WORDS} and --max-len > {PLANTED_POSITION}, got {spec.vocab_size} and "
-                         f"{spec.max_len}: raise them, or name the claims to sweep")
+                         f"{spec.max_len}: raise them, or leave out what trains on them")
 
 
 def labels(tokens: Int[Array, "n T"], task: str, spec: ModelSpec) -> Int[Array, " n"]:
