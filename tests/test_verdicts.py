@@ -616,7 +616,7 @@ def test_an_unexpected_measured_verdict_on_another_model_says_what_changed():
     # saliency.tau_closure.alpha_abs_s held (alpha_t |s_t| is detached G x I there) with no word of the change
     one_head = judge_claim(gain, SMALL.replace(heads=1), np.full(32, 0.01), trials=32)
     assert one_head.unexpected and one_head.finding.endswith(
-        "Swept with heads=1; the expectation is set for the paper's model at the default sizes (--sizes small).")
+        "Swept with heads=1; the expectation is set for the paper's model at verify's defaults (--sizes small).")
     assert "Swept with heads=1, scorer=additive;" in judge_claim(
         gain, SMALL.replace(heads=1, scorer="additive"), np.full(32, 0.01), trials=32).finding
     # a user's claim sets its own expectation, for the user's model

@@ -415,20 +415,21 @@ def _ended(finding: str) -> str:
 
 def _off_spec(claim: Claim, finding: str, spec: ModelSpec) -> str:
     """An unexpected verdict of a built-in statistic (whatever its expectation's source), or of a built-in
-    statement measured here to fail, swept on a spec whose switches differ from the paper's model, or whose sizes
-    differ from verify's defaults (SMALL), beyond the claim's own hypotheses: the expectation is set for the
-    paper's model at those sizes, so the finding says what changed. (A
-    derived identity holds on every spec that meets its hypotheses: its unexpected FAIL gets no such note; a
+    statement measured here to fail, swept on a spec whose switches differ from the paper's model, or whose
+    sizes or explained class differ from verify's defaults (SMALL), beyond the claim's own hypotheses: the
+    expectation is set for the paper's model at those defaults, so the finding says what changed. (A derived
+    identity holds on every spec that meets its hypotheses: its unexpected FAIL gets no such note; a
     user's claim states its own expectation, for the user's model.)"""
     changed = {name: value for name, value in spec.deviations().items() if name not in claim.requires}
-    # heads=1 changes what some statistics compare: with one head, alpha_t |s_t| is detached G x I itself
+    # heads=1 changes what some statistics compare: with one head, alpha_t |s_t| is detached G x I itself; the
+    # explained class is set there too
     resized = {f.name: getattr(spec, f.name) for f in fields(ModelSpec)
                if f.name not in SWITCHES and f.name not in claim.requires
                and getattr(spec, f.name) != getattr(SMALL, f.name)}
     if not changed and not resized:
         return finding
     swept = ", ".join(f"{name}={value}" for name, value in sorted({**changed, **resized}.items()))
-    at = " at the default sizes (--sizes small)" if resized else ""
+    at = " at verify's defaults (--sizes small)" if resized else ""
     return f"{_ended(finding)} Swept with {swept}; the expectation is set for the paper's model{at}."
 
 
