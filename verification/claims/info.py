@@ -175,6 +175,9 @@ def _miller_madow(spec: ModelSpec):
     constant = bool(jnp.all(y == y[0]))
 
     def compare(params, tokens):
+        dtype = params.embedding.dtype
+        if constant:  # nothing to sample: no sampler is traced
+            return jnp.asarray(jnp.nan, dtype), jnp.asarray(jnp.nan, dtype)
         # The draw's document seeds the sample: each draw estimates from different documents.
         key = token_key(tokens, 3)
 
@@ -189,9 +192,6 @@ def _miller_madow(spec: ModelSpec):
             return jnp.sum(jnp.abs(raw - exact)), jnp.sum(jnp.abs(corrected - exact))
 
         raw, corrected = jax.vmap(errors)(jax.random.split(key, MI_SAMPLES_PER_DRAW))
-        dtype = params.embedding.dtype
-        if constant:
-            return jnp.asarray(jnp.nan, dtype), jnp.asarray(jnp.nan, dtype)
         return raw.mean().astype(dtype), corrected.mean().astype(dtype)
 
     return compare
