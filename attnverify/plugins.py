@@ -434,9 +434,10 @@ def select_claims(names: list[str], spec: ModelSpec, claims_modules: list[str] |
     """The claims `names` select (`verification.registry.select`) after importing the
     claims modules. Claims a plugin file registered run under that plugin only. Under a
     plugin spec, "all" means the claims that run on a plugin model (`supports_plugins`);
-    naming another is an `InputError`; the derived gradient and the statements must compile."""
+    naming another is an `InputError`; the derived gradient and the statements must compile; and the
+    synthetic tasks the claims train on must fit the spec (`registry.refuse_untrainable`)."""
     from attnverify.verification import claims as _claims  # noqa: F401  (fills the registry)
-    from attnverify.verification.registry import select
+    from attnverify.verification.registry import refuse_untrainable, select
 
     for module in claims_modules or ():
         load_claims_module(module)
@@ -449,6 +450,7 @@ def select_claims(names: list[str], spec: ModelSpec, claims_modules: list[str] |
     chosen = [c for c in chosen if c not in elsewhere]
     plugin = getattr(spec, "plugin", None)
     if plugin is None:
+        refuse_untrainable(chosen, spec)
         return chosen
     if names and "all" not in names:
         refused = [c.id for c in chosen if not supports_plugins(c)]
@@ -459,6 +461,7 @@ def select_claims(names: list[str], spec: ModelSpec, claims_modules: list[str] |
         chosen = [c for c in chosen if supports_plugins(c)]
     if any(c.group in PLUGIN_GROUPS for c in chosen):
         check_compiles(spec, derived=True)
+    refuse_untrainable(chosen, spec)
     return chosen
 
 

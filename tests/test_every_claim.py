@@ -143,3 +143,25 @@ def test_float32_sweeps_really_round_in_float32_and_the_float64_tolerance_would_
     wrong = run_claim(too_tight, SMALL, trials=TRIALS, dtype="float32", progress=False)
     assert not wrong.passed and wrong.unexpected
 
+
+
+def test_every_claim_that_trains_declares_its_tasks_so_a_spec_they_cannot_be_built_at_is_refused_first():
+    # Can fail: a claim that trains without declaring it (`Claim.trains_on`) was refused only when its turn
+    # came, after the claims before it had run (minutes); one that declares a task it does not train on is
+    # refused at a spec where it would run. Every built-in claim is built at a vocabulary too small for
+    # the synthetic tasks: a build that trains is refused before it trains (`synthetic_tasks.check_task`),
+    # with the task; any other builds as usual.
+    from attnverify.errors import InputError
+
+    tiny_vocabulary = SMALL.replace(vocab_size=8)
+    wrong = []
+    for claim in (c for c in REGISTRY.values() if c.id in BUILTIN):
+        try:
+            claim.build(tiny_vocabulary)
+            trained = ()
+        except InputError as err:
+            assert "the synthetic tasks (task " in str(err), (claim.id, str(err))
+            trained = (str(err).split("'")[1],)
+        if not set(trained) <= set(claim.trains_on) or bool(trained) != bool(claim.trains_on):
+            wrong.append(f"{claim.id}: trains on {trained or 'nothing'}, declares {claim.trains_on or 'nothing'}")
+    assert not wrong, "\n".join(wrong)

@@ -173,10 +173,10 @@ def validation_cases(tmp: Path, model: Path, huge: Path) -> list[tuple[list, str
         # a text without a word for a report's figure: a traceback and exit 1 after the claims, before
         (["report", "--out", tmp / "r", "--model", model, "--claims", "thm1.gradient", "--figures", "fig1",
           "--text", "!!!", *TINY], "figure fig1: the text '!!!' has no words"),
-        # a vocabulary too small for the synthetic tasks: "synthetic tasks need vocab_size >= 11", naming no flag (it
-        # comes when the first claim that trains is built, after the claims before it: --quiet, one line)
-        (["verify", "info.miller_madow", "--vocab-size", "8", "--trials", "8", "--quiet"],
-         "the synthetic tasks (task 'planted', which claims of the groups identifiability, info"),
+        # a vocabulary too small for the synthetic tasks: "synthetic tasks need vocab_size >= 11", naming no flag,
+        # when the first claim that trains was built, after the claims before it had run and written their results
+        (["verify", "theorem1", "info.miller_madow", "--vocab-size", "8", "--trials", "8", "--quiet", "--out",
+          tmp / "o"], "claim info.miller_madow: the synthetic tasks (task 'planted', which claims of the groups"),
         # blank: the one-line error folded its spaces and echoed it as ' '
         (["figures", "fig5", "--model", model, "--out", tmp / "figs", "--text", "   "],
          "figure fig5: the text of 3 whitespace characters has no words"),

@@ -84,6 +84,10 @@ class Claim:
     # no agreement share"): they are then counted and left out. Without a reason any such draw
     # makes the claim FAIL: a draw that could not be computed is no evidence either way.
     nonfinite_reason: str | None = None
+    # The synthetic tasks (`numerics.training.synthetic_tasks.TASKS`) whose trained models the
+    # claim's build reads. A spec those tasks cannot be built at is refused when the claims are
+    # chosen (`refuse_untrainable`), before any claim runs, not when this one's turn comes.
+    trains_on: tuple[str, ...] = ()
     # Where the expectation `holds` comes from (required): "paper" (the statement as published),
     # "literature" (a cited paper's statement) or "measured" (established here, post hoc: derived
     # or measured in this project). See `verification.verdicts`.
@@ -96,6 +100,9 @@ class Claim:
         if self.embedding_rows not in EMBEDDING_ROWS:
             raise ValueError(f"claim {self.id}: embedding_rows must be one of {', '.join(EMBEDDING_ROWS)}, "
                              f"got {self.embedding_rows!r}")
+        if isinstance(self.trains_on, str) or not all(isinstance(task, str) for task in self.trains_on):
+            raise ValueError(f"claim {self.id}: trains_on is a tuple of task names (e.g. ('needle',)), got "
+                             f"{self.trains_on!r}")
         if self.provenance not in PROVENANCES:
             raise ValueError(f"claim {self.id}: provenance must be one of {', '.join(PROVENANCES)}, "
                              f"got {self.provenance!r}")
@@ -365,3 +372,19 @@ def select(names: list[str]) -> list[Claim]:
         chosen.extend(REGISTRY[i] for i in ids if REGISTRY[i] not in chosen)
     # every name checked, `all` among them too (a typo beside it is refused, not run over)
     return list(REGISTRY.values()) if not names or "all" in names else chosen
+
+
+def refuse_untrainable(chosen: list[Claim], spec: ModelSpec) -> None:
+    """An `InputError` naming the first claim of `chosen` that trains on a synthetic task
+    (`Claim.trains_on`) that cannot be built at `spec`, unless its hypotheses are unmet there (a
+    claim outside its hypotheses is reported without training: `verification.claims.wp`)."""
+    from attnverify.numerics.training.synthetic_tasks import check_task
+
+    for claim in chosen:
+        if not claim.trains_on or claim.unmet(spec):
+            continue
+        for task in claim.trains_on:
+            try:
+                check_task(task, spec)
+            except InputError as err:
+                raise InputError(f"claim {claim.id}: {err}") from None

@@ -339,7 +339,7 @@ register(Claim(
     rhs="share >= 0.9 of draws above 0.5",
     build=_support("needle", False), tolerance=COUNT, tolerance_reason=SHARE_REASON,
     requires={"classes": 2}, measure=left, summary=fraction_above(0.5, least=0.9),
-    nonfinite_reason=UNDEFINED, context=_undefined_share(("needle",), False),
+    nonfinite_reason=UNDEFINED, context=_undefined_share(("needle",), False), trains_on=("needle",),
 ))
 register(Claim(
     id="identifiability.support_necessary_needle_vs_bow", group="identifiability", provenance="measured",
@@ -350,7 +350,7 @@ register(Claim(
     rhs="flip on the trained bag-of-words model", build=_necessity_contrast, tolerance=COUNT,
     tolerance_reason=MEAN_REASON, requires={"classes": 2},
     measure=difference, summary=difference_exceeds_zero, nonfinite_reason=UNDEFINED,
-    context=_undefined_share(("needle", "bag_of_words"), True),
+    context=_undefined_share(("needle", "bag_of_words"), True), trains_on=("needle", "bag_of_words"),
     finding="Not confirmed: flip rate on the needle task minus bag-of-words = {mean:.3g} "
     "(standard error {se:.2g}, {draws:.0f} draws where removal leaves some attention).",
 ))

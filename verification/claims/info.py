@@ -159,6 +159,7 @@ register(Claim(
     lhs=f"tau-b(alpha-avg, MI), mean over {MI_DOCUMENTS_PER_DRAW} task documents per draw",
     rhs="0 (MI: Miller-Madow plug-in on 20000 task documents)", build=_mi_planted, tolerance=MEAN,
     tolerance_reason=MEAN_REASON, requires={"classes": 2}, measure=left, summary=tau_exceeds_zero,
+    trains_on=("planted",),
 ))
 
 SHORT, MI_SAMPLE, MI_SAMPLES_PER_DRAW = 5, 500, 8  # 3 words, T = 5 -> 81 documents; 8 samples per draw
@@ -210,7 +211,7 @@ register(Claim(
     requires={"classes": 2}, measure=_difference, summary=mean_exceeds_zero,
     nonfinite_reason="the trained model predicts one class on every enumerated document: each position's MI is 0 "
     "and both estimators give exactly 0, so neither can be closer (the model is trained at T, these documents "
-    "have T = 5)",
+    "have T = 5)", trains_on=("planted",),
 ))
 
 
@@ -244,5 +245,5 @@ register(Claim(
     nonfinite_reason="a draw whose document has no near-tie pair has no agreement share (NaN)",
     finding="Not on the bag-of-words model this claim trains: near ties agree with the |LOO| order in {mean:.3g} "
     "of pairs (standard error {se:.2g}), outside chance (0.5 +- 0.1); |LOO_t| ~ alpha_t |s_t - f| / K, so small "
-    "absolute gaps in alpha can still order LOO, one way or the other.",
+    "absolute gaps in alpha can still order LOO, one way or the other.", trains_on=("bag_of_words",),
 ))

@@ -235,5 +235,5 @@ for _name, _first, _second, _task, _text, _provenance in PROTOCOL:
         build=_taus(_first, _second, _task), tolerance=MEAN_TOLERANCE, tolerance_reason=MEAN_REASON,
         requires={"classes": 2}, measure=difference, summary=tau_exceeds_zero, nonfinite_reason=UNDEFINED_TAU,
         # The claims on one task's documents read the same tau-b table: one program.
-        evaluation=f"jw.tau.{_task}" if _task else None,
+        evaluation=f"jw.tau.{_task}" if _task else None, trains_on=(_task,) if _task else (),
     ))

@@ -185,7 +185,7 @@ for _task in (None, "needle", "bag_of_words"):
         provenance="literature" if _task is None else "measured",
         statement=f"{_GAP} [{_WHERE[_task]}]", source=SOURCE + "; check 34",
         lhs="mean tau-b over the 10 saliency pairs", rhs="mean tau-b(alpha, saliency method)",
-        build=_agreement("gap", _task),
+        build=_agreement("gap", _task), trains_on=(_task,) if _task else (),
         evaluation=None if _task else "saliency.agreement", tolerance=MEAN_TOLERANCE, tolerance_reason=MEAN_REASON,
         requires={"output_link": "logit"}, measure=difference, summary=tau_exceeds_zero,
         holds=_task is None,
@@ -223,7 +223,8 @@ for _task in (None, "needle"):
         statement=f"Planting large-norm tokens ({PLANT_FACTOR:g}x the embedding rows of words 1..{PLANTED}) "
         f"lowers tau-b(G-l2, |G x I|): sensitivity and saliency rankings diverge [{_WHERE[_task]}]",
         source=SOURCE + "; check 35", lhs="tau-b(G-l2, |G x I|), unplanted", rhs="the same, planted",
-        build=_agreement("sensitivity", _task), tolerance=MEAN_TOLERANCE, tolerance_reason=MEAN_REASON,
+        build=_agreement("sensitivity", _task), trains_on=(_task,) if _task else (),
+        tolerance=MEAN_TOLERANCE, tolerance_reason=MEAN_REASON,
         requires={"output_link": "logit"}, measure=difference, summary=tau_exceeds_zero, holds=False,
         finding="The rankings do not diverge: planting changes tau-b(G-l2, |G x I|) by {mean:.3g} on average "
         "(SE {se:.2g}; positive = diverge). A likely reason: the gradient at t is alpha_t [u + (s_t - f) kappa] "

@@ -170,5 +170,5 @@ for _scorer, _holds in (("additive", False), ("deep", True)):
         source=SOURCE, lhs=f"mean over seeds of tau-b(alpha, MI) with the {_scorer} scorer",
         rhs="the same with the dot scorer", build=_gap(_scorer), tolerance=TOLERANCE,
         tolerance_reason=TOLERANCE_REASON, requires={"classes": 2}, measure=left, summary=_at_least_dot,
-        holds=_holds, finding=_finding(_scorer), context=_context(_scorer),
+        holds=_holds, finding=_finding(_scorer), context=_context(_scorer), trains_on=(TASK,),
     ))

@@ -195,7 +195,7 @@ def _claim(name: str, statement: str, lhs: str, rhs: str, build, summary, *, hol
         id=f"wp.{name}", group="wp", provenance=provenance, statement=statement,
         source=SOURCE, lhs=lhs, rhs=rhs, build=build,
         tolerance=TOLERANCE, tolerance_reason=SE_REASON + reason, requires={"classes": 2}, holds=holds,
-        finding=finding, measure=measure, summary=summary,
+        finding=finding, measure=measure, summary=summary, trains_on=TASKS,  # `runs()`: every task's models
     ))
 
 

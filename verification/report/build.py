@@ -27,7 +27,7 @@ from attnverify.numerics.training.corpora import DEFAULT_CORPUS
 from attnverify.numerics.training.train import DEFAULT_SPEC, TrainConfig, read_metrics, train_and_save
 from attnverify.verification import claims as _claims  # noqa: F401  (fills the registry)
 from attnverify.verification import workers
-from attnverify.verification.registry import REGISTRY, is_builtin, select
+from attnverify.verification.registry import REGISTRY, is_builtin, refuse_untrainable, select
 from attnverify.verification.report.render import ReportContent, environment, html_page, markdown
 from attnverify.verification.report.sections import summary_lines
 from attnverify.verification.sweep import ClaimResult
@@ -130,7 +130,8 @@ def run_report(options: ReportOptions, draw_figures: FigureDrawer | None = None)
         raise InputError(f"trials must be >= 1, got {options.trials}", parameter="trials")
     if options.out_dir.exists() and not options.out_dir.is_dir():
         raise InputError(f"{options.out_dir}: exists and is not a folder")
-    select(list(options.claims))  # an unknown claim name fails before any work
+    # an unknown claim name, or a spec its synthetic tasks cannot be built at, fails before any work
+    refuse_untrainable(select(list(options.claims)), options.claims_spec)
     options.out_dir.mkdir(parents=True, exist_ok=True)
 
     loaded, model_info = obtain_model(options, log)
