@@ -316,7 +316,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     for module in args.claims_module:  # the user's claims run like the built-in ones
         plugins.load_claims_module(module)
     preflight.check_report(args, spec_from_args(args, SMALL))
-    preflight.check_report_inputs(args)  # claims, model, data: refused before the folder exists
+    # claims, synthetic tasks, model, data: refused before the folder exists
+    preflight.check_report_inputs(args, spec_from_args(args, SMALL))
     options = ReportOptions(
         out_dir=Path(args.out), model=Path(args.model) if args.model else None,
         **({} if args.data is None else {"data": args.data}),

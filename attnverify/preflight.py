@@ -320,15 +320,17 @@ def check_report(args: argparse.Namespace, spec) -> None:
         check_drawable("--text", args.text)
 
 
-def check_report_inputs(args: argparse.Namespace) -> None:
+def check_report_inputs(args: argparse.Namespace, spec: ModelSpec) -> None:
     """What a report reads, checked before its folder is created or locked (the claims modules
-    loaded): the claim ids, the model (``--model``, else ``--out``'s ``model.npz`` from an
-    earlier run), and without either the training data (loaded: it is read in a fraction of a
-    second, and a bad source or CSV then fails here, not after the folder is made)."""
+    loaded): the claim ids, the synthetic tasks the claims and figures train on at the claims'
+    `spec`, the model (``--model``, else ``--out``'s ``model.npz`` from an earlier run), and
+    without either the training data (loaded: it is read in a fraction of a second, and a bad
+    source or CSV then fails here, not after the folder is made)."""
+    from attnverify.figures.catalog import refuse_untrainable as refuse_untrainable_figures
     from attnverify.verification import claims as _claims  # noqa: F401  (fills the registry)
-    from attnverify.verification.registry import select
+    from attnverify.verification.registry import refuse_untrainable, select
 
-    select(list(args.claims))
+    refuse_untrainable(select(list(args.claims)), spec)
     model = Path(args.model) if args.model else Path(args.out) / CACHED_MODEL
     loaded = None
     if args.model or model.is_file():
@@ -348,6 +350,7 @@ def check_report_inputs(args: argparse.Namespace) -> None:
     # the report's figures explain --text (fig4 too), else their own sentences: fig4's words within the
     # model's window, whichever text it explains (`check_texts`)
     check_texts(check_names(args.figures), args.text or RUNNING_SENTENCE, args.text, max_len=max_len)
+    refuse_untrainable_figures(check_names(args.figures), spec)
     if loaded is not None:
         check_model_on_texts(check_names(args.figures), loaded, args.text or RUNNING_SENTENCE, args.text)
 

@@ -217,6 +217,11 @@ READS_SWEEPS = frozenset({"thm1_hist"})
 #: and those that read a model when one is given (the others draw the same without it).
 READS_SEED = frozenset({"fig1", "fig4", "eq19_nu", "eq19_d", "eq19_n", "jw_permutation", "thm1_hist"})
 READS_MODEL = NEEDS_MODEL | {"architecture", "eq19_nu", "eq19_d", "eq19_n", "jw_permutation"}
+#: The figures that train on the synthetic tasks (`numerics.training.synthetic_tasks`) at the
+#: claims' spec (`FigureContext.claims_spec`), and those tasks: `wp_tradeoff` reads the `wp`
+#: claims' pools, whose models are every task's (`verification.claims.wp.runs`).
+TRAINS_ON: dict[str, tuple[str, ...]] = {"jw_permutation": ("needle", "bag_of_words"),
+                                         "wp_tradeoff": ("needle", "bag_of_words", "planted")}
 #: What `check_flags_read` checks: a flag, and the figures that read it.
 READERS = {"--model": READS_MODEL, "--text": READS_TEXT | READS_DOCUMENT, "--seed": READS_SEED, "--quick": READS_SEED}
 #: The figures a report draws after its claims; the others are drawn beside the claims
@@ -233,6 +238,19 @@ def check_flags_read(names: list[str], given: list[str]) -> None:
         if not READERS[flag] & set(names):
             raise InputError(f"{flag}: {', '.join(names)} do{'es' if len(names) == 1 else ''} not read it "
                              f"(read by {', '.join(n for n in FIGURES if n in READERS[flag])})")
+
+
+def refuse_untrainable(names: list[str], spec: ModelSpec) -> None:
+    """An `InputError` naming the first figure of `names` that trains on a synthetic task that
+    cannot be built at `spec` (`TRAINS_ON`; the claims' own check: `registry.refuse_untrainable`)."""
+    from attnverify.numerics.training.synthetic_tasks import check_task
+
+    for name in names:
+        for task in TRAINS_ON.get(name, ()):
+            try:
+                check_task(task, spec)
+            except InputError as err:
+                raise InputError(f"figure {name}: {err}") from None
 
 
 def draw_for_report(names: list[str], context: dict, out_dir: str | Path, log: Callable[[str], None], *,

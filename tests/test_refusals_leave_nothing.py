@@ -142,17 +142,19 @@ def report_cases(model: Path) -> list[tuple[list, str]]:
         (["--model", model, "--trials", str(10**18)], "of memory"),
         # a claim's synthetic task at a vocabulary too small for it: each claim that trains "could not run"
         (["--model", model, "--claims", "info", "--vocab-size", "8"], "claim info.mi_attention_planted: the synthetic"),
+        # ... and a figure's: "figure wp_tradeoff could not be drawn", after the claims
+        (["--model", model, "--figures", "wp_tradeoff", "--vocab-size", "8"], "figure wp_tradeoff: the synthetic"),
     ]
 
 
-@pytest.mark.parametrize("case", range(7))
+@pytest.mark.parametrize("case", range(8))
 def test_a_refused_report_creates_no_folder_and_no_lock(tmp_path, capsys, model, case):
     Path("garbage.npz").write_bytes(b"not a zip file")
     extra, fragment = report_cases(model)[case]
     before = tree(tmp_path)
     base = list(REPORT)
     # a flag is given once: the case's value replaces REPORT's
-    for flag in set(extra) & {"--claims", "--trials", "--vocab-size"}:
+    for flag in set(extra) & {"--claims", "--figures", "--trials", "--vocab-size"}:
         del base[base.index(flag):base.index(flag) + 2]
     code, _, err = cli(capsys, *base, "--out", "rep", *extra)
     assert_one_line_error(code, err, fragment)
