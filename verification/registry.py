@@ -100,7 +100,7 @@ class Claim:
         if self.embedding_rows not in EMBEDDING_ROWS:
             raise ValueError(f"claim {self.id}: embedding_rows must be one of {', '.join(EMBEDDING_ROWS)}, "
                              f"got {self.embedding_rows!r}")
-        if isinstance(self.trains_on, str) or not all(isinstance(task, str) for task in self.trains_on):
+        if not isinstance(self.trains_on, tuple) or not all(isinstance(task, str) for task in self.trains_on):
             raise ValueError(f"claim {self.id}: trains_on is a tuple of task names (e.g. ('needle',)), got "
                              f"{self.trains_on!r}")
         if self.provenance not in PROVENANCES:
