@@ -317,6 +317,15 @@ def test_a_claim_about_every_draw_with_every_draw_nan_declared_is_inconclusive()
     assert result.verdict == "inconclusive" and "no finite draw" in result.finding.lower()
 
 
+def test_a_statistical_claim_with_every_draw_nan_declared_gives_its_reason_not_too_few_draws():
+    # Can fail: info.miller_madow at --heads 1 (a trained model that predicts one class: every draw NaN for
+    # that reason) read "Inconclusive: 0 finite draw(s), too few to bound the mean", as if more draws could help.
+    claim = _claim(summary=mean_exceeds_zero, nonfinite_reason="test: the model predicts one class")
+    result = _judge(claim, np.full(8, np.nan))
+    assert result.verdict == "inconclusive"
+    assert result.finding == "Inconclusive: no finite draw (8 NaN/inf, allowed: test: the model predicts one class)."
+
+
 # -- low power is inconclusive -------------------------------------------------------------------
 def test_a_low_power_positive_mean_is_inconclusive_not_refuted():
     values = _values(0.198, 0.076, 8)  # the jw.tau_grad_loo_above_alpha_loo at --trials 8

@@ -474,7 +474,8 @@ def _finding(claim: Claim, spec: ModelSpec, verdict: str, judgement, statistics:
         return (f"{nonfinite} of {draws} draws are NaN/inf: a draw that cannot be computed is no evidence, and "
                 f"the claim declares no reason for them (Claim.nonfinite_reason).{where}")
     if verdict == "inconclusive":
-        if judgement is None:
+        if judgement is None or (nonfinite == draws and claim.nonfinite_reason is not None):
+            # every draw set aside for the declared reason: the reason says why, not "too few draws"
             return f"Inconclusive: no finite draw ({nonfinite} NaN/inf, allowed: {claim.nonfinite_reason})."
         return inconclusive_finding(judgement)
     if judgement is not None:

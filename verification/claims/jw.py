@@ -49,7 +49,9 @@ CANCELLING_REASON = "rounding of f relative to a difference of outputs (cancella
 # leave-one-out form, the SymPy-derived form's (proved equal to the statement), not the statement's.
 LOST_TO_ROUNDING = ("the comparison's own rounding exceeds half the tolerance on this draw (saturated attention: the "
                     "closed form divides by 1 - alpha_t or G - sum g, known only to eps; or the outputs' difference is "
-                    "below their rounding, as where attention is near uniform or the output barely depends on it)")
+                    "below their rounding, as where attention is near uniform or the output barely depends on it; in "
+                    "float32 the leave-one-out form's bound, a worst case far above the rounding seen, alone sets "
+                    "aside most draws)")
 VARIANCE_LOST = ("the permuted outputs differ by less than their own rounding on this draw (saturated attention, or "
                  "attention near uniform, or an output that barely depends on it): their variance is rounding noise")
 NO_BIAS = {**PAPER_HYPOTHESES, "biases": False}
