@@ -144,7 +144,6 @@ def test_float32_sweeps_really_round_in_float32_and_the_float64_tolerance_would_
     assert not wrong.passed and wrong.unexpected
 
 
-
 def test_every_claim_that_trains_declares_its_tasks_so_a_spec_they_cannot_be_built_at_is_refused_first():
     # Can fail: a claim that trains without declaring it (`Claim.trains_on`) was refused only when its turn
     # came, after the claims before it had run (minutes); one that declares a task it does not train on is

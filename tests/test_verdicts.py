@@ -636,8 +636,9 @@ def test_an_unexpected_measured_verdict_on_another_model_says_what_changed():
     identity = dataclasses.replace(REGISTRY["thm1.derived"], context=None, proof=None)  # derived for each spec
     assert identity.provenance == "measured" and identity.summary is None and identity.holds
     assert "Swept with" not in judge_claim(identity, additive, np.full(8, 1e-8), trials=8).finding
-    departs = dataclasses.replace(REGISTRY["jw.loo_reindexed"], context=None, proof=None)  # measured to fail
+    departs = dataclasses.replace(REGISTRY["thm2.eq19_vs_exact"], context=None, proof=None)  # measured to fail
     assert departs.provenance == "measured" and departs.summary is None and not departs.holds
+    assert additive.satisfies(dict(departs.requires))  # inside its hypotheses: the expectation is judged
     assert judge_claim(departs, additive, np.full(8, 1e-13), trials=8).finding.endswith(
         "Swept with biases=True, scorer=additive; the expectation is set for the paper's model. "
         "Worst: draw 0 (seed 0).")
