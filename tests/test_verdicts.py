@@ -821,3 +821,16 @@ def test_closeness_to_a_center_is_refuted_on_either_side_and_holds_at_it():
     assert test.judge(_values(0.9, 0.01, 32)).outcome == "refuted"  # 0.4 above it
     assert test.judge(_values(0.5, 0.01, 32)).outcome == "holds"
     assert test.judge(_values(0.1, 0.01, 32)).estimate == pytest.approx(0.4)
+
+
+def test_a_claim_about_every_draw_says_how_many_draws_fall_short_not_a_max_error():
+    # Can fail: identifiability.fiber_max_jsd at --scale 3 read "FAILS where it is claimed to hold: max error
+    # 0.0156 > 0", where 0.0156 is the share of draws not above ln(2)/2, and neither the count nor the least was said.
+    claim = _claim(summary=fraction_above(0.5, least=1), nonfinite_reason="test: undefined draws")
+    result = _judge(claim, [0.9, 0.2, 0.8, np.nan, 0.5, 0.7])
+    assert result.verdict == "fail" and result.unexpected
+    assert result.finding.startswith("FAILS where it is claimed to hold: 2 of 5 draws are not above 0.5 (the least "
+                                     "0.2).")
+    failing = _judge(dataclasses.replace(claim, holds=False), [0.9, 0.2, 0.8, 0.5])
+    assert failing.verdict == "expected_fail" and failing.finding.startswith(
+        "Fails as expected (measured): 2 of 4 draws are not above 0.5 (the least 0.2).")

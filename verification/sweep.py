@@ -483,6 +483,11 @@ def _finding(claim: Claim, spec: ModelSpec, verdict: str, judgement, statistics:
         shown = f"{judgement.target}: estimate {judgement.estimate:.4g}, {side} bound {value:.4g}"
     elif every:
         shown = f"{every['target']}: {every['statistic']} {every['estimate']:.4g}"
+    elif isinstance(claim.summary, EveryDrawAbove) and "fraction" in statistics:  # its "error" is 1 - the share
+        judged = draws - (nonfinite if claim.nonfinite_reason is not None else 0)
+        below = round((1 - statistics["fraction"]) * judged)
+        shown = (f"{below} of {judged} draws are not above {claim.summary.threshold:.4g} (the least "
+                 f"{statistics['min']:.4g})")
     else:
         shown = f"max error {max_error:.3g}"
     if verdict == "hyp_unmet":
@@ -512,4 +517,6 @@ def _finding(claim: Claim, spec: ModelSpec, verdict: str, judgement, statistics:
     fails = "Fails" if claim.holds is False else "FAILS"
     if every:
         return f"{fails} {said}: {every['statistic']} {every['estimate']:.4g} > {every['threshold']:.4g}."
+    if isinstance(claim.summary, EveryDrawAbove) and "fraction" in statistics:
+        return f"{fails} {said}: {shown}."
     return f"{fails} {said}: max error {max_error:.3g} > {tolerance:g}."
