@@ -834,3 +834,8 @@ def test_a_claim_about_every_draw_says_how_many_draws_fall_short_not_a_max_error
     failing = _judge(dataclasses.replace(claim, holds=False), [0.9, 0.2, 0.8, 0.5])
     assert failing.verdict == "expected_fail" and failing.finding.startswith(
         "Fails as expected (measured): 2 of 4 draws are not above 0.5 (the least 0.2).")
+    # Undeclared NaN draws are part of its share: counting them as draws that fall short would read a NaN as a
+    # number below the threshold, so the finding names the NaN draws and the error, as before
+    undeclared = _judge(dataclasses.replace(claim, nonfinite_reason=None, requires={"heads": 1}), [0.9, np.nan, 0.8])
+    assert undeclared.verdict == "hyp_unmet" and "not above" not in undeclared.finding
+    assert "1 of 3 draws are NaN/inf" in undeclared.finding

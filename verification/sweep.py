@@ -450,6 +450,13 @@ def _unmet_text(claim: Claim, spec: ModelSpec) -> str:
     return f"({'; '.join(parts)})"
 
 
+def _counts_draws(claim: Claim, statistics: dict[str, float], nonfinite: int) -> bool:
+    """A claim about every draw (`EveryDrawAbove`) whose share was taken over its finite draws
+    only (no NaN / inf draw, or all of them declared): its finding counts the draws that fall short."""
+    return isinstance(claim.summary, EveryDrawAbove) and "fraction" in statistics and (
+        nonfinite == 0 or claim.nonfinite_reason is not None)
+
+
 def _finding(claim: Claim, spec: ModelSpec, verdict: str, judgement, statistics: dict[str, float], *,
              max_error: float, median_error: float, tolerance: float, nonfinite: int, draws: int,
              every: dict, uncovered: np.ndarray | None = None) -> str | None:
@@ -483,8 +490,8 @@ def _finding(claim: Claim, spec: ModelSpec, verdict: str, judgement, statistics:
         shown = f"{judgement.target}: estimate {judgement.estimate:.4g}, {side} bound {value:.4g}"
     elif every:
         shown = f"{every['target']}: {every['statistic']} {every['estimate']:.4g}"
-    elif isinstance(claim.summary, EveryDrawAbove) and "fraction" in statistics:  # its "error" is 1 - the share
-        judged = draws - (nonfinite if claim.nonfinite_reason is not None else 0)
+    elif _counts_draws(claim, statistics, nonfinite):  # its "error" is 1 - the share of draws above
+        judged = draws - nonfinite
         below = round((1 - statistics["fraction"]) * judged)
         shown = (f"{below} of {judged} draws are not above {claim.summary.threshold:.4g} (the least "
                  f"{statistics['min']:.4g})")
@@ -517,6 +524,6 @@ def _finding(claim: Claim, spec: ModelSpec, verdict: str, judgement, statistics:
     fails = "Fails" if claim.holds is False else "FAILS"
     if every:
         return f"{fails} {said}: {every['statistic']} {every['estimate']:.4g} > {every['threshold']:.4g}."
-    if isinstance(claim.summary, EveryDrawAbove) and "fraction" in statistics:
+    if _counts_draws(claim, statistics, nonfinite):
         return f"{fails} {said}: {shown}."
     return f"{fails} {said}: max error {max_error:.3g} > {tolerance:g}."
