@@ -247,10 +247,7 @@ def refuse_untrainable(names: list[str], spec: ModelSpec) -> None:
 
     for name in names:
         for task in TRAINS_ON.get(name, ()):
-            try:
-                check_task(task, spec)
-            except InputError as err:
-                raise InputError(f"figure {name}: {err}") from None
+            check_task(task, spec, who=f"figure {name}")
 
 
 def draw_for_report(names: list[str], context: dict, out_dir: str | Path, log: Callable[[str], None], *,

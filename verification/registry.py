@@ -384,7 +384,4 @@ def refuse_untrainable(chosen: list[Claim], spec: ModelSpec) -> None:
         if not claim.trains_on or claim.unmet(spec):
             continue
         for task in claim.trains_on:
-            try:
-                check_task(task, spec)
-            except InputError as err:
-                raise InputError(f"claim {claim.id}: {err}") from None
+            check_task(task, spec, who=f"claim {claim.id}")

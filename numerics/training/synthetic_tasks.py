@@ -36,12 +36,15 @@ PLANTED_POSITION = 2
 SENTIMENT_WORDS = 4  # ids 3..6 count +1, ids 7..10 count -1
 
 
-def check_task(task: str, spec: ModelSpec) -> None:
+def check_task(task: str, spec: ModelSpec, who: str | None = None) -> None:
+    """`task` is known and can be built at `spec`; a refusal names `who` (the claim or figure that
+    trains on it) first, when given."""
+    by = f"{who}: " if who else ""
     if task not in TASKS:
-        raise InputError(f"unknown synthetic task {task!r} (known: {', '.join(TASKS)})")
+        raise InputError(f"{by}unknown synthetic task {task!r} (known: {', '.join(TASKS)})")
     if spec.vocab_size < 3 + 2 * SENTIMENT_WORDS or spec.max_len <= PLANTED_POSITION:
-        raise InputError(f"the synthetic tasks (task {task!r}, which claims of the groups identifiability, info, jw, "
-                         f"saliency and wp, and some figures, train on) need --vocab-size >= "
+        raise InputError(f"{by}the synthetic tasks (task {task!r}, which claims of the groups identifiability, info, "
+                         f"jw, saliency and wp, and some figures, train on) need --vocab-size >= "
                          f"{3 + 2 * SENTIMENT_WORDS} and --max-len > {PLANTED_POSITION}, got {spec.vocab_size} and "
                          f"{spec.max_len}: raise them, or leave out what trains on them")
 
